@@ -1,0 +1,351 @@
+"""Hugging Face config.json -> Model, read generically by the standard field names.
+
+No per-model table: each architectural feature is detected from the fields that express it
+(`kv_lora_rank` -> MLA, `n_routed_experts`/`num_local_experts`/`num_experts` -> MoE,
+`layer_types`/`sliding_window_pattern` -> local/global layers, `index_topk` -> sparse attention,
+`num_nextn_predict_layers` -> MTP, `text_config` -> the language model of a multimodal config).
+The few places where families differ in how they *use* a field (which biases exist, how the
+sliding layers are chosen) are keyed on model_type and commented with the transformers class
+they mirror.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import TokenmathError
+from .specs import Attention, Mlp, Model, Moe
+from .units import HF_TORCH_DTYPES
+
+# Families whose MLP is a plain two-matrix FFN (no gate).
+_PLAIN_MLP = {"falcon", "gpt2", "gpt_neox", "gptj", "opt", "bloom", "phi", "starcoder2"}
+# Families with q/k/v bias but no o_proj bias (Qwen2Attention, Glm4MoeAttention).
+_QKV_BIAS_ONLY = {"qwen2", "qwen2_moe", "qwen2_vl", "glm4_moe", "glm4v_moe"}
+# Families with one norm vector of head_dim on q and on k (Qwen3Attention, Gemma3Attention, ...).
+_HEAD_QK_NORM = {"qwen3", "qwen3_moe", "qwen3_next", "gemma3", "gemma3_text", "gemma4", "gemma4_text", "olmoe"}
+# Families with pre- and post- norms around both sublayers (Gemma2/3 decoder layers: 4 RMSNorms).
+_FOUR_NORMS = {"gemma2", "gemma3", "gemma3_text", "gemma4", "gemma4_text"}
+# Families whose embeddings are tied unless the config says otherwise (their *Config defaults).
+_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text", "gemma4", "gemma4_text", "qwen3_next"}
+_LAYERNORM_WITH_BIAS = {"falcon", "gpt2", "gpt_neox", "opt", "bloom", "phi"}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a config.json, with one-sentence errors for a missing file or broken JSON."""
+    p = Path(path)
+    if not p.is_file():
+        raise TokenmathError(f"config file {str(p)!r} does not exist")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise TokenmathError(f"config file {str(p)!r} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise TokenmathError(f"config file {str(p)!r} is not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise TokenmathError(f"config file {str(p)!r} holds a JSON {type(data).__name__}, expected an object")
+    return data
+
+
+def model_from_config(
+    cfg: dict[str, Any], *, name: str = "custom", source: str = "", as_of: str = "", path: str | None = None
+) -> Model:
+    """Build a Model from a parsed config.json dict."""
+    c = _flatten(cfg)
+    family = str(c.get("model_type") or "unknown")
+    where = f"config {path or name!r}"
+
+    hidden = _int(c, where, "hidden_size", "n_embd", "d_model", "dim")
+    n_layers = _int(c, where, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    vocab = _int(c, where, "vocab_size", "padded_vocab_size")
+    n_heads = _int(c, where, "num_attention_heads", "n_head", "num_heads", "n_heads")
+    n_kv = _opt_int(c, "num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num")
+    if n_kv is None:
+        n_kv = 1 if c.get("multi_query") else n_heads
+    head_dim = _opt_int(c, "head_dim", "attention_head_dim") or hidden // n_heads
+
+    attention = _attention(c, family, n_heads, n_kv, head_dim)
+    mlp, moe, layer_moe = _mlp_and_moe(c, family, hidden, n_layers, where)
+    layer_window = _layer_windows(c, family, n_layers)
+    layer_stores_kv = _kv_sharing(c, n_layers)
+
+    tied = c.get("tie_word_embeddings")
+    if tied is None:
+        tied = family in _TIED_BY_DEFAULT
+    weight_dtype, base_dtype, unquantized = _dtypes(c)
+
+    return Model(
+        name=name,
+        family=family,
+        hidden=hidden,
+        n_layers=n_layers,
+        vocab=vocab,
+        tied_embeddings=bool(tied),
+        attention=attention,
+        mlp=mlp,
+        moe=moe,
+        layer_window=layer_window,
+        layer_moe=layer_moe,
+        layer_stores_kv=layer_stores_kv,
+        norms_per_layer=4 if family in _FOUR_NORMS else 2,
+        norm_bias=family in _LAYERNORM_WITH_BIAS,
+        mtp_layers=int(c.get("num_nextn_predict_layers") or 0),
+        weight_dtype=weight_dtype,
+        base_dtype=base_dtype,
+        unquantized_parts=unquantized,
+        max_context=_opt_int(c, "max_position_embeddings", "n_positions", "seq_length"),
+        source=source,
+        as_of=as_of,
+        config_path=path,
+    )
+
+
+def model_from_config_file(path: str | Path, *, name: str | None = None, source: str = "", as_of: str = "") -> Model:
+    p = Path(path)
+    return model_from_config(load_config(p), name=name or p.stem, source=source or str(p), as_of=as_of, path=str(p))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _flatten(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Multimodal configs keep the language model in `text_config` (Llama 4, Gemma 3, Qwen-VL)."""
+    out = dict(cfg)
+    for key in ("text_config", "language_config", "llm_config"):
+        sub = cfg.get(key)
+        if isinstance(sub, dict):
+            out.update(sub)
+            if "model_type" not in sub:
+                out["model_type"] = cfg.get("model_type")
+    return out
+
+
+def _opt_int(c: dict, *keys: str) -> int | None:
+    for k in keys:
+        v = c.get(k)
+        if v is not None and not isinstance(v, bool):
+            if isinstance(v, (int, float)) and v == int(v) and v >= 0:
+                return int(v)
+            raise TokenmathError(f"config field {k!r} = {v!r} must be a non-negative integer")
+    return None
+
+
+def _int(c: dict, where: str, *keys: str) -> int:
+    v = _opt_int(c, *keys)
+    if v is None or v == 0:
+        raise TokenmathError(
+            f"{where} (model_type {c.get('model_type')!r}) lacks {keys[0]!r} "
+            f"(or {', '.join(repr(k) for k in keys[1:])}); cannot size the model without it"
+        )
+    return v
+
+
+def _attention(c: dict, family: str, n_heads: int, n_kv: int, head_dim: int) -> Attention:
+    bias = bool(c.get("attention_bias") or c.get("bias") or c.get("qkv_bias"))
+    if family in _QKV_BIAS_ONLY and c.get("attention_bias", True):
+        qkv_bias, o_bias = True, False
+    else:
+        qkv_bias = o_bias = bias
+    if family in _HEAD_QK_NORM:
+        qk_norm = "head"
+    elif c.get("use_qk_norm"):
+        # MiniMax-M2 normalises the whole q/k projection ("per_layer"); Llama 4's qk-norm is a
+        # weightless L2 norm; GLM-4.5 norms each head.
+        if family.startswith("llama4"):
+            qk_norm = "none"
+        elif c.get("qk_norm_type") == "per_layer":
+            qk_norm = "full"
+        else:
+            qk_norm = "head"
+    else:
+        qk_norm = "none"
+    sinks = family == "gpt_oss"
+
+    index = dict(
+        index_topk=_opt_int(c, "index_topk"),
+        index_n_heads=_opt_int(c, "index_n_heads"),
+        index_head_dim=_opt_int(c, "index_head_dim"),
+    )
+    if c.get("kv_lora_rank"):
+        rope = _opt_int(c, "qk_rope_head_dim") or 0
+        nope = _opt_int(c, "qk_nope_head_dim") or 0
+        if not rope and not nope:
+            raise TokenmathError(
+                f"config of model_type {family!r} has kv_lora_rank (MLA) but no qk_rope_head_dim/qk_nope_head_dim"
+            )
+        return Attention(
+            kind="mla",
+            n_heads=n_heads,
+            n_kv_heads=n_heads,
+            head_dim=nope + rope,
+            v_head_dim=_opt_int(c, "v_head_dim") or nope,
+            qkv_bias=qkv_bias,
+            o_bias=o_bias,
+            q_lora_rank=_opt_int(c, "q_lora_rank") or None,
+            kv_lora_rank=int(c["kv_lora_rank"]),
+            qk_rope_head_dim=rope,
+            qk_nope_head_dim=nope,
+            **index,
+        )
+    if n_heads % max(n_kv, 1):
+        raise TokenmathError(f"num_attention_heads = {n_heads} is not a multiple of num_key_value_heads = {n_kv}")
+    return Attention(
+        kind="gqa",
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        head_dim=head_dim,
+        v_head_dim=_opt_int(c, "v_head_dim") or head_dim,
+        qkv_bias=qkv_bias,
+        o_bias=o_bias,
+        qk_norm=qk_norm,
+        sinks=sinks,
+        **index,
+    )
+
+
+def _mlp_and_moe(c: dict, family: str, hidden: int, n_layers: int, where: str):
+    gated = family not in _PLAIN_MLP
+    mlp_bias = bool(c.get("mlp_bias")) or family == "gpt_oss"
+    n_experts = _opt_int(c, "n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts")
+    inter = _opt_int(c, "intermediate_size_mlp", "intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim")
+    if family.startswith("llama4"):
+        # Llama 4: intermediate_size is the expert width, intermediate_size_mlp the dense one.
+        inter = _opt_int(c, "intermediate_size_mlp") or _opt_int(c, "intermediate_size")
+    if not n_experts or n_experts <= 1:
+        if inter is None:
+            if family in _PLAIN_MLP:
+                inter = 4 * hidden  # FalconConfig / GPT-2 default ffn width
+            else:
+                raise TokenmathError(f"{where} (model_type {family!r}) lacks 'intermediate_size'; cannot size the MLP")
+        return Mlp(inter, gated, mlp_bias), None, tuple([False] * n_layers)
+
+    k = _opt_int(c, "num_experts_per_tok", "experts_per_token", "moe_top_k", "num_experts_per_token", "top_k")
+    if not k:
+        raise TokenmathError(f"{where} has {n_experts} experts but no 'num_experts_per_tok'")
+    if k > n_experts:
+        raise TokenmathError(f"{where}: num_experts_per_tok = {k} exceeds the {n_experts} experts")
+    if family.startswith("llama4"):
+        expert_inter = _opt_int(c, "intermediate_size")
+    else:
+        expert_inter = _opt_int(c, "moe_intermediate_size", "expert_intermediate_size") or _opt_int(c, "intermediate_size")
+    if not expert_inter:
+        raise TokenmathError(f"{where} has experts but no 'moe_intermediate_size' or 'intermediate_size'")
+
+    n_shared = _opt_int(c, "n_shared_experts", "num_shared_experts") or 0
+    shared_inter = _opt_int(c, "shared_expert_intermediate_size")
+    if shared_inter:
+        n_shared = 1  # Qwen2-MoE / Qwen3-Next: one shared expert of shared_expert_intermediate_size
+    if family.startswith("llama4"):
+        n_shared = 1  # Llama4TextMoe always has one shared expert of the expert width
+    shared = Mlp(shared_inter or expert_inter, gated, False) if n_shared else None
+
+    moe = Moe(
+        n_experts=n_experts,
+        k=k,
+        expert=Mlp(expert_inter, gated, mlp_bias),
+        n_shared=n_shared,
+        shared=shared,
+        router_bias=family == "gpt_oss",
+        expert_score_bias=c.get("topk_method") == "noaux_tc" or family in {"glm4_moe", "glm_moe_dsa", "minimax_m2"}
+        or bool(c.get("use_routing_bias")),
+        shared_gate=family in {"qwen2_moe"},
+    )
+
+    # Which layers are MoE
+    if family.startswith("llama4"):
+        step = _opt_int(c, "interleave_moe_layer_step") or 1
+        layer_moe = tuple((i + 1) % step == 0 for i in range(n_layers))
+        if isinstance(c.get("moe_layers"), list):
+            s = set(c["moe_layers"])
+            layer_moe = tuple(i in s for i in range(n_layers))
+    else:
+        first_dense = _opt_int(c, "first_k_dense_replace") or 0
+        mlp_only = set(c.get("mlp_only_layers") or [])
+        if c.get("decoder_sparse_step") is not None:  # Qwen2/3-MoE: every step-th layer, 1-based
+            step = _opt_int(c, "decoder_sparse_step") or 1
+            is_moe = [(i + 1) % step == 0 for i in range(n_layers)]
+        else:  # DeepSeek / GLM: moe_layer_freq, 0-based, after first_k_dense_replace dense layers
+            freq = _opt_int(c, "moe_layer_freq") or 1
+            is_moe = [i % freq == 0 for i in range(n_layers)]
+        layer_moe = tuple(is_moe[i] and i >= first_dense and i not in mlp_only for i in range(n_layers))
+    needs_dense = not all(layer_moe)
+    mlp = None
+    if needs_dense:
+        if family.startswith("llama4"):
+            dense_inter = _opt_int(c, "intermediate_size_mlp")
+        else:
+            dense_inter = _opt_int(c, "intermediate_size")
+        if not dense_inter:
+            raise TokenmathError(f"{where} has dense layers but no 'intermediate_size' for them")
+        mlp = Mlp(dense_inter, gated, mlp_bias)
+    return mlp, moe, layer_moe
+
+
+def _layer_windows(c: dict, family: str, n_layers: int) -> tuple[int | None, ...]:
+    window = _opt_int(c, "sliding_window")
+    chunk = _opt_int(c, "attention_chunk_size")
+    types = c.get("layer_types")
+    if isinstance(types, list) and len(types) == n_layers:
+        out = []
+        for t in types:
+            t = str(t)
+            if "sliding" in t or t == "local":
+                out.append(window)
+            elif "chunk" in t:
+                out.append(chunk)
+            else:
+                out.append(None)
+        return tuple(out)
+    if family.startswith("llama4") and chunk:
+        # Llama4: layers that use RoPE attend within chunks; every no_rope_layer_interval-th is global.
+        nope = c.get("no_rope_layers")
+        if isinstance(nope, list) and len(nope) == n_layers:
+            return tuple(chunk if use_rope else None for use_rope in nope)
+        interval = _opt_int(c, "no_rope_layer_interval") or 4
+        return tuple(None if (i + 1) % interval == 0 else chunk for i in range(n_layers))
+    if not window:
+        return tuple([None] * n_layers)
+    pattern = _opt_int(c, "sliding_window_pattern")
+    if pattern:  # Gemma 3: every pattern-th layer is global
+        return tuple(None if (i + 1) % pattern == 0 else window for i in range(n_layers))
+    if family == "gemma2":  # Gemma2: even layers slide, odd layers are global
+        return tuple(window if i % 2 == 0 else None for i in range(n_layers))
+    if family.startswith("qwen"):  # Qwen2/3: only when use_sliding_window, from max_window_layers on
+        if not c.get("use_sliding_window"):
+            return tuple([None] * n_layers)
+        start = _opt_int(c, "max_window_layers") or 0
+        return tuple(window if i >= start else None for i in range(n_layers))
+    return tuple([window] * n_layers)  # Mistral / Mixtral: a window on every layer
+
+
+def _kv_sharing(c: dict, n_layers: int) -> tuple[bool, ...]:
+    """Gemma 3n style: the last `num_kv_shared_layers` layers reuse earlier layers' KV."""
+    shared = _opt_int(c, "num_kv_shared_layers") or 0
+    if shared > n_layers:
+        raise TokenmathError(f"num_kv_shared_layers = {shared} exceeds num_hidden_layers = {n_layers}")
+    return tuple(i < n_layers - shared for i in range(n_layers))
+
+
+def _dtypes(c: dict) -> tuple[str, str, tuple[str, ...]]:
+    base = HF_TORCH_DTYPES.get(str(c.get("torch_dtype") or c.get("dtype") or "bfloat16"), "bf16")
+    q = c.get("quantization_config")
+    unquantized = ("embedding", "lm_head", "norms", "router")
+    if not isinstance(q, dict):
+        return base, base, unquantized
+    method = str(q.get("quant_method") or "").lower()
+    fmt = str(q.get("fmt") or "").lower()
+    if method == "mxfp4":
+        weight = "mxfp4"
+    elif method in ("fp8", "fbgemm_fp8") or "e4m3" in fmt:
+        weight = "fp8"
+    elif q.get("bits") == 4 or method in ("awq", "gptq"):
+        weight = "int4"
+    elif q.get("bits") == 8:
+        weight = "int8"
+    else:
+        weight = base
+    skip = [str(m) for m in q.get("modules_to_not_convert") or []]
+    if any("self_attn" in m or "attention" in m for m in skip):
+        unquantized = unquantized + ("attention",)
+    return weight, base, unquantized

@@ -1,0 +1,152 @@
+"""KV-cache bytes: stored per sequence and read per decode step, for every attention kind.
+
+Per layer that stores KV, one token costs
+    GQA / MHA / MQA:  n_kv_heads × (head_dim + v_head_dim) × bytes      (K and V)
+    MLA:              (kv_lora_rank + qk_rope_head_dim) × bytes          (the shared latent + rope key)
+A sliding-window or chunked layer keeps min(L, W) tokens; a layer that reuses another layer's KV
+keeps none. Sparse attention (DeepSeek-V3.2 DSA) stores every token's latent plus an indexer key,
+but a decode step reads only the top-k selected tokens' latents plus all L indexer keys.
+
+Everything broadcasts over `context_tokens` (numpy arrays welcome).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import TokenmathError
+from .specs import Model
+from .units import dtype_bytes
+
+# DeepSeek-V3.2's lightning indexer keeps its keys in FP8 (DeepSeek-V3.2-Exp report, sec. 2.1:
+# "the lightning indexer ... can be implemented in FP8"). A named, overridable assumption.
+INDEX_DTYPE_DEFAULT = "fp8"
+
+
+@dataclass(frozen=True)
+class KvCache:
+    """KV bytes of one sequence at `context_tokens`, and per context token."""
+
+    context_tokens: float | np.ndarray
+    kv_dtype: str
+    stored_bytes: float | np.ndarray  # held in memory for one sequence
+    read_bytes: float | np.ndarray  # streamed by one decode step of that sequence
+    stored_bytes_per_token: float | np.ndarray
+    read_bytes_per_token: float | np.ndarray
+    full_bytes_per_token: float  # per token of the full-attention layers (the L-proportional slope)
+    layers_full: int
+    layers_windowed: int
+    layers_shared: int
+    sparse_topk: int | None = None
+
+
+def kv_elements_per_token_per_layer(model: Model) -> int:
+    a = model.attention
+    if a.kind == "mla":
+        return a.kv_lora_rank + a.qk_rope_head_dim
+    return a.n_kv_heads * (a.head_dim + a.v_head_dim)
+
+
+def kv_cache(
+    model: Model,
+    context_tokens: float | np.ndarray,
+    kv_dtype: str = "bf16",
+    *,
+    index_dtype: str = INDEX_DTYPE_DEFAULT,
+) -> KvCache:
+    """KV bytes stored and read for one sequence of `context_tokens` tokens."""
+    L = np.asarray(context_tokens, dtype=float)
+    if np.any(L < 0) or not np.all(np.isfinite(L)):
+        raise TokenmathError(f"context = {context_tokens!r} must be a finite number of tokens >= 0")
+    b = dtype_bytes(kv_dtype)
+    if model.is_totals_only:
+        if model.kv_bytes_per_token_given is None:
+            raise TokenmathError(f"model {model.name!r} has no kv_bytes_per_token and no architecture to derive it")
+        per = float(model.kv_bytes_per_token_given)
+        stored = per * L
+        return _result(L, kv_dtype, stored, stored, per, model.n_layers or 0, 0, 0, None)
+
+    a = model.attention
+    per_layer = kv_elements_per_token_per_layer(model) * b
+    idx = (a.index_head_dim * dtype_bytes(index_dtype)) if a.index_topk else 0.0
+    stored = np.zeros_like(L)
+    read = np.zeros_like(L)
+    full = windowed = shared = 0
+    for (window, stores), n in _layer_groups(model).items():
+        if not stores:
+            shared += n
+            continue
+        kept = L if window is None else np.minimum(L, window)
+        seen = kept if not a.index_topk else np.minimum(kept, a.index_topk)
+        stored = stored + n * (per_layer + idx) * kept
+        read = read + n * (per_layer * seen + idx * kept)
+        if window is None:
+            full += n
+        else:
+            windowed += n
+    return _result(L, kv_dtype, stored, read, full * (per_layer + idx), full, windowed, shared, a.index_topk)
+
+
+def _result(L, kv_dtype, stored, read, full_per_token, full, windowed, shared, topk) -> KvCache:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # at L = 0 the per-token figure is the limit L -> 0+, i.e. every layer's per-token bytes
+        s_pt = np.where(L > 0, stored / np.where(L > 0, L, 1), np.nan)
+        r_pt = np.where(L > 0, read / np.where(L > 0, L, 1), np.nan)
+    if np.any(L == 0):
+        s_pt = np.where(L > 0, s_pt, full_per_token)
+        r_pt = np.where(L > 0, r_pt, full_per_token)
+    return KvCache(
+        context_tokens=_scalar(L), kv_dtype=kv_dtype, stored_bytes=_scalar(stored), read_bytes=_scalar(read),
+        stored_bytes_per_token=_scalar(s_pt), read_bytes_per_token=_scalar(r_pt),
+        full_bytes_per_token=float(full_per_token), layers_full=full, layers_windowed=windowed,
+        layers_shared=shared, sparse_topk=topk,
+    )
+
+
+def _scalar(x):
+    x = np.asarray(x, dtype=float)
+    return float(x) if x.ndim == 0 else x
+
+
+def kv_bytes_per_token(model: Model, context_tokens: float = 1.0, kv_dtype: str = "bf16") -> float | np.ndarray:
+    """Stored KV bytes per token of a sequence of `context_tokens` (the usual "KV bytes/token")."""
+    return kv_cache(model, context_tokens, kv_dtype).stored_bytes_per_token
+
+
+def attention_flops_per_token(model: Model, context_tokens: float | np.ndarray) -> float | np.ndarray:
+    """FLOPs one new token spends attending to `context_tokens` earlier tokens (score + value).
+
+    GQA: 2 × n_heads × (head_dim + v_head_dim) per attended token per layer.
+    MLA, absorbed form used for decode: 2 × n_heads × (2·kv_lora_rank + rope_dim).
+    DSA: attends to min(L, top-k) tokens, plus the indexer's 2 × index_heads × index_dim × L.
+    Totals-only models have no attention shape: 0 (the lecture's "small until ~1M tokens").
+    """
+    L = np.asarray(context_tokens, dtype=float)
+    if model.is_totals_only:
+        return _scalar(np.zeros_like(L))
+    a = model.attention
+    if a.kind == "mla":
+        per = 2 * a.n_heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
+    else:
+        per = 2 * a.n_heads * (a.head_dim + a.v_head_dim)
+    total = np.zeros_like(L)
+    windows: dict = {}
+    for window in model.layer_window:  # shared-KV layers still attend
+        windows[window] = windows.get(window, 0) + 1
+    for window, n in windows.items():
+        kept = L if window is None else np.minimum(L, window)
+        if a.index_topk:
+            total = total + n * (per * np.minimum(kept, a.index_topk) + 2 * a.index_n_heads * a.index_head_dim * kept)
+        else:
+            total = total + n * per * kept
+    return _scalar(total)
+
+
+def _layer_groups(model: Model) -> dict[tuple[int | None, bool], int]:
+    """Layers counted by (window, stores KV): usually one or two groups, so sweeps stay vectorised."""
+    groups: dict[tuple[int | None, bool], int] = {}
+    for key in zip(model.layer_window, model.layer_stores_kv):
+        groups[key] = groups.get(key, 0) + 1
+    return groups

@@ -1,0 +1,231 @@
+"""Specs as data: frozen dataclasses for hardware and models, with provenance beside the numbers.
+
+SI units everywhere, the unit in the name. `None` means "not published / not given", never -1.
+Derived quantities (parameter counts, KV bytes, drain times) are computed elsewhere from these
+fields, never stored next to them where they could disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import TokenmathError
+from .units import COMPUTE_CLASS, WIDER, check_dtype
+
+
+# --------------------------------------------------------------------------------------------
+# Hardware
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One accelerator (one GPU package / TPU chip). FLOP/s are dense (no 2:4 sparsity)."""
+
+    name: str
+    hbm_bytes: float
+    hbm_bytes_per_s: float
+    bf16_flops_per_s: float | None = None
+    fp8_flops_per_s: float | None = None
+    int8_flops_per_s: float | None = None
+    fp4_flops_per_s: float | None = None
+    power_w: float | None = None
+
+    def flops_per_s(self, compute_class: str) -> float | None:
+        return getattr(self, f"{compute_class}_flops_per_s", None)
+
+    @property
+    def compute_classes(self) -> list[str]:
+        return [c for c in ("bf16", "fp8", "int8", "fp4") if self.flops_per_s(c)]
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A memory tier below HBM (host DDR, local flash): capacity and bandwidth per chip."""
+
+    bytes: float
+    bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class System:
+    """Chips joined into scale-up domains (NVLink / ICI / NeuronLink), domains joined by scale-out.
+
+    Bandwidths are per chip, one direction.
+    """
+
+    name: str
+    chip: Chip
+    scaleup_chips: int
+    scaleup_bytes_per_s: float | None = None
+    scaleout_bytes_per_s: float | None = None
+    usd_per_chip_hour: float | None = None
+    ddr: Tier | None = None
+    flash: Tier | None = None
+    description: str = ""
+    preliminary: bool = False
+    source: str = ""
+    price_source: str = ""
+    as_of: str = ""
+    notes: str = ""
+
+    @property
+    def scaleup_to_scaleout_ratio(self) -> float | None:
+        """BW_up / BW_out, derived (≈ 8–9 on current NVIDIA racks)."""
+        if self.scaleup_bytes_per_s and self.scaleout_bytes_per_s:
+            return self.scaleup_bytes_per_s / self.scaleout_bytes_per_s
+        return None
+
+    def compute_class_for(self, dtype: str) -> str:
+        """The datasheet FLOP/s line a dtype's matmuls run at on this chip (falls back wider)."""
+        cls: str | None = COMPUTE_CLASS[check_dtype(dtype)]
+        while cls is not None and not self.chip.flops_per_s(cls):
+            cls = WIDER.get(cls)
+        if cls is None:
+            have = ", ".join(self.chip.compute_classes) or "none"
+            raise TokenmathError(
+                f"system {self.name!r} publishes no FLOP/s for {dtype} or any wider dtype "
+                f"(it has: {have})"
+            )
+        return cls
+
+    def flops_per_s(self, dtype: str) -> float:
+        return float(self.chip.flops_per_s(self.compute_class_for(dtype)))
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Self-attention of one layer type. kind: "gqa" (covers MHA and MQA) or "mla"."""
+
+    kind: str
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int  # query/key head dim (MLA: nope + rope)
+    v_head_dim: int
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: str = "none"  # "none" | "head" (one head_dim vector each) | "full" (whole q/k width)
+    sinks: bool = False  # one learned logit per head (gpt-oss)
+    # MLA (DeepSeek-V2/V3, Kimi K2)
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    qk_nope_head_dim: int | None = None
+    # Sparse attention with a lightning indexer (DeepSeek-V3.2 DSA)
+    index_topk: int | None = None
+    index_n_heads: int | None = None
+    index_head_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class Mlp:
+    """A feed-forward block: gated (SwiGLU/GeGLU: 3 matrices) or plain (2 matrices)."""
+
+    intermediate: int
+    gated: bool = True
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class Moe:
+    """Routed experts (+ optional always-on shared experts) replacing the MLP in MoE layers."""
+
+    n_experts: int
+    k: int  # experts active per token
+    expert: Mlp
+    n_shared: int = 0
+    shared: Mlp | None = None
+    router_bias: bool = False  # a bias on the router logits (gpt-oss)
+    expert_score_bias: bool = False  # aux-loss-free balancing bias (DeepSeek-V3 e_score_correction_bias)
+    shared_gate: bool = False  # a sigmoid gate on the shared expert (Qwen2-MoE)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A transformer, either with its architecture (from a config.json) or by totals alone.
+
+    Per-layer tuples have one entry per decoder layer:
+      layer_window[i]   None = full attention; an int = tokens attended (sliding window or chunk)
+      layer_moe[i]      True where the MLP is the MoE
+      layer_stores_kv[i] False where the layer reuses another layer's KV (cross-layer sharing)
+    """
+
+    name: str
+    family: str = "totals"
+    hidden: int | None = None
+    n_layers: int | None = None
+    vocab: int | None = None
+    tied_embeddings: bool = False
+    attention: Attention | None = None
+    mlp: Mlp | None = None  # dense MLP (dense layers of an MoE model too)
+    moe: Moe | None = None
+    layer_window: tuple[int | None, ...] = ()
+    layer_moe: tuple[bool, ...] = ()
+    layer_stores_kv: tuple[bool, ...] = ()
+    norms_per_layer: int = 2
+    norm_bias: bool = False  # LayerNorm with bias (2 vectors) vs RMSNorm (1)
+    mtp_layers: int = 0  # multi-token-prediction modules, counted apart from the main totals
+    # dtypes the checkpoint ships in: `weight_dtype` for quantised linear layers,
+    # `base_dtype` for what stays unquantised (embeddings, norms, router, unconverted modules)
+    weight_dtype: str = "bf16"
+    base_dtype: str = "bf16"
+    unquantized_parts: tuple[str, ...] = ("embedding", "lm_head", "norms", "router")
+    # totals-only models (the lecture's "700B total / 37B active")
+    total_params_given: float | None = None
+    active_params_given: float | None = None
+    kv_bytes_per_token_given: float | None = None
+    max_context: int | None = None
+    source: str = ""
+    as_of: str = ""
+    notes: str = ""
+    config_path: str | None = None
+
+    @property
+    def is_totals_only(self) -> bool:
+        return self.attention is None
+
+
+# --------------------------------------------------------------------------------------------
+# Assumptions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Achieved fraction of each peak. All 1.0 = the pure roofline (a bound, not an estimate)."""
+
+    flops: float = 1.0
+    hbm: float = 1.0
+    network: float = 1.0
+    label: str = "roofline"
+
+    def __post_init__(self) -> None:
+        for name in ("flops", "hbm", "network"):
+            v = getattr(self, name)
+            if not (0 < v <= 1.0):
+                raise TokenmathError(f"efficiency {name} = {v!r} must be in (0, 1]")
+
+
+ROOFLINE = Efficiency()
+
+
+@dataclass(frozen=True)
+class Dtypes:
+    """The dtypes a step runs with; None = the model's native dtype / the weight dtype."""
+
+    weight: str | None = None
+    kv: str = "bf16"
+    compute: str | None = None
+
+    def __post_init__(self) -> None:
+        check_dtype(self.weight)
+        check_dtype(self.kv)
+        check_dtype(self.compute)
+
+
+__all__ = ["Chip", "Tier", "System", "Attention", "Mlp", "Moe", "Model", "Efficiency", "ROOFLINE", "Dtypes"]

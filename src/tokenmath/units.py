@@ -1,0 +1,179 @@
+"""Units at the edge: dtype byte widths and a small parser for "3.35 TB/s", "80GB", "200k".
+
+Inside tokenmath every number is in SI base units (bytes, seconds, FLOP, dollars) and the unit is
+in the name (`hbm_bytes_per_s`). This module turns what people type into those numbers, and back.
+Decimal prefixes (k, M, G, T, P, E = 10^3n) unless a binary one is written (Ki, Mi, Gi, Ti = 2^10n).
+
+Why not pint: bytes are dimensionless there and "200k" would parse as 200 Boltzmann constants; the
+few units this tool needs fit in a table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import TokenmathError
+
+# Bytes per stored element. Block-scaled formats include their scales:
+# MXFP4 = 4-bit E2M1 values + one 8-bit E8M0 scale per 32 (OCP MX spec v1.0) -> 4.25 bit;
+# NVFP4 = 4-bit values + one FP8 E4M3 scale per 16 (NVIDIA Blackwell docs) -> 4.5 bit.
+# Plain "fp4"/"int4" is the lecture's half byte with scales ignored.
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp4": 0.5,
+    "int4": 0.5,
+    "mxfp4": 4.25 / 8,
+    "nvfp4": 4.5 / 8,
+}
+
+# Which datasheet FLOP/s line a compute dtype runs at.
+COMPUTE_CLASS: dict[str, str] = {
+    "fp32": "bf16",  # tensor-core math on fp32 master weights still runs bf16 matmuls
+    "bf16": "bf16",
+    "fp16": "bf16",
+    "fp8": "fp8",
+    "int8": "int8",
+    "fp4": "fp4",
+    "int4": "fp4",
+    "mxfp4": "fp4",
+    "nvfp4": "fp4",
+}
+# When a chip lacks a compute class, matmuls run at the next wider one (fp4 weights on an H100
+# are up-converted and multiplied in fp8).
+WIDER: dict[str, str | None] = {"fp4": "fp8", "int8": "fp8", "fp8": "bf16", "bf16": None}
+
+HF_TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of a dtype name ("bf16", "fp8", "mxfp4", ...)."""
+    key = dtype.lower()
+    if key not in DTYPE_BYTES:
+        raise TokenmathError(
+            f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}"
+        )
+    return DTYPE_BYTES[key]
+
+
+def check_dtype(dtype: str | None) -> str | None:
+    if dtype is None:
+        return None
+    dtype_bytes(dtype)
+    return dtype.lower()
+
+
+_PREFIX = {
+    "": 1.0,
+    "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50,
+    "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9,
+}
+
+# unit spellings per kind -> factor to SI
+_UNITS: dict[str, dict[str, float]] = {
+    "bytes": {"B": 1.0, "byte": 1.0, "bytes": 1.0, "bit": 1 / 8, "b": 1 / 8},
+    "bytes_per_s": {"B/s": 1.0, "Bps": 1.0, "bytes/s": 1.0, "bit/s": 1 / 8, "b/s": 1 / 8, "bps": 1 / 8},
+    "flops_per_s": {"FLOP/s": 1.0, "FLOPS": 1.0, "flop/s": 1.0, "FLOPs": 1.0, "OP/s": 1.0, "OPS": 1.0},
+    "seconds": {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "day": 86400.0, "days": 86400.0},
+    "watts": {"W": 1.0},
+    "count": {"": 1.0, "tokens": 1.0, "token": 1.0, "params": 1.0, "chips": 1.0},
+    "usd": {"$": 1.0, "USD": 1.0, "usd": 1.0},
+}
+
+_NUM = re.compile(r"^\s*\$?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
+
+
+def parse_quantity(value: float | int | str, kind: str, *, what: str = "value") -> float:
+    """Parse a number with optional prefix and unit into SI base units.
+
+    >>> parse_quantity("3.35 TB/s", "bytes_per_s")
+    3350000000000.0
+    >>> parse_quantity("200k", "count")
+    200000.0
+    """
+    if kind not in _UNITS:
+        raise ValueError(f"unknown quantity kind {kind!r}")
+    if isinstance(value, bool):
+        raise TokenmathError(f"{what} = {value!r} is a boolean; expected a number")
+    if isinstance(value, (int, float)):
+        out = float(value)
+    else:
+        m = _NUM.match(str(value))
+        if not m:
+            raise TokenmathError(f"{what} = {value!r} is not a number with a unit")
+        number, unit = float(m.group(1)), m.group(2).replace(" ", "")
+        factor = _unit_factor(unit, kind)
+        if factor is None:
+            expected = ", ".join(repr(u) for u in _UNITS[kind] if u) or "a plain number"
+            raise TokenmathError(
+                f"{what} = {value!r} has unit {unit!r}; expected a prefix (k, M, G, T, Gi, ...) "
+                f"and one of {expected}"
+            )
+        out = number * factor
+    if not math.isfinite(out):
+        raise TokenmathError(f"{what} = {value!r} is not a finite number")
+    return out
+
+
+def _unit_factor(unit: str, kind: str) -> float | None:
+    table = _UNITS[kind]
+    if unit in table:
+        return table[unit]
+    # longest prefix first so "Gi" wins over "G"
+    for prefix in sorted(_PREFIX, key=len, reverse=True):
+        if prefix and unit.startswith(prefix):
+            rest = unit[len(prefix):]
+            if rest in table:
+                return _PREFIX[prefix] * table[rest]
+    return None
+
+
+def parse_positive(value: float | int | str, kind: str, *, what: str, allow_zero: bool = False) -> float:
+    """parse_quantity, then insist on > 0 (or >= 0)."""
+    out = parse_quantity(value, kind, what=what)
+    if out < 0 or (out == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise TokenmathError(f"{what} = {value!r} must be {bound}")
+    return out
+
+
+# ---- formatting (used by report.py; lives here so every surface writes units the same way) ----
+
+_SI = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")]
+
+
+def si(value: float, unit: str = "", digits: int = 3) -> str:
+    """1.23e12, 'B/s' -> '1.23 TB/s' (decimal prefixes)."""
+    if value is None:
+        return "n/a"
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}".strip()
+    for scale, prefix in _SI:
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}".strip()
+    return f"{value:.{digits}g} {unit}".strip()
+
+
+def seconds(value: float, digits: int = 3) -> str:
+    """A duration in the most readable unit."""
+    if value is None:
+        return "n/a"
+    a = abs(value)
+    if a >= 86400 * 2:
+        return f"{value / 86400:.{digits}g} days"
+    if a >= 3600:
+        return f"{value / 3600:.{digits}g} h"
+    if a >= 60:
+        return f"{value / 60:.{digits}g} min"
+    if a >= 1:
+        return f"{value:.{digits}g} s"
+    if a >= 1e-3:
+        return f"{value * 1e3:.{digits}g} ms"
+    if a >= 1e-6:
+        return f"{value * 1e6:.{digits}g} µs"
+    return f"{value * 1e9:.{digits}g} ns"
