@@ -82,7 +82,7 @@ _UNITS: dict[str, dict[str, float]] = {
     "seconds": {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "day": 86400.0, "days": 86400.0},
     "watts": {"W": 1.0},
     "count": {"": 1.0, "tokens": 1.0, "token": 1.0, "params": 1.0, "chips": 1.0},
-    "usd": {"$": 1.0, "USD": 1.0, "usd": 1.0},
+    "usd": {"": 1.0, "$": 1.0, "USD": 1.0, "usd": 1.0},
 }
 
 _NUM = re.compile(r"^\s*\$?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
@@ -157,6 +157,16 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}".strip()
     return f"{value:.{digits}g} {unit}".strip()
+
+
+def count(value: float, digits: int = 4) -> str:
+    """Counts (parameters, tokens) in words people use: 671.0 billion, 37.55 billion, 128 thousand."""
+    if value is None:
+        return "n/a"
+    for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {word}"
+    return f"{value:,.0f}"
 
 
 def seconds(value: float, digits: int = 3) -> str:

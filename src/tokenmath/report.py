@@ -1,0 +1,356 @@
+"""Results -> text, tables and JSON. Formatting only: every number comes from the core modules."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import params as _params
+from .errors import TokenmathError
+from .kvcache import kv_cache
+from .roofline import StepTime, hardware_ratio, hbm_drain_s, step_time
+from .serving import (
+    balance_batch,
+    balance_batch_with_kv,
+    batch_to_fill_hbm,
+    cost_floor_usd_per_mtok,
+    latency_floor_s,
+)
+from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
+from .units import count as count_words
+from .units import seconds, si
+
+# --------------------------------------------------------------------------------------------
+# JSON
+# --------------------------------------------------------------------------------------------
+
+
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, numpy scalars/arrays -> plain JSON types; refuses NaN and inf."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return out
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise TokenmathError(f"a result came out as {obj!r}; the inputs are outside what tokenmath can compute")
+        return obj
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(jsonable(obj), indent=2, allow_nan=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Records (what the CLI's --json prints)
+# --------------------------------------------------------------------------------------------
+
+
+def model_record(model: Model, context: float = 1.0, kv_dtype: str = "bf16") -> dict[str, Any]:
+    pc = _params.param_counts(model)
+    kv = kv_cache(model, context, kv_dtype)
+    a = model.attention
+    rec: dict[str, Any] = {
+        "name": model.name,
+        "family": model.family,
+        "total_params": pc.total,
+        "active_params": pc.active,
+        "sparsity": pc.sparsity,
+        "mtp_params": pc.mtp,
+        "layers": model.n_layers,
+        "hidden": model.hidden,
+        "vocab": model.vocab,
+        "context": kv.context_tokens,
+        "kv_dtype": kv_dtype,
+        "kv_bytes_per_token": kv.stored_bytes_per_token,
+        "kv_read_bytes_per_token": kv.read_bytes_per_token,
+        "kv_bytes_per_sequence": kv.stored_bytes,
+        "kv_read_bytes_per_step": kv.read_bytes,
+        "kv_layers": {"full": kv.layers_full, "windowed": kv.layers_windowed, "shared": kv.layers_shared},
+        "native_weight_dtype": model.weight_dtype,
+        "weight_bytes": _params.weight_bytes(model),
+        "breakdown": pc.parts() | {"routed_experts_active": pc.routed_experts_active, "mtp": pc.mtp},
+        "source": model.source,
+        "as_of": model.as_of,
+    }
+    if a is not None:
+        rec["attention"] = {
+            "kind": a.kind, "heads": a.n_heads, "kv_heads": a.n_kv_heads, "head_dim": a.head_dim,
+            "v_head_dim": a.v_head_dim, "kv_lora_rank": a.kv_lora_rank, "qk_rope_head_dim": a.qk_rope_head_dim,
+            "sliding_windows": sorted({w for w in model.layer_window if w is not None}),
+            "sparse_topk": a.index_topk,
+        }
+    if model.moe is not None:
+        rec["moe"] = {
+            "experts": model.moe.n_experts, "experts_per_token": model.moe.k, "shared_experts": model.moe.n_shared,
+            "moe_layers": int(sum(model.layer_moe)), "expert_intermediate": model.moe.expert.intermediate,
+        }
+    if model.notes:
+        rec["notes"] = model.notes
+    return rec
+
+
+def system_record(system: System) -> dict[str, Any]:
+    c = system.chip
+    rec = {
+        "name": system.name,
+        "description": system.description,
+        "chip": c.name,
+        "bf16_flops_per_s": c.bf16_flops_per_s,
+        "fp8_flops_per_s": c.fp8_flops_per_s,
+        "int8_flops_per_s": c.int8_flops_per_s,
+        "fp4_flops_per_s": c.fp4_flops_per_s,
+        "hbm_bytes": c.hbm_bytes,
+        "hbm_bytes_per_s": c.hbm_bytes_per_s,
+        "hbm_drain_s": hbm_drain_s(system),
+        "scaleup_bytes_per_s": system.scaleup_bytes_per_s,
+        "scaleup_chips": system.scaleup_chips,
+        "scaleout_bytes_per_s": system.scaleout_bytes_per_s,
+        "scaleup_to_scaleout_ratio": system.scaleup_to_scaleout_ratio,
+        "ddr_bytes": system.ddr.bytes if system.ddr else None,
+        "ddr_bytes_per_s": system.ddr.bytes_per_s if system.ddr else None,
+        "flash_bytes": system.flash.bytes if system.flash else None,
+        "flash_bytes_per_s": system.flash.bytes_per_s if system.flash else None,
+        "power_w": c.power_w,
+        "usd_per_chip_hour": system.usd_per_chip_hour,
+        "domain_hbm_bytes": c.hbm_bytes * system.scaleup_chips,
+        "domain_hbm_bytes_per_s": c.hbm_bytes_per_s * system.scaleup_chips,
+        "hardware_ratio": {
+            cls: hardware_ratio(system, dt) for cls, dt in (("bf16", "bf16"), ("fp8", "fp8"), ("fp4", "fp4"))
+            if c.flops_per_s(cls)
+        },
+        "preliminary": system.preliminary,
+        "source": system.source,
+        "price_source": system.price_source,
+        "as_of": system.as_of,
+    }
+    if system.notes:
+        rec["notes"] = system.notes
+    return rec
+
+
+def assumptions_record(st: StepTime) -> dict[str, Any]:
+    a = st.assumptions
+    return {
+        "label": a.label,
+        "chips": a.chips,
+        "weight_dtype": a.weight_dtype,
+        "kv_dtype": a.kv_dtype,
+        "compute_dtype": a.compute_dtype,
+        "flops_class": a.compute_class,
+        "flops_per_s_per_chip": a.flops_per_s_per_chip,
+        "hbm_bytes_per_s_per_chip": a.hbm_bytes_per_s_per_chip,
+        "efficiency": {"flops": a.efficiency.flops, "hbm": a.efficiency.hbm, "network": a.efficiency.network,
+                       "label": a.efficiency.label},
+        "usd_per_chip_hour": a.usd_per_chip_hour,
+        "expert_fetch": a.expert_fetch,
+        "attention_flops": a.attention_flops,
+        "network": a.network,
+    }
+
+
+STEP_KEYS = ("batch", "context", "new_tokens", "compute_s", "weights_s", "kv_s", "network_s", "step_s", "bound",
+             "tokens_per_s", "usd_per_mtok", "mfu", "mbu", "flops", "weight_bytes_read", "kv_bytes_read",
+             "memory_bytes", "hbm_bytes", "fits")
+
+
+def step_record(st: StepTime) -> dict[str, Any]:
+    rec = {k: getattr(st, k) for k in STEP_KEYS}
+    rec["tokens_per_s_per_chip"] = st.tokens_per_s_per_chip
+    rec["assumptions"] = assumptions_record(st)
+    return rec
+
+
+# --------------------------------------------------------------------------------------------
+# The main report: a model on a system, in plain words with the formula behind each number
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    model: Model
+    system: System
+    context: float
+    chips: int
+    dtypes: Dtypes
+    efficiency: Efficiency
+    steps: list[StepTime]
+    balance_batch: float
+    balance_batch_with_kv: float | None
+    latency_floor_s: float
+    cost_floor_usd_per_mtok: float | None
+    cost_floor_no_kv_usd_per_mtok: float | None
+    hbm_drain_s: float
+    batch_to_fill_hbm: float
+    hardware_ratio: float
+    balance_batch_lecture_fp4: float | None
+
+
+def build_report(model: Model, system: System, *, context: float = 4096, chips: int | None = None,
+                 dtypes: Dtypes = Dtypes(), efficiency: Efficiency = ROOFLINE,
+                 batches: tuple[float, ...] | None = None) -> Report:
+    n = system.scaleup_chips if chips is None else chips
+    bstar = balance_batch(model, system, dtypes=dtypes, efficiency=efficiency)
+    bkv = balance_batch_with_kv(model, system, context, dtypes=dtypes, efficiency=efficiency)
+    fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
+    if batches is None:
+        candidates = [1, 16, 128, 1024, round(bstar), 4 * round(bstar)]
+        batches = tuple(sorted({b for b in candidates if b >= 1}))
+    steps = [step_time(model, system, b, context, chips=n, dtypes=dtypes, efficiency=efficiency) for b in batches]
+    weight_dtype = dtypes.weight or model.weight_dtype
+    lecture_fp4 = None
+    if system.chip.fp4_flops_per_s and weight_dtype != "fp4":
+        lecture_fp4 = balance_batch(model, system, dtypes=dataclasses.replace(dtypes, weight="fp4"), efficiency=efficiency)
+    return Report(
+        model=model, system=system, context=context, chips=n, dtypes=dtypes, efficiency=efficiency, steps=steps,
+        balance_batch=bstar, balance_batch_with_kv=bkv,
+        latency_floor_s=latency_floor_s(model, system, chips=n, dtypes=dtypes, efficiency=efficiency),
+        cost_floor_usd_per_mtok=cost_floor_usd_per_mtok(model, system, context, dtypes=dtypes, efficiency=efficiency),
+        cost_floor_no_kv_usd_per_mtok=cost_floor_usd_per_mtok(model, system, 0, dtypes=dtypes, efficiency=efficiency),
+        hbm_drain_s=hbm_drain_s(system), batch_to_fill_hbm=fill,
+        hardware_ratio=hardware_ratio(system, weight_dtype), balance_batch_lecture_fp4=lecture_fp4,
+    )
+
+
+def report_record(r: Report) -> dict[str, Any]:
+    return {
+        "model": model_record(r.model, r.context, r.steps[0].assumptions.kv_dtype),
+        "system": system_record(r.system),
+        "context": r.context,
+        "chips": r.chips,
+        "steps": [step_record(s) for s in r.steps],
+        "balance_batch": r.balance_batch,
+        "balance_batch_with_kv": r.balance_batch_with_kv,
+        "latency_floor_s": r.latency_floor_s,
+        "cost_floor_usd_per_mtok": r.cost_floor_usd_per_mtok,
+        "cost_floor_no_kv_usd_per_mtok": r.cost_floor_no_kv_usd_per_mtok,
+        "hbm_drain_s": r.hbm_drain_s,
+        "batch_to_fill_hbm": r.batch_to_fill_hbm,
+        "hardware_ratio": r.hardware_ratio,
+        "assumptions": assumptions_record(r.steps[0]),
+    }
+
+
+def usd(x: float | None) -> str:
+    if x is None:
+        return "n/a (no price: --usd-per-chip-hour)"
+    return f"${x:,.3g}" if x < 100 else f"${x:,.0f}"
+
+
+def count(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def render_report(r: Report) -> list[tuple[str, list[str]]]:
+    """Sections of (heading, lines) in plain words; the CLI draws them with rich."""
+    m, s, st0 = r.model, r.system, r.steps[0]
+    a = st0.assumptions
+    pc = _params.param_counts(m)
+    kv = kv_cache(m, r.context, a.kv_dtype)
+    wbytes = _params.weight_bytes(m, r.dtypes.weight)
+    out: list[tuple[str, list[str]]] = []
+
+    lines = [
+        f"{m.name}: {count_words(pc.total)} parameters stored (N_total), {count_words(pc.active)} used per token"
+        f" (N_active);"
+        f" sparsity N_total/N_active = {pc.sparsity:.1f}.",
+    ]
+    if m.moe:
+        lines.append(
+            f"Each token is routed to {m.moe.k} of {m.moe.n_experts} experts"
+            + (f" plus {m.moe.n_shared} shared" if m.moe.n_shared else "")
+            + f" in {sum(m.layer_moe)} MoE layers; attention, dense layers and embeddings are always active,"
+            f" so the parameter ratio ({pc.sparsity:.1f}) is below the expert ratio ({m.moe.n_experts / m.moe.k:.0f})."
+        )
+    lines.append(
+        f"Weights in {a.weight_dtype}: {si(wbytes, 'B')}. KV cache ({a.kv_dtype}) at L = {count(r.context)} tokens:"
+        f" {si(kv.stored_bytes_per_token, 'B')}/token, {si(kv.stored_bytes, 'B')} per sequence."
+    )
+    out.append(("The model", lines))
+
+    lines = [
+        f"{s.name} ({s.description}). One replica uses {r.chips} chips; per chip"
+        f" {si(a.flops_per_s_per_chip, 'FLOP/s')} dense {a.compute_class}, {si(s.chip.hbm_bytes, 'B')} HBM at"
+        f" {si(s.chip.hbm_bytes_per_s, 'B/s')}, {usd(a.usd_per_chip_hour)}/chip-hour.",
+        f"Hardware ratio FLOP/s × bytes/weight ÷ (2 × HBM B/s) = {r.hardware_ratio:.0f} (the lecture's \"≈ 300\").",
+        f"HBM drain time = capacity / bandwidth = {seconds(r.hbm_drain_s)}: the natural step time when HBM is full"
+        f" and all of it is read each step.",
+    ]
+    out.append(("The system", lines))
+
+    lines = [
+        "T_step = max(compute, weight fetch + KV fetch); compute = 2·B·N_active/FLOP/s (+ attention),"
+        " weight fetch = N_total·bytes/HBM B/s, KV fetch = B·L·KV bytes/HBM B/s — all over the replica's chips.",
+        f"{'batch':>8} {'compute':>10} {'weights':>10} {'KV':>10} {'step':>10} {'bound':>8} {'tok/s':>11}"
+        f" {'$/Mtok':>9} {'MFU':>6} fits",
+    ]
+    for st in r.steps:
+        lines.append(
+            f"{count(st.batch):>8} {seconds(st.compute_s):>10} {seconds(st.weights_s):>10} {seconds(st.kv_s):>10}"
+            f" {seconds(st.step_s):>10} {st.bound:>8} {count(st.tokens_per_s):>11}"
+            f" {('%.3g' % st.usd_per_mtok) if st.usd_per_mtok is not None else 'n/a':>9} {st.mfu:>6.1%}"
+            f" {'yes' if st.fits else 'NO'}"
+        )
+    out.append((f"Decode steps at context L = {count(r.context)}", lines))
+
+    lines = [
+        f"Latency floor = weight bytes / ({r.chips} chips × HBM B/s) = {seconds(r.latency_floor_s)} per token:"
+        " no batch size can beat it; only more chips or narrower weights can.",
+        f"Balance batch B* (weight fetch = compute, KV ignored) = [FLOP/s·bytes/weight/(2·BW)] × N_total/N_active"
+        f" ≈ {r.hardware_ratio:.0f} × {pc.sparsity:.1f} = {count(r.balance_batch)} sequences.",
+    ]
+    if m.moe:
+        lines.append(
+            f"  (The lecture multiplies 300 by a sparsity of 8 and gets 2,400; {m.name} is {pc.sparsity:.1f}×"
+            f" sparse by parameters, hence ~{count(r.balance_batch)}.)"
+        )
+    if r.balance_batch_lecture_fp4:
+        lines.append(f"  With FP4 weights as in the lecture's example: B* = {count(r.balance_batch_lecture_fp4)}.")
+    if r.balance_batch_with_kv is None:
+        lines.append(
+            f"With KV fetches at L = {count(r.context)} there is no balance batch: each sequence's KV read takes"
+            " longer than its compute, so decode is memory bound at every batch size."
+        )
+    else:
+        lines.append(
+            f"With KV fetches at L = {count(r.context)}: B* = W / (c − k) = {count(r.balance_batch_with_kv)} sequences."
+        )
+    lines.append(
+        f"Cost floor (weights amortised over an unbounded batch) = max(compute, KV) per token × $/s ="
+        f" {usd(r.cost_floor_usd_per_mtok)}/Mtok at L = {count(r.context)}"
+        f" ({usd(r.cost_floor_no_kv_usd_per_mtok)}/Mtok with no context)."
+    )
+    if st0.usd_per_mtok is not None and r.steps[-1].usd_per_mtok:
+        lines.append(
+            f"Batch 1 costs {st0.usd_per_mtok / r.steps[-1].usd_per_mtok:,.0f}× more per token than batch"
+            f" {count(r.steps[-1].batch)}: not batching is ruinous (the lecture's \"~1000× worse\")."
+        )
+    out.append(("Floors and balance points", lines))
+
+    lines = [
+        f"Weights take {si(wbytes, 'B')} of {si(s.chip.hbm_bytes * r.chips, 'B')} HBM"
+        f" ({wbytes / (s.chip.hbm_bytes * r.chips):.0%}); the rest holds KV for up to"
+        f" {count(r.batch_to_fill_hbm)} sequences of {count(r.context)} tokens.",
+        f"At B* = {count(r.balance_batch)} the KV cache needs {si(r.balance_batch * kv.stored_bytes, 'B')}"
+        f" ({'fits' if r.balance_batch <= r.batch_to_fill_hbm else 'does NOT fit: capacity binds before compute'}).",
+    ]
+    out.append(("Memory", lines))
+    out.append(("Assumptions", [
+        f"{a.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype}"
+        f" (FLOP/s line {a.compute_class}); network {a.network}.",
+        "A roofline is a bound: measured serving runs 1.4–1.9× slower (see docs/roofline.md).",
+    ]))
+    return out

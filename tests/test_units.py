@@ -1,0 +1,59 @@
+"""units.py: the edge parser and dtype widths."""
+
+import pytest
+
+from tokenmath import TokenmathError
+from tokenmath.units import count, dtype_bytes, parse_positive, parse_quantity, seconds, si
+
+
+@pytest.mark.parametrize(
+    "text, kind, expected",
+    [
+        ("3.35 TB/s", "bytes_per_s", 3.35e12),
+        ("80GB", "bytes", 80e9),
+        ("80 GiB", "bytes", 80 * 2**30),
+        ("200k", "count", 200_000),
+        ("1.5M", "count", 1.5e6),
+        ("989 TFLOP/s", "flops_per_s", 989e12),
+        ("400 Gbit/s", "bytes_per_s", 50e9),
+        ("700 W", "watts", 700),
+        ("15 ms", "seconds", 0.015),
+        ("$2.5", "usd", 2.5),
+        (3.35e12, "bytes_per_s", 3.35e12),
+    ],
+)
+def test_parse_quantity(text, kind, expected):
+    """Decimal prefixes unless a binary one is written (DESIGN.md units convention); exact to 1e-12."""
+    assert parse_quantity(text, kind) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("text, kind", [("80 GX", "bytes"), ("fast", "count"), ("3 TB/s", "bytes"), ("nan", "count")])
+def test_parse_rejects_with_one_sentence(text, kind):
+    with pytest.raises(TokenmathError) as e:
+        parse_quantity(text, kind, what="hbm_bytes")
+    assert "hbm_bytes" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_parse_positive_rejects_zero_and_negative():
+    with pytest.raises(TokenmathError, match="must be > 0"):
+        parse_positive("0", "count", what="--batch")
+    with pytest.raises(TokenmathError, match="must be >= 0"):
+        parse_positive("-1", "count", what="--context", allow_zero=True)
+
+
+def test_dtype_bytes_include_block_scales():
+    """OCP Microscaling spec v1.0: MXFP4 = 4-bit elements + one 8-bit scale per 32 -> 4.25 bit;
+    NVIDIA NVFP4 = 4-bit + one FP8 scale per 16 -> 4.5 bit. The lecture's FP4 is half a byte."""
+    assert dtype_bytes("bf16") == 2
+    assert dtype_bytes("fp8") == 1
+    assert dtype_bytes("fp4") == 0.5
+    assert dtype_bytes("mxfp4") == pytest.approx(4.25 / 8, rel=0)
+    assert dtype_bytes("nvfp4") == pytest.approx(4.5 / 8, rel=0)
+    with pytest.raises(TokenmathError, match="unknown dtype 'fp5'"):
+        dtype_bytes("fp5")
+
+
+def test_formatting():
+    assert si(3.35e12, "B/s") == "3.35 TB/s"
+    assert seconds(0.0239) == "23.9 ms"
+    assert count(671_026_404_352) == "671 billion"
