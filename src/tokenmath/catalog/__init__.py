@@ -257,7 +257,7 @@ def _load_file(path: Path, systems: dict, models: dict) -> None:
             except ValidationError as e:
                 raise _first_error(path, f"{section}.{name}", e) from None
             except TokenmathError as e:
-                raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}] {e}") from None
+                raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}]: {e}") from None
     for name, table in (data.get("models") or {}).items():
         if not isinstance(table, dict):
             raise TokenmathError(f"catalog file {str(path)!r}: [models.{name}] must be a table")
@@ -265,6 +265,8 @@ def _load_file(path: Path, systems: dict, models: dict) -> None:
             models[name] = ModelTable.model_validate(table).to_model(name, path.parent)
         except ValidationError as e:
             raise _first_error(path, f"models.{name}", e) from None
+        except TokenmathError as e:
+            raise TokenmathError(f"catalog file {str(path)!r}, [models.{name}]: {e}") from None
 
 
 @lru_cache(maxsize=16)

@@ -1,0 +1,124 @@
+"""roofline.py: the step time, its bound, throughput, cost, MFU/MBU, and the hardware ratio."""
+
+import numpy as np
+import pytest
+
+import tokenmath as tm
+from tokenmath.specs import Dtypes, Efficiency
+
+
+def test_hardware_ratio_matches_scaling_book(cat):
+    """jax-ml/scaling-book (tpus.md / inference.md, commit 0819a7d): B_crit ≈ 240 for TPU v5e in
+    bf16 (1.97e14 / 8.2e11) and ≈ 295 for H100 bf16 (989e12 / 3.35e12). Tolerance 1 %."""
+    assert tm.hardware_ratio(cat.system("tpu-v5e"), "bf16") == pytest.approx(240, rel=0.01)
+    assert tm.hardware_ratio(cat.system("h100-sxm"), "bf16") == pytest.approx(295, rel=0.01)
+
+
+def test_step_by_hand_llama_8b_on_one_h100(cat):
+    """Each term recomputed from the datasheet (NVIDIA H100 SXM: 989 TFLOP/s dense bf16,
+    3.35 TB/s) and the config: 32 layers, 32 heads × 128, 8 KV heads. Tolerance 1e-9."""
+    m, s = cat.model("llama-3.1-8b"), cat.system("h100-sxm")
+    B, L = 8, 1024
+    st = tm.step_time(m, s, B, L, chips=1)
+    n_matmul = 8_030_261_248 - 128_256 * 4096  # input embedding is a lookup
+    attn = 32 * 2 * 32 * (128 + 128) * L
+    assert st.compute_s == pytest.approx(B * (2 * n_matmul + attn) / 989e12, rel=1e-9)
+    assert st.weights_s == pytest.approx(n_matmul * 2 / 3.35e12, rel=1e-9)
+    assert st.kv_s == pytest.approx(B * 131_072 * L / 3.35e12, rel=1e-9)
+    assert st.step_s == pytest.approx(st.weights_s + st.kv_s, rel=1e-12)
+    assert st.bound == "memory"
+    assert st.tokens_per_s == pytest.approx(B / st.step_s)
+    assert st.usd_per_mtok == pytest.approx(st.step_s * 1.30 / 3600 / B * 1e6)
+    assert st.mbu == pytest.approx(1.0) and st.mfu == pytest.approx(st.compute_s / st.step_s)
+
+
+def test_bound_switches_at_balance_batch(cat, ds3):
+    s = cat.system("h800-sxm")
+    bstar = tm.balance_batch(ds3, s)
+    below = tm.step_time(ds3, s, bstar * (1 - 1e-6), 0, chips=8)
+    above = tm.step_time(ds3, s, bstar * (1 + 1e-6), 0, chips=8)
+    assert below.bound == "memory" and above.bound == "compute"
+    assert above.mfu == pytest.approx(1.0, rel=1e-5)
+
+
+def test_broadcast_equals_loop(cat, ds3):
+    s = cat.system("gb200-nvl72")
+    B = np.array([1, 10, 100, 1000, 10000])
+    L = np.array([[0], [1000], [100_000]])
+    sweep = tm.step_time(ds3, s, B, L)
+    assert sweep.step_s.shape == (3, 5)
+    for i, l in enumerate(L[:, 0]):
+        for j, b in enumerate(B):
+            one = tm.step_time(ds3, s, int(b), int(l))
+            assert sweep.step_s[i, j] == pytest.approx(one.step_s, rel=1e-12)
+            assert sweep.bound[i, j] == one.bound
+
+
+def test_prefill_chunk_is_compute_bound(cat):
+    m, s = cat.model("llama-3.1-70b"), cat.system("h100-sxm")
+    decode = tm.step_time(m, s, 1, 4096, 1, chips=8)
+    prefill = tm.step_time(m, s, 1, 4096, 4096, chips=8)
+    assert decode.bound == "memory" and prefill.bound == "compute"
+    assert prefill.tokens_per_s > 100 * decode.tokens_per_s
+
+
+def test_expected_expert_fetch_at_batch_one(ds3, cat):
+    """At B = 1 a token touches 8 of 256 experts per layer: only 8/256 of the routed bytes move."""
+    s = cat.system("h800-sxm")
+    pc = tm.param_counts(ds3)
+    st = tm.step_time(ds3, s, 1, 0, chips=8, expert_fetch="expected", dtypes=Dtypes(weight="fp8"))
+    routed = pc.routed_experts
+    expected = (tm.weights_read_bytes(ds3, "fp8") - routed) + routed * 8 / 256
+    assert st.weight_bytes_read == pytest.approx(expected, rel=1e-12)
+    big = tm.step_time(ds3, s, 100_000, 0, chips=8, expert_fetch="expected", dtypes=Dtypes(weight="fp8"))
+    assert big.weight_bytes_read == pytest.approx(tm.weights_read_bytes(ds3, "fp8"), rel=1e-9)
+
+
+def test_compute_dtype_falls_back_wider(cat, ds3):
+    st = tm.step_time(ds3, cat.system("h100-sxm"), 64, 0, chips=8, dtypes=Dtypes(weight="fp4"))
+    assert st.assumptions.compute_class == "fp8"  # H100 has no FP4 tensor cores
+    with pytest.raises(tm.TokenmathError, match="no FLOP/s for bf16"):
+        tm.step_time(ds3, cat.system("rubin-nvl144"), 1, 0, dtypes=Dtypes(weight="bf16"))
+
+
+def test_efficiency_scales_terms(cat, ds3):
+    s = cat.system("gb200-nvl72")
+    base = tm.step_time(ds3, s, 4096, 2048)
+    half = tm.step_time(ds3, s, 4096, 2048, efficiency=Efficiency(flops=0.5, hbm=0.5, label="half"))
+    assert half.step_s == pytest.approx(2 * base.step_s)
+    assert half.mfu == pytest.approx(base.mfu / 2)
+    assert "half" in half.assumptions.label and "roofline" in base.assumptions.label
+    with pytest.raises(tm.TokenmathError, match="efficiency flops"):
+        Efficiency(flops=1.5)
+
+
+def test_chips_to_fit(cat):
+    m = cat.model("llama-3.1-70b")
+    assert tm.chips_to_fit(m, cat.system("h100-sxm"), 1, 1000) == 2  # 141 GB of bf16 weights
+    assert tm.chips_to_fit(m, cat.system("h200-sxm"), 1, 1000) == 2
+    assert tm.chips_to_fit(cat.model("llama-3.1-8b"), cat.system("b200"), 1, 1000) == 1
+    # DeepSeek-V3 in FP8 (673 GB) on H100: the whole 8-GPU box is 640 GB -> two boxes
+    assert tm.chips_to_fit(cat.model("deepseek-v3"), cat.system("h100-sxm"), 1, 1000) == 16
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"batch": 0}, "batch = 0 must be >= 1"),
+    ({"batch": -3}, "batch"),
+    ({"context": -1}, "context"),
+    ({"new_tokens": 0}, "new_tokens"),
+    ({"chips": 0}, "chips"),
+    ({"chips": 2.5}, "whole number"),
+    ({"batch": np.nan}, "finite"),
+    ({"expert_fetch": "some"}, "expert_fetch"),
+])
+def test_bad_inputs_are_one_sentence(cat, ds3, kw, msg):
+    args = dict(batch=1, context=0) | kw
+    with pytest.raises(tm.TokenmathError, match=msg):
+        tm.step_time(ds3, cat.system("gb200-nvl72"), **args)
+
+
+def test_no_price_gives_none_not_nan(cat, ds3):
+    st = tm.step_time(ds3, cat.system("tpu-v7"), 64, 1000, chips=64)
+    assert st.usd_per_mtok is None
+    st = tm.step_time(ds3, cat.system("tpu-v7"), 64, 1000, chips=64, usd_per_chip_hour=2.0)
+    assert st.usd_per_mtok > 0
