@@ -1,0 +1,138 @@
+"""The CLI: every issue-fixed JSON key present; bad input -> one sentence on stderr, exit 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import tokenmath as tm
+from tokenmath.cli import app
+
+runner = CliRunner()
+DATA = Path(__file__).parent / "data"
+
+
+def run(*args):
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
+def run_json(*args):
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_models_and_systems_list():
+    models = run_json("models")["models"]
+    assert {"deepseek-v3", "llama-3.1-8b", "lecture-moe-700b"} <= {m["name"] for m in models}
+    systems = run_json("systems")["systems"]
+    assert len(systems) >= 17 and all("hbm_drain_s" in s for s in systems)
+
+
+def test_model_json_contract():
+    rec = run_json("model", "deepseek-v3", "--context", "4096", "--kv-dtype", "bf16")
+    for key in ("total_params", "active_params", "kv_bytes_per_token", "kv_read_bytes_per_token", "layers", "breakdown"):
+        assert key in rec, key
+    assert rec["total_params"] == 671_026_404_352 and rec["active_params"] == 37_552_282_624
+    assert rec["kv_bytes_per_token"] == 70_272 and rec["layers"] == 61
+    assert rec["breakdown"]["routed_experts"] > 0
+
+
+def test_model_accepts_config_path():
+    rec = run_json("model", str(DATA / "llama-2-13b.json"), "--context", "8k")
+    assert rec["total_params"] == 13_015_864_320 and rec["context"] == 8000
+
+
+def test_system_json_contract():
+    rec = run_json("system", "h100-sxm")
+    for key in ("bf16_flops_per_s", "fp8_flops_per_s", "hbm_bytes", "hbm_bytes_per_s", "scaleup_bytes_per_s",
+                "scaleup_chips", "scaleout_bytes_per_s", "usd_per_chip_hour", "power_w", "hbm_drain_s"):
+        assert key in rec, key
+    assert rec["hbm_drain_s"] == pytest.approx(80e9 / 3.35e12)
+
+
+def test_step_json_contract_and_values_equal_python():
+    rec = run_json("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--chips", "8", "--batch", "64",
+                   "--context", "8192", "--weight-dtype", "fp8", "--kv-dtype", "fp8")
+    for key in ("compute_s", "weights_s", "kv_s", "network_s", "step_s", "bound", "tokens_per_s", "usd_per_mtok",
+                "mfu", "mbu", "assumptions"):
+        assert key in rec, key
+    cat = tm.load_catalog()
+    st = tm.step_time(cat.model("llama-3.1-70b"), cat.system("h100-sxm"), 64, 8192, chips=8,
+                      dtypes=tm.Dtypes(weight="fp8", kv="fp8"))
+    assert rec["step_s"] == pytest.approx(st.step_s, rel=1e-12)
+    assert rec["assumptions"]["efficiency"] == {"flops": 1.0, "hbm": 1.0, "network": 1.0, "label": "roofline"}
+    assert rec["assumptions"]["weight_dtype"] == "fp8"
+
+
+def test_step_default_chips_fit_the_model():
+    rec = run_json("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--batch", "8", "--context", "1000")
+    assert rec["assumptions"]["chips"] == 2 and rec["fits"]
+
+
+def test_step_without_price_gives_null():
+    rec = run_json("step", "--model", "llama-3.1-8b", "--system", "tpu-v6e", "--batch", "8")
+    assert rec["usd_per_mtok"] is None
+    rec = run_json("step", "--model", "llama-3.1-8b", "--system", "tpu-v6e", "--batch", "8", "--usd-per-chip-hour", "2.7")
+    assert rec["usd_per_mtok"] > 0
+
+
+def test_report_default_is_the_lecture_example():
+    code, out, err = run("report")
+    assert code == 0, err
+    for phrase in ("deepseek-v3", "gb200-nvl72", "Latency floor", "Balance batch", "Cost floor", "Memory",
+                   "8 of 256 experts"):
+        assert phrase in out, phrase
+    rec = run_json("report")
+    assert rec["balance_batch"] > 5000 and rec["latency_floor_s"] < 2e-3
+    assert {"steps", "cost_floor_usd_per_mtok", "hbm_drain_s", "assumptions"} <= set(rec)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--batch", "0"], "--batch = '0' must be > 0"),
+    (["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--batch", "-4"], "must be > 0"),
+    (["step", "--model", "llama-3.1-8b", "--system", "h100", "--batch", "1"], "did you mean 'h100-sxm'"),
+    (["step", "--model", "llama-3.1-7b", "--system", "h100-sxm"], "unknown model 'llama-3.1-7b'"),
+    (["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--context", "lots"], "--context = 'lots'"),
+    (["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--weight-dtype", "fp5"], "unknown dtype 'fp5'"),
+    (["step", "--model", "llama-3.1-405b", "--system", "h100-sxm", "--chips", "1"], "needs 812 GB"),
+    (["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "0"], "--chips = 0"),
+    (["model", str(DATA / "does-not-exist.json")], "does not exist"),
+    (["report", "--system", "gb200"], "unknown system 'gb200'"),
+])
+def test_bad_input_one_sentence_exit_2(args, fragment):
+    code, out, err = run(*args)
+    assert code == 2
+    assert fragment in err
+    assert "Traceback" not in err + out and len(err.strip().splitlines()) == 1
+
+
+def test_broken_config_and_toml(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text("{")
+    code, _, err = run("model", str(bad))
+    assert code == 2 and "not valid JSON" in err
+    toml = tmp_path / "c.toml"
+    toml.write_text("[systems.x]\nhbm_bytes = '80 GX'\nhbm_bytes_per_s = 1e12\nbf16_flops_per_s = 1e15\nsource='a'\nas_of='b'\n")
+    code, _, err = run("systems", "--catalog", str(toml))
+    assert code == 2 and "'80 GX'" in err
+
+
+def test_catalog_option_adds_a_system(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[chips.x1]\nbf16_flops_per_s = '2 PFLOP/s'\nhbm_bytes = '200 GB'\nhbm_bytes_per_s = '10 TB/s'\n"
+                    "usd_per_chip_hour = 3\nsource='me'\nas_of='2026'\n")
+    rec = run_json("step", "--model", "llama-3.1-8b", "--system", "x1", "--batch", "32", "--catalog", str(toml))
+    assert rec["assumptions"]["flops_per_s_per_chip"] == 2e15
+
+
+def test_installed_entry_point_exits_2():
+    """The real console script (not the test runner) exits 2 with no traceback."""
+    res = subprocess.run([sys.executable, "-m", "tokenmath.cli", "step", "--model", "nope", "--system", "h100-sxm"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown model 'nope'" in res.stderr and "Traceback" not in res.stderr
