@@ -120,7 +120,7 @@ def test_broken_config_and_toml(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("[systems.x]\nhbm_bytes = '80 GX'\nhbm_bytes_per_s = 1e12\nbf16_flops_per_s = 1e15\nsource='a'\nas_of='b'\n")
     code, _, err = run("systems", "--catalog", str(toml))
-    assert code == 2 and "'80 GX'" in err
+    assert code == 2 and "'80 GX'" in err and "[systems.x]" in err
 
 
 def test_catalog_option_adds_a_system(tmp_path):

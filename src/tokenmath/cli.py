@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import report as rp
@@ -54,7 +55,7 @@ def handles_errors(fn):
         try:
             return fn(*args, **kwargs)
         except TokenmathError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -309,7 +310,7 @@ def main() -> None:
     try:
         app()
     except TokenmathError as e:  # raised outside a command (e.g. while parsing)
-        err.print(f"error: {e}")
+        err.print(f"error: {escape(str(e))}", highlight=False)
         sys.exit(2)
 
 
