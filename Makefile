@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tokenmath report
+	$(BIN)/tokenmath report --plots out/plots
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -70,9 +70,14 @@ def test_step_json_contract_and_values_equal_python():
     assert rec["assumptions"]["weight_dtype"] == "fp8"
 
 
-def test_step_default_chips_fit_the_model():
+def test_step_default_chips_is_one_replica():
+    """Default replica: the whole box/rack (<= 72 chips); on TPU pods the fewest chips that fit."""
     rec = run_json("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--batch", "8", "--context", "1000")
-    assert rec["assumptions"]["chips"] == 2 and rec["fits"]
+    assert rec["assumptions"]["chips"] == 8 and rec["fits"]
+    rec = run_json("step", "--model", "llama-3.1-70b", "--system", "tpu-v5e", "--batch", "8", "--context", "1000")
+    assert rec["assumptions"]["chips"] == 16 and rec["fits"]  # 141 GB of weights + KV in 16 GB chips
+    rec = run_json("step", "--model", "llama-3.1-405b", "--system", "h100-sxm", "--batch", "8", "--context", "1000")
+    assert rec["assumptions"]["chips"] == 16  # 812 GB does not fit one 640 GB box: two boxes
 
 
 def test_step_without_price_gives_null():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -21,7 +22,8 @@ from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
 from .kvcache import kv_cache
 from .params import param_counts
-from .roofline import chips_to_fit, step_time
+from . import serving as sv
+from .roofline import default_replica_chips, step_time
 from .specs import Dtypes, Efficiency
 from .units import check_dtype, count, parse_positive, parse_quantity, seconds, si
 
@@ -44,7 +46,7 @@ CatalogOpt = Annotated[
 WeightOpt = Annotated[Optional[str], typer.Option("--weight-dtype", help="Weight dtype (bf16, fp8, fp4, mxfp4, ...); default: the checkpoint's.")]
 KvOpt = Annotated[str, typer.Option("--kv-dtype", help="KV-cache dtype.")]
 ComputeOpt = Annotated[Optional[str], typer.Option("--compute-dtype", help="Matmul dtype; default: the weight dtype (or the next wider the chip supports).")]
-ChipsOpt = Annotated[Optional[int], typer.Option("--chips", help="Chips serving one replica; default: fewest (power of two) that hold weights + KV.")]
+ChipsOpt = Annotated[Optional[int], typer.Option("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV.")]
 
 
 def handles_errors(fn):
@@ -82,6 +84,28 @@ def _dtypes(weight: str | None, kv: str, compute: str | None) -> Dtypes:
 
 def _count(text: str, what: str, *, allow_zero: bool = False) -> float:
     return parse_positive(text, "count", what=what, allow_zero=allow_zero)
+
+
+SparseOpt = Annotated[Optional[int], typer.Option("--sparse-topk", help="What-if: sparse attention reading only K cached tokens per layer.")]
+SparseModeOpt = Annotated[str, typer.Option("--sparse-mode", help="'topk' (DeepSeek DSA: min(L, K)) or 'sqrt' (the lecture's sketch: √(K·L)).")]
+
+
+def _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, *, batch=1.0,
+           sparse_topk=None, sparse_mode="topk"):
+    """Resolve the pieces every serving command shares; chips default to one replica."""
+    from .kvcache import with_sparse_attention
+
+    cat = _catalog(catalog)
+    m, s = cat.model(model), cat.system(system)
+    if sparse_topk is not None:
+        m = with_sparse_attention(m, sparse_topk, mode=sparse_mode)
+    L = _count(context, "--context", allow_zero=True)
+    dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
+    if chips is None:
+        chips = default_replica_chips(m, s, L, batch, weight_dtype=dt.weight, kv_dtype=dt.kv)
+    elif chips < 1:
+        raise TokenmathError(f"--chips = {chips} must be >= 1")
+    return m, s, L, dt, chips
 
 
 def _efficiency(flops: float, hbm: float) -> Efficiency:
@@ -234,17 +258,10 @@ def step_cmd(
     catalog: CatalogOpt = None,
 ) -> None:
     """Time, cost and bound of one forward pass (the roofline step)."""
-    cat = _catalog(catalog)
-    m, s = cat.model(model), cat.system(system)
     B = _count(batch, "--batch")
-    L = _count(context, "--context", allow_zero=True)
     S = _count(new_tokens, "--new-tokens")
-    dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
-    if chips is None:
-        chips = chips_to_fit(m, s, B, L + S, weight_dtype=dt.weight, kv_dtype=dt.kv)
-    elif chips < 1:
-        raise TokenmathError(f"--chips = {chips} must be >= 1")
     st = step_time(m, s, B, L, S, chips=chips, dtypes=dt, efficiency=_efficiency(flops_efficiency, hbm_efficiency),
                    usd_per_chip_hour=price, expert_fetch=expert_fetch, attention_flops=attention_flops)
     if not st.fits and not allow_overflow:
@@ -275,6 +292,159 @@ def step_cmd(
               f"experts: {a.expert_fetch}; attention FLOPs {'on' if a.attention_flops else 'off'}[/]")
 
 
+# ---- serving economics ----------------------------------------------------------------------
+
+ModelOpt = Annotated[str, typer.Option("--model", help="Catalog name or config.json path.")]
+SystemOpt = Annotated[str, typer.Option("--system", help="Catalog system name.")]
+ContextOpt = Annotated[str, typer.Option("--context", help="Context length L (tokens; '128k' works).")]
+
+
+@command("curve")
+def curve_cmd(
+    model: ModelOpt, system: SystemOpt,
+    over: Annotated[str, typer.Option("--over", help="Sweep 'batch' (at --context) or 'context' (at --batch).")] = "batch",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Batch for --over context (default: the balance batch).")] = None,
+    context: ContextOpt = "4096",
+    points: Annotated[int, typer.Option("--points", help="Grid points (log spaced).")] = 60,
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = "topk",
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context."""
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
+                                sparse_topk=sparse_topk, sparse_mode=sparse_mode)
+    st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
+    if plot is not None:
+        from . import plots
+
+        title = f"{m.name} on {chips} × {s.name}"
+        if over == "batch":
+            plots.latency_vs_batch(st, title=f"{title}, L = {L:,.0f}", path=plot,
+                                   balance_batch=sv.balance_batch(m, s, dtypes=dt), drain_s=sv.hbm_drain_s(s))
+        else:
+            plots.cost_vs_context(st, title=f"{title}, B = {float(np.atleast_1d(st.batch)[0]):,.0f}", path=plot,
+                                  crossover=sv.balance_context(m, s, None, chips=chips, dtypes=dt))
+        err.print(f"wrote {plot}")
+    rec = rp.curve_record(st, over)
+    if json_:
+        return _emit_json(rec)
+    t = Table(title=f"{m.name} on {chips} × {s.name}: over {over}", title_justify="left")
+    for col in ("batch", "context", "step", "compute", "weights", "KV", "tok/s/chip", "tok/s/user", "$/Mtok", "bound"):
+        t.add_column(col, justify="right")
+    for p in rec["points"]:
+        t.add_row(f"{p['batch']:,.0f}", f"{p['context']:,.0f}", seconds(p["step_s"]), seconds(p["compute_s"]),
+                  seconds(p["weights_s"]), seconds(p["kv_s"]), f"{p['tokens_per_s_per_chip']:,.0f}",
+                  f"{p['tokens_per_s_per_user']:,.1f}", "-" if p["usd_per_mtok"] is None else f"{p['usd_per_mtok']:.4g}",
+                  p["bound"] + ("" if p["fits"] else " (overflows HBM)"))
+    out.print(t)
+
+
+@command("balance")
+def balance_cmd(
+    model: ModelOpt, system: SystemOpt, context: ContextOpt = "4096",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Solve the balance context with weights at this batch.")] = None,
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = "topk",
+    attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Floors and balance points, solved exactly: B*, B* with KV, L*, latency and cost floors."""
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
+                                sparse_topk=sparse_topk, sparse_mode=sparse_mode)
+    b = sv.balance(m, s, L, batch=B, chips=chips, dtypes=dt, attention_flops=attention_flops)
+    rec = rp.jsonable(b)
+    if json_:
+        return _emit_json(rec)
+    for line in rp.render_balance(b, m, s):
+        out.print(line, highlight=False)
+
+
+@command("fastmode")
+def fastmode_cmd(
+    model: ModelOpt, system: SystemOpt, context: ContextOpt = "4096",
+    speedup: Annotated[Optional[float], typer.Option("--speedup", help="Target speed multiplier (tokens/s per user).")] = None,
+    price_multiplier: Annotated[Optional[float], typer.Option("--price-multiplier", help="Target price multiplier.")] = None,
+    reference_batch: Annotated[Optional[str], typer.Option("--reference-batch", help="The normal-mode batch (default: cost-optimal).")] = None,
+    draft_tokens: Annotated[int, typer.Option("--draft-tokens", help="Speculative decoding: tokens drafted per verify pass.")] = 0,
+    acceptance: Annotated[float, typer.Option("--acceptance", help="Speculative decoding: acceptance rate per drafted token.")] = 0.8,
+    draft_model: Annotated[Optional[str], typer.Option("--draft-model", help="Draft model (default: an MTP head, cost neglected).")] = None,
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the price/speed frontier to this file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Fast mode / slow mode: what a smaller batch buys in speed and costs in price."""
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
+    ref = None if reference_batch is None else _count(reference_batch, "--reference-batch")
+    fm = sv.fast_mode(m, s, L, speedup=speedup, price_multiplier=price_multiplier, reference=ref, chips=chips, dtypes=dt)
+    rec = rp.fastmode_record(fm)
+    if draft_tokens:
+        dm = _catalog(catalog).model(draft_model) if draft_model else None
+        spec = sv.speculative_decode(m, s, fm.batch or fm.reference_batch, L, draft_tokens, acceptance,
+                                     draft_model=dm, chips=chips, dtypes=dt)
+        rec["speculative"] = rp.jsonable(spec)
+    if plot is not None:
+        from . import plots
+
+        plots.price_speed_frontier(fm, title=f"{m.name} on {chips} × {s.name}, L = {L:,.0f}", path=plot)
+        err.print(f"wrote {plot}")
+    if json_:
+        return _emit_json(rec)
+    for line in rp.render_fastmode(fm, m, s, rec.get("speculative")):
+        out.print(line, highlight=False)
+
+
+@command("traffic")
+def traffic_cmd(
+    model: ModelOpt, system: SystemOpt,
+    tokens_per_s: Annotated[str, typer.Option("--tokens-per-s", help="Global decode demand (tokens/s; '128k', '200M').")],
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Sequences per step (default: cost-optimal).")] = None,
+    context: ContextOpt = "4096",
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Batching cadence: replicas, chips and $/day for a demand; queueing bounds of 'a train every T'."""
+    D = _count(tokens_per_s, "--tokens-per-s")
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
+                                batch=B or 1)
+    price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
+    tr = sv.traffic(m, s, D, batch=B, context=L, chips=chips, dtypes=dt, usd_per_chip_hour=price)
+    if json_:
+        return _emit_json(rp.traffic_record(tr))
+    for line in rp.render_traffic(tr, m, s):
+        out.print(line, highlight=False)
+
+
+@command("prefill")
+def prefill_cmd(
+    model: ModelOpt, system: SystemOpt,
+    prompt_tokens: Annotated[str, typer.Option("--prompt-tokens", help="Prompt length P (tokens).")] = "8192",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Decode batch (default: cost-optimal).")] = None,
+    context: ContextOpt = "4096",
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost per token vs pass length to this file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Prefill vs decode: cost per token by pass length, the output/input cost ratio, time to first token."""
+    P = _count(prompt_tokens, "--prompt-tokens")
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
+    pd = sv.prefill_vs_decode(m, s, P, batch=B, context=L, chips=chips, dtypes=dt)
+    if plot is not None:
+        from . import plots
+
+        plots.prefill_vs_decode_cost(pd, title=f"{m.name} on {chips} × {s.name}, P = {P:,.0f}", path=plot)
+        err.print(f"wrote {plot}")
+    if json_:
+        return _emit_json(rp.prefill_record(pd))
+    for line in rp.render_prefill(pd, m, s):
+        out.print(line, highlight=False)
+
+
 # ---- the main job ------------------------------------------------------------------------------
 
 
@@ -287,6 +457,7 @@ def report_cmd(
     weight_dtype: WeightOpt = None,
     kv_dtype: KvOpt = "bf16",
     compute_dtype: ComputeOpt = None,
+    plots_dir: Annotated[Optional[Path], typer.Option("--plots", help="Write the blackboard charts (PNG) to this folder.")] = None,
     json_: JsonOpt = False,
     catalog: CatalogOpt = None,
 ) -> None:
@@ -297,13 +468,18 @@ def report_cmd(
     if chips is not None and chips < 1:
         raise TokenmathError(f"--chips = {chips} must be >= 1")
     r = rp.build_report(m, s, context=L, chips=chips, dtypes=_dtypes(weight_dtype, kv_dtype, compute_dtype))
+    written = rp.write_report_plots(r, plots_dir) if plots_dir is not None else []
     if json_:
-        return _emit_json(rp.report_record(r))
+        return _emit_json(rp.report_record(r) | {"plots": [str(p) for p in written]})
     out.rule(f"[bold]tokenmath report: {m.name} on {r.chips} × {s.name}[/]")
     for heading, lines in rp.render_report(r):
         out.print(f"\n[bold cyan]{heading}[/]")
         for line in lines:
             out.print(line, highlight=False)
+    if written:
+        out.print("\n[bold cyan]Charts[/]")
+        for p in written:
+            out.print(f"  {p}", highlight=False)
 
 
 def main() -> None:

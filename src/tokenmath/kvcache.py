@@ -66,11 +66,12 @@ def kv_cache(
             raise TokenmathError(f"model {model.name!r} has no kv_bytes_per_token and no architecture to derive it")
         per = float(model.kv_bytes_per_token_given)
         stored = per * L
-        return _result(L, kv_dtype, stored, stored, per, model.n_layers or 0, 0, 0, None)
+        read = per * _selected(L, model.sparse_topk_given, model.sparse_mode)
+        return _result(L, kv_dtype, stored, read, per, model.n_layers or 0, 0, 0, model.sparse_topk_given)
 
     a = model.attention
     per_layer = kv_elements_per_token_per_layer(model) * b
-    idx = (a.index_head_dim * dtype_bytes(index_dtype)) if a.index_topk else 0.0
+    idx = (a.index_head_dim * dtype_bytes(index_dtype)) if a.index_topk and a.index_head_dim else 0.0
     stored = np.zeros_like(L)
     read = np.zeros_like(L)
     full = windowed = shared = 0
@@ -79,7 +80,7 @@ def kv_cache(
             shared += n
             continue
         kept = L if window is None else np.minimum(L, window)
-        seen = kept if not a.index_topk else np.minimum(kept, a.index_topk)
+        seen = _selected(kept, a.index_topk, model.sparse_mode)
         stored = stored + n * (per_layer + idx) * kept
         read = read + n * (per_layer * seen + idx * kept)
         if window is None:
@@ -87,6 +88,34 @@ def kv_cache(
         else:
             windowed += n
     return _result(L, kv_dtype, stored, read, full * (per_layer + idx), full, windowed, shared, a.index_topk)
+
+
+def _selected(kept, topk: int | None, mode: str):
+    """Cached tokens a sparse-attention step actually reads out of `kept`."""
+    if not topk:
+        return kept
+    if mode == "sqrt":
+        return np.minimum(kept, np.sqrt(topk * kept))
+    return np.minimum(kept, topk)
+
+
+def with_sparse_attention(model: Model, topk: int, *, mode: str = "topk", index_head_dim: int = 0,
+                          index_n_heads: int = 0) -> Model:
+    """The same model with sparse attention: a decode step reads min(L, topk) cached tokens per
+    layer ("topk", DeepSeek-V3.2's DSA) or min(L, √(topk·L)) ("sqrt", the lecture's sketch), plus
+    an indexer key of `index_head_dim` elements per token if given. Parameters are unchanged
+    unless index_n_heads is given. A what-if for any catalog model."""
+    from dataclasses import replace
+
+    if topk is None or topk < 1:
+        raise TokenmathError(f"sparse attention topk = {topk!r} must be a positive number of tokens")
+    if mode not in ("topk", "sqrt"):
+        raise TokenmathError(f"sparse attention mode = {mode!r}; expected 'topk' or 'sqrt'")
+    if model.is_totals_only:
+        return replace(model, sparse_topk_given=int(topk), sparse_mode=mode, name=f"{model.name}+sparse")
+    a = replace(model.attention, index_topk=int(topk), index_head_dim=index_head_dim or model.attention.index_head_dim,
+                index_n_heads=index_n_heads or model.attention.index_n_heads)
+    return replace(model, attention=a, sparse_mode=mode, name=f"{model.name}+sparse")
 
 
 def _result(L, kv_dtype, stored, read, full_per_token, full, windowed, shared, topk) -> KvCache:
@@ -137,10 +166,8 @@ def attention_flops_per_token(model: Model, context_tokens: float | np.ndarray) 
         windows[window] = windows.get(window, 0) + 1
     for window, n in windows.items():
         kept = L if window is None else np.minimum(L, window)
-        if a.index_topk:
-            total = total + n * (per * np.minimum(kept, a.index_topk) + 2 * a.index_n_heads * a.index_head_dim * kept)
-        else:
-            total = total + n * per * kept
+        indexer = 2 * (a.index_n_heads or 0) * (a.index_head_dim or 0) * kept if a.index_topk else 0.0
+        total = total + n * (per * _selected(kept, a.index_topk, model.sparse_mode) + indexer)
     return _scalar(total)
 
 

@@ -77,7 +77,7 @@ def attention_params(h: int, a: Attention) -> int:
             total += (a.n_heads + a.n_kv_heads) * a.head_dim
         if a.sinks:
             total += a.n_heads
-    if a.index_topk:
+    if a.index_topk and a.index_n_heads:
         # DeepSeek-V3.2 lightning indexer: wq_b (q_lora -> heads*dim), wk (h -> dim),
         # k_norm (LayerNorm: weight + bias), weights_proj (h -> heads).
         q_in = a.q_lora_rank or h

@@ -14,6 +14,7 @@ from . import params as _params
 from .errors import TokenmathError
 from .kvcache import kv_cache
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, step_time
+from . import serving
 from .serving import (
     balance_batch,
     balance_batch_with_kv,
@@ -197,6 +198,11 @@ class Report:
     batch_to_fill_hbm: float
     hardware_ratio: float
     balance_batch_lecture_fp4: float | None
+    balance_context: float | None = None
+    fast: object = None  # serving.FastMode at 2.5× (the lecture's fast-mode question)
+    fast_100x: object = None  # what 100× the price buys
+    traffic: object = None  # serving.Traffic for one replica's own capacity
+    prefill: object = None  # serving.PrefillDecode for an 8k prompt
 
 
 def build_report(model: Model, system: System, *, context: float = 4096, chips: int | None = None,
@@ -211,6 +217,13 @@ def build_report(model: Model, system: System, *, context: float = 4096, chips: 
         batches = tuple(sorted({b for b in candidates if b >= 1}))
     steps = [step_time(model, system, b, context, chips=n, dtypes=dtypes, efficiency=efficiency) for b in batches]
     weight_dtype = dtypes.weight or model.weight_dtype
+    fast = fast_100 = tr = pd = None
+    if fill >= 1:
+        fast = serving.fast_mode(model, system, context, speedup=2.5, chips=n, dtypes=dtypes, efficiency=efficiency)
+        fast_100 = serving.fast_mode(model, system, context, price_multiplier=100, chips=n, dtypes=dtypes,
+                                     efficiency=efficiency)
+        tr = serving.traffic(model, system, 1.0, context=context, chips=n, dtypes=dtypes, efficiency=efficiency)
+        pd = serving.prefill_vs_decode(model, system, 8192, context=context, chips=n, dtypes=dtypes, efficiency=efficiency)
     lecture_fp4 = None
     if system.chip.fp4_flops_per_s and weight_dtype != "fp4":
         lecture_fp4 = balance_batch(model, system, dtypes=dataclasses.replace(dtypes, weight="fp4"), efficiency=efficiency)
@@ -222,6 +235,8 @@ def build_report(model: Model, system: System, *, context: float = 4096, chips: 
         cost_floor_no_kv_usd_per_mtok=cost_floor_usd_per_mtok(model, system, 0, dtypes=dtypes, efficiency=efficiency),
         hbm_drain_s=hbm_drain_s(system), batch_to_fill_hbm=fill,
         hardware_ratio=hardware_ratio(system, weight_dtype), balance_batch_lecture_fp4=lecture_fp4,
+        balance_context=serving.balance_context(model, system, None, chips=n, dtypes=dtypes, efficiency=efficiency),
+        fast=fast, fast_100x=fast_100, traffic=tr, prefill=pd,
     )
 
 
@@ -240,6 +255,13 @@ def report_record(r: Report) -> dict[str, Any]:
         "hbm_drain_s": r.hbm_drain_s,
         "batch_to_fill_hbm": r.batch_to_fill_hbm,
         "hardware_ratio": r.hardware_ratio,
+        "balance_context": r.balance_context,
+        "fastmode": None if r.fast is None else {k: v for k, v in fastmode_record(r.fast).items() if k != "points"},
+        "fastmode_100x_price": None if r.fast_100x is None else {
+            "speedup": r.fast_100x.speedup, "batch": r.fast_100x.batch, "max_speedup": r.fast_100x.max_speedup},
+        "traffic": None if r.traffic is None else traffic_record(r.traffic),
+        "prefill": None if r.prefill is None else {k: v for k, v in prefill_record(r.prefill).items()
+                                                   if k not in ("by_pass_length", "decode", "prefill")},
         "assumptions": assumptions_record(r.steps[0]),
     }
 
@@ -338,7 +360,41 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
             f"Batch 1 costs {st0.usd_per_mtok / r.steps[-1].usd_per_mtok:,.0f}× more per token than batch"
             f" {count(r.steps[-1].batch)}: not batching is ruinous (the lecture's \"~1000× worse\")."
         )
+    if r.balance_context is not None:
+        lines.append(
+            f"Balance context L* (KV fetch per token = compute per token) = {count(r.balance_context)} tokens: beyond it"
+            " decode is memory bound at any batch, and cost per token grows with context."
+        )
     out.append(("Floors and balance points", lines))
+
+    if r.fast is not None:
+        f, f100 = r.fast, r.fast_100x
+        lines = [
+            f"Normal mode runs the cost-optimal batch {count(f.reference_batch)} (step {seconds(f.reference_step_s)}).",
+            f"Fast mode: {f.speedup:.2f}× the speed costs {f.price_multiplier:.2f}× the price (batch"
+            f" {count(f.batch)}); the lecture's 6×-price / 2.5×-speed pair fits a step ~2.8× the weight-fetch time.",
+            f"100× the price buys {f100.speedup:.2f}× at most here: batch 1 hits the {seconds(f.latency_floor_s)}"
+            f" latency floor ({f.max_speedup:.2f}× faster than normal). Only more chips per replica go further.",
+            f"Slow mode saves at most {f.max_saving:.2f}×: the cost floor is already near.",
+        ] if f.speedup is not None else [
+            f"Normal mode runs batch {count(f.reference_batch)}; batch 1 is {f.max_speedup:.2f}× faster, so 2.5× is"
+            " out of reach by batch size alone."
+        ]
+        out.append(("Fast mode and slow mode", lines))
+    if r.traffic is not None:
+        t = r.traffic
+        out.append(("Batching cadence", [
+            f"A step of {count(t.batch)} sequences departs every {seconds(t.step_s)}: one replica emits B/T ="
+            f" {count(t.tokens_per_s_per_replica)} tokens/s (the lecture: 2,000 × 64/s ≈ 128k).",
+            f"A request waits at most one step and has its token within 2·T = {seconds(t.max_latency_s)}.",
+        ]))
+    if r.prefill is not None:
+        p = r.prefill
+        out.append(("Prefill vs decode", [
+            f"A {count(p.prompt_tokens)}-token prompt is prefilled {p.prefill.bound} bound in {seconds(p.ttft_s)} (time to"
+            f" first token at batch 1; {seconds(p.ttft_at_load_s)} at load).",
+            f"Per token, decode costs {p.output_input_cost_ratio:.2f}× prefill here; price sheets charge ~5× for output.",
+        ]))
 
     lines = [
         f"Weights take {si(wbytes, 'B')} of {si(s.chip.hbm_bytes * r.chips, 'B')} HBM"
@@ -354,3 +410,186 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         "A roofline is a bound: measured serving runs 1.4–1.9× slower (see docs/roofline.md).",
     ]))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Serving records (the JSON of curve / balance / fastmode / traffic / prefill)
+# --------------------------------------------------------------------------------------------
+
+CURVE_KEYS = ("batch", "context", "step_s", "compute_s", "weights_s", "kv_s", "tokens_per_s_per_chip",
+              "tokens_per_s_per_user", "usd_per_mtok", "bound", "fits")
+
+
+def points_record(st: StepTime) -> list[dict[str, Any]]:
+    """A StepTime over a grid -> one dict per point with the curve keys."""
+    cols = {k: np.atleast_1d(np.asarray(getattr(st, k) if getattr(st, k) is not None else np.nan, dtype=object))
+            for k in CURVE_KEYS}
+    n = max(len(v) for v in cols.values())
+    cols = {k: np.broadcast_to(v, (n,)) for k, v in cols.items()}
+    out = []
+    for i in range(n):
+        row = {}
+        for k in CURVE_KEYS:
+            v = cols[k][i]
+            if isinstance(v, float) and math.isnan(v):
+                v = None
+            row[k] = v
+        out.append(row)
+    return out
+
+
+def curve_record(st: StepTime, over: str) -> dict[str, Any]:
+    return {"over": over, "points": points_record(st), "assumptions": assumptions_record(st)}
+
+
+def fastmode_record(fm) -> dict[str, Any]:
+    pts = points_record(fm.points)
+    for row, s, p in zip(pts, fm.frontier_speedup, fm.frontier_price_multiplier):
+        row["speedup"], row["price_multiplier"] = float(s), float(p)
+    return {
+        "batch": fm.batch, "speedup": fm.speedup, "price_multiplier": fm.price_multiplier,
+        "max_speedup": fm.max_speedup, "max_saving": fm.max_saving,
+        "reference_batch": fm.reference_batch, "reference_step_s": fm.reference_step_s,
+        "reference_usd_per_mtok": fm.reference_usd_per_mtok, "latency_floor_s": fm.latency_floor_s,
+        "chips": fm.chips,
+        "chips_lever": [{"chips": c, "max_speedup": s} for c, s in fm.chips_lever],
+        "points": pts,
+        "assumptions": assumptions_record(fm.points),
+    }
+
+
+def traffic_record(t) -> dict[str, Any]:
+    return jsonable(t)
+
+
+def prefill_record(pd) -> dict[str, Any]:
+    return {
+        "prompt_tokens": pd.prompt_tokens,
+        "output_input_cost_ratio": pd.output_input_cost_ratio,
+        "decode_usd_per_mtok": pd.decode_usd_per_mtok,
+        "prefill_usd_per_mtok": pd.prefill_usd_per_mtok,
+        "ttft_s": pd.ttft_s,
+        "ttft_at_load_s": pd.ttft_at_load_s,
+        "decode": step_record(pd.decode),
+        "prefill": step_record(pd.prefill),
+        "by_pass_length": [
+            {"new_tokens": float(s), "step_s": float(t), "s_per_token": float(t / s), "bound": str(b)}
+            for s, t, b in zip(np.atleast_1d(pd.by_pass_length.new_tokens), np.atleast_1d(pd.by_pass_length.step_s),
+                               np.atleast_1d(pd.by_pass_length.bound))
+        ],
+    }
+
+
+def _n(x) -> str:
+    return "none" if x is None else f"{x:,.0f}"
+
+
+def render_balance(b, m: Model, s: System) -> list[str]:
+    lines = [
+        f"{m.name} on {b.chips} × {s.name} at L = {b.context:,.0f} (roofline bound)",
+        f"  sparsity N_total/N_active = {b.sparsity:.2f}"
+        + (f" (expert ratio E/k = {b.expert_ratio:.0f} is not the same thing)" if b.expert_ratio else ""),
+        f"  FLOP/s ÷ HBM B/s = {b.flops_per_byte:,.0f} FLOP/byte; hardware ratio FLOP/s·b_w/(2·BW) = {b.hardware_ratio:.0f}",
+        f"  balance batch B* = hardware ratio × sparsity = {_n(b.balance_batch)}: below it the weight fetch"
+        " dominates, above it compute does (KV ignored)",
+    ]
+    if b.balance_batch_with_kv is None:
+        lines.append(f"  with KV at L = {b.context:,.0f}: no balance batch — the KV read per sequence outlasts its"
+                     " compute, so decode is memory bound at every batch")
+    else:
+        lines.append(f"  with KV at L = {b.context:,.0f}: B* = W/(c − k) = {_n(b.balance_batch_with_kv)}")
+    if b.balance_context is None:
+        lines.append("  balance context: none — compute per token exceeds its KV fetch at every context")
+    else:
+        lines.append(f"  balance context L* (KV fetch = compute; the batch cancels) = {_n(b.balance_context)} tokens:"
+                     " longer contexts make decode memory bound however large the batch")
+    if b.batch is not None:
+        lines.append(f"  at B = {b.batch:,.0f} the weights + KV fetch equal compute at L = {_n(b.balance_context_with_weights)}")
+    lines += [
+        f"  latency floor = weight bytes / ({b.chips} × HBM B/s) = {seconds(b.latency_floor_s)}",
+        f"  cost floor = max(compute, KV) per token × $/chip-s = {usd(b.cost_floor_usd_per_mtok)}/Mtok",
+        f"  HBM drain time C/BW = {seconds(b.hbm_drain_s)}; HBM fills at B = {_n(b.batch_to_fill_hbm)} sequences of"
+        f" {b.context:,.0f} tokens",
+    ]
+    return lines
+
+
+def render_fastmode(fm, m: Model, s: System, spec: dict | None = None) -> list[str]:
+    lines = [
+        f"{m.name} on {fm.chips} × {s.name}: normal mode at the cost-optimal batch {fm.reference_batch:,.0f}"
+        f" (step {seconds(fm.reference_step_s)}, {usd(fm.reference_usd_per_mtok)}/Mtok)",
+    ]
+    if fm.batch is not None:
+        lines.append(f"  batch {fm.batch:,.0f} gives {fm.speedup:.2f}× the speed for {fm.price_multiplier:.2f}× the price"
+                     " (T(B) = max(B·c, W + B·k) inverted exactly)")
+    elif fm.speedup is None and (fm.batch is None):
+        lines.append("  (no target given: --speedup X or --price-multiplier P)")
+    lines += [
+        f"  the most a batch cut can buy: {fm.max_speedup:.2f}× (batch 1, against the {seconds(fm.latency_floor_s)}"
+        " latency floor); more money buys nothing beyond it on these chips",
+        f"  the most a slow mode can save: {fm.max_saving:.2f}× (the reference cost over the cost floor)",
+        "  the other lever, more chips per replica (bandwidth adds up): "
+        + ", ".join(f"{c} chips → {x:.2f}×" for c, x in fm.chips_lever),
+    ]
+    if spec:
+        lines.append(
+            f"  speculative decoding, {spec['draft_tokens']} drafted at acceptance {spec['acceptance']:.2f}:"
+            f" {spec['tokens_per_verify']:.2f} tokens per verify pass → {spec['speedup']:.2f}× the speed at"
+            f" {spec['price_multiplier']:.2f}× the price per token"
+        )
+    return lines
+
+
+def render_traffic(t, m: Model, s: System) -> list[str]:
+    return [
+        f"{m.name} on {s.name}: a step of {t.batch:,.0f} sequences departs every {seconds(t.step_s)}",
+        f"  one replica ({t.chips_per_replica} chips) emits B/T = {t.tokens_per_s_per_replica:,.0f} tokens/s",
+        f"  {t.demand_tokens_per_s:,.0f} tokens/s needs {t.replicas:,} replicas = {t.chips:,} chips"
+        f" ({t.share_of_replica_capacity:.0%} of their capacity), {usd(t.usd_per_day)} per day",
+        f"  a request waits at most one step ({seconds(t.max_queue_wait_s)}, {seconds(t.mean_queue_wait_s)} on average)"
+        f" and gets its token within 2·T = {seconds(t.max_latency_s)} (if no train is full)",
+    ]
+
+
+def render_prefill(pd, m: Model, s: System) -> list[str]:
+    a = pd.decode.assumptions
+    return [
+        f"{m.name} on {a.chips} × {s.name}",
+        f"  decode (S = 1, batch {pd.decode.batch:,.0f}, L = {pd.decode.context:,.0f}): {pd.decode.bound} bound,"
+        f" {usd(pd.decode_usd_per_mtok)}/Mtok",
+        f"  prefill (S = {pd.prompt_tokens:,.0f}, one prompt): {pd.prefill.bound} bound, {usd(pd.prefill_usd_per_mtok)}/Mtok",
+        f"  output/input cost ratio = {pd.output_input_cost_ratio:.2f}× (price sheets charge ~5×: Anthropic $25/$5,"
+        " GPT-5 $10/$1.25 = 8×)",
+        f"  time to first token: {seconds(pd.ttft_s)} alone; {seconds(pd.ttft_at_load_s)} at load (wait for the"
+        " running decode step, then a pass shared with it)",
+    ]
+
+
+def write_report_plots(r: Report, folder) -> list:
+    """The lecture's blackboard charts for a report, as PNG files in `folder`; returns their paths."""
+    from pathlib import Path
+
+    from . import plots
+
+    folder = Path(folder)
+    m, s, n, dt = r.model, r.system, r.chips, r.dtypes
+    title = f"{m.name} on {n} × {s.name}"
+    by_batch = serving.curve(m, s, over="batch", context=r.context, chips=n, dtypes=dt, efficiency=r.efficiency,
+                             points=120)
+    paths = [plots.latency_vs_batch(by_batch, title=f"{title}, L = {r.context:,.0f}", balance_batch=r.balance_batch,
+                                    drain_s=r.hbm_drain_s, path=folder / "latency_vs_batch.png")]
+    if by_batch.usd_per_mtok is not None:
+        paths.append(plots.cost_vs_batch(by_batch, title=f"{title}, L = {r.context:,.0f}",
+                                         floor_usd_per_mtok=r.cost_floor_usd_per_mtok, balance_batch=r.balance_batch,
+                                         path=folder / "cost_vs_batch.png"))
+    ref = r.fast.reference_batch if r.fast is not None else r.balance_batch
+    by_ctx = serving.curve(m, s, over="context", batch=ref, chips=n, dtypes=dt, efficiency=r.efficiency, points=120)
+    paths.append(plots.cost_vs_context(by_ctx, title=f"{title}, B = {ref:,.0f}", crossover=r.balance_context,
+                                       path=folder / "cost_vs_context.png"))
+    if r.fast is not None:
+        paths.append(plots.price_speed_frontier(r.fast, title=f"{title}, L = {r.context:,.0f}",
+                                                path=folder / "price_speed_frontier.png"))
+    if r.prefill is not None:
+        paths.append(plots.prefill_vs_decode_cost(r.prefill, title=f"{title}, prompt {r.prefill.prompt_tokens:,.0f}",
+                                                  path=folder / "prefill_vs_decode.png"))
+    return paths

@@ -85,6 +85,11 @@ class StepTime:
     def tokens_per_s_per_chip(self):
         return self.tokens_per_s / self.assumptions.chips
 
+    @property
+    def tokens_per_s_per_user(self):
+        """New tokens each sequence gets per second (S per step)."""
+        return self.new_tokens / self.step_s
+
 
 def resolve_dtypes(model: Model, system: System, dtypes: Dtypes) -> tuple[str, str, str, str]:
     """(weight, kv, compute, compute_class) with defaults filled: the model's native weight dtype;
@@ -160,6 +165,17 @@ def slopes(model: Model, system: System, context=0, *, chips: int | None = None,
     kv_bytes = np.asarray(kv_cache(model, context, kv).read_bytes)
     return Slopes(w_bytes / BW, _squeeze(c), _squeeze(kv_bytes / BW), w_bytes, _squeeze(kv_bytes), F, BW, n,
                   weight, kv, compute, cls)
+
+
+def default_replica_chips(model: Model, system: System, context=0, batch=1, *, weight_dtype: str | None = None,
+                          kv_dtype: str = "bf16") -> int:
+    """Chips in one serving replica when the user names none: the whole scale-up domain when it is
+    a box or a rack (<= 72 chips, the lecture's serving unit), else (TPU pods) the fewest
+    power-of-two chips that hold the weights and the batch's KV; never fewer than fit."""
+    fit = chips_to_fit(model, system, batch, context, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+    if system.scaleup_chips <= 72:
+        return max(fit, system.scaleup_chips)
+    return fit
 
 
 def step_time(

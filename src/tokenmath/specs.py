@@ -180,6 +180,10 @@ class Model:
     active_params_given: float | None = None
     kv_bytes_per_token_given: float | None = None
     max_context: int | None = None
+    # sparse attention: how many cached tokens a decode step reads. "topk" reads min(L, k) (DSA);
+    # "sqrt" is the lecture's sketch, min(L, sqrt(k·L)) (equal to k at L = k, growing as √L).
+    sparse_mode: str = "topk"
+    sparse_topk_given: int | None = None  # for totals-only models (architecture models use attention.index_topk)
     source: str = ""
     as_of: str = ""
     notes: str = ""

@@ -1,0 +1,135 @@
+"""The lecture's blackboard charts as PNG/SVG (matplotlib, optional extra `plots`).
+
+Thin: every curve comes from tokenmath.serving / roofline; this module only draws. Headless
+(Agg backend), so it works in CI and over SSH.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TokenmathError
+
+try:  # optional dependency
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:  # pragma: no cover - exercised only without the extra
+    plt = None
+
+COLORS = {"compute": "#1f77b4", "weights": "#d62728", "kv": "#2ca02c", "step": "black", "floor": "#7f7f7f"}
+
+
+def _need_matplotlib():
+    if plt is None:
+        raise TokenmathError("plots need matplotlib: pip install 'tokenmath[plots]'")
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drain_s: float | None = None, path):
+    """Step time vs batch: compute (through 0), weight fetch (flat), KV fetch (a line) and their max."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    B = st.batch
+    ax.plot(B, st.compute_s * 1e3, color=COLORS["compute"], label="compute  2·B·N_active / FLOP/s")
+    ax.plot(B, st.weights_s * 1e3, color=COLORS["weights"], label="weight fetch  N_total·b / BW")
+    ax.plot(B, st.kv_s * 1e3, color=COLORS["kv"], label="KV fetch  B·L·kv / BW")
+    ax.plot(B, st.step_s * 1e3, color=COLORS["step"], lw=2.5, label="step = max(compute, weights + KV)")
+    if balance_batch:
+        ax.axvline(balance_batch, ls="--", color=COLORS["floor"], lw=1)
+        ax.annotate(f"B* = {balance_batch:,.0f}", (balance_batch, ax.get_ylim()[0]), rotation=90, va="bottom",
+                    ha="right", fontsize=8)
+    if drain_s:
+        ax.axhline(drain_s * 1e3, ls=":", color=COLORS["floor"], lw=1)
+        ax.annotate(f"HBM drain {drain_s * 1e3:.1f} ms", (B[0], drain_s * 1e3), va="bottom", fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel="batch B (sequences)", ylabel="time per step (ms)", title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_batch: float | None = None, path):
+    """$/Mtok vs batch: falls as 1/B while weights dominate, then flattens on the compute/KV floor."""
+    _need_matplotlib()
+    if st.usd_per_mtok is None:
+        raise TokenmathError("this system has no price: give --usd-per-chip-hour to plot cost")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(st.batch, st.usd_per_mtok, color=COLORS["step"], lw=2.5, label="cost per million tokens")
+    if floor_usd_per_mtok:
+        ax.axhline(floor_usd_per_mtok, ls="--", color=COLORS["floor"], label=f"cost floor ${floor_usd_per_mtok:.3g}/Mtok")
+    if balance_batch:
+        ax.axvline(balance_batch, ls=":", color=COLORS["floor"], lw=1, label=f"B* = {balance_batch:,.0f}")
+    ax.set(xscale="log", yscale="log", xlabel="batch B (sequences)", ylabel="$ per million output tokens", title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def cost_vs_context(st, *, title: str, crossover: float | None, path):
+    """Cost per million tokens vs context at a fixed batch, split into its compute and memory parts:
+    flat while compute binds, rising with L once the KV fetch overtakes it (the crossover)."""
+    _need_matplotlib()
+    a = st.assumptions
+    per_mtok = 1e6 / (st.batch * st.new_tokens)
+    if a.usd_per_chip_hour is not None:
+        scale, unit = a.chips * a.usd_per_chip_hour / 3600.0, "$ per million tokens"
+    else:
+        scale, unit = a.chips, "chip-seconds per million tokens"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    L = st.context
+    ax.plot(L, st.compute_s * per_mtok * scale, color=COLORS["compute"], label="compute")
+    ax.plot(L, (st.weights_s + st.kv_s) * per_mtok * scale, color=COLORS["kv"], label="weight + KV fetch")
+    ax.plot(L, st.step_s * per_mtok * scale, color=COLORS["step"], lw=2.5, label="cost = max of the two")
+    if crossover:
+        ax.axvline(crossover, ls="--", color=COLORS["floor"], label=f"crossover L* = {crossover:,.0f}")
+    ax.set(xscale="log", yscale="log", xlabel="context L (tokens)", ylabel=unit, title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def price_speed_frontier(fm, *, title: str, path):
+    """Fast mode: price multiplier vs speed multiplier as the batch shrinks from the cost optimum."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(fm.frontier_speedup, fm.frontier_price_multiplier, color=COLORS["step"], lw=2.5, label="batch shrinking")
+    ax.axvline(fm.max_speedup, ls="--", color=COLORS["floor"], label=f"batch 1: {fm.max_speedup:.2f}× (latency floor)")
+    if fm.speedup:
+        ax.plot([fm.speedup], [fm.price_multiplier], "o", color=COLORS["weights"],
+                label=f"{fm.speedup:.2f}× speed for {fm.price_multiplier:.2f}× price (B = {fm.batch:,.0f})")
+    ax.set(xscale="log", yscale="log", xlabel="speed multiplier (tokens/s per user)", ylabel="price multiplier ($/token)",
+           title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def prefill_vs_decode_cost(pd, *, title: str, path):
+    """Cost per token vs tokens per pass S: memory-bound decode (S = 1) to compute-bound prefill."""
+    _need_matplotlib()
+    st = pd.by_pass_length
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    per_tok = st.step_s / (st.batch * st.new_tokens)
+    ax.plot(st.new_tokens, per_tok * 1e6, color=COLORS["step"], lw=2.5, label="time per token, batch 1")
+    ax.plot(st.new_tokens, st.compute_s / (st.batch * st.new_tokens) * 1e6, color=COLORS["compute"], ls="--",
+            label="compute per token")
+    mem = st.bound == "memory"
+    if np.any(mem):
+        ax.axvspan(st.new_tokens[mem].min(), st.new_tokens[mem].max(), color=COLORS["kv"], alpha=0.08,
+                   label="memory bound")
+    ax.set(xscale="log", yscale="log", xlabel="tokens per sequence in the pass S (1 = decode)",
+           ylabel="µs per token", title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
