@@ -483,6 +483,20 @@ def prefill_vs_decode(model: Model, system: System, prompt_tokens: float, *, bat
     )
 
 
+def batch_for_cost_ratio(model: Model, system: System, ratio: float, *, context=4096, prompt_tokens: float = 8192,
+                         chips: int | None = None, dtypes: Dtypes = Dtypes(),
+                         efficiency: Efficiency = ROOFLINE) -> float | None:
+    """The decode batch at which an output token costs `ratio` × an input token (prefill of
+    `prompt_tokens`): solve max(c, W/B + k) = ratio · t_prefill for B exactly. None when even an
+    unbounded batch costs more than that (the ratio is below decode's floor over prefill)."""
+    if not (ratio > 0 and math.isfinite(ratio)):
+        raise TokenmathError(f"cost ratio = {ratio!r} must be a positive number")
+    n = system.scaleup_chips if chips is None else int(chips)
+    s = slopes(model, system, context, chips=n, dtypes=dtypes, efficiency=efficiency)
+    pre = step_time(model, system, 1, prompt_tokens / 2, prompt_tokens, chips=n, dtypes=dtypes, efficiency=efficiency)
+    return batch_for_cost(s, ratio * pre.step_s / prompt_tokens)
+
+
 def _s(x):
     a = np.asarray(x, dtype=float)
     return float(a) if a.ndim == 0 else a
@@ -492,5 +506,5 @@ __all__ = [
     "Balance", "balance", "latency_floor_s", "balance_batch", "balance_batch_with_kv", "cost_floor_usd_per_mtok", "batch_to_fill_hbm",
     "balance_context", "curve", "FastMode", "fast_mode", "reference_batch", "batch_for_step", "batch_for_cost",
     "expected_tokens_per_verify", "Speculative", "speculative_decode", "Traffic", "traffic", "cadence_tokens_per_s",
-    "PrefillDecode", "prefill_vs_decode", "hardware_ratio", "hbm_drain_s",
+    "PrefillDecode", "prefill_vs_decode", "batch_for_cost_ratio", "hardware_ratio", "hbm_drain_s",
 ]
