@@ -78,6 +78,14 @@ def _emit_json(obj) -> None:
     print(rp.dumps(obj))
 
 
+def _finish(json_: bool, record, lines) -> None:
+    """Print one JSON object, or the plain-words lines."""
+    if json_:
+        return _emit_json(record)
+    for line in lines:
+        out.print(line, highlight=False)
+
+
 def _dtypes(weight: str | None, kv: str, compute: str | None) -> Dtypes:
     return Dtypes(weight=check_dtype(weight), kv=check_dtype(kv), compute=check_dtype(compute))
 
@@ -355,11 +363,7 @@ def balance_cmd(
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 sparse_topk=sparse_topk, sparse_mode=sparse_mode)
     b = sv.balance(m, s, L, batch=B, chips=chips, dtypes=dt, attention_flops=attention_flops)
-    rec = rp.jsonable(b)
-    if json_:
-        return _emit_json(rec)
-    for line in rp.render_balance(b, m, s):
-        out.print(line, highlight=False)
+    _finish(json_, rp.jsonable(b), rp.render_balance(b, m, s))
 
 
 @command("fastmode")
@@ -390,10 +394,7 @@ def fastmode_cmd(
 
         plots.price_speed_frontier(fm, title=f"{m.name} on {chips} × {s.name}, L = {L:,.0f}", path=plot)
         err.print(f"wrote {plot}")
-    if json_:
-        return _emit_json(rec)
-    for line in rp.render_fastmode(fm, m, s, rec.get("speculative")):
-        out.print(line, highlight=False)
+    _finish(json_, rec, rp.render_fastmode(fm, m, s, rec.get("speculative")))
 
 
 @command("traffic")
@@ -413,10 +414,7 @@ def traffic_cmd(
                                 batch=B or 1)
     price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
     tr = sv.traffic(m, s, D, batch=B, context=L, chips=chips, dtypes=dt, usd_per_chip_hour=price)
-    if json_:
-        return _emit_json(rp.traffic_record(tr))
-    for line in rp.render_traffic(tr, m, s):
-        out.print(line, highlight=False)
+    _finish(json_, rp.traffic_record(tr), rp.render_traffic(tr, m, s))
 
 
 @command("prefill")
@@ -439,10 +437,7 @@ def prefill_cmd(
 
         plots.prefill_vs_decode_cost(pd, title=f"{m.name} on {chips} × {s.name}, P = {P:,.0f}", path=plot)
         err.print(f"wrote {plot}")
-    if json_:
-        return _emit_json(rp.prefill_record(pd))
-    for line in rp.render_prefill(pd, m, s):
-        out.print(line, highlight=False)
+    _finish(json_, rp.prefill_record(pd), rp.render_prefill(pd, m, s))
 
 
 # ---- the main job ------------------------------------------------------------------------------
