@@ -85,7 +85,7 @@ class System:
             have = ", ".join(self.chip.compute_classes) or "none"
             raise TokenmathError(
                 f"system {self.name!r} publishes no FLOP/s for {dtype} or any wider dtype "
-                f"(it has: {have})"
+                f"(it has: {have}); choose one of those as the compute or weight dtype"
             )
         return cls
 
