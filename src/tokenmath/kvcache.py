@@ -13,6 +13,7 @@ Everything broadcasts over `context_tokens` (numpy arrays welcome).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -171,6 +172,7 @@ def attention_flops_per_token(model: Model, context_tokens: float | np.ndarray) 
     return _scalar(total)
 
 
+@lru_cache(maxsize=1024)
 def _layer_groups(model: Model) -> dict[tuple[int | None, bool], int]:
     """Layers counted by (window, stores KV): usually one or two groups, so sweeps stay vectorised."""
     groups: dict[tuple[int | None, bool], int] = {}

@@ -9,6 +9,7 @@ experts, router, norms, lm_head) and the totals. Multi-token-prediction modules 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import TokenmathError
 from .specs import Attention, Mlp, Model, Moe
@@ -97,8 +98,9 @@ def router_params(h: int, moe: Moe) -> int:
     return n
 
 
+@lru_cache(maxsize=4096)
 def param_counts(model: Model) -> ParamCounts:
-    """Exact parameter counts of `model`, by part."""
+    """Exact parameter counts of `model`, by part (cached: a Model is frozen)."""
     if model.is_totals_only:
         if model.total_params_given is None or model.active_params_given is None:
             raise TokenmathError(f"model {model.name!r} gives neither an architecture nor total_params and active_params")
@@ -159,6 +161,7 @@ def matmul_params_per_token(model: Model) -> int:
     return pc.active - pc.embedding
 
 
+@lru_cache(maxsize=4096)
 def weight_bytes(model: Model, weight_dtype: str | None = None) -> float:
     """Bytes to store the weights. With `weight_dtype` every parameter is stored in it (the lecture's
     N_total × bytes/weight); with None each part takes the checkpoint's native dtype (e.g. gpt-oss:

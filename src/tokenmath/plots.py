@@ -133,3 +133,25 @@ def prefill_vs_decode_cost(pd, *, title: str, path):
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plan_frontier(p, *, title: str, path):
+    """The planner's Pareto frontier: cost (or tokens/s per chip) against tokens/s per user, one
+    colour per system, the chosen deployment marked."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    key = "usd_per_mtok" if p.objective == "cost" else "tokens_per_s_per_chip"
+    systems = sorted({pt.system for pt in p.frontier})
+    for name in systems:
+        pts = [pt for pt in p.frontier if pt.system == name]
+        ax.plot([pt.tokens_per_s_per_user for pt in pts], [getattr(pt, key) for pt in pts], "o-", ms=3, label=name)
+    if p.best is not None:
+        ax.plot([p.best.tokens_per_s_per_user], [getattr(p.best, key)], "*", ms=14, color="black",
+                label=f"best: {p.best.system} TP{p.best.tp} EP{p.best.ep} PP{p.best.pp}, B={p.best.batch:,.0f}")
+    if p.min_tokens_per_s_per_user:
+        ax.axvline(p.min_tokens_per_s_per_user, ls="--", color=COLORS["floor"], label="SLO: min tokens/s per user")
+    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user",
+           ylabel="$ per million output tokens" if key == "usd_per_mtok" else "output tokens/s per chip", title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -593,3 +593,118 @@ def write_report_plots(r: Report, folder) -> list:
         paths.append(plots.prefill_vs_decode_cost(r.prefill, title=f"{title}, prompt {r.prefill.prompt_tokens:,.0f}",
                                                   path=folder / "prefill_vs_decode.png"))
     return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Layout and planner records
+# --------------------------------------------------------------------------------------------
+
+
+def layout_record(st) -> dict[str, Any]:
+    mem, net, lay = st.memory, st.network, st.layout
+    return jsonable({
+        "layout": {"tp": lay.tp, "ep": lay.ep, "pp": lay.pp, "dp": lay.dp, "microbatches": lay.m,
+                   "stage_chips": lay.stage_chips, "attention_dp": lay.attention_dp},
+        "chips": lay.chips, "replica_chips": st.chips, "billed_chips_per_replica": st.billed_chips,
+        "idle_chips_per_replica": st.placement.idle_chips, "domains_per_replica": st.placement.domains,
+        "weights_bytes_per_chip": mem.weights_bytes_per_chip, "expert_bytes_per_chip": mem.expert_bytes_per_chip,
+        "dense_bytes_per_chip": mem.dense_bytes_per_chip, "kv_bytes_per_chip": mem.kv_bytes_per_chip,
+        "activation_bytes_per_chip": mem.activation_bytes_per_chip, "total_bytes_per_chip": mem.total_bytes_per_chip,
+        "hbm_bytes_per_chip": mem.hbm_bytes_per_chip, "fits": mem.fits,
+        "step_s": st.step_s, "stage_s": st.stage_s, "compute_s": st.compute_s, "weights_s": st.weights_s,
+        "kv_s": st.kv_s, "network_s": st.network_s, "all_to_all_s": st.all_to_all_s,
+        "tp_allreduce_s": net.tp_allreduce_s, "pp_transfer_s": net.pp_transfer_s,
+        "pipeline_hop_latency_s": st.pipeline_hop_latency_s, "scale_out_fraction": net.scale_out_fraction,
+        "stage_boundaries_across_domains": net.stage_boundaries_across_domains,
+        "pipeline_idle_fraction": st.pipeline_idle_fraction, "bound": st.bound,
+        "tokens_per_s": st.tokens_per_s, "tokens_per_s_per_chip": st.tokens_per_s_per_chip,
+        "tokens_per_s_per_user": st.tokens_per_s_per_user, "usd_per_mtok": st.usd_per_mtok,
+        "assumptions": {"overlap": st.overlap, "hop_latency_s": st.hop_latency_s,
+                        "activation_buffers": "estimate: 4 hidden vectors (+k for MoE) per token in flight",
+                        "routing": "uniform over experts (no load imbalance)"},
+    })
+
+
+def render_layout(st, m: Model, s: System) -> list[str]:
+    mem, net, lay = st.memory, st.network, st.layout
+    fit = "fits" if mem.fits else "does NOT fit"
+    lines = [
+        f"{m.name} on {s.name}: {lay.describe()}, {st.chips} chips per replica"
+        + (f" in {st.placement.domains} domains, {st.placement.idle_chips:g} idle" if st.placement.idle_chips else ""),
+        f"  per chip: weights {si(mem.weights_bytes_per_chip, 'B')} (experts {si(mem.expert_bytes_per_chip, 'B')},"
+        f" rest {si(mem.dense_bytes_per_chip, 'B')}) + KV {si(mem.kv_bytes_per_chip, 'B')} + activations"
+        f" {si(mem.activation_bytes_per_chip, 'B')} = {si(mem.total_bytes_per_chip, 'B')} of"
+        f" {si(mem.hbm_bytes_per_chip, 'B')}: {fit}",
+        f"  per token: compute {seconds(st.compute_s)}, weights {seconds(st.weights_s)}, KV {seconds(st.kv_s)},"
+        f" network {seconds(st.network_s)} (all-to-all {seconds(st.all_to_all_s)}, TP all-reduce"
+        f" {seconds(net.tp_allreduce_s)}, PP transfers {seconds(net.pp_transfer_s)}, hops"
+        f" {seconds(st.pipeline_hop_latency_s)})",
+        f"  step {seconds(st.step_s)} ({st.bound} bound, overlap {st.overlap}); {st.tokens_per_s:,.0f} tokens/s per"
+        f" replica, {st.tokens_per_s_per_chip:,.0f} per billed chip, {st.tokens_per_s_per_user:,.1f} per user;"
+        f" {usd(st.usd_per_mtok)}/Mtok",
+    ]
+    if net.scale_out_fraction:
+        lines.append(f"  {net.scale_out_fraction:.0%} of the all-to-all leaves the {s.scaleup_chips}-chip domain over"
+                     " the scale-out network")
+    if st.pipeline_idle_fraction > 0.005:
+        lines.append(f"  the pipeline idles {st.pipeline_idle_fraction:.0%} of the time: give it at least PP microbatches")
+    return lines
+
+
+PLAN_KEYS = ("system", "chips", "tp", "ep", "pp", "dp", "batch", "tokens_per_s_per_chip", "tokens_per_s_per_user",
+             "usd_per_mtok", "billed_chips", "weight_dtype", "kv_dtype", "ttft_s", "step_s", "total_bytes_per_chip",
+             "bound")
+
+
+def plan_point_record(p) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    rec = {k: getattr(p, k) for k in PLAN_KEYS}
+    if p.replicas is not None:
+        rec["replicas"], rec["total_chips"] = p.replicas, p.total_chips
+    return jsonable(rec)
+
+
+def plan_record(p) -> dict[str, Any]:
+    return {
+        "model": p.model, "input_tokens": p.input_tokens, "output_tokens": p.output_tokens,
+        "min_tokens_per_s_per_user": p.min_tokens_per_s_per_user, "max_ttft_s": p.max_ttft_s,
+        "demand_tokens_per_s": p.demand_tokens_per_s, "objective": p.objective,
+        "frontier": [plan_point_record(x) for x in p.frontier], "best": plan_point_record(p.best),
+        "evaluated": p.evaluated, "feasible": p.feasible, "layouts": p.layouts, "rejected": p.rejected,
+        "unpriced_systems": list(p.unpriced_systems),
+    }
+
+
+def render_plan(p) -> list[str]:
+    slo = []
+    if p.min_tokens_per_s_per_user:
+        slo.append(f"≥ {p.min_tokens_per_s_per_user:g} tokens/s per user")
+    if p.max_ttft_s:
+        slo.append(f"TTFT ≤ {p.max_ttft_s:g} s")
+    lines = [
+        f"{p.model}: {p.input_tokens:,.0f} in / {p.output_tokens:,.0f} out per request; SLOs: {', '.join(slo) or 'none'}",
+        f"  searched {p.layouts:,} layouts, {p.evaluated:,} (layout, batch, dtype) points; {p.feasible:,} meet every SLO"
+        f" (roofline bound)",
+    ]
+    if p.unpriced_systems:
+        lines.append(f"  left out of the cost comparison (no price): {', '.join(p.unpriced_systems)}")
+    b = p.best
+    if b is None:
+        lines.append("  nothing meets the SLOs: relax them, or add systems or narrower dtypes")
+        return lines
+    lines.append(
+        f"  cheapest: {b.system}, TP{b.tp} EP{b.ep} PP{b.pp} on {b.chips} chips ({b.billed_chips:g} billed), batch"
+        f" {b.batch:,.0f}, weights {b.weight_dtype}: {b.tokens_per_s_per_user:,.1f} tokens/s per user,"
+        f" {b.tokens_per_s_per_chip:,.0f} per chip, {usd(b.usd_per_mtok)}/Mtok, TTFT {seconds(b.ttft_s)}"
+    )
+    if b.replicas is not None:
+        lines.append(f"  demand {p.demand_tokens_per_s:,.0f} tokens/s needs {b.replicas:,} replicas = {b.total_chips:,.0f} chips")
+    lines.append("  frontier (faster per user -> cheaper):")
+    step = max(1, len(p.frontier) // 12)
+    for x in p.frontier[::step]:
+        lines.append(
+            f"    {x.system:<14} TP{x.tp:<2} EP{x.ep:<4} PP{x.pp} B={x.batch:>7,.0f}  {x.tokens_per_s_per_user:>8,.1f} tok/s/user"
+            f"  {x.tokens_per_s_per_chip:>8,.0f} tok/s/chip  {usd(x.usd_per_mtok)}/Mtok"
+        )
+    return lines

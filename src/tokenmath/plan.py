@@ -1,0 +1,276 @@
+"""The deployment planner: enumerate layouts × batch sizes × dtypes on candidate systems, drop the
+infeasible ones (memory, divisibility, SLOs), and return the Pareto frontier of cost (or tokens/s
+per chip) against tokens/s per user, the cheapest deployment that meets every SLO, and the chips a
+demand needs.
+
+Per request of I input and O output tokens on one replica:
+    decode context L = I + O/2;  T_dec(B) = the layout's decode step at batch B
+    replica time per request = O·T_dec(B)/B + T_prefill(I)      (prefill is exclusive, decode shared)
+    output tokens/s per replica = O / that;  tokens/s per user = 1/T_dec(B);  TTFT = T_prefill(I)
+Batch sizes are one broadcast call per layout; Python loops only over discrete layouts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import TokenmathError
+from .layout import Layout, check_layout, layout_memory, layout_step
+from .roofline import resolve_dtypes
+from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
+
+BATCH_POINTS = 40
+
+
+@dataclass(frozen=True)
+class PlanPoint:
+    system: str
+    chips: int  # chips a replica uses
+    billed_chips: float  # with the idle chips its placement strands
+    tp: int
+    ep: int
+    pp: int
+    dp: int
+    batch: float
+    weight_dtype: str
+    kv_dtype: str
+    tokens_per_s_per_chip: float  # output tokens, prefill time included, per billed chip
+    tokens_per_s_per_user: float
+    usd_per_mtok: float | None  # $ per million output tokens (input processing included)
+    ttft_s: float
+    step_s: float
+    total_bytes_per_chip: float
+    bound: str
+    replicas: int | None = None
+    total_chips: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    input_tokens: float
+    output_tokens: float
+    min_tokens_per_s_per_user: float | None
+    max_ttft_s: float | None
+    demand_tokens_per_s: float | None
+    objective: str  # "cost" ($/Mtok over the priced systems) or "throughput" (tokens/s per chip, when none has a price)
+    frontier: list[PlanPoint]
+    best: PlanPoint | None
+    evaluated: int  # (layout, batch, dtype) points computed
+    feasible: int  # of which fit in memory and meet every SLO
+    layouts: int
+    rejected: dict[str, int] = field(default_factory=dict)  # why layouts were dropped before batching
+    unpriced_systems: tuple[str, ...] = ()  # left out of a cost comparison: give --usd-per-chip-hour
+
+
+def candidate_layouts(model: Model, system: System, *, max_pp: int = 4) -> list[Layout]:
+    """Layouts worth trying on one system: stages of power-of-two chips up to one domain (and
+    two domains for expert parallelism, to show the scale-out penalty), capped at 256 chips;
+    for MoE models EP over the stage (experts must divide), TP of 1–8 inside it; PP of 1, 2, 4."""
+    dom = system.scaleup_chips
+    cap = min(256, 2 * dom if model.moe else dom)
+    sizes = [2**i for i in range(0, 9) if 2**i <= cap]
+    if dom <= cap and dom not in sizes:
+        sizes.append(dom)
+    heads = model.attention.n_heads
+    out: list[Layout] = []
+    pps = [p for p in (1, 2, 4) if p <= max_pp and p <= model.n_layers]
+    for sc in sizes:
+        for pp in pps:
+            if model.moe is not None:
+                for tp in (1, 2, 4, 8):
+                    if tp > sc or sc % tp or heads % tp:
+                        continue
+                    ep = sc if sc > 1 else 1
+                    if ep > 1 and model.moe.n_experts % ep:
+                        continue
+                    out.append(Layout(tp=tp, ep=ep, pp=pp))
+            else:
+                if heads % sc == 0 or sc == 1:
+                    out.append(Layout(tp=sc, pp=pp))
+    return out
+
+
+def _pareto(points: list[PlanPoint], objective: str) -> list[PlanPoint]:
+    """Points no other point beats on both tokens/s per user and the objective."""
+    if not points:
+        return []
+    if objective == "cost":
+        key = lambda p: (-p.tokens_per_s_per_user, p.usd_per_mtok)  # noqa: E731
+        better = lambda a, b: a <= b  # noqa: E731  (lower cost)
+        val = lambda p: p.usd_per_mtok  # noqa: E731
+    else:
+        key = lambda p: (-p.tokens_per_s_per_user, -p.tokens_per_s_per_chip)  # noqa: E731
+        better = lambda a, b: a >= b  # noqa: E731
+        val = lambda p: p.tokens_per_s_per_chip  # noqa: E731
+    frontier: list[PlanPoint] = []
+    best_val = None
+    for p in sorted(points, key=key):
+        v = val(p)
+        if best_val is None or not better(best_val, v):
+            frontier.append(p)
+            best_val = v
+    return frontier
+
+
+def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: float, O: float,
+              efficiency: Efficiency, usd_per_chip_hour: float | None, overlap: str) -> list[PlanPoint]:
+    L = I + O / 2.0
+    weight, kv, *_ = resolve_dtypes(model, system, dtypes)
+    mem1 = layout_memory(model, system, layout, 1.0, L, dtypes=dtypes)
+    if not mem1.fits:
+        return []
+    # largest batch that fits: memory is affine in B
+    per_seq = (mem1.total_bytes_per_chip - mem1.weights_bytes_per_chip)
+    b_max = (mem1.hbm_bytes_per_chip - mem1.weights_bytes_per_chip) / per_seq
+    b_max = max(1.0, math.floor(min(b_max, 1e7)))
+    grid = np.unique(np.concatenate([np.round(np.geomspace(1, b_max, BATCH_POINTS)), [b_max]]))
+    grid = grid[grid >= layout.m] if b_max >= layout.m else np.array([float(layout.m)])
+    kw = dict(dtypes=dtypes, efficiency=efficiency, overlap=overlap, usd_per_chip_hour=usd_per_chip_hour, check=False)
+    # resident sequences sit at every point of their lives: their KV averages I + O/2 tokens
+    dec = layout_step(model, system, layout, grid, L, **kw)
+    pre = layout_step(model, system, layout, 1.0, I / 2.0, new_tokens=I, **kw)
+    fits = np.atleast_1d(dec.memory.fits)
+    t_dec = np.atleast_1d(dec.step_s)
+    per_request = O * t_dec / grid + pre.step_s
+    replica_tps = O / per_request
+    billed = dec.billed_chips
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+    usd = None if price is None else billed * price / 3600.0 / replica_tps * 1e6
+    total_bytes = np.atleast_1d(dec.memory.total_bytes_per_chip)
+    bounds = np.atleast_1d(dec.bound)
+    out = []
+    for i in np.nonzero(fits)[0]:
+        out.append(PlanPoint(
+            system=system.name, chips=layout.replica_chips, billed_chips=float(billed), tp=layout.tp, ep=layout.ep,
+            pp=layout.pp, dp=1, batch=float(grid[i]), weight_dtype=weight, kv_dtype=kv,
+            tokens_per_s_per_chip=float(replica_tps[i] / billed), tokens_per_s_per_user=float(1.0 / t_dec[i]),
+            usd_per_mtok=None if usd is None else float(usd[i]), ttft_s=float(pre.step_s), step_s=float(t_dec[i]),
+            total_bytes_per_chip=float(total_bytes[i]), bound=str(bounds[i]),
+        ))
+    return out
+
+
+def plan_system(model: Model, system: System, *, input_tokens: float, output_tokens: float,
+                weight_dtypes: Iterable[str | None] = (None,), kv_dtype: str = "bf16",
+                efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
+                overlap: str = "none") -> tuple[list[PlanPoint], int, dict[str, int]]:
+    """Every feasible (layout, batch, dtype) point on one system, before SLOs: (points, layouts, rejections)."""
+    points: list[PlanPoint] = []
+    rejected: dict[str, int] = {}
+    n_layouts = 0
+    for wd in weight_dtypes:
+        dt = Dtypes(weight=wd, kv=kv_dtype)
+        try:
+            resolve_dtypes(model, system, dt)
+        except TokenmathError:
+            rejected["no FLOP/s for the dtype"] = rejected.get("no FLOP/s for the dtype", 0) + 1
+            continue
+        for lay in candidate_layouts(model, system):
+            try:
+                check_layout(model, system, lay)
+                pts = _evaluate(model, system, lay, dt, input_tokens, output_tokens, efficiency, usd_per_chip_hour,
+                                overlap)
+            except TokenmathError as e:
+                key = str(e).split(":")[0][:80]
+                rejected[key] = rejected.get(key, 0) + 1
+                continue
+            n_layouts += 1
+            if not pts:
+                rejected["weights do not fit"] = rejected.get("weights do not fit", 0) + 1
+            points.extend(pts)
+    return points, n_layouts, rejected
+
+
+def plan(model: Model, systems: list[System], *, input_tokens: float, output_tokens: float,
+         min_tokens_per_s_per_user: float | None = None, max_ttft_s: float | None = None,
+         demand_tokens_per_s: float | None = None, weight_dtypes: Iterable[str | None] = (None,),
+         kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "none",
+         usd_per_chip_hour: float | None = None, scheduler: str | None = None,
+         progress: Callable[[int, int, str], None] | None = None) -> Plan:
+    """Search every system for the cheapest way to serve `model` under the SLOs.
+
+    scheduler: None runs in-process; "local" starts an in-process Dask cluster; any other value is
+    the address of a running Dask scheduler (optional extra `dask`), one task per system."""
+    for name, v in (("input tokens", input_tokens), ("output tokens", output_tokens)):
+        if not (v >= 1 and math.isfinite(v)):
+            raise TokenmathError(f"{name} = {v!r} must be >= 1")
+    for name, v in (("min tokens/s per user", min_tokens_per_s_per_user), ("max TTFT", max_ttft_s),
+                    ("demand", demand_tokens_per_s)):
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise TokenmathError(f"{name} = {v!r} must be a positive number")
+    if not systems:
+        raise TokenmathError("no systems to plan on")
+    weight_dtypes = list(weight_dtypes)
+    kw = dict(input_tokens=input_tokens, output_tokens=output_tokens, weight_dtypes=weight_dtypes, kv_dtype=kv_dtype,
+              efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap)
+    results = _run(model, systems, kw, scheduler, progress)
+
+    everything: list[PlanPoint] = []
+    layouts = 0
+    rejected: dict[str, int] = {}
+    for pts, n, rej in results:
+        everything.extend(pts)
+        layouts += n
+        for k, v in rej.items():
+            rejected[k] = rejected.get(k, 0) + v
+    ok = [p for p in everything
+          if (min_tokens_per_s_per_user is None or p.tokens_per_s_per_user >= min_tokens_per_s_per_user)
+          and (max_ttft_s is None or p.ttft_s <= max_ttft_s)]
+    unpriced = tuple(sorted({p.system for p in ok if p.usd_per_mtok is None}))
+    priced = [p for p in ok if p.usd_per_mtok is not None]
+    objective = "cost" if priced else "throughput"
+    if priced:
+        ok = priced
+    frontier = _pareto(ok, objective)
+    best = None
+    if ok:
+        if objective == "cost":
+            best = min(ok, key=lambda p: (p.usd_per_mtok, -p.tokens_per_s_per_user))
+        else:
+            best = max(ok, key=lambda p: (p.tokens_per_s_per_chip, p.tokens_per_s_per_user))
+        if demand_tokens_per_s is not None:
+            per_replica = best.tokens_per_s_per_chip * best.billed_chips
+            replicas = math.ceil(demand_tokens_per_s / per_replica)
+            best = _replace(best, replicas=replicas, total_chips=replicas * best.billed_chips)
+    return Plan(
+        model=model.name, input_tokens=float(input_tokens), output_tokens=float(output_tokens),
+        min_tokens_per_s_per_user=min_tokens_per_s_per_user, max_ttft_s=max_ttft_s,
+        demand_tokens_per_s=demand_tokens_per_s, objective=objective, frontier=frontier, best=best,
+        evaluated=len(everything), feasible=len(ok), layouts=layouts, rejected=rejected, unpriced_systems=unpriced,
+    )
+
+
+def _replace(p, **kw):
+    from dataclasses import replace
+
+    return replace(p, **kw)
+
+
+def _run(model, systems, kw, scheduler, progress):
+    if scheduler is None:
+        out = []
+        for i, s in enumerate(systems):
+            out.append(plan_system(model, s, **kw))
+            if progress:
+                progress(i + 1, len(systems), s.name)
+        return out
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise TokenmathError("--scheduler needs Dask: pip install 'tokenmath[dask]'") from None
+    client = Client(processes=False, dashboard_address=None) if scheduler == "local" else Client(scheduler)
+    try:
+        futures = {client.submit(plan_system, model, s, pure=False, **kw): s.name for s in systems}
+        out = []
+        for i, fut in enumerate(as_completed(futures)):
+            out.append(fut.result())
+            if progress:
+                progress(i + 1, len(systems), futures[fut])
+        return out
+    finally:
+        client.close()
