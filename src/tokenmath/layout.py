@@ -369,7 +369,10 @@ def layout_step(model: Model, system: System, layout: Layout, batch, context, *,
     chips = place.billed_chips
     usd = None if price is None else step * chips * price / 3600.0 / (B * new_tokens) * 1e6
     shape = np.shape(step)
-    bc = lambda x: _s(np.broadcast_to(x, shape))  # noqa: E731
+
+    def bc(x):
+        return _s(x if np.shape(x) == shape else np.broadcast_to(x, shape))
+
     return LayoutStep(
         layout=layout, batch=bc(B), context=bc(L), new_tokens=float(new_tokens),
         compute_s=bc(pp * compute), weights_s=bc(pp * weights), kv_s=bc(pp * kv),

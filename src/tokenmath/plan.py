@@ -95,35 +95,55 @@ def candidate_layouts(model: Model, system: System, *, max_pp: int = 4) -> list[
     return out
 
 
-def _pareto(points: list[PlanPoint], objective: str) -> list[PlanPoint]:
-    """Points no other point beats on both tokens/s per user and the objective."""
-    if not points:
-        return []
-    if objective == "cost":
-        key = lambda p: (-p.tokens_per_s_per_user, p.usd_per_mtok)  # noqa: E731
-        better = lambda a, b: a <= b  # noqa: E731  (lower cost)
-        val = lambda p: p.usd_per_mtok  # noqa: E731
-    else:
-        key = lambda p: (-p.tokens_per_s_per_user, -p.tokens_per_s_per_chip)  # noqa: E731
-        better = lambda a, b: a >= b  # noqa: E731
-        val = lambda p: p.tokens_per_s_per_chip  # noqa: E731
-    frontier: list[PlanPoint] = []
-    best_val = None
-    for p in sorted(points, key=key):
-        v = val(p)
-        if best_val is None or not better(best_val, v):
-            frontier.append(p)
-            best_val = v
-    return frontier
+COLUMNS = ("chips", "billed_chips", "tp", "ep", "pp", "batch", "tokens_per_s_per_chip", "tokens_per_s_per_user",
+           "usd_per_mtok", "ttft_s", "step_s", "total_bytes_per_chip")
+TEXT_COLUMNS = ("system", "weight_dtype", "kv_dtype", "bound")
+
+
+def _columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if not parts:
+        return {k: np.array([]) for k in COLUMNS + TEXT_COLUMNS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in COLUMNS + TEXT_COLUMNS}
+
+
+def points(cols: dict[str, np.ndarray], index=None) -> list[PlanPoint]:
+    """Materialise rows of the columnar result as PlanPoints."""
+    idx = range(len(cols["batch"])) if index is None else index
+    out = []
+    for i in idx:
+        usd = cols["usd_per_mtok"][i]
+        out.append(PlanPoint(
+            system=str(cols["system"][i]), chips=int(cols["chips"][i]), billed_chips=float(cols["billed_chips"][i]),
+            tp=int(cols["tp"][i]), ep=int(cols["ep"][i]), pp=int(cols["pp"][i]), dp=1, batch=float(cols["batch"][i]),
+            weight_dtype=str(cols["weight_dtype"][i]), kv_dtype=str(cols["kv_dtype"][i]),
+            tokens_per_s_per_chip=float(cols["tokens_per_s_per_chip"][i]),
+            tokens_per_s_per_user=float(cols["tokens_per_s_per_user"][i]),
+            usd_per_mtok=None if np.isnan(usd) else float(usd), ttft_s=float(cols["ttft_s"][i]),
+            step_s=float(cols["step_s"][i]), total_bytes_per_chip=float(cols["total_bytes_per_chip"][i]),
+            bound=str(cols["bound"][i]),
+        ))
+    return out
+
+
+def pareto_indices(user: np.ndarray, value: np.ndarray, *, lower_is_better: bool) -> np.ndarray:
+    """Indices of the points no other point beats on both tokens/s per user (higher) and value."""
+    if len(user) == 0:
+        return np.array([], dtype=int)
+    v = value if lower_is_better else -value
+    order = np.lexsort((v, -user))  # fastest first; among equals, the best value first
+    best = np.minimum.accumulate(v[order])
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = v[order][1:] < best[:-1]
+    return order[keep]
 
 
 def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: float, O: float,
-              efficiency: Efficiency, usd_per_chip_hour: float | None, overlap: str) -> list[PlanPoint]:
+              efficiency: Efficiency, usd_per_chip_hour: float | None, overlap: str) -> dict[str, np.ndarray] | None:
     L = I + O / 2.0
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     mem1 = layout_memory(model, system, layout, 1.0, L, dtypes=dtypes)
     if not mem1.fits:
-        return []
+        return None
     # largest batch that fits: memory is affine in B
     per_seq = (mem1.total_bytes_per_chip - mem1.weights_bytes_per_chip)
     b_max = (mem1.hbm_bytes_per_chip - mem1.weights_bytes_per_chip) / per_seq
@@ -135,32 +155,31 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
     dec = layout_step(model, system, layout, grid, L, **kw)
     pre = layout_step(model, system, layout, 1.0, I / 2.0, new_tokens=I, **kw)
     fits = np.atleast_1d(dec.memory.fits)
-    t_dec = np.atleast_1d(dec.step_s)
-    per_request = O * t_dec / grid + pre.step_s
-    replica_tps = O / per_request
+    t_dec = np.atleast_1d(dec.step_s)[fits]
+    g = grid[fits]
+    n = len(g)
+    replica_tps = O / (O * t_dec / g + pre.step_s)
     billed = dec.billed_chips
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
-    usd = None if price is None else billed * price / 3600.0 / replica_tps * 1e6
-    total_bytes = np.atleast_1d(dec.memory.total_bytes_per_chip)
-    bounds = np.atleast_1d(dec.bound)
-    out = []
-    for i in np.nonzero(fits)[0]:
-        out.append(PlanPoint(
-            system=system.name, chips=layout.replica_chips, billed_chips=float(billed), tp=layout.tp, ep=layout.ep,
-            pp=layout.pp, dp=1, batch=float(grid[i]), weight_dtype=weight, kv_dtype=kv,
-            tokens_per_s_per_chip=float(replica_tps[i] / billed), tokens_per_s_per_user=float(1.0 / t_dec[i]),
-            usd_per_mtok=None if usd is None else float(usd[i]), ttft_s=float(pre.step_s), step_s=float(t_dec[i]),
-            total_bytes_per_chip=float(total_bytes[i]), bound=str(bounds[i]),
-        ))
-    return out
+    usd = np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
+    full = lambda v: np.full(n, v)  # noqa: E731
+    return {
+        "chips": full(layout.replica_chips), "billed_chips": full(billed), "tp": full(layout.tp), "ep": full(layout.ep),
+        "pp": full(layout.pp), "batch": g, "tokens_per_s_per_chip": replica_tps / billed,
+        "tokens_per_s_per_user": 1.0 / t_dec, "usd_per_mtok": usd, "ttft_s": full(pre.step_s), "step_s": t_dec,
+        "total_bytes_per_chip": np.atleast_1d(dec.memory.total_bytes_per_chip)[fits],
+        "system": full(system.name), "weight_dtype": full(weight), "kv_dtype": full(kv),
+        "bound": np.atleast_1d(dec.bound)[fits],
+    }
 
 
 def plan_system(model: Model, system: System, *, input_tokens: float, output_tokens: float,
                 weight_dtypes: Iterable[str | None] = (None,), kv_dtype: str = "bf16",
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
-                overlap: str = "none") -> tuple[list[PlanPoint], int, dict[str, int]]:
-    """Every feasible (layout, batch, dtype) point on one system, before SLOs: (points, layouts, rejections)."""
-    points: list[PlanPoint] = []
+                overlap: str = "none") -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
+    """Every feasible (layout, batch, dtype) point on one system, before SLOs, as columns:
+    (columns, layouts evaluated, reasons layouts were rejected)."""
+    parts: list[dict[str, np.ndarray]] = []
     rejected: dict[str, int] = {}
     n_layouts = 0
     for wd in weight_dtypes:
@@ -173,17 +192,18 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
         for lay in candidate_layouts(model, system):
             try:
                 check_layout(model, system, lay)
-                pts = _evaluate(model, system, lay, dt, input_tokens, output_tokens, efficiency, usd_per_chip_hour,
-                                overlap)
+                cols = _evaluate(model, system, lay, dt, input_tokens, output_tokens, efficiency, usd_per_chip_hour,
+                                 overlap)
             except TokenmathError as e:
                 key = str(e).split(":")[0][:80]
                 rejected[key] = rejected.get(key, 0) + 1
                 continue
             n_layouts += 1
-            if not pts:
+            if cols is None:
                 rejected["weights do not fit"] = rejected.get("weights do not fit", 0) + 1
-            points.extend(pts)
-    return points, n_layouts, rejected
+            else:
+                parts.append(cols)
+    return _columns(parts), n_layouts, rejected
 
 
 def plan(model: Model, systems: list[System], *, input_tokens: float, output_tokens: float,
@@ -210,38 +230,45 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
               efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap)
     results = _run(model, systems, kw, scheduler, progress)
 
-    everything: list[PlanPoint] = []
-    layouts = 0
+    cols = _columns([r[0] for r in results])
+    layouts = sum(r[1] for r in results)
     rejected: dict[str, int] = {}
-    for pts, n, rej in results:
-        everything.extend(pts)
-        layouts += n
+    for _, _, rej in results:
         for k, v in rej.items():
             rejected[k] = rejected.get(k, 0) + v
-    ok = [p for p in everything
-          if (min_tokens_per_s_per_user is None or p.tokens_per_s_per_user >= min_tokens_per_s_per_user)
-          and (max_ttft_s is None or p.ttft_s <= max_ttft_s)]
-    unpriced = tuple(sorted({p.system for p in ok if p.usd_per_mtok is None}))
-    priced = [p for p in ok if p.usd_per_mtok is not None]
-    objective = "cost" if priced else "throughput"
-    if priced:
+    evaluated = len(cols["batch"])
+    ok = np.ones(evaluated, dtype=bool)
+    if min_tokens_per_s_per_user is not None:
+        ok &= cols["tokens_per_s_per_user"] >= min_tokens_per_s_per_user
+    if max_ttft_s is not None:
+        ok &= cols["ttft_s"] <= max_ttft_s
+    priced = ok & ~np.isnan(cols["usd_per_mtok"].astype(float))
+    unpriced = tuple(sorted(set(cols["system"][ok & ~priced].tolist())))
+    objective = "cost" if priced.any() else "throughput"
+    if priced.any():
         ok = priced
-    frontier = _pareto(ok, objective)
-    best = None
-    if ok:
-        if objective == "cost":
-            best = min(ok, key=lambda p: (p.usd_per_mtok, -p.tokens_per_s_per_user))
-        else:
-            best = max(ok, key=lambda p: (p.tokens_per_s_per_chip, p.tokens_per_s_per_user))
-        if demand_tokens_per_s is not None:
-            per_replica = best.tokens_per_s_per_chip * best.billed_chips
-            replicas = math.ceil(demand_tokens_per_s / per_replica)
-            best = _replace(best, replicas=replicas, total_chips=replicas * best.billed_chips)
+    idx = np.nonzero(ok)[0]
+    user = cols["tokens_per_s_per_user"][idx]
+    if objective == "cost":
+        value = cols["usd_per_mtok"][idx].astype(float)
+        front = idx[pareto_indices(user, value, lower_is_better=True)]
+        best_i = idx[np.lexsort((-user, value))[0]] if len(idx) else None
+    else:
+        value = cols["tokens_per_s_per_chip"][idx]
+        front = idx[pareto_indices(user, value, lower_is_better=False)]
+        best_i = idx[np.lexsort((-user, -value))[0]] if len(idx) else None
+    frontier = points(cols, front)
+    best = None if best_i is None else points(cols, [best_i])[0]
+    if best is not None and demand_tokens_per_s is not None:
+        per_replica = best.tokens_per_s_per_chip * best.billed_chips
+        replicas = math.ceil(demand_tokens_per_s / per_replica)
+        best = _replace(best, replicas=replicas, total_chips=replicas * best.billed_chips)
+    ok_count = int(ok.sum())
     return Plan(
         model=model.name, input_tokens=float(input_tokens), output_tokens=float(output_tokens),
         min_tokens_per_s_per_user=min_tokens_per_s_per_user, max_ttft_s=max_ttft_s,
         demand_tokens_per_s=demand_tokens_per_s, objective=objective, frontier=frontier, best=best,
-        evaluated=len(everything), feasible=len(ok), layouts=layouts, rejected=rejected, unpriced_systems=unpriced,
+        evaluated=evaluated, feasible=ok_count, layouts=layouts, rejected=rejected, unpriced_systems=unpriced,
     )
 
 

@@ -1,0 +1,118 @@
+"""plan.py (issue 4): the returned frontier is Pareto-optimal over every enumerated point and
+respects every SLO; the cheapest deployment is on it; Dask gives the same answer."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import tokenmath as tm
+from tokenmath import plan as pl
+from tokenmath.cli import app
+
+CAT = tm.load_catalog()
+KW = dict(input_tokens=2000, output_tokens=500)
+
+
+def all_points(model, systems, **kw):
+    pts = []
+    for s in systems:
+        pts += pl.points(pl.plan_system(model, s, **kw)[0])
+    return pts
+
+
+@pytest.mark.parametrize("model, systems, slo", [
+    ("deepseek-v3", ["gb200-nvl72", "h100-sxm", "mi355x", "b200"], dict(min_tokens_per_s_per_user=20, max_ttft_s=2)),
+    ("llama-3.1-70b", ["h100-sxm", "h200-sxm", "a100-sxm-80gb"], dict(min_tokens_per_s_per_user=30)),
+    ("qwen3-235b-a22b", ["h200-sxm", "b200"], {}),
+])
+def test_frontier_is_pareto_optimal_and_meets_slos(model, systems, slo):
+    m, syss = CAT.model(model), [CAT.system(s) for s in systems]
+    p = pl.plan(m, syss, **KW, **slo)
+    assert p.objective == "cost" and p.frontier and p.best is not None
+    everything = all_points(m, syss, **KW)
+    ok = [q for q in everything
+          if q.tokens_per_s_per_user >= slo.get("min_tokens_per_s_per_user", 0) and q.ttft_s <= slo.get("max_ttft_s", 1e9)]
+    assert len(ok) == p.feasible
+    for f in p.frontier:
+        assert f.tokens_per_s_per_user >= slo.get("min_tokens_per_s_per_user", 0)
+        assert f.ttft_s <= slo.get("max_ttft_s", 1e9)
+        dominated = [q for q in ok if q.tokens_per_s_per_user >= f.tokens_per_s_per_user
+                     and q.usd_per_mtok <= f.usd_per_mtok
+                     and (q.tokens_per_s_per_user > f.tokens_per_s_per_user or q.usd_per_mtok < f.usd_per_mtok)]
+        assert not dominated, (f, dominated[:1])
+    assert p.best.usd_per_mtok == min(q.usd_per_mtok for q in ok)
+    assert any(f.usd_per_mtok == p.best.usd_per_mtok for f in p.frontier)
+
+
+def test_demand_sizes_the_fleet():
+    p = pl.plan(CAT.model("llama-3.1-8b"), [CAT.system("h100-sxm")], **KW, demand_tokens_per_s=1e6)
+    b = p.best
+    per_replica = b.tokens_per_s_per_chip * b.billed_chips
+    assert b.replicas * per_replica >= 1e6 > (b.replicas - 1) * per_replica
+    assert b.total_chips == b.replicas * b.billed_chips
+
+
+def test_unpriced_systems_are_named_not_compared():
+    p = pl.plan(CAT.model("llama-3.1-8b"), [CAT.system("h100-sxm"), CAT.system("tpu-v6e")], **KW)
+    assert p.unpriced_systems == ("tpu-v6e",) and all(f.system == "h100-sxm" for f in p.frontier)
+    only = pl.plan(CAT.model("llama-3.1-8b"), [CAT.system("tpu-v6e")], **KW)
+    assert only.objective == "throughput" and only.best.system == "tpu-v6e"
+
+
+def test_impossible_slo_returns_no_best():
+    p = pl.plan(CAT.model("llama-3.1-405b"), [CAT.system("a100-sxm-80gb")], **KW, min_tokens_per_s_per_user=1e5)
+    assert p.best is None and p.frontier == [] and p.feasible == 0
+
+
+def test_dask_scheduler_gives_the_same_plan():
+    """The same search on an in-process Dask cluster (the optional `dask` extra)."""
+    m, syss = CAT.model("llama-3.1-8b"), [CAT.system("h100-sxm"), CAT.system("b200")]
+    local = pl.plan(m, syss, **KW, min_tokens_per_s_per_user=50)
+    dist = pl.plan(m, syss, **KW, min_tokens_per_s_per_user=50, scheduler="local")
+    assert dist.best == local.best and len(dist.frontier) == len(local.frontier)
+
+
+def test_cli_plan_layout_bubble_json(tmp_path):
+    r = CliRunner()
+    res = r.invoke(app, ["plan", "--model", "deepseek-v3", "--systems", "gb200-nvl72,mi355x", "--input-tokens", "2000",
+                         "--output-tokens", "500", "--min-tokens-per-s-per-user", "20", "--max-ttft-s", "2",
+                         "--demand-tokens-per-s", "1M", "--plot", str(tmp_path / "f.png"), "--json"])
+    assert res.exit_code == 0, res.stderr
+    rec = json.loads(res.stdout)
+    keys = {"system", "chips", "tp", "ep", "pp", "dp", "batch", "tokens_per_s_per_chip", "tokens_per_s_per_user",
+            "usd_per_mtok"}
+    assert rec["frontier"] and all(keys <= set(f) for f in rec["frontier"])
+    assert keys | {"replicas", "total_chips"} <= set(rec["best"])
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+
+    res = r.invoke(app, ["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "256", "--ep", "64",
+                         "--pp", "4", "--batch", "9600", "--context", "32k", "--json"])
+    assert res.exit_code == 0, res.stderr
+    rec = json.loads(res.stdout)
+    for k in ("weights_bytes_per_chip", "kv_bytes_per_chip", "activation_bytes_per_chip", "total_bytes_per_chip",
+              "hbm_bytes_per_chip", "fits", "step_s", "network_s", "all_to_all_s", "pipeline_hop_latency_s",
+              "scale_out_fraction"):
+        assert k in rec, k
+    assert rec["fits"] is True and rec["scale_out_fraction"] == 0
+
+    res = r.invoke(app, ["bubble", "--schedule", "gpipe", "--pp", "4", "--microbatches", "8", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["bubble_fraction"] == pytest.approx(3 / 11)
+    res = r.invoke(app, ["bubble", "--schedule", "interleaved", "--pp", "4", "--microbatches", "8",
+                         "--virtual-stages", "2", "--json"])
+    assert json.loads(res.stdout)["bubble_fraction"] == pytest.approx(3 / 19)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "72", "--ep", "64", "--pp", "4"],
+     "needs 256 chips"),
+    (["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "72", "--ep", "72"], "do not divide"),
+    (["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "64", "--ep", "64",
+      "--overlap", "some"], "overlap"),
+    (["bubble", "--schedule", "magic", "--pp", "4", "--microbatches", "8"], "unknown schedule"),
+    (["plan", "--model", "deepseek-v3", "--systems", "gb300"], "unknown system 'gb300'"),
+    (["plan", "--model", "deepseek-v3", "--input-tokens", "0"], "--input-tokens"),
+])
+def test_cli_errors_exit_2(args, fragment):
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and fragment in res.stderr and "Traceback" not in res.stderr + res.stdout
