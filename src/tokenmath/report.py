@@ -630,7 +630,8 @@ def render_layout(st, m: Model, s: System) -> list[str]:
     fit = "fits" if mem.fits else "does NOT fit"
     lines = [
         f"{m.name} on {s.name}: {lay.describe()}, {st.chips} chips per replica"
-        + (f" in {st.placement.domains} domains, {st.placement.idle_chips:g} idle" if st.placement.idle_chips else ""),
+        + (f" in {st.placement.domains} domains" if st.placement.domains > 1 else "")
+        + (f", {st.placement.idle_chips:g} more idle in its domains" if st.placement.idle_chips else ""),
         f"  per chip: weights {si(mem.weights_bytes_per_chip, 'B')} (experts {si(mem.expert_bytes_per_chip, 'B')},"
         f" rest {si(mem.dense_bytes_per_chip, 'B')}) + KV {si(mem.kv_bytes_per_chip, 'B')} + activations"
         f" {si(mem.activation_bytes_per_chip, 'B')} = {si(mem.total_bytes_per_chip, 'B')} of"
