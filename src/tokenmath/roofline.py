@@ -42,7 +42,7 @@ class Assumptions:
     usd_per_chip_hour: float | None
     expert_fetch: str
     attention_flops: bool = True
-    network: str = "not modelled (0 s): single scale-up domain, no layout network terms yet"
+    network: str = "0 s here (ideal sharding); `tokenmath layout` / layout_step adds all-to-all, TP and PP terms"
 
     @property
     def label(self) -> str:
