@@ -155,3 +155,41 @@ def plan_frontier(p, *, title: str, path):
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def loss_frontier(ot, fit, *, title: str, path):
+    """Loss vs training compute for the over-train question: the compute-optimal frontier, the
+    lecture's model trained to Chinchilla's 20 tokens/param and to the equal-cost over-trained point."""
+    from . import training as tr
+
+    _need_matplotlib()
+    N = ot.active_params
+    C = np.geomspace(6 * N * N, 6 * N * ot.pretrain_tokens * 10, 200)
+    frontier = [tr.compute_optimal(c, fit) for c in C]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(C, [f.loss for f in frontier], color=COLORS["step"], lw=2, label=f"compute-optimal ({fit})")
+    D = C / (6 * N)
+    ax.plot(C, tr.chinchilla_loss(N, D, fit), color=COLORS["compute"], label=f"N = {N:.3g} trained longer")
+    for tokens, lab, col in ((ot.chinchilla_tokens, "Chinchilla 20 tokens/param", COLORS["kv"]),
+                             (ot.pretrain_tokens, f"equal-cost: {ot.overtraining_factor:.0f}× over-trained", COLORS["weights"])):
+        ax.plot([6 * N * tokens], [tr.chinchilla_loss(N, tokens, fit)], "o", color=col, ms=8, label=lab)
+    ax.set(xscale="log", xlabel="training FLOPs", ylabel="predicted loss", title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def memory_stack(mem, *, title: str, path):
+    """Training memory per chip: weights, gradients, optimizer state, activations against HBM."""
+    _need_matplotlib()
+    parts = [("weights", mem.weights_bytes_per_chip, "#1f77b4"), ("gradients", mem.grads_bytes_per_chip, "#ff7f0e"),
+             ("optimizer", mem.optimizer_bytes_per_chip, "#2ca02c"), ("activations", mem.activation_bytes_per_chip, "#d62728")]
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    bottom = 0.0
+    for name, v, col in parts:
+        ax.bar([0], [v / 1e9], bottom=[bottom / 1e9], color=col, label=f"{name} {v / 1e9:.1f} GB")
+        bottom += v
+    ax.axhline(mem.hbm_bytes_per_chip / 1e9, ls="--", color="black", label=f"HBM {mem.hbm_bytes_per_chip / 1e9:.0f} GB")
+    ax.set(xticks=[], ylabel="GB per chip", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
