@@ -158,6 +158,16 @@ def compute_optimal(flops: float, fit: str | LossFit = "hoffmann") -> ComputeOpt
     return ComputeOptimal(C, N, D, chinchilla_loss(N, D, f), D / N, fit if isinstance(fit, str) else "custom")
 
 
+def compute_optimal_for_params(params: float, fit: str | LossFit = "hoffmann") -> ComputeOptimal:
+    """The budget for which a model of `params` is compute-optimal (the inverse of N*(C)):
+    C = 6·N·D with D = (N/G)^((α+β)/β) / N."""
+    f = get_fit(fit)
+    N = _positive("params", params)
+    G = (f.alpha * f.A / (f.beta * f.B)) ** (1.0 / (f.alpha + f.beta))
+    C6 = (N / G) ** ((f.alpha + f.beta) / f.beta)
+    return compute_optimal(6.0 * C6, fit)
+
+
 def tokens_for_loss(params, loss: float, fit: str | LossFit = "hoffmann"):
     """Training tokens a model of `params` needs to reach `loss` (inf when it never can)."""
     f = get_fit(fit)
