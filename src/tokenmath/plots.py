@@ -193,3 +193,27 @@ def memory_stack(mem, *, title: str, path):
     ax.set(xticks=[], ylabel="GB per chip", title=title)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 1.0, title: str, path):
+    """Cost of keeping a prompt's KV cache vs how long it is held, per tier, against recomputing."""
+    from . import prices as pr
+
+    _need_matplotlib()
+    holds = np.geomspace(1e-2, 1e6, 120)
+    rows = [pr.cache_costs(model, system, prompt_tokens, h, reuse=reuse, storage=storage) for h in holds]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in pr.TIER_ORDER:
+        vals = [r.tiers[name].total_usd if name in r.tiers else None for r in rows]
+        if any(v is not None for v in vals):
+            t = rows[0].tiers[name]
+            ax.plot(holds, [np.nan if v is None else v for v in vals], label=f"{name} ({t.device}, drain {t.drain_s:.3g} s)")
+    ax.plot(holds, [r.rematerialize_total_usd for r in rows], "--", color="black", label="recompute (prefill)")
+    for lab, s in (("5 min", 300), ("1 h", 3600)):
+        ax.axvline(s, ls=":", color=COLORS["floor"])
+        ax.annotate(lab, (s, ax.get_ylim()[0]), rotation=90, va="bottom", fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel="hold time (s)", ylabel=f"$ to keep and reuse {prompt_tokens:,.0f} tokens' KV",
+           title=title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -709,3 +709,67 @@ def render_plan(p) -> list[str]:
             f"  {x.tokens_per_s_per_chip:>8,.0f} tok/s/chip  {usd(x.usd_per_mtok)}/Mtok"
         )
     return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Price-sheet records
+# --------------------------------------------------------------------------------------------
+
+
+def render_infer(inf, sheet) -> list[str]:
+    lines = [f"{sheet.provider} {sheet.model} ({sheet.name}, {sheet.as_of}): ${sheet.input_usd_per_mtok:g} in /"
+             f" ${sheet.output_usd_per_mtok:g} out per Mtok; assumed behind it: {inf.system}, N_active {inf.active_params:.3g}"]
+    if inf.kv_bytes_per_token is None:
+        lines.append("  no long-context price tier: nothing to say about KV bytes per token")
+    else:
+        lines.append(f"  long-context tier at {sheet.long_context_threshold_tokens:,.0f} tokens -> ~{inf.kv_bytes_per_token:,.0f}"
+                     " KV bytes per token, e.g.:")
+        lines += [f"    {x.description}: {x.bytes_per_token:,.0f} B ({x.ratio:.2f}×)" for x in inf.candidate_layouts[:6]]
+        real = [x for x in inf.candidate_layouts if x.description.startswith("catalog")]
+        if real:
+            lines.append(f"    (open models store far more: {', '.join(f'{x.description.split()[2]} {x.bytes_per_token:,.0f}' for x in real[:3])})")
+    lines.append(f"  output/input = {inf.decode_prefill_cost_ratio:.2g}×: decode costs that many prefill tokens per token")
+    if inf.batch_at_price_ratio is not None:
+        lines.append(f"    with the stand-in model that is a decode batch of ~{inf.batch_at_price_ratio:,.0f}; at its"
+                     f" cost-optimal batch the ratio would be {inf.ratio_at_cost_optimal_batch:.2g}×")
+    if inf.cache_tiers:
+        lines.append("  cache TTLs -> tier with the nearest drain time: " + ", ".join(f"{k} -> {v}" for k, v in inf.cache_tiers.items()))
+    if inf.fast_mode:
+        f = inf.fast_mode
+        if f["consistent"]:
+            lines.append(f"  fast mode ({sheet.fast_price_multiplier:g}× price, {sheet.fast_speedup:g}× speed): a {f['batch_reduction']:.3g}×"
+                         f" smaller batch; normal step ≈ {f['normal_step_over_weight_fetch']:.3g}× the weight fetch, fast"
+                         f" {f['fast_step_over_weight_fetch']:.3g}× — at most {f['max_further_speedup']:.3g}× more on the same chips")
+        else:
+            lines.append(f"  fast mode: {f['reason']}")
+    lines += [f"  assumption: {a}" for a in inf.assumptions]
+    return lines
+
+
+def cache_record(cc) -> dict[str, Any]:
+    tiers_ = {k: {"hold_usd": t.hold_usd, "retrieve_usd": t.retrieve_usd, "rematerialize_usd": cc.rematerialize_usd,
+                  "total_usd": t.total_usd, "drain_s": t.drain_s, "device": t.device, "fits": t.fits,
+                  "break_even_hold_s": cc.break_even_hold_s.get(k)} for k, t in cc.tiers.items()}
+    return jsonable({
+        "best_tier": cc.best_tier, "prompt_tokens": cc.prompt_tokens, "hold_s": cc.hold_s, "reuse": cc.reuse,
+        "kv_bytes": cc.kv_bytes, "rematerialize_usd": cc.rematerialize_usd, "tiers": tiers_,
+        "implied_write_usd_per_mtok": cc.implied_write_usd_per_mtok,
+        "implied_read_usd_per_mtok": cc.implied_read_usd_per_mtok,
+    })
+
+
+def render_cache(cc, m: Model, s: System) -> list[str]:
+    lines = [f"{m.name} on {s.name}: a {cc.prompt_tokens:,.0f}-token prompt's KV is {si(cc.kv_bytes, 'B')}; held"
+             f" {seconds(cc.hold_s)}, reused {cc.reuse:g}×",
+             f"  recompute (prefill at $/chip-second): {usd(cc.rematerialize_total_usd)}"]
+    for k, t in cc.tiers.items():
+        if t.total_usd is None:
+            lines.append(f"  {k:>5}: no price for {t.device}")
+            continue
+        lines.append(f"  {k:>5}: hold {usd(t.hold_usd)} + {cc.reuse:g} × retrieve {usd(t.retrieve_usd)} = {usd(t.total_usd)}"
+                     f" (drain {seconds(t.drain_s)}; beats recompute below {seconds(cc.break_even_hold_s.get(k, float('inf')))})")
+    lines.append(f"  cheapest: {cc.best_tier}")
+    if cc.implied_write_usd_per_mtok is not None:
+        lines.append(f"  implied prices at cost: write {usd(cc.implied_write_usd_per_mtok)}/Mtok, read {usd(cc.implied_read_usd_per_mtok)}/Mtok"
+                     " (compare a sheet's cache prices: the rest is margin, or a costlier tier)")
+    return lines

@@ -41,10 +41,42 @@ class Chip:
 
 @dataclass(frozen=True)
 class Tier:
-    """A memory tier below HBM (host DDR, local flash): capacity and bandwidth per chip."""
+    """A memory tier (HBM, host DDR, local flash, disk) as a device: capacity, bandwidth and what
+    holding a byte on it costs per second (None when no price is known)."""
 
     bytes: float
     bytes_per_s: float
+    name: str = ""
+    kind: str = ""  # "hbm" | "ddr" | "flash" | "disk"
+    usd_per_byte_s: float | None = None
+    source: str = ""
+
+    @property
+    def drain_s(self) -> float:
+        """Capacity / bandwidth: the time to read the whole device once."""
+        return self.bytes / self.bytes_per_s
+
+
+@dataclass(frozen=True)
+class PriceSheet:
+    """An API price sheet, $ per million tokens as published; None = not offered / not published."""
+
+    name: str
+    provider: str
+    model: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    cache_read_usd_per_mtok: float | None = None
+    cache_write_usd_per_mtok: tuple[tuple[float, float], ...] = ()  # (TTL seconds, $/Mtok)
+    long_context_threshold_tokens: float | None = None
+    long_context_input_usd_per_mtok: float | None = None
+    long_context_output_usd_per_mtok: float | None = None
+    batch_multiplier: float | None = None
+    fast_price_multiplier: float | None = None
+    fast_speedup: float | None = None
+    source: str = ""
+    as_of: str = ""
+    notes: str = ""
 
 
 @dataclass(frozen=True)

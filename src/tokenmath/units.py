@@ -79,7 +79,7 @@ _UNITS: dict[str, dict[str, float]] = {
     "bytes": {"B": 1.0, "byte": 1.0, "bytes": 1.0, "bit": 1 / 8, "b": 1 / 8},
     "bytes_per_s": {"B/s": 1.0, "Bps": 1.0, "bytes/s": 1.0, "bit/s": 1 / 8, "b/s": 1 / 8, "bps": 1 / 8},
     "flops_per_s": {"FLOP/s": 1.0, "FLOPS": 1.0, "flop/s": 1.0, "FLOPs": 1.0, "OP/s": 1.0, "OPS": 1.0},
-    "seconds": {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "day": 86400.0, "days": 86400.0},
+    "seconds": {"": 1.0, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "day": 86400.0, "days": 86400.0},
     "watts": {"W": 1.0},
     "count": {"": 1.0, "tokens": 1.0, "token": 1.0, "params": 1.0, "chips": 1.0},
     "usd": {"": 1.0, "$": 1.0, "USD": 1.0, "usd": 1.0},

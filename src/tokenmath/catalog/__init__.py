@@ -33,11 +33,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from ..errors import TokenmathError, unknown_name
 from ..hf import model_from_config_file
-from ..specs import Chip, Model, System, Tier
+from ..specs import Chip, Model, PriceSheet, System, Tier
 from ..units import check_dtype, parse_quantity
 
 BUILTIN_DIR = Path(__file__).parent
-BUILTIN_FILES = (BUILTIN_DIR / "systems.toml", BUILTIN_DIR / "models.toml")
+BUILTIN_FILES = (BUILTIN_DIR / "systems.toml", BUILTIN_DIR / "models.toml", BUILTIN_DIR / "prices.toml",
+                 BUILTIN_DIR / "storage.toml")
+SECONDS_PER_YEAR = 365.25 * 86400.0
 
 Number = float | int | str
 
@@ -60,6 +62,8 @@ _KINDS = {
     "active_params": "count",
     "kv_bytes_per_token": "bytes",
     "scaleup_chips": "count",
+    "bytes": "bytes",
+    "bytes_per_s": "bytes_per_s",
 }
 
 
@@ -95,6 +99,8 @@ class SystemTable(BaseModel):
     power_w: float | None = None
     usd_per_chip_hour: float | None = None
     price_source: str = ""
+    ddr: str | None = None  # a [storage.NAME] of tier "ddr" (host memory)
+    ddr_share: float = 1.0  # share of that device per chip (two GPUs share a Grace CPU: 0.5)
     preliminary: bool = False
     source: str
     as_of: str
@@ -124,8 +130,8 @@ class SystemTable(BaseModel):
             bf16_flops_per_s=self.bf16_flops_per_s, fp8_flops_per_s=self.fp8_flops_per_s,
             int8_flops_per_s=self.int8_flops_per_s, fp4_flops_per_s=self.fp4_flops_per_s, power_w=self.power_w,
         )
-        ddr = Tier(self.ddr_bytes, self.ddr_bytes_per_s) if self.ddr_bytes and self.ddr_bytes_per_s else None
-        flash = Tier(self.flash_bytes, self.flash_bytes_per_s) if self.flash_bytes and self.flash_bytes_per_s else None
+        ddr = Tier(self.ddr_bytes, self.ddr_bytes_per_s, "host DDR", "ddr") if self.ddr_bytes and self.ddr_bytes_per_s else None
+        flash = Tier(self.flash_bytes, self.flash_bytes_per_s, "local flash", "flash") if self.flash_bytes and self.flash_bytes_per_s else None
         return System(
             name=name, chip=chip, scaleup_chips=self.scaleup_chips, scaleup_bytes_per_s=self.scaleup_bytes_per_s,
             scaleout_bytes_per_s=self.scaleout_bytes_per_s, usd_per_chip_hour=self.usd_per_chip_hour,
@@ -187,6 +193,92 @@ class ModelTable(BaseModel):
         )
 
 
+class StorageTable(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tier: str
+    bytes: float
+    bytes_per_s: float
+    usd_per_gb: float | None = None
+    amortization_years: float = 5.0
+    source: str
+    as_of: str
+    notes: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _units(cls, data: Any) -> Any:
+        return _parse_fields(data) if isinstance(data, dict) else data
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, v: str) -> str:
+        if v not in ("ddr", "flash", "disk"):
+            raise ValueError(f"tier = {v!r}; expected 'ddr', 'flash' or 'disk'")
+        return v
+
+    def to_tier(self, name: str) -> Tier:
+        price = None
+        if self.usd_per_gb is not None:
+            if self.usd_per_gb < 0 or self.amortization_years <= 0:
+                raise TokenmathError(f"[storage.{name}] needs usd_per_gb >= 0 and amortization_years > 0")
+            price = self.usd_per_gb / 1e9 / (self.amortization_years * SECONDS_PER_YEAR)
+        return Tier(self.bytes, self.bytes_per_s, name, self.tier, price, f"{self.source} ({self.as_of})")
+
+
+class PriceTable(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str
+    model: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    cache_read_usd_per_mtok: float | None = None
+    cache_write_usd_per_mtok: dict[str, float] = {}
+    long_context_threshold_tokens: float | None = None
+    long_context_input_usd_per_mtok: float | None = None
+    long_context_output_usd_per_mtok: float | None = None
+    batch_multiplier: float | None = None
+    fast_price_multiplier: float | None = None
+    fast_speedup: float | None = None
+    source: str
+    as_of: str
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _positive(self) -> "PriceTable":
+        for k in ("input_usd_per_mtok", "output_usd_per_mtok", "cache_read_usd_per_mtok", "long_context_threshold_tokens",
+                  "long_context_input_usd_per_mtok", "long_context_output_usd_per_mtok", "batch_multiplier",
+                  "fast_price_multiplier", "fast_speedup"):
+            v = getattr(self, k)
+            if v is not None and not v > 0:
+                raise ValueError(f"{k} = {v!r} must be > 0")
+        return self
+
+    def to_sheet(self, name: str) -> PriceSheet:
+        writes = tuple(sorted((parse_ttl(k), float(v)) for k, v in self.cache_write_usd_per_mtok.items()))
+        return PriceSheet(name=name, provider=self.provider, model=self.model, input_usd_per_mtok=self.input_usd_per_mtok,
+                          output_usd_per_mtok=self.output_usd_per_mtok, cache_read_usd_per_mtok=self.cache_read_usd_per_mtok,
+                          cache_write_usd_per_mtok=writes, long_context_threshold_tokens=self.long_context_threshold_tokens,
+                          long_context_input_usd_per_mtok=self.long_context_input_usd_per_mtok,
+                          long_context_output_usd_per_mtok=self.long_context_output_usd_per_mtok,
+                          batch_multiplier=self.batch_multiplier, fast_price_multiplier=self.fast_price_multiplier,
+                          fast_speedup=self.fast_speedup, source=self.source, as_of=self.as_of, notes=self.notes)
+
+
+_TTL = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_ttl(text: str) -> float:
+    """'5m' -> 300, '1h' -> 3600 (cache TTLs as price sheets write them)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*", str(text))
+    if not m:
+        raise TokenmathError(f"cache TTL {text!r} is not like '5m', '1h', '30s' or '1d'")
+    return float(m.group(1)) * _TTL[m.group(2)]
+
+
 def _replace(obj, **kw):
     from dataclasses import replace
 
@@ -198,6 +290,20 @@ class Catalog:
     systems: dict[str, System] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    prices: dict[str, PriceSheet] = field(default_factory=dict)
+    storage: dict[str, Tier] = field(default_factory=dict)
+
+    def price_sheet(self, name: str) -> PriceSheet:
+        if isinstance(name, PriceSheet):
+            return name
+        if name not in self.prices:
+            raise unknown_name("price sheet", name, sorted(self.prices))
+        return self.prices[name]
+
+    def storage_tier(self, kind: str) -> Tier | None:
+        """The catalog's device for a tier kind (the first defined, or a user's override)."""
+        found = [t for t in self.storage.values() if t.kind == kind]
+        return found[-1] if found else None
 
     def system(self, name: str) -> System:
         if isinstance(name, System):
@@ -241,19 +347,36 @@ def _first_error(path: Path, table: str, e: ValidationError) -> TokenmathError:
     return TokenmathError(f"catalog file {str(path)!r}, [{table}] {msg}")
 
 
-def _load_file(path: Path, systems: dict, models: dict) -> None:
+def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: dict, ddr_refs: dict) -> None:
     data = _read_toml(path)
-    unknown = set(data) - {"systems", "chips", "models"}
+    unknown = set(data) - {"systems", "chips", "models", "prices", "storage"}
     if unknown:
         raise TokenmathError(
-            f"catalog file {str(path)!r} has top-level table(s) {sorted(unknown)}; expected [systems.NAME], [chips.NAME] or [models.NAME]"
+            f"catalog file {str(path)!r} has top-level table(s) {sorted(unknown)}; expected [systems.NAME], "
+            "[chips.NAME], [models.NAME], [prices.NAME] or [storage.NAME]"
         )
+    for section, Table, convert, store in (("prices", PriceTable, "to_sheet", prices),
+                                           ("storage", StorageTable, "to_tier", storage)):
+        for name, table in (data.get(section) or {}).items():
+            if not isinstance(table, dict):
+                raise TokenmathError(f"catalog file {str(path)!r}: [{section}.{name}] must be a table")
+            try:
+                store[name] = getattr(Table.model_validate(table), convert)(name)
+            except ValidationError as e:
+                raise _first_error(path, f"{section}.{name}", e) from None
+            except TokenmathError as e:
+                raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}]: {e}") from None
     for section in ("systems", "chips"):
         for name, table in (data.get(section) or {}).items():
             if not isinstance(table, dict):
                 raise TokenmathError(f"catalog file {str(path)!r}: [{section}.{name}] must be a table")
             try:
-                systems[name] = SystemTable.model_validate(table).to_system(name)
+                t = SystemTable.model_validate(table)
+                systems[name] = t.to_system(name)
+                if t.ddr:
+                    ddr_refs[name] = (t.ddr, t.ddr_share, path)
+                else:
+                    ddr_refs.pop(name, None)
             except ValidationError as e:
                 raise _first_error(path, f"{section}.{name}", e) from None
             except TokenmathError as e:
@@ -273,9 +396,20 @@ def _load_file(path: Path, systems: dict, models: dict) -> None:
 def _load(files: tuple[str, ...]) -> Catalog:
     systems: dict[str, System] = {}
     models: dict[str, Model] = {}
+    prices: dict[str, PriceSheet] = {}
+    storage: dict[str, Tier] = {}
+    ddr_refs: dict[str, tuple[str, float, Path]] = {}
     for f in files:
-        _load_file(Path(f), systems, models)
-    return Catalog(systems=systems, models=models, files=files)
+        _load_file(Path(f), systems, models, prices, storage, ddr_refs)
+    for name, (ref, share, path) in ddr_refs.items():  # resolve host-memory references once all files are read
+        if ref not in storage or storage[ref].kind != "ddr":
+            known = sorted(k for k, t in storage.items() if t.kind == "ddr")
+            raise TokenmathError(f"catalog file {str(path)!r}, [systems.{name}]: ddr = {ref!r} is not a [storage.NAME] of "
+                                 f"tier 'ddr' (known: {', '.join(known) or 'none'})")
+        dev = storage[ref]
+        tier = Tier(dev.bytes * share, dev.bytes_per_s * share, dev.name, "ddr", dev.usd_per_byte_s, dev.source)
+        systems[name] = _replace(systems[name], ddr=tier)
+    return Catalog(systems=systems, models=models, files=files, prices=prices, storage=storage)
 
 
 def load_catalog(extra: list[str | Path] | tuple | None = None) -> Catalog:
