@@ -7,6 +7,7 @@ to stderr and exits 2.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -267,6 +268,7 @@ def step_cmd(
     compute_dtype: ComputeOpt = None,
     flops_efficiency: Annotated[float, typer.Option(help="Achieved fraction of peak FLOP/s.")] = 1.0,
     hbm_efficiency: Annotated[float, typer.Option(help="Achieved fraction of peak HBM bandwidth.")] = 1.0,
+    efficiency: Annotated[str, typer.Option("--efficiency", help="'roofline' (the bound) or 'calibrated' (the fitted estimate).")] = "roofline",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
     expert_fetch: Annotated[str, typer.Option(help="'all' experts streamed each step, or 'expected' for the batch.")] = "all",
     attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
@@ -279,8 +281,17 @@ def step_cmd(
     S = _count(new_tokens, "--new-tokens")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
-    st = step_time(m, s, B, L, S, chips=chips, dtypes=dt, efficiency=_efficiency(flops_efficiency, hbm_efficiency),
-                   usd_per_chip_hour=price, expert_fetch=expert_fetch, attention_flops=attention_flops)
+    eff, overhead = _efficiency(flops_efficiency, hbm_efficiency), 0.0
+    if efficiency == "calibrated":
+        from . import validate as vd
+
+        est, _ = vd.load_preset()
+        eff = est.efficiency("decode" if S == 1 else "prefill")
+        overhead = est.overhead_s(m)
+    elif efficiency != "roofline":
+        raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'roofline' or 'calibrated'")
+    st = step_time(m, s, B, L, S, chips=chips, dtypes=dt, efficiency=eff, usd_per_chip_hour=price,
+                   expert_fetch=expert_fetch, attention_flops=attention_flops, overhead_s=overhead)
     if not st.fits and not allow_overflow:
         raise TokenmathError(
             f"{m.name} needs {si(st.memory_bytes, 'B')} (weights + KV of {B:,.0f} × {L:,.0f} tokens) but "
@@ -848,6 +859,68 @@ def prices_long_context_cmd(
         lines.append(f"  {r.model:<18} KV {r.kv_bytes_per_token:>9,.0f} B/token   L* {('none' if r.balance_context is None else f'{r.balance_context:,.0f}'):>9}"
                      f"   L_eq {r.attention_equals_weights_context:>11,.0f}   cost 1M/8k {('-' if r.cost_ratio_1m_vs_8k is None else f'{r.cost_ratio_1m_vs_8k:,.1f}×'):>8}")
     _finish(json_, {"system": s.name, "models": rp.jsonable(rows)}, lines)
+
+
+# ---- accuracy -----------------------------------------------------------------------------------
+
+
+@command("validate")
+def validate_cmd(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Case files (JSON lines); default: the shipped cases.")] = None,
+    efficiency: Annotated[str, typer.Option("--efficiency", help="'calibrated' (the fitted estimate) or 'roofline' (the bound).")] = "calibrated",
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw predicted vs measured to this file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source."""
+    from . import validate as vd
+
+    cases = []
+    for f in files or [None]:
+        cases += vd.load_cases(f)
+    preset = None
+    if efficiency == "calibrated":
+        est, preset = vd.load_preset()
+        fitted = set(preset.get("systems", []))
+    elif efficiency == "roofline":
+        est, fitted = vd.ROOFLINE_ESTIMATE, None
+    else:
+        raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'calibrated' or 'roofline'")
+    r = vd.validate(cases, est, _catalog(catalog), fitted_systems=fitted)
+    if plot is not None:
+        from . import plots
+
+        plots.predicted_vs_measured(r, title=f"{len(r.rows)} cases, {r.label}", path=plot)
+        err.print(f"wrote {plot}")
+    rec = rp.validation_record(r, preset)
+    _finish(json_, rec, rp.render_validation(r, preset))
+
+
+@command("calibrate")
+def calibrate_cmd(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Case files to fit on (default: the shipped cases).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the preset (default: print only).")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Fit the calibrated estimate (scipy) and report its leave-one-source-out cross-validated error."""
+    from . import validate as vd
+
+    cases = []
+    for f in files or [None]:
+        cases += vd.load_cases(f)
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        raise TokenmathError("calibration needs scipy: pip install 'tokenmath[fit]'") from None
+    rec = vd.calibrate(cases, _catalog(catalog), progress=lambda i, n, src: err.print(f"  fold {i}/{n}: {src}"))
+    if out is not None:
+        out.write_text(json.dumps(rec, indent=2, default=float))
+        err.print(f"wrote {out}")
+    lines = [f"fitted on {rec['n_cases']} cases ({', '.join(rec['systems'])}), {rec['fit_date']}:"]
+    lines += [f"  {k} = {v:.4g}" if isinstance(v, float) else f"  {k} = {v}" for k, v in rec["params"].items()]
+    lines += [f"  in-sample median |error| {rec['in_sample']['median_abs_error']:.1%}, p90 {rec['in_sample']['p90_abs_error']:.1%}",
+              f"  leave-one-source-out median |error| {rec['cross_validated']['median_abs_error']:.1%},"
+              f" p90 {rec['cross_validated']['p90_abs_error']:.1%}"]
+    _finish(json_, rp.jsonable(rec), lines)
 
 
 # ---- the main job ------------------------------------------------------------------------------

@@ -217,3 +217,22 @@ def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def predicted_vs_measured(report, *, title: str, path):
+    """Each validation case, predicted against measured, one marker per metric, with ±20 % bands."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for metric in sorted({r.metric for r in report.rows}):
+        rows = [r for r in report.rows if r.metric == metric]
+        ax.scatter([r.measured for r in rows], [r.predicted for r in rows], s=18, label=metric)
+    lo = min(min(r.measured, r.predicted) for r in report.rows) / 2
+    hi = max(max(r.measured, r.predicted) for r in report.rows) * 2
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, color="black", lw=1)
+    ax.fill_between(xs, xs * 0.8, xs * 1.2, color=COLORS["floor"], alpha=0.15, label="±20 %")
+    ax.set(xscale="log", yscale="log", xlabel="measured", ylabel="predicted",
+           title=f"{title}: median |error| {report.median_abs_error:.0%}")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

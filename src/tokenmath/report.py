@@ -773,3 +773,42 @@ def render_cache(cc, m: Model, s: System) -> list[str]:
         lines.append(f"  implied prices at cost: write {usd(cc.implied_write_usd_per_mtok)}/Mtok, read {usd(cc.implied_read_usd_per_mtok)}/Mtok"
                      " (compare a sheet's cache prices: the rest is margin, or a costlier tier)")
     return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Validation records
+# --------------------------------------------------------------------------------------------
+
+
+def validation_record(r, preset: dict | None) -> dict[str, Any]:
+    return jsonable({
+        "efficiency": r.label,
+        "rows": [{"id": x.id, "predicted": x.predicted, "measured": x.measured, "error": x.error, "metric": x.metric,
+                  "system": x.system, "source": x.source, "model": x.model, "batch_used": x.batch_used,
+                  "outside_fitted_range": list(x.outside_fitted_range)} for x in r.rows],
+        "median_abs_error": r.median_abs_error, "p90_abs_error": r.p90_abs_error,
+        "by_metric": r.by_metric, "by_system": r.by_system, "by_source": r.by_source,
+        "failures": r.failures,
+        "preset": None if preset is None else {k: preset.get(k) for k in ("fit_date", "params", "in_sample",
+                                                                          "cross_validated", "systems")},
+    })
+
+
+def render_validation(r, preset: dict | None) -> list[str]:
+    head = f"{len(r.rows)} cases, {r.label}"
+    if preset:
+        cv = preset["cross_validated"]
+        head += (f" (fitted {preset['fit_date']} on {preset['n_cases']} cases; leave-one-source-out median |error|"
+                 f" {cv['median_abs_error']:.0%})")
+    lines = [head, f"  median |error| {r.median_abs_error:.1%}, p90 {r.p90_abs_error:.1%}   (error = predicted/measured − 1)"]
+    for title, group in (("metric", r.by_metric), ("system", r.by_system), ("source", r.by_source)):
+        lines.append(f"  by {title}:")
+        lines += [f"    {k:<42} n={v['n']:<3} median {v['median_abs_error']:6.1%}  p90 {v['p90_abs_error']:6.1%}"
+                  for k, v in group.items()]
+    lines.append("  worst cases:")
+    for x in sorted(r.rows, key=lambda x: -abs(x.error))[:8]:
+        flag = f"  [outside fit: {'; '.join(x.outside_fitted_range)}]" if x.outside_fitted_range else ""
+        lines.append(f"    {x.id:<52} predicted {x.predicted:10.4g}  measured {x.measured:10.4g}  {x.error:+.0%}{flag}")
+    for k, v in r.failures.items():
+        lines.append(f"  could not predict {k}: {v}")
+    return lines

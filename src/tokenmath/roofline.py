@@ -14,6 +14,7 @@ and the assumptions (dtypes, efficiencies, price) it was computed under.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,6 +192,7 @@ def step_time(
     usd_per_chip_hour: float | None = None,
     expert_fetch: str = "all",
     attention_flops: bool = True,
+    overhead_s: float = 0.0,
 ) -> StepTime:
     """Roofline time of one forward pass (decode when new_tokens == 1, a prefill chunk otherwise).
 
@@ -200,6 +202,8 @@ def step_time(
       to touch under uniform routing, E·(1 − (1 − k/E)^(B·S)), tighter at small batch.
     attention_flops: count attention's score/value FLOPs at context L (True), or drop them as the
       lecture does (False; fine for GQA at short context, large for MLA: see docs/roofline.md).
+    overhead_s: a fixed time added to every pass (launches, scheduling; a calibrated estimate's
+      term, 0 for the roofline bound).
     """
     B = _check("batch", batch, minimum=1)
     L = _check("context", context, minimum=0)
@@ -230,7 +234,9 @@ def step_time(
     stored = np.asarray(kv_cache(model, L, kv).stored_bytes)
 
     memory_s = weights_s + kv_s
-    step_s = np.maximum(np.maximum(compute_s, memory_s), network_s)
+    if not (overhead_s >= 0 and math.isfinite(overhead_s)):
+        raise TokenmathError(f"overhead = {overhead_s!r} s must be >= 0")
+    step_s = np.maximum(np.maximum(compute_s, memory_s), network_s) + overhead_s
     bound_idx = np.where(network_s > np.maximum(compute_s, memory_s), 2, np.where(compute_s >= memory_s, 0, 1))
     tokens_per_s = tokens / step_s
     usd = None
