@@ -923,6 +923,56 @@ def calibrate_cmd(
     _finish(json_, rp.jsonable(rec), lines)
 
 
+@command("simulate")
+def simulate_cmd(
+    model: ModelOpt, system: SystemOpt,
+    rate: Annotated[str, typer.Option("--rate", help="Requests per second (Poisson); comma-separate to sweep.")] = "10",
+    duration_s: Annotated[float, typer.Option("--duration-s", help="Simulated seconds.")] = 600.0,
+    input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request.")] = "1000",
+    output_tokens: Annotated[str, typer.Option("--output-tokens", help="Output tokens per request.")] = "200",
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Batch cap (default: what fits in HBM).")] = None,
+    prefill: Annotated[str, typer.Option("--prefill", help="'first' (own step) or 'chunked' (folded into decode steps).")] = "chunked",
+    chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="Prefill tokens per step when chunked.")] = 2048,
+    cadence_s: Annotated[Optional[float], typer.Option("--cadence-s", help="Fixed step time: a train departs every T.")] = None,
+    efficiency: Annotated[str, typer.Option("--efficiency", help="'roofline' or 'calibrated' step times.")] = "roofline",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler for sweeps ('local' or an address).")] = None,
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16",
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Discrete-event simulation of one replica: TTFT, time per output token and throughput (p50/p90/p99)."""
+    from rich.progress import Progress
+
+    from . import simulate as simmod
+
+    rates = [float(_count(r.strip(), "--rate")) for r in rate.split(",") if r.strip()]
+    m, s, L, dt, chips = _setup(catalog, model, system, input_tokens, weight_dtype, kv_dtype, None, chips)
+    eff, overhead = Efficiency(), 0.0
+    if efficiency == "calibrated":
+        from . import validate as vd
+
+        est, _ = vd.load_preset()
+        eff, overhead = est.efficiency("decode"), est.overhead_s(m)
+    elif efficiency != "roofline":
+        raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'roofline' or 'calibrated'")
+    runs = [dict(rate_per_s=r, duration_s=duration_s, input_tokens=int(_count(input_tokens, "--input-tokens")),
+                 output_tokens=int(_count(output_tokens, "--output-tokens")), chips=chips, max_batch=max_batch,
+                 prefill=prefill, chunk_tokens=chunk_tokens, cadence_s=cadence_s, dtypes=dt, efficiency=eff,
+                 overhead_s=overhead, seed=seed) for r in rates]
+    with Progress(console=err, transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
+        task = bar.add_task("simulating", total=len(runs))
+        results = simmod.simulate_many(m, s, runs, scheduler=scheduler,
+                                       progress=lambda i, n, lab: bar.update(task, completed=i))
+    recs = [rp.jsonable(r) | {"rate_per_s": run["rate_per_s"]} for r, run in zip(results, runs)]
+    lines = [f"{m.name} on {chips} × {s.name}: {duration_s:g} s of Poisson arrivals, prefill {prefill}, batch cap"
+             f" {results[0].max_batch}" + (f", fixed cadence {seconds(cadence_s)}" if cadence_s else "")]
+    for rec in recs:
+        lines.append(f"  {rec['rate_per_s']:g} req/s: {rec['output_tokens_per_s']:,.0f} output tokens/s, mean batch"
+                     f" {rec['mean_batch']:,.0f}; TTFT p50 {seconds(rec['ttft_s']['p50'])} p99 {seconds(rec['ttft_s']['p99'])};"
+                     f" per token p50 {seconds(rec['tpot_s']['p50'])}; completed {rec['completed']:,} of {rec['requests']:,}")
+    _finish(json_, recs[0] if len(recs) == 1 else {"runs": recs}, lines)
+
+
 # ---- the main job ------------------------------------------------------------------------------
 
 

@@ -278,26 +278,12 @@ def _replace(p, **kw):
     return replace(p, **kw)
 
 
+def _plan_one(system, model, **kw):
+    return plan_system(model, system, **kw)
+
+
 def _run(model, systems, kw, scheduler, progress):
-    if scheduler is None:
-        out = []
-        for i, s in enumerate(systems):
-            out.append(plan_system(model, s, **kw))
-            if progress:
-                progress(i + 1, len(systems), s.name)
-        return out
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise TokenmathError("--scheduler needs Dask: pip install 'tokenmath[dask]'") from None
-    client = Client(processes=False, dashboard_address=None) if scheduler == "local" else Client(scheduler)
-    try:
-        futures = {client.submit(plan_system, model, s, pure=False, **kw): s.name for s in systems}
-        out = []
-        for i, fut in enumerate(as_completed(futures)):
-            out.append(fut.result())
-            if progress:
-                progress(i + 1, len(systems), futures[fut])
-        return out
-    finally:
-        client.close()
+    from .parallel import run_tasks
+
+    return run_tasks(_plan_one, systems, scheduler=scheduler, progress=progress, label=lambda s: s.name,
+                     model=model, **kw)

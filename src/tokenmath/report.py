@@ -45,6 +45,8 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return jsonable(obj.item())
     if isinstance(obj, float):
+        if math.isnan(obj):
+            return None  # "no data" (e.g. a percentile of no completed requests)
         if not math.isfinite(obj):
             raise TokenmathError(f"a result came out as {obj!r}; the inputs are outside what tokenmath can compute")
         return obj
