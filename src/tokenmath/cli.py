@@ -973,6 +973,28 @@ def simulate_cmd(
     _finish(json_, recs[0] if len(recs) == 1 else {"runs": recs}, lines)
 
 
+@command("serve")
+def serve_cmd(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8501,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
+) -> None:
+    """Start the interactive blackboard (Streamlit; optional extra `web`) on http://HOST:PORT."""
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise TokenmathError("the blackboard needs Streamlit: pip install 'tokenmath[web]'") from None
+    if not 1 <= port <= 65535:
+        raise TokenmathError(f"--port = {port} must be between 1 and 65535")
+    from .web import APP
+
+    args = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "1",
+            "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+            "--client.toolbarMode", "viewer"]
+    err.print(f"tokenmath blackboard on http://{host}:{port} (Ctrl-C to stop)")
+    os.execv(sys.executable, args)
+
+
 # ---- the main job ------------------------------------------------------------------------------
 
 

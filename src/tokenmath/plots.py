@@ -28,7 +28,11 @@ def _need_matplotlib():
         raise TokenmathError("plots need matplotlib: pip install 'tokenmath[plots]'")
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path | None):
+    """Write the figure and return its path; with no path, return the figure (the web app draws it)."""
+    if path is None:
+        fig.tight_layout()
+        return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -37,7 +41,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drain_s: float | None = None, path):
+def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drain_s: float | None = None, path=None):
     """Step time vs batch: compute (through 0), weight fetch (flat), KV fetch (a line) and their max."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -59,7 +63,7 @@ def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drai
     return _save(fig, path)
 
 
-def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_batch: float | None = None, path):
+def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_batch: float | None = None, path=None):
     """$/Mtok vs batch: falls as 1/B while weights dominate, then flattens on the compute/KV floor."""
     _need_matplotlib()
     if st.usd_per_mtok is None:
@@ -76,7 +80,7 @@ def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_b
     return _save(fig, path)
 
 
-def cost_vs_context(st, *, title: str, crossover: float | None, path):
+def cost_vs_context(st, *, title: str, crossover: float | None, path=None):
     """Cost per million tokens vs context at a fixed batch, split into its compute and memory parts:
     flat while compute binds, rising with L once the KV fetch overtakes it (the crossover)."""
     _need_matplotlib()
@@ -99,7 +103,7 @@ def cost_vs_context(st, *, title: str, crossover: float | None, path):
     return _save(fig, path)
 
 
-def price_speed_frontier(fm, *, title: str, path):
+def price_speed_frontier(fm, *, title: str, path=None):
     """Fast mode: price multiplier vs speed multiplier as the batch shrinks from the cost optimum."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -115,7 +119,7 @@ def price_speed_frontier(fm, *, title: str, path):
     return _save(fig, path)
 
 
-def prefill_vs_decode_cost(pd, *, title: str, path):
+def prefill_vs_decode_cost(pd, *, title: str, path=None):
     """Cost per token vs tokens per pass S: memory-bound decode (S = 1) to compute-bound prefill."""
     _need_matplotlib()
     st = pd.by_pass_length
@@ -135,7 +139,7 @@ def prefill_vs_decode_cost(pd, *, title: str, path):
     return _save(fig, path)
 
 
-def plan_frontier(p, *, title: str, path):
+def plan_frontier(p, *, title: str, path=None):
     """The planner's Pareto frontier: cost (or tokens/s per chip) against tokens/s per user, one
     colour per system, the chosen deployment marked."""
     _need_matplotlib()
@@ -157,7 +161,7 @@ def plan_frontier(p, *, title: str, path):
     return _save(fig, path)
 
 
-def loss_frontier(ot, fit, *, title: str, path):
+def loss_frontier(ot, fit, *, title: str, path=None):
     """Loss vs training compute for the over-train question: the compute-optimal frontier, the
     lecture's model trained to Chinchilla's 20 tokens/param and to the equal-cost over-trained point."""
     from . import training as tr
@@ -179,7 +183,7 @@ def loss_frontier(ot, fit, *, title: str, path):
     return _save(fig, path)
 
 
-def memory_stack(mem, *, title: str, path):
+def memory_stack(mem, *, title: str, path=None):
     """Training memory per chip: weights, gradients, optimizer state, activations against HBM."""
     _need_matplotlib()
     parts = [("weights", mem.weights_bytes_per_chip, "#1f77b4"), ("gradients", mem.grads_bytes_per_chip, "#ff7f0e"),
@@ -195,7 +199,7 @@ def memory_stack(mem, *, title: str, path):
     return _save(fig, path)
 
 
-def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 1.0, title: str, path):
+def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 1.0, title: str, path=None):
     """Cost of keeping a prompt's KV cache vs how long it is held, per tier, against recomputing."""
     from . import prices as pr
 
@@ -219,7 +223,7 @@ def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 
     return _save(fig, path)
 
 
-def predicted_vs_measured(report, *, title: str, path):
+def predicted_vs_measured(report, *, title: str, path=None):
     """Each validation case, predicted against measured, one marker per metric, with ±20 % bands."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(6, 6))
