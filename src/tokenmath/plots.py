@@ -162,15 +162,16 @@ def plan_frontier(p, *, title: str, path=None):
 
 
 def loss_frontier(ot, fit, *, title: str, path=None):
-    """Loss vs training compute for the over-train question: the compute-optimal frontier, the
-    lecture's model trained to Chinchilla's 20 tokens/param and to the equal-cost over-trained point."""
+    """Left: loss vs training compute — the compute-optimal frontier, the lecture's model trained to
+    Chinchilla's 20 tokens/param and to the equal-cost over-trained point. Right: the split of
+    tokens and of cost between pre-training, RL and inference (costs equal by construction)."""
     from . import training as tr
 
     _need_matplotlib()
     N = ot.active_params
     C = np.geomspace(6 * N * N, 6 * N * ot.pretrain_tokens * 10, 200)
     frontier = [tr.compute_optimal(c, fit) for c in C]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     ax.plot(C, [f.loss for f in frontier], color=COLORS["step"], lw=2, label=f"compute-optimal ({fit})")
     D = C / (6 * N)
     ax.plot(C, tr.chinchilla_loss(N, D, fit), color=COLORS["compute"], label=f"N = {N:.3g} trained longer")
@@ -180,6 +181,14 @@ def loss_frontier(ot, fit, *, title: str, path=None):
     ax.set(xscale="log", xlabel="training FLOPs", ylabel="predicted loss", title=title)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
+    phases = ["pre-training", "RL", "inference"]
+    tokens = [ot.pretrain_tokens, ot.rl_tokens, ot.inference_tokens]
+    costs = [ot.pretrain_cost, ot.rl_cost, ot.inference_cost]
+    x = np.arange(3)
+    bx.bar(x - 0.2, np.array(tokens) / sum(tokens), 0.4, label="share of tokens", color=COLORS["compute"])
+    bx.bar(x + 0.2, np.array(costs) / sum(costs), 0.4, label="share of cost (FLOPs / MFU)", color=COLORS["weights"])
+    bx.set(xticks=x, xticklabels=phases, ylabel="share", title="where the tokens and the money go")
+    bx.legend(fontsize=8)
     return _save(fig, path)
 
 
