@@ -28,6 +28,13 @@ def _need_matplotlib():
         raise TokenmathError("plots need matplotlib: pip install 'tokenmath[plots]'")
 
 
+def _finish(fig, ax, path, *, fontsize: int = 8):
+    """The common ending: a light log grid, the legend, then save (or return the figure)."""
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=fontsize)
+    return _save(fig, path)
+
+
 def _save(fig, path: Path | None):
     """Write the figure and return its path; with no path, return the figure (the web app draws it)."""
     if path is None:
@@ -58,9 +65,7 @@ def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drai
         ax.axhline(drain_s * 1e3, ls=":", color=COLORS["floor"], lw=1)
         ax.annotate(f"HBM drain {drain_s * 1e3:.1f} ms", (B[0], drain_s * 1e3), va="bottom", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="batch B (sequences)", ylabel="time per step (ms)", title=title)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, ax, path)
 
 
 def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_batch: float | None = None, path=None):
@@ -75,9 +80,7 @@ def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_b
     if balance_batch:
         ax.axvline(balance_batch, ls=":", color=COLORS["floor"], lw=1, label=f"B* = {balance_batch:,.0f}")
     ax.set(xscale="log", yscale="log", xlabel="batch B (sequences)", ylabel="$ per million output tokens", title=title)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, ax, path)
 
 
 def cost_vs_context(st, *, title: str, crossover: float | None, path=None):
@@ -98,9 +101,7 @@ def cost_vs_context(st, *, title: str, crossover: float | None, path=None):
     if crossover:
         ax.axvline(crossover, ls="--", color=COLORS["floor"], label=f"crossover L* = {crossover:,.0f}")
     ax.set(xscale="log", yscale="log", xlabel="context L (tokens)", ylabel=unit, title=title)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, ax, path)
 
 
 def price_speed_frontier(fm, *, title: str, path=None):
@@ -114,9 +115,7 @@ def price_speed_frontier(fm, *, title: str, path=None):
                 label=f"{fm.speedup:.2f}× speed for {fm.price_multiplier:.2f}× price (B = {fm.batch:,.0f})")
     ax.set(xscale="log", yscale="log", xlabel="speed multiplier (tokens/s per user)", ylabel="price multiplier ($/token)",
            title=title)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, ax, path)
 
 
 def prefill_vs_decode_cost(pd, *, title: str, path=None):
@@ -134,9 +133,7 @@ def prefill_vs_decode_cost(pd, *, title: str, path=None):
                    label="memory bound")
     ax.set(xscale="log", yscale="log", xlabel="tokens per sequence in the pass S (1 = decode)",
            ylabel="µs per token", title=title)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, ax, path)
 
 
 def plan_frontier(p, *, title: str, path=None):
@@ -156,9 +153,7 @@ def plan_frontier(p, *, title: str, path=None):
         ax.axvline(p.min_tokens_per_s_per_user, ls="--", color=COLORS["floor"], label="SLO: min tokens/s per user")
     ax.set(xscale="log", yscale="log", xlabel="tokens/s per user",
            ylabel="$ per million output tokens" if key == "usd_per_mtok" else "output tokens/s per chip", title=title)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _finish(fig, ax, path, fontsize=7)
 
 
 def loss_frontier(ot, fit, *, title: str, path=None):
@@ -227,9 +222,7 @@ def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 
         ax.annotate(lab, (s, ax.get_ylim()[0]), rotation=90, va="bottom", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="hold time (s)", ylabel=f"$ to keep and reuse {prompt_tokens:,.0f} tokens' KV",
            title=title)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _finish(fig, ax, path, fontsize=7)
 
 
 def predicted_vs_measured(report, *, title: str, path=None):
@@ -246,6 +239,4 @@ def predicted_vs_measured(report, *, title: str, path=None):
     ax.fill_between(xs, xs * 0.8, xs * 1.2, color=COLORS["floor"], alpha=0.15, label="±20 %")
     ax.set(xscale="log", yscale="log", xlabel="measured", ylabel="predicted",
            title=f"{title}: median |error| {report.median_abs_error:.0%}")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _finish(fig, ax, path, fontsize=7)

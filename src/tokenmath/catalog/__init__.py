@@ -78,9 +78,18 @@ def _parse_fields(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class SystemTable(BaseModel):
+class _Table(BaseModel):
+    """A catalog table: unknown fields are errors, numbers may carry units ("3.35 TB/s")."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _units(cls, data: Any) -> Any:
+        return _parse_fields(data) if isinstance(data, dict) else data
+
+
+class SystemTable(_Table):
     description: str = ""
     chip: str = ""
     bf16_flops_per_s: float | None = None
@@ -140,9 +149,7 @@ class SystemTable(BaseModel):
         )
 
 
-class ModelTable(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ModelTable(_Table):
     config: str | None = None
     total_params: float | None = None
     active_params: float | None = None
@@ -152,11 +159,6 @@ class ModelTable(BaseModel):
     source: str
     as_of: str
     notes: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _units(cls, data: Any) -> Any:
-        return _parse_fields(data) if isinstance(data, dict) else data
 
     @field_validator("weight_dtype")
     @classmethod
@@ -193,9 +195,7 @@ class ModelTable(BaseModel):
         )
 
 
-class StorageTable(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class StorageTable(_Table):
     tier: str
     bytes: float
     bytes_per_s: float
@@ -204,11 +204,6 @@ class StorageTable(BaseModel):
     source: str
     as_of: str
     notes: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _units(cls, data: Any) -> Any:
-        return _parse_fields(data) if isinstance(data, dict) else data
 
     @field_validator("tier")
     @classmethod
@@ -226,9 +221,7 @@ class StorageTable(BaseModel):
         return Tier(self.bytes, self.bytes_per_s, name, self.tier, price, f"{self.source} ({self.as_of})")
 
 
-class PriceTable(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class PriceTable(_Table):
     provider: str
     model: str
     input_usd_per_mtok: float
