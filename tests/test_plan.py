@@ -112,6 +112,7 @@ def test_cli_plan_layout_bubble_json(tmp_path):
     (["bubble", "--schedule", "magic", "--pp", "4", "--microbatches", "8"], "unknown schedule"),
     (["plan", "--model", "deepseek-v3", "--systems", "gb300"], "unknown system 'gb300'"),
     (["plan", "--model", "deepseek-v3", "--input-tokens", "0"], "--input-tokens"),
+    (["plan", "--model", "lecture-longctx-100b", "--systems", "h100-sxm"], "defined by totals only"),
 ])
 def test_cli_errors_exit_2(args, fragment):
     res = CliRunner().invoke(app, args)

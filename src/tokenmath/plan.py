@@ -225,6 +225,9 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
             raise TokenmathError(f"{name} = {v!r} must be a positive number")
     if not systems:
         raise TokenmathError("no systems to plan on")
+    if model.is_totals_only:
+        raise TokenmathError(f"model {model.name!r} is defined by totals only; the planner lays out layers and "
+                             "experts, so it needs the architecture (a config.json)")
     weight_dtypes = list(weight_dtypes)
     kw = dict(input_tokens=input_tokens, output_tokens=output_tokens, weight_dtypes=weight_dtypes, kv_dtype=kv_dtype,
               efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap)

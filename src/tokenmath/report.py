@@ -732,8 +732,9 @@ def render_infer(inf, sheet) -> list[str]:
             lines.append(f"    (open models store far more: {', '.join(f'{x.description.split()[2]} {x.bytes_per_token:,.0f}' for x in real[:3])})")
     lines.append(f"  output/input = {inf.decode_prefill_cost_ratio:.2g}×: decode costs that many prefill tokens per token")
     if inf.batch_at_price_ratio is not None:
-        lines.append(f"    with the stand-in model that is a decode batch of ~{inf.batch_at_price_ratio:,.0f}; at its"
-                     f" cost-optimal batch the ratio would be {inf.ratio_at_cost_optimal_batch:.2g}×")
+        lines.append(f"    with the stand-in model that is a decode batch of ~{inf.batch_at_price_ratio:,.0f}")
+    if inf.ratio_at_cost_optimal_batch is not None:
+        lines.append(f"    at the stand-in model's cost-optimal batch the ratio would be {inf.ratio_at_cost_optimal_batch:.2g}×")
     if inf.cache_tiers:
         lines.append("  cache TTLs -> tier with the nearest drain time: " + ", ".join(f"{k} -> {v}" for k, v in inf.cache_tiers.items()))
     if inf.fast_mode:
