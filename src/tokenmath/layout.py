@@ -293,7 +293,7 @@ class LayoutStep:
     layout: Layout
     batch: float | np.ndarray
     context: float | np.ndarray
-    new_tokens: float
+    new_tokens: float | np.ndarray
     compute_s: float | np.ndarray  # per token, summed over stages
     weights_s: float | np.ndarray
     kv_s: float | np.ndarray
@@ -342,6 +342,9 @@ def layout_step(model: Model, system: System, layout: Layout, batch, context, *,
     if np.any(B < 1):
         raise TokenmathError(f"batch = {batch!r} must be >= 1 sequence per replica")
     L = np.asarray(context, float)
+    new_tokens = np.asarray(new_tokens, float)
+    if np.any(new_tokens < 1):
+        raise TokenmathError(f"new tokens = {new_tokens!r} must be >= 1 per sequence")
     pp, m = layout.pp, layout.m
     one = slopes(model, system, L, chips=1, dtypes=dtypes, efficiency=efficiency)
     mem = layout_memory(model, system, layout, B, L, dtypes=dtypes, new_tokens=new_tokens)
@@ -374,7 +377,7 @@ def layout_step(model: Model, system: System, layout: Layout, batch, context, *,
         return _s(x if np.shape(x) == shape else np.broadcast_to(x, shape))
 
     return LayoutStep(
-        layout=layout, batch=bc(B), context=bc(L), new_tokens=float(new_tokens),
+        layout=layout, batch=bc(B), context=bc(L), new_tokens=bc(new_tokens),
         compute_s=bc(pp * compute), weights_s=bc(pp * weights), kv_s=bc(pp * kv),
         network_s=bc(pp * net_stage + net.pipeline_hop_latency_s), all_to_all_s=bc(net.all_to_all_s),
         pipeline_hop_latency_s=net.pipeline_hop_latency_s, stage_s=bc(stage), step_s=bc(step),

@@ -5,8 +5,8 @@ demand needs.
 
 Per request of I input and O output tokens on one replica:
     decode context L = I + O/2;  T_dec(B) = the layout's decode step at batch B
-    replica time per request = O·T_dec(B)/B + T_prefill(I)      (prefill is exclusive, decode shared)
-    output tokens/s per replica = O / that;  tokens/s per user = 1/T_dec(B);  TTFT = T_prefill(I)
+    replica time per request = O·T_dec(B)/B + T_prefill(B prompts of I)/B   (prompts prefilled B at a time)
+    output tokens/s per replica = O / that;  tokens/s per user = 1/T_dec(B);  TTFT = T_prefill(one prompt)
 Batch sizes are one broadcast call per layout; Python loops only over discrete layouts.
 """
 
@@ -152,24 +152,29 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
     grid = grid[grid >= layout.m] if b_max >= layout.m else np.array([float(layout.m)])
     kw = dict(dtypes=dtypes, efficiency=efficiency, overlap=overlap, usd_per_chip_hour=usd_per_chip_hour, check=False)
     # resident sequences sit at every point of their lives: their KV averages I + O/2 tokens
-    dec = layout_step(model, system, layout, grid, L, **kw)
-    pre = layout_step(model, system, layout, 1.0, I / 2.0, new_tokens=I, **kw)
-    fits = np.atleast_1d(dec.memory.fits)
-    t_dec = np.atleast_1d(dec.step_s)[fits]
+    # one broadcast call: decode steps at every batch (context L, 1 new token), then prompts prefilled
+    # B at a time sharing the weight read (context I/2, I new tokens), then one lone prompt (TTFT)
+    k = len(grid)
+    both = layout_step(model, system, layout, np.concatenate([grid, grid, [1.0]]),
+                       np.concatenate([np.full(k, L), np.full(k + 1, I / 2.0)]),
+                       new_tokens=np.concatenate([np.ones(k), np.full(k + 1, float(I))]), **kw)
+    steps = np.asarray(both.step_s)
+    fits = np.asarray(both.memory.fits)[:k]
+    t_dec, t_pre_b, ttft = steps[:k][fits], steps[k:2 * k][fits], float(steps[-1])
     g = grid[fits]
     n = len(g)
-    replica_tps = O / (O * t_dec / g + pre.step_s)
-    billed = dec.billed_chips
+    replica_tps = O / (O * t_dec / g + t_pre_b / g)
+    billed = both.billed_chips
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
     usd = np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
     full = lambda v: np.full(n, v)  # noqa: E731
     return {
         "chips": full(layout.replica_chips), "billed_chips": full(billed), "tp": full(layout.tp), "ep": full(layout.ep),
         "pp": full(layout.pp), "batch": g, "tokens_per_s_per_chip": replica_tps / billed,
-        "tokens_per_s_per_user": 1.0 / t_dec, "usd_per_mtok": usd, "ttft_s": full(pre.step_s), "step_s": t_dec,
-        "total_bytes_per_chip": np.atleast_1d(dec.memory.total_bytes_per_chip)[fits],
+        "tokens_per_s_per_user": 1.0 / t_dec, "usd_per_mtok": usd, "ttft_s": full(ttft), "step_s": t_dec,
+        "total_bytes_per_chip": np.asarray(both.memory.total_bytes_per_chip)[:k][fits],
         "system": full(system.name), "weight_dtype": full(weight), "kv_dtype": full(kv),
-        "bound": np.atleast_1d(dec.bound)[fits],
+        "bound": np.asarray(both.bound)[:k][fits],
     }
 
 

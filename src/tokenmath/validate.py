@@ -217,17 +217,19 @@ def predict(case: Case, est: Estimate = ROOFLINE_ESTIMATE, catalog: Catalog | No
             b_used = case.batch / replicas
         else:
             b_used = _max_batch(model, system, lay, I + O, dt, est)
-        pre, _ = _step(model, system, lay, 1.0, I / 2, I, dt, est, "prefill")
+        # continuous batching prefills prompts together: a pass over B prompts shares one weight read
         if case.metric == "max_output_tokens_per_s_per_chip":
+            pre, _ = _step(model, system, lay, b_used, I / 2, I, dt, est, "prefill")
             dec, _ = _step(model, system, lay, b_used, ctx, 1, dt, est, "decode")
-            value = O / (O * dec / b_used + pre) / lay.replica_chips
+            value = O / (O * dec / b_used + pre / b_used) / lay.replica_chips
         else:
             grid = np.unique(np.round(np.geomspace(1, b_used, 200)))
+            pre, _ = _step(model, system, lay, grid, I / 2, I, dt, est, "prefill")
             dec, _ = _step(model, system, lay, grid, ctx, 1, dt, est, "decode")
             ok = 1.0 / dec >= (case.min_tokens_per_s_per_user or 0)
             if not ok.any():
                 raise TokenmathError(f"case {case.id}: no batch reaches {case.min_tokens_per_s_per_user} tokens/s per user")
-            tput = O / (O * dec / grid + pre) / lay.replica_chips
+            tput = O / (O * dec / grid + pre / grid) / lay.replica_chips
             i = int(np.argmax(np.where(ok, tput, -1)))
             value, b_used = tput[i], float(grid[i])
     value = float(value)
