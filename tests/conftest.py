@@ -11,3 +11,16 @@ def cat():
 @pytest.fixture(scope="session")
 def ds3(cat):
     return cat.model("deepseek-v3")
+
+
+def cli_json(*args):
+    """Run `tokenmath ARGS --json` in-process; insist on exit 0 and return the parsed object."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from tokenmath.cli import app
+
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)

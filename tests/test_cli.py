@@ -21,10 +21,7 @@ def run(*args):
     return res.exit_code, res.stdout, res.stderr
 
 
-def run_json(*args):
-    code, out, err = run(*args, "--json")
-    assert code == 0, err
-    return json.loads(out)
+from conftest import cli_json as run_json  # noqa: E402
 
 
 def test_models_and_systems_list():

@@ -14,10 +14,7 @@ CAT = tm.load_catalog()
 COMMON = ["--model", "deepseek-v3", "--system", "gb200-nvl72"]
 
 
-def run_json(*args):
-    res = runner.invoke(app, [*args, "--json"])
-    assert res.exit_code == 0, res.stderr
-    return json.loads(res.stdout)
+from conftest import cli_json as run_json  # noqa: E402
 
 
 def test_curve_json_contract():

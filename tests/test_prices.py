@@ -176,12 +176,10 @@ def test_user_price_sheet_and_storage(tmp_path):
 
 
 def test_prices_cli_json_contracts(tmp_path):
-    r = CliRunner()
+    from conftest import cli_json
 
     def run(*args):
-        res = r.invoke(app, ["prices", *args, "--json"])
-        assert res.exit_code == 0, res.stderr
-        return json.loads(res.stdout)
+        return cli_json("prices", *args)
 
     assert len(run("sheets")["sheets"]) >= 8
     inf = run("infer", "gemini-3.1-pro-preview", "--system", "h100-sxm", "--active-params", "100G")

@@ -195,12 +195,10 @@ def test_reversible_needs_no_invertible_f():
 
 
 def test_train_cli_json_contracts(tmp_path):
-    r = CliRunner()
+    from conftest import cli_json
 
     def run(*args):
-        res = r.invoke(app, ["train", *args, "--json"])
-        assert res.exit_code == 0, res.stderr
-        return json.loads(res.stdout)
+        return cli_json("train", *args)
 
     t = run("time", "--model", "llama-3.1-405b", "--system", "h100-sxm", "--chips", "16384", "--tokens", "15.6T",
             "--mfu", "0.41")

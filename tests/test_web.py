@@ -46,10 +46,7 @@ def span(at, key):
     raise AssertionError(f"no element {key!r} on the page")
 
 
-def cli_json(*args):
-    res = CliRunner().invoke(cli, [*args, "--json"])
-    assert res.exit_code == 0, res.stderr
-    return json.loads(res.stdout)
+from conftest import cli_json  # noqa: E402
 
 
 @pytest.mark.parametrize("page", PAGES)
