@@ -126,6 +126,16 @@ def _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtyp
     return m, s, L, dt, chips
 
 
+EfficiencyOpt = Annotated[str, typer.Option("--efficiency", help="'calibrated' (the estimate, default), 'roofline' (the bound), or a preset .json from `tokenmath calibrate`.")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Engine profile: trtllm, vllm or sglang (default: the generic fit).")]
+
+
+def _profile(efficiency: str, engine: str | None, system):
+    from . import profiles as pf
+
+    return pf.choose(efficiency, engine=engine, system=system)
+
+
 def _efficiency(flops: float, hbm: float) -> Efficiency:
     if flops == 1.0 and hbm == 1.0:
         return Efficiency()
@@ -268,30 +278,26 @@ def step_cmd(
     compute_dtype: ComputeOpt = None,
     flops_efficiency: Annotated[float, typer.Option(help="Achieved fraction of peak FLOP/s.")] = 1.0,
     hbm_efficiency: Annotated[float, typer.Option(help="Achieved fraction of peak HBM bandwidth.")] = 1.0,
-    efficiency: Annotated[str, typer.Option("--efficiency", help="'roofline' (the bound) or 'calibrated' (the fitted estimate).")] = "roofline",
+    efficiency: EfficiencyOpt = "calibrated",
+    engine: EngineOpt = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
-    expert_fetch: Annotated[str, typer.Option(help="'all' experts streamed each step, or 'expected' for the batch.")] = "all",
+    expert_fetch: Annotated[str, typer.Option(help="Roofline: 'all' experts streamed each step, or 'expected' for the batch.")] = "all",
     attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
     allow_overflow: Annotated[bool, typer.Option(help="Report a layout whose weights + KV exceed HBM instead of failing.")] = False,
     json_: JsonOpt = False,
     catalog: CatalogOpt = None,
 ) -> None:
-    """Time, cost and bound of one forward pass (the roofline step)."""
+    """Time, cost and bound of one forward pass: the calibrated estimate (default) and the roofline bound beside it."""
     B = _count(batch, "--batch")
     S = _count(new_tokens, "--new-tokens")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
-    eff, overhead = _efficiency(flops_efficiency, hbm_efficiency), 0.0
-    if efficiency == "calibrated":
-        from . import validate as vd
-
-        est, _ = vd.load_preset()
-        eff = est.efficiency("decode" if S == 1 else "prefill")
-        overhead = est.overhead_s(m)
-    elif efficiency != "roofline":
-        raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'roofline' or 'calibrated'")
+    eff = _efficiency(flops_efficiency, hbm_efficiency)
+    prof = _profile(efficiency, engine, s)
+    if eff.label == "user" and not prof.is_roofline:
+        raise TokenmathError("--flops-efficiency / --hbm-efficiency scale the roofline; give them with --efficiency roofline")
     st = step_time(m, s, B, L, S, chips=chips, dtypes=dt, efficiency=eff, usd_per_chip_hour=price,
-                   expert_fetch=expert_fetch, attention_flops=attention_flops, overhead_s=overhead)
+                   expert_fetch=expert_fetch, attention_flops=attention_flops)
     if not st.fits and not allow_overflow:
         raise TokenmathError(
             f"{m.name} needs {si(st.memory_bytes, 'B')} (weights + KV of {B:,.0f} × {L:,.0f} tokens) but "
@@ -299,10 +305,21 @@ def step_cmd(
             f"narrower dtypes, or --allow-overflow"
         )
     rec = rp.step_record(st)
+    est = None
+    if prof.is_roofline:
+        rec["estimate"] = "roofline" if eff.label == "roofline" else f"roofline × user efficiencies (flops {eff.flops:g}, hbm {eff.hbm:g})"
+    else:
+        from .estimate import estimate_pass, estimate_record
+
+        est = estimate_pass(m, s, B, L, S, chips=chips, dtypes=dt, profile=prof, usd_per_chip_hour=price)
+        rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "usd_per_mtok", "bound")}
+        rec.update(estimate_record(est))
+        rec["mfu"] = float(st.flops / (est.step_s * st.assumptions.flops_per_s_per_chip * chips))
     if json_:
         return _emit_json(rec)
     a = st.assumptions
-    t = Table(title=f"{m.name} on {chips} × {s.name}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f}", title_justify="left")
+    t = Table(title=f"{m.name} on {chips} × {s.name}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f}  —  roofline terms",
+              title_justify="left")
     t.add_column("term")
     t.add_column("time", justify="right")
     t.add_column("formula")
@@ -310,14 +327,37 @@ def step_cmd(
     t.add_row("weight fetch", seconds(st.weights_s), "weight bytes / (chips·HBM B/s)")
     t.add_row("KV fetch", seconds(st.kv_s), "B·KV bytes read(L) / (chips·HBM B/s)")
     t.add_row("network", seconds(st.network_s), a.network)
-    t.add_row("[bold]step[/]", f"[bold]{seconds(st.step_s)}[/]", f"max(compute, weights + KV) → [bold]{st.bound}[/] bound")
+    t.add_row("[bold]roofline step[/]", f"[bold]{seconds(st.step_s)}[/]", f"max(compute, weights + KV) → [bold]{st.bound}[/] bound")
     out.print(t)
+    if est is not None:
+        _print_estimate(est, price is not None or s.usd_per_chip_hour is not None)
     cost = f"${st.usd_per_mtok:,.4g} per million tokens" if st.usd_per_mtok is not None else "no price (--usd-per-chip-hour)"
-    out.print(f"{st.tokens_per_s:,.0f} tokens/s ({st.tokens_per_s_per_chip:,.0f} per chip); {cost}; "
+    out.print(f"{'bound' if est is not None else 'roofline'}: {st.tokens_per_s:,.0f} tokens/s ({st.tokens_per_s_per_chip:,.0f} per chip); {cost}; "
               f"MFU {st.mfu:.1%}, MBU {st.mbu:.1%}; memory {si(st.memory_bytes, 'B')} of {si(st.hbm_bytes, 'B')}")
-    out.print(f"[dim]{a.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype} "
+    out.print(f"[dim]{a.label if est is None else est.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype} "
               f"({si(a.flops_per_s_per_chip, 'FLOP/s')}/chip); {a.usd_per_chip_hour if a.usd_per_chip_hour is not None else 'no'} $/chip-h; "
               f"experts: {a.expert_fetch}; attention FLOPs {'on' if a.attention_flops else 'off'}[/]")
+
+
+def _print_estimate(est, priced: bool) -> None:
+    """The estimate's table: each operation's time, then the step with its 80 % band."""
+    op = est.op
+    t = Table(title=f"estimate ({est.label}), layout TP{op.layout.tp} EP{op.layout.ep} PP{op.layout.pp}",
+              title_justify="left")
+    t.add_column("operation")
+    t.add_column("time", justify="right")
+    names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs (busiest rank)", "attention_s": "attention",
+             "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch + combine", "pp_comm_s": "PP send/recv",
+             "overhead_s": "per-step overhead"}
+    for k, v in op.parts.items():
+        t.add_row(names[k], seconds(float(np.max(v))))
+    lo, hi = est.range_80["step_s"] if est.range_80 else (est.step_s, est.step_s)
+    t.add_row("[bold]estimated step[/]", f"[bold]{seconds(est.step_s)}[/]")
+    out.print(t)
+    cost = f"; ${est.usd_per_mtok:,.4g}/Mtok" if priced and est.usd_per_mtok is not None else ""
+    out.print(f"[bold]estimate[/]: {seconds(est.step_s)} per step (80 % band {seconds(lo)} – {seconds(hi)}), "
+              f"{est.tokens_per_s_per_chip:,.0f} tokens/s per chip, {est.tokens_per_s_per_user:,.1f} per user{cost}; "
+              f"the roofline bound of the same pass is {seconds(est.roofline_step_s)}")
 
 
 # ---- serving economics ----------------------------------------------------------------------
@@ -336,14 +376,21 @@ def curve_cmd(
     points: Annotated[int, typer.Option("--points", help="Grid points (log spaced).")] = 60,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = "topk",
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context."""
+    """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context (the estimate; the roofline beside it)."""
     B = None if batch is None else _count(batch, "--batch")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 sparse_topk=sparse_topk, sparse_mode=sparse_mode)
     st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
+    prof = _profile(efficiency, engine, s)
+    est = None
+    if not prof.is_roofline:
+        from .estimate import estimate_pass
+
+        est = estimate_pass(m, s, st.batch, st.context, 1.0, chips=chips, dtypes=dt, profile=prof)
     if plot is not None:
         from . import plots
 
@@ -355,14 +402,15 @@ def curve_cmd(
             plots.cost_vs_context(st, title=f"{title}, B = {float(np.atleast_1d(st.batch)[0]):,.0f}", path=plot,
                                   crossover=sv.balance_context(m, s, None, chips=chips, dtypes=dt))
         err.print(f"wrote {plot}")
-    rec = rp.curve_record(st, over)
+    rec = rp.curve_record(st, over, est)
     if json_:
         return _emit_json(rec)
-    t = Table(title=f"{m.name} on {chips} × {s.name}: over {over}", title_justify="left")
-    for col in ("batch", "context", "step", "compute", "weights", "KV", "tok/s/chip", "tok/s/user", "$/Mtok", "bound"):
+    t = Table(title=f"{m.name} on {chips} × {s.name}: over {over} — {rec['estimate']}"
+              + ("" if est is None else "; compute/weights/KV are the roofline's terms"), title_justify="left")
+    for col in ("batch", "context", "step", "roofline", "compute", "weights", "KV", "tok/s/chip", "tok/s/user", "$/Mtok", "bound"):
         t.add_column(col, justify="right")
     for p in rec["points"]:
-        t.add_row(f"{p['batch']:,.0f}", f"{p['context']:,.0f}", seconds(p["step_s"]), seconds(p["compute_s"]),
+        t.add_row(f"{p['batch']:,.0f}", f"{p['context']:,.0f}", seconds(p["step_s"]), seconds(p.get("roofline_step_s", p["step_s"])), seconds(p["compute_s"]),
                   seconds(p["weights_s"]), seconds(p["kv_s"]), f"{p['tokens_per_s_per_chip']:,.0f}",
                   f"{p['tokens_per_s_per_user']:,.1f}", "-" if p["usd_per_mtok"] is None else f"{p['usd_per_mtok']:.4g}",
                   p["bound"] + ("" if p["fits"] else " (overflows HBM)"))
@@ -477,9 +525,10 @@ def layout_cmd(
     overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: 'none' (adds) or 'full' (max).")] = "none",
     hop_latency: Annotated[Optional[str], typer.Option("--hop-latency", help="Latency of one hop between domains ('10us').")] = None,
     weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Memory per chip, network terms and the step of one layout (EP × PP × TP × DP)."""
+    """Memory per chip, network terms and the step of one layout (EP × PP × TP × DP): the estimate, with the roofline beside it."""
     from . import layout as lay
 
     cat = _catalog(catalog)
@@ -492,7 +541,22 @@ def layout_cmd(
     lay.check_layout(m, s, layout, chips=chips)
     st = lay.layout_step(m, s, layout, B, L, dtypes=dt, overlap=overlap, hop_latency_s=hop)
     rec = rp.layout_record(st)
-    _finish(json_, rec, rp.render_layout(st, m, s))
+    lines = rp.render_layout(st, m, s)
+    prof = _profile(efficiency, engine, s)
+    if prof.is_roofline:
+        rec["estimate"] = "roofline"
+    else:
+        from .estimate import estimate_pass, estimate_record
+
+        est = estimate_pass(m, s, B, L, 1.0, layout=layout, dtypes=dt, profile=prof)
+        rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "tokens_per_s_per_user",
+                                               "usd_per_mtok", "bound")}
+        er = estimate_record(est)
+        er.pop("layout")
+        rec.update(rp.jsonable(er))
+        lines = [("  roofline bound: " + x[2:]) if x.startswith("  step ") else x for x in lines]
+        lines += rp.render_estimate(est)
+    _finish(json_, rec, lines)
 
 
 @command("plan")
@@ -509,10 +573,11 @@ def plan_cmd(
     overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: none|full.")] = "none",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, or 'local' (default: in-process).")] = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Cheapest way to serve a model under SLOs, searched over layouts × batch × dtypes on the catalog."""
+    """Cheapest way to serve a model under SLOs, searched over layouts × batch × dtypes on the catalog (the estimate; --efficiency roofline for the bound)."""
     from rich.progress import Progress
 
     from . import plan as pl
@@ -526,7 +591,8 @@ def plan_cmd(
     D = None if demand is None else _count(demand, "--demand-tokens-per-s")
     kw = dict(input_tokens=_count(input_tokens, "--input-tokens"), output_tokens=_count(output_tokens, "--output-tokens"),
               min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
-              kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler)
+              kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler,
+              estimate=efficiency, engine=engine)
     with Progress(console=err, transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
         task = bar.add_task("planning", total=len(syss))
         result = pl.plan(m, syss, progress=lambda done, total, name: bar.update(task, completed=done,
@@ -867,25 +933,26 @@ def prices_long_context_cmd(
 @command("validate")
 def validate_cmd(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Case files (JSON lines); default: the shipped cases.")] = None,
-    efficiency: Annotated[str, typer.Option("--efficiency", help="'calibrated' (the fitted estimate) or 'roofline' (the bound).")] = "calibrated",
+    efficiency: Annotated[str, typer.Option("--efficiency", help="'calibrated' (each case: its engine and vendor profile), 'roofline' (the bound), or a preset .json.")] = "calibrated",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw predicted vs measured to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source."""
+    """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source, vendor, engine, model class."""
+    from . import profiles as pf
     from . import validate as vd
 
     cases = []
     for f in files or [None]:
         cases += vd.load_cases(f)
     preset = None
-    if efficiency == "calibrated":
-        est, preset = vd.load_preset()
-        fitted = set(preset.get("systems", []))
-    elif efficiency == "roofline":
-        est, fitted = vd.ROOFLINE_ESTIMATE, None
+    if efficiency == "roofline":
+        prof, fitted = pf.ROOFLINE_PROFILE, None
     else:
-        raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'calibrated' or 'roofline'")
-    r = vd.validate(cases, est, _catalog(catalog), fitted_systems=fitted)
+        if efficiency not in ("calibrated", "estimate") and not efficiency.endswith(".json"):
+            raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'calibrated', 'roofline' or a preset .json file")
+        preset = pf.preset_record(None if efficiency in ("calibrated", "estimate") else efficiency)
+        prof, fitted = "calibrated", set(preset.get("systems", []))
+    r = vd.validate(cases, prof, _catalog(catalog), fitted_systems=fitted, preset=preset)
     if plot is not None:
         from . import plots
 
@@ -899,9 +966,10 @@ def validate_cmd(
 def calibrate_cmd(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Case files to fit on (default: the shipped cases).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the preset (default: print only).")] = None,
+    no_cv: Annotated[bool, typer.Option("--no-cv", help="Skip cross-validation (fit only; no bands).")] = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Fit the calibrated estimate (scipy) and report its leave-one-source-out cross-validated error."""
+    """Fit the calibrated profiles (generic, per engine, per vendor; scipy) and report their cross-validated error."""
     from . import validate as vd
 
     cases = []
@@ -911,16 +979,12 @@ def calibrate_cmd(
         import scipy  # noqa: F401
     except ImportError:
         raise TokenmathError("calibration needs scipy: pip install 'tokenmath[fit]'") from None
-    rec = vd.calibrate(cases, _catalog(catalog), progress=lambda i, n, src: err.print(f"  fold {i}/{n}: {src}"))
+    rec = vd.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
+                       cross_validate=not no_cv)
     if out is not None:
-        out.write_text(json.dumps(rec, indent=2, default=float))
+        out.write_text(json.dumps(rp.jsonable(rec), indent=2))
         err.print(f"wrote {out}")
-    lines = [f"fitted on {rec['n_cases']} cases ({', '.join(rec['systems'])}), {rec['fit_date']}:"]
-    lines += [f"  {k} = {v:.4g}" if isinstance(v, float) else f"  {k} = {v}" for k, v in rec["params"].items()]
-    lines += [f"  in-sample median |error| {rec['in_sample']['median_abs_error']:.1%}, p90 {rec['in_sample']['p90_abs_error']:.1%}",
-              f"  leave-one-source-out median |error| {rec['cross_validated']['median_abs_error']:.1%},"
-              f" p90 {rec['cross_validated']['p90_abs_error']:.1%}"]
-    _finish(json_, rp.jsonable(rec), lines)
+    _finish(json_, rp.jsonable(rec), rp.render_calibration(rec))
 
 
 @command("simulate")
@@ -934,7 +998,7 @@ def simulate_cmd(
     prefill: Annotated[str, typer.Option("--prefill", help="'first' (own step) or 'chunked' (folded into decode steps).")] = "chunked",
     chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="Prefill tokens per step when chunked.")] = 2048,
     cadence_s: Annotated[Optional[float], typer.Option("--cadence-s", help="Fixed step time: a train departs every T.")] = None,
-    efficiency: Annotated[str, typer.Option("--efficiency", help="'roofline' or 'calibrated' step times.")] = "roofline",
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler for sweeps ('local' or an address).")] = None,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16",
@@ -948,13 +1012,12 @@ def simulate_cmd(
     rates = [float(_count(r.strip(), "--rate")) for r in rate.split(",") if r.strip()]
     m, s, L, dt, chips = _setup(catalog, model, system, input_tokens, weight_dtype, kv_dtype, None, chips)
     eff, overhead = Efficiency(), 0.0
-    if efficiency == "calibrated":
-        from . import validate as vd
+    prof = _profile(efficiency, engine, s)
+    if not prof.is_roofline:
+        from .estimate import linearised
 
-        est, _ = vd.load_preset()
-        eff, overhead = est.efficiency("decode"), est.overhead_s(m)
-    elif efficiency != "roofline":
-        raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'roofline' or 'calibrated'")
+        eff, overhead = linearised(m, s, chips=chips, dtypes=dt, profile=prof, input_tokens=_count(input_tokens, "--input-tokens"),
+                                   output_tokens=_count(output_tokens, "--output-tokens"))
     runs = [dict(rate_per_s=r, duration_s=duration_s, input_tokens=int(_count(input_tokens, "--input-tokens")),
                  output_tokens=int(_count(output_tokens, "--output-tokens")), chips=chips, max_batch=max_batch,
                  prefill=prefill, chunk_tokens=chunk_tokens, cadence_s=cadence_s, dtypes=dt, efficiency=eff,
@@ -963,14 +1026,15 @@ def simulate_cmd(
         task = bar.add_task("simulating", total=len(runs))
         results = simmod.simulate_many(m, s, runs, scheduler=scheduler,
                                        progress=lambda i, n, lab: bar.update(task, completed=i))
-    recs = [rp.jsonable(r) | {"rate_per_s": run["rate_per_s"]} for r, run in zip(results, runs)]
+    label = "roofline" if prof.is_roofline else eff.label
+    recs = [rp.jsonable(r) | {"rate_per_s": run["rate_per_s"], "estimate": label} for r, run in zip(results, runs)]
     lines = [f"{m.name} on {chips} × {s.name}: {duration_s:g} s of Poisson arrivals, prefill {prefill}, batch cap"
-             f" {results[0].max_batch}" + (f", fixed cadence {seconds(cadence_s)}" if cadence_s else "")]
+             f" {results[0].max_batch}" + (f", fixed cadence {seconds(cadence_s)}" if cadence_s else "") + f"; step times: {label}"]
     for rec in recs:
         lines.append(f"  {rec['rate_per_s']:g} req/s: {rec['output_tokens_per_s']:,.0f} output tokens/s, mean batch"
                      f" {rec['mean_batch']:,.0f}; TTFT p50 {seconds(rec['ttft_s']['p50'])} p99 {seconds(rec['ttft_s']['p99'])};"
                      f" per token p50 {seconds(rec['tpot_s']['p50'])}; completed {rec['completed']:,} of {rec['requests']:,}")
-    _finish(json_, recs[0] if len(recs) == 1 else {"runs": recs}, lines)
+    _finish(json_, recs[0] if len(recs) == 1 else {"runs": recs, "estimate": label}, lines)
 
 
 @command("serve")

@@ -65,6 +65,8 @@ class Plan:
     layouts: int
     rejected: dict[str, int] = field(default_factory=dict)  # why layouts were dropped before batching
     unpriced_systems: tuple[str, ...] = ()  # left out of a cost comparison: give --usd-per-chip-hour
+    estimate: str = "roofline"  # what every number is: "calibrated YYYY-MM ..." or "roofline"
+    range_80: dict | None = None  # the best point's 80 % band
 
 
 def candidate_layouts(model: Model, system: System, *, max_pp: int = 4) -> list[Layout]:
@@ -138,7 +140,8 @@ def pareto_indices(user: np.ndarray, value: np.ndarray, *, lower_is_better: bool
 
 
 def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: float, O: float,
-              efficiency: Efficiency, usd_per_chip_hour: float | None, overlap: str) -> dict[str, np.ndarray] | None:
+              efficiency: Efficiency, usd_per_chip_hour: float | None, overlap: str,
+              profile=None) -> dict[str, np.ndarray] | None:
     L = I + O / 2.0
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     mem1 = layout_memory(model, system, layout, 1.0, L, dtypes=dtypes)
@@ -154,6 +157,8 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
     # resident sequences sit at every point of their lives: their KV averages I + O/2 tokens
     # one broadcast call: decode steps at every batch (context L, 1 new token), then prompts prefilled
     # B at a time sharing the weight read (context I/2, I new tokens), then one lone prompt (TTFT)
+    if profile is not None and not profile.is_roofline:
+        return _evaluate_estimate(model, system, layout, dtypes, I, O, profile, usd_per_chip_hour, grid, weight, kv)
     k = len(grid)
     both = layout_step(model, system, layout, np.concatenate([grid, grid, [1.0]]),
                        np.concatenate([np.full(k, L), np.full(k + 1, I / 2.0)]),
@@ -178,12 +183,50 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
     }
 
 
+def _evaluate_estimate(model, system, layout, dtypes, I, O, profile, usd_per_chip_hour, grid, weight, kv):
+    """The estimate's columns: continuous batching with chunked prefill at each batch (the user's
+    time per output token includes the prompt chunks sharing the step), TTFT of a lone prompt."""
+    from .stepmodel import op_step
+
+    kw = dict(kernels=profile.kernels, engine=profile.engine, dtypes=dtypes, check=False)
+    g = grid
+    if profile.engine.max_batch:
+        g = g[g <= profile.engine.max_batch] if (g <= profile.engine.max_batch).any() else g[:1]
+    st = op_step(model, system, layout, g, I + O / 2.0, 1.0, prefill_tokens=g * I / O, prefill_context=I / 2.0,
+                 prefill_seqs=g / O, **kw)
+    ttft = float(op_step(model, system, layout, 1.0, 0.0, float(I), **kw).step_s)
+    tpot = np.asarray(st.step_s, float)
+    mem = layout_memory(model, system, layout, g, I + O / 2.0, dtypes=dtypes)
+    fits = np.asarray(mem.fits, bool)
+    g, tpot = g[fits], tpot[fits]
+    n = len(g)
+    billed = st.billed_chips
+    replica_tps = g / tpot
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+    usd = np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
+    full = lambda v: np.full(n, v)  # noqa: E731
+    return {
+        "chips": full(layout.replica_chips), "billed_chips": full(billed), "tp": full(layout.tp), "ep": full(layout.ep),
+        "pp": full(layout.pp), "batch": g, "tokens_per_s_per_chip": replica_tps / billed,
+        "tokens_per_s_per_user": 1.0 / tpot, "usd_per_mtok": usd, "ttft_s": full(ttft), "step_s": tpot,
+        "total_bytes_per_chip": np.asarray(mem.total_bytes_per_chip, float)[fits],
+        "system": full(system.name), "weight_dtype": full(weight), "kv_dtype": full(kv),
+        "bound": full("estimate"),
+    }
+
+
 def plan_system(model: Model, system: System, *, input_tokens: float, output_tokens: float,
                 weight_dtypes: Iterable[str | None] = (None,), kv_dtype: str = "bf16",
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
-                overlap: str = "none") -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
+                overlap: str = "none", estimate: str = "calibrated",
+                engine: str | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
     """Every feasible (layout, batch, dtype) point on one system, before SLOs, as columns:
-    (columns, layouts evaluated, reasons layouts were rejected)."""
+    (columns, layouts evaluated, reasons layouts were rejected). estimate: 'calibrated' (the
+    per-operation estimate under the engine's and the system's vendor profile) or 'roofline'
+    (the bound, scaled by `efficiency`)."""
+    from .profiles import choose
+
+    profile = choose(estimate, engine=engine, system=system)
     parts: list[dict[str, np.ndarray]] = []
     rejected: dict[str, int] = {}
     n_layouts = 0
@@ -198,7 +241,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
             try:
                 check_layout(model, system, lay)
                 cols = _evaluate(model, system, lay, dt, input_tokens, output_tokens, efficiency, usd_per_chip_hour,
-                                 overlap)
+                                 overlap, profile)
             except TokenmathError as e:
                 key = str(e).split(":")[0][:80]
                 rejected[key] = rejected.get(key, 0) + 1
@@ -216,7 +259,8 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
          demand_tokens_per_s: float | None = None, weight_dtypes: Iterable[str | None] = (None,),
          kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "none",
          usd_per_chip_hour: float | None = None, scheduler: str | None = None,
-         progress: Callable[[int, int, str], None] | None = None) -> Plan:
+         progress: Callable[[int, int, str], None] | None = None, estimate: str = "calibrated",
+         engine: str | None = None) -> Plan:
     """Search every system for the cheapest way to serve `model` under the SLOs.
 
     scheduler: None runs in-process; "local" starts an in-process Dask cluster; any other value is
@@ -235,7 +279,8 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
                              "experts, so it needs the architecture (a config.json)")
     weight_dtypes = list(weight_dtypes)
     kw = dict(input_tokens=input_tokens, output_tokens=output_tokens, weight_dtypes=weight_dtypes, kv_dtype=kv_dtype,
-              efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap)
+              efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap, estimate=estimate,
+              engine=engine)
     results = _run(model, systems, kw, scheduler, progress)
 
     cols = _columns([r[0] for r in results])
@@ -272,7 +317,22 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
         replicas = math.ceil(demand_tokens_per_s / per_replica)
         best = _replace(best, replicas=replicas, total_chips=replicas * best.billed_chips)
     ok_count = int(ok.sum())
-    return Plan(
+    from .profiles import choose
+
+    label, band = "roofline", None
+    if estimate != "roofline":
+        label = choose(estimate, engine=engine).label + " (+ each system's vendor profile)"
+        if best is not None:
+            prof = choose(estimate, engine=engine, system=next(s for s in systems if s.name == best.system))
+            lo, hi = prof.range_80(best.step_s)
+            band = {"step_s": [lo, hi], "tokens_per_s_per_chip": [best.tokens_per_s_per_chip * best.step_s / hi,
+                                                                   best.tokens_per_s_per_chip * best.step_s / lo]}
+            if best.usd_per_mtok is not None:
+                band["usd_per_mtok"] = [best.usd_per_mtok * lo / best.step_s, best.usd_per_mtok * hi / best.step_s]
+    elif efficiency.label != "roofline":
+        label = f"roofline × efficiencies ({efficiency.label})"
+    return Plan(estimate=label, range_80=band,
+        
         model=model.name, input_tokens=float(input_tokens), output_tokens=float(output_tokens),
         min_tokens_per_s_per_user=min_tokens_per_s_per_user, max_ttft_s=max_ttft_s,
         demand_tokens_per_s=demand_tokens_per_s, objective=objective, frontier=frontier, best=best,

@@ -440,8 +440,24 @@ def points_record(st: StepTime) -> list[dict[str, Any]]:
     return out
 
 
-def curve_record(st: StepTime, over: str) -> dict[str, Any]:
-    return {"over": over, "points": points_record(st), "assumptions": assumptions_record(st)}
+def curve_record(st: StepTime, over: str, est=None) -> dict[str, Any]:
+    """Curve points: the roofline's terms, and — when an estimate is given — its step, rates and
+    band at each point (the roofline step kept as roofline_step_s)."""
+    pts = points_record(st)
+    label = "roofline"
+    if est is not None:
+        label = est.label
+        n = len(pts)
+        col = lambda v: np.broadcast_to(np.asarray(v, float), (n,))  # noqa: E731
+        step, tpc, tpu = col(est.step_s), col(est.tokens_per_s_per_chip), col(est.tokens_per_s_per_user)
+        usd = None if est.usd_per_mtok is None else col(est.usd_per_mtok)
+        band = {k: (col(v[0]), col(v[1])) for k, v in (est.range_80 or {}).items()}
+        for i, row in enumerate(pts):
+            row["roofline_step_s"] = row["step_s"]
+            row["step_s"], row["tokens_per_s_per_chip"], row["tokens_per_s_per_user"] = float(step[i]), float(tpc[i]), float(tpu[i])
+            row["usd_per_mtok"] = None if usd is None else float(usd[i])
+            row["range_80"] = {k: [float(lo[i]), float(hi[i])] for k, (lo, hi) in band.items()}
+    return {"over": over, "estimate": label, "points": pts, "assumptions": assumptions_record(st)}
 
 
 def fastmode_record(fm) -> dict[str, Any]:
@@ -627,6 +643,24 @@ def layout_record(st) -> dict[str, Any]:
     })
 
 
+def render_estimate(est) -> list[str]:
+    """The estimate's lines: each operation's time, the step with its 80 % band, the bound."""
+    op = est.op
+    names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs", "attention_s": "attention",
+             "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch+combine", "pp_comm_s": "PP send/recv",
+             "overhead_s": "overhead"}
+    parts = ", ".join(f"{names[k]} {seconds(float(np.max(v)))}" for k, v in op.parts.items() if np.max(v) > 0)
+    band = ""
+    if est.range_80:
+        lo, hi = est.range_80["step_s"]
+        band = f" (80 % band {seconds(float(np.max(lo)))} – {seconds(float(np.max(hi)))})"
+    cost = "" if est.usd_per_mtok is None else f", {usd(float(np.max(est.usd_per_mtok)))}/Mtok"
+    return [f"  estimate ({est.label}): step {seconds(float(np.max(est.step_s)))}{band}; "
+            f"{float(np.max(est.tokens_per_s_per_chip)):,.0f} tokens/s per billed chip, "
+            f"{float(np.max(est.tokens_per_s_per_user)):,.1f} per user{cost}",
+            f"    per operation: {parts}"]
+
+
 def render_layout(st, m: Model, s: System) -> list[str]:
     mem, net, lay = st.memory, st.network, st.layout
     fit = "fits" if mem.fits else "does NOT fit"
@@ -675,7 +709,7 @@ def plan_record(p) -> dict[str, Any]:
         "demand_tokens_per_s": p.demand_tokens_per_s, "objective": p.objective,
         "frontier": [plan_point_record(x) for x in p.frontier], "best": plan_point_record(p.best),
         "evaluated": p.evaluated, "feasible": p.feasible, "layouts": p.layouts, "rejected": p.rejected,
-        "unpriced_systems": list(p.unpriced_systems),
+        "unpriced_systems": list(p.unpriced_systems), "estimate": p.estimate, "range_80": p.range_80,
     }
 
 
@@ -688,7 +722,7 @@ def render_plan(p) -> list[str]:
     lines = [
         f"{p.model}: {p.input_tokens:,.0f} in / {p.output_tokens:,.0f} out per request; SLOs: {', '.join(slo) or 'none'}",
         f"  searched {p.layouts:,} layouts, {p.evaluated:,} (layout, batch, dtype) points; {p.feasible:,} meet every SLO"
-        f" (roofline bound)",
+        f" ({p.estimate})",
     ]
     if p.unpriced_systems:
         lines.append(f"  left out of the cost comparison (no price): {', '.join(p.unpriced_systems)}")
@@ -701,6 +735,11 @@ def render_plan(p) -> list[str]:
         f" {b.batch:,.0f}, weights {b.weight_dtype}: {b.tokens_per_s_per_user:,.1f} tokens/s per user,"
         f" {b.tokens_per_s_per_chip:,.0f} per chip, {usd(b.usd_per_mtok)}/Mtok, TTFT {seconds(b.ttft_s)}"
     )
+    if p.range_80:
+        t = p.range_80["tokens_per_s_per_chip"]
+        lines.append(f"  80 % band: {t[0]:,.0f} – {t[1]:,.0f} tokens/s per chip"
+                     + (f", {usd(p.range_80['usd_per_mtok'][0])} – {usd(p.range_80['usd_per_mtok'][1])}/Mtok"
+                        if "usd_per_mtok" in p.range_80 else ""))
     if b.replicas is not None:
         lines.append(f"  demand {p.demand_tokens_per_s:,.0f} tokens/s needs {b.replicas:,} replicas = {b.total_chips:,.0f} chips")
     lines.append("  frontier (faster per user -> cheaper):")
@@ -785,26 +824,31 @@ def render_cache(cc, m: Model, s: System) -> list[str]:
 
 def validation_record(r, preset: dict | None) -> dict[str, Any]:
     return jsonable({
-        "efficiency": r.label,
+        "estimate": r.label, "efficiency": r.label,
         "rows": [{"id": x.id, "predicted": x.predicted, "measured": x.measured, "error": x.error, "metric": x.metric,
                   "system": x.system, "source": x.source, "model": x.model, "batch_used": x.batch_used,
+                  "vendor": x.vendor, "engine": x.engine, "model_class": x.model_class, "note": x.note or None,
                   "outside_fitted_range": list(x.outside_fitted_range)} for x in r.rows],
-        "median_abs_error": r.median_abs_error, "p90_abs_error": r.p90_abs_error,
-        "by_metric": r.by_metric, "by_system": r.by_system, "by_source": r.by_source,
+        "n": len(r.rows), "median_abs_error": r.median_abs_error, "p90_abs_error": r.p90_abs_error,
+        "by_metric": r.by_metric, "by_system": r.by_system, "by_source": r.by_source, "by_vendor": r.by_vendor,
+        "by_engine": r.by_engine, "by_model_class": r.by_model_class,
+        "beyond_estimate": [{"id": x.id, "note": x.note} for x in r.beyond],
         "failures": r.failures,
-        "preset": None if preset is None else {k: preset.get(k) for k in ("fit_date", "params", "in_sample",
-                                                                          "cross_validated", "systems")},
+        "preset": None if preset is None else {k: preset.get(k) for k in (
+            "fit_date", "n_cases", "generic", "engines", "vendors", "in_sample", "cross_validated",
+            "leave_one_vendor_out", "bands", "systems")},
     })
 
 
 def render_validation(r, preset: dict | None) -> list[str]:
     head = f"{len(r.rows)} cases, {r.label}"
-    if preset:
+    if preset and preset.get("cross_validated"):
         cv = preset["cross_validated"]
         head += (f" (fitted {preset['fit_date']} on {preset['n_cases']} cases; leave-one-source-out median |error|"
-                 f" {cv['median_abs_error']:.0%})")
+                 f" {cv['median_abs_error']:.0%}, p90 {cv['p90_abs_error']:.0%})")
     lines = [head, f"  median |error| {r.median_abs_error:.1%}, p90 {r.p90_abs_error:.1%}   (error = predicted/measured − 1)"]
-    for title, group in (("metric", r.by_metric), ("system", r.by_system), ("source", r.by_source)):
+    for title, group in (("metric", r.by_metric), ("vendor", r.by_vendor), ("engine", r.by_engine),
+                         ("model class", r.by_model_class), ("system", r.by_system), ("source", r.by_source)):
         lines.append(f"  by {title}:")
         lines += [f"    {k:<42} n={v['n']:<3} median {v['median_abs_error']:6.1%}  p90 {v['p90_abs_error']:6.1%}"
                   for k, v in group.items()]
@@ -812,6 +856,28 @@ def render_validation(r, preset: dict | None) -> list[str]:
     for x in sorted(r.rows, key=lambda x: -abs(x.error))[:8]:
         flag = f"  [outside fit: {'; '.join(x.outside_fitted_range)}]" if x.outside_fitted_range else ""
         lines.append(f"    {x.id:<52} predicted {x.predicted:10.4g}  measured {x.measured:10.4g}  {x.error:+.0%}{flag}")
+    for x in r.beyond:
+        lines.append(f"  {x.id}: {x.note}")
     for k, v in r.failures.items():
         lines.append(f"  could not predict {k}: {v}")
+    return lines
+
+
+def render_calibration(rec: dict) -> list[str]:
+    g = rec["generic"]
+    lines = [f"fitted on {rec['n_cases']} cases ({', '.join(rec['systems'])}), {rec['fit_date']}:",
+             "  generic (" + f"{g.get('n_cases', 0)} cases): " + ", ".join(
+                 f"{k} = {v:.4g}" for k, v in g.items() if isinstance(v, float))]
+    for e, v in rec.get("engines", {}).items():
+        lines.append(f"  engine {e} ({v['n_cases']} cases): " + ", ".join(f"{k} = {x:.4g}" for k, x in v.items() if k != "n_cases"))
+    for e, v in rec.get("vendors", {}).items():
+        lines.append(f"  vendor {e} ({v['n_cases']} cases): " + ", ".join(f"{k} ×{x:.3g}" for k, x in v.items() if k != "n_cases"))
+    lines.append(f"  in-sample median |error| {rec['in_sample']['median_abs_error']:.1%}, p90 {rec['in_sample']['p90_abs_error']:.1%}")
+    if rec.get("cross_validated"):
+        cv = rec["cross_validated"]
+        lines.append(f"  leave-one-source-out median |error| {cv['median_abs_error']:.1%}, p90 {cv['p90_abs_error']:.1%} ({cv['n']} cases)")
+        lv = rec["leave_one_vendor_out"]
+        lines.append(f"  leave-one-vendor-out median |error| {lv['median_abs_error']:.1%}, p90 {lv['p90_abs_error']:.1%}")
+        for k, v in lv["by_vendor"].items():
+            lines.append(f"    {k:<10} n={v['n']:<3} median {v['median_abs_error']:6.1%}  p90 {v['p90_abs_error']:6.1%}")
     return lines

@@ -25,13 +25,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
-from .layout import Layout, layout_memory, layout_step
-from .specs import Dtypes, Efficiency, Model, System
+from .layout import Layout
+from .profiles import ROOFLINE_PROFILE, Profile
+from .specs import Dtypes, Model, System
+from .stepmodel import max_batch, op_step
 
-CASES_FILE = Path(__file__).parent / "validation" / "cases.jsonl"
-PRESET_FILE = Path(__file__).parent / "validation" / "calibrated.json"
+CASES_DIR = Path(__file__).parent / "validation" / "cases"
 METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "max_output_tokens_per_s_per_chip",
-           "output_tokens_per_s_per_chip_at_user_rate")
+           "output_tokens_per_s_per_chip_at_user_rate", "tpot_s")
 HBM_USABLE_FRACTION = 0.9  # engines keep ~10 % of HBM for activations, workspaces and fragmentation (assumption)
 
 
@@ -56,6 +57,8 @@ class Case(BaseModel):
     measured: float
     source: str
     notes: str = ""
+    engine: str | None = None  # "trtllm" | "vllm" | "sglang" | ... : picks the engine profile
+    date: str | None = None  # when the measurement was published (YYYY-MM or YYYY-MM-DD)
 
     @field_validator("metric")
     @classmethod
@@ -73,8 +76,14 @@ class Case(BaseModel):
 
 
 def load_cases(path: str | Path | None = None) -> list[tuple[Case, Path]]:
-    """Read a JSON-lines case file; one sentence naming the line on any error."""
-    p = Path(path) if path is not None else CASES_FILE
+    """Read a JSON-lines case file (default: every shipped file under validation/cases/); one
+    sentence naming the file and line on any error."""
+    if path is None:
+        out = []
+        for f in sorted(CASES_DIR.glob("*.jsonl")):
+            out += load_cases(f)
+        return out
+    p = Path(path)
     if not p.is_file():
         raise TokenmathError(f"case file {str(p)!r} does not exist")
     out = []
@@ -95,47 +104,8 @@ def load_cases(path: str | Path | None = None) -> list[tuple[Case, Path]]:
 
 
 # --------------------------------------------------------------------------------------------
-# The estimate: a roofline with named, fitted corrections
+# Predictions: each metric from passes of the per-operation step model (stepmodel.op_step)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Corrections to the roofline. All defaults = the pure roofline (a bound)."""
-
-    flops_prefill: float = 1.0  # achieved fraction of peak FLOP/s in prefill passes
-    flops_decode: float = 1.0  # ... in decode passes
-    hbm: float = 1.0  # achieved fraction of HBM bandwidth
-    network: float = 1.0  # achieved fraction of link bandwidth
-    step_overhead_s: float = 0.0  # fixed per forward pass (launches, scheduling, sampling)
-    layer_overhead_s: float = 0.0  # per layer per pass (kernel launches, per-layer all-reduce latency)
-    max_batch: float | None = None  # engine cap on sequences per replica (None: memory decides)
-    label: str = "roofline"
-    fitted_on: str = ""
-    fit_date: str = ""
-
-    def efficiency(self, kind: str) -> Efficiency:
-        fl = self.flops_prefill if kind == "prefill" else self.flops_decode
-        return Efficiency(flops=min(fl, 1.0), hbm=min(self.hbm, 1.0), network=min(self.network, 1.0), label=self.label)
-
-    def overhead_s(self, model: Model) -> float:
-        return self.step_overhead_s + self.layer_overhead_s * (model.n_layers or 0)
-
-    @property
-    def is_roofline(self) -> bool:
-        return self.label == "roofline"
-
-
-ROOFLINE_ESTIMATE = Estimate()
-
-
-def load_preset(path: str | Path | None = None) -> tuple[Estimate, dict]:
-    p = Path(path) if path is not None else PRESET_FILE
-    if not p.is_file():
-        raise TokenmathError(f"no calibrated preset at {str(p)!r}; run `tokenmath calibrate`")
-    data = json.loads(p.read_text())
-    return Estimate(**data["params"], label="calibrated", fitted_on=data.get("cases", ""),
-                    fit_date=data.get("fit_date", "")), data
 
 
 def _layout(case: Case, model: Model) -> Layout:
@@ -166,75 +136,111 @@ class Prediction:
     model: str
     batch_used: float | None
     outside_fitted_range: tuple[str, ...] = ()
+    vendor: str = ""
+    engine: str = ""
+    model_class: str = ""  # dense | moe | mla
+    note: str = ""  # e.g. the measured point lies beyond what the estimate reaches
 
 
-def _step(model, system, layout, batch, context, new_tokens, dt, est: Estimate, kind: str):
-    st = layout_step(model, system, layout, batch, context, new_tokens=new_tokens, dtypes=dt,
-                     efficiency=est.efficiency(kind), usd_per_chip_hour=0.0, check=False)
-    return np.asarray(st.step_s) + est.overhead_s(model), st
+TIME_METRICS = ("decode_step_s", "ttft_s", "tpot_s")
 
 
-def _max_batch(model, system, layout, context, dt, est: Estimate) -> float:
-    """Largest batch per replica whose KV fits in the usable HBM, capped by the engine's max."""
-    m1 = layout_memory(model, system, layout, 1.0, context, dtypes=dt)
-    usable = m1.hbm_bytes_per_chip * HBM_USABLE_FRACTION - m1.weights_bytes_per_chip
-    per_seq = m1.total_bytes_per_chip - m1.weights_bytes_per_chip
-    b = math.floor(usable / per_seq) if per_seq > 0 else 0
-    if b < 1:
-        raise TokenmathError(f"{model.name} does not fit on {layout.replica_chips} × {system.name} in this layout")
-    if est.max_batch:
-        b = min(b, est.max_batch)
-    return float(b)
+def metric_kind(metric: str) -> str:
+    """'time' (seconds, a larger prediction is slower) or 'rate' (tokens/s)."""
+    return "time" if metric in TIME_METRICS else "rate"
 
 
-def predict(case: Case, est: Estimate = ROOFLINE_ESTIMATE, catalog: Catalog | None = None,
-            base_dir: Path | None = None) -> Prediction:
-    cat = catalog or load_catalog()
+def model_class(model: Model) -> str:
+    if model.attention is not None and model.attention.kind == "mla":
+        return "mla"
+    return "moe" if model.moe is not None else "dense"
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """What every pass of one case shares."""
+
+    model: Model
+    system: System
+    layout: Layout
+    dtypes: Dtypes
+    profile: Profile
+
+    def pass_s(self, batch, context, new_tokens=1.0, prefill_tokens=0.0, prefill_context=0.0, prefill_seqs=None):
+        st = op_step(self.model, self.system, self.layout, batch, context, new_tokens, kernels=self.profile.kernels,
+                     engine=self.profile.engine, prefill_tokens=prefill_tokens, prefill_context=prefill_context,
+                     prefill_seqs=prefill_seqs, dtypes=self.dtypes, check=False)
+        return np.asarray(st.step_s)
+
+    def steady_s(self, batch, I, O):
+        """Continuous batching at `batch` sequences: each step decodes one token per sequence (mean
+        context I + O/2) and prefills, chunked into it, the prompts of the batch/O sequences that
+        replace those finishing: batch·I/O tokens at mean context I/2."""
+        b = np.asarray(batch, float)
+        return self.pass_s(b, I + O / 2, 1.0, prefill_tokens=b * I / O, prefill_context=I / 2, prefill_seqs=b / O)
+
+
+def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _Ctx:
     name = case.model
     if base_dir is not None and (name.endswith(".json") or "/" in name):
         name = str((base_dir / name).resolve())
     model, system = cat.model(name), cat.system(case.system)
-    wd = {"fp16": "fp16"}.get(case.weight_dtype, case.weight_dtype)
-    dt = Dtypes(weight=wd, kv=case.kv_dtype or "bf16")
-    lay = _layout(case, model)
+    dt = Dtypes(weight=case.weight_dtype, kv=case.kv_dtype or "bf16")
+    return _Ctx(model, system, _layout(case, model), dt, profile)
+
+
+def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | None = None,
+            base_dir: Path | None = None) -> Prediction:
+    """The case's metric under `profile` (the roofline bound, or a calibrated estimate)."""
+    cat = catalog or load_catalog()
+    c = _ctx(case, profile, cat, base_dir)
+    model, system, lay = c.model, c.system, c.layout
     I, O = case.input_tokens, case.output_tokens
     replicas = max(1, case.chips // lay.replica_chips)
-    b_used = None
+    chips = lay.replica_chips
+    note = ""
     if case.metric == "decode_step_s":
         b_used = (case.batch or 1) / replicas
-        value, _ = _step(model, system, lay, b_used, I + O / 2, 1, dt, est, "decode")
+        value = c.pass_s(b_used, I + O / 2)
     elif case.metric == "ttft_s":
         b_used = case.batch or 1
-        value, _ = _step(model, system, lay, b_used, I / 2, I, dt, est, "prefill")
+        value = c.pass_s(b_used, 0.0, I)
     elif case.metric == "static_output_tokens_per_s_per_chip":
         b_used = (case.batch or 1) / replicas
-        pre, _ = _step(model, system, lay, b_used, I / 2, I, dt, est, "prefill")
-        dec, _ = _step(model, system, lay, b_used, I + O / 2, 1, dt, est, "decode")
-        value = b_used * O / (pre + O * dec) / lay.replica_chips
+        pre = c.pass_s(b_used, 0.0, I)
+        dec = c.pass_s(b_used, I + O / 2)
+        value = b_used * O / (pre + O * dec) / chips
+    elif case.metric == "tpot_s":
+        b_used = (case.batch or 1) / replicas
+        value = c.steady_s(b_used, I, O)
     else:
-        ctx = I + O / 2
         if case.batch:
-            b_used = case.batch / replicas
+            top = case.batch / replicas
         else:
-            b_used = _max_batch(model, system, lay, I + O, dt, est)
-        # continuous batching prefills prompts together: a pass over B prompts shares one weight read
+            cap = None if profile.is_roofline else profile.engine.max_batch
+            top = max_batch(model, system, lay, I + O, dtypes=c.dtypes, usable_fraction=HBM_USABLE_FRACTION, cap=cap)
         if case.metric == "max_output_tokens_per_s_per_chip":
-            pre, _ = _step(model, system, lay, b_used, I / 2, I, dt, est, "prefill")
-            dec, _ = _step(model, system, lay, b_used, ctx, 1, dt, est, "decode")
-            value = O / (O * dec / b_used + pre / b_used) / lay.replica_chips
+            b_used = top
+            value = b_used / c.steady_s(b_used, I, O) / chips
         else:
-            grid = np.unique(np.round(np.geomspace(1, b_used, 200)))
-            pre, _ = _step(model, system, lay, grid, I / 2, I, dt, est, "prefill")
-            dec, _ = _step(model, system, lay, grid, ctx, 1, dt, est, "decode")
-            ok = 1.0 / dec >= (case.min_tokens_per_s_per_user or 0)
+            grid = np.unique(np.round(np.geomspace(1, max(top, 1), 160)))
+            tpot = c.steady_s(grid, I, O)
+            tput = grid / tpot / chips
+            rate = case.min_tokens_per_s_per_user or 0.0
+            ok = 1.0 / tpot >= rate
             if not ok.any():
-                raise TokenmathError(f"case {case.id}: no batch reaches {case.min_tokens_per_s_per_user} tokens/s per user")
-            tput = O / (O * dec / grid + pre / grid) / lay.replica_chips
-            i = int(np.argmax(np.where(ok, tput, -1)))
+                i = 0
+                note = (f"beyond the estimate: no batch reaches {rate:.4g} tokens/s per user "
+                        f"(batch 1 gives {1 / tpot[0]:.4g}); answered at batch 1")
+            else:
+                i = int(np.argmax(np.where(ok, tput, -1)))
             value, b_used = tput[i], float(grid[i])
     value = float(value)
+    from .profiles import vendor
+
     return Prediction(case.id, case.metric, value, case.measured, value / case.measured - 1, case.system,
-                      source_key(case), model.name, b_used)
+                      source_key(case), model.name, b_used, vendor=vendor(system), engine=case.engine or "unknown",
+                      model_class=model_class(model), note=note)
 
 
 def source_key(case: Case) -> str:
@@ -251,6 +257,9 @@ def source_key(case: Case) -> str:
     return case.source.split()[0][:40]
 
 
+GROUPS = ("metric", "system", "source", "vendor", "engine", "model_class")
+
+
 @dataclass(frozen=True)
 class Report:
     label: str
@@ -261,22 +270,57 @@ class Report:
     by_system: dict[str, dict[str, float]]
     by_source: dict[str, dict[str, float]]
     failures: dict[str, str] = field(default_factory=dict)  # case id -> why it could not be predicted
+    by_vendor: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_engine: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_model_class: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def beyond(self) -> list[Prediction]:
+        """Cases whose measured point lies beyond what the estimate reaches (answered, flagged)."""
+        return [r for r in self.rows if r.note]
 
 
 def _summary(errs: list[float]) -> dict[str, float]:
     a = np.abs(np.asarray(errs, float))
+    if a.size == 0:
+        return {"n": 0, "median_abs_error": float("nan"), "p90_abs_error": float("nan")}
     return {"n": int(a.size), "median_abs_error": float(np.median(a)), "p90_abs_error": float(np.percentile(a, 90))}
 
 
-def validate(cases: list[tuple[Case, Path]] | None = None, est: Estimate = ROOFLINE_ESTIMATE,
-             catalog: Catalog | None = None, fitted_systems: set[str] | None = None) -> Report:
+def summarize(rows: list[Prediction], label: str, failures: dict[str, str] | None = None) -> Report:
+    """Median and p90 |error| overall and grouped by metric, system, source, vendor, engine, model class."""
+    group = lambda key: {k: _summary([r.error for r in rows if getattr(r, key) == k])  # noqa: E731
+                         for k in sorted({getattr(r, key) for r in rows})}
+    s = _summary([r.error for r in rows])
+    return Report(label, rows, s["median_abs_error"], s["p90_abs_error"], group("metric"), group("system"),
+                  group("source"), dict(failures or {}), group("vendor"), group("engine"), group("model_class"))
+
+
+def _profile_for(case: Case, cat: Catalog, profile: Profile | str, preset: dict | None = None) -> Profile:
+    """A fixed profile, or ("calibrated"/a path) the one the case's engine and vendor select."""
+    if isinstance(profile, Profile):
+        return profile
+    from .profiles import choose_from
+
+    return choose_from(preset, engine=case.engine, system=cat.system(case.system))
+
+
+def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | str = ROOFLINE_PROFILE,
+             catalog: Catalog | None = None, fitted_systems: set[str] | None = None, preset: dict | None = None) -> Report:
+    """Predict every case. `profile` is a Profile (the same for all), or "calibrated": each case
+    gets the profile its engine and its system's vendor select from `preset` (default: shipped)."""
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
+    if not isinstance(profile, Profile) and preset is None:
+        from .profiles import preset_record
+
+        preset = preset_record(None if profile in ("calibrated", "estimate") else profile)
     rows: list[Prediction] = []
     failures: dict[str, str] = {}
+    label = profile.label if isinstance(profile, Profile) else "calibrated (each case: its engine and vendor profile)"
     for case, path in cases:
         try:
-            p = predict(case, est, cat, base_dir=path.parent)
+            p = predict(case, _profile_for(case, cat, profile, preset), cat, base_dir=path.parent)
         except TokenmathError as e:
             failures[case.id] = str(e)
             continue
@@ -288,87 +332,158 @@ def validate(cases: list[tuple[Case, Path]] | None = None, est: Estimate = ROOFL
         rows.append(p)
     if not rows:
         raise TokenmathError("no case could be predicted: " + "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:3]))
-    errs = [r.error for r in rows]
-    group = lambda key: {k: _summary([r.error for r in rows if getattr(r, key) == k])  # noqa: E731
-                         for k in sorted({getattr(r, key) for r in rows})}
-    s = _summary(errs)
-    return Report(est.label, rows, s["median_abs_error"], s["p90_abs_error"], group("metric"), group("system"),
-                  group("source"), failures)
+    return summarize(rows, label, failures)
 
 
 # --------------------------------------------------------------------------------------------
-# Calibration
+# Calibration: a generic profile, then engine and vendor profiles on top, cross-validated
 # --------------------------------------------------------------------------------------------
 
-FIT_PARAMS = ("flops_prefill", "flops_decode", "hbm", "network", "step_overhead_s", "layer_overhead_s")
-FIT_BOUNDS = ((0.05, 1.0), (0.05, 1.0), (0.05, 1.0), (0.05, 1.0), (0.0, 0.05), (0.0, 1e-3))
+# (name, lower, upper, start, scale)
+GENERIC_PARAMS = (("overhead_s", 0.0, 0.05, 2e-3, 1e-3), ("compute_scale", 0.2, 1.5, 0.9, 0.2),
+                  ("memory_scale", 0.2, 1.5, 0.9, 0.2), ("network_scale", 0.05, 1.5, 0.7, 0.2),
+                  ("routing_cv", 0.0, 1.0, 0.2, 0.1))
+ENGINE_FIT = ("overhead_s", "compute_scale", "memory_scale")
+VENDOR_FIT = ("compute_scale", "memory_scale")
 BATCH_CAPS = (None, 256, 512, 1024, 2048)
+MIN_CASES_ENGINE = 8  # fewer cases than this: the engine keeps the generic profile
+MIN_CASES_VENDOR = 8
 
 
-def _fit_one(cases, cat, max_batch) -> tuple[Estimate, float]:
+def _residuals(cases, cat, make_profile):
+    out = []
+    for case, path in cases:
+        try:
+            p = predict(case, make_profile(case), cat, base_dir=path.parent)
+            out.append(math.log(p.predicted / case.measured))
+        except TokenmathError:
+            out.append(3.0)
+    return np.asarray(out)
+
+
+def _fit_params(cases, cat, names, base: dict, make, bounds: dict, x0: dict, scale: dict) -> dict:
+    """Least squares in log(predicted / measured) over the named parameters (soft_l1: a few
+    outliers do not steer the fit)."""
     from scipy.optimize import least_squares
 
-    def residuals(x):
-        est = Estimate(**dict(zip(FIT_PARAMS, x)), max_batch=max_batch, label="fit")
-        out = []
-        for case, path in cases:
-            try:
-                out.append(math.log(predict(case, est, cat, base_dir=path.parent).predicted / case.measured))
-            except TokenmathError:
-                out.append(3.0)
-        return np.asarray(out)
+    if not cases or not names:
+        return dict(base)
 
-    x0 = np.array([0.5, 0.5, 0.7, 0.7, 1e-3, 1e-5])
-    lo, hi = zip(*FIT_BOUNDS)
-    res = least_squares(residuals, x0, bounds=(lo, hi), x_scale=[0.3, 0.3, 0.3, 0.3, 1e-3, 1e-5], max_nfev=200)
-    est = Estimate(**dict(zip(FIT_PARAMS, res.x)), max_batch=max_batch, label="calibrated")
-    errs = np.abs(np.exp(residuals(res.x)) - 1)
-    return est, float(np.median(errs))
+    def profile_of(x):
+        rec = dict(base) | dict(zip(names, x))
+        return lambda case: make(case, rec)
+
+    lo = [bounds[n][0] for n in names]
+    hi = [bounds[n][1] for n in names]
+    start = np.clip([x0.get(n, base.get(n, 1.0)) for n in names], np.array(lo) + 1e-12, np.array(hi) - 1e-12)
+    res = least_squares(lambda x: _residuals(cases, cat, profile_of(x)), start, bounds=(lo, hi),
+                        x_scale=[scale[n] for n in names], loss="soft_l1", f_scale=0.3, max_nfev=60)
+    return dict(base) | {n: float(v) for n, v in zip(names, res.x)}
 
 
-def fit(cases, catalog: Catalog | None = None) -> Estimate:
-    """Fit the Estimate's parameters to `cases` (median |error| decides the engine batch cap)."""
+def fit_preset(cases, catalog: Catalog | None = None) -> dict:
+    """Fit the generic profile (and the engine batch cap), then each engine's and each vendor's
+    on its own cases where there are enough; returns the preset's profile records."""
+    from .profiles import profile_from_record, vendor
+
     cat = catalog or load_catalog()
+    bounds = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
+    x0 = {n: v for n, _, _, v, _ in GENERIC_PARAMS}
+    scale = {n: sc for n, _, _, _, sc in GENERIC_PARAMS}
+    names = [n for n, *_ in GENERIC_PARAMS]
+    # the generic profile: NVIDIA cases (vendors get their own factor after), every engine together
+    vend = {id(c): vendor(cat.system(c.system)) for c, _ in cases}
+    nv = [(c, p) for c, p in cases if vend[id(c)] == "nvidia"] or list(cases)
     best = None
     for cap in BATCH_CAPS:
-        est, med = _fit_one(cases, cat, cap)
+        make = lambda case, rec, cap=cap: profile_from_record(rec | {"max_batch": cap})  # noqa: E731
+        rec = _fit_params(nv, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}
+        med = float(np.median(np.abs(np.expm1(_residuals(nv, cat, lambda case: profile_from_record(rec))))))
         if best is None or med < best[1]:
-            best = (est, med)
-    return best[0]
+            best = (rec, med)
+    generic = best[0] | {"n_cases": len(nv)}
+    engines = {}
+    for eng in sorted({c.engine for c, _ in cases if c.engine}):
+        mine = [(c, p) for c, p in nv if c.engine == eng]
+        if len(mine) < MIN_CASES_ENGINE:
+            continue
+        rec = _fit_params(mine, cat, list(ENGINE_FIT), generic, lambda case, rec: profile_from_record(rec), bounds, {},
+                          scale)
+        engines[eng] = {k: rec[k] for k in ENGINE_FIT} | {"n_cases": len(mine)}
+    vendors = {}
+    for v in sorted(set(vend.values()) - {"nvidia"}):
+        mine = [(c, p) for c, p in cases if vend[id(c)] == v]
+        if len(mine) < MIN_CASES_VENDOR:
+            continue
+
+        def make_v(case, rec):
+            base = generic | engines.get(case.engine, {})
+            return profile_from_record(base | {k: base.get(k, 1.0) * rec[k] for k in VENDOR_FIT})
+
+        fb = {n: (0.1, 2.0) for n in VENDOR_FIT}
+        rec = _fit_params(mine, cat, list(VENDOR_FIT), {n: 1.0 for n in VENDOR_FIT}, make_v, fb, {},
+                          {n: 0.2 for n in VENDOR_FIT})
+        vendors[v] = {k: rec[k] for k in VENDOR_FIT} | {"n_cases": len(mine)}
+    return {"generic": generic, "engines": engines, "vendors": vendors}
+
+
+def _cv(cases, cat, key, progress=None, what="source") -> list[Prediction]:
+    """Hold out each group of `key`, fit on the rest, predict it."""
+    from .profiles import choose_from
+
+    groups = sorted({key(c) for c, _ in cases})
+    rows: list[Prediction] = []
+    for i, g in enumerate(groups):
+        train = [(c, p) for c, p in cases if key(c) != g]
+        test = [(c, p) for c, p in cases if key(c) == g]
+        if not train:
+            continue
+        rec = fit_preset(train, cat)
+        for case, path in test:
+            try:
+                rows.append(predict(case, choose_from(rec, engine=case.engine, system=cat.system(case.system)), cat,
+                                    base_dir=path.parent))
+            except TokenmathError:
+                continue
+        if progress:
+            progress(i + 1, len(groups), f"{what} {g}")
+    return rows
 
 
 def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | None = None,
-              progress=None) -> dict:
-    """Fit on all cases, and report leave-one-source-out cross-validated errors: for each source,
-    fit on the others and predict it. Returns the preset record (what `tokenmath calibrate` saves)."""
+              progress=None, cross_validate: bool = True) -> dict:
+    """Fit the preset on all cases and cross-validate it: leave-one-source-out (each source
+    predicted by a fit to the others) and leave-one-vendor-out. The residuals of the
+    leave-one-source-out predictions give every estimate its 80 % band. Returns the preset record
+    (what `tokenmath calibrate --out` saves)."""
     import datetime
+
+    from .profiles import choose_from, vendor
 
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
-    sources = sorted({source_key(c) for c, _ in cases})
-    full = fit(cases, cat)
-    in_sample = validate(cases, full, cat)
-    cv_rows: list[Prediction] = []
-    for i, src in enumerate(sources):
-        train = [(c, p) for c, p in cases if source_key(c) != src]
-        test = [(c, p) for c, p in cases if source_key(c) == src]
-        if not train:
-            continue
-        est = fit(train, cat)
-        cv_rows += validate(test, est, cat).rows
-        if progress:
-            progress(i + 1, len(sources), src)
-    cv = _summary([r.error for r in cv_rows])
-    worst = sorted(cv_rows, key=lambda r: -abs(r.error))[:5]
-    return {
-        "params": {k: getattr(full, k) for k in FIT_PARAMS} | {"max_batch": full.max_batch},
-        "fit_date": datetime.date.today().isoformat(),
-        "cases": str(CASES_FILE.name),
-        "n_cases": len(cases),
-        "systems": sorted({c.system for c, _ in cases}),
-        "in_sample": {"median_abs_error": in_sample.median_abs_error, "p90_abs_error": in_sample.p90_abs_error},
-        "cross_validated": {"method": "leave-one-source-out", "sources": sources} | cv,
-        "cv_by_source": {src: _summary([r.error for r in cv_rows if r.source == src]) for src in sources
-                         if any(r.source == src for r in cv_rows)},
-        "worst_cv_cases": [{"id": r.id, "error": r.error, "metric": r.metric, "source": r.source} for r in worst],
-    }
+    rec = fit_preset(cases, cat)
+    rec["fit_date"] = datetime.date.today().isoformat()
+    rec["n_cases"] = len(cases)
+    rec["cases"] = "validation/cases/*.jsonl"
+    rec["systems"] = sorted({c.system for c, _ in cases})
+    in_rows = validate(cases, "calibrated", cat, preset=rec).rows
+    rec["in_sample"] = _summary([r.error for r in in_rows])
+    if not cross_validate:
+        return rec
+    loso = _cv(cases, cat, source_key, progress, "source")
+    lovo = _cv(cases, cat, lambda c: vendor(cat.system(c.system)), progress, "vendor")
+    cv = summarize(loso, "leave-one-source-out")
+    rec["cross_validated"] = {"method": "leave-one-source-out", "sources": sorted({source_key(c) for c, _ in cases}),
+                              "n": len(loso), "median_abs_error": cv.median_abs_error, "p90_abs_error": cv.p90_abs_error}
+    rec["leave_one_vendor_out"] = {"by_vendor": summarize(lovo, "lovo").by_vendor} | _summary([r.error for r in lovo])
+    for g in ("source", "vendor", "engine", "metric", "model_class"):
+        rec[f"cv_by_{g}"] = getattr(cv, f"by_{g}")
+    # residuals in time sense (log predicted time / measured time): a rate metric's sign flips
+    r = np.asarray([math.log1p(x.error) * (1 if metric_kind(x.metric) == "time" else -1) for x in loso])
+    rec["bands"] = {"step": [float(np.percentile(r, 10)), float(np.percentile(r, 90))],
+                    "note": "10th/90th percentiles of log(predicted/measured step time), leave-one-source-out"}
+    rec["worst_cv_cases"] = [{"id": x.id, "error": x.error, "metric": x.metric, "source": x.source, "note": x.note}
+                             for x in sorted(loso, key=lambda x: -abs(x.error))[:10]]
+    _ = choose_from
+    return rec

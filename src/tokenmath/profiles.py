@@ -1,0 +1,190 @@
+"""Engine and vendor profiles: which fitted numbers an estimate is computed with, and its band.
+
+Two files ship beside the cases (src/tokenmath/validation/):
+  kernels.json     per-operation curves fitted on measured kernel timings (A100/H100/H200 tables of
+                   the aiconfigurator-core package; scripts/fit_kernels.py refits them)
+  calibrated.json  end-to-end parameters fitted on the shipped cases by `tokenmath calibrate`: a
+                   generic profile, one per engine (trtllm, vllm, sglang) where cases exist, one per
+                   vendor (e.g. AMD's ROCm stack), each with the number of cases it was fitted on, and
+                   the cross-validated residuals that give every estimate its 80 % band.
+
+`choose(engine=..., system=...)` returns the profile a result is computed with and its label, e.g.
+"calibrated 2026-12 generic" or "calibrated 2026-12 vllm + amd"; "roofline" is the bound.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TokenmathError
+from .specs import System
+from .stepmodel import AttentionCurve, CommCurve, Engine, GemmCurve, Kernels
+
+HERE = Path(__file__).parent / "validation"
+KERNELS_FILE = HERE / "kernels.json"
+PRESET_FILE = HERE / "calibrated.json"
+ENGINE_PARAMS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv")
+ENGINES = ("trtllm", "vllm", "sglang")
+
+
+@lru_cache(maxsize=8)
+def load_kernels(path: str | None = None) -> Kernels:
+    """The fitted kernel curves (generic = pooled over the measured chips)."""
+    p = Path(path) if path else KERNELS_FILE
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise TokenmathError(f"cannot read kernel curves {str(p)!r}: {e}") from None
+    ops = d["ops"]
+
+    def gemm(rec):
+        g = rec.get("generic", rec)
+        return GemmCurve(e_c=g["e_c"], e_m=g["e_m"], p=g["p"], t0_s=g["t0_s"])
+
+    def attn(ctx, gen):
+        c, g = ctx.get("generic", ctx), gen.get("generic", gen)
+        return AttentionCurve(e_max=c["e_max"], s_half=c["s_half"], e_kv=g["e_kv"], p=g.get("p", 2.0),
+                              t0_s=max(c.get("t0_s", 0.0), g.get("t0_s", 0.0)))
+
+    def comm(rec):
+        g = rec.get("generic", rec)
+        return CommCurve(alpha_s=g["alpha_s"], e_link=g["e_link"])
+
+    gemms = {cls: gemm(v) for cls, v in ops["gemm"].items()}
+    # no FP4 tensor cores on the measured chips (A100/H100/H200): FP4 GEMMs take the FP8 curve's
+    # dimensionless shape, applied to the FP4 datasheet peak (a labelled assumption)
+    gemms.setdefault("fp4", gemms.get("fp8", gemms["bf16"]))
+    gemms.setdefault("int8", gemms.get("fp8", gemms["bf16"]))
+    return Kernels(
+        gemm=gemms, moe=gemm(ops["moe"]),
+        attention=attn(ops["context_attention"], ops["generation_attention"]),
+        mla=attn(ops.get("mla_context", ops["context_attention"]), ops.get("mla_generation", ops["generation_attention"])),
+        all_reduce=comm(ops["comm"]["all_reduce"]), alltoall=comm(ops["comm"]["alltoall"]),
+        source=d.get("source", ""),
+    )
+
+
+def vendor(system: System) -> str:
+    """nvidia | amd | google | aws | other, from the catalog description and name."""
+    text = f"{system.name} {system.description} {system.chip.name}".lower()
+    for key, v in (("amd", "amd"), ("instinct", "amd"), ("mi3", "amd"), ("tpu", "google"), ("trainium", "aws"),
+                   ("nvidia", "nvidia"), ("h100", "nvidia"), ("h200", "nvidia"), ("a100", "nvidia"), ("b200", "nvidia")):
+        if key in text:
+            return v
+    return "other"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What an estimate is computed with: kernel curves + engine parameters + a label + a band."""
+
+    engine: Engine
+    kernels: Kernels | None  # None: the roofline bound
+    label: str
+    band: dict = field(default_factory=dict)  # metric kind -> (q10, q90) of log(predicted / measured)
+    n_cases: int = 0
+
+    @property
+    def is_roofline(self) -> bool:
+        return self.kernels is None
+
+    def range_80(self, step_s):
+        """80 % band of the true step time given this estimate, from the cross-validated residuals
+        (in time sense: r = log(predicted time / measured time), rate metrics inverted):
+        measured ≈ predicted / exp(r), r between its 10th and 90th percentiles."""
+        if self.is_roofline or not self.band:
+            return None
+        q10, q90 = self.band.get("step", (0.0, 0.0))
+        v = np.asarray(step_s, float)
+        return [_f(v / np.exp(q90)), _f(v / np.exp(q10))]
+
+
+def _f(x):
+    a = np.asarray(x, float)
+    return float(a) if a.ndim == 0 else a.tolist()
+
+
+ROOFLINE_PROFILE = Profile(engine=Engine(label="roofline"), kernels=None, label="roofline")
+
+
+@lru_cache(maxsize=8)
+def _preset(path: str | None) -> dict:
+    p = Path(path) if path else PRESET_FILE
+    if not p.is_file():
+        raise TokenmathError(f"no calibrated preset at {str(p)!r}; run `tokenmath calibrate --out {p}`")
+    try:
+        d = json.loads(p.read_text())
+    except ValueError as e:
+        raise TokenmathError(f"calibrated preset {str(p)!r} is not JSON ({e})") from None
+    if "generic" not in d:
+        raise TokenmathError(f"calibrated preset {str(p)!r} has no 'generic' profile; refit with `tokenmath calibrate`")
+    return d
+
+
+def _engine(rec: dict, label: str, max_batch=None) -> Engine:
+    kw = {k: float(rec[k]) for k in ENGINE_PARAMS if k in rec}
+    mb = rec.get("max_batch", max_batch)
+    return Engine(**kw, max_batch=None if mb is None else float(mb), label=label)
+
+
+def preset_record(path: str | None = None) -> dict:
+    """The preset JSON (default: the shipped calibrated.json)."""
+    return _preset(path)
+
+
+def profile_from_record(rec: dict, label: str = "fit") -> Profile:
+    """A profile straight from engine parameters (what calibration varies)."""
+    return Profile(engine=_engine(rec, label), kernels=load_kernels(), label=label)
+
+
+def choose_from(d: dict, *, engine: str | None = None, system: System | None = None, name: str = "calibrated") -> Profile:
+    """The profile a preset record gives for `engine` and the system's vendor."""
+    month = str(d.get("fit_date", ""))[:7]
+    gen = d["generic"]
+    rec = dict(gen)
+    parts = []
+    n = int(gen.get("n_cases", 0))
+    engines = d.get("engines", {})
+    if engine is not None:
+        if engine in engines:
+            rec.update({k: v for k, v in engines[engine].items() if k in ENGINE_PARAMS or k == "max_batch"})
+            parts.append(engine)
+            n = int(engines[engine].get("n_cases", n))
+        else:
+            parts.append(f"{engine}: generic")
+    v = vendor(system) if system is not None else None
+    vend = d.get("vendors", {}).get(v) if v else None
+    if vend:
+        for k in ("compute_scale", "memory_scale"):
+            if k in vend:
+                rec[k] = rec.get(k, 1.0) * float(vend[k])
+        parts.append(v)
+    label = " ".join(x for x in (name, month, " + ".join(parts) if parts else "generic") if x)
+    band = {k: tuple(v) for k, v in d.get("bands", {}).items() if isinstance(v, list)}
+    return Profile(engine=_engine(rec, label), kernels=load_kernels(), label=label, band=band, n_cases=n)
+
+
+def choose(efficiency: str = "calibrated", *, engine: str | None = None, system: System | None = None) -> Profile:
+    """The profile for `efficiency` ('calibrated', 'roofline', or a preset JSON path), `engine`
+    (None: generic) and the system's vendor (a vendor profile applies where one was fitted)."""
+    if efficiency == "roofline":
+        return ROOFLINE_PROFILE
+    preset = None
+    if efficiency not in ("calibrated", "estimate"):
+        if not str(efficiency).endswith(".json"):
+            raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'calibrated', 'roofline' or a preset .json file")
+        preset = str(efficiency)
+    d = _preset(preset)
+    if engine is not None and engine not in ENGINES and engine not in d.get("engines", {}):
+        raise TokenmathError(f"--engine = {engine!r}; expected one of {', '.join(sorted(set(ENGINES) | set(d.get('engines', {}))))}")
+    return choose_from(d, engine=engine, system=system, name="calibrated" if preset is None else f"preset {Path(preset).name}")
+
+
+def with_params(profile: Profile, **params) -> Profile:
+    """The same profile with some engine parameters replaced (what calibration varies)."""
+    return replace(profile, engine=replace(profile.engine, **params))

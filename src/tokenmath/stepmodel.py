@@ -1,0 +1,391 @@
+"""The per-operation step model: the calibrated estimate of one forward pass, term by term.
+
+The roofline (roofline.py, layout.py) charges a pass max(FLOPs / peak, bytes / bandwidth) as a
+whole. A real pass is a sequence of kernels, each with its own shape, and each falls short of the
+roofline in its own way. Here a pass of one replica, per chip and per pipeline stage, is
+
+    dense GEMMs      attention projections, dense MLP, shared experts, router, lm_head:
+                     gemm_s(FLOPs, bytes) with the GEMM curve below; M = tokens on the TP rank
+    expert GEMMs     the busiest EP rank: its expected maximum of routed token-expert pairs
+                     (not the mean), the experts it is expected to touch, M = tokens per expert
+    attention        in its own compute dtype (BF16 or FP8, never FP4): prefill's causal term at
+                     the prompt's length, decode's KV read and (MLA) its absorbed FLOPs
+    communication    latency + bytes / achieved bandwidth for each collective: TP all-reduces,
+                     EP dispatch + combine (in-domain vs scale-out), PP send/recv
+    overhead         one fixed per-step term (scheduling, sampling, launch; CUDA graphs remove
+                     per-layer launches) plus each kernel's measured floor t0
+
+and the stage time is their sum (no overlap between kernels of one stream). The GEMM curve is
+
+    gemm_s = ((t_c / e_c)^p + (t_m / e_m)^p)^(1/p) + t0,   t_c = FLOPs / peak, t_m = bytes / BW
+
+whose shape depends only on t_c/t_m — the intensity over the chip's ridge point — so the fitted
+(e_c, e_m, p) transfer to a chip with no measurements: a chip enters through its datasheet. The
+coefficients come from measured kernel timings (kernels.json, fitted by scripts/fit_kernels.py on
+A100/H100/H200 tables); an engine profile (profiles.py) scales them with a few end-to-end
+parameters fitted on published serving results.
+
+Every term broadcasts over batch and context. `bound_s` is the roofline of the same pass (same
+bytes and FLOPs, efficiencies 1, no latencies): the estimate is never below it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
+
+import numpy as np
+
+from .errors import TokenmathError
+from .kvcache import attention_flops_per_token, kv_cache
+from .layout import HOP_LATENCY_S_DEFAULT, Layout, _kv_head_split, _link, check_layout, layout_memory, placement
+from .params import attention_params, mlp_params, param_counts, router_params
+from .roofline import resolve_dtypes
+from .specs import Dtypes, Model, System
+from .units import dtype_bytes
+
+# Activations a token moves per GEMM it passes through: its input and output rows in BF16. An
+# estimate of tokenmath's (it matters only where M is large, where compute dominates anyway).
+ACT_BYTES = 2.0
+
+
+@dataclass(frozen=True)
+class GemmCurve:
+    """gemm_s = ((t_c/e_c)^p + (t_m/e_m)^p)^(1/p) + t0 (see the module docstring)."""
+
+    e_c: float
+    e_m: float
+    p: float
+    t0_s: float
+
+    def time_s(self, t_c, t_m):
+        t_c = np.asarray(t_c, float) / self.e_c
+        t_m = np.asarray(t_m, float) / self.e_m
+        hi = np.maximum(t_c, t_m)
+        safe = np.where(hi > 0, hi, 1.0)
+        return hi * ((t_c / safe) ** self.p + (t_m / safe) ** self.p) ** (1.0 / self.p) + self.t0_s
+
+
+@dataclass(frozen=True)
+class AttentionCurve:
+    """Prefill: FLOPs / (peak · e_max · s/(s + s_half)) + t0; decode: the GEMM-style blend of
+    KV bytes / (BW · e_kv) and FLOPs / (peak · e_max) + t0."""
+
+    e_max: float
+    s_half: float
+    e_kv: float
+    p: float
+    t0_s: float
+
+
+@dataclass(frozen=True)
+class CommCurve:
+    """One collective: alpha + factor(n) · bytes / (link BW · e_link)."""
+
+    alpha_s: float
+    e_link: float
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Fitted per-operation curves (kernels.json): GEMMs per compute class, attention (GQA, MLA),
+    MoE grouped GEMMs, collectives."""
+
+    gemm: dict  # compute class -> GemmCurve
+    moe: GemmCurve
+    attention: AttentionCurve
+    mla: AttentionCurve
+    all_reduce: CommCurve
+    alltoall: CommCurve
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """End-to-end parameters of an engine (or vendor) profile, on top of the kernel curves."""
+
+    overhead_s: float = 0.0  # fixed per step
+    compute_scale: float = 1.0  # multiplies every kernel's e_c (≤ 1: the engine's kernels fall short)
+    memory_scale: float = 1.0  # multiplies every kernel's e_m / e_kv
+    network_scale: float = 1.0  # multiplies e_link
+    routing_cv: float = 0.0  # coefficient of variation of per-rank expert load beyond multinomial noise
+    max_batch: float | None = None  # engine cap on sequences per replica
+    label: str = "estimate"
+
+
+@dataclass(frozen=True)
+class OpStep:
+    """One pass of one replica: the estimate and its parts (seconds, per pass = one round of the
+    pipeline), with the roofline bound of the same pass beside it."""
+
+    batch: float | np.ndarray
+    context: float | np.ndarray
+    new_tokens: float | np.ndarray
+    prefill_tokens: float | np.ndarray
+    dense_gemm_s: float | np.ndarray
+    expert_gemm_s: float | np.ndarray
+    attention_s: float | np.ndarray
+    tp_comm_s: float | np.ndarray
+    ep_comm_s: float | np.ndarray
+    pp_comm_s: float | np.ndarray
+    overhead_s: float
+    step_s: float | np.ndarray
+    bound_s: float | np.ndarray  # roofline of the same pass: a floor, never above step_s
+    expert_imbalance: float | np.ndarray  # busiest EP rank's load / the mean
+    tokens_per_s: float | np.ndarray  # new tokens (decode + prefill) per second, one replica
+    chips: int
+    billed_chips: float
+    layout: Layout
+    label: str
+
+    @property
+    def parts(self) -> dict:
+        return {k: getattr(self, k) for k in ("dense_gemm_s", "expert_gemm_s", "attention_s", "tp_comm_s",
+                                              "ep_comm_s", "pp_comm_s", "overhead_s")}
+
+
+# --------------------------------------------------------------------------------------------
+# Model shape, per layer (cached: depends only on the model)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    layers: int
+    moe_layers: int
+    dense_params_per_layer: float  # attention + dense MLP or shared experts + router, averaged over layers
+    expert_params: float  # one routed expert
+    lm_head_params: float
+    gemms_per_layer: int  # dense kernels per layer as engines fuse them (QKV, O, gate_up, down; MLA: 6)
+
+
+@lru_cache(maxsize=1024)
+def _shape(model: Model) -> _Shape:
+    pc = param_counts(model)
+    h = model.hidden
+    n_moe = sum(model.layer_moe)
+    dense = pc.attention + (pc.mlp or 0) + (pc.shared_experts or 0) + (pc.router or 0)
+    expert = mlp_params(h, model.moe.expert) if model.moe else 0
+    lm_head = pc.lm_head or (pc.embedding if model.tied_embeddings else 0)
+    gemms = 6 if model.attention.kind == "mla" else 4
+    return _Shape(model.n_layers, n_moe, dense / model.n_layers, float(expert), float(lm_head), gemms)
+
+
+IDEAL = Kernels(gemm={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)}, moe=GemmCurve(1.0, 1.0, 1.0, 0.0),
+                attention=AttentionCurve(1.0, 0.0, 1.0, 1.0, 0.0), mla=AttentionCurve(1.0, 0.0, 1.0, 1.0, 0.0),
+                all_reduce=CommCurve(0.0, 1.0), alltoall=CommCurve(0.0, 1.0), source="roofline (efficiencies 1)")
+
+
+def _z_max(n: int) -> float:
+    """E[max of n standard normals], Blom's approximation (0 for n = 1)."""
+    if n <= 1:
+        return 0.0
+    return NormalDist().inv_cdf((n - 0.375) / (n + 0.25))
+
+
+def expert_imbalance(tokens, k: int, n_experts: int, ep: int, routing_cv: float = 0.0):
+    """Busiest EP rank's routed token-expert pairs ÷ the mean, for `tokens` tokens each routed to k
+    of n_experts experts spread evenly over `ep` ranks: the mean μ = tokens·k/ep, the variance
+    μ(1 − 1/ep) of uniform (multinomial) routing plus (cv·μ)² of skewed popularity, and the
+    expected maximum of `ep` such loads ≈ μ + z(ep)·σ (z: the expected maximum of ep normals)."""
+    T = np.asarray(tokens, float)
+    if ep <= 1:
+        return np.ones_like(T) if T.ndim else 1.0
+    mu = np.maximum(T * k / ep, 1e-12)
+    sigma = np.sqrt(mu * (1 - 1 / ep) + (routing_cv * mu) ** 2)
+    # a rank cannot hold more than every token's k picks landing on its experts
+    cap = np.minimum(T * min(k, n_experts // ep), T * k) / mu
+    return np.minimum(1.0 + _z_max(ep) * sigma / mu, np.maximum(cap, 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# The pass
+# --------------------------------------------------------------------------------------------
+
+
+def _attention_class(system: System, kv_dtype: str) -> str:
+    """Attention runs BF16, or FP8 when the KV cache is FP8 and the chip has FP8 — never FP4."""
+    if kv_dtype in ("fp8", "int8") and system.chip.flops_per_s("fp8"):
+        return "fp8"
+    return "bf16" if system.chip.flops_per_s("bf16") else system.compute_class_for("fp8")
+
+
+def op_step(model: Model, system: System, layout: Layout, batch, context, new_tokens=1.0, *, kernels: Kernels | None,
+            engine: Engine | None = None, prefill_tokens=0.0, prefill_context=0.0, prefill_seqs=None,
+            dtypes: Dtypes = Dtypes(), hop_latency_s: float = HOP_LATENCY_S_DEFAULT, check: bool = True) -> OpStep:
+    """Estimated time of one pass of a replica laid out as `layout` (kernels=None: the roofline
+    bound of the same pass, step_s = bound_s).
+
+    batch, context, new_tokens: `batch` sequences each adding `new_tokens` tokens after `context`
+      cached ones (decode: new_tokens = 1; a whole prompt: context 0, new_tokens = its length).
+    prefill_tokens, prefill_context: prompt tokens chunked into the same pass (chunked prefill
+      mixed into decode), attending on average to `prefill_context` tokens each; prefill_seqs:
+      how many sequences those chunks belong to (for their logits), default prefill_tokens/1.
+    """
+    if check:
+        check_layout(model, system, layout)
+    engine = engine or Engine()
+    B = np.asarray(batch, float)
+    L = np.asarray(context, float)
+    S = np.asarray(new_tokens, float)
+    P = np.asarray(prefill_tokens, float)
+    Lp = np.asarray(prefill_context, float)
+    if np.any(B < 0) or np.any(S < 1) or np.any(P < 0) or np.any(L < 0) or np.any(Lp < 0):
+        raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
+    weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
+    roofline = kernels is None
+    if roofline:
+        kernels, engine = IDEAL, Engine(label="roofline")
+    sh = _shape(model)
+    chip = system.chip
+    pp, m, tp = layout.pp, layout.m, layout.tp
+    sc = layout.stage_chips
+    adp = layout.attention_dp
+    layers = sh.layers / pp
+    moe_layers = sh.moe_layers / pp
+    F = float(chip.flops_per_s(cls))
+    BW = chip.hbm_bytes_per_s
+    es = engine
+    g = kernels.gemm.get(cls) or kernels.gemm.get("fp8") or kernels.gemm["bf16"]
+    b_w = dtype_bytes(weight)
+    b_dense = dtype_bytes(weight if dtypes.weight else model.weight_dtype)
+    if dtypes.weight is None and "attention" in model.unquantized_parts:
+        b_dense = dtype_bytes(model.base_dtype)
+
+    # tokens in one microbatch: decode/new tokens plus mixed prefill chunks
+    tok = (B * S + P) / m
+    tok_rank = tok / adp  # attention-DP ranks split the sequences; TP ranks see all of theirs
+    seqs_rank = (B + (P if prefill_seqs is None else np.asarray(prefill_seqs, float))) / m / adp
+
+    def gemm(curve: GemmCurve, flops, bytes_, n_kernels, e_c=1.0, e_m=1.0):
+        c = GemmCurve(min(curve.e_c * es.compute_scale * e_c, 1.0), min(curve.e_m * es.memory_scale * e_m, 1.0),
+                      curve.p, curve.t0_s * n_kernels)
+        return c.time_s(flops / F, bytes_ / BW)
+
+    # dense GEMMs (per chip: the TP share of every dense matrix of the stage's layers)
+    dense_params_chip = sh.dense_params_per_layer * layers / tp
+    dense_flops = 2.0 * tok_rank * dense_params_chip
+    dense_bytes = dense_params_chip * b_dense + tok_rank * ACT_BYTES * 2 * model.hidden * sh.gemms_per_layer * layers / tp
+    lm_params = sh.lm_head_params / pp / tp
+    lm_flops = 2.0 * seqs_rank * lm_params
+    lm_bytes = lm_params * dtype_bytes(model.base_dtype if dtypes.weight is None else weight)
+    dense_s = gemm(g, dense_flops, dense_bytes, sh.gemms_per_layer * layers) + gemm(g, lm_flops, lm_bytes, 1.0 / pp)
+    b_dense_f = dense_flops + lm_flops
+    b_dense_b = dense_bytes + lm_bytes
+
+    # expert GEMMs on the busiest rank
+    expert_s = np.zeros_like(dense_s)
+    imb = np.ones_like(dense_s)
+    b_exp_f = b_exp_b = 0.0
+    if model.moe is not None and sh.moe_layers:
+        E, k = model.moe.n_experts, model.moe.k
+        ep = layout.ep
+        imb = expert_imbalance(tok, k, E, ep, es.routing_cv)
+        pairs_chip = tok * k / sc  # mean routed token-expert pairs a chip computes (all its shards)
+        experts_chip = E / sc  # expert-equivalents of weights a chip holds
+        touched = experts_chip * (1.0 - (1.0 - k / E) ** tok)
+        e_flops = 2.0 * sh.expert_params * pairs_chip * moe_layers
+        e_bytes = touched * sh.expert_params * b_w * moe_layers + pairs_chip * ACT_BYTES * 2 * model.hidden * 2 * moe_layers
+        mc = kernels.moe
+        expert_s = gemm(mc, e_flops * imb, e_bytes, 2 * moe_layers)
+        b_exp_f, b_exp_b = e_flops, e_bytes
+
+    # attention, in its own dtype
+    a_cls = _attention_class(system, kv)
+    Fa = float(chip.flops_per_s(a_cls))
+    ac = kernels.mla if model.attention.kind == "mla" else kernels.attention
+    heads_split = tp  # heads split over TP (MLA too: its heads, not its latent)
+    kv_split = _kv_head_split(model, layout)
+    # decode part: B·S tokens at context L (S > 1 without prefill: a prompt chunk, causal)
+    seq_dec = B / m / adp
+    per_tok = np.asarray(attention_flops_per_token(model, L + (S - 1) / 2)) / pp
+    dec_flops = seq_dec * S * per_tok / heads_split
+    kv_read = seq_dec * np.asarray(kv_cache(model, L + S, kv).read_bytes) / pp / kv_split
+    e_a = min(ac.e_max * es.compute_scale, 1.0)
+    e_kv = min(ac.e_kv * es.memory_scale, 1.0)
+    t_c = dec_flops / (Fa * e_a * np.where(S > 1, S / (S + ac.s_half), 1.0))
+    t_m = kv_read / (BW * e_kv)
+    hi = np.maximum(t_c, t_m)
+    safe = np.where(hi > 0, hi, 1.0)
+    attn_s = hi * ((t_c / safe) ** ac.p + (t_m / safe) ** ac.p) ** (1 / ac.p) + ac.t0_s * layers
+    # mixed prefill chunks: P tokens attending to Lp each, causal, compute bound
+    pre_flops = P / m / adp * np.asarray(attention_flops_per_token(model, Lp)) / pp / heads_split
+    chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1.0), 1.0)
+    attn_s = attn_s + np.where(P > 0, pre_flops / (Fa * e_a * chunk / (chunk + ac.s_half)) + ac.t0_s * layers, 0.0)
+    b_att_f = (dec_flops + pre_flops) * F / Fa  # in units of the GEMM peak, for the bound
+    b_att_b = kv_read
+
+    # communication
+    h = model.hidden
+    dom = system.scaleup_chips
+    tp_s = np.zeros_like(dense_s)
+    tp_ideal = 0.0
+    if tp > 1:
+        bw = _link(system, tp > dom, f"TP {tp}") * min(kernels.all_reduce.e_link * es.network_scale, 1.0)
+        msg = tok_rank * h * ACT_BYTES
+        tp_s = 2 * layers * (kernels.all_reduce.alpha_s + 2 * (tp - 1) / tp * msg / bw)
+        tp_ideal = 2 * layers * 2 * (tp - 1) / tp * msg / _link(system, tp > dom, f"TP {tp}")
+    ep_s = np.zeros_like(dense_s)
+    ep_ideal = 0.0
+    if model.moe is not None and layout.ep > 1 and sh.moe_layers:
+        ep = layout.ep
+        in_dom = min(ep, dom)
+        f_out = 1.0 - in_dom / ep
+        e_l = min(kernels.alltoall.e_link * es.network_scale, 1.0)
+        # dispatch + combine of each token's k copies from this chip; the busiest rank receives imb× the mean
+        bytes_ = tok / sc * model.moe.k * h * ACT_BYTES * 2 * (ep - 1) / ep * imb
+        t_up = bytes_ * (1 - f_out) / (_link(system, False, "an expert-parallel all-to-all") * e_l)
+        t_out = bytes_ * f_out / (_link(system, True, f"EP {ep} across {dom}-chip domains") * e_l) if f_out else 0.0
+        lat = 2 * kernels.alltoall.alpha_s + (2 * hop_latency_s if f_out else 0.0)
+        ep_s = moe_layers * (np.maximum(t_up, t_out) + lat)
+        ep_ideal = moe_layers * np.maximum(t_up, t_out) * e_l / imb
+    place = placement(layout, system)
+    pp_s = np.zeros_like(dense_s)
+    hops = 0.0
+    if pp > 1:
+        for i in range(pp):
+            across = place.stage_domain[i] != place.stage_domain[(i + 1) % pp] or sc > dom
+            bw = _link(system, across, "a pipeline boundary between domains")
+            pp_s = pp_s + tok / sc * h * ACT_BYTES / bw / pp
+            hops += hop_latency_s if across else 0.0
+
+    stage = dense_s + expert_s + attn_s + tp_s + ep_s + pp_s
+    step = np.maximum(m * stage, pp * stage + hops) + es.overhead_s
+    # the roofline of the same pass: one max over the stage's FLOPs, bytes and link bytes (ideal links)
+    b_stage = np.maximum(np.maximum((b_dense_f + b_exp_f + b_att_f) / F, (b_dense_b + b_exp_b + b_att_b) / BW),
+                         tp_ideal + ep_ideal + pp_s)
+    bound = np.maximum(m * b_stage, pp * b_stage + hops)
+    step = bound if roofline else np.maximum(step, bound)
+    tokens = B * S + P
+    shape = np.shape(step)
+
+    def bc(x):
+        a = np.broadcast_to(np.asarray(x, float), shape)
+        return float(a) if a.ndim == 0 else np.array(a)
+
+    return OpStep(
+        batch=bc(B), context=bc(L), new_tokens=bc(S), prefill_tokens=bc(P),
+        dense_gemm_s=bc(pp * dense_s), expert_gemm_s=bc(pp * expert_s), attention_s=bc(pp * attn_s),
+        tp_comm_s=bc(pp * tp_s), ep_comm_s=bc(pp * ep_s), pp_comm_s=bc(pp * pp_s + hops), overhead_s=es.overhead_s,
+        step_s=bc(step), bound_s=bc(bound), expert_imbalance=bc(imb), tokens_per_s=bc(tokens / step),
+        chips=layout.replica_chips, billed_chips=place.billed_chips, layout=layout, label=es.label,
+    )
+
+
+def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: Dtypes = Dtypes(),
+              usable_fraction: float = 0.9, cap: float | None = None) -> float:
+    """Largest batch per replica whose KV fits in the usable HBM (engines keep ~10 % for
+    activations and workspaces: an assumption), capped by the engine's maximum."""
+    m1 = layout_memory(model, system, layout, 1.0, context, dtypes=dtypes)
+    usable = m1.hbm_bytes_per_chip * usable_fraction - m1.weights_bytes_per_chip
+    per_seq = m1.total_bytes_per_chip - m1.weights_bytes_per_chip
+    b = math.floor(usable / per_seq) if per_seq > 0 else 0
+    if b < 1:
+        raise TokenmathError(
+            f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: "
+            f"weights take {m1.weights_bytes_per_chip / 1e9:.1f} GB of {m1.hbm_bytes_per_chip / 1e9:.0f} GB per chip")
+    if cap:
+        b = min(b, cap)
+    return float(b)
