@@ -54,17 +54,41 @@ def test_system_json_contract():
 
 
 def test_step_json_contract_and_values_equal_python():
+    """`step --efficiency roofline` is the bound, equal to the Python step_time."""
     rec = run_json("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--chips", "8", "--batch", "64",
-                   "--context", "8192", "--weight-dtype", "fp8", "--kv-dtype", "fp8")
+                   "--context", "8192", "--weight-dtype", "fp8", "--kv-dtype", "fp8", "--efficiency", "roofline")
     for key in ("compute_s", "weights_s", "kv_s", "network_s", "step_s", "bound", "tokens_per_s", "usd_per_mtok",
-                "mfu", "mbu", "assumptions"):
+                "mfu", "mbu", "assumptions", "estimate"):
         assert key in rec, key
+    assert rec["estimate"] == "roofline"
     cat = tm.load_catalog()
     st = tm.step_time(cat.model("llama-3.1-70b"), cat.system("h100-sxm"), 64, 8192, chips=8,
                       dtypes=tm.Dtypes(weight="fp8", kv="fp8"))
     assert rec["step_s"] == pytest.approx(st.step_s, rel=1e-12)
     assert rec["assumptions"]["efficiency"] == {"flops": 1.0, "hbm": 1.0, "network": 1.0, "label": "roofline"}
     assert rec["assumptions"]["weight_dtype"] == "fp8"
+
+
+def test_step_default_is_the_labelled_estimate_with_its_band_and_the_bound_beside_it():
+    """Issue 11: the default answer is the calibrated estimate, named under "estimate", with
+    range_80 for step_s, tokens/s per chip and $/Mtok, never faster than the roofline beside it;
+    it equals the Python estimate_pass."""
+    args = ("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--chips", "8", "--batch", "64",
+            "--context", "8192", "--weight-dtype", "fp8", "--kv-dtype", "fp8")
+    rec = run_json(*args)
+    assert rec["estimate"].startswith("calibrated ")
+    assert rec["step_s"] > rec["roofline"]["step_s"] == pytest.approx(rec["roofline_step_s"], rel=0.05)
+    for k in ("step_s", "tokens_per_s_per_chip", "usd_per_mtok"):
+        lo, hi = rec["range_80"][k]
+        assert lo < rec[k] < hi, k
+    cat = tm.load_catalog()
+    m, s = cat.model("llama-3.1-70b"), cat.system("h100-sxm")
+    est = tm.estimate_pass(m, s, 64, 8192, chips=8, dtypes=tm.Dtypes(weight="fp8", kv="fp8"),
+                           profile=tm.choose_profile("calibrated", system=s))
+    assert rec["step_s"] == pytest.approx(est.step_s, rel=1e-12)
+    assert set(rec["parts"]) >= {"dense_gemm_s", "attention_s", "tp_comm_s", "overhead_s"}
+    vllm = run_json(*args, "--engine", "vllm")
+    assert "vllm" in vllm["estimate"]
 
 
 def test_step_default_chips_is_one_replica():

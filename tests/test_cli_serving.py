@@ -25,8 +25,13 @@ def test_curve_json_contract():
             assert {"batch", "context", "step_s", "compute_s", "weights_s", "kv_s", "tokens_per_s_per_chip",
                     "tokens_per_s_per_user", "usd_per_mtok", "bound"} <= set(p)
     st = tm.step_time(CAT.model("deepseek-v3"), CAT.system("gb200-nvl72"), 1, 4096)
-    first = run_json("curve", *COMMON, "--points", "12")["points"][0]
-    assert first["batch"] == 1 and first["step_s"] == pytest.approx(st.step_s, rel=1e-12)
+    rec = run_json("curve", *COMMON, "--points", "12")
+    first = rec["points"][0]
+    assert rec["estimate"].startswith("calibrated")
+    assert first["batch"] == 1 and first["roofline_step_s"] == pytest.approx(st.step_s, rel=1e-12)
+    assert all(p["step_s"] >= p["roofline_step_s"] * 0.95 and p["range_80"]["step_s"][0] < p["step_s"] for p in rec["points"])
+    bound = run_json("curve", *COMMON, "--points", "12", "--efficiency", "roofline")
+    assert bound["estimate"] == "roofline" and bound["points"][0]["step_s"] == pytest.approx(st.step_s, rel=1e-12)
 
 
 def test_balance_json_contract():

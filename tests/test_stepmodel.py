@@ -70,12 +70,15 @@ def test_estimate_is_never_below_its_roofline_and_parts_add_up(i, batch, context
 
 def test_batch_one_decode_approaches_weights_over_bandwidth():
     """Issue 11: the fixed per-step overhead must be small enough that batch-1 time per output
-    token approaches weight bytes / HBM bandwidth (no 18 ms per-step floor for an 80-layer model):
-    Llama-3.1-70B FP8 on 8 H100s, the estimate within 2× of the roofline at batch 1."""
+    token approaches weight bytes / HBM bandwidth (the old fit's 0.23 ms per layer put an 18 ms
+    floor under an 80-layer model): Llama-3.1-70B FP8 on 8 H100s at batch 1 is within 2.5× of the
+    roofline (the rest is the measured FP8 GEMV kernels' fixed cost, kernels.json) and the
+    per-step overhead is under 3 ms."""
     m, s = CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")
     prof = choose("calibrated", system=s)
     est = tm.estimate_pass(m, s, 1, 1000, chips=8, dtypes=tm.Dtypes(weight="fp8", kv="fp8"), profile=prof)
-    assert est.roofline_step_s < est.step_s < 2.0 * est.roofline_step_s
+    assert est.roofline_step_s < est.step_s < 2.5 * est.roofline_step_s
+    assert est.op.overhead_s < 3e-3
 
 
 def test_attention_runs_in_its_own_dtype_not_fp4():

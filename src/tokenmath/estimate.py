@@ -24,20 +24,20 @@ from .stepmodel import OpStep, op_step
 
 def default_layout(model: Model, system: System, chips: int) -> Layout:
     """The layout `chips` chips of one replica get when the user names none: MoE models spread
-    experts over all of them (EP = chips, attention data-parallel), dense models split by tensor
-    parallelism as far as the heads divide, the rest as pipeline stages."""
+    experts over as many of them as divide the experts (EP, attention data-parallel: DeepSeek's
+    256 experts on 64 of an NVL72's 72 GPUs, the rest idle and billed), dense models split by
+    tensor parallelism as far as the heads divide, the rest as pipeline stages."""
     n = int(chips)
     if model.is_totals_only:
         raise TokenmathError(f"model {model.name!r} is defined by totals only; the per-operation estimate needs its "
                              "architecture (a config.json) — use --efficiency roofline")
-    if model.moe is not None and model.moe.n_experts % n == 0:
-        return Layout(tp=1, ep=n)
-    heads = model.attention.n_heads
-    tp = _largest_divisor_at_most(heads, n)
-    if n % tp == 0 and n // tp <= model.n_layers:
-        return Layout(tp=tp, pp=n // tp)
-    raise TokenmathError(f"no default layout puts {model.name} on {n} chips ({heads} heads"
-                         + (f", {model.moe.n_experts} experts" if model.moe else "") + "); name one with `tokenmath layout`")
+    if model.moe is not None:
+        ep = _largest_divisor_at_most(model.moe.n_experts, n)
+        if ep > 1:
+            return Layout(tp=1, ep=ep)
+    tp = _largest_divisor_at_most(model.attention.n_heads, n)
+    pp = n // tp if n % tp == 0 else 1
+    return Layout(tp=tp, pp=max(1, min(pp, model.n_layers)))
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,9 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
     tokens = np.asarray(op.tokens_per_s) * step
     usd = None if price is None else step * op.billed_chips * price / 3600.0 / tokens * 1e6
     band = None
-    if not profile.is_roofline:
-        lo, hi = profile.range_80(step)
+    r80 = None if profile.is_roofline else profile.range_80(step)
+    if r80 is not None:
+        lo, hi = r80
         band = {"step_s": [lo, hi]}
         band["tokens_per_s_per_chip"] = [_f(tokens / np.asarray(hi) / op.billed_chips),
                                          _f(tokens / np.asarray(lo) / op.billed_chips)]

@@ -145,11 +145,13 @@ def kv_bytes_per_token(model: Model, context_tokens: float = 1.0, kv_dtype: str 
     return kv_cache(model, context_tokens, kv_dtype).stored_bytes_per_token
 
 
-def attention_flops_per_token(model: Model, context_tokens: float | np.ndarray) -> float | np.ndarray:
+def attention_flops_per_token(model: Model, context_tokens: float | np.ndarray, *, absorbed: bool = True) -> float | np.ndarray:
     """FLOPs one new token spends attending to `context_tokens` earlier tokens (score + value).
 
     GQA: 2 × n_heads × (head_dim + v_head_dim) per attended token per layer.
-    MLA, absorbed form used for decode: 2 × n_heads × (2·kv_lora_rank + rope_dim).
+    MLA, absorbed form used for decode: 2 × n_heads × (2·kv_lora_rank + rope_dim); with
+    absorbed=False the form prefill kernels run (FlashMLA / FA on decompressed K, V):
+    2 × n_heads × (qk_nope + rope + v_head_dim).
     DSA: attends to min(L, top-k) tokens, plus the indexer's 2 × index_heads × index_dim × L.
     Totals-only models have no attention shape: 0 (the lecture's "small until ~1M tokens").
     """
@@ -157,8 +159,10 @@ def attention_flops_per_token(model: Model, context_tokens: float | np.ndarray) 
     if model.is_totals_only:
         return _scalar(np.zeros_like(L))
     a = model.attention
-    if a.kind == "mla":
+    if a.kind == "mla" and absorbed:
         per = 2 * a.n_heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
+    elif a.kind == "mla":  # prefill runs MLA as multi-head attention on the decompressed K and V
+        per = 2 * a.n_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim)
     else:
         per = 2 * a.n_heads * (a.head_dim + a.v_head_dim)
     total = np.zeros_like(L)

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import TokenmathError
-from .layout import Layout, check_layout, layout_memory, layout_step
+from .layout import Layout, check_layout, layout_memory, layout_step, placement
 from .roofline import resolve_dtypes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 
@@ -186,21 +186,20 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
 def _evaluate_estimate(model, system, layout, dtypes, I, O, profile, usd_per_chip_hour, grid, weight, kv):
     """The estimate's columns: continuous batching with chunked prefill at each batch (the user's
     time per output token includes the prompt chunks sharing the step), TTFT of a lone prompt."""
-    from .stepmodel import op_step
+    from .stepmodel import op_step, steady_step_s
 
     kw = dict(kernels=profile.kernels, engine=profile.engine, dtypes=dtypes, check=False)
     g = grid
     if profile.engine.max_batch:
         g = g[g <= profile.engine.max_batch] if (g <= profile.engine.max_batch).any() else g[:1]
-    st = op_step(model, system, layout, g, I + O / 2.0, 1.0, prefill_tokens=g * I / O, prefill_context=I / 2.0,
-                 prefill_seqs=g / O, **kw)
+    tpot = np.asarray(steady_step_s(model, system, layout, g, I, O, kernels=profile.kernels, engine=profile.engine,
+                                    dtypes=dtypes), float)
     ttft = float(op_step(model, system, layout, 1.0, 0.0, float(I), **kw).step_s)
-    tpot = np.asarray(st.step_s, float)
     mem = layout_memory(model, system, layout, g, I + O / 2.0, dtypes=dtypes)
     fits = np.asarray(mem.fits, bool)
     g, tpot = g[fits], tpot[fits]
     n = len(g)
-    billed = st.billed_chips
+    billed = placement(layout, system).billed_chips
     replica_tps = g / tpot
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
     usd = np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
@@ -322,8 +321,8 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     label, band = "roofline", None
     if estimate != "roofline":
         label = choose(estimate, engine=engine).label + " (+ each system's vendor profile)"
-        if best is not None:
-            prof = choose(estimate, engine=engine, system=next(s for s in systems if s.name == best.system))
+        prof = None if best is None else choose(estimate, engine=engine, system=next(s for s in systems if s.name == best.system))
+        if prof is not None and prof.range_80(best.step_s) is not None:
             lo, hi = prof.range_80(best.step_s)
             band = {"step_s": [lo, hi], "tokens_per_s_per_chip": [best.tokens_per_s_per_chip * best.step_s / hi,
                                                                    best.tokens_per_s_per_chip * best.step_s / lo]}

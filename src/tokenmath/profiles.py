@@ -28,45 +28,51 @@ from .stepmodel import AttentionCurve, CommCurve, Engine, GemmCurve, Kernels
 HERE = Path(__file__).parent / "validation"
 KERNELS_FILE = HERE / "kernels.json"
 PRESET_FILE = HERE / "calibrated.json"
-ENGINE_PARAMS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv")
+ENGINE_PARAMS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv", "floor_scale")
 ENGINES = ("trtllm", "vllm", "sglang")
 
 
 @lru_cache(maxsize=8)
 def load_kernels(path: str | None = None) -> Kernels:
-    """The fitted kernel curves (generic = pooled over the measured chips)."""
+    """The fitted kernel curves (kernels.json; the "generic" fit pooled over A100/H100/H200, or
+    for MLA decode the Hopper-only fit, with the three-chip one kept for Ampere)."""
     p = Path(path) if path else KERNELS_FILE
     try:
         d = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise TokenmathError(f"cannot read kernel curves {str(p)!r}: {e}") from None
-    ops = d["ops"]
+        ops = d["ops"]
+        gemm = {cls: _gemm(ops["gemm"][cls]["generic"]) for cls in ("bf16", "fp8") if cls in ops["gemm"]}
+        moe = {cls: _gemm(ops["moe"][cls]["balanced"]["generic"]) for cls in ("bf16", "fp8") if cls in ops["moe"]}
 
-    def gemm(rec):
-        g = rec.get("generic", rec)
-        return GemmCurve(e_c=g["e_c"], e_m=g["e_m"], p=g["p"], t0_s=g["t0_s"])
+        def att(ctx: dict, gen: dict, key: str = "generic") -> AttentionCurve:
+            c, g = ctx["generic"], gen.get(key, gen["generic"])
+            g = g.get("generic", g)
+            return AttentionCurve(e_max=c["e_max"], s_half=c["s_half"], pre_t0_s=c["t0_s"],
+                                  e_m=g.get("e_m", g.get("e")), s0=g.get("s0", 0.0), dec_t0_s=g["t0_s"],
+                                  e_c=g.get("e_c"), p=g.get("p", 1.0))
 
-    def attn(ctx, gen):
-        c, g = ctx.get("generic", ctx), gen.get("generic", gen)
-        return AttentionCurve(e_max=c["e_max"], s_half=c["s_half"], e_kv=g["e_kv"], p=g.get("p", 2.0),
-                              t0_s=max(c.get("t0_s", 0.0), g.get("t0_s", 0.0)))
+        ca, ga = ops["context_attention"], ops["generation_attention"]
+        attention = {"bf16": att(ca["bf16"], ga["kv_bf16"]), "fp8": att(ca["bf16_kvfp8"], ga["kv_fp8"])}
+        mc, mg = ops["mla_context"], ops["mla_generation"]
+        mla = {k: att(mc[f"kv_{k}"], mg[f"kv_{k}"], "generic_hopper_only") for k in ("bf16", "fp8")}
+        mla_ampere = {k: att(mc[f"kv_{k}"], mg[f"kv_{k}"]) for k in ("bf16", "fp8")}
+        comm = ops["comm"]
+        custom = {e: _comm(comm[f"custom_all_reduce_{e}"]["generic"]) for e in ENGINES if f"custom_all_reduce_{e}" in comm}
+        if custom:  # an engine we have no table for: the mean of the engines'
+            custom["generic"] = CommCurve(float(np.mean([c.alpha_s for c in custom.values()])),
+                                          float(np.mean([c.e_link for c in custom.values()])))
+        return Kernels(gemm=gemm, moe=moe, attention=attention, mla=mla, mla_ampere=mla_ampere,
+                       all_reduce=_comm(comm["all_reduce"]["generic"]), alltoall=_comm(comm["alltoall"]["generic"]),
+                       custom_all_reduce=custom, source=d.get("source", "")[:200])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TokenmathError(f"cannot read kernel curves {str(p)!r}: {type(e).__name__} {e}") from None
 
-    def comm(rec):
-        g = rec.get("generic", rec)
-        return CommCurve(alpha_s=g["alpha_s"], e_link=g["e_link"])
 
-    gemms = {cls: gemm(v) for cls, v in ops["gemm"].items()}
-    # no FP4 tensor cores on the measured chips (A100/H100/H200): FP4 GEMMs take the FP8 curve's
-    # dimensionless shape, applied to the FP4 datasheet peak (a labelled assumption)
-    gemms.setdefault("fp4", gemms.get("fp8", gemms["bf16"]))
-    gemms.setdefault("int8", gemms.get("fp8", gemms["bf16"]))
-    return Kernels(
-        gemm=gemms, moe=gemm(ops["moe"]),
-        attention=attn(ops["context_attention"], ops["generation_attention"]),
-        mla=attn(ops.get("mla_context", ops["context_attention"]), ops.get("mla_generation", ops["generation_attention"])),
-        all_reduce=comm(ops["comm"]["all_reduce"]), alltoall=comm(ops["comm"]["alltoall"]),
-        source=d.get("source", ""),
-    )
+def _gemm(g: dict) -> GemmCurve:
+    return GemmCurve(e_c=g["e_c"], e_m=g["e_m"], p=g["p"], t0_s=g["t0_s"])
+
+
+def _comm(g: dict) -> CommCurve:
+    return CommCurve(alpha_s=g["alpha_s"], e_link=g["e_link"])
 
 
 def vendor(system: System) -> str:
@@ -126,10 +132,10 @@ def _preset(path: str | None) -> dict:
     return d
 
 
-def _engine(rec: dict, label: str, max_batch=None) -> Engine:
+def _engine(rec: dict, label: str, max_batch=None, name: str | None = None) -> Engine:
     kw = {k: float(rec[k]) for k in ENGINE_PARAMS if k in rec}
     mb = rec.get("max_batch", max_batch)
-    return Engine(**kw, max_batch=None if mb is None else float(mb), label=label)
+    return Engine(**kw, max_batch=None if mb is None else float(mb), label=label, name=name)
 
 
 def preset_record(path: str | None = None) -> dict:
@@ -137,9 +143,9 @@ def preset_record(path: str | None = None) -> dict:
     return _preset(path)
 
 
-def profile_from_record(rec: dict, label: str = "fit") -> Profile:
+def profile_from_record(rec: dict, label: str = "fit", engine: str | None = None) -> Profile:
     """A profile straight from engine parameters (what calibration varies)."""
-    return Profile(engine=_engine(rec, label), kernels=load_kernels(), label=label)
+    return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label)
 
 
 def choose_from(d: dict, *, engine: str | None = None, system: System | None = None, name: str = "calibrated") -> Profile:
@@ -166,7 +172,7 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
         parts.append(v)
     label = " ".join(x for x in (name, month, " + ".join(parts) if parts else "generic") if x)
     band = {k: tuple(v) for k, v in d.get("bands", {}).items() if isinstance(v, list)}
-    return Profile(engine=_engine(rec, label), kernels=load_kernels(), label=label, band=band, n_cases=n)
+    return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label, band=band, n_cases=n)
 
 
 def choose(efficiency: str = "calibrated", *, engine: str | None = None, system: System | None = None) -> Profile:

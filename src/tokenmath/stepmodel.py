@@ -70,19 +70,24 @@ class GemmCurve:
 
 @dataclass(frozen=True)
 class AttentionCurve:
-    """Prefill: FLOPs / (peak · e_max · s/(s + s_half)) + t0; decode: the GEMM-style blend of
-    KV bytes / (BW · e_kv) and FLOPs / (peak · e_max) + t0."""
+    """Prefill ("flash"): causal FLOPs / (BF16 peak · e_max · s/(s + s_half)) + t0.
+    Decode ("roofline_pad"): the GEMM blend of FLOPs / (peak · e_c) and KV bytes·(s + s0)/s /
+    (BW · e_m), + t0 — s0 is the per-sequence padding of KV tiles; e_c = None drops the FLOPs term
+    ("bandwidth_pad", GQA decode). One kernel per layer."""
 
     e_max: float
     s_half: float
-    e_kv: float
-    p: float
-    t0_s: float
+    pre_t0_s: float
+    e_m: float
+    s0: float
+    dec_t0_s: float
+    e_c: float | None = None
+    p: float = 1.0
 
 
 @dataclass(frozen=True)
 class CommCurve:
-    """One collective: alpha + factor(n) · bytes / (link BW · e_link)."""
+    """One collective call: alpha + factor(n) · bytes / (link BW · e_link)."""
 
     alpha_s: float
     e_link: float
@@ -90,16 +95,22 @@ class CommCurve:
 
 @dataclass(frozen=True)
 class Kernels:
-    """Fitted per-operation curves (kernels.json): GEMMs per compute class, attention (GQA, MLA),
-    MoE grouped GEMMs, collectives."""
+    """Fitted per-operation curves (kernels.json): GEMMs and MoE grouped GEMMs per compute
+    class, attention per KV dtype (GQA and MLA), collectives (NCCL, and each engine's custom
+    all-reduce inside a scale-up domain)."""
 
     gemm: dict  # compute class -> GemmCurve
-    moe: GemmCurve
-    attention: AttentionCurve
-    mla: AttentionCurve
+    moe: dict  # compute class -> GemmCurve
+    attention: dict  # kv class ("bf16" | "fp8") -> AttentionCurve
+    mla: dict  # kv class -> AttentionCurve
     all_reduce: CommCurve
     alltoall: CommCurve
+    custom_all_reduce: dict = None  # engine -> CommCurve
+    mla_ampere: dict = None  # kv class -> AttentionCurve (MLA decode has no fast Ampere kernel)
     source: str = ""
+
+    def pick(self, table: dict, cls: str):
+        return table.get(cls) or table.get("fp8" if cls in ("fp4", "int8", "int4") else "bf16") or next(iter(table.values()))
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,9 @@ class Engine:
     memory_scale: float = 1.0  # multiplies every kernel's e_m / e_kv
     network_scale: float = 1.0  # multiplies e_link
     routing_cv: float = 0.0  # coefficient of variation of per-rank expert load beyond multinomial noise
+    floor_scale: float = 1.0  # multiplies every kernel's fixed floor t0 (CUDA graphs, fusion)
     max_batch: float | None = None  # engine cap on sequences per replica
+    name: str | None = None  # trtllm | vllm | sglang: picks the engine's custom all-reduce
     label: str = "estimate"
 
 
@@ -173,9 +186,10 @@ def _shape(model: Model) -> _Shape:
     return _Shape(model.n_layers, n_moe, dense / model.n_layers, float(expert), float(lm_head), gemms)
 
 
-IDEAL = Kernels(gemm={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)}, moe=GemmCurve(1.0, 1.0, 1.0, 0.0),
-                attention=AttentionCurve(1.0, 0.0, 1.0, 1.0, 0.0), mla=AttentionCurve(1.0, 0.0, 1.0, 1.0, 0.0),
-                all_reduce=CommCurve(0.0, 1.0), alltoall=CommCurve(0.0, 1.0), source="roofline (efficiencies 1)")
+_IDEAL_ATT = AttentionCurve(1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0)
+IDEAL = Kernels(gemm={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)}, moe={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)},
+                attention={"bf16": _IDEAL_ATT}, mla={"bf16": _IDEAL_ATT}, all_reduce=CommCurve(0.0, 1.0),
+                alltoall=CommCurve(0.0, 1.0), source="roofline (efficiencies 1)")
 
 
 def _z_max(n: int) -> float:
@@ -203,13 +217,6 @@ def expert_imbalance(tokens, k: int, n_experts: int, ep: int, routing_cv: float 
 # --------------------------------------------------------------------------------------------
 # The pass
 # --------------------------------------------------------------------------------------------
-
-
-def _attention_class(system: System, kv_dtype: str) -> str:
-    """Attention runs BF16, or FP8 when the KV cache is FP8 and the chip has FP8 — never FP4."""
-    if kv_dtype in ("fp8", "int8") and system.chip.flops_per_s("fp8"):
-        return "fp8"
-    return "bf16" if system.chip.flops_per_s("bf16") else system.compute_class_for("fp8")
 
 
 def op_step(model: Model, system: System, layout: Layout, batch, context, new_tokens=1.0, *, kernels: Kernels | None,
@@ -248,21 +255,25 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     F = float(chip.flops_per_s(cls))
     BW = chip.hbm_bytes_per_s
     es = engine
-    g = kernels.gemm.get(cls) or kernels.gemm.get("fp8") or kernels.gemm["bf16"]
     b_w = dtype_bytes(weight)
-    b_dense = dtype_bytes(weight if dtypes.weight else model.weight_dtype)
+    dense_dtype = weight
     if dtypes.weight is None and "attention" in model.unquantized_parts:
-        b_dense = dtype_bytes(model.base_dtype)
+        dense_dtype = model.base_dtype  # e.g. gpt-oss: MXFP4 experts, BF16 attention
+    b_dense = dtype_bytes(dense_dtype)
+    d_cls = system.compute_class_for(dtypes.compute or dense_dtype)
+    F_d = float(chip.flops_per_s(d_cls))
+    g = kernels.pick(kernels.gemm, d_cls)
+    fs = es.floor_scale
 
     # tokens in one microbatch: decode/new tokens plus mixed prefill chunks
     tok = (B * S + P) / m
     tok_rank = tok / adp  # attention-DP ranks split the sequences; TP ranks see all of theirs
     seqs_rank = (B + (P if prefill_seqs is None else np.asarray(prefill_seqs, float))) / m / adp
 
-    def gemm(curve: GemmCurve, flops, bytes_, n_kernels, e_c=1.0, e_m=1.0):
-        c = GemmCurve(min(curve.e_c * es.compute_scale * e_c, 1.0), min(curve.e_m * es.memory_scale * e_m, 1.0),
-                      curve.p, curve.t0_s * n_kernels)
-        return c.time_s(flops / F, bytes_ / BW)
+    def gemm(curve: GemmCurve, flops, bytes_, n_kernels, peak):
+        c = GemmCurve(min(curve.e_c * es.compute_scale, 1.0), min(curve.e_m * es.memory_scale, 1.0),
+                      curve.p, curve.t0_s * fs * n_kernels)
+        return c.time_s(flops / peak, bytes_ / BW)
 
     # dense GEMMs (per chip: the TP share of every dense matrix of the stage's layers)
     dense_params_chip = sh.dense_params_per_layer * layers / tp
@@ -271,8 +282,8 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     lm_params = sh.lm_head_params / pp / tp
     lm_flops = 2.0 * seqs_rank * lm_params
     lm_bytes = lm_params * dtype_bytes(model.base_dtype if dtypes.weight is None else weight)
-    dense_s = gemm(g, dense_flops, dense_bytes, sh.gemms_per_layer * layers) + gemm(g, lm_flops, lm_bytes, 1.0 / pp)
-    b_dense_f = dense_flops + lm_flops
+    dense_s = gemm(g, dense_flops, dense_bytes, sh.gemms_per_layer * layers, F_d) + gemm(g, lm_flops, lm_bytes, 1.0 / pp, F_d)
+    b_dense_f = (dense_flops + lm_flops) * F / F_d  # in units of the expert peak F, for the bound
     b_dense_b = dense_bytes + lm_bytes
 
     # expert GEMMs on the busiest rank
@@ -288,32 +299,44 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         touched = experts_chip * (1.0 - (1.0 - k / E) ** tok)
         e_flops = 2.0 * sh.expert_params * pairs_chip * moe_layers
         e_bytes = touched * sh.expert_params * b_w * moe_layers + pairs_chip * ACT_BYTES * 2 * model.hidden * 2 * moe_layers
-        mc = kernels.moe
-        expert_s = gemm(mc, e_flops * imb, e_bytes, 2 * moe_layers)
+        mc = kernels.pick(kernels.moe, cls)
+        expert_s = gemm(mc, e_flops * imb, e_bytes, 2 * moe_layers, F)
         b_exp_f, b_exp_b = e_flops, e_bytes
 
-    # attention, in its own dtype
-    a_cls = _attention_class(system, kv)
-    Fa = float(chip.flops_per_s(a_cls))
-    ac = kernels.mla if model.attention.kind == "mla" else kernels.attention
+    # attention, in its own dtype: BF16 peak (FP8 KV runs FP8 kernels; the KV dtype's fitted
+    # efficiency against the BF16 peak carries it), never the FP4 weight peak
+    Fa = float(chip.flops_per_s("bf16") or chip.flops_per_s(system.compute_class_for("fp8")))
+    kv_cls = "fp8" if kv in ("fp8", "int8") else "bf16"
+    if model.attention.kind == "mla":
+        table = kernels.mla_ampere if (kernels.mla_ampere and not chip.flops_per_s("fp8")) else kernels.mla
+    else:
+        table = kernels.attention
+    ac = kernels.pick(table, kv_cls)
     heads_split = tp  # heads split over TP (MLA too: its heads, not its latent)
     kv_split = _kv_head_split(model, layout)
-    # decode part: B·S tokens at context L (S > 1 without prefill: a prompt chunk, causal)
-    seq_dec = B / m / adp
-    per_tok = np.asarray(attention_flops_per_token(model, L + (S - 1) / 2)) / pp
-    dec_flops = seq_dec * S * per_tok / heads_split
-    kv_read = seq_dec * np.asarray(kv_cache(model, L + S, kv).read_bytes) / pp / kv_split
     e_a = min(ac.e_max * es.compute_scale, 1.0)
-    e_kv = min(ac.e_kv * es.memory_scale, 1.0)
-    t_c = dec_flops / (Fa * e_a * np.where(S > 1, S / (S + ac.s_half), 1.0))
-    t_m = kv_read / (BW * e_kv)
-    hi = np.maximum(t_c, t_m)
-    safe = np.where(hi > 0, hi, 1.0)
-    attn_s = hi * ((t_c / safe) ** ac.p + (t_m / safe) ** ac.p) ** (1 / ac.p) + ac.t0_s * layers
+    # decode (or a whole prompt when S > 1): B·S tokens at context L
+    seq_dec = B / m / adp
+    # a prompt pass (S > 1) runs MLA un-absorbed (multi-head on decompressed K, V); decode absorbed
+    per_tok = np.where(S > 1, np.asarray(attention_flops_per_token(model, L + (S - 1) / 2, absorbed=False)),
+                       np.asarray(attention_flops_per_token(model, L + (S - 1) / 2))) / pp
+    dec_flops = seq_dec * S * per_tok / heads_split
+    ctx = L + S
+    kv_read = seq_dec * np.asarray(kv_cache(model, ctx, kv).read_bytes) / pp / kv_split
+    t_m = kv_read * (ctx + ac.s0) / np.maximum(ctx, 1.0) / (BW * min(ac.e_m * es.memory_scale, 1.0))
+    if ac.e_c:
+        t_c = dec_flops / (Fa * min(ac.e_c * es.compute_scale, 1.0))
+        hi = np.maximum(t_c, t_m)
+        safe = np.where(hi > 0, hi, 1.0)
+        t_dec = hi * ((t_c / safe) ** ac.p + (t_m / safe) ** ac.p) ** (1 / ac.p)
+    else:
+        t_dec = t_m
+    t_pre = dec_flops / (Fa * e_a * S / (S + ac.s_half))  # a prompt pass: the flash form at length S
+    attn_s = np.where(S > 1, np.maximum(t_pre, t_m), t_dec) + np.where(S > 1, ac.pre_t0_s, ac.dec_t0_s) * fs * layers
     # mixed prefill chunks: P tokens attending to Lp each, causal, compute bound
-    pre_flops = P / m / adp * np.asarray(attention_flops_per_token(model, Lp)) / pp / heads_split
-    chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1.0), 1.0)
-    attn_s = attn_s + np.where(P > 0, pre_flops / (Fa * e_a * chunk / (chunk + ac.s_half)) + ac.t0_s * layers, 0.0)
+    pre_flops = P / m / adp * np.asarray(attention_flops_per_token(model, Lp, absorbed=False)) / pp / heads_split
+    chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1e-9), 1.0)
+    attn_s = attn_s + np.where(P > 0, pre_flops / (Fa * e_a * chunk / (chunk + ac.s_half)) + ac.pre_t0_s * fs * layers, 0.0)
     b_att_f = (dec_flops + pre_flops) * F / Fa  # in units of the GEMM peak, for the bound
     b_att_b = kv_read
 
@@ -323,9 +346,12 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     tp_s = np.zeros_like(dense_s)
     tp_ideal = 0.0
     if tp > 1:
-        bw = _link(system, tp > dom, f"TP {tp}") * min(kernels.all_reduce.e_link * es.network_scale, 1.0)
+        ar = kernels.all_reduce
+        if tp <= dom and kernels.custom_all_reduce:  # engines' one-shot kernels inside a domain
+            ar = kernels.custom_all_reduce.get(es.name) or kernels.custom_all_reduce.get("generic") or ar
+        bw = _link(system, tp > dom, f"TP {tp}") * min(ar.e_link * es.network_scale, 1.0)
         msg = tok_rank * h * ACT_BYTES
-        tp_s = 2 * layers * (kernels.all_reduce.alpha_s + 2 * (tp - 1) / tp * msg / bw)
+        tp_s = 2 * layers * (ar.alpha_s * fs + 2 * (tp - 1) / tp * msg / bw)
         tp_ideal = 2 * layers * 2 * (tp - 1) / tp * msg / _link(system, tp > dom, f"TP {tp}")
     ep_s = np.zeros_like(dense_s)
     ep_ideal = 0.0
@@ -334,11 +360,19 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         in_dom = min(ep, dom)
         f_out = 1.0 - in_dom / ep
         e_l = min(kernels.alltoall.e_link * es.network_scale, 1.0)
-        # dispatch + combine of each token's k copies from this chip; the busiest rank receives imb× the mean
-        bytes_ = tok / sc * model.moe.k * h * ACT_BYTES * 2 * (ep - 1) / ep * imb
-        t_up = bytes_ * (1 - f_out) / (_link(system, False, "an expert-parallel all-to-all") * e_l)
-        t_out = bytes_ * f_out / (_link(system, True, f"EP {ep} across {dom}-chip domains") * e_l) if f_out else 0.0
-        lat = 2 * kernels.alltoall.alpha_s + (2 * hop_latency_s if f_out else 0.0)
+        # dispatch (FP8 when the weights are ≤ 1 byte: activations are quantised before sending,
+        # as DeepEP and TensorRT-LLM's wide EP do) + combine (BF16) of each token's k copies; the
+        # busiest rank receives imb× the mean. Across domains a token travels once per distinct
+        # remote domain among its k experts (then is forwarded inside it): D_r = (D−1)/D · D(1 − (1 − 1/D)^k)
+        k = model.moe.k
+        per_copy = h * (min(ACT_BYTES, b_w if b_w <= 1 else ACT_BYTES) + ACT_BYTES)
+        t_up = tok / sc * k * per_copy * (ep - 1) / ep * imb / (_link(system, False, "an expert-parallel all-to-all") * e_l)
+        t_out = 0.0
+        if f_out:
+            D = ep / in_dom
+            remote = (D - 1) * (1 - (1 - 1 / D) ** k)
+            t_out = tok / sc * remote * per_copy * imb / (_link(system, True, f"EP {ep} across {dom}-chip domains") * e_l)
+        lat = 2 * kernels.alltoall.alpha_s * fs + (2 * hop_latency_s if f_out else 0.0)
         ep_s = moe_layers * (np.maximum(t_up, t_out) + lat)
         ep_ideal = moe_layers * np.maximum(t_up, t_out) * e_l / imb
     place = placement(layout, system)
@@ -389,3 +423,35 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
     if cap:
         b = min(b, cap)
     return float(b)
+
+
+# Prefill tokens an engine folds into one step: TensorRT-LLM's max_num_tokens and SGLang's
+# chunked_prefill_size both default to 8192 (their serving docs); a named assumption.
+CHUNK_TOKENS_DEFAULT = 8192
+
+
+def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tokens: float, output_tokens: float, *,
+                  kernels: Kernels | None, engine: Engine | None = None, dtypes: Dtypes = Dtypes(),
+                  chunk_tokens: float = CHUNK_TOKENS_DEFAULT):
+    """Mean step time of continuous batching with chunked prefill at `batch` sequences per
+    replica — the time per output token a user sees.
+
+    Each step decodes one token per sequence (mean context I + O/2). To replace the batch/O
+    sequences finishing per step, P = batch·I/O prompt tokens per step must be prefilled; they
+    ride in chunks of c = min(chunk_tokens, max(I, P)) tokens, so a fraction P/c of steps carries
+    one, and each such step costs what its chunk adds to a decode step:
+
+        T = T_dec(B) + (P / c) · (T_mixed(B, c) − T_dec(B))
+
+    The marginal form matters for MoE models: a decode-only step reads only the experts its
+    tokens touch, a step carrying a chunk touches nearly all."""
+    B = np.asarray(batch, float)
+    I, O = float(input_tokens), float(output_tokens)
+    P = B * I / O
+    c = np.minimum(chunk_tokens, np.maximum(I, P))
+    kw = dict(kernels=kernels, engine=engine, dtypes=dtypes, check=False)
+    dec = op_step(model, system, layout, B, I + O / 2, 1.0, **kw)
+    mixed = op_step(model, system, layout, B, I + O / 2, 1.0, prefill_tokens=c, prefill_context=I / 2,
+                    prefill_seqs=c / I, **kw)
+    t_dec = np.asarray(dec.step_s)
+    return t_dec + (P / c) * (np.asarray(mixed.step_s) - t_dec)

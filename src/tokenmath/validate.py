@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from .errors import TokenmathError
 from .layout import Layout
 from .profiles import ROOFLINE_PROFILE, Profile
 from .specs import Dtypes, Model, System
-from .stepmodel import max_batch, op_step
+from .stepmodel import max_batch, op_step, steady_step_s
 
 CASES_DIR = Path(__file__).parent / "validation" / "cases"
 METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "max_output_tokens_per_s_per_chip",
@@ -173,11 +174,9 @@ class _Ctx:
         return np.asarray(st.step_s)
 
     def steady_s(self, batch, I, O):
-        """Continuous batching at `batch` sequences: each step decodes one token per sequence (mean
-        context I + O/2) and prefills, chunked into it, the prompts of the batch/O sequences that
-        replace those finishing: batch·I/O tokens at mean context I/2."""
-        b = np.asarray(batch, float)
-        return self.pass_s(b, I + O / 2, 1.0, prefill_tokens=b * I / O, prefill_context=I / 2, prefill_seqs=b / O)
+        """Continuous batching with chunked prefill at `batch` sequences (stepmodel.steady_step_s)."""
+        return steady_step_s(self.model, self.system, self.layout, batch, I, O, kernels=self.profile.kernels,
+                             engine=self.profile.engine, dtypes=self.dtypes)
 
 
 def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _Ctx:
@@ -244,16 +243,30 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
 
 
 def source_key(case: Case) -> str:
-    """Group cases by the table they were published in (per-source errors, leave-one-source-out)."""
+    """Group cases by the table or publication they come from (per-source errors, leave-one-
+    source-out): the legacy draft rows by their table, InferenceX and MLPerf by their own names,
+    others by the repository (`github OWNER/REPO ...`) or the web site they cite."""
     src = case.source.lower()
-    if "lmsys" in src or "sglang" in src:
-        return "sglang-lmsys"
-    if "00f3768" in src:
-        return "trtllm-v1.0-perf-overview"
-    if "138f96d" in src:
-        return "trtllm-v0.5-first-token" if case.metric == "ttft_s" else "trtllm-v0.6.1-throughput"
-    if "llm-viewer" in src:
-        return "trtllm-a100-page-via-llm-viewer"
+    if case.id.startswith("vis-"):
+        if "lmsys" in src:
+            return "sglang-lmsys"
+        if "00f3768" in src:
+            return "trtllm-v1.0-perf-overview"
+        if "138f96d" in src:
+            return "trtllm-v0.5-first-token" if case.metric == "ttft_s" else "trtllm-v0.6.1-throughput"
+        if "llm-viewer" in src:
+            return "trtllm-a100-page-via-llm-viewer"
+    if src.startswith("inferencex") or case.id.startswith("ix-"):
+        return "inferencex"
+    if "mlcommons" in src or case.id.startswith("mlperf"):
+        m = re.search(r"inference_results_(v\d+\.\d+)", src)
+        return "mlperf-" + (m.group(1) if m else "inference")
+    m = re.search(r"github(?:\.com)?[ /:]+([\w.-]+/[\w.-]+)", src)
+    if m:
+        return m.group(1).removesuffix(".git")
+    m = re.search(r"https?://([^/\s]+)(/[^/\s]*)?", src)
+    if m:
+        return m.group(1).removeprefix("www.") + (m.group(2) or "")[:30]
     return case.source.split()[0][:40]
 
 
@@ -342,7 +355,7 @@ def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | st
 # (name, lower, upper, start, scale)
 GENERIC_PARAMS = (("overhead_s", 0.0, 0.05, 2e-3, 1e-3), ("compute_scale", 0.2, 1.5, 0.9, 0.2),
                   ("memory_scale", 0.2, 1.5, 0.9, 0.2), ("network_scale", 0.05, 1.5, 0.7, 0.2),
-                  ("routing_cv", 0.0, 1.0, 0.2, 0.1))
+                  ("routing_cv", 0.0, 1.0, 0.2, 0.1), ("floor_scale", 0.0, 2.0, 1.0, 0.3))
 ENGINE_FIT = ("overhead_s", "compute_scale", "memory_scale")
 VENDOR_FIT = ("compute_scale", "memory_scale")
 BATCH_CAPS = (None, 256, 512, 1024, 2048)
@@ -381,7 +394,7 @@ def _fit_params(cases, cat, names, base: dict, make, bounds: dict, x0: dict, sca
     return dict(base) | {n: float(v) for n, v in zip(names, res.x)}
 
 
-def fit_preset(cases, catalog: Catalog | None = None) -> dict:
+def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
     """Fit the generic profile (and the engine batch cap), then each engine's and each vendor's
     on its own cases where there are enough; returns the preset's profile records."""
     from .profiles import profile_from_record, vendor
@@ -395,10 +408,10 @@ def fit_preset(cases, catalog: Catalog | None = None) -> dict:
     vend = {id(c): vendor(cat.system(c.system)) for c, _ in cases}
     nv = [(c, p) for c, p in cases if vend[id(c)] == "nvidia"] or list(cases)
     best = None
-    for cap in BATCH_CAPS:
-        make = lambda case, rec, cap=cap: profile_from_record(rec | {"max_batch": cap})  # noqa: E731
+    for cap in caps:
+        make = lambda case, rec, cap=cap: profile_from_record(rec | {"max_batch": cap}, engine=case.engine)  # noqa: E731
         rec = _fit_params(nv, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}
-        med = float(np.median(np.abs(np.expm1(_residuals(nv, cat, lambda case: profile_from_record(rec))))))
+        med = float(np.median(np.abs(np.expm1(_residuals(nv, cat, lambda case: profile_from_record(rec, engine=case.engine))))))
         if best is None or med < best[1]:
             best = (rec, med)
     generic = best[0] | {"n_cases": len(nv)}
@@ -407,8 +420,8 @@ def fit_preset(cases, catalog: Catalog | None = None) -> dict:
         mine = [(c, p) for c, p in nv if c.engine == eng]
         if len(mine) < MIN_CASES_ENGINE:
             continue
-        rec = _fit_params(mine, cat, list(ENGINE_FIT), generic, lambda case, rec: profile_from_record(rec), bounds, {},
-                          scale)
+        rec = _fit_params(mine, cat, list(ENGINE_FIT), generic,
+                          lambda case, rec: profile_from_record(rec, engine=case.engine), bounds, {}, scale)
         engines[eng] = {k: rec[k] for k in ENGINE_FIT} | {"n_cases": len(mine)}
     vendors = {}
     for v in sorted(set(vend.values()) - {"nvidia"}):
@@ -418,7 +431,7 @@ def fit_preset(cases, catalog: Catalog | None = None) -> dict:
 
         def make_v(case, rec):
             base = generic | engines.get(case.engine, {})
-            return profile_from_record(base | {k: base.get(k, 1.0) * rec[k] for k in VENDOR_FIT})
+            return profile_from_record(base | {k: base.get(k, 1.0) * rec[k] for k in VENDOR_FIT}, engine=case.engine)
 
         fb = {n: (0.1, 2.0) for n in VENDOR_FIT}
         rec = _fit_params(mine, cat, list(VENDOR_FIT), {n: 1.0 for n in VENDOR_FIT}, make_v, fb, {},
@@ -427,8 +440,9 @@ def fit_preset(cases, catalog: Catalog | None = None) -> dict:
     return {"generic": generic, "engines": engines, "vendors": vendors}
 
 
-def _cv(cases, cat, key, progress=None, what="source") -> list[Prediction]:
-    """Hold out each group of `key`, fit on the rest, predict it."""
+def _cv(cases, cat, key, progress=None, what="source", caps=BATCH_CAPS) -> list[Prediction]:
+    """Hold out each group of `key`, fit on the rest (the engine batch cap fixed at the full
+    fit's choice), predict it."""
     from .profiles import choose_from
 
     groups = sorted({key(c) for c, _ in cases})
@@ -438,7 +452,7 @@ def _cv(cases, cat, key, progress=None, what="source") -> list[Prediction]:
         test = [(c, p) for c, p in cases if key(c) == g]
         if not train:
             continue
-        rec = fit_preset(train, cat)
+        rec = fit_preset(train, cat, caps)
         for case, path in test:
             try:
                 rows.append(predict(case, choose_from(rec, engine=case.engine, system=cat.system(case.system)), cat,
@@ -471,8 +485,9 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
     rec["in_sample"] = _summary([r.error for r in in_rows])
     if not cross_validate:
         return rec
-    loso = _cv(cases, cat, source_key, progress, "source")
-    lovo = _cv(cases, cat, lambda c: vendor(cat.system(c.system)), progress, "vendor")
+    caps = (rec["generic"]["max_batch"],)
+    loso = _cv(cases, cat, source_key, progress, "source", caps)
+    lovo = _cv(cases, cat, lambda c: vendor(cat.system(c.system)), progress, "vendor", caps)
     cv = summarize(loso, "leave-one-source-out")
     rec["cross_validated"] = {"method": "leave-one-source-out", "sources": sorted({source_key(c) for c, _ in cases}),
                               "n": len(loso), "median_abs_error": cv.median_abs_error, "p90_abs_error": cv.p90_abs_error}

@@ -1,0 +1,44 @@
+"""Every `$ tokenmath ...` example in the README and docs/ runs: exit 0, or exit 2 where the
+example shows an error. Examples that need files the reader makes (my.toml, my-cases.jsonl), a
+server (`serve`), or the long refit (`calibrate`) are listed and skipped by name."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tokenmath.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP = ("serve", "calibrate", "my.toml", "my-cases.jsonl", "bad.toml", "...", " / ")
+
+
+def examples():
+    out = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines = doc.read_text(encoding="utf-8").splitlines()
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            if line.startswith("$ tokenmath "):
+                cmd = line[2:]
+                while cmd.rstrip().endswith("\\") and i + 1 < len(lines):
+                    i += 1
+                    cmd = cmd.rstrip()[:-1] + " " + lines[i].strip()
+                nxt = lines[i + 1] if i + 1 < len(lines) else ""
+                cmd = re.sub(r"\s+#.*$", "", cmd)
+                if not any(s in cmd for s in SKIP):
+                    out.append(pytest.param(cmd, 2 if nxt.startswith("error:") else 0, id=f"{doc.name}:{i + 1}"))
+            i += 1
+    return out
+
+
+@pytest.mark.parametrize("cmd, code", examples())
+def test_documented_example_runs(cmd, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(cmd)[1:]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == code, f"{cmd}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+    assert "Traceback" not in res.stdout + res.stderr
