@@ -68,17 +68,28 @@ def test_estimate_is_never_below_its_roofline_and_parts_add_up(i, batch, context
         assert op.step_s == pytest.approx(max(total, op.bound_s), rel=1e-9)
 
 
-def test_batch_one_decode_approaches_weights_over_bandwidth():
-    """Issue 11: the fixed per-step overhead must be small enough that batch-1 time per output
-    token approaches weight bytes / HBM bandwidth (the old fit's 0.23 ms per layer put an 18 ms
-    floor under an 80-layer model): Llama-3.1-70B FP8 on 8 H100s at batch 1 is within 2.5× of the
-    roofline (the rest is the measured FP8 GEMV kernels' fixed cost, kernels.json) and the
-    per-step overhead is under 3 ms."""
-    m, s = CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")
-    prof = choose("calibrated", system=s)
-    est = tm.estimate_pass(m, s, 1, 1000, chips=8, dtypes=tm.Dtypes(weight="fp8", kv="fp8"), profile=prof)
-    assert est.roofline_step_s < est.step_s < 2.5 * est.roofline_step_s
-    assert est.op.overhead_s < 3e-3
+@pytest.mark.parametrize("case_id", ["ix-gptoss120b-mxfp4-h100-vllm-tp8-1k1k-c4-tpot",
+                                     "ix-dsr1-fp8-h200-sglang-tp8-1k8k-c4-tpot"])
+def test_low_concurrency_time_per_token_matches_published(case_id):
+    """Issue 11: the fixed per-step overhead must be small enough that low-batch time per output
+    token approaches weights / bandwidth (the old fit's 0.23 ms per layer alone put 8 ms under
+    gpt-oss-120b's 36 layers and 14 ms under DeepSeek-R1's 61). InferenceX measured 3.71 ms
+    (gpt-oss-120b, 8 × H100, vLLM, concurrency 4, 1k/1k) and 10.3 ms (DeepSeek-R1 FP8, 8 × H200,
+    SGLang, concurrency 4, 1k/8k) — source and conversion in the case rows
+    (validation/cases/inferencex.jsonl). The estimate within 20 %, and above the roofline."""
+    from tokenmath import validate as vd
+
+    case, path = next((c, p) for c, p in vd.load_cases() if c.id == case_id)
+    p = vd.predict(case, choose("calibrated", engine=case.engine, system=CAT.system(case.system)), CAT, path.parent)
+    bound = vd.predict(case, pf_roofline(), CAT, path.parent)
+    assert p.predicted == pytest.approx(case.measured, rel=0.20)
+    assert p.predicted > bound.predicted
+
+
+def pf_roofline():
+    from tokenmath.profiles import ROOFLINE_PROFILE
+
+    return ROOFLINE_PROFILE
 
 
 def test_attention_runs_in_its_own_dtype_not_fp4():
@@ -96,3 +107,33 @@ def test_engine_overhead_adds_once_per_step():
     a = op_step(m, s, Layout(), 8, 1000, kernels=KERNELS, engine=Engine(overhead_s=0.0))
     b = op_step(m, s, Layout(), 8, 1000, kernels=KERNELS, engine=Engine(overhead_s=1e-3))
     assert b.step_s - a.step_s == pytest.approx(1e-3, rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype, m, n, k, measured_ms", [
+    ("bf16", 1, 8192, 8192, 0.049184), ("bf16", 128, 8192, 8192, 0.05207467), ("bf16", 4096, 8192, 8192, 0.67276804),
+    ("bf16", 8192, 8192, 8192, 1.40478404), ("fp8", 1, 8192, 8192, 0.03739733), ("fp8", 4096, 8192, 8192, 0.44659734),
+    ("fp8", 8192, 8192, 8192, 0.88491201),
+])
+def test_gemm_curve_against_measured_h100_kernels(dtype, m, n, k, measured_ms):
+    """Measured GEMM latencies on H100 SXM (aiconfigurator-core 0.12.0, PyPI, Apache-2.0:
+    systems/data/h100_sxm/gemm/trtllm/1.3.0rc20/gemm_perf.parquet, rows m × n × k, latency in ms)
+    against the fitted generic curve on the catalog's datasheet peaks: within 25 % (the fit's
+    p90 over all three chips is 33 %, kernels.md)."""
+    s = CAT.system("h100-sxm")
+    b = 2.0 if dtype == "bf16" else 1.0
+    flops = 2.0 * m * n * k
+    bytes_ = n * k * b + m * k * b + m * n * 2.0
+    t = KERNELS.gemm[dtype].time_s(flops / s.chip.flops_per_s(dtype), bytes_ / s.chip.hbm_bytes_per_s)
+    assert float(t) == pytest.approx(measured_ms * 1e-3, rel=0.25)
+
+
+def test_kernel_fits_hold_out_blackwell():
+    """Held-out generation: the kernel curves are fitted on A100/H100/H200 tables only."""
+    import json
+
+    from tokenmath.profiles import KERNELS_FILE
+
+    d = json.loads(KERNELS_FILE.read_text())
+    assert set(d["chips"]) <= {"a100_sxm", "h100_sxm", "h200_sxm"}
+    blackwell = ("b200", "b300", "gb200", "gb300", "rtx_pro_6000", "b60")
+    assert not any(b in d["source"].lower() for b in blackwell)

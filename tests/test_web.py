@@ -62,7 +62,7 @@ def test_batch_page_matches_the_cli_and_moves_with_the_slider():
         shown = float(span(at, "step-s"))
         rec = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(batch),
                        "--context", str(at.select_slider(key="batch_context").value), "--chips", "72",
-                       "--allow-overflow")
+                       "--allow-overflow", "--efficiency", "roofline")  # the blackboard draws the bound
         assert shown == pytest.approx(rec["step_s"], rel=1e-5)
     assert "memory bound" in at.info[0].value.lower() or "compute bound" in at.info[0].value.lower()
 

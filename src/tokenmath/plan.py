@@ -169,17 +169,22 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
     g = grid[fits]
     n = len(g)
     replica_tps = O / (O * t_dec / g + t_pre_b / g)
-    billed = both.billed_chips
+    return _cols(system, layout, both.billed_chips, g, replica_tps, t_dec, ttft, usd_per_chip_hour,
+                 np.asarray(both.memory.total_bytes_per_chip)[:k][fits], weight, kv, np.asarray(both.bound)[:k][fits])
+
+
+def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour, total_bytes, weight, kv, bound):
+    """One layout's points as the planner's columns."""
+    n = len(g)
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
     usd = np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
     full = lambda v: np.full(n, v)  # noqa: E731
     return {
         "chips": full(layout.replica_chips), "billed_chips": full(billed), "tp": full(layout.tp), "ep": full(layout.ep),
         "pp": full(layout.pp), "batch": g, "tokens_per_s_per_chip": replica_tps / billed,
-        "tokens_per_s_per_user": 1.0 / t_dec, "usd_per_mtok": usd, "ttft_s": full(ttft), "step_s": t_dec,
-        "total_bytes_per_chip": np.asarray(both.memory.total_bytes_per_chip)[:k][fits],
-        "system": full(system.name), "weight_dtype": full(weight), "kv_dtype": full(kv),
-        "bound": np.asarray(both.bound)[:k][fits],
+        "tokens_per_s_per_user": 1.0 / tpot, "usd_per_mtok": usd, "ttft_s": full(ttft), "step_s": tpot,
+        "total_bytes_per_chip": np.asarray(total_bytes, float), "system": full(system.name),
+        "weight_dtype": full(weight), "kv_dtype": full(kv), "bound": np.broadcast_to(bound, (n,)),
     }
 
 
@@ -198,20 +203,8 @@ def _evaluate_estimate(model, system, layout, dtypes, I, O, profile, usd_per_chi
     mem = layout_memory(model, system, layout, g, I + O / 2.0, dtypes=dtypes)
     fits = np.asarray(mem.fits, bool)
     g, tpot = g[fits], tpot[fits]
-    n = len(g)
-    billed = placement(layout, system).billed_chips
-    replica_tps = g / tpot
-    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
-    usd = np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
-    full = lambda v: np.full(n, v)  # noqa: E731
-    return {
-        "chips": full(layout.replica_chips), "billed_chips": full(billed), "tp": full(layout.tp), "ep": full(layout.ep),
-        "pp": full(layout.pp), "batch": g, "tokens_per_s_per_chip": replica_tps / billed,
-        "tokens_per_s_per_user": 1.0 / tpot, "usd_per_mtok": usd, "ttft_s": full(ttft), "step_s": tpot,
-        "total_bytes_per_chip": np.asarray(mem.total_bytes_per_chip, float)[fits],
-        "system": full(system.name), "weight_dtype": full(weight), "kv_dtype": full(kv),
-        "bound": full("estimate"),
-    }
+    return _cols(system, layout, placement(layout, system).billed_chips, g, g / tpot, tpot, ttft, usd_per_chip_hour,
+                 np.asarray(mem.total_bytes_per_chip, float)[fits], weight, kv, "estimate")
 
 
 def plan_system(model: Model, system: System, *, input_tokens: float, output_tokens: float,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -218,9 +219,16 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
         else:
             cap = None if profile.is_roofline else profile.engine.max_batch
             top = max_batch(model, system, lay, I + O, dtypes=c.dtypes, usable_fraction=HBM_USABLE_FRACTION, cap=cap)
-        if case.metric == "max_output_tokens_per_s_per_chip":
+        if case.metric == "max_output_tokens_per_s_per_chip" or case.batch:
+            # max throughput at the largest batch; a frontier point at its measured concurrency
+            # (the user rate it reaches is then the prediction's, reported when it falls short)
             b_used = top
-            value = b_used / c.steady_s(b_used, I, O) / chips
+            tpot = float(c.steady_s(b_used, I, O))
+            value = b_used / tpot / chips
+            rate = case.min_tokens_per_s_per_user or 0.0
+            if case.metric != "max_output_tokens_per_s_per_chip" and 1.0 / tpot < rate:
+                note = (f"beyond the estimate at concurrency {b_used:g}: it gives {1 / tpot:.4g} tokens/s per user, "
+                        f"the measurement {rate:.4g}")
         else:
             grid = np.unique(np.round(np.geomspace(1, max(top, 1), 160)))
             tpot = c.steady_s(grid, I, O)
@@ -247,9 +255,9 @@ def source_key(case: Case) -> str:
     source-out): the legacy draft rows by their table, InferenceX and MLPerf by their own names,
     others by the repository (`github OWNER/REPO ...`) or the web site they cite."""
     src = case.source.lower()
+    if "lmsys" in src:
+        return "lmsys-blog"
     if case.id.startswith("vis-"):
-        if "lmsys" in src:
-            return "sglang-lmsys"
         if "00f3768" in src:
             return "trtllm-v1.0-perf-overview"
         if "138f96d" in src:
@@ -415,14 +423,8 @@ def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
         if best is None or med < best[1]:
             best = (rec, med)
     generic = best[0] | {"n_cases": len(nv)}
-    engines = {}
-    for eng in sorted({c.engine for c, _ in cases if c.engine}):
-        mine = [(c, p) for c, p in nv if c.engine == eng]
-        if len(mine) < MIN_CASES_ENGINE:
-            continue
-        rec = _fit_params(mine, cat, list(ENGINE_FIT), generic,
-                          lambda case, rec: profile_from_record(rec, engine=case.engine), bounds, {}, scale)
-        engines[eng] = {k: rec[k] for k in ENGINE_FIT} | {"n_cases": len(mine)}
+    # vendor factors (e.g. AMD's ROCm stack): the compute and memory scales on the generic profile,
+    # fitted on every case of that vendor whatever its engine
     vendors = {}
     for v in sorted(set(vend.values()) - {"nvidia"}):
         mine = [(c, p) for c, p in cases if vend[id(c)] == v]
@@ -430,13 +432,26 @@ def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
             continue
 
         def make_v(case, rec):
-            base = generic | engines.get(case.engine, {})
-            return profile_from_record(base | {k: base.get(k, 1.0) * rec[k] for k in VENDOR_FIT}, engine=case.engine)
+            return profile_from_record(generic | {k: generic.get(k, 1.0) * rec[k] for k in VENDOR_FIT}, engine=case.engine)
 
         fb = {n: (0.1, 2.0) for n in VENDOR_FIT}
         rec = _fit_params(mine, cat, list(VENDOR_FIT), {n: 1.0 for n in VENDOR_FIT}, make_v, fb, {},
                           {n: 0.2 for n in VENDOR_FIT})
         vendors[v] = {k: rec[k] for k in VENDOR_FIT} | {"n_cases": len(mine)}
+    # engine profiles: overhead and the two scales refitted on the engine's own cases (any vendor,
+    # its vendor factor applied on top), where there are enough of them
+    engines = {}
+    for eng in sorted({c.engine for c, _ in cases if c.engine}):
+        mine = [(c, p) for c, p in cases if c.engine == eng]
+        if len(mine) < MIN_CASES_ENGINE:
+            continue
+
+        def make_e(case, rec):
+            f = vendors.get(vend[id(case)], {})
+            return profile_from_record(rec | {k: rec[k] * f.get(k, 1.0) for k in VENDOR_FIT}, engine=case.engine)
+
+        rec = _fit_params(mine, cat, list(ENGINE_FIT), generic, make_e, bounds, {}, scale)
+        engines[eng] = {k: rec[k] for k in ENGINE_FIT} | {"n_cases": len(mine)}
     return {"generic": generic, "engines": engines, "vendors": vendors}
 
 
@@ -447,21 +462,41 @@ def _cv(cases, cat, key, progress=None, what="source", caps=BATCH_CAPS) -> list[
 
     groups = sorted({key(c) for c, _ in cases})
     rows: list[Prediction] = []
-    for i, g in enumerate(groups):
-        train = [(c, p) for c, p in cases if key(c) != g]
-        test = [(c, p) for c, p in cases if key(c) == g]
-        if not train:
-            continue
-        rec = fit_preset(train, cat, caps)
-        for case, path in test:
-            try:
-                rows.append(predict(case, choose_from(rec, engine=case.engine, system=cat.system(case.system)), cat,
-                                    base_dir=path.parent))
-            except TokenmathError:
-                continue
-        if progress:
-            progress(i + 1, len(groups), f"{what} {g}")
+    folds = [([(c, p) for c, p in cases if key(c) != g], [(c, p) for c, p in cases if key(c) == g]) for g in groups]
+    folds = [(tr, te) for tr, te in folds if tr]
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(len(folds), os.cpu_count() or 1, 4)
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool:
+        futures = [pool.submit(fit_preset, tr, cat, caps) for tr, _ in folds]
+        for i, ((_, test), fut) in enumerate(zip(folds, futures)):
+            rec = fut.result()
+            for case, path in test:
+                try:
+                    rows.append(predict(case, choose_from(rec, engine=case.engine, system=cat.system(case.system)), cat,
+                                        base_dir=path.parent))
+                except TokenmathError:
+                    continue
+            if progress:
+                progress(i + 1, len(folds), f"{what} {key(test[0][0])}")
     return rows
+
+
+class _Serial:
+    """A stand-in executor that runs each task when submitted (one core, or tests)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *a):
+        from concurrent.futures import Future
+
+        f = Future()
+        f.set_result(fn(*a))
+        return f
 
 
 def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | None = None,
