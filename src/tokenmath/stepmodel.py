@@ -44,7 +44,7 @@ from .layout import HOP_LATENCY_S_DEFAULT, Layout, _kv_head_split, _link, check_
 from .params import attention_params, mlp_params, param_counts, router_params
 from .roofline import resolve_dtypes
 from .specs import Dtypes, Model, System
-from .units import dtype_bytes
+from .units import COMPUTE_CLASS, dtype_bytes
 
 # Activations a token moves per GEMM it passes through: its input and output rows in BF16. An
 # estimate of tokenmath's (it matters only where M is large, where compute dominates anyway).
@@ -243,6 +243,11 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
     weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
     roofline = kernels is None
+    F_roof = float(system.chip.flops_per_s(cls))  # the datasheet line the bound charges
+    if not roofline and dtypes.compute is None and not system.chip.flops_per_s(COMPUTE_CLASS[weight]):
+        # weight-only quantisation (MXFP4 on Hopper, FP8 on Ampere): kernels dequantise to BF16
+        # and multiply there (Triton / Marlin W4A16), not at the next wider datasheet line
+        cls = "bf16" if system.chip.flops_per_s("bf16") else cls
     if roofline:
         kernels, engine = IDEAL, Engine(label="roofline")
     sh = _shape(model)
@@ -301,7 +306,7 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         e_bytes = touched * sh.expert_params * b_w * moe_layers + pairs_chip * ACT_BYTES * 2 * model.hidden * 2 * moe_layers
         mc = kernels.pick(kernels.moe, cls)
         expert_s = gemm(mc, e_flops * imb, e_bytes, 2 * moe_layers, F)
-        b_exp_f, b_exp_b = e_flops, e_bytes
+        b_exp_f, b_exp_b = e_flops * F / F_roof, e_bytes  # the bound charges the datasheet line
 
     # attention, in its own dtype: BF16 peak (FP8 KV runs FP8 kernels; the KV dtype's fitted
     # efficiency against the BF16 peak carries it), never the FP4 weight peak
@@ -449,9 +454,13 @@ def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tok
     I, O = float(input_tokens), float(output_tokens)
     P = B * I / O
     c = np.minimum(chunk_tokens, np.maximum(I, P))
-    kw = dict(kernels=kernels, engine=engine, dtypes=dtypes, check=False)
-    dec = op_step(model, system, layout, B, I + O / 2, 1.0, **kw)
-    mixed = op_step(model, system, layout, B, I + O / 2, 1.0, prefill_tokens=c, prefill_context=I / 2,
-                    prefill_seqs=c / I, **kw)
-    t_dec = np.asarray(dec.step_s)
-    return t_dec + (P / c) * (np.asarray(mixed.step_s) - t_dec)
+    # both passes in one broadcast call: [decode only | decode + one chunk]
+    shape = np.broadcast_shapes(np.shape(B), np.shape(c))
+    Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
+    both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
+                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]), prefill_context=I / 2,
+                   prefill_seqs=np.stack([np.zeros(shape), cb / I]))
+    t = np.asarray(both.step_s)
+    t_dec, t_mixed = t[0], t[1]
+    out = t_dec + (P / c) * (t_mixed - t_dec)
+    return float(out) if np.ndim(out) == 0 else out
