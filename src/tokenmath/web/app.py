@@ -88,6 +88,8 @@ def page_batch(cat, model, system, dt) -> None:
     c2.metric("tokens/s", f"{s.tokens_per_s:,.0f}")
     c3.metric("$ / Mtok", "n/a" if s.usd_per_mtok is None else f"{s.usd_per_mtok:.4g}")
     c4.metric("bound", s.bound)
+    st.caption("The lecture's blackboard: these are the **roofline bound**. The calibrated estimate with its "
+               "80 % band is what `tokenmath step` prints (docs/stepmodel.md).")
     number("step_s", f"{s.step_s:.6g}", "step-s")
     number("batch", f"{batch}", "batch-value")
     st.caption(f"{chips} × {system.name}; {s.assumptions.label}; weights {s.assumptions.weight_dtype}, "
