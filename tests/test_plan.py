@@ -117,3 +117,21 @@ def test_cli_plan_layout_bubble_json(tmp_path):
 def test_cli_errors_exit_2(args, fragment):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and fragment in res.stderr and "Traceback" not in res.stderr + res.stdout
+
+
+def test_plan_and_layout_answer_with_the_labelled_estimate_and_band(tmp_path):
+    """Issue 11: `plan` and `layout` answer with the calibrated estimate by default, name it
+    under "estimate", carry the best point's 80 % band, and `--efficiency roofline` gives the
+    bound (which is never slower than the estimate)."""
+    args = ["plan", "--model", "llama-3.1-70b", "--systems", "h100-sxm", "--min-tokens-per-s-per-user", "20", "--json"]
+    r = CliRunner()
+    est = json.loads(r.invoke(app, args).stdout)
+    bound = json.loads(r.invoke(app, args + ["--efficiency", "roofline"]).stdout)
+    assert est["estimate"].startswith("calibrated") and bound["estimate"] == "roofline"
+    lo, hi = est["range_80"]["tokens_per_s_per_chip"]
+    assert lo < est["best"]["tokens_per_s_per_chip"] < hi
+    assert est["best"]["tokens_per_s_per_chip"] < bound["best"]["tokens_per_s_per_chip"]
+    lay = json.loads(r.invoke(app, ["layout", "--model", "deepseek-v3", "--system", "h200-sxm", "--chips", "8", "--ep", "8",
+                                    "--batch", "256", "--context", "4k", "--json"]).stdout)
+    assert lay["estimate"].startswith("calibrated") and lay["step_s"] >= lay["roofline"]["step_s"]
+    assert lay["parts"]["expert_gemm_s"] > 0 and lay["parts"]["ep_comm_s"] > 0

@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 import tokenmath as tm
 from tokenmath.specs import Dtypes, Efficiency
 
@@ -122,3 +125,37 @@ def test_no_price_gives_none_not_nan(cat, ds3):
     assert st.usd_per_mtok is None
     st = tm.step_time(ds3, cat.system("tpu-v7"), 64, 1000, chips=64, usd_per_chip_hour=2.0)
     assert st.usd_per_mtok > 0
+
+
+def test_expected_expert_fetch_counts_every_token_of_the_pass_against_sampling():
+    """expert_fetch="expected" streams the experts a pass of B·S tokens is expected to touch:
+    against 2,000 sampled uniform routings (each token picks k distinct of E experts) of
+    B = 4 sequences × S = 8 new tokens, DeepSeek-V3's 256 experts top-8, the fetched routed
+    bytes agree within 3 % — a pass of several new tokens per sequence touches more experts than
+    one token per sequence (the B·S exponent, not B)."""
+    import numpy as np
+
+    m, s = tm.get_model("deepseek-v3"), tm.get_system("h200-sxm")
+    E, k, T = m.moe.n_experts, m.moe.k, 4 * 8
+    rng = np.random.default_rng(1)
+    touched = np.mean([len(np.unique(np.argsort(rng.random((T, E)), axis=1)[:, :k])) for _ in range(2000)])
+    a = tm.step_time(m, s, 4, 1000, 8, chips=8, expert_fetch="expected")
+    full = tm.step_time(m, s, 4, 1000, 8, chips=8, expert_fetch="all")
+    from tokenmath.params import routed_expert_bytes
+
+    routed = routed_expert_bytes(m)
+    fetched_routed = a.weight_bytes_read - (full.weight_bytes_read - routed)
+    assert fetched_routed / routed == pytest.approx(touched / E, rel=0.03)
+    one = tm.step_time(m, s, 4, 1000, 1, chips=8, expert_fetch="expected")
+    assert a.weight_bytes_read > one.weight_bytes_read
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(["deepseek-v3", "deepseek-v3.2", "qwen3-235b-a22b", "gpt-oss-120b", "mixtral-8x7b"]),
+       sysname=st.sampled_from(["h200-sxm", "b300", "gb200-nvl72", "mi355x"]),
+       batch=st.floats(1, 4096), new=st.sampled_from([1.0, 2.0, 8.0, 512.0]), mode=st.sampled_from(["all", "expected"]))
+def test_latency_floor_is_a_floor_in_every_expert_fetch_mode(name, sysname, batch, new, mode):
+    """Issue 12: the latency floor of a mode is never above a step in that mode."""
+    m, s = tm.get_model(name), tm.get_system(sysname)
+    step = tm.step_time(m, s, batch, 1000, new, expert_fetch=mode).step_s
+    assert step >= tm.latency_floor_s(m, s, expert_fetch=mode) * (1 - 1e-12)

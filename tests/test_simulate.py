@@ -102,3 +102,15 @@ def test_cli_simulate_json():
     rec = json.loads(res.stdout)
     assert {"ttft_s", "tpot_s", "output_tokens_per_s", "completed"} <= set(rec)
     assert set(rec["ttft_s"]) == {"p50", "p90", "p99", "mean"}
+
+
+def test_cli_simulate_names_its_step_times():
+    """Issue 11: the simulator runs the estimate (linearised, labelled) unless asked for the bound."""
+    import json
+
+    base = ["simulate", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1", "--rate", "20",
+            "--duration-s", "30", "--json"]
+    est = json.loads(CliRunner().invoke(app, base).stdout)
+    bound = json.loads(CliRunner().invoke(app, base + ["--efficiency", "roofline"]).stdout)
+    assert "linearised" in est["estimate"] and bound["estimate"] == "roofline"
+    assert est["tpot_s"]["p50"] > bound["tpot_s"]["p50"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import TokenmathError
 from .kvcache import kv_cache
-from .params import param_counts, weight_bytes
+from .params import param_counts, routed_expert_bytes, weight_bytes
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, resolve_dtypes, slopes, step_time
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 
@@ -28,11 +28,19 @@ from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 
 
 def latency_floor_s(model: Model, system: System, *, chips: int | None = None, dtypes: Dtypes = Dtypes(),
-                    efficiency: Efficiency = ROOFLINE) -> float:
+                    efficiency: Efficiency = ROOFLINE, expert_fetch: str = "all") -> float:
     """The fastest a decode step can be: all weights streamed once over the chips' aggregate HBM
     bandwidth, N_total·b_w / (chips·BW). Batch size cannot beat it; only more chips (a larger
-    scale-up domain) or narrower weights can."""
-    return slopes(model, system, 0, chips=chips, dtypes=dtypes, efficiency=efficiency).weights_s
+    scale-up domain) or narrower weights can. With expert_fetch="expected" (a step streams only
+    the experts its tokens touch) the floor is a single token's step: the dense weights and k of
+    the E routed experts — the floor of that mode, below which no batch goes."""
+    p = slopes(model, system, 0, chips=chips, dtypes=dtypes, efficiency=efficiency)
+    if expert_fetch == "all" or model.moe is None:
+        return p.weights_s
+    if expert_fetch != "expected":
+        raise TokenmathError(f"expert_fetch = {expert_fetch!r}; expected 'all' or 'expected'")
+    routed = routed_expert_bytes(model, dtypes.weight)
+    return p.weights_s * (p.weights_bytes - routed * (1 - model.moe.k / model.moe.n_experts)) / p.weights_bytes
 
 
 def balance_batch(model: Model, system: System, *, dtypes: Dtypes = Dtypes(), efficiency: Efficiency = ROOFLINE) -> float:
