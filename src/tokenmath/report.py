@@ -759,7 +759,8 @@ def render_plan(p) -> list[str]:
 
 def render_infer(inf, sheet) -> list[str]:
     lines = [f"{sheet.provider} {sheet.model} ({sheet.name}, {sheet.as_of}): ${sheet.input_usd_per_mtok:g} in /"
-             f" ${sheet.output_usd_per_mtok:g} out per Mtok; assumed behind it: {inf.system}, N_active {inf.active_params:.3g}"]
+             f" ${sheet.output_usd_per_mtok:g} out per Mtok; assumed behind it: {inf.system},"
+             f" N_active {count_words(inf.active_params, 3)} (an assumption: --active-params)"]
     if inf.kv_bytes_per_token is None:
         lines.append("  no long-context price tier: nothing to say about KV bytes per token")
     else:
