@@ -332,14 +332,19 @@ def do_gemm(aic, peaks, engine, doc):
 
 
 # ----------------------------------------------------------------------------- attention
-def ctx_attn_frame(aic, peaks, engine):
-    dfs = [load_table(aic, c, "attention", engine, "context_attention_perf.parquet") for c in CHIPS]
+def attn_table(aic, engine, table, keys):
+    """One attention table over the fitted chips: full attention (no window), GQA-consistent head
+    counts, one row per configuration."""
+    dfs = [load_table(aic, c, "attention", engine, table) for c in CHIPS]
     df = pd.concat([d for d in dfs if d is not None], ignore_index=True)
     df = df[(df.window_size == 0) & (df.num_key_value_heads <= df.num_heads)
             & (df.num_heads % df.num_key_value_heads == 0)]
-    keys = ["attn_dtype", "kv_cache_dtype", "batch_size", "isl", "num_heads",
-            "num_key_value_heads", "head_dim"]
-    df = dedup(df, keys)
+    return dedup(df, keys)
+
+
+def ctx_attn_frame(aic, peaks, engine):
+    df = attn_table(aic, engine, "context_attention_perf.parquet",
+                    ["attn_dtype", "kv_cache_dtype", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"])
     cls = df.attn_dtype.map(lambda d: "fp8" if d == "fp8" else "bf16")
     F = np.array([peaks.flops(c, k) for c, k in zip(df.chip, cls)])
     b, s, h, d = (df[c].astype(float) for c in ["batch_size", "isl", "num_heads", "head_dim"])
@@ -366,13 +371,9 @@ def do_ctx_attn(aic, peaks, engine, doc):
 
 
 def gen_attn_frame(aic, peaks, engine):
-    dfs = [load_table(aic, c, "attention", engine, "generation_attention_perf.parquet") for c in CHIPS]
-    df = pd.concat([d for d in dfs if d is not None], ignore_index=True)
-    df = df[(df.window_size == 0) & (df.num_key_value_heads <= df.num_heads)
-            & (df.num_heads % df.num_key_value_heads == 0)]
-    keys = ["attn_dtype", "kv_cache_dtype", "batch_size", "isl", "step", "num_heads",
-            "num_key_value_heads", "head_dim"]
-    df = dedup(df, keys)
+    df = attn_table(aic, engine, "generation_attention_perf.parquet",
+                    ["attn_dtype", "kv_cache_dtype", "batch_size", "isl", "step", "num_heads", "num_key_value_heads",
+                     "head_dim"])
     b, h, kv, d = (df[c].astype(float) for c in ["batch_size", "num_heads", "num_key_value_heads", "head_dim"])
     s = (df.isl + df.step).astype(float)
     kvb = df.kv_cache_dtype.map(DTYPE_BYTES).astype(float)

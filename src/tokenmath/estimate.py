@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import TokenmathError
 from .layout import Layout, _largest_divisor_at_most
-from .profiles import ROOFLINE_PROFILE, Profile
+from .profiles import ROOFLINE_PROFILE, Profile, _f
 from .specs import Dtypes, Model, System
 from .stepmodel import OpStep, op_step
 
@@ -89,11 +89,6 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
         tokens_per_s_per_chip=_f(tokens / step / op.billed_chips), tokens_per_s_per_user=_f(S / step),
         usd_per_mtok=None if usd is None else _f(usd), roofline_step_s=op.bound_s, range_80=band, op=op,
     )
-
-
-def _f(x):
-    a = np.asarray(x, float)
-    return float(a) if a.ndim == 0 else a
 
 
 def estimate_record(e: Estimated) -> dict:
