@@ -6,10 +6,17 @@ to stderr and exits 2.
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import functools
+import ipaddress
 import json
+import math
 import os
+import re
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,7 +34,7 @@ from .params import param_counts
 from . import serving as sv
 from .roofline import default_replica_chips, step_time
 from .specs import Dtypes, Efficiency
-from .units import check_dtype, count, parse_positive, parse_quantity, seconds, si
+from .units import check_dtype, count, parse_bounded, seconds, si
 
 app = typer.Typer(
     add_completion=False,
@@ -37,6 +44,257 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True, soft_wrap=True)
+
+# ---- the one number parser: every numeric flag, with the bound of what is physically sensible ----
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a flag's number may be: low < x (or low <= x) <= high, whole or not, in units of `kind`."""
+
+    high: float
+    low: float = 0.0
+    low_inclusive: bool = False
+    whole: bool = False
+    kind: str = "count"
+    meaning: str = ""
+
+
+_TOKENS = 1e8  # longest context / prompt / output anyone serves is ~1e7 tokens; 10x headroom
+FLAGS: dict[str, Bound] = {
+    # token and sequence counts
+    "--batch": Bound(1e7, whole=True, meaning="sequences per replica"),
+    "--reference-batch": Bound(1e7, whole=True, meaning="sequences per replica"),
+    "--max-batch": Bound(1e7, low=1, low_inclusive=True, whole=True, meaning="sequences per replica"),
+    "--micro-batch": Bound(1e7, low=1, low_inclusive=True, whole=True, meaning="sequences per microbatch"),
+    "--context": Bound(_TOKENS, whole=True, meaning="tokens of context"),
+    "--new-tokens": Bound(_TOKENS, whole=True, meaning="new tokens per sequence"),
+    "--prompt-tokens": Bound(_TOKENS, whole=True, meaning="prompt tokens"),
+    "--input-tokens": Bound(_TOKENS, whole=True, meaning="prompt tokens per request"),
+    "--output-tokens": Bound(_TOKENS, whole=True, meaning="output tokens per request"),
+    "--seq-len": Bound(_TOKENS, whole=True, meaning="tokens per sequence"),
+    "--crossover-context": Bound(_TOKENS, whole=True, meaning="tokens of context"),
+    "--sparse-topk": Bound(_TOKENS, low=1, low_inclusive=True, whole=True, meaning="cached tokens read per layer"),
+    "--chunk-tokens": Bound(_TOKENS, low=1, low_inclusive=True, whole=True, meaning="prefill tokens per step"),
+    "--draft-tokens": Bound(1000, low=0, low_inclusive=True, whole=True, meaning="tokens drafted per verify pass"),
+    # rates and totals
+    "--tokens-per-s": Bound(1e12, meaning="tokens per second"),
+    "--demand-tokens-per-s": Bound(1e12, meaning="tokens per second"),
+    "--rate": Bound(1e6, meaning="requests per second"),
+    "--tokens": Bound(1e17, meaning="training tokens"),
+    "--chip-hours": Bound(1e12, meaning="chip-hours"),
+    "--active-params": Bound(1e15, meaning="parameters"),
+    "--flops": Bound(1e35, meaning="FLOPs"),
+    "--min-tokens-per-s-per-user": Bound(1e7, meaning="tokens per second per user"),
+    # chips and layouts
+    "--chips": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="chips"),
+    "--tp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="chips"),
+    "--ep": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="chips"),
+    "--pp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="pipeline stages"),
+    "--dp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="replicas"),
+    "--microbatches": Bound(1e5, low=1, low_inclusive=True, whole=True, meaning="microbatches"),
+    "--virtual-stages": Bound(1000, low=1, low_inclusive=True, whole=True, meaning="model chunks per device"),
+    "--zero": Bound(3, low=0, low_inclusive=True, whole=True, meaning="ZeRO stage"),
+    "--points": Bound(10_000, low=2, low_inclusive=True, whole=True, meaning="curve points"),
+    # times
+    "--duration-s": Bound(1e6, kind="seconds", meaning="simulated seconds"),
+    "--cadence-s": Bound(3600, kind="seconds", meaning="seconds per step"),
+    "--max-ttft-s": Bound(1e6, kind="seconds", meaning="seconds"),
+    "--hold-s": Bound(1e9, low=-math.inf, kind="seconds", meaning="hold time, seconds"),
+    "--hop-latency": Bound(1.0, low=0, low_inclusive=True, kind="seconds", meaning="seconds per hop"),
+    "--lifetime-days": Bound(36_500, meaning="days"),
+    # fractions, multipliers, prices
+    "--flops-efficiency": Bound(1.0, meaning="fraction of peak"),
+    "--hbm-efficiency": Bound(1.0, meaning="fraction of peak"),
+    "--mfu": Bound(1.0, meaning="MFU, a fraction of peak"),
+    "--acceptance": Bound(1.0, low=0, low_inclusive=True, meaning="acceptance rate"),
+    "--speedup": Bound(1e6, meaning="times the reference speed"),
+    "--price-multiplier": Bound(1e6, meaning="times the reference price"),
+    "--reuse": Bound(1e9, low=0, low_inclusive=True, meaning="reuses"),
+    "--rl-factor": Bound(100, meaning="FLOPs per parameter-token"),
+    "--rl-efficiency": Bound(100, meaning="MFU relative to pre-training"),
+    "--inference-efficiency": Bound(100, meaning="MFU relative to pre-training"),
+    "--usd-per-chip-hour": Bound(1e4, low=0, low_inclusive=True, kind="usd", meaning="$ per chip-hour"),
+    "--seed": Bound(2**32 - 1, low=0, low_inclusive=True, whole=True, meaning="random seed"),
+    "--port": Bound(65535, low=1, low_inclusive=True, whole=True, meaning="TCP port"),
+}
+MAX_SIMULATED_REQUESTS = 1_000_000  # --rate × --duration-s
+
+
+def _num(value, flag: str, *, allow_zero: bool = False, shown: str | None = None) -> float:
+    """Parse a flag's value with its bound from FLAGS (allow_zero lowers a '> 0' bound to '>= 0')."""
+    b = FLAGS[flag]
+    low_inclusive = b.low_inclusive or (allow_zero and b.low == 0)
+    try:
+        return parse_bounded(value, b.kind, what=flag, low=b.low, low_inclusive=low_inclusive, high=b.high,
+                             whole=b.whole, meaning=b.meaning)
+    except TokenmathError as e:
+        if shown is None:
+            raise
+        raise TokenmathError(str(e).replace(f"{flag} = {value!r}", f"{flag} = {shown}", 1)) from None
+
+
+class _Invalid:
+    """A flag value that failed to parse: carried to the command, which reports it as one sentence."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _number_parser(flag: str):
+    """typer parser for a typed numeric flag: our parser and bound instead of int()/float(), which take
+    'nan', 'inf', '1e308' and full-width digits ('１２'). A bad value comes back as _Invalid, so the
+    command reports it as one sentence (exit 2) like every other bad input."""
+    whole = FLAGS[flag].whole
+
+    def parse(value):
+        if value is None or isinstance(value, (_Invalid, bool)):
+            return value
+        if isinstance(value, (int, float)):  # a default
+            return value
+        text = str(value)
+        shown = text if text and text.isprintable() and text == text.strip() else repr(text)
+        try:
+            x = _num(text, flag, shown=shown)
+        except TokenmathError as e:
+            return _Invalid(str(e))
+        return int(x) if whole else x
+
+    return parse
+
+
+def Num(flag: str, help: str = "", **kw):
+    """typer.Option for a numeric flag, parsed by `_num` with the flag's bound."""
+    metavar = "INTEGER" if FLAGS[flag].whole else "NUMBER"
+    return typer.Option(flag, help=help, parser=_number_parser(flag), metavar=metavar, **kw)
+
+
+def _names(text: str | None, flag: str, what: str) -> list[str] | None:
+    """A comma-separated list flag: None when not given; an error when given but empty ('', ',')."""
+    if text is None:
+        return None
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise TokenmathError(f"{flag} = {text!r} lists no {what}; give a comma-separated list, or leave {flag} out")
+    return names
+
+
+# ---- plot paths: checked before any work is done -----------------------------------------------------
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def _plot_path(path: Path | None, flag: str = "--plot") -> Path | None:
+    """The file a chart will be written to: a supported format, in a folder that exists and is writable."""
+    if path is None:
+        return None
+    path = Path(path)
+    formats = ", ".join(PLOT_FORMATS)
+    if not path.suffix:
+        raise TokenmathError(f"{flag} = '{path}' has no file extension; end it in one of {formats}")
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise TokenmathError(f"{flag} = '{path}': format {path.suffix!r} is not supported; use one of {formats}")
+    if len(path.name.encode()) > 255:
+        raise TokenmathError(f"{flag}: the file name is {len(path.name.encode())} bytes long; at most 255 fit")
+    _writable_folder(path.parent, flag, path)
+    if path.is_dir():
+        raise TokenmathError(f"{flag} = '{path}' is a folder; give a file name ending in one of {formats}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise TokenmathError(f"{flag} = '{path}' exists and is not writable")
+    return path
+
+
+def _writable_folder(folder: Path, flag: str, given: Path) -> None:
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise TokenmathError(f"{flag} = '{given}': the folder '{folder}' {what}; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TokenmathError(f"{flag} = '{given}': the folder '{folder}' is not writable")
+
+
+def _plots_dir(folder: Path | None, flag: str = "--plots") -> Path | None:
+    """A folder charts go into: an existing writable folder, or a new one inside an existing writable folder."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    if folder.exists():
+        _writable_folder(folder, flag, folder)
+    else:
+        if len(folder.name.encode()) > 255:
+            raise TokenmathError(f"{flag}: the folder name is {len(folder.name.encode())} bytes long; at most 255 fit")
+        _writable_folder(folder.parent, flag, folder)
+    return folder
+
+
+# ---- the last guard before output: no NaN or inf reaches stdout -------------------------------------
+
+_INPUTS: contextvars.ContextVar[str] = contextvars.ContextVar("tokenmath_inputs", default="these inputs")
+_NONFINITE_TEXT = re.compile(r"(?<![\w.])[-+]?(?:nan|inf|infinity)(?![\w])", re.IGNORECASE)
+
+
+def _given_inputs(fn, kwargs) -> str:
+    """The flags whose values differ from their defaults, for the message of a result that is not finite."""
+    import inspect
+
+    given = []
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # pragma: no cover - defensive
+        return "these inputs"
+    for name, v in kwargs.items():
+        prm = sig.parameters.get(name)
+        if prm is None or v is None or (prm.default is not inspect.Parameter.empty and v == prm.default):
+            continue
+        flag = "--" + name.rstrip("_").replace("_", "-")
+        for meta in getattr(prm.annotation, "__metadata__", ()):
+            decls = getattr(meta, "param_decls", None) or ()
+            flag = next((d for d in decls if isinstance(d, str) and d.startswith("--")), flag)
+        if isinstance(v, bool):
+            given.append(flag)
+        else:
+            given.append(f"{flag} {' '.join(map(str, v)) if isinstance(v, list) else v}")
+    return ", ".join(given) if given else "the default inputs"
+
+
+def _nonfinite(obj, path: str = "") -> str | None:
+    """The first field of a record holding inf (NaN is 'no data' in a record and prints as null)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            hit = _nonfinite(v, f"{path}.{k}" if path else str(k))
+            if hit:
+                return hit
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            hit = _nonfinite(v, f"{path}[{i}]")
+            if hit:
+                return hit
+    elif isinstance(obj, np.ndarray):
+        return _nonfinite(obj.tolist(), path)
+    elif isinstance(obj, (float, np.floating)) and math.isinf(obj):
+        return path or "value"
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _nonfinite({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, path)
+    return None
+
+
+def _not_finite(field: str) -> TokenmathError:
+    return TokenmathError(f"the result {field} is not a finite number for {_INPUTS.get()}: these inputs are outside"
+                          " what tokenmath can compute; try values nearer to a real deployment")
+
+
+def _check_finite(record) -> None:
+    field = _nonfinite(record)
+    if field:
+        raise _not_finite(field)
+
+
+def _check_text(lines) -> None:
+    for line in lines:
+        if isinstance(line, str):
+            m = _NONFINITE_TEXT.search(line)
+            if m:
+                raise _not_finite(f"printed as {m.group(0)!r}")
+
 
 # ---- shared options ------------------------------------------------------------------------
 
@@ -48,7 +306,7 @@ CatalogOpt = Annotated[
 WeightOpt = Annotated[Optional[str], typer.Option("--weight-dtype", help="Weight dtype (bf16, fp8, fp4, mxfp4, ...); default: the checkpoint's.")]
 KvOpt = Annotated[str, typer.Option("--kv-dtype", help="KV-cache dtype.")]
 ComputeOpt = Annotated[Optional[str], typer.Option("--compute-dtype", help="Matmul dtype; default: the weight dtype (or the next wider the chip supports).")]
-ChipsOpt = Annotated[Optional[int], typer.Option("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV.")]
+ChipsOpt = Annotated[Optional[int], Num("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV.")]
 
 
 def handles_errors(fn):
@@ -56,8 +314,21 @@ def handles_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        token = _INPUTS.set(_given_inputs(fn, kwargs))
         try:
-            return fn(*args, **kwargs)
+            for v in kwargs.values():
+                if isinstance(v, _Invalid):
+                    raise TokenmathError(v.message)
+            # where charts go is checked before any work, so a bad path fails at once
+            if kwargs.get("plot") is not None:
+                kwargs["plot"] = _plot_path(kwargs["plot"])
+            if kwargs.get("plots_dir") is not None:
+                kwargs["plots_dir"] = _plots_dir(kwargs["plots_dir"])
+            # numpy's RuntimeWarnings (overflow, invalid value) would print before the error sentence;
+            # a non-finite result is caught by the output guard instead
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return fn(*args, **kwargs)
         except TokenmathError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(2) from None
@@ -69,6 +340,8 @@ def handles_errors(fn):
             err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))} — please report it;"
                       " set TOKENMATH_DEBUG=1 for the traceback", highlight=False)
             raise typer.Exit(1) from None
+        finally:
+            _INPUTS.reset(token)
 
     return wrapper
 
@@ -84,14 +357,24 @@ def _catalog(files: list[Path] | None) -> Catalog:
     return load_catalog(files or None)
 
 
+def _catalog_checked(files: list[Path] | None) -> None:
+    """--catalog on a command that needs no catalog data: accepted like everywhere, and read so a bad
+    file is reported the same way."""
+    if files:
+        _catalog(files)
+
+
 def _emit_json(obj) -> None:
+    _check_finite(obj)
     print(rp.dumps(obj))
 
 
 def _finish(json_: bool, record, lines) -> None:
-    """Print one JSON object, or the plain-words lines."""
+    """Print one JSON object, or the plain-words lines; a non-finite result is an error, not output."""
     if json_:
         return _emit_json(record)
+    lines = list(lines)
+    _check_text(lines)
     for line in lines:
         out.print(line, highlight=False)
 
@@ -101,18 +384,26 @@ def _dtypes(weight: str | None, kv: str, compute: str | None) -> Dtypes:
 
 
 def _count(text: str, what: str, *, allow_zero: bool = False) -> float:
-    return parse_positive(text, "count", what=what, allow_zero=allow_zero)
+    """A count-like flag ('8k', '1.5M'): parsed and bounded by FLAGS[what]."""
+    return _num(text, what, allow_zero=allow_zero)
 
 
-SparseOpt = Annotated[Optional[int], typer.Option("--sparse-topk", help="What-if: sparse attention reading only K cached tokens per layer.")]
-SparseModeOpt = Annotated[str, typer.Option("--sparse-mode", help="'topk' (DeepSeek DSA: min(L, K)) or 'sqrt' (the lecture's sketch: √(K·L)).")]
+SparseOpt = Annotated[Optional[int], Num("--sparse-topk", help="What-if: sparse attention reading only K cached tokens per layer.")]
+SparseModeOpt = Annotated[Optional[str], typer.Option("--sparse-mode", help="With --sparse-topk: 'topk' (DeepSeek DSA: min(L, K), the default) or 'sqrt' (the lecture's sketch: √(K·L)).")]
+SPARSE_MODES = ("topk", "sqrt")
 
 
 def _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, *, batch=1.0,
-           sparse_topk=None, sparse_mode="topk"):
+           sparse_topk=None, sparse_mode=None):
     """Resolve the pieces every serving command shares; chips default to one replica."""
     from .kvcache import with_sparse_attention
 
+    if sparse_mode is not None:
+        if sparse_mode not in SPARSE_MODES:
+            raise TokenmathError(f"--sparse-mode = {sparse_mode!r}; expected one of {', '.join(SPARSE_MODES)}")
+        if sparse_topk is None:
+            raise TokenmathError(f"--sparse-mode = {sparse_mode!r} needs --sparse-topk K (the cached tokens read per layer)")
+    sparse_mode = sparse_mode or "topk"
     cat = _catalog(catalog)
     m, s = cat.model(model), cat.system(system)
     if sparse_topk is not None:
@@ -208,6 +499,7 @@ def model_cmd(
     m = cat.model(name)
     L = _count(context, "--context")
     rec = rp.model_record(m, L, check_dtype(kv_dtype))
+    _check_finite(rec)
     if json_:
         return _emit_json(rec)
     out.print(f"[bold]{m.name}[/] ({m.family}) — {m.source}")
@@ -276,8 +568,8 @@ def step_cmd(
     weight_dtype: WeightOpt = None,
     kv_dtype: KvOpt = "bf16",
     compute_dtype: ComputeOpt = None,
-    flops_efficiency: Annotated[float, typer.Option(help="Achieved fraction of peak FLOP/s.")] = 1.0,
-    hbm_efficiency: Annotated[float, typer.Option(help="Achieved fraction of peak HBM bandwidth.")] = 1.0,
+    flops_efficiency: Annotated[float, Num("--flops-efficiency", help="Achieved fraction of peak FLOP/s.")] = 1.0,
+    hbm_efficiency: Annotated[float, Num("--hbm-efficiency", help="Achieved fraction of peak HBM bandwidth.")] = 1.0,
     efficiency: EfficiencyOpt = "calibrated",
     engine: EngineOpt = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
@@ -291,7 +583,7 @@ def step_cmd(
     B = _count(batch, "--batch")
     S = _count(new_tokens, "--new-tokens")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
-    price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     eff = _efficiency(flops_efficiency, hbm_efficiency)
     prof = _profile(efficiency, engine, s)
     if eff.label == "user" and not prof.is_roofline:
@@ -315,6 +607,7 @@ def step_cmd(
         rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "usd_per_mtok", "bound")}
         rec.update(estimate_record(est))
         rec["mfu"] = float(st.flops / (est.step_s * st.assumptions.flops_per_s_per_chip * chips))
+    _check_finite(rec)
     if json_:
         return _emit_json(rec)
     a = st.assumptions
@@ -373,9 +666,9 @@ def curve_cmd(
     over: Annotated[str, typer.Option("--over", help="Sweep 'batch' (at --context) or 'context' (at --batch).")] = "batch",
     batch: Annotated[Optional[str], typer.Option("--batch", help="Batch for --over context (default: the balance batch).")] = None,
     context: ContextOpt = "4096",
-    points: Annotated[int, typer.Option("--points", help="Grid points (log spaced).")] = 60,
+    points: Annotated[int, Num("--points", help="Grid points (log spaced).")] = 60,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
-    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = "topk",
+    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
@@ -403,6 +696,7 @@ def curve_cmd(
                                   crossover=sv.balance_context(m, s, None, chips=chips, dtypes=dt))
         err.print(f"wrote {plot}")
     rec = rp.curve_record(st, over, est)
+    _check_finite(rec)
     if json_:
         return _emit_json(rec)
     t = Table(title=f"{m.name} on {chips} × {s.name}: over {over} — {rec['estimate']}"
@@ -422,7 +716,7 @@ def balance_cmd(
     model: ModelOpt, system: SystemOpt, context: ContextOpt = "4096",
     batch: Annotated[Optional[str], typer.Option("--batch", help="Solve the balance context with weights at this batch.")] = None,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
-    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = "topk",
+    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = None,
     attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -437,11 +731,11 @@ def balance_cmd(
 @command("fastmode")
 def fastmode_cmd(
     model: ModelOpt, system: SystemOpt, context: ContextOpt = "4096",
-    speedup: Annotated[Optional[float], typer.Option("--speedup", help="Target speed multiplier (tokens/s per user).")] = None,
-    price_multiplier: Annotated[Optional[float], typer.Option("--price-multiplier", help="Target price multiplier.")] = None,
+    speedup: Annotated[Optional[float], Num("--speedup", help="Target speed multiplier (tokens/s per user).")] = None,
+    price_multiplier: Annotated[Optional[float], Num("--price-multiplier", help="Target price multiplier.")] = None,
     reference_batch: Annotated[Optional[str], typer.Option("--reference-batch", help="The normal-mode batch (default: cost-optimal).")] = None,
-    draft_tokens: Annotated[int, typer.Option("--draft-tokens", help="Speculative decoding: tokens drafted per verify pass.")] = 0,
-    acceptance: Annotated[float, typer.Option("--acceptance", help="Speculative decoding: acceptance rate per drafted token.")] = 0.8,
+    draft_tokens: Annotated[int, Num("--draft-tokens", help="Speculative decoding: tokens drafted per verify pass.")] = 0,
+    acceptance: Annotated[float, Num("--acceptance", help="Speculative decoding: acceptance rate per drafted token.")] = 0.8,
     draft_model: Annotated[Optional[str], typer.Option("--draft-model", help="Draft model (default: an MTP head, cost neglected).")] = None,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the price/speed frontier to this file.")] = None,
@@ -451,6 +745,17 @@ def fastmode_cmd(
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
     ref = None if reference_batch is None else _count(reference_batch, "--reference-batch")
     fm = sv.fast_mode(m, s, L, speedup=speedup, price_multiplier=price_multiplier, reference=ref, chips=chips, dtypes=dt)
+    where = f"{m.name} on {chips} × {s.name} at L = {L:,.0f}"
+    if speedup is not None and fm.batch is None:
+        raise TokenmathError(
+            f"--speedup = {speedup:g} is out of reach for {where}: a batch cut buys at most {fm.max_speedup:.2f}×"
+            f" (batch 1, against the {seconds(fm.latency_floor_s)} latency floor); give --speedup up to"
+            f" {fm.max_speedup:.2f}, or more --chips")
+    if price_multiplier is not None and fm.batch is None:
+        lowest = 1.0 / fm.max_saving if fm.max_saving > 0 else 1.0
+        raise TokenmathError(
+            f"--price-multiplier = {price_multiplier:g} is out of reach for {where}: the cheapest point (the cost"
+            f" floor) is {lowest:.3g}× the reference price; give --price-multiplier >= {lowest:.3g}")
     rec = rp.fastmode_record(fm)
     if draft_tokens:
         dm = _catalog(catalog).model(draft_model) if draft_model else None
@@ -480,7 +785,7 @@ def traffic_cmd(
     B = None if batch is None else _count(batch, "--batch")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 batch=B or 1)
-    price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     tr = sv.traffic(m, s, D, batch=B, context=L, chips=chips, dtypes=dt, usd_per_chip_hour=price)
     _finish(json_, rp.traffic_record(tr), rp.render_traffic(tr, m, s))
 
@@ -514,14 +819,14 @@ def prefill_cmd(
 @command("layout")
 def layout_cmd(
     model: ModelOpt, system: SystemOpt,
-    chips: Annotated[int, typer.Option("--chips", help="Chips the layout uses: TP·EP·PP·DP with max(TP, EP) per stage.")],
-    ep: Annotated[int, typer.Option("--ep", help="Expert-parallel degree (chips per stage for MoE).")] = 1,
-    pp: Annotated[int, typer.Option("--pp", help="Pipeline stages.")] = 1,
-    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree.")] = 1,
-    dp: Annotated[int, typer.Option("--dp", help="Data-parallel replicas.")] = 1,
+    chips: Annotated[int, Num("--chips", help="Chips the layout uses: TP·EP·PP·DP with max(TP, EP) per stage.")],
+    ep: Annotated[int, Num("--ep", help="Expert-parallel degree (chips per stage for MoE).")] = 1,
+    pp: Annotated[int, Num("--pp", help="Pipeline stages.")] = 1,
+    tp: Annotated[int, Num("--tp", help="Tensor-parallel degree.")] = 1,
+    dp: Annotated[int, Num("--dp", help="Data-parallel replicas.")] = 1,
     batch: Annotated[str, typer.Option("--batch", help="Sequences per replica (all microbatches).")] = "1",
     context: ContextOpt = "4096",
-    microbatches: Annotated[Optional[int], typer.Option("--microbatches", help="Microbatches in flight (default PP).")] = None,
+    microbatches: Annotated[Optional[int], Num("--microbatches", help="Microbatches in flight (default PP).")] = None,
     overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: 'none' (adds) or 'full' (max).")] = "none",
     hop_latency: Annotated[Optional[str], typer.Option("--hop-latency", help="Latency of one hop between domains ('10us').")] = None,
     weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
@@ -536,7 +841,7 @@ def layout_cmd(
     B = _count(batch, "--batch")
     L = _count(context, "--context", allow_zero=True)
     dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
-    hop = lay.HOP_LATENCY_S_DEFAULT if hop_latency is None else parse_quantity(hop_latency, "seconds", what="--hop-latency")
+    hop = lay.HOP_LATENCY_S_DEFAULT if hop_latency is None else _num(hop_latency, "--hop-latency")
     layout = lay.Layout(tp=tp, ep=ep, pp=pp, dp=dp, microbatches=microbatches)
     lay.check_layout(m, s, layout, chips=chips)
     st = lay.layout_step(m, s, layout, B, L, dtypes=dt, overlap=overlap, hop_latency_s=hop)
@@ -565,8 +870,8 @@ def plan_cmd(
     systems: Annotated[Optional[str], typer.Option("--systems", help="Comma-separated systems (default: the whole catalog).")] = None,
     input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request (I).")] = "2000",
     output_tokens: Annotated[str, typer.Option("--output-tokens", help="Generated tokens per request (O).")] = "500",
-    min_user: Annotated[Optional[float], typer.Option("--min-tokens-per-s-per-user", help="SLO: decode speed each user sees.")] = None,
-    max_ttft: Annotated[Optional[float], typer.Option("--max-ttft-s", help="SLO: time to first token (s).")] = None,
+    min_user: Annotated[Optional[float], Num("--min-tokens-per-s-per-user", help="SLO: decode speed each user sees.")] = None,
+    max_ttft: Annotated[Optional[float], Num("--max-ttft-s", help="SLO: time to first token (s).")] = None,
     demand: Annotated[Optional[str], typer.Option("--demand-tokens-per-s", help="Total output tokens/s to serve.")] = None,
     weight_dtypes: Annotated[Optional[str], typer.Option("--weight-dtypes", help="Comma-separated weight dtypes to try (default: native).")] = None,
     kv_dtype: KvOpt = "bf16",
@@ -584,10 +889,10 @@ def plan_cmd(
 
     cat = _catalog(catalog)
     m = cat.model(model)
-    names = [x.strip() for x in systems.split(",") if x.strip()] if systems else sorted(cat.systems)
+    names = _names(systems, "--systems", "system name") or sorted(cat.systems)
     syss = [cat.system(n) for n in names]
-    wds = [None] if not weight_dtypes else [check_dtype(x.strip()) for x in weight_dtypes.split(",") if x.strip()]
-    price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
+    wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype") or [None]]
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     D = None if demand is None else _count(demand, "--demand-tokens-per-s")
     kw = dict(input_tokens=_count(input_tokens, "--input-tokens"), output_tokens=_count(output_tokens, "--output-tokens"),
               min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
@@ -609,13 +914,15 @@ def plan_cmd(
 @command("bubble")
 def bubble_cmd(
     schedule: Annotated[str, typer.Option("--schedule", help="gpipe | 1f1b | interleaved | zb-h1 | zero-bubble")],
-    pp: Annotated[int, typer.Option("--pp", help="Pipeline stages.")],
-    microbatches: Annotated[int, typer.Option("--microbatches", help="Microbatches per step (m).")],
-    virtual_stages: Annotated[int, typer.Option("--virtual-stages", help="Model chunks per device (interleaved).")] = 1,
-    json_: JsonOpt = False,
+    pp: Annotated[int, Num("--pp", help="Pipeline stages.")],
+    microbatches: Annotated[int, Num("--microbatches", help="Microbatches per step (m).")],
+    virtual_stages: Annotated[int, Num("--virtual-stages", help="Model chunks per device (interleaved).")] = 1,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Training pipeline bubble and activation memory of a schedule, with a timeline."""
     from . import layout as lay
+
+    _catalog_checked(catalog)
 
     b = lay.bubble(schedule, pp, microbatches, virtual_stages)
     drawn = lay.timeline(schedule, pp, microbatches) if schedule in ("gpipe", "1f1b") and pp * microbatches <= 400 else []
@@ -645,9 +952,9 @@ def train_command(name):
 @train_command("time")
 def train_time_cmd(
     model: ModelOpt, system: SystemOpt,
-    chips: Annotated[int, typer.Option("--chips", help="Chips training together.")],
+    chips: Annotated[int, Num("--chips", help="Chips training together.")],
     tokens: Annotated[str, typer.Option("--tokens", help="Training tokens D ('15.6T').")],
-    mfu: Annotated[float, typer.Option("--mfu", help="Achieved fraction of peak (Llama 3 405B: 0.38–0.43).")] = 0.4,
+    mfu: Annotated[float, Num("--mfu", help="Achieved fraction of peak (Llama 3 405B: 0.38–0.43).")] = 0.4,
     dtype: Annotated[str, typer.Option("--dtype", help="Matmul dtype whose peak MFU is measured against.")] = "bf16",
     recompute: Annotated[bool, typer.Option("--recompute/--no-recompute", help="Full recompute / reversible: 8·N·D instead of 6·N·D.")] = False,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
@@ -658,7 +965,7 @@ def train_time_cmd(
 
     cat = _catalog(catalog)
     m, s = cat.model(model), cat.system(system)
-    price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     t = tr.train_time(m, s, chips, _count(tokens, "--tokens"), mfu=mfu, dtype=check_dtype(dtype),
                       flops_per_param_token=8.0 if recompute else 6.0, usd_per_chip_hour=price)
     lines = [
@@ -692,16 +999,18 @@ def train_mfu_cmd(
 def train_overtrain_cmd(
     active_params: Annotated[str, typer.Option("--active-params", help="N_active ('100G').")],
     tokens_per_s: Annotated[str, typer.Option("--tokens-per-s", help="Serving demand ('50M').")],
-    lifetime_days: Annotated[float, typer.Option("--lifetime-days", help="How long the model serves.")],
-    rl_factor: Annotated[float, typer.Option("--rl-factor", help="RL FLOPs per parameter-token, 2 (forward only) to 6.")] = 4.0,
-    rl_efficiency: Annotated[float, typer.Option("--rl-efficiency", help="RL rollouts' MFU relative to pre-training.")] = 0.3,
-    inference_efficiency: Annotated[float, typer.Option("--inference-efficiency", help="Decode MFU relative to pre-training.")] = 0.3,
+    lifetime_days: Annotated[float, Num("--lifetime-days", help="How long the model serves.")],
+    rl_factor: Annotated[float, Num("--rl-factor", help="RL FLOPs per parameter-token, 2 (forward only) to 6.")] = 4.0,
+    rl_efficiency: Annotated[float, Num("--rl-efficiency", help="RL rollouts' MFU relative to pre-training.")] = 0.3,
+    inference_efficiency: Annotated[float, Num("--inference-efficiency", help="Decode MFU relative to pre-training.")] = 0.3,
     fit: Annotated[str, typer.Option("--fit", help="hoffmann | besiroglu (for the exact optimum).")] = "hoffmann",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the loss/compute picture to this file.")] = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """How much to over-train given serving demand: equal pre-training, RL and inference costs."""
     from . import training as tr
+
+    _catalog_checked(catalog)
 
     N = _count(active_params, "--active-params")
     o = tr.overtrain(N, _count(tokens_per_s, "--tokens-per-s"), lifetime_days, rl_factor=rl_factor,
@@ -729,12 +1038,14 @@ def train_overtrain_cmd(
 def train_chinchilla_cmd(
     flops: Annotated[str, typer.Option("--flops", help="Training compute C (FLOPs, e.g. 5.76e23).")],
     fit: Annotated[str, typer.Option("--fit", help="hoffmann | besiroglu")] = "hoffmann",
-    json_: JsonOpt = False,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Compute-optimal model size and tokens for a budget, and the loss the fit predicts."""
     from . import training as tr
 
-    C = parse_positive(flops, "count", what="--flops")
+    _catalog_checked(catalog)
+
+    C = _count(flops, "--flops")
     co = tr.compute_optimal(C, fit)
     n20 = (C / (6 * 20)) ** 0.5
     rec = rp.jsonable(co) | {"rule_of_20": {"params": n20, "tokens": 20 * n20,
@@ -752,12 +1063,12 @@ def train_chinchilla_cmd(
 @train_command("memory")
 def train_memory_cmd(
     model: ModelOpt, system: SystemOpt,
-    chips: Annotated[int, typer.Option("--chips", help="DP × TP × PP.")],
-    dp: Annotated[int, typer.Option("--dp")], tp: Annotated[int, typer.Option("--tp")] = 1,
-    pp: Annotated[int, typer.Option("--pp")] = 1, ep: Annotated[int, typer.Option("--ep", help="Expert parallelism (inside DP × TP).")] = 1,
-    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per microbatch (b).")] = 1,
+    chips: Annotated[int, Num("--chips", help="DP × TP × PP.")],
+    dp: Annotated[int, Num("--dp", help="Data-parallel degree.")], tp: Annotated[int, Num("--tp", help="Tensor-parallel degree.")] = 1,
+    pp: Annotated[int, Num("--pp", help="Pipeline stages.")] = 1, ep: Annotated[int, Num("--ep", help="Expert parallelism (inside DP × TP).")] = 1,
+    micro_batch: Annotated[int, Num("--micro-batch", help="Sequences per microbatch (b).")] = 1,
     seq_len: Annotated[str, typer.Option("--seq-len", help="Sequence length (tokens).")] = "4096",
-    zero: Annotated[int, typer.Option("--zero", help="ZeRO stage 0|1|2|3 (3 = FSDP).")] = 1,
+    zero: Annotated[int, Num("--zero", help="ZeRO stage 0|1|2|3 (3 = FSDP).")] = 1,
     recompute: Annotated[str, typer.Option("--recompute", help="none | selective | full | reversible")] = "selective",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the memory stack to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
@@ -882,7 +1193,7 @@ def prices_cache_cmd(
     model: ModelOpt, system: SystemOpt,
     prompt_tokens: Annotated[str, typer.Option("--prompt-tokens", help="Cached prompt length P.")],
     hold_s: Annotated[str, typer.Option("--hold-s", help="How long the cache is kept ('300', '1h').")],
-    reuse: Annotated[float, typer.Option("--reuse", help="Expected reuses while held (hit rate × requests).")] = 1.0,
+    reuse: Annotated[float, Num("--reuse", help="Expected reuses while held (hit rate × requests).")] = 1.0,
     weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs hold time per tier to this file.")] = None,
@@ -893,8 +1204,8 @@ def prices_cache_cmd(
 
     cat = _catalog(catalog)
     m, s = cat.model(model), cat.system(system)
-    hs = parse_quantity(hold_s, "seconds", what="--hold-s")
-    price = None if usd_per_chip_hour is None else parse_quantity(usd_per_chip_hour, "usd", what="--usd-per-chip-hour")
+    hs = _num(hold_s, "--hold-s")
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     cc = pr.cache_costs(m, s, _count(prompt_tokens, "--prompt-tokens"), hs, reuse=reuse, storage=cat.storage,
                         dtypes=_dtypes(weight_dtype, kv_dtype, None), usd_per_chip_hour=price)
     if plot is not None:
@@ -917,7 +1228,7 @@ def prices_long_context_cmd(
 
     cat = _catalog(catalog)
     s = cat.system(system)
-    names = [x.strip() for x in models.split(",")] if models else sorted(n for n, m in cat.models.items() if not m.is_totals_only)
+    names = _names(models, "--models", "model name") or sorted(n for n, m in cat.models.items() if not m.is_totals_only)
     rows = [pr.long_context(cat.model(n), s) for n in names]
     lines = [f"{s.name}: L* = context where KV fetch per token = compute per token (weights amortised); L_eq = where"
              " attention FLOPs = weight FLOPs"]
@@ -991,15 +1302,15 @@ def calibrate_cmd(
 def simulate_cmd(
     model: ModelOpt, system: SystemOpt,
     rate: Annotated[str, typer.Option("--rate", help="Requests per second (Poisson); comma-separate to sweep.")] = "10",
-    duration_s: Annotated[float, typer.Option("--duration-s", help="Simulated seconds.")] = 600.0,
+    duration_s: Annotated[float, Num("--duration-s", help="Simulated seconds.")] = 600.0,
     input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request.")] = "1000",
     output_tokens: Annotated[str, typer.Option("--output-tokens", help="Output tokens per request.")] = "200",
-    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Batch cap (default: what fits in HBM).")] = None,
+    max_batch: Annotated[Optional[int], Num("--max-batch", help="Batch cap (default: what fits in HBM).")] = None,
     prefill: Annotated[str, typer.Option("--prefill", help="'first' (own step) or 'chunked' (folded into decode steps).")] = "chunked",
-    chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="Prefill tokens per step when chunked.")] = 2048,
-    cadence_s: Annotated[Optional[float], typer.Option("--cadence-s", help="Fixed step time: a train departs every T.")] = None,
+    chunk_tokens: Annotated[int, Num("--chunk-tokens", help="Prefill tokens per step when chunked.")] = 2048,
+    cadence_s: Annotated[Optional[float], Num("--cadence-s", help="Fixed step time: a train departs every T.")] = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, Num("--seed", help="Random seed of the arrivals.")] = 0,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler for sweeps ('local' or an address).")] = None,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
@@ -1009,17 +1320,24 @@ def simulate_cmd(
 
     from . import simulate as simmod
 
-    rates = [float(_count(r.strip(), "--rate")) for r in rate.split(",") if r.strip()]
+    rates = [float(_count(r, "--rate")) for r in _names(rate, "--rate", "rate")]
+    if len(rates) > 100:
+        raise TokenmathError(f"--rate lists {len(rates)} rates; sweep at most 100 at once")
+    n_req = max(rates) * duration_s
+    if n_req > MAX_SIMULATED_REQUESTS:
+        raise TokenmathError(
+            f"--rate {max(rates):g} × --duration-s {duration_s:g} = {n_req:.3g} simulated requests, beyond the"
+            f" {MAX_SIMULATED_REQUESTS:,} tokenmath simulates; lower --rate or shorten --duration-s")
+    n_in, n_out = _count(input_tokens, "--input-tokens"), _count(output_tokens, "--output-tokens")
     m, s, L, dt, chips = _setup(catalog, model, system, input_tokens, weight_dtype, kv_dtype, None, chips)
     eff, overhead = Efficiency(), 0.0
     prof = _profile(efficiency, engine, s)
     if not prof.is_roofline:
         from .estimate import linearised
 
-        eff, overhead = linearised(m, s, chips=chips, dtypes=dt, profile=prof, input_tokens=_count(input_tokens, "--input-tokens"),
-                                   output_tokens=_count(output_tokens, "--output-tokens"))
-    runs = [dict(rate_per_s=r, duration_s=duration_s, input_tokens=int(_count(input_tokens, "--input-tokens")),
-                 output_tokens=int(_count(output_tokens, "--output-tokens")), chips=chips, max_batch=max_batch,
+        eff, overhead = linearised(m, s, chips=chips, dtypes=dt, profile=prof, input_tokens=n_in, output_tokens=n_out)
+    runs = [dict(rate_per_s=r, duration_s=duration_s, input_tokens=int(n_in),
+                 output_tokens=int(n_out), chips=chips, max_batch=max_batch,
                  prefill=prefill, chunk_tokens=chunk_tokens, cadence_s=cadence_s, dtypes=dt, efficiency=eff,
                  overhead_s=overhead, seed=seed) for r in rates]
     with Progress(console=err, transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
@@ -1037,12 +1355,28 @@ def simulate_cmd(
     _finish(json_, recs[0] if len(recs) == 1 else {"runs": recs, "estimate": label}, lines)
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$", re.ASCII)
+
+
+def _check_host(host: str) -> bool:
+    """A bind address: an IP address or a host name; True when it is loopback (this machine only)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(host) or host.replace(".", "").isdigit():
+        raise TokenmathError(f"--host = {host!r} is not an IP address or host name; e.g. 127.0.0.1 (this machine only)"
+                             " or 0.0.0.0 (every interface)")
+    return host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost")
+
+
 @command("serve")
 def serve_cmd(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8501,
+    port: Annotated[int, Num("--port", help="Port to listen on.")] = 8501,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
 ) -> None:
     """Start the interactive blackboard (Streamlit; optional extra `web`) on http://HOST:PORT."""
+    loopback = _check_host(host)
     try:
         import streamlit  # noqa: F401
     except ImportError:
@@ -1055,6 +1389,9 @@ def serve_cmd(
             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "1",
             "--server.fileWatcherType", "none", "--global.developmentMode", "false",
             "--client.toolbarMode", "viewer"]
+    if not loopback:
+        err.print(f"[bold yellow]warning:[/] --host {escape(host)} is not this machine only: anyone who can reach it"
+                  " can use the blackboard (it has no login); leave --host out to bind 127.0.0.1", highlight=False)
     err.print(f"tokenmath blackboard on http://{host}:{port} (Ctrl-C to stop)")
     os.execv(sys.executable, args)
 
@@ -1067,7 +1404,7 @@ def report_cmd(
     model: Annotated[str, typer.Option("--model", help="Catalog name or config.json path.")] = "deepseek-v3",
     system: Annotated[str, typer.Option("--system", help="Catalog system name.")] = "gb200-nvl72",
     context: Annotated[str, typer.Option("--context", help="Context length L (tokens).")] = "4096",
-    chips: Annotated[Optional[int], typer.Option("--chips", help="Chips per replica; default the scale-up domain.")] = None,
+    chips: Annotated[Optional[int], Num("--chips", help="Chips per replica; default the scale-up domain.")] = None,
     weight_dtype: WeightOpt = None,
     kv_dtype: KvOpt = "bf16",
     compute_dtype: ComputeOpt = None,
@@ -1082,9 +1419,14 @@ def report_cmd(
     if chips is not None and chips < 1:
         raise TokenmathError(f"--chips = {chips} must be >= 1")
     r = rp.build_report(m, s, context=L, chips=chips, dtypes=_dtypes(weight_dtype, kv_dtype, compute_dtype))
+    rec = rp.report_record(r)
+    _check_finite(rec)
+    if plots_dir is not None:
+        plots_dir.mkdir(exist_ok=True)  # its parent exists (checked before the work)
     written = rp.write_report_plots(r, plots_dir) if plots_dir is not None else []
+    rec = rec | {"plots": [str(p) for p in written]}
     if json_:
-        return _emit_json(rp.report_record(r) | {"plots": [str(p) for p in written]})
+        return _emit_json(rec)
     out.rule(f"[bold]tokenmath report: {m.name} on {r.chips} × {s.name}[/]")
     for heading, lines in rp.render_report(r):
         out.print(f"\n[bold cyan]{heading}[/]")

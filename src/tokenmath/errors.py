@@ -15,6 +15,6 @@ def unknown_name(kind: str, name: str, known: list[str]) -> TokenmathError:
     if not close:
         close = [k for k in known if name.lower() in k.lower()][:3]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return TokenmathError(
-        f"unknown {kind} {name!r}{hint} (run `tokenmath {kind}s` to list all {len(known)})"
-    )
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    listing = {"price sheet": "tokenmath prices sheets"}.get(kind, f"tokenmath {kind}s")
+    return TokenmathError(f"unknown {kind} {shown!r}{hint} (run `{listing}` to list all {len(known)})")

@@ -7,11 +7,20 @@ No per-model table: each architectural feature is detected from the fields that 
 The few places where families differ in how they *use* a field (which biases exist, how the
 sliding layers are chosen) are keyed on model_type and commented with the transformers class
 they mirror.
+
+Every number is read by one validated parser (`_opt_int`): integers only (a whole float such as
+4096.0 is accepted), finite, non-negative, and no larger than a physically sensible bound, so a
+1 KB file cannot ask for unbounded work. The bounds: layers <= 1,000; hidden size <= 1,000,000;
+attention / KV heads <= 10,000; head dims <= 100,000; MLP / expert widths <= 10,000,000;
+experts <= 100,000; vocabulary <= 10,000,000; token lengths (context, windows) <= 10,000,000,000.
+A config file is at most 4 MiB of UTF-8 JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -32,39 +41,123 @@ _TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text", "gemma4", "gemma
 _LAYERNORM_WITH_BIAS = {"falcon", "gpt2", "gpt_neox", "opt", "bloom", "phi"}
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a config.json, with one-sentence errors for a missing file or broken JSON."""
-    p = Path(path)
-    if not p.is_file():
-        raise TokenmathError(f"config file {str(p)!r} does not exist")
+MAX_CONFIG_BYTES = 4 * 2**20  # real config.json files are a few KB; the largest quantized ones ~100 KB
+
+# Physically sensible maxima for each integer field (see the module docstring).
+MAX_LAYERS = 1_000
+MAX_HIDDEN = 1_000_000
+MAX_HEADS = 10_000
+MAX_HEAD_DIM = 100_000
+MAX_FFN = 10_000_000
+MAX_EXPERTS = 100_000
+MAX_VOCAB = 10_000_000
+MAX_TOKENS = 10_000_000_000
+
+_BOUNDS: dict[str, tuple[int, str]] = {}
+for _limit, _what, _keys in (
+    (MAX_LAYERS, "number of layers", ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_nextn_predict_layers",
+                            "first_k_dense_replace", "moe_layer_freq", "decoder_sparse_step", "max_window_layers",
+                            "sliding_window_pattern", "interleave_moe_layer_step", "no_rope_layer_interval",
+                            "num_kv_shared_layers")),
+    (MAX_HIDDEN, "hidden size", ("hidden_size", "n_embd", "d_model", "dim", "kv_lora_rank", "q_lora_rank")),
+    (MAX_HEADS, "head count", ("num_attention_heads", "n_head", "num_heads", "n_heads", "num_key_value_heads",
+                          "num_kv_heads", "n_head_kv", "multi_query_group_num", "num_global_key_value_heads",
+                          "index_n_heads")),
+    (MAX_HEAD_DIM, "head dimension", ("head_dim", "attention_head_dim", "global_head_dim", "v_head_dim",
+                                        "qk_rope_head_dim", "qk_nope_head_dim", "index_head_dim")),
+    (MAX_FFN, "MLP width", ("intermediate_size_mlp", "intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim",
+                               "moe_intermediate_size", "expert_intermediate_size", "shared_expert_intermediate_size")),
+    (MAX_EXPERTS, "expert count", ("n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts",
+                              "num_experts_per_tok", "experts_per_token", "moe_top_k", "num_experts_per_token",
+                              "top_k", "top_k_experts", "n_shared_experts", "num_shared_experts")),
+    (MAX_VOCAB, "vocabulary", ("vocab_size", "padded_vocab_size")),
+    (MAX_TOKENS, "token length", ("max_position_embeddings", "n_positions", "seq_length", "sliding_window",
+                            "attention_chunk_size", "index_topk")),
+):
+    for _k in _keys:
+        _BOUNDS[_k] = (_limit, _what)
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 40
+_short.maxlevel = 2
+
+
+def _show(v: Any) -> str:
+    """A short repr for messages: a huge or deeply nested value never floods (or recurses in) a sentence."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**15:
+        return f"{float(v):.3g}" if v.bit_length() < 1000 else f"an integer of about {int(v.bit_length() * 0.30103)} digits"
+    return _short.repr(v)
+
+
+def config_from_bytes(raw: bytes, where: str = "the config") -> dict[str, Any]:
+    """Parse config.json bytes into a dict; every failure is one TokenmathError sentence naming `where`."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise TokenmathError(f"{where} is {len(raw):,} bytes; a config.json is at most {MAX_CONFIG_BYTES:,} bytes")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) >= 2 and b"\x00" in raw[:4]):
+        raise TokenmathError(f"{where} looks like UTF-16 or binary data; expected UTF-8 JSON text")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TokenmathError(f"{where} is not UTF-8 text (byte {e.start}); expected UTF-8 JSON") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise TokenmathError(f"config file {str(p)!r} is not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise TokenmathError(f"config file {str(p)!r} is not UTF-8 text") from None
+        raise TokenmathError(f"{where} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise TokenmathError(f"{where} nests arrays or objects too deeply to read (a config.json nests a few levels)") from None
+    except ValueError as e:  # e.g. an integer literal longer than Python's 4,300-digit limit
+        raise TokenmathError(f"{where} is not JSON that tokenmath can read ({str(e)[:80]})") from None
     if not isinstance(data, dict):
-        raise TokenmathError(f"config file {str(p)!r} holds a JSON {type(data).__name__}, expected an object")
+        raise TokenmathError(f"{where} holds a JSON {type(data).__name__}, expected an object")
     return data
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a config.json, with one-sentence errors for a missing file, broken JSON and absurd sizes."""
+    p = Path(path)
+    where = f"config file {str(p)!r}"
+    try:
+        if not p.is_file():
+            raise TokenmathError(f"{where} does not exist")
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise TokenmathError(f"{where} is {size:,} bytes; a config.json is at most {MAX_CONFIG_BYTES:,} bytes")
+        raw = p.read_bytes()
+    except (OSError, ValueError) as e:  # name too long, permission denied, embedded NUL, ...
+        if isinstance(e, TokenmathError):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise TokenmathError(f"{where} cannot be read ({reason})") from None
+    return config_from_bytes(raw, where)
 
 
 def model_from_config(
     cfg: dict[str, Any], *, name: str = "custom", source: str = "", as_of: str = "", path: str | None = None
 ) -> Model:
     """Build a Model from a parsed config.json dict."""
+    if not isinstance(cfg, dict):
+        raise TokenmathError(f"a config must be a JSON object, not a {type(cfg).__name__}")
     c = _flatten(cfg)
-    family = str(c.get("model_type") or "unknown")
+    family = c.get("model_type") or "unknown"
+    if not isinstance(family, str):
+        raise TokenmathError(f"config field 'model_type' = {_show(family)} must be a string")
     where = f"config {path or name!r}"
 
     hidden = _int(c, where, "hidden_size", "n_embd", "d_model", "dim")
     n_layers = _int(c, where, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
     vocab = _int(c, where, "vocab_size", "padded_vocab_size")
     n_heads = _int(c, where, "num_attention_heads", "n_head", "num_heads", "n_heads")
-    n_kv = _opt_int(c, "num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num")
+    n_kv = _opt_int(c, "num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", least=1)
     if n_kv is None:
         n_kv = 1 if c.get("multi_query") else n_heads
     head_dim = _opt_int(c, "head_dim", "attention_head_dim") or hidden // n_heads
+    if head_dim < 1:
+        raise TokenmathError(
+            f"{where}: hidden_size = {hidden} is smaller than num_attention_heads = {n_heads}, so the head "
+            "dimension would be 0; give 'head_dim' (>= 1)"
+        )
 
+    _refuse_mixed_geometry(c, where, n_kv, head_dim)
     attention = _attention(c, family, n_heads, n_kv, head_dim)
     mlp, moe, layer_moe = _mlp_and_moe(c, family, hidden, n_layers, where)
     layer_window = _layer_windows(c, family, n_layers)
@@ -90,7 +183,7 @@ def model_from_config(
         layer_stores_kv=layer_stores_kv,
         norms_per_layer=4 if family in _FOUR_NORMS else 2,
         norm_bias=family in _LAYERNORM_WITH_BIAS,
-        mtp_layers=int(c.get("num_nextn_predict_layers") or 0),
+        mtp_layers=_opt_int(c, "num_nextn_predict_layers") or 0,
         weight_dtype=weight_dtype,
         base_dtype=base_dtype,
         unquantized_parts=unquantized,
@@ -121,24 +214,76 @@ def _flatten(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _opt_int(c: dict, *keys: str) -> int | None:
+def _whole(k: str, v: Any, least: int = 0) -> int:
+    """The one validated integer parser for config fields: finite, whole, >= least, <= the field's bound."""
+    limit, what = _BOUNDS.get(k, (MAX_TOKENS, "value"))
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TokenmathError(f"config field {k!r} = {_show(v)} is a {type(v).__name__}; expected an integer")
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise TokenmathError(f"config field {k!r} = {v!r} is not a finite number; expected an integer")
+        if v != int(v):
+            raise TokenmathError(f"config field {k!r} = {v!r} is not a whole number; expected an integer")
+    n = int(v)
+    if n < 0:
+        raise TokenmathError(f"config field {k!r} = {_show(n)} must be a non-negative integer")
+    if n < least:
+        raise TokenmathError(f"config field {k!r} = {_show(n)} must be >= {least}")
+    if n > limit:
+        raise TokenmathError(
+            f"config field {k!r} = {_show(n)} exceeds {limit:,}, the largest {what} tokenmath accepts"
+        )
+    return n
+
+
+def _opt_int(c: dict, *keys: str, least: int = 0) -> int | None:
+    """The first of `keys` present (not None), validated by `_whole`; None if none is present."""
     for k in keys:
         v = c.get(k)
-        if v is not None and not isinstance(v, bool):
-            if isinstance(v, (int, float)) and v == int(v) and v >= 0:
-                return int(v)
-            raise TokenmathError(f"config field {k!r} = {v!r} must be a non-negative integer")
+        if v is not None:
+            return _whole(k, v, least)
     return None
 
 
 def _int(c: dict, where: str, *keys: str) -> int:
-    v = _opt_int(c, *keys)
-    if v is None or v == 0:
+    """A required field: absent -> 'lacks'; present -> an integer >= 1 (0 is named as 0, not as missing)."""
+    v = _opt_int(c, *keys, least=1)
+    if v is None:
         raise TokenmathError(
-            f"{where} (model_type {c.get('model_type')!r}) lacks {keys[0]!r} "
+            f"{where} (model_type {_show(c.get('model_type'))}) lacks {keys[0]!r} "
             f"(or {', '.join(repr(k) for k in keys[1:])}); cannot size the model without it"
         )
     return v
+
+
+def _int_list(c: dict, key: str) -> list[int] | None:
+    """A list of layer indices (moe_layers, mlp_only_layers), or None if absent."""
+    v = c.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+        raise TokenmathError(f"config field {key!r} = {_show(v)} must be a list of integer layer indices")
+    return v
+
+
+def _refuse_mixed_geometry(c: dict, where: str, n_kv: int, head_dim: int) -> None:
+    """Gemma 4 style fields that a Model (one Attention for every layer; a layer's MLP is dense *or*
+    MoE) cannot hold: refuse in one sentence rather than count the wrong parameters or KV bytes."""
+    why = "tokenmath models one attention geometry for all layers"
+    g_kv = _opt_int(c, "num_global_key_value_heads", least=1)
+    if g_kv is not None and g_kv != n_kv:
+        raise TokenmathError(f"{where}: num_global_key_value_heads = {g_kv} differs from num_key_value_heads = {n_kv}; "
+                             f"{why}, so global layers with their own KV heads (Gemma 4) are not supported yet")
+    g_dim = _opt_int(c, "global_head_dim", least=1)
+    if g_dim is not None and g_dim != head_dim:
+        raise TokenmathError(f"{where}: global_head_dim = {g_dim} differs from head_dim = {head_dim}; "
+                             f"{why}, so global layers with their own head size (Gemma 4) are not supported yet")
+    if c.get("attention_k_eq_v") is True:
+        raise TokenmathError(f"{where}: attention_k_eq_v = true (keys reused as values, Gemma 4) is not supported yet; "
+                             "tokenmath counts separate K and V projections and caches")
+    if c.get("enable_moe_block") is True:
+        raise TokenmathError(f"{where}: enable_moe_block = true (a dense MLP beside the experts in each layer, Gemma 4) "
+                             "is not supported yet; tokenmath models a layer's MLP as dense or MoE")
 
 
 def _attention(c: dict, family: str, n_heads: int, n_kv: int, head_dim: int) -> Attention:
@@ -183,7 +328,7 @@ def _attention(c: dict, family: str, n_heads: int, n_kv: int, head_dim: int) -> 
             qkv_bias=qkv_bias,
             o_bias=o_bias,
             q_lora_rank=_opt_int(c, "q_lora_rank") or None,
-            kv_lora_rank=int(c["kv_lora_rank"]),
+            kv_lora_rank=_opt_int(c, "kv_lora_rank", least=1),
             qk_rope_head_dim=rope,
             qk_nope_head_dim=nope,
             **index,
@@ -220,7 +365,8 @@ def _mlp_and_moe(c: dict, family: str, hidden: int, n_layers: int, where: str):
                 raise TokenmathError(f"{where} (model_type {family!r}) lacks 'intermediate_size'; cannot size the MLP")
         return Mlp(inter, gated, mlp_bias), None, tuple([False] * n_layers)
 
-    k = _opt_int(c, "num_experts_per_tok", "experts_per_token", "moe_top_k", "num_experts_per_token", "top_k")
+    k = _opt_int(c, "num_experts_per_tok", "experts_per_token", "moe_top_k", "num_experts_per_token", "top_k",
+                 "top_k_experts", least=1)  # top_k_experts: Gemma 4
     if not k:
         raise TokenmathError(f"{where} has {n_experts} experts but no 'num_experts_per_tok'")
     if k > n_experts:
@@ -256,12 +402,13 @@ def _mlp_and_moe(c: dict, family: str, hidden: int, n_layers: int, where: str):
     if family.startswith("llama4"):
         step = _opt_int(c, "interleave_moe_layer_step") or 1
         layer_moe = tuple((i + 1) % step == 0 for i in range(n_layers))
-        if isinstance(c.get("moe_layers"), list):
-            s = set(c["moe_layers"])
+        moe_layers = _int_list(c, "moe_layers")
+        if moe_layers is not None:
+            s = set(moe_layers)
             layer_moe = tuple(i in s for i in range(n_layers))
     else:
         first_dense = _opt_int(c, "first_k_dense_replace") or 0
-        mlp_only = set(c.get("mlp_only_layers") or [])
+        mlp_only = set(_int_list(c, "mlp_only_layers") or [])
         if c.get("decoder_sparse_step") is not None:  # Qwen2/3-MoE: every step-th layer, 1-based
             step = _opt_int(c, "decoder_sparse_step") or 1
             is_moe = [(i + 1) % step == 0 for i in range(n_layers)]
@@ -287,9 +434,10 @@ def _layer_windows(c: dict, family: str, n_layers: int) -> tuple[int | None, ...
     chunk = _opt_int(c, "attention_chunk_size")
     types = c.get("layer_types")
     if isinstance(types, list) and len(types) == n_layers:
+        if not all(isinstance(t, str) for t in types):
+            raise TokenmathError(f"config field 'layer_types' = {_show(types)} must be a list of strings")
         out = []
         for t in types:
-            t = str(t)
             if "sliding" in t or t == "local":
                 out.append(window)
             elif "chunk" in t:
@@ -328,13 +476,16 @@ def _kv_sharing(c: dict, n_layers: int) -> tuple[bool, ...]:
 
 
 def _dtypes(c: dict) -> tuple[str, str, tuple[str, ...]]:
-    base = HF_TORCH_DTYPES.get(str(c.get("torch_dtype") or c.get("dtype") or "bfloat16"), "bf16")
+    name = c.get("torch_dtype") or c.get("dtype") or "bfloat16"
+    base = HF_TORCH_DTYPES.get(name if isinstance(name, str) else "", "bf16")
     q = c.get("quantization_config")
     unquantized = ("embedding", "lm_head", "norms", "router")
     if not isinstance(q, dict):
         return base, base, unquantized
-    method = str(q.get("quant_method") or "").lower()
-    fmt = str(q.get("fmt") or "").lower()
+    method = q.get("quant_method")
+    method = method.lower() if isinstance(method, str) else ""
+    fmt = q.get("fmt")
+    fmt = fmt.lower() if isinstance(fmt, str) else ""
     if method == "mxfp4":
         weight = "mxfp4"
     elif method in ("fp8", "fbgemm_fp8") or "e4m3" in fmt:
@@ -345,7 +496,8 @@ def _dtypes(c: dict) -> tuple[str, str, tuple[str, ...]]:
         weight = "int8"
     else:
         weight = base
-    skip = [str(m) for m in q.get("modules_to_not_convert") or []]
+    skip = q.get("modules_to_not_convert")
+    skip = [m for m in skip if isinstance(m, str)] if isinstance(skip, list) else []
     if any("self_attn" in m or "attention" in m for m in skip):
         unquantized = unquantized + ("attention",)
     return weight, base, unquantized

@@ -7,6 +7,29 @@ from typing import Any, Callable, Sequence
 from .errors import TokenmathError
 
 
+CONNECT_TIMEOUT_S = 5.0  # a scheduler that does not answer in this long is reported, not waited on
+
+
+def _connect(Client, scheduler: str):
+    """A Dask client for 'local' (in-process cluster) or a scheduler address, failing in CONNECT_TIMEOUT_S
+    with one sentence when the address is malformed or nothing answers there."""
+    if scheduler == "local":
+        return Client(processes=False, dashboard_address=None)
+    address = scheduler.strip()
+    if not address or any(c.isspace() for c in address) or len(address) > 300:
+        raise TokenmathError(f"--scheduler = {scheduler!r} is not a Dask scheduler address; expected 'local' or"
+                             " tcp://HOST:PORT")
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (ValueError, TypeError) as e:  # a malformed address
+        raise TokenmathError(f"--scheduler = {scheduler!r} is not a Dask scheduler address ({e}); expected 'local'"
+                             " or tcp://HOST:PORT") from None
+    except Exception:  # nothing answers, or something that is not a Dask scheduler does
+        raise TokenmathError(f"--scheduler = {scheduler!r}: no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s;"
+                             " start it, check the address (tcp://HOST:PORT), or leave --scheduler out to run"
+                             " in-process") from None
+
+
 def run_tasks(fn: Callable[..., Any], items: Sequence[Any], *, scheduler: str | None = None,
               progress: Callable[[int, int, str], None] | None = None, label: Callable[[Any], str] = str,
               **kwargs) -> list[Any]:
@@ -26,7 +49,7 @@ def run_tasks(fn: Callable[..., Any], items: Sequence[Any], *, scheduler: str | 
         from dask.distributed import Client, as_completed
     except ImportError:
         raise TokenmathError("--scheduler needs Dask: pip install 'tokenmath[dask]'") from None
-    client = Client(processes=False, dashboard_address=None) if scheduler == "local" else Client(scheduler)
+    client = _connect(Client, scheduler)
     try:
         futures = {client.submit(fn, item, pure=False, **kwargs): i for i, item in enumerate(items)}
         results: list[Any] = [None] * n

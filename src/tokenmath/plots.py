@@ -20,6 +20,8 @@ try:  # optional dependency
 except ImportError:  # pragma: no cover - exercised only without the extra
     plt = None
 
+PLOT_FORMATS = (".png", ".svg", ".pdf")  # what --plot accepts (matplotlib writes each without extras)
+
 COLORS = {"compute": "#1f77b4", "weights": "#d62728", "kv": "#2ca02c", "step": "black", "floor": "#7f7f7f"}
 
 
@@ -41,10 +43,18 @@ def _save(fig, path: Path | None):
         fig.tight_layout()
         return fig
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        if path.suffix.lower() not in PLOT_FORMATS:
+            raise TokenmathError(f"plot path '{path}': format {path.suffix or '(none)'!r} is not supported;"
+                                 f" use one of {', '.join(PLOT_FORMATS)}")
+        if not path.parent.is_dir():  # never create folders silently: a typo would scatter them
+            raise TokenmathError(f"plot path '{path}': the folder '{path.parent}' does not exist; create it first")
+        fig.tight_layout()
+        fig.savefig(path, dpi=130)
+    except OSError as e:
+        raise TokenmathError(f"plot path '{path}' could not be written: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -63,19 +63,71 @@ def _lengths(spec, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(arr, size=n)
 
 
+# Bounds on the work one simulation may do (each step is a Python loop iteration, a few µs).
+MAX_DURATION_S = 1e6  # simulated seconds (11.6 days)
+MAX_REQUESTS = 1_000_000  # arrivals in one run
+MAX_TOKENS = 1e8  # input or output tokens of one request
+MAX_BATCH = 10_000_000  # sequences in one step
+MAX_STEPS = 5_000_000  # simulated steps in one run
+
+
+def _finite_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_inputs(*, rate_per_s, duration_s, input_tokens, output_tokens, max_batch, prefill, chunk_tokens,
+                  cadence_s, overhead_s, arrivals) -> None:
+    """Every argument of `simulate`, checked before any work: finite, in range, and bounded so that one
+    call cannot run for hours or fill memory."""
+    if arrivals is None and not (_finite_number(rate_per_s) and rate_per_s > 0):
+        raise TokenmathError(f"arrival rate = {rate_per_s!r} must be a positive number of requests per second")
+    if not (_finite_number(duration_s) and 0 < duration_s <= MAX_DURATION_S):
+        raise TokenmathError(f"duration = {duration_s!r} s must be > 0 and at most {MAX_DURATION_S:g} s")
+    if arrivals is None and rate_per_s * duration_s > MAX_REQUESTS:
+        raise TokenmathError(f"arrival rate {rate_per_s:g}/s × duration {duration_s:g} s = {rate_per_s * duration_s:.3g}"
+                             f" requests, beyond the {MAX_REQUESTS:,} one simulation runs; lower the rate or the duration")
+    if arrivals is not None and np.size(arrivals) > MAX_REQUESTS:
+        raise TokenmathError(f"{np.size(arrivals):,} arrival times, beyond the {MAX_REQUESTS:,} one simulation runs")
+    for name, spec in (("input tokens", input_tokens), ("output tokens", output_tokens)):
+        values = [spec] if np.isscalar(spec) else list(np.ravel(spec))
+        if not values or not all(_finite_number(v) and v >= 1 and float(v).is_integer() and v <= MAX_TOKENS for v in values):
+            raise TokenmathError(f"{name} = {spec!r} must be whole numbers between 1 and {MAX_TOKENS:g}")
+    if prefill not in ("first", "chunked"):
+        raise TokenmathError(f"prefill = {prefill!r}; expected 'first' or 'chunked'")
+    if not (_finite_number(chunk_tokens) and float(chunk_tokens).is_integer() and 1 <= chunk_tokens <= MAX_TOKENS):
+        raise TokenmathError(f"chunk tokens = {chunk_tokens!r} must be a whole number between 1 and {MAX_TOKENS:g}")
+    if max_batch is not None and not (_finite_number(max_batch) and float(max_batch).is_integer()
+                                      and 1 <= max_batch <= MAX_BATCH):
+        raise TokenmathError(f"max batch = {max_batch!r} must be a whole number between 1 and {MAX_BATCH:,}")
+    if cadence_s is not None and not (_finite_number(cadence_s) and cadence_s > 0):
+        raise TokenmathError(f"cadence = {cadence_s!r} s must be a positive number")
+    if not (_finite_number(overhead_s) and overhead_s >= 0):
+        raise TokenmathError(f"overhead = {overhead_s!r} s must be a number >= 0")
+
+
+def _check_steps(n, ins, outs, duration_s, min_step_s, prefill, chunk_tokens) -> None:
+    """An upper bound on the steps the event loop will take, refused above MAX_STEPS: each step lasts at
+    least `min_step_s` and the loop stops by 3·duration + 1 h; and every step decodes or prefills."""
+    if n == 0:
+        return
+    by_time = (3 * duration_s + 3600) / min_step_s if min_step_s > 0 else math.inf
+    pre = np.ceil(ins / chunk_tokens) if prefill == "chunked" else np.ones_like(ins)
+    by_work = float(np.sum(outs.astype(float) + pre + 1))
+    bound = min(by_time, by_work)
+    if bound > MAX_STEPS:
+        raise TokenmathError(f"this simulation could take {bound:.3g} steps ({n:,} requests of up to {int(outs.max()):,}"
+                             f" output tokens), beyond the {MAX_STEPS:,} tokenmath runs; lower the rate, the duration"
+                             " or the output tokens")
+
+
 def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: float, input_tokens=1000,
              output_tokens=200, chips: int | None = None, max_batch: int | None = None, prefill: str = "first",
              chunk_tokens: int = 2048, cadence_s: float | None = None, dtypes: Dtypes = Dtypes(),
              efficiency: Efficiency = ROOFLINE, overhead_s: float = 0.0, arrivals: np.ndarray | None = None,
              warmup_s: float | None = None, seed: int = 0) -> SimResult:
-    if not (rate_per_s > 0 and math.isfinite(rate_per_s)) and arrivals is None:
-        raise TokenmathError(f"arrival rate = {rate_per_s!r} must be positive")
-    if not (duration_s > 0 and math.isfinite(duration_s)):
-        raise TokenmathError(f"duration = {duration_s!r} s must be positive")
-    if prefill not in ("first", "chunked"):
-        raise TokenmathError(f"prefill = {prefill!r}; expected 'first' or 'chunked'")
-    if cadence_s is not None and not cadence_s > 0:
-        raise TokenmathError(f"cadence = {cadence_s!r} s must be positive")
+    _check_inputs(rate_per_s=rate_per_s, duration_s=duration_s, input_tokens=input_tokens,
+                  output_tokens=output_tokens, max_batch=max_batch, prefill=prefill, chunk_tokens=chunk_tokens,
+                  cadence_s=cadence_s, overhead_s=overhead_s, arrivals=arrivals)
     n_chips = system.scaleup_chips if chips is None else int(chips)
     rng = np.random.default_rng(seed)
     if arrivals is None:
@@ -86,6 +138,10 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
         times = np.sort(np.asarray(arrivals, float))
         times = times[times < duration_s]
     n = times.size
+    if n == 0:
+        raise TokenmathError(f"no request arrives in the simulated {duration_s:g} s"
+                             + (f" at {rate_per_s:g} requests per second" if arrivals is None else "")
+                             + "; raise the rate or the duration")
     ins = _lengths(input_tokens, n, rng)
     outs = _lengths(output_tokens, n, rng)
 
@@ -105,9 +161,10 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
     if free <= 0:
         raise TokenmathError(f"{model.name} does not fit on {n_chips} × {system.name}")
     kv_cap_tokens = free / per_tok
-    cap = int(max_batch) if max_batch else int(kv_cap_tokens // L_ref)
+    cap = int(max_batch) if max_batch else int(min(kv_cap_tokens // L_ref, MAX_BATCH))
     if cap < 1:
         raise TokenmathError("no sequence fits: raise chips or lower the context")
+    _check_steps(n, ins, outs, duration_s, W + overhead_s if cadence_s is None else cadence_s, prefill, chunk_tokens)
 
     ttft = np.full(n, np.nan)
     first = np.full(n, np.nan)

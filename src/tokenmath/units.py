@@ -85,7 +85,10 @@ _UNITS: dict[str, dict[str, float]] = {
     "usd": {"": 1.0, "$": 1.0, "USD": 1.0, "usd": 1.0},
 }
 
-_NUM = re.compile(r"^\s*\$?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
+# ASCII digits only: Python's \\d also matches "１２" (full-width) and other scripts' digits, which
+# would silently parse as 12.
+_NUM = re.compile(r"^\s*\$?\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*(.*?)\s*$", re.ASCII)
+_MAX_TEXT = 100  # longer strings are not numbers anyone typed
 
 
 def parse_quantity(value: float | int | str, kind: str, *, what: str = "value") -> float:
@@ -101,9 +104,19 @@ def parse_quantity(value: float | int | str, kind: str, *, what: str = "value") 
     if isinstance(value, bool):
         raise TokenmathError(f"{what} = {value!r} is a boolean; expected a number")
     if isinstance(value, (int, float)):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an int beyond float range
+            raise TokenmathError(f"{what} = {value!r} is too large to be a number tokenmath can compute with") from None
     else:
-        m = _NUM.match(str(value))
+        text = str(value)
+        if len(text) > _MAX_TEXT:
+            raise TokenmathError(f"{what} = {text[:20]!r}... ({len(text)} characters) is not a number with a unit")
+        if text.strip().lstrip("+-").lower() in ("nan", "inf", "infinity"):
+            raise TokenmathError(f"{what} = {text!r} is not a finite number")
+        if any(ch.isdigit() and not ch.isascii() for ch in text):
+            raise TokenmathError(f"{what} = {text!r} uses non-ASCII digits; write the number with 0-9")
+        m = _NUM.match(text)
         if not m:
             raise TokenmathError(f"{what} = {value!r} is not a number with a unit")
         number, unit = float(m.group(1)), m.group(2).replace(" ", "")
@@ -117,6 +130,32 @@ def parse_quantity(value: float | int | str, kind: str, *, what: str = "value") 
         out = number * factor
     if not math.isfinite(out):
         raise TokenmathError(f"{what} = {value!r} is not a finite number")
+    return out
+
+
+def _fmt_bound(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) < 1e13 and float(x).is_integer() else f"{x:.3g}"
+
+
+def parse_bounded(value: float | int | str, kind: str = "count", *, what: str, low: float = 0.0,
+                  low_inclusive: bool = False, high: float | None = None, whole: bool = False,
+                  meaning: str = "") -> float:
+    """The one validated number parser for user input: parse_quantity (ASCII digits, finite, a known
+    unit), then a whole number if `whole`, then low < x (or low <= x) and x <= high. Every failure is
+    one sentence naming `what`, the value and the bound; `meaning` says what the number counts
+    ("sequences per replica") so the bound reads as physics, not as an arbitrary limit.
+
+    >>> parse_bounded("8k", what="--batch", low=1, low_inclusive=True, high=1e7, whole=True)
+    8000.0
+    """
+    out = parse_quantity(value, kind, what=what)
+    of = f" ({meaning})" if meaning else ""
+    if whole and not float(out).is_integer():
+        raise TokenmathError(f"{what} = {value!r} must be a whole number{of}")
+    if out < low or (out == low and not low_inclusive):
+        raise TokenmathError(f"{what} = {value!r} must be {'>=' if low_inclusive else '>'} {_fmt_bound(low)}{of}")
+    if high is not None and out > high:
+        raise TokenmathError(f"{what} = {value!r} must be at most {_fmt_bound(high)}{of}")
     return out
 
 

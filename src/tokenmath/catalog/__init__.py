@@ -18,21 +18,26 @@ overriding same-named ones. A user TOML uses the same schema:
     kv_bytes_per_token = 70272
 
 TOML is validated with pydantic: unknown fields, wrong units and missing fields are errors that
-name the file, the table and the field.
+name the file, the table and the field. Every number must be finite and inside a physically sensible
+range (`_LIMITS`, e.g. hbm_bytes from 1 MB to 1 PB, ddr_share from 0.001 to 1, amortization_years
+from 0.1 to 100, API prices from $0.000001 to $10,000 per million tokens), and a catalog file is at
+most 4 MiB of UTF-8 TOML. Names are matched exactly first, then case-insensitively when one name fits.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from ..errors import TokenmathError, unknown_name
-from ..hf import model_from_config_file
+from ..hf import MAX_LAYERS, _show, model_from_config_file
 from ..specs import Chip, Model, PriceSheet, System, Tier
 from ..units import check_dtype, parse_quantity
 
@@ -40,6 +45,7 @@ BUILTIN_DIR = Path(__file__).parent
 BUILTIN_FILES = (BUILTIN_DIR / "systems.toml", BUILTIN_DIR / "models.toml", BUILTIN_DIR / "prices.toml",
                  BUILTIN_DIR / "storage.toml")
 SECONDS_PER_YEAR = 365.25 * 86400.0
+MAX_CATALOG_BYTES = 4 * 2**20  # the built-in files are ~10 KB each
 
 Number = float | int | str
 
@@ -67,12 +73,52 @@ _KINDS = {
 }
 
 
+# Physically sensible ranges (least, most, unit) for every number a catalog table holds, inclusive.
+# A value outside is refused with one sentence naming the field, the value and the range.
+_FLOPS = (1e9, 1e19, "FLOP/s")           # 1 GFLOP/s .. 10 EFLOP/s per chip
+_BW = (1e6, 1e17, "B/s")                 # 1 MB/s .. 100 PB/s
+_USD_MTOK = (1e-6, 1e4, "$ per million tokens")
+_LIMITS: dict[str, tuple[float, float, str]] = {
+    "bf16_flops_per_s": _FLOPS, "fp8_flops_per_s": _FLOPS, "int8_flops_per_s": _FLOPS, "fp4_flops_per_s": _FLOPS,
+    "hbm_bytes": (1e6, 1e15, "bytes (1 MB .. 1 PB per chip)"),
+    "hbm_bytes_per_s": _BW, "scaleup_bytes_per_s": _BW, "scaleout_bytes_per_s": _BW,
+    "ddr_bytes": (1e6, 1e18, "bytes"), "ddr_bytes_per_s": _BW,
+    "flash_bytes": (1e6, 1e18, "bytes"), "flash_bytes_per_s": _BW,
+    "power_w": (0.1, 1e6, "W"),
+    "usd_per_chip_hour": (0.0, 1e4, "$ per chip-hour"),
+    "scaleup_chips": (1, 1e6, "chips"),
+    "ddr_share": (1e-3, 1.0, "(the share of one host-memory device each chip gets)"),
+    "total_params": (1, 1e16, "parameters"), "active_params": (1, 1e16, "parameters"),
+    "kv_bytes_per_token": (1e-3, 1e10, "bytes per token"),
+    "layers": (1, MAX_LAYERS, "layers"),
+    "bytes": (1e6, 1e18, "bytes"), "bytes_per_s": (1e3, 1e17, "B/s"),
+    "usd_per_gb": (0.0, 1e4, "$ per GB"),
+    "amortization_years": (0.1, 100.0, "years"),
+    "input_usd_per_mtok": _USD_MTOK, "output_usd_per_mtok": _USD_MTOK, "cache_read_usd_per_mtok": _USD_MTOK,
+    "cache_write_usd_per_mtok": _USD_MTOK,
+    "long_context_input_usd_per_mtok": _USD_MTOK, "long_context_output_usd_per_mtok": _USD_MTOK,
+    "long_context_threshold_tokens": (1, 1e10, "tokens"),
+    "batch_multiplier": (1e-3, 100.0, "(a multiplier on the list price)"),
+    "fast_price_multiplier": (1e-3, 1e3, "(a multiplier on the list price)"),
+    "fast_speedup": (1e-3, 1e3, "(a multiplier on the output speed)"),
+}
+
+
+def _check_range(key: str, v: float) -> None:
+    least, most, unit = _LIMITS[key]
+    if not least <= v <= most:  # also refuses NaN
+        raise ValueError(f"{key} = {v:g} must be between {least:g} and {most:g} {unit}")
+
+
 def _parse_fields(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     for key, kind in _KINDS.items():
         v = out.get(key)
         if v is not None:
-            out[key] = parse_quantity(v, kind, what=key)
+            try:
+                out[key] = parse_quantity(v, kind, what=key)
+            except OverflowError:  # an integer beyond float range
+                raise ValueError(f"{key} = {_show(v)} is too large to be a number tokenmath can use") from None
             if out[key] < 0 or (out[key] == 0 and key not in ("usd_per_chip_hour",)):
                 raise ValueError(f"{key} = {v!r} must be > 0")
     return out
@@ -81,12 +127,23 @@ def _parse_fields(data: dict[str, Any]) -> dict[str, Any]:
 class _Table(BaseModel):
     """A catalog table: unknown fields are errors, numbers may carry units ("3.35 TB/s")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
     def _units(cls, data: Any) -> Any:
         return _parse_fields(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "_Table":
+        for key in type(self).model_fields:
+            if key not in _LIMITS:
+                continue
+            v = getattr(self, key)
+            for x in (v.values() if isinstance(v, dict) else (v,)):
+                if x is not None:
+                    _check_range(key, x)
+        return self
 
 
 class SystemTable(_Table):
@@ -122,6 +179,7 @@ class SystemTable(_Table):
             data = _parse_fields(data)
             if "scaleup_chips" in data:
                 n = data["scaleup_chips"]
+                _check_range("scaleup_chips", n)
                 if n != int(n):
                     raise ValueError(f"scaleup_chips = {n!r} must be a whole number of chips")
                 data["scaleup_chips"] = int(n)
@@ -260,16 +318,18 @@ class PriceTable(_Table):
 
 
 _TTL = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_TTL_S = 366 * 86400.0  # a cache kept longer than a year is storage, not a cache
 
 
 def parse_ttl(text: str) -> float:
-    """'5m' -> 300, '1h' -> 3600 (cache TTLs as price sheets write them)."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*", str(text))
+    """'5m' -> 300, '1h' -> 3600 (cache TTLs as price sheets write them); 1 s to 366 days."""
+    m = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,12})?)\s*(s|m|min|h|d)\s*", str(text))
     if not m:
-        raise TokenmathError(f"cache TTL {text!r} is not like '5m', '1h', '30s' or '1d'")
-    return float(m.group(1)) * _TTL[m.group(2)]
+        raise TokenmathError(f"cache TTL {_show(text)} is not like '5m', '1h', '30s' or '1d'")
+    ttl = float(m.group(1)) * _TTL[m.group(2)]
+    if not 1.0 <= ttl <= MAX_TTL_S:
+        raise TokenmathError(f"cache TTL {_show(text)} must be between 1 s and 366 days")
+    return ttl
 
 
 def _replace(obj, **kw):
@@ -289,9 +349,10 @@ class Catalog:
     def price_sheet(self, name: str) -> PriceSheet:
         if isinstance(name, PriceSheet):
             return name
-        if name not in self.prices:
+        found = _lookup(name, self.prices)
+        if found is None:
             raise unknown_name("price sheet", name, sorted(self.prices))
-        return self.prices[name]
+        return found
 
     def storage_tier(self, kind: str) -> Tier | None:
         """The catalog's device for a tier kind (the first defined, or a user's override)."""
@@ -301,30 +362,71 @@ class Catalog:
     def system(self, name: str) -> System:
         if isinstance(name, System):
             return name
-        if name not in self.systems:
+        found = _lookup(name, self.systems)
+        if found is None:
             raise unknown_name("system", name, sorted(self.systems))
-        return self.systems[name]
+        return found
 
     def model(self, name_or_path: str) -> Model:
         """A catalog name, or a path to a Hugging Face config.json."""
         if isinstance(name_or_path, Model):
             return name_or_path
-        if name_or_path in self.models:
-            return self.models[name_or_path]
+        found = _lookup(name_or_path, self.models)
+        if found is not None:
+            return found
         p = Path(name_or_path)
-        if p.suffix == ".json" or p.is_file() or "/" in name_or_path:
+        if p.suffix == ".json" or "/" in name_or_path or _is_file(p):
             return model_from_config_file(p)
         raise unknown_name("model", name_or_path, sorted(self.models))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise TokenmathError(f"catalog file {str(path)!r} does not exist")
+def _lookup(name: Any, table: dict[str, Any]) -> Any:
+    """The entry named exactly `name`, else the one entry whose name matches ignoring case, else None."""
+    if not isinstance(name, str):
+        raise TokenmathError(f"a catalog name must be text, not {_show(name)}")
+    if name in table:
+        return table[name]
+    folded = name.casefold()
+    hits = [k for k in table if k.casefold() == folded]
+    return table[hits[0]] if len(hits) == 1 else None
+
+
+def _is_file(p: Path) -> bool:
+    """Path.is_file that answers False for names the OS refuses (too long, embedded NUL, ...)."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    where = f"catalog file {str(path)!r}"
+    try:
+        if not path.is_file():
+            raise TokenmathError(f"{where} does not exist")
+        size = path.stat().st_size
+        if size > MAX_CATALOG_BYTES:
+            raise TokenmathError(f"{where} is {size:,} bytes; a catalog file is at most {MAX_CATALOG_BYTES:,} bytes")
+        raw = path.read_bytes()
+    except (OSError, ValueError) as e:  # name too long, permission denied, a directory, embedded NUL, ...
+        if isinstance(e, TokenmathError):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise TokenmathError(f"{where} cannot be read ({reason})") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:
+        raise TokenmathError(f"{where} looks like UTF-16 or binary data; expected UTF-8 TOML text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TokenmathError(f"{where} is not UTF-8 text (byte {e.start}); expected UTF-8 TOML") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise TokenmathError(f"catalog file {str(path)!r} is not valid TOML ({e})") from None
+        raise TokenmathError(f"{where} is not valid TOML ({e})") from None
+    except RecursionError:
+        raise TokenmathError(f"{where} nests arrays or inline tables too deeply to read (a catalog needs two levels)") from None
+    except ValueError as e:  # e.g. a number tomllib cannot convert
+        raise TokenmathError(f"{where} is not TOML that tokenmath can read ({str(e)[:80]})") from None
 
 
 def _first_error(path: Path, table: str, e: ValidationError) -> TokenmathError:
@@ -337,6 +439,8 @@ def _first_error(path: Path, table: str, e: ValidationError) -> TokenmathError:
         msg = f"has unknown field {loc!r}"
     elif loc:
         msg = f"field {loc!r}: {msg}"
+        if "input" in err:
+            msg += f" (got {_show(err['input'])})"
     return TokenmathError(f"catalog file {str(path)!r}, [{table}] {msg}")
 
 
@@ -348,6 +452,12 @@ def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: d
             f"catalog file {str(path)!r} has top-level table(s) {sorted(unknown)}; expected [systems.NAME], "
             "[chips.NAME], [models.NAME], [prices.NAME] or [storage.NAME]"
         )
+    for section in ("systems", "chips", "models", "prices", "storage"):
+        if section in data and not isinstance(data[section], dict):
+            raise TokenmathError(
+                f"catalog file {str(path)!r}: {section!r} = {_show(data[section])} must be a table of "
+                f"[{section}.NAME] tables"
+            )
     for section, Table, convert, store in (("prices", PriceTable, "to_sheet", prices),
                                            ("storage", StorageTable, "to_tier", storage)):
         for name, table in (data.get(section) or {}).items():
@@ -385,7 +495,6 @@ def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: d
             raise TokenmathError(f"catalog file {str(path)!r}, [models.{name}]: {e}") from None
 
 
-@lru_cache(maxsize=16)
 def _load(files: tuple[str, ...]) -> Catalog:
     systems: dict[str, System] = {}
     models: dict[str, Model] = {}
@@ -405,10 +514,47 @@ def _load(files: tuple[str, ...]) -> Catalog:
     return Catalog(systems=systems, models=models, files=files, prices=prices, storage=storage)
 
 
+_CACHE: OrderedDict[tuple, tuple[Catalog, tuple]] = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def _stamp(path: str) -> tuple:
+    """What identifies one version of a file: path, mtime_ns, size, inode (None if it cannot be stat'ed)."""
+    try:
+        st = os.stat(path)
+        return (path, st.st_mtime_ns, st.st_size, st.st_ino)
+    except (OSError, ValueError):
+        return (path, None, None, None)
+
+
+def _resolve(p: str | Path) -> str:
+    try:
+        return str(Path(p).resolve())
+    except (OSError, ValueError, RuntimeError):
+        return str(p)  # _read_toml then names it in one sentence
+
+
 def load_catalog(extra: list[str | Path] | tuple | None = None) -> Catalog:
-    """The built-in catalog plus user TOML files (later files override earlier names)."""
-    files = tuple(str(p) for p in BUILTIN_FILES) + tuple(str(Path(p).resolve()) for p in (extra or ()))
-    return _load(files)
+    """The built-in catalog plus user TOML files (later files override earlier names).
+
+    Cached per process, keyed on each file's (path, mtime_ns, size, inode) and checked against the
+    config.json files its models were read from, so an edited file is read again.
+    """
+    if isinstance(extra, (str, Path)):
+        extra = [extra]
+    files = tuple(str(p) for p in BUILTIN_FILES) + tuple(_resolve(p) for p in (extra or ()))
+    key = tuple(_stamp(f) for f in files)
+    hit = _CACHE.get(key)
+    if hit is not None and all(_stamp(s[0]) == s for s in hit[1]):
+        _CACHE.move_to_end(key)
+        return hit[0]
+    cat = _load(files)
+    deps = tuple(_stamp(m.config_path) for m in cat.models.values() if m.config_path)
+    _CACHE[key] = (cat, deps)
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return cat
 
 
 def get_model(name_or_path: str | Model, catalog: Catalog | None = None) -> Model:

@@ -63,12 +63,9 @@ def pick_model_system(cat):
         raw = upload.getvalue()
         if len(raw) > MAX_UPLOAD_BYTES:
             raise TokenmathError(f"the uploaded config is {len(raw):,} bytes; expected at most {MAX_UPLOAD_BYTES:,}")
-        try:
-            cfg = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise TokenmathError(f"the uploaded config is not valid JSON ({e})") from None
-        if not isinstance(cfg, dict):
-            raise TokenmathError("the uploaded config must be a JSON object")
+        from tokenmath.hf import config_from_bytes
+
+        cfg = config_from_bytes(raw, "the uploaded config")  # one sentence for any malformed upload
         model = model_from_config(cfg, name=upload.name.removesuffix(".json"), source="uploaded config.json")
     dtypes = tm.Dtypes(weight=None if weight == "native" else weight, kv=kv)
     system = cat.system(sysname)
