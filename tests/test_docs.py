@@ -28,17 +28,35 @@ def examples():
                     i += 1
                     cmd = cmd.rstrip()[:-1] + " " + lines[i].strip()
                 nxt = lines[i + 1] if i + 1 < len(lines) else ""
+                shown = []
+                j = i + 1
+                while j < len(lines) and not lines[j].startswith(("$ ", "```")):
+                    shown.append(lines[j])
+                    j += 1
                 cmd = re.sub(r"\s+#.*$", "", cmd)
                 if not any(s in cmd for s in SKIP):
-                    out.append(pytest.param(cmd, 2 if nxt.startswith("error:") else 0, id=f"{doc.name}:{i + 1}"))
+                    out.append(pytest.param(cmd, 2 if nxt.startswith("error:") else 0, "\n".join(shown),
+                                            id=f"{doc.name}:{i + 1}"))
             i += 1
     return out
 
 
-@pytest.mark.parametrize("cmd, code", examples())
-def test_documented_example_runs(cmd, code, tmp_path, monkeypatch):
+NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+
+
+def shown_numbers(text: str) -> set[str]:
+    """Numbers a documented output shows (a thousands separator or a decimal point, or 3+ digits):
+    each must appear in what the command prints now, so the docs cannot drift from the code."""
+    return {n for n in NUMBER.findall(text) if ("," in n or "." in n or len(n) >= 3) and not n.endswith(",")}
+
+
+@pytest.mark.parametrize("cmd, code, shown", examples())
+def test_documented_example_runs(cmd, code, shown, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = shlex.split(cmd)[1:]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == code, f"{cmd}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
     assert "Traceback" not in res.stdout + res.stderr
+    printed = res.stdout + res.stderr
+    missing = sorted(n for n in shown_numbers(shown) if n not in printed)
+    assert not missing, f"{cmd}: the docs show {missing}, which the command no longer prints"

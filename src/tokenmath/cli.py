@@ -489,7 +489,7 @@ def systems_cmd(json_: JsonOpt = False, catalog: CatalogOpt = None) -> None:
 @command("model")
 def model_cmd(
     name: Annotated[str, typer.Argument(help="Catalog name or path to a Hugging Face config.json.")],
-    context: Annotated[str, typer.Option("--context", help="Context length L (tokens; '128k' works).")] = "1",
+    context: Annotated[str, typer.Option("--context", help="Context length L (tokens; '128k' = 128,000: k/M are decimal).")] = "1",
     kv_dtype: KvOpt = "bf16",
     json_: JsonOpt = False,
     catalog: CatalogOpt = None,
@@ -562,7 +562,7 @@ def step_cmd(
     model: Annotated[str, typer.Option("--model", help="Catalog name or config.json path.")],
     system: Annotated[str, typer.Option("--system", help="Catalog system name.")],
     batch: Annotated[str, typer.Option("--batch", help="Sequences in the pass (B).")] = "1",
-    context: Annotated[str, typer.Option("--context", help="Context length attended to (L, tokens).")] = "0",
+    context: Annotated[str, typer.Option("--context", help="Context length attended to (L, tokens; '8k' = 8,000: k/M are decimal).")] = "0",
     new_tokens: Annotated[str, typer.Option("--new-tokens", help="New tokens per sequence (S): 1 = decode.")] = "1",
     chips: ChipsOpt = None,
     weight_dtype: WeightOpt = None,
@@ -657,7 +657,7 @@ def _print_estimate(est, priced: bool) -> None:
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Catalog name or config.json path.")]
 SystemOpt = Annotated[str, typer.Option("--system", help="Catalog system name.")]
-ContextOpt = Annotated[str, typer.Option("--context", help="Context length L (tokens; '128k' works).")]
+ContextOpt = Annotated[str, typer.Option("--context", help="Context length L (tokens; '128k' = 128,000: k/M are decimal).")]
 
 
 @command("curve")
@@ -933,6 +933,9 @@ def bubble_cmd(
         f" {b.peak_activation_microbatches:g} microbatches held at once",
         f"  source: {b.source}",
     ] + [f"  {row}" for row in drawn]
+    if drawn:
+        lines.append("  one column per forward-pass time; digit n = forward of microbatch n (mod 10), letter = its"
+                     " backward (a = 0, b = 1, …; two columns: backward costs 2 forwards), '.' = idle (the bubble)")
     _finish(json_, rec, lines)
 
 

@@ -713,6 +713,10 @@ def plan_record(p) -> dict[str, Any]:
     }
 
 
+def _key(x):
+    return (x.system, x.tp, x.ep, x.pp, x.batch, x.weight_dtype)
+
+
 def render_plan(p) -> list[str]:
     slo = []
     if p.min_tokens_per_s_per_user:
@@ -742,12 +746,16 @@ def render_plan(p) -> list[str]:
                         if "usd_per_mtok" in p.range_80 else ""))
     if b.replicas is not None:
         lines.append(f"  demand {p.demand_tokens_per_s:,.0f} tokens/s needs {b.replicas:,} replicas = {b.total_chips:,.0f} chips")
-    lines.append("  frontier (faster per user -> cheaper):")
+    lines.append("  frontier (faster per user -> cheaper; a stage is max(TP, EP) chips, × PP stages):")
     step = max(1, len(p.frontier) // 12)
-    for x in p.frontier[::step]:
+    shown = p.frontier[::step]
+    if p.frontier and p.frontier[-1] not in shown:
+        shown.append(p.frontier[-1])  # the cheapest end of the frontier is always printed
+    for x in shown:
         lines.append(
-            f"    {x.system:<14} TP{x.tp:<2} EP{x.ep:<4} PP{x.pp} B={x.batch:>7,.0f}  {x.tokens_per_s_per_user:>8,.1f} tok/s/user"
-            f"  {x.tokens_per_s_per_chip:>8,.0f} tok/s/chip  {usd(x.usd_per_mtok)}/Mtok"
+            f"    {x.system:<14} TP{x.tp:<2} EP{x.ep:<4} PP{x.pp} = {x.chips:>4} chips B={x.batch:>7,.0f}"
+            f"  {x.tokens_per_s_per_user:>8,.1f} tok/s/user  {x.tokens_per_s_per_chip:>8,.0f} tok/s/chip"
+            f"  {usd(x.usd_per_mtok)}/Mtok" + ("  <- cheapest" if _key(x) == _key(b) else "")
         )
     return lines
 
