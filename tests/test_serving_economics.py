@@ -259,3 +259,13 @@ def test_errors_are_sentences():
         sv.traffic(ds3, s, -5)
     with pytest.raises(tm.TokenmathError, match="topk"):
         with_sparse_attention(ds3, 0)
+
+
+def test_slow_mode_beyond_hbm_is_refused_with_the_reachable_range():
+    """Issue 12: `fastmode --speedup 0.5` returned a batch above what fits in HBM, unflagged."""
+    m, s = tm.get_model("deepseek-v3"), tm.get_system("gb200-nvl72")
+    with pytest.raises(tm.TokenmathError, match="fit in"):
+        sv.fast_mode(m, s, 4096, speedup=0.5)
+    # the cost-optimal reference already fills HBM here; from a smaller reference a slow mode fits
+    ok = sv.fast_mode(m, s, 4096, speedup=0.5, reference=1000)
+    assert 1000 < ok.batch <= sv.batch_to_fill_hbm(m, s, 4096)

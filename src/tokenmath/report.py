@@ -210,7 +210,11 @@ class Report:
 def build_report(model: Model, system: System, *, context: float = 4096, chips: int | None = None,
                  dtypes: Dtypes = Dtypes(), efficiency: Efficiency = ROOFLINE,
                  batches: tuple[float, ...] | None = None) -> Report:
-    n = system.scaleup_chips if chips is None else chips
+    if chips is None:  # one replica, as every command chooses it: the domain, or more when it does not fit
+        from .roofline import default_replica_chips
+
+        chips = default_replica_chips(model, system, context, 1, weight_dtype=dtypes.weight, kv_dtype=dtypes.kv)
+    n = chips
     bstar = balance_batch(model, system, dtypes=dtypes, efficiency=efficiency)
     bkv = balance_batch_with_kv(model, system, context, dtypes=dtypes, efficiency=efficiency)
     fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
@@ -357,10 +361,13 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         f" {usd(r.cost_floor_usd_per_mtok)}/Mtok at L = {count(r.context)}"
         f" ({usd(r.cost_floor_no_kv_usd_per_mtok)}/Mtok with no context)."
     )
-    if st0.usd_per_mtok is not None and r.steps[-1].usd_per_mtok:
+    fitting = [x for x in r.steps if x.fits]
+    if not fitting:
+        lines.append(f"No batch in the table fits: weights + KV exceed {r.chips} × {r.system.name}'s HBM; give --chips.")
+    elif st0.fits and st0.usd_per_mtok is not None and fitting[-1].usd_per_mtok and fitting[-1] is not st0:
         lines.append(
-            f"Batch 1 costs {st0.usd_per_mtok / r.steps[-1].usd_per_mtok:,.0f}× more per token than batch"
-            f" {count(r.steps[-1].batch)}: not batching is ruinous (the lecture's \"~1000× worse\")."
+            f"Batch 1 costs {st0.usd_per_mtok / fitting[-1].usd_per_mtok:,.0f}× more per token than batch"
+            f" {count(fitting[-1].batch)}, the largest in the table that fits: not batching is ruinous (the lecture's \"~1000× worse\")."
         )
     if r.balance_context is not None:
         lines.append(

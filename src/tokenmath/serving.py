@@ -317,6 +317,15 @@ def fast_mode(model: Model, system: System, context=4096, *, speedup: float | No
             b = ref if price_multiplier >= 1 else None
         if b is not None:
             answer_b = max(1.0, b)
+    if answer_b is not None and answer_b > ref:
+        fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
+        if answer_b > fill:  # a slow mode cannot hold more sequences than HBM does
+            t_fill = float(step(max(fill, 1.0)))
+            what = f"speedup {speedup:g}" if speedup is not None else f"price multiplier {price_multiplier:g}"
+            raise TokenmathError(
+                f"{what} needs a batch of {answer_b:,.0f}, more than the {fill:,.0f} sequences that fit in "
+                f"{n} × {system.name}'s HBM at context {context:,.0f}; the slowest reachable is "
+                f"{T_ref / t_fill:.3g}× the speed (batch {fill:,.0f})")
     if answer_b is not None:
         T = float(step(answer_b))
         answer_speed, answer_price = T_ref / T, (T / answer_b) / per_tok_ref
