@@ -31,7 +31,8 @@ def test_L48_kv_bytes_from_a_price_tier():
 def test_L49_candidate_layouts_include_the_lectures_2kB_layout():
     """L49: ~2 kB fits one KV layer shared by all layers × 2 × 8 KV heads × 128 dims at 1 byte."""
     layouts = pr.candidate_layouts(1667, models=CAT.models)
-    assert any(x.description == "GQA: 1 KV layers × 2 × 8 KV heads × 128 dims × fp8" for x in layouts)
+    assert any(x.description == "GQA: 1 layer that stores KV (the others share it) × 2 (K, V) × 8 KV heads × 128 dims × fp8"
+               for x in layouts)
     assert all(1 / 1.6 <= x.ratio <= 1.6 for x in layouts if not x.description.startswith("catalog"))
     real = {x.description.split()[2]: x.bytes_per_token for x in layouts if x.description.startswith("catalog")}
     assert 70_272 in real.values() and 327_680 in real.values()  # DeepSeek-V3 / Llama-3.1-70B: far above 2 kB

@@ -1238,6 +1238,9 @@ def prices_long_context_cmd(
     for r in rows:
         lines.append(f"  {r.model:<18} KV {r.kv_bytes_per_token:>9,.0f} B/token   L* {('none' if r.balance_context is None else f'{r.balance_context:,.0f}'):>9}"
                      f"   L_eq {r.attention_equals_weights_context:>11,.0f}   cost 1M/8k {('-' if r.cost_ratio_1m_vs_8k is None else f'{r.cost_ratio_1m_vs_8k:,.1f}×'):>8}")
+    lines.append("  cost 1M/8k: $/token at 1M tokens of context over $/token at 8k (weights amortised). Where L* < 8k the"
+                 " KV read sets the cost at both lengths, so the ratio is the context ratio, 1,000,000/8,192 ≈ 122×,"
+                 " whatever the model; windows, sparse attention (DSA) or an L* above 8k make it differ.")
     _finish(json_, {"system": s.name, "models": rp.jsonable(rows)}, lines)
 
 

@@ -97,10 +97,12 @@ def candidate_layouts(kv_bytes_per_token: float, *, models: dict[str, Model] | N
             for hd in (64, 128, 256):
                 for b, dt in ((1, "fp8"), (2, "bf16")):
                     v = layers * 2 * heads * hd * b
-                    out.append(KvLayout(f"GQA: {layers} KV layers × 2 × {heads} KV heads × {hd} dims × {dt}", v, v / target))
+                    what = "1 layer that stores KV (the others share it)" if layers == 1 else f"{layers} layers that store KV"
+                    out.append(KvLayout(f"GQA: {what} × 2 (K, V) × {heads} KV heads × {hd} dims × {dt}", v, v / target))
         for b, dt in ((1, "fp8"), (2, "bf16")):
             v = layers * (512 + 64) * b
-            out.append(KvLayout(f"MLA: {layers} layers × (512 latent + 64 rope) × {dt}", v, v / target))
+            what = "1 layer" if layers == 1 else f"{layers} layers"
+            out.append(KvLayout(f"MLA: {what} × (512 latent + 64 rope) × {dt}", v, v / target))
     keep = [x for x in out if 1 / tolerance <= x.ratio <= tolerance]
     keep.sort(key=lambda x: (abs(math.log(x.ratio)), x.bytes_per_token))
     keep = keep[:limit]

@@ -781,7 +781,8 @@ def render_infer(inf, sheet) -> list[str]:
     else:
         lines.append(f"  long-context tier at {sheet.long_context_threshold_tokens:,.0f} tokens -> ~{inf.kv_bytes_per_token:,.0f}"
                      " KV bytes per token, e.g.:")
-        lines += [f"    {x.description}: {x.bytes_per_token:,.0f} B ({x.ratio:.2f}×)" for x in inf.candidate_layouts[:6]]
+        lines += [f"    {x.description}: {x.bytes_per_token:,.0f} B ({x.ratio:.2f}× the inferred {inf.kv_bytes_per_token:,.0f} B)"
+                  for x in inf.candidate_layouts[:6]]
         real = [x for x in inf.candidate_layouts if x.description.startswith("catalog")]
         if real:
             lines.append(f"    (open models store far more: {', '.join(f'{x.description.split()[2]} {x.bytes_per_token:,.0f}' for x in real[:3])})")
