@@ -873,7 +873,7 @@ def plan_cmd(
     min_user: Annotated[Optional[float], Num("--min-tokens-per-s-per-user", help="SLO: decode speed each user sees.")] = None,
     max_ttft: Annotated[Optional[float], Num("--max-ttft-s", help="SLO: time to first token (s).")] = None,
     demand: Annotated[Optional[str], typer.Option("--demand-tokens-per-s", help="Total output tokens/s to serve.")] = None,
-    weight_dtypes: Annotated[Optional[str], typer.Option("--weight-dtypes", help="Comma-separated weight dtypes to try (default: native).")] = None,
+    weight_dtypes: Annotated[Optional[str], typer.Option("--weight-dtypes", help="Comma-separated weight dtypes to try (default: the checkpoint's, FP8, and FP4 where the chip has it).")] = None,
     kv_dtype: KvOpt = "bf16",
     overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: none|full.")] = "none",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
@@ -891,7 +891,7 @@ def plan_cmd(
     m = cat.model(model)
     names = _names(systems, "--systems", "system name") or sorted(cat.systems)
     syss = [cat.system(n) for n in names]
-    wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype") or [None]]
+    wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     D = None if demand is None else _count(demand, "--demand-tokens-per-s")
     kw = dict(input_tokens=_count(input_tokens, "--input-tokens"), output_tokens=_count(output_tokens, "--output-tokens"),

@@ -207,8 +207,24 @@ def _evaluate_estimate(model, system, layout, dtypes, I, O, profile, usd_per_chi
                  np.asarray(mem.total_bytes_per_chip, float)[fits], weight, kv, "estimate")
 
 
+def deployable_weight_dtypes(model: Model, system: System) -> list[str | None]:
+    """The weight dtypes a deployment would try on this system: the checkpoint's (None), FP8 where
+    the checkpoint is wider, and FP4 where the chip has FP4 tensor cores (NVFP4 on NVIDIA, MXFP4
+    elsewhere) — how these models are served, not only how they ship."""
+    from .profiles import vendor
+    from .units import dtype_bytes
+
+    out: list[str | None] = [None]
+    native = dtype_bytes(model.weight_dtype)
+    if native > 1 and system.chip.flops_per_s("fp8"):
+        out.append("fp8")
+    if native > 0.5625 and system.chip.flops_per_s("fp4"):
+        out.append("nvfp4" if vendor(system) == "nvidia" else "mxfp4")
+    return out
+
+
 def plan_system(model: Model, system: System, *, input_tokens: float, output_tokens: float,
-                weight_dtypes: Iterable[str | None] = (None,), kv_dtype: str = "bf16",
+                weight_dtypes: Iterable[str | None] | str = "deployable", kv_dtype: str = "bf16",
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
                 overlap: str = "none", estimate: str = "calibrated",
                 engine: str | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
@@ -222,6 +238,8 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
     parts: list[dict[str, np.ndarray]] = []
     rejected: dict[str, int] = {}
     n_layouts = 0
+    if weight_dtypes == "deployable":
+        weight_dtypes = deployable_weight_dtypes(model, system)
     for wd in weight_dtypes:
         dt = Dtypes(weight=wd, kv=kv_dtype)
         try:
@@ -248,7 +266,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
 
 def plan(model: Model, systems: list[System], *, input_tokens: float, output_tokens: float,
          min_tokens_per_s_per_user: float | None = None, max_ttft_s: float | None = None,
-         demand_tokens_per_s: float | None = None, weight_dtypes: Iterable[str | None] = (None,),
+         demand_tokens_per_s: float | None = None, weight_dtypes: Iterable[str | None] | str = "deployable",
          kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "none",
          usd_per_chip_hour: float | None = None, scheduler: str | None = None,
          progress: Callable[[int, int, str], None] | None = None, estimate: str = "calibrated",
@@ -269,7 +287,7 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     if model.is_totals_only:
         raise TokenmathError(f"model {model.name!r} is defined by totals only; the planner lays out layers and "
                              "experts, so it needs the architecture (a config.json)")
-    weight_dtypes = list(weight_dtypes)
+    weight_dtypes = weight_dtypes if weight_dtypes == "deployable" else list(weight_dtypes)
     kw = dict(input_tokens=input_tokens, output_tokens=output_tokens, weight_dtypes=weight_dtypes, kv_dtype=kv_dtype,
               efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap, estimate=estimate,
               engine=engine)
