@@ -134,3 +134,27 @@ def test_L24_L33_scaleup_numbers():
 def test_sparsity_lecture_model():
     """19:07: the lecture's DeepSeek-like model, 700B total / 37B active, is 18.9× sparse."""
     assert tm.param_counts(CAT.model("lecture-moe-700b")).sparsity == pytest.approx(18.92, abs=0.01)
+
+
+def test_L10_operating_batch_is_two_to_three_times_the_balance_batch():
+    """Lecture 19:31–19:47 (L10): serve 2–3× above the balance point. With the lecture's own
+    B* = 300 × 8 = 2,400 that is 4,800–7,200 sequences; tokenmath counts B* exactly."""
+    import tokenmath.serving as sv
+
+    m, s = tm.get_model("deepseek-v3"), tm.get_system("gb200-nvl72")
+    lo, hi = sv.operating_batch(m, s)
+    b = sv.balance_batch(m, s)
+    assert (lo, hi) == pytest.approx((2 * b, 3 * b), rel=1e-12)
+    assert sv.balance(m, s).operating_batch == pytest.approx((lo, hi))
+
+
+def test_L62_one_hour_cache_is_three_times_cheaper_per_minute():
+    """Lecture 1:59 (L58/L62, Anthropic price sheet): input $5, 5-minute write $6.25, 1-hour write
+    $10 -> surcharge 0.25 per 5 min = 0.05 per minute vs 1.0 per 60 min = 0.0167: 3× cheaper."""
+    from tokenmath import prices as pr
+
+    sheet = tm.load_catalog().price_sheet("claude-opus-4.6")
+    per_min = pr.cache_write_surcharge_per_minute(sheet)
+    assert per_min["5m"] == pytest.approx(0.05, rel=1e-9)
+    assert per_min["1h"] == pytest.approx(1 / 60, rel=1e-9)
+    assert per_min["5m"] / per_min["1h"] == pytest.approx(3.0, rel=1e-9)

@@ -150,6 +150,16 @@ class Inference:
     cache_tiers: dict[str, str]  # TTL label -> tier
     fast_mode: dict | None
     assumptions: list[str]
+    cache_write_surcharge_per_minute: dict[str, float] = None  # TTL label -> (write/input − 1) / TTL minutes
+
+
+def cache_write_surcharge_per_minute(sheet: PriceSheet) -> dict[str, float]:
+    """What each prompt-cache write tier charges above the input price, per minute it is held, as
+    a fraction of the input price: (write price / input price − 1) / TTL in minutes. Anthropic's
+    5-minute write at 1.25× is 0.05 per minute, the 1-hour write at 2× is 0.017: the hour tier is
+    3× cheaper per minute held — it points to a cheaper memory tier (lecture 1:59, L62)."""
+    return {_ttl_label(t): (price / sheet.input_usd_per_mtok - 1.0) / (t / 60.0)
+            for t, price in sheet.cache_write_usd_per_mtok}
 
 
 def _ttl_label(s: float) -> str:
@@ -187,7 +197,8 @@ def infer(sheet: PriceSheet, system: System, *, active_params: float, model: Mod
         "output/input ratio read as decode cost ÷ prefill cost per token (same margin on both)",
         "cache tier: the tier whose drain time (capacity/bandwidth) is nearest the TTL",
     ]
-    return Inference(sheet.name, system.name, float(active_params), kv, layouts, ratio, b_ratio, r_opt, cache, fast, notes)
+    return Inference(sheet.name, system.name, float(active_params), kv, layouts, ratio, b_ratio, r_opt, cache, fast, notes,
+                     cache_write_surcharge_per_minute(sheet))
 
 
 # --------------------------------------------------------------------------------------------

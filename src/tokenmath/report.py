@@ -518,6 +518,9 @@ def render_balance(b, m: Model, s: System) -> list[str]:
         f"  balance batch B* = hardware ratio × sparsity = {_n(b.balance_batch)}: below it the weight fetch"
         " dominates, above it compute does (KV ignored)",
     ]
+    if b.operating_batch:
+        lines.append(f"  the lecture's operating batch, 2–3 × B* (real efficiency is below the roofline):"
+                     f" {_n(b.operating_batch[0])} – {_n(b.operating_batch[1])} sequences")
     if b.balance_batch_with_kv is None:
         lines.append(f"  with KV at L = {b.context:,.0f}: no balance batch — the KV read per sequence outlasts its"
                      " compute, so decode is memory bound at every batch")
@@ -793,6 +796,9 @@ def render_infer(inf, sheet) -> list[str]:
         lines.append(f"    at the stand-in model's cost-optimal batch the ratio would be {inf.ratio_at_cost_optimal_batch:.2g}×")
     if inf.cache_tiers:
         lines.append("  cache TTLs -> tier with the nearest drain time: " + ", ".join(f"{k} -> {v}" for k, v in inf.cache_tiers.items()))
+        if inf.cache_write_surcharge_per_minute:
+            lines.append("  cache-write surcharge per minute held (× the input price): " + ", ".join(
+                f"{k} {v:.3g}" for k, v in inf.cache_write_surcharge_per_minute.items()))
     if inf.fast_mode:
         f = inf.fast_mode
         if f["consistent"]:

@@ -162,6 +162,16 @@ class Balance:
     expert_ratio: float | None  # E / k, which the lecture's "sparsity 8" confused with the above
     flops_per_byte: float  # FLOP/s ÷ HBM B/s of the compute dtype
     hardware_ratio: float  # FLOP/s × b_w ÷ (2·BW)
+    operating_batch: tuple[float, float] = ()  # the lecture's "serve 2–3× above the balance point" (19:31)
+
+
+def operating_batch(model: Model, system: System, *, dtypes: Dtypes = Dtypes(),
+                    efficiency: Efficiency = ROOFLINE) -> tuple[float, float]:
+    """The lecture's operating batch (19:31–19:47): serve 2–3× above the balance batch B*, since
+    real efficiency falls short of the roofline — (2·B*, 3·B*). The lecture's own "2–3k tokens per
+    batch" is 2–3 × its 2,400 read as thousands; with B* counted exactly it is 2–3 × B* sequences."""
+    b = balance_batch(model, system, dtypes=dtypes, efficiency=efficiency)
+    return (2.0 * b, 3.0 * b)
 
 
 def balance(model: Model, system: System, context=4096, *, batch: float | None = None, chips: int | None = None,
@@ -186,6 +196,7 @@ def balance(model: Model, system: System, context=4096, *, batch: float | None =
         expert_ratio=(model.moe.n_experts / model.moe.k) if model.moe else None,
         flops_per_byte=float(system.chip.flops_per_s(cls)) / system.chip.hbm_bytes_per_s,
         hardware_ratio=hardware_ratio(system, weight, compute),
+        operating_batch=operating_batch(model, system, dtypes=dtypes, efficiency=efficiency),
     )
 
 
