@@ -31,14 +31,14 @@ def main() -> None:
             for _ in range(60):
                 try:
                     page.goto(f"http://127.0.0.1:{port}", timeout=5000)
-                    page.wait_for_selector("#step-s", timeout=30_000)
+                    page.wait_for_selector("#step-s", state="attached", timeout=30_000)  # a hidden test hook
                     break
                 except Exception:
                     time.sleep(1)
-            time.sleep(1)
+            time.sleep(1.5)
             page.screenshot(path=str(OUT / "batch.png"))
             page.get_by_text("Layout", exact=True).click()
-            page.wait_for_selector("#fits", timeout=30_000)
+            page.wait_for_selector("#fits", state="attached", timeout=30_000)
             time.sleep(1.5)
             page.screenshot(path=str(OUT / "layout.png"))
             browser.close()

@@ -55,6 +55,181 @@ def test_every_page_renders(page):
     assert not at.exception and not at.error
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_test_hooks_are_hidden_from_people(page):
+    """The ids the tests read are display:none spans; no raw "step_s: ..." text reaches the page."""
+    at = fresh(page)
+    hooks = [md.value for md in at.markdown if "id='" in md.value]
+    assert hooks, page
+    for h in hooks:
+        assert h.startswith("<div style='display:none'>"), h
+        assert all("style='display:none'" in part for part in h.split("<span")[1:]), h
+    shown = " ".join(e.value for e in [*at.markdown, *at.caption] if "id='" not in e.value)
+    assert not re.search(r"\b(step_s|batch|fits|overtrain|kv-implied)\s*:\*\*", shown)
+    assert "**balance context L*:**" not in shown and "*balance context L:*" not in shown
+
+
+def test_error_details_are_off_and_every_exception_is_one_sentence(monkeypatch):
+    """The page boundary: any exception (not only TokenmathError) becomes one st.error sentence,
+    with neither a stack trace nor the server's paths, and Streamlit's error details are off."""
+    import streamlit as st
+
+    from tokenmath import serving
+
+    at = fresh("Batch")
+    assert st.get_option("client.showErrorDetails") in ("none", False, "false")
+    for exc in (RecursionError("maximum recursion depth exceeded"), ValueError("/home/secret/site-packages/x.py"),
+                OverflowError("(34, 'Numerical result out of range')"), ZeroDivisionError("float division by zero"),
+                KeyError("num_hidden_layers"), MemoryError()):
+        def boom(*a, _e=exc, **k):
+            raise _e
+
+        monkeypatch.setattr(serving, "balance_batch", boom)
+        at.select_slider(key="batch").set_value(64).run()
+        assert not at.exception, exc
+        assert len(at.error) == 1, exc
+        msg = at.error[0].value
+        assert type(exc).__name__ in msg and "Traceback" not in msg and "/" not in msg and "secret" not in msg
+        assert msg.count(". ") == 0 and msg.endswith(".")
+        monkeypatch.undo()
+    at.select_slider(key="batch").set_value(128).run()
+    assert not at.exception and not at.error
+
+
+def test_slider_defaults_are_round():
+    at = fresh("Batch")
+    assert at.select_slider(key="batch_context").value == 4096 and at.select_slider(key="batch").value == 1024
+    at = fresh("Layout")
+    assert at.select_slider(key="layout_context").value == 4096 and at.select_slider(key="layout_batch").value == 512
+    at = fresh("Prices")
+    assert at.select_slider(key="prompt").value == 8192
+    from tokenmath.web import app as _  # noqa: F401  (imports cleanly outside Streamlit)
+
+
+def test_sidebar_shows_only_the_controls_a_page_uses():
+    at = fresh("Batch", model="llama-3.1-8b", system="h200-sxm")
+    assert {w.key for w in at.sidebar.selectbox} >= {"model", "system", "weight", "kv"}
+    at.sidebar.radio(key="page").set_value("Training").run()
+    assert not at.exception and not at.error
+    assert not at.sidebar.selectbox  # the training page uses no model, system or dtype
+    at.sidebar.radio(key="page").set_value("Batch").run()  # the choices survive the trip
+    assert at.sidebar.selectbox(key="model").value == "llama-3.1-8b"
+    assert at.sidebar.selectbox(key="system").value == "h200-sxm"
+    assert "llama-3.1-8b" in at.caption[1].value or "h200-sxm" in at.caption[1].value
+
+
+def test_context_page_text_and_crossover_only_where_it_exists():
+    at = fresh("Context")
+    text = " ".join(md.value for md in at.markdown)
+    assert "Balance context L\\* =" in text  # escaped: renders as "L*", not a markdown glitch
+    assert span(at, "l-at-batch") != "none"  # the default batch (~3× B*) shows a crossover on the chart
+    at.toggle(key="sparse").set_value(True).run()
+    assert span(at, "l-star").startswith("none")
+    at.select_slider(key="ctx_batch").set_value(256).run()  # below B*: the weight fetch binds at every L
+    assert span(at, "l-at-batch") == "none"
+    assert "no crossover" in " ".join(c.value for c in at.caption)
+
+
+def test_layout_caption_agrees_with_the_chart():
+    at = fresh("Layout")
+    at.select_slider(key="pp").set_value(4).run()
+    cap = " ".join(c.value for c in at.caption)
+    assert "divides both the weights and the KV" in cap and "right bar" in cap
+    model, system = CAT.model("deepseek-v3"), CAT.system("gb200-nvl72")
+    from tokenmath import layout as lay
+
+    ep, tp = at.select_slider(key="ep").value, at.select_slider(key="tp").value
+    b, L = at.select_slider(key="layout_batch").value, at.select_slider(key="layout_context").value
+    one = lay.layout_memory(model, system, lay.Layout(tp=tp, ep=ep, pp=1), b, L)
+    four = lay.layout_memory(model, system, lay.Layout(tp=tp, ep=ep, pp=4), b, L)
+    grown = lay.layout_memory(model, system, lay.Layout(tp=tp, ep=ep, pp=4), 4 * b, L)
+    assert four.kv_bytes_per_chip == pytest.approx(one.kv_bytes_per_chip / 4)  # fixed B: KV / PP too
+    assert four.weights_bytes_per_chip == pytest.approx(one.weights_bytes_per_chip / 4)
+    assert grown.kv_bytes_per_chip == pytest.approx(one.kv_bytes_per_chip)  # B = PP·b: KV per chip unchanged
+
+
+def _labels(fig):
+    ax = fig.axes[0]
+    return [t.get_text() for t in ax.get_legend().get_texts()], ax
+
+
+def test_batch_charts_mark_the_choice_label_bstar_shade_overflow_and_keep_lines_visible():
+    import matplotlib.pyplot as plt
+
+    from tokenmath import plots, serving
+
+    model, system = CAT.model("deepseek-v3"), CAT.system("h200-sxm")
+    curve = serving.curve(model, system, over="batch", context=32768, chips=8, points=100)
+    assert not curve.fits.all()
+    s = tm.step_time(model, system, 64, 32768, chips=8)
+    fig = plots.latency_vs_batch(curve, title="t", balance_batch=300.0, drain_s=0.02, mark=(64, s.step_s))
+    labels, ax = _labels(fig)
+    assert any(lab.startswith("balance batch B* = 300") for lab in labels)
+    assert any(lab.startswith("does not fit in HBM") for lab in labels)
+    assert any(lab.startswith("chosen B = 64") for lab in labels)
+    dot = [ln for ln in ax.lines if ln.get_label().startswith("chosen")][0]
+    assert dot.get_xdata()[0] == 64 and dot.get_ydata()[0] == pytest.approx(s.step_s * 1e3)
+    step = [ln for ln in ax.lines if ln.get_label().startswith("step =")][0]
+    parts = [ln for ln in ax.lines if ln.get_label().startswith(("compute", "weight", "KV"))]
+    assert all(step.get_zorder() > p.get_zorder() and step.get_linewidth() < p.get_linewidth() for p in parts)
+    assert step.get_linestyle() == "--"
+    plt.close(fig)
+    fig = plots.cost_vs_batch(curve, title="t", floor_usd_per_mtok=0.01, balance_batch=300.0, mark=(64, s.usd_per_mtok))
+    labels, _ = _labels(fig)
+    assert any(lab.startswith("chosen B = 64") for lab in labels) and any("does not fit" in lab for lab in labels)
+    plt.close(fig)
+
+
+def test_context_chart_draws_lstar_only_where_the_lines_cross():
+    import matplotlib.pyplot as plt
+
+    from tokenmath import kvcache, plots, serving
+
+    system = CAT.system("gb200-nvl72")
+    sparse = kvcache.with_sparse_attention(CAT.model("deepseek-v3"), 2048)
+    curve = serving.curve(sparse, system, over="context", batch=256, chips=72, points=60)
+    fig = plots.cost_vs_context(curve, title="t", crossover=5000.0)  # nothing crosses: no L* line
+    labels, _ = _labels(fig)
+    assert not any("cross" in lab for lab in labels)
+    plt.close(fig)
+    dense = CAT.model("deepseek-v3")
+    LB = serving.balance_context(dense, system, 16384, chips=72)
+    curve = serving.curve(dense, system, over="context", batch=16384, chips=72, points=60)
+    fig = plots.cost_vs_context(curve, title="t", crossover=LB)
+    labels, _ = _labels(fig)
+    assert LB and any(lab.startswith("lines cross at L") for lab in labels)
+    plt.close(fig)
+
+
+def test_layout_chart_has_title_units_and_hbm_line():
+    import matplotlib.pyplot as plt
+
+    from tokenmath import layout as lay
+    from tokenmath import plots
+
+    model, system = CAT.model("deepseek-v3"), CAT.system("gb200-nvl72")
+    m = lay.layout_memory(model, system, lay.Layout(tp=1, ep=64, pp=1), 512, 4096)
+    fig = plots.layout_memory_per_chip([("EP64", m)], m.hbm_bytes_per_chip, title="memory per chip")
+    labels, ax = _labels(fig)
+    assert ax.get_title() == "memory per chip" and ax.get_ylabel() == "GB per chip"
+    assert any(lab.startswith("HBM capacity") and "GB per chip" in lab for lab in labels)
+    plt.close(fig)
+
+
+def test_prices_chart_says_what_it_shows_and_formats_durations():
+    import matplotlib.pyplot as plt
+
+    from tokenmath import plots
+
+    at = fresh("Prices")
+    assert "deepseek-v3" in " ".join(h.value for h in at.subheader)
+    fig = plots.cache_cost_vs_hold(CAT.model("deepseek-v3"), CAT.system("gb200-nvl72"), 8192, CAT.storage, title="t")
+    labels, _ = _labels(fig)
+    drains = [lab for lab in labels if "drain" in lab]
+    assert drains and not any(re.search(r"\de[+-]\d", lab) for lab in drains), drains
+    plt.close(fig)
+
+
 def test_batch_page_matches_the_cli_and_moves_with_the_slider():
     at = fresh("Batch")
     for batch in (1, 64, 4096):
@@ -142,33 +317,69 @@ def test_end_to_end_in_a_real_browser():
             while True:
                 try:
                     page.goto(f"http://127.0.0.1:{port}", timeout=10_000)
-                    page.wait_for_selector("#step-s", timeout=30_000)
+                    page.wait_for_selector("#step-s", state="attached", timeout=30_000)
                     break
                 except Exception:
                     if time.time() > deadline or proc.poll() is not None:
                         raise
                     time.sleep(1)
-            before = page.inner_text("#step-s")
+            assert not page.is_visible("#step-s")  # a test hook, not text for people
+            assert "step_s" not in page.inner_text("body")
+            before = page.text_content("#step-s")
             slider = page.get_by_role("slider").nth(1)  # context, then batch
             slider.focus()
             for _ in range(4):
                 page.keyboard.press("ArrowRight")
-            page.wait_for_function(f"document.querySelector('#step-s') && document.querySelector('#step-s').innerText != '{before}'",
+            page.wait_for_function(f"document.querySelector('#step-s') && document.querySelector('#step-s').textContent != '{before}'",
                                    timeout=30_000)
             time.sleep(0.5)
-            batch = int(page.inner_text("#batch-value"))
-            shown = float(page.inner_text("#step-s"))
+            batch = int(page.text_content("#batch-value"))
+            context = int(page.text_content("#context-value"))
+            chips = int(page.text_content("#chips-value"))
+            shown = float(page.text_content("#step-s"))
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "e2e-batch.png"), full_page=True)
+            # every page, screenshotted tall enough to show its charts (artifacts to look at)
+            page.set_viewport_size({"width": 1400, "height": 2600})
+            for name, hook in SCREENSHOT_PAGES:
+                page.get_by_text(name, exact=True).click()
+                page.wait_for_selector(f"#{hook}", state="attached", timeout=60_000)
+                time.sleep(1.5)
+                assert page.locator("[data-testid=stAlertContentError], [data-testid=stException]").count() == 0, name
+                assert "Traceback" not in page.inner_text("body"), name
+                page.screenshot(path=str(ARTIFACTS / f"page-{slug(name)}.png"))
+            # a malformed upload (a number JSON cannot hold, nesting 3,000 deep): one sentence, no stack trace
+            page.get_by_text("Batch", exact=True).click()
+            page.wait_for_selector("#step-s", state="attached", timeout=60_000)
+            bad = ARTIFACTS / "bad-config.json"
+            bad.write_text('{"num_hidden_layers": 1e400, "hidden_size": NaN, "x": ' + "[" * 3000 + "]" * 3000 + "}")
+            page.locator("input[type=file]").set_input_files(str(bad))
+            page.wait_for_selector("[data-testid=stAlertContentError]", timeout=60_000)
+            time.sleep(1)
+            alert = page.inner_text("[data-testid=stAlertContentError]")
+            body = page.inner_text("body")
+            page.screenshot(path=str(ARTIFACTS / "page-bad-upload.png"))
             browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    assert batch != 1024
-    rec = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(batch), "--context", "4100",
-                   "--chips", "72", "--allow-overflow", "--efficiency", "roofline")  # the blackboard draws the bound
+    assert batch != 1024 and context == 4096
+    assert "Traceback" not in body and "site-packages" not in body and str(Path.home()) not in body
+    assert alert.strip() and "\n" not in alert.strip(), alert
+    rec = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(batch), "--context",
+                   str(context), "--chips", str(chips), "--allow-overflow", "--efficiency", "roofline")  # the bound
     assert shown == pytest.approx(rec["step_s"], rel=1e-5)
     assert (ARTIFACTS / "e2e-batch.png").stat().st_size > 20_000
+    for name, _ in SCREENSHOT_PAGES:
+        assert (ARTIFACTS / f"page-{slug(name)}.png").stat().st_size > 20_000, name
+
+
+SCREENSHOT_PAGES = (("Batch", "step-s"), ("Context", "l-star"), ("Fast/slow mode", "price-multiplier"),
+                    ("Layout", "fits"), ("Prices", "kv-implied"), ("Training", "overtrain"))
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z]+", "-", name.lower()).strip("-")
 
 
 def test_serve_binds_localhost_by_default():

@@ -1394,7 +1394,7 @@ def serve_cmd(
     args = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "1",
             "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-            "--client.toolbarMode", "viewer"]
+            "--client.toolbarMode", "viewer", "--client.showErrorDetails", "none"]
     if not loopback:
         err.print(f"[bold yellow]warning:[/] --host {escape(host)} is not this machine only: anyone who can reach it"
                   " can use the blackboard (it has no login); leave --host out to bind 127.0.0.1", highlight=False)

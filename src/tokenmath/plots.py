@@ -6,11 +6,13 @@ Thin: every curve comes from tokenmath.serving / roofline; this module only draw
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from .errors import TokenmathError
+from .units import seconds
 
 try:  # optional dependency
     import matplotlib
@@ -19,6 +21,10 @@ try:  # optional dependency
     import matplotlib.pyplot as plt
 except ImportError:  # pragma: no cover - exercised only without the extra
     plt = None
+
+# matplotlib is not thread-safe (its mathtext parser breaks under concurrent use: a ParseException on a
+# log-axis tick label); the web app serves every session from its own thread, so it draws under this lock.
+LOCK = threading.RLock()
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")  # what --plot accepts (matplotlib writes each without extras)
 
@@ -30,10 +36,10 @@ def _need_matplotlib():
         raise TokenmathError("plots need matplotlib: pip install 'tokenmath[plots]'")
 
 
-def _finish(fig, ax, path, *, fontsize: int = 8):
+def _finish(fig, ax, path, *, fontsize: int = 8, loc: str = "best"):
     """The common ending: a light log grid, the legend, then save (or return the figure)."""
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=fontsize)
+    ax.legend(fontsize=fontsize, loc=loc)
     return _save(fig, path)
 
 
@@ -58,37 +64,69 @@ def _save(fig, path: Path | None):
     return path
 
 
-def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drain_s: float | None = None, path=None):
-    """Step time vs batch: compute (through 0), weight fetch (flat), KV fetch (a line) and their max."""
+def _shade_overflow(ax, st):
+    """Shade the batches whose weights + KV do not fit in the chips' HBM (st.fits False)."""
+    fits = np.atleast_1d(st.fits)
+    B = np.atleast_1d(st.batch)
+    if fits.shape == B.shape and B.size > 1 and not np.all(fits):
+        first = float(B[~fits].min())
+        ax.axvspan(first, float(B.max()), color=COLORS["weights"], alpha=0.07, zorder=0,
+                   label=f"does not fit in HBM (B ≥ {first:,.0f})")
+
+
+def _mark(ax, mark, color: str = "#ff7f0e", unit: str = ""):
+    """The chosen point (x, y): a vertical line and a dot, so moving a slider moves something."""
+    if mark is None:
+        return
+    x, y = mark
+    ax.axvline(x, color=color, lw=1.2, alpha=0.8, zorder=4)
+    ax.plot([x], [y], "o", color=color, ms=7, zorder=6, label=f"chosen B = {x:,.0f}: {unit}")
+
+
+def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drain_s: float | None = None, path=None,
+                     mark: tuple[float, float] | None = None):
+    """Step time vs batch: compute (through 0), weight fetch (flat), KV fetch (a line) and their max
+    (drawn thin and dashed on top, so no line hides under it); batches that overflow HBM shaded;
+    `mark` = (batch, step_s) marks the chosen point."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     B = st.batch
-    ax.plot(B, st.compute_s * 1e3, color=COLORS["compute"], label="compute  2·B·N_active / FLOP/s")
-    ax.plot(B, st.weights_s * 1e3, color=COLORS["weights"], label="weight fetch  N_total·b / BW")
-    ax.plot(B, st.kv_s * 1e3, color=COLORS["kv"], label="KV fetch  B·L·kv / BW")
-    ax.plot(B, st.step_s * 1e3, color=COLORS["step"], lw=2.5, label="step = max(compute, weights + KV)")
-    if balance_batch:
-        ax.axvline(balance_batch, ls="--", color=COLORS["floor"], lw=1)
-        ax.annotate(f"B* = {balance_batch:,.0f}", (balance_batch, ax.get_ylim()[0]), rotation=90, va="bottom",
-                    ha="right", fontsize=8)
+    ax.plot(B, st.compute_s * 1e3, color=COLORS["compute"], lw=2, zorder=2, label="compute  2·B·N_active / FLOP/s")
+    ax.plot(B, st.weights_s * 1e3, color=COLORS["weights"], lw=2, zorder=2, label="weight fetch  N_total·b / BW")
+    ax.plot(B, st.kv_s * 1e3, color=COLORS["kv"], lw=2, zorder=2, label="KV fetch  B·L·kv / BW")
+    ax.plot(B, st.step_s * 1e3, color=COLORS["step"], lw=1.4, ls="--", zorder=5,
+            label="step = max(compute, weights + KV)")
     if drain_s:
         ax.axhline(drain_s * 1e3, ls=":", color=COLORS["floor"], lw=1)
-        ax.annotate(f"HBM drain {drain_s * 1e3:.1f} ms", (B[0], drain_s * 1e3), va="bottom", fontsize=8)
+        ax.annotate(f"HBM drain {seconds(drain_s)}", (B[0], drain_s * 1e3), va="bottom", fontsize=8)
+    if balance_batch:
+        ax.set(xscale="log", yscale="log")  # before placing text at the bottom of the (log) axis
+        ax.axvline(balance_batch, ls="-.", color=COLORS["floor"], lw=1, label=f"balance batch B* = {balance_batch:,.0f}")
+        ax.annotate(f"B* = {balance_batch:,.0f}", (balance_batch, ax.get_ylim()[0]), rotation=90, va="bottom",
+                    ha="right", fontsize=8)
+    _shade_overflow(ax, st)
+    if mark is not None:
+        _mark(ax, (mark[0], mark[1] * 1e3), unit=f"step {seconds(mark[1])}")
     ax.set(xscale="log", yscale="log", xlabel="batch B (sequences)", ylabel="time per step (ms)", title=title)
-    return _finish(fig, ax, path)
+    return _finish(fig, ax, path, fontsize=7, loc="lower right")  # the empty corner: lines rise to the right
 
 
-def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_batch: float | None = None, path=None):
-    """$/Mtok vs batch: falls as 1/B while weights dominate, then flattens on the compute/KV floor."""
+def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_batch: float | None = None, path=None,
+                  mark: tuple[float, float] | None = None):
+    """$/Mtok vs batch: falls as 1/B while weights dominate, then flattens on the compute/KV floor.
+    Batches that overflow HBM shaded; `mark` = (batch, $/Mtok) marks the chosen point."""
     _need_matplotlib()
     if st.usd_per_mtok is None:
         raise TokenmathError("this system has no price: give --usd-per-chip-hour to plot cost")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(st.batch, st.usd_per_mtok, color=COLORS["step"], lw=2.5, label="cost per million tokens")
+    ax.plot(st.batch, st.usd_per_mtok, color=COLORS["step"], lw=2, zorder=3, label="cost per million tokens")
     if floor_usd_per_mtok:
         ax.axhline(floor_usd_per_mtok, ls="--", color=COLORS["floor"], label=f"cost floor ${floor_usd_per_mtok:.3g}/Mtok")
     if balance_batch:
-        ax.axvline(balance_batch, ls=":", color=COLORS["floor"], lw=1, label=f"B* = {balance_batch:,.0f}")
+        ax.axvline(balance_batch, ls="-.", color=COLORS["floor"], lw=1, label=f"balance batch B* = {balance_batch:,.0f}")
+    _shade_overflow(ax, st)
+    if mark is not None:
+        _mark(ax, mark, unit=f"${mark[1]:.3g}/Mtok")
     ax.set(xscale="log", yscale="log", xlabel="batch B (sequences)", ylabel="$ per million output tokens", title=title)
     return _finish(fig, ax, path)
 
@@ -105,11 +143,16 @@ def cost_vs_context(st, *, title: str, crossover: float | None, path=None):
         scale, unit = a.chips, "chip-seconds per million tokens"
     fig, ax = plt.subplots(figsize=(7, 4.5))
     L = st.context
-    ax.plot(L, st.compute_s * per_mtok * scale, color=COLORS["compute"], label="compute")
-    ax.plot(L, (st.weights_s + st.kv_s) * per_mtok * scale, color=COLORS["kv"], label="weight + KV fetch")
-    ax.plot(L, st.step_s * per_mtok * scale, color=COLORS["step"], lw=2.5, label="cost = max of the two")
-    if crossover:
-        ax.axvline(crossover, ls="--", color=COLORS["floor"], label=f"crossover L* = {crossover:,.0f}")
+    compute = st.compute_s * per_mtok * scale
+    memory = (st.weights_s + st.kv_s) * per_mtok * scale
+    ax.plot(L, compute, color=COLORS["compute"], lw=2, zorder=2, label="compute")
+    ax.plot(L, memory, color=COLORS["kv"], lw=2, zorder=2, label="weight + KV fetch")
+    ax.plot(L, st.step_s * per_mtok * scale, color=COLORS["step"], lw=1.4, ls="--", zorder=5, label="cost = max of the two")
+    # L* only where the two drawn lines do cross, inside the drawn range (never a line where nothing crosses)
+    d = np.atleast_1d(compute - memory)
+    crosses = d.size > 1 and bool(np.any(d > 0)) and bool(np.any(d <= 0))
+    if crossover and crosses and float(np.min(L)) <= crossover <= float(np.max(L)):
+        ax.axvline(crossover, ls="-.", color=COLORS["floor"], label=f"lines cross at L = {crossover:,.0f} tokens")
     ax.set(xscale="log", yscale="log", xlabel="context L (tokens)", ylabel=unit, title=title)
     return _finish(fig, ax, path)
 
@@ -213,20 +256,50 @@ def memory_stack(mem, *, title: str, path=None):
     return _save(fig, path)
 
 
-def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 1.0, title: str, path=None):
+def layout_memory_per_chip(bars, hbm_bytes_per_chip: float, *, title: str, path=None):
+    """Memory per chip of one or more layouts side by side: weights, KV and activations stacked in
+    GB, against the chip's HBM capacity (a line). `bars` is [(label, LayoutMemory), ...]."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    parts = (("weights", "weights_bytes_per_chip", COLORS["weights"]), ("KV cache", "kv_bytes_per_chip", COLORS["kv"]),
+             ("activations", "activation_bytes_per_chip", COLORS["compute"]))
+    x = np.arange(len(bars))
+    bottom = np.zeros(len(bars))
+    for name, attr, col in parts:
+        v = np.array([float(getattr(m, attr)) for _, m in bars]) / 1e9
+        ax.bar(x, v, 0.55, bottom=bottom, color=col, label=name)
+        for xi, b, vi in zip(x, bottom, v):
+            if vi > 0.04 * max(hbm_bytes_per_chip / 1e9, 1e-9):
+                ax.annotate(f"{vi:,.1f} GB", (xi, b + vi / 2), ha="center", va="center", fontsize=8, color="white")
+        bottom += v
+    hbm = hbm_bytes_per_chip / 1e9
+    ax.axhline(hbm, ls="--", color="black", lw=1.2, label=f"HBM capacity {hbm:,.0f} GB per chip")
+    ax.set_xlim(-1.5, 1.5) if len(bars) == 1 else ax.set_xlim(-0.6, len(bars) - 0.4)  # a single bar stays a bar
+    ax.set(xticks=x, xticklabels=[lab for lab, _ in bars], ylabel="GB per chip", title=title,
+           ylim=(0, max(hbm, float(bottom.max())) * 1.3))
+    ax.grid(True, axis="y", alpha=0.25)
+    ax.legend(fontsize=8, loc="upper center", ncol=4)  # one row above the HBM line
+    return _save(fig, path)
+
+
+def cache_cost_vs_hold(model, system, prompt_tokens, storage, *, reuse: float = 1.0, title: str, path=None,
+                       dtypes=None):
     """Cost of keeping a prompt's KV cache vs how long it is held, per tier, against recomputing."""
     from . import prices as pr
-
+    from .roofline import Dtypes
+    dtypes = Dtypes() if dtypes is None else dtypes
     _need_matplotlib()
     holds = np.geomspace(1e-2, 1e6, 120)
-    rows = [pr.cache_costs(model, system, prompt_tokens, h, reuse=reuse, storage=storage) for h in holds]
+    rows = [pr.cache_costs(model, system, prompt_tokens, h, reuse=reuse, storage=storage, dtypes=dtypes) for h in holds]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in pr.TIER_ORDER:
         vals = [r.tiers[name].total_usd if name in r.tiers else None for r in rows]
         if any(v is not None for v in vals):
             t = rows[0].tiers[name]
-            ax.plot(holds, [np.nan if v is None else v for v in vals], label=f"{name} ({t.device}, drain {t.drain_s:.3g} s)")
+            ax.plot(holds, [np.nan if v is None else v for v in vals],
+                    label=f"{name} ({t.device}, drain {seconds(t.drain_s)})")
     ax.plot(holds, [r.rematerialize_total_usd for r in rows], "--", color="black", label="recompute (prefill)")
+    ax.set(xscale="log", yscale="log")  # before placing text at the bottom of the (log) axis
     for lab, s in (("5 min", 300), ("1 h", 3600)):
         ax.axvline(s, ls=":", color=COLORS["floor"])
         ax.annotate(lab, (s, ax.get_ylim()[0]), rotation=90, va="bottom", fontsize=8)
