@@ -24,7 +24,7 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from .errors import TokenmathError
+from .errors import TokenmathError, read_user_file
 from .specs import Attention, Mlp, Model, Moe
 from .units import HF_TORCH_DTYPES
 
@@ -114,20 +114,8 @@ def config_from_bytes(raw: bytes, where: str = "the config") -> dict[str, Any]:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a config.json, with one-sentence errors for a missing file, broken JSON and absurd sizes."""
-    p = Path(path)
-    where = f"config file {str(p)!r}"
-    try:
-        if not p.is_file():
-            raise TokenmathError(f"{where} does not exist")
-        size = p.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise TokenmathError(f"{where} is {size:,} bytes; a config.json is at most {MAX_CONFIG_BYTES:,} bytes")
-        raw = p.read_bytes()
-    except (OSError, ValueError) as e:  # name too long, permission denied, embedded NUL, ...
-        if isinstance(e, TokenmathError):
-            raise
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise TokenmathError(f"{where} cannot be read ({reason})") from None
+    where = f"config file {str(Path(path))!r}"
+    raw = read_user_file(path, where, MAX_CONFIG_BYTES, "a config.json")
     return config_from_bytes(raw, where)
 
 

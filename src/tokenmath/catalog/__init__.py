@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from ..errors import TokenmathError, unknown_name
+from ..errors import TokenmathError, read_user_file, unknown_name
 from ..hf import MAX_LAYERS, _show, model_from_config_file
 from ..specs import Chip, Model, PriceSheet, System, Tier
 from ..units import check_dtype, parse_quantity
@@ -401,18 +401,7 @@ def _is_file(p: Path) -> bool:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     where = f"catalog file {str(path)!r}"
-    try:
-        if not path.is_file():
-            raise TokenmathError(f"{where} does not exist")
-        size = path.stat().st_size
-        if size > MAX_CATALOG_BYTES:
-            raise TokenmathError(f"{where} is {size:,} bytes; a catalog file is at most {MAX_CATALOG_BYTES:,} bytes")
-        raw = path.read_bytes()
-    except (OSError, ValueError) as e:  # name too long, permission denied, a directory, embedded NUL, ...
-        if isinstance(e, TokenmathError):
-            raise
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise TokenmathError(f"{where} cannot be read ({reason})") from None
+    raw = read_user_file(path, where, MAX_CATALOG_BYTES, "a catalog file")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:
         raise TokenmathError(f"{where} looks like UTF-16 or binary data; expected UTF-8 TOML text")
     try:
