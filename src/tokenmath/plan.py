@@ -167,7 +167,6 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
     fits = np.asarray(both.memory.fits)[:k]
     t_dec, t_pre_b, ttft = steps[:k][fits], steps[k:2 * k][fits], float(steps[-1])
     g = grid[fits]
-    n = len(g)
     replica_tps = O / (O * t_dec / g + t_pre_b / g)
     return _cols(system, layout, both.billed_chips, g, replica_tps, t_dec, ttft, usd_per_chip_hour,
                  np.asarray(both.memory.total_bytes_per_chip)[:k][fits], weight, kv, np.asarray(both.bound)[:k][fits])

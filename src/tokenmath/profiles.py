@@ -15,7 +15,7 @@ Two files ship beside the cases (src/tokenmath/validation/):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -189,8 +189,3 @@ def choose(efficiency: str = "calibrated", *, engine: str | None = None, system:
     if engine is not None and engine not in ENGINES and engine not in d.get("engines", {}):
         raise TokenmathError(f"--engine = {engine!r}; expected one of {', '.join(sorted(set(ENGINES) | set(d.get('engines', {}))))}")
     return choose_from(d, engine=engine, system=system, name="calibrated" if preset is None else f"preset {Path(preset).name}")
-
-
-def with_params(profile: Profile, **params) -> Profile:
-    """The same profile with some engine parameters replaced (what calibration varies)."""
-    return replace(profile, engine=replace(profile.engine, **params))

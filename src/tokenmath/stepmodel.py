@@ -41,7 +41,7 @@ import numpy as np
 from .errors import TokenmathError
 from .kvcache import attention_flops_per_token, kv_cache
 from .layout import HOP_LATENCY_S_DEFAULT, Layout, _kv_head_split, _link, check_layout, layout_memory, placement
-from .params import attention_params, mlp_params, param_counts, router_params
+from .params import mlp_params, param_counts
 from .roofline import resolve_dtypes
 from .specs import Dtypes, Model, System
 from .units import COMPUTE_CLASS, dtype_bytes

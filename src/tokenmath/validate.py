@@ -20,7 +20,6 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
 from .layout import Layout
-from .profiles import ROOFLINE_PROFILE, Profile
+from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
 from .specs import Dtypes, Model, System
 from .stepmodel import max_batch, op_step, steady_step_s
 
@@ -243,8 +242,6 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
                 i = int(np.argmax(np.where(ok, tput, -1)))
             value, b_used = tput[i], float(grid[i])
     value = float(value)
-    from .profiles import vendor
-
     return Prediction(case.id, case.metric, value, case.measured, value / case.measured - 1, case.system,
                       source_key(case), model.name, b_used, vendor=vendor(system), engine=case.engine or "unknown",
                       model_class=model_class(model), note=note)
@@ -321,8 +318,6 @@ def _profile_for(case: Case, cat: Catalog, profile: Profile | str, preset: dict 
     """A fixed profile, or ("calibrated"/a path) the one the case's engine and vendor select."""
     if isinstance(profile, Profile):
         return profile
-    from .profiles import choose_from
-
     return choose_from(preset, engine=case.engine, system=cat.system(case.system))
 
 
@@ -333,8 +328,6 @@ def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | st
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
     if not isinstance(profile, Profile) and preset is None:
-        from .profiles import preset_record
-
         preset = preset_record(None if profile in ("calibrated", "estimate") else profile)
     rows: list[Prediction] = []
     failures: dict[str, str] = {}
@@ -405,8 +398,6 @@ def _fit_params(cases, cat, names, base: dict, make, bounds: dict, x0: dict, sca
 def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
     """Fit the generic profile (and the engine batch cap), then each engine's and each vendor's
     on its own cases where there are enough; returns the preset's profile records."""
-    from .profiles import profile_from_record, vendor
-
     cat = catalog or load_catalog()
     bounds = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
     x0 = {n: v for n, _, _, v, _ in GENERIC_PARAMS}
@@ -458,8 +449,6 @@ def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
 def _cv(cases, cat, key, progress=None, what="source", caps=BATCH_CAPS) -> list[Prediction]:
     """Hold out each group of `key`, fit on the rest (the engine batch cap fixed at the full
     fit's choice), predict it."""
-    from .profiles import choose_from
-
     groups = sorted({key(c) for c, _ in cases})
     rows: list[Prediction] = []
     folds = [([(c, p) for c, p in cases if key(c) != g], [(c, p) for c, p in cases if key(c) == g]) for g in groups]
@@ -507,8 +496,6 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
     (what `tokenmath calibrate --out` saves)."""
     import datetime
 
-    from .profiles import choose_from, vendor
-
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
     rec = fit_preset(cases, cat)
@@ -535,5 +522,4 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
                     "note": "10th/90th percentiles of log(predicted/measured step time), leave-one-source-out"}
     rec["worst_cv_cases"] = [{"id": x.id, "error": x.error, "metric": x.metric, "source": x.source, "note": x.note}
                              for x in sorted(loso, key=lambda x: -abs(x.error))[:10]]
-    _ = choose_from
     return rec
