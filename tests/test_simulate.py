@@ -114,3 +114,17 @@ def test_cli_simulate_names_its_step_times():
     bound = json.loads(CliRunner().invoke(app, base + ["--efficiency", "roofline"]).stdout)
     assert "linearised" in est["estimate"] and bound["estimate"] == "roofline"
     assert est["tpot_s"]["p50"] > bound["tpot_s"]["p50"]
+
+
+def test_step_cap_refuses_runs_that_must_exceed_it_and_stops_the_loop(monkeypatch):
+    """Issue 12 (unbounded work): a run whose outputs alone need more than MAX_STEPS steps is refused
+    up front, and the loop stops at MAX_STEPS with the same sentence; the issue-13 workload (1 h at
+    100 req/s, ~3 M steps) stays allowed (benchmarks/bench_simulate.py)."""
+    import tokenmath.simulate as sm
+
+    m, s = tm.get_model("llama-3.1-8b"), tm.get_system("h100-sxm")
+    with pytest.raises(tm.TokenmathError, match="at least"):
+        sm.simulate(m, s, chips=1, rate_per_s=1000, duration_s=1000, output_tokens=5000, max_batch=1)
+    monkeypatch.setattr(sm, "MAX_STEPS", 500)
+    with pytest.raises(tm.TokenmathError, match="beyond the 500"):
+        sm.simulate(m, s, chips=1, rate_per_s=10, duration_s=60, output_tokens=200, max_batch=4)

@@ -105,19 +105,20 @@ def _check_inputs(*, rate_per_s, duration_s, input_tokens, output_tokens, max_ba
         raise TokenmathError(f"overhead = {overhead_s!r} s must be a number >= 0")
 
 
-def _check_steps(n, ins, outs, duration_s, min_step_s, prefill, chunk_tokens) -> None:
-    """An upper bound on the steps the event loop will take, refused above MAX_STEPS: each step lasts at
-    least `min_step_s` and the loop stops by 3·duration + 1 h; and every step decodes or prefills."""
+def _check_steps(n, outs, cap) -> None:
+    """Refuse up front a run that must take more than MAX_STEPS steps: each decode step emits at
+    most `cap` tokens (the batch cap), so the outputs alone need sum(outs)/cap steps. The loop
+    itself stops at MAX_STEPS with the same sentence, so no run does unbounded work."""
     if n == 0:
         return
-    by_time = (3 * duration_s + 3600) / min_step_s if min_step_s > 0 else math.inf
-    pre = np.ceil(ins / chunk_tokens) if prefill == "chunked" else np.ones_like(ins)
-    by_work = float(np.sum(outs.astype(float) + pre + 1))
-    bound = min(by_time, by_work)
-    if bound > MAX_STEPS:
-        raise TokenmathError(f"this simulation could take {bound:.3g} steps ({n:,} requests of up to {int(outs.max()):,}"
-                             f" output tokens), beyond the {MAX_STEPS:,} tokenmath runs; lower the rate, the duration"
-                             " or the output tokens")
+    need = float(np.sum(outs.astype(float))) / cap
+    if need > MAX_STEPS:
+        raise TokenmathError(_too_many_steps(need, n, outs))
+
+
+def _too_many_steps(steps, n, outs) -> str:
+    return (f"this simulation needs at least {steps:.3g} steps ({n:,} requests of up to {int(outs.max()):,} output"
+            f" tokens), beyond the {MAX_STEPS:,} tokenmath runs; lower the rate, the duration or the output tokens")
 
 
 def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: float, input_tokens=1000,
@@ -164,7 +165,7 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
     cap = int(max_batch) if max_batch else int(min(kv_cap_tokens // L_ref, MAX_BATCH))
     if cap < 1:
         raise TokenmathError("no sequence fits: raise chips or lower the context")
-    _check_steps(n, ins, outs, duration_s, W + overhead_s if cadence_s is None else cadence_s, prefill, chunk_tokens)
+    _check_steps(n, outs, cap)
 
     ttft = np.full(n, np.nan)
     first = np.full(n, np.nan)
@@ -230,6 +231,8 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
         dt = step_time(decode, tokens_in, pctx)
         t += dt
         steps += 1
+        if steps > MAX_STEPS:
+            raise TokenmathError(_too_many_steps(steps, n, outs))
         batch_acc += decode + len(joiners)
         if decode:
             step += 1
