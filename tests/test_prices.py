@@ -141,6 +141,21 @@ def test_long_context_table():
     assert llama.balance_context < 2000  # GQA at BF16: memory bound past ~1.4k tokens
 
 
+def test_L52_million_token_prompts_are_sold():
+    """L52: the lecture says contexts "hover at 100-200k". Google's model pages publish an input token
+    limit of 1,048,576 for Gemini 2.5 Pro (docs.cloud.google.com, Gemini 2.5 Pro model page) and Gemini
+    3.1 Pro Preview (ai.google.dev/gemini-api/docs/models/gemini-3.1-pro-preview, Feb 2026). Exact
+    (tolerance 0): a published integer."""
+    sold = pr.longest_sold_context(CAT.prices.values())
+    assert sold.tokens == 1_048_576
+    assert sold.sheets == ("gemini-2.5-pro", "gemini-3.1-pro-preview")
+    # and the limit sits above the priced tier, as the lecture's reading of a 200k plateau would not have it
+    assert all(CAT.prices[n].long_context_threshold_tokens == 200_000 for n in sold.sheets)
+    r = CliRunner().invoke(app, ["prices", "long-context", "--json", "--models", "llama-3.1-70b"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["longest_sold_context"]["tokens"] == 1_048_576
+    assert pr.longest_sold_context([]) == pr.SoldContext(None, ())
+
+
 def test_user_price_sheet_and_storage(tmp_path):
     p = tmp_path / "p.toml"
     p.write_text(textwrap.dedent("""

@@ -348,9 +348,19 @@ def test_end_to_end_in_a_real_browser():
                 assert page.locator("[data-testid=stAlertContentError], [data-testid=stException]").count() == 0, name
                 assert "Traceback" not in page.inner_text("body"), name
                 page.screenshot(path=str(ARTIFACTS / f"page-{slug(name)}.png"))
-            # a malformed upload (a number JSON cannot hold, nesting 3,000 deep): one sentence, no stack trace
+            # an uploaded config survives a page that draws no sidebar (Training) and back
             page.get_by_text("Batch", exact=True).click()
             page.wait_for_selector("#step-s", state="attached", timeout=60_000)
+            page.locator("input[type=file]").set_input_files(str(Path(__file__).parent / "data" / "gemma-2-9b.json"))
+            page.wait_for_function("document.querySelector('#model-name') && "
+                                   "document.querySelector('#model-name').textContent == 'gemma-2-9b'", timeout=60_000)
+            page.get_by_text("Training", exact=True).click()
+            page.wait_for_selector("#overtrain", state="attached", timeout=60_000)
+            page.get_by_text("Batch", exact=True).click()
+            page.wait_for_selector("#step-s", state="attached", timeout=60_000)
+            time.sleep(1)
+            kept_name = page.text_content("#model-name")
+            # a malformed upload (a number JSON cannot hold, nesting 3,000 deep): one sentence, no stack trace
             bad = ARTIFACTS / "bad-config.json"
             bad.write_text('{"num_hidden_layers": 1e400, "hidden_size": NaN, "x": ' + "[" * 3000 + "]" * 3000 + "}")
             page.locator("input[type=file]").set_input_files(str(bad))
@@ -364,6 +374,7 @@ def test_end_to_end_in_a_real_browser():
         proc.terminate()
         proc.wait(timeout=20)
     assert batch != 1024 and context == 4096
+    assert kept_name == "gemma-2-9b"
     assert "Traceback" not in body and "site-packages" not in body and str(Path.home()) not in body
     assert alert.strip() and "\n" not in alert.strip(), alert
     rec = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(batch), "--context",

@@ -1241,7 +1241,11 @@ def prices_long_context_cmd(
     lines.append("  cost 1M/8k: $/token at 1M tokens of context over $/token at 8k (weights amortised). Where L* < 8k the"
                  " KV read sets the cost at both lengths, so the ratio is the context ratio, 1,000,000/8,192 ≈ 122×,"
                  " whatever the model; windows, sparse attention (DSA) or an L* above 8k make it differ.")
-    _finish(json_, {"system": s.name, "models": rp.jsonable(rows)}, lines)
+    sold = pr.longest_sold_context(cat.prices.values())
+    if sold.tokens:
+        lines.append(f"  sold today: prompts up to {sold.tokens:,.0f} tokens ({', '.join(sold.sheets)}; the sheets' published"
+                     " input limits), past the lecture's 100-200k plateau, at the long-context tier's price")
+    _finish(json_, {"system": s.name, "models": rp.jsonable(rows), "longest_sold_context": rp.jsonable(sold)}, lines)
 
 
 # ---- accuracy -----------------------------------------------------------------------------------

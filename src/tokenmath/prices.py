@@ -313,5 +313,23 @@ def long_context(model: Model, system: System, *, dtypes: Dtypes = Dtypes()) -> 
     return LongContext(model.name, per, L_star, L_eq, None if not c8 else c1m / c8)
 
 
-__all__ = ["tiers", "tier_for_hold", "kv_from_tier", "candidate_layouts", "fast_mode_explanation", "infer",
+@dataclass(frozen=True)
+class SoldContext:
+    """The longest prompt a price sheet accepts, and which sheets accept it (their published limits)."""
+
+    tokens: float | None
+    sheets: tuple[str, ...]
+
+
+def longest_sold_context(sheets) -> SoldContext:
+    """The largest published input limit among the sheets: a check on the lecture's "contexts plateau
+    at 100-200k" — 1M-token prompts are on sale today (Gemini 2.5 Pro and 3.1 Pro: 1,048,576 tokens)."""
+    limits = [(s.max_input_tokens, s.name) for s in sheets if s.max_input_tokens]
+    if not limits:
+        return SoldContext(None, ())
+    top = max(t for t, _ in limits)
+    return SoldContext(float(top), tuple(sorted(n for t, n in limits if t == top)))
+
+
+__all__ = ["longest_sold_context", "SoldContext", "tiers", "tier_for_hold", "kv_from_tier", "candidate_layouts", "fast_mode_explanation", "infer",
            "Inference", "cache_costs", "CacheCosts", "TierCost", "long_context", "LongContext", "KvLayout"]

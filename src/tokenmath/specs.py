@@ -74,6 +74,7 @@ class PriceSheet:
     batch_multiplier: float | None = None
     fast_price_multiplier: float | None = None
     fast_speedup: float | None = None
+    max_input_tokens: float | None = None  # the longest prompt the API accepts (its context window)
     source: str = ""
     as_of: str = ""
     notes: str = ""

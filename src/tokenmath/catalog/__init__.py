@@ -98,6 +98,7 @@ _LIMITS: dict[str, tuple[float, float, str]] = {
     "cache_write_usd_per_mtok": _USD_MTOK,
     "long_context_input_usd_per_mtok": _USD_MTOK, "long_context_output_usd_per_mtok": _USD_MTOK,
     "long_context_threshold_tokens": (1, 1e10, "tokens"),
+    "max_input_tokens": (1, 1e10, "tokens"),
     "batch_multiplier": (1e-3, 100.0, "(a multiplier on the list price)"),
     "fast_price_multiplier": (1e-3, 1e3, "(a multiplier on the list price)"),
     "fast_speedup": (1e-3, 1e3, "(a multiplier on the output speed)"),
@@ -292,6 +293,7 @@ class PriceTable(_Table):
     batch_multiplier: float | None = None
     fast_price_multiplier: float | None = None
     fast_speedup: float | None = None
+    max_input_tokens: float | None = None
     source: str
     as_of: str
     notes: str = ""
@@ -300,7 +302,7 @@ class PriceTable(_Table):
     def _positive(self) -> "PriceTable":
         for k in ("input_usd_per_mtok", "output_usd_per_mtok", "cache_read_usd_per_mtok", "long_context_threshold_tokens",
                   "long_context_input_usd_per_mtok", "long_context_output_usd_per_mtok", "batch_multiplier",
-                  "fast_price_multiplier", "fast_speedup"):
+                  "fast_price_multiplier", "fast_speedup", "max_input_tokens"):
             v = getattr(self, k)
             if v is not None and not v > 0:
                 raise ValueError(f"{k} = {v!r} must be > 0")
@@ -314,7 +316,8 @@ class PriceTable(_Table):
                           long_context_input_usd_per_mtok=self.long_context_input_usd_per_mtok,
                           long_context_output_usd_per_mtok=self.long_context_output_usd_per_mtok,
                           batch_multiplier=self.batch_multiplier, fast_price_multiplier=self.fast_price_multiplier,
-                          fast_speedup=self.fast_speedup, source=self.source, as_of=self.as_of, notes=self.notes)
+                          fast_speedup=self.fast_speedup, max_input_tokens=self.max_input_tokens,
+                          source=self.source, as_of=self.as_of, notes=self.notes)
 
 
 _TTL = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}

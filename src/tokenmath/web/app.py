@@ -71,6 +71,20 @@ def keep_sidebar_state() -> None:
         st.session_state[k] = st.session_state.get(k, v)
 
 
+KEPT_UPLOAD = "kept_upload"
+
+
+def keep_upload() -> None:
+    """The uploader's on_change: keep (file name, bytes) in the session, so the upload survives a page
+    that draws no sidebar (Streamlit drops an undrawn widget's value); clearing the uploader forgets
+    it. Only the first MAX_UPLOAD_BYTES + 1 bytes are kept: enough to refuse a bigger file."""
+    f = st.session_state.get("upload")
+    if f is None:
+        st.session_state.pop(KEPT_UPLOAD, None)
+    else:
+        st.session_state[KEPT_UPLOAD] = (f.name, f.getvalue()[:MAX_UPLOAD_BYTES + 1])
+
+
 def pick_model_system(cat, page: str):
     """The sidebar's model, system and dtypes; only the controls `page` uses are drawn."""
     needs = SIDEBAR[page]
@@ -78,19 +92,26 @@ def pick_model_system(cat, page: str):
         return None, None, None
     with st.sidebar:
         name = st.selectbox("Model", sorted(cat.models), key="model")
-        upload = st.file_uploader("…or a Hugging Face config.json", type=["json"], key="upload")
+        st.file_uploader("…or a Hugging Face config.json", type=["json"], key="upload", on_change=keep_upload)
+        kept = st.session_state.get(KEPT_UPLOAD)
+        if kept and st.session_state.get("upload") is None:
+            st.caption(f"using the uploaded {kept[0]} (kept across pages)")
+            st.button("Forget the uploaded config", key="forget_upload", on_click=st.session_state.pop,
+                      args=(KEPT_UPLOAD, None))
         sysname = st.selectbox("System", sorted(cat.systems), key="system")
         weight = st.selectbox("Weight dtype", ["native", "bf16", "fp8", "fp4"], key="weight")
         kv = st.selectbox("KV dtype", ["bf16", "fp8"], key="kv")
     model = cat.model(name)
-    if upload is not None:
-        raw = upload.getvalue()
+    kept = st.session_state.get(KEPT_UPLOAD)
+    if kept:
+        filename, raw = kept
         if len(raw) > MAX_UPLOAD_BYTES:
-            raise TokenmathError(f"the uploaded config is {len(raw):,} bytes; expected at most {MAX_UPLOAD_BYTES:,}")
+            raise TokenmathError(f"the uploaded config {filename} is larger than {MAX_UPLOAD_BYTES:,} bytes, the most"
+                                 " the blackboard reads")
         from tokenmath.hf import config_from_bytes
 
         cfg = config_from_bytes(raw, "the uploaded config")  # one sentence for any malformed upload
-        model = model_from_config(cfg, name=upload.name.removesuffix(".json"), source="uploaded config.json")
+        model = model_from_config(cfg, name=filename.removesuffix(".json"), source="uploaded config.json")
     dtypes = tm.Dtypes(weight=None if weight == "native" else weight, kv=kv)
     system = cat.system(sysname)
     system.compute_class_for(dtypes.weight or model.weight_dtype)  # one sentence if unsupported
@@ -135,7 +156,7 @@ def page_batch(cat, model, system, dt) -> None:
             show(plots.cost_vs_batch, curve, title=f"{model.name}, L = {context:,}: cost per token",
                  balance_batch=bstar, mark=(batch, s.usd_per_mtok), chart_width="stretch",
                  floor_usd_per_mtok=serving.cost_floor_usd_per_mtok(model, system, context, dtypes=dt))
-    hooks(step_s=f"{s.step_s:.6g}", batch_value=f"{batch}", context_value=f"{context}", chips_value=f"{chips}")
+    hooks(step_s=f"{s.step_s:.6g}", model_name=model.name, batch_value=f"{batch}", context_value=f"{context}", chips_value=f"{chips}")
 
 
 def page_context(cat, model, system, dt) -> None:
