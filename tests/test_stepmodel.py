@@ -137,3 +137,37 @@ def test_kernel_fits_hold_out_blackwell():
     assert set(d["chips"]) <= {"a100_sxm", "h100_sxm", "h200_sxm"}
     blackwell = ("b200", "b300", "gb200", "gb300", "rtx_pro_6000", "b60")
     assert not any(b in d["source"].lower() for b in blackwell)
+
+
+@pytest.mark.parametrize("model, system", [("deepseek-v3", "gb200-nvl72"), ("qwen3-235b-a22b", "h100-sxm"),
+                                           ("llama-3.1-70b", "h200-sxm"), ("gpt-oss-120b", "mi355x")])
+def test_many_layouts_in_one_call_equal_one_at_a_time(model, system):
+    """Invariant (issue 13): op_step over a list of layouts (a leading layout axis, what the planner
+    uses) gives, row by row, what op_step gives for each layout alone — every part, the bound and the
+    billed chips — for decode with mixed prefill chunks and for a lone prompt. rel 1e-12."""
+    from tokenmath.plan import candidate_layouts
+    from tokenmath.layout import check_layout
+    m, s = CAT.model(model), CAT.system(system)
+    prof = choose("calibrated", system=s)
+    lays = []
+    for lay in candidate_layouts(m, s):
+        try:
+            check_layout(m, s, lay)
+            op_step(m, s, lay, 1.0, 0.0, kernels=prof.kernels, engine=prof.engine)
+            lays.append(lay)
+        except tm.TokenmathError:
+            pass
+    assert len(lays) >= 4
+    B = np.array([[1.0, 16.0, 300.0]])
+    kw = dict(kernels=prof.kernels, engine=prof.engine, prefill_tokens=np.array([[0.0, 2048.0, 8192.0]]),
+              prefill_context=1000.0, prefill_seqs=np.array([[0.0, 1.0, 4.0]]))
+    many = op_step(m, s, lays, np.repeat(B, len(lays), axis=0), 3000.0, **kw)
+    prompt = op_step(m, s, lays, np.ones((len(lays), 1)), 0.0, 2000.0, kernels=prof.kernels, engine=prof.engine)
+    for i, lay in enumerate(lays):
+        one = op_step(m, s, lay, B[0], 3000.0, **kw)
+        for k in ("step_s", "bound_s", "dense_gemm_s", "expert_gemm_s", "attention_s", "tp_comm_s", "ep_comm_s",
+                  "pp_comm_s", "expert_imbalance"):
+            np.testing.assert_allclose(getattr(many, k)[i], np.ravel(getattr(one, k)), rtol=1e-12, err_msg=f"{lay} {k}")
+        assert many.billed_chips[i] == one.billed_chips and many.chips[i] == one.chips
+        assert prompt.step_s[i, 0] == pytest.approx(op_step(m, s, lay, 1.0, 0.0, 2000.0, kernels=prof.kernels,
+                                                            engine=prof.engine).step_s, rel=1e-12)

@@ -80,6 +80,22 @@ class Layout:
         return "×".join(parts) + f" (m={self.m})"
 
 
+class Layouts:
+    """Several layouts as columns of shape (n, 1), so layout_memory and op_step evaluate them
+    all in one broadcast against a batch axis (the planner's search). Same attribute names as
+    Layout; `items` keeps the layouts themselves."""
+
+    def __init__(self, items):
+        self.items = tuple(items)
+        col = lambda f: np.array([f(x) for x in self.items], float)[:, None]  # noqa: E731
+        self.tp, self.ep, self.pp = col(lambda x: x.tp), col(lambda x: x.ep), col(lambda x: x.pp)
+        self.stage_chips, self.replica_chips = col(lambda x: x.stage_chips), col(lambda x: x.replica_chips)
+        self.attention_dp, self.m = col(lambda x: x.attention_dp), col(lambda x: x.m)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a replica's stages sit. A stage that fits a scale-up domain never straddles two:
@@ -180,7 +196,7 @@ def _kv_head_split(model: Model, layout: Layout) -> int:
     a = model.attention
     if a.kind == "mla":
         return 1
-    return min(layout.tp, a.n_kv_heads)
+    return np.minimum(layout.tp, a.n_kv_heads) if isinstance(layout, Layouts) else min(layout.tp, a.n_kv_heads)
 
 
 def layout_memory(model: Model, system: System, layout: Layout, batch, context, *, dtypes: Dtypes = Dtypes(),

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import TokenmathError
-from .layout import Layout, check_layout, layout_memory, layout_step, placement
+from .layout import HOP_LATENCY_S_DEFAULT, Layout, check_layout, layout_memory, layout_step, placement
 from .roofline import resolve_dtypes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 
@@ -140,8 +140,8 @@ def pareto_indices(user: np.ndarray, value: np.ndarray, *, lower_is_better: bool
 
 
 def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: float, O: float,
-              efficiency: Efficiency, usd_per_chip_hour: float | None, overlap: str,
-              profile=None) -> dict[str, np.ndarray] | None:
+              efficiency: Efficiency, usd_per_chip_hour: float | None, overlap: str) -> dict[str, np.ndarray] | None:
+    """The roofline's columns for one layout (the estimate's path is _evaluate_estimate_layouts)."""
     L = I + O / 2.0
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     mem1 = layout_memory(model, system, layout, 1.0, L, dtypes=dtypes)
@@ -157,8 +157,6 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
     # resident sequences sit at every point of their lives: their KV averages I + O/2 tokens
     # one broadcast call: decode steps at every batch (context L, 1 new token), then prompts prefilled
     # B at a time sharing the weight read (context I/2, I new tokens), then one lone prompt (TTFT)
-    if profile is not None and not profile.is_roofline:
-        return _evaluate_estimate(model, system, layout, dtypes, I, O, profile, usd_per_chip_hour, grid, weight, kv)
     k = len(grid)
     both = layout_step(model, system, layout, np.concatenate([grid, grid, [1.0]]),
                        np.concatenate([np.full(k, L), np.full(k + 1, I / 2.0)]),
@@ -187,23 +185,81 @@ def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour,
     }
 
 
-def _evaluate_estimate(model, system, layout, dtypes, I, O, profile, usd_per_chip_hour, grid, weight, kv):
-    """The estimate's columns: continuous batching with chunked prefill at each batch (the user's
-    time per output token includes the prompt chunks sharing the step), TTFT of a lone prompt."""
-    from .stepmodel import op_step, steady_step_s
+def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, O, profile, usd_per_chip_hour,
+                               rejected: dict[str, int]) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The estimate's columns for every layout of one system and dtype in one broadcast
+    (layouts × batches): continuous batching with chunked prefill at each batch (the user's time
+    per output token includes the prompt chunks sharing the step), TTFT of a lone prompt.
+    Layouts whose weights do not fit, or that need a link the system lacks, are counted in
+    `rejected` and left out; the count returned beside the columns is the layouts evaluated
+    (all but those lacking a link, as the roofline's path counts them)."""
+    from .layout import Layouts
+    from .stepmodel import _layout_terms, op_step, steady_step_s
 
-    kw = dict(kernels=profile.kernels, engine=profile.engine, dtypes=dtypes, check=False)
-    g = grid
-    if profile.engine.max_batch:
-        g = g[g <= profile.engine.max_batch] if (g <= profile.engine.max_batch).any() else g[:1]
-    tpot = np.asarray(steady_step_s(model, system, layout, g, I, O, kernels=profile.kernels, engine=profile.engine,
-                                    dtypes=dtypes), float)
-    ttft = float(op_step(model, system, layout, 1.0, 0.0, float(I), **kw).step_s)
-    mem = layout_memory(model, system, layout, g, I + O / 2.0, dtypes=dtypes)
-    fits = np.asarray(mem.fits, bool)
-    g, tpot = g[fits], tpot[fits]
-    return _cols(system, layout, placement(layout, system).billed_chips, g, g / tpot, tpot, ttft, usd_per_chip_hour,
-                 np.asarray(mem.total_bytes_per_chip, float)[fits], weight, kv, "estimate")
+    L = I + O / 2.0
+    weight, kv, *_ = resolve_dtypes(model, system, dtypes)
+    la = Layouts(layouts)
+    mem1 = layout_memory(model, system, la, 1.0, L, dtypes=dtypes)
+    fit = np.asarray(mem1.fits, bool)[:, 0]
+    if (~fit).any():
+        rejected["weights do not fit"] = rejected.get("weights do not fit", 0) + int((~fit).sum())
+    keep = []
+    for i in np.nonzero(fit)[0]:
+        try:
+            _layout_terms(model, system, layouts[i], profile.kernels, profile.engine, HOP_LATENCY_S_DEFAULT)
+            keep.append(i)
+        except TokenmathError as e:
+            key = str(e).split(":")[0][:80]
+            rejected[key] = rejected.get(key, 0) + 1
+    evaluated = len(layouts) - (int(fit.sum()) - len(keep))
+    if not keep:
+        return None, evaluated
+    keep = np.array(keep)
+    lays = [layouts[i] for i in keep]
+    la = Layouts(lays)
+    w = np.asarray(mem1.weights_bytes_per_chip, float)[keep, 0]
+    per_seq = np.asarray(mem1.total_bytes_per_chip, float)[keep, 0] - w
+    # largest batch that fits: memory is affine in B; then the batch grid of each layout (a row)
+    b_max = np.maximum(1.0, np.floor(np.minimum((mem1.hbm_bytes_per_chip - w) / per_seq, 1e7)))
+    G = np.concatenate([np.round(np.geomspace(1.0, b_max, BATCH_POINTS, axis=1)), b_max[:, None]], axis=1)
+    valid = np.ones_like(G, bool)
+    valid[:, 1:] = G[:, 1:] != G[:, :-1]  # rows ascend: a repeat of its left neighbour is a duplicate
+    m = la.m
+    small = b_max[:, None] < m  # fewer sequences fit than microbatches: one point at B = m
+    G = np.where(small, m, G)
+    valid = np.where(small, np.arange(G.shape[1]) == 0, valid & (G >= m))
+    cap = profile.engine.max_batch
+    if cap:
+        under = valid & (G <= cap)
+        first = valid & (np.cumsum(valid, axis=1) == 1)
+        valid = np.where(under.any(axis=1, keepdims=True), under, first)
+    try:
+        tpot = np.asarray(steady_step_s(model, system, lays, G, I, O, kernels=profile.kernels, engine=profile.engine,
+                                        dtypes=dtypes), float)
+        one = op_step(model, system, lays, np.ones((len(lays), 1)), 0.0, float(I), kernels=profile.kernels,
+                      engine=profile.engine, dtypes=dtypes, check=False)
+    except TokenmathError as e:  # one reason for every layout (e.g. no FLOP/s for a dtype)
+        key = str(e).split(":")[0][:80]
+        rejected[key] = rejected.get(key, 0) + len(lays)
+        return None, evaluated - len(lays)
+    mem = layout_memory(model, system, la, G, L, dtypes=dtypes)
+    valid &= np.asarray(mem.fits, bool)
+    r, c = np.nonzero(valid)
+    g, t = G[r, c], tpot[r, c]
+    billed = np.asarray(one.billed_chips, float)[r]
+    replica_tps = g / t
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+    n = len(g)
+    full = lambda v: np.full(n, v)  # noqa: E731
+    col = lambda attr: np.array([getattr(x, attr) for x in lays])[r]  # noqa: E731
+    return {
+        "chips": col("replica_chips"), "billed_chips": billed, "tp": col("tp"), "ep": col("ep"), "pp": col("pp"),
+        "batch": g, "tokens_per_s_per_chip": replica_tps / billed, "tokens_per_s_per_user": 1.0 / t,
+        "usd_per_mtok": np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6,
+        "ttft_s": np.asarray(one.step_s, float)[r, 0], "step_s": t,
+        "total_bytes_per_chip": np.asarray(mem.total_bytes_per_chip, float)[r, c], "system": full(system.name),
+        "weight_dtype": full(weight), "kv_dtype": full(kv), "bound": full("estimate"),
+    }, evaluated
 
 
 def deployable_weight_dtypes(model: Model, system: System) -> list[str | None]:
@@ -246,11 +302,26 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
         except TokenmathError:
             rejected["no FLOP/s for the dtype"] = rejected.get("no FLOP/s for the dtype", 0) + 1
             continue
+        checked = []
         for lay in candidate_layouts(model, system):
             try:
                 check_layout(model, system, lay)
+            except TokenmathError as e:
+                key = str(e).split(":")[0][:80]
+                rejected[key] = rejected.get(key, 0) + 1
+                continue
+            checked.append(lay)
+        if not profile.is_roofline:  # all layouts of the system in one broadcast
+            cols, n = _evaluate_estimate_layouts(model, system, checked, dt, input_tokens, output_tokens, profile,
+                                                 usd_per_chip_hour, rejected) if checked else (None, 0)
+            n_layouts += n
+            if cols is not None:
+                parts.append(cols)
+            continue
+        for lay in checked:
+            try:
                 cols = _evaluate(model, system, lay, dt, input_tokens, output_tokens, efficiency, usd_per_chip_hour,
-                                 overlap, profile)
+                                 overlap)
             except TokenmathError as e:
                 key = str(e).split(":")[0][:80]
                 rejected[key] = rejected.get(key, 0) + 1

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 import numpy as np
 
 from .errors import TokenmathError
-from .kvcache import attention_flops_per_token, kv_cache
+from .kvcache import attention_flops_per_token, attention_terms, kv_cache, kv_terms
 from .params import matmul_params_per_token, param_counts, routed_expert_bytes, weight_bytes, weights_read_bytes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 from .units import dtype_bytes
 
-BOUNDS = np.array(["compute", "memory", "network"])
+BOUND_NAMES = ("compute", "memory", "network")
+BOUNDS = np.array(BOUND_NAMES)
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,25 @@ class Assumptions:
 
 
 @dataclass(frozen=True)
+class _Rates:
+    """What a StepTime's derived figures need: the call's setup and its per-sequence bytes."""
+
+    setup: "_Setup"
+    kv_bytes_per_seq: float | np.ndarray  # read by one sequence's step
+    kv_stored_per_seq: float | np.ndarray
+    weights_read_bytes: float | np.ndarray
+    shape: tuple
+
+
+@dataclass(frozen=True)
 class StepTime:
-    """One pass's time and its parts (seconds), with throughput, cost and utilisation."""
+    """One pass's time and its parts (seconds), with throughput, cost and utilisation.
+
+    Every figure has the broadcast shape of (batch, context, new_tokens); a float when all three
+    are numbers. The breakdown (compute_s, weights_s, kv_s, network_s, step_s) is computed by
+    step_time; the rest (bound, tokens/s, $/Mtok, MFU, MBU, bytes, fit) on first access, so a
+    sweep pays only for what it reads.
+    """
 
     batch: float | np.ndarray
     context: float | np.ndarray
@@ -65,18 +84,70 @@ class StepTime:
     kv_s: float | np.ndarray
     network_s: float | np.ndarray
     step_s: float | np.ndarray
-    bound: str | np.ndarray
-    tokens_per_s: float | np.ndarray
-    usd_per_mtok: float | np.ndarray | None
-    mfu: float | np.ndarray
-    mbu: float | np.ndarray
-    flops: float | np.ndarray
-    weight_bytes_read: float | np.ndarray
-    kv_bytes_read: float | np.ndarray
-    memory_bytes: float | np.ndarray  # weights + KV held, all chips together
     hbm_bytes: float  # capacity of the chips used
-    fits: bool | np.ndarray
     assumptions: Assumptions = field(repr=False, default=None)
+    _rates: _Rates = field(repr=False, default=None, compare=False)
+
+    def _full(self, v):
+        r = self._rates
+        return v if not r.shape else np.broadcast_to(v, r.shape)
+
+    @cached_property
+    def bound_code(self):
+        """0 = compute, 1 = memory, 2 = network (BOUNDS names them): small integers for sweeps."""
+        mem = self.weights_s + self.kv_s
+        if not self._rates.shape:
+            return 2 if self.network_s > max(self.compute_s, mem) else (0 if self.compute_s >= mem else 1)
+        code = np.where(self.compute_s >= mem, 0, 1).astype(np.int8)
+        if np.any(self.network_s):
+            code[np.broadcast_to(self.network_s > np.maximum(self.compute_s, mem), code.shape)] = 2
+        return code
+
+    @property
+    def bound(self) -> str | np.ndarray:
+        """"compute", "memory" or "network": what decided the step (an array of names for sweeps)."""
+        c = self.bound_code
+        return BOUND_NAMES[c] if isinstance(c, int) else BOUNDS[c]
+
+    @cached_property
+    def tokens_per_s(self):
+        return self.batch * self.new_tokens / self.step_s
+
+    @cached_property
+    def usd_per_mtok(self):
+        a = self.assumptions
+        if a.usd_per_chip_hour is None:
+            return None
+        return self.step_s * (a.chips * a.usd_per_chip_hour / 3600.0 * 1e6) / (self.batch * self.new_tokens)
+
+    @cached_property
+    def flops(self):
+        return self.compute_s * self._rates.setup.flops_per_s
+
+    @cached_property
+    def mfu(self):
+        return self.flops / (self.step_s * self._rates.setup.peak_flops_per_s)
+
+    @cached_property
+    def weight_bytes_read(self):
+        return self._full(self._rates.weights_read_bytes)
+
+    @cached_property
+    def kv_bytes_read(self):
+        return self._full(self.batch * self._rates.kv_bytes_per_seq)
+
+    @cached_property
+    def mbu(self):
+        return (self._rates.weights_read_bytes + self.kv_bytes_read) / (self.step_s * self._rates.setup.peak_hbm_bytes_per_s)
+
+    @cached_property
+    def memory_bytes(self):
+        """Weights + KV held, all chips together."""
+        return self._full(self._rates.setup.weights_stored_bytes + self.batch * self._rates.kv_stored_per_seq)
+
+    @cached_property
+    def fits(self):
+        return self.memory_bytes <= self.hbm_bytes
 
     @property
     def memory_s(self):
@@ -102,6 +173,16 @@ def resolve_dtypes(model: Model, system: System, dtypes: Dtypes) -> tuple[str, s
 
 
 def _check(name: str, x, *, minimum: float, integer: bool = False):
+    """x as a float (a number) or a float array, checked finite and >= minimum (and whole)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        v = float(x)
+        if not math.isfinite(v):
+            raise TokenmathError(f"{name} = {x!r} must be finite")
+        if v < minimum:
+            raise TokenmathError(f"{name} = {v:g} must be >= {minimum:g}")
+        if integer and v != round(v):
+            raise TokenmathError(f"{name} = {x!r} must be a whole number")
+        return v
     a = np.asarray(x, dtype=float)
     if a.size == 0:
         raise TokenmathError(f"{name} is empty; expected a number or a non-empty array")
@@ -212,61 +293,75 @@ def step_time(
     if expert_fetch not in ("all", "expected"):
         raise TokenmathError(f"expert_fetch = {expert_fetch!r}; expected 'all' or 'expected'")
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
-    if price is not None and (not np.isfinite(price) or price < 0):
+    if price is not None and (not math.isfinite(price) or price < 0):
         raise TokenmathError(f"usd_per_chip_hour = {price!r} must be >= 0")
-
-    p = slopes(model, system, L, chips=n, dtypes=dtypes, efficiency=efficiency, attention_flops=attention_flops)
-    weight, kv, compute, cls = p.weight_dtype, p.kv_dtype, p.compute_dtype, p.compute_class
-    tokens = B * S
-    compute_s = tokens * np.asarray(p.compute_s_per_seq)
-    flops = compute_s * p.flops_per_s
-
-    w_bytes = p.weights_bytes
-    if expert_fetch == "expected" and model.moe:
-        routed = routed_expert_bytes(model, dtypes.weight)
-        frac = 1.0 - (1.0 - model.moe.k / model.moe.n_experts) ** tokens
-        w_bytes = (w_bytes - routed) + routed * frac
-    weights_s = w_bytes / p.hbm_bytes_per_s
-
-    kv_read = B * np.asarray(p.kv_bytes_per_seq)
-    kv_s = B * np.asarray(p.kv_s_per_seq)
-    network_s = np.zeros_like(compute_s)
-    stored = np.asarray(kv_cache(model, L, kv).stored_bytes)
-
-    memory_s = weights_s + kv_s
     if not (overhead_s >= 0 and math.isfinite(overhead_s)):
         raise TokenmathError(f"overhead = {overhead_s!r} s must be >= 0")
-    step_s = np.maximum(np.maximum(compute_s, memory_s), network_s) + overhead_s
-    bound_idx = np.where(network_s > np.maximum(compute_s, memory_s), 2, np.where(compute_s >= memory_s, 0, 1))
-    tokens_per_s = tokens / step_s
-    usd = None
-    if price is not None:
-        usd = step_s * n * price / 3600.0 / tokens * 1e6
-    peak_flops = float(system.chip.flops_per_s(cls)) * n
-    peak_bw = system.chip.hbm_bytes_per_s * n
-    mfu = flops / (step_s * peak_flops)
-    mbu = (w_bytes + kv_read) / (step_s * peak_bw)
-    mem = weight_bytes(model, dtypes.weight) + B * stored
-    hbm = system.chip.hbm_bytes * n
+    scalar = isinstance(B, float) and isinstance(L, float) and isinstance(S, float)
+    if not scalar:  # arrays: one shape for every figure
+        B, L, S = np.asarray(B), np.asarray(L), np.asarray(S)
+        shape = np.broadcast_shapes(B.shape, L.shape, S.shape)
+    else:
+        shape = ()
 
-    shape = np.shape(step_s)
-    out = dict(
-        batch=B, context=L, new_tokens=S, compute_s=compute_s, weights_s=weights_s, kv_s=kv_s,
-        network_s=network_s, step_s=step_s, bound=BOUNDS[bound_idx], tokens_per_s=tokens_per_s,
-        usd_per_mtok=usd, mfu=mfu, mbu=mbu, flops=flops, kv_bytes_read=kv_read, memory_bytes=mem,
-        fits=mem <= hbm, weight_bytes_read=w_bytes,
-    )
-    out = {k: None if v is None else _squeeze(np.broadcast_to(v, shape)) for k, v in out.items()}
+    k = _setup(model, system, dtypes, n, efficiency, price, expert_fetch, attention_flops)
+    c = (k.matmul_flops + k.attention.at(L)) / k.flops_per_s if attention_flops else k.matmul_flops / k.flops_per_s
+    kv_read_per_seq = k.kv.read.at(L)
+    tokens = B * S
+    compute_s = tokens * c
+    w_bytes = k.weights_read_bytes
+    if expert_fetch == "expected" and model.moe:
+        w_bytes = (w_bytes - k.routed_bytes) + k.routed_bytes * (1.0 - (1.0 - model.moe.k / model.moe.n_experts) ** tokens)
+    weights_s = w_bytes / k.hbm_bytes_per_s
+    kv_s = B * (kv_read_per_seq / k.hbm_bytes_per_s)
+    step_s = (max(compute_s, weights_s + kv_s) if scalar else np.maximum(compute_s, weights_s + kv_s))
+    if overhead_s:
+        step_s = step_s + overhead_s
+    if not scalar:
+        full = lambda v: np.broadcast_to(v, shape)  # noqa: E731  (views: no memory)
+        B, L, S, compute_s, weights_s, kv_s, step_s = (full(v) for v in (B, L, S, compute_s, weights_s, kv_s, step_s))
+    rates = _Rates(k, kv_read_per_seq, k.kv.stored.at(L), w_bytes, shape)
     return StepTime(
-        **out,
-        hbm_bytes=float(hbm),
-        assumptions=Assumptions(
-            chips=n, weight_dtype=weight, kv_dtype=kv, compute_dtype=compute, compute_class=cls,
-            flops_per_s_per_chip=float(system.chip.flops_per_s(cls)),
-            hbm_bytes_per_s_per_chip=system.chip.hbm_bytes_per_s, efficiency=efficiency,
-            usd_per_chip_hour=price, expert_fetch=expert_fetch, attention_flops=attention_flops,
-        ),
+        batch=B, context=L, new_tokens=S, compute_s=compute_s, weights_s=weights_s, kv_s=kv_s,
+        network_s=0.0 if scalar else np.broadcast_to(0.0, shape), step_s=step_s, hbm_bytes=k.hbm_bytes,
+        assumptions=k.assumptions,
+        _rates=rates,
     )
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What a step depends on besides (batch, context, new_tokens): computed once per combination."""
+
+    matmul_flops: float  # 2·N_matmul per token
+    attention: object  # kvcache.Terms: attention FLOPs per token at context L
+    kv: object  # kvcache.KvTerms
+    flops_per_s: float  # achieved, all chips
+    hbm_bytes_per_s: float  # achieved, all chips
+    peak_flops_per_s: float
+    peak_hbm_bytes_per_s: float
+    weights_read_bytes: float
+    weights_stored_bytes: float
+    routed_bytes: float
+    hbm_bytes: float
+    assumptions: Assumptions
+
+
+@lru_cache(maxsize=512)
+def _setup(model: Model, system: System, dtypes: Dtypes, n: int, efficiency: Efficiency, price, expert_fetch: str,
+           attention_flops: bool) -> _Setup:
+    weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
+    per_chip = float(system.chip.flops_per_s(cls))
+    peak_flops, peak_bw = per_chip * n, system.chip.hbm_bytes_per_s * n
+    a = Assumptions(chips=n, weight_dtype=weight, kv_dtype=kv, compute_dtype=compute, compute_class=cls,
+                    flops_per_s_per_chip=per_chip, hbm_bytes_per_s_per_chip=system.chip.hbm_bytes_per_s,
+                    efficiency=efficiency, usd_per_chip_hour=price, expert_fetch=expert_fetch,
+                    attention_flops=attention_flops)
+    return _Setup(2.0 * matmul_params_per_token(model), attention_terms(model), kv_terms(model, kv),
+                  peak_flops * efficiency.flops, peak_bw * efficiency.hbm, peak_flops, peak_bw,
+                  weights_read_bytes(model, dtypes.weight), weight_bytes(model, dtypes.weight),
+                  routed_expert_bytes(model, dtypes.weight) if model.moe else 0.0,
+                  float(system.chip.hbm_bytes * n), a)
 
 
 def _squeeze(v):

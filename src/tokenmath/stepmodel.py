@@ -31,6 +31,7 @@ bytes and FLOPs, efficiencies 1, no latencies): the estimate is never below it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -93,11 +94,12 @@ class CommCurve:
     e_link: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Kernels:
     """Fitted per-operation curves (kernels.json): GEMMs and MoE grouped GEMMs per compute
     class, attention per KV dtype (GQA and MLA), collectives (NCCL, and each engine's custom
-    all-reduce inside a scale-up domain)."""
+    all-reduce inside a scale-up domain). Compared and hashed by identity (its tables are dicts),
+    so caches can key on the loaded set."""
 
     gemm: dict  # compute class -> GemmCurve
     moe: dict  # compute class -> GemmCurve
@@ -199,24 +201,99 @@ def _z_max(n: int) -> float:
     return NormalDist().inv_cdf((n - 0.375) / (n + 0.25))
 
 
-def expert_imbalance(tokens, k: int, n_experts: int, ep: int, routing_cv: float = 0.0):
+def expert_imbalance(tokens, k: int, n_experts: int, ep, routing_cv: float = 0.0, *, z=None):
     """Busiest EP rank's routed token-expert pairs ÷ the mean, for `tokens` tokens each routed to k
     of n_experts experts spread evenly over `ep` ranks: the mean μ = tokens·k/ep, the variance
     μ(1 − 1/ep) of uniform (multinomial) routing plus (cv·μ)² of skewed popularity, and the
-    expected maximum of `ep` such loads ≈ μ + z(ep)·σ (z: the expected maximum of ep normals)."""
+    expected maximum of `ep` such loads ≈ μ + z(ep)·σ (z: the expected maximum of ep normals).
+    `ep` may be an array (one per layout) with `z` its z(ep); at ep = 1 the ratio is exactly 1."""
     T = np.asarray(tokens, float)
-    if ep <= 1:
-        return np.ones_like(T) if T.ndim else 1.0
+    if z is None:
+        if ep <= 1:
+            return np.ones_like(T) if T.ndim else 1.0
+        z = _z_max(ep)
     mu = np.maximum(T * k / ep, 1e-12)
     sigma = np.sqrt(mu * (1 - 1 / ep) + (routing_cv * mu) ** 2)
     # a rank cannot hold more than every token's k picks landing on its experts
-    cap = np.minimum(T * min(k, n_experts // ep), T * k) / mu
-    return np.minimum(1.0 + _z_max(ep) * sigma / mu, np.maximum(cap, 1.0))
+    cap = np.minimum(T * np.minimum(k, n_experts // ep), T * k) / mu
+    return np.minimum(1.0 + z * sigma / mu, np.maximum(cap, 1.0))
 
 
 # --------------------------------------------------------------------------------------------
 # The pass
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LayoutTerms:
+    """Everything a pass needs from its layout, as numbers: one layout's floats, or arrays of
+    shape (layouts, 1) stacked by `_stack` so that one broadcast call evaluates many layouts.
+    Built by `_layout_terms`, which raises for a layout the system cannot run (a missing link)."""
+
+    pp: float
+    m: float
+    tp: float
+    sc: float  # chips per stage
+    adp: float  # attention-DP ranks
+    ep: float
+    kv_split: float  # ways TP splits one sequence's KV
+    z_ep: float  # expected maximum of ep standard normals
+    tp_alpha_s: float  # all-reduce latency (0 when TP = 1)
+    tp_e_link: float
+    tp_bw: float  # the TP link's bandwidth (1 when TP = 1: unused)
+    ep_on: float  # 1 where EP > 1 (an all-to-all runs)
+    ep_f_out: float  # share of an EP group outside the domain
+    ep_remote: float  # distinct remote domains a token visits
+    ep_up_bw: float
+    ep_out_bw: float
+    ep_hop_s: float  # 2 hops when the all-to-all leaves the domain
+    pp_inv_bw: float  # Σ over stage boundaries of 1/bandwidth, / PP (0 when PP = 1)
+    hops_s: float
+    chips: float
+    billed_chips: float
+
+
+@lru_cache(maxsize=8192)
+def _layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels, engine: Engine,
+                  hop_latency_s: float) -> _LayoutTerms:
+    dom = system.scaleup_chips
+    tp, pp, sc = layout.tp, layout.pp, layout.stage_chips
+    tp_alpha, tp_e, tp_bw = 0.0, 1.0, 1.0  # TP = 1: no all-reduce (its term is 0 × these)
+    if tp > 1:
+        ar = kernels.all_reduce
+        if tp <= dom and kernels.custom_all_reduce:  # engines' one-shot kernels inside a domain
+            ar = kernels.custom_all_reduce.get(engine.name) or kernels.custom_all_reduce.get("generic") or ar
+        tp_alpha, tp_e, tp_bw = ar.alpha_s, ar.e_link, _link(system, tp > dom, f"TP {tp}")
+    ep = layout.ep
+    ep_on = f_out = remote = 0.0
+    up_bw = out_bw = 1.0
+    ep_hop = 0.0
+    if model.moe is not None and ep > 1:
+        ep_on = 1.0
+        in_dom = min(ep, dom)
+        f_out = 1.0 - in_dom / ep
+        up_bw = _link(system, False, "an expert-parallel all-to-all")
+        if f_out:
+            D = ep / in_dom
+            remote = (D - 1) * (1 - (1 - 1 / D) ** model.moe.k)
+            out_bw = _link(system, True, f"EP {ep} across {dom}-chip domains")
+            ep_hop = 2 * hop_latency_s
+    place = placement(layout, system)
+    inv_bw = hops = 0.0
+    if pp > 1:
+        for i in range(pp):
+            across = place.stage_domain[i] != place.stage_domain[(i + 1) % pp] or sc > dom
+            inv_bw += 1.0 / _link(system, across, "a pipeline boundary between domains")
+            hops += hop_latency_s if across else 0.0
+    return _LayoutTerms(float(pp), float(layout.m), float(tp), float(sc), float(layout.attention_dp), float(ep),
+                        float(_kv_head_split(model, layout)), _z_max(ep), tp_alpha, tp_e, tp_bw, ep_on, f_out, remote,
+                        up_bw, out_bw, ep_hop, inv_bw / pp, hops, float(layout.replica_chips), float(place.billed_chips))
+
+
+def _stack(terms: list[_LayoutTerms]) -> _LayoutTerms:
+    """Many layouts' terms as arrays of shape (layouts, 1): a leading layout axis for broadcasting."""
+    return _LayoutTerms(*(np.array([getattr(t, f.name) for t in terms], float)[:, None]
+                          for f in dataclasses.fields(_LayoutTerms)))
 
 
 def op_step(model: Model, system: System, layout: Layout, batch, context, new_tokens=1.0, *, kernels: Kernels | None,
@@ -230,10 +307,27 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     prefill_tokens, prefill_context: prompt tokens chunked into the same pass (chunked prefill
       mixed into decode), attending on average to `prefill_context` tokens each; prefill_seqs:
       how many sequences those chunks belong to (for their logits), default prefill_tokens/1.
+    `layout` may also be a list of layouts: then every input broadcasts against a leading layout
+      axis (shape (layouts, 1) per layout), one call for all of them (the planner's search);
+      chips, billed_chips are arrays and `layout` the tuple. The caller checks each layout first.
     """
-    if check:
+    many = isinstance(layout, (list, tuple))
+    if check and not many:
         check_layout(model, system, layout)
     engine = engine or Engine()
+    roofline = kernels is None
+    if roofline:
+        kernels, engine = IDEAL, Engine(label="roofline")
+    if many:
+        lt = _stack([_layout_terms(model, system, lay, kernels, engine, hop_latency_s) for lay in layout])
+    else:
+        lt = _layout_terms(model, system, layout, kernels, engine, hop_latency_s)
+    return _op_core(model, system, lt, tuple(layout) if many else layout, batch, context, new_tokens, kernels, engine,
+                    roofline, prefill_tokens, prefill_context, prefill_seqs, dtypes)
+
+
+def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens, kernels: Kernels, engine: Engine,
+             roofline: bool, prefill_tokens, prefill_context, prefill_seqs, dtypes: Dtypes) -> OpStep:
     B = np.asarray(batch, float)
     L = np.asarray(context, float)
     S = np.asarray(new_tokens, float)
@@ -242,19 +336,14 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     if np.any(B < 0) or np.any(S < 1) or np.any(P < 0) or np.any(L < 0) or np.any(Lp < 0):
         raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
     weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
-    roofline = kernels is None
     F_roof = float(system.chip.flops_per_s(cls))  # the datasheet line the bound charges
     if not roofline and dtypes.compute is None and not system.chip.flops_per_s(COMPUTE_CLASS[weight]):
         # weight-only quantisation (MXFP4 on Hopper, FP8 on Ampere): kernels dequantise to BF16
         # and multiply there (Triton / Marlin W4A16), not at the next wider datasheet line
         cls = "bf16" if system.chip.flops_per_s("bf16") else cls
-    if roofline:
-        kernels, engine = IDEAL, Engine(label="roofline")
     sh = _shape(model)
     chip = system.chip
-    pp, m, tp = layout.pp, layout.m, layout.tp
-    sc = layout.stage_chips
-    adp = layout.attention_dp
+    pp, m, tp, sc, adp = lt.pp, lt.m, lt.tp, lt.sc, lt.adp
     layers = sh.layers / pp
     moe_layers = sh.moe_layers / pp
     F = float(chip.flops_per_s(cls))
@@ -276,9 +365,8 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     seqs_rank = (B + (P if prefill_seqs is None else np.asarray(prefill_seqs, float))) / m / adp
 
     def gemm(curve: GemmCurve, flops, bytes_, n_kernels, peak):
-        c = GemmCurve(min(curve.e_c * es.compute_scale, 1.0), min(curve.e_m * es.memory_scale, 1.0),
-                      curve.p, curve.t0_s * fs * n_kernels)
-        return c.time_s(flops / peak, bytes_ / BW)
+        c = GemmCurve(min(curve.e_c * es.compute_scale, 1.0), min(curve.e_m * es.memory_scale, 1.0), curve.p, 0.0)
+        return c.time_s(flops / peak, bytes_ / BW) + curve.t0_s * fs * n_kernels
 
     # dense GEMMs (per chip: the TP share of every dense matrix of the stage's layers)
     dense_params_chip = sh.dense_params_per_layer * layers / tp
@@ -297,8 +385,7 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     b_exp_f = b_exp_b = 0.0
     if model.moe is not None and sh.moe_layers:
         E, k = model.moe.n_experts, model.moe.k
-        ep = layout.ep
-        imb = expert_imbalance(tok, k, E, ep, es.routing_cv)
+        imb = expert_imbalance(tok, k, E, lt.ep, es.routing_cv, z=lt.z_ep)
         pairs_chip = tok * k / sc  # mean routed token-expert pairs a chip computes (all its shards)
         experts_chip = E / sc  # expert-equivalents of weights a chip holds
         touched = experts_chip * (1.0 - (1.0 - k / E) ** tok)
@@ -318,7 +405,6 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         table = kernels.attention
     ac = kernels.pick(table, kv_cls)
     heads_split = tp  # heads split over TP (MLA too: its heads, not its latent)
-    kv_split = _kv_head_split(model, layout)
     e_a = min(ac.e_max * es.compute_scale, 1.0)
     # decode (or a whole prompt when S > 1): B·S tokens at context L
     seq_dec = B / m / adp
@@ -327,7 +413,7 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
                        np.asarray(attention_flops_per_token(model, L + (S - 1) / 2))) / pp
     dec_flops = seq_dec * S * per_tok / heads_split
     ctx = L + S
-    kv_read = seq_dec * np.asarray(kv_cache(model, ctx, kv).read_bytes) / pp / kv_split
+    kv_read = seq_dec * np.asarray(kv_cache(model, ctx, kv).read_bytes) / pp / lt.kv_split
     t_m = kv_read * (ctx + ac.s0) / np.maximum(ctx, 1.0) / (BW * min(ac.e_m * es.memory_scale, 1.0))
     if ac.e_c:
         t_c = dec_flops / (Fa * min(ac.e_c * es.compute_scale, 1.0))
@@ -345,25 +431,16 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     b_att_f = (dec_flops + pre_flops) * F / Fa  # in units of the GEMM peak, for the bound
     b_att_b = kv_read
 
-    # communication
+    # communication: each term is zero where its parallelism is 1 (TP, EP, PP)
     h = model.hidden
-    dom = system.scaleup_chips
-    tp_s = np.zeros_like(dense_s)
-    tp_ideal = 0.0
-    if tp > 1:
-        ar = kernels.all_reduce
-        if tp <= dom and kernels.custom_all_reduce:  # engines' one-shot kernels inside a domain
-            ar = kernels.custom_all_reduce.get(es.name) or kernels.custom_all_reduce.get("generic") or ar
-        bw = _link(system, tp > dom, f"TP {tp}") * min(ar.e_link * es.network_scale, 1.0)
-        msg = tok_rank * h * ACT_BYTES
-        tp_s = 2 * layers * (ar.alpha_s * fs + 2 * (tp - 1) / tp * msg / bw)
-        tp_ideal = 2 * layers * 2 * (tp - 1) / tp * msg / _link(system, tp > dom, f"TP {tp}")
+    msg = tok_rank * h * ACT_BYTES
+    tp_frac = 2 * (tp - 1) / tp
+    tp_s = 2 * layers * (lt.tp_alpha_s * fs + tp_frac * msg / (lt.tp_bw * np.minimum(lt.tp_e_link * es.network_scale, 1.0)))
+    tp_ideal = 2 * layers * tp_frac * msg / lt.tp_bw
     ep_s = np.zeros_like(dense_s)
     ep_ideal = 0.0
-    if model.moe is not None and layout.ep > 1 and sh.moe_layers:
-        ep = layout.ep
-        in_dom = min(ep, dom)
-        f_out = 1.0 - in_dom / ep
+    if model.moe is not None and sh.moe_layers:
+        ep = lt.ep
         e_l = min(kernels.alltoall.e_link * es.network_scale, 1.0)
         # dispatch (FP8 when the weights are ≤ 1 byte: activations are quantised before sending,
         # as DeepEP and TensorRT-LLM's wide EP do) + combine (BF16) of each token's k copies; the
@@ -371,24 +448,13 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         # remote domain among its k experts (then is forwarded inside it): D_r = (D−1)/D · D(1 − (1 − 1/D)^k)
         k = model.moe.k
         per_copy = h * (min(ACT_BYTES, b_w if b_w <= 1 else ACT_BYTES) + ACT_BYTES)
-        t_up = tok / sc * k * per_copy * (ep - 1) / ep * imb / (_link(system, False, "an expert-parallel all-to-all") * e_l)
-        t_out = 0.0
-        if f_out:
-            D = ep / in_dom
-            remote = (D - 1) * (1 - (1 - 1 / D) ** k)
-            t_out = tok / sc * remote * per_copy * imb / (_link(system, True, f"EP {ep} across {dom}-chip domains") * e_l)
-        lat = 2 * kernels.alltoall.alpha_s * fs + (2 * hop_latency_s if f_out else 0.0)
-        ep_s = moe_layers * (np.maximum(t_up, t_out) + lat)
-        ep_ideal = moe_layers * np.maximum(t_up, t_out) * e_l / imb
-    place = placement(layout, system)
-    pp_s = np.zeros_like(dense_s)
-    hops = 0.0
-    if pp > 1:
-        for i in range(pp):
-            across = place.stage_domain[i] != place.stage_domain[(i + 1) % pp] or sc > dom
-            bw = _link(system, across, "a pipeline boundary between domains")
-            pp_s = pp_s + tok / sc * h * ACT_BYTES / bw / pp
-            hops += hop_latency_s if across else 0.0
+        t_up = tok / sc * k * per_copy * (ep - 1) / ep * imb / (lt.ep_up_bw * e_l)
+        t_out = tok / sc * lt.ep_remote * per_copy * imb / (lt.ep_out_bw * e_l)
+        lat = 2 * kernels.alltoall.alpha_s * fs + lt.ep_hop_s
+        ep_s = lt.ep_on * moe_layers * (np.maximum(t_up, t_out) + lat)
+        ep_ideal = lt.ep_on * moe_layers * np.maximum(t_up, t_out) * e_l / imb
+    pp_s = tok / sc * h * ACT_BYTES * lt.pp_inv_bw
+    hops = lt.hops_s
 
     stage = dense_s + expert_s + attn_s + tp_s + ep_s + pp_s
     step = np.maximum(m * stage, pp * stage + hops) + es.overhead_s
@@ -404,12 +470,14 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         a = np.broadcast_to(np.asarray(x, float), shape)
         return float(a) if a.ndim == 0 else np.array(a)
 
+    many = isinstance(layout, tuple)
     return OpStep(
         batch=bc(B), context=bc(L), new_tokens=bc(S), prefill_tokens=bc(P),
         dense_gemm_s=bc(pp * dense_s), expert_gemm_s=bc(pp * expert_s), attention_s=bc(pp * attn_s),
         tp_comm_s=bc(pp * tp_s), ep_comm_s=bc(pp * ep_s), pp_comm_s=bc(pp * pp_s + hops), overhead_s=es.overhead_s,
         step_s=bc(step), bound_s=bc(bound), expert_imbalance=bc(imb), tokens_per_s=bc(tokens / step),
-        chips=layout.replica_chips, billed_chips=place.billed_chips, layout=layout, label=es.label,
+        chips=lt.chips[:, 0].astype(int) if many else int(lt.chips), billed_chips=lt.billed_chips[:, 0] if many else lt.billed_chips,
+        layout=layout, label=es.label,
     )
 
 
