@@ -60,3 +60,24 @@ def test_documented_example_runs(cmd, code, shown, tmp_path, monkeypatch):
     printed = res.stdout + res.stderr
     missing = sorted(n for n in shown_numbers(shown) if n not in printed)
     assert not missing, f"{cmd}: the docs show {missing}, which the command no longer prints"
+
+
+def python_blocks():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+LITERAL = re.compile(r"^(?P<expr>[^#]+?)\s+#\s*(?P<num>-?\d[\d_]*(?:\.\d+)?)\b(?!\s*[×x*/])")
+
+
+@pytest.mark.parametrize("block", python_blocks())
+def test_readme_python_runs_and_its_exact_numbers_hold(block):
+    """The README's Python examples run as written, and a line commented with a bare number (e.g.
+    `tm.param_counts(m).total  # 671_026_404_352`) evaluates to that number (rel 1e-9)."""
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    for line in block.splitlines():
+        m = LITERAL.match(line)
+        if m and "=" not in m.group("expr").split("(")[0]:
+            got = eval(m.group("expr"), ns)
+            assert float(got) == pytest.approx(float(m.group("num").replace("_", "")), rel=1e-9), line

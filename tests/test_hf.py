@@ -128,3 +128,54 @@ def test_quantization_config_dtypes(cat):
     m = cat.model("gpt-oss-120b")
     assert m.weight_dtype == "mxfp4" and "attention" in m.unquantized_parts
     assert cat.model("llama-3.1-8b").weight_dtype == "bf16"
+
+
+# ---- Gemma 4 (transformers 5.25.0 Gemma4TextConfig / Gemma4TextModel; counts in test_params.py) ----
+
+from pathlib import Path  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_gemma4_fields_are_read():
+    """gemma4-26b-a4b-like: sliding layers 8 KV heads of 256; full layers (every 6th) their own 2
+    KV heads of 512 with keys reused as values; 128 experts, top_k_experts 8, beside a dense MLP."""
+    m = tm.model_from_config_file(DATA / "gemma4-26b-a4b-like.json")
+    a, g = m.attention, m.global_attention
+    assert (m.family, a.n_kv_heads, a.head_dim, a.k_eq_v) == ("gemma4_text", 8, 256, False)
+    assert (g.n_heads, g.n_kv_heads, g.head_dim, g.v_head_dim, g.k_eq_v) == (16, 2, 512, 512, True)
+    assert m.layer_window.count(None) == 5 and m.layer_window.count(1024) == 25
+    assert (m.moe.n_experts, m.moe.k, m.moe.expert.intermediate, m.mlp.intermediate) == (128, 8, 704, 2112)
+    assert all(m.layer_moe) and m.moe_with_dense_mlp and m.per_layer_input_dim == 0
+    assert m.attention_of(None) is g and m.attention_of(1024) is a
+    saved = tm.model_from_config_file(DATA / "gemma4-26b-a4b-saved.json")  # per_layer_config form
+    assert saved.global_attention == g and saved.layer_window == m.layer_window
+
+
+def test_gemma4_kv_bytes_per_layer_type():
+    """KV bytes per token, bf16 (2 B), by hand: a layer caches n_kv x (head_dim K + head_dim V).
+    26b-a4b-like at L = 1024 (the window): 25 sliding x 8 x 512 x 2 = 204,800 plus 5 full x 2 x
+    1,024 x 2 = 20,480 -> 225,280 B/token; the L-proportional slope is the full layers' 20,480.
+    Keys reused as values still cache K and V: transformers 5.25's cache holds a K and a V tensor
+    of (1, n_kv, L, head_dim) on those layers (checked by running a tiny Gemma 4 on CPU with
+    DynamicCache; the value is k_proj's output before k_norm and RoPE, a different tensor).
+    31b-like at L = 1024: 50 x 16 x 512 x 2 = 819,200 + 10 x 4 x 1,024 x 2 = 81,920 -> 901,120.
+    e2b-like at L = 512: the last 20 of 35 layers reuse KV; of layers 0-14, 12 slide (1 x 512 x 2
+    = 1,024 each) and 3 are full (1 KV head: num_global_key_value_heads is ignored without
+    k_eq_v; 1 x 1,024 x 2 = 2,048 each) -> 12,288 + 6,144 = 18,432 B/token."""
+    m = tm.model_from_config_file(DATA / "gemma4-26b-a4b-like.json")
+    kv = tm.kv_cache(m, 1024)
+    assert kv.stored_bytes_per_token == 225_280 and kv.full_bytes_per_token == 20_480
+    assert tm.kv_cache(m, 4096).stored_bytes == 25 * 8192 * 1024 + 20_480 * 4096
+    assert tm.kv_cache(tm.model_from_config_file(DATA / "gemma4-31b-like.json"), 1024).stored_bytes_per_token == 901_120
+    e2b = tm.kv_cache(tm.model_from_config_file(DATA / "gemma4-e2b-like.json"), 512)
+    assert e2b.stored_bytes_per_token == 18_432 and (e2b.layers_full, e2b.layers_windowed, e2b.layers_shared) == (3, 12, 20)
+
+
+def test_gemma4_attention_flops_per_layer_type():
+    """26b-a4b-like, one token attending to L: 2 x 16 heads x (256 + 256) per token on 25 sliding
+    layers (at most 1,024 tokens) and 2 x 16 x (512 + 512) on 5 full layers (KV-shared layers
+    attend too)."""
+    m = tm.model_from_config_file(DATA / "gemma4-26b-a4b-like.json")
+    L = 8192
+    assert tm.attention_flops_per_token(m, L) == 25 * 2 * 16 * 512 * 1024 + 5 * 2 * 16 * 1024 * L

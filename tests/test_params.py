@@ -111,3 +111,59 @@ def test_totals_only_model(cat):
     assert (pc.total, pc.active) == (700_000_000_000, 37_000_000_000)
     assert pc.embedding is None and set(pc.parts()) == set(PARTS)
     assert tm.weight_bytes(m) == 350e9  # fp4 = half a byte
+
+
+# Gemma 4 text models, exact (tolerance 0) against Hugging Face transformers 5.25.0 (torch 2.13.0+cpu):
+#   cfg = Gemma4TextConfig(**text_config_without_model_type)
+#   with torch.device("meta"): model = AutoModelForCausalLM.from_config(cfg)   # Gemma4ForCausalLM
+#   total = sum(p.numel() for p in model.parameters())
+#   active = total - (experts) + experts * top_k_experts // num_experts
+# (layer_scalar and the embedding scales are buffers, not parameters.) The files, in tests/data:
+#   defaults: Gemma4TextConfig's defaults (per-layer input embeddings of 256, global_head_dim 512);
+#   e2b-like: 35 layers, 20 KV-shared layers with a double-wide MLP, PLE 256, 1 KV head;
+#   26b-a4b-like: enable_moe_block (128 experts, top 8, beside a dense MLP), attention_k_eq_v,
+#     2 global KV heads of 512 (Google publishes 25.2B total / 3.8B active for gemma-4-26B-A4B);
+#   26b-a4b-saved: the same config as transformers 5.25 saves it (per_layer_config, no global_*);
+#   31b-like: dense with attention_k_eq_v and 4 global KV heads (Google: 30.7B for gemma-4-31B);
+#   global-kv-ignored: num_global_key_value_heads without attention_k_eq_v (ignored by
+#     transformers), attention_bias, an untied head and a smaller PLE vocabulary.
+GEMMA4_EXACT = [
+    ("gemma4-defaults.json", 5_077_177_856, 5_077_177_856, 2_013_265_920),
+    ("gemma4-e2b-like.json", 4_628_569_344, 4_628_569_344, 2_348_810_240),
+    ("gemma4-26b-a4b-like.json", 25_233_141_760, 3_822_530_560, 0),
+    ("gemma4-26b-a4b-saved.json", 25_233_141_760, 3_822_530_560, 0),
+    ("gemma4-31b-like.json", 30_697_345_280, 30_697_345_280, 0),
+    ("gemma4-global-kv-ignored.json", 287_613_504, 287_613_504, 24_576_000),
+]
+
+
+@pytest.mark.parametrize("file, total, active, ple_table", GEMMA4_EXACT)
+def test_gemma4_exact_against_transformers(file, total, active, ple_table):
+    """See GEMMA4_EXACT: tokenmath's counts equal transformers 5.25.0's on the meta device, exactly."""
+    m = tm.model_from_config_file(DATA / file)
+    pc = tm.param_counts(m)
+    assert (pc.total, pc.active, pc.per_layer_embedding) == (total, active, ple_table)
+    assert sum(pc.parts().values()) == pc.total
+
+
+def test_gemma4_26b_parts_against_transformers():
+    """transformers 5.25.0, gemma4-26b-a4b-like on the meta device, parameters summed by module
+    name: attention projections 1,110,179,840 + q/k norms 17,920; mlp 535,265,280 (the dense MLP
+    beside the experts, so the step model sees it); experts 22,837,985,280; router 10,901,760
+    (proj + scale + per_expert_scale); norms 594,176 (7 per layer + final); embedding 738,197,504."""
+    pc = tm.param_counts(tm.model_from_config_file(DATA / "gemma4-26b-a4b-like.json"))
+    assert pc.attention == 1_110_179_840 + 17_920
+    assert (pc.mlp, pc.routed_experts, pc.router, pc.norms) == (535_265_280, 22_837_985_280, 10_901_760, 594_176)
+    assert pc.embedding == 738_197_504 and pc.lm_head == 0
+
+
+def test_gemma4_ple_table_is_a_lookup():
+    """The per-layer input embedding table is read a row per token, like the token embedding: it
+    is stored (weight_bytes) but neither multiplied (matmul params) nor streamed per pass."""
+    m = tm.model_from_config_file(DATA / "gemma4-e2b-like.json")
+    pc = tm.param_counts(m)
+    from tokenmath.params import matmul_params_per_token
+
+    assert matmul_params_per_token(m) == pc.active - pc.per_layer_embedding  # tied: the token table stays in
+    assert tm.weight_bytes(m) == 2 * pc.total
+    assert tm.weights_read_bytes(m) == 2 * (pc.total - pc.per_layer_embedding)

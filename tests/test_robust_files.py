@@ -368,7 +368,7 @@ def test_fuzz_catalog_toml(tmp_path, snippet):
     assert _only_tokenmath_errors(load) < 2.0
 
 
-# ---- Gemma 4 style fields (synthetic config; exact counts against transformers not checked) -----
+# ---- Gemma 4 style fields (synthetic config; exact counts against transformers in test_params.py) ----
 
 GEMMA4_DENSE = {
     "model_type": "gemma4", "text_config": {
@@ -379,10 +379,20 @@ GEMMA4_DENSE = {
         "num_experts": None, "top_k_experts": None, "tie_word_embeddings": True}}
 
 
+def _g4(**kw):
+    return {**GEMMA4_DENSE, "text_config": {**GEMMA4_DENSE["text_config"], **kw}}
+
+
 def test_gemma4_text_config_is_read():
+    """Gemma4TextConfig (transformers 5.25) ignores sliding_window_pattern: without layer_types
+    every 6th layer is full attention, and the last always is."""
     m = model_from_config(GEMMA4_DENSE)
     assert (m.family, m.hidden, m.n_layers, m.attention.n_kv_heads, m.attention.head_dim) == ("gemma4_text", 256, 6, 2, 64)
-    assert m.layer_window == (32, 32, None, 32, 32, None) and m.tied_embeddings and m.norms_per_layer == 4
+    assert m.layer_window == (32, 32, 32, 32, 32, None) and m.tied_embeddings and m.norms_per_layer == 4
+    assert m.global_attention is None and m.per_layer_input_dim == 256  # Gemma4TextConfig's PLE default
+    types = ["full_attention", "sliding_attention"] * 3
+    assert model_from_config(_g4(layer_types=types[::-1] + [])).layer_window[-1] is None
+    assert model_from_config(_g4(layer_types=types)).layer_window == (None, 32, None, 32, None, None)
 
 
 def test_top_k_experts_is_experts_per_token():
@@ -390,14 +400,40 @@ def test_top_k_experts_is_experts_per_token():
     assert model_from_config(cfg).moe.k == 2
 
 
+def test_gemma4_geometry_is_held():
+    """Global layers with their own head dim / KV heads, k_eq_v and the MoE block are modelled."""
+    m = model_from_config(_g4(global_head_dim=128))
+    assert m.global_attention.head_dim == 128 and m.attention.head_dim == 64
+    assert model_from_config(_g4(num_global_key_value_heads=1)).global_attention is None  # ignored without k_eq_v
+    g = model_from_config(_g4(num_global_key_value_heads=1, attention_k_eq_v=True)).global_attention
+    assert (g.n_kv_heads, g.k_eq_v) == (1, True)
+    moe = model_from_config(_g4(enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=64))
+    assert moe.moe_with_dense_mlp and moe.moe.k == 2 and moe.mlp.intermediate == 512 and all(moe.layer_moe)
+    assert model_from_config(_g4(num_experts=4, top_k_experts=2)).moe is None  # experts only with enable_moe_block
+
+
 @pytest.mark.parametrize("field, value, expect", [
-    ("global_head_dim", 128, "global_head_dim = 128 differs from head_dim = 64"),
-    ("num_global_key_value_heads", 1, "num_global_key_value_heads = 1 differs"),
     ("num_global_key_value_heads", 0, "'num_global_key_value_heads' = 0 must be >= 1"),
-    ("attention_k_eq_v", True, "attention_k_eq_v = true"),
-    ("enable_moe_block", True, "enable_moe_block = true"),
+    ("num_global_key_value_heads", 3, "not a multiple of the full-attention layers' 3 KV heads"),
+    ("enable_moe_block", True, "needs 'num_experts', 'top_k_experts' and 'moe_intermediate_size'"),
+    ("hidden_size_per_layer_input", 10**7, "'hidden_size_per_layer_input' = 10000000 exceeds"),
+    ("per_layer_config", [1], "'per_layer_config' = \\[1\\] must be an object"),
+    ("per_layer_config", {"9": {"head_dim": 8}}, "key '9'; expected a layer index below num_hidden_layers = 6"),
+    ("per_layer_config", {"0": {"head_dim": 8}}, "sliding layer 0 its own KV heads or head_dim"),
+    ("per_layer_config", {"5": {"head_dim": -1}}, "'head_dim' = -1 must be a non-negative integer"),
+    ("layer_types", "full", "must be a list of 6 layer types"),
 ])
-def test_gemma4_geometry_tokenmath_cannot_hold_is_refused(field, value, expect):
-    cfg = {**GEMMA4_DENSE, "text_config": {**GEMMA4_DENSE["text_config"], field: value}}
+def test_gemma4_bad_fields_are_one_sentence(field, value, expect):
+    cfg = _g4(**{field: value})
+    if field == "num_global_key_value_heads":
+        cfg["text_config"]["attention_k_eq_v"] = True
     with pytest.raises(TokenmathError, match=expect):
         model_from_config(cfg)
+
+
+def test_gemma4_per_layer_config_full_layers_must_agree():
+    cfg = _g4(num_hidden_layers=12, per_layer_config={"05": {"head_dim": 128}, "11": {"head_dim": 256}})
+    with pytest.raises(TokenmathError, match="full-attention layers different"):
+        model_from_config(cfg)
+    ok = model_from_config(_g4(per_layer_config={"05": {"head_dim": 128, "num_key_value_heads": 1}}))
+    assert (ok.global_attention.head_dim, ok.global_attention.n_kv_heads) == (128, 1)

@@ -126,5 +126,86 @@ def test_step_cap_refuses_runs_that_must_exceed_it_and_stops_the_loop(monkeypatc
     with pytest.raises(tm.TokenmathError, match="at least"):
         sm.simulate(m, s, chips=1, rate_per_s=1000, duration_s=1000, output_tokens=5000, max_batch=1)
     monkeypatch.setattr(sm, "MAX_STEPS", 500)
-    with pytest.raises(tm.TokenmathError, match="beyond the 500"):
-        sm.simulate(m, s, chips=1, rate_per_s=10, duration_s=60, output_tokens=200, max_batch=4)
+    for method in ("events", "steps"):  # the closed-form runs count the steps they stand for
+        with pytest.raises(tm.TokenmathError, match="beyond the 500"):
+            sm.simulate(m, s, chips=1, rate_per_s=10, duration_s=60, output_tokens=200, max_batch=4, method=method)
+
+
+# Issue 13: the default `method="events"` advances runs of decode steps in closed form; it must give
+# the step loop's answer. Each workload exercises one path: arrivals that join mid-run, a full batch,
+# the KV cap, prompts longer than the chunk, outputs of one token, the compute/memory crossing inside
+# a run (bursts of 400 short prompts at a batch of 400 start compute bound, then the growing context
+# makes them memory bound), per-step overhead and the fixed cadence.
+_BURSTS = np.repeat(np.arange(0, 60, 10.0), 400) + np.tile(np.linspace(0, 0.01, 400), 6)
+WORKLOADS = {
+    "deepseek-light": (CAT.model("deepseek-v3"), CAT.system("gb200-nvl72"),
+                       dict(chips=72, rate_per_s=100, duration_s=120, input_tokens=2000, output_tokens=500)),
+    "saturated": (M, S, dict(chips=1, rate_per_s=400, duration_s=120, input_tokens=500, output_tokens=200,
+                              max_batch=256, chunk_tokens=700, seed=2)),
+    "kv-capped": (CAT.model("llama-3.1-70b"), S, dict(chips=2, rate_per_s=20, duration_s=120, input_tokens=4000,
+                                                       output_tokens=300, max_batch=10_000, chunk_tokens=1024)),
+    "sampled": (M, S, dict(chips=1, rate_per_s=30, duration_s=120, input_tokens=[100, 500, 3000],
+                            output_tokens=[1, 20, 400], chunk_tokens=512, overhead_s=2e-3, seed=7)),
+    "bursts": (M, S, dict(chips=1, rate_per_s=1, arrivals=_BURSTS, duration_s=60, input_tokens=20,
+                           output_tokens=1000, max_batch=400)),
+    "cadence": (M, S, dict(chips=1, rate_per_s=50, duration_s=120, input_tokens=100, output_tokens=50,
+                            cadence_s=0.02, seed=3)),
+    "cadence-long": (M, S, dict(chips=1, rate_per_s=0.5, duration_s=3000, input_tokens=100, output_tokens=3000,
+                                 cadence_s=0.01, seed=3)),
+}
+
+
+@pytest.mark.parametrize("prefill", ["first", "chunked"])
+@pytest.mark.parametrize("name", list(WORKLOADS))
+def test_closed_form_runs_equal_the_step_loop(name, prefill):
+    model, system, kw = WORKLOADS[name]
+    fast = simulate(model, system, prefill=prefill, **kw)
+    ref = simulate(model, system, prefill=prefill, method="steps", **kw)
+    assert (fast.requests, fast.completed, fast.max_batch) == (ref.requests, ref.completed, ref.max_batch)
+    assert fast.steps == pytest.approx(ref.steps, rel=1e-3)
+    for field in ("ttft_s", "tpot_s", "latency_s"):
+        for q in ("p50", "p90", "p99", "mean"):
+            assert getattr(fast, field)[q] == pytest.approx(getattr(ref, field)[q], rel=0.01), (field, q)
+    assert fast.output_tokens_per_s == pytest.approx(ref.output_tokens_per_s, rel=0.01)
+    assert fast.mean_batch == pytest.approx(ref.mean_batch, rel=0.01)
+
+
+def test_the_kv_capped_and_burst_workloads_reach_their_limits():
+    """The comparisons above mean something only if the paths they name are taken: the 70B workload
+    runs ~13 sequences (the KV cap) under a batch cap of 10,000, and the bursts cross from compute
+    bound to memory bound inside a run (a step at 400 sequences: compute > memory at context 21,
+    memory > compute at context 1,020)."""
+    model, system, kw = WORKLOADS["kv-capped"]
+    r = simulate(model, system, **kw)
+    assert r.max_batch == 10_000 and 10 < r.mean_batch < 14
+    short, long_ = tm.slopes(M, S, 21, chips=1), tm.slopes(M, S, 1020, chips=1)
+    assert 400 * short.compute_s_per_seq > short.weights_s + 400 * short.kv_s_per_seq
+    assert 400 * long_.compute_s_per_seq < long_.weights_s + 400 * long_.kv_s_per_seq
+
+
+@pytest.mark.parametrize("method", ["events", "steps"])
+def test_a_train_departs_every_T_late_in_a_long_run(method):
+    """Fixed cadence: decoding sequences take every departure, also after 300,000 periods (a step
+    ending on a departure used to miss it one time in five once t/T passed ~4,500: the tolerance was
+    an absolute 1e-12 periods, below one ulp of t/T). Prompts pause decoding only for the ~1 % of
+    departures that carry one, so the median time per token is T."""
+    model, system, kw = WORKLOADS["cadence-long"]
+    r = simulate(model, system, method=method, **kw)
+    assert r.tpot_s["p50"] == pytest.approx(0.01, rel=0.01)
+
+
+def test_steps_until_is_the_smallest_count_that_reaches():
+    """The quadratic's root, nudged for rounding, against counting step by step."""
+    from tokenmath.simulate import _steps_until
+
+    for a, b, x in ((1e-3, 0.0, 0.0105), (1e-3, 2e-7, 0.5), (2.0, 1.0, 7.0), (1e-3, 1e-9, 1e-3), (5e-3, 1e-6, 1e-9)):
+        for strict in (False, True):
+            k, total = 1, a
+            while not (total > x if strict else total >= x):
+                k, total = k + 1, total + a + b * k
+            assert _steps_until(a, b, x, strict) == k, (a, b, x, strict)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(tm.TokenmathError, match="method"):
+        simulate(M, S, rate_per_s=1, duration_s=10, method="fast")

@@ -104,17 +104,18 @@ def estimate_record(e: Estimated) -> dict:
 
 
 def linearised(model: Model, system: System, *, chips: int, dtypes: Dtypes, profile: Profile, input_tokens: float,
-               output_tokens: float, batch: float = 64.0):
+               output_tokens: float, batch: float = 64.0, layout: Layout | None = None):
     """(Efficiency, overhead_s) that make the simulator's affine step model
     T = max(tokens·c(L), W + KV/BW)/eff + overhead reproduce the estimate at the workload's
     operating point: the per-step overhead is the profile's; the HBM efficiency is the roofline's
     memory time over the estimate of a decode step at `batch` (mean context I + O/2); the FLOP/s
     efficiency is the roofline's compute time over the estimate of a prefill of one prompt.
-    An approximation, labelled as such in the simulator's output."""
+    An approximation, labelled as such in the simulator's output. `layout`: the replica's layout
+    (default: the one `chips` implies)."""
     from .roofline import step_time
     from .specs import Efficiency
 
-    lay = default_layout(model, system, chips)
+    lay = layout or default_layout(model, system, chips)
     ov = profile.engine.overhead_s
     L = input_tokens + output_tokens / 2
     dec = op_step(model, system, lay, batch, L, 1.0, kernels=profile.kernels, engine=profile.engine, dtypes=dtypes)

@@ -4,6 +4,16 @@ No per-model table: each architectural feature is detected from the fields that 
 (`kv_lora_rank` -> MLA, `n_routed_experts`/`num_local_experts`/`num_experts` -> MoE,
 `layer_types`/`sliding_window_pattern` -> local/global layers, `index_topk` -> sparse attention,
 `num_nextn_predict_layers` -> MTP, `text_config` -> the language model of a multimodal config).
+Gemma 4 (model_type gemma4 / gemma4_text) is read as transformers 5.25's Gemma4TextConfig and
+Gemma4TextModel build it: full-attention layers take `global_head_dim` (default 512) and, only
+where `attention_k_eq_v` is true, `num_global_key_value_heads`, or the per-layer `head_dim` /
+`num_key_value_heads` of a saved `per_layer_config`; `attention_k_eq_v` drops v_proj on those
+layers; `enable_moe_block` puts `num_experts` experts (`top_k_experts` per token,
+`moe_intermediate_size` wide) beside the dense MLP in every layer (and without it experts are
+ignored); `hidden_size_per_layer_input` (default 256) adds per-layer input embeddings;
+`num_kv_shared_layers` layers reuse KV without k/v projections, with a double-width MLP where
+`use_double_wide_mlp`; layers follow `layer_types` (default: every 6th full) with the last forced
+to full attention, and `sliding_window_pattern` is not read (Gemma4TextConfig ignores it).
 The few places where families differ in how they *use* a field (which biases exist, how the
 sliding layers are chosen) are keyed on model_type and commented with the transformers class
 they mirror.
@@ -138,18 +148,21 @@ def model_from_config(
     n_kv = _opt_int(c, "num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", least=1)
     if n_kv is None:
         n_kv = 1 if c.get("multi_query") else n_heads
-    head_dim = _opt_int(c, "head_dim", "attention_head_dim") or hidden // n_heads
+    gemma4 = family.startswith("gemma4")
+    head_dim = _opt_int(c, "head_dim", "attention_head_dim") or (256 if gemma4 else hidden // n_heads)
     if head_dim < 1:
         raise TokenmathError(
             f"{where}: hidden_size = {hidden} is smaller than num_attention_heads = {n_heads}, so the head "
             "dimension would be 0; give 'head_dim' (>= 1)"
         )
 
-    _refuse_mixed_geometry(c, where, n_kv, head_dim)
     attention = _attention(c, family, n_heads, n_kv, head_dim)
     mlp, moe, layer_moe = _mlp_and_moe(c, family, hidden, n_layers, where)
     layer_window = _layer_windows(c, family, n_layers)
     layer_stores_kv = _kv_sharing(c, n_layers)
+    gemma4_fields: dict[str, Any] = {}
+    if gemma4:
+        gemma4_fields = _gemma4(c, where, attention, layer_window, n_layers)
 
     tied = c.get("tie_word_embeddings")
     if tied is None:
@@ -172,6 +185,7 @@ def model_from_config(
         norms_per_layer=4 if family in _FOUR_NORMS else 2,
         norm_bias=family in _LAYERNORM_WITH_BIAS,
         mtp_layers=_opt_int(c, "num_nextn_predict_layers") or 0,
+        **gemma4_fields,
         weight_dtype=weight_dtype,
         base_dtype=base_dtype,
         unquantized_parts=unquantized,
@@ -254,24 +268,72 @@ def _int_list(c: dict, key: str) -> list[int] | None:
     return v
 
 
-def _refuse_mixed_geometry(c: dict, where: str, n_kv: int, head_dim: int) -> None:
-    """Gemma 4 style fields that a Model (one Attention for every layer; a layer's MLP is dense *or*
-    MoE) cannot hold: refuse in one sentence rather than count the wrong parameters or KV bytes."""
-    why = "tokenmath models one attention geometry for all layers"
-    g_kv = _opt_int(c, "num_global_key_value_heads", least=1)
-    if g_kv is not None and g_kv != n_kv:
-        raise TokenmathError(f"{where}: num_global_key_value_heads = {g_kv} differs from num_key_value_heads = {n_kv}; "
-                             f"{why}, so global layers with their own KV heads (Gemma 4) are not supported yet")
-    g_dim = _opt_int(c, "global_head_dim", least=1)
-    if g_dim is not None and g_dim != head_dim:
-        raise TokenmathError(f"{where}: global_head_dim = {g_dim} differs from head_dim = {head_dim}; "
-                             f"{why}, so global layers with their own head size (Gemma 4) are not supported yet")
-    if c.get("attention_k_eq_v") is True:
-        raise TokenmathError(f"{where}: attention_k_eq_v = true (keys reused as values, Gemma 4) is not supported yet; "
-                             "tokenmath counts separate K and V projections and caches")
-    if c.get("enable_moe_block") is True:
-        raise TokenmathError(f"{where}: enable_moe_block = true (a dense MLP beside the experts in each layer, Gemma 4) "
-                             "is not supported yet; tokenmath models a layer's MLP as dense or MoE")
+def _gemma4(c: dict, where: str, attention: Attention, layer_window: tuple, n_layers: int) -> dict[str, Any]:
+    """Gemma 4's extra Model fields, as transformers 5.25 builds Gemma4TextModel from the config."""
+    from dataclasses import replace
+
+    base = (attention.n_kv_heads, attention.head_dim)
+    per_layer = _per_layer_geometry(c, where, n_layers, base)
+    k_eq_v = c.get("attention_k_eq_v") is True
+    full = [i for i, w in enumerate(layer_window) if w is None]
+    if per_layer is not None:
+        # a config saved by transformers >= 5.2x: sparse per-layer overrides of head_dim / KV heads
+        for i, w in enumerate(layer_window):
+            if w is not None and per_layer.get(i, base) != base:
+                raise TokenmathError(f"{where}: per_layer_config gives sliding layer {i} its own KV heads or head_dim "
+                                     f"{per_layer[i]}; tokenmath models one geometry for the sliding layers")
+        geoms = {per_layer.get(i, base) for i in full}
+        if len(geoms) > 1:
+            raise TokenmathError(f"{where}: per_layer_config gives the full-attention layers different (KV heads, "
+                                 f"head_dim): {sorted(geoms)}; tokenmath models one geometry for them")
+        g_kv, g_dim = geoms.pop() if geoms else base
+    else:
+        g_dim = _opt_int(c, "global_head_dim", least=1) or 512  # Gemma4TextConfig's default
+        g_kv = _opt_int(c, "num_global_key_value_heads", least=1) if k_eq_v else None  # read only with k_eq_v
+        g_kv = g_kv or attention.n_kv_heads
+    if attention.n_heads % g_kv:
+        raise TokenmathError(f"{where}: num_attention_heads = {attention.n_heads} is not a multiple of the "
+                             f"full-attention layers' {g_kv} KV heads")
+    g = replace(attention, n_kv_heads=g_kv, head_dim=g_dim, v_head_dim=g_dim, k_eq_v=k_eq_v)
+    ple = _opt_int(c, "hidden_size_per_layer_input")
+    ple = 256 if ple is None else ple  # Gemma4TextConfig's default
+    if ple > MAX_HIDDEN:
+        raise TokenmathError(f"config field 'hidden_size_per_layer_input' = {_show(ple)} exceeds {MAX_HIDDEN:,}, "
+                             "the largest hidden size tokenmath accepts")
+    ple_vocab = _opt_int(c, "vocab_size_per_layer_input")
+    if ple_vocab is not None and ple_vocab > MAX_VOCAB:
+        raise TokenmathError(f"config field 'vocab_size_per_layer_input' = {_show(ple_vocab)} exceeds "
+                             f"{MAX_VOCAB:,}, the largest vocabulary tokenmath accepts")
+    return dict(
+        global_attention=None if g == attention else g,
+        shared_kv_has_kv_proj=False,
+        shared_kv_mlp_factor=2 if c.get("use_double_wide_mlp") is True else 1,
+        moe_with_dense_mlp=c.get("enable_moe_block") is True,
+        per_layer_input_dim=ple,
+        per_layer_input_vocab=(262_144 if ple_vocab is None else ple_vocab) if ple else None,
+    )
+
+
+def _per_layer_geometry(c: dict, where: str, n_layers: int, base: tuple[int, int]) -> dict[int, tuple[int, int]] | None:
+    """A saved `per_layer_config` ({"05": {"head_dim": 512, "num_key_value_heads": 2}, ...}) as
+    {layer: (KV heads, head_dim)}; None when the config has none."""
+    plc = c.get("per_layer_config")
+    if plc is None:
+        return None
+    if not isinstance(plc, dict):
+        raise TokenmathError(f"config field 'per_layer_config' = {_show(plc)} must be an object of layer index -> fields")
+    out: dict[int, tuple[int, int]] = {}
+    for key, over in plc.items():
+        i = int(key) if isinstance(key, str) and key.isdigit() and len(key) <= 6 else None
+        if i is None or i >= n_layers:
+            raise TokenmathError(f"config field 'per_layer_config' has key {_show(key)}; expected a layer index "
+                                 f"below num_hidden_layers = {n_layers}")
+        if not isinstance(over, dict):
+            raise TokenmathError(f"config field 'per_layer_config' layer {i} = {_show(over)} must be an object")
+        kv = _opt_int(over, "num_key_value_heads", least=1)
+        dim = _opt_int(over, "head_dim", least=1)
+        out[i] = (kv or base[0], dim or base[1])
+    return out
 
 
 def _attention(c: dict, family: str, n_heads: int, n_kv: int, head_dim: int) -> Attention:
@@ -345,6 +407,26 @@ def _mlp_and_moe(c: dict, family: str, hidden: int, n_layers: int, where: str):
     if family.startswith("llama4"):
         # Llama 4: intermediate_size is the expert width, intermediate_size_mlp the dense one.
         inter = _opt_int(c, "intermediate_size_mlp") or _opt_int(c, "intermediate_size")
+    gemma4 = family.startswith("gemma4")
+    if gemma4 and c.get("enable_moe_block") is not True:
+        n_experts = None  # Gemma4TextDecoderLayer builds experts only with enable_moe_block
+    if gemma4 and c.get("enable_moe_block") is True:
+        if not n_experts:
+            raise TokenmathError(f"{where}: enable_moe_block = true needs 'num_experts', 'top_k_experts' and "
+                                 "'moe_intermediate_size'")
+        if inter is None:
+            raise TokenmathError(f"{where} (model_type {family!r}) lacks 'intermediate_size' for the dense MLP "
+                                 "beside the experts (enable_moe_block)")
+        k = _opt_int(c, "top_k_experts", "num_experts_per_tok", least=1)
+        expert_inter = _opt_int(c, "moe_intermediate_size")
+        if not k or not expert_inter:
+            raise TokenmathError(f"{where}: enable_moe_block = true needs 'num_experts', 'top_k_experts' and "
+                                 "'moe_intermediate_size'")
+        if k > n_experts:
+            raise TokenmathError(f"{where}: top_k_experts = {k} exceeds the {n_experts} experts")
+        # Gemma4TextRouter: proj + scale + per_expert_scale; 3 more norms around the experts.
+        moe = Moe(n_experts=n_experts, k=k, expert=Mlp(expert_inter, True, False), router_scales=True, norms=3)
+        return Mlp(inter, True, mlp_bias), moe, tuple([True] * n_layers)
     if not n_experts or n_experts <= 1:
         if inter is None:
             if family in _PLAIN_MLP:
@@ -418,6 +500,8 @@ def _mlp_and_moe(c: dict, family: str, hidden: int, n_layers: int, where: str):
 
 
 def _layer_windows(c: dict, family: str, n_layers: int) -> tuple[int | None, ...]:
+    if family.startswith("gemma4"):
+        return _gemma4_windows(c, n_layers)
     window = _opt_int(c, "sliding_window")
     chunk = _opt_int(c, "attention_chunk_size")
     types = c.get("layer_types")
@@ -453,6 +537,26 @@ def _layer_windows(c: dict, family: str, n_layers: int) -> tuple[int | None, ...
         start = _opt_int(c, "max_window_layers") or 0
         return tuple(window if i >= start else None for i in range(n_layers))
     return tuple([window] * n_layers)  # Mistral / Mixtral: a window on every layer
+
+
+def _gemma4_windows(c: dict, n_layers: int) -> tuple[int | None, ...]:
+    """Gemma4TextConfig.__post_init__: layer_types default to every 6th layer full, the last layer is
+    forced to full attention, the window defaults to 512 and is w // 2 + 1 under bidirectional "all"."""
+    window = _opt_int(c, "sliding_window")
+    window = 512 if window is None else window
+    if c.get("use_bidirectional_attention") == "all":
+        window = window // 2 + 1
+    types = c.get("layer_types")
+    if isinstance(types, list) and len(types) == n_layers and all(isinstance(t, str) for t in types):
+        full = [t == "full_attention" for t in types]
+    elif types is not None and not (isinstance(types, list) and len(types) == n_layers):
+        raise TokenmathError(f"config field 'layer_types' = {_show(types)} must be a list of {n_layers} layer types")
+    elif types is not None:
+        raise TokenmathError(f"config field 'layer_types' = {_show(types)} must be a list of strings")
+    else:
+        full = [(i + 1) % 6 == 0 for i in range(n_layers)]
+    full[-1] = True
+    return tuple(None if f else window for f in full)
 
 
 def _kv_sharing(c: dict, n_layers: int) -> tuple[bool, ...]:

@@ -4,7 +4,11 @@ Per layer that stores KV, one token costs
     GQA / MHA / MQA:  n_kv_heads × (head_dim + v_head_dim) × bytes      (K and V)
     MLA:              (kv_lora_rank + qk_rope_head_dim) × bytes          (the shared latent + rope key)
 A sliding-window or chunked layer keeps min(L, W) tokens; a layer that reuses another layer's KV
-keeps none. Sparse attention (DeepSeek-V3.2 DSA) stores every token's latent plus an indexer key,
+keeps none. Each layer uses its own geometry: Gemma 4's full-attention layers have their own KV
+heads and head dim (`Model.global_attention`), so each layer group has its own bytes per token.
+Keys reused as values (Gemma 4 attention_k_eq_v) still cache a K and a V tensor per token: the
+value is the key projection's output before k_norm and RoPE, a different tensor, and transformers'
+cache stores both. Sparse attention (DeepSeek-V3.2 DSA) stores every token's latent plus an indexer key,
 but a decode step reads only the top-k selected tokens' latents plus all L indexer keys.
 
 Everything broadcasts over `context_tokens` (numpy arrays welcome).
@@ -43,11 +47,91 @@ class KvCache:
     sparse_topk: int | None = None
 
 
-def kv_elements_per_token_per_layer(model: Model) -> int:
-    a = model.attention
+def kv_elements_per_token_per_layer(model: Model, window: int | None = 0) -> int:
+    """KV elements one token costs in one layer of the given layer_window entry (default: the
+    main / sliding layers' geometry, `model.attention`)."""
+    a = model.attention if window == 0 else model.attention_of(window)
+    return _kv_elements(a)
+
+
+def _kv_elements(a) -> int:
     if a.kind == "mla":
         return a.kv_lora_rank + a.qk_rope_head_dim
     return a.n_kv_heads * (a.head_dim + a.v_head_dim)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A per-token quantity summed over layer groups, reduced to numbers once per model:
+    value(L) = Σ_g a_g·sel(min(L, w_g)) + b_g·min(L, w_g), where sel() is what sparse attention
+    reads of the kept tokens. kv_cache and attention_flops_per_token evaluate these; so does the
+    roofline's scalar path, which is why they are plain floats and tuples."""
+
+    groups: tuple[tuple[int | None, float, float], ...]  # (window or None, a, b)
+    topk: int | None
+    mode: str
+
+    def at(self, L):
+        """value(L) for a float (pure Python, no numpy) or an array (broadcasts)."""
+        scalar = isinstance(L, (int, float))
+        mn = min if scalar else np.minimum
+        total = 0.0
+        for w, a, b in self.groups:
+            kept = L if w is None else mn(L, w)
+            seen = kept
+            if self.topk:
+                if self.mode == "sqrt":
+                    seen = mn(kept, (self.topk * kept) ** 0.5 if scalar else np.sqrt(self.topk * kept))
+                else:
+                    seen = mn(kept, self.topk)
+            total = total + a * seen + b * kept
+        return total
+
+
+@dataclass(frozen=True)
+class KvTerms:
+    """kv_cache's numbers for one (model, KV dtype, index dtype): stored and read bytes as Terms."""
+
+    stored: Terms
+    read: Terms
+    full_bytes_per_token: float
+    layers_full: int
+    layers_windowed: int
+    layers_shared: int
+    topk: int | None
+
+
+@lru_cache(maxsize=1024)
+def kv_terms(model: Model, kv_dtype: str = "bf16", index_dtype: str = INDEX_DTYPE_DEFAULT) -> KvTerms:
+    """Per layer group: bytes stored per kept token, bytes read per selected token and per kept token."""
+    b = dtype_bytes(kv_dtype)
+    if model.is_totals_only:
+        if model.kv_bytes_per_token_given is None:
+            raise TokenmathError(f"model {model.name!r} has no kv_bytes_per_token and no architecture to derive it")
+        per = float(model.kv_bytes_per_token_given)
+        topk = model.sparse_topk_given
+        return KvTerms(Terms(((None, 0.0, per),), None, "topk"), Terms(((None, per, 0.0),), topk, model.sparse_mode),
+                       per, model.n_layers or 0, 0, 0, topk)
+    a = model.attention
+    stored, read = [], []
+    full = windowed = shared = 0
+    full_bytes = 0.0
+    for (window, stores), n in _layer_groups(model).items():
+        if not stores:
+            shared += n
+            continue
+        g = model.attention_of(window)
+        per_layer = float(_kv_elements(g) * b)
+        idx = float(g.index_head_dim * dtype_bytes(index_dtype)) if g.index_topk and g.index_head_dim else 0.0
+        stored.append((window, 0.0, n * (per_layer + idx)))
+        read.append((window, n * per_layer, n * idx))
+        if window is None:
+            full += n
+            full_bytes += n * (per_layer + idx)
+        else:
+            windowed += n
+    return KvTerms(Terms(tuple(stored), None, "topk"), Terms(tuple(read), a.index_topk, model.sparse_mode),
+                   full_bytes, full, windowed, shared, a.index_topk)
 
 
 def kv_cache(
@@ -61,43 +145,11 @@ def kv_cache(
     L = np.asarray(context_tokens, dtype=float)
     if np.any(L < 0) or not np.all(np.isfinite(L)):
         raise TokenmathError(f"context = {context_tokens!r} must be a finite number of tokens >= 0")
-    b = dtype_bytes(kv_dtype)
-    if model.is_totals_only:
-        if model.kv_bytes_per_token_given is None:
-            raise TokenmathError(f"model {model.name!r} has no kv_bytes_per_token and no architecture to derive it")
-        per = float(model.kv_bytes_per_token_given)
-        stored = per * L
-        read = per * _selected(L, model.sparse_topk_given, model.sparse_mode)
-        return _result(L, kv_dtype, stored, read, per, model.n_layers or 0, 0, 0, model.sparse_topk_given)
-
-    a = model.attention
-    per_layer = kv_elements_per_token_per_layer(model) * b
-    idx = (a.index_head_dim * dtype_bytes(index_dtype)) if a.index_topk and a.index_head_dim else 0.0
-    stored = np.zeros_like(L)
-    read = np.zeros_like(L)
-    full = windowed = shared = 0
-    for (window, stores), n in _layer_groups(model).items():
-        if not stores:
-            shared += n
-            continue
-        kept = L if window is None else np.minimum(L, window)
-        seen = _selected(kept, a.index_topk, model.sparse_mode)
-        stored = stored + n * (per_layer + idx) * kept
-        read = read + n * (per_layer * seen + idx * kept)
-        if window is None:
-            full += n
-        else:
-            windowed += n
-    return _result(L, kv_dtype, stored, read, full * (per_layer + idx), full, windowed, shared, a.index_topk)
-
-
-def _selected(kept, topk: int | None, mode: str):
-    """Cached tokens a sparse-attention step actually reads out of `kept`."""
-    if not topk:
-        return kept
-    if mode == "sqrt":
-        return np.minimum(kept, np.sqrt(topk * kept))
-    return np.minimum(kept, topk)
+    t = kv_terms(model, kv_dtype, index_dtype)
+    stored = np.asarray(t.stored.at(L), dtype=float) + np.zeros_like(L)
+    read = np.asarray(t.read.at(L), dtype=float) + np.zeros_like(L)
+    return _result(L, kv_dtype, stored, read, t.full_bytes_per_token, t.layers_full, t.layers_windowed,
+                   t.layers_shared, t.topk)
 
 
 def with_sparse_attention(model: Model, topk: int, *, mode: str = "topk", index_head_dim: int = 0,
@@ -156,24 +208,30 @@ def attention_flops_per_token(model: Model, context_tokens: float | np.ndarray, 
     Totals-only models have no attention shape: 0 (the lecture's "small until ~1M tokens").
     """
     L = np.asarray(context_tokens, dtype=float)
+    return _scalar(attention_terms(model, absorbed).at(L) + np.zeros_like(L))
+
+
+@lru_cache(maxsize=1024)
+def attention_terms(model: Model, absorbed: bool = True) -> Terms:
+    """attention_flops_per_token as Terms: per window group, FLOPs per attended token and the
+    indexer's FLOPs per kept token (shared-KV layers still attend)."""
     if model.is_totals_only:
-        return _scalar(np.zeros_like(L))
-    a = model.attention
-    if a.kind == "mla" and absorbed:
-        per = 2 * a.n_heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
-    elif a.kind == "mla":  # prefill runs MLA as multi-head attention on the decompressed K and V
-        per = 2 * a.n_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim)
-    else:
-        per = 2 * a.n_heads * (a.head_dim + a.v_head_dim)
-    total = np.zeros_like(L)
+        return Terms((), None, "topk")
     windows: dict = {}
-    for window in model.layer_window:  # shared-KV layers still attend
+    for window in model.layer_window:
         windows[window] = windows.get(window, 0) + 1
-    for window, n in windows.items():
-        kept = L if window is None else np.minimum(L, window)
-        indexer = 2 * (a.index_n_heads or 0) * (a.index_head_dim or 0) * kept if a.index_topk else 0.0
-        total = total + n * (per * _selected(kept, a.index_topk, model.sparse_mode) + indexer)
-    return _scalar(total)
+    groups = []
+    for w, n in windows.items():
+        a = model.attention_of(w)  # Gemma 4: full-attention layers have their own head dim
+        if a.kind == "mla" and absorbed:
+            per = 2 * a.n_heads * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
+        elif a.kind == "mla":  # prefill runs MLA as multi-head attention on the decompressed K and V
+            per = 2 * a.n_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim)
+        else:
+            per = 2 * a.n_heads * (a.head_dim + a.v_head_dim)
+        indexer = 2 * (a.index_n_heads or 0) * (a.index_head_dim or 0) if a.index_topk else 0
+        groups.append((w, float(n * per), float(n * indexer)))
+    return Terms(tuple(groups), model.attention.index_topk, model.sparse_mode)
 
 
 @lru_cache(maxsize=1024)

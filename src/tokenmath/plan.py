@@ -186,13 +186,15 @@ def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour,
 
 
 def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, O, profile, usd_per_chip_hour,
-                               rejected: dict[str, int]) -> tuple[dict[str, np.ndarray] | None, int]:
+                               rejected: dict[str, int], cached: float = 0.0,
+                               decode_only: bool = False) -> tuple[dict[str, np.ndarray] | None, int]:
     """The estimate's columns for every layout of one system and dtype in one broadcast
     (layouts × batches): continuous batching with chunked prefill at each batch (the user's time
     per output token includes the prompt chunks sharing the step), TTFT of a lone prompt.
     Layouts whose weights do not fit, or that need a link the system lacks, are counted in
     `rejected` and left out; the count returned beside the columns is the layouts evaluated
-    (all but those lacking a link, as the roofline's path counts them)."""
+    (all but those lacking a link, as the roofline's path counts them). decode_only: a decode
+    pool of a disaggregated fleet — steps carry no prompt chunks (prompts arrive prefilled)."""
     from .layout import Layouts
     from .stepmodel import _layout_terms, op_step, steady_step_s
 
@@ -234,10 +236,14 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
         first = valid & (np.cumsum(valid, axis=1) == 1)
         valid = np.where(under.any(axis=1, keepdims=True), under, first)
     try:
-        tpot = np.asarray(steady_step_s(model, system, lays, G, I, O, kernels=profile.kernels, engine=profile.engine,
-                                        dtypes=dtypes), float)
-        one = op_step(model, system, lays, np.ones((len(lays), 1)), 0.0, float(I), kernels=profile.kernels,
-                      engine=profile.engine, dtypes=dtypes, check=False)
+        if decode_only:
+            tpot = np.asarray(op_step(model, system, lays, G, L, 1.0, kernels=profile.kernels, engine=profile.engine,
+                                      dtypes=dtypes, check=False).step_s, float)
+        else:
+            tpot = np.asarray(steady_step_s(model, system, lays, G, I, O, kernels=profile.kernels,
+                                            engine=profile.engine, dtypes=dtypes, cached_tokens=cached), float)
+        one = op_step(model, system, lays, np.ones((len(lays), 1)), float(cached), float(I - cached),
+                      kernels=profile.kernels, engine=profile.engine, dtypes=dtypes, check=False)
     except TokenmathError as e:  # one reason for every layout (e.g. no FLOP/s for a dtype)
         key = str(e).split(":")[0][:80]
         rejected[key] = rejected.get(key, 0) + len(lays)
@@ -282,11 +288,14 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
                 weight_dtypes: Iterable[str | None] | str = "deployable", kv_dtype: str = "bf16",
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
                 overlap: str = "none", estimate: str = "calibrated",
-                engine: str | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
+                engine: str | None = None, cached_input_tokens: float = 0.0,
+                decode_only: bool = False) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
     """Every feasible (layout, batch, dtype) point on one system, before SLOs, as columns:
     (columns, layouts evaluated, reasons layouts were rejected). estimate: 'calibrated' (the
     per-operation estimate under the engine's and the system's vendor profile) or 'roofline'
-    (the bound, scaled by `efficiency`)."""
+    (the bound, scaled by `efficiency`). cached_input_tokens: prompt tokens a prefix cache
+    serves per request on average (not prefilled; the estimate's path only). decode_only: the
+    points of a disaggregated decode pool (no prompt chunks in its steps; the estimate's path)."""
     from .profiles import choose
 
     profile = choose(estimate, engine=engine, system=system)
@@ -313,7 +322,8 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
             checked.append(lay)
         if not profile.is_roofline:  # all layouts of the system in one broadcast
             cols, n = _evaluate_estimate_layouts(model, system, checked, dt, input_tokens, output_tokens, profile,
-                                                 usd_per_chip_hour, rejected) if checked else (None, 0)
+                                                 usd_per_chip_hour, rejected, cached_input_tokens,
+                                                 decode_only) if checked else (None, 0)
             n_layouts += n
             if cols is not None:
                 parts.append(cols)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import math
+
 import numpy as np
 
 from .errors import TokenmathError
@@ -206,6 +208,28 @@ def plan_frontier(p, *, title: str, path=None):
         ax.axvline(p.min_tokens_per_s_per_user, ls="--", color=COLORS["floor"], label="SLO: min tokens/s per user")
     ax.set(xscale="log", yscale="log", xlabel="tokens/s per user",
            ylabel="$ per million output tokens" if key == "usd_per_mtok" else "output tokens/s per chip", title=title)
+    return _finish(fig, ax, path, fontsize=7)
+
+
+def fleet_frontier(f, *, path=None):
+    """Fleet cost against tokens/s per user (the aggregated candidates' frontier, analytic), the
+    chosen fleet marked with its simulated speed."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    systems = sorted({pt["system"] for pt in f.frontier})
+    for name in systems:
+        pts = [pt for pt in f.frontier if pt["system"] == name]
+        ax.plot([pt["tokens_per_s_per_user"] for pt in pts], [pt["usd_per_mtok"] for pt in pts], "o-", ms=3,
+                label=f"{name} (aggregated, analytic)")
+    b = f.best
+    if b is not None and b.usd_per_mtok is not None:
+        user = b.tokens_per_s_per_user if b.simulated is None else 1.0 / max(b.simulated.tpot_p50_s, 1e-12)
+        ax.plot([user], [b.usd_per_mtok], "*", ms=14, color="black",
+                label=f"best: {b.mode}, {b.total_chips:,.0f} chips ({'simulated' if b.simulated else 'analytic'} speed)")
+    if f.slo.tpot_limit() < math.inf:
+        ax.axvline(1.0 / f.slo.tpot_limit(), ls="--", color=COLORS["floor"], label="SLO: 1 / TPOT")
+    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user", ylabel="$ per million output tokens",
+           title=f"{f.model}: {f.request_rate:,.4g} requests/s, I = {f.input_tokens:,.0f}, O = {f.output_tokens:,.0f}")
     return _finish(fig, ax, path, fontsize=7)
 
 

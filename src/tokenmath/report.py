@@ -727,6 +727,109 @@ def _key(x):
     return (x.system, x.tp, x.ep, x.pp, x.batch, x.weight_dtype)
 
 
+POOL_KEYS = ("role", "system", "replicas", "chips_per_replica", "tp", "ep", "pp", "dp", "max_batch")
+
+
+def _fleet_option_record(o) -> dict[str, Any]:
+    sim = o.simulated
+    return {
+        "mode": o.mode,
+        "pools": [{k: getattr(p, k) for k in POOL_KEYS} | {"weight_dtype": p.weight_dtype, "kv_dtype": p.kv_dtype,
+                                                         "billed_chips_per_replica": p.billed_chips_per_replica,
+                                                         "capacity_requests_per_s": p.capacity_requests_per_s,
+                                                         "usd_per_hour": p.usd_per_hour} for p in o.pools],
+        "total_chips": o.total_chips, "usd_per_hour": o.usd_per_hour, "usd_per_mtok": o.usd_per_mtok,
+        "goodput_requests_per_s": o.goodput_requests_per_s,
+        "simulated": None if sim is None else {
+            "ttft_p50_s": sim.ttft_p50_s, "ttft_p99_s": sim.ttft_p99_s, "tpot_p50_s": sim.tpot_p50_s,
+            "tpot_p99_s": sim.tpot_p99_s, "slo_attainment": sim.slo_attainment, "meets_slo": sim.meets_slo,
+            "requests_per_replica": sim.requests},
+        "analytic": {"ttft_s": o.analytic_ttft_s, "tpot_s": o.analytic_tpot_s, "kv_transfer_s": o.kv_transfer_s},
+    }
+
+
+def fleet_record(f, commands=None) -> dict[str, Any]:
+    rec = {
+        "model": f.model, "request_rate": f.request_rate, "input_tokens": f.input_tokens,
+        "output_tokens": f.output_tokens, "cached_input_tokens": f.cached_input_tokens,
+        "slo": {"ttft_p99_s": f.slo.ttft_p99_s, "tpot_p99_s": f.slo.tpot_p99_s, "ttft_p50_s": f.slo.ttft_p50_s,
+                "tpot_p50_s": f.slo.tpot_p50_s},
+        "estimate": f.estimate, "best": None if f.best is None else _fleet_option_record(f.best),
+        "candidates": [_fleet_option_record(o) for o in f.candidates], "frontier": f.frontier,
+        "mode_reason": f.mode_reason, "flop_lower_bound_chips": f.flop_lower_bound_chips,
+        "screen_error": f.screen_error,
+    }
+    if f.workload:
+        rec["workload"] = f.workload
+    if commands is not None:
+        rec["export"] = commands
+    return rec
+
+
+def render_fleet(f, commands=None) -> list[str]:
+    slo = ", ".join(f"{k.replace('_s', '').replace('_', ' ')} ≤ {seconds(v)}" for k, v in
+                    (("ttft_p99_s", f.slo.ttft_p99_s), ("tpot_p99_s", f.slo.tpot_p99_s),
+                     ("ttft_p50_s", f.slo.ttft_p50_s), ("tpot_p50_s", f.slo.tpot_p50_s)) if v is not None) or "none"
+    lines = [f"{f.model}: {f.request_rate:,.4g} requests/s, {f.input_tokens:,.0f} in / {f.output_tokens:,.0f} out"
+             + (f" ({f.cached_input_tokens:,.0f} from the prefix cache)" if f.cached_input_tokens else "")
+             + f"; SLOs: {slo}"]
+    if f.workload:
+        w = f.workload
+        lines.append(f"  trace: {w.get('requests', 0):,} requests over {seconds(w.get('duration_s', 0.0))}")
+    lines.append(f"  estimate: {f.estimate}; {f.mode_reason}")
+    b = f.best
+    if b is None:
+        lines.append("  no candidate met its SLOs in simulation; the closest are below")
+    else:
+        price = "" if b.usd_per_hour is None else f", ${b.usd_per_hour:,.2f}/h, ${b.usd_per_mtok:,.3g}/Mtok"
+        lines.append(f"  best: {b.mode}, {b.total_chips:,.0f} chips{price}"
+                     f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips)")
+        for p in b.pools:
+            lines.append(f"    {p.role:<7} {p.replicas:>4} × {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica}"
+                         f" chips each, batch ≤ {p.max_batch:,}, weights {p.weight_dtype}, KV {p.kv_dtype}")
+        if b.kv_transfer_s is not None:
+            lines.append(f"    KV transfer per request: {seconds(b.kv_transfer_s)}")
+        s = b.simulated
+        if s is not None:
+            lines.append(f"  simulated: TTFT p50 {seconds(s.ttft_p50_s)}, p99 {seconds(s.ttft_p99_s)}; TPOT p50"
+                         f" {seconds(s.tpot_p50_s)}, p99 {seconds(s.tpot_p99_s)}; {s.slo_attainment:.1%} of requests meet"
+                         f" every SLO; goodput {s.goodput_requests_per_s:,.4g} requests/s")
+            lines.append(f"  analytic screen: TTFT {seconds(b.analytic_ttft_s)}, TPOT {seconds(b.analytic_tpot_s)}"
+                         f" ({', '.join(f'{k} {v:+.0%}' for k, v in f.screen_error.items())} simulated vs analytic)")
+    others = [o for o in f.candidates if o is not b and o != b]
+    if others:
+        lines.append("  also simulated:")
+        for o in others:
+            s = o.simulated
+            what = "no simulation" if s is None else (f"TTFT p99 {seconds(s.ttft_p99_s)}, TPOT p99 {seconds(s.tpot_p99_s)},"
+                                                      f" {'meets' if s.meets_slo else 'misses'} the SLOs")
+            price = "" if o.usd_per_hour is None else f" ${o.usd_per_hour:,.2f}/h"
+            lines.append(f"    {o.mode:<13} {' + '.join(f'{p.replicas}×{p.system} TP{p.tp}EP{p.ep}PP{p.pp}' for p in o.pools)}:"
+                         f" {o.total_chips:,.0f} chips{price}; {what}")
+    if commands:
+        lines.append("  launch commands (--json lists every one):")
+        lines += [f"    {c}" for c in _one_per_pool(commands)]
+    return lines
+
+
+def _one_per_pool(commands: list[str]) -> list[str]:
+    """Replicas' commands differ only in --port: show the first of each run and how many follow."""
+    import re
+
+    out, i = [], 0
+    strip = lambda c: re.sub(r"--port \d+", "--port N", c)  # noqa: E731
+    while i < len(commands):
+        j = i + 1
+        while j < len(commands) and strip(commands[j]) == strip(commands[i]) and "--port" in commands[i]:
+            j += 1
+        out.append(commands[i])
+        if j - i > 1:
+            ports = re.findall(r"--port (\d+)", commands[j - 1])
+            out.append(f"  … and {j - i - 1} more like it, one per replica, up to port {ports[0] if ports else '?'}")
+        i = j
+    return out
+
+
 def render_plan(p) -> list[str]:
     slo = []
     if p.min_tokens_per_s_per_user:

@@ -11,6 +11,11 @@ calibrated estimate):
 with c and the KV read linearised in context around the workload (exact for full attention).
 `cadence_s` instead makes every step last exactly T and start on multiples of T: the lecture's
 "a train departs every T" (wait ≤ T, first token within 2T).
+
+Between events the batch is fixed and T is affine in the step index, so the default
+`method="events"` advances whole runs of decode steps in closed form (`_event_loop`, issue 13);
+`method="steps"` is the reference loop, one pass per step (`_step_loop`). Both give the same
+per-request times to float rounding; MAX_STEPS counts simulated steps in both.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +48,8 @@ class SimResult:
     max_batch: int
     prefill: str
     cadence_s: float | None
+    ttft_each_s: np.ndarray | None = field(default=None, repr=False, compare=False)  # per request (per_request=True)
+    tpot_each_s: np.ndarray | None = field(default=None, repr=False, compare=False)  # NaN for 1-token outputs
 
 
 def _pct(x: np.ndarray) -> dict[str, float]:
@@ -63,7 +70,8 @@ def _lengths(spec, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(arr, size=n)
 
 
-# Bounds on the work one simulation may do (each step is a Python loop iteration, a few µs).
+# Bounds on the work one simulation may do (a step of the step loop is a Python loop pass, a few µs;
+# the event loop spends that per event, and counts the steps it stands for against MAX_STEPS).
 MAX_DURATION_S = 1e6  # simulated seconds (11.6 days)
 MAX_REQUESTS = 1_000_000  # arrivals in one run
 MAX_TOKENS = 1e8  # input or output tokens of one request
@@ -121,52 +129,46 @@ def _too_many_steps(steps, n, outs) -> str:
             f" tokens), beyond the {MAX_STEPS:,} tokenmath runs; lower the rate, the duration or the output tokens")
 
 
-def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: float, input_tokens=1000,
-             output_tokens=200, chips: int | None = None, max_batch: int | None = None, prefill: str = "first",
-             chunk_tokens: int = 2048, cadence_s: float | None = None, dtypes: Dtypes = Dtypes(),
-             efficiency: Efficiency = ROOFLINE, overhead_s: float = 0.0, arrivals: np.ndarray | None = None,
-             warmup_s: float | None = None, seed: int = 0) -> SimResult:
-    _check_inputs(rate_per_s=rate_per_s, duration_s=duration_s, input_tokens=input_tokens,
-                  output_tokens=output_tokens, max_batch=max_batch, prefill=prefill, chunk_tokens=chunk_tokens,
-                  cadence_s=cadence_s, overhead_s=overhead_s, arrivals=arrivals)
-    n_chips = system.scaleup_chips if chips is None else int(chips)
-    rng = np.random.default_rng(seed)
-    if arrivals is None:
-        gaps = rng.exponential(1.0 / rate_per_s, size=int(rate_per_s * duration_s * 1.2) + 100)
-        times = np.cumsum(gaps)
-        times = times[times < duration_s]
-    else:
-        times = np.sort(np.asarray(arrivals, float))
-        times = times[times < duration_s]
+@dataclass(frozen=True)
+class _Replica:
+    """What a loop needs to know about the replica: caps, prefill policy and the affine step model."""
+    cap: int  # sequences in one step
+    kv_cap_tokens: float  # context tokens that fit beside the weights
+    prefill: str
+    chunk_tokens: int
+    cadence_s: float | None
+    overhead_s: float
+    W: float  # weight-read seconds per step
+    c0: float  # compute seconds per token at zero context
+    c1: float  # ... per token per context token
+    k1: float  # KV-read seconds per context token
+    limit_s: float  # the loop stops after the step that passes this simulated time
+
+
+@dataclass(frozen=True)
+class _Trace:
+    """Per-request times (NaN where never reached) and loop counters."""
+    ttft: np.ndarray
+    first: np.ndarray
+    done: np.ndarray
+    steps: int
+    batch_acc: float
+
+
+def _departure(t: float, cadence_s: float) -> float:
+    """The first departure at or after t (steps start on multiples of the cadence). A step that ends
+    on a departure to within rounding takes it: the tolerance is relative (~45 ulps of t/T), since an
+    absolute 1e-12 periods is below one ulp once t/T passes ~4,500 and then a fifth of the departures
+    were missed (issue 13: found comparing the closed form with the step loop)."""
+    q = t / cadence_s
+    return math.ceil(q - 1e-12 - 1e-14 * q) * cadence_s
+
+
+def _step_loop(times: np.ndarray, ins: np.ndarray, outs: np.ndarray, r: _Replica) -> _Trace:
+    """The reference: one loop pass per simulated step (`simulate(..., method="steps")`)."""
     n = times.size
-    if n == 0:
-        raise TokenmathError(f"no request arrives in the simulated {duration_s:g} s"
-                             + (f" at {rate_per_s:g} requests per second" if arrivals is None else "")
-                             + "; raise the rate or the duration")
-    ins = _lengths(input_tokens, n, rng)
-    outs = _lengths(output_tokens, n, rng)
-
-    # linearised step-time coefficients around the workload's contexts
-    L_ref = float(np.mean(ins) + np.mean(outs))
-    s0 = slopes(model, system, 0.0, chips=n_chips, dtypes=dtypes, efficiency=efficiency)
-    s1 = slopes(model, system, L_ref, chips=n_chips, dtypes=dtypes, efficiency=efficiency)
-    W = s0.weights_s
-    c0 = float(s0.compute_s_per_seq)
-    c1 = (float(s1.compute_s_per_seq) - c0) / L_ref
-    k1 = float(s1.kv_s_per_seq) / L_ref  # seconds of KV fetch per context token
-
-    # KV-memory cap: sequences whose full context fits beside the weights
-    weight, kv, *_ = resolve_dtypes(model, system, dtypes)
-    free = system.chip.hbm_bytes * n_chips - weight_bytes(model, dtypes.weight)
-    per_tok = float(kv_cache(model, L_ref, kv).stored_bytes) / L_ref
-    if free <= 0:
-        raise TokenmathError(f"{model.name} does not fit on {n_chips} × {system.name}")
-    kv_cap_tokens = free / per_tok
-    cap = int(max_batch) if max_batch else int(min(kv_cap_tokens // L_ref, MAX_BATCH))
-    if cap < 1:
-        raise TokenmathError("no sequence fits: raise chips or lower the context")
-    _check_steps(n, outs, cap)
-
+    cap, kv_cap_tokens, prefill, chunk_tokens, cadence_s = r.cap, r.kv_cap_tokens, r.prefill, r.chunk_tokens, r.cadence_s
+    overhead_s, W, c0, c1, k1, limit_s = r.overhead_s, r.W, r.c0, r.c1, r.k1, r.limit_s
     ttft = np.full(n, np.nan)
     first = np.full(n, np.nan)
     done = np.full(n, np.nan)
@@ -196,7 +198,7 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
         return max(comp, mem) + overhead_s
 
     def start_of_step(now: float) -> float:
-        return math.ceil(now / cadence_s - 1e-12) * cadence_s if cadence_s is not None else now
+        return _departure(now, cadence_s) if cadence_s is not None else now
 
     while True:
         admit_until(t)
@@ -251,8 +253,251 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
             else:
                 heapq.heappush(running, (step + outs[i] - 1, i))
                 sum_ctx += ins[i] + 1
-        if t > duration_s * 3 + 3600:
+        if t > limit_s:
             break
+
+    return _Trace(ttft=ttft, first=first, done=done, steps=steps, batch_acc=batch_acc)
+
+
+def _steps_until(a: float, b: float, x: float, strict: bool = False) -> int:
+    """Smallest k >= 1 with a·k + b·k(k−1)/2 >= x (> x when `strict`): how many steps of a run
+    whose j-th step lasts a + b·(j−1) it takes to reach x seconds (a > b/2 >= 0). The positive root
+    of the quadratic, in the form that does not cancel, then a nudge for rounding."""
+    q = a - 0.5 * b
+    k = math.ceil(2.0 * x / (q + math.sqrt(q * q + 2.0 * b * x))) if x > 0 else 1
+    if k < 1:
+        k = 1
+    if strict:
+        while k > 1 and (k - 1) * a + b * ((k - 1) * (k - 2) // 2) > x:
+            k -= 1
+        while k * a + b * (k * (k - 1) // 2) <= x:
+            k += 1
+    else:
+        while k > 1 and (k - 1) * a + b * ((k - 1) * (k - 2) // 2) >= x:
+            k -= 1
+        while k * a + b * (k * (k - 1) // 2) < x:
+            k += 1
+    return k
+
+
+def _event_loop(times: np.ndarray, ins: np.ndarray, outs: np.ndarray, r: _Replica) -> _Trace:
+    """The step loop, advancing whole runs of decode-only steps in closed form.
+
+    Between events (an arrival that may join, a completion, a prefill chunk, the max() changing
+    sides, the end of the run) no sequence joins or leaves, so the batch is fixed at R sequences
+    whose summed context grows by R per step: both sides of max(compute, memory) are affine in the
+    step index and, on one side of their crossing, the j-th step lasts T_j = a + b·(j−1). A run of
+    k steps then lasts a·k + b·k(k−1)/2, and the steps to the next arrival solve a quadratic
+    (`_steps_until`). Steps that prefill are taken one at a time, exactly as the step loop does.
+    The work grows with requests and events, not with steps. (Written for speed: Python numbers,
+    locals, `_steps_until` inline for arrivals; otherwise the step loop's logic, line for line.)"""
+    n = times.size
+    cap, kv_cap_tokens, chunked, cadence_s = r.cap, r.kv_cap_tokens, r.prefill == "chunked", r.cadence_s
+    budget = r.chunk_tokens if chunked else math.inf
+    overhead_s, W, c0, c1, k1, limit_s = r.overhead_s, r.W, r.c0, r.c1, r.k1, r.limit_s
+    max_steps = MAX_STEPS
+    at = times.tolist() + [math.inf]  # Python numbers: numpy scalars are slow one at a time
+    I, O = ins.tolist(), outs.tolist()
+    NEED = (ins + outs).astype(float).tolist()  # float + float is the interpreter's fast path
+    CTX1 = (ins + 1).astype(float).tolist()
+    first, done = [math.nan] * n, [math.nan] * n
+    waiting: deque[int] = deque()
+    running: list[tuple[int, int]] = []  # heap of (finish step, request)
+    push, pop, ceil, sqrt = heapq.heappush, heapq.heappop, math.ceil, math.sqrt
+    sum_ctx = kv_tokens = t = batch_acc = 0.0
+    step = steps = nxt = pre_left = 0
+    never = 1 << 62
+    nobody: tuple[int, ...] = ()
+    while True:
+        while at[nxt] <= t:
+            waiting.append(nxt)
+            nxt += 1
+        R = len(running)
+        tokens_in = 0.0
+        if not waiting and R and cadence_s is None:  # the common case: a run, nobody to admit
+            joiners = nobody
+        else:
+            if not waiting and not running:
+                if nxt >= n:
+                    break
+                t = at[nxt]
+                while at[nxt] <= t:
+                    waiting.append(nxt)
+                    nxt += 1
+            if cadence_s is not None:
+                t = _departure(t, cadence_s)
+                while at[nxt] <= t:
+                    waiting.append(nxt)
+                    nxt += 1
+            joiners = []  # which waiting requests can join (batch cap and KV cap)
+        while waiting and R + len(joiners) < cap:
+            i = waiting[0]
+            need = NEED[i]
+            if kv_tokens + need > kv_cap_tokens and (running or joiners):
+                break
+            remaining = pre_left if (pre_left and chunked) else I[i]
+            if chunked and tokens_in + remaining > budget:
+                if tokens_in < budget:  # start this one's prefill: a partial chunk
+                    pre_left = int(remaining - (budget - tokens_in))
+                    tokens_in = budget
+                break
+            tokens_in += remaining
+            pre_left = 0
+            joiners.append(waiting.popleft())
+            kv_tokens += need
+        if tokens_in:  # a step that prefills (every joiner brings prompt tokens): one step
+            decode = R if (chunked or not joiners) else 0
+            k = 1
+            if cadence_s is not None:
+                dt = cadence_s
+            else:
+                pctx = (tokens_in / (len(joiners) or 1)) / 2
+                comp = (decode * (c0 + c1 * (sum_ctx / decode)) if decode else 0.0) + tokens_in * (c0 + c1 * pctx)
+                mem = W + k1 * (sum_ctx + pctx * 2)
+                dt = (comp if comp > mem else mem) + overhead_s
+        else:  # R > 0 sequences decode, nobody joins: a run of steps T_j = a + b·(j−1)
+            decode = R
+            if cadence_s is not None:
+                a, b, piece = cadence_s, 0.0, never
+            else:
+                comp = R * (c0 + c1 * (sum_ctx / R))
+                mem = W + k1 * sum_ctx
+                if comp >= mem:  # compute bound; memory catches up if its slope is steeper
+                    a = comp + overhead_s
+                    b = c1 * R
+                    gap = comp - mem
+                    slope = (k1 - c1) * R
+                else:
+                    a = mem + overhead_s
+                    b = k1 * R
+                    gap = mem - comp
+                    slope = (c1 - k1) * R
+                piece = int(gap / slope) + 1 if slope > 0 and gap < slope * never else never
+            k = running[0][0] - step  # steps to the next completion ...
+            if piece < k:  # ... or to where the other side of max() takes over
+                k = piece
+            dt = k * a + b * (k * (k - 1) // 2)
+            x = at[nxt] - t
+            if x <= dt and not waiting:  # an arrival during the run may join after it: _steps_until, inline
+                q = a - 0.5 * b
+                k = ceil(2.0 * x / (q + sqrt(q * q + 2.0 * b * x))) if x > 0 else 1
+                if k < 1:
+                    k = 1
+                while k > 1 and (k - 1) * a + b * ((k - 1) * (k - 2) // 2) >= x:
+                    k -= 1
+                dt = k * a + b * (k * (k - 1) // 2)
+                while dt < x:
+                    k += 1
+                    dt = k * a + b * (k * (k - 1) // 2)
+            if t + dt > limit_s:
+                k = min(k, _steps_until(a, b, limit_s - t, strict=True))
+                dt = k * a + b * (k * (k - 1) // 2)
+        t += dt
+        steps += k
+        if steps > max_steps:
+            raise TokenmathError(_too_many_steps(max_steps + 1, n, outs))
+        if decode:
+            batch_acc += (decode + len(joiners)) * k
+            step += k
+            sum_ctx += decode * k
+            while running and running[0][0] <= step:
+                i = pop(running)[1]
+                done[i] = t
+                sum_ctx -= NEED[i]
+                kv_tokens -= NEED[i]
+        else:
+            batch_acc += len(joiners)
+        for i in joiners:
+            first[i] = t
+            if O[i] <= 1:
+                done[i] = t
+                kv_tokens -= NEED[i]
+            else:
+                push(running, (step + O[i] - 1, i))
+                sum_ctx += CTX1[i]
+        if t > limit_s:
+            break
+    first_a = np.array(first)
+    return _Trace(ttft=first_a - times, first=first_a, done=np.array(done), steps=steps, batch_acc=batch_acc)
+
+
+def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: float, input_tokens=1000,
+             output_tokens=200, chips: int | None = None, max_batch: int | None = None, prefill: str = "first",
+             chunk_tokens: int = 2048, cadence_s: float | None = None, dtypes: Dtypes = Dtypes(),
+             efficiency: Efficiency = ROOFLINE, overhead_s: float = 0.0, arrivals: np.ndarray | None = None,
+             warmup_s: float | None = None, seed: int = 0, method: str = "events",
+             lengths: tuple | None = None, per_request: bool = False) -> SimResult:
+    """Serve the arrivals on one replica; `method="events"` advances runs of decode steps in closed
+    form (`_event_loop`), `method="steps"` runs the reference loop, one pass per step (`_step_loop`):
+    the same answer to float rounding, the first in time that grows with requests, not steps.
+    `lengths` = (input tokens, output tokens) per request, aligned with `arrivals` (a trace); else
+    lengths are drawn from input_tokens / output_tokens. per_request=True keeps each request's TTFT
+    and TPOT (ttft_each_s, tpot_each_s) for SLO attainment."""
+    if method not in ("events", "steps"):
+        raise TokenmathError(f"method = {method!r}; expected 'events' or 'steps'")
+    _check_inputs(rate_per_s=rate_per_s, duration_s=duration_s, input_tokens=input_tokens,
+                  output_tokens=output_tokens, max_batch=max_batch, prefill=prefill, chunk_tokens=chunk_tokens,
+                  cadence_s=cadence_s, overhead_s=overhead_s, arrivals=arrivals)
+    n_chips = system.scaleup_chips if chips is None else int(chips)
+    rng = np.random.default_rng(seed)
+    if arrivals is None:
+        gaps = rng.exponential(1.0 / rate_per_s, size=int(rate_per_s * duration_s * 1.2) + 100)
+        times = np.cumsum(gaps)
+        times = times[times < duration_s]
+    else:
+        raw = np.asarray(arrivals, float)
+        order = np.argsort(raw, kind="stable")
+        times = raw[order]
+        keep = times < duration_s
+        times = times[keep]
+    if lengths is not None:
+        if arrivals is None:
+            raise TokenmathError("per-request lengths need the arrival times they belong to (arrivals=)")
+        li, lo = (np.asarray(x) for x in lengths)
+        if li.shape != raw.shape or lo.shape != raw.shape:
+            raise TokenmathError(f"per-request lengths: {li.size:,} inputs and {lo.size:,} outputs for {raw.size:,} arrivals; "
+                                 "expected one of each per arrival")
+        li, lo = li[order][keep], lo[order][keep]
+        for what, x in (("input", li), ("output", lo)):
+            if x.size and (not np.all(np.isfinite(x)) or x.min() < 1 or x.max() > MAX_TOKENS):
+                raise TokenmathError(f"per-request {what} tokens must be whole numbers from 1 to {MAX_TOKENS:g}")
+    n = times.size
+    if n == 0:
+        raise TokenmathError(f"no request arrives in the simulated {duration_s:g} s"
+                             + (f" at {rate_per_s:g} requests per second" if arrivals is None else "")
+                             + "; raise the rate or the duration")
+    if lengths is not None:
+        ins, outs = li.astype(int), lo.astype(int)
+    else:
+        ins = _lengths(input_tokens, n, rng)
+        outs = _lengths(output_tokens, n, rng)
+
+    # linearised step-time coefficients around the workload's contexts
+    L_ref = float(np.mean(ins) + np.mean(outs))
+    s0 = slopes(model, system, 0.0, chips=n_chips, dtypes=dtypes, efficiency=efficiency)
+    s1 = slopes(model, system, L_ref, chips=n_chips, dtypes=dtypes, efficiency=efficiency)
+    W = s0.weights_s
+    c0 = float(s0.compute_s_per_seq)
+    c1 = (float(s1.compute_s_per_seq) - c0) / L_ref
+    k1 = float(s1.kv_s_per_seq) / L_ref  # seconds of KV fetch per context token
+
+    # KV-memory cap: sequences whose full context fits beside the weights
+    weight, kv, *_ = resolve_dtypes(model, system, dtypes)
+    free = system.chip.hbm_bytes * n_chips - weight_bytes(model, dtypes.weight)
+    per_tok = float(kv_cache(model, L_ref, kv).stored_bytes) / L_ref
+    if free <= 0:
+        raise TokenmathError(f"{model.name} does not fit on {n_chips} × {system.name}")
+    kv_cap_tokens = free / per_tok
+    cap = int(max_batch) if max_batch else int(min(kv_cap_tokens // L_ref, MAX_BATCH))
+    if cap < 1:
+        raise TokenmathError("no sequence fits: raise chips or lower the context")
+    _check_steps(n, outs, cap)
+
+    replica = _Replica(cap=cap, kv_cap_tokens=kv_cap_tokens, prefill=prefill, chunk_tokens=int(chunk_tokens),
+                       cadence_s=cadence_s, overhead_s=float(overhead_s), W=float(W), c0=c0, c1=c1, k1=k1,
+                       limit_s=duration_s * 3 + 3600)
+    trace = (_event_loop if method == "events" else _step_loop)(times, ins, outs, replica)
+    ttft, first, done, steps, batch_acc = trace.ttft, trace.first, trace.done, trace.steps, trace.batch_acc
 
     ok = ~np.isnan(done)
     warm = duration_s * 0.1 if warmup_s is None else warmup_s
@@ -265,6 +510,8 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
         tpot_s=_pct(tpot), latency_s=_pct((done - times)[ok]),
         output_tokens_per_s=float(outs[window].sum() / span), mean_batch=batch_acc / max(steps, 1), steps=steps,
         max_batch=cap, prefill=prefill, cadence_s=cadence_s,
+        ttft_each_s=ttft.copy() if per_request else None,
+        tpot_each_s=np.where(ok & (outs > 1), (done - first) / np.maximum(outs - 1, 1), np.nan) if per_request else None,
     )
 
 

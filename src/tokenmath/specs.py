@@ -7,7 +7,7 @@ fields, never stored next to them where they could disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .errors import TokenmathError
 from .units import COMPUTE_CLASS, WIDER, check_dtype
@@ -16,6 +16,21 @@ from .units import COMPUTE_CLASS, WIDER, check_dtype
 # --------------------------------------------------------------------------------------------
 # Hardware
 # --------------------------------------------------------------------------------------------
+
+
+def _cached_hash(self) -> int:
+    """Hash a frozen spec once and keep it: caches key on Models and Systems with ~80 fields and
+    per-layer tuples, and rehashing them on every lookup cost more than the formulas they cache."""
+    h = self.__dict__.get("_hash")
+    if h is None:
+        h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+        object.__setattr__(self, "_hash", h)
+    return h
+
+
+def _state_without_hash(self) -> dict:
+    """Pickle without the kept hash: str hashes differ between processes (PYTHONHASHSEED)."""
+    return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,9 @@ class System:
     Bandwidths are per chip, one direction.
     """
 
+    __hash__ = _cached_hash
+    __getstate__ = _state_without_hash
+
     name: str
     chip: Chip
     scaleup_chips: int
@@ -153,6 +171,10 @@ class Attention:
     index_topk: int | None = None
     index_n_heads: int | None = None
     index_head_dim: int | None = None
+    # Keys reused as values (Gemma 4 attention_k_eq_v on its full-attention layers): no v_proj; the
+    # value is the key projection's output (RMS-normed without a scale, no RoPE), so the KV cache
+    # still holds a K and a V tensor per token, as transformers' cache stores them.
+    k_eq_v: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +198,8 @@ class Moe:
     router_bias: bool = False  # a bias on the router logits (gpt-oss)
     expert_score_bias: bool = False  # aux-loss-free balancing bias (DeepSeek-V3 e_score_correction_bias)
     shared_gate: bool = False  # a sigmoid gate on the shared expert (Qwen2-MoE)
+    router_scales: bool = False  # a hidden-size input scale and one scale per expert (Gemma4TextRouter)
+    norms: int = 0  # norm vectors the MoE block adds per MoE layer (Gemma 4: 3)
 
 
 @dataclass(frozen=True)
@@ -186,7 +210,14 @@ class Model:
       layer_window[i]   None = full attention; an int = tokens attended (sliding window or chunk)
       layer_moe[i]      True where the MLP is the MoE
       layer_stores_kv[i] False where the layer reuses another layer's KV (cross-layer sharing)
+
+    `attention` is the geometry of the sliding / main layers; `global_attention`, when given, that
+    of the full-attention layers (layer_window None) where they differ (Gemma 4: own KV heads and
+    head dim). Use `attention_of(window)` to get a layer's geometry.
     """
+
+    __hash__ = _cached_hash
+    __getstate__ = _state_without_hash
 
     name: str
     family: str = "totals"
@@ -203,6 +234,13 @@ class Model:
     norms_per_layer: int = 2
     norm_bias: bool = False  # LayerNorm with bias (2 vectors) vs RMSNorm (1)
     mtp_layers: int = 0  # multi-token-prediction modules, counted apart from the main totals
+    # Gemma 4 (Gemma4TextModel / Gemma4TextDecoderLayer in transformers):
+    global_attention: Attention | None = None  # full-attention layers' own geometry (None: as `attention`)
+    shared_kv_has_kv_proj: bool = True  # False: a layer reusing another's KV has no k/v proj or k-norm
+    shared_kv_mlp_factor: int = 1  # MLP width multiplier on layers that reuse KV (use_double_wide_mlp: 2)
+    moe_with_dense_mlp: bool = False  # MoE layers also run the dense `mlp` beside the experts (enable_moe_block)
+    per_layer_input_dim: int = 0  # per-layer input embeddings (PLE): width per layer (hidden_size_per_layer_input)
+    per_layer_input_vocab: int | None = None  # rows of the PLE table (vocab_size_per_layer_input; None = vocab)
     # dtypes the checkpoint ships in: `weight_dtype` for quantised linear layers,
     # `base_dtype` for what stays unquantised (embeddings, norms, router, unconverted modules)
     weight_dtype: str = "bf16"
@@ -225,6 +263,12 @@ class Model:
     @property
     def is_totals_only(self) -> bool:
         return self.attention is None
+
+    def attention_of(self, window: int | None) -> Attention | None:
+        """The attention geometry of a layer with this layer_window entry."""
+        if window is None and self.global_attention is not None:
+            return self.global_attention
+        return self.attention
 
 
 # --------------------------------------------------------------------------------------------

@@ -181,7 +181,7 @@ def _shape(model: Model) -> _Shape:
     pc = param_counts(model)
     h = model.hidden
     n_moe = sum(model.layer_moe)
-    dense = pc.attention + (pc.mlp or 0) + (pc.shared_experts or 0) + (pc.router or 0)
+    dense = pc.attention + (pc.mlp or 0) + (pc.shared_experts or 0) + (pc.router or 0) + (pc.per_layer_input or 0)
     expert = mlp_params(h, model.moe.expert) if model.moe else 0
     lm_head = pc.lm_head or (pc.embedding if model.tied_embeddings else 0)
     gemms = 6 if model.attention.kind == "mla" else 4
@@ -505,7 +505,7 @@ CHUNK_TOKENS_DEFAULT = 8192
 
 def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tokens: float, output_tokens: float, *,
                   kernels: Kernels | None, engine: Engine | None = None, dtypes: Dtypes = Dtypes(),
-                  chunk_tokens: float = CHUNK_TOKENS_DEFAULT):
+                  chunk_tokens: float = CHUNK_TOKENS_DEFAULT, cached_tokens: float = 0.0):
     """Mean step time of continuous batching with chunked prefill at `batch` sequences per
     replica — the time per output token a user sees.
 
@@ -517,17 +517,21 @@ def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tok
         T = T_dec(B) + (P / c) · (T_mixed(B, c) − T_dec(B))
 
     The marginal form matters for MoE models: a decode-only step reads only the experts its
-    tokens touch, a step carrying a chunk touches nearly all."""
+    tokens touch, a step carrying a chunk touches nearly all. `cached_tokens`: prompt tokens
+    found in a prefix cache, not prefilled (they still sit in the decode context)."""
     B = np.asarray(batch, float)
     I, O = float(input_tokens), float(output_tokens)
-    P = B * I / O
-    c = np.minimum(chunk_tokens, np.maximum(I, P))
+    Ip = I - float(cached_tokens)  # prompt tokens each request prefills
+    if not 1.0 <= Ip <= I:
+        raise TokenmathError(f"cached prompt tokens = {cached_tokens!r}; expected 0 to input tokens − 1 ({I - 1:g})")
+    P = B * Ip / O
+    c = np.minimum(chunk_tokens, np.maximum(Ip, P))
     # both passes in one broadcast call: [decode only | decode + one chunk]
     shape = np.broadcast_shapes(np.shape(B), np.shape(c))
     Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
     both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
-                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]), prefill_context=I / 2,
-                   prefill_seqs=np.stack([np.zeros(shape), cb / I]))
+                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
+                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]))
     t = np.asarray(both.step_s)
     t_dec, t_mixed = t[0], t[1]
     out = t_dec + (P / c) * (t_mixed - t_dec)

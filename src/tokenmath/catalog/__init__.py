@@ -17,11 +17,14 @@ overriding same-named ones. A user TOML uses the same schema:
     active_params = 37e9
     kv_bytes_per_token = 70272
 
-TOML is validated with pydantic: unknown fields, wrong units and missing fields are errors that
+A user's TOML is validated with pydantic (catalog/schema.py): unknown fields, wrong units and missing fields are errors that
 name the file, the table and the field. Every number must be finite and inside a physically sensible
 range (`_LIMITS`, e.g. hbm_bytes from 1 MB to 1 PB, ddr_share from 0.001 to 1, amortization_years
 from 0.1 to 100, API prices from $0.000001 to $10,000 per million tokens), and a catalog file is at
 most 4 MiB of UTF-8 TOML. Names are matched exactly first, then case-insensitively when one name fits.
+
+The built-in files are trusted (and tested through the pydantic path too): they are read straight into
+the row dataclasses below, so a command that uses only them never imports pydantic.
 """
 
 from __future__ import annotations
@@ -30,11 +33,9 @@ import os
 import re
 import tomllib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from ..errors import TokenmathError, read_user_file, unknown_name
 from ..hf import MAX_LAYERS, _show, model_from_config_file
@@ -125,37 +126,23 @@ def _parse_fields(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Table(BaseModel):
-    """A catalog table: unknown fields are errors, numbers may carry units ("3.35 TB/s")."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _units(cls, data: Any) -> Any:
-        return _parse_fields(data) if isinstance(data, dict) else data
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "_Table":
-        for key in type(self).model_fields:
-            if key not in _LIMITS:
-                continue
-            v = getattr(self, key)
-            for x in (v.values() if isinstance(v, dict) else (v,)):
-                if x is not None:
-                    _check_range(key, x)
-        return self
+# ---- the tables' fields: plain dataclasses, so the built-in files load without pydantic --------------
+# catalog/schema.py holds the pydantic models that validate user files; they declare the same fields
+# with the same defaults (tests/test_catalog.py checks that the two agree and load equal catalogs).
 
 
-class SystemTable(_Table):
+@dataclass(frozen=True)
+class SystemRow:
+    hbm_bytes: float
+    hbm_bytes_per_s: float
+    source: str
+    as_of: str
     description: str = ""
     chip: str = ""
     bf16_flops_per_s: float | None = None
     fp8_flops_per_s: float | None = None
     int8_flops_per_s: float | None = None
     fp4_flops_per_s: float | None = None
-    hbm_bytes: float
-    hbm_bytes_per_s: float
     scaleup_bytes_per_s: float | None = None
     scaleup_chips: int = 1
     scaleout_bytes_per_s: float | None = None
@@ -169,124 +156,44 @@ class SystemTable(_Table):
     ddr: str | None = None  # a [storage.NAME] of tier "ddr" (host memory)
     ddr_share: float = 1.0  # share of that device per chip (two GPUs share a Grace CPU: 0.5)
     preliminary: bool = False
-    source: str
-    as_of: str
     notes: str = ""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _units(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = _parse_fields(data)
-            if "scaleup_chips" in data:
-                n = data["scaleup_chips"]
-                _check_range("scaleup_chips", n)
-                if n != int(n):
-                    raise ValueError(f"scaleup_chips = {n!r} must be a whole number of chips")
-                data["scaleup_chips"] = int(n)
-        return data
 
-    @model_validator(mode="after")
-    def _some_flops(self) -> "SystemTable":
-        if not any((self.bf16_flops_per_s, self.fp8_flops_per_s, self.int8_flops_per_s, self.fp4_flops_per_s)):
-            raise ValueError("needs at least one of bf16_flops_per_s, fp8_flops_per_s, int8_flops_per_s, fp4_flops_per_s")
-        return self
-
-    def to_system(self, name: str) -> System:
-        chip = Chip(
-            name=self.chip or name, hbm_bytes=self.hbm_bytes, hbm_bytes_per_s=self.hbm_bytes_per_s,
-            bf16_flops_per_s=self.bf16_flops_per_s, fp8_flops_per_s=self.fp8_flops_per_s,
-            int8_flops_per_s=self.int8_flops_per_s, fp4_flops_per_s=self.fp4_flops_per_s, power_w=self.power_w,
-        )
-        ddr = Tier(self.ddr_bytes, self.ddr_bytes_per_s, "host DDR", "ddr") if self.ddr_bytes and self.ddr_bytes_per_s else None
-        flash = Tier(self.flash_bytes, self.flash_bytes_per_s, "local flash", "flash") if self.flash_bytes and self.flash_bytes_per_s else None
-        return System(
-            name=name, chip=chip, scaleup_chips=self.scaleup_chips, scaleup_bytes_per_s=self.scaleup_bytes_per_s,
-            scaleout_bytes_per_s=self.scaleout_bytes_per_s, usd_per_chip_hour=self.usd_per_chip_hour,
-            ddr=ddr, flash=flash, description=self.description, preliminary=self.preliminary,
-            source=self.source, price_source=self.price_source, as_of=self.as_of, notes=self.notes,
-        )
-
-
-class ModelTable(_Table):
+@dataclass(frozen=True)
+class ModelRow:
+    source: str
+    as_of: str
     config: str | None = None
     total_params: float | None = None
     active_params: float | None = None
     kv_bytes_per_token: float | None = None
     weight_dtype: str | None = None
     layers: int | None = None
-    source: str
-    as_of: str
     notes: str = ""
 
-    @field_validator("weight_dtype")
-    @classmethod
-    def _dtype(cls, v: str | None) -> str | None:
-        try:
-            return check_dtype(v)
-        except TokenmathError as e:
-            raise ValueError(str(e)) from None
 
-    @model_validator(mode="after")
-    def _one_way(self) -> "ModelTable":
-        totals = (self.total_params, self.active_params, self.kv_bytes_per_token)
-        if self.config is None and None in totals:
-            raise ValueError("needs either config = 'path/to/config.json' or all of total_params, active_params, kv_bytes_per_token")
-        if self.config is not None and any(t is not None for t in totals):
-            raise ValueError("gives both a config.json and totals; use one")
-        if self.active_params is not None and self.total_params is not None and self.active_params > self.total_params:
-            raise ValueError(f"active_params = {self.active_params:g} exceeds total_params = {self.total_params:g}")
-        return self
-
-    def to_model(self, name: str, base_dir: Path) -> Model:
-        if self.config is not None:
-            path = Path(self.config)
-            if not path.is_absolute():
-                path = base_dir / path
-            m = model_from_config_file(path, name=name, source=self.source, as_of=self.as_of)
-            return _replace(m, notes=self.notes, config_path=str(path),
-                            **({"weight_dtype": self.weight_dtype} if self.weight_dtype else {}))
-        wd = self.weight_dtype or "bf16"
-        return Model(
-            name=name, total_params_given=self.total_params, active_params_given=self.active_params,
-            kv_bytes_per_token_given=self.kv_bytes_per_token, n_layers=self.layers, weight_dtype=wd, base_dtype=wd,
-            source=self.source, as_of=self.as_of, notes=self.notes,
-        )
-
-
-class StorageTable(_Table):
+@dataclass(frozen=True)
+class StorageRow:
     tier: str
     bytes: float
     bytes_per_s: float
-    usd_per_gb: float | None = None
-    amortization_years: float = 5.0
     source: str
     as_of: str
+    usd_per_gb: float | None = None
+    amortization_years: float = 5.0
     notes: str = ""
 
-    @field_validator("tier")
-    @classmethod
-    def _tier(cls, v: str) -> str:
-        if v not in ("ddr", "flash", "disk"):
-            raise ValueError(f"tier = {v!r}; expected 'ddr', 'flash' or 'disk'")
-        return v
 
-    def to_tier(self, name: str) -> Tier:
-        price = None
-        if self.usd_per_gb is not None:
-            if self.usd_per_gb < 0 or self.amortization_years <= 0:
-                raise TokenmathError(f"[storage.{name}] needs usd_per_gb >= 0 and amortization_years > 0")
-            price = self.usd_per_gb / 1e9 / (self.amortization_years * SECONDS_PER_YEAR)
-        return Tier(self.bytes, self.bytes_per_s, name, self.tier, price, f"{self.source} ({self.as_of})")
-
-
-class PriceTable(_Table):
+@dataclass(frozen=True)
+class PriceRow:
     provider: str
     model: str
     input_usd_per_mtok: float
     output_usd_per_mtok: float
+    source: str
+    as_of: str
     cache_read_usd_per_mtok: float | None = None
-    cache_write_usd_per_mtok: dict[str, float] = {}
+    cache_write_usd_per_mtok: dict[str, float] = field(default_factory=dict)
     long_context_threshold_tokens: float | None = None
     long_context_input_usd_per_mtok: float | None = None
     long_context_output_usd_per_mtok: float | None = None
@@ -294,30 +201,64 @@ class PriceTable(_Table):
     fast_price_multiplier: float | None = None
     fast_speedup: float | None = None
     max_input_tokens: float | None = None
-    source: str
-    as_of: str
     notes: str = ""
 
-    @model_validator(mode="after")
-    def _positive(self) -> "PriceTable":
-        for k in ("input_usd_per_mtok", "output_usd_per_mtok", "cache_read_usd_per_mtok", "long_context_threshold_tokens",
-                  "long_context_input_usd_per_mtok", "long_context_output_usd_per_mtok", "batch_multiplier",
-                  "fast_price_multiplier", "fast_speedup", "max_input_tokens"):
-            v = getattr(self, k)
-            if v is not None and not v > 0:
-                raise ValueError(f"{k} = {v!r} must be > 0")
-        return self
 
-    def to_sheet(self, name: str) -> PriceSheet:
-        writes = tuple(sorted((parse_ttl(k), float(v)) for k, v in self.cache_write_usd_per_mtok.items()))
-        return PriceSheet(name=name, provider=self.provider, model=self.model, input_usd_per_mtok=self.input_usd_per_mtok,
-                          output_usd_per_mtok=self.output_usd_per_mtok, cache_read_usd_per_mtok=self.cache_read_usd_per_mtok,
-                          cache_write_usd_per_mtok=writes, long_context_threshold_tokens=self.long_context_threshold_tokens,
-                          long_context_input_usd_per_mtok=self.long_context_input_usd_per_mtok,
-                          long_context_output_usd_per_mtok=self.long_context_output_usd_per_mtok,
-                          batch_multiplier=self.batch_multiplier, fast_price_multiplier=self.fast_price_multiplier,
-                          fast_speedup=self.fast_speedup, max_input_tokens=self.max_input_tokens,
-                          source=self.source, as_of=self.as_of, notes=self.notes)
+def to_system(t, name: str) -> System:
+    """A [systems.NAME] table (a SystemRow or its pydantic twin) as a System."""
+    chip = Chip(
+        name=t.chip or name, hbm_bytes=t.hbm_bytes, hbm_bytes_per_s=t.hbm_bytes_per_s,
+        bf16_flops_per_s=t.bf16_flops_per_s, fp8_flops_per_s=t.fp8_flops_per_s,
+        int8_flops_per_s=t.int8_flops_per_s, fp4_flops_per_s=t.fp4_flops_per_s, power_w=t.power_w,
+    )
+    ddr = Tier(t.ddr_bytes, t.ddr_bytes_per_s, "host DDR", "ddr") if t.ddr_bytes and t.ddr_bytes_per_s else None
+    flash = Tier(t.flash_bytes, t.flash_bytes_per_s, "local flash", "flash") if t.flash_bytes and t.flash_bytes_per_s else None
+    return System(
+        name=name, chip=chip, scaleup_chips=t.scaleup_chips, scaleup_bytes_per_s=t.scaleup_bytes_per_s,
+        scaleout_bytes_per_s=t.scaleout_bytes_per_s, usd_per_chip_hour=t.usd_per_chip_hour,
+        ddr=ddr, flash=flash, description=t.description, preliminary=t.preliminary,
+        source=t.source, price_source=t.price_source, as_of=t.as_of, notes=t.notes,
+    )
+
+
+def to_model(t, name: str, base_dir: Path) -> Model:
+    """A [models.NAME] table as a Model: read from its config.json, or by totals."""
+    if t.config is not None:
+        path = Path(t.config)
+        if not path.is_absolute():
+            path = base_dir / path
+        m = model_from_config_file(path, name=name, source=t.source, as_of=t.as_of)
+        return _replace(m, notes=t.notes, config_path=str(path),
+                        **({"weight_dtype": t.weight_dtype} if t.weight_dtype else {}))
+    wd = t.weight_dtype or "bf16"
+    return Model(
+        name=name, total_params_given=t.total_params, active_params_given=t.active_params,
+        kv_bytes_per_token_given=t.kv_bytes_per_token, n_layers=t.layers, weight_dtype=wd, base_dtype=wd,
+        source=t.source, as_of=t.as_of, notes=t.notes,
+    )
+
+
+def to_tier(t, name: str) -> Tier:
+    """A [storage.NAME] table as a Tier, its price amortised per byte-second."""
+    price = None
+    if t.usd_per_gb is not None:
+        if t.usd_per_gb < 0 or t.amortization_years <= 0:
+            raise TokenmathError(f"[storage.{name}] needs usd_per_gb >= 0 and amortization_years > 0")
+        price = t.usd_per_gb / 1e9 / (t.amortization_years * SECONDS_PER_YEAR)
+    return Tier(t.bytes, t.bytes_per_s, name, t.tier, price, f"{t.source} ({t.as_of})")
+
+
+def to_sheet(t, name: str) -> PriceSheet:
+    """A [prices.NAME] table as a PriceSheet (cache-write TTLs in seconds)."""
+    writes = tuple(sorted((parse_ttl(k), float(v)) for k, v in t.cache_write_usd_per_mtok.items()))
+    return PriceSheet(name=name, provider=t.provider, model=t.model, input_usd_per_mtok=t.input_usd_per_mtok,
+                      output_usd_per_mtok=t.output_usd_per_mtok, cache_read_usd_per_mtok=t.cache_read_usd_per_mtok,
+                      cache_write_usd_per_mtok=writes, long_context_threshold_tokens=t.long_context_threshold_tokens,
+                      long_context_input_usd_per_mtok=t.long_context_input_usd_per_mtok,
+                      long_context_output_usd_per_mtok=t.long_context_output_usd_per_mtok,
+                      batch_multiplier=t.batch_multiplier, fast_price_multiplier=t.fast_price_multiplier,
+                      fast_speedup=t.fast_speedup, max_input_tokens=t.max_input_tokens,
+                      source=t.source, as_of=t.as_of, notes=t.notes)
 
 
 _TTL = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -421,7 +362,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise TokenmathError(f"{where} is not TOML that tokenmath can read ({str(e)[:80]})") from None
 
 
-def _first_error(path: Path, table: str, e: ValidationError) -> TokenmathError:
+def _first_error(path: Path, table: str, e) -> TokenmathError:
+    """A pydantic ValidationError as one sentence naming the file, the table and the field."""
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
     msg = err.get("msg", "invalid").removeprefix("Value error, ")
@@ -433,10 +375,47 @@ def _first_error(path: Path, table: str, e: ValidationError) -> TokenmathError:
         msg = f"field {loc!r}: {msg}"
         if "input" in err:
             msg += f" (got {_show(err['input'])})"
-    return TokenmathError(f"catalog file {str(path)!r}, [{table}] {msg}")
+    return _TableError(f"catalog file {str(path)!r}, [{table}] {msg}")
 
 
-def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: dict, ddr_refs: dict) -> None:
+class _TableError(TokenmathError):
+    """A table that failed validation, already worded with its file and table."""
+
+
+_ROWS = {"systems": SystemRow, "chips": SystemRow, "models": ModelRow, "storage": StorageRow, "prices": PriceRow}
+_FLOAT_FIELDS = {cls: frozenset(f.name for f in fields(cls) if "float" in str(f.type)) for cls in set(_ROWS.values())}
+
+
+def _row_trusted(path: Path, section: str, name: str, table: dict[str, Any]):
+    """A built-in table straight into its row dataclass: units parsed and numbers made float as pydantic
+    would, without its validation (the built-in files are trusted, and tested through `_row_checked`)."""
+    cls = _ROWS[section]
+    data = _parse_fields(table)
+    for key in _FLOAT_FIELDS[cls] & data.keys():
+        v = data[key]
+        if isinstance(v, int) and not isinstance(v, bool):
+            data[key] = float(v)
+    if cls is SystemRow and "scaleup_chips" in data:
+        data["scaleup_chips"] = int(data["scaleup_chips"])
+    if cls is ModelRow:
+        data["weight_dtype"] = check_dtype(data.get("weight_dtype"))
+    return cls(**data)
+
+
+def _row_checked(path: Path, section: str, name: str, table: dict[str, Any]):
+    """A user's table validated by its pydantic model (catalog/schema.py)."""
+    from pydantic import ValidationError
+
+    from .schema import TABLES
+
+    try:
+        return TABLES[section].model_validate(table)
+    except ValidationError as e:
+        raise _first_error(path, f"{section}.{name}", e) from None
+
+
+def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: dict, ddr_refs: dict,
+               trusted: bool = False) -> None:
     data = _read_toml(path)
     unknown = set(data) - {"systems", "chips", "models", "prices", "storage"}
     if unknown:
@@ -450,51 +429,48 @@ def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: d
                 f"catalog file {str(path)!r}: {section!r} = {_show(data[section])} must be a table of "
                 f"[{section}.NAME] tables"
             )
-    for section, Table, convert, store in (("prices", PriceTable, "to_sheet", prices),
-                                           ("storage", StorageTable, "to_tier", storage)):
+    row = _row_trusted if trusted else _row_checked
+
+    def tables(section):
         for name, table in (data.get(section) or {}).items():
             if not isinstance(table, dict):
                 raise TokenmathError(f"catalog file {str(path)!r}: [{section}.{name}] must be a table")
-            try:
-                store[name] = getattr(Table.model_validate(table), convert)(name)
-            except ValidationError as e:
-                raise _first_error(path, f"{section}.{name}", e) from None
-            except TokenmathError as e:
-                raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}]: {e}") from None
-    for section in ("systems", "chips"):
-        for name, table in (data.get(section) or {}).items():
-            if not isinstance(table, dict):
-                raise TokenmathError(f"catalog file {str(path)!r}: [{section}.{name}] must be a table")
-            try:
-                t = SystemTable.model_validate(table)
-                systems[name] = t.to_system(name)
-                if t.ddr:
-                    ddr_refs[name] = (t.ddr, t.ddr_share, path)
-                else:
-                    ddr_refs.pop(name, None)
-            except ValidationError as e:
-                raise _first_error(path, f"{section}.{name}", e) from None
-            except TokenmathError as e:
-                raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}]: {e}") from None
-    for name, table in (data.get("models") or {}).items():
-        if not isinstance(table, dict):
-            raise TokenmathError(f"catalog file {str(path)!r}: [models.{name}] must be a table")
+            yield name, table
+
+    def add(section, name, table, store):
         try:
-            models[name] = ModelTable.model_validate(table).to_model(name, path.parent)
-        except ValidationError as e:
-            raise _first_error(path, f"models.{name}", e) from None
+            store(row(path, section, name, table))
+        except _TableError:
+            raise
         except TokenmathError as e:
-            raise TokenmathError(f"catalog file {str(path)!r}, [models.{name}]: {e}") from None
+            raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}]: {e}") from None
+
+    for section, convert, store in (("prices", to_sheet, prices), ("storage", to_tier, storage)):
+        for name, table in tables(section):
+            add(section, name, table, lambda t: store.__setitem__(name, convert(t, name)))
+
+    def add_system(t, name):
+        systems[name] = to_system(t, name)
+        if t.ddr:
+            ddr_refs[name] = (t.ddr, t.ddr_share, path)
+        else:
+            ddr_refs.pop(name, None)
+
+    for section in ("systems", "chips"):
+        for name, table in tables(section):
+            add(section, name, table, lambda t: add_system(t, name))
+    for name, table in tables("models"):
+        add("models", name, table, lambda t: models.__setitem__(name, to_model(t, name, path.parent)))
 
 
-def _load(files: tuple[str, ...]) -> Catalog:
+def _load(files: tuple[str, ...], trusted: frozenset[str] = frozenset()) -> Catalog:
     systems: dict[str, System] = {}
     models: dict[str, Model] = {}
     prices: dict[str, PriceSheet] = {}
     storage: dict[str, Tier] = {}
     ddr_refs: dict[str, tuple[str, float, Path]] = {}
     for f in files:
-        _load_file(Path(f), systems, models, prices, storage, ddr_refs)
+        _load_file(Path(f), systems, models, prices, storage, ddr_refs, trusted=f in trusted)
     for name, (ref, share, path) in ddr_refs.items():  # resolve host-memory references once all files are read
         if ref not in storage or storage[ref].kind != "ddr":
             known = sorted(k for k, t in storage.items() if t.kind == "ddr")
@@ -540,7 +516,7 @@ def load_catalog(extra: list[str | Path] | tuple | None = None) -> Catalog:
     if hit is not None and all(_stamp(s[0]) == s for s in hit[1]):
         _CACHE.move_to_end(key)
         return hit[0]
-    cat = _load(files)
+    cat = _load(files, frozenset(str(p) for p in BUILTIN_FILES))
     deps = tuple(_stamp(m.config_path) for m in cat.models.values() if m.config_path)
     _CACHE[key] = (cat, deps)
     _CACHE.move_to_end(key)
@@ -555,6 +531,15 @@ def get_model(name_or_path: str | Model, catalog: Catalog | None = None) -> Mode
 
 def get_system(name: str | System, catalog: Catalog | None = None) -> System:
     return (catalog or load_catalog()).system(name)
+
+
+def __getattr__(name: str):
+    """The pydantic models (SystemTable, ModelTable, StorageTable, PriceTable), imported on first use."""
+    if name in ("SystemTable", "ModelTable", "StorageTable", "PriceTable"):
+        from . import schema
+
+        return getattr(schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Catalog", "load_catalog", "get_model", "get_system"]

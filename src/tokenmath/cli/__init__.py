@@ -1,0 +1,504 @@
+"""`tokenmath ...`: parse the arguments, call the core, print with rich or as one JSON object.
+
+No physics here. Bad input raises TokenmathError in the core; this layer prints its one sentence
+to stderr and exits 2.
+
+The commands live in one module per group (listing, serving, cluster, training, prices, validation,
+simulate, web, report), each registered on `app` when this package is imported. Those modules import
+only typer and this package at the top; the core, numpy, rich tables and matplotlib are imported inside
+the command that uses them, so `tokenmath --help` and a single command start fast
+(benchmarks/bench_startup.py; tests/test_startup.py keeps the heavy modules out of `--help`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+import math
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from ..errors import TokenmathError
+from ..units import check_dtype, count, parse_bounded, seconds, si  # noqa: F401  (count, seconds, si: for the command modules)
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from ..specs import Dtypes, Efficiency
+
+app = typer.Typer(rich_markup_mode=None, 
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="How fast and how cheaply an LLM can be served, and why (the roofline math of Reiner Pope's lecture).",
+)
+
+
+class _LazyConsole:
+    """A rich Console made on first use: rich.console costs ~0.07 s to import, which `--help` need not pay."""
+
+    def __init__(self, make):
+        self._make = make
+        self._console = None
+
+    def get(self):
+        """The Console itself (for rich.progress.Progress(console=...))."""
+        if self._console is None:
+            self._console = self._make()
+        return self._console
+
+    def __getattr__(self, name):
+        return getattr(self.get(), name)
+
+
+def _stdout_console():
+    from rich.console import Console
+
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+out = _LazyConsole(_stdout_console)
+err = _LazyConsole(_stderr_console)
+
+# ---- the one number parser: every numeric flag, with the bound of what is physically sensible ----
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a flag's number may be: low < x (or low <= x) <= high, whole or not, in units of `kind`."""
+
+    high: float
+    low: float = 0.0
+    low_inclusive: bool = False
+    whole: bool = False
+    kind: str = "count"
+    meaning: str = ""
+
+
+_TOKENS = 1e8  # longest context / prompt / output anyone serves is ~1e7 tokens; 10x headroom
+FLAGS: dict[str, Bound] = {
+    # token and sequence counts
+    "--batch": Bound(1e7, whole=True, meaning="sequences per replica"),
+    "--reference-batch": Bound(1e7, whole=True, meaning="sequences per replica"),
+    "--max-batch": Bound(1e7, low=1, low_inclusive=True, whole=True, meaning="sequences per replica"),
+    "--micro-batch": Bound(1e7, low=1, low_inclusive=True, whole=True, meaning="sequences per microbatch"),
+    "--context": Bound(_TOKENS, whole=True, meaning="tokens of context"),
+    "--new-tokens": Bound(_TOKENS, whole=True, meaning="new tokens per sequence"),
+    "--prompt-tokens": Bound(_TOKENS, whole=True, meaning="prompt tokens"),
+    "--input-tokens": Bound(_TOKENS, whole=True, meaning="prompt tokens per request"),
+    "--output-tokens": Bound(_TOKENS, whole=True, meaning="output tokens per request"),
+    "--seq-len": Bound(_TOKENS, whole=True, meaning="tokens per sequence"),
+    "--crossover-context": Bound(_TOKENS, whole=True, meaning="tokens of context"),
+    "--sparse-topk": Bound(_TOKENS, low=1, low_inclusive=True, whole=True, meaning="cached tokens read per layer"),
+    "--chunk-tokens": Bound(_TOKENS, low=1, low_inclusive=True, whole=True, meaning="prefill tokens per step"),
+    "--draft-tokens": Bound(1000, low=0, low_inclusive=True, whole=True, meaning="tokens drafted per verify pass"),
+    "--prefix-tokens": Bound(_TOKENS, low=0, low_inclusive=True, whole=True, meaning="shared prefix tokens per request"),
+    "--verify": Bound(20, low=0, low_inclusive=True, whole=True, meaning="candidate fleets simulated"),
+    # rates and totals
+    "--tokens-per-s": Bound(1e12, meaning="tokens per second"),
+    "--demand-tokens-per-s": Bound(1e12, meaning="tokens per second"),
+    "--rate": Bound(1e6, meaning="requests per second"),
+    "--request-rate": Bound(1e7, meaning="requests per second"),
+    "--tokens": Bound(1e17, meaning="training tokens"),
+    "--chip-hours": Bound(1e12, meaning="chip-hours"),
+    "--active-params": Bound(1e15, meaning="parameters"),
+    "--flops": Bound(1e35, meaning="FLOPs"),
+    "--min-tokens-per-s-per-user": Bound(1e7, meaning="tokens per second per user"),
+    # chips and layouts
+    "--chips": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="chips"),
+    "--tp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="chips"),
+    "--ep": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="chips"),
+    "--pp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="pipeline stages"),
+    "--dp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="replicas"),
+    "--microbatches": Bound(1e5, low=1, low_inclusive=True, whole=True, meaning="microbatches"),
+    "--virtual-stages": Bound(1000, low=1, low_inclusive=True, whole=True, meaning="model chunks per device"),
+    "--zero": Bound(3, low=0, low_inclusive=True, whole=True, meaning="ZeRO stage"),
+    "--points": Bound(10_000, low=2, low_inclusive=True, whole=True, meaning="curve points"),
+    # times
+    "--duration-s": Bound(1e6, kind="seconds", meaning="simulated seconds"),
+    "--cadence-s": Bound(3600, kind="seconds", meaning="seconds per step"),
+    "--max-ttft-s": Bound(1e6, kind="seconds", meaning="seconds"),
+    "--ttft-p99-s": Bound(3600, kind="seconds", meaning="seconds"),
+    "--ttft-p50-s": Bound(3600, kind="seconds", meaning="seconds"),
+    "--tpot-p99-s": Bound(3600, kind="seconds", meaning="seconds per output token"),
+    "--tpot-p50-s": Bound(3600, kind="seconds", meaning="seconds per output token"),
+    "--hold-s": Bound(1e9, low=-math.inf, kind="seconds", meaning="hold time, seconds"),
+    "--hop-latency": Bound(1.0, low=0, low_inclusive=True, kind="seconds", meaning="seconds per hop"),
+    "--lifetime-days": Bound(36_500, meaning="days"),
+    # fractions, multipliers, prices
+    "--flops-efficiency": Bound(1.0, meaning="fraction of peak"),
+    "--hbm-efficiency": Bound(1.0, meaning="fraction of peak"),
+    "--mfu": Bound(1.0, meaning="MFU, a fraction of peak"),
+    "--acceptance": Bound(1.0, low=0, low_inclusive=True, meaning="acceptance rate"),
+    "--prefix-hit-rate": Bound(1.0, low=0, low_inclusive=True, meaning="share of requests whose prefix is cached"),
+    "--speedup": Bound(1e6, meaning="times the reference speed"),
+    "--price-multiplier": Bound(1e6, meaning="times the reference price"),
+    "--reuse": Bound(1e9, low=0, low_inclusive=True, meaning="reuses"),
+    "--rl-factor": Bound(100, meaning="FLOPs per parameter-token"),
+    "--rl-efficiency": Bound(100, meaning="MFU relative to pre-training"),
+    "--inference-efficiency": Bound(100, meaning="MFU relative to pre-training"),
+    "--usd-per-chip-hour": Bound(1e4, low=0, low_inclusive=True, kind="usd", meaning="$ per chip-hour"),
+    "--seed": Bound(2**32 - 1, low=0, low_inclusive=True, whole=True, meaning="random seed"),
+    "--port": Bound(65535, low=1, low_inclusive=True, whole=True, meaning="TCP port"),
+}
+MAX_SIMULATED_REQUESTS = 1_000_000  # --rate × --duration-s
+
+
+def _num(value, flag: str, *, allow_zero: bool = False, shown: str | None = None) -> float:
+    """Parse a flag's value with its bound from FLAGS (allow_zero lowers a '> 0' bound to '>= 0')."""
+    b = FLAGS[flag]
+    low_inclusive = b.low_inclusive or (allow_zero and b.low == 0)
+    try:
+        return parse_bounded(value, b.kind, what=flag, low=b.low, low_inclusive=low_inclusive, high=b.high,
+                             whole=b.whole, meaning=b.meaning)
+    except TokenmathError as e:
+        if shown is None:
+            raise
+        raise TokenmathError(str(e).replace(f"{flag} = {value!r}", f"{flag} = {shown}", 1)) from None
+
+
+class _Invalid:
+    """A flag value that failed to parse: carried to the command, which reports it as one sentence."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _number_parser(flag: str):
+    """typer parser for a typed numeric flag: our parser and bound instead of int()/float(), which take
+    'nan', 'inf', '1e308' and full-width digits ('１２'). A bad value comes back as _Invalid, so the
+    command reports it as one sentence (exit 2) like every other bad input."""
+    whole = FLAGS[flag].whole
+
+    def parse(value):
+        if value is None or isinstance(value, (_Invalid, bool)):
+            return value
+        if isinstance(value, (int, float)):  # a default
+            return value
+        text = str(value)
+        shown = text if text and text.isprintable() and text == text.strip() else repr(text)
+        try:
+            x = _num(text, flag, shown=shown)
+        except TokenmathError as e:
+            return _Invalid(str(e))
+        return int(x) if whole else x
+
+    return parse
+
+
+def Num(flag: str, help: str = "", **kw):
+    """typer.Option for a numeric flag, parsed by `_num` with the flag's bound."""
+    metavar = "INTEGER" if FLAGS[flag].whole else "NUMBER"
+    return typer.Option(flag, help=help, parser=_number_parser(flag), metavar=metavar, **kw)
+
+
+def _names(text: str | None, flag: str, what: str) -> list[str] | None:
+    """A comma-separated list flag: None when not given; an error when given but empty ('', ',')."""
+    if text is None:
+        return None
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise TokenmathError(f"{flag} = {text!r} lists no {what}; give a comma-separated list, or leave {flag} out")
+    return names
+
+
+# ---- plot paths: checked before any work is done -----------------------------------------------------
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def _plot_path(path: Path | None, flag: str = "--plot") -> Path | None:
+    """The file a chart will be written to: a supported format, in a folder that exists and is writable."""
+    if path is None:
+        return None
+    path = Path(path)
+    formats = ", ".join(PLOT_FORMATS)
+    if not path.suffix:
+        raise TokenmathError(f"{flag} = '{path}' has no file extension; end it in one of {formats}")
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise TokenmathError(f"{flag} = '{path}': format {path.suffix!r} is not supported; use one of {formats}")
+    if len(path.name.encode()) > 255:
+        raise TokenmathError(f"{flag}: the file name is {len(path.name.encode())} bytes long; at most 255 fit")
+    _writable_folder(path.parent, flag, path)
+    if path.is_dir():
+        raise TokenmathError(f"{flag} = '{path}' is a folder; give a file name ending in one of {formats}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise TokenmathError(f"{flag} = '{path}' exists and is not writable")
+    return path
+
+
+def _writable_folder(folder: Path, flag: str, given: Path) -> None:
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise TokenmathError(f"{flag} = '{given}': the folder '{folder}' {what}; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TokenmathError(f"{flag} = '{given}': the folder '{folder}' is not writable")
+
+
+def _plots_dir(folder: Path | None, flag: str = "--plots") -> Path | None:
+    """A folder charts go into: an existing writable folder, or a new one inside an existing writable folder."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    if folder.exists():
+        _writable_folder(folder, flag, folder)
+    else:
+        if len(folder.name.encode()) > 255:
+            raise TokenmathError(f"{flag}: the folder name is {len(folder.name.encode())} bytes long; at most 255 fit")
+        _writable_folder(folder.parent, flag, folder)
+    return folder
+
+
+# ---- the last guard before output: no NaN or inf reaches stdout -------------------------------------
+
+_INPUTS: contextvars.ContextVar[str] = contextvars.ContextVar("tokenmath_inputs", default="these inputs")
+_NONFINITE_TEXT = re.compile(r"(?<![\w.])[-+]?(?:nan|inf|infinity)(?![\w])", re.IGNORECASE)
+
+
+def _given_inputs(fn, kwargs) -> str:
+    """The flags whose values differ from their defaults, for the message of a result that is not finite."""
+    import inspect
+
+    given = []
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # pragma: no cover - defensive
+        return "these inputs"
+    for name, v in kwargs.items():
+        prm = sig.parameters.get(name)
+        if prm is None or v is None or (prm.default is not inspect.Parameter.empty and v == prm.default):
+            continue
+        flag = "--" + name.rstrip("_").replace("_", "-")
+        for meta in getattr(prm.annotation, "__metadata__", ()):
+            decls = getattr(meta, "param_decls", None) or ()
+            flag = next((d for d in decls if isinstance(d, str) and d.startswith("--")), flag)
+        if isinstance(v, bool):
+            given.append(flag)
+        else:
+            given.append(f"{flag} {' '.join(map(str, v)) if isinstance(v, list) else v}")
+    return ", ".join(given) if given else "the default inputs"
+
+
+def _nonfinite(obj, path: str = "") -> str | None:
+    """The first field of a record holding inf (NaN is 'no data' in a record and prints as null)."""
+    np = sys.modules.get("numpy")  # not imported: then no numpy value can be in the record
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            hit = _nonfinite(v, f"{path}.{k}" if path else str(k))
+            if hit:
+                return hit
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            hit = _nonfinite(v, f"{path}[{i}]")
+            if hit:
+                return hit
+    elif np is not None and isinstance(obj, np.ndarray):
+        return _nonfinite(obj.tolist(), path)
+    elif isinstance(obj, (float, np.floating) if np is not None else float) and math.isinf(obj):
+        return path or "value"
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _nonfinite({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, path)
+    return None
+
+
+def _not_finite(field: str) -> TokenmathError:
+    return TokenmathError(f"the result {field} is not a finite number for {_INPUTS.get()}: these inputs are outside"
+                          " what tokenmath can compute; try values nearer to a real deployment")
+
+
+def _check_finite(record) -> None:
+    field = _nonfinite(record)
+    if field:
+        raise _not_finite(field)
+
+
+def _check_text(lines) -> None:
+    for line in lines:
+        if isinstance(line, str):
+            m = _NONFINITE_TEXT.search(line)
+            if m:
+                raise _not_finite(f"printed as {m.group(0)!r}")
+
+
+# ---- shared options ------------------------------------------------------------------------
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+CatalogOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--catalog", help="Extra catalog TOML ([systems.NAME], [chips.NAME], [models.NAME]); repeatable."),
+]
+WeightOpt = Annotated[Optional[str], typer.Option("--weight-dtype", help="Weight dtype (bf16, fp8, fp4, mxfp4, ...); default: the checkpoint's.")]
+KvOpt = Annotated[str, typer.Option("--kv-dtype", help="KV-cache dtype.")]
+ComputeOpt = Annotated[Optional[str], typer.Option("--compute-dtype", help="Matmul dtype; default: the weight dtype (or the next wider the chip supports).")]
+ChipsOpt = Annotated[Optional[int], Num("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV.")]
+
+
+def handles_errors(fn):
+    """Turn TokenmathError into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import numpy as np
+        from rich.markup import escape
+
+        token = _INPUTS.set(_given_inputs(fn, kwargs))
+        try:
+            for v in kwargs.values():
+                if isinstance(v, _Invalid):
+                    raise TokenmathError(v.message)
+            # where charts go is checked before any work, so a bad path fails at once
+            if kwargs.get("plot") is not None:
+                kwargs["plot"] = _plot_path(kwargs["plot"])
+            if kwargs.get("plots_dir") is not None:
+                kwargs["plots_dir"] = _plots_dir(kwargs["plots_dir"])
+            # numpy's RuntimeWarnings (overflow, invalid value) would print before the error sentence;
+            # a non-finite result is caught by the output guard instead
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return fn(*args, **kwargs)
+        except TokenmathError as e:
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+            raise typer.Exit(2) from None
+        except (typer.Exit, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug of ours, not bad input: one line, the traceback on request
+            if os.environ.get("TOKENMATH_DEBUG"):
+                raise
+            err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))} — please report it;"
+                      " set TOKENMATH_DEBUG=1 for the traceback", highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            _INPUTS.reset(token)
+
+    return wrapper
+
+
+def command(*a, **kw):
+    def deco(fn):
+        return app.command(*a, **kw)(handles_errors(fn))
+
+    return deco
+
+
+def _catalog(files: list[Path] | None) -> Catalog:
+    from ..catalog import load_catalog
+
+    return load_catalog(files or None)
+
+
+def _catalog_checked(files: list[Path] | None) -> None:
+    """--catalog on a command that needs no catalog data: accepted like everywhere, and read so a bad
+    file is reported the same way."""
+    if files:
+        _catalog(files)
+
+
+def _emit_json(obj) -> None:
+    _check_finite(obj)
+    from .. import report as rp
+
+    print(rp.dumps(obj))
+
+
+def _finish(json_: bool, record, lines) -> None:
+    """Print one JSON object, or the plain-words lines; a non-finite result is an error, not output."""
+    if json_:
+        return _emit_json(record)
+    lines = list(lines)
+    _check_text(lines)
+    for line in lines:
+        out.print(line, highlight=False)
+
+
+def _dtypes(weight: str | None, kv: str, compute: str | None) -> Dtypes:
+    from ..specs import Dtypes
+
+    return Dtypes(weight=check_dtype(weight), kv=check_dtype(kv), compute=check_dtype(compute))
+
+
+def _count(text: str, what: str, *, allow_zero: bool = False) -> float:
+    """A count-like flag ('8k', '1.5M'): parsed and bounded by FLAGS[what]."""
+    return _num(text, what, allow_zero=allow_zero)
+
+
+SparseOpt = Annotated[Optional[int], Num("--sparse-topk", help="What-if: sparse attention reading only K cached tokens per layer.")]
+SparseModeOpt = Annotated[Optional[str], typer.Option("--sparse-mode", help="With --sparse-topk: 'topk' (DeepSeek DSA: min(L, K), the default) or 'sqrt' (the lecture's sketch: √(K·L)).")]
+SPARSE_MODES = ("topk", "sqrt")
+
+
+def _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, *, batch=1.0,
+           sparse_topk=None, sparse_mode=None):
+    """Resolve the pieces every serving command shares; chips default to one replica."""
+    from ..kvcache import with_sparse_attention
+    from ..roofline import default_replica_chips
+
+    if sparse_mode is not None:
+        if sparse_mode not in SPARSE_MODES:
+            raise TokenmathError(f"--sparse-mode = {sparse_mode!r}; expected one of {', '.join(SPARSE_MODES)}")
+        if sparse_topk is None:
+            raise TokenmathError(f"--sparse-mode = {sparse_mode!r} needs --sparse-topk K (the cached tokens read per layer)")
+    sparse_mode = sparse_mode or "topk"
+    cat = _catalog(catalog)
+    m, s = cat.model(model), cat.system(system)
+    if sparse_topk is not None:
+        m = with_sparse_attention(m, sparse_topk, mode=sparse_mode)
+    L = _count(context, "--context", allow_zero=True)
+    dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
+    if chips is None:
+        chips = default_replica_chips(m, s, L, batch, weight_dtype=dt.weight, kv_dtype=dt.kv)
+    elif chips < 1:
+        raise TokenmathError(f"--chips = {chips} must be >= 1")
+    return m, s, L, dt, chips
+
+
+EfficiencyOpt = Annotated[str, typer.Option("--efficiency", help="'calibrated' (the estimate, default), 'roofline' (the bound), or a preset .json from `tokenmath calibrate`.")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Engine profile: trtllm, vllm or sglang (default: the generic fit).")]
+
+
+def _profile(efficiency: str, engine: str | None, system):
+    from .. import profiles as pf
+
+    return pf.choose(efficiency, engine=engine, system=system)
+
+
+def _efficiency(flops: float, hbm: float) -> Efficiency:
+    from ..specs import Efficiency
+
+    if flops == 1.0 and hbm == 1.0:
+        return Efficiency()
+    return Efficiency(flops=flops, hbm=hbm, label="user")
+
+
+ModelOpt = Annotated[str, typer.Option("--model", help="Catalog name or config.json path.")]
+SystemOpt = Annotated[str, typer.Option("--system", help="Catalog system name.")]
+ContextOpt = Annotated[str, typer.Option("--context", help="Context length L (tokens; '128k' = 128,000: k/M are decimal).")]
+
+
+def main() -> None:
+    # tokenmath's arrays are small: OpenBLAS's thread pool would cost more CPU at start-up (~0.1 s on
+    # 2 cores) than it ever saves; a user's own setting wins
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        app()
+    except TokenmathError as e:  # raised outside a command (e.g. while parsing)
+        from rich.markup import escape
+
+        err.print(f"error: {escape(str(e))}", highlight=False)
+        sys.exit(2)
+
+
+# the commands, in the order `--help` lists them; each module registers its commands on `app`
+from . import listing, serving, cluster, fleet, training, prices, validation, simulate, web, report  # noqa: E402,F401,I001

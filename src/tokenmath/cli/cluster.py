@@ -1,0 +1,144 @@
+"""`tokenmath layout | plan | bubble`: cluster layouts, the planner, pipeline bubbles."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import (
+    Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
+    _dtypes, _count, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num, check_dtype,
+)
+
+
+# ---- cluster layouts and the planner ---------------------------------------------------------
+
+
+@command("layout")
+def layout_cmd(
+    model: ModelOpt, system: SystemOpt,
+    chips: Annotated[int, Num("--chips", help="Chips the layout uses: TP·EP·PP·DP with max(TP, EP) per stage.")],
+    ep: Annotated[int, Num("--ep", help="Expert-parallel degree (chips per stage for MoE).")] = 1,
+    pp: Annotated[int, Num("--pp", help="Pipeline stages.")] = 1,
+    tp: Annotated[int, Num("--tp", help="Tensor-parallel degree.")] = 1,
+    dp: Annotated[int, Num("--dp", help="Data-parallel replicas.")] = 1,
+    batch: Annotated[str, typer.Option("--batch", help="Sequences per replica (all microbatches).")] = "1",
+    context: ContextOpt = "4096",
+    microbatches: Annotated[Optional[int], Num("--microbatches", help="Microbatches in flight (default PP).")] = None,
+    overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: 'none' (adds) or 'full' (max).")] = "none",
+    hop_latency: Annotated[Optional[str], typer.Option("--hop-latency", help="Latency of one hop between domains ('10us').")] = None,
+    weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Memory per chip, network terms and the step of one layout (EP × PP × TP × DP): the estimate, with the roofline beside it."""
+    from .. import report as rp
+
+    from .. import layout as lay
+
+    cat = _catalog(catalog)
+    m, s = cat.model(model), cat.system(system)
+    B = _count(batch, "--batch")
+    L = _count(context, "--context", allow_zero=True)
+    dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
+    hop = lay.HOP_LATENCY_S_DEFAULT if hop_latency is None else _num(hop_latency, "--hop-latency")
+    layout = lay.Layout(tp=tp, ep=ep, pp=pp, dp=dp, microbatches=microbatches)
+    lay.check_layout(m, s, layout, chips=chips)
+    st = lay.layout_step(m, s, layout, B, L, dtypes=dt, overlap=overlap, hop_latency_s=hop)
+    rec = rp.layout_record(st)
+    lines = rp.render_layout(st, m, s)
+    prof = _profile(efficiency, engine, s)
+    if prof.is_roofline:
+        rec["estimate"] = "roofline"
+    else:
+        from ..estimate import estimate_pass, estimate_record
+
+        est = estimate_pass(m, s, B, L, 1.0, layout=layout, dtypes=dt, profile=prof)
+        rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "tokens_per_s_per_user",
+                                               "usd_per_mtok", "bound")}
+        er = estimate_record(est)
+        er.pop("layout")
+        rec.update(rp.jsonable(er))
+        lines = [("  roofline bound: " + x[2:]) if x.startswith("  step ") else x for x in lines]
+        lines += rp.render_estimate(est)
+    _finish(json_, rec, lines)
+
+
+@command("plan")
+def plan_cmd(
+    model: ModelOpt,
+    systems: Annotated[Optional[str], typer.Option("--systems", help="Comma-separated systems (default: the whole catalog).")] = None,
+    input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request (I).")] = "2000",
+    output_tokens: Annotated[str, typer.Option("--output-tokens", help="Generated tokens per request (O).")] = "500",
+    min_user: Annotated[Optional[float], Num("--min-tokens-per-s-per-user", help="SLO: decode speed each user sees.")] = None,
+    max_ttft: Annotated[Optional[float], Num("--max-ttft-s", help="SLO: time to first token (s).")] = None,
+    demand: Annotated[Optional[str], typer.Option("--demand-tokens-per-s", help="Total output tokens/s to serve.")] = None,
+    weight_dtypes: Annotated[Optional[str], typer.Option("--weight-dtypes", help="Comma-separated weight dtypes to try (default: the checkpoint's, FP8, and FP4 where the chip has it).")] = None,
+    kv_dtype: KvOpt = "bf16",
+    overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: none|full.")] = "none",
+    usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, or 'local' (default: in-process).")] = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Cheapest way to serve a model under SLOs, searched over layouts × batch × dtypes on the catalog (the estimate; --efficiency roofline for the bound)."""
+    from .. import report as rp
+
+    from rich.progress import Progress
+
+    from .. import plan as pl
+
+    cat = _catalog(catalog)
+    m = cat.model(model)
+    names = _names(systems, "--systems", "system name") or sorted(cat.systems)
+    syss = [cat.system(n) for n in names]
+    wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    D = None if demand is None else _count(demand, "--demand-tokens-per-s")
+    kw = dict(input_tokens=_count(input_tokens, "--input-tokens"), output_tokens=_count(output_tokens, "--output-tokens"),
+              min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
+              kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler,
+              estimate=efficiency, engine=engine)
+    with Progress(console=err.get(), transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
+        task = bar.add_task("planning", total=len(syss))
+        result = pl.plan(m, syss, progress=lambda done, total, name: bar.update(task, completed=done,
+                                                                                description=f"planning: {name}"), **kw)
+    if plot is not None:
+        from .. import plots
+
+        plots.plan_frontier(result, title=f"{m.name}: I = {kw['input_tokens']:,.0f}, O = {kw['output_tokens']:,.0f}",
+                            path=plot)
+        err.print(f"wrote {plot}")
+    _finish(json_, rp.plan_record(result), rp.render_plan(result))
+
+
+@command("bubble")
+def bubble_cmd(
+    schedule: Annotated[str, typer.Option("--schedule", help="gpipe | 1f1b | interleaved | zb-h1 | zero-bubble")],
+    pp: Annotated[int, Num("--pp", help="Pipeline stages.")],
+    microbatches: Annotated[int, Num("--microbatches", help="Microbatches per step (m).")],
+    virtual_stages: Annotated[int, Num("--virtual-stages", help="Model chunks per device (interleaved).")] = 1,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Training pipeline bubble and activation memory of a schedule, with a timeline."""
+    from .. import report as rp
+
+    from .. import layout as lay
+
+    _catalog_checked(catalog)
+
+    b = lay.bubble(schedule, pp, microbatches, virtual_stages)
+    drawn = lay.timeline(schedule, pp, microbatches) if schedule in ("gpipe", "1f1b") and pp * microbatches <= 400 else []
+    rec = rp.jsonable(b) | {"timeline": drawn}
+    lines = [
+        f"{schedule}: PP {pp}, {microbatches} microbatches" + (f", {virtual_stages} virtual stages" if virtual_stages > 1 else ""),
+        f"  bubble fraction = {b.bubble_fraction:.1%} of each device's step; activations of"
+        f" {b.peak_activation_microbatches:g} microbatches held at once",
+        f"  source: {b.source}",
+    ] + [f"  {row}" for row in drawn]
+    if drawn:
+        lines.append("  one column per forward-pass time; digit n = forward of microbatch n (mod 10), letter = its"
+                     " backward (a = 0, b = 1, …; two columns: backward costs 2 forwards), '.' = idle (the bubble)")
+    _finish(json_, rec, lines)

@@ -1,0 +1,81 @@
+"""`tokenmath fleet`: a fleet sized from requests under tail-latency SLOs, verified in simulation."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err
+
+EXPORT_ENGINES = ("vllm", "sglang", "trtllm")
+
+
+@command("fleet")
+def fleet_cmd(
+    model: ModelOpt,
+    request_rate: Annotated[Optional[str], typer.Option("--request-rate", help="Requests per second to serve.")] = None,
+    input_tokens: Annotated[Optional[str], typer.Option("--input-tokens", help="Prompt tokens per request (mean).")] = None,
+    output_tokens: Annotated[Optional[str], typer.Option("--output-tokens", help="Generated tokens per request (mean).")] = None,
+    trace: Annotated[Optional[Path], typer.Option("--trace", help="A trace: Azure LLM CSV (TIMESTAMP,ContextTokens,GeneratedTokens) or JSON lines; gives the rate and lengths and drives the simulation.")] = None,
+    ttft_p99: Annotated[Optional[float], Num("--ttft-p99-s", help="SLO: 99th percentile time to first token (s).")] = None,
+    tpot_p99: Annotated[Optional[float], Num("--tpot-p99-s", help="SLO: 99th percentile time per output token (s).")] = None,
+    ttft_p50: Annotated[Optional[float], Num("--ttft-p50-s", help="SLO: median time to first token (s).")] = None,
+    tpot_p50: Annotated[Optional[float], Num("--tpot-p50-s", help="SLO: median time per output token (s).")] = None,
+    systems: Annotated[Optional[str], typer.Option("--systems", help="Comma-separated systems (default: the whole catalog).")] = None,
+    disaggregation: Annotated[str, typer.Option("--disaggregation", help="auto (the cheaper that meets the SLOs), on (prefill and decode pools), off.")] = "auto",
+    prefix_tokens: Annotated[Optional[str], typer.Option("--prefix-tokens", help="Shared prompt prefix per request (tokens).")] = None,
+    prefix_hit_rate: Annotated[Optional[float], Num("--prefix-hit-rate", help="Share of requests whose prefix is in the cache (0-1).")] = None,
+    objective: Annotated[str, typer.Option("--objective", help="cost ($/h; chips where no price) or chips.")] = "cost",
+    verify: Annotated[int, Num("--verify", help="Candidate fleets to check in simulation.")] = 3,
+    export: Annotated[Optional[str], typer.Option("--export", help="Launch commands for the chosen pools: vllm | sglang | trtllm.")] = None,
+    hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Model id or path for --export (default: the catalog name).")] = None,
+    usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
+    engine: EngineOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT and TPOT SLOs: aggregated or disaggregated prefill/decode, checked in simulation."""
+    from rich.progress import Progress
+
+    from .. import fleet as fl
+    from .. import report as rp
+    from ..errors import TokenmathError
+
+    if export is not None and export not in EXPORT_ENGINES:
+        raise TokenmathError(f"--export = {export!r}; expected one of {', '.join(EXPORT_ENGINES)}")
+    cat = _catalog(catalog)
+    m = cat.model(model)
+    names = _names(systems, "--systems", "system name") or sorted(cat.systems)
+    syss = [cat.system(n) for n in names]
+    tr = None
+    if trace is not None:
+        from ..workload import read_trace
+
+        tr = read_trace(trace)
+    rate = None if request_rate is None else _num(request_rate, "--request-rate")
+    I = None if input_tokens is None else _count(input_tokens, "--input-tokens")
+    O = None if output_tokens is None else _count(output_tokens, "--output-tokens")
+    P = 0.0 if prefix_tokens is None else _count(prefix_tokens, "--prefix-tokens", allow_zero=True)
+    if P and prefix_hit_rate is None:
+        raise TokenmathError("--prefix-tokens needs --prefix-hit-rate (the share of requests whose prefix is cached)")
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    slo = fl.Slo(ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50)
+    with Progress(console=err.get(), transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
+        task = bar.add_task("screening fleets", total=max(verify, 1))
+        result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
+                          disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
+                          objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr, verify=verify,
+                          progress=lambda done, total, what: bar.update(task, completed=done, total=total,
+                                                                         description=what))
+    commands = None
+    if export is not None and result.best is not None:
+        from ..export import fleet_commands
+
+        commands = fleet_commands(result.best, export, model_id=hf_model or m.name, checkpoint_dtype=m.weight_dtype)
+    if plot is not None:
+        from .. import plots
+
+        plots.fleet_frontier(result, path=plot)
+        err.print(f"wrote {plot}")
+    _finish(json_, rp.fleet_record(result, commands), rp.render_fleet(result, commands))

@@ -1,0 +1,291 @@
+"""`tokenmath step | curve | balance | fastmode | traffic | prefill`: one pass and serving economics."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import (
+    Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, ChipsOpt, command, _catalog, _emit_json,
+    _finish, _count, _setup, SparseOpt, SparseModeOpt, EfficiencyOpt, EngineOpt, _profile, _efficiency, ModelOpt,
+    SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, si,
+)
+
+
+# ---- the roofline step -----------------------------------------------------------------------
+
+
+@command("step")
+def step_cmd(
+    model: Annotated[str, typer.Option("--model", help="Catalog name or config.json path.")],
+    system: Annotated[str, typer.Option("--system", help="Catalog system name.")],
+    batch: Annotated[str, typer.Option("--batch", help="Sequences in the pass (B).")] = "1",
+    context: Annotated[str, typer.Option("--context", help="Context length attended to (L, tokens; '8k' = 8,000: k/M are decimal).")] = "0",
+    new_tokens: Annotated[str, typer.Option("--new-tokens", help="New tokens per sequence (S): 1 = decode.")] = "1",
+    chips: ChipsOpt = None,
+    weight_dtype: WeightOpt = None,
+    kv_dtype: KvOpt = "bf16",
+    compute_dtype: ComputeOpt = None,
+    flops_efficiency: Annotated[float, Num("--flops-efficiency", help="Achieved fraction of peak FLOP/s.")] = 1.0,
+    hbm_efficiency: Annotated[float, Num("--hbm-efficiency", help="Achieved fraction of peak HBM bandwidth.")] = 1.0,
+    efficiency: EfficiencyOpt = "calibrated",
+    engine: EngineOpt = None,
+    usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
+    expert_fetch: Annotated[str, typer.Option(help="Roofline: 'all' experts streamed each step, or 'expected' for the batch.")] = "all",
+    attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
+    allow_overflow: Annotated[bool, typer.Option(help="Report a layout whose weights + KV exceed HBM instead of failing.")] = False,
+    json_: JsonOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Time, cost and bound of one forward pass: the calibrated estimate (default) and the roofline bound beside it."""
+    from .. import report as rp
+    from ..roofline import step_time
+    from rich.table import Table
+
+    B = _count(batch, "--batch")
+    S = _count(new_tokens, "--new-tokens")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    eff = _efficiency(flops_efficiency, hbm_efficiency)
+    prof = _profile(efficiency, engine, s)
+    if eff.label == "user" and not prof.is_roofline:
+        raise TokenmathError("--flops-efficiency / --hbm-efficiency scale the roofline; give them with --efficiency roofline")
+    st = step_time(m, s, B, L, S, chips=chips, dtypes=dt, efficiency=eff, usd_per_chip_hour=price,
+                   expert_fetch=expert_fetch, attention_flops=attention_flops)
+    if not st.fits and not allow_overflow:
+        raise TokenmathError(
+            f"{m.name} needs {si(st.memory_bytes, 'B')} (weights + KV of {B:,.0f} × {L:,.0f} tokens) but "
+            f"{chips} × {s.name} hold {si(st.hbm_bytes, 'B')}; use more --chips, a smaller --batch or --context, "
+            f"narrower dtypes, or --allow-overflow"
+        )
+    rec = rp.step_record(st)
+    est = None
+    if prof.is_roofline:
+        rec["estimate"] = "roofline" if eff.label == "roofline" else f"roofline × user efficiencies (flops {eff.flops:g}, hbm {eff.hbm:g})"
+    else:
+        from ..estimate import estimate_pass, estimate_record
+
+        est = estimate_pass(m, s, B, L, S, chips=chips, dtypes=dt, profile=prof, usd_per_chip_hour=price)
+        rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "usd_per_mtok", "bound")}
+        rec.update(estimate_record(est))
+        rec["mfu"] = float(st.flops / (est.step_s * st.assumptions.flops_per_s_per_chip * chips))
+    _check_finite(rec)
+    if json_:
+        return _emit_json(rec)
+    a = st.assumptions
+    t = Table(title=f"{m.name} on {chips} × {s.name}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f}  —  roofline terms",
+              title_justify="left")
+    t.add_column("term")
+    t.add_column("time", justify="right")
+    t.add_column("formula")
+    t.add_row("compute", seconds(st.compute_s), "B·S·(2·N_active + attn FLOPs(L)) / (chips·FLOP/s)")
+    t.add_row("weight fetch", seconds(st.weights_s), "weight bytes / (chips·HBM B/s)")
+    t.add_row("KV fetch", seconds(st.kv_s), "B·KV bytes read(L) / (chips·HBM B/s)")
+    t.add_row("network", seconds(st.network_s), a.network)
+    t.add_row("[bold]roofline step[/]", f"[bold]{seconds(st.step_s)}[/]", f"max(compute, weights + KV) → [bold]{st.bound}[/] bound")
+    out.print(t)
+    if est is not None:
+        _print_estimate(est, price is not None or s.usd_per_chip_hour is not None)
+    cost = f"${st.usd_per_mtok:,.4g} per million tokens" if st.usd_per_mtok is not None else "no price (--usd-per-chip-hour)"
+    out.print(f"{'bound' if est is not None else 'roofline'}: {st.tokens_per_s:,.0f} tokens/s ({st.tokens_per_s_per_chip:,.0f} per chip); {cost}; "
+              f"MFU {st.mfu:.1%}, MBU {st.mbu:.1%}; memory {si(st.memory_bytes, 'B')} of {si(st.hbm_bytes, 'B')}")
+    out.print(f"[dim]{a.label if est is None else est.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype} "
+              f"({si(a.flops_per_s_per_chip, 'FLOP/s')}/chip); {a.usd_per_chip_hour if a.usd_per_chip_hour is not None else 'no'} $/chip-h; "
+              f"experts: {a.expert_fetch}; attention FLOPs {'on' if a.attention_flops else 'off'}[/]")
+
+
+def _print_estimate(est, priced: bool) -> None:
+    """The estimate's table: each operation's time, then the step with its 80 % band."""
+    from rich.table import Table
+    import numpy as np
+
+    op = est.op
+    t = Table(title=f"estimate ({est.label}), layout TP{op.layout.tp} EP{op.layout.ep} PP{op.layout.pp}",
+              title_justify="left")
+    t.add_column("operation")
+    t.add_column("time", justify="right")
+    names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs (busiest rank)", "attention_s": "attention",
+             "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch + combine", "pp_comm_s": "PP send/recv",
+             "overhead_s": "per-step overhead"}
+    for k, v in op.parts.items():
+        t.add_row(names[k], seconds(float(np.max(v))))
+    lo, hi = est.range_80["step_s"] if est.range_80 else (est.step_s, est.step_s)
+    t.add_row("[bold]estimated step[/]", f"[bold]{seconds(est.step_s)}[/]")
+    out.print(t)
+    cost = f"; ${est.usd_per_mtok:,.4g}/Mtok" if priced and est.usd_per_mtok is not None else ""
+    out.print(f"[bold]estimate[/]: {seconds(est.step_s)} per step (80 % band {seconds(lo)} – {seconds(hi)}), "
+              f"{est.tokens_per_s_per_chip:,.0f} tokens/s per chip, {est.tokens_per_s_per_user:,.1f} per user{cost}; "
+              f"the roofline bound of the same pass is {seconds(est.roofline_step_s)}")
+
+
+# ---- serving economics ----------------------------------------------------------------------
+
+
+@command("curve")
+def curve_cmd(
+    model: ModelOpt, system: SystemOpt,
+    over: Annotated[str, typer.Option("--over", help="Sweep 'batch' (at --context) or 'context' (at --batch).")] = "batch",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Batch for --over context (default: the balance batch).")] = None,
+    context: ContextOpt = "4096",
+    points: Annotated[int, Num("--points", help="Grid points (log spaced).")] = 60,
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context (the estimate; the roofline beside it)."""
+    from .. import report as rp
+    from .. import serving as sv
+    from rich.table import Table
+    import numpy as np
+
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
+                                sparse_topk=sparse_topk, sparse_mode=sparse_mode)
+    st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
+    prof = _profile(efficiency, engine, s)
+    est = None
+    if not prof.is_roofline:
+        from ..estimate import estimate_pass
+
+        est = estimate_pass(m, s, st.batch, st.context, 1.0, chips=chips, dtypes=dt, profile=prof)
+    if plot is not None:
+        from .. import plots
+
+        title = f"{m.name} on {chips} × {s.name}"
+        if over == "batch":
+            plots.latency_vs_batch(st, title=f"{title}, L = {L:,.0f}", path=plot,
+                                   balance_batch=sv.balance_batch(m, s, dtypes=dt), drain_s=sv.hbm_drain_s(s))
+        else:
+            plots.cost_vs_context(st, title=f"{title}, B = {float(np.atleast_1d(st.batch)[0]):,.0f}", path=plot,
+                                  crossover=sv.balance_context(m, s, None, chips=chips, dtypes=dt))
+        err.print(f"wrote {plot}")
+    rec = rp.curve_record(st, over, est)
+    _check_finite(rec)
+    if json_:
+        return _emit_json(rec)
+    t = Table(title=f"{m.name} on {chips} × {s.name}: over {over} — {rec['estimate']}"
+              + ("" if est is None else "; compute/weights/KV are the roofline's terms"), title_justify="left")
+    for col in ("batch", "context", "step", "roofline", "compute", "weights", "KV", "tok/s/chip", "tok/s/user", "$/Mtok", "bound"):
+        t.add_column(col, justify="right")
+    for p in rec["points"]:
+        t.add_row(f"{p['batch']:,.0f}", f"{p['context']:,.0f}", seconds(p["step_s"]), seconds(p.get("roofline_step_s", p["step_s"])), seconds(p["compute_s"]),
+                  seconds(p["weights_s"]), seconds(p["kv_s"]), f"{p['tokens_per_s_per_chip']:,.0f}",
+                  f"{p['tokens_per_s_per_user']:,.1f}", "-" if p["usd_per_mtok"] is None else f"{p['usd_per_mtok']:.4g}",
+                  p["bound"] + ("" if p["fits"] else " (overflows HBM)"))
+    out.print(t)
+
+
+@command("balance")
+def balance_cmd(
+    model: ModelOpt, system: SystemOpt, context: ContextOpt = "4096",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Solve the balance context with weights at this batch.")] = None,
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = None,
+    attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Floors and balance points, solved exactly: B*, B* with KV, L*, latency and cost floors."""
+    from .. import report as rp
+    from .. import serving as sv
+
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
+                                sparse_topk=sparse_topk, sparse_mode=sparse_mode)
+    b = sv.balance(m, s, L, batch=B, chips=chips, dtypes=dt, attention_flops=attention_flops)
+    _finish(json_, rp.jsonable(b), rp.render_balance(b, m, s))
+
+
+@command("fastmode")
+def fastmode_cmd(
+    model: ModelOpt, system: SystemOpt, context: ContextOpt = "4096",
+    speedup: Annotated[Optional[float], Num("--speedup", help="Target speed multiplier (tokens/s per user).")] = None,
+    price_multiplier: Annotated[Optional[float], Num("--price-multiplier", help="Target price multiplier.")] = None,
+    reference_batch: Annotated[Optional[str], typer.Option("--reference-batch", help="The normal-mode batch (default: cost-optimal).")] = None,
+    draft_tokens: Annotated[int, Num("--draft-tokens", help="Speculative decoding: tokens drafted per verify pass.")] = 0,
+    acceptance: Annotated[float, Num("--acceptance", help="Speculative decoding: acceptance rate per drafted token.")] = 0.8,
+    draft_model: Annotated[Optional[str], typer.Option("--draft-model", help="Draft model (default: an MTP head, cost neglected).")] = None,
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the price/speed frontier to this file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Fast mode / slow mode: what a smaller batch buys in speed and costs in price."""
+    from .. import report as rp
+    from .. import serving as sv
+
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
+    ref = None if reference_batch is None else _count(reference_batch, "--reference-batch")
+    fm = sv.fast_mode(m, s, L, speedup=speedup, price_multiplier=price_multiplier, reference=ref, chips=chips, dtypes=dt)
+    where = f"{m.name} on {chips} × {s.name} at L = {L:,.0f}"
+    if speedup is not None and fm.batch is None:
+        raise TokenmathError(
+            f"--speedup = {speedup:g} is out of reach for {where}: a batch cut buys at most {fm.max_speedup:.2f}×"
+            f" (batch 1, against the {seconds(fm.latency_floor_s)} latency floor); give --speedup up to"
+            f" {fm.max_speedup:.2f}, or more --chips")
+    if price_multiplier is not None and fm.batch is None:
+        lowest = 1.0 / fm.max_saving if fm.max_saving > 0 else 1.0
+        raise TokenmathError(
+            f"--price-multiplier = {price_multiplier:g} is out of reach for {where}: the cheapest point (the cost"
+            f" floor) is {lowest:.3g}× the reference price; give --price-multiplier >= {lowest:.3g}")
+    rec = rp.fastmode_record(fm)
+    if draft_tokens:
+        dm = _catalog(catalog).model(draft_model) if draft_model else None
+        spec = sv.speculative_decode(m, s, fm.batch or fm.reference_batch, L, draft_tokens, acceptance,
+                                     draft_model=dm, chips=chips, dtypes=dt)
+        rec["speculative"] = rp.jsonable(spec)
+    if plot is not None:
+        from .. import plots
+
+        plots.price_speed_frontier(fm, title=f"{m.name} on {chips} × {s.name}, L = {L:,.0f}", path=plot)
+        err.print(f"wrote {plot}")
+    _finish(json_, rec, rp.render_fastmode(fm, m, s, rec.get("speculative")))
+
+
+@command("traffic")
+def traffic_cmd(
+    model: ModelOpt, system: SystemOpt,
+    tokens_per_s: Annotated[str, typer.Option("--tokens-per-s", help="Global decode demand (tokens/s; '128k', '200M').")],
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Sequences per step (default: cost-optimal).")] = None,
+    context: ContextOpt = "4096",
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Batching cadence: replicas, chips and $/day for a demand; queueing bounds of 'a train every T'."""
+    from .. import report as rp
+    from .. import serving as sv
+
+    D = _count(tokens_per_s, "--tokens-per-s")
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
+                                batch=B or 1)
+    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    tr = sv.traffic(m, s, D, batch=B, context=L, chips=chips, dtypes=dt, usd_per_chip_hour=price)
+    _finish(json_, rp.traffic_record(tr), rp.render_traffic(tr, m, s))
+
+
+@command("prefill")
+def prefill_cmd(
+    model: ModelOpt, system: SystemOpt,
+    prompt_tokens: Annotated[str, typer.Option("--prompt-tokens", help="Prompt length P (tokens).")] = "8192",
+    batch: Annotated[Optional[str], typer.Option("--batch", help="Decode batch (default: cost-optimal).")] = None,
+    context: ContextOpt = "4096",
+    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost per token vs pass length to this file.")] = None,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """Prefill vs decode: cost per token by pass length, the output/input cost ratio, time to first token."""
+    from .. import report as rp
+    from .. import serving as sv
+
+    P = _count(prompt_tokens, "--prompt-tokens")
+    B = None if batch is None else _count(batch, "--batch")
+    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
+    pd = sv.prefill_vs_decode(m, s, P, batch=B, context=L, chips=chips, dtypes=dt)
+    if plot is not None:
+        from .. import plots
+
+        plots.prefill_vs_decode_cost(pd, title=f"{m.name} on {chips} × {s.name}, P = {P:,.0f}", path=plot)
+        err.print(f"wrote {plot}")
+    _finish(json_, rp.prefill_record(pd), rp.render_prefill(pd, m, s))
