@@ -22,7 +22,6 @@ error against the simulation is reported beside it.
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field, replace
 

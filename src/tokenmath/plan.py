@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import TokenmathError
-from .layout import HOP_LATENCY_S_DEFAULT, Layout, check_layout, layout_memory, layout_step, placement
+from .layout import HOP_LATENCY_S_DEFAULT, Layout, check_layout, layout_memory, layout_step
 from .roofline import resolve_dtypes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import contextlib
 import functools
 import math
 import os
@@ -384,6 +385,25 @@ def handles_errors(fn):
             _INPUTS.reset(token)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int, json_: bool):
+    """A transient progress bar on stderr while long work runs, as update(done, total=, description=);
+    off (and rich.progress not even imported) for --json or when stderr is not a terminal."""
+    if json_ or not sys.stderr.isatty():
+        yield lambda done, total=None, description=None: None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err.get(), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+
+        def update(done, total=None, description=None):
+            kw = {k: v for k, v in (("total", total), ("description", description)) if v is not None}
+            bar.update(task, completed=done, **kw)
+
+        yield update
 
 
 def command(*a, **kw):

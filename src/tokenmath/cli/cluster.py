@@ -1,6 +1,5 @@
 """`tokenmath layout | plan | bubble`: cluster layouts, the planner, pipeline bubbles."""
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -8,7 +7,7 @@ import typer
 
 from . import (
     Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
-    _dtypes, _count, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num, check_dtype,
+    _dtypes, _count, progress, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num, check_dtype,
 )
 
 
@@ -86,8 +85,6 @@ def plan_cmd(
     """Cheapest way to serve a model under SLOs, searched over layouts × batch × dtypes on the catalog (the estimate; --efficiency roofline for the bound)."""
     from .. import report as rp
 
-    from rich.progress import Progress
-
     from .. import plan as pl
 
     cat = _catalog(catalog)
@@ -101,10 +98,8 @@ def plan_cmd(
               min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
               kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler,
               estimate=efficiency, engine=engine)
-    with Progress(console=err.get(), transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
-        task = bar.add_task("planning", total=len(syss))
-        result = pl.plan(m, syss, progress=lambda done, total, name: bar.update(task, completed=done,
-                                                                                description=f"planning: {name}"), **kw)
+    with progress("planning", len(syss), json_) as update:
+        result = pl.plan(m, syss, progress=lambda done, total, name: update(done, description=f"planning: {name}"), **kw)
     if plot is not None:
         from .. import plots
 

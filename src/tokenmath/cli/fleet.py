@@ -1,12 +1,11 @@
 """`tokenmath fleet`: a fleet sized from requests under tail-latency SLOs, verified in simulation."""
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err
+from . import CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err, progress
 
 EXPORT_ENGINES = ("vllm", "sglang", "trtllm")
 
@@ -36,8 +35,6 @@ def fleet_cmd(
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT and TPOT SLOs: aggregated or disaggregated prefill/decode, checked in simulation."""
-    from rich.progress import Progress
-
     from .. import fleet as fl
     from .. import report as rp
     from ..errors import TokenmathError
@@ -61,13 +58,11 @@ def fleet_cmd(
         raise TokenmathError("--prefix-tokens needs --prefix-hit-rate (the share of requests whose prefix is cached)")
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     slo = fl.Slo(ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50)
-    with Progress(console=err.get(), transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
-        task = bar.add_task("screening fleets", total=max(verify, 1))
+    with progress("screening fleets", max(verify, 1), json_) as update:
         result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
                           disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
                           objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr, verify=verify,
-                          progress=lambda done, total, what: bar.update(task, completed=done, total=total,
-                                                                         description=what))
+                          progress=lambda done, total, what: update(done, total=total, description=what))
     commands = None
     if export is not None and result.best is not None:
         from ..export import fleet_commands

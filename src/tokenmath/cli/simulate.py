@@ -1,13 +1,12 @@
 """`tokenmath simulate`: discrete-event serving of one replica."""
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
 from . import (
     MAX_SIMULATED_REQUESTS, Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ChipsOpt, command, _finish, _count,
-    _setup, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, err, TokenmathError, seconds,
+    _setup, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, TokenmathError, seconds, progress,
 )
 
 
@@ -32,8 +31,6 @@ def simulate_cmd(
     from .. import report as rp
     from ..specs import Efficiency
 
-    from rich.progress import Progress
-
     from .. import simulate as simmod
 
     rates = [float(_count(r, "--rate")) for r in _names(rate, "--rate", "rate")]
@@ -56,10 +53,8 @@ def simulate_cmd(
                  output_tokens=int(n_out), chips=chips, max_batch=max_batch,
                  prefill=prefill, chunk_tokens=chunk_tokens, cadence_s=cadence_s, dtypes=dt, efficiency=eff,
                  overhead_s=overhead, seed=seed) for r in rates]
-    with Progress(console=err.get(), transient=True, disable=json_ or not sys.stderr.isatty()) as bar:
-        task = bar.add_task("simulating", total=len(runs))
-        results = simmod.simulate_many(m, s, runs, scheduler=scheduler,
-                                       progress=lambda i, n, lab: bar.update(task, completed=i))
+    with progress("simulating", len(runs), json_) as update:
+        results = simmod.simulate_many(m, s, runs, scheduler=scheduler, progress=lambda i, n, lab: update(i))
     label = "roofline" if prof.is_roofline else eff.label
     recs = [rp.jsonable(r) | {"rate_per_s": run["rate_per_s"], "estimate": label} for r, run in zip(results, runs)]
     lines = [f"{m.name} on {chips} × {s.name}: {duration_s:g} s of Poisson arrivals, prefill {prefill}, batch cap"
