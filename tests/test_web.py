@@ -28,14 +28,31 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
 
 
 def fresh(page="Batch", model=None, system=None):
+    """A new session opened straight on `page`: the sidebar's page, model and system are preset in
+    the session state (as a returning browser session has them), so the script runs once, not
+    first on the Batch page and again on `page`. test_sidebar_shows_only_the_controls_a_page_uses
+    moves the model, system and page widgets themselves."""
     at = AppTest.from_file(str(APP), default_timeout=120)
-    at.run()
+    at.session_state["page"] = page
     if model:
-        at.sidebar.selectbox(key="model").set_value(model)
+        at.session_state["model"] = model
     if system:
-        at.sidebar.selectbox(key="system").set_value(system)
-    at.sidebar.radio(key="page").set_value(page).run()
-    return at
+        at.session_state["system"] = system
+    return at.run()
+
+
+@pytest.fixture(scope="module")
+def opened():
+    """opened(page): a fresh default session on `page`, built once and shared by the tests that only
+    read it (they never move a widget on it)."""
+    sessions = {}
+
+    def get(page):
+        if page not in sessions:
+            sessions[page] = fresh(page)
+        return sessions[page]
+
+    return get
 
 
 def span(at, key):
@@ -50,15 +67,15 @@ from conftest import cli_json  # noqa: E402
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders(page):
-    at = fresh(page)
+def test_every_page_renders(page, opened):
+    at = opened(page)
     assert not at.exception and not at.error
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_test_hooks_are_hidden_from_people(page):
+def test_test_hooks_are_hidden_from_people(page, opened):
     """The ids the tests read are display:none spans; no raw "step_s: ..." text reaches the page."""
-    at = fresh(page)
+    at = opened(page)
     hooks = [md.value for md in at.markdown if "id='" in md.value]
     assert hooks, page
     for h in hooks:
@@ -96,18 +113,20 @@ def test_error_details_are_off_and_every_exception_is_one_sentence(monkeypatch):
     assert not at.exception and not at.error
 
 
-def test_slider_defaults_are_round():
-    at = fresh("Batch")
+def test_slider_defaults_are_round(opened):
+    at = opened("Batch")
     assert at.select_slider(key="batch_context").value == 4096 and at.select_slider(key="batch").value == 1024
-    at = fresh("Layout")
+    at = opened("Layout")
     assert at.select_slider(key="layout_context").value == 4096 and at.select_slider(key="layout_batch").value == 512
-    at = fresh("Prices")
+    at = opened("Prices")
     assert at.select_slider(key="prompt").value == 8192
     from tokenmath.web import app as _  # noqa: F401  (imports cleanly outside Streamlit)
 
 
 def test_sidebar_shows_only_the_controls_a_page_uses():
-    at = fresh("Batch", model="llama-3.1-8b", system="h200-sxm")
+    at = fresh("Batch")  # the sidebar's widgets moved by hand (fresh() presets them in the session state)
+    at.sidebar.selectbox(key="model").set_value("llama-3.1-8b")
+    at.sidebar.selectbox(key="system").set_value("h200-sxm").run()
     assert {w.key for w in at.sidebar.selectbox} >= {"model", "system", "weight", "kv"}
     at.sidebar.radio(key="page").set_value("Training").run()
     assert not at.exception and not at.error
@@ -216,12 +235,12 @@ def test_layout_chart_has_title_units_and_hbm_line():
     plt.close(fig)
 
 
-def test_prices_chart_says_what_it_shows_and_formats_durations():
+def test_prices_chart_says_what_it_shows_and_formats_durations(opened):
     import matplotlib.pyplot as plt
 
     from tokenmath import plots
 
-    at = fresh("Prices")
+    at = opened("Prices")
     assert "deepseek-v3" in " ".join(h.value for h in at.subheader)
     fig = plots.cache_cost_vs_hold(CAT.model("deepseek-v3"), CAT.system("gb200-nvl72"), 8192, CAT.storage, title="t")
     labels, _ = _labels(fig)
@@ -242,13 +261,13 @@ def test_batch_page_matches_the_cli_and_moves_with_the_slider():
     assert "memory bound" in at.info[0].value.lower() or "compute bound" in at.info[0].value.lower()
 
 
-def test_context_and_training_pages_match_the_cli():
+def test_context_and_training_pages_match_the_cli(opened):
     at = fresh("Context")
     rec = cli_json("balance", "--model", "deepseek-v3", "--system", "gb200-nvl72")
     assert span(at, "l-star") == f"{rec['balance_context']:,.0f} tokens"
     at.toggle(key="sparse").set_value(True).run()
     assert span(at, "l-star").startswith("none")
-    at = fresh("Training")
+    at = opened("Training")
     rec = cli_json("train", "overtrain", "--active-params", "100G", "--tokens-per-s", "50M", "--lifetime-days", "60.875")
     assert span(at, "overtrain") == f"{rec['overtraining_factor']:,.1f}"
 
@@ -262,26 +281,25 @@ def test_layout_page_sliders():
     assert not at.exception
 
 
-def test_every_model_on_the_batch_and_layout_pages():
-    at = fresh("Batch", system="h200-sxm")
-    for model in sorted(CAT.models):
-        at.sidebar.selectbox(key="model").set_value(model)
-        for page in ("Batch", "Layout"):
+@pytest.mark.parametrize("model", sorted(CAT.models))
+def test_every_model_on_the_batch_and_layout_pages(model):
+    at = fresh("Layout", system="h200-sxm", model=model)
+    for page in ("Layout", "Batch"):
+        if page != "Layout":
             at.sidebar.radio(key="page").set_value(page).run()
-            assert not at.exception, (model, page)
-            assert not at.error or "does not fit" in at.error[0].value or "do not divide" in at.error[0].value, \
-                (model, page, at.error[0].value)
+        assert not at.exception, (model, page)
+        assert not at.error or "does not fit" in at.error[0].value or "do not divide" in at.error[0].value, \
+            (model, page, at.error[0].value)
 
 
-def test_every_system_on_the_batch_page():
-    at = fresh("Batch", model="llama-3.1-8b")
-    for system in sorted(CAT.systems):
-        at.sidebar.selectbox(key="system").set_value(system).run()
-        assert not at.exception, system
-        if system == "rubin-nvl144":  # no BF16 FLOP/s published: one sentence, no crash
-            assert "no FLOP/s for bf16" in at.error[0].value
-        else:
-            assert not at.error, (system, at.error[0].value)
+@pytest.mark.parametrize("system", sorted(CAT.systems))
+def test_every_system_on_the_batch_page(system):
+    at = fresh("Batch", model="llama-3.1-8b", system=system)
+    assert not at.exception, system
+    if system == "rubin-nvl144":  # no BF16 FLOP/s published: one sentence, no crash
+        assert "no FLOP/s for bf16" in at.error[0].value
+    else:
+        assert not at.error, (system, at.error[0].value)
 
 
 def free_port() -> int:
@@ -296,7 +314,15 @@ def browser_or_reason():
     return f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
 
 
-def test_end_to_end_in_a_real_browser():
+def settle(page, timeout_ms=60_000):
+    """Wait until the app's script run has finished (Streamlit marks its root element) and every image
+    on the page has loaded: what the fixed sleeps before a screenshot or a read used to wait for."""
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached",
+                           timeout=timeout_ms)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=timeout_ms)
+
+
+def test_end_to_end_in_a_real_browser(tmp_path):
     """`tokenmath serve` on a free local port; headless Chromium moves the batch slider; the step
     time shown equals the CLI's for the batch now shown. Saves a screenshot as an artifact."""
     reason = browser_or_reason()
@@ -332,7 +358,7 @@ def test_end_to_end_in_a_real_browser():
                 page.keyboard.press("ArrowRight")
             page.wait_for_function(f"document.querySelector('#step-s') && document.querySelector('#step-s').textContent != '{before}'",
                                    timeout=30_000)
-            time.sleep(0.5)
+            settle(page)
             batch = int(page.text_content("#batch-value"))
             context = int(page.text_content("#context-value"))
             chips = int(page.text_content("#chips-value"))
@@ -344,7 +370,7 @@ def test_end_to_end_in_a_real_browser():
             for name, hook in SCREENSHOT_PAGES:
                 page.get_by_text(name, exact=True).click()
                 page.wait_for_selector(f"#{hook}", state="attached", timeout=60_000)
-                time.sleep(1.5)
+                settle(page)
                 assert page.locator("[data-testid=stAlertContentError], [data-testid=stException]").count() == 0, name
                 assert "Traceback" not in page.inner_text("body"), name
                 page.screenshot(path=str(ARTIFACTS / f"page-{slug(name)}.png"))
@@ -358,14 +384,14 @@ def test_end_to_end_in_a_real_browser():
             page.wait_for_selector("#overtrain", state="attached", timeout=60_000)
             page.get_by_text("Batch", exact=True).click()
             page.wait_for_selector("#step-s", state="attached", timeout=60_000)
-            time.sleep(1)
+            settle(page)
             kept_name = page.text_content("#model-name")
             # a malformed upload (a number JSON cannot hold, nesting 3,000 deep): one sentence, no stack trace
-            bad = ARTIFACTS / "bad-config.json"
+            bad = tmp_path / "bad-config.json"
             bad.write_text('{"num_hidden_layers": 1e400, "hidden_size": NaN, "x": ' + "[" * 3000 + "]" * 3000 + "}")
             page.locator("input[type=file]").set_input_files(str(bad))
             page.wait_for_selector("[data-testid=stAlertContentError]", timeout=60_000)
-            time.sleep(1)
+            settle(page)
             alert = page.inner_text("[data-testid=stAlertContentError]")
             body = page.inner_text("body")
             page.screenshot(path=str(ARTIFACTS / "page-bad-upload.png"))

@@ -14,6 +14,7 @@ max_output_tokens_per_s_per_chip, output_tokens_per_s_per_chip_at_user_rate.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -217,7 +218,7 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
             top = case.batch / replicas
         else:
             cap = None if profile.is_roofline else profile.engine.max_batch
-            top = max_batch(model, system, lay, I + O, dtypes=c.dtypes, usable_fraction=HBM_USABLE_FRACTION, cap=cap)
+            top = _max_batch(model, system, lay, I + O, c.dtypes, cap)
         if case.metric == "max_output_tokens_per_s_per_chip" or case.batch:
             # max throughput at the largest batch; a frontier point at its measured concurrency
             # (the user rate it reaches is then the prediction's, reported when it falls short)
@@ -245,6 +246,13 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
     return Prediction(case.id, case.metric, value, case.measured, value / case.measured - 1, case.system,
                       source_key(case), model.name, b_used, vendor=vendor(system), engine=case.engine or "unknown",
                       model_class=model_class(model), note=note)
+
+
+@functools.lru_cache(maxsize=8192)
+def _max_batch(model: Model, system: System, layout: Layout, context: float, dtypes: Dtypes, cap: float | None) -> float:
+    """stepmodel.max_batch at HBM_USABLE_FRACTION, remembered: it depends on no fitted parameter,
+    and a calibration asks it for the same case at every step of every fit."""
+    return max_batch(model, system, layout, context, dtypes=dtypes, usable_fraction=HBM_USABLE_FRACTION, cap=cap)
 
 
 def source_key(case: Case) -> str:
@@ -395,6 +403,19 @@ def _fit_params(cases, cat, names, base: dict, make, bounds: dict, x0: dict, sca
     return dict(base) | {n: float(v) for n, v in zip(names, res.x)}
 
 
+def _batch_limits(cases, cat, cap) -> tuple:
+    """Each case's largest batch (its HBM limit, capped at the engine batch cap `cap`): all that the
+    cap changes in a prediction, so two caps with the same limits fit to the same profile."""
+    out = []
+    for case, path in cases:
+        try:
+            c = _ctx(case, ROOFLINE_PROFILE, cat, path.parent)
+            out.append(_max_batch(c.model, c.system, c.layout, case.input_tokens + case.output_tokens, c.dtypes, cap))
+        except TokenmathError:
+            out.append(None)
+    return tuple(out)
+
+
 def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
     """Fit the generic profile (and the engine batch cap), then each engine's and each vendor's
     on its own cases where there are enough; returns the preset's profile records."""
@@ -407,7 +428,12 @@ def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
     vend = {id(c): vendor(cat.system(c.system)) for c, _ in cases}
     nv = [(c, p) for c, p in cases if vend[id(c)] == "nvidia"] or list(cases)
     best = None
+    seen = set()
     for cap in caps:
+        limits = _batch_limits(nv, cat, cap)
+        if limits in seen:  # the same residuals as an earlier cap's at every parameter: the same fit, not better
+            continue
+        seen.add(limits)
         make = lambda case, rec, cap=cap: profile_from_record(rec | {"max_batch": cap}, engine=case.engine)  # noqa: E731
         rec = _fit_params(nv, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}
         med = float(np.median(np.abs(np.expm1(_residuals(nv, cat, lambda case: profile_from_record(rec, engine=case.engine))))))
