@@ -47,6 +47,9 @@ class PlanPoint:
     bound: str
     replicas: int | None = None
     total_chips: float | None = None
+    watts: float | None = None  # the replica at the wall (energy.py)
+    joules_per_token: float | None = None  # per output token
+    tokens_per_s_per_mw: float | None = None
 
 
 @dataclass(frozen=True)
@@ -350,11 +353,15 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
          kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "none",
          usd_per_chip_hour: float | None = None, scheduler: str | None = None,
          progress: Callable[[int, int, str], None] | None = None, estimate: str = "calibrated",
-         engine: str | None = None) -> Plan:
+         engine: str | None = None, goal: str = "cost") -> Plan:
     """Search every system for the cheapest way to serve `model` under the SLOs.
 
     scheduler: None runs in-process; "local" starts an in-process Dask cluster; any other value is
-    the address of a running Dask scheduler (optional extra `dask`), one task per system."""
+    the address of a running Dask scheduler (optional extra `dask`), one task per system.
+    goal: "cost" (the cheapest; tokens/s per chip where no system has a price) or "energy" (the
+    fewest joules per output token, energy.py)."""
+    if goal not in ("cost", "energy"):
+        raise TokenmathError(f"--objective = {goal!r}; expected 'cost' or 'energy'")
     for name, v in (("input tokens", input_tokens), ("output tokens", output_tokens)):
         if not (v >= 1 and math.isfinite(v)):
             raise TokenmathError(f"{name} = {v!r} must be >= 1")
@@ -388,11 +395,23 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     priced = ok & ~np.isnan(cols["usd_per_mtok"].astype(float))
     unpriced = tuple(sorted(set(cols["system"][ok & ~priced].tolist())))
     objective = "cost" if priced.any() else "throughput"
-    if priced.any():
+    if priced.any() and goal != "energy":
         ok = priced
     idx = np.nonzero(ok)[0]
     user = cols["tokens_per_s_per_user"][idx]
-    if objective == "cost":
+    energy_cols = None
+    if goal == "energy":
+        from .energy import plan_energy
+
+        objective = "energy"
+        energy_cols = plan_energy(model, {s.name: s for s in systems}, cols, idx, float(input_tokens), float(output_tokens))
+        known = ~np.isnan(energy_cols[1])
+        idx, user, energy_cols = idx[known], user[known], tuple(c[known] for c in energy_cols)
+        value = energy_cols[1]
+        front_local = pareto_indices(user, value, lower_is_better=True)
+        front = idx[front_local]
+        best_i = idx[np.lexsort((-user, value))[0]] if len(idx) else None
+    elif objective == "cost":
         value = cols["usd_per_mtok"][idx].astype(float)
         front = idx[pareto_indices(user, value, lower_is_better=True)]
         best_i = idx[np.lexsort((-user, value))[0]] if len(idx) else None
@@ -402,6 +421,7 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
         best_i = idx[np.lexsort((-user, -value))[0]] if len(idx) else None
     frontier = points(cols, front)
     best = None if best_i is None else points(cols, [best_i])[0]
+    frontier, best = _with_energy(model, systems, cols, front, best_i, frontier, best, input_tokens, output_tokens)
     if best is not None and demand_tokens_per_s is not None:
         per_replica = best.tokens_per_s_per_chip * best.billed_chips
         replicas = math.ceil(demand_tokens_per_s / per_replica)
@@ -428,6 +448,20 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
         demand_tokens_per_s=demand_tokens_per_s, objective=objective, frontier=frontier, best=best,
         evaluated=evaluated, feasible=ok_count, layouts=layouts, rejected=rejected, unpriced_systems=unpriced,
     )
+
+
+def _with_energy(model, systems, cols, front, best_i, frontier, best, I, O):
+    """The frontier's and the best point's watts, J/token and tokens/s per MW (energy.py)."""
+    from .energy import plan_energy
+
+    rows = list(front) + ([] if best_i is None else [best_i])
+    w, j, mw = plan_energy(model, {s.name: s for s in systems}, cols, rows, float(I), float(O))
+    nan = lambda x: None if np.isnan(x) else float(x)  # noqa: E731
+    pts = [_replace(p, watts=nan(w[i]), joules_per_token=nan(j[i]), tokens_per_s_per_mw=nan(mw[i]))
+           for i, p in enumerate(frontier)]
+    if best is not None:
+        best = _replace(best, watts=nan(w[-1]), joules_per_token=nan(j[-1]), tokens_per_s_per_mw=nan(mw[-1]))
+    return pts, best
 
 
 def _replace(p, **kw):

@@ -707,6 +707,7 @@ def plan_point_record(p) -> dict[str, Any] | None:
     if p is None:
         return None
     rec = {k: getattr(p, k) for k in PLAN_KEYS}
+    rec |= {"watts": p.watts, "joules_per_token": p.joules_per_token, "tokens_per_s_per_mw": p.tokens_per_s_per_mw}
     if p.replicas is not None:
         rec["replicas"], rec["total_chips"] = p.replicas, p.total_chips
     return jsonable(rec)
@@ -725,6 +726,23 @@ def plan_record(p) -> dict[str, Any]:
 
 def _key(x):
     return (x.system, x.tp, x.ep, x.pp, x.batch, x.weight_dtype)
+
+
+def energy_record(e) -> dict[str, Any]:
+    """The energy keys every serving answer carries (None when the chip's power is unknown)."""
+    if e is None:
+        return {"watts": None, "joules_per_token": None, "tokens_per_s_per_mw": None}
+    return {"watts": e.watts, "joules_per_token": e.joules_per_token, "tokens_per_s_per_mw": e.tokens_per_s_per_mw,
+            "energy": {"chip_w": e.chip_w, "parts_w": e.parts_w, "u_compute": e.u_compute, "u_memory": e.u_memory,
+                       "tokens_per_s_per_mw_provisioned": e.tokens_per_s_per_mw_provisioned,
+                       "assumptions": list(e.assumptions)}}
+
+
+def energy_line(e) -> str:
+    if e is None:
+        return "energy: no power figures for this chip (energy.toml, or the catalog's power_w)"
+    return (f"energy: {e.watts / 1e3:,.3g} kW at the wall ({e.chip_w:,.0f} W per chip busy {e.u_compute:.0%} compute,"
+            f" {e.u_memory:.0%} memory), {e.joules_per_token:,.3g} J/token, {e.tokens_per_s_per_mw:,.4g} tokens/s per MW")
 
 
 POOL_KEYS = ("role", "system", "replicas", "chips_per_replica", "tp", "ep", "pp", "dp", "max_batch")
@@ -847,10 +865,13 @@ def render_plan(p) -> list[str]:
     if b is None:
         lines.append("  nothing meets the SLOs: relax them, or add systems or narrower dtypes")
         return lines
+    best_word = "least energy" if p.objective == "energy" else "cheapest"
     lines.append(
-        f"  cheapest: {b.system}, TP{b.tp} EP{b.ep} PP{b.pp} on {b.chips} chips ({b.billed_chips:g} billed), batch"
+        f"  {best_word}: {b.system}, TP{b.tp} EP{b.ep} PP{b.pp} on {b.chips} chips ({b.billed_chips:g} billed), batch"
         f" {b.batch:,.0f}, weights {b.weight_dtype}: {b.tokens_per_s_per_user:,.1f} tokens/s per user,"
         f" {b.tokens_per_s_per_chip:,.0f} per chip, {usd(b.usd_per_mtok)}/Mtok, TTFT {seconds(b.ttft_s)}"
+        + ("" if b.joules_per_token is None else
+           f"; {b.joules_per_token:,.3g} J/token, {b.tokens_per_s_per_mw:,.4g} tokens/s per MW")
     )
     if p.range_80:
         t = p.range_80["tokens_per_s_per_chip"]
@@ -859,7 +880,8 @@ def render_plan(p) -> list[str]:
                         if "usd_per_mtok" in p.range_80 else ""))
     if b.replicas is not None:
         lines.append(f"  demand {p.demand_tokens_per_s:,.0f} tokens/s needs {b.replicas:,} replicas = {b.total_chips:,.0f} chips")
-    lines.append("  frontier (faster per user -> cheaper; a stage is max(TP, EP) chips, × PP stages):")
+    lines.append(f"  frontier (faster per user -> {'less energy' if p.objective == 'energy' else 'cheaper'}; a stage is"
+                 " max(TP, EP) chips, × PP stages):")
     step = max(1, len(p.frontier) // 12)
     shown = p.frontier[::step]
     if p.frontier and p.frontier[-1] not in shown:
@@ -868,7 +890,8 @@ def render_plan(p) -> list[str]:
         lines.append(
             f"    {x.system:<14} TP{x.tp:<2} EP{x.ep:<4} PP{x.pp} = {x.chips:>4} chips B={x.batch:>7,.0f}"
             f"  {x.tokens_per_s_per_user:>8,.1f} tok/s/user  {x.tokens_per_s_per_chip:>8,.0f} tok/s/chip"
-            f"  {usd(x.usd_per_mtok)}/Mtok" + ("  <- cheapest" if _key(x) == _key(b) else "")
+            f"  {usd(x.usd_per_mtok)}/Mtok" + ("" if x.joules_per_token is None else f"  {x.joules_per_token:>6,.3g} J/tok")
+            + (f"  <- {best_word}" if _key(x) == _key(b) else "")
         )
     return lines
 

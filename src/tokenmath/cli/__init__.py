@@ -145,6 +145,15 @@ FLAGS: dict[str, Bound] = {
     "--mfu": Bound(1.0, meaning="MFU, a fraction of peak"),
     "--acceptance": Bound(1.0, low=0, low_inclusive=True, meaning="acceptance rate"),
     "--prefix-hit-rate": Bound(1.0, low=0, low_inclusive=True, meaning="share of requests whose prefix is cached"),
+    "--utilisation": Bound(1.0, low=0, low_inclusive=True, meaning="share of hours busy"),
+    "--cost-of-capital": Bound(1.0, low=0, low_inclusive=True, meaning="a yearly rate (0.1 = 10 %)"),
+    "--pue": Bound(5.0, low=1.0, low_inclusive=True, meaning="power usage effectiveness"),
+    "--years": Bound(50, meaning="years"),
+    "--usd-per-kwh": Bound(10.0, low=0, low_inclusive=True, kind="usd", meaning="$ per kWh"),
+    "--facility-usd-per-kw-month": Bound(1e4, low=0, low_inclusive=True, kind="usd", meaning="$ per kW-month"),
+    "--capex-usd-per-chip": Bound(1e8, kind="usd", meaning="$ per chip"),
+    "--idle-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
+    "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--speedup": Bound(1e6, meaning="times the reference speed"),
     "--price-multiplier": Bound(1e6, meaning="times the reference price"),
     "--reuse": Bound(1e9, low=0, low_inclusive=True, meaning="reuses"),
@@ -521,4 +530,4 @@ def main() -> None:
 
 
 # the commands, in the order `--help` lists them; each module registers its commands on `app`
-from . import listing, serving, cluster, fleet, training, prices, validation, simulate, web, report  # noqa: E402,F401,I001
+from . import listing, serving, cluster, fleet, energy, training, prices, validation, simulate, web, report  # noqa: E402,F401,I001

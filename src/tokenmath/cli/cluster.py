@@ -8,6 +8,7 @@ import typer
 from . import (
     Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
     _dtypes, _count, progress, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num, check_dtype,
+    TokenmathError,
 )
 
 
@@ -61,6 +62,13 @@ def layout_cmd(
         rec.update(rp.jsonable(er))
         lines = [("  roofline bound: " + x[2:]) if x.startswith("  step ") else x for x in lines]
         lines += rp.render_estimate(est)
+    from ..energy import maybe_energy_of
+    from ..roofline import step_time
+
+    flat = step_time(m, s, B, L, chips=layout.replica_chips, dtypes=dt)  # the pass's compute and memory terms
+    en = maybe_energy_of(flat, s, step_s=float(rec["step_s"]))
+    rec.update(rp.energy_record(en))
+    lines.append("  " + rp.energy_line(en))
     _finish(json_, rec, lines)
 
 
@@ -79,6 +87,8 @@ def plan_cmd(
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, or 'local' (default: in-process).")] = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
+    objective: Annotated[str, typer.Option("--objective", help="cost ($/Mtok; tokens/s per chip where unpriced) or energy (J per output token).")] = "cost",
+    cost: Annotated[str, typer.Option("--cost", help="rental (the catalog's $/chip-hour) or tco (what owning costs, where the capex is known).")] = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -91,13 +101,19 @@ def plan_cmd(
     m = cat.model(model)
     names = _names(systems, "--systems", "system name") or sorted(cat.systems)
     syss = [cat.system(n) for n in names]
+    if cost not in ("rental", "tco"):
+        raise TokenmathError(f"--cost = {cost!r}; expected 'rental' or 'tco'")
+    if cost == "tco":
+        from ..energy import priced_by_tco
+
+        syss = [priced_by_tco(x) for x in syss]
     wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     D = None if demand is None else _count(demand, "--demand-tokens-per-s")
     kw = dict(input_tokens=_count(input_tokens, "--input-tokens"), output_tokens=_count(output_tokens, "--output-tokens"),
               min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
               kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler,
-              estimate=efficiency, engine=engine)
+              estimate=efficiency, engine=engine, goal=objective)
     with progress("planning", len(syss), json_) as update:
         result = pl.plan(m, syss, progress=lambda done, total, name: update(done, description=f"planning: {name}"), **kw)
     if plot is not None:

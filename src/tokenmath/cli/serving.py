@@ -31,6 +31,7 @@ def step_cmd(
     efficiency: EfficiencyOpt = "calibrated",
     engine: EngineOpt = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
+    cost: Annotated[str, typer.Option("--cost", help="rental (the catalog's $/chip-hour) or tco (what owning costs: `tokenmath tco`).")] = "rental",
     expert_fetch: Annotated[str, typer.Option(help="Roofline: 'all' experts streamed each step, or 'expected' for the batch.")] = "all",
     attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
     allow_overflow: Annotated[bool, typer.Option(help="Report a layout whose weights + KV exceed HBM instead of failing.")] = False,
@@ -46,6 +47,14 @@ def step_cmd(
     S = _count(new_tokens, "--new-tokens")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    if cost not in ("rental", "tco"):
+        raise TokenmathError(f"--cost = {cost!r}; expected 'rental' or 'tco'")
+    if cost == "tco":
+        from ..energy import tco
+
+        if price is not None:
+            raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
+        price = tco(s).usd_per_chip_hour
     eff = _efficiency(flops_efficiency, hbm_efficiency)
     prof = _profile(efficiency, engine, s)
     if eff.label == "user" and not prof.is_roofline:
@@ -69,6 +78,10 @@ def step_cmd(
         rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "usd_per_mtok", "bound")}
         rec.update(estimate_record(est))
         rec["mfu"] = float(st.flops / (est.step_s * st.assumptions.flops_per_s_per_chip * chips))
+    from ..energy import maybe_energy_of
+
+    en = maybe_energy_of(st, s, step_s=None if est is None else est.step_s)
+    rec.update(rp.energy_record(en))
     _check_finite(rec)
     if json_:
         return _emit_json(rec)
@@ -89,8 +102,9 @@ def step_cmd(
     cost = f"${st.usd_per_mtok:,.4g} per million tokens" if st.usd_per_mtok is not None else "no price (--usd-per-chip-hour)"
     out.print(f"{'bound' if est is not None else 'roofline'}: {st.tokens_per_s:,.0f} tokens/s ({st.tokens_per_s_per_chip:,.0f} per chip); {cost}; "
               f"MFU {st.mfu:.1%}, MBU {st.mbu:.1%}; memory {si(st.memory_bytes, 'B')} of {si(st.hbm_bytes, 'B')}")
+    out.print(rp.energy_line(en), highlight=False)
     out.print(f"[dim]{a.label if est is None else est.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype} "
-              f"({si(a.flops_per_s_per_chip, 'FLOP/s')}/chip); {a.usd_per_chip_hour if a.usd_per_chip_hour is not None else 'no'} $/chip-h; "
+              f"({si(a.flops_per_s_per_chip, 'FLOP/s')}/chip); {'no' if a.usd_per_chip_hour is None else format(a.usd_per_chip_hour, '.4g')} $/chip-h; "
               f"experts: {a.expert_fetch}; attention FLOPs {'on' if a.attention_flops else 'off'}[/]")
 
 
@@ -162,6 +176,13 @@ def curve_cmd(
                                   crossover=sv.balance_context(m, s, None, chips=chips, dtypes=dt))
         err.print(f"wrote {plot}")
     rec = rp.curve_record(st, over, est)
+    from ..energy import maybe_energy_of
+
+    en = maybe_energy_of(st, s, step_s=None if est is None else est.step_s)
+    e = rp.energy_record(en)
+    for i, row in enumerate(rec["points"]):  # the energy keys at every point
+        row.update({k: (None if v is None else float(np.atleast_1d(v)[min(i, np.size(v) - 1)]))
+                    for k, v in e.items() if k != "energy"})
     _check_finite(rec)
     if json_:
         return _emit_json(rec)

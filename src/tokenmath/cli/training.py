@@ -7,7 +7,7 @@ import typer
 
 from . import (
     Num, JsonOpt, CatalogOpt, handles_errors, _catalog, _catalog_checked, _finish, _count, ModelOpt,
-    SystemOpt, app, err, _num, check_dtype, si,
+    SystemOpt, app, err, _num, check_dtype, si, TokenmathError,
 )
 
 
@@ -50,7 +50,18 @@ def train_time_cmd(
         f"  FLOPs = {t.flops_per_param_token:g}·N_active·D = {t.flops_per_param_token:g} × {t.active_params:,.4g} × {t.tokens:,.4g} = {t.flops:.3g}",
         f"  time = FLOPs / (chips · peak · MFU) = {t.days:,.1f} days ({t.chip_hours:,.0f} chip-hours), {rp.usd(t.usd)}",
     ]
-    _finish(json_, rp.jsonable(t), lines)
+    from .. import energy as en
+
+    rec = rp.jsonable(t)
+    try:
+        e = en.training_energy(s, chips, t.seconds)
+        rec |= {"energy_mwh": e.energy_mwh, "gpu_energy_mwh": e.gpu_energy_mwh, "energy_assumptions": list(e.assumptions)}
+        lines.append(f"  energy = chips · (board {e.chip_w:,.0f} W + host) · PUE {e.pue:g} · time"
+                     f" = {e.energy_mwh:,.4g} MWh at the wall ({e.gpu_energy_mwh:,.4g} MWh the accelerators alone)")
+    except TokenmathError as err_:
+        rec["energy_mwh"] = None
+        lines.append(f"  energy: {err_}")
+    _finish(json_, rec, lines)
 
 
 @train_command("mfu")
