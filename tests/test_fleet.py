@@ -132,3 +132,14 @@ def test_fleet_from_the_azure_code_trace():
     r = CliRunner().invoke(app, base + ["--request-rate", "10"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["request_rate"] == pytest.approx(10, rel=1e-9)
+
+
+def test_energy_objective_uses_no_more_energy_than_the_cost_objective():
+    """Invariant (issue 15): --objective energy answers with a fleet whose wall power is at most the
+    cost objective's (both meet their SLOs in simulation)."""
+    kw = dict(request_rate=200, input_tokens=1000, output_tokens=500, slo=fl.Slo(ttft_p99_s=1.0, tpot_p99_s=0.04))
+    syss = [CAT.system(n) for n in ("h100-sxm", "b200", "mi300x")]
+    e = fl.fleet(CAT.model("llama-3.1-70b"), syss, objective="energy", **kw).best
+    c = fl.fleet(CAT.model("llama-3.1-70b"), syss, **kw).best
+    assert e.simulated.meets_slo and e.joules_per_token > 0
+    assert c.watts is not None and e.watts <= c.watts * (1 + 1e-9)

@@ -79,6 +79,7 @@ class Pool:
     capacity_requests_per_s: float  # one replica, analytic
     step_s: float  # decode step (both/decode) or prefill pass (prefill), analytic
     usd_per_hour: float | None
+    watts_per_replica: float | None = None  # at the wall, busy at its analytic step (energy.py)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class FleetOption:
     kv_transfer_s: float | None
     tokens_per_s_per_user: float
     simulated: Simulated | None = None
+    watts: float | None = None  # every replica of every pool at the wall, busy (energy.py)
+    joules_per_token: float | None = None  # watts / (rate · O): per output token, prefill included
 
     @property
     def goodput_requests_per_s(self) -> float | None:
@@ -138,7 +141,7 @@ def _price(system: System, usd_per_chip_hour: float | None) -> float | None:
     return system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
 
 
-def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine) -> list[FleetOption]:
+def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False) -> list[FleetOption]:
     from .plan import plan_system
 
     out = []
@@ -149,14 +152,16 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
             continue
         ok = (cols["step_s"] <= slo.tpot_limit()) & (cols["ttft_s"] <= TTFT_SCREEN_SHARE * slo.ttft_limit())
         price = _price(s, usd_per_chip_hour)
-        for i in np.nonzero(ok)[0]:
+        rows = np.nonzero(ok)[0]
+        watts = _pool_watts(model, s, cols, rows, I, O) if energy else [None] * len(rows)
+        for i, w in zip(rows, watts):
             billed = float(cols["billed_chips"][i])
             cap = float(cols["tokens_per_s_per_chip"][i]) * billed / O
             R = max(1, math.ceil(rate / (rho * cap)))
             pool = Pool("both", s.name, R, int(cols["chips"][i]), billed, int(cols["tp"][i]), int(cols["ep"][i]),
                         int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
                         str(cols["kv_dtype"][i]), cap, float(cols["step_s"][i]),
-                        None if price is None else R * billed * price)
+                        None if price is None else R * billed * price, w)
             out.append(_option("aggregated", (pool,), rate, O, float(cols["ttft_s"][i]), float(cols["step_s"][i]), None))
     return out
 
@@ -165,10 +170,31 @@ def _option(mode, pools, rate, O, ttft, tpot, kv_s) -> FleetOption:
     chips = sum(p.replicas * p.billed_chips_per_replica for p in pools)
     usd = None if any(p.usd_per_hour is None for p in pools) else sum(p.usd_per_hour for p in pools)
     per_mtok = None if usd is None else usd / 3600.0 / (rate * O) * 1e6
-    return FleetOption(mode, tuple(pools), chips, usd, per_mtok, ttft, tpot, kv_s, 1.0 / tpot)
+    w = None if any(p.watts_per_replica is None for p in pools) else sum(p.replicas * p.watts_per_replica for p in pools)
+    return FleetOption(mode, tuple(pools), chips, usd, per_mtok, ttft, tpot, kv_s, 1.0 / tpot, watts=w,
+                       joules_per_token=None if w is None else w / (rate * O))
 
 
-def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine) -> list[tuple[Pool, float]]:
+def _pool_watts(model, system, cols, rows, I, O):
+    """Watts per replica of planner rows (energy.plan_energy), NaN -> None."""
+    from .energy import plan_energy
+
+    w, _, _ = plan_energy(model, {system.name: system}, cols, rows, I, O)
+    return [None if np.isnan(x) else float(x) for x in w]
+
+
+def _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t_pass):
+    """Watts of a prefill replica running passes of each size (its roofline terms over the pass)."""
+    from .energy import maybe_energy_of
+    from .roofline import step_time
+
+    st = step_time(model, s, np.asarray(per_pass, float), float(cached) + Ip / 2, float(Ip), chips=lay.replica_chips,
+                   dtypes=dt)
+    e = maybe_energy_of(st, s, step_s=t_pass)
+    return [None] * len(per_pass) if e is None else [float(x) for x in np.atleast_1d(e.watts)]
+
+
+def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False) -> list[tuple[Pool, float]]:
     """(pool, pass time) for each layout and prompts-per-pass that fits, on one system."""
     from .plan import candidate_layouts, deployable_weight_dtypes
     from .profiles import choose
@@ -201,6 +227,7 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
         t = np.asarray(op.step_s, float)
         weight = dt.weight or model.weight_dtype
         for i, lay in enumerate(lays):
+            pw = _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t[i]) if energy else [None] * len(per_pass)
             for j, b in enumerate(per_pass):
                 if t[i, j] > TTFT_SCREEN_SHARE * slo.ttft_limit():
                     continue
@@ -208,25 +235,28 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
                 cap = float(b / t[i, j])
                 R = max(1, math.ceil(rate / (rho * cap)))
                 out.append((Pool("prefill", s.name, R, lay.replica_chips, billed, lay.tp, lay.ep, lay.pp, R, int(b),
-                                 weight, "bf16", cap, float(t[i, j]), None if price is None else R * billed * price),
-                            float(t[i, j])))
+                                 weight, "bf16", cap, float(t[i, j]), None if price is None else R * billed * price,
+                                 pw[j]), float(t[i, j])))
     return out
 
 
-def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine) -> list[Pool]:
+def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy=False) -> list[Pool]:
     from .plan import plan_system
 
     cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                              engine=engine, decode_only=True)
     price = _price(s, usd_per_chip_hour)
     out = []
-    for i in np.nonzero(cols["step_s"] <= slo.tpot_limit())[0] if len(cols["batch"]) else []:
+    rows = np.nonzero(cols["step_s"] <= slo.tpot_limit())[0] if len(cols["batch"]) else np.array([], int)
+    watts = dict(zip(rows, _pool_watts(model, s, cols, rows, I, O) if energy else [None] * len(rows)))
+    for i in rows:
         billed = float(cols["billed_chips"][i])
         cap = float(cols["tokens_per_s_per_chip"][i]) * billed / O
         R = max(1, math.ceil(rate / (rho * cap)))
         out.append(Pool("decode", s.name, R, int(cols["chips"][i]), billed, int(cols["tp"][i]), int(cols["ep"][i]),
                         int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
-                        str(cols["kv_dtype"][i]), cap, float(cols["step_s"][i]), None if price is None else R * billed * price))
+                        str(cols["kv_dtype"][i]), cap, float(cols["step_s"][i]), None if price is None else R * billed * price,
+                        watts[i]))
     return out
 
 
@@ -244,15 +274,18 @@ def kv_transfer_s(model: Model, prefill: System, decode: System, input_tokens: f
     return kv / (bw * min(prefill_chips, decode_chips)) + (0.0 if same_domain else HOP_LATENCY_S_DEFAULT)
 
 
-def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, keep=4) -> list[FleetOption]:
+def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, keep=4,
+                   energy=False, by_energy=False) -> list[FleetOption]:
     def cost(p: Pool):
+        if by_energy:
+            return p.replicas * p.watts_per_replica if p.watts_per_replica is not None else math.inf
         return p.usd_per_hour if p.usd_per_hour is not None else math.inf
 
     pre, dec = [], []
     for s in systems:
-        pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine)
+        pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy)
         pre += [p for p, _ in sorted(pools, key=lambda x: (cost(x[0]), x[1]))[:keep]]
-        dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine), key=cost)[:keep]
+        dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy), key=cost)[:keep]
     by_name = {s.name: s for s in systems}
     out = []
     for p in pre:
@@ -430,8 +463,8 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     (workload.Workload) gives the rate and the mean lengths instead, and drives the simulation."""
     if disaggregation not in ("auto", "on", "off"):
         raise TokenmathError(f"--disaggregation = {disaggregation!r}; expected 'auto', 'on' or 'off'")
-    if objective not in ("cost", "chips"):
-        raise TokenmathError(f"--objective = {objective!r}; expected 'cost' or 'chips'")
+    if objective not in ("cost", "chips", "energy"):
+        raise TokenmathError(f"--objective = {objective!r}; expected 'cost', 'chips' or 'energy'")
     stats = {}
     if trace is not None:
         from .workload import stats as trace_stats
@@ -471,9 +504,10 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
 
     cands: list[FleetOption] = []
     if disaggregation in ("auto", "off"):
-        cands += _aggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine)
+        cands += _aggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine, True)
     if disaggregation in ("auto", "on"):
-        cands += _disaggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine)
+        cands += _disaggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine,
+                                energy=True, by_energy=objective == "energy")
     from .profiles import choose
 
     label = choose("calibrated", engine=engine).label + " (+ each system's vendor profile)"
@@ -481,6 +515,8 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         raise TokenmathError(_unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation))
 
     def key(o: FleetOption):
+        if objective == "energy":
+            return (0 if o.watts is not None else 1, o.watts or math.inf, o.total_chips)
         if objective == "cost" and o.usd_per_hour is not None:
             return (0, o.usd_per_hour, o.total_chips)
         return (1 if objective == "cost" else 0, o.total_chips, o.usd_per_hour or math.inf)
@@ -545,15 +581,19 @@ def _mode_reason(cands, best, disaggregation, key) -> str:
     if not dis:
         return "no disaggregated fleet meets the SLOs in the analytic screen"
     a, d = min(agg, key=key), min(dis, key=key)
-    what = "$/h" if a.usd_per_hour is not None and d.usd_per_hour is not None else "chips"
-    va = a.usd_per_hour if what == "$/h" else a.total_chips
-    vd = d.usd_per_hour if what == "$/h" else d.total_chips
+    if a.watts is not None and d.watts is not None and key(a)[1] == a.watts:  # the energy objective
+        what, va, vd = "kW at the wall", a.watts / 1e3, d.watts / 1e3
+    elif a.usd_per_hour is not None and d.usd_per_hour is not None:
+        what, va, vd = "$/h", a.usd_per_hour, d.usd_per_hour
+    else:
+        what, va, vd = "chips", a.total_chips, d.total_chips
     if math.isclose(va, vd, rel_tol=1e-9):
         screen = "aggregated and disaggregated cost the same in the analytic screen"
     else:
-        screen = f"{'disaggregated' if key(d) < key(a) else 'aggregated'} is cheaper in the analytic screen"
+        better = "uses less energy" if what.startswith("kW") else "is cheaper"
+        screen = f"{'disaggregated' if key(d) < key(a) else 'aggregated'} {better} in the analytic screen"
     after = ("no candidate was simulated" if best is None or best.simulated is None
-             else f"{best.mode} is the cheapest that meets the SLOs in simulation")
+             else f"{best.mode} is the best that meets the SLOs in simulation")
     return f"{screen} ({what}: aggregated {va:,.4g}, disaggregated {vd:,.4g}); {after}"
 
 

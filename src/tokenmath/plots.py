@@ -211,6 +211,24 @@ def plan_frontier(p, *, title: str, path=None):
     return _finish(fig, ax, path, fontsize=7)
 
 
+def cost_vs_energy(p, *, title: str, path=None):
+    """$ per million output tokens against joules per output token over the planner's frontier,
+    one colour per system, the chosen point marked: where the cheapest and the most frugal differ."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = [x for x in p.frontier if x.joules_per_token is not None and x.usd_per_mtok is not None]
+    for name in sorted({x.system for x in pts}):
+        sel = [x for x in pts if x.system == name]
+        ax.plot([x.joules_per_token for x in sel], [x.usd_per_mtok for x in sel], "o", ms=4, label=name)
+    b = p.best
+    if b is not None and b.joules_per_token is not None and b.usd_per_mtok is not None:
+        ax.plot([b.joules_per_token], [b.usd_per_mtok], "*", ms=14, color="black",
+                label=f"best ({p.objective}): {b.system} TP{b.tp} EP{b.ep} PP{b.pp}, B={b.batch:,.0f}")
+    ax.set(xscale="log", yscale="log", xlabel="joules per output token (at the wall)",
+           ylabel="$ per million output tokens", title=title)
+    return _finish(fig, ax, path, fontsize=7)
+
+
 def fleet_frontier(f, *, path=None):
     """Fleet cost against tokens/s per user (the aggregated candidates' frontier, analytic), the
     chosen fleet marked with its simulated speed."""

@@ -757,6 +757,7 @@ def _fleet_option_record(o) -> dict[str, Any]:
                                                          "capacity_requests_per_s": p.capacity_requests_per_s,
                                                          "usd_per_hour": p.usd_per_hour} for p in o.pools],
         "total_chips": o.total_chips, "usd_per_hour": o.usd_per_hour, "usd_per_mtok": o.usd_per_mtok,
+        "watts": o.watts, "joules_per_token": o.joules_per_token,
         "goodput_requests_per_s": o.goodput_requests_per_s,
         "simulated": None if sim is None else {
             "ttft_p50_s": sim.ttft_p50_s, "ttft_p99_s": sim.ttft_p99_s, "tpot_p50_s": sim.tpot_p50_s,
@@ -800,6 +801,8 @@ def render_fleet(f, commands=None) -> list[str]:
         lines.append("  no candidate met its SLOs in simulation; the closest are below")
     else:
         price = "" if b.usd_per_hour is None else f", ${b.usd_per_hour:,.2f}/h, ${b.usd_per_mtok:,.3g}/Mtok"
+        if b.watts is not None:
+            price += f", {b.watts / 1e3:,.4g} kW at the wall, {b.joules_per_token:,.3g} J/token"
         lines.append(f"  best: {b.mode}, {b.total_chips:,.0f} chips{price}"
                      f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips)")
         for p in b.pools:

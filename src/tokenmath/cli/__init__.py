@@ -370,8 +370,9 @@ def handles_errors(fn):
                 if isinstance(v, _Invalid):
                     raise TokenmathError(v.message)
             # where charts go is checked before any work, so a bad path fails at once
-            if kwargs.get("plot") is not None:
-                kwargs["plot"] = _plot_path(kwargs["plot"])
+            for key in ("plot", "plot_energy"):
+                if kwargs.get(key) is not None:
+                    kwargs[key] = _plot_path(kwargs[key], "--" + key.replace("_", "-"))
             if kwargs.get("plots_dir") is not None:
                 kwargs["plots_dir"] = _plots_dir(kwargs["plots_dir"])
             # numpy's RuntimeWarnings (overflow, invalid value) would print before the error sentence;

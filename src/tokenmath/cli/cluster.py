@@ -90,6 +90,7 @@ def plan_cmd(
     objective: Annotated[str, typer.Option("--objective", help="cost ($/Mtok; tokens/s per chip where unpriced) or energy (J per output token).")] = "cost",
     cost: Annotated[str, typer.Option("--cost", help="rental (the catalog's $/chip-hour) or tco (what owning costs, where the capex is known).")] = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
+    plot_energy: Annotated[Optional[Path], typer.Option("--plot-energy", help="Draw $/Mtok against J/token over the frontier to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Cheapest way to serve a model under SLOs, searched over layouts × batch × dtypes on the catalog (the estimate; --efficiency roofline for the bound)."""
@@ -122,6 +123,11 @@ def plan_cmd(
         plots.plan_frontier(result, title=f"{m.name}: I = {kw['input_tokens']:,.0f}, O = {kw['output_tokens']:,.0f}",
                             path=plot)
         err.print(f"wrote {plot}")
+    if plot_energy is not None:
+        from .. import plots
+
+        plots.cost_vs_energy(result, title=f"{m.name}: cost and energy per output token over the frontier", path=plot_energy)
+        err.print(f"wrote {plot_energy}")
     _finish(json_, rp.plan_record(result), rp.render_plan(result))
 
 

@@ -25,7 +25,7 @@ def fleet_cmd(
     disaggregation: Annotated[str, typer.Option("--disaggregation", help="auto (the cheaper that meets the SLOs), on (prefill and decode pools), off.")] = "auto",
     prefix_tokens: Annotated[Optional[str], typer.Option("--prefix-tokens", help="Shared prompt prefix per request (tokens).")] = None,
     prefix_hit_rate: Annotated[Optional[float], Num("--prefix-hit-rate", help="Share of requests whose prefix is in the cache (0-1).")] = None,
-    objective: Annotated[str, typer.Option("--objective", help="cost ($/h; chips where no price) or chips.")] = "cost",
+    objective: Annotated[str, typer.Option("--objective", help="cost ($/h; chips where no price), chips, or energy (J per output token).")] = "cost",
     verify: Annotated[int, Num("--verify", help="Candidate fleets to check in simulation.")] = 3,
     export: Annotated[Optional[str], typer.Option("--export", help="Launch commands for the chosen pools: vllm | sglang | trtllm.")] = None,
     hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Model id or path for --export (default: the catalog name).")] = None,
