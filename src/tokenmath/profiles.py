@@ -170,6 +170,12 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
             if k in vend:
                 rec[k] = rec.get(k, 1.0) * float(vend[k])
         parts.append(v)
+    adjust = d.get("adjust", {})  # a user preset's factors on top (tokenmath calibrate on your cases)
+    for k, f in adjust.items():
+        if k in ENGINE_PARAMS:
+            rec[k] = rec.get(k, 1.0) * float(f)
+    if adjust:
+        parts.append("fitted to " + str(d.get("user_fit", {}).get("n_cases", "your")) + " cases")
     label = " ".join(x for x in (name, month, " + ".join(parts) if parts else "generic") if x)
     band = {k: tuple(v) for k, v in d.get("bands", {}).items() if isinstance(v, list)}
     return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label, band=band, n_cases=n)

@@ -728,6 +728,24 @@ def _key(x):
     return (x.system, x.tp, x.ep, x.pp, x.batch, x.weight_dtype)
 
 
+def render_user_fit(rec: dict, out=None) -> list[str]:
+    f = rec["user_fit"]
+    e = lambda x: f"median {x['median_abs_error']:.1%}, p90 {x['p90_abs_error']:.1%}"  # noqa: E731
+    lines = [f"fitted {', '.join(f['params'])} on {f['n_cases']} cases ({f['why_these']}), starting from the shipped"
+             f" preset of {f['base_fit_date']}:",
+             "  factors: " + ", ".join(f"{k} × {v:.3g}" for k, v in f["factors"].items()),
+             f"  shipped preset on these cases: {e(f['shipped_error'])}",
+             f"  fitted, in sample:             {e(f['in_sample'])}"]
+    if "cross_validated" in f:
+        lines.append(f"  fitted, {f['cross_validated']['method']}:{' ' * max(1, 15 - len(f['cross_validated']['method']))}"
+                     f"{e(f['cross_validated'])}  (what to expect on your next deployment)")
+    else:
+        lines.append("  no cross-validation (fewer than 3 cases, or --no-cv): the in-sample error flatters the fit")
+    if out is not None:
+        lines.append(f"  use it: --efficiency {out} (every result then says 'preset {getattr(out, 'name', out)}')")
+    return lines
+
+
 def energy_record(e) -> dict[str, Any]:
     """The energy keys every serving answer carries (None when the chip's power is unknown)."""
     if e is None:

@@ -549,3 +549,89 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
     rec["worst_cv_cases"] = [{"id": x.id, "error": x.error, "metric": x.metric, "source": x.source, "note": x.note}
                              for x in sorted(loso, key=lambda x: -abs(x.error))[:10]]
     return rec
+
+
+# --------------------------------------------------------------------------------------------
+# A preset fitted to a user's own cases, starting from the shipped one
+# --------------------------------------------------------------------------------------------
+
+# Parameters a user fit adjusts, in the order more cases unlock them (one per CASES_PER_PARAM cases):
+# decode is mostly memory-bound, then the fixed per-step cost, then compute, kernel floors, links.
+USER_FIT_ORDER = ("memory_scale", "overhead_s", "compute_scale", "floor_scale", "network_scale")
+CASES_PER_PARAM = 4
+MAX_USER_CASES = 2000
+
+
+def user_fit_params(n_cases: int) -> tuple[str, ...]:
+    """Which factors `n_cases` cases can carry: one per CASES_PER_PARAM, at least one."""
+    return USER_FIT_ORDER[:min(len(USER_FIT_ORDER), max(1, n_cases // CASES_PER_PARAM))]
+
+
+def _user_residuals(cases, cat, d: dict, adjust: dict) -> np.ndarray:
+    from .profiles import choose_from
+
+    dd = d | {"adjust": adjust}
+    out = []
+    for case, path in cases:
+        try:
+            prof = choose_from(dd, engine=case.engine, system=cat.system(case.system), name="fit")
+            out.append(math.log(predict(case, prof, cat, base_dir=path.parent).predicted / case.measured))
+        except TokenmathError:
+            out.append(3.0)
+    return np.asarray(out)
+
+
+def _fit_adjust(cases, cat, d: dict, names) -> dict:
+    from scipy.optimize import least_squares
+
+    res = least_squares(lambda x: _user_residuals(cases, cat, d, dict(zip(names, np.exp(x)))), np.zeros(len(names)),
+                        bounds=(np.full(len(names), math.log(0.1)), np.full(len(names), math.log(10.0))),
+                        loss="soft_l1", f_scale=0.3, max_nfev=80)
+    return {n: float(math.exp(v)) for n, v in zip(names, res.x)}
+
+
+def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = None, base: str | None = None,
+                    cross_validate: bool = True, progress=None) -> dict:
+    """Fit factors on the shipped preset (or `base`) to the user's cases: which factors depends on how
+    many cases there are (user_fit_params). Reports the shipped preset's error on these cases, the
+    fitted in-sample error and — with cross_validate — the leave-one-out error (10 folds past 40
+    cases), whose residuals become the preset's 80 % band when there are at least 5 cases."""
+    import datetime
+
+    from .profiles import preset_record
+
+    if not cases:
+        raise TokenmathError("no cases to fit: give case files (tokenmath import writes them)")
+    if len(cases) > MAX_USER_CASES:
+        raise TokenmathError(f"{len(cases):,} cases; a user fit takes at most {MAX_USER_CASES:,}")
+    cat = catalog or load_catalog()
+    d = {k: v for k, v in preset_record(base).items() if k not in ("adjust", "user_fit")}
+    names = user_fit_params(len(cases))
+    adjust = _fit_adjust(cases, cat, d, names)
+    shipped = _user_residuals(cases, cat, d, {})
+    fitted = _user_residuals(cases, cat, d, adjust)
+    err = lambda r: _summary([float(np.expm1(x)) for x in r])  # noqa: E731
+    fit = {"params": list(names), "factors": adjust, "n_cases": len(cases),
+           "why_these": f"one factor per {CASES_PER_PARAM} cases, in the order {', '.join(USER_FIT_ORDER)}",
+           "shipped_error": err(shipped), "in_sample": err(fitted),
+           "fit_date": datetime.date.today().isoformat(), "base_fit_date": d.get("fit_date"),
+           "cases": sorted({str(p) for _, p in cases})}
+    out = d | {"adjust": adjust, "user_fit": fit}
+    if cross_validate and len(cases) >= 3:
+        n = len(cases)
+        folds = np.arange(n) % (n if n <= 40 else 10)
+        cv = np.empty(n)
+        for k, f in enumerate(np.unique(folds)):
+            if progress:
+                progress(k + 1, len(np.unique(folds)), "fold")
+            train = [c for c, g in zip(cases, folds) if g != f]
+            test = [c for c, g in zip(cases, folds) if g == f]
+            a = _fit_adjust(train, cat, d, user_fit_params(len(train)))
+            cv[folds == f] = _user_residuals(test, cat, d, a)
+        fit["cross_validated"] = err(cv) | {"method": "leave-one-out" if n <= 40 else "10-fold"}
+        if n >= 5:
+            kinds = np.array([1 if metric_kind(c.metric) == "time" else -1 for c, _ in cases])
+            r = cv * kinds
+            out["bands"] = {"step": [float(np.percentile(r, 10)), float(np.percentile(r, 90))],
+                            "note": f"10th/90th percentiles of log(predicted/measured step time), {fit['cross_validated']['method']} on your {n} cases"}
+    return out

@@ -39,13 +39,26 @@ def validate_cmd(
         preset = pf.preset_record(None if efficiency in ("calibrated", "estimate") else efficiency)
         prof, fitted = "calibrated", set(preset.get("systems", []))
     r = vd.validate(cases, prof, _catalog(catalog), fitted_systems=fitted, preset=preset)
+    shipped = None
+    if efficiency.endswith(".json"):  # your preset beside the shipped one, on the same cases
+        import dataclasses
+
+        r = dataclasses.replace(r, label=f"preset {Path(efficiency).name} (each case: its engine and vendor profile)")
+        shipped = vd.validate(cases, "calibrated", _catalog(catalog), preset=pf.preset_record(None))
     if plot is not None:
         from .. import plots
 
         plots.predicted_vs_measured(r, title=f"{len(r.rows)} cases, {r.label}", path=plot)
         err.print(f"wrote {plot}")
     rec = rp.validation_record(r, preset)
-    _finish(json_, rec, rp.render_validation(r, preset))
+    lines = rp.render_validation(r, preset)
+    if shipped is not None:
+        rec["shipped"] = {"label": shipped.label, "median_abs_error": shipped.median_abs_error,
+                          "p90_abs_error": shipped.p90_abs_error, "n": len(shipped.rows)}
+        lines.insert(1, f"  side by side on these {len(r.rows)} cases: {Path(efficiency).name} median {r.median_abs_error:.1%},"
+                        f" p90 {r.p90_abs_error:.1%}; the shipped preset median {shipped.median_abs_error:.1%},"
+                        f" p90 {shipped.p90_abs_error:.1%}")
+    _finish(json_, rec, lines)
 
 
 @command("calibrate")
@@ -53,9 +66,11 @@ def calibrate_cmd(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Case files to fit on (default: the shipped cases).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the preset (default: print only).")] = None,
     no_cv: Annotated[bool, typer.Option("--no-cv", help="Skip cross-validation (fit only; no bands).")] = False,
+    from_scratch: Annotated[bool, typer.Option("--from-scratch", help="With case files: refit every profile on them alone, instead of fitting a few factors on the shipped preset.")] = False,
+    base: Annotated[Optional[Path], typer.Option("--base", help="With case files: the preset to start from (default: the shipped one).")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Fit the calibrated profiles (generic, per engine, per vendor; scipy) and report their cross-validated error."""
+    """Fit a preset: with your case files, a few factors on the shipped preset (how many depends on how many cases; cross-validated); without, refit the shipped profiles (generic, per engine, per vendor)."""
     from .. import report as rp
 
     from .. import validate as vd
@@ -67,6 +82,13 @@ def calibrate_cmd(
         import scipy  # noqa: F401
     except ImportError:
         raise TokenmathError("calibration needs scipy: pip install 'tokenmath[fit]'") from None
+    if files and not from_scratch:
+        rec = vd.fit_user_preset(cases, _catalog(catalog), base=None if base is None else str(base),
+                                 cross_validate=not no_cv)
+        if out is not None:
+            out.write_text(json.dumps(rp.jsonable(rec), indent=2))
+            err.print(f"wrote {out}")
+        return _finish(json_, rp.jsonable(rec), rp.render_user_fit(rec, out))
     rec = vd.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
                        cross_validate=not no_cv)
     if out is not None:
