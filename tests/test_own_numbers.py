@@ -54,3 +54,69 @@ def test_few_cases_fit_one_factor_and_say_so(vllm_cases, tmp_path):
     assert r.exit_code == 0, r.output
     f = json.loads(r.stdout)["user_fit"]
     assert f["params"] == ["memory_scale"] and "cross_validated" not in f
+
+
+BENCH = ROOT / "tests" / "data" / "bench"
+
+
+@pytest.mark.parametrize("fmt, name, engine", [("vllm-bench", "vllm_llama8b_c16.json", None),
+                                               ("sglang-bench", "sglang_runs.jsonl", None),
+                                               ("genai-perf", "profile_export_genai_perf.json", "vllm"),
+                                               ("guidellm", "guidellm_benchmarks.json", "vllm")])
+def test_import_validate_calibrate_use_for_every_format(fmt, name, engine, tmp_path):
+    """docs/own-numbers.md's walk-through, for every format: import a result file (tests/data/bench: made in
+    each tool's documented format, tests/data/bench/README.md), validate the cases, fit a preset, and use it.
+    Invariants: every case is in the shipped format, the preset names itself, validate shows the shipped
+    preset beside it."""
+    cases, preset = tmp_path / "c.jsonl", tmp_path / "p.json"
+    args = ["import", str(BENCH / name), "--format", fmt, "--model", "llama-3.1-8b", "--system", "h100-sxm",
+            "--chips", "1", "-o", str(cases)] + (["--engine", engine] if engine else [])
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert cases.read_text().strip()
+    r = CliRunner().invoke(app, ["validate", str(cases), "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["calibrate", str(cases), "--out", str(preset), "--json"])
+    assert r.exit_code == 0, r.output
+    st = json.loads(CliRunner().invoke(app, ["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1",
+                                             "--batch", "16", "--context", "2k", "--efficiency", str(preset),
+                                             "--json"]).stdout)
+    assert "p.json" in st["estimate"]
+    v = json.loads(CliRunner().invoke(app, ["validate", str(cases), "--efficiency", str(preset), "--json"]).stdout)
+    assert "shipped" in v and "p.json" in v["estimate"]
+
+
+def test_probe_writes_a_system_the_catalog_accepts(tmp_path):
+    """tokenmath probe --out writes a system; a step on it runs (probe bounded to ~1 s)."""
+    toml = tmp_path / "me.toml"
+    r = CliRunner().invoke(app, ["probe", "--out", str(toml), "--name", "me", "--seconds", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["memory_bytes_per_s"] > 1e9 and d["system"] == "me"
+    r = CliRunner().invoke(app, ["step", "--catalog", str(toml), "--system", "me", "--model", "llama-3.1-8b",
+                                 "--batch", "1", "--context", "1000", "--efficiency", "roofline", "--json"])
+    assert r.exit_code == 0, r.output
+
+
+def test_probe_decode_needs_torch_or_times_real_steps(tmp_path):
+    """Without PyTorch, --decode is one sentence (exit 2). With it (the `probe` extra), it times decode
+    steps of a tiny randomly initialised Llama and writes decode_step_s cases that validate against the
+    probed system (a measured check of the roofline on this machine: an invariant that each step is
+    positive and at least the roofline bound of the same pass)."""
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({"model_type": "llama", "hidden_size": 128, "intermediate_size": 344,
+                               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                               "vocab_size": 1024, "max_position_embeddings": 1024}))
+    toml, cases = tmp_path / "me.toml", tmp_path / "pc.jsonl"
+    r = CliRunner().invoke(app, ["probe", "--out", str(toml), "--name", "me", "--seconds", "0.5", "--decode", str(cfg),
+                                 "--cases-out", str(cases), "--json"])
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        assert r.exit_code == 2 and "needs PyTorch and transformers" in r.output
+        return
+    assert r.exit_code == 0, r.output
+    v = json.loads(CliRunner().invoke(app, ["validate", str(cases), "--catalog", str(toml), "--efficiency", "roofline",
+                                            "--json"]).stdout)
+    assert len(v["rows"]) == 4 and all(row["predicted"] <= row["measured"] for row in v["rows"])

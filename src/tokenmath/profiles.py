@@ -76,13 +76,16 @@ def _comm(g: dict) -> CommCurve:
 
 
 def vendor(system: System) -> str:
-    """nvidia | amd | google | aws | other, from the catalog description and name."""
+    """nvidia | amd | google | aws | cpu | other, from the catalog description and name. A CPU
+    (e.g. one `tokenmath probe` wrote) is "cpu", even an AMD EPYC: GPU vendor profiles do not apply."""
     text = f"{system.name} {system.description} {system.chip.name}".lower()
-    for key, v in (("amd", "amd"), ("instinct", "amd"), ("mi3", "amd"), ("tpu", "google"), ("trainium", "aws"),
+    for key, v in (("instinct", "amd"), ("mi3", "amd"), ("tpu", "google"), ("trainium", "aws"),
                    ("nvidia", "nvidia"), ("h100", "nvidia"), ("h200", "nvidia"), ("a100", "nvidia"), ("b200", "nvidia")):
         if key in text:
             return v
-    return "other"
+    if any(w in text for w in ("epyc", "xeon", "ryzen", "graviton", "neoverse", "cpu")):
+        return "cpu"
+    return "amd" if "amd" in text else "other"
 
 
 @dataclass(frozen=True)

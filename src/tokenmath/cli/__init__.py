@@ -153,6 +153,7 @@ FLAGS: dict[str, Bound] = {
     "--facility-usd-per-kw-month": Bound(1e4, low=0, low_inclusive=True, kind="usd", meaning="$ per kW-month"),
     "--capex-usd-per-chip": Bound(1e8, kind="usd", meaning="$ per chip"),
     "--idle-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
+    "--seconds": Bound(60, low=0.1, low_inclusive=True, kind="seconds", meaning="seconds of measurement"),
     "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--speedup": Bound(1e6, meaning="times the reference speed"),
     "--price-multiplier": Bound(1e6, meaning="times the reference price"),
@@ -531,4 +532,4 @@ def main() -> None:
 
 
 # the commands, in the order `--help` lists them; each module registers its commands on `app`
-from . import listing, serving, cluster, fleet, energy, training, prices, validation, simulate, web, report  # noqa: E402,F401,I001
+from . import listing, serving, cluster, fleet, energy, own, training, prices, validation, simulate, web, report  # noqa: E402,F401,I001
