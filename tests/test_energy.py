@@ -182,3 +182,36 @@ def test_tco_parts_sum_and_sit_near_the_rental_price():
     parts = d["capex_usd_per_chip_hour"] + d["power_usd_per_chip_hour"] + d["facility_usd_per_chip_hour"]
     assert parts == pytest.approx(d["usd_per_chip_hour"], rel=1e-12)
     assert d["usd_per_chip_hour"] == pytest.approx(1.30, rel=0.40)
+
+
+def _values(obj, key):
+    """Every value of `key` anywhere in a JSON record."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key and isinstance(v, (int, float)):
+                yield v
+            yield from _values(v, key)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _values(v, key)
+
+
+@pytest.mark.parametrize("cmd", [["step", "--batch", "64", "--context", "4096"], ["curve", "--points", "3"],
+                                 ["layout", "--chips", "8", "--tp", "8", "--batch", "64"], ["prefill"],
+                                 ["traffic", "--tokens-per-s", "1M"]])
+def test_cost_tco_prices_serving_answers_by_ownership(cmd):
+    """--cost tco on a serving command charges the chip-hour `tokenmath tco` gives instead of the catalog's
+    rental price: every $ figure of the answer scales by tco / rental (invariant, rel 1e-9), the
+    physics unchanged; a chip without a sourced capex is one sentence, exit 2."""
+    t = json.loads(CliRunner().invoke(app, ["tco", "--system", "h100-sxm", "--json"]).stdout)["usd_per_chip_hour"]
+    rent = CAT.system("h100-sxm").usd_per_chip_hour
+    base = [cmd[0], "--model", "llama-3.1-70b", "--system", "h100-sxm"] + cmd[1:] + ["--json"]
+    rented = json.loads(CliRunner().invoke(app, base).stdout)
+    r = CliRunner().invoke(app, base + ["--cost", "tco"])
+    assert r.exit_code == 0, r.output
+    owned = json.loads(r.stdout)
+    keys = ("usd_per_mtok", "usd_per_day")
+    pairs = [(a, b) for k in keys for a, b in zip(_values(rented, k), _values(owned, k))]
+    assert pairs and all(b / a == pytest.approx(t / rent, rel=1e-9) for a, b in pairs if a), pairs[:3]
+    r = CliRunner().invoke(app, [cmd[0], "--model", "llama-3.1-8b", "--system", "mi355x"] + cmd[1:] + ["--cost", "tco"])
+    assert r.exit_code == 2 and "--cost tco cannot price mi355x" in r.output

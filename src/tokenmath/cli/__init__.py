@@ -465,6 +465,32 @@ def _count(text: str, what: str, *, allow_zero: bool = False) -> float:
     return _num(text, what, allow_zero=allow_zero)
 
 
+CostOpt = Annotated[str, typer.Option("--cost", help="rental (the catalog's $/chip-hour) or tco (what owning costs: `tokenmath tco`).")]
+COSTS = ("rental", "tco")
+
+
+def _priced(system, cost: str, *, strict: bool = True):
+    """The system priced by `cost`: its rental price, or what owning it costs (energy.tco). With
+    strict, a system with no sourced capex is an error; else it loses its price (drops out of a
+    cost comparison, which says so)."""
+    if cost not in COSTS:
+        raise TokenmathError(f"--cost = {cost!r}; expected 'rental' or 'tco'")
+    if cost == "rental":
+        return system
+    from dataclasses import replace
+
+    from ..energy import priced_by_tco, tco
+
+    if strict:
+        try:
+            price = tco(system).usd_per_chip_hour
+        except TokenmathError as e:
+            raise TokenmathError(f"--cost tco cannot price {system.name} ({e}); give --usd-per-chip-hour, e.g. from "
+                                 f"`tokenmath tco --system {system.name} --capex-usd-per-chip X`") from None
+        return replace(system, usd_per_chip_hour=price, price_source="tokenmath tco")
+    return priced_by_tco(system)
+
+
 SparseOpt = Annotated[Optional[int], Num("--sparse-topk", help="What-if: sparse attention reading only K cached tokens per layer.")]
 SparseModeOpt = Annotated[Optional[str], typer.Option("--sparse-mode", help="With --sparse-topk: 'topk' (DeepSeek DSA: min(L, K), the default) or 'sqrt' (the lecture's sketch: √(K·L)).")]
 SPARSE_MODES = ("topk", "sqrt")

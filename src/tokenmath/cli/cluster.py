@@ -8,7 +8,7 @@ import typer
 from . import (
     Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
     _dtypes, _count, progress, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num, check_dtype,
-    TokenmathError,
+    TokenmathError, CostOpt, _priced,
 )
 
 
@@ -29,7 +29,7 @@ def layout_cmd(
     overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: 'none' (adds) or 'full' (max).")] = "none",
     hop_latency: Annotated[Optional[str], typer.Option("--hop-latency", help="Latency of one hop between domains ('10us').")] = None,
     weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
-    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None, cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Memory per chip, network terms and the step of one layout (EP × PP × TP × DP): the estimate, with the roofline beside it."""
@@ -38,7 +38,7 @@ def layout_cmd(
     from .. import layout as lay
 
     cat = _catalog(catalog)
-    m, s = cat.model(model), cat.system(system)
+    m, s = cat.model(model), _priced(cat.system(system), cost)
     B = _count(batch, "--batch")
     L = _count(context, "--context", allow_zero=True)
     dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
@@ -88,7 +88,7 @@ def plan_cmd(
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, or 'local' (default: in-process).")] = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     objective: Annotated[str, typer.Option("--objective", help="cost ($/Mtok; tokens/s per chip where unpriced) or energy (J per output token).")] = "cost",
-    cost: Annotated[str, typer.Option("--cost", help="rental (the catalog's $/chip-hour) or tco (what owning costs, where the capex is known).")] = "rental",
+    cost: CostOpt = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
     plot_energy: Annotated[Optional[Path], typer.Option("--plot-energy", help="Draw $/Mtok against J/token over the frontier to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
@@ -102,12 +102,7 @@ def plan_cmd(
     m = cat.model(model)
     names = _names(systems, "--systems", "system name") or sorted(cat.systems)
     syss = [cat.system(n) for n in names]
-    if cost not in ("rental", "tco"):
-        raise TokenmathError(f"--cost = {cost!r}; expected 'rental' or 'tco'")
-    if cost == "tco":
-        from ..energy import priced_by_tco
-
-        syss = [priced_by_tco(x) for x in syss]
+    syss = [_priced(x, cost, strict=False) for x in syss]
     wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     D = None if demand is None else _count(demand, "--demand-tokens-per-s")

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err, progress
+from . import CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err, progress, CostOpt, _priced
 
 EXPORT_ENGINES = ("vllm", "sglang", "trtllm")
 
@@ -30,7 +30,7 @@ def fleet_cmd(
     export: Annotated[Optional[str], typer.Option("--export", help="Launch commands for the chosen pools: vllm | sglang | trtllm.")] = None,
     hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Model id or path for --export (default: the catalog name).")] = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
-    engine: EngineOpt = None,
+    engine: EngineOpt = None, cost: CostOpt = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -44,7 +44,7 @@ def fleet_cmd(
     cat = _catalog(catalog)
     m = cat.model(model)
     names = _names(systems, "--systems", "system name") or sorted(cat.systems)
-    syss = [cat.system(n) for n in names]
+    syss = [_priced(cat.system(n), cost, strict=False) for n in names]
     tr = None
     if trace is not None:
         from ..workload import read_trace

@@ -8,7 +8,7 @@ import typer
 from . import (
     Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, ChipsOpt, command, _catalog, _emit_json,
     _finish, _count, _setup, SparseOpt, SparseModeOpt, EfficiencyOpt, EngineOpt, _profile, _efficiency, ModelOpt,
-    SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, si,
+    SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, si, CostOpt, _priced,
 )
 
 
@@ -31,7 +31,7 @@ def step_cmd(
     efficiency: EfficiencyOpt = "calibrated",
     engine: EngineOpt = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
-    cost: Annotated[str, typer.Option("--cost", help="rental (the catalog's $/chip-hour) or tco (what owning costs: `tokenmath tco`).")] = "rental",
+    cost: CostOpt = "rental",
     expert_fetch: Annotated[str, typer.Option(help="Roofline: 'all' experts streamed each step, or 'expected' for the batch.")] = "all",
     attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
     allow_overflow: Annotated[bool, typer.Option(help="Report a layout whose weights + KV exceed HBM instead of failing.")] = False,
@@ -47,14 +47,9 @@ def step_cmd(
     S = _count(new_tokens, "--new-tokens")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
-    if cost not in ("rental", "tco"):
-        raise TokenmathError(f"--cost = {cost!r}; expected 'rental' or 'tco'")
-    if cost == "tco":
-        from ..energy import tco
-
-        if price is not None:
-            raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
-        price = tco(s).usd_per_chip_hour
+    if cost == "tco" and price is not None:
+        raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
+    s = _priced(s, cost)
     eff = _efficiency(flops_efficiency, hbm_efficiency)
     prof = _profile(efficiency, engine, s)
     if eff.label == "user" and not prof.is_roofline:
@@ -146,6 +141,7 @@ def curve_cmd(
     sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file.")] = None,
+    cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context (the estimate; the roofline beside it)."""
@@ -157,6 +153,7 @@ def curve_cmd(
     B = None if batch is None else _count(batch, "--batch")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 sparse_topk=sparse_topk, sparse_mode=sparse_mode)
+    s = _priced(s, cost)
     st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
     prof = _profile(efficiency, engine, s)
     est = None
@@ -271,6 +268,7 @@ def traffic_cmd(
     context: ContextOpt = "4096",
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
+    cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Batching cadence: replicas, chips and $/day for a demand; queueing bounds of 'a train every T'."""
@@ -282,6 +280,7 @@ def traffic_cmd(
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 batch=B or 1)
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    s = _priced(s, cost)
     tr = sv.traffic(m, s, D, batch=B, context=L, chips=chips, dtypes=dt, usd_per_chip_hour=price)
     _finish(json_, rp.traffic_record(tr), rp.render_traffic(tr, m, s))
 
@@ -294,6 +293,7 @@ def prefill_cmd(
     context: ContextOpt = "4096",
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost per token vs pass length to this file.")] = None,
+    cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Prefill vs decode: cost per token by pass length, the output/input cost ratio, time to first token."""
@@ -303,6 +303,7 @@ def prefill_cmd(
     P = _count(prompt_tokens, "--prompt-tokens")
     B = None if batch is None else _count(batch, "--batch")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
+    s = _priced(s, cost)
     pd = sv.prefill_vs_decode(m, s, P, batch=B, context=L, chips=chips, dtypes=dt)
     if plot is not None:
         from .. import plots
