@@ -1,3 +1,10 @@
+import os
+
+# The suite runs one pytest-xdist worker per CPU: BLAS thread pools in every worker would oversubscribe
+# the cores (and spin), so each worker's BLAS runs on one thread, as the CLI's does. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 
 import tokenmath as tm

@@ -143,3 +143,16 @@ def test_energy_objective_uses_no_more_energy_than_the_cost_objective():
     c = fl.fleet(CAT.model("llama-3.1-70b"), syss, **kw).best
     assert e.simulated.meets_slo and e.joules_per_token > 0
     assert c.watts is not None and e.watts <= c.watts * (1 + 1e-9)
+
+
+def test_prefix_cache_memory_and_tier():
+    """A 2,000-token shared prefix of Llama-3.1-70B holds 2,000 × 327,680 B (80 layers × 8 KV heads × 128 ×
+    (K, V) × 2 B, from its config) = 655.36 MB; with one prefix shared by every request at 100 requests/s
+    and a hit rate of 0.8 it is reused every 1/(100 · 0.8) = 12.5 ms, far below HBM's drain time, so the
+    lecture's rule keeps it in HBM (exact)."""
+    f = fl.fleet(CAT.model("llama-3.1-70b"), [CAT.system("h100-sxm"), CAT.system("b200")], request_rate=100,
+                 input_tokens=3000, output_tokens=300, prefix_tokens=2000, prefix_hit_rate=0.8,
+                 slo=fl.Slo(ttft_p99_s=2.0, tpot_p99_s=0.05))
+    pc = f.prefix_cache
+    assert pc["kv_bytes"] == 2000 * 327680 and pc["reuse_interval_s"] == pytest.approx(0.0125)
+    assert pc["tier"] == "hbm" and pc["prefixes_assumed"] and f.cached_input_tokens == 1600

@@ -130,6 +130,7 @@ class FleetPlan:
     flop_lower_bound_chips: float
     screen_error: dict = field(default_factory=dict)  # simulated / analytic − 1 for the best
     workload: dict = field(default_factory=dict)
+    prefix_cache: dict | None = None  # where the shared prefixes' KV is kept and what holding it costs
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,7 +562,35 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     by_name = {s.name: s for s in systems}
     lb = 0.0 if best is None else sum(flop_lower_bound_chips(model, by_name[p.system], rate, I, O)
                                       * (p.replicas * p.billed_chips_per_replica / best.total_chips) for p in best.pools)
-    return FleetPlan(model.name, rate, I, O, cached, slo, label, best, verified, frontier, reason, lb, err, stats)
+    pc = None if best is None or not cached else _prefix_cache(model, by_name[best.pools[0].system], prefix_tokens,
+                                                                prefix_hit_rate, rate, trace)
+    return FleetPlan(model.name, rate, I, O, cached, slo, label, best, verified, frontier, reason, lb, err, stats, pc)
+
+
+def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: float, trace) -> dict:
+    """The shared prefixes' KV: how many there are (the trace's distinct prefix ids, else one
+    prefix shared by every request — a labelled assumption), how often each is reused, the memory
+    tier whose drain time fits that interval (prices.cache_costs, the lecture's rule), and what
+    holding them there costs per hour, against recomputing them."""
+    from .prices import cache_costs
+
+    n, assumed = 1, True
+    if trace is not None and trace.prefix_id is not None:
+        ids = trace.prefix_id[trace.prefix_id >= 0]
+        if ids.size:
+            n, assumed = int(np.unique(ids).size), False
+    interval = n / (rate * hit_rate)  # seconds between reuses of one prefix
+    cc = cache_costs(model, system, prefix_tokens, interval)
+    t = cc.best_tier
+    per_hour = None
+    if t != "rematerialize" and cc.tiers[t].hold_usd is not None:
+        per_hour = n * cc.tiers[t].hold_usd / max(interval, 1e-12) * 3600.0
+    elif t == "rematerialize":
+        per_hour = rate * hit_rate * cc.rematerialize_usd * 3600.0
+    return {"prefixes": n, "prefixes_assumed": assumed, "prefix_tokens": float(prefix_tokens),
+            "kv_bytes": n * cc.kv_bytes, "reuse_interval_s": interval, "tier": t, "usd_per_hour": per_hour,
+            "note": ("one prefix shared by every request (no trace prefix ids): an assumption" if assumed
+                     else f"{n} distinct prefixes in the trace")}
 
 
 def _grow(o: FleetOption, rate: float, O: float) -> FleetOption:

@@ -798,6 +798,8 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
     }
     if f.workload:
         rec["workload"] = f.workload
+    if f.prefix_cache is not None:
+        rec["prefix_cache"] = f.prefix_cache
     if commands is not None:
         rec["export"] = commands
     return rec
@@ -835,6 +837,11 @@ def render_fleet(f, commands=None) -> list[str]:
                          f" every SLO; goodput {s.goodput_requests_per_s:,.4g} requests/s")
             lines.append(f"  analytic screen: TTFT {seconds(b.analytic_ttft_s)}, TPOT {seconds(b.analytic_tpot_s)}"
                          f" ({', '.join(f'{k} {v:+.0%}' for k, v in f.screen_error.items())} simulated vs analytic)")
+    pc = f.prefix_cache
+    if pc is not None:
+        cost = "" if pc["usd_per_hour"] is None else f", ${pc['usd_per_hour']:,.4g}/h"
+        lines.append(f"  prefix cache: {pc['prefixes']:,} × {pc['prefix_tokens']:,.0f}-token prefix = {si(pc['kv_bytes'], 'B')},"
+                     f" reused every {seconds(pc['reuse_interval_s'])}: kept in {pc['tier']}{cost} ({pc['note']})")
     others = [o for o in f.candidates if o is not b and o != b]
     if others:
         lines.append("  also simulated:")

@@ -546,8 +546,10 @@ ContextOpt = Annotated[str, typer.Option("--context", help="Context length L (to
 
 def main() -> None:
     # tokenmath's arrays are small: OpenBLAS's thread pool would cost more CPU at start-up (~0.1 s on
-    # 2 cores) than it ever saves; a user's own setting wins
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # 2 cores) than it ever saves; a user's own setting wins. `probe` measures the machine's matmul
+    # rate and needs every core.
+    if sys.argv[1:2] != ["probe"]:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
     except TokenmathError as e:  # raised outside a command (e.g. while parsing)

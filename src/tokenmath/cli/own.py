@@ -66,6 +66,13 @@ def probe_cmd(
     """Measure this machine's sustained memory bandwidth and matmul FLOP/s by dtype (numpy on the CPU; PyTorch on a GPU when installed) and write it as a catalog system."""
     from .. import probe as pr
 
+    if decode is not None:  # refuse before measuring anything
+        if out is None:
+            raise TokenmathError("--decode needs --out: its cases run on the system --out writes")
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+            raise TokenmathError("probe --decode needs PyTorch and transformers: pip install 'tokenmath[probe]'")
     r = pr.probe(seconds=seconds)
     rec = {"device": r.device, "memory_bytes_per_s": r.memory_bytes_per_s, "flops_per_s": dict(r.flops_per_s),
            "memory_bytes": r.memory_bytes, "system": name if out is not None else None}
@@ -77,8 +84,6 @@ def probe_cmd(
         rec["toml"] = str(out)
         lines.append(f"  wrote {out}: use it as --catalog {out} --system {name}")
     if decode is not None:
-        if out is None:
-            raise TokenmathError("--decode needs --out: its cases run on the system --out writes")
         cases = pr.probe_decode(decode, system=name)
         rec["decode_cases"] = cases
         for c in cases:
