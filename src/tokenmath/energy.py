@@ -140,9 +140,13 @@ def chip_power(system: System, *, overrides: dict | None = None) -> ChipPower:
     p = ChipPower(board, idle, float(fit["k_compute"]), float(fit["k_memory"]), float(host),
                   sysrow.get("all_in_kw_per_chip"), tuple(assumptions), tuple(sources))
     for k, v in (overrides or {}).items():
-        if v is not None:
-            p = replace(p, **{k: _positive(f"--{k.replace('_', '-')}", v, low_inclusive=True, high=1e5)},
-                        assumptions=p.assumptions + (f"{k} = {v:g} (given)",))
+        if v is None:
+            continue
+        flag = f"--{k.replace('_', '-')}"
+        x = _positive(flag, v, low_inclusive=True, high=p.board_w if k == "idle_w" else 1e5)
+        kept = tuple(a for a in p.assumptions if not (k == "idle_w" and a.startswith("idle =")) and
+                     not (k == "host_w" and a.startswith("host (")))
+        p = replace(p, **{k: x}, assumptions=kept + (f"{k} = {v:g} (given)",))
     return p
 
 
@@ -303,10 +307,13 @@ def training_energy(system: System, chips: int, seconds: float, *, power: ChipPo
                           power.assumptions + fac.assumptions + ("training at board power (TDP): an upper bound",))
 
 
-def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, output_tokens: float):
+def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, output_tokens: float, *,
+                prompt_cached: float | None = None):
     """(watts per replica, J per output token, output tokens/s per MW) of planner rows: each
     row's decode step at its batch and mean context I + O/2 gives the busy shares; its replica's
-    output tokens/s (prefill included) gives the energy per token. NaN where the chip has no
+    output tokens/s (prefill included) gives the energy per token. With `prompt_cached` (aggregated
+    replicas: continuous batching with chunked prefill), each step also carries B/O prompts of
+    I − cached tokens, whose compute joins the step's busy share. NaN where the chip has no
     power figures."""
     import numpy as np
 
@@ -330,9 +337,15 @@ def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, out
             continue
         r = rows[sel]
         dt = Dtypes(weight=None if wd == model.weight_dtype else wd, kv=kv)
-        st = step_time(model, s, cols["batch"][r].astype(float), L, chips=int(chips), dtypes=dt)
-        e = step_energy(power, fac, chips=int(chips), step_s=cols["step_s"][r].astype(float), compute_s=st.compute_s,
-                        memory_s=st.memory_s, tokens=cols["batch"][r].astype(float))
+        B = cols["batch"][r].astype(float)
+        st = step_time(model, s, B, L, chips=int(chips), dtypes=dt)
+        compute = np.asarray(st.compute_s, float)
+        if prompt_cached is not None:  # the prompt chunks sharing each step: B/O prompts of I − cached tokens
+            Ip = input_tokens - prompt_cached
+            pre = step_time(model, s, 1.0, prompt_cached + Ip / 2, Ip, chips=int(chips), dtypes=dt)
+            compute = compute + B / output_tokens * float(pre.compute_s)
+        e = step_energy(power, fac, chips=int(chips), step_s=cols["step_s"][r].astype(float), compute_s=compute,
+                        memory_s=st.memory_s, tokens=B)
         replica_tps = cols["tokens_per_s_per_chip"][r].astype(float) * cols["billed_chips"][r].astype(float)
         w[sel] = e.watts
         j[sel] = np.asarray(e.watts) / replica_tps

@@ -154,7 +154,7 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
         ok = (cols["step_s"] <= slo.tpot_limit()) & (cols["ttft_s"] <= TTFT_SCREEN_SHARE * slo.ttft_limit())
         price = _price(s, usd_per_chip_hour)
         rows = np.nonzero(ok)[0]
-        watts = _pool_watts(model, s, cols, rows, I, O) if energy else [None] * len(rows)
+        watts = _pool_watts(model, s, cols, rows, I, O, cached) if energy else [None] * len(rows)
         for i, w in zip(rows, watts):
             billed = float(cols["billed_chips"][i])
             cap = float(cols["tokens_per_s_per_chip"][i]) * billed / O
@@ -176,11 +176,12 @@ def _option(mode, pools, rate, O, ttft, tpot, kv_s) -> FleetOption:
                        joules_per_token=None if w is None else w / (rate * O))
 
 
-def _pool_watts(model, system, cols, rows, I, O):
-    """Watts per replica of planner rows (energy.plan_energy), NaN -> None."""
+def _pool_watts(model, system, cols, rows, I, O, cached=None):
+    """Watts per replica of planner rows (energy.plan_energy), NaN -> None; `cached` given: the rows
+    are aggregated replicas whose steps also carry prompt chunks."""
     from .energy import plan_energy
 
-    w, _, _ = plan_energy(model, {system.name: system}, cols, rows, I, O)
+    w, _, _ = plan_energy(model, {system.name: system}, cols, rows, I, O, prompt_cached=cached)
     return [None if np.isnan(x) else float(x) for x in w]
 
 
@@ -308,8 +309,15 @@ def _arrivals(rate: float, n: int, rng, trace=None, replicas: int = 1, offset: i
     """One replica's share: Poisson at rate/replicas, or every replicas-th request of the trace."""
     if trace is None:
         return np.cumsum(rng.exponential(replicas / rate, size=n)), None, None
-    idx = np.arange(offset, len(trace.arrival_s), replicas)[:n]
-    return trace.arrival_s[idx] - trace.arrival_s[idx[0]], trace.input_tokens[idx], trace.output_tokens[idx]
+    a, ins, outs = trace.arrival_s, trace.input_tokens, trace.output_tokens
+    need = n * replicas + offset
+    if len(a) < need:  # replay the trace end to end until every replica has its ~n requests
+        reps = -(-need // len(a))
+        span = float(a[-1] - a[0]) + (float(a[-1] - a[0]) / max(len(a) - 1, 1) if len(a) > 1 else replicas / rate)
+        a = np.concatenate([a + k * span for k in range(reps)])
+        ins, outs = np.tile(ins, reps), np.tile(outs, reps)
+    idx = np.arange(offset, len(a), replicas)[:n]
+    return a[idx] - a[idx[0]], ins[idx], outs[idx]
 
 
 def _attainment(ttft, tpot, slo: Slo, joint: bool = True) -> float:
@@ -392,8 +400,7 @@ def _simulate_option(model, systems, opt: FleetOption, rate, I, O, cached, slo, 
     if opt.mode == "aggregated":
         p = opt.pools[0]
         s = by_name[p.system]
-        n = SIM_REQUESTS if trace is None else min(SIM_REQUESTS, len(trace.arrival_s) // p.replicas or 1)
-        times, ins, outs = _arrivals(rate, n, rng, trace, p.replicas)
+        times, ins, outs = _arrivals(rate, SIM_REQUESTS, rng, trace, p.replicas)
         dt = Dtypes(weight=None if p.weight_dtype == model.weight_dtype else p.weight_dtype, kv=p.kv_dtype)
         prof = choose("calibrated", engine=engine, system=s)
         eff, ov = linearised(model, s, chips=p.chips_per_replica, dtypes=dt, profile=prof, input_tokens=I - cached,
@@ -410,8 +417,7 @@ def _simulate_option(model, systems, opt: FleetOption, rate, I, O, cached, slo, 
     # Each pool is simulated at its own share of the rate; the decode replica's arrivals carry the
     # prefill delays drawn from the prefill simulation.
     p, d = opt.pools
-    n = SIM_REQUESTS if trace is None else min(SIM_REQUESTS, len(trace.arrival_s) // max(p.replicas, 1) or 1)
-    times, _, _ = _arrivals(rate, n, rng, trace, p.replicas)
+    times, _, _ = _arrivals(rate, SIM_REQUESTS, rng, trace, p.replicas)
     free, done_p, k = 0.0, np.empty(len(times)), 0
     while k < len(times):
         start = max(free, times[k])
@@ -422,8 +428,7 @@ def _simulate_option(model, systems, opt: FleetOption, rate, I, O, cached, slo, 
         done_p[k:j] = free
         k = j
     ttft = done_p - times + opt.kv_transfer_s  # the first token comes with the prefill's last logits
-    n_d = SIM_REQUESTS if trace is None else min(SIM_REQUESTS, len(trace.arrival_s) // max(d.replicas, 1) or 1)
-    t_d, _, outs = _arrivals(rate, n_d, rng, trace, d.replicas)
+    t_d, _, outs = _arrivals(rate, SIM_REQUESTS, rng, trace, d.replicas)
     outs = np.full(len(t_d), int(O)) if outs is None else outs.astype(int)
     ready = t_d + rng.choice(ttft, size=len(t_d))
     table = _decode_steps(model, by_name[d.system], d, I + O / 2, engine)
@@ -494,6 +499,8 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         _check(name, v, most=3600)
     _check("--prefix-tokens", prefix_tokens, positive=False, most=input_tokens - 1)
     _check("--prefix-hit-rate", prefix_hit_rate, positive=False, most=1.0)
+    if prefix_hit_rate and not prefix_tokens:
+        raise TokenmathError("--prefix-hit-rate needs --prefix-tokens (the shared prefix's length)")
     if not 0 < utilisation < 1:
         raise TokenmathError(f"utilisation = {utilisation!r}; expected between 0 and 1")
     if not 0 <= verify <= 20:
@@ -538,13 +545,14 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
             break
         if progress:
             progress(n, len(budget), f"simulating {o.mode} on {', '.join(p.system for p in o.pools)}")
-        for _ in range(MAX_REPLICA_GROWTH + 1):
+        for attempt in range(MAX_REPLICA_GROWTH + 1):
             sim = _simulate_option(model, systems, o, rate, I, O, cached, slo, engine, trace)
             o = replace(o, simulated=sim)
             if sim.meets_slo:
                 passed += 1
                 break
-            o = _grow(o, rate, O)
+            if attempt < MAX_REPLICA_GROWTH:  # the option kept is the one its simulation describes
+                o = _grow(o, rate, O)
         verified.append(o)
     if progress:
         progress(len(budget), len(budget), "done")

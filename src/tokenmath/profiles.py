@@ -176,7 +176,7 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
     adjust = d.get("adjust", {})  # a user preset's factors on top (tokenmath calibrate on your cases)
     for k, f in adjust.items():
         if k in ENGINE_PARAMS:
-            rec[k] = rec.get(k, 1.0) * float(f)
+            rec[k] = rec.get(k, getattr(Engine(), k)) * float(f)  # the Engine default where unset (overhead 0)
     if adjust:
         parts.append("fitted to " + str(d.get("user_fit", {}).get("n_cases", "your")) + " cases")
     label = " ".join(x for x in (name, month, " + ".join(parts) if parts else "generic") if x)

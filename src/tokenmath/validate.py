@@ -581,13 +581,21 @@ def _user_residuals(cases, cat, d: dict, adjust: dict) -> np.ndarray:
     return np.asarray(out)
 
 
-def _fit_adjust(cases, cat, d: dict, names) -> dict:
+def _compose(base: dict, new: dict) -> dict:
+    return {k: base.get(k, 1.0) * new.get(k, 1.0) for k in set(base) | set(new)}
+
+
+def _fit_adjust(cases, cat, d: dict, names, base: dict | None = None) -> dict:
+    """Factors on `names` (on top of `base`'s factors, which stay) that fit the cases; returns the
+    combined factors."""
     from scipy.optimize import least_squares
 
-    res = least_squares(lambda x: _user_residuals(cases, cat, d, dict(zip(names, np.exp(x)))), np.zeros(len(names)),
+    base = base or {}
+    res = least_squares(lambda x: _user_residuals(cases, cat, d, _compose(base, dict(zip(names, np.exp(x))))),
+                        np.zeros(len(names)),
                         bounds=(np.full(len(names), math.log(0.1)), np.full(len(names), math.log(10.0))),
                         loss="soft_l1", f_scale=0.3, max_nfev=80)
-    return {n: float(math.exp(v)) for n, v in zip(names, res.x)}
+    return _compose(base, {n: float(math.exp(v)) for n, v in zip(names, res.x)})
 
 
 def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = None, base: str | None = None,
@@ -605,11 +613,20 @@ def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = No
     if len(cases) > MAX_USER_CASES:
         raise TokenmathError(f"{len(cases):,} cases; a user fit takes at most {MAX_USER_CASES:,}")
     cat = catalog or load_catalog()
-    d = {k: v for k, v in preset_record(base).items() if k not in ("adjust", "user_fit")}
+    src = preset_record(base)
+    d = {k: v for k, v in src.items() if k not in ("adjust", "user_fit")}
+    base_adjust = dict(src.get("adjust", {}))  # a user preset as the base: its factors stay, the new multiply
     names = user_fit_params(len(cases))
-    adjust = _fit_adjust(cases, cat, d, names)
-    shipped = _user_residuals(cases, cat, d, {})
-    fitted = _user_residuals(cases, cat, d, adjust)
+
+    def fit_on(train):
+        return _fit_adjust(train, cat, d, user_fit_params(len(train)), base_adjust)
+
+    def resid(test, adj):
+        return _user_residuals(test, cat, d, adj)
+
+    adjust = fit_on(cases)
+    shipped = resid(cases, base_adjust)
+    fitted = resid(cases, adjust)
     err = lambda r: _summary([float(np.expm1(x)) for x in r])  # noqa: E731
     fit = {"params": list(names), "factors": adjust, "n_cases": len(cases),
            "why_these": f"one factor per {CASES_PER_PARAM} cases, in the order {', '.join(USER_FIT_ORDER)}",
@@ -626,8 +643,7 @@ def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = No
                 progress(k + 1, len(np.unique(folds)), "fold")
             train = [c for c, g in zip(cases, folds) if g != f]
             test = [c for c, g in zip(cases, folds) if g == f]
-            a = _fit_adjust(train, cat, d, user_fit_params(len(train)))
-            cv[folds == f] = _user_residuals(test, cat, d, a)
+            cv[folds == f] = resid(test, fit_on(train))
         fit["cross_validated"] = err(cv) | {"method": "leave-one-out" if n <= 40 else "10-fold"}
         if n >= 5:
             kinds = np.array([1 if metric_kind(c.metric) == "time" else -1 for c, _ in cases])

@@ -57,13 +57,14 @@ def energy_cmd(
         if input_tokens is None or output_tokens is None:
             raise TokenmathError("--input-tokens and --output-tokens go together (the energy of one request)")
         I, O = _count(input_tokens, "--input-tokens"), _count(output_tokens, "--output-tokens")
-        pre = one(1.0, 0.0, I)  # the prompt, alone
-        dec = one(B, I + O / 2, 1.0)  # a decode step at the batch, mean context
-        j = pre.watts * pre.step_s + O * dec.watts * dec.step_s / B
+        pre = one(1.0, 0.0, I)  # the prompt, alone: its last logits give the first output token
+        dec = one(B, I + O / 2, 1.0)  # a decode step at the batch, mean context: O − 1 of them
+        dec_j = (O - 1) * dec.watts * dec.step_s / B
+        j = pre.watts * pre.step_s + dec_j
         rec["request"] = {"input_tokens": I, "output_tokens": O, "joules": j, "prefill_joules": pre.watts * pre.step_s,
-                          "decode_joules": O * dec.watts * dec.step_s / B, "wh": j / 3600.0}
+                          "decode_joules": dec_j, "wh": j / 3600.0}
         lines.append(f"  one request of {I:,.0f} in / {O:,.0f} out: {j:,.4g} J = {j / 3600:,.3g} Wh (prefill"
-                     f" {pre.watts * pre.step_s:,.3g} J, decode {O * dec.watts * dec.step_s / B:,.3g} J at batch {B:,.0f})")
+                     f" {pre.watts * pre.step_s:,.3g} J, decode {dec_j:,.3g} J at batch {B:,.0f})")
     for a in power.assumptions + fac.assumptions:
         lines.append(f"  assumption: {a}")
     _finish(json_, rec, lines)
