@@ -7,15 +7,18 @@ dataclasses of tokenmath.catalog, which declare the same fields with the same de
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, create_model, field_validator, model_validator
 
 from ..errors import TokenmathError
 from ..specs import Model, PriceSheet, System, Tier
 from ..units import check_dtype
-from . import _LIMITS, _check_range, _parse_fields, to_model, to_sheet, to_system, to_tier
+from . import (_LIMITS, ModelRow, PriceRow, StorageRow, SystemRow, _check_range, _parse_fields, to_model, to_sheet,
+                to_system, to_tier)
 
 
 class _Table(BaseModel):
@@ -40,31 +43,23 @@ class _Table(BaseModel):
         return self
 
 
-class SystemTable(_Table):
-    description: str = ""
-    chip: str = ""
-    bf16_flops_per_s: float | None = None
-    fp8_flops_per_s: float | None = None
-    int8_flops_per_s: float | None = None
-    fp4_flops_per_s: float | None = None
-    hbm_bytes: float
-    hbm_bytes_per_s: float
-    scaleup_bytes_per_s: float | None = None
-    scaleup_chips: int = 1
-    scaleout_bytes_per_s: float | None = None
-    ddr_bytes: float | None = None
-    ddr_bytes_per_s: float | None = None
-    flash_bytes: float | None = None
-    flash_bytes_per_s: float | None = None
-    power_w: float | None = None
-    usd_per_chip_hour: float | None = None
-    price_source: str = ""
-    ddr: str | None = None  # a [storage.NAME] of tier "ddr" (host memory)
-    ddr_share: float = 1.0  # share of that device per chip (two GPUs share a Grace CPU: 0.5)
-    preliminary: bool = False
-    source: str
-    as_of: str
-    notes: str = ""
+def _fields(row: type, name: str) -> type[_Table]:
+    """A _Table whose fields are the row dataclass's (catalog/__init__.py): each field is declared
+    once, for the built-in fast path and for the pydantic path alike."""
+    hints = typing.get_type_hints(row)
+    spec = {}
+    for f in dataclasses.fields(row):
+        if f.default is not dataclasses.MISSING:
+            spec[f.name] = (hints[f.name], f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            spec[f.name] = (hints[f.name], f.default_factory())
+        else:
+            spec[f.name] = (hints[f.name], ...)
+    return create_model(f"_{name}Fields", __base__=_Table, **spec)
+
+
+class SystemTable(_fields(SystemRow, "System")):
+    """A [systems.NAME] / [chips.NAME] table of a user catalog: SystemRow's fields, validated."""
 
     @model_validator(mode="before")
     @classmethod
@@ -89,16 +84,8 @@ class SystemTable(_Table):
         return to_system(self, name)
 
 
-class ModelTable(_Table):
-    config: str | None = None
-    total_params: float | None = None
-    active_params: float | None = None
-    kv_bytes_per_token: float | None = None
-    weight_dtype: str | None = None
-    layers: int | None = None
-    source: str
-    as_of: str
-    notes: str = ""
+class ModelTable(_fields(ModelRow, "Model")):
+    """A [models.NAME] table of a user catalog: ModelRow's fields, validated."""
 
     @field_validator("weight_dtype")
     @classmethod
@@ -123,15 +110,8 @@ class ModelTable(_Table):
         return to_model(self, name, base_dir)
 
 
-class StorageTable(_Table):
-    tier: str
-    bytes: float
-    bytes_per_s: float
-    usd_per_gb: float | None = None
-    amortization_years: float = 5.0
-    source: str
-    as_of: str
-    notes: str = ""
+class StorageTable(_fields(StorageRow, "Storage")):
+    """A [storage.NAME] table of a user catalog: StorageRow's fields, validated."""
 
     @field_validator("tier")
     @classmethod
@@ -144,23 +124,8 @@ class StorageTable(_Table):
         return to_tier(self, name)
 
 
-class PriceTable(_Table):
-    provider: str
-    model: str
-    input_usd_per_mtok: float
-    output_usd_per_mtok: float
-    cache_read_usd_per_mtok: float | None = None
-    cache_write_usd_per_mtok: dict[str, float] = {}
-    long_context_threshold_tokens: float | None = None
-    long_context_input_usd_per_mtok: float | None = None
-    long_context_output_usd_per_mtok: float | None = None
-    batch_multiplier: float | None = None
-    fast_price_multiplier: float | None = None
-    fast_speedup: float | None = None
-    max_input_tokens: float | None = None
-    source: str
-    as_of: str
-    notes: str = ""
+class PriceTable(_fields(PriceRow, "Price")):
+    """A [prices.NAME] table of a user catalog: PriceRow's fields, validated."""
 
     @model_validator(mode="after")
     def _positive(self) -> "PriceTable":
