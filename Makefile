@@ -22,7 +22,9 @@ $(DEMO_STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[plots]"
 	touch $(DEMO_STAMP)
 
+# out/ is git-ignored, so a fresh clone has none: make it before the report writes its charts there
 demo: $(DEMO_STAMP)
+	mkdir -p out
 	$(BIN)/tokenmath report --plots out/plots
 
 test: $(STAMP)
