@@ -162,3 +162,24 @@ def test_installed_entry_point_exits_2():
     res = subprocess.run([sys.executable, "-m", "tokenmath.cli", "step", "--model", "nope", "--system", "h100-sxm"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "unknown model 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_version_is_the_installed_package_version():
+    """`tokenmath --version` prints what importlib.metadata says is installed (pyproject's version),
+    and exits 0 before any command runs."""
+    from importlib.metadata import version
+
+    code, out, _ = run("--version")
+    assert code == 0 and out.strip() == f"tokenmath {version('tokenmath')}"
+    assert version("tokenmath") == tm.__version__  # pyproject.toml and tokenmath.__version__ agree
+
+
+def test_version_imports_no_heavy_library():
+    """Invariant (like tests/test_startup.py for --help): the real entry point with --version imports
+    neither numpy nor the core."""
+    probe = ("import sys; sys.argv = ['tokenmath', '--version']\nimport tokenmath.cli\ntry:\n    tokenmath.cli.main()\n"
+             "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+             "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'matplotlib', 'pydantic', 'scipy'}))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].startswith("tokenmath ") and lines[-1] == "HEAVY []", res.stdout

@@ -544,6 +544,29 @@ SystemOpt = Annotated[str, typer.Option("--system", help="Catalog system name.")
 ContextOpt = Annotated[str, typer.Option("--context", help="Context length L (tokens; '128k' = 128,000: k/M are decimal).")]
 
 
+def _version(value: bool) -> None:
+    """`tokenmath --version`: the installed package's version (importlib.metadata, read only when asked)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        print(f"tokenmath {version('tokenmath')}")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from .. import __version__
+
+        print(f"tokenmath {__version__} (not installed: the source tree's version)")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the installed tokenmath version and exit.")] = None,
+) -> None:
+    """How fast and how cheaply an LLM can be served, and why (the roofline math of Reiner Pope's lecture)."""
+
+
 def main() -> None:
     # tokenmath's arrays are small: OpenBLAS's thread pool would cost more CPU at start-up (~0.1 s on
     # 2 cores) than it ever saves; a user's own setting wins. `probe` measures the machine's matmul
