@@ -239,3 +239,103 @@ def test_infer_with_any_stand_in_model(model):
 def test_prices_cli_errors(args, fragment):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and fragment in res.stderr and "Traceback" not in res.stderr + res.stdout
+
+
+# ---- issue 21: prices read off a page as flags; N_active from --model ----------------------------------
+
+GEMINI_31_FLAGS = ["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "12", "--long-context-threshold-tokens", "200k",
+                   "--long-context-input-usd-per-mtok", "4", "--long-context-output-usd-per-mtok", "18"]
+
+
+def test_infer_from_price_flags_needs_no_toml():
+    """Gemini 3.1 Pro Preview's published prices typed as flags ($2/$12, $4/$18 past 200k; GEM in
+    catalog/prices.toml) give the L48 inversion: 100B active at a 200k step on H100 FP8 -> 1,693 B/token
+    (lecture-claims L48; rel 1e-3), and output/input = 6 exactly. The flags and the catalog sheet give
+    the same inference (an invariant: the same prices, two ways in)."""
+    from conftest import cli_json
+
+    flags = cli_json("prices", "infer", *GEMINI_31_FLAGS, "--system", "h100-sxm", "--active-params", "100G")
+    sheet = cli_json("prices", "infer", "gemini-3.1-pro-preview", "--system", "h100-sxm", "--active-params", "100G")
+    assert flags["kv_bytes_per_token"] == pytest.approx(1693, rel=1e-3) and flags["decode_prefill_cost_ratio"] == 6
+    for k in ("kv_bytes_per_token", "candidate_layouts", "decode_prefill_cost_ratio", "cache_tiers", "fast_mode"):
+        assert flags[k] == sheet[k], k
+    assert flags["sheet"] == "command-line" and flags["prices"]["long_context_output_usd_per_mtok"] == 18
+
+
+def test_fast_mode_and_cache_writes_from_flags():
+    """Claude Opus 4.6 as flags ($5/$25, 5-minute write $6.25, 1-hour $10, fast mode 6× price for up to
+    2.5× speed; ANT in catalog/prices.toml): L56's 15× smaller batch (rel 1e-9), and the cache-write
+    surcharge per minute held 0.05 (5 m) and 1/60 (1 h) of the input price, both caches on flash (L61)."""
+    from conftest import cli_json
+
+    r = cli_json("prices", "infer", "--input-usd-per-mtok", "5", "--output-usd-per-mtok", "25",
+                 "--cache-write-usd-per-mtok", "5m=6.25", "--cache-write-usd-per-mtok", "1h=10",
+                 "--fast-price-multiplier", "6", "--fast-speedup", "2.5")
+    assert r["fast_mode"]["batch_reduction"] == pytest.approx(15, rel=1e-9)
+    assert r["cache_write_surcharge_per_minute"] == pytest.approx({"5m": 0.05, "1h": 1 / 60}, rel=1e-9)
+    assert r["cache_tiers"] == {"5m": "flash", "1h": "flash"}
+
+
+def test_flags_change_a_catalog_sheet_field_by_field():
+    """A sheet plus a flag: that figure replaced, the others kept (Gemini 2.5 Pro's 200k tier stays)."""
+    from conftest import cli_json
+
+    r = cli_json("prices", "infer", "gemini-2.5-pro", "--output-usd-per-mtok", "15", "--system", "h100-sxm")
+    assert r["decode_prefill_cost_ratio"] == 12 and r["prices"]["long_context_threshold_tokens"] == 200_000
+    assert r["kv_bytes_per_token"] == pytest.approx(1693, rel=1e-3) and r["sheet"] == "gemini-2.5-pro + flags"
+
+
+def test_infer_states_the_stand_in_models_n_active():
+    """With --model, the N_active stated and used is that model's: DeepSeek-V3's 37,552,282,624 (exact,
+    what transformers instantiates; tests/test_params.py). The KV inversion uses it too:
+    2·N·BW/(FLOP/s·L*) on H100 FP8 at 200k = 1,693 × 37.55/100 B (rel 1e-9). Without --model or
+    --active-params the lecture's 100B is used and called an assumption."""
+    from conftest import cli_json
+
+    s = CAT.system("h100-sxm")
+    r = cli_json("prices", "infer", "gemini-3.1-pro-preview", "--system", "h100-sxm", "--model", "deepseek-v3")
+    assert r["active_params"] == 37_552_282_624
+    assert r["kv_bytes_per_token"] == pytest.approx(pr.kv_from_tier(37_552_282_624, 200e3, s), rel=1e-9)
+    assert "deepseek-v3" in r["active_params_source"] and "assumption" not in r["active_params_source"]
+    text = CliRunner().invoke(app, ["prices", "infer", "claude-opus-4.6", "--model", "deepseek-v3"]).stdout
+    assert "N_active 37.6 billion (the stand-in model deepseek-v3's" in text and "100 billion" not in text
+    plain = cli_json("prices", "infer", "claude-opus-4.6")
+    assert plain["active_params"] == 100e9 and plain["active_params_source"].startswith("an assumption")
+    given = cli_json("prices", "infer", "claude-opus-4.6", "--active-params", "200G")
+    assert given["active_params"] == 200e9 and "given" in given["active_params_source"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ([], "give a price sheet name (tokenmath prices sheets) or the prices you read"),
+    (["--input-usd-per-mtok", "2"], "missing --output-usd-per-mtok"),
+    (["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "8", "--long-context-input-usd-per-mtok", "4"],
+     "--long-context-input-usd-per-mtok = 4 needs --long-context-threshold-tokens"),
+    (GEMINI_31_FLAGS[:4] + ["--long-context-threshold-tokens", "200k", "--long-context-input-usd-per-mtok", "1"],
+     "--long-context-input-usd-per-mtok = 1 is below --input-usd-per-mtok = 2"),
+    (["gemini-2.5-pro", "--input-usd-per-mtok", "3"],
+     "--long-context-input-usd-per-mtok = 2.5 (sheet gemini-2.5-pro's) is below --input-usd-per-mtok = 3"),
+    (["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "8", "--cache-read-usd-per-mtok", "3"],
+     "--cache-read-usd-per-mtok = 3 is above --input-usd-per-mtok = 2"),
+    (["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "8", "--cache-write-usd-per-mtok", "5m=1"],
+     "--cache-write-usd-per-mtok 5m=1 is below --input-usd-per-mtok = 2"),
+    (["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "8", "--cache-write-usd-per-mtok", "5m"], "is not TTL=PRICE"),
+    (["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "8", "--cache-write-usd-per-mtok", "5q=3"], "cache TTL '5q'"),
+    (["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "8", "--cache-write-usd-per-mtok", "5m=x"],
+     "--cache-write-usd-per-mtok = '5m=x'"),
+    (["--input-usd-per-mtok", "2", "--output-usd-per-mtok", "8", "--fast-speedup", "2"],
+     "--fast-speedup = 2 needs --fast-price-multiplier"),
+    (["--input-usd-per-mtok", "0", "--output-usd-per-mtok", "8"], "--input-usd-per-mtok = 0 must be > 0"),
+    (["--input-usd-per-mtok", "nan", "--output-usd-per-mtok", "8"], "--input-usd-per-mtok = nan is not a finite number"),
+    (["claude-opus-4.6", "--model", "deepseek-v3", "--active-params", "37G"], "give --active-params or --model, not both"),
+])
+def test_price_flags_inconsistent_or_missing_one_sentence(args, fragment):
+    res = CliRunner().invoke(app, ["prices", "infer", *args])
+    assert res.exit_code == 2 and "Traceback" not in res.stdout + res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and fragment in res.stderr, res.stderr
+
+
+def test_invariant_every_catalog_sheet_is_consistent():
+    """The consistency rules that refuse bad flags hold for every shipped sheet (so they refuse no real one)."""
+    for sheet in CAT.prices.values():
+        pr.check_sheet(sheet)
+        assert pr.sheet_from_prices(sheet) is sheet  # no flags: the sheet itself

@@ -20,7 +20,7 @@ from .kvcache import kv_cache
 from .params import param_counts
 from .roofline import resolve_dtypes, slopes
 from .specs import Dtypes, Model, PriceSheet, System, Tier
-from .units import dtype_bytes
+from .units import count, dtype_bytes
 
 TIER_ORDER = ("hbm", "ddr", "flash", "disk")
 
@@ -151,6 +151,8 @@ class Inference:
     fast_mode: dict | None
     assumptions: list[str]
     cache_write_surcharge_per_minute: dict[str, float] = None  # TTL label -> (write/input − 1) / TTL minutes
+    active_params_source: str = ""  # where N_active came from: the stand-in model, given, or the lecture's assumption
+    prices: dict | None = None  # the prices read ($/Mtok as published; the sheet's, or given as flags)
 
 
 def cache_write_surcharge_per_minute(sheet: PriceSheet) -> dict[str, float]:
@@ -166,12 +168,28 @@ def _ttl_label(s: float) -> str:
     return f"{s / 3600:g}h" if s >= 3600 else f"{s / 60:g}m" if s >= 60 else f"{s:g}s"
 
 
-def infer(sheet: PriceSheet, system: System, *, active_params: float, model: Model | None = None,
+DEFAULT_ACTIVE_PARAMS = 100e9  # the lecture's "100B active" (1:35): an assumption, labelled wherever it is used
+
+
+def active_params_for(active_params: float | None, model: Model | None) -> tuple[float, str]:
+    """N_active behind an API, and where it comes from: given; else the stand-in model's own N_active;
+    else the lecture's 100B, labelled an assumption."""
+    if active_params is not None:
+        return float(active_params), "given with --active-params"
+    if model is not None:
+        return float(param_counts(model).active), f"the stand-in model {model.name}'s, from --model"
+    return DEFAULT_ACTIVE_PARAMS, "an assumption, the lecture's 100B: give --active-params or --model"
+
+
+def infer(sheet: PriceSheet, system: System, *, active_params: float | None = None, model: Model | None = None,
           storage: dict[str, Tier] | None = None, models: dict[str, Model] | None = None, context: float = 4096,
           prompt_tokens: float = 8192, dtype: str = "fp8") -> Inference:
-    """Everything a price sheet implies about the model and hardware behind it."""
+    """Everything a price sheet implies about the model and hardware behind it. N_active is
+    `active_params` where given, else the stand-in `model`'s, else the lecture's 100B (an
+    assumption); the result says which (`active_params_source`)."""
     from . import serving
 
+    active_params, n_source = active_params_for(active_params, model)
     kv = None
     layouts: list[KvLayout] = []
     if sheet.long_context_threshold_tokens:
@@ -192,13 +210,102 @@ def infer(sheet: PriceSheet, system: System, *, active_params: float, model: Mod
     if sheet.fast_price_multiplier and sheet.fast_speedup:
         fast = fast_mode_explanation(sheet.fast_price_multiplier, sheet.fast_speedup)
     notes = [
-        f"KV crossover: kv = 2·N_active·BW/(FLOP/s·L*) with N_active = {active_params:.3g} (assumed), {system.name}, "
+        f"KV crossover: kv = 2·N_active·BW/(FLOP/s·L*) with N_active = {count(active_params, 3)}, {n_source}; {system.name}, "
         f"{dtype} compute, weights amortised, attention FLOPs dropped",
         "output/input ratio read as decode cost ÷ prefill cost per token (same margin on both)",
         "cache tier: the tier whose drain time (capacity/bandwidth) is nearest the TTL",
     ]
+    if sheet.fast_price_multiplier and not sheet.fast_speedup:
+        notes.append(f"fast mode: a {sheet.fast_price_multiplier:g}× price with no published speed-up implies no batch"
+                     " cut (give the speed-up: --fast-speedup)")
     return Inference(sheet.name, system.name, float(active_params), kv, layouts, ratio, b_ratio, r_opt, cache, fast, notes,
-                     cache_write_surcharge_per_minute(sheet))
+                     cache_write_surcharge_per_minute(sheet), n_source, sheet_prices(sheet))
+
+
+PRICE_FIELDS = ("input_usd_per_mtok", "output_usd_per_mtok", "cache_read_usd_per_mtok", "long_context_threshold_tokens",
+                "long_context_input_usd_per_mtok", "long_context_output_usd_per_mtok", "fast_price_multiplier",
+                "fast_speedup")
+
+
+def sheet_prices(sheet: PriceSheet) -> dict:
+    """The figures of a sheet that `infer` reads, with cache writes keyed by their TTL ('5m', '1h')."""
+    return {k: getattr(sheet, k) for k in PRICE_FIELDS} | {
+        "cache_write_usd_per_mtok": {_ttl_label(t): p for t, p in sheet.cache_write_usd_per_mtok}}
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def sheet_from_prices(base: PriceSheet | None = None, *, cache_write_usd_per_mtok: dict[float, float] | None = None,
+                      **prices: float | None) -> PriceSheet:
+    """A price sheet from prices read off a page (no TOML): the figures in `prices` (keyword names as
+    PRICE_FIELDS, $/Mtok; None = not given) and cache writes {TTL seconds: $/Mtok}, on top of `base`
+    (a catalog sheet whose fields they replace) or alone, when input and output must both be given.
+    Checked for consistency (check_sheet); an error names each figure as its `prices infer` flag."""
+    from dataclasses import replace
+
+    unknown = set(prices) - set(PRICE_FIELDS)
+    if unknown:
+        raise TokenmathError(f"unknown price field(s) {', '.join(sorted(unknown))}; expected {', '.join(PRICE_FIELDS)}")
+    given = {k: float(v) for k, v in prices.items() if v is not None}
+    for k, v in given.items():
+        if not (v > 0 and math.isfinite(v)):
+            raise TokenmathError(f"{_flag(k)} = {v!r} must be a positive number")
+    writes = tuple(sorted((float(t), float(p)) for t, p in (cache_write_usd_per_mtok or {}).items()))
+    if base is None:
+        missing = [_flag(k) for k in ("input_usd_per_mtok", "output_usd_per_mtok") if k not in given]
+        if missing:
+            raise TokenmathError(f"prices given as flags need both --input-usd-per-mtok and --output-usd-per-mtok;"
+                                 f" missing {' and '.join(missing)} (or name a price sheet: tokenmath prices sheets)")
+        sheet = PriceSheet(name="command-line", provider="", model="", cache_write_usd_per_mtok=writes,
+                           source="given on the command line", **given)
+    else:
+        if not given and not writes:
+            return base
+        kw = dict(given) | ({"cache_write_usd_per_mtok": writes} if writes else {})
+        shown = ", ".join([f"{_flag(k)} {v:g}" for k, v in given.items()]
+                          + [f"--cache-write-usd-per-mtok {_ttl_label(t)}={p:g}" for t, p in writes])
+        sheet = replace(base, name=f"{base.name} + flags", source=f"{base.source}; changed on the command line: {shown}",
+                        **kw)
+    check_sheet(sheet, given=set(given) | ({"cache_write_usd_per_mtok"} if writes else set()),
+                base=None if base is None else base.name)
+    return sheet
+
+
+def check_sheet(sheet: PriceSheet, *, given: set[str] | None = None, base: str | None = None) -> None:
+    """Raise one sentence where a sheet's figures contradict each other: a long-context price without
+    its threshold, or below the base price (a tier past L* costs more, not less); a cache read dearer
+    than an uncached input token; a cache write cheaper than one (a write is a prefill, then storage);
+    a fast-mode speed-up without its price multiplier. `given` names the figures set by flags and
+    `base` the sheet the others come from, so the sentence says which is which."""
+    given = set(PRICE_FIELDS) if given is None else given
+
+    def show(field: str, value: float | None = None) -> str:
+        v = getattr(sheet, field) if value is None else value
+        where = "" if field in given or base is None else f" (sheet {base}'s)"
+        return f"{_flag(field)} = {v:g}{where}"
+
+    for k in ("long_context_input_usd_per_mtok", "long_context_output_usd_per_mtok"):
+        if getattr(sheet, k) is not None and not sheet.long_context_threshold_tokens:
+            raise TokenmathError(f"{show(k)} needs --long-context-threshold-tokens: the prompt length above which"
+                                 " that price applies")
+    for tier, flat in (("long_context_input_usd_per_mtok", "input_usd_per_mtok"),
+                       ("long_context_output_usd_per_mtok", "output_usd_per_mtok")):
+        if getattr(sheet, tier) is not None and getattr(sheet, tier) < getattr(sheet, flat):
+            raise TokenmathError(f"{show(tier)} is below {show(flat)}: a long-context tier prices prompts past the"
+                                 " threshold higher, not lower")
+    if sheet.cache_read_usd_per_mtok is not None and sheet.cache_read_usd_per_mtok > sheet.input_usd_per_mtok:
+        raise TokenmathError(f"{show('cache_read_usd_per_mtok')} is above {show('input_usd_per_mtok')}: a cache hit"
+                             " costs less than an uncached input token")
+    for ttl, price in sheet.cache_write_usd_per_mtok:
+        if price < sheet.input_usd_per_mtok:
+            where = "" if "cache_write_usd_per_mtok" in given or base is None else f" (sheet {base}'s)"
+            raise TokenmathError(f"--cache-write-usd-per-mtok {_ttl_label(ttl)}={price:g}{where} is below"
+                                 f" {show('input_usd_per_mtok')}: writing a cache costs the prefill, then storage")
+    if sheet.fast_speedup and not sheet.fast_price_multiplier:
+        raise TokenmathError(f"{show('fast_speedup')} needs --fast-price-multiplier: the inversion reads the price"
+                             " and the speed of fast mode together")
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,5 +438,6 @@ def longest_sold_context(sheets) -> SoldContext:
     return SoldContext(float(top), tuple(sorted(n for t, n in limits if t == top)))
 
 
-__all__ = ["longest_sold_context", "SoldContext", "tiers", "tier_for_hold", "kv_from_tier", "candidate_layouts", "fast_mode_explanation", "infer",
+__all__ = ["longest_sold_context", "SoldContext", "sheet_from_prices", "check_sheet", "sheet_prices", "active_params_for",
+           "DEFAULT_ACTIVE_PARAMS", "tiers", "tier_for_hold", "kv_from_tier", "candidate_layouts", "fast_mode_explanation", "infer",
            "Inference", "cache_costs", "CacheCosts", "TierCost", "long_context", "LongContext", "KvLayout"]

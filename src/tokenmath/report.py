@@ -930,9 +930,9 @@ def render_plan(p) -> list[str]:
 
 
 def render_infer(inf, sheet) -> list[str]:
-    lines = [f"{sheet.provider} {sheet.model} ({sheet.name}, {sheet.as_of}): ${sheet.input_usd_per_mtok:g} in /"
-             f" ${sheet.output_usd_per_mtok:g} out per Mtok; assumed behind it: {inf.system},"
-             f" N_active {count_words(inf.active_params, 3)} (an assumption: --active-params)"]
+    who = f"{sheet.provider} {sheet.model} ({sheet.name}, {sheet.as_of})" if sheet.provider else "prices given as flags"
+    lines = [f"{who}: ${sheet.input_usd_per_mtok:g} in / ${sheet.output_usd_per_mtok:g} out per Mtok; assumed behind it:"
+             f" {inf.system}, N_active {count_words(inf.active_params, 3)} ({inf.active_params_source or 'an assumption'})"]
     if inf.kv_bytes_per_token is None:
         lines.append("  no long-context price tier: nothing to say about KV bytes per token")
     else:

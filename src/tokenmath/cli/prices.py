@@ -7,7 +7,7 @@ import typer
 
 from . import (
     Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, handles_errors, _catalog, _emit_json, _finish,
-    _dtypes, _count, ModelOpt, SystemOpt, app, out, err, _num, check_dtype, seconds, si,
+    _dtypes, _count, ModelOpt, SystemOpt, app, out, err, _num, check_dtype, seconds, si, TokenmathError,
 )
 
 
@@ -50,25 +50,63 @@ def prices_sheets_cmd(json_: JsonOpt = False, catalog: CatalogOpt = None) -> Non
     out.print(t)
 
 
+UsdOpt = Optional[float]
+
+
 @prices_command("infer")
 def prices_infer_cmd(
-    sheet: Annotated[str, typer.Argument(help="A price sheet name (tokenmath prices sheets).")],
+    sheet: Annotated[Optional[str], typer.Argument(help="A price sheet name (tokenmath prices sheets); or leave it out and give the prices as flags.")] = None,
+    input_usd_per_mtok: Annotated[UsdOpt, Num("--input-usd-per-mtok", help="$ per million input tokens, as published (with no SHEET: required).")] = None,
+    output_usd_per_mtok: Annotated[UsdOpt, Num("--output-usd-per-mtok", help="$ per million output tokens (with no SHEET: required).")] = None,
+    cache_read_usd_per_mtok: Annotated[UsdOpt, Num("--cache-read-usd-per-mtok", help="$ per million cached input tokens (a cache hit).")] = None,
+    cache_write: Annotated[Optional[list[str]], typer.Option("--cache-write-usd-per-mtok", help="A cache write as TTL=PRICE, e.g. 5m=6.25 or 1h=10; repeatable.")] = None,
+    long_context_threshold_tokens: Annotated[Optional[int], Num("--long-context-threshold-tokens", help="Prompt length where a long-context price tier starts ('200k').")] = None,
+    long_context_input_usd_per_mtok: Annotated[UsdOpt, Num("--long-context-input-usd-per-mtok", help="$ per million input tokens past the threshold.")] = None,
+    long_context_output_usd_per_mtok: Annotated[UsdOpt, Num("--long-context-output-usd-per-mtok", help="$ per million output tokens past the threshold.")] = None,
+    fast_price_multiplier: Annotated[UsdOpt, Num("--fast-price-multiplier", help="Fast (priority) mode's price over the standard one, e.g. 6.")] = None,
+    fast_speedup: Annotated[UsdOpt, Num("--fast-speedup", help="Fast mode's advertised output speed-up, e.g. 2.5.")] = None,
     system: Annotated[str, typer.Option("--system", help="Hardware assumed behind the API.")] = "gb200-nvl72",
-    active_params: Annotated[str, typer.Option("--active-params", help="Assumed N_active (the lecture's 100B).")] = "100G",
-    model: Annotated[Optional[str], typer.Option("--model", help="A stand-in model for the batch/ratio analysis.")] = None,
+    active_params: Annotated[Optional[str], typer.Option("--active-params", help="N_active behind the API; default: --model's, else the lecture's 100B (an assumption).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="A stand-in model for the batch/ratio analysis; its N_active is the one used.")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Compute dtype for the KV crossover.")] = "fp8",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """What a price sheet implies: KV bytes/token, candidate attention layouts, how memory bound decode is, cache tiers, fast mode."""
+    """What a price sheet implies: KV bytes/token, candidate attention layouts, how memory bound decode is, cache tiers, fast mode. The prices come from a catalog sheet, from flags (read off a pricing page), or a sheet with flags changing some of its figures."""
     from .. import report as rp
 
     from .. import prices as pr
+    from ..catalog import parse_ttl
 
     cat = _catalog(catalog)
-    sh, s = cat.price_sheet(sheet), cat.system(system)
+    if sheet is None and input_usd_per_mtok is None and output_usd_per_mtok is None:
+        raise TokenmathError("give a price sheet name (tokenmath prices sheets) or the prices you read:"
+                             " --input-usd-per-mtok X --output-usd-per-mtok Y")
+    if model is not None and active_params is not None:
+        raise TokenmathError(f"give --active-params or --model, not both: --model {model} fixes N_active"
+                             f" (its own), --active-params {active_params} would contradict it")
+    writes = {}
+    for w in cache_write or []:
+        ttl, sep, price = w.partition("=")
+        if not sep:
+            raise TokenmathError(f"--cache-write-usd-per-mtok = {w!r} is not TTL=PRICE, e.g. 5m=6.25")
+        try:
+            t = parse_ttl(ttl)
+        except TokenmathError as e:
+            raise TokenmathError(f"--cache-write-usd-per-mtok = {w!r}: {e}") from None
+        if t in writes:
+            raise TokenmathError(f"--cache-write-usd-per-mtok gives the TTL {ttl.strip()!r} twice")
+        writes[t] = _num(price.strip(), "--cache-write-usd-per-mtok", shown=repr(w))
+    base = None if sheet is None else cat.price_sheet(sheet)
+    sh = pr.sheet_from_prices(base, cache_write_usd_per_mtok=writes, input_usd_per_mtok=input_usd_per_mtok,
+                              output_usd_per_mtok=output_usd_per_mtok, cache_read_usd_per_mtok=cache_read_usd_per_mtok,
+                              long_context_threshold_tokens=long_context_threshold_tokens,
+                              long_context_input_usd_per_mtok=long_context_input_usd_per_mtok,
+                              long_context_output_usd_per_mtok=long_context_output_usd_per_mtok,
+                              fast_price_multiplier=fast_price_multiplier, fast_speedup=fast_speedup)
+    s = cat.system(system)
     m = cat.model(model) if model else None
-    inf = pr.infer(sh, s, active_params=_count(active_params, "--active-params"), model=m, storage=cat.storage,
-                   models=cat.models, dtype=check_dtype(dtype))
+    n = None if active_params is None else _count(active_params, "--active-params")
+    inf = pr.infer(sh, s, active_params=n, model=m, storage=cat.storage, models=cat.models, dtype=check_dtype(dtype))
     _finish(json_, rp.jsonable(inf), rp.render_infer(inf, sh))
 
 
