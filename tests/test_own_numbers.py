@@ -120,3 +120,80 @@ def test_probe_decode_needs_torch_or_times_real_steps(tmp_path):
     v = json.loads(CliRunner().invoke(app, ["validate", str(cases), "--catalog", str(toml), "--efficiency", "roofline",
                                             "--json"]).stdout)
     assert len(v["rows"]) == 4 and all(row["predicted"] <= row["measured"] for row in v["rows"])
+
+
+# ---- issue 21: a fit that ends at a bound says so ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_cases(tmp_path_factory):
+    """Eight published vLLM cases (engines.jsonl) made 50× slower: times × 50, rates ÷ 50. No factor
+    within ×0.1–×10 on memory and overhead can explain that, so the fit must end at its bounds."""
+    from tokenmath.validate import metric_kind
+
+    rows = [json.loads(x) for x in ENGINES.read_text().splitlines() if '"engine": "vllm"' in x][:8]
+    for r in rows:
+        r["measured"] = r["measured"] * 50 if metric_kind(r["metric"]) == "time" else r["measured"] / 50
+    p = tmp_path_factory.mktemp("slow") / "slow.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+def test_calibrate_reports_factors_at_their_bound(slow_cases, tmp_path):
+    """Both fitted factors hit a bound (memory × 0.1, overhead × 10): JSON `at_bound` lists each with its
+    value, bound and side (in `user_fit` and at the top level), the text names them, and `validate`
+    with the written preset repeats them."""
+    out = tmp_path / "slow-preset.json"
+    r = CliRunner().invoke(app, ["calibrate", str(slow_cases), "--no-cv", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    got = {(x["parameter"], x["side"], x["bound"]) for x in d["user_fit"]["at_bound"]}
+    assert got == {("memory_scale", "lower", 0.1), ("overhead_s", "upper", 10.0)}
+    assert d["at_bound"] == d["user_fit"]["at_bound"]
+    for x in d["at_bound"]:
+        assert x["value"] == pytest.approx(x["bound"], rel=5e-3) and x["value"] == pytest.approx(d["adjust"][x["parameter"]])
+    text = CliRunner().invoke(app, ["calibrate", str(slow_cases), "--no-cv"]).stdout
+    assert "2 fitted parameters at a bound of the fit" in text and "overhead_s × 10 (upper bound × 10" in text
+    v = json.loads(CliRunner().invoke(app, ["validate", str(slow_cases), "--efficiency", str(out), "--json"]).stdout)
+    assert {("your fit (× on the preset)", "overhead_s")} <= {(x["profile"], x["parameter"]) for x in v["at_bound"]}
+
+
+def test_calibrate_inside_its_bounds_says_none(vllm_cases):
+    """The twelve real vLLM cases fit inside the bounds: `at_bound` is empty and the text says so."""
+    r = CliRunner().invoke(app, ["calibrate", str(vllm_cases), "--no-cv", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["user_fit"]["at_bound"] == []
+    assert "no fitted parameter is at a bound of its fit" in CliRunner().invoke(
+        app, ["calibrate", str(vllm_cases), "--no-cv"]).stdout
+
+
+def test_invariant_at_bounds_tolerance():
+    """Invariant of validate.at_bounds: a value within AT_BOUND_TOL of the range (log range for factors)
+    from a bound is reported on that side; one just outside is not."""
+    from tokenmath import validate as vd
+
+    tol = vd.AT_BOUND_TOL
+    b = {"x": (0.2, 1.5)}
+    assert [y["side"] for y in vd.at_bounds({"x": 1.5 - 0.5 * tol * 1.3}, b)] == ["upper"]
+    assert vd.at_bounds({"x": 1.5 - 2 * tol * 1.3}, b) == [] and vd.at_bounds({"x": 0.9}, b) == []
+    assert [y["side"] for y in vd.at_bounds({"x": 0.2}, b)] == ["lower"]
+    f = {"k": (0.1, 10.0)}
+    assert vd.at_bounds({"k": 10 * (1 - 0.5 * tol * 4.6)}, f, log=True)[0]["bound"] == 10.0
+    assert vd.at_bounds({"k": 10 * (1 - 3 * tol * 4.6)}, f, log=True) == []
+
+
+def test_invariant_validate_lists_the_shipped_presets_parameters_at_a_bound():
+    """Invariant: `validate` lists the shipped preset's parameters that sit at a bound of their fit, each
+    within the tolerance of it, and no other. (The preset fitted 2026-12-02 has three: routing_cv at 0,
+    generic; memory_scale at 1.5, engines atom and trtllm. A refit may change which.)"""
+    from tokenmath import profiles as pf
+    from tokenmath import validate as vd
+
+    preset = pf.preset_record(None)
+    listed = json.loads(CliRunner().invoke(app, ["validate", "--json"]).stdout)["at_bound"]
+    assert listed == vd.preset_at_bounds(preset)
+    for x in listed:
+        lo, hi = x["range"]
+        assert abs(x["value"] - x["bound"]) <= vd.AT_BOUND_TOL * (hi - lo)
+        kind, _, name = x["profile"].partition(" ")
+        table = preset["generic"] if kind == "generic" else preset[kind + "s"][name]  # engines / vendors
+        assert x["value"] == table[x["parameter"]]

@@ -370,6 +370,40 @@ VENDOR_FIT = ("compute_scale", "memory_scale")
 BATCH_CAPS = (None, 256, 512, 1024, 2048)
 MIN_CASES_ENGINE = 8  # fewer cases than this: the engine keeps the generic profile
 MIN_CASES_VENDOR = 8
+VENDOR_BOUNDS = (0.1, 2.0)  # a vendor factor on the generic compute / memory scales
+USER_FACTOR_BOUNDS = (0.1, 10.0)  # a user fit's factor on the shipped preset (fitted in log space)
+AT_BOUND_TOL = 1e-3  # a fitted value this close to a bound, as a share of its range (log range for factors), is at it
+
+
+def at_bounds(values: dict, bounds: dict, *, log: bool = False, tol: float = AT_BOUND_TOL, profile: str | None = None,
+              ) -> list[dict]:
+    """The fitted parameters that ended at (within `tol` of the range from) one of their bounds: there
+    the fit wanted to go further, so the value is the bound's, not a measurement. `log`: the range
+    is measured on a log scale (factors fitted as log x)."""
+    out = []
+    for name, (lo, hi) in bounds.items():
+        v = values.get(name)
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            continue
+        f = (lambda x: math.log(x)) if log else (lambda x: x)  # noqa: E731
+        width = f(hi) - f(lo)
+        for side, b in (("lower", lo), ("upper", hi)):
+            if abs(f(max(v, 1e-300) if log else v) - f(b)) <= tol * width:
+                out.append(({"profile": profile} if profile else {})
+                           | {"parameter": name, "value": float(v), "bound": float(b), "side": side,
+                              "range": [float(lo), float(hi)]})
+    return out
+
+
+def preset_at_bounds(rec: dict, tol: float = AT_BOUND_TOL) -> list[dict]:
+    """Every parameter of a fitted preset record (generic, per engine, per vendor) at its fit's bound."""
+    generic = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
+    out = at_bounds(rec.get("generic", {}), generic, tol=tol, profile="generic")
+    for eng, v in sorted(rec.get("engines", {}).items()):
+        out += at_bounds(v, {n: generic[n] for n in ENGINE_FIT}, tol=tol, profile=f"engine {eng}")
+    for ven, v in sorted(rec.get("vendors", {}).items()):
+        out += at_bounds(v, {n: VENDOR_BOUNDS for n in VENDOR_FIT}, tol=tol, profile=f"vendor {ven}")
+    return out
 
 
 def _residuals(cases, cat, make_profile):
@@ -451,7 +485,7 @@ def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
         def make_v(case, rec):
             return profile_from_record(generic | {k: generic.get(k, 1.0) * rec[k] for k in VENDOR_FIT}, engine=case.engine)
 
-        fb = {n: (0.1, 2.0) for n in VENDOR_FIT}
+        fb = {n: VENDOR_BOUNDS for n in VENDOR_FIT}
         rec = _fit_params(mine, cat, list(VENDOR_FIT), {n: 1.0 for n in VENDOR_FIT}, make_v, fb, {},
                           {n: 0.2 for n in VENDOR_FIT})
         vendors[v] = {k: rec[k] for k in VENDOR_FIT} | {"n_cases": len(mine)}
@@ -525,6 +559,7 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
     rec = fit_preset(cases, cat)
+    rec["at_bound"] = preset_at_bounds(rec)
     rec["fit_date"] = datetime.date.today().isoformat()
     rec["n_cases"] = len(cases)
     rec["cases"] = "validation/cases/*.jsonl"
@@ -585,17 +620,20 @@ def _compose(base: dict, new: dict) -> dict:
     return {k: base.get(k, 1.0) * new.get(k, 1.0) for k in set(base) | set(new)}
 
 
-def _fit_adjust(cases, cat, d: dict, names, base: dict | None = None) -> dict:
+def _fit_adjust(cases, cat, d: dict, names, base: dict | None = None, *, fitted: dict | None = None) -> dict:
     """Factors on `names` (on top of `base`'s factors, which stay) that fit the cases; returns the
-    combined factors."""
+    combined factors (and puts the fitted ones alone, before combining, into `fitted`)."""
     from scipy.optimize import least_squares
 
     base = base or {}
+    lo, hi = (math.log(b) for b in USER_FACTOR_BOUNDS)
     res = least_squares(lambda x: _user_residuals(cases, cat, d, _compose(base, dict(zip(names, np.exp(x))))),
-                        np.zeros(len(names)),
-                        bounds=(np.full(len(names), math.log(0.1)), np.full(len(names), math.log(10.0))),
+                        np.zeros(len(names)), bounds=(np.full(len(names), lo), np.full(len(names), hi)),
                         loss="soft_l1", f_scale=0.3, max_nfev=80)
-    return _compose(base, {n: float(math.exp(v)) for n, v in zip(names, res.x)})
+    new = {n: float(math.exp(v)) for n, v in zip(names, res.x)}
+    if fitted is not None:
+        fitted.update(new)
+    return _compose(base, new)
 
 
 def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = None, base: str | None = None,
@@ -624,7 +662,8 @@ def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = No
     def resid(test, adj):
         return _user_residuals(test, cat, d, adj)
 
-    adjust = fit_on(cases)
+    own: dict = {}
+    adjust = _fit_adjust(cases, cat, d, names, base_adjust, fitted=own)
     shipped = resid(cases, base_adjust)
     fitted = resid(cases, adjust)
     err = lambda r: _summary([float(np.expm1(x)) for x in r])  # noqa: E731
@@ -632,8 +671,10 @@ def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = No
            "why_these": f"one factor per {CASES_PER_PARAM} cases, in the order {', '.join(USER_FIT_ORDER)}",
            "shipped_error": err(shipped), "in_sample": err(fitted),
            "fit_date": datetime.date.today().isoformat(), "base_fit_date": d.get("fit_date"),
-           "cases": sorted({str(p) for _, p in cases})}
-    out = d | {"adjust": adjust, "user_fit": fit}
+           "cases": sorted({str(p) for _, p in cases}),
+           # a factor (this fit's, on top of the base's) that ended at ×0.1 or ×10: not a measurement
+           "at_bound": at_bounds(own, {n: USER_FACTOR_BOUNDS for n in names}, log=True)}
+    out = d | {"adjust": adjust, "user_fit": fit, "at_bound": fit["at_bound"]}
     if cross_validate and len(cases) >= 3:
         n = len(cases)
         folds = np.arange(n) % (n if n <= 40 else 10)

@@ -52,6 +52,10 @@ def validate_cmd(
         err.print(f"wrote {plot}")
     rec = rp.validation_record(r, preset)
     lines = rp.render_validation(r, preset)
+    if preset is not None:  # the preset's fitted parameters that sit at a bound of their fit
+        rec["at_bound"] = vd.preset_at_bounds(preset) + [x | {"profile": "your fit (× on the preset)"}
+                                                         for x in preset.get("user_fit", {}).get("at_bound", [])]
+        lines += at_bound_lines(rec["at_bound"])
     if shipped is not None:
         rec["shipped"] = {"label": shipped.label, "median_abs_error": shipped.median_abs_error,
                           "p90_abs_error": shipped.p90_abs_error, "n": len(shipped.rows)}
@@ -88,10 +92,30 @@ def calibrate_cmd(
         if out is not None:
             out.write_text(json.dumps(rp.jsonable(rec), indent=2))
             err.print(f"wrote {out}")
-        return _finish(json_, rp.jsonable(rec), rp.render_user_fit(rec, out))
+        lines = rp.render_user_fit(rec, out)
+        return _finish(json_, rp.jsonable(rec), lines[:2] + at_bound_lines(rec["user_fit"]["at_bound"], factors=True)
+                       + lines[2:])
     rec = vd.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
                        cross_validate=not no_cv)
     if out is not None:
         out.write_text(json.dumps(rp.jsonable(rec), indent=2))
         err.print(f"wrote {out}")
-    _finish(json_, rp.jsonable(rec), rp.render_calibration(rec))
+    _finish(json_, rp.jsonable(rec), rp.render_calibration(rec) + at_bound_lines(rec["at_bound"]))
+
+
+def at_bound_lines(items: list[dict], *, factors: bool = False) -> list[str]:
+    """Say which fitted parameters ended at a bound of their fit (validate.at_bounds), or that none did."""
+    if not items:
+        return ["  no fitted parameter is at a bound of its fit"]
+    lines = [f"  {len(items)} fitted parameter{'s' if len(items) > 1 else ''} at a bound of the fit: the fit wanted to go"
+             " further, so the value is the bound's, not a measurement (docs/own-numbers.md, 'At a bound'):"]
+    for x in items:
+        who = f"{x['profile']} " if x.get("profile") else ""
+        lo, hi = x["range"]
+        if factors:
+            lines.append(f"    {who}{x['parameter']} × {x['value']:.3g} ({x['side']} bound × {x['bound']:g}; allowed"
+                         f" × {lo:g} to × {hi:g})")
+        else:
+            lines.append(f"    {who}{x['parameter']} = {x['value']:.4g} ({x['side']} bound {x['bound']:g}; allowed {lo:g}"
+                         f" to {hi:g})")
+    return lines
