@@ -133,3 +133,22 @@ def test_calibration_fit_runs_on_a_small_set():
     rec = vd.calibrate(cases, cross_validate=False)
     fitted = vd.validate(cases, "calibrated", preset=rec)
     assert fitted.median_abs_error < vd.validate(cases, pf.ROOFLINE_PROFILE).median_abs_error
+
+
+@pytest.mark.parametrize("extra", ["", " with a preset at /a/rather/long/path/to/my-own-preset-fitted-on-my-cases.json" * 3])
+def test_invariant_validate_plot_title_lies_inside_the_figure(extra):
+    """Invariant (issue 21: the `validate --plot` title was clipped at both edges): after layout, the
+    title's bounding box, measured by matplotlib's renderer, lies inside the figure, and it still says
+    every word of the title (wrapped, never cut)."""
+    from tokenmath import plots
+
+    r = vd.validate(vd.load_cases()[:40], "calibrated")
+    title = f"{len(r.rows)} cases, {r.label}{extra}"
+    fig = plots.predicted_vs_measured(r, title=title)
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    t = fig.axes[0].title
+    box, page = t.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, (box, page)
+    assert t.get_text().split() == f"{title}: median |error| {r.median_abs_error:.0%}".split()
+    plots.plt.close(fig)

@@ -66,6 +66,24 @@ def _save(fig, path: Path | None):
     return path
 
 
+def _fit_title(ax, title: str):
+    """Set the axes title, wrapped onto more lines until it lies inside the figure once laid out
+    (a long label otherwise runs past both edges: tight_layout makes room above, never beside)."""
+    import textwrap
+
+    fig = ax.figure
+    t = ax.set_title(title)
+    renderer = fig.canvas.get_renderer()
+    width = len(title)
+    while True:
+        fig.tight_layout()
+        box, page = t.get_window_extent(renderer), fig.bbox
+        if (box.x0 >= page.x0 and box.x1 <= page.x1 and box.y1 <= page.y1) or width <= 16:
+            return t
+        width = max(16, int(width * 0.85))
+        t.set_text(textwrap.fill(title, width, break_long_words=False, break_on_hyphens=False))
+
+
 def _shade_overflow(ax, st):
     """Shade the batches whose weights + KV do not fit in the chips' HBM (st.fits False)."""
     fits = np.atleast_1d(st.fits)
@@ -362,6 +380,8 @@ def predicted_vs_measured(report, *, title: str, path=None):
     xs = np.array([lo, hi])
     ax.plot(xs, xs, color="black", lw=1)
     ax.fill_between(xs, xs * 0.8, xs * 1.2, color=COLORS["floor"], alpha=0.15, label="±20 %")
-    ax.set(xscale="log", yscale="log", xlabel="measured", ylabel="predicted",
-           title=f"{title}: median |error| {report.median_abs_error:.0%}")
-    return _finish(fig, ax, path, fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="measured", ylabel="predicted")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    _fit_title(ax, f"{title}: median |error| {report.median_abs_error:.0%}")  # after the legend: the layout is final
+    return _save(fig, path)
