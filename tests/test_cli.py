@@ -183,3 +183,55 @@ def test_version_imports_no_heavy_library():
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     lines = res.stdout.strip().splitlines()
     assert lines[0].startswith("tokenmath ") and lines[-1] == "HEAVY []", res.stdout
+
+
+def _front_lines(ax):
+    """The axes' step line (its label starts 'Pareto front') and every other drawn data line."""
+    steps = [ln for ln in ax.get_lines() if ln.get_label().startswith("Pareto front")]
+    others = [ln for ln in ax.get_lines() if not ln.get_label().startswith(("Pareto front", "SLO", "_"))]
+    return steps, others
+
+
+@pytest.mark.parametrize("objective, key", [("cost", "usd_per_mtok"), ("energy", "joules_per_token")])
+def test_invariant_plan_frontier_is_a_step_with_markers(objective, key):
+    """Invariant (issue 21: frontier lines through sparse points looked like options): the plan plot
+    draws the Pareto front as one step (drawstyle steps-pre: between two deployments the value is the
+    next faster one's) whose legend says what it means, and each system's deployments as markers with
+    no line; the plotted quantity is what the plan minimised. At every front point the step's value
+    is the best among points at least that fast (what a 'pre' step shows)."""
+    from tokenmath import plan as pl
+    from tokenmath import plots
+
+    cat = tm.load_catalog()
+    p = pl.plan(cat.model("llama-3.1-70b"), [cat.system("h100-sxm"), cat.system("mi300x")], input_tokens=2000,
+                output_tokens=500, min_tokens_per_s_per_user=20, goal=objective)
+    fig = plots.plan_frontier(p, title="t")
+    ax = fig.axes[0]
+    steps, others = _front_lines(ax)
+    assert len(steps) == 1 and steps[0].get_drawstyle() == "steps-pre"
+    assert "no option lies between the markers" in steps[0].get_label()
+    x, y = steps[0].get_xdata(), steps[0].get_ydata()
+    assert list(x) == sorted(x) and len(x) == len(p.frontier) >= 3
+    assert all(y[i] == min(y[j] for j in range(len(x)) if x[j] >= x[i]) for i in range(len(x)))
+    assert sorted(y) == sorted(getattr(pt, key) for pt in p.frontier)
+    assert all(ln.get_linestyle() == "None" for ln in others)  # markers only: systems and the best star
+    assert sum(len(ln.get_xdata()) for ln in others if not ln.get_label().startswith("best")) == len(p.frontier)
+    assert ax.get_legend().get_title().get_text().startswith("markers: deployments")
+    plots.plt.close(fig)
+
+
+def test_invariant_fleet_frontier_is_a_step_with_markers():
+    """The fleet plot draws its analytic front the same way: a step, and candidate markers without lines."""
+    from types import SimpleNamespace
+
+    from tokenmath import plots
+
+    front = [{"system": sy, "tokens_per_s_per_user": u, "usd_per_mtok": c}  # a front as fleet._frontier returns it
+             for sy, u, c in (("h100-sxm", 20.0, 0.5), ("h200-sxm", 35.0, 0.8), ("h100-sxm", 60.0, 2.0))]
+    f = SimpleNamespace(frontier=front, best=None, slo=SimpleNamespace(tpot_limit=lambda: 0.04), model="m",
+                        request_rate=10.0, input_tokens=1000.0, output_tokens=200.0)
+    fig = plots.fleet_frontier(f)
+    steps, others = _front_lines(fig.axes[0])
+    assert len(steps) == 1 and steps[0].get_drawstyle() == "steps-pre" and len(steps[0].get_xdata()) == len(f.frontier)
+    assert others and all(ln.get_linestyle() == "None" for ln in others)
+    plots.plt.close(fig)

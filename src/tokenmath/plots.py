@@ -209,24 +209,51 @@ def prefill_vs_decode_cost(pd, *, title: str, path=None):
     return _finish(fig, ax, path)
 
 
+def _pareto_steps(ax, x, y, *, what: str):
+    """The Pareto front of a few achievable points as a step, not a line: at a required speed between
+    two points the best option is the next faster one, so the value jumps there and nothing lies in
+    between (a straight segment would draw options that do not exist). `where="pre"`: over
+    (x[i-1], x[i]] the value is y[i]."""
+    order = np.argsort(np.asarray(x, dtype=float), kind="stable")
+    xs, ys = np.asarray(x, dtype=float)[order], np.asarray(y, dtype=float)[order]
+    ax.step(xs, ys, where="pre", color=COLORS["floor"], lw=1.3, zorder=2,
+            label=f"Pareto front: {what} at ≥ that speed per user (a step: no option lies between the markers)")
+
+
+def _markers_legend(ax, path, *, what: str = "markers: deployments on the front (each one achievable)"):
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, title=what, title_fontsize=7)
+    return _save(ax.figure, path)
+
+
+PLAN_AXES = {"cost": ("usd_per_mtok", "$ per million output tokens", "the cheapest option"),
+             "throughput": ("tokens_per_s_per_chip", "output tokens/s per chip", "the most tokens/s per chip"),
+             "energy": ("joules_per_token", "joules per output token (at the wall)", "the least energy per token")}
+
+
 def plan_frontier(p, *, title: str, path=None):
-    """The planner's Pareto frontier: cost (or tokens/s per chip) against tokens/s per user, one
-    colour per system, the chosen deployment marked."""
+    """The planner's Pareto frontier: cost (tokens/s per chip, or J/token: what the plan minimised)
+    against tokens/s per user. Each deployment on the front is a marker, one colour per system; the
+    front itself is a step (the best option at at least that speed), not a line through the markers;
+    the chosen deployment is a star."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    key = "usd_per_mtok" if p.objective == "cost" else "tokens_per_s_per_chip"
-    systems = sorted({pt.system for pt in p.frontier})
-    for name in systems:
-        pts = [pt for pt in p.frontier if pt.system == name]
-        ax.plot([pt.tokens_per_s_per_user for pt in pts], [getattr(pt, key) for pt in pts], "o-", ms=3, label=name)
-    if p.best is not None:
-        ax.plot([p.best.tokens_per_s_per_user], [getattr(p.best, key)], "*", ms=14, color="black",
+    key, ylabel, what = PLAN_AXES.get(p.objective, PLAN_AXES["throughput"])
+    pts = [pt for pt in p.frontier if getattr(pt, key) is not None]
+    if pts:
+        _pareto_steps(ax, [pt.tokens_per_s_per_user for pt in pts], [getattr(pt, key) for pt in pts], what=what)
+    for name in sorted({pt.system for pt in pts}):
+        sel = [pt for pt in pts if pt.system == name]
+        ax.plot([pt.tokens_per_s_per_user for pt in sel], [getattr(pt, key) for pt in sel], "o", ms=4, ls="none",
+                zorder=3, label=name)
+    if p.best is not None and getattr(p.best, key) is not None:
+        ax.plot([p.best.tokens_per_s_per_user], [getattr(p.best, key)], "*", ms=14, color="black", zorder=4,
                 label=f"best: {p.best.system} TP{p.best.tp} EP{p.best.ep} PP{p.best.pp}, B={p.best.batch:,.0f}")
     if p.min_tokens_per_s_per_user:
         ax.axvline(p.min_tokens_per_s_per_user, ls="--", color=COLORS["floor"], label="SLO: min tokens/s per user")
-    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user",
-           ylabel="$ per million output tokens" if key == "usd_per_mtok" else "output tokens/s per chip", title=title)
-    return _finish(fig, ax, path, fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user", ylabel=ylabel)
+    _fit_title(ax, title)
+    return _markers_legend(ax, path)
 
 
 def cost_vs_energy(p, *, title: str, path=None):
@@ -248,25 +275,28 @@ def cost_vs_energy(p, *, title: str, path=None):
 
 
 def fleet_frontier(f, *, path=None):
-    """Fleet cost against tokens/s per user (the aggregated candidates' frontier, analytic), the
-    chosen fleet marked with its simulated speed."""
+    """Fleet cost against tokens/s per user over the aggregated candidates (analytic): each candidate
+    on the front a marker, the front a step (the cheapest at at least that speed), the chosen fleet
+    a star at its simulated speed."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    systems = sorted({pt["system"] for pt in f.frontier})
-    for name in systems:
+    if f.frontier:
+        _pareto_steps(ax, [pt["tokens_per_s_per_user"] for pt in f.frontier], [pt["usd_per_mtok"] for pt in f.frontier],
+                      what="the cheapest aggregated fleet (analytic)")
+    for name in sorted({pt["system"] for pt in f.frontier}):
         pts = [pt for pt in f.frontier if pt["system"] == name]
-        ax.plot([pt["tokens_per_s_per_user"] for pt in pts], [pt["usd_per_mtok"] for pt in pts], "o-", ms=3,
-                label=f"{name} (aggregated, analytic)")
+        ax.plot([pt["tokens_per_s_per_user"] for pt in pts], [pt["usd_per_mtok"] for pt in pts], "o", ms=4, ls="none",
+                zorder=3, label=f"{name} (aggregated, analytic)")
     b = f.best
     if b is not None and b.usd_per_mtok is not None:
         user = b.tokens_per_s_per_user if b.simulated is None else 1.0 / max(b.simulated.tpot_p50_s, 1e-12)
-        ax.plot([user], [b.usd_per_mtok], "*", ms=14, color="black",
+        ax.plot([user], [b.usd_per_mtok], "*", ms=14, color="black", zorder=4,
                 label=f"best: {b.mode}, {b.total_chips:,.0f} chips ({'simulated' if b.simulated else 'analytic'} speed)")
     if f.slo.tpot_limit() < math.inf:
         ax.axvline(1.0 / f.slo.tpot_limit(), ls="--", color=COLORS["floor"], label="SLO: 1 / TPOT")
-    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user", ylabel="$ per million output tokens",
-           title=f"{f.model}: {f.request_rate:,.4g} requests/s, I = {f.input_tokens:,.0f}, O = {f.output_tokens:,.0f}")
-    return _finish(fig, ax, path, fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user", ylabel="$ per million output tokens")
+    _fit_title(ax, f"{f.model}: {f.request_rate:,.4g} requests/s, I = {f.input_tokens:,.0f}, O = {f.output_tokens:,.0f}")
+    return _markers_legend(ax, path, what="markers: candidate fleets on the front")
 
 
 def loss_frontier(ot, fit, *, title: str, path=None):
