@@ -283,6 +283,8 @@ def test_flags_change_a_catalog_sheet_field_by_field():
     r = cli_json("prices", "infer", "gemini-2.5-pro", "--output-usd-per-mtok", "15", "--system", "h100-sxm")
     assert r["decode_prefill_cost_ratio"] == 12 and r["prices"]["long_context_threshold_tokens"] == 200_000
     assert r["kv_bytes_per_token"] == pytest.approx(1693, rel=1e-3) and r["sheet"] == "gemini-2.5-pro + flags"
+    opus = cli_json("prices", "infer", "claude-opus-4.6", "--cache-write-usd-per-mtok", "5m=7")
+    assert opus["prices"]["cache_write_usd_per_mtok"] == {"5m": 7.0, "1h": 10.0}  # TTL by TTL: the 1-hour write stays
 
 
 def test_infer_states_the_stand_in_models_n_active():

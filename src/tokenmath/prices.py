@@ -241,7 +241,8 @@ def sheet_from_prices(base: PriceSheet | None = None, *, cache_write_usd_per_mto
                       **prices: float | None) -> PriceSheet:
     """A price sheet from prices read off a page (no TOML): the figures in `prices` (keyword names as
     PRICE_FIELDS, $/Mtok; None = not given) and cache writes {TTL seconds: $/Mtok}, on top of `base`
-    (a catalog sheet whose fields they replace) or alone, when input and output must both be given.
+    (a catalog sheet whose fields they replace, cache writes TTL by TTL) or alone, when input and
+    output must both be given.
     Checked for consistency (check_sheet); an error names each figure as its `prices infer` flag."""
     from dataclasses import replace
 
@@ -263,7 +264,8 @@ def sheet_from_prices(base: PriceSheet | None = None, *, cache_write_usd_per_mto
     else:
         if not given and not writes:
             return base
-        kw = dict(given) | ({"cache_write_usd_per_mtok": writes} if writes else {})
+        merged = tuple(sorted((dict(base.cache_write_usd_per_mtok) | dict(writes)).items()))  # TTL by TTL
+        kw = dict(given) | ({"cache_write_usd_per_mtok": merged} if writes else {})
         shown = ", ".join([f"{_flag(k)} {v:g}" for k, v in given.items()]
                           + [f"--cache-write-usd-per-mtok {_ttl_label(t)}={p:g}" for t, p in writes])
         sheet = replace(base, name=f"{base.name} + flags", source=f"{base.source}; changed on the command line: {shown}",
