@@ -1,5 +1,6 @@
-"""Regenerate the README's screenshots of the blackboard (Batch and Layout pages) with headless
-Debian Chromium: `.venv/bin/python scripts/screenshots.py` (needs `apt-get install chromium`)."""
+"""Regenerate the README's screenshots of the blackboard (Batch, Layout, Fleet and Energy pages) with
+headless Debian Chromium: `.venv/bin/python scripts/screenshots.py` (needs `apt-get install chromium`).
+Each page is shot once its script run has finished and its charts have loaded."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync"]
+# (page, the hidden test hook that marks it drawn, file, viewport height)
+SHOTS = (("Batch", "step-s", "batch.png", 1250), ("Layout", "fits", "layout.png", 1100),
+         ("Fleet", "fleet-chips", "fleet.png", 1500), ("Energy", "joules-per-token", "energy.png", 2350))
+
+
+def settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until Streamlit's script run has finished and every image on the page has loaded."""
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", state="attached",
+                           timeout=timeout_ms)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=timeout_ms)
 
 
 def main() -> None:
@@ -24,6 +35,7 @@ def main() -> None:
     exe = Path(sys.executable).with_name("tokenmath")
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     OUT.mkdir(parents=True, exist_ok=True)
+    written = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
@@ -35,17 +47,18 @@ def main() -> None:
                     break
                 except Exception:
                     time.sleep(1)
-            time.sleep(1.5)
-            page.screenshot(path=str(OUT / "batch.png"))
-            page.get_by_text("Layout", exact=True).click()
-            page.wait_for_selector("#fits", state="attached", timeout=30_000)
-            time.sleep(1.5)
-            page.screenshot(path=str(OUT / "layout.png"))
+            for name, hook, filename, height in SHOTS:
+                page.set_viewport_size({"width": 1400, "height": height})
+                page.get_by_text(name, exact=True).click()
+                page.wait_for_selector(f"#{hook}", state="attached", timeout=120_000)
+                settle(page)
+                page.screenshot(path=str(OUT / filename))
+                written.append(OUT / filename)
             browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    print("wrote", OUT / "batch.png", OUT / "layout.png")
+    print("wrote", *written)
 
 
 if __name__ == "__main__":

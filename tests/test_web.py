@@ -1,5 +1,6 @@
-"""The blackboard (issue 8): every page through Streamlit's AppTest, numbers equal to the CLI's
---json, and one end-to-end test in a real headless Chromium driven by Playwright."""
+"""The blackboard (issues 8 and 21): every page through Streamlit's AppTest, numbers equal to the
+CLI's --json (the estimate to the CLI's estimate, the bound to its roofline), and one end-to-end test
+in a real headless Chromium driven by Playwright."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
@@ -20,7 +22,7 @@ from tokenmath.cli import app as cli
 from tokenmath.web import APP
 
 CAT = tm.load_catalog()
-PAGES = ("Batch", "Context", "Fast/slow mode", "Layout", "Prices", "Training")
+PAGES = ("Batch", "Context", "Fast/slow mode", "Layout", "Prices", "Training", "Fleet", "Energy")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
@@ -131,10 +133,44 @@ def test_sidebar_shows_only_the_controls_a_page_uses():
     at.sidebar.radio(key="page").set_value("Training").run()
     assert not at.exception and not at.error
     assert not at.sidebar.selectbox  # the training page uses no model, system or dtype
+    at.sidebar.radio(key="page").set_value("Fleet").run()  # the fleet plans on the catalog: no system, no dtypes
+    assert not at.exception and not at.error
+    assert {w.key for w in at.sidebar.selectbox} == {"model", "engine"}
     at.sidebar.radio(key="page").set_value("Batch").run()  # the choices survive the trip
     assert at.sidebar.selectbox(key="model").value == "llama-3.1-8b"
     assert at.sidebar.selectbox(key="system").value == "h200-sxm"
-    assert "llama-3.1-8b" in at.caption[1].value or "h200-sxm" in at.caption[1].value
+    assert any("h200-sxm" in c.value for c in at.caption)
+    assert span(at, "model-name") == "llama-3.1-8b"
+
+
+GEMMA = Path(__file__).parent / "data" / "gemma-2-9b.json"
+
+
+def test_sidebar_names_the_uploaded_model_and_forgets_it():
+    """Issue 21: after a config.json upload the sidebar named the old catalog model while the pages
+    computed the upload. Now it names the upload as the model in use (the catalog list greyed out),
+    on every page that uses a model, until the upload is forgotten."""
+    at = fresh("Batch")
+    assert at.sidebar.selectbox(key="model").value == "deepseek-v3"
+    at.sidebar.file_uploader[0].set_value((GEMMA.name, GEMMA.read_bytes(), "application/json")).run()
+    assert not at.exception and not at.error
+    side = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Model in use: **gemma-2-9b**" in side
+    assert at.sidebar.selectbox(key="model").disabled  # the catalog name no longer reads as the model
+    assert "replaced by the upload" in at.sidebar.selectbox(key="model").label
+    assert span(at, "model-name") == "gemma-2-9b"
+    for page in ("Training", "Energy", "Batch"):  # kept across a page with no sidebar, and named on the others
+        at.sidebar.radio(key="page").set_value(page).run()
+        assert not at.exception and not at.error, page
+        if page != "Training":
+            assert "Model in use: **gemma-2-9b**" in " ".join(m.value for m in at.sidebar.markdown), page
+    assert span(at, "model-name") == "gemma-2-9b"
+    at.sidebar.button(key="forget_upload").click().run()
+    assert not at.exception and not at.error
+    assert not at.sidebar.selectbox(key="model").disabled
+    assert "Model in use" not in " ".join(m.value for m in at.sidebar.markdown)
+    assert span(at, "model-name") == "deepseek-v3"
+    assert at.sidebar.file_uploader[0].value is None  # the uploader is emptied too, not just the kept copy
 
 
 def test_context_page_text_and_crossover_only_where_it_exists():
@@ -250,15 +286,61 @@ def test_prices_chart_says_what_it_shows_and_formats_durations(opened):
 
 
 def test_batch_page_matches_the_cli_and_moves_with_the_slider():
+    """The page's estimate is `tokenmath step --json`'s (step_s, usd_per_mtok: the calibrated estimate)
+    and its bound is the same command's roofline (its `roofline` key, and `--efficiency roofline`)."""
     at = fresh("Batch")
     for batch in (1, 64, 4096):
         at.select_slider(key="batch").set_value(batch).run()
-        shown = float(span(at, "step-s"))
-        rec = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(batch),
-                       "--context", str(at.select_slider(key="batch_context").value), "--chips", "72",
-                       "--allow-overflow", "--efficiency", "roofline")  # the blackboard draws the bound
-        assert shown == pytest.approx(rec["step_s"], rel=1e-5)
+        args = ("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(batch),
+                "--context", str(at.select_slider(key="batch_context").value), "--chips", "72", "--allow-overflow")
+        rec = cli_json(*args)  # the answer: the estimate, with the bound beside it
+        assert span(at, "estimate-label") == rec["estimate"] != "roofline"
+        assert float(span(at, "step-s")) == pytest.approx(rec["step_s"], rel=1e-5)
+        assert float(span(at, "usd-per-mtok")) == pytest.approx(rec["usd_per_mtok"], rel=1e-5)
+        assert float(span(at, "bound-step-s")) == pytest.approx(rec["roofline"]["step_s"], rel=1e-5)
+        assert float(span(at, "bound-usd-per-mtok")) == pytest.approx(rec["roofline"]["usd_per_mtok"], rel=1e-5)
+        bound = cli_json(*args, "--efficiency", "roofline")
+        assert float(span(at, "bound-step-s")) == pytest.approx(bound["step_s"], rel=1e-5)
     assert "memory bound" in at.info[0].value.lower() or "compute bound" in at.info[0].value.lower()
+    assert at.info[0].value.startswith("Roofline")  # the bound's verdict says whose it is
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["step time (estimate)", "tokens/s per chip (estimate)", "$ / Mtok (estimate)"]
+    assert "roofline bound" in labels[3]
+    table = " ".join(md.value for md in at.markdown)
+    assert "**estimate** (calibrated" in table and "80 % band" in table and "roofline bound" in table
+
+
+def test_batch_page_engine_profile_is_the_cli_engine():
+    """The sidebar's engine profile is the CLI's --engine: the page's estimate equals
+    `tokenmath step --engine vllm --json`'s."""
+    at = fresh("Batch")
+    at.sidebar.selectbox(key="engine").set_value("vllm").run()
+    rec = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", "1024", "--context", "4096",
+                   "--chips", "72", "--engine", "vllm")
+    assert span(at, "estimate-label") == rec["estimate"] and "vllm" in rec["estimate"]
+    assert float(span(at, "step-s")) == pytest.approx(rec["step_s"], rel=1e-5)
+
+
+def test_invariant_a_totals_only_model_shows_the_bound_alone_and_says_so():
+    """Invariant: a model defined by totals has no estimate (it needs the architecture); the page then
+    shows the roofline bound in the estimate's place, labelled as the bound, with a sentence why."""
+    at = fresh("Batch", model="lecture-moe-700b")
+    assert not at.exception and not at.error
+    assert span(at, "estimate-label") == "roofline" and span(at, "step-s") == span(at, "bound-step-s")
+    assert all("(estimate)" not in m.label for m in at.metric)
+    assert any("defined by totals only" in c.value for c in at.caption)
+
+
+def test_layout_page_matches_the_cli():
+    """The Layout page's estimate and bound are `tokenmath layout --json`'s step_s and roofline.step_s."""
+    at = fresh("Layout")
+    ep, pp, tp = (at.select_slider(key=k).value for k in ("ep", "pp", "tp"))
+    b, L = at.select_slider(key="layout_batch").value, at.select_slider(key="layout_context").value
+    rec = cli_json("layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", str(ep * pp * tp),
+                   "--ep", str(ep), "--pp", str(pp), "--tp", str(tp), "--batch", str(b), "--context", str(L))
+    assert float(span(at, "step-s")) == pytest.approx(rec["step_s"], rel=1e-5)
+    assert float(span(at, "bound-step-s")) == pytest.approx(rec["roofline"]["step_s"], rel=1e-5)
+    assert "**Estimate**" in " ".join(md.value for md in at.markdown)
 
 
 def test_context_and_training_pages_match_the_cli(opened):
@@ -282,9 +364,9 @@ def test_layout_page_sliders():
 
 
 @pytest.mark.parametrize("model", sorted(CAT.models))
-def test_every_model_on_the_batch_and_layout_pages(model):
+def test_every_model_on_the_batch_layout_and_energy_pages(model):
     at = fresh("Layout", system="h200-sxm", model=model)
-    for page in ("Layout", "Batch"):
+    for page in ("Layout", "Batch", "Energy"):
         if page != "Layout":
             at.sidebar.radio(key="page").set_value(page).run()
         assert not at.exception, (model, page)
@@ -300,6 +382,166 @@ def test_every_system_on_the_batch_page(system):
         assert "no FLOP/s for bf16" in at.error[0].value
     else:
         assert not at.error, (system, at.error[0].value)
+
+
+FLEET_ARGS = ("fleet", "--model", "deepseek-v3", "--request-rate", "10", "--input-tokens", "2000", "--output-tokens",
+              "500", "--ttft-p99-s", "2", "--tpot-p99-s", "0.05", "--systems", "b200,h100-sxm,h200-sxm,mi300x",
+              "--verify", "3")
+
+
+def test_fleet_page_matches_the_cli(opened):
+    """The Fleet page's defaults (10 requests/s, 2,000 in / 500 out, TTFT p99 2 s, TPOT p99 50 ms, four
+    systems) give `tokenmath fleet --json`'s best fleet: its chips, $/h and simulated p99 tails."""
+    at = opened("Fleet")
+    assert not at.exception and not at.error
+    rec = cli_json(*FLEET_ARGS)
+    best = rec["best"]
+    assert float(span(at, "fleet-chips")) == pytest.approx(best["total_chips"], rel=1e-6)
+    assert float(span(at, "fleet-usd-per-hour")) == pytest.approx(best["usd_per_hour"], rel=1e-5)
+    assert float(span(at, "fleet-ttft-p99-s")) == pytest.approx(best["simulated"]["ttft_p99_s"], rel=1e-5)
+    assert float(span(at, "fleet-tpot-p99-s")) == pytest.approx(best["simulated"]["tpot_p99_s"], rel=1e-5)
+    text = " ".join(md.value for md in at.markdown)
+    assert "$ per million output tokens" in text and "TTFT p99 (simulated)" in text  # each figure says what it is
+    assert "FLOP lower bound (roofline)" in text
+
+
+def test_fleet_page_form_reruns_and_says_one_sentence_when_nothing_meets_the_slos():
+    at = fresh("Fleet")
+    at.number_input(key="fleet_tpot").set_value(1.0)  # 1 ms per output token: no system decodes that fast
+    at.form_submit_button[0].click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "\n" not in at.error[0].value.strip()
+    at.number_input(key="fleet_tpot").set_value(50.0)
+    at.multiselect(key="fleet_systems").set_value([])
+    at.form_submit_button[0].click().run()
+    assert not at.exception and len(at.error) == 1 and "pick at least one system" in at.error[0].value
+
+
+def test_fleet_page_inputs_are_bounded():
+    """Each input has a bound the widget enforces (the page's work stays small): the request rate, the
+    lengths, the SLOs and the candidates to simulate."""
+    at = fresh("Fleet")
+    bounds = {"fleet_rate": 10_000.0, "fleet_input": 1_000_000, "fleet_output": 100_000, "fleet_ttft": 600.0,
+              "fleet_tpot": 10_000.0}
+    for key, most in bounds.items():
+        w = at.number_input(key=key)
+        assert w.max == most and w.min > 0, key
+    assert at.slider(key="fleet_verify").max == 5
+
+
+def test_invariant_fleet_figures_show_keys_the_page_does_not_know():
+    """Invariant: the Fleet page lists every scalar of the best fleet's record (report.fleet_record),
+    so keys the core adds (e.g. usd_per_mtok_all_tokens, a p99 interval) appear, each in its unit."""
+    from tokenmath.web import app as web
+
+    rec = {"total_chips": 12.0, "usd_per_mtok": 0.7, "usd_per_mtok_all_tokens": 0.09, "watts": 21976.0,
+           "simulated": {"ttft_p99_s": 0.712, "ttft_p99_interval_s": [0.69, 0.74], "new_count": 3},
+           "pools": [{"role": "both"}]}
+    rows = dict(web.flat_figures(rec))
+    assert set(rows) == {"total_chips", "usd_per_mtok", "usd_per_mtok_all_tokens", "watts", "simulated.ttft_p99_s",
+                         "simulated.ttft_p99_interval_s", "simulated.new_count"}
+    assert web.FLEET_LABELS["usd_per_mtok_all_tokens"] == "$ per million tokens, input + output"
+    assert web.fmt_figure("usd_per_mtok_all_tokens", 0.09) == "$0.09/Mtok"
+    assert web.fmt_figure("simulated.ttft_p99_interval_s", [0.69, 0.74]) == "690 ms – 740 ms"
+    assert web.fmt_figure("watts", 21976.0) == "22 kW"
+    assert web.fmt_figure("simulated.new_count", 3) == "3"
+
+
+def test_energy_page_matches_the_cli(opened):
+    """The Energy page is `tokenmath energy --json` (J/token and watts at the wall, on the estimate's
+    step) and `tokenmath tco --json` (owned $/chip-hour; the utilisation above which owning beats the
+    API's price sheet) for the same inputs."""
+    at = opened("Energy")
+    assert not at.exception and not at.error
+    b, L = at.select_slider(key="energy_batch").value, at.select_slider(key="energy_context").value
+    chips = span(at, "energy-chips")
+    rec = cli_json("energy", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(b), "--context", str(L),
+                   "--chips", chips)
+    assert rec["estimate"] != "roofline"
+    assert float(span(at, "joules-per-token")) == pytest.approx(rec["joules_per_token"], rel=1e-5)
+    assert float(span(at, "watts")) == pytest.approx(rec["watts"], rel=1e-5)
+    bound = cli_json("energy", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(b), "--context",
+                     str(L), "--chips", chips, "--efficiency", "roofline")
+    assert float(span(at, "bound-joules-per-token")) == pytest.approx(bound["joules_per_token"], rel=1e-5)
+    tco = cli_json("tco", "--system", "gb200-nvl72", "--utilisation", "0.7", "--model", "deepseek-v3", "--price-sheet",
+                   "deepseek-r1", "--batch", str(b), "--context", str(L))
+    assert float(span(at, "owned-usd-per-chip-hour")) == pytest.approx(tco["usd_per_chip_hour"], rel=1e-5)
+    assert float(span(at, "breakeven-utilisation")) == pytest.approx(tco["versus_api"]["breakeven_utilisation"], rel=1e-5)
+    text = " ".join(md.value for md in at.markdown)
+    assert "per chip (estimate)" in text and "per chip (roofline bound)" in text
+    assert "--" not in " ".join(c.value for c in at.caption)  # assumptions name the page's controls, not CLI flags
+
+
+def test_energy_page_moves_with_its_controls():
+    at = fresh("Energy")
+    tco = float(span(at, "owned-usd-per-chip-hour"))
+    at.slider(key="energy_utilisation").set_value(1.0).run()
+    assert float(span(at, "owned-usd-per-chip-hour")) > tco  # more busy hours, more electricity
+    at.number_input(key="energy_coc").set_value(0.1).run()
+    rec = cli_json("tco", "--system", "gb200-nvl72", "--utilisation", "1", "--cost-of-capital", "0.1")
+    assert float(span(at, "owned-usd-per-chip-hour")) == pytest.approx(rec["usd_per_chip_hour"], rel=1e-5)
+    j = float(span(at, "joules-per-token"))
+    at.number_input(key="energy_pue").set_value(1.2).run()
+    assert float(span(at, "joules-per-token")) < j
+
+
+@pytest.mark.parametrize("system", sorted(CAT.systems))
+def test_every_system_on_the_energy_page(system):
+    """Every system renders: where the catalog has no board power or no capex the page says so in one
+    sentence (a warning or a note), never an error or a traceback."""
+    at = fresh("Energy", model="llama-3.1-8b", system=system)
+    assert not at.exception, system
+    if system == "rubin-nvl144":  # no BF16 FLOP/s published: the sidebar's one sentence
+        assert "no FLOP/s for bf16" in at.error[0].value
+        return
+    assert not at.error, (system, at.error[0].value)
+    if span(at, "joules-per-token") == "n/a":
+        assert "no published board power" in at.warning[0].value
+    elif span(at, "owned-usd-per-chip-hour") == "n/a":
+        assert "No sourced capex" in at.info[0].value
+
+
+def test_charts_draw_the_estimate_over_the_labelled_bound():
+    """The Batch page's charts: the estimate is the solid main line with its 80 % band shaded, the
+    roofline's max is dashed and labelled "roofline bound", and B* and the cost floor say they are the
+    roofline's. The estimate's line is the core's estimate at each batch (an invariant)."""
+    import matplotlib.pyplot as plt
+
+    from tokenmath import profiles, serving
+    from tokenmath.estimate import estimate_pass
+    from tokenmath.web import charts
+
+    model, system = CAT.model("deepseek-v3"), CAT.system("gb200-nvl72")
+    curve = serving.curve(model, system, over="batch", context=4096, chips=72, points=40)
+    e = estimate_pass(model, system, curve.batch, 4096, 1.0, chips=72,
+                      profile=profiles.choose("calibrated", system=system))
+    est = {"step_s": e.step_s, "band": e.range_80["step_s"], "label": e.label}
+    fig = charts.latency_vs_batch(curve, est, title="t", balance_batch=300.0, drain_s=0.02, mark=(64, 0.01))
+    labels, ax = _labels(fig)
+    line = [ln for ln in ax.lines if ln.get_label().startswith("estimate (calibrated")][0]
+    assert line.get_linestyle() == "-" and line.get_ydata() == pytest.approx(np.asarray(e.step_s) * 1e3)
+    bound = [ln for ln in ax.lines if ln.get_label().startswith("roofline bound")][0]
+    assert bound.get_linestyle() == "--" and bound.get_ydata() == pytest.approx(curve.step_s * 1e3)
+    assert "estimate's 80 % band" in labels
+    assert any(lab.startswith("balance batch B* = 300") and lab.endswith("(roofline)") for lab in labels)
+    assert any(lab.startswith("chosen B = 64") and lab.endswith("(estimate)") for lab in labels)
+    plt.close(fig)
+    est = {"usd_per_mtok": e.usd_per_mtok, "band": e.range_80["usd_per_mtok"], "label": e.label}
+    fig = charts.cost_vs_batch(curve, est, title="t", floor_usd_per_mtok=0.03, balance_batch=300.0)
+    labels, ax = _labels(fig)
+    assert any(lab.startswith("roofline bound") for lab in labels) and any(lab.startswith("estimate (") for lab in labels)
+    assert any(lab.startswith("cost floor") and lab.endswith("(roofline)") for lab in labels)
+    plt.close(fig)
+
+
+def test_every_chart_on_a_serving_page_draws_the_estimate(opened):
+    """Batch, Context and Fast/slow mode draw the estimate over the bound; their text says which is which."""
+    for page in ("Batch", "Context", "Fast/slow mode"):
+        at = opened(page)
+        text = " ".join(e.value for e in [*at.markdown, *at.caption, *at.info, *at.warning])
+        assert "estimate" in text.lower() and "roofline" in text.lower(), page
+    at = opened("Fast/slow mode")
+    assert float(span(at, "est-price-multiplier")) > 0
 
 
 def free_port() -> int:
@@ -363,6 +605,7 @@ def test_end_to_end_in_a_real_browser(tmp_path):
             context = int(page.text_content("#context-value"))
             chips = int(page.text_content("#chips-value"))
             shown = float(page.text_content("#step-s"))
+            shown_bound = float(page.text_content("#bound-step-s"))
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "e2e-batch.png"), full_page=True)
             # every page, screenshotted tall enough to show its charts (artifacts to look at)
@@ -386,6 +629,7 @@ def test_end_to_end_in_a_real_browser(tmp_path):
             page.wait_for_selector("#step-s", state="attached", timeout=60_000)
             settle(page)
             kept_name = page.text_content("#model-name")
+            sidebar = page.inner_text("[data-testid=stSidebar]")
             # a malformed upload (a number JSON cannot hold, nesting 3,000 deep): one sentence, no stack trace
             bad = tmp_path / "bad-config.json"
             bad.write_text('{"num_hidden_layers": 1e400, "hidden_size": NaN, "x": ' + "[" * 3000 + "]" * 3000 + "}")
@@ -401,18 +645,21 @@ def test_end_to_end_in_a_real_browser(tmp_path):
         proc.wait(timeout=20)
     assert batch != 1024 and context == 4096
     assert kept_name == "gemma-2-9b"
+    assert "Model in use: gemma-2-9b" in sidebar  # the sidebar names the upload, not the catalog's model
     assert "Traceback" not in body and "site-packages" not in body and str(Path.home()) not in body
     assert alert.strip() and "\n" not in alert.strip(), alert
     rec = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(batch), "--context",
-                   str(context), "--chips", str(chips), "--allow-overflow", "--efficiency", "roofline")  # the bound
+                   str(context), "--chips", str(chips), "--allow-overflow")  # the estimate, the bound beside it
     assert shown == pytest.approx(rec["step_s"], rel=1e-5)
+    assert shown_bound == pytest.approx(rec["roofline"]["step_s"], rel=1e-5)
     assert (ARTIFACTS / "e2e-batch.png").stat().st_size > 20_000
     for name, _ in SCREENSHOT_PAGES:
         assert (ARTIFACTS / f"page-{slug(name)}.png").stat().st_size > 20_000, name
 
 
 SCREENSHOT_PAGES = (("Batch", "step-s"), ("Context", "l-star"), ("Fast/slow mode", "price-multiplier"),
-                    ("Layout", "fits"), ("Prices", "kv-implied"), ("Training", "overtrain"))
+                    ("Layout", "fits"), ("Prices", "kv-implied"), ("Training", "overtrain"), ("Fleet", "fleet-chips"),
+                    ("Energy", "joules-per-token"))
 
 
 def slug(name: str) -> str:
