@@ -6,7 +6,16 @@ replica on vLLM (`vllm serve`), SGLang (`python -m sglang.launch_server`) or Ten
     launch(pool, engine) -> Launch                 # the same, plus config files and notes
     pool_from_layout(...) -> Pool                  # from a layout.Layout (tokenmath's TP×EP×PP×DP)
 
+    checkpoint_for(model, weight_dtype, engine) -> (checkpoint, stored dtype, note)   # which weights load
+    fleet_launches(option, engine, model=...) -> list[PoolLaunch]                  # every pool of a fleet
+
 Pure functions: nothing is run, nothing is read from disk or the network.
+
+A command loads a real checkpoint: the catalog model's Hugging Face repo (Model.hf_repo), or its
+published checkpoint in the pool's weight dtype (Model.checkpoints), read as stored; a quantisation flag
+appears only where the engine quantises a wider checkpoint while loading (ONLINE_QUANTIZATION), and
+anything else is refused with the checkpoints that exist. Every flag, value and YAML key the module
+can write is checked against each engine's parser at the pinned VERSIONS (tests/data/engine_flags.json).
 
 What a Pool means (one replica = one engine instance = one command):
 
