@@ -1,5 +1,6 @@
 """catalog: names, provenance, datasheet-derived numbers, and user TOML extension/override."""
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -163,3 +164,171 @@ def test_unknown_names_suggest_close_matches(cat):
         cat.system("h100")
     with pytest.raises(tm.TokenmathError, match="'llama-3.1-8b'"):
         cat.model("llama-3.1-7b")
+
+
+# ---- overrides merge field by field (issue 21) -------------------------------------------------------
+
+def _doc_example_toml() -> str:
+    """The TOML of docs/catalog.md's "GB200 NVL72 at your own price" example, as the page shows it."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "catalog.md").read_text(encoding="utf-8")
+    block = page.split("### Worked example: a GB200 NVL72 at your own price", 1)[1]
+    return block.split("$ cat my.toml\n", 1)[1].split("$ tokenmath", 1)[0]
+
+
+def test_documented_gb200_price_override_works_and_scales_only_the_cost(tmp_path):
+    """docs/catalog.md's worked example: a [systems.gb200-nvl72] table giving only a price merges into the
+    built-in entry, so the scale-up bandwidth, power and host memory stay (a whole-entry replacement lost
+    scaleup_bytes_per_s and the step was refused). The page's claim, checked: the step time is unchanged
+    and $/Mtok scales by 2.21 / 3.30 (systems.toml: rental 3.30, the same source's hyperscaler 2.21).
+    Exact up to float rounding (1e-9)."""
+    from typer.testing import CliRunner
+
+    from tokenmath.cli import app
+
+    p = write(tmp_path, _doc_example_toml(), "my.toml")
+    cat = tm.load_catalog([p])
+    g, base = cat.system("gb200-nvl72"), tm.load_catalog().system("gb200-nvl72")
+    assert g.usd_per_chip_hour == 2.21 and base.usd_per_chip_hour == 3.30
+    assert (g.scaleup_bytes_per_s, g.scaleout_bytes_per_s, g.chip.power_w, g.ddr, g.scaleup_chips) == \
+        (base.scaleup_bytes_per_s, base.scaleout_bytes_per_s, base.chip.power_w, base.ddr, base.scaleup_chips)
+    args = ["step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", "2048", "--context", "4096",
+            "--json"]
+    mine, theirs = (CliRunner().invoke(app, a) for a in (args + ["--catalog", str(p)], args))
+    assert mine.exit_code == 0 and theirs.exit_code == 0, mine.output
+    m, t = json.loads(mine.stdout), json.loads(theirs.stdout)
+    assert m["step_s"] == pytest.approx(t["step_s"], rel=1e-9)
+    assert m["usd_per_mtok"] / t["usd_per_mtok"] == pytest.approx(2.21 / 3.30, rel=1e-9)
+
+
+def test_partial_overrides_merge_field_by_field(tmp_path):
+    """A table naming an existing entry changes only the fields it gives, in every section; a later file
+    merges into what earlier files made; the merged table is validated whole."""
+    a = write(tmp_path, """
+        [chips.h100-sxm]
+        power_w = 650
+        [prices."claude-opus-4.6"]
+        notes = "my note"
+        [models.qwen3-32b]
+        notes = "mine"
+        """, "a.toml")
+    b = write(tmp_path, """
+        [systems.h100-sxm]
+        usd_per_chip_hour = 1.5
+        """, "b.toml")
+    cat, base = tm.load_catalog([a, b]), tm.load_catalog()
+    h, h0 = cat.system("h100-sxm"), base.system("h100-sxm")
+    assert (h.chip.power_w, h.usd_per_chip_hour) == (650, 1.5)
+    assert (h.chip.hbm_bytes, h.scaleup_chips, h.scaleup_bytes_per_s, h.source) == \
+        (h0.chip.hbm_bytes, h0.scaleup_chips, h0.scaleup_bytes_per_s, h0.source)
+    q, q0 = cat.model("qwen3-32b"), base.model("qwen3-32b")
+    assert q.notes == "mine" and q.n_layers == q0.n_layers and q.hf_repo == q0.hf_repo == "Qwen/Qwen3-32B"
+    p, p0 = cat.price_sheet("claude-opus-4.6"), base.price_sheet("claude-opus-4.6")
+    assert p.notes == "my note" and p.input_usd_per_mtok == p0.input_usd_per_mtok and p0.notes != "my note"
+
+
+def test_model_override_switches_between_config_and_totals(tmp_path):
+    """A model is read one way: totals in an override drop the built-in config.json (and a config drops
+    the totals), the other fields merge; the config path is relative to the file that names it."""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").write_text((DATA / "llama-2-13b.json").read_text())
+    p = write(tmp_path, """
+        [models.deepseek-v3]
+        total_params = "671G"
+        active_params = "37G"
+        kv_bytes_per_token = 70272
+        [models.lecture-moe-700b]
+        config = "cfg/config.json"
+        """)
+    cat = tm.load_catalog([p])
+    d = cat.model("deepseek-v3")
+    assert d.is_totals_only and d.total_params_given == 671e9 and d.hf_repo == "deepseek-ai/DeepSeek-V3"
+    m = cat.model("lecture-moe-700b")
+    assert not m.is_totals_only and m.n_layers == 40 and m.source == tm.load_catalog().model("lecture-moe-700b").source
+
+
+@pytest.mark.parametrize("body, msg", [
+    ("[systems.gb200-nvl72]\nreplace = true\nusd_per_chip_hour = 1\n", "missing field 'hbm_bytes'"),
+    ("[systems.gb200-nvl72]\nreplace = 'yes'\n", "replace = 'yes' must be true or false"),
+    ("[systems.h100-sxm]\nhbm_bytes = '80 GX'\n", "hbm_bytes = '80 GX' has unit 'GX'"),
+    ("[models.qwen3-32b]\ntotal_params = 1e9\n", "needs either config"),
+    ("[models.qwen3-32b]\nhf_repo = '--trust-remote-code'\n", "is not a Hugging Face repo id"),
+    ("[checkpoints.x]\nmodel = 'nope'\nweight_dtype = 'fp8'\nhf_repo = 'a/b'\nsource = 's'\nas_of = 'a'\n",
+     "model = 'nope' is not a catalog model"),
+    ("[checkpoints.x]\nmodel = 'qwen3-32b'\nweight_dtype = 'fp9'\nhf_repo = 'a/b'\nsource = 's'\nas_of = 'a'\n",
+     "unknown dtype 'fp9'"),
+    ("[checkpoints.x]\nmodel = 'qwen3-32b'\nweight_dtype = 'fp8'\nhf_repo = 'a/b'\nsource = 's'\nas_of = 'a'\n",
+     "both give model 'qwen3-32b' in fp8"),
+])
+def test_merged_tables_are_validated(tmp_path, body, msg):
+    """`replace = true` replaces the built-in entry whole (so every required field must be given); a merged
+    table is validated whole, and a bad field is one sentence naming the file and the table."""
+    p = write(tmp_path, body)
+    with pytest.raises(tm.TokenmathError) as e:
+        tm.load_catalog([p])
+    assert msg in str(e.value), str(e.value)
+    if "checkpoints" not in body or "not a catalog model" in msg:
+        assert str(p) in str(e.value)
+
+
+def test_replace_true_replaces_the_entry_whole(tmp_path):
+    """`replace = true`: the built-in's other fields are gone (here its scale-up bandwidth and power)."""
+    p = write(tmp_path, """
+        [systems.gb200-nvl72]
+        replace = true
+        bf16_flops_per_s = 2.5e15
+        hbm_bytes = 192e9
+        hbm_bytes_per_s = 8e12
+        scaleup_chips = 72
+        source = "mine"
+        as_of = "2026"
+        """)
+    g = tm.load_catalog([p]).system("gb200-nvl72")
+    assert g.scaleup_bytes_per_s is None and g.chip.power_w is None and g.source == "mine"
+
+
+def test_user_checkpoint_for_a_builtin_model(tmp_path):
+    """A [checkpoints.NAME] table adds a published checkpoint to a catalog model; the export then loads it
+    for a pool in that weight dtype."""
+    from tokenmath.export import checkpoint_for
+
+    p = write(tmp_path, """
+        [checkpoints.my-qwen-nvfp4]
+        model = "qwen3-32b"
+        weight_dtype = "nvfp4"
+        hf_repo = "me/Qwen3-32B-NVFP4"
+        source = "my export"
+        as_of = "2026-12"
+        """)
+    m = tm.load_catalog([p]).model("qwen3-32b")
+    assert ("nvfp4", "me/Qwen3-32B-NVFP4") in m.checkpoints and ("fp8", "Qwen/Qwen3-32B-FP8") in m.checkpoints
+    assert checkpoint_for(m, "nvfp4", "trtllm")[:2] == ("me/Qwen3-32B-NVFP4", "nvfp4")
+
+
+def test_every_catalog_model_with_a_config_names_its_checkpoint(cat):
+    """models.toml: every config.json model carries the Hugging Face repo id a server loads, sourced
+    (hf_repo_source where it is not the config's own repo); every [checkpoints.*] has source and as_of and
+    belongs to a catalog model. The lecture's totals-only models have none (no checkpoint exists)."""
+    import tomllib
+
+    raw = tomllib.loads((Path(tm.__file__).parent / "catalog" / "models.toml").read_text(encoding="utf-8"))
+    for name, t in raw["models"].items():
+        m = cat.model(name)
+        if m.is_totals_only:
+            assert m.hf_repo is None, name
+            continue
+        assert m.hf_repo and "/" in m.hf_repo, name
+        assert m.hf_repo in t["source"] or t.get("hf_repo_source"), name
+    for name, c in raw["checkpoints"].items():
+        assert c["source"] and c["as_of"] and c["model"] in cat.models, name
+        assert (c["weight_dtype"], c["hf_repo"]) in cat.model(c["model"]).checkpoints
+
+
+def test_config_name_or_path_gives_the_repo_id(tmp_path):
+    """hf.py: a config.json's `_name_or_path` is the repo id when it is one ("owner/name"); a local path
+    there is not taken."""
+    cfg = json.loads((DATA / "llama-2-13b.json").read_text())
+    for value, want in (("meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-13b-hf"), ("/root/models/x", None),
+                        ("--trust-remote-code", None)):
+        f = tmp_path / "config.json"
+        f.write_text(json.dumps(cfg | {"_name_or_path": value}))
+        assert tm.load_catalog().model(str(f)).hf_repo == want

@@ -6,7 +6,16 @@ replica on vLLM (`vllm serve`), SGLang (`python -m sglang.launch_server`) or Ten
     launch(pool, engine) -> Launch                 # the same, plus config files and notes
     pool_from_layout(...) -> Pool                  # from a layout.Layout (tokenmath's TP×EP×PP×DP)
 
+    checkpoint_for(model, weight_dtype, engine) -> (checkpoint, stored dtype, note)   # which weights load
+    fleet_launches(option, engine, model=...) -> list[PoolLaunch]                  # every pool of a fleet
+
 Pure functions: nothing is run, nothing is read from disk or the network.
+
+A command loads a real checkpoint: the catalog model's Hugging Face repo (Model.hf_repo), or its
+published checkpoint in the pool's weight dtype (Model.checkpoints), read as stored; a quantisation flag
+appears only where the engine quantises a wider checkpoint while loading (ONLINE_QUANTIZATION), and
+anything else is refused with the checkpoints that exist. Every flag, value and YAML key the module
+can write is checked against each engine's parser at the pinned VERSIONS (tests/data/engine_flags.json).
 
 What a Pool means (one replica = one engine instance = one command):
 
@@ -30,53 +39,65 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import TokenmathError
+from .units import DTYPE_BYTES
 
 ENGINES = ("vllm", "sglang", "trtllm")
 ROLES = ("prefill", "decode", "both")
 KV_DTYPES = ("bf16", "fp8")
 
-# Where each flag name was read. Versions are those of the pages / source files read (Dec 2026).
+# The engine versions every emitted flag was checked against (tests/data/engine_flags.json holds each
+# parser's accepted flags and values, read from these sources; tests/test_export.py checks every flag,
+# value and YAML key the module can emit against it).
+VERSIONS = {
+    "vllm": "vllm 0.33.0 (PyPI wheel vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl)",
+    "sglang": "sglang 0.5.23 (PyPI wheel sglang-0.5.23-cp311-cp311-manylinux_2_34_x86_64.whl)",
+    "trtllm": ("NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at commit 4c05a74891e4 and "
+               "tensorrt_llm/llmapi/llm_args.py at commit 000439672005 (no TensorRT-LLM wheel is on PyPI)"),
+}
+
+# Where each flag name was read (and the pinned source files that the flag table was built from).
 SOURCES = {
     "vllm": (
-        "vLLM docs: serving/data_parallel_deployment ('--max-num-seqs applies per DP rank'; "
-        "--data-parallel-size with --tensor-parallel-size); serving/expert_parallel_deployment "
-        "(v0.12.0 page; EP_SIZE = TP_SIZE x DP_SIZE, "
-        "--tensor-parallel-size, --data-parallel-size, --enable-expert-parallel, --kv-transfer-config "
-        "'{\"kv_connector\":\"NixlConnector\",\"kv_role\":\"kv_both\"}' on both prefill and decode); "
-        "features/nixl_connector_usage (--port, --tensor-parallel-size, --kv-transfer-config); "
-        "engine args (--pipeline-parallel-size, --max-num-seqs, --max-num-batched-tokens, "
-        "--kv-cache-dtype {auto, fp8, ...}, --quantization; same names on the v0.5-v0.9 pages); "
-        "cli/serve (v0.12.0 page: frontend --host, --port default 8000); "
-        "vllm/config/scheduler.py (max_num_batched_tokens must be >= max_num_seqs); "
-        "vllm/config/cache.py CacheDType ('auto' = model dtype, 'fp8' = fp8_e4m3); "
-        "vllm/model_executor/layers/quantization QuantizationMethods ('fp8', 'modelopt_fp4'; "
-        "'mxfp4' from the v0.18.1 API page, Mxfp4Config.get_name)"
+        "vllm 0.33.0: vllm/engine/arg_utils.py EngineArgs.add_cli_args (--tensor-parallel-size, "
+        "--pipeline-parallel-size, --data-parallel-size, --enable-expert-parallel, --max-num-seqs, "
+        "--max-num-batched-tokens, --kv-cache-dtype, --quantization, --kv-transfer-config, "
+        "--data-parallel-size-local, --data-parallel-address, --data-parallel-rpc-port); "
+        "vllm/entrypoints/common/cli_args.py (FrontendArgs --host, --port; make_arg_parser --headless); "
+        "vllm/config/cache.py CacheDType ('auto' = the model's dtype, 'fp8'); "
+        "vllm/model_executor/layers/quantization/__init__.py QuantizationMethods and "
+        "vllm/config/quantization.py _ONLINE_SHORTHANDS ('fp8_per_tensor' quantises a wider checkpoint to "
+        "FP8 while loading; fp8.py Fp8Config refuses online quantisation under 'fp8' since 'fp8' now means "
+        "an FP8-serialized checkpoint); vllm/config/model.py _verify_quantization (the checkpoint's own "
+        "quantization config is detected when --quantization is not given); vllm/config/kv_transfer.py "
+        "(kv_role 'kv_both') and kv_connector/factory.py ('NixlConnector'). "
+        "Docs: serving/data_parallel_deployment ('--max-num-seqs applies per DP rank'), "
+        "serving/expert_parallel_deployment (EP_SIZE = TP_SIZE x DP_SIZE; NixlConnector kv_both on "
+        "prefill and decode), vllm/config/scheduler.py (max_num_batched_tokens >= max_num_seqs)"
     ),
     "sglang": (
-        "SGLang docs: advanced_features/server_arguments (docs.sglang.io, repo docs at commit 004813e): "
-        "--model-path, --host, --port, --tensor-parallel-size/--tp-size, --pipeline-parallel-size/"
-        "--pp-size, --data-parallel-size/--dp-size, --expert-parallel-size/--ep-size, "
-        "--enable-dp-attention ('the dp size should be equal to the tp size'; server_args.py itself "
-        "asserts only tp_size % dp_size == 0, '1 < dp-size <= tp-size', so attention TP = tp/dp > 1 "
-        "is accepted, and it divides chunked_prefill_size by dp_size under DP attention; "
-        "max_running_requests is likewise split per DP worker), "
-        "--max-running-requests, --chunked-prefill-size, --kv-cache-dtype {auto, fp8_e5m2, fp8_e4m3, "
-        "bf16, bfloat16, fp4_e2m1}, --quantization {fp8, modelopt_fp4, mxfp4, ...}, "
-        "--disaggregation-mode {null, prefill, decode}"
+        "sglang 0.5.23: python/sglang/srt/server_args.py add_cli_args and the fields it registers from "
+        "sglang/srt/arg_groups/fields/*.py: --model-path, --tp-size (every GPU of the launch), --pp-size, "
+        "--attn-dp-size (attention data-parallel groups inside the TP group; replaces the deprecated "
+        "'--dp-size N --enable-dp-attention', parallel_hook.py), --ep-size, --max-running-requests, "
+        "--chunked-prefill-size (divided by attn_dp_size, parallel_hook.py), --kv-cache-dtype "
+        "{auto, fp8_e5m2, fp8_e4m3, mxfp8, bf16, bfloat16, ...}, --quantization (arg_groups/choices.py "
+        "QUANTIZATION_CHOICES; 'fp8' is 'MOE + linear online quantization'), --disaggregation-mode "
+        "{null, prefill, decode}, --disaggregation-transfer-backend, --nnodes, --node-rank, "
+        "--dist-init-addr, --base-gpu-id, --host, --port"
     ),
     "trtllm": (
-        "TensorRT-LLM: tensorrt_llm/commands/serve.py click options (commit 00209af; docs "
-        "commands/trtllm-serve/trtllm-serve.rst): MODEL, --host, --port, --backend {pytorch, tensorrt, "
-        "_autodeploy}, --tensor_parallel_size/--tp_size, --pipeline_parallel_size/--pp_size, "
-        "--moe_expert_parallel_size/--ep_size, --max_batch_size, --max_num_tokens, "
-        "--config/--extra_llm_api_options (YAML of LlmArgs); LlmArgs fields kv_cache_config.dtype "
-        "('auto' default, PyTorch backend only), enable_attention_dp, enable_chunked_prefill "
-        "(tensorrt_llm/llmapi/llm_args.py); features/disagg-serving.md: cache_transceiver_config "
-        "{backend: DEFAULT|UCX|NIXL|MPI}, context servers also disable_overlap_scheduler: true, "
-        "then `trtllm-serve disaggregated -c <config>` in front"
+        "TensorRT-LLM tensorrt_llm/commands/serve.py (commit 4c05a74) click options of `trtllm-serve serve`: "
+        "MODEL, --host, --port, --backend {pytorch, tensorrt, _autodeploy}, --tp_size, --pp_size, --ep_size, "
+        "--max_batch_size, --max_num_tokens, --extra_llm_api_options (YAML of LlmArgs), and of "
+        "`trtllm-serve disaggregated`: -c/--config_file; tensorrt_llm/llmapi/llm_args.py (commit 0004396): "
+        "BaseLlmArgs enable_attention_dp, enable_chunked_prefill, kv_cache_config, cache_transceiver_config; "
+        "KvCacheConfig.dtype {auto, fp8, fp8_ds_mla, nvfp4, torch dtypes}; CacheTransceiverConfig.backend "
+        "{DEFAULT, UCX, NIXL, MOONCAKE, MPI}; TorchLlmArgs disable_overlap_scheduler; no weight-quantization "
+        "option (quantized weights come from the checkpoint's own config). Docs: features/disagg-serving.md "
+        "(disable_overlap_scheduler on context servers, then `trtllm-serve disaggregated -c <config>`)"
     ),
 }
 
@@ -85,8 +106,7 @@ FLAGS = {
     "model": ("positional MODEL", "--model-path", "positional MODEL"),
     "tp": ("--tensor-parallel-size TP", "--tp-size TP×DP", "--tp_size TP×DP"),
     "pp": ("--pipeline-parallel-size", "--pp-size", "--pp_size"),
-    "dp": ("--data-parallel-size", "--dp-size DP --enable-dp-attention",
-           "YAML enable_attention_dp: true (needs TP = 1)"),
+    "dp": ("--data-parallel-size", "--attn-dp-size DP", "YAML enable_attention_dp: true (needs TP = 1)"),
     "ep": ("--enable-expert-parallel (EP = TP×DP; no size flag)", "--ep-size", "--ep_size"),
     "max_batch": ("--max-num-seqs ceil(B/DP) (per DP engine)", "--max-running-requests B",
                   "--max_batch_size ceil(B/DP) (per rank)"),
@@ -94,21 +114,40 @@ FLAGS = {
                                "--max_num_tokens ceil(T/DP) + YAML enable_chunked_prefill: true"),
     "kv_dtype": ("--kv-cache-dtype auto|fp8", "--kv-cache-dtype bf16|fp8_e4m3",
                  "YAML kv_cache_config.dtype: fp8 (bf16: left at auto)"),
-    "weight_dtype": ("--quantization fp8|modelopt_fp4|mxfp4", "--quantization fp8|modelopt_fp4|mxfp4",
-                     "no flag: a checkpoint already quantized"),
+    "weight_dtype": ("the checkpoint's own format; --quantization fp8_per_tensor only to quantise a wider "
+                     "checkpoint to FP8 while loading",
+                     "the checkpoint's own format; --quantization fp8 only to quantise a wider checkpoint "
+                     "to FP8 while loading",
+                     "the checkpoint's own format (no flag; no quantisation while loading)"),
     "port": ("--port", "--port", "--port"),
     "host": ("--host", "--host", "--host"),
     "role": ("--kv-transfer-config NixlConnector kv_both", "--disaggregation-mode prefill|decode",
              "YAML cache_transceiver_config (+ disable_overlap_scheduler on prefill)"),
 }
 
-# weight_dtype -> the engine's --quantization method (None: the checkpoint's own format, no flag)
-_QUANT = {
-    "vllm": {"fp8": "fp8", "nvfp4": "modelopt_fp4", "mxfp4": "mxfp4"},
-    "sglang": {"fp8": "fp8", "nvfp4": "modelopt_fp4", "mxfp4": "mxfp4"},
-    "trtllm": {"fp8": None, "nvfp4": None, "mxfp4": None},
+# Quantisation while loading, from a wider (bf16 / fp16 / fp32) checkpoint: the engine's --quantization
+# value for each target weight dtype (pinned versions above). Anything else needs a checkpoint that is
+# already stored in the target dtype: no engine turns BF16 weights into NVFP4 or MXFP4 while loading
+# (vLLM's 'nvfp4_per_token' covers MoE layers only; SGLang's 'mxfp4' is MoE-only).
+ONLINE_QUANTIZATION = {
+    "vllm": {"fp8": "fp8_per_tensor"},
+    "sglang": {"fp8": "fp8"},
+    "trtllm": {},
 }
 _UNQUANTIZED = ("bf16", "bfloat16")
+
+
+def check_model_ref(value, what: str = "model") -> str:
+    """A Hugging Face repo id or a local path that can stand as an engine's MODEL argument: one line of
+    text that does not begin with '-' (which an engine's parser would read as an option)."""
+    if not isinstance(value, str) or not value.strip():
+        raise TokenmathError(f"{what} must be a Hugging Face repo id or a path, not empty")
+    if any(c in value for c in "\x00\n\r"):
+        raise TokenmathError(f"{what} {value!r} must be one line of text")
+    if value.lstrip().startswith("-"):
+        raise TokenmathError(f"{what} = {value!r} begins with '-', which the engine would read as an option; "
+                             "expected a Hugging Face repo id (owner/name) or a path (./name for a local folder)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -117,8 +156,13 @@ class Pool:
 
     chips_per_replica = tp × dp × pp; dp counts data-parallel attention ranks inside one replica,
     `replicas` the independent copies. max_batch (sequences) and max_num_batched_tokens (the
-    chunked-prefill token budget of one step) are for the whole replica. weight_dtype None (or
-    "bf16") keeps the checkpoint's format; "fp8" | "nvfp4" | "mxfp4" select that quantization."""
+    chunked-prefill token budget of one step) are for the whole replica.
+
+    `model` is the checkpoint the engine loads (a Hugging Face repo id or a path). weight_dtype is the
+    dtype the pool runs its linear layers in (None or "bf16": the checkpoint's own); checkpoint_dtype the
+    dtype `model` is stored in (None: the same as weight_dtype, i.e. a checkpoint already quantised that
+    way, which the engine reads from its config with no flag). A wider checkpoint_dtype than weight_dtype
+    asks for quantisation while loading, which only ONLINE_QUANTIZATION allows."""
 
     role: str
     system: str
@@ -135,6 +179,7 @@ class Pool:
     weight_dtype: str | None = None
     port: int = 8000
     host: str | None = None
+    checkpoint_dtype: str | None = None
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -151,14 +196,18 @@ class Pool:
                                  "choose a lower port")
         if self.kv_dtype not in KV_DTYPES:
             raise TokenmathError(f"kv_dtype {self.kv_dtype!r} is not one of {', '.join(KV_DTYPES)}")
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise TokenmathError("pool model must be a Hugging Face repo id or a path, not empty")
-        for name in ("model", "system", "host"):
+        check_model_ref(self.model, "pool model")
+        for name in ("system", "host"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, str) or any(c in v for c in "\x00\n\r")):
                 raise TokenmathError(f"pool {name} {v!r} must be one line of text")
-        if self.weight_dtype is not None and not isinstance(self.weight_dtype, str):
-            raise TokenmathError(f"weight_dtype {self.weight_dtype!r} must be a dtype name or None")
+            if isinstance(v, str) and v.startswith("-"):
+                raise TokenmathError(f"pool {name} = {v!r} begins with '-', which the engine would read as an option")
+        for name in ("weight_dtype", "checkpoint_dtype"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or v.lower() not in DTYPE_BYTES):
+                raise TokenmathError(f"{name} {v!r} is not a dtype tokenmath knows; expected None or one of "
+                                     f"{', '.join(DTYPE_BYTES)}")
         want = self.tp * self.dp * self.pp
         if self.chips_per_replica != want:
             raise TokenmathError(
@@ -208,22 +257,23 @@ def pool_from_layout(role: str, system: str, layout, *, replicas: int | None = N
 
 
 def _quantization(pool: Pool, engine: str) -> tuple[str | None, str | None]:
-    """(the --quantization value or None, a note or None) for the pool's weight dtype."""
-    w = pool.weight_dtype
-    if w is None or w.lower() in _UNQUANTIZED:
+    """(the --quantization value or None, a note or None) for the pool's weights: no flag when the
+    checkpoint is stored in the weight dtype (the engine reads its quantization config); the engine's
+    load-time quantisation (ONLINE_QUANTIZATION) when the checkpoint is wider; otherwise a refusal."""
+    w = None if pool.weight_dtype is None else pool.weight_dtype.lower()
+    ck = None if pool.checkpoint_dtype is None else pool.checkpoint_dtype.lower()
+    if w is None or w in _UNQUANTIZED and ck in (None, *_UNQUANTIZED):
         return None, None
-    table = _QUANT[engine]
-    key = w.lower()
-    if key not in table:
-        known = ", ".join(["None (the checkpoint's)", *table])
-        raise TokenmathError(f"weight_dtype {w!r} has no {engine} quantization tokenmath knows; expected {known}")
-    method = table[key]
-    if engine == "trtllm":
-        return None, (f"trtllm-serve has no weight-quantization flag: point MODEL at a checkpoint already "
-                      f"quantized to {key} (e.g. a ModelOpt export)")
-    if key in ("nvfp4", "mxfp4"):
-        return method, f"--quantization {method} needs a checkpoint already quantized to {key}"
-    return method, None
+    if ck is None or ck == w:
+        return None, (f"weights: {pool.model} is loaded as stored ({w}); the engine reads the format from the "
+                      "checkpoint's own quantization config, so no quantization flag")
+    method = ONLINE_QUANTIZATION[engine].get(w)
+    if method is not None and DTYPE_BYTES[ck] > DTYPE_BYTES[w]:
+        return method, (f"weights: {pool.model} is stored in {ck}; --quantization {method} quantises it to {w} "
+                        "while loading (a checkpoint already in that format loads faster and may be calibrated)")
+    raise TokenmathError(
+        f"{engine} cannot turn the {ck} checkpoint {pool.model!r} into {w} weights while loading; expected a "
+        f"checkpoint already stored in {w} as the model (checkpoint_dtype = {w!r})")
 
 
 def _ep_check(pool: Pool, engine: str, stage: int, *, divides: bool) -> None:
@@ -264,8 +314,8 @@ def _vllm(pool: Pool) -> Launch:
     if quant:
         base += ["--quantization", quant]
     if pool.kv_dtype == "bf16":
-        notes.append("--kv-cache-dtype auto stores the KV cache in the model's dtype (bf16 for a bf16 "
-                     "or FP8 checkpoint); vLLM's 'bfloat16' value is only valid for models that default to fp8")
+        notes.append("--kv-cache-dtype auto stores the KV cache in the model's activation dtype (bf16, for a "
+                     "bf16 or an FP8 checkpoint alike)")
     if pool.dp > 1:
         notes.append(f"--max-num-seqs and --max-num-batched-tokens count per DP engine: the replica's "
                      f"{pool.max_batch} sequences and {pool.max_num_batched_tokens} tokens ÷ DP {pool.dp}")
@@ -291,7 +341,7 @@ def _sglang(pool: Pool) -> Launch:
     base = ["python", "-m", "sglang.launch_server", "--model-path", pool.model,
             "--tp-size", str(n), "--pp-size", str(pool.pp)]
     if pool.dp > 1:
-        base += ["--dp-size", str(pool.dp), "--enable-dp-attention"]
+        base += ["--attn-dp-size", str(pool.dp)]
     if pool.ep > 1:
         base += ["--ep-size", str(pool.ep)]
     base += ["--max-running-requests", str(pool.max_batch),
@@ -300,10 +350,10 @@ def _sglang(pool: Pool) -> Launch:
     if quant:
         base += ["--quantization", quant]
     if pool.dp > 1:
-        notes.append(f"SGLang's --tp-size counts every GPU of the replica ({n}); --dp-size splits attention "
-                     f"into DP ranks of attention TP {pool.tp} (the server-arguments page says dp should equal "
-                     f"tp; server_args.py accepts any divisor), and --max-running-requests / --chunked-prefill-size are the replica's totals "
-                     "(SGLang divides them among DP ranks)")
+        notes.append(f"SGLang's --tp-size counts every GPU of the replica ({n}); --attn-dp-size {pool.dp} runs "
+                     f"attention data-parallel in groups of attention TP {pool.tp} (before 0.5.23: --dp-size "
+                     f"{pool.dp} --enable-dp-attention), and --max-running-requests / --chunked-prefill-size are "
+                     "the replica's totals (SGLang divides them among the attention-DP groups)")
     if pool.role in ("prefill", "decode"):
         base += ["--disaggregation-mode", pool.role]
         notes.append("disaggregated: put SGLang's router (sglang_router, PD mode) in front of the prefill "
@@ -393,18 +443,88 @@ def launch_commands(pool: Pool, engine: str) -> list[str]:
     return launch(pool, engine).lines()
 
 
-def fleet_commands(option, engine: str, *, model_id: str, checkpoint_dtype: str | None = None,
-                   max_num_batched_tokens: int = 8192, port: int = 8000) -> list[str]:
-    """Launch lines for every pool of a fleet.FleetOption: each pool on its own port range
-    (prefill from `port`, decode from `port` + 1000). Weights in the checkpoint's dtype get no
-    quantization flag; the chunked-prefill budget is the planner's (8,192 tokens per step)."""
+@dataclass(frozen=True)
+class PoolLaunch:
+    """The launch of one pool of a fleet: which checkpoint it loads and how, the shell lines (config
+    files first, then one command per replica) and every note (what has no flag, what else to run)."""
+
+    role: str
+    system: str
+    replicas: int
+    engine: str
+    checkpoint: str
+    weight_dtype: str
+    quantization: str | None
+    lines: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def checkpoint_for(model, weight_dtype: str | None, engine: str, *, hf_model: str | None = None
+                   ) -> tuple[str, str | None, str | None]:
+    """(checkpoint, the dtype it is stored in, a note) for `model` (a specs.Model) served with its linear
+    layers in `weight_dtype` (None: the checkpoint's own) on `engine`.
+
+    The model's own repo (Model.hf_repo) when the dtype is the one it ships in; a published checkpoint in
+    that dtype (Model.checkpoints, the catalog's [checkpoints.*]) when there is one; the model's repo with
+    the engine's load-time quantisation when the engine has it (ONLINE_QUANTIZATION); else a refusal
+    naming the checkpoints that exist. `hf_model` (the user's --hf-model) is taken as given: it is the
+    checkpoint, stored in whatever its own config says."""
+    if engine not in ENGINES:
+        raise TokenmathError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    native = model.weight_dtype
+    want = native if weight_dtype is None else weight_dtype.lower()
+    if hf_model is not None:
+        check_model_ref(hf_model, "--hf-model")
+        note = None if want == native else (
+            f"weights: tokenmath planned {want}; {hf_model} (your --hf-model) is loaded as its own config says, "
+            "so make sure it is stored in that format")
+        return hf_model, None, note
+    if not model.hf_repo:
+        raise TokenmathError(f"model {model.name!r} has no Hugging Face repo id (hf_repo in the catalog, or "
+                             "_name_or_path in its config.json); pass --hf-model with the checkpoint to serve")
+    if want == native:
+        return model.hf_repo, native, None
+    published = dict(model.checkpoints)
+    if want in published:
+        return published[want], want, (f"weights: {published[want]} is the published {want} checkpoint of "
+                                        f"{model.hf_repo}, loaded as stored (the engine reads its quantization "
+                                        "config, so no quantization flag)")
+    method = ONLINE_QUANTIZATION[engine].get(want)
+    if method is not None and DTYPE_BYTES.get(native, 0) > DTYPE_BYTES[want]:
+        return model.hf_repo, native, None
+    have = [f"{model.hf_repo} ({native})"] + [f"{r} ({d})" for d, r in sorted(published.items())]
+    raise TokenmathError(
+        f"{engine} cannot serve {model.name} with {want} weights (the catalog has no {want} checkpoint of it and "
+        f"{engine} cannot quantise to {want} while loading); expected a plan in the weight dtype of "
+        f"{' or '.join(have)}, or --hf-model naming a {want} checkpoint")
+
+
+def fleet_launches(option, engine: str, *, model, hf_model: str | None = None, max_num_batched_tokens: int = 8192,
+                   port: int = 8000) -> list[PoolLaunch]:
+    """The launch of every pool of a fleet.FleetOption for `model` (a specs.Model): each pool on its own
+    port range (prefill from `port`, decode from `port` + 1000), loading the checkpoint checkpoint_for
+    picks; the chunked-prefill budget is the planner's (8,192 tokens per step)."""
     from .layout import Layout
 
-    lines: list[str] = []
+    out = []
     for i, p in enumerate(option.pools):
-        wd = None if checkpoint_dtype is not None and p.weight_dtype == checkpoint_dtype else p.weight_dtype
+        repo, stored, wnote = checkpoint_for(model, p.weight_dtype, engine, hf_model=hf_model)
         pool = pool_from_layout(p.role, p.system, Layout(tp=p.tp, ep=p.ep, pp=p.pp), replicas=p.replicas,
                                 max_batch=p.max_batch, max_num_batched_tokens=max(max_num_batched_tokens, p.max_batch),
-                                model=model_id, kv_dtype=p.kv_dtype, weight_dtype=wd, port=port + 1000 * i)
-        lines += [f"# {p.role} pool: {p.replicas} × {p.system}"] + launch(pool, engine).lines()
+                                model=repo, kv_dtype=p.kv_dtype, weight_dtype=p.weight_dtype, port=port + 1000 * i)
+        pool = replace(pool, checkpoint_dtype=stored)
+        res = launch(pool, engine)
+        quant, _ = _quantization(pool, engine)
+        out.append(PoolLaunch(role=p.role, system=p.system, replicas=p.replicas, engine=engine, checkpoint=repo,
+                              weight_dtype=p.weight_dtype, quantization=quant, lines=tuple(res.lines()),
+                              notes=((wnote,) if wnote else ()) + tuple(
+                                  n for n in res.notes if not (wnote and n.startswith("weights:")))))
+    return out
+
+
+def fleet_commands(option, engine: str, **kw) -> list[str]:
+    """fleet_launches as shell lines: a `# role pool` comment, then each pool's lines."""
+    lines: list[str] = []
+    for pl in fleet_launches(option, engine, **kw):
+        lines += [f"# {pl.role} pool: {pl.replicas} × {pl.system}, {pl.checkpoint}"] + list(pl.lines)
     return lines

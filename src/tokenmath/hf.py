@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import reprlib
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,7 @@ def model_from_config(
     if tied is None:
         tied = family in _TIED_BY_DEFAULT
     weight_dtype, base_dtype, unquantized = _dtypes(c)
+    hf_repo = hf_repo_id(cfg.get("_name_or_path"))
 
     return Model(
         name=name,
@@ -193,7 +195,21 @@ def model_from_config(
         source=source,
         as_of=as_of,
         config_path=path,
+        hf_repo=hf_repo,
     )
+
+
+# A Hugging Face repo id: "owner/name", each part letters, digits, '-', '_', '.', at most 96 characters,
+# starting with a letter or digit (huggingface_hub's validate_repo_id rules, less its '--'/'..' checks,
+# which this pattern also refuses). Anything else in `_name_or_path` is a local path and is not kept.
+_REPO_ID = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def hf_repo_id(value: Any) -> str | None:
+    """`value` if it is a Hugging Face repo id ("Qwen/Qwen3-32B"), else None (a local path, empty, not text)."""
+    if isinstance(value, str) and _REPO_ID.fullmatch(value) and not value.endswith((".json", ".")):
+        return value
+    return None
 
 
 def model_from_config_file(path: str | Path, *, name: str | None = None, source: str = "", as_of: str = "") -> Model:

@@ -800,8 +800,13 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
         rec["workload"] = f.workload
     if f.prefix_cache is not None:
         rec["prefix_cache"] = f.prefix_cache
-    if commands is not None:
-        rec["export"] = commands
+    if commands is not None:  # export.PoolLaunch records: every line in `export`, each pool with its notes
+        rec["export"] = [ln for c in commands for ln in (f"# {c.role} pool: {c.replicas} × {c.system}, {c.checkpoint}",
+                                                           *c.lines)]
+        rec["export_pools"] = [{"role": c.role, "system": c.system, "replicas": c.replicas, "engine": c.engine,
+                                "checkpoint": c.checkpoint, "weight_dtype": c.weight_dtype,
+                                "quantization": c.quantization, "commands": list(c.lines), "notes": list(c.notes)}
+                               for c in commands]
     return rec
 
 
@@ -854,7 +859,10 @@ def render_fleet(f, commands=None) -> list[str]:
                          f" {o.total_chips:,.0f} chips{price}; {what}")
     if commands:
         lines.append("  launch commands (--json lists every one):")
-        lines += [f"    {c}" for c in _one_per_pool(commands)]
+        for c in commands:
+            lines.append(f"    # {c.role} pool: {c.replicas} × {c.system}, checkpoint {c.checkpoint}")
+            lines += [f"    {ln}" for ln in _one_per_pool(list(c.lines))]
+            lines += [f"      note: {n}" for n in c.notes]
     return lines
 
 

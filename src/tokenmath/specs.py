@@ -259,6 +259,11 @@ class Model:
     as_of: str = ""
     notes: str = ""
     config_path: str | None = None
+    # where a serving engine loads the weights (issue 21, export): the Hugging Face repo id of the
+    # checkpoint in `weight_dtype`, and other published checkpoints of the same model as
+    # (weight_dtype, repo id) pairs (pre-quantised exports, e.g. ("fp8", "Qwen/Qwen3-32B-FP8"))
+    hf_repo: str | None = None
+    checkpoints: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_totals_only(self) -> bool:

@@ -17,6 +17,17 @@ overriding same-named ones. A user TOML uses the same schema:
     active_params = 37e9
     kv_bytes_per_token = 70272
 
+A table naming an entry that already exists (a built-in system, model, price sheet or storage device,
+or one from an earlier --catalog file) is merged into it field by field: the fields it gives replace
+the existing ones, the others are kept, and the merged table is validated as a whole. For a model,
+giving `config` drops the existing totals and giving any of the totals drops the existing `config`
+(a model is read one way). `replace = true` in a table replaces the existing entry whole instead.
+
+    [checkpoints.NAME]          # a published checkpoint of a catalog model in another weight dtype
+    model = "qwen3-32b"
+    weight_dtype = "fp8"
+    hf_repo = "Qwen/Qwen3-32B-FP8"
+
 A user's TOML is validated with pydantic (catalog/schema.py): unknown fields, wrong units and missing fields are errors that
 name the file, the table and the field. Every number must be finite and inside a physically sensible
 range (`_LIMITS`, e.g. hbm_bytes from 1 MB to 1 PB, ddr_share from 0.001 to 1, amortization_years
@@ -38,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TokenmathError, read_user_file, unknown_name
-from ..hf import MAX_LAYERS, _show, model_from_config_file
+from ..hf import MAX_LAYERS, _show, hf_repo_id, model_from_config_file
 from ..specs import Chip, Model, PriceSheet, System, Tier
 from ..units import check_dtype, parse_quantity
 
@@ -169,6 +180,33 @@ class ModelRow:
     kv_bytes_per_token: float | None = None
     weight_dtype: str | None = None
     layers: int | None = None
+    hf_repo: str | None = None  # the Hugging Face repo id a serving engine loads (None: from config.json)
+    hf_repo_source: str = ""  # where that id was read (the model page), when it is not the config's source
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """A [checkpoints.NAME] table: a published checkpoint of a catalog model in another weight dtype."""
+
+    model: str
+    weight_dtype: str
+    hf_repo: str
+    source: str
+    as_of: str
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A published checkpoint of `model` whose linear layers are stored in `weight_dtype`."""
+
+    name: str
+    model: str
+    weight_dtype: str
+    hf_repo: str
+    source: str
+    as_of: str
     notes: str = ""
 
 
@@ -229,13 +267,20 @@ def to_model(t, name: str, base_dir: Path) -> Model:
             path = base_dir / path
         m = model_from_config_file(path, name=name, source=t.source, as_of=t.as_of)
         return _replace(m, notes=t.notes, config_path=str(path),
-                        **({"weight_dtype": t.weight_dtype} if t.weight_dtype else {}))
+                        **({"weight_dtype": t.weight_dtype} if t.weight_dtype else {}),
+                        **({"hf_repo": t.hf_repo} if t.hf_repo else {}))
     wd = t.weight_dtype or "bf16"
     return Model(
         name=name, total_params_given=t.total_params, active_params_given=t.active_params,
         kv_bytes_per_token_given=t.kv_bytes_per_token, n_layers=t.layers, weight_dtype=wd, base_dtype=wd,
-        source=t.source, as_of=t.as_of, notes=t.notes,
+        source=t.source, as_of=t.as_of, notes=t.notes, hf_repo=t.hf_repo,
     )
+
+
+def to_checkpoint(t, name: str) -> Checkpoint:
+    """A [checkpoints.NAME] table as a Checkpoint."""
+    return Checkpoint(name=name, model=t.model, weight_dtype=t.weight_dtype, hf_repo=t.hf_repo, source=t.source,
+                      as_of=t.as_of, notes=t.notes)
 
 
 def to_tier(t, name: str) -> Tier:
@@ -289,6 +334,7 @@ class Catalog:
     files: tuple[str, ...] = ()
     prices: dict[str, PriceSheet] = field(default_factory=dict)
     storage: dict[str, Tier] = field(default_factory=dict)
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
 
     def price_sheet(self, name: str) -> PriceSheet:
         if isinstance(name, PriceSheet):
@@ -382,7 +428,8 @@ class _TableError(TokenmathError):
     """A table that failed validation, already worded with its file and table."""
 
 
-_ROWS = {"systems": SystemRow, "chips": SystemRow, "models": ModelRow, "storage": StorageRow, "prices": PriceRow}
+_ROWS = {"systems": SystemRow, "chips": SystemRow, "models": ModelRow, "storage": StorageRow, "prices": PriceRow,
+         "checkpoints": CheckpointRow}
 _FLOAT_FIELDS = {cls: frozenset(f.name for f in fields(cls) if "float" in str(f.type)) for cls in set(_ROWS.values())}
 
 
@@ -397,7 +444,7 @@ def _row_trusted(path: Path, section: str, name: str, table: dict[str, Any]):
             data[key] = float(v)
     if cls is SystemRow and "scaleup_chips" in data:
         data["scaleup_chips"] = int(data["scaleup_chips"])
-    if cls is ModelRow:
+    if cls in (ModelRow, CheckpointRow):
         data["weight_dtype"] = check_dtype(data.get("weight_dtype"))
     return cls(**data)
 
@@ -414,16 +461,48 @@ def _row_checked(path: Path, section: str, name: str, table: dict[str, Any]):
         raise _first_error(path, f"{section}.{name}", e) from None
 
 
-def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: dict, ddr_refs: dict,
-               trusted: bool = False) -> None:
+_SECTIONS = ("systems", "chips", "models", "prices", "storage", "checkpoints")
+_MODEL_TOTALS = ("total_params", "active_params", "kv_bytes_per_token", "layers")
+
+
+def _merge(section: str, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """An override merged into the existing table field by field: `new`'s fields replace `old`'s, the
+    others are kept. A model is read one way, so a new `config` drops the old totals and new totals
+    drop the old `config`."""
+    old = dict(old)
+    if section == "models":
+        if "config" in new:
+            for k in _MODEL_TOTALS:
+                old.pop(k, None)
+        if any(k in new for k in _MODEL_TOTALS):
+            old.pop("config", None)
+    return old | new
+
+
+class _Store:
+    """What the files read so far hold: each entry's merged raw table (for the next override) and its
+    converted value."""
+
+    def __init__(self):
+        self.raw: dict[tuple[str, str], dict[str, Any]] = {}
+        self.systems: dict[str, System] = {}
+        self.models: dict[str, Model] = {}
+        self.prices: dict[str, PriceSheet] = {}
+        self.storage: dict[str, Tier] = {}
+        self.checkpoints: dict[str, Checkpoint] = {}
+        self.ddr_refs: dict[str, tuple[str, float, Path]] = {}
+        self.checkpoint_files: dict[str, Path] = {}
+
+
+def _load_file(path: Path, store: _Store, trusted: bool = False) -> None:
     data = _read_toml(path)
-    unknown = set(data) - {"systems", "chips", "models", "prices", "storage"}
+    unknown = set(data) - set(_SECTIONS)
     if unknown:
         raise TokenmathError(
             f"catalog file {str(path)!r} has top-level table(s) {sorted(unknown)}; expected [systems.NAME], "
-            "[chips.NAME], [models.NAME], [prices.NAME] or [storage.NAME]"
+            "[chips.NAME], [models.NAME], [prices.NAME], [storage.NAME] or [checkpoints.NAME]"
         )
-    for section in ("systems", "chips", "models", "prices", "storage"):
+    for section in _SECTIONS:
         if section in data and not isinstance(data[section], dict):
             raise TokenmathError(
                 f"catalog file {str(path)!r}: {section!r} = {_show(data[section])} must be a table of "
@@ -437,41 +516,71 @@ def _load_file(path: Path, systems: dict, models: dict, prices: dict, storage: d
                 raise TokenmathError(f"catalog file {str(path)!r}: [{section}.{name}] must be a table")
             yield name, table
 
-    def add(section, name, table, store):
+    def add(section, name, table, convert):
+        """Merge the table into the entry of that name (if any), validate the result, convert and keep it."""
+        table = dict(table)
+        replace = table.pop("replace", False)
+        if not isinstance(replace, bool):
+            raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}] replace = {_show(replace)} must be "
+                                 "true or false")
+        if section == "models" and isinstance(table.get("config"), str):
+            cfg = Path(table["config"])  # relative to the file that names it, also once merged into another entry
+            table["config"] = str(cfg if cfg.is_absolute() else path.parent / cfg)
+        key = ("systems" if section == "chips" else section, name)
+        merged = table if replace or key not in store.raw else _merge(section, store.raw[key], table)
         try:
-            store(row(path, section, name, table))
+            convert(row(path, section, name, merged))
         except _TableError:
             raise
         except TokenmathError as e:
             raise TokenmathError(f"catalog file {str(path)!r}, [{section}.{name}]: {e}") from None
+        store.raw[key] = merged
 
-    for section, convert, store in (("prices", to_sheet, prices), ("storage", to_tier, storage)):
+    for section, to, target in (("prices", to_sheet, store.prices), ("storage", to_tier, store.storage),
+                                ("checkpoints", to_checkpoint, store.checkpoints)):
         for name, table in tables(section):
-            add(section, name, table, lambda t: store.__setitem__(name, convert(t, name)))
+            add(section, name, table, lambda t, name=name, to=to, target=target: target.__setitem__(name, to(t, name)))
 
     def add_system(t, name):
-        systems[name] = to_system(t, name)
+        store.systems[name] = to_system(t, name)
         if t.ddr:
-            ddr_refs[name] = (t.ddr, t.ddr_share, path)
+            store.ddr_refs[name] = (t.ddr, t.ddr_share, path)
         else:
-            ddr_refs.pop(name, None)
+            store.ddr_refs.pop(name, None)
 
     for section in ("systems", "chips"):
         for name, table in tables(section):
-            add(section, name, table, lambda t: add_system(t, name))
+            add(section, name, table, lambda t, name=name: add_system(t, name))
     for name, table in tables("models"):
-        add("models", name, table, lambda t: models.__setitem__(name, to_model(t, name, path.parent)))
+        add("models", name, table, lambda t, name=name: store.models.__setitem__(name, to_model(t, name, path.parent)))
+    for name in (data.get("checkpoints") or {}):
+        store.checkpoint_files[name] = path
+
+
+def _attach_checkpoints(store: _Store) -> None:
+    """Each model gets its published checkpoints as (weight_dtype, repo id) pairs."""
+    by_model: dict[str, list[tuple[str, str]]] = {}
+    for name, c in store.checkpoints.items():
+        if c.model not in store.models:
+            raise TokenmathError(f"catalog file {str(store.checkpoint_files[name])!r}, [checkpoints.{name}] model = "
+                                 f"{c.model!r} is not a catalog model; expected one of {', '.join(sorted(store.models))}")
+        by_model.setdefault(c.model, []).append((c.weight_dtype, c.hf_repo))
+    for m, pairs in by_model.items():
+        dtypes = [d for d, _ in pairs]
+        dup = sorted({d for d in dtypes if dtypes.count(d) > 1})
+        if dup:
+            names = sorted(n for n, c in store.checkpoints.items() if c.model == m and c.weight_dtype == dup[0])
+            raise TokenmathError(f"catalog [checkpoints.{names[0]}] and [checkpoints.{names[1]}] both give model {m!r} "
+                                 f"in {dup[0]}; keep one")
+        store.models[m] = _replace(store.models[m], checkpoints=tuple(sorted(pairs)))
 
 
 def _load(files: tuple[str, ...], trusted: frozenset[str] = frozenset()) -> Catalog:
-    systems: dict[str, System] = {}
-    models: dict[str, Model] = {}
-    prices: dict[str, PriceSheet] = {}
-    storage: dict[str, Tier] = {}
-    ddr_refs: dict[str, tuple[str, float, Path]] = {}
+    store = _Store()
     for f in files:
-        _load_file(Path(f), systems, models, prices, storage, ddr_refs, trusted=f in trusted)
-    for name, (ref, share, path) in ddr_refs.items():  # resolve host-memory references once all files are read
+        _load_file(Path(f), store, trusted=f in trusted)
+    systems, storage = store.systems, store.storage
+    for name, (ref, share, path) in store.ddr_refs.items():  # resolve host-memory references once all files are read
         if ref not in storage or storage[ref].kind != "ddr":
             known = sorted(k for k, t in storage.items() if t.kind == "ddr")
             raise TokenmathError(f"catalog file {str(path)!r}, [systems.{name}]: ddr = {ref!r} is not a [storage.NAME] of "
@@ -479,7 +588,9 @@ def _load(files: tuple[str, ...], trusted: frozenset[str] = frozenset()) -> Cata
         dev = storage[ref]
         tier = Tier(dev.bytes * share, dev.bytes_per_s * share, dev.name, "ddr", dev.usd_per_byte_s, dev.source)
         systems[name] = _replace(systems[name], ddr=tier)
-    return Catalog(systems=systems, models=models, files=files, prices=prices, storage=storage)
+    _attach_checkpoints(store)
+    return Catalog(systems=systems, models=store.models, files=files, prices=store.prices, storage=storage,
+                   checkpoints=store.checkpoints)
 
 
 _CACHE: OrderedDict[tuple, tuple[Catalog, tuple]] = OrderedDict()

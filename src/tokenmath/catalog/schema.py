@@ -15,10 +15,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, create_model, field_validator, model_validator
 
 from ..errors import TokenmathError
+from ..hf import hf_repo_id
 from ..specs import Model, PriceSheet, System, Tier
 from ..units import check_dtype
-from . import (_LIMITS, ModelRow, PriceRow, StorageRow, SystemRow, _check_range, _parse_fields, to_model, to_sheet,
-                to_system, to_tier)
+from . import (_LIMITS, CheckpointRow, ModelRow, PriceRow, StorageRow, SystemRow, _check_range, _parse_fields, to_model,
+                to_sheet, to_system, to_tier)
+
+
+def _repo(v: str | None) -> str | None:
+    if v is not None and hf_repo_id(v) is None:
+        raise ValueError(f"hf_repo = {v!r} is not a Hugging Face repo id; expected 'owner/name' (letters, digits, "
+                         "'-', '_', '.')")
+    return v
 
 
 class _Table(BaseModel):
@@ -95,6 +103,11 @@ class ModelTable(_fields(ModelRow, "Model")):
         except TokenmathError as e:
             raise ValueError(str(e)) from None
 
+    @field_validator("hf_repo")
+    @classmethod
+    def _hf_repo(cls, v: str | None) -> str | None:
+        return _repo(v)
+
     @model_validator(mode="after")
     def _one_way(self) -> "ModelTable":
         totals = (self.total_params, self.active_params, self.kv_bytes_per_token)
@@ -108,6 +121,23 @@ class ModelTable(_fields(ModelRow, "Model")):
 
     def to_model(self, name: str, base_dir: Path) -> Model:
         return to_model(self, name, base_dir)
+
+
+class CheckpointTable(_fields(CheckpointRow, "Checkpoint")):
+    """A [checkpoints.NAME] table of a user catalog: CheckpointRow's fields, validated."""
+
+    @field_validator("weight_dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        try:
+            return check_dtype(v)
+        except TokenmathError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("hf_repo")
+    @classmethod
+    def _hf_repo(cls, v: str) -> str:
+        return _repo(v)
 
 
 class StorageTable(_fields(StorageRow, "Storage")):
@@ -142,4 +172,4 @@ class PriceTable(_fields(PriceRow, "Price")):
 
 
 TABLES = {"systems": SystemTable, "chips": SystemTable, "models": ModelTable, "storage": StorageTable,
-          "prices": PriceTable}
+          "prices": PriceTable, "checkpoints": CheckpointTable}

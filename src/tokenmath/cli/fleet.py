@@ -28,7 +28,7 @@ def fleet_cmd(
     objective: Annotated[str, typer.Option("--objective", help="cost ($/h; chips where no price), chips, or energy (J per output token).")] = "cost",
     verify: Annotated[int, Num("--verify", help="Candidate fleets to check in simulation.")] = 3,
     export: Annotated[Optional[str], typer.Option("--export", help="Launch commands for the chosen pools: vllm | sglang | trtllm.")] = None,
-    hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Model id or path for --export (default: the catalog name).")] = None,
+    hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Checkpoint (Hugging Face repo id or path) for --export, served as stored (default: the catalog's hf_repo, or its published checkpoint in the planned weight dtype).")] = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     engine: EngineOpt = None, cost: CostOpt = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file.")] = None,
@@ -43,6 +43,14 @@ def fleet_cmd(
         raise TokenmathError(f"--export = {export!r}; expected one of {', '.join(EXPORT_ENGINES)}")
     cat = _catalog(catalog)
     m = cat.model(model)
+    if export is not None:  # refuse a launch that cannot be written before the fleet is sized
+        from ..export import check_model_ref
+
+        if hf_model is not None:
+            check_model_ref(hf_model, "--hf-model")
+        elif not m.hf_repo:
+            raise TokenmathError(f"--export needs the checkpoint to serve: model {m.name!r} has no Hugging Face repo "
+                                 "id (hf_repo in the catalog, _name_or_path in its config.json); pass --hf-model")
     names = _names(systems, "--systems", "system name") or sorted(cat.systems)
     syss = [_priced(cat.system(n), cost, strict=False) for n in names]
     tr = None
@@ -63,14 +71,19 @@ def fleet_cmd(
                           disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
                           objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr, verify=verify,
                           progress=lambda done, total, what: update(done, total=total, description=what))
-    commands = None
+    commands, refused = None, None
     if export is not None and result.best is not None:
-        from ..export import fleet_commands
+        from ..export import fleet_launches
 
-        commands = fleet_commands(result.best, export, model_id=hf_model or m.name, checkpoint_dtype=m.weight_dtype)
+        try:
+            commands = fleet_launches(result.best, export, model=m, hf_model=hf_model)
+        except TokenmathError as e:  # show the fleet, then the one sentence (exit 2): no command that cannot start
+            refused = e
     if plot is not None:
         from .. import plots
 
         plots.fleet_frontier(result, path=plot)
         err.print(f"wrote {plot}")
     _finish(json_, rp.fleet_record(result, commands), rp.render_fleet(result, commands))
+    if refused is not None:
+        raise TokenmathError(f"--export {export}: {refused}")
