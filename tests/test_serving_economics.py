@@ -481,16 +481,33 @@ def test_invariant_every_command_reports_the_same_hbm_full_batch():
     assert rec["fits"]
 
 
-@pytest.mark.parametrize("name", ["llama-3.1-70b", "qwen3-235b-a22b", "deepseek-v3"])
+@pytest.mark.parametrize("name", ["llama-3.1-70b", "qwen3-235b-a22b", "deepseek-v3", "kimi-k2"])
 def test_invariant_layout_fill_is_within_the_pooled_bound(name):
     """No layout holds more sequences than the chips' pooled HBM (the bound's accounting)."""
     m = CAT.model(name)
-    for system, chips in (("h100-sxm", 8), ("gb200-nvl72", 72)):
+    for system, chips in (("h100-sxm", 8), ("h200-sxm", 8), ("gb200-nvl72", 72)):
         s = CAT.system(system)
-        lay = default_layout(m, s, chips)
+        lay = sv.estimate_layout(m, s, chips, 4096)
         if sv.batch_to_fill_hbm(m, s, 4096, chips=chips) < 1:
             continue
         assert sv.batch_to_fill_hbm(m, s, 4096, layout=lay) <= sv.batch_to_fill_hbm(m, s, 4096, chips=chips)
+
+
+def test_estimate_layout_shards_the_dense_weights_when_replicas_do_not_fit():
+    """Kimi-K2 (1.03 TB in FP8) on 8 × H200 (1.13 TB): the default expert-parallel layout keeps the
+    dense weights whole on every chip and holds no sequence; the estimate then runs the chips
+    tensor-parallel (every weight sharded), which holds some, and says so in every answer."""
+    m, s = CAT.model("kimi-k2"), CAT.system("h200-sxm")
+    dflt = default_layout(m, s, 8)
+    assert sv.batch_to_fill_hbm(m, s, 4096, layout=dflt) < 1
+    lay = sv.estimate_layout(m, s, 8, 4096)
+    assert lay.tp == 8 and sv.batch_to_fill_hbm(m, s, 4096, layout=lay) >= 1
+    rec = cli_json("traffic", "--model", "kimi-k2", "--system", "h200-sxm", "--tokens-per-s", "1M")
+    assert rec["estimate"].startswith("calibrated") and rec["batch"] <= sv.batch_to_fill_hbm(m, s, 4096, layout=lay)
+    # where no layout of the chips holds one sequence, balance still gives the bound and says why
+    rec = cli_json("balance", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--context", "10M")
+    assert rec["estimated"] is None and "does not fit" in rec["estimate_unavailable"]
+    assert rec["balance_batch"] == pytest.approx(sv.balance_batch(CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")))
 
 
 # ---- L29 and L51 as one figure each ------------------------------------------------------------
@@ -565,3 +582,45 @@ def test_report_gives_each_lecture_quantity_on_the_bound_and_the_estimate():
     assert text.count("Estimate:") >= 4
     bound = CliRunner().invoke(app, ["report", "--efficiency", "roofline"])
     assert bound.exit_code == 0 and "--efficiency roofline" in bound.stdout.split("Assumptions")[1]
+
+
+FUZZ_VALUES = st.one_of(
+    st.sampled_from(["0", "-1", "nan", "inf", "1e308", "", "1", "8", "64", "4096", "32k", "1M", "1e7", "0.5", "2.5",
+                     "10ms", "1e-9", "100"]),
+    st.floats(allow_nan=True, allow_infinity=True, width=64).map(lambda x: f"{x:g}"),
+)
+FUZZ_COMMANDS = [
+    (["balance", *DS], ["--context", "--batch", "--chips", "--latency-target-s", "--sparsity"]),
+    (["balance", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--engine", "vllm"],
+     ["--context", "--chips", "--latency-target-s"]),
+    (["fastmode", *DS], ["--context", "--speedup", "--price-multiplier", "--reference-batch", "--draft-tokens",
+                         "--acceptance", "--chips"]),
+    (["traffic", *DS, "--tokens-per-s", "1M"], ["--tokens-per-s", "--batch", "--context", "--chips"]),
+    (["prefill", "--model", "llama-3.1-70b", "--system", "h100-sxm"], ["--prompt-tokens", "--batch", "--context",
+                                                                        "--chips"]),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_fuzz_economics_commands_answer_or_refuse_in_one_sentence(data):
+    """Random and adversarial values into the estimate-answering commands and their new flags: exit 0
+    or 2, one sentence on refusal, no traceback, no NaN or inf printed, bounded time (15 s)."""
+    import re
+    import time
+
+    prefix, flags = data.draw(st.sampled_from(FUZZ_COMMANDS))
+    args = list(prefix)
+    for flag in data.draw(st.lists(st.sampled_from(flags), min_size=1, max_size=3, unique=True)):
+        args += [flag, data.draw(FUZZ_VALUES)]
+    if data.draw(st.booleans()):
+        args.append("--json")
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(app, args)
+    err = res.stderr or ""
+    assert res.exit_code in (0, 2), (args, res.exit_code, err, res.exception)
+    assert "Traceback" not in res.stdout + err, args
+    assert not re.search(r"(?<![\w.])[-+]?(?:nan|inf|infinity)(?![\w])", res.stdout, re.I), (args, res.stdout)
+    if res.exit_code == 2:
+        assert len(err.strip().splitlines()) == 1, (args, err)
+    assert time.perf_counter() - t0 < 15, args

@@ -215,6 +215,7 @@ class Report:
     est_traffic: object = None  # serving.Traffic on the estimate
     est_prefill: object = None  # serving.EstimatedPrefill
     kv_intensity: object = None  # serving.KvIntensity (L51)
+    estimate_unavailable: str | None = None  # why a calibrated report has no estimate
 
 
 def build_report(model: Model, system: System, *, context: float = 4096, chips: int | None = None,
@@ -247,13 +248,16 @@ def build_report(model: Model, system: System, *, context: float = 4096, chips: 
         lecture_fp4 = balance_batch(model, system, dtypes=dataclasses.replace(dtypes, weight="fp4"), efficiency=efficiency)
     est = {}
     if profile is not None and not profile.is_roofline:
-        from .estimate import default_layout, estimate_pass
+        from .estimate import estimate_pass
 
-        lay = default_layout(model, system, n)
+        lay = serving.estimate_layout(model, system, n, context, dtypes=dtypes)
         est["estimate"], est["profile"] = profile.label, profile
-        est["est_steps"] = estimate_pass(model, system, np.asarray(batches, float), context, 1.0, layout=lay,
-                                         dtypes=dtypes, profile=profile)
-        if serving.batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay) >= 1:
+        if serving.batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay) < 1:
+            est["estimate_unavailable"] = (f"its layout TP{lay.tp} EP{lay.ep} PP{lay.pp} on {n} × {system.name} holds no"
+                                           f" sequence of {context:,.0f} tokens; give more --chips")
+        else:
+            est["est_steps"] = estimate_pass(model, system, np.asarray(batches, float), context, 1.0, layout=lay,
+                                             dtypes=dtypes, profile=profile)
             kw = dict(chips=n, dtypes=dtypes, profile=profile, layout=lay)
             est["est_balance"] = serving.estimated_balance(model, system, context, **kw)
             est["est_fast"] = serving.estimated_fast_mode(model, system, context, speedup=2.5, **kw)
@@ -330,6 +334,7 @@ def report_record(r: Report) -> dict[str, Any]:
                          "max_speedup": r.fast_100x.max_speedup}},
         "traffic": None if r.traffic is None else traffic_record(r.est_traffic or r.traffic, r.traffic),
         "prefill": None if r.prefill is None else _strip_prefill(prefill_record(r.prefill, r.est_prefill)),
+        "estimate_unavailable": r.estimate_unavailable,
         "assumptions": assumptions_record(r.steps[0]) | {"estimate": r.estimate},
     })
 
@@ -427,14 +432,24 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         lines.append(row + f" {'yes' if fits else 'NO'}")
     out.append((f"Decode steps at context L = {count(r.context)}", lines))
 
-    lines = [
-        f"Latency floor (roofline) = weight bytes / ({r.chips} chips × HBM B/s) = {seconds(r.latency_floor_s)} per token:"
-        " no batch size can beat it; only more chips or narrower weights can.",
-    ]
+    if m.moe is None:
+        lines = [
+            f"Latency floor (roofline) = weight bytes / ({r.chips} chips × HBM B/s) = {seconds(r.latency_floor_s)} per token:"
+            " no batch size can beat it; only more chips or narrower weights can.",
+        ]
+    else:
+        touched = latency_floor_s(m, s, chips=r.chips, dtypes=r.dtypes, efficiency=r.efficiency, expert_fetch="expected")
+        lines = [
+            f"Latency floor (roofline, every expert streamed as the lecture has it) = weight bytes / ({r.chips} chips ×"
+            f" HBM B/s) = {seconds(r.latency_floor_s)} per token; {seconds(touched)} if a batch-1 step streams only the"
+            f" {m.moe.k} experts per layer its token is routed to. No batch size beats that; only more chips or narrower"
+            " weights can.",
+        ]
     if eb is not None:
         lines.append(f"  Estimate: a batch-1 step at L = {count(r.context)} takes {seconds(eb.latency_floor_s)}"
-                     f"{_band(eb.latency_floor_range_80, seconds)} — kernels, all-to-all and a fixed per-step overhead"
-                     f" on top of the weight fetch (its own bound on the layout: {seconds(eb.latency_floor_bound_s)}).")
+                     f"{_band(eb.latency_floor_range_80, seconds)}; the bound of that same pass on the estimate's layout"
+                     f"{' (which streams only the experts a step touches)' if m.moe else ''} is"
+                     f" {seconds(eb.latency_floor_bound_s)}.")
     lines.append(
         f"Balance batch B* (roofline: weight fetch = compute, KV ignored) = [FLOP/s·bytes/weight/(2·BW)] × N_total/N_active"
         f" ≈ {r.hardware_ratio:.0f} × {pc.sparsity:.1f} = {count(r.balance_batch)} sequences.")
@@ -574,6 +589,9 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
             "Beside each is the roofline bound (the lecture's definitions: B*, L*, the floors); no real deployment"
             " beats it. The estimate's counterparts are defined in docs/serving.md.",
         ] + assumptions
+    elif r.estimate_unavailable:
+        assumptions = [f"The estimate ({r.estimate}) is unavailable: {r.estimate_unavailable}. Every number above is the"
+                       " roofline bound; measured serving runs slower (see docs/roofline.md)."] + assumptions
     else:
         assumptions = [f"{a.label}: every number is the roofline bound (--efficiency roofline); measured serving runs"
                        " slower (see docs/roofline.md)."] + assumptions
@@ -744,12 +762,13 @@ def _params_words(x) -> str:
     return count_words(x, 3)
 
 
-def render_balance(b, m: Model, s: System, est=None, kv=None, largest=None) -> list[str]:
+def render_balance(b, m: Model, s: System, est=None, kv=None, largest=None, *, roofline_only: bool | None = None) -> list[str]:
     lay = "" if est is None else (f"; the estimate ({est.estimate}) runs TP{est.layout.tp} EP{est.layout.ep}"
                                   f" PP{est.layout.pp}, {est.billed_chips:g} chips billed")
+    roofline_only = est is None if roofline_only is None else roofline_only
     lines = [
         f"{m.name} on {b.chips} × {s.name} at L = {b.context:,.0f}: the lecture's quantities are defined on the roofline"
-        f" bound{' (--efficiency roofline)' if est is None else ''}{lay}",
+        f" bound{' (--efficiency roofline)' if roofline_only else ''}{lay}",
         f"  sparsity N_total/N_active = {b.sparsity:.2f}"
         + (f" (expert ratio E/k = {b.expert_ratio:.0f} is not the same thing)" if b.expert_ratio else ""),
         f"  FLOP/s ÷ HBM B/s = {b.flops_per_byte:,.0f} FLOP/byte; hardware ratio FLOP/s·b_w/(2·BW) = {b.hardware_ratio:.0f}",
@@ -789,7 +808,10 @@ def render_balance(b, m: Model, s: System, est=None, kv=None, largest=None) -> l
                      f" {where}")
     lines += [
         "  latency floor",
-        f"    roofline: weight bytes / ({b.chips} × HBM B/s) = {seconds(b.latency_floor_s)}",
+        f"    roofline: weight bytes / ({b.chips} × HBM B/s) = {seconds(b.latency_floor_s)}"
+        + ("" if b.latency_floor_touched_experts_s is None else
+           f" with every expert streamed (the lecture's floor); {seconds(b.latency_floor_touched_experts_s)} if a"
+           " batch-1 step streams only the experts its token is routed to"),
     ]
     if est is not None:
         lines.append(f"    estimate: the step at batch 1, L = {b.context:,.0f}: {seconds(est.latency_floor_s)}"

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import TokenmathError
 from .estimate import Estimated, default_layout, estimate_pass
 from .kvcache import attention_flops_per_token, kv_cache
-from .layout import Layout, layout_memory
+from .layout import Layout, _largest_divisor_at_most, layout_memory
 from .params import param_counts, routed_expert_bytes, weight_bytes
 from .profiles import ROOFLINE_PROFILE, Profile
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, resolve_dtypes, slopes, step_time
@@ -182,6 +182,7 @@ class Balance:
     flops_per_byte: float  # FLOP/s ÷ HBM B/s of the compute dtype
     hardware_ratio: float  # FLOP/s × b_w ÷ (2·BW)
     operating_batch: tuple[float, float] = ()  # the lecture's "serve 2–3× above the balance point" (19:31)
+    latency_floor_touched_experts_s: float | None = None  # MoE: a batch-1 step streaming only the k experts it uses
 
 
 def operating_batch(model: Model, system: System, *, dtypes: Dtypes = Dtypes(),
@@ -216,6 +217,8 @@ def balance(model: Model, system: System, context=4096, *, batch: float | None =
         flops_per_byte=float(system.chip.flops_per_s(cls)) / system.chip.hbm_bytes_per_s,
         hardware_ratio=hardware_ratio(system, weight, compute),
         operating_batch=operating_batch(model, system, dtypes=dtypes, efficiency=efficiency),
+        latency_floor_touched_experts_s=None if model.moe is None else latency_floor_s(
+            model, system, chips=n, expert_fetch="expected", **kw),
     )
 
 
@@ -441,7 +444,7 @@ def speculative_decode(model: Model, system: System, batch, context, draft_token
     n = system.scaleup_chips if chips is None else int(chips)
     e = expected_tokens_per_verify(draft_tokens, acceptance)
     if profile is not None and not profile.is_roofline:
-        lay = layout or default_layout(model, system, n)
+        lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
         kw = dict(dtypes=dtypes, profile=profile)
         k = float(draft_tokens)
         B = float(np.max(batch))
@@ -517,7 +520,7 @@ def traffic(model: Model, system: System, tokens_per_s: float, *, batch: float |
 
     profile None (or the roofline's): the bound — the step is the roofline's, the default batch
     the roofline's cost-optimal one (reference_batch). A calibrated profile: the estimate — the
-    step is estimate_pass's on its layout (default_layout of the chips), the default batch the one
+    step is estimate_pass's on its layout (estimate_layout of the chips), the default batch the one
     with the lowest estimated cost per token among those that fit that layout
     (estimated_cost_optimal_batch), and chips_range_80 the chips at the ends of its 80 % band.
     A batch that does not fit in HBM (batch_to_fill_hbm) is refused."""
@@ -527,7 +530,7 @@ def traffic(model: Model, system: System, tokens_per_s: float, *, batch: float |
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
     band = None
     if profile is not None and not profile.is_roofline:
-        lay = layout or default_layout(model, system, n)
+        lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
         fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay)
         _check_fits(model, system, batch, fill, context, f"the estimate's layout {_describe(lay)} of {n} chips")
         b = estimated_cost_optimal_batch(model, system, context, layout=lay, dtypes=dtypes, profile=profile) \
@@ -649,6 +652,25 @@ def batch_for_cost_ratio(model: Model, system: System, ratio: float, *, context=
 
 KNEE_TOLERANCE = 0.05  # "cost stops falling": within 5 % of the lowest cost among batches that fit
 GRID_POINTS = 256
+
+
+def estimate_layout(model: Model, system: System, chips: int, context=0.0, *, dtypes: Dtypes = Dtypes()) -> Layout:
+    """The layout the estimate runs `chips` chips as: estimate.default_layout (a MoE's experts over
+    as many chips as divide them, attention data-parallel with the dense weights on every chip;
+    dense models tensor-parallel), or — when that holds no sequence of `context` tokens because the
+    dense weights are replicated — the tensor-parallel layout of the same chips (TP as far as the
+    heads divide, experts over as many of those ranks as divide them, the rest pipeline stages),
+    every weight sharded. Printed with every answer."""
+    n = int(chips)
+    lay = default_layout(model, system, n)
+    if lay.attention_dp == 1 or batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay) >= 1:
+        return lay
+    tp = _largest_divisor_at_most(model.attention.n_heads, n)
+    ep = _largest_divisor_at_most(model.moe.n_experts, tp) if model.moe is not None else 1
+    pp = n // tp if n % tp == 0 else 1
+    alt = Layout(tp=tp, ep=ep, pp=max(1, min(pp, model.n_layers)))
+    fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=alt)
+    return alt if fill >= 1 else lay
 
 
 def _grid(top: float, points: int = GRID_POINTS) -> np.ndarray:
@@ -815,7 +837,7 @@ def estimated_balance(model: Model, system: System, context=4096, *, chips: int 
     if not (0 < tolerance < 1):
         raise TokenmathError(f"tolerance = {tolerance!r}; expected a fraction between 0 and 1")
     n = system.scaleup_chips if chips is None else int(chips)
-    lay = layout or default_layout(model, system, n)
+    lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
     cv = _curve(model, system, context, layout=lay, dtypes=dtypes, profile=profile)
     knee, b_min, _ = cv.knee(tolerance)
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
@@ -892,7 +914,7 @@ def estimated_fast_mode(model: Model, system: System, context=4096, *, speedup: 
     reach gives batch None. More chips per replica (chips_lever): the estimated batch-1 step on the
     default layout of each power-of-two chip count that holds the weights."""
     n = system.scaleup_chips if chips is None else int(chips)
-    lay = layout or default_layout(model, system, n)
+    lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
     kw = dict(layout=lay, dtypes=dtypes, profile=profile)
     fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay)
     cv = _curve(model, system, context, fill=fill, **kw)
@@ -936,7 +958,7 @@ def estimated_fast_mode(model: Model, system: System, context=4096, *, speedup: 
     c = 1
     while c <= system.scaleup_chips:
         try:
-            lc = default_layout(model, system, c)
+            lc = estimate_layout(model, system, c, context, dtypes=dtypes)
             if batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lc) >= 1:
                 t1 = float(estimate_pass(model, system, 1.0, context, 1.0, layout=lc, dtypes=dtypes,
                                          profile=profile).step_s)
@@ -993,7 +1015,7 @@ def estimated_prefill_vs_decode(model: Model, system: System, prompt_tokens: flo
     if not (prompt_tokens >= 1 and math.isfinite(prompt_tokens)):
         raise TokenmathError(f"prompt tokens = {prompt_tokens!r} must be >= 1")
     n = system.scaleup_chips if chips is None else int(chips)
-    lay = layout or default_layout(model, system, n)
+    lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
     kw = dict(layout=lay, dtypes=dtypes, profile=profile, usd_per_chip_hour=price)
     fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay)
@@ -1080,7 +1102,8 @@ def largest_model_for_latency(system: System, latency_target_s: float, *, chips:
                hbm_bytes_per_s=bw, total_params=total, active_params=None if sparsity is None else total / sparsity,
                sparsity=sparsity, capacity_total_params=cap, servable_total_params=min(total, cap))
     if reference is not None and profile is not None and not profile.is_roofline:
-        e = estimate_pass(reference, system, 1.0, context, 1.0, chips=n, dtypes=dtypes, profile=profile)
+        e = estimate_pass(reference, system, 1.0, context, 1.0, dtypes=dtypes, profile=profile,
+                          layout=estimate_layout(reference, system, n, context, dtypes=dtypes))
         floor = latency_floor_s(reference, system, chips=n, dtypes=dtypes)
         ov = profile.engine.overhead_s
         eta = floor / max(float(e.step_s) - ov, 1e-12)
@@ -1150,5 +1173,5 @@ __all__ = [
     "KNEE_TOLERANCE", "EstimatedBalance", "estimated_balance", "estimated_balance_context",
     "estimated_cost_optimal_batch", "EstimatedFastMode", "estimated_fast_mode", "EstimatedPrefill",
     "estimated_prefill_vs_decode", "LargestModel", "largest_model_for_latency", "KvIntensity",
-    "decode_flops_per_kv_byte",
+    "decode_flops_per_kv_byte", "estimate_layout",
 ]

@@ -218,13 +218,26 @@ def balance_cmd(
         raise TokenmathError("--sparsity sets the largest model's N_active for --latency-target-s; give --latency-target-s too")
     prof = _profile(efficiency, engine, s)
     b = sv.balance(m, s, L, batch=B, chips=chips, dtypes=dt, attention_flops=attention_flops)
-    est = None if prof.is_roofline else sv.estimated_balance(m, s, L, chips=chips, dtypes=dt, profile=prof, batch=B)
+    est = unavailable = None
+    if not prof.is_roofline:
+        if m.is_totals_only:
+            raise TokenmathError(f"model {m.name!r} is defined by totals only; the estimate needs its architecture (a"
+                                 " config.json) — use --efficiency roofline for the bound alone")
+        try:
+            est = sv.estimated_balance(m, s, L, chips=chips, dtypes=dt, profile=prof, batch=B)
+        except TokenmathError as e:  # the lecture's quantities on the bound still stand; say why the estimate is missing
+            unavailable = str(e)
     kv = None if m.is_totals_only else sv.decode_flops_per_kv_byte(m, s, context=max(L, 1), kv_dtype=dt.kv)
     largest = None
     if latency_target_s is not None:
         largest = sv.largest_model_for_latency(s, latency_target_s, chips=chips, sparsity=sparsity, reference=m,
-                                               profile=None if m.is_totals_only else prof, dtypes=dt, context=L)
-    _finish(json_, rp.balance_record(b, est, kv, largest), rp.render_balance(b, m, s, est, kv, largest))
+                                               profile=None if est is None else prof, dtypes=dt, context=L)
+    rec = rp.balance_record(b, est, kv, largest)
+    lines = rp.render_balance(b, m, s, est, kv, largest, roofline_only=prof.is_roofline)
+    if unavailable:
+        rec |= {"estimate": prof.label, "estimate_unavailable": unavailable}
+        lines.insert(1, f"  estimate ({prof.label}): unavailable — {unavailable}")
+    _finish(json_, rec, lines)
 
 
 @command("fastmode")
