@@ -850,13 +850,15 @@ def render_balance(b, m: Model, s: System, est=None, kv=None, largest=None, *, r
     return lines
 
 
-def render_fastmode(fm, m: Model, s: System, spec: dict | None = None, est=None) -> list[str]:
+def render_fastmode(fm, m: Model, s: System, spec: dict | None = None, est=None, *,
+                    reference_given: bool = False) -> list[str]:
     lines = []
+    normal = "the reference batch (--reference-batch)" if reference_given else "the cost-optimal batch"
     if est is not None:
         e = est
         lines += [
             f"{m.name} on {e.chips} × {s.name}, estimate ({e.estimate}, TP{e.layout.tp} EP{e.layout.ep} PP{e.layout.pp}):"
-            f" normal mode at the estimated cost-optimal batch {e.reference_batch:,.0f} (step {seconds(e.reference_step_s)}"
+            f" normal mode at {normal.replace('the cost', 'the estimated cost')} {e.reference_batch:,.0f} (step {seconds(e.reference_step_s)}"
             f"{_band((e.reference_range_80 or {}).get('step_s'), seconds)}, {usd(e.reference_usd_per_mtok)}/Mtok)",
         ]
         if e.batch is not None:
@@ -875,7 +877,7 @@ def render_fastmode(fm, m: Model, s: System, spec: dict | None = None, est=None)
             lines.append(_spec_line(spec, "  "))
         lines.append("  roofline bound beside it:")
     ind = "  " if est is not None else ""
-    lines.append(f"{ind}{m.name} on {fm.chips} × {s.name}: normal mode at the cost-optimal batch {fm.reference_batch:,.0f}"
+    lines.append(f"{ind}{m.name} on {fm.chips} × {s.name}: normal mode at {normal} {fm.reference_batch:,.0f}"
                  f" (step {seconds(fm.reference_step_s)}, {usd(fm.reference_usd_per_mtok)}/Mtok)")
     if fm.batch is not None:
         lines.append(f"{ind}  batch {fm.batch:,.0f} gives {fm.speedup:.2f}× the speed for {fm.price_multiplier:.2f}× the price"

@@ -569,13 +569,13 @@ def _describe(layout: Layout) -> str:
     return f"TP{layout.tp} EP{layout.ep} PP{layout.pp}"
 
 
-def _check_fits(model: Model, system: System, batch, fill: float, context, where: str) -> None:
+def _check_fits(model: Model, system: System, batch, fill: float, context, where: str, flag: str = "--batch") -> None:
     if fill < 1:
         raise TokenmathError(f"{model.name} does not fit on {where} of {system.name} with one sequence of "
                              f"{float(context):,.0f} tokens; use more chips or narrower dtypes")
     if batch is not None and batch > fill:
         raise TokenmathError(f"batch {float(batch):,.0f} does not fit in HBM on {where} of {system.name}: at "
-                             f"context {float(context):,.0f} it holds {fill:,.0f} sequences; give --batch up to "
+                             f"context {float(context):,.0f} it holds {fill:,.0f} sequences; give {flag} up to "
                              f"{fill:,.0f}, or more chips")
 
 
@@ -724,7 +724,8 @@ class _Curve:
         estimated cost per token is within `tolerance` of the lowest among batches that fit."""
         b_min, c_min = self.lowest()
         limit = (1.0 + tolerance) * c_min
-        j = int(np.argmax(self.chip_s_per_token <= limit * (1 + 1e-12)))
+        ok = self.chip_s_per_token <= limit * (1 + 1e-12)
+        j = int(np.argmax(ok)) if ok.any() else int(np.argmin(self.chip_s_per_token))
         if j == 0 or self.chip_s_per_token[0] <= limit:
             return 1.0, b_min, c_min
         lo, hi = int(self.grid[j - 1]), int(self.grid[j])  # cost(lo) above the limit, cost(hi) within it
@@ -922,7 +923,8 @@ def estimated_fast_mode(model: Model, system: System, context=4096, *, speedup: 
     ref = b_min if reference is None else float(reference)
     if ref < 1:
         raise TokenmathError(f"reference batch = {ref!r} must be >= 1")
-    _check_fits(model, system, ref, fill, context, f"the estimate's layout {_describe(lay)} of {n} chips")
+    _check_fits(model, system, ref, fill, context, f"the estimate's layout {_describe(lay)} of {n} chips",
+                "--reference-batch")
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
     ref_e = estimate_pass(model, system, ref, context, 1.0, usd_per_chip_hour=price, **kw)
     T_ref = float(ref_e.step_s)

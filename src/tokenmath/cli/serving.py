@@ -312,7 +312,7 @@ def fastmode_cmd(
 
         plots.price_speed_frontier(fm, title=f"{m.name} on {chips} × {s.name}, L = {L:,.0f}", path=plot, estimate=est)
         err.print(f"wrote {plot}")
-    _finish(json_, rec, rp.render_fastmode(fm, m, s, rec.get("speculative"), est))
+    _finish(json_, rec, rp.render_fastmode(fm, m, s, rec.get("speculative"), est, reference_given=ref is not None))
 
 
 @command("traffic")
