@@ -324,19 +324,18 @@ def report_record(r: Report) -> dict[str, Any]:
             "layout": _layout_rec(r.est_balance.layout)},
         "kv_intensity": None if r.kv_intensity is None else jsonable(r.kv_intensity),
         "fastmode": fm,
-        "fastmode_100x_price": None if r.fast_100x is None else {
-            "estimate": r.estimate if r.est_fast_100x is not None else "roofline",
-            **({} if r.est_fast_100x is None else {"speedup": r.est_fast_100x.speedup, "batch": r.est_fast_100x.batch,
-                                                   "max_speedup": r.est_fast_100x.max_speedup}),
-            **({"speedup": r.fast_100x.speedup, "batch": r.fast_100x.batch, "max_speedup": r.fast_100x.max_speedup}
-               if r.est_fast_100x is None else {}),
-            "roofline": {"speedup": r.fast_100x.speedup, "batch": r.fast_100x.batch,
-                         "max_speedup": r.fast_100x.max_speedup}},
+        "fastmode_100x_price": None if r.fast_100x is None else (
+            {"estimate": r.estimate if r.est_fast_100x is not None else "roofline"}
+            | _fast_brief(r.est_fast_100x or r.fast_100x) | {"roofline": _fast_brief(r.fast_100x)}),
         "traffic": None if r.traffic is None else traffic_record(r.est_traffic or r.traffic, r.traffic),
         "prefill": None if r.prefill is None else _strip_prefill(prefill_record(r.prefill, r.est_prefill)),
         "estimate_unavailable": r.estimate_unavailable,
         "assumptions": assumptions_record(r.steps[0]) | {"estimate": r.estimate},
     })
+
+
+def _fast_brief(f) -> dict[str, Any]:
+    return {"speedup": f.speedup, "batch": f.batch, "max_speedup": f.max_speedup}
 
 
 def _strip_prefill(rec: dict) -> dict:
