@@ -68,8 +68,10 @@ def test_traffic_json_contract():
 def test_prefill_json():
     rec = run_json("prefill", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--prompt-tokens", "8192",
                    "--batch", "16")
-    assert rec["prefill"]["bound"] == "compute" and rec["decode"]["bound"] == "memory"
-    assert rec["output_input_cost_ratio"] > 5
+    roof = rec["roofline"]  # the bound beside the estimate
+    assert roof["prefill"]["bound"] == "compute" and roof["decode"]["bound"] == "memory"
+    assert roof["output_input_cost_ratio"] > 5
+    assert rec["estimate"].startswith("calibrated") and rec["output_input_cost_ratio"] > 1
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -111,6 +111,27 @@ def test_L59_hbm_break_even_hold_time():
     assert cc.break_even_hold_s["hbm"] == pytest.approx(85, rel=0.03)
 
 
+
+def test_recompute_cost_of_a_long_prompt_counts_causal_attention():
+    """Recomputing a cached prompt of P tokens is a causal prefill: token i attends to the i tokens
+    before it, so its attention FLOPs sum to a·P(P − 1)/2 — on average each token attends to ~P/2,
+    not P. Independent arithmetic from Llama-3.1-70B's config.json (meta-llama/Llama-3.1-70B: 80
+    layers, 64 query heads of 128 dims; score + value = 2·64·(128 + 128) FLOPs per attended token per
+    layer, a = 2,621,440) and its matmul parameters (80 layers × (q, o 2·8192² + k, v 2·8192·1024 +
+    MLP 3·8192·28,672) + lm_head 128,256·8192 = 69,501,714,432; 2 FLOPs each), at the H100 SXM
+    datasheet's 989 TFLOP/s dense BF16 and $2/chip-hour. At P = 100k attention is ~half the FLOPs,
+    so counting P instead of P/2 would be ~47 % dearer; tolerance 0.1 % (norm parameters, which
+    tokenmath counts and this sum leaves out, are 0.002 %)."""
+    m, s = CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")
+    P = 100_000
+    matmul = 80 * (2 * 8192**2 + 2 * 8192 * 1024 + 3 * 8192 * 28672) + 128256 * 8192
+    flops = 2 * matmul * P + 2 * 64 * (128 + 128) * 80 * P * (P - 1) / 2
+    expect_usd = flops / 989e12 * 2.0 / 3600
+    cc = pr.cache_costs(m, s, P, 1.0, storage=CAT.storage, usd_per_chip_hour=2.0, dtypes=tm.Dtypes(weight="bf16"))
+    assert cc.rematerialize_usd == pytest.approx(expect_usd, rel=1e-3)
+    short = pr.cache_costs(m, s, 100, 1.0, storage=CAT.storage, usd_per_chip_hour=2.0, dtypes=tm.Dtypes(weight="bf16"))
+    assert short.rematerialize_usd / 100 == pytest.approx(2 * matmul / 989e12 * 2.0 / 3600, rel=1e-3)
+
 def test_hold_equals_retrieve_at_the_drain_time():
     """L60 (2:01): for any tier, holding for its drain time costs exactly one retrieval."""
     m, s = CAT.model("llama-3.1-8b"), CAT.system("gb200-nvl72")

@@ -131,19 +131,55 @@ def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drai
     return _finish(fig, ax, path, fontsize=7, loc="lower right")  # the empty corner: lines rise to the right
 
 
+ESTIMATE_COLOR = "#9467bd"
+
+
+def overlay_estimate(ax, x, y, *, label: str, band=None, fill: float | None = None, knee: float | None = None,
+                     knee_label: str = "estimate's knee"):
+    """Draw the calibrated estimate on a chart of the bound: its curve, its 80 % band shaded, the
+    batch that fills the estimate's layout (its HBM limit) and a marked knee. Draws only."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if band is not None:
+        lo, hi = (np.asarray(v, float) for v in band)
+        ax.fill_between(x, lo, hi, color=ESTIMATE_COLOR, alpha=0.15, lw=0, zorder=1, label="estimate's 80 % band")
+    ax.plot(x, y, color=ESTIMATE_COLOR, lw=2.4, zorder=6, label=label)
+    if fill:
+        ax.axvline(fill, ls=":", color=ESTIMATE_COLOR, lw=1.2, label=f"estimate's layout full at B = {fill:,.0f}")
+    if knee:
+        ax.axvline(knee, ls="-.", color=ESTIMATE_COLOR, lw=1, label=f"{knee_label} B = {knee:,.0f}")
+
+
+def label_as_bound(ax, prefix: str = "roofline bound: "):
+    """Prefix every labelled line and span already on `ax` (a chart of the bound) with `prefix`, before
+    the estimate is drawn beside it."""
+    for artist in [*ax.get_lines(), *ax.patches, *ax.collections]:
+        label = artist.get_label()
+        if label and not label.startswith("_") and not label.startswith(prefix):
+            artist.set_label(prefix + label)
+
+
 def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_batch: float | None = None, path=None,
-                  mark: tuple[float, float] | None = None):
+                  mark: tuple[float, float] | None = None, estimate: dict | None = None):
     """$/Mtok vs batch: falls as 1/B while weights dominate, then flattens on the compute/KV floor.
-    Batches that overflow HBM shaded; `mark` = (batch, $/Mtok) marks the chosen point."""
+    Batches that overflow HBM shaded; `mark` = (batch, $/Mtok) marks the chosen point. `estimate`:
+    {"label", "batch", "usd_per_mtok", "band" ([lo, hi] or None), "fill", "knee"} draws the
+    calibrated estimate beside the bound (overlay_estimate)."""
     _need_matplotlib()
     if st.usd_per_mtok is None:
         raise TokenmathError("this system has no price: give --usd-per-chip-hour to plot cost")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(st.batch, st.usd_per_mtok, color=COLORS["step"], lw=2, zorder=3, label="cost per million tokens")
+    bound = "roofline bound: " if estimate else ""
+    ax.plot(st.batch, st.usd_per_mtok, color=COLORS["step"], lw=2, zorder=3, label=f"{bound}cost per million tokens")
     if floor_usd_per_mtok:
-        ax.axhline(floor_usd_per_mtok, ls="--", color=COLORS["floor"], label=f"cost floor ${floor_usd_per_mtok:.3g}/Mtok")
+        ax.axhline(floor_usd_per_mtok, ls="--", color=COLORS["floor"],
+                   label=f"{bound}cost floor ${floor_usd_per_mtok:.3g}/Mtok")
     if balance_batch:
-        ax.axvline(balance_batch, ls="-.", color=COLORS["floor"], lw=1, label=f"balance batch B* = {balance_batch:,.0f}")
+        ax.axvline(balance_batch, ls="-.", color=COLORS["floor"], lw=1,
+                   label=f"{bound}balance batch B* = {balance_batch:,.0f}")
+    if estimate:
+        overlay_estimate(ax, estimate["batch"], estimate["usd_per_mtok"], label=f"estimate ({estimate['label']})",
+                         band=estimate.get("band"), fill=estimate.get("fill"), knee=estimate.get("knee"),
+                         knee_label="estimated cost within 5 % of its lowest from")
     _shade_overflow(ax, st)
     if mark is not None:
         _mark(ax, mark, unit=f"${mark[1]:.3g}/Mtok")
@@ -177,33 +213,53 @@ def cost_vs_context(st, *, title: str, crossover: float | None, path=None):
     return _finish(fig, ax, path)
 
 
-def price_speed_frontier(fm, *, title: str, path=None):
-    """Fast mode: price multiplier vs speed multiplier as the batch shrinks from the cost optimum."""
+def price_speed_frontier(fm, *, title: str, path=None, estimate=None):
+    """Fast mode: price multiplier vs speed multiplier as the batch shrinks from the cost optimum.
+    `estimate` (serving.EstimatedFastMode) draws the estimate's frontier beside the bound's (each
+    relative to its own normal mode; the ratios carry no band: a profile's error largely cancels)."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(fm.frontier_speedup, fm.frontier_price_multiplier, color=COLORS["step"], lw=2.5, label="batch shrinking")
-    ax.axvline(fm.max_speedup, ls="--", color=COLORS["floor"], label=f"batch 1: {fm.max_speedup:.2f}× (latency floor)")
+    bound = "roofline bound: " if estimate is not None else ""
+    ax.plot(fm.frontier_speedup, fm.frontier_price_multiplier, color=COLORS["step"], lw=2.5,
+            label=f"{bound}batch shrinking from {fm.reference_batch:,.0f}")
+    ax.axvline(fm.max_speedup, ls="--", color=COLORS["floor"],
+               label=f"{bound}batch 1: {fm.max_speedup:.2f}× (latency floor)")
     if fm.speedup:
         ax.plot([fm.speedup], [fm.price_multiplier], "o", color=COLORS["weights"],
-                label=f"{fm.speedup:.2f}× speed for {fm.price_multiplier:.2f}× price (B = {fm.batch:,.0f})")
+                label=f"{bound}{fm.speedup:.2f}× speed for {fm.price_multiplier:.2f}× price (B = {fm.batch:,.0f})")
+    if estimate is not None:
+        e = estimate
+        ax.plot(e.frontier_speedup, e.frontier_price_multiplier, color=ESTIMATE_COLOR, lw=2.5, zorder=6,
+                label=f"estimate ({e.estimate}): batch shrinking from {e.reference_batch:,.0f}")
+        ax.axvline(e.max_speedup, ls="--", color=ESTIMATE_COLOR, label=f"estimate at batch 1: {e.max_speedup:.2f}×")
+        if e.speedup:
+            ax.plot([e.speedup], [e.price_multiplier], "s", color=ESTIMATE_COLOR, ms=7, zorder=7,
+                    label=f"estimate: {e.speedup:.2f}× speed for {e.price_multiplier:.2f}× price (B = {e.batch:,.0f})")
     ax.set(xscale="log", yscale="log", xlabel="speed multiplier (tokens/s per user)", ylabel="price multiplier ($/token)",
            title=title)
     return _finish(fig, ax, path)
 
 
-def prefill_vs_decode_cost(pd, *, title: str, path=None):
-    """Cost per token vs tokens per pass S: memory-bound decode (S = 1) to compute-bound prefill."""
+def prefill_vs_decode_cost(pd, *, title: str, path=None, estimate=None):
+    """Cost per token vs tokens per pass S: memory-bound decode (S = 1) to compute-bound prefill.
+    `estimate` (serving.EstimatedPrefill) draws the estimate's time per token with its band."""
     _need_matplotlib()
     st = pd.by_pass_length
     fig, ax = plt.subplots(figsize=(7, 4.5))
     per_tok = st.step_s / (st.batch * st.new_tokens)
-    ax.plot(st.new_tokens, per_tok * 1e6, color=COLORS["step"], lw=2.5, label="time per token, batch 1")
+    bound = "roofline bound: " if estimate is not None else ""
+    ax.plot(st.new_tokens, per_tok * 1e6, color=COLORS["step"], lw=2.5, label=f"{bound}time per token, batch 1")
     ax.plot(st.new_tokens, st.compute_s / (st.batch * st.new_tokens) * 1e6, color=COLORS["compute"], ls="--",
-            label="compute per token")
+            label=f"{bound}compute per token")
+    if estimate is not None:
+        e = estimate
+        band = None if e.by_pass_length_range_80 is None else [np.asarray(v) * 1e6 for v in e.by_pass_length_range_80]
+        overlay_estimate(ax, e.by_pass_length_new_tokens, np.asarray(e.by_pass_length_s_per_token) * 1e6,
+                         label=f"estimate ({e.estimate}): time per token, batch 1", band=band)
     mem = st.bound == "memory"
     if np.any(mem):
         ax.axvspan(st.new_tokens[mem].min(), st.new_tokens[mem].max(), color=COLORS["kv"], alpha=0.08,
-                   label="memory bound")
+                   label=f"{bound}memory bound")
     ax.set(xscale="log", yscale="log", xlabel="tokens per sequence in the pass S (1 = decode)",
            ylabel="µs per token", title=title)
     return _finish(fig, ax, path)

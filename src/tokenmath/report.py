@@ -205,11 +205,24 @@ class Report:
     fast_100x: object = None  # what 100× the price buys
     traffic: object = None  # serving.Traffic for one replica's own capacity
     prefill: object = None  # serving.PrefillDecode for an 8k prompt
+    # the estimate's counterparts (None with the roofline profile)
+    estimate: str = "roofline"
+    profile: object = None
+    est_steps: object = None  # estimate.Estimated over `batches`
+    est_balance: object = None  # serving.EstimatedBalance
+    est_fast: object = None  # serving.EstimatedFastMode at 2.5×
+    est_fast_100x: object = None
+    est_traffic: object = None  # serving.Traffic on the estimate
+    est_prefill: object = None  # serving.EstimatedPrefill
+    kv_intensity: object = None  # serving.KvIntensity (L51)
+    estimate_unavailable: str | None = None  # why a calibrated report has no estimate
 
 
 def build_report(model: Model, system: System, *, context: float = 4096, chips: int | None = None,
                  dtypes: Dtypes = Dtypes(), efficiency: Efficiency = ROOFLINE,
-                 batches: tuple[float, ...] | None = None) -> Report:
+                 batches: tuple[float, ...] | None = None, profile=None) -> Report:
+    """The lecture's running example as one record: each lecture quantity on the roofline bound (as
+    the lecture defines it) and, with a calibrated `profile`, the estimate's counterpart beside it."""
     if chips is None:  # one replica, as every command chooses it: the domain, or more when it does not fit
         from .roofline import default_replica_chips
 
@@ -233,6 +246,26 @@ def build_report(model: Model, system: System, *, context: float = 4096, chips: 
     lecture_fp4 = None
     if system.chip.fp4_flops_per_s and weight_dtype != "fp4":
         lecture_fp4 = balance_batch(model, system, dtypes=dataclasses.replace(dtypes, weight="fp4"), efficiency=efficiency)
+    est = {}
+    if profile is not None and not profile.is_roofline:
+        from .estimate import estimate_pass
+
+        lay = serving.estimate_layout(model, system, n, context, dtypes=dtypes)
+        est["estimate"], est["profile"] = profile.label, profile
+        if serving.batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay) < 1:
+            est["estimate_unavailable"] = (f"its layout TP{lay.tp} EP{lay.ep} PP{lay.pp} on {n} × {system.name} holds no"
+                                           f" sequence of {context:,.0f} tokens; give more --chips")
+        else:
+            est["est_steps"] = estimate_pass(model, system, np.asarray(batches, float), context, 1.0, layout=lay,
+                                             dtypes=dtypes, profile=profile)
+            kw = dict(chips=n, dtypes=dtypes, profile=profile, layout=lay)
+            est["est_balance"] = serving.estimated_balance(model, system, context, **kw)
+            est["est_fast"] = serving.estimated_fast_mode(model, system, context, speedup=2.5, **kw)
+            est["est_fast_100x"] = serving.estimated_fast_mode(model, system, context, price_multiplier=100, **kw)
+            est["est_traffic"] = serving.traffic(model, system, 1.0, context=context, **kw)
+            est["est_prefill"] = serving.estimated_prefill_vs_decode(model, system, 8192, context=context, **kw)
+    kvi = None if model.is_totals_only else serving.decode_flops_per_kv_byte(model, system, context=max(context, 1),
+                                                                              kv_dtype=dtypes.kv)
     return Report(
         model=model, system=system, context=context, chips=n, dtypes=dtypes, efficiency=efficiency, steps=steps,
         balance_batch=bstar, balance_batch_with_kv=bkv,
@@ -242,17 +275,28 @@ def build_report(model: Model, system: System, *, context: float = 4096, chips: 
         hbm_drain_s=hbm_drain_s(system), batch_to_fill_hbm=fill,
         hardware_ratio=hardware_ratio(system, weight_dtype), balance_batch_lecture_fp4=lecture_fp4,
         balance_context=serving.balance_context(model, system, None, chips=n, dtypes=dtypes, efficiency=efficiency),
-        fast=fast, fast_100x=fast_100, traffic=tr, prefill=pd,
+        fast=fast, fast_100x=fast_100, traffic=tr, prefill=pd, kv_intensity=kvi, **est,
     )
 
 
+def _est_steps_record(r: Report) -> list[dict[str, Any]] | None:
+    e = r.est_steps
+    if e is None:
+        return None
+    col = lambda v: np.atleast_1d(np.asarray(v, float))  # noqa: E731
+    step, tpc, usd_ = col(e.step_s), col(e.tokens_per_s_per_chip), None if e.usd_per_mtok is None else col(e.usd_per_mtok)
+    bound = col(e.roofline_step_s)
+    band = {k: (col(v[0]), col(v[1])) for k, v in (e.range_80 or {}).items()}
+    return [{"batch": float(b), "step_s": float(step[i]), "tokens_per_s_per_chip": float(tpc[i]),
+             "usd_per_mtok": None if usd_ is None else float(usd_[i]), "roofline_step_s": float(bound[i]),
+             "range_80": {k: [float(lo[i]), float(hi[i])] for k, (lo, hi) in band.items()}}
+            for i, b in enumerate(col(e.op.batch))]
+
+
 def report_record(r: Report) -> dict[str, Any]:
-    return {
-        "model": model_record(r.model, r.context, r.steps[0].assumptions.kv_dtype),
-        "system": system_record(r.system),
-        "context": r.context,
-        "chips": r.chips,
-        "steps": [step_record(s) for s in r.steps],
+    """The report's JSON: the lecture's quantities on the roofline at the top level (and under
+    `roofline`), `estimate` the label of the estimate's counterparts under `estimated`."""
+    roof = {
         "balance_batch": r.balance_batch,
         "balance_batch_with_kv": r.balance_batch_with_kv,
         "latency_floor_s": r.latency_floor_s,
@@ -262,14 +306,42 @@ def report_record(r: Report) -> dict[str, Any]:
         "batch_to_fill_hbm": r.batch_to_fill_hbm,
         "hardware_ratio": r.hardware_ratio,
         "balance_context": r.balance_context,
-        "fastmode": None if r.fast is None else {k: v for k, v in fastmode_record(r.fast).items() if k != "points"},
-        "fastmode_100x_price": None if r.fast_100x is None else {
-            "speedup": r.fast_100x.speedup, "batch": r.fast_100x.batch, "max_speedup": r.fast_100x.max_speedup},
-        "traffic": None if r.traffic is None else traffic_record(r.traffic),
-        "prefill": None if r.prefill is None else {k: v for k, v in prefill_record(r.prefill).items()
-                                                   if k not in ("by_pass_length", "decode", "prefill")},
-        "assumptions": assumptions_record(r.steps[0]),
     }
+    fm = None if r.fast is None else {k: v for k, v in fastmode_record(r.fast, r.est_fast).items() if k != "points"}
+    if fm is not None:
+        fm["roofline"] = {k: v for k, v in fm["roofline"].items() if k != "points"}
+    return jsonable({
+        "model": model_record(r.model, r.context, r.steps[0].assumptions.kv_dtype),
+        "system": system_record(r.system),
+        "context": r.context,
+        "chips": r.chips,
+        "estimate": r.estimate,
+        "steps": [step_record(s) for s in r.steps],
+        "estimated_steps": _est_steps_record(r),
+        **roof,
+        "roofline": dict(roof),
+        "estimated": None if r.est_balance is None else jsonable(r.est_balance) | {
+            "layout": _layout_rec(r.est_balance.layout)},
+        "kv_intensity": None if r.kv_intensity is None else jsonable(r.kv_intensity),
+        "fastmode": fm,
+        "fastmode_100x_price": None if r.fast_100x is None else (
+            {"estimate": r.estimate if r.est_fast_100x is not None else "roofline"}
+            | _fast_brief(r.est_fast_100x or r.fast_100x) | {"roofline": _fast_brief(r.fast_100x)}),
+        "traffic": None if r.traffic is None else traffic_record(r.est_traffic or r.traffic, r.traffic),
+        "prefill": None if r.prefill is None else _strip_prefill(prefill_record(r.prefill, r.est_prefill)),
+        "estimate_unavailable": r.estimate_unavailable,
+        "assumptions": assumptions_record(r.steps[0]) | {"estimate": r.estimate},
+    })
+
+
+def _fast_brief(f) -> dict[str, Any]:
+    return {"speedup": f.speedup, "batch": f.batch, "max_speedup": f.max_speedup}
+
+
+def _strip_prefill(rec: dict) -> dict:
+    out = {k: v for k, v in rec.items() if k not in ("by_pass_length", "decode", "prefill")}
+    out["roofline"] = {k: v for k, v in rec["roofline"].items() if k not in ("by_pass_length", "decode", "prefill")}
+    return out
 
 
 def usd(x: float | None) -> str:
@@ -283,12 +355,15 @@ def count(x: float) -> str:
 
 
 def render_report(r: Report) -> list[tuple[str, list[str]]]:
-    """Sections of (heading, lines) in plain words; the CLI draws them with rich."""
+    """Sections of (heading, lines) in plain words; the CLI draws them with rich. Each lecture
+    quantity is stated on the roofline bound (as the lecture defines it), the estimate's
+    counterpart beside it."""
     m, s, st0 = r.model, r.system, r.steps[0]
     a = st0.assumptions
     pc = _params.param_counts(m)
     kv = kv_cache(m, r.context, a.kv_dtype)
     wbytes = _params.weight_bytes(m, r.dtypes.weight)
+    eb = r.est_balance
     out: list[tuple[str, list[str]]] = []
 
     lines = [
@@ -307,6 +382,12 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         f"Weights in {a.weight_dtype}: {si(wbytes, 'B')}. KV cache ({a.kv_dtype}) at L = {count(r.context)} tokens:"
         f" {si(kv.stored_bytes_per_token, 'B')}/token, {si(kv.stored_bytes, 'B')} per sequence."
     )
+    if r.kv_intensity is not None:
+        k = r.kv_intensity
+        lines.append(f"Decode attention spends {k.flops_per_kv_byte:,.3g} FLOPs per KV byte it reads"
+                     + ("" if k.chip_flops_per_byte is None else
+                        f" against the chip's {k.chip_flops_per_byte:,.0f} FLOP/byte (BF16): long context costs"
+                        f" bandwidth, not FLOPs ({k.memory_heaviness:.2g}× memory-heavier; the lecture's L51)."))
     out.append(("The model", lines))
 
     lines = [
@@ -317,29 +398,60 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         f"HBM drain time = capacity / bandwidth = {seconds(r.hbm_drain_s)}: the natural step time when HBM is full"
         f" and all of it is read each step.",
     ]
+    if eb is not None:
+        lines.append(f"The estimate ({r.estimate}) runs the replica as TP{eb.layout.tp} EP{eb.layout.ep} PP{eb.layout.pp}"
+                     f" ({eb.layout.replica_chips} chips hold weights, {eb.billed_chips:g} billed).")
     out.append(("The system", lines))
 
     lines = [
-        "T_step = max(compute, weight fetch + KV fetch); compute = 2·B·N_active/FLOP/s (+ attention),"
+        "Roofline: T_step = max(compute, weight fetch + KV fetch); compute = 2·B·N_active/FLOP/s (+ attention),"
         " weight fetch = N_total·bytes/HBM B/s, KV fetch = B·L·KV bytes/HBM B/s — all over the replica's chips.",
-        f"{'batch':>8} {'compute':>10} {'weights':>10} {'KV':>10} {'step':>10} {'bound':>8} {'tok/s':>11}"
-        f" {'$/Mtok':>9} {'MFU':>6} fits",
     ]
-    for st in r.steps:
-        lines.append(
-            f"{count(st.batch):>8} {seconds(st.compute_s):>10} {seconds(st.weights_s):>10} {seconds(st.kv_s):>10}"
-            f" {seconds(st.step_s):>10} {st.bound:>8} {count(st.tokens_per_s):>11}"
-            f" {('%.3g' % st.usd_per_mtok) if st.usd_per_mtok is not None else 'n/a':>9} {st.mfu:>6.1%}"
-            f" {'yes' if st.fits else 'NO'}"
-        )
+    if r.est_steps is not None:
+        lines.append(f"Estimate ({r.estimate}): the per-operation step model on its layout, with its 80 % band.")
+    est_rows = _est_steps_record(r)
+    head = (f"{'batch':>8} {'compute':>10} {'weights':>10} {'KV':>10} {'bound':>10} {'':>8}"
+            + (f" {'estimate':>10} {'80 % band':>19} {'tok/s/chip':>11} {'$/Mtok':>9}" if est_rows else
+               f" {'tok/s':>11} {'$/Mtok':>9} {'MFU':>6}") + " fits")
+    lines.append(head)
+    for i, st in enumerate(r.steps):
+        row = (f"{count(st.batch):>8} {seconds(st.compute_s):>10} {seconds(st.weights_s):>10} {seconds(st.kv_s):>10}"
+               f" {seconds(st.step_s):>10} {st.bound:>8}")
+        if est_rows:
+            e = est_rows[i]
+            band = e["range_80"].get("step_s")
+            bt = f"{seconds(band[0])} – {seconds(band[1])}" if band else "-"
+            row += (f" {seconds(e['step_s']):>10} {bt:>19} {e['tokens_per_s_per_chip']:>11,.0f}"
+                    f" {('%.3g' % e['usd_per_mtok']) if e['usd_per_mtok'] is not None else 'n/a':>9}")
+            fits = st.fits and (eb is None or st.batch <= eb.batch_to_fill_hbm)
+        else:
+            row += (f" {count(st.tokens_per_s):>11}"
+                    f" {('%.3g' % st.usd_per_mtok) if st.usd_per_mtok is not None else 'n/a':>9} {st.mfu:>6.1%}")
+            fits = st.fits
+        lines.append(row + f" {'yes' if fits else 'NO'}")
     out.append((f"Decode steps at context L = {count(r.context)}", lines))
 
-    lines = [
-        f"Latency floor = weight bytes / ({r.chips} chips × HBM B/s) = {seconds(r.latency_floor_s)} per token:"
-        " no batch size can beat it; only more chips or narrower weights can.",
-        f"Balance batch B* (weight fetch = compute, KV ignored) = [FLOP/s·bytes/weight/(2·BW)] × N_total/N_active"
-        f" ≈ {r.hardware_ratio:.0f} × {pc.sparsity:.1f} = {count(r.balance_batch)} sequences.",
-    ]
+    if m.moe is None:
+        lines = [
+            f"Latency floor (roofline) = weight bytes / ({r.chips} chips × HBM B/s) = {seconds(r.latency_floor_s)} per token:"
+            " no batch size can beat it; only more chips or narrower weights can.",
+        ]
+    else:
+        touched = latency_floor_s(m, s, chips=r.chips, dtypes=r.dtypes, efficiency=r.efficiency, expert_fetch="expected")
+        lines = [
+            f"Latency floor (roofline, every expert streamed as the lecture has it) = weight bytes / ({r.chips} chips ×"
+            f" HBM B/s) = {seconds(r.latency_floor_s)} per token; {seconds(touched)} if a batch-1 step streams only the"
+            f" {m.moe.k} experts per layer its token is routed to. No batch size beats that; only more chips or narrower"
+            " weights can.",
+        ]
+    if eb is not None:
+        lines.append(f"  Estimate: a batch-1 step at L = {count(r.context)} takes {seconds(eb.latency_floor_s)}"
+                     f"{_band(eb.latency_floor_range_80, seconds)}; the bound of that same pass on the estimate's layout"
+                     f"{' (which streams only the experts a step touches)' if m.moe else ''} is"
+                     f" {seconds(eb.latency_floor_bound_s)}.")
+    lines.append(
+        f"Balance batch B* (roofline: weight fetch = compute, KV ignored) = [FLOP/s·bytes/weight/(2·BW)] × N_total/N_active"
+        f" ≈ {r.hardware_ratio:.0f} × {pc.sparsity:.1f} = {count(r.balance_batch)} sequences.")
     if m.moe:
         lines.append(
             f"  (The lecture multiplies 300 by a sparsity of 8 and gets 2,400; {m.name} is {pc.sparsity:.1f}×"
@@ -350,20 +462,32 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
     if r.balance_batch_with_kv is None:
         lines.append(
             f"With KV fetches at L = {count(r.context)} there is no balance batch: each sequence's KV read takes"
-            " longer than its compute, so decode is memory bound at every batch size."
+            " longer than its compute, so on the roofline decode is memory bound at every batch size."
         )
     else:
         lines.append(
             f"With KV fetches at L = {count(r.context)}: B* = W / (c − k) = {count(r.balance_batch_with_kv)} sequences."
         )
+    if eb is not None:
+        lines.append(f"  Estimate: cost per token stops falling (within {eb.knee_tolerance:.0%} of its lowest among batches"
+                     f" that fit) at batch {count(eb.knee_batch)}; the lowest is at {count(eb.lowest_cost_batch)}.")
     lines.append(
-        f"Cost floor (weights amortised over an unbounded batch) = max(compute, KV) per token × $/s ="
+        f"Cost floor (roofline: weights amortised over an unbounded batch) = max(compute, KV) per token × $/s ="
         f" {usd(r.cost_floor_usd_per_mtok)}/Mtok at L = {count(r.context)}"
         f" ({usd(r.cost_floor_no_kv_usd_per_mtok)}/Mtok with no context)."
     )
+    if eb is not None:
+        lines.append(f"  Estimate: the lowest cost among batches that fit is {usd(eb.lowest_usd_per_mtok)}/Mtok"
+                     f"{_band(eb.lowest_usd_per_mtok_range_80, usd)} at batch {count(eb.lowest_cost_batch)}.")
     fitting = [x for x in r.steps if x.fits]
     if not fitting:
         lines.append(f"No batch in the table fits: weights + KV exceed {r.chips} × {r.system.name}'s HBM; give --chips.")
+    elif est_rows and est_rows[0]["usd_per_mtok"] and len(est_rows) > 1:
+        ok = [e for e, st in zip(est_rows, r.steps) if st.fits and e["batch"] <= eb.batch_to_fill_hbm] if eb else []
+        if ok and ok[-1] is not est_rows[0]:
+            lines.append(f"Batch 1 costs {est_rows[0]['usd_per_mtok'] / ok[-1]['usd_per_mtok']:,.0f}× more per token than batch"
+                         f" {count(ok[-1]['batch'])} (estimate; {st0.usd_per_mtok / fitting[-1].usd_per_mtok:,.0f}× on the"
+                         f" bound): not batching is ruinous (the lecture's \"~1000× worse\").")
     elif st0.fits and st0.usd_per_mtok is not None and fitting[-1].usd_per_mtok and fitting[-1] is not st0:
         lines.append(
             f"Batch 1 costs {st0.usd_per_mtok / fitting[-1].usd_per_mtok:,.0f}× more per token than batch"
@@ -371,53 +495,106 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         )
     if r.balance_context is not None:
         lines.append(
-            f"Balance context L* (KV fetch per token = compute per token) = {count(r.balance_context)} tokens: beyond it"
-            " decode is memory bound at any batch, and cost per token grows with context."
+            f"Balance context L* (roofline: KV fetch per token = compute per token) = {count(r.balance_context)} tokens:"
+            " beyond it decode is memory bound at any batch, and cost per token grows with context."
         )
+    if eb is not None:
+        lines.append("  Estimate: the attention kernels (the KV read) outlast the weight GEMMs at batch"
+                     f" {count(eb.balance_context_batch)} "
+                     + ("at no context up to 10× the longest" if eb.balance_context is None
+                        else f"from L = {count(eb.balance_context)} tokens."))
     out.append(("Floors and balance points", lines))
 
     if r.fast is not None:
         f, f100 = r.fast, r.fast_100x
-        lines = [
-            f"Normal mode runs the cost-optimal batch {count(f.reference_batch)} (step {seconds(f.reference_step_s)}).",
-            f"Fast mode: {f.speedup:.2f}× the speed costs {f.price_multiplier:.2f}× the price (batch"
+        lines = []
+        ef, ef100 = r.est_fast, r.est_fast_100x
+        if ef is not None:
+            lines.append(f"Estimate: normal mode runs the estimated cost-optimal batch {count(ef.reference_batch)}"
+                         f" (step {seconds(ef.reference_step_s)}).")
+            if ef.speedup is not None:
+                lines.append(f"  Fast mode: {ef.speedup:.2f}× the speed costs {ef.price_multiplier:.2f}× the price (batch"
+                             f" {count(ef.batch)}).")
+            else:
+                lines.append(f"  2.5× is out of reach by batch size alone: batch 1 is {ef.max_speedup:.2f}× faster.")
+            if ef100.speedup is not None:
+                lines.append(f"  100× the price buys {ef100.speedup:.2f}× (batch {count(ef100.batch)}); batch 1 is"
+                             f" {ef.max_speedup:.2f}× faster than normal (an estimated {seconds(ef.latency_floor_s)} step).")
+            lines.append("Roofline bound:")
+        ind = "  " if ef is not None else ""
+        lines += [
+            f"{ind}Normal mode runs the cost-optimal batch {count(f.reference_batch)} (step {seconds(f.reference_step_s)}).",
+            f"{ind}Fast mode: {f.speedup:.2f}× the speed costs {f.price_multiplier:.2f}× the price (batch"
             f" {count(f.batch)}); the lecture's 6×-price / 2.5×-speed pair fits a step ~2.8× the weight-fetch time.",
-            f"100× the price buys {f100.speedup:.2f}× at most here: batch 1 hits the {seconds(f.latency_floor_s)}"
+            f"{ind}100× the price buys {f100.speedup:.2f}× at most here: batch 1 hits the {seconds(f.latency_floor_s)}"
             f" latency floor ({f.max_speedup:.2f}× faster than normal). Only more chips per replica go further.",
-            f"Slow mode saves at most {f.max_saving:.2f}×: the cost floor is already near.",
+            f"{ind}Slow mode saves at most {f.max_saving:.2f}×: the cost floor is already near.",
         ] if f.speedup is not None else [
-            f"Normal mode runs batch {count(f.reference_batch)}; batch 1 is {f.max_speedup:.2f}× faster, so 2.5× is"
+            f"{ind}Normal mode runs batch {count(f.reference_batch)}; batch 1 is {f.max_speedup:.2f}× faster, so 2.5× is"
             " out of reach by batch size alone."
         ]
         out.append(("Fast mode and slow mode", lines))
     if r.traffic is not None:
-        t = r.traffic
-        out.append(("Batching cadence", [
-            f"A step of {count(t.batch)} sequences departs every {seconds(t.step_s)}: one replica emits B/T ="
-            f" {count(t.tokens_per_s_per_replica)} tokens/s (the lecture: 2,000 × 64/s ≈ 128k).",
-            f"A request waits at most one step and has its token within 2·T = {seconds(t.max_latency_s)}.",
-        ]))
+        t, et = r.traffic, r.est_traffic
+        lines = []
+        if et is not None:
+            lines.append(f"Estimate: a step of {count(et.batch)} sequences departs every {seconds(et.step_s)}: one replica"
+                         f" emits B/T = {count(et.tokens_per_s_per_replica)} tokens/s"
+                         f" ({count(et.tokens_per_s_per_chip)} per chip); a token within 2·T = {seconds(et.max_latency_s)}.")
+        lines += [
+            f"{'Roofline: ' if et is not None else ''}A step of {count(t.batch)} sequences departs every {seconds(t.step_s)}:"
+            f" one replica emits B/T = {count(t.tokens_per_s_per_replica)} tokens/s (the lecture: 2,000 × 64/s ≈ 128k).",
+            f"A request waits at most one step and has its token within 2·T = {seconds(t.max_latency_s)}"
+            f"{' on the bound' if et is not None else ''}.",
+        ]
+        out.append(("Batching cadence", lines))
     if r.prefill is not None:
-        p = r.prefill
-        out.append(("Prefill vs decode", [
-            f"A {count(p.prompt_tokens)}-token prompt is prefilled {p.prefill.bound} bound in {seconds(p.ttft_s)} (time to"
-            f" first token at batch 1; {seconds(p.ttft_at_load_s)} at load).",
-            f"Per token, decode costs {p.output_input_cost_ratio:.2f}× prefill here; price sheets charge ~5× for output.",
-        ]))
+        p, ep = r.prefill, r.est_prefill
+        lines = []
+        if ep is not None:
+            lines.append(f"Estimate: a {count(ep.prompt_tokens)}-token prompt is prefilled in {seconds(ep.ttft_s)}"
+                         f"{_band(ep.ttft_range_80, seconds)} (TTFT at batch 1; {seconds(ep.ttft_at_load_s)} at load);"
+                         f" per token decode costs {ep.output_input_cost_ratio:.2f}× prefill at batch {count(ep.decode_batch)}.")
+        lines += [
+            f"{'Roofline: a' if ep is not None else 'A'} {count(p.prompt_tokens)}-token prompt is prefilled {p.prefill.bound}"
+            f" bound in {seconds(p.ttft_s)} (time to first token at batch 1; {seconds(p.ttft_at_load_s)} at load).",
+            f"Per token, decode costs {p.output_input_cost_ratio:.2f}× prefill {'on the bound' if ep else 'here'};"
+            " price sheets charge ~5× for output.",
+        ]
+        out.append(("Prefill vs decode", lines))
 
     lines = [
         f"Weights take {si(wbytes, 'B')} of {si(s.chip.hbm_bytes * r.chips, 'B')} HBM"
         f" ({wbytes / (s.chip.hbm_bytes * r.chips):.0%}); the rest holds KV for up to"
-        f" {count(r.batch_to_fill_hbm)} sequences of {count(r.context)} tokens.",
-        f"At B* = {count(r.balance_batch)} the KV cache needs {si(r.balance_batch * kv.stored_bytes, 'B')}"
-        f" ({'fits' if r.balance_batch <= r.batch_to_fill_hbm else 'does NOT fit: capacity binds before compute'}).",
+        f" {count(r.batch_to_fill_hbm)} sequences of {count(r.context)} tokens (the bound: HBM pooled, each weight once).",
     ]
+    if eb is not None:
+        lines.append(f"On the estimate's layout (each chip holds its weight shard, its share of the KV and the"
+                     f" activations) HBM is full at {count(eb.batch_to_fill_hbm)} sequences.")
+    lines.append(
+        f"At B* = {count(r.balance_batch)} the KV cache needs {si(r.balance_batch * kv.stored_bytes, 'B')}"
+        f" ({'fits' if r.balance_batch <= r.batch_to_fill_hbm else 'does NOT fit: capacity binds before compute'}).")
     out.append(("Memory", lines))
-    out.append(("Assumptions", [
-        f"{a.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype}"
-        f" (FLOP/s line {a.compute_class}); network {a.network}.",
-        "A roofline is a bound: measured serving runs 1.4–1.9× slower (see docs/roofline.md).",
-    ]))
+    assumptions = [
+        f"weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype} (FLOP/s line {a.compute_class});"
+        f" roofline network: {a.network}.",
+    ]
+    if r.est_steps is not None:
+        prof = r.profile
+        assumptions = [
+            f"The answers are the estimate ({r.estimate}): the per-operation step model (docs/stepmodel.md) with"
+            f" kernel curves fitted on measured kernels and engine parameters fitted on {getattr(prof, 'n_cases', 0)}"
+            " published serving results; its 80 % band comes from the cross-validated residuals.",
+            "Beside each is the roofline bound (the lecture's definitions: B*, L*, the floors); no real deployment"
+            " beats it. The estimate's counterparts are defined in docs/serving.md.",
+        ] + assumptions
+    elif r.estimate_unavailable:
+        assumptions = [f"The estimate ({r.estimate}) is unavailable: {r.estimate_unavailable}. Every number above is the"
+                       " roofline bound; measured serving runs slower (see docs/roofline.md)."] + assumptions
+    else:
+        assumptions = [f"{a.label}: every number is the roofline bound (--efficiency roofline); measured serving runs"
+                       " slower (see docs/roofline.md)."] + assumptions
+    out.append(("Assumptions", assumptions))
     return out
 
 
@@ -467,7 +644,11 @@ def curve_record(st: StepTime, over: str, est=None) -> dict[str, Any]:
     return {"over": over, "estimate": label, "points": pts, "assumptions": assumptions_record(st)}
 
 
-def fastmode_record(fm) -> dict[str, Any]:
+def _layout_rec(lay) -> dict[str, Any] | None:
+    return None if lay is None else {"tp": lay.tp, "ep": lay.ep, "pp": lay.pp, "dp": lay.dp}
+
+
+def _fastmode_roofline_record(fm) -> dict[str, Any]:
     pts = points_record(fm.points)
     for row, s, p in zip(pts, fm.frontier_speedup, fm.frontier_price_multiplier):
         row["speedup"], row["price_multiplier"] = float(s), float(p)
@@ -483,11 +664,34 @@ def fastmode_record(fm) -> dict[str, Any]:
     }
 
 
-def traffic_record(t) -> dict[str, Any]:
-    return jsonable(t)
+def fastmode_record(fm, est=None) -> dict[str, Any]:
+    """fastmode's JSON: the answer's figures at the top (the estimate's when `est` is given, else the
+    bound's), `estimate` its label, `roofline` the bound's figures."""
+    roof = _fastmode_roofline_record(fm)
+    if est is None:
+        return roof | {"estimate": "roofline", "roofline": {k: v for k, v in roof.items() if k != "points"}}
+    pts = [{"batch": float(b), "step_s": float(t), "speedup": float(s), "price_multiplier": float(p)}
+           for b, t, s, p in zip(est.frontier_batch, est.frontier_step_s, est.frontier_speedup,
+                                 est.frontier_price_multiplier)]
+    return jsonable({
+        "estimate": est.estimate, "batch": est.batch, "speedup": est.speedup, "price_multiplier": est.price_multiplier,
+        "max_speedup": est.max_speedup, "max_saving": est.max_saving, "reference_batch": est.reference_batch,
+        "reference_step_s": est.reference_step_s, "reference_usd_per_mtok": est.reference_usd_per_mtok,
+        "range_80": est.reference_range_80, "latency_floor_s": est.latency_floor_s,
+        "batch_to_fill_hbm": est.batch_to_fill_hbm, "chips": est.chips, "layout": _layout_rec(est.layout),
+        "chips_lever": [{"chips": c, "max_speedup": s} for c, s in est.chips_lever],
+        "points": pts, "roofline": roof,
+    })
 
 
-def prefill_record(pd) -> dict[str, Any]:
+def traffic_record(t, roofline=None) -> dict[str, Any]:
+    """traffic's JSON: the answer (the estimate's when it is one) at the top, the bound in `roofline`."""
+    rec = jsonable(t)
+    rec["roofline"] = jsonable(roofline if roofline is not None else t)
+    return rec
+
+
+def _prefill_roofline_record(pd) -> dict[str, Any]:
     return {
         "prompt_tokens": pd.prompt_tokens,
         "output_input_cost_ratio": pd.output_input_cost_ratio,
@@ -505,96 +709,251 @@ def prefill_record(pd) -> dict[str, Any]:
     }
 
 
+def prefill_record(pd, est=None) -> dict[str, Any]:
+    """prefill's JSON: the answer at the top (the estimate's when given), the bound in `roofline`."""
+    roof = _prefill_roofline_record(pd)
+    if est is None:
+        return roof | {"estimate": "roofline", "roofline": {k: v for k, v in roof.items() if k != "by_pass_length"}}
+    band = est.by_pass_length_range_80
+    return jsonable({
+        "estimate": est.estimate, "prompt_tokens": est.prompt_tokens,
+        "output_input_cost_ratio": est.output_input_cost_ratio,
+        "decode_usd_per_mtok": est.decode_usd_per_mtok, "prefill_usd_per_mtok": est.prefill_usd_per_mtok,
+        "ttft_s": est.ttft_s, "ttft_range_80": est.ttft_range_80, "ttft_at_load_s": est.ttft_at_load_s,
+        "layout": _layout_rec(est.layout),
+        "decode": {"batch": est.decode_batch, "context": pd.decode.context, "new_tokens": 1.0,
+                   "step_s": est.decode_step_s, "usd_per_mtok": est.decode_usd_per_mtok},
+        "prefill": {"batch": 1.0, "context": 0.0, "new_tokens": est.prompt_tokens, "step_s": est.prefill_step_s,
+                    "usd_per_mtok": est.prefill_usd_per_mtok},
+        "by_pass_length": [
+            {"new_tokens": float(s), "step_s": float(t), "s_per_token": float(t / s)}
+            | ({} if band is None else {"s_per_token_range_80": [float(band[0][i]), float(band[1][i])]})
+            for i, (s, t) in enumerate(zip(est.by_pass_length_new_tokens, est.by_pass_length_step_s))
+        ],
+        "roofline": roof,
+    })
+
+
+def balance_record(b, est=None, kv=None, largest=None) -> dict[str, Any]:
+    """balance's JSON: the lecture's quantities as the roofline defines them (top level, and again
+    under `roofline`), `estimate` the label of the counterparts in `estimated` (None with
+    --efficiency roofline), `kv_intensity` (L51) and `largest_model` (L29, when a target is given)."""
+    roof = jsonable(b)
+    return roof | {
+        "estimate": "roofline" if est is None else est.estimate, "roofline": dict(roof),
+        "estimated": None if est is None else jsonable(est) | {"layout": _layout_rec(est.layout)},
+        "kv_intensity": None if kv is None else jsonable(kv),
+        "largest_model": None if largest is None else jsonable(largest),
+    }
+
+
 def _n(x) -> str:
     return "none" if x is None else f"{x:,.0f}"
 
 
-def render_balance(b, m: Model, s: System) -> list[str]:
+def _band(r, fmt) -> str:
+    if not r:
+        return ""
+    return f" (80 % band {fmt(r[0])} – {fmt(r[1])})"
+
+
+def _params_words(x) -> str:
+    return count_words(x, 3)
+
+
+def render_balance(b, m: Model, s: System, est=None, kv=None, largest=None, *, roofline_only: bool | None = None) -> list[str]:
+    lay = "" if est is None else (f"; the estimate ({est.estimate}) runs TP{est.layout.tp} EP{est.layout.ep}"
+                                  f" PP{est.layout.pp}, {est.billed_chips:g} chips billed")
+    roofline_only = est is None if roofline_only is None else roofline_only
     lines = [
-        f"{m.name} on {b.chips} × {s.name} at L = {b.context:,.0f} (roofline bound)",
+        f"{m.name} on {b.chips} × {s.name} at L = {b.context:,.0f}: the lecture's quantities are defined on the roofline"
+        f" bound{' (--efficiency roofline)' if roofline_only else ''}{lay}",
         f"  sparsity N_total/N_active = {b.sparsity:.2f}"
         + (f" (expert ratio E/k = {b.expert_ratio:.0f} is not the same thing)" if b.expert_ratio else ""),
         f"  FLOP/s ÷ HBM B/s = {b.flops_per_byte:,.0f} FLOP/byte; hardware ratio FLOP/s·b_w/(2·BW) = {b.hardware_ratio:.0f}",
-        f"  balance batch B* = hardware ratio × sparsity = {_n(b.balance_batch)}: below it the weight fetch"
-        " dominates, above it compute does (KV ignored)",
+    ]
+    if kv is not None:
+        chip = "" if kv.chip_flops_per_byte is None else (
+            f" against the chip's {kv.chip_flops_per_byte:,.0f} FLOP/byte in BF16: {kv.memory_heaviness:.3g}× memory-heavier")
+        lines.append(f"  decode attention (L51): {kv.flops_per_kv_byte:,.3g} FLOPs per KV byte read ({kv.formula})" + chip)
+    lines += [
+        "  balance batch",
+        f"    roofline B* (weight fetch = compute, KV ignored) = hardware ratio × sparsity = {_n(b.balance_batch)}",
     ]
     if b.operating_batch:
-        lines.append(f"  the lecture's operating batch, 2–3 × B* (real efficiency is below the roofline):"
+        lines.append(f"    the lecture's operating batch, 2–3 × B* (real efficiency is below the roofline):"
                      f" {_n(b.operating_batch[0])} – {_n(b.operating_batch[1])} sequences")
     if b.balance_batch_with_kv is None:
-        lines.append(f"  with KV at L = {b.context:,.0f}: no balance batch — the KV read per sequence outlasts its"
-                     " compute, so decode is memory bound at every batch")
+        lines.append(f"    roofline with KV at L = {b.context:,.0f}: no balance batch — the KV read per sequence outlasts"
+                     " its compute, so decode is memory bound at every batch")
     else:
-        lines.append(f"  with KV at L = {b.context:,.0f}: B* = W/(c − k) = {_n(b.balance_batch_with_kv)}")
+        lines.append(f"    roofline with KV at L = {b.context:,.0f}: B* = W/(c − k) = {_n(b.balance_batch_with_kv)}")
+    if est is not None:
+        lines.append(f"    estimate: cost per token stops falling at batch {_n(est.knee_batch)} (the smallest batch within"
+                     f" {est.knee_tolerance:.0%} of the lowest estimated cost among batches that fit; the lowest is at"
+                     f" batch {_n(est.lowest_cost_batch)})")
+    lines.append("  balance context")
     if b.balance_context is None:
-        lines.append("  balance context: none — compute per token exceeds its KV fetch at every context")
+        lines.append("    roofline: none — compute per token exceeds its KV fetch at every context")
     else:
-        lines.append(f"  balance context L* (KV fetch = compute; the batch cancels) = {_n(b.balance_context)} tokens:"
+        lines.append(f"    roofline L* (KV fetch = compute; the batch cancels) = {_n(b.balance_context)} tokens:"
                      " longer contexts make decode memory bound however large the batch")
     if b.batch is not None:
-        lines.append(f"  at B = {b.batch:,.0f} the weights + KV fetch equal compute at L = {_n(b.balance_context_with_weights)}")
+        lines.append(f"    roofline at B = {b.batch:,.0f}: weights + KV fetch equal compute at L = {_n(b.balance_context_with_weights)}")
+    if est is not None:
+        where = ("never, up to 10 × the model's longest context" if est.balance_context is None
+                 else f"from L = {_n(est.balance_context)} tokens")
+        lines.append(f"    estimate: attention (the KV read) outlasts the weight GEMMs at batch {_n(est.balance_context_batch)}"
+                     f" {where}")
     lines += [
-        f"  latency floor = weight bytes / ({b.chips} × HBM B/s) = {seconds(b.latency_floor_s)}",
-        f"  cost floor = max(compute, KV) per token × $/chip-s = {usd(b.cost_floor_usd_per_mtok)}/Mtok",
-        f"  HBM drain time C/BW = {seconds(b.hbm_drain_s)}; HBM fills at B = {_n(b.batch_to_fill_hbm)} sequences of"
-        f" {b.context:,.0f} tokens",
+        "  latency floor",
+        f"    roofline: weight bytes / ({b.chips} × HBM B/s) = {seconds(b.latency_floor_s)}"
+        + ("" if b.latency_floor_touched_experts_s is None else
+           f" with every expert streamed (the lecture's floor); {seconds(b.latency_floor_touched_experts_s)} if a"
+           " batch-1 step streams only the experts its token is routed to"),
     ]
+    if est is not None:
+        lines.append(f"    estimate: the step at batch 1, L = {b.context:,.0f}: {seconds(est.latency_floor_s)}"
+                     f"{_band(est.latency_floor_range_80, seconds)}; the bound of that pass on its layout is"
+                     f" {seconds(est.latency_floor_bound_s)}")
+    lines += [
+        "  cost floor",
+        f"    roofline: max(compute, KV) per token × $/chip-s = {usd(b.cost_floor_usd_per_mtok)}/Mtok (as B → ∞, past"
+        " what HBM holds)",
+    ]
+    if est is not None:
+        lines.append(f"    estimate: the lowest among batches that fit = {usd(est.lowest_usd_per_mtok)}/Mtok"
+                     f"{_band(est.lowest_usd_per_mtok_range_80, lambda x: usd(x))} at batch {_n(est.lowest_cost_batch)}"
+                     f" ({est.lowest_tokens_per_s_per_chip:,.0f} tokens/s per billed chip)")
+    lines += [
+        f"  HBM drain time C/BW = {seconds(b.hbm_drain_s)}",
+        f"  HBM full (serving.batch_to_fill_hbm) at B = {_n(b.batch_to_fill_hbm)} sequences of {b.context:,.0f} tokens"
+        f" on the bound ({b.chips} chips' HBM pooled, each weight stored once)"
+        + ("" if est is None else f"; {_n(est.batch_to_fill_hbm)} on the estimate's layout (each chip's weight shard,"
+                                  " KV share and activations)"),
+    ]
+    if largest is not None:
+        g = largest
+        act = "" if g.active_params is None else (f", N_active ≤ {_params_words(g.active_params)} at sparsity"
+                                                  f" {g.sparsity:.3g}")
+        lines += [
+            f"  largest model for a {seconds(g.latency_target_s)} step (L29) on {g.chips} chips, {g.weight_dtype} weights:",
+            f"    roofline: N_total·b_w/(chips·BW) ≤ target ⇒ N_total ≤ {_params_words(g.total_params)}{act}; HBM holds"
+            f" {_params_words(g.capacity_total_params)} at most, so {_params_words(g.servable_total_params)} is servable",
+        ]
+        if g.estimated_total_params is not None:
+            eact = "" if g.estimated_active_params is None else f", N_active ≤ {_params_words(g.estimated_active_params)}"
+            lines.append(f"    estimate: N_total ≤ {_params_words(g.estimated_total_params)}{eact} (a model built like"
+                         f" {g.reference_model}: the estimate streams its weights at {g.estimated_weight_stream_efficiency:.0%}"
+                         f" of the bound at batch 1, after a {seconds(g.estimated_overhead_s)} fixed step overhead)")
     return lines
 
 
-def render_fastmode(fm, m: Model, s: System, spec: dict | None = None) -> list[str]:
-    lines = [
-        f"{m.name} on {fm.chips} × {s.name}: normal mode at the cost-optimal batch {fm.reference_batch:,.0f}"
-        f" (step {seconds(fm.reference_step_s)}, {usd(fm.reference_usd_per_mtok)}/Mtok)",
-    ]
+def render_fastmode(fm, m: Model, s: System, spec: dict | None = None, est=None, *,
+                    reference_given: bool = False) -> list[str]:
+    lines = []
+    normal = "the reference batch (--reference-batch)" if reference_given else "the cost-optimal batch"
+    if est is not None:
+        e = est
+        lines += [
+            f"{m.name} on {e.chips} × {s.name}, estimate ({e.estimate}, TP{e.layout.tp} EP{e.layout.ep} PP{e.layout.pp}):"
+            f" normal mode at {normal.replace('the cost', 'the estimated cost')} {e.reference_batch:,.0f} (step {seconds(e.reference_step_s)}"
+            f"{_band((e.reference_range_80 or {}).get('step_s'), seconds)}, {usd(e.reference_usd_per_mtok)}/Mtok)",
+        ]
+        if e.batch is not None:
+            lines.append(f"  batch {e.batch:,.0f} gives {e.speedup:.2f}× the speed for {e.price_multiplier:.2f}× the price"
+                         " (the estimated curve T(B) inverted by bisection)")
+        else:
+            lines.append("  (no target given: --speedup X or --price-multiplier P)")
+        lines += [
+            f"  the most a batch cut can buy: {e.max_speedup:.2f}× (batch 1: an estimated {seconds(e.latency_floor_s)} step)",
+            f"  the most a slow mode can save: {e.max_saving:.2f}× (the reference cost over the lowest estimated cost"
+            " among batches that fit)",
+            "  more chips per replica (estimated batch-1 speed-up): "
+            + ", ".join(f"{c} chips → {x:.2f}×" for c, x in e.chips_lever),
+        ]
+        if spec:
+            lines.append(_spec_line(spec, "  "))
+        lines.append("  roofline bound beside it:")
+    ind = "  " if est is not None else ""
+    lines.append(f"{ind}{m.name} on {fm.chips} × {s.name}: normal mode at {normal} {fm.reference_batch:,.0f}"
+                 f" (step {seconds(fm.reference_step_s)}, {usd(fm.reference_usd_per_mtok)}/Mtok)")
     if fm.batch is not None:
-        lines.append(f"  batch {fm.batch:,.0f} gives {fm.speedup:.2f}× the speed for {fm.price_multiplier:.2f}× the price"
+        lines.append(f"{ind}  batch {fm.batch:,.0f} gives {fm.speedup:.2f}× the speed for {fm.price_multiplier:.2f}× the price"
                      " (T(B) = max(B·c, W + B·k) inverted exactly)")
-    elif fm.speedup is None and (fm.batch is None):
+    elif est is None:
         lines.append("  (no target given: --speedup X or --price-multiplier P)")
     lines += [
-        f"  the most a batch cut can buy: {fm.max_speedup:.2f}× (batch 1, against the {seconds(fm.latency_floor_s)}"
+        f"{ind}  the most a batch cut can buy: {fm.max_speedup:.2f}× (batch 1, against the {seconds(fm.latency_floor_s)}"
         " latency floor); more money buys nothing beyond it on these chips",
-        f"  the most a slow mode can save: {fm.max_saving:.2f}× (the reference cost over the cost floor)",
-        "  the other lever, more chips per replica (bandwidth adds up): "
+        f"{ind}  the most a slow mode can save: {fm.max_saving:.2f}× (the reference cost over the cost floor)",
+        f"{ind}  the other lever, more chips per replica (bandwidth adds up): "
         + ", ".join(f"{c} chips → {x:.2f}×" for c, x in fm.chips_lever),
     ]
-    if spec:
-        lines.append(
-            f"  speculative decoding, {spec['draft_tokens']} drafted at acceptance {spec['acceptance']:.2f}:"
-            f" {spec['tokens_per_verify']:.2f} tokens per verify pass → {spec['speedup']:.2f}× the speed at"
-            f" {spec['price_multiplier']:.2f}× the price per token"
-        )
+    roof_spec = (spec or {}).get("roofline") if est is not None else spec
+    if roof_spec:
+        lines.append(_spec_line(roof_spec, ind + "  "))
     return lines
 
 
-def render_traffic(t, m: Model, s: System) -> list[str]:
-    return [
-        f"{m.name} on {s.name}: a step of {t.batch:,.0f} sequences departs every {seconds(t.step_s)}",
-        f"  one replica ({t.chips_per_replica} chips) emits B/T = {t.tokens_per_s_per_replica:,.0f} tokens/s",
+def _spec_line(spec: dict, ind: str) -> str:
+    return (f"{ind}speculative decoding, {spec['draft_tokens']} drafted at acceptance {spec['acceptance']:.2f}:"
+            f" {spec['tokens_per_verify']:.2f} tokens per verify pass → {spec['speedup']:.2f}× the speed at"
+            f" {spec['price_multiplier']:.2f}× the price per token (batch {spec['batch']:,.0f})")
+
+
+def render_traffic(t, m: Model, s: System, roofline=None) -> list[str]:
+    lines = [
+        f"{m.name} on {s.name} ({t.estimate}): a step of {t.batch:,.0f} sequences departs every {seconds(t.step_s)}",
+        f"  one replica ({t.chips_per_replica} chips) emits B/T = {t.tokens_per_s_per_replica:,.0f} tokens/s"
+        f" ({t.tokens_per_s_per_chip:,.0f} per chip)",
         f"  {t.demand_tokens_per_s:,.0f} tokens/s needs {t.replicas:,} replicas = {t.chips:,} chips"
-        f" ({t.share_of_replica_capacity:.0%} of their capacity), {usd(t.usd_per_day)} per day",
+        f" ({t.share_of_replica_capacity:.0%} of their capacity), {usd(t.usd_per_day)} per day"
+        + ("" if t.chips_range_80 is None else f"; 80 % band {t.chips_range_80[0]:,} – {t.chips_range_80[1]:,} chips"),
         f"  a request waits at most one step ({seconds(t.max_queue_wait_s)}, {seconds(t.mean_queue_wait_s)} on average)"
         f" and gets its token within 2·T = {seconds(t.max_latency_s)} (if no train is full)",
     ]
+    if roofline is not None and roofline is not t:
+        r = roofline
+        lines.append(f"  roofline bound beside it: batch {r.batch:,.0f} every {seconds(r.step_s)}, {r.tokens_per_s_per_chip:,.0f}"
+                     f" tokens/s per chip → {r.replicas:,} replicas = {r.chips:,} chips, {usd(r.usd_per_day)} per day"
+                     f" ({t.chips / r.chips:.2g}× fewer chips than the estimate)")
+    return lines
 
 
-def render_prefill(pd, m: Model, s: System) -> list[str]:
+def render_prefill(pd, m: Model, s: System, est=None) -> list[str]:
     a = pd.decode.assumptions
-    return [
-        f"{m.name} on {a.chips} × {s.name}",
-        f"  decode (S = 1, batch {pd.decode.batch:,.0f}, L = {pd.decode.context:,.0f}): {pd.decode.bound} bound,"
+    lines = [f"{m.name} on {a.chips} × {s.name}"]
+    if est is not None:
+        e = est
+        lines += [
+            f"  estimate ({e.estimate}, TP{e.layout.tp} EP{e.layout.ep} PP{e.layout.pp}):",
+            f"    decode (S = 1, batch {e.decode_batch:,.0f}, L = {pd.decode.context:,.0f}): step {seconds(e.decode_step_s)},"
+            f" {usd(e.decode_usd_per_mtok)}/Mtok",
+            f"    prefill (S = {e.prompt_tokens:,.0f}, one prompt): {seconds(e.prefill_step_s)}, {usd(e.prefill_usd_per_mtok)}/Mtok",
+            f"    output/input cost ratio = {e.output_input_cost_ratio:.2f}× (price sheets charge ~5×: Anthropic $25/$5,"
+            " GPT-5 $10/$1.25 = 8×)",
+            f"    time to first token: {seconds(e.ttft_s)}{_band(e.ttft_range_80, seconds)} alone;"
+            f" {seconds(e.ttft_at_load_s)} at load (wait for the running decode step, then a pass shared with it)",
+            "  roofline bound beside it:",
+        ]
+    ind = "  " if est is not None else ""
+    lines += [
+        f"{ind}  decode (S = 1, batch {pd.decode.batch:,.0f}, L = {pd.decode.context:,.0f}): {pd.decode.bound} bound,"
         f" {usd(pd.decode_usd_per_mtok)}/Mtok",
-        f"  prefill (S = {pd.prompt_tokens:,.0f}, one prompt): {pd.prefill.bound} bound, {usd(pd.prefill_usd_per_mtok)}/Mtok",
-        f"  output/input cost ratio = {pd.output_input_cost_ratio:.2f}× (price sheets charge ~5×: Anthropic $25/$5,"
-        " GPT-5 $10/$1.25 = 8×)",
-        f"  time to first token: {seconds(pd.ttft_s)} alone; {seconds(pd.ttft_at_load_s)} at load (wait for the"
-        " running decode step, then a pass shared with it)",
+        f"{ind}  prefill (S = {pd.prompt_tokens:,.0f}, one prompt): {pd.prefill.bound} bound, {usd(pd.prefill_usd_per_mtok)}/Mtok",
+        f"{ind}  output/input cost ratio = {pd.output_input_cost_ratio:.2f}×"
+        + (" (price sheets charge ~5×: Anthropic $25/$5, GPT-5 $10/$1.25 = 8×)" if est is None else ""),
+        f"{ind}  time to first token: {seconds(pd.ttft_s)} alone; {seconds(pd.ttft_at_load_s)} at load"
+        + (" (wait for the running decode step, then a pass shared with it)" if est is None else ""),
     ]
+    return lines
 
 
 def write_report_plots(r: Report, folder) -> list:
-    """The lecture's blackboard charts for a report, as PNG files in `folder`; returns their paths."""
+    """The lecture's blackboard charts for a report, as PNG files in `folder`; returns their paths.
+    Each draws the roofline bound and, with a calibrated profile, the estimate beside it (its 80 %
+    band shaded where the estimate has one)."""
     from pathlib import Path
 
     from . import plots
@@ -602,24 +961,72 @@ def write_report_plots(r: Report, folder) -> list:
     folder = Path(folder)
     m, s, n, dt = r.model, r.system, r.chips, r.dtypes
     title = f"{m.name} on {n} × {s.name}"
+    eb = r.est_balance
+    est_label = f"estimate ({r.estimate})"
     by_batch = serving.curve(m, s, over="batch", context=r.context, chips=n, dtypes=dt, efficiency=r.efficiency,
                              points=120)
-    paths = [plots.latency_vs_batch(by_batch, title=f"{title}, L = {r.context:,.0f}", balance_batch=r.balance_batch,
-                                    drain_s=r.hbm_drain_s, path=folder / "latency_vs_batch.png")]
+    est_b = None
+    if eb is not None:
+        from .estimate import estimate_pass
+
+        B = np.asarray(by_batch.batch, float)
+        B = B[B <= eb.batch_to_fill_hbm]  # the estimate is drawn where its layout holds the batch
+        est_b = estimate_pass(m, s, B, r.context, 1.0, layout=eb.layout, dtypes=dt, profile=r.profile)
+    ttl = f"{title}, L = {r.context:,.0f}"
+    if est_b is None:
+        paths = [plots.latency_vs_batch(by_batch, title=ttl, balance_batch=r.balance_batch, drain_s=r.hbm_drain_s,
+                                        path=folder / "latency_vs_batch.png")]
+    else:
+        fig = plots.latency_vs_batch(by_batch, title=ttl, balance_batch=r.balance_batch, drain_s=r.hbm_drain_s)
+        ax = fig.axes[0]
+        plots.label_as_bound(ax)
+        band = (est_b.range_80 or {}).get("step_s")
+        plots.overlay_estimate(ax, est_b.op.batch, np.asarray(est_b.step_s) * 1e3, label=f"{est_label} step",
+                               band=None if band is None else [np.asarray(v) * 1e3 for v in band],
+                               fill=eb.batch_to_fill_hbm)
+        ax.legend(fontsize=6, loc="lower right")
+        paths = [plots._save(fig, folder / "latency_vs_batch.png")]
     if by_batch.usd_per_mtok is not None:
-        paths.append(plots.cost_vs_batch(by_batch, title=f"{title}, L = {r.context:,.0f}",
-                                         floor_usd_per_mtok=r.cost_floor_usd_per_mtok, balance_batch=r.balance_batch,
-                                         path=folder / "cost_vs_batch.png"))
+        estimate = None
+        if est_b is not None and est_b.usd_per_mtok is not None:
+            estimate = {"label": r.estimate, "batch": est_b.op.batch, "usd_per_mtok": est_b.usd_per_mtok,
+                        "band": (est_b.range_80 or {}).get("usd_per_mtok"), "fill": eb.batch_to_fill_hbm,
+                        "knee": eb.knee_batch}
+        paths.append(plots.cost_vs_batch(by_batch, title=ttl, floor_usd_per_mtok=r.cost_floor_usd_per_mtok,
+                                         balance_batch=r.balance_batch, path=folder / "cost_vs_batch.png",
+                                         estimate=estimate))
     ref = r.fast.reference_batch if r.fast is not None else r.balance_batch
     by_ctx = serving.curve(m, s, over="context", batch=ref, chips=n, dtypes=dt, efficiency=r.efficiency, points=120)
-    paths.append(plots.cost_vs_context(by_ctx, title=f"{title}, B = {ref:,.0f}", crossover=r.balance_context,
-                                       path=folder / "cost_vs_context.png"))
+    ttl = f"{title}, B = {ref:,.0f}"
+    if eb is None:
+        paths.append(plots.cost_vs_context(by_ctx, title=ttl, crossover=r.balance_context,
+                                           path=folder / "cost_vs_context.png"))
+    else:
+        from .estimate import estimate_pass
+
+        fig = plots.cost_vs_context(by_ctx, title=ttl, crossover=r.balance_context)
+        ax = fig.axes[0]
+        plots.label_as_bound(ax)
+        e = estimate_pass(m, s, ref, np.asarray(by_ctx.context, float), 1.0, layout=eb.layout, dtypes=dt,
+                          profile=r.profile)
+        a = by_ctx.assumptions
+        # the same units as the bound's lines: $ (or chip-seconds) per million tokens at this batch
+        scale = (e.op.billed_chips * a.usd_per_chip_hour / 3600.0) if a.usd_per_chip_hour is not None else e.op.billed_chips
+        per = 1e6 / ref * scale
+        band = (e.range_80 or {}).get("step_s")
+        plots.overlay_estimate(ax, e.op.context, np.asarray(e.step_s) * per, label=f"{est_label} (same batch)",
+                               band=None if band is None else [np.asarray(v) * per for v in band])
+        if eb.balance_context:
+            ax.axvline(eb.balance_context, ls="-.", color=plots.ESTIMATE_COLOR, lw=1,
+                       label=f"estimate: attention = GEMMs at L = {eb.balance_context:,.0f} (B = {eb.balance_context_batch:,.0f})")
+        ax.legend(fontsize=6, loc="best")
+        paths.append(plots._save(fig, folder / "cost_vs_context.png"))
     if r.fast is not None:
         paths.append(plots.price_speed_frontier(r.fast, title=f"{title}, L = {r.context:,.0f}",
-                                                path=folder / "price_speed_frontier.png"))
+                                                path=folder / "price_speed_frontier.png", estimate=r.est_fast))
     if r.prefill is not None:
         paths.append(plots.prefill_vs_decode_cost(r.prefill, title=f"{title}, prompt {r.prefill.prompt_tokens:,.0f}",
-                                                  path=folder / "prefill_vs_decode.png"))
+                                                  path=folder / "prefill_vs_decode.png", estimate=r.est_prefill))
     return paths
 
 

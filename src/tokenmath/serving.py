@@ -17,10 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import TokenmathError
-from .kvcache import kv_cache
+from .estimate import Estimated, default_layout, estimate_pass
+from .kvcache import attention_flops_per_token, kv_cache
+from .layout import Layout, _largest_divisor_at_most, layout_memory
 from .params import param_counts, routed_expert_bytes, weight_bytes
+from .profiles import ROOFLINE_PROFILE, Profile
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, resolve_dtypes, slopes, step_time
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
+from .units import dtype_bytes
 
 # --------------------------------------------------------------------------------------------
 # Floors and balance points
@@ -77,9 +81,24 @@ def cost_floor_usd_per_mtok(model: Model, system: System, context=0, *, dtypes: 
 
 
 def batch_to_fill_hbm(model: Model, system: System, context, *, chips: int | None = None,
-                      dtypes: Dtypes = Dtypes()):
-    """Largest batch whose KV at context L fits beside the weights in the chips' HBM (0 if the
-    weights alone do not fit)."""
+                      dtypes: Dtypes = Dtypes(), layout: Layout | None = None):
+    """Largest batch whose KV at context L fits beside the weights in HBM (0 if the weights alone
+    do not fit): the one definition of "does not fit in HBM" every serving command uses.
+
+    layout None — the bound's accounting: the chips' HBM pooled (chips·C), each weight stored
+      once (weight_bytes in the weight dtype), each sequence's KV at L stored once (kv dtype):
+      B = ⌊(chips·C − weight bytes) / KV bytes per sequence⌋. No real layout holds more.
+    layout given — that layout's chips, as `tokenmath layout` counts them (layout.layout_memory):
+      each chip's weight shard (experts over the stage's chips, the dense rest over TP; replicated
+      over attention-DP ranks), its share of the KV at L + 1 (the token being written) and of the
+      activations in flight; B is the batch at which a chip is full. This is what the estimate's
+      layout holds.
+    Vectorised over context."""
+    if layout is not None:
+        m1 = layout_memory(model, system, layout, 1.0, context, dtypes=dtypes)
+        per_seq = np.asarray(m1.total_bytes_per_chip, float) - m1.weights_bytes_per_chip
+        free = m1.hbm_bytes_per_chip - m1.weights_bytes_per_chip
+        return _s(np.floor(np.maximum(free, 0) / per_seq))
     n = system.scaleup_chips if chips is None else int(chips)
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     free = system.chip.hbm_bytes * n - weight_bytes(model, dtypes.weight)
@@ -163,6 +182,7 @@ class Balance:
     flops_per_byte: float  # FLOP/s ÷ HBM B/s of the compute dtype
     hardware_ratio: float  # FLOP/s × b_w ÷ (2·BW)
     operating_batch: tuple[float, float] = ()  # the lecture's "serve 2–3× above the balance point" (19:31)
+    latency_floor_touched_experts_s: float | None = None  # MoE: a batch-1 step streaming only the k experts it uses
 
 
 def operating_batch(model: Model, system: System, *, dtypes: Dtypes = Dtypes(),
@@ -197,6 +217,8 @@ def balance(model: Model, system: System, context=4096, *, batch: float | None =
         flops_per_byte=float(system.chip.flops_per_s(cls)) / system.chip.hbm_bytes_per_s,
         hardware_ratio=hardware_ratio(system, weight, compute),
         operating_batch=operating_batch(model, system, dtypes=dtypes, efficiency=efficiency),
+        latency_floor_touched_experts_s=None if model.moe is None else latency_floor_s(
+            model, system, chips=n, expert_fetch="expected", **kw),
     )
 
 
@@ -217,9 +239,12 @@ def curve(model: Model, system: System, *, over: str = "batch", batch=None, cont
     kw = dict(chips=n, dtypes=dtypes, efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour,
               attention_flops=attention_flops)
     if over == "batch":
-        top = max(balance_batch(model, system, dtypes=dtypes, efficiency=efficiency),
-                  batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes), 10.0)
-        grid = np.unique(np.round(np.geomspace(1, 10 * top, points)))
+        fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
+        top = max(balance_batch(model, system, dtypes=dtypes, efficiency=efficiency), fill, 10.0)
+        grid = np.round(np.geomspace(1, 10 * top, points))
+        if fill >= 1:  # the last batch that fits and the first that does not: "fits" flips exactly there
+            grid = np.concatenate([grid, [fill, fill + 1]])
+        grid = np.unique(grid)
         return step_time(model, system, grid, context, **kw)
     if over == "context":
         b = balance_batch(model, system, dtypes=dtypes, efficiency=efficiency) if batch is None else batch
@@ -391,26 +416,66 @@ class Speculative:
     tokens_per_s_per_user: float
     speedup: float  # vs plain decode at the same batch
     price_multiplier: float  # $/token vs plain decode at the same batch
+    plain_step_s: float = 0.0  # one ordinary decode step at the same batch
+    estimate: str = "roofline"  # which model timed the passes
+    batch: float | None = None  # sequences per pass
 
 
 def speculative_decode(model: Model, system: System, batch, context, draft_tokens: int, acceptance: float, *,
                        draft_model: Model | None = None, chips: int | None = None, dtypes: Dtypes = Dtypes(),
-                       efficiency: Efficiency = ROOFLINE) -> Speculative:
+                       efficiency: Efficiency = ROOFLINE, profile: Profile | None = None,
+                       layout: Layout | None = None) -> Speculative:
     """Decode with k drafted tokens verified in one wider pass (S = k + 1). The verify pass reads
     the weights and KV once but does k + 1 tokens of compute; the draft costs k steps of
-    `draft_model` on the same chips (None: an MTP-style head whose cost is neglected)."""
+    `draft_model` on the same chips (None: an MTP-style head whose cost is neglected).
+
+    profile None (or the roofline's): every pass is the roofline bound. A calibrated profile: the
+    plain step and the draft model's steps (on its own default layout of the same chips) are
+    estimate_pass decode steps, and the verify pass is composed from the estimate, because the
+    step model times a pass of S > 1 tokens per sequence as a prompt (flash-attention efficiency
+    at length S, ~0.2 % at S = 2), not as a decode kernel with k + 1 queries:
+
+        T_verify = T_dec(B, L) + [T_dec(B·(k+1), 0) − T_dec(B, 0)] + attention_s(B, L)·(ρ − 1)
+
+    — the decode step, plus what k·B more tokens add to the GEMMs and the all-to-all (at no
+    context), plus the decode attention scaled by the roofline's ratio for k + 1 queries on one KV
+    read, ρ = max((k+1)·f/F, r/BW) / max(f/F, r/BW) (f attention FLOPs, r KV bytes per sequence,
+    F the BF16 peak). An approximation, stated with the result."""
     n = system.scaleup_chips if chips is None else int(chips)
     e = expected_tokens_per_verify(draft_tokens, acceptance)
-    kw = dict(chips=n, dtypes=dtypes, efficiency=efficiency)
-    plain = step_time(model, system, batch, context, 1, **kw)
-    verify = step_time(model, system, batch, context, draft_tokens + 1, **kw)
-    draft = draft_tokens * step_time(draft_model, system, batch, context, 1, **kw).step_s if draft_model else 0.0
-    T = verify.step_s + draft
+    if profile is not None and not profile.is_roofline:
+        lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
+        kw = dict(dtypes=dtypes, profile=profile)
+        k = float(draft_tokens)
+        B = float(np.max(batch))
+        dec = estimate_pass(model, system, B, context, 1.0, layout=lay, **kw)
+        more = estimate_pass(model, system, np.array([B * (k + 1), B]), 0.0, 1.0, layout=lay, **kw)
+        t_more = np.asarray(more.step_s, float)
+        _, kv_dt, *_ = resolve_dtypes(model, system, dtypes)
+        f = float(attention_flops_per_token(model, context)) / float(
+            system.chip.flops_per_s("bf16") or system.chip.flops_per_s(system.compute_class_for("fp8")))
+        r = float(kv_cache(model, float(context) + 1.0, kv_dtype=kv_dt).read_bytes) / system.chip.hbm_bytes_per_s
+        rho = max((k + 1) * f, r) / max(f, r, 1e-30)
+        t_plain = float(dec.step_s)
+        t_verify = t_plain + float(t_more[0] - t_more[1]) + float(dec.op.attention_s) * (rho - 1.0)
+        draft = 0.0
+        if draft_model is not None:
+            d = estimate_pass(draft_model, system, batch, context, 1.0, chips=n, **kw)
+            draft = draft_tokens * float(d.step_s)
+        label = profile.label
+    else:
+        kw = dict(chips=n, dtypes=dtypes, efficiency=efficiency)
+        t_plain = step_time(model, system, batch, context, 1, **kw).step_s
+        t_verify = step_time(model, system, batch, context, draft_tokens + 1, **kw).step_s
+        draft = draft_tokens * step_time(draft_model, system, batch, context, 1, **kw).step_s if draft_model else 0.0
+        label = "roofline"
+    T = t_verify + draft
     per_user = e / T
     return Speculative(
         draft_tokens=int(draft_tokens), acceptance=float(acceptance), tokens_per_verify=e,
-        verify_step_s=verify.step_s, draft_s=draft, step_s=T, tokens_per_s_per_user=per_user,
-        speedup=per_user * plain.step_s, price_multiplier=(T / e) / plain.step_s,
+        verify_step_s=t_verify, draft_s=draft, step_s=T, tokens_per_s_per_user=per_user,
+        speedup=per_user * t_plain, price_multiplier=(T / e) / t_plain, plain_step_s=t_plain, estimate=label,
+        batch=float(np.max(batch)),
     )
 
 
@@ -434,6 +499,10 @@ class Traffic:
     mean_queue_wait_s: float  # uniform arrivals, trains never full
     max_latency_s: float  # wait for the next step, then ride it: 2·T
     share_of_replica_capacity: float  # demand ÷ (replicas × per-replica throughput)
+    estimate: str = "roofline"  # which model timed the step
+    tokens_per_s_per_chip: float | None = None  # per billed chip
+    chips_range_80: tuple[int, int] | None = None  # chips for the demand at the ends of the 80 % band
+    batch_to_fill_hbm: float | None = None  # on the chips (bound) or the estimate's layout
 
 
 def cadence_tokens_per_s(batch, step_s):
@@ -444,25 +513,70 @@ def cadence_tokens_per_s(batch, step_s):
 
 def traffic(model: Model, system: System, tokens_per_s: float, *, batch: float | None = None, context=4096,
             chips: int | None = None, dtypes: Dtypes = Dtypes(), efficiency: Efficiency = ROOFLINE,
-            usd_per_chip_hour: float | None = None) -> Traffic:
+            usd_per_chip_hour: float | None = None, profile: Profile | None = None,
+            layout: Layout | None = None) -> Traffic:
     """Replicas, chips and $/day to serve a global decode demand, with the queueing bounds of
-    fixed-cadence batching (a step departs every T, full or not)."""
+    fixed-cadence batching (a step departs every T, full or not).
+
+    profile None (or the roofline's): the bound — the step is the roofline's, the default batch
+    the roofline's cost-optimal one (reference_batch). A calibrated profile: the estimate — the
+    step is estimate_pass's on its layout (estimate_layout of the chips), the default batch the one
+    with the lowest estimated cost per token among those that fit that layout
+    (estimated_cost_optimal_batch), and chips_range_80 the chips at the ends of its 80 % band.
+    A batch that does not fit in HBM (batch_to_fill_hbm) is refused."""
     if not (tokens_per_s > 0 and math.isfinite(tokens_per_s)):
         raise TokenmathError(f"tokens per second = {tokens_per_s!r} must be a positive number")
     n = system.scaleup_chips if chips is None else int(chips)
-    b = reference_batch(model, system, context, chips=n, dtypes=dtypes, efficiency=efficiency) if batch is None else batch
-    st = step_time(model, system, b, context, chips=n, dtypes=dtypes, efficiency=efficiency,
-                   usd_per_chip_hour=usd_per_chip_hour)
-    per_replica = float(cadence_tokens_per_s(b, st.step_s))
-    replicas = max(1, math.ceil(tokens_per_s / per_replica * (1 - 1e-12)))
-    price = st.assumptions.usd_per_chip_hour
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
+    band = None
+    if profile is not None and not profile.is_roofline:
+        lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
+        fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay)
+        _check_fits(model, system, batch, fill, context, f"the estimate's layout {_describe(lay)} of {n} chips")
+        b = estimated_cost_optimal_batch(model, system, context, layout=lay, dtypes=dtypes, profile=profile) \
+            if batch is None else float(batch)
+        e = estimate_pass(model, system, b, context, 1.0, layout=lay, dtypes=dtypes, profile=profile,
+                          usd_per_chip_hour=price)
+        step, billed, label = float(e.step_s), float(e.op.billed_chips), e.label
+        if e.range_80:
+            lo, hi = e.range_80["step_s"]  # a longer step: more replicas
+            band = tuple(_replicas(tokens_per_s, b / t) * n for t in (lo, hi))
+    else:
+        fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
+        _check_fits(model, system, batch, fill, context, f"{n} chips")
+        b = reference_batch(model, system, context, chips=n, dtypes=dtypes, efficiency=efficiency) \
+            if batch is None else batch
+        st = step_time(model, system, b, context, chips=n, dtypes=dtypes, efficiency=efficiency,
+                       usd_per_chip_hour=usd_per_chip_hour)
+        step, billed, label = float(st.step_s), float(n), "roofline"
+    per_replica = float(cadence_tokens_per_s(b, step))
+    replicas = _replicas(tokens_per_s, per_replica)
     return Traffic(
-        batch=float(b), context=float(context), step_s=st.step_s, tokens_per_s_per_replica=per_replica,
+        batch=float(b), context=float(context), step_s=step, tokens_per_s_per_replica=per_replica,
         demand_tokens_per_s=float(tokens_per_s), replicas=replicas, chips_per_replica=n, chips=replicas * n,
         usd_per_day=None if price is None else replicas * n * price * 24.0,
-        max_queue_wait_s=st.step_s, mean_queue_wait_s=st.step_s / 2, max_latency_s=2 * st.step_s,
-        share_of_replica_capacity=tokens_per_s / (replicas * per_replica),
+        max_queue_wait_s=step, mean_queue_wait_s=step / 2, max_latency_s=2 * step,
+        share_of_replica_capacity=tokens_per_s / (replicas * per_replica), estimate=label,
+        tokens_per_s_per_chip=per_replica / billed, chips_range_80=band, batch_to_fill_hbm=float(fill),
     )
+
+
+def _replicas(demand: float, per_replica: float) -> int:
+    return max(1, math.ceil(demand / per_replica * (1 - 1e-12)))
+
+
+def _describe(layout: Layout) -> str:
+    return f"TP{layout.tp} EP{layout.ep} PP{layout.pp}"
+
+
+def _check_fits(model: Model, system: System, batch, fill: float, context, where: str, flag: str = "--batch") -> None:
+    if fill < 1:
+        raise TokenmathError(f"{model.name} does not fit on {where} of {system.name} with one sequence of "
+                             f"{float(context):,.0f} tokens; use more chips or narrower dtypes")
+    if batch is not None and batch > fill:
+        raise TokenmathError(f"batch {float(batch):,.0f} does not fit in HBM on {where} of {system.name}: at "
+                             f"context {float(context):,.0f} it holds {fill:,.0f} sequences; give {flag} up to "
+                             f"{fill:,.0f}, or more chips")
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,6 +639,529 @@ def batch_for_cost_ratio(model: Model, system: System, ratio: float, *, context=
     return batch_for_cost(s, ratio * pre.step_s / prompt_tokens)
 
 
+# --------------------------------------------------------------------------------------------
+# The estimate's counterparts
+#
+# The lecture's quantities (B*, L*, the latency and cost floors) are defined on the roofline and
+# solved exactly above. A user acts on the calibrated estimate (estimate.estimate_pass: the
+# per-operation step model on the layout the chips imply), which has no closed form: each
+# counterpart below is defined so that, applied to the roofline, it gives back the lecture's
+# quantity (or says how it differs), and is solved on a log grid of the estimate (one broadcast
+# call) refined by bisection to a whole sequence (batches) or 0.01 % (contexts).
+# --------------------------------------------------------------------------------------------
+
+KNEE_TOLERANCE = 0.05  # "cost stops falling": within 5 % of the lowest cost among batches that fit
+GRID_POINTS = 256
+
+
+def estimate_layout(model: Model, system: System, chips: int, context=0.0, *, dtypes: Dtypes = Dtypes()) -> Layout:
+    """The layout the estimate runs `chips` chips as: estimate.default_layout (a MoE's experts over
+    as many chips as divide them, attention data-parallel with the dense weights on every chip;
+    dense models tensor-parallel), or — when that holds no sequence of `context` tokens because the
+    dense weights are replicated — the tensor-parallel layout of the same chips (TP as far as the
+    heads divide, experts over as many of those ranks as divide them, the rest pipeline stages),
+    every weight sharded. Printed with every answer."""
+    n = int(chips)
+    lay = default_layout(model, system, n)
+    if lay.attention_dp == 1 or batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay) >= 1:
+        return lay
+    tp = _largest_divisor_at_most(model.attention.n_heads, n)
+    ep = _largest_divisor_at_most(model.moe.n_experts, tp) if model.moe is not None else 1
+    pp = n // tp if n % tp == 0 else 1
+    alt = Layout(tp=tp, ep=ep, pp=max(1, min(pp, model.n_layers)))
+    fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=alt)
+    return alt if fill >= 1 else lay
+
+
+def _grid(top: float, points: int = GRID_POINTS) -> np.ndarray:
+    top = max(float(top), 1.0)
+    return np.unique(np.concatenate([np.round(np.geomspace(1.0, top, points)), [1.0, top]]))
+
+
+def _chip_s_per_token(e: Estimated):
+    """Billed chip-seconds per new token: cost per token without a price (× $/chip-s = $/token)."""
+    return e.op.billed_chips / np.asarray(e.tokens_per_s, float)
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """The estimate over a batch grid at one context, on one layout."""
+
+    model: Model
+    system: System
+    context: float
+    layout: Layout
+    dtypes: Dtypes
+    profile: Profile
+    fill: float
+    grid: np.ndarray
+    est: Estimated
+    chip_s_per_token: np.ndarray
+
+    def at(self, batch) -> Estimated:
+        return estimate_pass(self.model, self.system, batch, self.context, 1.0, layout=self.layout,
+                             dtypes=self.dtypes, profile=self.profile)
+
+    def cost(self, batch: float) -> float:
+        return float(_chip_s_per_token(self.at(float(batch))))
+
+    def lowest(self) -> tuple[float, float]:
+        """(batch, chip-s per token) of the lowest estimated cost per token among batches that fit:
+        the grid's minimum, refined over whole batches between its neighbours by ternary search."""
+        i = int(np.argmin(self.chip_s_per_token))
+        lo, hi = int(self.grid[max(i - 1, 0)]), int(self.grid[min(i + 1, len(self.grid) - 1)])
+        while hi - lo > 2:
+            a, b = lo + (hi - lo) // 3, hi - (hi - lo) // 3
+            if self.cost(a) <= self.cost(b):
+                hi = b
+            else:
+                lo = a
+        best = min(range(lo, hi + 1), key=lambda x: (self.cost(x), x))
+        return float(best), self.cost(best)
+
+    def knee(self, tolerance: float) -> tuple[float, float, float]:
+        """(knee batch, lowest batch, lowest chip-s per token): the smallest whole batch whose
+        estimated cost per token is within `tolerance` of the lowest among batches that fit."""
+        b_min, c_min = self.lowest()
+        limit = (1.0 + tolerance) * c_min
+        ok = self.chip_s_per_token <= limit * (1 + 1e-12)
+        j = int(np.argmax(ok)) if ok.any() else int(np.argmin(self.chip_s_per_token))
+        if j == 0 or self.chip_s_per_token[0] <= limit:
+            return 1.0, b_min, c_min
+        lo, hi = int(self.grid[j - 1]), int(self.grid[j])  # cost(lo) above the limit, cost(hi) within it
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.cost(mid) <= limit:
+                hi = mid
+            else:
+                lo = mid
+        return float(hi), b_min, c_min
+
+
+def _curve(model: Model, system: System, context, *, layout: Layout, dtypes: Dtypes, profile: Profile,
+           fill: float | None = None) -> _Curve:
+    if profile.is_roofline:
+        raise TokenmathError("the estimate's counterparts need a calibrated profile; the roofline's are the closed forms")
+    if fill is None:
+        fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=layout)
+    if fill < 1:
+        raise TokenmathError(
+            f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {_describe(layout)} with one "
+            f"sequence of {float(context):,.0f} tokens; use more chips or narrower dtypes")
+    grid = _grid(fill)
+    est = estimate_pass(model, system, grid, context, 1.0, layout=layout, dtypes=dtypes, profile=profile)
+    return _Curve(model, system, float(context), layout, dtypes, profile, float(fill), grid, est,
+                  np.asarray(_chip_s_per_token(est), float))
+
+
+def estimated_cost_optimal_batch(model: Model, system: System, context, *, layout: Layout, dtypes: Dtypes = Dtypes(),
+                                 profile: Profile) -> float:
+    """The estimate's normal-mode batch: the whole batch with the lowest estimated cost per token
+    among those that fit the layout's HBM (usually the one that fills it: the estimated cost keeps
+    falling, if slowly, while weights are amortised). The roofline's is reference_batch."""
+    return _curve(model, system, context, layout=layout, dtypes=dtypes, profile=profile).lowest()[0]
+
+
+@dataclass(frozen=True)
+class EstimatedBalance:
+    """The estimate's counterparts of the lecture's floors and balance points (each roofline
+    quantity's definition restated on the estimated step; see docs/serving.md)."""
+
+    estimate: str  # the profile's label
+    layout: Layout
+    chips: int
+    billed_chips: float
+    context: float
+    batch_to_fill_hbm: float  # on the estimate's layout (batch_to_fill_hbm(layout=...))
+    knee_batch: float  # smallest batch whose estimated cost per token is within `knee_tolerance` of the lowest
+    knee_tolerance: float
+    lowest_cost_batch: float  # the batch of the lowest estimated cost per token among those that fit
+    lowest_usd_per_mtok: float | None  # the estimate's cost floor (None: no price)
+    lowest_usd_per_mtok_range_80: list | None
+    lowest_tokens_per_s_per_chip: float
+    latency_floor_s: float  # the estimated step at batch 1, context L
+    latency_floor_range_80: list | None
+    latency_floor_bound_s: float  # the roofline of that same pass on the estimate's layout
+    balance_context: float | None  # attention time = weight-GEMM time at `balance_context_batch` (None: never)
+    balance_context_batch: float
+    method: str
+
+
+def _attention_minus_gemms(model, system, L, batch, layout, dtypes, profile):
+    e = estimate_pass(model, system, batch, L, 1.0, layout=layout, dtypes=dtypes, profile=profile)
+    op = e.op
+    return np.asarray(op.attention_s, float) - np.asarray(op.dense_gemm_s, float) - np.asarray(op.expert_gemm_s, float)
+
+
+def estimated_balance_context(model: Model, system: System, batch: float, *, layout: Layout, dtypes: Dtypes = Dtypes(),
+                              profile: Profile, top: float | None = None) -> float | None:
+    """The estimate's L*: the context at which the estimated attention kernels (the KV read and its
+    FLOPs) take as long as the weight GEMMs (dense + experts) in a decode step of `batch` sequences.
+    The roofline's L* is the same balance with ideal kernels and B → ∞ (KV fetch = compute per
+    sequence). 0 when attention already dominates at L = 1; None when it never does up to `top`
+    (default 10 × the model's longest context). HBM capacity is ignored, as it is for L*.
+    Solved on a 256-point log grid, refined by bisection to 0.01 %."""
+    top = float(top or 10.0 * (model.max_context or 1_000_000))
+    L = np.geomspace(1.0, top, GRID_POINTS)
+    d = _attention_minus_gemms(model, system, L, batch, layout, dtypes, profile)
+    if d[0] >= 0:
+        return 0.0
+    if not np.any(d >= 0):
+        return None
+    j = int(np.argmax(d >= 0))
+    lo, hi = float(L[j - 1]), float(L[j])
+    while hi - lo > 1e-4 * hi:
+        mid = 0.5 * (lo + hi)
+        if float(_attention_minus_gemms(model, system, mid, batch, layout, dtypes, profile)) >= 0:
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
+
+
+def estimated_balance(model: Model, system: System, context=4096, *, chips: int | None = None,
+                      dtypes: Dtypes = Dtypes(), profile: Profile, layout: Layout | None = None,
+                      batch: float | None = None, tolerance: float = KNEE_TOLERANCE,
+                      usd_per_chip_hour: float | None = None) -> EstimatedBalance:
+    """The estimate's counterparts of `balance` on the layout `chips` imply (or `layout`):
+
+    - knee batch (for B*): cost per token falls with batch while the weights are amortised, and
+      stops falling where something per-sequence binds — the roofline's B* (or B* with KV). The
+      estimate's cost flattens gradually, so its knee is the smallest whole batch whose estimated
+      cost per token is within `tolerance` (5 %) of the lowest among batches that fit.
+    - lowest cost (for the cost floor): the lowest estimated $/Mtok among batches that fit, and
+      its batch. The roofline's floor is at B → ∞, beyond HBM.
+    - latency floor: the estimated step at batch 1 and context L (the roofline's is the weight
+      fetch alone).
+    - balance context (for L*): estimated_balance_context at `batch` (default: the knee batch).
+    - batch_to_fill_hbm on the estimate's layout."""
+    if not (0 < tolerance < 1):
+        raise TokenmathError(f"tolerance = {tolerance!r}; expected a fraction between 0 and 1")
+    n = system.scaleup_chips if chips is None else int(chips)
+    lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
+    cv = _curve(model, system, context, layout=lay, dtypes=dtypes, profile=profile)
+    knee, b_min, _ = cv.knee(tolerance)
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
+    lowest = estimate_pass(model, system, b_min, context, 1.0, layout=lay, dtypes=dtypes, profile=profile,
+                           usd_per_chip_hour=price)
+    one = estimate_pass(model, system, 1.0, context, 1.0, layout=lay, dtypes=dtypes, profile=profile)
+    at = knee if batch is None else float(batch)
+    return EstimatedBalance(
+        estimate=profile.label, layout=lay, chips=n, billed_chips=float(one.op.billed_chips), context=float(context),
+        batch_to_fill_hbm=cv.fill, knee_batch=knee, knee_tolerance=tolerance, lowest_cost_batch=b_min,
+        lowest_usd_per_mtok=None if lowest.usd_per_mtok is None else float(lowest.usd_per_mtok),
+        lowest_usd_per_mtok_range_80=(lowest.range_80 or {}).get("usd_per_mtok"),
+        lowest_tokens_per_s_per_chip=float(lowest.tokens_per_s_per_chip),
+        latency_floor_s=float(one.step_s), latency_floor_range_80=(one.range_80 or {}).get("step_s"),
+        latency_floor_bound_s=float(one.roofline_step_s),
+        balance_context=estimated_balance_context(model, system, at, layout=lay, dtypes=dtypes, profile=profile),
+        balance_context_batch=at,
+        method=(f"estimate on a {GRID_POINTS}-point log grid of batches from 1 to the {cv.fill:,.0f} that fit, refined"
+                " to a whole sequence (bisection for the knee, ternary search for the lowest cost); balance context"
+                f" on a {GRID_POINTS}-point log grid of contexts refined by bisection to 0.01 %"),
+    )
+
+
+# ---- fast mode on the estimate -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EstimatedFastMode:
+    """FastMode's figures on the estimate's curve (batch → estimated step), on its layout."""
+
+    estimate: str
+    layout: Layout
+    chips: int
+    reference_batch: float  # the estimate's cost-optimal batch (or the one given)
+    reference_step_s: float
+    reference_usd_per_mtok: float | None
+    reference_range_80: dict | None
+    batch: float | None  # the answer for the requested speedup / price (None if unreachable)
+    speedup: float | None
+    price_multiplier: float | None
+    max_speedup: float  # reference step ÷ the estimated step at batch 1
+    max_saving: float  # reference cost ÷ the lowest estimated cost among batches that fit
+    latency_floor_s: float  # the estimated step at batch 1
+    batch_to_fill_hbm: float
+    frontier_batch: np.ndarray
+    frontier_step_s: np.ndarray
+    frontier_speedup: np.ndarray
+    frontier_price_multiplier: np.ndarray
+    chips_lever: tuple[tuple[int, float], ...]  # (chips per replica, estimated batch-1 speed-up vs the reference)
+
+
+def _bisect_batch(f, lo: float, hi: float, target: float, increasing: bool) -> float:
+    """Continuous batch in [lo, hi] where f(batch) = target, f monotone (relative 1e-9)."""
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        above = f(mid) > target
+        if above == increasing:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= 1e-9 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
+def estimated_fast_mode(model: Model, system: System, context=4096, *, speedup: float | None = None,
+                        price_multiplier: float | None = None, reference: float | None = None,
+                        chips: int | None = None, dtypes: Dtypes = Dtypes(), profile: Profile,
+                        layout: Layout | None = None, usd_per_chip_hour: float | None = None,
+                        points: int = 50) -> EstimatedFastMode:
+    """fast_mode on the estimate: the reference is the estimate's cost-optimal batch on its layout;
+    speedup(B) = T_est(B_ref)/T_est(B), price(B) = [T_est(B)/B]/[T_est(B_ref)/B_ref]. The answer
+    for a target inverts the estimated curve by bisection (it is monotone in batch); a target out of
+    reach gives batch None. More chips per replica (chips_lever): the estimated batch-1 step on the
+    default layout of each power-of-two chip count that holds the weights."""
+    n = system.scaleup_chips if chips is None else int(chips)
+    lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
+    kw = dict(layout=lay, dtypes=dtypes, profile=profile)
+    fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay)
+    cv = _curve(model, system, context, fill=fill, **kw)
+    b_min, c_min = cv.lowest()
+    ref = b_min if reference is None else float(reference)
+    if ref < 1:
+        raise TokenmathError(f"reference batch = {ref!r} must be >= 1")
+    _check_fits(model, system, ref, fill, context, f"the estimate's layout {_describe(lay)} of {n} chips",
+                "--reference-batch")
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
+    ref_e = estimate_pass(model, system, ref, context, 1.0, usd_per_chip_hour=price, **kw)
+    T_ref = float(ref_e.step_s)
+    per_tok_ref = T_ref / ref
+
+    def T(b):
+        return float(cv.at(float(b)).step_s)
+
+    def per_tok(b):
+        return T(b) / b
+
+    answer = None
+    if speedup is not None:
+        target = T_ref / speedup
+        if speedup >= 1:
+            answer = None if T(1.0) > target else _bisect_batch(T, 1.0, ref, target, True)
+        else:
+            answer = None if T(fill) < target else _bisect_batch(T, ref, fill, target, True)
+    elif price_multiplier is not None:
+        target = per_tok_ref * price_multiplier
+        if price_multiplier >= 1:
+            answer = 1.0 if per_tok(1.0) <= target else _bisect_batch(per_tok, 1.0, ref, target, False)
+        else:
+            answer = None if per_tok(fill) > target else _bisect_batch(per_tok, ref, fill, target, False)
+    ans_speed = ans_price = None
+    if answer is not None:
+        t = T(answer)
+        ans_speed, ans_price = T_ref / t, (t / answer) / per_tok_ref
+    grid = np.unique(np.concatenate([np.geomspace(1, ref, points), [ref]]))
+    fr = estimate_pass(model, system, grid, context, 1.0, **kw)
+    step = np.asarray(fr.step_s, float)
+    lever = []
+    c = 1
+    while c <= system.scaleup_chips:
+        try:
+            lc = estimate_layout(model, system, c, context, dtypes=dtypes)
+            if batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lc) >= 1:
+                t1 = float(estimate_pass(model, system, 1.0, context, 1.0, layout=lc, dtypes=dtypes,
+                                         profile=profile).step_s)
+                lever.append((c, T_ref / t1))
+        except TokenmathError:
+            pass
+        c = c * 2 if c * 2 <= system.scaleup_chips or c == system.scaleup_chips else system.scaleup_chips
+    t1 = T(1.0)
+    return EstimatedFastMode(
+        estimate=profile.label, layout=lay, chips=n, reference_batch=ref, reference_step_s=T_ref,
+        reference_usd_per_mtok=None if ref_e.usd_per_mtok is None else float(ref_e.usd_per_mtok),
+        reference_range_80=ref_e.range_80, batch=answer, speedup=ans_speed, price_multiplier=ans_price,
+        max_speedup=T_ref / t1, max_saving=per_tok_ref * float(ref_e.op.billed_chips) / c_min,
+        latency_floor_s=t1, batch_to_fill_hbm=fill, frontier_batch=grid, frontier_step_s=step,
+        frontier_speedup=T_ref / step, frontier_price_multiplier=(step / grid) / per_tok_ref,
+        chips_lever=tuple(lever),
+    )
+
+
+# ---- prefill vs decode on the estimate ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EstimatedPrefill:
+    """PrefillDecode's figures on the estimate."""
+
+    estimate: str
+    layout: Layout
+    prompt_tokens: float
+    decode_batch: float
+    decode_step_s: float
+    prefill_step_s: float  # one prompt of P tokens, batch 1 (each token attends to (P − 1)/2 on average)
+    decode_usd_per_mtok: float | None
+    prefill_usd_per_mtok: float | None
+    output_input_cost_ratio: float
+    ttft_s: float
+    ttft_range_80: list | None
+    ttft_at_load_s: float  # the running decode step, then a pass mixing it with the prompt
+    by_pass_length_new_tokens: np.ndarray
+    by_pass_length_step_s: np.ndarray
+    by_pass_length_s_per_token: np.ndarray
+    by_pass_length_range_80: list | None  # [lo, hi] of s_per_token
+
+
+def estimated_prefill_vs_decode(model: Model, system: System, prompt_tokens: float, *, batch: float | None = None,
+                                context=4096, chips: int | None = None, dtypes: Dtypes = Dtypes(), profile: Profile,
+                                layout: Layout | None = None,
+                                usd_per_chip_hour: float | None = None) -> EstimatedPrefill:
+    """prefill_vs_decode on the estimate: decode is estimate_pass(B, L, S = 1) at `batch` (default:
+    the estimate's cost-optimal batch), prefill estimate_pass(1, 0, S = P) — the whole prompt in one
+    pass, each token attending to (P − 1)/2 earlier ones on average — and by pass length a pass of
+    S tokens of that prompt at its mean context, estimate_pass(1, max(P/2 − (S − 1)/2, 0), S). TTFT
+    at load: the running decode step, then one step carrying the prompt as a chunk beside it."""
+    if not (prompt_tokens >= 1 and math.isfinite(prompt_tokens)):
+        raise TokenmathError(f"prompt tokens = {prompt_tokens!r} must be >= 1")
+    n = system.scaleup_chips if chips is None else int(chips)
+    lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
+    kw = dict(layout=lay, dtypes=dtypes, profile=profile, usd_per_chip_hour=price)
+    fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay)
+    _check_fits(model, system, batch, fill, context, f"the estimate's layout {_describe(lay)} of {n} chips")
+    b = estimated_cost_optimal_batch(model, system, context, layout=lay, dtypes=dtypes, profile=profile) \
+        if batch is None else float(batch)
+    P = float(prompt_tokens)
+    dec = estimate_pass(model, system, b, context, 1.0, **kw)
+    pre = estimate_pass(model, system, 1.0, 0.0, P, **kw)
+    mixed = estimate_pass(model, system, b, context, 1.0, prefill_tokens=P, prefill_context=P / 2, prefill_seqs=1.0,
+                          **kw)
+    S = np.unique(np.round(np.geomspace(1, max(P, 2), 40)))
+    by = estimate_pass(model, system, 1.0, np.maximum(P / 2 - (S - 1) / 2, 0.0), S, **kw)
+    by_step = np.asarray(by.step_s, float)
+    band = None
+    if by.range_80:
+        lo, hi = (np.asarray(x, float) for x in by.range_80["step_s"])
+        band = [lo / S, hi / S]
+    t_dec, t_pre = float(dec.step_s), float(pre.step_s)
+    return EstimatedPrefill(
+        estimate=profile.label, layout=lay, prompt_tokens=P, decode_batch=b, decode_step_s=t_dec, prefill_step_s=t_pre,
+        decode_usd_per_mtok=None if dec.usd_per_mtok is None else float(dec.usd_per_mtok),
+        prefill_usd_per_mtok=None if pre.usd_per_mtok is None else float(pre.usd_per_mtok),
+        output_input_cost_ratio=(t_dec / b) / (t_pre / P), ttft_s=t_pre, ttft_range_80=(pre.range_80 or {}).get("step_s"),
+        ttft_at_load_s=t_dec + float(mixed.step_s), by_pass_length_new_tokens=S, by_pass_length_step_s=by_step,
+        by_pass_length_s_per_token=by_step / S, by_pass_length_range_80=band,
+    )
+
+
+# ---- two lecture answers in one figure each -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LargestModel:
+    """L29 (46:52) with L03/L36: the largest model a system can serve under a latency target."""
+
+    latency_target_s: float
+    chips: int
+    weight_dtype: str
+    bytes_per_weight: float
+    hbm_bytes_per_s: float  # all chips
+    total_params: float  # the bound: N_total·b_w / (chips·BW) = target, solved for N_total
+    active_params: float | None  # total_params / sparsity
+    sparsity: float | None
+    capacity_total_params: float  # chips·C / b_w: what the chips' HBM holds at all (weights alone)
+    servable_total_params: float  # the smaller of the two
+    estimate: str = "roofline"
+    estimated_total_params: float | None = None  # the estimate's counterpart (see largest_model_for_latency)
+    estimated_active_params: float | None = None
+    estimated_weight_stream_efficiency: float | None = None  # latency floor ÷ (estimated batch-1 step − overhead)
+    estimated_overhead_s: float | None = None
+    reference_model: str | None = None
+
+
+def largest_model_for_latency(system: System, latency_target_s: float, *, chips: int | None = None,
+                              weight_dtype: str = "fp8", sparsity: float | None = None,
+                              reference: Model | None = None, profile: Profile | None = None,
+                              dtypes: Dtypes = Dtypes(), context=0.0) -> LargestModel:
+    """The largest model servable with a per-token step of `latency_target_s` on `chips` chips.
+
+    Bound (the lecture's latency floor solved for N_total): a decode step streams every weight once,
+    N_total·b_w / (chips·BW) ≤ target ⇒ N_total ≤ target·chips·BW / b_w; N_active = N_total /
+    sparsity. The chips' HBM caps N_total at chips·C / b_w whatever the target.
+
+    Estimate (with a `reference` model and a calibrated `profile`): the estimate runs the
+    reference's batch-1 step (context `context`) at a weight-streaming efficiency
+    η = latency floor / (estimated step − the profile's fixed per-step overhead); a model like it
+    (the same mix of kernels) of N_total parameters meets the target when overhead +
+    N_total·b_w/(chips·BW·η) ≤ target. That scaling is an assumption of this function, stated in
+    the output; 0 when the overhead alone exceeds the target."""
+    if not (latency_target_s > 0 and math.isfinite(latency_target_s)):
+        raise TokenmathError(f"latency target = {latency_target_s!r} s must be a positive number")
+    if sparsity is not None and not (sparsity >= 1 and math.isfinite(sparsity)):
+        raise TokenmathError(f"sparsity = {sparsity!r} must be N_total/N_active >= 1")
+    n = system.scaleup_chips if chips is None else int(chips)
+    wd = dtypes.weight or (reference.weight_dtype if reference is not None else weight_dtype)
+    b_w = dtype_bytes(wd)
+    bw = system.chip.hbm_bytes_per_s * n
+    total = latency_target_s * bw / b_w
+    if sparsity is None and reference is not None:
+        sparsity = param_counts(reference).sparsity
+    cap = system.chip.hbm_bytes * n / b_w
+    rec = dict(latency_target_s=float(latency_target_s), chips=n, weight_dtype=wd, bytes_per_weight=b_w,
+               hbm_bytes_per_s=bw, total_params=total, active_params=None if sparsity is None else total / sparsity,
+               sparsity=sparsity, capacity_total_params=cap, servable_total_params=min(total, cap))
+    if reference is not None and profile is not None and not profile.is_roofline:
+        e = estimate_pass(reference, system, 1.0, context, 1.0, dtypes=dtypes, profile=profile,
+                          layout=estimate_layout(reference, system, n, context, dtypes=dtypes))
+        floor = latency_floor_s(reference, system, chips=n, dtypes=dtypes)
+        ov = profile.engine.overhead_s
+        eta = floor / max(float(e.step_s) - ov, 1e-12)
+        est = max(latency_target_s - ov, 0.0) * bw * eta / b_w
+        rec |= dict(estimate=profile.label, estimated_total_params=est,
+                    estimated_active_params=None if sparsity is None else est / sparsity,
+                    estimated_weight_stream_efficiency=eta, estimated_overhead_s=ov, reference_model=reference.name)
+    elif reference is not None:
+        rec["reference_model"] = reference.name
+    return LargestModel(**rec)
+
+
+@dataclass(frozen=True)
+class KvIntensity:
+    """L51 (1:52): FLOPs per KV byte in decode against the chip's FLOP/byte."""
+
+    context: float
+    kv_dtype: str
+    attention_kind: str  # "gqa" (incl. MHA/MQA) | "mla" | "none"
+    query_heads_per_kv_head: float | None  # G for GQA
+    flops_per_kv_byte: float  # decode attention FLOPs ÷ KV bytes read, at `context`
+    formula: str
+    chip_flops_per_byte: float | None  # BF16 FLOP/s ÷ HBM B/s (attention runs in BF16)
+    memory_heaviness: float | None  # chip_flops_per_byte ÷ flops_per_kv_byte (> 1: memory bound)
+
+
+def decode_flops_per_kv_byte(model: Model, system: System | None = None, *, context=4096,
+                             kv_dtype: str = "bf16") -> KvIntensity:
+    """FLOPs a decode step spends per byte of KV it reads: attention_flops_per_token(L) ÷ the KV
+    bytes read for one new token at context L. For GQA each cached token's K and V (2·d·b_kv bytes
+    per KV head) meet G query heads (4·G·d FLOPs): 2·G / b_kv — independent of L and d (Llama-3.1-70B
+    BF16: G = 8 → 8 FLOP/byte). MLA (absorbed, as decode runs it) reads kv_lora + rope elements and
+    spends 2·n_heads·(2·kv_lora + rope) FLOPs on them (DeepSeek-V3 BF16: 278,528/1,152 ≈ 242).
+    Against the chip's BF16 FLOP/byte (H100: 989 T/3.35 T = 295) the ratio says how memory-heavy
+    decode attention is; sliding windows and sparse attention change both sides with L."""
+    a = model.attention
+    kv = kv_cache(model, max(float(context), 1.0), kv_dtype)
+    flops = float(attention_flops_per_token(model, max(float(context), 1.0)))
+    read = float(kv.read_bytes)
+    if a is None or read <= 0:
+        raise TokenmathError(f"{model.name} has no attention shape (a totals-only model): FLOPs per KV byte needs its"
+                             " config.json")
+    ratio = flops / read
+    if a.kind == "mla":
+        kind, G, formula = "mla", None, "2·n_heads·(2·kv_lora_rank + rope_dim) / ((kv_lora_rank + rope_dim)·b_kv) (absorbed)"
+    else:
+        kind, G, formula = "gqa", a.n_heads / a.n_kv_heads, "2·G / b_kv (G = query heads per KV head)"
+    chip = None
+    if system is not None:
+        f = system.chip.flops_per_s("bf16") or system.chip.flops_per_s(system.compute_class_for("fp8"))
+        chip = float(f) / system.chip.hbm_bytes_per_s if f else None
+    return KvIntensity(context=float(context), kv_dtype=kv_dtype, attention_kind=kind, query_heads_per_kv_head=G,
+                       flops_per_kv_byte=ratio, formula=formula, chip_flops_per_byte=chip,
+                       memory_heaviness=None if chip is None else chip / ratio)
+
+
 def _s(x):
     a = np.asarray(x, dtype=float)
     return float(a) if a.ndim == 0 else a
@@ -535,4 +1172,8 @@ __all__ = [
     "balance_context", "curve", "FastMode", "fast_mode", "reference_batch", "batch_for_step", "batch_for_cost",
     "expected_tokens_per_verify", "Speculative", "speculative_decode", "Traffic", "traffic", "cadence_tokens_per_s",
     "PrefillDecode", "prefill_vs_decode", "batch_for_cost_ratio", "hardware_ratio", "hbm_drain_s",
+    "KNEE_TOLERANCE", "EstimatedBalance", "estimated_balance", "estimated_balance_context",
+    "estimated_cost_optimal_batch", "EstimatedFastMode", "estimated_fast_mode", "EstimatedPrefill",
+    "estimated_prefill_vs_decode", "LargestModel", "largest_model_for_latency", "KvIntensity",
+    "decode_flops_per_kv_byte", "estimate_layout",
 ]

@@ -138,6 +138,8 @@ FLAGS: dict[str, Bound] = {
     "--tpot-p50-s": Bound(3600, kind="seconds", meaning="seconds per output token"),
     "--hold-s": Bound(1e9, low=-math.inf, kind="seconds", meaning="hold time, seconds"),
     "--hop-latency": Bound(1.0, low=0, low_inclusive=True, kind="seconds", meaning="seconds per hop"),
+    "--latency-target-s": Bound(60, kind="seconds", meaning="seconds per decode step"),
+    "--sparsity": Bound(1e4, low=1, low_inclusive=True, meaning="N_total / N_active"),
     "--lifetime-days": Bound(36_500, meaning="days"),
     # fractions, multipliers, prices
     "--flops-efficiency": Bound(1.0, meaning="fraction of peak"),

@@ -7,7 +7,7 @@ import typer
 
 from . import (
     Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _emit_json, _dtypes,
-    _count, out, TokenmathError,
+    _count, out, TokenmathError, EfficiencyOpt, EngineOpt, _profile,
 )
 
 
@@ -24,10 +24,13 @@ def report_cmd(
     kv_dtype: KvOpt = "bf16",
     compute_dtype: ComputeOpt = None,
     plots_dir: Annotated[Optional[Path], typer.Option("--plots", help="Write the blackboard charts (PNG) to this folder.")] = None,
+    efficiency: EfficiencyOpt = "calibrated",
+    engine: EngineOpt = None,
     json_: JsonOpt = False,
     catalog: CatalogOpt = None,
 ) -> None:
-    """Explain a model on a system in plain words (default: DeepSeek-V3 on a GB200 NVL72, the lecture's example)."""
+    """Explain a model on a system in plain words (default: DeepSeek-V3 on a GB200 NVL72, the lecture's example):
+    each lecture quantity on the roofline bound, the estimate's counterpart beside it."""
     from .. import report as rp
 
     cat = _catalog(catalog)
@@ -35,7 +38,12 @@ def report_cmd(
     L = _count(context, "--context", allow_zero=True)
     if chips is not None and chips < 1:
         raise TokenmathError(f"--chips = {chips} must be >= 1")
-    r = rp.build_report(m, s, context=L, chips=chips, dtypes=_dtypes(weight_dtype, kv_dtype, compute_dtype))
+    prof = _profile(efficiency, engine, s)
+    if m.is_totals_only and not prof.is_roofline:
+        raise TokenmathError(f"model {m.name!r} is defined by totals only; the estimate needs its architecture"
+                             " (a config.json) — use --efficiency roofline")
+    r = rp.build_report(m, s, context=L, chips=chips, dtypes=_dtypes(weight_dtype, kv_dtype, compute_dtype),
+                        profile=prof)
     rec = rp.report_record(r)
     _check_finite(rec)
     if plots_dir is not None:

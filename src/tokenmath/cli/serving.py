@@ -202,17 +202,42 @@ def balance_cmd(
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = None,
     attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
+    latency_target_s: Annotated[Optional[float], Num("--latency-target-s", help="Also: the largest model whose decode step meets this latency on these chips (L29).")] = None,
+    sparsity: Annotated[Optional[float], Num("--sparsity", help="With --latency-target-s: N_total/N_active for the largest model's N_active (default: the model's).")] = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Floors and balance points, solved exactly: B*, B* with KV, L*, latency and cost floors."""
+    """Floors and balance points: B*, B* with KV, L*, latency and cost floors on the roofline (exact), each beside the estimate's counterpart."""
     from .. import report as rp
     from .. import serving as sv
 
     B = None if batch is None else _count(batch, "--batch")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 sparse_topk=sparse_topk, sparse_mode=sparse_mode)
+    if sparsity is not None and latency_target_s is None:
+        raise TokenmathError("--sparsity sets the largest model's N_active for --latency-target-s; give --latency-target-s too")
+    prof = _profile(efficiency, engine, s)
     b = sv.balance(m, s, L, batch=B, chips=chips, dtypes=dt, attention_flops=attention_flops)
-    _finish(json_, rp.jsonable(b), rp.render_balance(b, m, s))
+    est = unavailable = None
+    if not prof.is_roofline:
+        if m.is_totals_only:
+            raise TokenmathError(f"model {m.name!r} is defined by totals only; the estimate needs its architecture (a"
+                                 " config.json) — use --efficiency roofline for the bound alone")
+        try:
+            est = sv.estimated_balance(m, s, L, chips=chips, dtypes=dt, profile=prof, batch=B)
+        except TokenmathError as e:  # the lecture's quantities on the bound still stand; say why the estimate is missing
+            unavailable = str(e)
+    kv = None if m.is_totals_only else sv.decode_flops_per_kv_byte(m, s, context=max(L, 1), kv_dtype=dt.kv)
+    largest = None
+    if latency_target_s is not None:
+        largest = sv.largest_model_for_latency(s, latency_target_s, chips=chips, sparsity=sparsity, reference=m,
+                                               profile=None if est is None else prof, dtypes=dt, context=L)
+    rec = rp.balance_record(b, est, kv, largest)
+    lines = rp.render_balance(b, m, s, est, kv, largest, roofline_only=prof.is_roofline)
+    if unavailable:
+        rec |= {"estimate": prof.label, "estimate_unavailable": unavailable}
+        lines.insert(1, f"  estimate ({prof.label}): unavailable — {unavailable}")
+    _finish(json_, rec, lines)
 
 
 @command("fastmode")
@@ -225,39 +250,69 @@ def fastmode_cmd(
     acceptance: Annotated[float, Num("--acceptance", help="Speculative decoding: acceptance rate per drafted token.")] = 0.8,
     draft_model: Annotated[Optional[str], typer.Option("--draft-model", help="Draft model (default: an MTP head, cost neglected).")] = None,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the price/speed frontier to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Fast mode / slow mode: what a smaller batch buys in speed and costs in price."""
+    """Fast mode / slow mode: what a smaller batch buys in speed and costs in price (the estimate; the roofline beside it)."""
     from .. import report as rp
     from .. import serving as sv
 
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
     ref = None if reference_batch is None else _count(reference_batch, "--reference-batch")
-    fm = sv.fast_mode(m, s, L, speedup=speedup, price_multiplier=price_multiplier, reference=ref, chips=chips, dtypes=dt)
+    if speedup is not None and price_multiplier is not None:
+        raise TokenmathError("give --speedup or --price-multiplier, not both")
+    prof = _profile(efficiency, engine, s)
+    est = None
+    if not prof.is_roofline:
+        est = sv.estimated_fast_mode(m, s, L, speedup=speedup, price_multiplier=price_multiplier, reference=ref,
+                                     chips=chips, dtypes=dt, profile=prof)
+    answer = est
+    try:
+        fm = sv.fast_mode(m, s, L, speedup=speedup, price_multiplier=price_multiplier, reference=ref, chips=chips, dtypes=dt)
+    except TokenmathError:
+        if est is None:
+            raise
+        # a slow mode past the bound's HBM: the bound has no answer for the target; show its frontier alone
+        fm = sv.fast_mode(m, s, L, reference=ref, chips=chips, dtypes=dt)
+    if answer is None:
+        answer = fm
     where = f"{m.name} on {chips} × {s.name} at L = {L:,.0f}"
-    if speedup is not None and fm.batch is None:
+    which = "" if est is None else f" (the estimate, {est.estimate}; the roofline bound allows {fm.max_speedup:.2f}×)"
+    if speedup is not None and answer.batch is None:
+        if speedup < 1:
+            raise TokenmathError(
+                f"--speedup = {speedup:g} is out of reach for {where}: a slower mode needs more sequences than the "
+                f"{answer.batch_to_fill_hbm if est is not None else sv.batch_to_fill_hbm(m, s, L, chips=chips, dtypes=dt):,.0f}"
+                " that fit in HBM; give --speedup closer to 1")
         raise TokenmathError(
-            f"--speedup = {speedup:g} is out of reach for {where}: a batch cut buys at most {fm.max_speedup:.2f}×"
-            f" (batch 1, against the {seconds(fm.latency_floor_s)} latency floor); give --speedup up to"
-            f" {fm.max_speedup:.2f}, or more --chips")
-    if price_multiplier is not None and fm.batch is None:
-        lowest = 1.0 / fm.max_saving if fm.max_saving > 0 else 1.0
+            f"--speedup = {speedup:g} is out of reach for {where}: a batch cut buys at most {answer.max_speedup:.2f}×"
+            f" (batch 1, a {seconds(answer.latency_floor_s)} step){which}; give --speedup up to"
+            f" {answer.max_speedup:.2f}, or more --chips")
+    if price_multiplier is not None and answer.batch is None:
+        lowest = 1.0 / answer.max_saving if answer.max_saving > 0 else 1.0
+        floor = "the lowest estimated cost among batches that fit" if est is not None else "the cost floor"
         raise TokenmathError(
-            f"--price-multiplier = {price_multiplier:g} is out of reach for {where}: the cheapest point (the cost"
-            f" floor) is {lowest:.3g}× the reference price; give --price-multiplier >= {lowest:.3g}")
-    rec = rp.fastmode_record(fm)
+            f"--price-multiplier = {price_multiplier:g} is out of reach for {where}: the cheapest point ({floor})"
+            f" is {lowest:.3g}× the reference price; give --price-multiplier >= {lowest:.3g}")
+    rec = rp.fastmode_record(fm, est)
     if draft_tokens:
         dm = _catalog(catalog).model(draft_model) if draft_model else None
-        spec = sv.speculative_decode(m, s, fm.batch or fm.reference_batch, L, draft_tokens, acceptance,
-                                     draft_model=dm, chips=chips, dtypes=dt)
-        rec["speculative"] = rp.jsonable(spec)
+        roof_spec = sv.speculative_decode(m, s, fm.batch or fm.reference_batch, L, draft_tokens, acceptance,
+                                          draft_model=dm, chips=chips, dtypes=dt)
+        if est is None:
+            rec["speculative"] = rp.jsonable(roof_spec)
+        else:
+            spec = sv.speculative_decode(m, s, est.batch or est.reference_batch, L, draft_tokens, acceptance,
+                                         draft_model=dm, chips=chips, dtypes=dt, profile=prof, layout=est.layout)
+            rec["speculative"] = rp.jsonable(spec) | {"roofline": rp.jsonable(roof_spec)}
+            rec["roofline"]["speculative"] = rp.jsonable(roof_spec)
     if plot is not None:
         from .. import plots
 
-        plots.price_speed_frontier(fm, title=f"{m.name} on {chips} × {s.name}, L = {L:,.0f}", path=plot)
+        plots.price_speed_frontier(fm, title=f"{m.name} on {chips} × {s.name}, L = {L:,.0f}", path=plot, estimate=est)
         err.print(f"wrote {plot}")
-    _finish(json_, rec, rp.render_fastmode(fm, m, s, rec.get("speculative")))
+    _finish(json_, rec, rp.render_fastmode(fm, m, s, rec.get("speculative"), est, reference_given=ref is not None))
 
 
 @command("traffic")
@@ -269,9 +324,10 @@ def traffic_cmd(
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
     cost: CostOpt = "rental",
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Batching cadence: replicas, chips and $/day for a demand; queueing bounds of 'a train every T'."""
+    """Batching cadence: replicas, chips and $/day for a demand (the estimate; the roofline beside it); queueing bounds of 'a train every T'."""
     from .. import report as rp
     from .. import serving as sv
 
@@ -280,9 +336,16 @@ def traffic_cmd(
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 batch=B or 1)
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    if cost == "tco" and price is not None:
+        raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
     s = _priced(s, cost)
-    tr = sv.traffic(m, s, D, batch=B, context=L, chips=chips, dtypes=dt, usd_per_chip_hour=price)
-    _finish(json_, rp.traffic_record(tr), rp.render_traffic(tr, m, s))
+    prof = _profile(efficiency, engine, s)
+    kw = dict(batch=B, context=L, chips=chips, dtypes=dt, usd_per_chip_hour=price)
+    # the estimate first: its layout holds no more than the bound's pooled HBM, so a batch it takes the bound takes
+    tr = None if prof.is_roofline else sv.traffic(m, s, D, profile=prof, **kw)
+    roof = sv.traffic(m, s, D, **kw)
+    tr = tr or roof
+    _finish(json_, rp.traffic_record(tr, roof), rp.render_traffic(tr, m, s, roof))
 
 
 @command("prefill")
@@ -292,11 +355,12 @@ def prefill_cmd(
     batch: Annotated[Optional[str], typer.Option("--batch", help="Decode batch (default: cost-optimal).")] = None,
     context: ContextOpt = "4096",
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost per token vs pass length to this file.")] = None,
     cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Prefill vs decode: cost per token by pass length, the output/input cost ratio, time to first token."""
+    """Prefill vs decode: cost per token by pass length, the output/input cost ratio, time to first token (the estimate; the roofline beside it)."""
     from .. import report as rp
     from .. import serving as sv
 
@@ -304,10 +368,13 @@ def prefill_cmd(
     B = None if batch is None else _count(batch, "--batch")
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips)
     s = _priced(s, cost)
+    prof = _profile(efficiency, engine, s)
     pd = sv.prefill_vs_decode(m, s, P, batch=B, context=L, chips=chips, dtypes=dt)
+    est = None if prof.is_roofline else sv.estimated_prefill_vs_decode(m, s, P, batch=B, context=L, chips=chips,
+                                                                       dtypes=dt, profile=prof)
     if plot is not None:
         from .. import plots
 
-        plots.prefill_vs_decode_cost(pd, title=f"{m.name} on {chips} × {s.name}, P = {P:,.0f}", path=plot)
+        plots.prefill_vs_decode_cost(pd, title=f"{m.name} on {chips} × {s.name}, P = {P:,.0f}", path=plot, estimate=est)
         err.print(f"wrote {plot}")
-    _finish(json_, rp.prefill_record(pd), rp.render_prefill(pd, m, s))
+    _finish(json_, rp.prefill_record(pd, est), rp.render_prefill(pd, m, s, est))
