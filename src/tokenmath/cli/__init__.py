@@ -155,6 +155,7 @@ FLAGS: dict[str, Bound] = {
     "--idle-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--seconds": Bound(60, low=0.1, low_inclusive=True, kind="seconds", meaning="seconds of measurement"),
     "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
+    "--board-w": Bound(1e5, meaning="watts per chip"),
     "--speedup": Bound(1e6, meaning="times the reference speed"),
     "--price-multiplier": Bound(1e6, meaning="times the reference price"),
     "--reuse": Bound(1e9, low=0, low_inclusive=True, meaning="reuses"),
@@ -479,15 +480,16 @@ def _priced(system, cost: str, *, strict: bool = True):
         return system
     from dataclasses import replace
 
-    from ..energy import priced_by_tco, tco
+    from ..energy import priced_by_tco, tco, tco_price_source
 
     if strict:
         try:
-            price = tco(system).usd_per_chip_hour
+            t = tco(system)
         except TokenmathError as e:
             raise TokenmathError(f"--cost tco cannot price {system.name} ({e}); give --usd-per-chip-hour, e.g. from "
                                  f"`tokenmath tco --system {system.name} --capex-usd-per-chip X`") from None
-        return replace(system, usd_per_chip_hour=price, price_source="tokenmath tco")
+        # tokens are made in busy hours only: a busy chip-hour costs the owning $/h ÷ the utilisation
+        return replace(system, usd_per_chip_hour=t.usd_per_chip_hour / t.utilisation, price_source=tco_price_source(t))
     return priced_by_tco(system)
 
 
