@@ -130,7 +130,7 @@ def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drai
         ax.plot(B, st.weights_s * 1e3, color=COLORS["weights"], lw=2, zorder=2, label="weight fetch  N_total·b / BW")
         ax.plot(B, st.kv_s * 1e3, color=COLORS["kv"], lw=2, zorder=2, label="KV fetch  B·L·kv / BW")
         ax.plot(B, st.step_s * 1e3, color=COLORS["step"], lw=1.4, ls="--", zorder=5,
-                label="roofline bound = max(compute, weights + KV)")
+                label="step = max(compute, weights + KV): the roofline bound")
     if drain_s:
         ax.axhline(drain_s * 1e3, ls=":", color=COLORS["floor"], lw=1)
         ax.annotate(f"HBM drain {seconds(drain_s)}", (B[0], drain_s * 1e3), va="bottom", fontsize=8)
@@ -206,7 +206,7 @@ def cost_vs_context(st, *, title: str, crossover: float | None, path=None, est=N
     ax.plot(L, compute, color=COLORS["compute"], lw=2, zorder=2, label="compute")
     ax.plot(L, memory, color=COLORS["kv"], lw=2, zorder=2, label="weight + KV fetch")
     ax.plot(L, st.step_s * per_mtok * scale, color=COLORS["step"], lw=1.4, ls="--", zorder=5,
-            label="roofline bound = max of the two")
+            label="cost = max of the two: the roofline bound")
     # L* only where the two drawn lines do cross, inside the drawn range (never a line where nothing crosses)
     d = np.atleast_1d(compute - memory)
     crosses = d.size > 1 and bool(np.any(d > 0)) and bool(np.any(d <= 0))

@@ -1060,6 +1060,12 @@ def render_plan(p) -> list[str]:
         lines.append(f"  80 % band: {t[0]:,.0f} – {t[1]:,.0f} tokens/s per chip"
                      + (f", {usd(p.range_80['usd_per_mtok'][0])} – {usd(p.range_80['usd_per_mtok'][1])}/Mtok"
                         if "usd_per_mtok" in p.range_80 else ""))
+    if p.roofline and not p.estimate.startswith("roofline"):
+        r = p.roofline
+        lines.append(f"  roofline bound of that point (same layout and batch, peak rates): {r['tokens_per_s_per_chip']:,.0f}"
+                     f" tokens/s per chip, {r['tokens_per_s_per_user']:,.1f} per user"
+                     + ("" if r["usd_per_mtok"] is None else f", {usd(r['usd_per_mtok'])}/Mtok")
+                     + f", TTFT {seconds(r['ttft_s'])}; {r['bound']} bound")
     if b.replicas is not None:
         lines.append(f"  demand {p.demand_tokens_per_s:,.0f} tokens/s needs {b.replicas:,} replicas = {b.total_chips:,.0f} chips")
     lines.append(f"  frontier (faster per user -> {'less energy' if p.objective == 'energy' else 'cheaper'}; a stage is"
