@@ -217,3 +217,32 @@ def test_plots_render_headless(tmp_path):
         res = runner.invoke(app, cmd)
         assert res.exit_code == 0, res.stderr
     assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_curve_plot_draws_the_estimate_its_band_and_the_bound(tmp_path):
+    """`curve --plot` (issue 21: the chart was roofline-only): the chart's legend names the estimate
+    (with its label), its 80 % band and the roofline bound of the same passes, for a sweep over batch
+    and over context; the estimate's line lies on or above the bound's at every point."""
+    import matplotlib.pyplot as plt
+
+    from tokenmath import plots
+
+    m, s = CAT.model("deepseek-v3"), CAT.system("gb200-nvl72")
+    st = sv.curve(m, s, over="batch", context=4096, chips=64, points=30)
+    est = tm.estimate_pass(m, s, st.batch, st.context, layout=tm.default_layout(m, s, 72),
+                           profile=tm.choose_profile("calibrated", system=s))
+    for draw in (lambda: plots.latency_vs_batch(st, title="t", est=est, fits=st.fits),
+                 lambda: plots.cost_vs_context(st, title="t", crossover=None, est=est)):
+        fig = draw()
+        ax = fig.axes[0]
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert any(lab.startswith("estimate (calibrated") for lab in labels)
+        assert "estimate's 80 % band" in labels and any(lab.startswith("roofline bound") for lab in labels)
+        line = {ln.get_label(): ln for ln in ax.lines}
+        e = next(v for k, v in line.items() if k.startswith("estimate ("))
+        b = next(v for k, v in line.items() if k.startswith("roofline bound"))
+        assert all(ye >= yb for ye, yb in zip(e.get_ydata(), b.get_ydata()))
+        plt.close(fig)
+    res = runner.invoke(app, ["curve", *COMMON, "--points", "8", "--plot", str(tmp_path / "c.png")])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "c.png").stat().st_size > 10_000

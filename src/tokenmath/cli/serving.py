@@ -182,12 +182,14 @@ def curve_cmd(
     st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
     fits = st.fits
     if rep is not None:
+        import dataclasses
+
         from ..estimate import estimate_pass
         from ..layout import layout_memory
 
         est = estimate_pass(m, s, st.batch, st.context, 1.0, layout=rep.layout, dtypes=dt, profile=prof,
                             expert_fetch=expert_fetch)
-        est = type(est)(**{**est.__dict__, "replica": rep})
+        est = dataclasses.replace(est, replica=rep)
         fits = np.asarray(layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt).fits)
     if plot is not None:
         from .. import plots
