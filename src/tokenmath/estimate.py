@@ -163,6 +163,9 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
             note = (f"the default layout ({lay.describe()}) uses {lay.replica_chips:,} of the {n:,} chips given "
                     f"({billed:,.0f} billed with its domains' idle chips); the other {n - billed:,.0f} are neither "
                     "in this replica nor billed — give --chips to match, or lay them out with `tokenmath layout`")
+        elif billed > n:
+            note = (f"{lay.describe()} on the {n:,} chips given is billed {billed:,.0f}: the other "
+                    f"{billed - n:,.0f} of its {dom}-chip scale-up domain(s) idle beside it")
         return Replica(n, lay.replica_chips, billed, dom, False, int(max(0, n - billed)), lay, note)
     n = default_replica_chips(model, system, L, B, weight_dtype=dtypes.weight, kv_dtype=dtypes.kv)
     lay, fits = _fitting(model, system, n, B, L, S, dtypes)
