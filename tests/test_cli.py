@@ -54,17 +54,18 @@ def test_system_json_contract():
 
 
 def test_step_json_contract_and_values_equal_python():
-    """`step --efficiency roofline` is the bound, equal to the Python step_time."""
+    """`step --efficiency roofline` is the bound of the pass on its layout (issue 21: one bound),
+    equal to the Python estimate_pass under the roofline profile, and to the `roofline` record."""
     rec = run_json("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--chips", "8", "--batch", "64",
                    "--context", "8192", "--weight-dtype", "fp8", "--kv-dtype", "fp8", "--efficiency", "roofline")
     for key in ("compute_s", "weights_s", "kv_s", "network_s", "step_s", "bound", "tokens_per_s", "usd_per_mtok",
-                "mfu", "mbu", "assumptions", "estimate"):
+                "mfu", "mbu", "assumptions", "estimate", "roofline"):
         assert key in rec, key
     assert rec["estimate"] == "roofline"
     cat = tm.load_catalog()
-    st = tm.step_time(cat.model("llama-3.1-70b"), cat.system("h100-sxm"), 64, 8192, chips=8,
-                      dtypes=tm.Dtypes(weight="fp8", kv="fp8"))
-    assert rec["step_s"] == pytest.approx(st.step_s, rel=1e-12)
+    est = tm.estimate_pass(cat.model("llama-3.1-70b"), cat.system("h100-sxm"), 64, 8192, chips=8,
+                           dtypes=tm.Dtypes(weight="fp8", kv="fp8"))
+    assert rec["step_s"] == pytest.approx(est.op.bound_s, rel=1e-12) == rec["roofline"]["step_s"]
     assert rec["assumptions"]["efficiency"] == {"flops": 1.0, "hbm": 1.0, "network": 1.0, "label": "roofline"}
     assert rec["assumptions"]["weight_dtype"] == "fp8"
 

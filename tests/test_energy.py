@@ -61,6 +61,8 @@ def test_breakeven_utilisation_equalises_owned_and_api_cost():
     (["tco", "--system", "h100-sxm", "--cost-of-capital", "-0.1"], "--cost-of-capital"),
     (["energy", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--idle-w", "-5"], "--idle-w"),
     (["tco", "--system", "h100-sxm", "--model", "llama-3.1-8b"], "--price-sheet"),
+    (["tco", "--system", "tpu-v7"], "give --board-w"),
+    (["tco", "--system", "h100-sxm", "--board-w", "0"], "--board-w"),
 ])
 def test_bad_energy_and_tco_input_is_one_sentence(args, fragment):
     r = CliRunner().invoke(app, args)
@@ -200,10 +202,13 @@ def _values(obj, key):
                                  ["layout", "--chips", "8", "--tp", "8", "--batch", "64"], ["prefill"],
                                  ["traffic", "--tokens-per-s", "1M"]])
 def test_cost_tco_prices_serving_answers_by_ownership(cmd):
-    """--cost tco on a serving command charges the chip-hour `tokenmath tco` gives instead of the catalog's
-    rental price: every $ figure of the answer scales by tco / rental (invariant, rel 1e-9), the
-    physics unchanged; a chip without a sourced capex is one sentence, exit 2."""
-    t = json.loads(CliRunner().invoke(app, ["tco", "--system", "h100-sxm", "--json"]).stdout)["usd_per_chip_hour"]
+    """--cost tco on a serving command charges a *busy* chip-hour of owning — `tokenmath tco`'s $/h ÷ its
+    utilisation (70 %: tokens are made only in busy hours; issue 21 found it priced at 100 % busy) —
+    instead of the catalog's rental price: every $ figure of the answer scales by that / rental
+    (invariant, rel 1e-9), the physics unchanged; a chip without a sourced capex is one sentence, exit 2."""
+    tr = json.loads(CliRunner().invoke(app, ["tco", "--system", "h100-sxm", "--json"]).stdout)
+    t = tr["usd_per_busy_chip_hour"]
+    assert t == pytest.approx(tr["usd_per_chip_hour"] / tr["utilisation"], rel=1e-12) and tr["utilisation"] == 0.7
     rent = CAT.system("h100-sxm").usd_per_chip_hour
     base = [cmd[0], "--model", "llama-3.1-70b", "--system", "h100-sxm"] + cmd[1:] + ["--json"]
     rented = json.loads(CliRunner().invoke(app, base).stdout)
@@ -215,3 +220,23 @@ def test_cost_tco_prices_serving_answers_by_ownership(cmd):
     assert pairs and all(b / a == pytest.approx(t / rent, rel=1e-9) for a, b in pairs if a), pairs[:3]
     r = CliRunner().invoke(app, [cmd[0], "--model", "llama-3.1-8b", "--system", "mi355x"] + cmd[1:] + ["--cost", "tco"])
     assert r.exit_code == 2 and "--cost tco cannot price mi355x" in r.output
+
+
+def test_tco_words_say_what_each_number_is():
+    """Issue 21: `tco` printed "573 W average chip + host" for the chip alone, and advised --board-w, which
+    did not exist. The power line names the chip's average and the host's watts apart (their sum is
+    what the electricity line charges: invariant, rel 1e-9), `--board-w` exists on `tco` and `energy`,
+    and a chip without a board power (tpu-v7) is priced once it is given."""
+    r = CliRunner().invoke(app, ["tco", "--system", "h100-sxm"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(CliRunner().invoke(app, ["tco", "--system", "h100-sxm", "--json"]).stdout)
+    assert f"({d['average_chip_w']:,.0f} W average chip + {d['host_w']:,.0f} W host)" in r.stdout
+    kwh = d["pue"] / 1e3 * d["usd_per_kwh"]
+    assert d["power_usd_per_chip_hour"] == pytest.approx((d["average_chip_w"] + d["host_w"]) * kwh, rel=1e-9)
+    assert "per busy chip-hour" in r.stdout
+    r = CliRunner().invoke(app, ["tco", "--system", "tpu-v7", "--board-w", "1000", "--capex-usd-per-chip", "20000", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "board_w = 1000 (given)" in json.loads(r.stdout)["assumptions"]
+    e = CliRunner().invoke(app, ["energy", "--model", "llama-3.1-8b", "--system", "tpu-v7", "--board-w", "1000", "--json"])
+    assert e.exit_code == 0, e.output
+    assert json.loads(e.stdout)["power"]["board_w"] == 1000

@@ -135,3 +135,25 @@ def test_plan_and_layout_answer_with_the_labelled_estimate_and_band(tmp_path):
                                     "--batch", "256", "--context", "4k", "--json"]).stdout)
     assert lay["estimate"].startswith("calibrated") and lay["step_s"] >= lay["roofline"]["step_s"]
     assert lay["parts"]["expert_gemm_s"] > 0 and lay["parts"]["ep_comm_s"] > 0
+
+
+def test_layout_plan_and_energy_carry_the_estimate_label_and_the_roofline_record():
+    """Issue 21's JSON contract: `layout`, `plan` and `energy` carry `estimate` (the label) and
+    `roofline` ({step_s, tokens_per_s, tokens_per_s_per_chip, usd_per_mtok, bound}: the bound of the
+    same pass — for plan, of the best point's layout and batch); the estimate is never faster than
+    it, and `layout --efficiency roofline` answers with that same bound (invariants)."""
+    from conftest import cli_json
+
+    keys = {"step_s", "tokens_per_s", "tokens_per_s_per_chip", "usd_per_mtok", "bound"}
+    args = ["layout", "--model", "deepseek-v3", "--system", "h200-sxm", "--chips", "8", "--ep", "8", "--batch", "256",
+            "--context", "4k"]
+    lay = cli_json(*args)
+    assert lay["estimate"].startswith("calibrated") and keys <= set(lay["roofline"])
+    assert lay["step_s"] >= lay["roofline"]["step_s"] and lay["bound"] == lay["roofline"]["bound"]
+    assert cli_json(*args, "--efficiency", "roofline")["step_s"] == pytest.approx(lay["roofline"]["step_s"], rel=1e-12)
+    pl = cli_json("plan", "--model", "llama-3.1-70b", "--systems", "h100-sxm", "--min-tokens-per-s-per-user", "20")
+    assert keys <= set(pl["roofline"]) and pl["roofline"]["tokens_per_s_per_chip"] > pl["best"]["tokens_per_s_per_chip"]
+    assert pl["roofline"]["ttft_s"] <= pl["best"]["ttft_s"]
+    en = cli_json("energy", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", "2048", "--context", "4096")
+    assert en["estimate"].startswith("calibrated") and keys <= set(en["roofline"])
+    assert en["step_s"] >= en["roofline"]["step_s"]

@@ -64,3 +64,42 @@ def test_vectorised_sweep_has_no_nan():
     st_ = tm.step_time(m, s, np.geomspace(1, 1e6, 200), np.geomspace(1, 1e7, 300)[:, None], chips=8)
     for field in ("step_s", "mfu", "mbu", "usd_per_mtok", "tokens_per_s"):
         assert np.all(np.isfinite(getattr(st_, field))), field
+
+
+# ---- issue 21: the estimate is never below its own bound, over the whole catalog -------------------
+
+ARCH_MODELS = [n for n in MODELS if not CAT.model(n).is_totals_only]
+
+
+def _deployable(name, sysname):
+    m, s = CAT.model(name), CAT.system(sysname)
+    return usable(sysname, m.weight_dtype)
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.sampled_from(ARCH_MODELS), st.sampled_from(SYSTEMS), st.sampled_from([1.0, 8.0, 64.0, 512.0, 4096.0]),
+       st.sampled_from([0.0, 1000.0, 8192.0, 131072.0]), st.sampled_from([1.0, 1.0, 8.0, 2048.0]),
+       st.sampled_from(["expected", "all"]))
+def test_invariant_estimate_never_below_its_bound_over_the_catalog(name, sysname, batch, context, new, fetch):
+    """Invariant (issue 21): for every catalog model with an architecture × every system, at
+    several batches, contexts and pass lengths, under either expert-fetch convention, on the layout
+    the replica rules choose: the calibrated estimate is at least the roofline bound of the same
+    pass, and not only by the final clamp — the estimate's own parts (every kernel at or below its
+    peak, every collective at or below its link) already sum to at least the bound. The bound's
+    MFU and MBU are at most 1 (a bound cannot beat the peaks); the estimate's are below the bound's."""
+    if not _deployable(name, sysname):
+        return
+    from tokenmath.estimate import estimate_pass
+    from tokenmath.profiles import choose
+
+    m, s = CAT.model(name), CAT.system(sysname)
+    try:
+        est = estimate_pass(m, s, batch, context, new, profile=choose("calibrated", system=s), expert_fetch=fetch)
+    except tm.TokenmathError:  # e.g. a layout needing a link the system lacks: said, not computed
+        return
+    op, bd = est.op, est.roofline
+    assert np.isfinite(est.step_s) and est.step_s >= bd.step_s > 0
+    parts = sum(float(v) for v in op.parts.values())  # pp · stage + hops + overhead (m = PP microbatches)
+    assert parts >= bd.step_s * (1 - 1e-9), (name, sysname, op.layout)
+    assert 0 < bd.mbu <= 1 + 1e-9 and 0 <= bd.mfu <= 1 + 1e-9
+    assert est.mbu <= bd.mbu * (1 + 1e-12) and est.mfu <= bd.mfu * (1 + 1e-12)

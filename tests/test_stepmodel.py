@@ -171,3 +171,28 @@ def test_many_layouts_in_one_call_equal_one_at_a_time(model, system):
         assert many.billed_chips[i] == one.billed_chips and many.chips[i] == one.chips
         assert prompt.step_s[i, 0] == pytest.approx(op_step(m, s, lay, 1.0, 0.0, 2000.0, kernels=prof.kernels,
                                                             engine=prof.engine).step_s, rel=1e-12)
+
+
+@pytest.mark.parametrize("S, L", [(8192, 0), (32768, 0), (4096, 4096)])
+def test_prefill_attention_flops_are_the_causal_count(S, L):
+    """A prompt chunk of S tokens after L cached ones: token i (0 ≤ i < S) attends to the L + i
+    tokens before it, so its QKᵀ and AV cost 4·n_heads·head_dim·(L + i) FLOPs per layer, and the
+    chunk Σᵢ 4·h·d·(L + i) = 4·h·d·S·(L + (S − 1)/2). With L = 0 this is FlashAttention-2's count
+    (Dao 2023, arXiv 2307.08691, §4.1: forward FLOPs 4·seqlen²·head_dim·n_heads, divided by 2
+    with a causal mask), to 1/S. Checked through op_step's model FLOPs of the whole pass, less the
+    matmuls counted from Llama-3.1-8B's config.json (hidden 4,096, intermediate 14,336, 32 layers,
+    32 query and 8 KV heads of 128, vocabulary 128,256, untied lm_head; the logits of the last
+    token only): rel 0.5 %. Counting every token at the chunk's end (L + S − 1) would double the
+    attention term (+38 % of the pass at S = 32k)."""
+    m, s = CAT.model("llama-3.1-8b"), CAT.system("h100-sxm")
+    h, inter, layers, heads, kv_heads, d, vocab = 4096, 14336, 32, 32, 8, 128, 128256
+    per_layer = h * heads * d + 2 * h * kv_heads * d + heads * d * h + 3 * h * inter  # q, k, v, o; gate, up, down
+    matmul = 2 * S * layers * per_layer + 2 * h * vocab  # every token through the layers; one token's logits
+    exact = layers * sum(4 * heads * d * (L + i) for i in range(S))  # Python's own sum over positions
+    assert exact == pytest.approx(layers * 4 * heads * d * S * (L + (S - 1) / 2), rel=1e-12)
+    if L == 0:
+        fa2 = layers * 4 * S**2 * d * heads / 2
+        assert exact == pytest.approx(fa2, rel=2.0 / S)
+    op = op_step(m, s, Layout(), 1.0, float(L), float(S), kernels=None)
+    assert op.flops == pytest.approx(matmul + exact, rel=0.005)
+    assert op.flops - matmul == pytest.approx(exact, rel=0.01)

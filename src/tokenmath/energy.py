@@ -91,16 +91,21 @@ def _positive(name: str, v, *, low: float = 0.0, high: float = math.inf, low_inc
     return x
 
 
-def _board_and_idle(system: System) -> tuple[float, float, list[str], list[str]]:
-    """(board W, idle W, assumptions, sources): the datasheet limit and the measured idle (or the
-    idle share of the nearest measured chip, said)."""
+def _board_and_idle(system: System, board_w: float | None = None) -> tuple[float, float, list[str], list[str]]:
+    """(board W, idle W, assumptions, sources): the datasheet limit (or `board_w`, given) and the
+    measured idle (or the idle share of the nearest measured chip, said)."""
     chips = _data().get("chips", {})
     row = chips.get(system.name, {})
-    board = row.get("board_w") or system.chip.power_w
+    board = board_w or row.get("board_w") or system.chip.power_w
     if not board:
-        raise TokenmathError(f"{system.name} has no board power in the catalog or energy.toml; give --board-w")
-    assumptions, sources = [], [f"board {board:g} W: " + (row.get("board_source") or "catalog power_w")]
-    if row.get("idle_w"):
+        raise TokenmathError(f"{system.name} has no board power in the catalog or energy.toml; give --board-w "
+                             "(watts per chip) on `tokenmath energy` or `tokenmath tco`")
+    assumptions, sources = [], []
+    if board_w:
+        assumptions.append(f"board_w = {board_w:g} (given)")
+    else:
+        sources.append(f"board {board:g} W: " + (row.get("board_source") or "catalog power_w"))
+    if row.get("idle_w") and not board_w:
         sources.append(f"idle {row['idle_w']:g} W: {row.get('idle_source', '')}")
         return float(board), float(row["idle_w"]), assumptions, sources
     from .profiles import vendor
@@ -123,10 +128,15 @@ def idle_and_board(system: System) -> tuple[float, float]:
 
 def chip_power(system: System, *, overrides: dict | None = None) -> ChipPower:
     """The chip's power figures: board and idle (energy.toml, the catalog's power_w), the fitted
-    [power_fit] coefficients, the system's host draw; `overrides` (idle_w, host_w) replace any."""
+    [power_fit] coefficients, the system's host draw; `overrides` (board_w, idle_w, host_w)
+    replace any (a given board without a measured idle takes the nearest measured chip's idle share)."""
     d = _data()
     sysrow = d.get("systems", {}).get(system.name, {})
-    board, idle, assumptions, sources = _board_and_idle(system)
+    overrides = dict(overrides or {})
+    board_w = overrides.pop("board_w", None)
+    if board_w is not None:
+        board_w = _positive("--board-w", board_w, high=1e5)
+    board, idle, assumptions, sources = _board_and_idle(system, board_w)
     fit = d.get("power_fit", {})
     if not fit.get("k_compute") or not fit.get("k_memory"):
         raise TokenmathError("energy.toml has no [power_fit]; run scripts/fit_power.py")
@@ -214,10 +224,12 @@ class StepEnergy:
     assumptions: tuple[str, ...] = field(default=())
 
 
-def step_energy(power: ChipPower, fac: Facility, *, chips: int, step_s, compute_s, memory_s, tokens) -> StepEnergy:
-    """Watts and joules of a pass: `compute_s`/`memory_s` are the roofline's terms of the pass,
-    `step_s` its (estimated) duration; `tokens` the new tokens it produces. Numbers or arrays
-    (a curve): every figure broadcasts."""
+def step_energy(power: ChipPower, fac: Facility, *, chips: int, step_s, compute_s, memory_s, tokens,
+                idle_chips: float = 0.0) -> StepEnergy:
+    """Watts and joules of a pass: `compute_s`/`memory_s` are the roofline's terms of the pass
+    (what one chip spends on each over the step), `step_s` its (estimated) duration; `tokens` the
+    new tokens it produces. `idle_chips`: chips billed with the replica but idle in its domains
+    (they draw idle and host power). Numbers or arrays (a curve): every figure broadcasts."""
     import numpy as np
 
     T = np.asarray(step_s, float)
@@ -229,14 +241,15 @@ def step_energy(power: ChipPower, fac: Facility, *, chips: int, step_s, compute_
     act = power.k_compute * u_c + power.k_memory * u_m
     scale = np.minimum(act, 1.0) / np.maximum(act, 1e-12)  # < 1 where the board limit caps
     chip_w = power.idle_w + span * np.minimum(act, 1.0)
-    wall = chips * (chip_w + power.host_w) * fac.pue
-    parts = {"idle": chips * power.idle_w + 0.0 * T,
+    idle_n = np.asarray(idle_chips, float)
+    wall = (chips * (chip_w + power.host_w) + idle_n * (power.idle_w + power.host_w)) * fac.pue
+    parts = {"idle": (chips + idle_n) * power.idle_w + 0.0 * T,
              "compute": chips * span * power.k_compute * u_c * scale,
              "memory": chips * span * power.k_memory * u_m * scale,
-             "host": chips * power.host_w + 0.0 * T}
+             "host": (chips + idle_n) * power.host_w + 0.0 * T}
     parts["facility"] = (fac.pue - 1.0) * (parts["idle"] + parts["compute"] + parts["memory"] + parts["host"])
     tps = np.asarray(tokens, float) / T
-    prov = None if not power.all_in_kw else _f(tps / (chips * power.all_in_kw * 1e3 / 1e6))
+    prov = None if not power.all_in_kw else _f(tps / ((chips + idle_n) * power.all_in_kw * 1e3 / 1e6))
     return StepEnergy(int(chips), _f(T), _f(np.asarray(tokens, float) + 0 * T), _f(chip_w), _f(wall),
                       _f(wall * T / np.asarray(tokens, float)), _f(tps / (wall / 1e6)), prov,
                       {k: _f(v) for k, v in parts.items()}, _f(u_c), _f(u_m), power.assumptions + fac.assumptions)
@@ -258,23 +271,54 @@ def energy_of(st, system: System, *, step_s=None, power: ChipPower | None = None
                        memory_s=st.memory_s, tokens=st.batch * st.new_tokens)
 
 
+def energy_of_pass(est, system: System, *, power: ChipPower | None = None, fac: Facility | None = None) -> StepEnergy:
+    """The energy of a pass from its estimate (estimate.estimate_pass): each chip's busy shares are
+    the bound's compute and HBM terms of the same pass (same layout, chips and expert-fetch
+    convention; stepmodel.OpStep.bound_parts) over the estimate's step time; the layout's chips
+    draw that power, the idle chips its placement strands draw idle + host power. With the
+    roofline profile the step time is the bound's own. Numbers or arrays (a sweep)."""
+    import numpy as np
+
+    op = est.op
+    bp = op.bound_parts
+    chips = np.asarray(op.chips)
+    idle = np.asarray(op.billed_chips, float) - chips
+    if chips.ndim:
+        raise TokenmathError("energy_of_pass takes one layout (not a list of layouts)")
+    tokens = np.asarray(op.batch) * np.asarray(op.new_tokens) + np.asarray(op.prefill_tokens)
+    return step_energy(power or chip_power(system), fac or facility(), chips=int(chips), step_s=est.step_s,
+                       compute_s=bp["compute_s"], memory_s=np.asarray(bp["weights_s"]) + bp["kv_s"] + bp["activations_s"],
+                       tokens=tokens, idle_chips=float(idle))
+
+
+def maybe_energy_of_pass(est, system: System) -> StepEnergy | None:
+    """energy_of_pass, or None where the chip has no power figures (the answer says so instead)."""
+    try:
+        return energy_of_pass(est, system)
+    except TokenmathError:
+        return None
+
+
 def busy_shares(model, system: System, *, batch: float, context: float, chips: int, tp: int, ep: int = 1,
                 weight_dtype: str | None = None) -> tuple[float, float, float]:
     """(u_c, u_m, estimated step s) of a decode step at `batch` and `context` on a TP × EP replica:
-    the roofline's compute and memory terms over the calibrated estimate's step. What the power
-    fit (scripts/fit_power.py) and its checks evaluate the model at."""
+    the bound's compute and HBM terms of the same pass over the calibrated estimate's step (the
+    convention energy_of_pass uses). What the power fit (scripts/fit_power.py) and its checks
+    evaluate the model at. `chips`: the replica's chips (checked against the layout's)."""
     from .estimate import estimate_pass
     from .layout import Layout
     from .profiles import choose
-    from .roofline import step_time
     from .specs import Dtypes
 
     dt = Dtypes(weight=weight_dtype)
-    est = estimate_pass(model, system, batch, context, 1.0, layout=Layout(tp=tp, ep=ep), dtypes=dt,
+    lay = Layout(tp=tp, ep=ep)
+    if lay.replica_chips != int(chips):
+        raise TokenmathError(f"TP {tp} × EP {ep} uses {lay.replica_chips} chips, not {chips}")
+    est = estimate_pass(model, system, batch, context, 1.0, layout=lay, dtypes=dt,
                         profile=choose("calibrated", system=system))
-    st = step_time(model, system, batch, context, chips=chips, dtypes=dt)
+    bp = est.op.bound_parts
     T = float(est.step_s)
-    return float(st.compute_s) / T, float(st.memory_s) / T, T
+    return float(bp["compute_s"]) / T, float(bp["weights_s"] + bp["kv_s"] + bp["activations_s"]) / T, T
 
 
 def maybe_energy_of(st, system: System, *, step_s=None) -> StepEnergy | None:
@@ -310,43 +354,51 @@ def training_energy(system: System, chips: int, seconds: float, *, power: ChipPo
 def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, output_tokens: float, *,
                 prompt_cached: float | None = None):
     """(watts per replica, J per output token, output tokens/s per MW) of planner rows: each
-    row's decode step at its batch and mean context I + O/2 gives the busy shares; its replica's
-    output tokens/s (prefill included) gives the energy per token. With `prompt_cached` (aggregated
-    replicas: continuous batching with chunked prefill), each step also carries B/O prompts of
-    I − cached tokens, whose compute joins the step's busy share. NaN where the chip has no
-    power figures."""
+    row's decode step at its batch and mean context I + O/2, on its layout, gives the busy shares
+    — the roofline bound's compute and HBM terms of that pass (stepmodel.op_step with
+    kernels=None; the convention energy_of_pass uses) over the row's step time; its replica's
+    output tokens/s (prefill included) gives the energy per token. With `prompt_cached`
+    (aggregated replicas: continuous batching with chunked prefill), each step also carries B/O
+    prompts of I − cached tokens, whose compute joins the step's busy share. The layout's chips
+    draw that power, the idle chips of its domains idle + host. NaN where the chip has no power
+    figures."""
     import numpy as np
 
-    from .roofline import step_time
+    from .layout import Layout
     from .specs import Dtypes
+    from .stepmodel import op_step
 
     rows = np.asarray(rows, int)
     w, j, mw = (np.full(len(rows), np.nan) for _ in range(3))
     if not len(rows):
         return w, j, mw
-    key = np.array([f"{cols['system'][r]}|{int(cols['chips'][r])}|{cols['weight_dtype'][r]}|{cols['kv_dtype'][r]}"
-                    for r in rows])
+    key = np.array([f"{cols['system'][r]}|{int(cols['tp'][r])}|{int(cols['ep'][r])}|{int(cols['pp'][r])}|"
+                    f"{cols['weight_dtype'][r]}|{cols['kv_dtype'][r]}" for r in rows])
     L = input_tokens + output_tokens / 2.0
     for k in np.unique(key):
         sel = np.nonzero(key == k)[0]
-        name, chips, wd, kv = k.split("|")
+        name, tp, ep, pp, wd, kv = k.split("|")
         s = systems[name]
         try:
             power, fac = chip_power(s), facility()
         except TokenmathError:
             continue
         r = rows[sel]
+        lay = Layout(tp=int(tp), ep=int(ep), pp=int(pp))
         dt = Dtypes(weight=None if wd == model.weight_dtype else wd, kv=kv)
         B = cols["batch"][r].astype(float)
-        st = step_time(model, s, B, L, chips=int(chips), dtypes=dt)
-        compute = np.asarray(st.compute_s, float)
+        op = op_step(model, s, lay, B, L, 1.0, kernels=None, dtypes=dt, check=False)
+        bp = op.bound_parts
+        compute = np.asarray(bp["compute_s"], float)
         if prompt_cached is not None:  # the prompt chunks sharing each step: B/O prompts of I − cached tokens
             Ip = input_tokens - prompt_cached
-            pre = step_time(model, s, 1.0, prompt_cached + Ip / 2, Ip, chips=int(chips), dtypes=dt)
-            compute = compute + B / output_tokens * float(pre.compute_s)
-        e = step_energy(power, fac, chips=int(chips), step_s=cols["step_s"][r].astype(float), compute_s=compute,
-                        memory_s=st.memory_s, tokens=B)
-        replica_tps = cols["tokens_per_s_per_chip"][r].astype(float) * cols["billed_chips"][r].astype(float)
+            pre = op_step(model, s, lay, 1.0, prompt_cached, Ip, kernels=None, dtypes=dt, check=False)
+            compute = compute + B / output_tokens * float(pre.bound_parts["compute_s"])
+        billed = cols["billed_chips"][r].astype(float)
+        e = step_energy(power, fac, chips=lay.replica_chips, step_s=cols["step_s"][r].astype(float), compute_s=compute,
+                        memory_s=np.asarray(bp["weights_s"]) + bp["kv_s"] + bp["activations_s"], tokens=B,
+                        idle_chips=billed - lay.replica_chips)
+        replica_tps = cols["tokens_per_s_per_chip"][r].astype(float) * billed
         w[sel] = e.watts
         j[sel] = np.asarray(e.watts) / replica_tps
         mw[sel] = replica_tps / (np.asarray(e.watts) / 1e6)
@@ -419,14 +471,31 @@ def tco(system: System, *, capex_usd: float | None = None, utilisation: float = 
                (power.idle_w + power.host_w) * kwh, (busy + power.host_w) * kwh, tuple(assumptions), tuple(sources))
 
 
+def busy_chip_hour_usd(t: Tco) -> float | None:
+    """What a busy chip-hour costs an owner: the hourly cost of owning ÷ the utilisation (tokens are
+    made only in the busy hours; capital and facility are paid in all of them). None at 0 %."""
+    return None if t.utilisation <= 0 else t.usd_per_chip_hour / t.utilisation
+
+
 def priced_by_tco(system: System, **kw) -> System:
-    """The system with its rental price replaced by the cost of owning it (`tco`), or with no
-    price where its capex is not known (it then drops out of cost comparisons, saying so)."""
+    """The system priced by what owning it costs per *busy* chip-hour (`tco` ÷ its utilisation,
+    default 70 %), so $/Mtok = that × busy step time / tokens is consistent with the utilisation
+    the $/h assumed; or with no price where its capex is not known (it then drops out of cost
+    comparisons, saying so)."""
     try:
-        return replace(system, usd_per_chip_hour=tco(system, **kw).usd_per_chip_hour,
-                       price_source="tokenmath tco (energy.toml)")
+        t = tco(system, **kw)
     except TokenmathError:
         return replace(system, usd_per_chip_hour=None)
+    busy = busy_chip_hour_usd(t)
+    if busy is None:
+        return replace(system, usd_per_chip_hour=None)
+    return replace(system, usd_per_chip_hour=busy, price_source=tco_price_source(t))
+
+
+def tco_price_source(t: Tco) -> str:
+    """The words a TCO-priced answer carries: which figure, at what utilisation."""
+    return (f"tokenmath tco: ${t.usd_per_chip_hour:,.3f}/h owned ÷ {t.utilisation:.0%} utilisation = "
+            f"${t.usd_per_chip_hour / t.utilisation:,.3f} per busy chip-hour")
 
 
 def breakeven_utilisation(owned: Tco, *, tokens_per_s_per_chip: float, api_usd_per_mtok: float) -> float | None:
@@ -444,5 +513,5 @@ def breakeven_utilisation(owned: Tco, *, tokens_per_s_per_chip: float, api_usd_p
     return u if u <= 1.0 else None
 
 
-__all__ = ["TrainingEnergy", "training_energy", "maybe_energy_of", "ChipPower", "Facility", "StepEnergy", "Tco", "chip_power", "facility", "step_energy", "energy_of", "tco",
+__all__ = ["busy_chip_hour_usd", "priced_by_tco", "energy_of_pass", "maybe_energy_of_pass", "TrainingEnergy", "training_energy", "maybe_energy_of", "ChipPower", "Facility", "StepEnergy", "Tco", "chip_power", "facility", "step_energy", "energy_of", "tco",
            "capital_recovery_factor", "breakeven_utilisation"]

@@ -70,6 +70,7 @@ class Plan:
     unpriced_systems: tuple[str, ...] = ()  # left out of a cost comparison: give --usd-per-chip-hour
     estimate: str = "roofline"  # what every number is: "calibrated YYYY-MM ..." or "roofline"
     range_80: dict | None = None  # the best point's 80 % band
+    roofline: dict | None = None  # the best point's roofline bound (estimate.roofline_record), same layout and batch
 
 
 def candidate_layouts(model: Model, system: System, *, max_pp: int = 4) -> list[Layout]:
@@ -190,7 +191,7 @@ def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour,
 
 def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, O, profile, usd_per_chip_hour,
                                rejected: dict[str, int], cached: float = 0.0,
-                               decode_only: bool = False) -> tuple[dict[str, np.ndarray] | None, int]:
+                               decode_only: bool = False, overlap: str = "full") -> tuple[dict[str, np.ndarray] | None, int]:
     """The estimate's columns for every layout of one system and dtype in one broadcast
     (layouts × batches): continuous batching with chunked prefill at each batch (the user's time
     per output token includes the prompt chunks sharing the step), TTFT of a lone prompt.
@@ -209,9 +210,12 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     if (~fit).any():
         rejected["weights do not fit"] = rejected.get("weights do not fit", 0) + int((~fit).sum())
     keep = []
+    from .stepmodel import IDEAL, Engine
+
+    kern, eng = (IDEAL, Engine(label="roofline")) if profile.kernels is None else (profile.kernels, profile.engine)
     for i in np.nonzero(fit)[0]:
         try:
-            _layout_terms(model, system, layouts[i], profile.kernels, profile.engine, HOP_LATENCY_S_DEFAULT)
+            _layout_terms(model, system, layouts[i], kern, eng, HOP_LATENCY_S_DEFAULT)
             keep.append(i)
         except TokenmathError as e:
             key = str(e).split(":")[0][:80]
@@ -241,12 +245,13 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     try:
         if decode_only:
             tpot = np.asarray(op_step(model, system, lays, G, L, 1.0, kernels=profile.kernels, engine=profile.engine,
-                                      dtypes=dtypes, check=False).step_s, float)
+                                      dtypes=dtypes, check=False, overlap=overlap).step_s, float)
         else:
             tpot = np.asarray(steady_step_s(model, system, lays, G, I, O, kernels=profile.kernels,
-                                            engine=profile.engine, dtypes=dtypes, cached_tokens=cached), float)
+                                            engine=profile.engine, dtypes=dtypes, cached_tokens=cached,
+                                            overlap=overlap), float)
         one = op_step(model, system, lays, np.ones((len(lays), 1)), float(cached), float(I - cached),
-                      kernels=profile.kernels, engine=profile.engine, dtypes=dtypes, check=False)
+                      kernels=profile.kernels, engine=profile.engine, dtypes=dtypes, check=False, overlap=overlap)
     except TokenmathError as e:  # one reason for every layout (e.g. no FLOP/s for a dtype)
         key = str(e).split(":")[0][:80]
         rejected[key] = rejected.get(key, 0) + len(lays)
@@ -267,7 +272,8 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
         "usd_per_mtok": np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6,
         "ttft_s": np.asarray(one.step_s, float)[r, 0], "step_s": t,
         "total_bytes_per_chip": np.asarray(mem.total_bytes_per_chip, float)[r, c], "system": full(system.name),
-        "weight_dtype": full(weight), "kv_dtype": full(kv), "bound": full("estimate"),
+        "weight_dtype": full(weight), "kv_dtype": full(kv),
+        "bound": full("estimate" if profile.kernels is not None else "roofline"),
     }, evaluated
 
 
@@ -290,7 +296,7 @@ def deployable_weight_dtypes(model: Model, system: System) -> list[str | None]:
 def plan_system(model: Model, system: System, *, input_tokens: float, output_tokens: float,
                 weight_dtypes: Iterable[str | None] | str = "deployable", kv_dtype: str = "bf16",
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
-                overlap: str = "none", estimate: str = "calibrated",
+                overlap: str = "full", estimate: str = "calibrated",
                 engine: str | None = None, cached_input_tokens: float = 0.0,
                 decode_only: bool = False) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
     """Every feasible (layout, batch, dtype) point on one system, before SLOs, as columns:
@@ -323,10 +329,12 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
                 rejected[key] = rejected.get(key, 0) + 1
                 continue
             checked.append(lay)
-        if not profile.is_roofline:  # all layouts of the system in one broadcast
+        if not profile.is_roofline or efficiency == ROOFLINE:  # all layouts of the system in one broadcast
+            # (the roofline bound too: op_step's bound of the same passes, the one every answer shows)
             cols, n = _evaluate_estimate_layouts(model, system, checked, dt, input_tokens, output_tokens, profile,
                                                  usd_per_chip_hour, rejected, cached_input_tokens,
-                                                 decode_only) if checked else (None, 0)
+                                                 decode_only, overlap) \
+                if checked else (None, 0)
             n_layouts += n
             if cols is not None:
                 parts.append(cols)
@@ -350,7 +358,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
 def plan(model: Model, systems: list[System], *, input_tokens: float, output_tokens: float,
          min_tokens_per_s_per_user: float | None = None, max_ttft_s: float | None = None,
          demand_tokens_per_s: float | None = None, weight_dtypes: Iterable[str | None] | str = "deployable",
-         kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "none",
+         kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "full",
          usd_per_chip_hour: float | None = None, scheduler: str | None = None,
          progress: Callable[[int, int, str], None] | None = None, estimate: str = "calibrated",
          engine: str | None = None, goal: str = "cost") -> Plan:
@@ -362,6 +370,8 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     fewest joules per output token, energy.py)."""
     if goal not in ("cost", "energy"):
         raise TokenmathError(f"--objective = {goal!r}; expected 'cost' or 'energy'")
+    if overlap not in ("full", "none"):
+        raise TokenmathError(f"overlap = {overlap!r}; expected 'none' or 'full'")
     for name, v in (("input tokens", input_tokens), ("output tokens", output_tokens)):
         if not (v >= 1 and math.isfinite(v)):
             raise TokenmathError(f"{name} = {v!r} must be >= 1")
@@ -441,13 +451,38 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
                 band["usd_per_mtok"] = [best.usd_per_mtok * lo / best.step_s, best.usd_per_mtok * hi / best.step_s]
     elif efficiency.label != "roofline":
         label = f"roofline × efficiencies ({efficiency.label})"
-    return Plan(estimate=label, range_80=band,
+    bound = None if best is None else plan_bound(model, next(x for x in systems if x.name == best.system), best,
+                                                 float(input_tokens), float(output_tokens), usd_per_chip_hour, overlap)
+    return Plan(estimate=label, range_80=band, roofline=bound,
         
         model=model.name, input_tokens=float(input_tokens), output_tokens=float(output_tokens),
         min_tokens_per_s_per_user=min_tokens_per_s_per_user, max_ttft_s=max_ttft_s,
         demand_tokens_per_s=demand_tokens_per_s, objective=objective, frontier=frontier, best=best,
         evaluated=evaluated, feasible=ok_count, layouts=layouts, rejected=rejected, unpriced_systems=unpriced,
     )
+
+
+def plan_bound(model: Model, system: System, p: PlanPoint, I: float, O: float, usd_per_chip_hour: float | None = None,
+               overlap: str = "full") -> dict:
+    """The roofline bound of a planner point (estimate.roofline_record): the same layout, batch,
+    dtypes and continuous batching with chunked prefill, at peak rates (stepmodel.steady_step_s
+    with kernels=None); TTFT's bound is a lone prompt's."""
+    from .estimate import roofline_record
+    from .stepmodel import op_step, steady_step_s
+
+    lay = Layout(tp=p.tp, ep=p.ep, pp=p.pp)
+    dt = Dtypes(weight=None if p.weight_dtype == model.weight_dtype else p.weight_dtype, kv=p.kv_dtype)
+    ov = overlap
+    tpot = float(steady_step_s(model, system, lay, p.batch, I, O, kernels=None, dtypes=dt, overlap=ov))
+    ttft = float(op_step(model, system, lay, 1.0, 0.0, I, kernels=None, dtypes=dt, check=False, overlap=ov).step_s)
+    dec = op_step(model, system, lay, p.batch, I + O / 2, 1.0, kernels=None, dtypes=dt, check=False, overlap=ov)
+    per_chip = p.batch / tpot / p.billed_chips
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+    usd = None if price is None else price / 3600.0 / per_chip * 1e6
+    return roofline_record({"step_s": tpot, "tokens_per_s": p.batch / tpot, "tokens_per_s_per_chip": per_chip,
+                            "tokens_per_s_per_user": 1.0 / tpot, "usd_per_mtok": usd,
+                            "bound": str(dec.bound_name)},
+                           ttft_s=ttft, point="the best point's layout and batch")
 
 
 def _with_energy(model, systems, cols, front, best_i, frontier, best, I, O):

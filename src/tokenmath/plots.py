@@ -103,28 +103,62 @@ def _mark(ax, mark, color: str = "#ff7f0e", unit: str = ""):
     ax.plot([x], [y], "o", color=color, ms=7, zorder=6, label=f"chosen B = {x:,.0f}: {unit}")
 
 
+def _band(est):
+    """(lo, hi) of the estimate's 80 % band of step time, or None."""
+    if est is None or not est.range_80:
+        return None
+    lo, hi = est.range_80["step_s"]
+    return np.asarray(lo, float), np.asarray(hi, float)
+
+
+class _Fits:
+    """What _shade_overflow reads: batches and whether each fits (the estimate's layout)."""
+
+    def __init__(self, batch, fits):
+        self.batch, self.fits = batch, fits
+
+
 def latency_vs_batch(st, *, title: str, balance_batch: float | None = None, drain_s: float | None = None, path=None,
-                     mark: tuple[float, float] | None = None):
-    """Step time vs batch: compute (through 0), weight fetch (flat), KV fetch (a line) and their max
-    (drawn thin and dashed on top, so no line hides under it); batches that overflow HBM shaded;
-    `mark` = (batch, step_s) marks the chosen point."""
+                     mark: tuple[float, float] | None = None, est=None, fits=None):
+    """Step time vs batch. With `est` (estimate.estimate_pass over the batches): the estimate
+    (solid, its 80 % band shaded) and the roofline bound of the same passes (dashed), with the
+    bound's terms — compute, weight fetch, KV fetch — thin beneath. Without: the roofline `st`
+    alone, its terms and their max. Batches that overflow HBM shaded; `mark` = (batch, step_s)
+    marks the chosen point."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     B = st.batch
-    ax.plot(B, st.compute_s * 1e3, color=COLORS["compute"], lw=2, zorder=2, label="compute  2·B·N_active / FLOP/s")
-    ax.plot(B, st.weights_s * 1e3, color=COLORS["weights"], lw=2, zorder=2, label="weight fetch  N_total·b / BW")
-    ax.plot(B, st.kv_s * 1e3, color=COLORS["kv"], lw=2, zorder=2, label="KV fetch  B·L·kv / BW")
-    ax.plot(B, st.step_s * 1e3, color=COLORS["step"], lw=1.4, ls="--", zorder=5,
-            label="step = max(compute, weights + KV)")
+    if est is not None:
+        bd = est.roofline
+        B = np.asarray(est.op.batch)
+        ax.plot(B, bd.compute_s * 1e3, color=COLORS["compute"], lw=1.2, zorder=2, label="bound's compute")
+        ax.plot(B, (bd.weights_s + bd.activations_s) * 1e3, color=COLORS["weights"], lw=1.2, zorder=2,
+                label="bound's weight fetch (experts: " + est.op.expert_fetch + ")")
+        ax.plot(B, bd.kv_s * 1e3, color=COLORS["kv"], lw=1.2, zorder=2, label="bound's KV fetch")
+        ax.plot(B, bd.step_s * 1e3, color=COLORS["floor"], lw=1.6, ls="--", zorder=4,
+                label="roofline bound (same layout, peak rates)")
+        band = _band(est)
+        if band is not None:
+            ax.fill_between(B, band[0] * 1e3, band[1] * 1e3, color=COLORS["step"], alpha=0.12, lw=0, zorder=1,
+                            label="estimate's 80 % band")
+        ax.plot(B, np.asarray(est.step_s) * 1e3, color=COLORS["step"], lw=2.2, zorder=5,
+                label=f"estimate ({est.label})")
+    else:
+        ax.plot(B, st.compute_s * 1e3, color=COLORS["compute"], lw=2, zorder=2, label="compute  2·B·N_active / FLOP/s")
+        ax.plot(B, st.weights_s * 1e3, color=COLORS["weights"], lw=2, zorder=2, label="weight fetch  N_total·b / BW")
+        ax.plot(B, st.kv_s * 1e3, color=COLORS["kv"], lw=2, zorder=2, label="KV fetch  B·L·kv / BW")
+        ax.plot(B, st.step_s * 1e3, color=COLORS["step"], lw=1.4, ls="--", zorder=5,
+                label="step = max(compute, weights + KV): the roofline bound")
     if drain_s:
         ax.axhline(drain_s * 1e3, ls=":", color=COLORS["floor"], lw=1)
         ax.annotate(f"HBM drain {seconds(drain_s)}", (B[0], drain_s * 1e3), va="bottom", fontsize=8)
     if balance_batch:
         ax.set(xscale="log", yscale="log")  # before placing text at the bottom of the (log) axis
-        ax.axvline(balance_batch, ls="-.", color=COLORS["floor"], lw=1, label=f"balance batch B* = {balance_batch:,.0f}")
+        ax.axvline(balance_batch, ls="-.", color=COLORS["floor"], lw=1,
+                   label=f"balance batch B* = {balance_batch:,.0f} (roofline, ideal sharding)")
         ax.annotate(f"B* = {balance_batch:,.0f}", (balance_batch, ax.get_ylim()[0]), rotation=90, va="bottom",
                     ha="right", fontsize=8)
-    _shade_overflow(ax, st)
+    _shade_overflow(ax, st if fits is None else _Fits(B, fits))
     if mark is not None:
         _mark(ax, (mark[0], mark[1] * 1e3), unit=f"step {seconds(mark[1])}")
     ax.set(xscale="log", yscale="log", xlabel="batch B (sequences)", ylabel="time per step (ms)", title=title)
@@ -187,23 +221,46 @@ def cost_vs_batch(st, *, title: str, floor_usd_per_mtok: float | None, balance_b
     return _finish(fig, ax, path)
 
 
-def cost_vs_context(st, *, title: str, crossover: float | None, path=None):
-    """Cost per million tokens vs context at a fixed batch, split into its compute and memory parts:
-    flat while compute binds, rising with L once the KV fetch overtakes it (the crossover)."""
+def cost_vs_context(st, *, title: str, crossover: float | None, path=None, est=None):
+    """Cost per million tokens vs context at a fixed batch. Without `est`: the roofline split into
+    its compute and memory parts — flat while compute binds, rising with L once the KV fetch
+    overtakes it (the crossover). With `est` (estimate.estimate_pass over the contexts): the
+    estimate (solid, its 80 % band shaded) and the roofline bound of the same passes (dashed),
+    with the bound's compute and memory parts beneath."""
     _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if est is not None:
+        op, bd = est.op, est.roofline
+        L = np.asarray(op.context)
+        if est.usd_per_mtok is not None:
+            scale, unit = np.asarray(est.usd_per_mtok) / np.asarray(est.step_s), "$ per million tokens"
+        else:
+            scale, unit = np.asarray(op.billed_chips) * 1e6 / np.asarray(op.tokens_per_s * op.step_s), \
+                "chip-seconds per million tokens"
+        ax.plot(L, bd.compute_s * scale, color=COLORS["compute"], lw=1.2, zorder=2, label="bound's compute")
+        ax.plot(L, bd.memory_s * scale, color=COLORS["kv"], lw=1.2, zorder=2, label="bound's weight + KV fetch")
+        ax.plot(L, bd.step_s * scale, color=COLORS["floor"], lw=1.6, ls="--", zorder=4,
+                label="roofline bound (same layout, peak rates)")
+        band = _band(est)
+        if band is not None:
+            ax.fill_between(L, band[0] * scale, band[1] * scale, color=COLORS["step"], alpha=0.12, lw=0, zorder=1,
+                            label="estimate's 80 % band")
+        ax.plot(L, np.asarray(est.step_s) * scale, color=COLORS["step"], lw=2.2, zorder=5, label=f"estimate ({est.label})")
+        ax.set(xscale="log", yscale="log", xlabel="context L (tokens)", ylabel=unit, title=title)
+        return _finish(fig, ax, path, fontsize=7)
     a = st.assumptions
     per_mtok = 1e6 / (st.batch * st.new_tokens)
     if a.usd_per_chip_hour is not None:
         scale, unit = a.chips * a.usd_per_chip_hour / 3600.0, "$ per million tokens"
     else:
         scale, unit = a.chips, "chip-seconds per million tokens"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     L = st.context
     compute = st.compute_s * per_mtok * scale
     memory = (st.weights_s + st.kv_s) * per_mtok * scale
     ax.plot(L, compute, color=COLORS["compute"], lw=2, zorder=2, label="compute")
     ax.plot(L, memory, color=COLORS["kv"], lw=2, zorder=2, label="weight + KV fetch")
-    ax.plot(L, st.step_s * per_mtok * scale, color=COLORS["step"], lw=1.4, ls="--", zorder=5, label="cost = max of the two")
+    ax.plot(L, st.step_s * per_mtok * scale, color=COLORS["step"], lw=1.4, ls="--", zorder=5,
+            label="cost = max of the two: the roofline bound")
     # L* only where the two drawn lines do cross, inside the drawn range (never a line where nothing crosses)
     d = np.atleast_1d(compute - memory)
     crosses = d.size > 1 and bool(np.any(d > 0)) and bool(np.any(d <= 0))
@@ -301,7 +358,7 @@ def plan_frontier(p, *, title: str, path=None):
     for name in sorted({pt.system for pt in pts}):
         sel = [pt for pt in pts if pt.system == name]
         ax.plot([pt.tokens_per_s_per_user for pt in sel], [getattr(pt, key) for pt in sel], "o", ms=4, ls="none",
-                zorder=3, label=name)
+                zorder=3, label=f"{name} ({p.estimate.split(' (')[0]})")
     if p.best is not None and getattr(p.best, key) is not None:
         ax.plot([p.best.tokens_per_s_per_user], [getattr(p.best, key)], "*", ms=14, color="black", zorder=4,
                 label=f"best: {p.best.system} TP{p.best.tp} EP{p.best.ep} PP{p.best.pp}, B={p.best.batch:,.0f}")

@@ -177,6 +177,103 @@ def step_record(st: StepTime) -> dict[str, Any]:
     return rec
 
 
+def step_record_of(est, m: Model, s: System, dt: Dtypes, mem) -> dict[str, Any]:
+    """`tokenmath step --json`: the estimate's figures under their plain names (estimate_record),
+    the bound's terms on the same layout at the top level (compute_s, weights_s, kv_s,
+    activations_s, network_s, bound; all of them under `roofline` too), the model's work in the
+    step (flops, weight_bytes_read, kv_bytes_read), memory, and the assumptions."""
+    from .estimate import estimate_record
+    from .roofline import resolve_dtypes
+
+    op, bd = est.op, est.roofline
+    weight, kv, compute, cls = resolve_dtypes(m, s, dt)
+    rec: dict[str, Any] = {"model": m.name, "system": s.name, "batch": float(op.batch), "context": float(op.context),
+                           "new_tokens": float(op.new_tokens)}
+    rec |= {k: getattr(bd, k) for k in ("compute_s", "weights_s", "kv_s", "activations_s", "network_s", "bound")}
+    rec |= {"flops": op.flops, "weight_bytes_read": op.weight_bytes, "kv_bytes_read": op.kv_bytes,
+            "memory_bytes": mem.total_bytes_per_chip * op.chips, "hbm_bytes": mem.hbm_bytes_per_chip * op.chips,
+            "memory_bytes_per_chip": mem.total_bytes_per_chip, "hbm_bytes_per_chip": mem.hbm_bytes_per_chip,
+            "fits": bool(mem.fits)}
+    rec |= estimate_record(est)
+    rec["roofline"] |= {"layout": op.layout.describe(), "expert_fetch": op.expert_fetch}
+    rec["assumptions"] = {
+        "label": est.label, "chips": op.chips, "billed_chips": op.billed_chips, "weight_dtype": weight, "kv_dtype": kv,
+        "compute_dtype": compute, "flops_class": cls, "flops_per_s_per_chip": op.peak_flops_per_s,
+        "hbm_bytes_per_s_per_chip": op.peak_hbm_bytes_per_s, "usd_per_chip_hour": s.usd_per_chip_hour,
+        "price_source": s.price_source or None, "expert_fetch": op.expert_fetch, "attention_flops": True,
+        "efficiency": {"flops": 1.0, "hbm": 1.0, "network": 1.0, "label": "roofline"} if est.label == "roofline"
+        else est.label,
+        "mfu": "model FLOPs of the step / (step_s × chips × peak FLOP/s of the compute dtype); the bound's under roofline",
+        "mbu": "weight bytes the step's tokens touch + KV read / (step_s × chips × peak HBM B/s); the bound's under roofline",
+    }
+    return jsonable(rec)
+
+
+def render_step(est, m: Model, s: System, dt: Dtypes, mem, *, priced: bool) -> list:
+    """`tokenmath step`: the bound's terms (a table), the estimate's operations (a table), one
+    estimate line, one roofline-bound line, memory, and (last) the assumptions line."""
+    from rich.table import Table
+
+    from .roofline import resolve_dtypes
+
+    op, bd, rep = est.op, est.roofline, est.replica
+    lay = op.layout
+    B, L, S = float(op.batch), float(op.context), float(op.new_tokens)
+    where = f"{lay.replica_chips:,} × {s.name}" + (f" ({op.billed_chips:,.0f} billed)" if op.billed_chips != lay.replica_chips else "")
+    out: list = []
+    if rep is not None and rep.note:
+        out.append(f"[yellow]note:[/] {rep.note}")
+    fetch = ("experts its B·S tokens touch, E·(1 − (1 − k/E)^(B·S))" if op.expert_fetch == "expected"
+             else "every expert, every step")
+    t = Table(title=f"{m.name} on {where}, TP{lay.tp} EP{lay.ep} PP{lay.pp}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f}"
+              "  —  roofline bound of this pass (per chip, peak rates, ideal links)", title_justify="left")
+    t.add_column("term")
+    t.add_column("time", justify="right")
+    t.add_column("what it charges")
+    t.add_row("compute", seconds(bd.compute_s), "each chip's share of B·S·(2·N_active + attention FLOPs) / FLOP/s")
+    t.add_row("weight fetch", seconds(bd.weights_s), f"weight bytes each chip reads / HBM B/s (routed experts: {fetch})")
+    t.add_row("KV fetch", seconds(bd.kv_s), "each chip's KV read / HBM B/s")
+    t.add_row("activations", seconds(bd.activations_s), "GEMM inputs and outputs / HBM B/s")
+    t.add_row("network", seconds(bd.network_s), "TP / EP / PP bytes / link B/s")
+    t.add_row("[bold]roofline bound[/]", f"[bold]{seconds(bd.step_s)}[/]",
+              f"max(compute, weights + KV + activations, network) → [bold]{bd.bound}[/] bound")
+    out.append(t)
+    if not est.is_roofline and not est.label.startswith("roofline"):
+        t = Table(title=f"estimate ({est.label}): each operation, on the busiest chip", title_justify="left")
+        t.add_column("operation")
+        t.add_column("time", justify="right")
+        names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs (busiest rank)", "attention_s": "attention",
+                 "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch + combine", "pp_comm_s": "PP send/recv",
+                 "overhead_s": "per-step overhead"}
+        for k, v in op.parts.items():
+            t.add_row(names[k], seconds(float(np.max(v))))
+        t.add_row("[bold]estimated step[/]", f"[bold]{seconds(est.step_s)}[/]")
+        out.append(t)
+        lo, hi = est.range_80["step_s"] if est.range_80 else (est.step_s, est.step_s)
+        cost = f"; ${est.usd_per_mtok:,.4g}/Mtok" if priced and est.usd_per_mtok is not None else ""
+        out.append(f"[bold]estimate[/]: {seconds(est.step_s)} per step (80 % band {seconds(lo)} – {seconds(hi)}), "
+                   f"{est.tokens_per_s:,.0f} tokens/s ({est.tokens_per_s_per_chip:,.0f} per chip, "
+                   f"{est.tokens_per_s_per_user:,.1f} per user){cost}; MFU {est.mfu:.1%}, MBU {est.mbu:.1%}")
+    elif est.label.startswith("roofline ×"):
+        cost = f"; ${est.usd_per_mtok:,.4g}/Mtok" if priced and est.usd_per_mtok is not None else ""
+        out.append(f"[bold]{est.label}[/]: {seconds(est.step_s)} per step, {est.tokens_per_s:,.0f} tokens/s "
+                   f"({est.tokens_per_s_per_chip:,.0f} per chip){cost}; MFU {est.mfu:.1%}, MBU {est.mbu:.1%} (a what-if, not an estimate)")
+    cost = f"; ${bd.usd_per_mtok:,.4g}/Mtok" if priced and bd.usd_per_mtok is not None else ""
+    ratio = "" if est.is_roofline else f" — the estimate is {est.step_s / bd.step_s:.2f}× it"
+    out.append(f"[bold]roofline bound[/]: {seconds(bd.step_s)} per step, {bd.tokens_per_s:,.0f} tokens/s "
+               f"({bd.tokens_per_s_per_chip:,.0f} per chip){cost}; MFU {bd.mfu:.1%}, MBU {bd.mbu:.1%}{ratio}")
+    out.append(f"memory per chip: {si(mem.total_bytes_per_chip, 'B')} of {si(mem.hbm_bytes_per_chip, 'B')} (weights "
+               f"{si(mem.weights_bytes_per_chip, 'B')}, KV {si(mem.kv_bytes_per_chip, 'B')}, activations "
+               f"{si(mem.activation_bytes_per_chip, 'B')})" + ("" if mem.fits else " — does NOT fit"))
+    weight, kv, compute, cls = resolve_dtypes(m, s, dt)
+    price = "no price (--usd-per-chip-hour)" if s.usd_per_chip_hour is None else \
+        f"${s.usd_per_chip_hour:.4g}/chip-h ({s.price_source or 'catalog'})"
+    out.append(f"[dim]{est.label}; weights {weight}, KV {kv}, compute {compute} ({si(op.peak_flops_per_s, 'FLOP/s')}/chip); "
+               f"{price}; experts: {op.expert_fetch}; MFU = model FLOPs / (step × chips × peak), MBU = (weights touched "
+               f"+ KV) bytes / (step × chips × peak B/s)[/]")
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # The main report: a model on a system, in plain words with the formula behind each number
 # --------------------------------------------------------------------------------------------
@@ -644,6 +741,39 @@ def curve_record(st: StepTime, over: str, est=None) -> dict[str, Any]:
     return {"over": over, "estimate": label, "points": pts, "assumptions": assumptions_record(st)}
 
 
+def curve_record_of(est, over: str, fits) -> dict[str, Any]:
+    """`tokenmath curve --json`: one dict per point with the estimate's step, rates, $/Mtok, 80 %
+    band, MFU and MBU, and the bound of the same pass (roofline_step_s, its terms compute_s,
+    weights_s, kv_s, activations_s, network_s, and bound); `estimate` (the label) and `roofline`
+    (the bound's figures over the points, as lists) at the top."""
+    from .estimate import estimate_record, roofline_record
+
+    op, bd = est.op, est.roofline
+    n = int(np.size(op.step_s))
+    col = lambda v: np.broadcast_to(np.asarray(v, dtype=object if isinstance(v, str) else None), (n,))  # noqa: E731
+    cols = {"batch": op.batch, "context": op.context, "step_s": est.step_s, "roofline_step_s": bd.step_s,
+            "compute_s": bd.compute_s, "weights_s": bd.weights_s, "kv_s": bd.kv_s, "activations_s": bd.activations_s,
+            "network_s": bd.network_s, "tokens_per_s_per_chip": est.tokens_per_s_per_chip,
+            "tokens_per_s_per_user": est.tokens_per_s_per_user, "mfu": est.mfu, "mbu": est.mbu, "bound": bd.bound,
+            "fits": fits}
+    if est.usd_per_mtok is not None:
+        cols["usd_per_mtok"] = est.usd_per_mtok
+    cols = {k: col(v) for k, v in cols.items()}
+    band = {k: (col(v[0]), col(v[1])) for k, v in (est.range_80 or {}).items()}
+    pts = []
+    for i in range(n):
+        row = {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()}
+        row["bound"], row["fits"] = str(row["bound"]), bool(row["fits"])
+        row.setdefault("usd_per_mtok", None)
+        if band:
+            row["range_80"] = {k: [float(lo[i]), float(hi[i])] for k, (lo, hi) in band.items()}
+        pts.append(row)
+    er = estimate_record(est)
+    return jsonable({"over": over, "estimate": est.label, "points": pts, "roofline": roofline_record(bd),
+                     "expert_fetch": op.expert_fetch, "layout": er["layout"], "chips": er["chips"],
+                     "billed_chips": er["billed_chips"], "replica": er["replica"]})
+
+
 def _layout_rec(lay) -> dict[str, Any] | None:
     return None if lay is None else {"tp": lay.tp, "ep": lay.ep, "pp": lay.pp, "dp": lay.dp}
 
@@ -1035,9 +1165,17 @@ def write_report_plots(r: Report, folder) -> list:
 # --------------------------------------------------------------------------------------------
 
 
-def layout_record(st) -> dict[str, Any]:
+def layout_record(st, est) -> dict[str, Any]:
+    """`tokenmath layout --json`: the layout's memory per chip and placement (layout.layout_step),
+    the estimate's figures under their plain names (estimate_record), and the roofline bound of
+    the same pass (`roofline`; its terms and link times at the top level, as before)."""
+    from .estimate import estimate_record
+
     mem, net, lay = st.memory, st.network, st.layout
-    return jsonable({
+    bp, bd = est.op.bound_parts, est.roofline
+    er = estimate_record(est)
+    er.pop("layout")
+    rec = {
         "layout": {"tp": lay.tp, "ep": lay.ep, "pp": lay.pp, "dp": lay.dp, "microbatches": lay.m,
                    "stage_chips": lay.stage_chips, "attention_dp": lay.attention_dp},
         "chips": lay.chips, "replica_chips": st.chips, "billed_chips_per_replica": st.billed_chips,
@@ -1046,22 +1184,26 @@ def layout_record(st) -> dict[str, Any]:
         "dense_bytes_per_chip": mem.dense_bytes_per_chip, "kv_bytes_per_chip": mem.kv_bytes_per_chip,
         "activation_bytes_per_chip": mem.activation_bytes_per_chip, "total_bytes_per_chip": mem.total_bytes_per_chip,
         "hbm_bytes_per_chip": mem.hbm_bytes_per_chip, "fits": mem.fits,
-        "step_s": st.step_s, "stage_s": st.stage_s, "compute_s": st.compute_s, "weights_s": st.weights_s,
-        "kv_s": st.kv_s, "network_s": st.network_s, "all_to_all_s": st.all_to_all_s,
-        "tp_allreduce_s": net.tp_allreduce_s, "pp_transfer_s": net.pp_transfer_s,
-        "pipeline_hop_latency_s": st.pipeline_hop_latency_s, "scale_out_fraction": net.scale_out_fraction,
+        # the roofline bound's terms (per chip over the step) and link times at full bandwidth
+        "compute_s": bd.compute_s, "weights_s": bd.weights_s, "kv_s": bd.kv_s, "activations_s": bd.activations_s,
+        "network_s": bp["network_s"] + bp["hops_s"], "all_to_all_s": bp["ep_comm_s"], "tp_allreduce_s": bp["tp_comm_s"],
+        "pp_transfer_s": bp["pp_comm_s"], "pipeline_hop_latency_s": bp["hops_s"],
+        "scale_out_fraction": net.scale_out_fraction,
         "stage_boundaries_across_domains": net.stage_boundaries_across_domains,
-        "pipeline_idle_fraction": st.pipeline_idle_fraction, "bound": st.bound,
-        "tokens_per_s": st.tokens_per_s, "tokens_per_s_per_chip": st.tokens_per_s_per_chip,
-        "tokens_per_s_per_user": st.tokens_per_s_per_user, "usd_per_mtok": st.usd_per_mtok,
-        "assumptions": {"overlap": st.overlap, "hop_latency_s": st.hop_latency_s,
-                        "activation_buffers": "estimate: 4 hidden vectors (+k for MoE) per token in flight",
-                        "routing": "uniform over experts (no load imbalance)"},
-    })
+        "pipeline_idle_fraction": st.pipeline_idle_fraction, "bound": bd.bound,
+    } | er
+    rec["chips"] = lay.chips
+    rec["roofline"] |= {"layout": lay.describe(), "overlap": st.overlap, "expert_fetch": est.op.expert_fetch}
+    rec["assumptions"] = {"overlap": f"{st.overlap}: the bound {'takes the max of' if st.overlap == 'full' else 'adds'} "
+                                     "network and compute/HBM; the estimate adds each collective",
+                          "hop_latency_s": st.hop_latency_s, "expert_fetch": est.op.expert_fetch,
+                          "activation_buffers": "estimate: 4 hidden vectors (+k for MoE) per token in flight",
+                          "routing": "the bound: uniform over experts; the estimate: the busiest EP rank's expected load"}
+    return jsonable(rec)
 
 
 def render_estimate(est) -> list[str]:
-    """The estimate's lines: each operation's time, the step with its 80 % band, the bound."""
+    """The estimate's lines: each operation's time, the step with its 80 % band, MFU and MBU."""
     op = est.op
     names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs", "attention_s": "attention",
              "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch+combine", "pp_comm_s": "PP send/recv",
@@ -1074,12 +1216,23 @@ def render_estimate(est) -> list[str]:
     cost = "" if est.usd_per_mtok is None else f", {usd(float(np.max(est.usd_per_mtok)))}/Mtok"
     return [f"  estimate ({est.label}): step {seconds(float(np.max(est.step_s)))}{band}; "
             f"{float(np.max(est.tokens_per_s_per_chip)):,.0f} tokens/s per billed chip, "
-            f"{float(np.max(est.tokens_per_s_per_user)):,.1f} per user{cost}",
+            f"{float(np.max(est.tokens_per_s_per_user)):,.1f} per user{cost}; MFU {float(np.max(est.mfu)):.1%},"
+            f" MBU {float(np.max(est.mbu)):.1%}",
             f"    per operation: {parts}"]
 
 
-def render_layout(st, m: Model, s: System) -> list[str]:
-    mem, net, lay = st.memory, st.network, st.layout
+def render_bound(est) -> str:
+    """The one roofline-bound line of a pass (the same layout, chips and expert fetch as its estimate)."""
+    bd = est.roofline
+    cost = "" if bd.usd_per_mtok is None else f", {usd(float(bd.usd_per_mtok))}/Mtok"
+    return (f"  roofline bound: step {seconds(bd.step_s)} ({bd.bound} bound: compute {seconds(bd.compute_s)}, weights"
+            f" {seconds(bd.weights_s)}, KV {seconds(bd.kv_s)}, network {seconds(bd.network_s)}); {bd.tokens_per_s_per_chip:,.0f}"
+            f" tokens/s per billed chip{cost}; MFU {bd.mfu:.1%}, MBU {bd.mbu:.1%}")
+
+
+def render_layout(st, est, m: Model, s: System) -> list[str]:
+    mem, lay = st.memory, st.layout
+    bp = est.op.bound_parts
     fit = "fits" if mem.fits else "does NOT fit"
     lines = [
         f"{m.name} on {s.name}: {lay.describe()}, {st.chips} chips per replica"
@@ -1089,14 +1242,14 @@ def render_layout(st, m: Model, s: System) -> list[str]:
         f" rest {si(mem.dense_bytes_per_chip, 'B')}) + KV {si(mem.kv_bytes_per_chip, 'B')} + activations"
         f" {si(mem.activation_bytes_per_chip, 'B')} = {si(mem.total_bytes_per_chip, 'B')} of"
         f" {si(mem.hbm_bytes_per_chip, 'B')}: {fit}",
-        f"  per token: compute {seconds(st.compute_s)}, weights {seconds(st.weights_s)}, KV {seconds(st.kv_s)},"
-        f" network {seconds(st.network_s)} (all-to-all {seconds(st.all_to_all_s)}, TP all-reduce"
-        f" {seconds(net.tp_allreduce_s)}, PP transfers {seconds(net.pp_transfer_s)}, hops"
-        f" {seconds(st.pipeline_hop_latency_s)})",
-        f"  step {seconds(st.step_s)} ({st.bound} bound, overlap {st.overlap}); {st.tokens_per_s:,.0f} tokens/s per"
-        f" replica, {st.tokens_per_s_per_chip:,.0f} per billed chip, {st.tokens_per_s_per_user:,.1f} per user;"
-        f" {usd(st.usd_per_mtok)}/Mtok",
+        f"  links at full bandwidth, per step: all-to-all {seconds(bp['ep_comm_s'])}, TP all-reduce"
+        f" {seconds(bp['tp_comm_s'])}, PP transfers {seconds(bp['pp_comm_s'])}, hops {seconds(bp['hops_s'])}",
     ]
+    if not est.is_roofline:
+        lines += render_estimate(est)
+    lines.append(render_bound(est) + ("" if est.is_roofline else
+                                      f" — the estimate is {float(est.step_s) / float(est.roofline.step_s):.2f}× it"))
+    net = st.network
     if net.scale_out_fraction:
         lines.append(f"  {net.scale_out_fraction:.0%} of the all-to-all leaves the {s.scaleup_chips}-chip domain over"
                      " the scale-out network")
@@ -1128,6 +1281,7 @@ def plan_record(p) -> dict[str, Any]:
         "frontier": [plan_point_record(x) for x in p.frontier], "best": plan_point_record(p.best),
         "evaluated": p.evaluated, "feasible": p.feasible, "layouts": p.layouts, "rejected": p.rejected,
         "unpriced_systems": list(p.unpriced_systems), "estimate": p.estimate, "range_80": p.range_80,
+        "roofline": p.roofline,
     }
 
 
@@ -1321,6 +1475,12 @@ def render_plan(p) -> list[str]:
         lines.append(f"  80 % band: {t[0]:,.0f} – {t[1]:,.0f} tokens/s per chip"
                      + (f", {usd(p.range_80['usd_per_mtok'][0])} – {usd(p.range_80['usd_per_mtok'][1])}/Mtok"
                         if "usd_per_mtok" in p.range_80 else ""))
+    if p.roofline and not p.estimate.startswith("roofline"):
+        r = p.roofline
+        lines.append(f"  roofline bound of that point (same layout and batch, peak rates): {r['tokens_per_s_per_chip']:,.0f}"
+                     f" tokens/s per chip, {r['tokens_per_s_per_user']:,.1f} per user"
+                     + ("" if r["usd_per_mtok"] is None else f", {usd(r['usd_per_mtok'])}/Mtok")
+                     + f", TTFT {seconds(r['ttft_s'])}; {r['bound']} bound")
     if b.replicas is not None:
         lines.append(f"  demand {p.demand_tokens_per_s:,.0f} tokens/s needs {b.replicas:,} replicas = {b.total_chips:,.0f} chips")
     lines.append(f"  frontier (faster per user -> {'less energy' if p.objective == 'energy' else 'cheaper'}; a stage is"

@@ -44,7 +44,7 @@ from .kvcache import attention_flops_per_token, kv_cache
 from .layout import HOP_LATENCY_S_DEFAULT, Layout, _kv_head_split, _link, check_layout, layout_memory, placement
 from .params import mlp_params, param_counts
 from .roofline import resolve_dtypes
-from .specs import Dtypes, Model, System
+from .specs import Dtypes, Efficiency, Model, System
 from .units import COMPUTE_CLASS, dtype_bytes
 
 # Activations a token moves per GEMM it passes through: its input and output rows in BF16. An
@@ -154,11 +154,38 @@ class OpStep:
     billed_chips: float
     layout: Layout
     label: str
+    # the bound's terms: what one chip spends on each resource over the step (m microbatches), at
+    # peak rates and ideal links — compute_s, weights_s, kv_s, activations_s (HBM), network_s, hops_s
+    bound_parts: dict = None
+    bound_name: str | np.ndarray = "memory"  # "compute" | "memory" | "network": what decides the bound
+    # the model's work in the step, whole replica: FLOPs, and the HBM bytes it must read (weights
+    # its tokens touch, once per microbatch, and the KV it attends to), without the layout's copies
+    flops: float | np.ndarray = 0.0
+    weight_bytes: float | np.ndarray = 0.0
+    kv_bytes: float | np.ndarray = 0.0
+    peak_flops_per_s: float = 0.0  # per chip, the datasheet line of the compute dtype
+    peak_hbm_bytes_per_s: float = 0.0  # per chip
+    expert_fetch: str = "expected"
 
     @property
     def parts(self) -> dict:
         return {k: getattr(self, k) for k in ("dense_gemm_s", "expert_gemm_s", "attention_s", "tp_comm_s",
                                               "ep_comm_s", "pp_comm_s", "overhead_s")}
+
+    def mfu(self, step_s=None):
+        """Model FLOPs utilisation: the step's model FLOPs ÷ (step time × chips × peak FLOP/s of
+        the compute dtype) — PaLM's definition (Chowdhery et al. 2022, appendix B), for one pass.
+        step_s: the time to charge (default this pass's own step_s)."""
+        T = self.step_s if step_s is None else step_s
+        return _f(np.asarray(self.flops) / (np.asarray(T) * np.asarray(self.chips) * self.peak_flops_per_s))
+
+    def mbu(self, step_s=None):
+        """Model bandwidth utilisation: the bytes the step must read (weights touched + KV) ÷ (step
+        time × chips × peak HBM B/s) — Databricks' definition ("LLM Inference Performance
+        Engineering: Best Practices", 2023). Re-reads of weights a layout replicates count as waste."""
+        T = self.step_s if step_s is None else step_s
+        return _f((np.asarray(self.weight_bytes) + np.asarray(self.kv_bytes))
+                  / (np.asarray(T) * np.asarray(self.chips) * self.peak_hbm_bytes_per_s))
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,9 +323,14 @@ def _stack(terms: list[_LayoutTerms]) -> _LayoutTerms:
                           for f in dataclasses.fields(_LayoutTerms)))
 
 
+EXPERT_FETCH = ("expected", "all")
+OVERLAP = ("full", "none")
+
+
 def op_step(model: Model, system: System, layout: Layout, batch, context, new_tokens=1.0, *, kernels: Kernels | None,
             engine: Engine | None = None, prefill_tokens=0.0, prefill_context=0.0, prefill_seqs=None,
-            dtypes: Dtypes = Dtypes(), hop_latency_s: float = HOP_LATENCY_S_DEFAULT, check: bool = True) -> OpStep:
+            dtypes: Dtypes = Dtypes(), hop_latency_s: float = HOP_LATENCY_S_DEFAULT, check: bool = True,
+            expert_fetch: str = "expected", overlap: str = "full", efficiency: Efficiency | None = None) -> OpStep:
     """Estimated time of one pass of a replica laid out as `layout` (kernels=None: the roofline
     bound of the same pass, step_s = bound_s).
 
@@ -310,7 +342,19 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     `layout` may also be a list of layouts: then every input broadcasts against a leading layout
       axis (shape (layouts, 1) per layout), one call for all of them (the planner's search);
       chips, billed_chips are arrays and `layout` the tuple. The caller checks each layout first.
+    expert_fetch: "expected" (default) — a chip reads only the routed experts its tokens touch,
+      E/EP·(1 − (1 − k/E)^T) of them for T tokens under uniform routing (grouped-GEMM kernels skip
+      empty experts); "all" — every expert it holds, every step (the lecture's model; equal once
+      T is large). The estimate and the bound both use it: one convention per pass.
+    overlap: how the bound combines the network with compute and HBM: "full" (default) takes the
+      max — the true floor; "none" adds it (the estimate never overlaps, so both are floors of it).
+    efficiency: with kernels=None, a roofline scaled by these achieved fractions of peak (a
+      user's what-if, labelled); bound_s stays the pure roofline.
     """
+    if expert_fetch not in EXPERT_FETCH:
+        raise TokenmathError(f"expert fetch = {expert_fetch!r}; expected 'expected' or 'all'")
+    if overlap not in OVERLAP:
+        raise TokenmathError(f"overlap = {overlap!r}; expected 'none' or 'full'")
     many = isinstance(layout, (list, tuple))
     if check and not many:
         check_layout(model, system, layout)
@@ -323,11 +367,13 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     else:
         lt = _layout_terms(model, system, layout, kernels, engine, hop_latency_s)
     return _op_core(model, system, lt, tuple(layout) if many else layout, batch, context, new_tokens, kernels, engine,
-                    roofline, prefill_tokens, prefill_context, prefill_seqs, dtypes)
+                    roofline, prefill_tokens, prefill_context, prefill_seqs, dtypes, expert_fetch, overlap,
+                    efficiency)
 
 
 def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens, kernels: Kernels, engine: Engine,
-             roofline: bool, prefill_tokens, prefill_context, prefill_seqs, dtypes: Dtypes) -> OpStep:
+             roofline: bool, prefill_tokens, prefill_context, prefill_seqs, dtypes: Dtypes, expert_fetch: str = "expected",
+             overlap: str = "full", efficiency: Efficiency | None = None) -> OpStep:
     B = np.asarray(batch, float)
     L = np.asarray(context, float)
     S = np.asarray(new_tokens, float)
@@ -371,7 +417,8 @@ def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens
     # dense GEMMs (per chip: the TP share of every dense matrix of the stage's layers)
     dense_params_chip = sh.dense_params_per_layer * layers / tp
     dense_flops = 2.0 * tok_rank * dense_params_chip
-    dense_bytes = dense_params_chip * b_dense + tok_rank * ACT_BYTES * 2 * model.hidden * sh.gemms_per_layer * layers / tp
+    dense_act = tok_rank * ACT_BYTES * 2 * model.hidden * sh.gemms_per_layer * layers / tp
+    dense_bytes = dense_params_chip * b_dense + dense_act
     lm_params = sh.lm_head_params / pp / tp
     lm_flops = 2.0 * seqs_rank * lm_params
     lm_bytes = lm_params * dtype_bytes(model.base_dtype if dtypes.weight is None else weight)
@@ -382,15 +429,17 @@ def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens
     # expert GEMMs on the busiest rank
     expert_s = np.zeros_like(dense_s)
     imb = np.ones_like(dense_s)
-    b_exp_f = b_exp_b = 0.0
+    b_exp_f = b_exp_b = e_flops = e_wbytes = e_act = 0.0
     if model.moe is not None and sh.moe_layers:
         E, k = model.moe.n_experts, model.moe.k
         imb = expert_imbalance(tok, k, E, lt.ep, es.routing_cv, z=lt.z_ep)
         pairs_chip = tok * k / sc  # mean routed token-expert pairs a chip computes (all its shards)
         experts_chip = E / sc  # expert-equivalents of weights a chip holds
-        touched = experts_chip * (1.0 - (1.0 - k / E) ** tok)
+        touched = experts_chip * (1.0 - (1.0 - k / E) ** tok) if expert_fetch == "expected" else experts_chip + 0 * tok
         e_flops = 2.0 * sh.expert_params * pairs_chip * moe_layers
-        e_bytes = touched * sh.expert_params * b_w * moe_layers + pairs_chip * ACT_BYTES * 2 * model.hidden * 2 * moe_layers
+        e_wbytes = touched * sh.expert_params * b_w * moe_layers
+        e_act = pairs_chip * ACT_BYTES * 2 * model.hidden * 2 * moe_layers
+        e_bytes = e_wbytes + e_act
         mc = kernels.pick(kernels.moe, cls)
         expert_s = gemm(mc, e_flops * imb, e_bytes, 2 * moe_layers, F)
         b_exp_f, b_exp_b = e_flops * F / F_roof, e_bytes  # the bound charges the datasheet line
@@ -458,11 +507,25 @@ def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens
 
     stage = dense_s + expert_s + attn_s + tp_s + ep_s + pp_s
     step = np.maximum(m * stage, pp * stage + hops) + es.overhead_s
-    # the roofline of the same pass: one max over the stage's FLOPs, bytes and link bytes (ideal links)
-    b_stage = np.maximum(np.maximum((b_dense_f + b_exp_f + b_att_f) / F, (b_dense_b + b_exp_b + b_att_b) / BW),
-                         tp_ideal + ep_ideal + pp_s)
+    # the roofline of the same pass: one max over the stage's FLOPs, bytes and link bytes (ideal
+    # links; overlap "none" adds the link time instead)
+    b_c = (b_dense_f + b_exp_f + b_att_f) / F
+    b_w_s = (dense_params_chip * b_dense + lm_bytes + e_wbytes) / BW
+    b_kv_s = b_att_b / BW
+    b_act_s = (dense_act + e_act) / BW
+    b_mem = b_w_s + b_kv_s + b_act_s
+    b_net = tp_ideal + ep_ideal + pp_s
+
+    def combine(c, mem, net):
+        return np.maximum(np.maximum(c, mem), net) if overlap == "full" else np.maximum(c, mem) + net
+
+    b_stage = combine(b_c, b_mem, b_net)
     bound = np.maximum(m * b_stage, pp * b_stage + hops)
-    step = bound if roofline else np.maximum(step, bound)
+    if roofline and efficiency is not None:  # a roofline at the user's achieved fractions of peak
+        e_stage = combine(b_c / efficiency.flops, b_mem / efficiency.hbm, b_net / efficiency.network)
+        step = np.maximum(m * e_stage, pp * e_stage + hops)
+    else:
+        step = bound if roofline else np.maximum(step, bound)
     tokens = B * S + P
     shape = np.shape(step)
 
@@ -470,6 +533,15 @@ def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens
         a = np.broadcast_to(np.asarray(x, float), shape)
         return float(a) if a.ndim == 0 else np.array(a)
 
+    code = np.where((b_net > np.maximum(b_c, b_mem)) & (b_net > 0), 2, np.where(b_c >= b_mem, 0, 1))
+    names = np.broadcast_to(np.array(["compute", "memory", "network"])[code], shape)
+    # the model's work in the step (whole replica, no layout copies): each per-chip term times the
+    # chips that split it — dense weights and KV are split TP ways (and KV by heads), so their
+    # attention-DP copies are not counted; FLOPs and experts are split over every chip of a stage
+    per = m * pp
+    work_flops = per * sc * (dense_flops + lm_flops + e_flops + dec_flops + pre_flops)
+    work_w = per * (tp * (dense_params_chip * b_dense + lm_bytes) + sc * e_wbytes)
+    work_kv = per * adp * lt.kv_split * kv_read
     many = isinstance(layout, tuple)
     return OpStep(
         batch=bc(B), context=bc(L), new_tokens=bc(S), prefill_tokens=bc(P),
@@ -477,8 +549,19 @@ def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens
         tp_comm_s=bc(pp * tp_s), ep_comm_s=bc(pp * ep_s), pp_comm_s=bc(pp * pp_s + hops), overhead_s=es.overhead_s,
         step_s=bc(step), bound_s=bc(bound), expert_imbalance=bc(imb), tokens_per_s=bc(tokens / step),
         chips=lt.chips[:, 0].astype(int) if many else int(lt.chips), billed_chips=lt.billed_chips[:, 0] if many else lt.billed_chips,
-        layout=layout, label=es.label,
+        layout=layout, label=es.label if efficiency is None or not roofline else f"roofline × efficiencies ({efficiency.label})",
+        bound_parts={"compute_s": bc(m * b_c), "weights_s": bc(m * b_w_s), "kv_s": bc(m * b_kv_s),
+                     "activations_s": bc(m * b_act_s), "network_s": bc(m * b_net), "hops_s": bc(hops),
+                     "tp_comm_s": bc(m * tp_ideal), "ep_comm_s": bc(m * ep_ideal), "pp_comm_s": bc(m * pp_s)},
+        bound_name=str(names) if names.ndim == 0 else np.array(names),
+        flops=bc(work_flops), weight_bytes=bc(work_w), kv_bytes=bc(work_kv), peak_flops_per_s=F_roof,
+        peak_hbm_bytes_per_s=BW, expert_fetch=expert_fetch,
     )
+
+
+def _f(x):
+    a = np.asarray(x, float)
+    return float(a) if a.ndim == 0 else a
 
 
 def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: Dtypes = Dtypes(),
@@ -505,7 +588,8 @@ CHUNK_TOKENS_DEFAULT = 8192
 
 def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tokens: float, output_tokens: float, *,
                   kernels: Kernels | None, engine: Engine | None = None, dtypes: Dtypes = Dtypes(),
-                  chunk_tokens: float = CHUNK_TOKENS_DEFAULT, cached_tokens: float = 0.0):
+                  chunk_tokens: float = CHUNK_TOKENS_DEFAULT, cached_tokens: float = 0.0, expert_fetch: str = "expected",
+                  overlap: str = "full"):
     """Mean step time of continuous batching with chunked prefill at `batch` sequences per
     replica — the time per output token a user sees.
 
@@ -518,7 +602,8 @@ def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tok
 
     The marginal form matters for MoE models: a decode-only step reads only the experts its
     tokens touch, a step carrying a chunk touches nearly all. `cached_tokens`: prompt tokens
-    found in a prefix cache, not prefilled (they still sit in the decode context)."""
+    found in a prefix cache, not prefilled (they still sit in the decode context). kernels=None:
+    the roofline bound of the same steps (op_step's conventions: expert_fetch, overlap)."""
     B = np.asarray(batch, float)
     I, O = float(input_tokens), float(output_tokens)
     Ip = I - float(cached_tokens)  # prompt tokens each request prefills
@@ -531,7 +616,8 @@ def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tok
     Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
     both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
                    dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
-                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]))
+                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
+                   expert_fetch=expert_fetch, overlap=overlap)
     t = np.asarray(both.step_s)
     t_dec, t_mixed = t[0], t[1]
     out = t_dec + (P / c) * (t_mixed - t_dec)

@@ -157,6 +157,7 @@ FLAGS: dict[str, Bound] = {
     "--idle-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--seconds": Bound(60, low=0.1, low_inclusive=True, kind="seconds", meaning="seconds of measurement"),
     "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
+    "--board-w": Bound(1e5, meaning="watts per chip"),
     "--speedup": Bound(1e6, meaning="times the reference speed"),
     "--price-multiplier": Bound(1e6, meaning="times the reference price"),
     # an API's prices as published (prices infer): the catalog's range, $0.000001 to $10,000 per million tokens
@@ -366,7 +367,7 @@ CatalogOpt = Annotated[
 WeightOpt = Annotated[Optional[str], typer.Option("--weight-dtype", help="Weight dtype (bf16, fp8, fp4, mxfp4, ...); default: the checkpoint's.")]
 KvOpt = Annotated[str, typer.Option("--kv-dtype", help="KV-cache dtype.")]
 ComputeOpt = Annotated[Optional[str], typer.Option("--compute-dtype", help="Matmul dtype; default: the weight dtype (or the next wider the chip supports).")]
-ChipsOpt = Annotated[Optional[int], Num("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV.")]
+ChipsOpt = Annotated[Optional[int], Num("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV — grown past it (more boxes or racks) when weights + KV do not fit.")]
 
 
 def handles_errors(fn):
@@ -491,15 +492,16 @@ def _priced(system, cost: str, *, strict: bool = True):
         return system
     from dataclasses import replace
 
-    from ..energy import priced_by_tco, tco
+    from ..energy import priced_by_tco, tco, tco_price_source
 
     if strict:
         try:
-            price = tco(system).usd_per_chip_hour
+            t = tco(system)
         except TokenmathError as e:
             raise TokenmathError(f"--cost tco cannot price {system.name} ({e}); give --usd-per-chip-hour, e.g. from "
                                  f"`tokenmath tco --system {system.name} --capex-usd-per-chip X`") from None
-        return replace(system, usd_per_chip_hour=price, price_source="tokenmath tco")
+        # tokens are made in busy hours only: a busy chip-hour costs the owning $/h ÷ the utilisation
+        return replace(system, usd_per_chip_hour=t.usd_per_chip_hour / t.utilisation, price_source=tco_price_source(t))
     return priced_by_tco(system)
 
 

@@ -26,7 +26,8 @@ def layout_cmd(
     batch: Annotated[str, typer.Option("--batch", help="Sequences per replica (all microbatches).")] = "1",
     context: ContextOpt = "4096",
     microbatches: Annotated[Optional[int], Num("--microbatches", help="Microbatches in flight (default PP).")] = None,
-    overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: 'none' (adds) or 'full' (max).")] = "none",
+    overlap: Annotated[str, typer.Option("--overlap", help="How the roofline bound combines the network with compute and HBM: 'full' (the max: the true floor; default) or 'none' (added: the estimate never overlaps them, so it is a floor of it too).")] = "full",
+    expert_fetch: Annotated[str, typer.Option(help="Routed experts a step reads: 'expected' for its tokens (default) or 'all'; the estimate, the bound and the energy alike.")] = "expected",
     hop_latency: Annotated[Optional[str], typer.Option("--hop-latency", help="Latency of one hop between domains ('10us').")] = None,
     weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None, cost: CostOpt = "rental",
@@ -43,32 +44,22 @@ def layout_cmd(
     L = _count(context, "--context", allow_zero=True)
     dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
     hop = lay.HOP_LATENCY_S_DEFAULT if hop_latency is None else _num(hop_latency, "--hop-latency")
+    if expert_fetch not in ("expected", "all"):
+        raise TokenmathError(f"--expert-fetch = {expert_fetch!r}; expected 'expected' or 'all'")
     layout = lay.Layout(tp=tp, ep=ep, pp=pp, dp=dp, microbatches=microbatches)
     lay.check_layout(m, s, layout, chips=chips)
+    # memory per chip, placement and the links' share (the layout's own arithmetic)
     st = lay.layout_step(m, s, layout, B, L, dtypes=dt, overlap=overlap, hop_latency_s=hop)
-    rec = rp.layout_record(st)
-    lines = rp.render_layout(st, m, s)
+    from ..estimate import estimate_pass
+
     prof = _profile(efficiency, engine, s)
-    if prof.is_roofline:
-        rec["estimate"] = "roofline"
-    else:
-        from ..estimate import estimate_pass, estimate_record
+    est = estimate_pass(m, s, B, L, 1.0, layout=layout, dtypes=dt, profile=prof, expert_fetch=expert_fetch,
+                        overlap=overlap, hop_latency_s=hop)
+    from ..energy import maybe_energy_of_pass
 
-        est = estimate_pass(m, s, B, L, 1.0, layout=layout, dtypes=dt, profile=prof)
-        rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "tokens_per_s_per_user",
-                                               "usd_per_mtok", "bound")}
-        er = estimate_record(est)
-        er.pop("layout")
-        rec.update(rp.jsonable(er))
-        lines = [("  roofline bound: " + x[2:]) if x.startswith("  step ") else x for x in lines]
-        lines += rp.render_estimate(est)
-    from ..energy import maybe_energy_of
-    from ..roofline import step_time
-
-    flat = step_time(m, s, B, L, chips=layout.replica_chips, dtypes=dt)  # the pass's compute and memory terms
-    en = maybe_energy_of(flat, s, step_s=float(rec["step_s"]))
-    rec.update(rp.energy_record(en))
-    lines.append("  " + rp.energy_line(en))
+    en = maybe_energy_of_pass(est, s)
+    rec = rp.layout_record(st, est) | rp.energy_record(en)
+    lines = rp.render_layout(st, est, m, s) + ["  " + rp.energy_line(en)]
     _finish(json_, rec, lines)
 
 
@@ -83,7 +74,7 @@ def plan_cmd(
     demand: Annotated[Optional[str], typer.Option("--demand-tokens-per-s", help="Total output tokens/s to serve.")] = None,
     weight_dtypes: Annotated[Optional[str], typer.Option("--weight-dtypes", help="Comma-separated weight dtypes to try (default: the checkpoint's, FP8, and FP4 where the chip has it).")] = None,
     kv_dtype: KvOpt = "bf16",
-    overlap: Annotated[str, typer.Option("--overlap", help="Network overlap with compute: none|full.")] = "none",
+    overlap: Annotated[str, typer.Option("--overlap", help="How the roofline bound combines the network with compute and HBM: full (max; default) | none (added).")] = "full",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, or 'local' (default: in-process).")] = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,

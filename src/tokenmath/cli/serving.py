@@ -22,109 +22,115 @@ def step_cmd(
     batch: Annotated[str, typer.Option("--batch", help="Sequences in the pass (B).")] = "1",
     context: Annotated[str, typer.Option("--context", help="Context length attended to (L, tokens; '8k' = 8,000: k/M are decimal).")] = "0",
     new_tokens: Annotated[str, typer.Option("--new-tokens", help="New tokens per sequence (S): 1 = decode.")] = "1",
-    chips: ChipsOpt = None,
+    chips: Annotated[Optional[int], Num("--chips", help="Chips in one replica. Default: the scale-up domain (box or rack; for TPU pods the fewest that hold weights + KV), grown by powers of two and then whole domains until weights + KV fit — the output says when it grew. Chips the default layout cannot use (e.g. past the experts' divisors) are said, and neither used nor billed.")] = None,
     weight_dtype: WeightOpt = None,
     kv_dtype: KvOpt = "bf16",
     compute_dtype: ComputeOpt = None,
-    flops_efficiency: Annotated[float, Num("--flops-efficiency", help="Achieved fraction of peak FLOP/s.")] = 1.0,
-    hbm_efficiency: Annotated[float, Num("--hbm-efficiency", help="Achieved fraction of peak HBM bandwidth.")] = 1.0,
+    flops_efficiency: Annotated[float, Num("--flops-efficiency", help="With --efficiency roofline: achieved fraction of peak FLOP/s (a what-if).")] = 1.0,
+    hbm_efficiency: Annotated[float, Num("--hbm-efficiency", help="With --efficiency roofline: achieved fraction of peak HBM bandwidth (a what-if).")] = 1.0,
     efficiency: EfficiencyOpt = "calibrated",
     engine: EngineOpt = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
     cost: CostOpt = "rental",
-    expert_fetch: Annotated[str, typer.Option(help="Roofline: 'all' experts streamed each step, or 'expected' for the batch.")] = "all",
-    attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L.")] = True,
+    expert_fetch: Annotated[str, typer.Option(help="Routed experts a step reads, for the estimate, the bound and the energy alike: 'expected' (those its B·S tokens touch, E·(1 − (1 − k/E)^(B·S)); the default) or 'all' (every expert, every step: the lecture's model).")] = "expected",
+    attention_flops: Annotated[bool, typer.Option("--attention-flops/--no-attention-flops", help="Count attention FLOPs at context L (--no-attention-flops: the lecture's closed form; totals-only models with --efficiency roofline).")] = True,
     allow_overflow: Annotated[bool, typer.Option(help="Report a layout whose weights + KV exceed HBM instead of failing.")] = False,
     json_: JsonOpt = False,
     catalog: CatalogOpt = None,
 ) -> None:
-    """Time, cost and bound of one forward pass: the calibrated estimate (default) and the roofline bound beside it."""
+    """One forward pass: the calibrated estimate (the answer), with the roofline bound of the same pass (same layout, chips and expert fetch) beside it."""
     from .. import report as rp
-    from ..roofline import step_time
-    from rich.table import Table
 
     B = _count(batch, "--batch")
     S = _count(new_tokens, "--new-tokens")
+    given = chips
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     if cost == "tco" and price is not None:
         raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
+    if expert_fetch not in ("expected", "all"):
+        raise TokenmathError(f"--expert-fetch = {expert_fetch!r}; expected 'expected' or 'all'")
     s = _priced(s, cost)
     eff = _efficiency(flops_efficiency, hbm_efficiency)
     prof = _profile(efficiency, engine, s)
     if eff.label == "user" and not prof.is_roofline:
         raise TokenmathError("--flops-efficiency / --hbm-efficiency scale the roofline; give them with --efficiency roofline")
+    if m.is_totals_only:
+        return _step_totals_only(m, s, B, L, S, chips, dt, eff, prof, price, expert_fetch, attention_flops,
+                                 allow_overflow, json_)
+    if not attention_flops:
+        raise TokenmathError("--no-attention-flops drops attention FLOPs from the lecture's closed form (`balance`, or a "
+                             "totals-only model); a pass of a model with its architecture always counts them")
+    from ..estimate import estimate_pass, estimate_record
+    from ..layout import layout_memory
+
+    est = estimate_pass(m, s, B, L, S, chips=given, dtypes=dt, profile=prof, usd_per_chip_hour=price,
+                        expert_fetch=expert_fetch, efficiency=eff)
+    op, bd, rep = est.op, est.roofline, est.replica
+    mem = layout_memory(m, s, op.layout, B, L, dtypes=dt, new_tokens=S)
+    if not mem.fits and not allow_overflow:
+        raise TokenmathError(
+            f"{m.name} needs {si(mem.total_bytes_per_chip, 'B')} per chip (weights + KV of {B:,.0f} × {L:,.0f} tokens "
+            f"+ activations) on {op.chips} × {s.name} as {op.layout.describe()}, but a chip holds "
+            f"{si(mem.hbm_bytes_per_chip, 'B')}; use more --chips, a smaller --batch or --context, narrower dtypes, "
+            f"or --allow-overflow")
+    rec = rp.step_record_of(est, m, s, dt, mem)
+    from ..energy import maybe_energy_of_pass
+
+    en = maybe_energy_of_pass(est, s)
+    rec.update(rp.energy_record(en))
+    _check_finite(rec)
+    if json_:
+        return _emit_json(rec)
+    lines = rp.render_step(est, m, s, dt, mem, priced=est.usd_per_mtok is not None)
+    for x in lines[:-1]:
+        out.print(x) if not isinstance(x, str) else out.print(x, highlight=False)
+    out.print(rp.energy_line(en), highlight=False)
+    out.print(lines[-1])
+
+
+def _step_totals_only(m, s, B, L, S, chips, dt, eff, prof, price, expert_fetch, attention_flops, allow_overflow, json_):
+    """A model defined by totals only has no layout: the roofline on ideal sharding over `chips`."""
+    from .. import report as rp
+    from ..estimate import roofline_record
+    from ..roofline import step_time
+
+    if not prof.is_roofline:
+        raise TokenmathError(f"model {m.name!r} is defined by totals only; the per-operation estimate needs its "
+                             "architecture (a config.json) — use --efficiency roofline for the bound")
     st = step_time(m, s, B, L, S, chips=chips, dtypes=dt, efficiency=eff, usd_per_chip_hour=price,
                    expert_fetch=expert_fetch, attention_flops=attention_flops)
     if not st.fits and not allow_overflow:
         raise TokenmathError(
             f"{m.name} needs {si(st.memory_bytes, 'B')} (weights + KV of {B:,.0f} × {L:,.0f} tokens) but "
             f"{chips} × {s.name} hold {si(st.hbm_bytes, 'B')}; use more --chips, a smaller --batch or --context, "
-            f"narrower dtypes, or --allow-overflow"
-        )
+            f"narrower dtypes, or --allow-overflow")
     rec = rp.step_record(st)
-    est = None
-    if prof.is_roofline:
-        rec["estimate"] = "roofline" if eff.label == "roofline" else f"roofline × user efficiencies (flops {eff.flops:g}, hbm {eff.hbm:g})"
-    else:
-        from ..estimate import estimate_pass, estimate_record
-
-        est = estimate_pass(m, s, B, L, S, chips=chips, dtypes=dt, profile=prof, usd_per_chip_hour=price)
-        rec["roofline"] = {k: rec[k] for k in ("step_s", "tokens_per_s", "tokens_per_s_per_chip", "usd_per_mtok", "bound")}
-        rec.update(estimate_record(est))
-        rec["mfu"] = float(st.flops / (est.step_s * st.assumptions.flops_per_s_per_chip * chips))
+    label = "roofline" if eff.label == "roofline" else f"roofline × user efficiencies (flops {eff.flops:g}, hbm {eff.hbm:g})"
+    rec["estimate"] = label
+    rec["roofline"] = roofline_record(step_time(m, s, B, L, S, chips=chips, dtypes=dt, usd_per_chip_hour=price,
+                                                expert_fetch=expert_fetch, attention_flops=attention_flops),
+                                      layout="ideal sharding over every chip (a totals-only model has no layout)")
     from ..energy import maybe_energy_of
 
-    en = maybe_energy_of(st, s, step_s=None if est is None else est.step_s)
+    en = maybe_energy_of(st, s)
     rec.update(rp.energy_record(en))
     _check_finite(rec)
     if json_:
         return _emit_json(rec)
     a = st.assumptions
-    t = Table(title=f"{m.name} on {chips} × {s.name}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f}  —  roofline terms",
-              title_justify="left")
-    t.add_column("term")
-    t.add_column("time", justify="right")
-    t.add_column("formula")
-    t.add_row("compute", seconds(st.compute_s), "B·S·(2·N_active + attn FLOPs(L)) / (chips·FLOP/s)")
-    t.add_row("weight fetch", seconds(st.weights_s), "weight bytes / (chips·HBM B/s)")
-    t.add_row("KV fetch", seconds(st.kv_s), "B·KV bytes read(L) / (chips·HBM B/s)")
-    t.add_row("network", seconds(st.network_s), a.network)
-    t.add_row("[bold]roofline step[/]", f"[bold]{seconds(st.step_s)}[/]", f"max(compute, weights + KV) → [bold]{st.bound}[/] bound")
-    out.print(t)
-    if est is not None:
-        _print_estimate(est, price is not None or s.usd_per_chip_hour is not None)
     cost = f"${st.usd_per_mtok:,.4g} per million tokens" if st.usd_per_mtok is not None else "no price (--usd-per-chip-hour)"
-    out.print(f"{'bound' if est is not None else 'roofline'}: {st.tokens_per_s:,.0f} tokens/s ({st.tokens_per_s_per_chip:,.0f} per chip); {cost}; "
-              f"MFU {st.mfu:.1%}, MBU {st.mbu:.1%}; memory {si(st.memory_bytes, 'B')} of {si(st.hbm_bytes, 'B')}")
-    out.print(rp.energy_line(en), highlight=False)
-    out.print(f"[dim]{a.label if est is None else est.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype} "
-              f"({si(a.flops_per_s_per_chip, 'FLOP/s')}/chip); {'no' if a.usd_per_chip_hour is None else format(a.usd_per_chip_hour, '.4g')} $/chip-h; "
-              f"experts: {a.expert_fetch}; attention FLOPs {'on' if a.attention_flops else 'off'}[/]")
-
-
-def _print_estimate(est, priced: bool) -> None:
-    """The estimate's table: each operation's time, then the step with its 80 % band."""
-    from rich.table import Table
-    import numpy as np
-
-    op = est.op
-    t = Table(title=f"estimate ({est.label}), layout TP{op.layout.tp} EP{op.layout.ep} PP{op.layout.pp}",
-              title_justify="left")
-    t.add_column("operation")
-    t.add_column("time", justify="right")
-    names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs (busiest rank)", "attention_s": "attention",
-             "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch + combine", "pp_comm_s": "PP send/recv",
-             "overhead_s": "per-step overhead"}
-    for k, v in op.parts.items():
-        t.add_row(names[k], seconds(float(np.max(v))))
-    lo, hi = est.range_80["step_s"] if est.range_80 else (est.step_s, est.step_s)
-    t.add_row("[bold]estimated step[/]", f"[bold]{seconds(est.step_s)}[/]")
-    out.print(t)
-    cost = f"; ${est.usd_per_mtok:,.4g}/Mtok" if priced and est.usd_per_mtok is not None else ""
-    out.print(f"[bold]estimate[/]: {seconds(est.step_s)} per step (80 % band {seconds(lo)} – {seconds(hi)}), "
-              f"{est.tokens_per_s_per_chip:,.0f} tokens/s per chip, {est.tokens_per_s_per_user:,.1f} per user{cost}; "
-              f"the roofline bound of the same pass is {seconds(est.roofline_step_s)}")
+    lines = [f"{m.name} on {chips} × {s.name}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f} — a totals-only model: the "
+             "roofline on ideal sharding (no layout, no estimate)",
+             f"  compute {seconds(st.compute_s)} · weight fetch {seconds(st.weights_s)} · KV fetch {seconds(st.kv_s)} "
+             f"· step {seconds(st.step_s)} → {st.bound} bound",
+             f"{label}: {st.tokens_per_s:,.0f} tokens/s ({st.tokens_per_s_per_chip:,.0f} per chip); {cost}; "
+             f"MFU {st.mfu:.1%}, MBU {st.mbu:.1%}; memory {si(st.memory_bytes, 'B')} of {si(st.hbm_bytes, 'B')}",
+             rp.energy_line(en),
+             f"[dim]{a.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype}; experts: "
+             f"{a.expert_fetch}; attention FLOPs {'on' if a.attention_flops else 'off'}[/]"]
+    for x in lines:
+        out.print(x, highlight=False)
 
 
 # ---- serving economics ----------------------------------------------------------------------
@@ -137,45 +143,77 @@ def curve_cmd(
     batch: Annotated[Optional[str], typer.Option("--batch", help="Batch for --over context (default: the balance batch).")] = None,
     context: ContextOpt = "4096",
     points: Annotated[int, Num("--points", help="Grid points (log spaced).")] = 60,
-    chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    chips: Annotated[Optional[int], Num("--chips", help="Chips in one replica (default: the scale-up domain, grown until the first point's weights + KV fit; said in the output).")] = None,
+    weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     sparse_topk: SparseOpt = None, sparse_mode: SparseModeOpt = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file.")] = None,
+    expert_fetch: Annotated[str, typer.Option(help="Routed experts a step reads: 'expected' for its tokens (default) or 'all' (the lecture's model); the estimate and the bound alike.")] = "expected",
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file: the estimate with its 80 % band, the roofline bound beside it.")] = None,
     cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context (the estimate; the roofline beside it)."""
+    """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context: the estimate, with the roofline bound of the same passes beside it."""
     from .. import report as rp
     from .. import serving as sv
     from rich.table import Table
     import numpy as np
 
     B = None if batch is None else _count(batch, "--batch")
+    given = chips
     m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 sparse_topk=sparse_topk, sparse_mode=sparse_mode)
+    if expert_fetch not in ("expected", "all"):
+        raise TokenmathError(f"--expert-fetch = {expert_fetch!r}; expected 'expected' or 'all'")
+    if over not in ("batch", "context"):
+        raise TokenmathError(f"over = {over!r}; expected 'batch' or 'context'")
     s = _priced(s, cost)
-    st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
     prof = _profile(efficiency, engine, s)
-    est = None
-    if not prof.is_roofline:
-        from ..estimate import estimate_pass
+    est = rep = None
+    if m.is_totals_only:
+        if not prof.is_roofline:
+            raise TokenmathError(f"model {m.name!r} is defined by totals only; the per-operation estimate needs its "
+                                 "architecture (a config.json) — use --efficiency roofline for the bound")
+    else:
+        from ..estimate import replica
 
-        est = estimate_pass(m, s, st.batch, st.context, 1.0, chips=chips, dtypes=dt, profile=prof)
+        b0 = 1.0 if over == "batch" else (B or sv.balance_batch(m, s, dtypes=dt))
+        rep = replica(m, s, b0, L if over == "batch" else 1.0, chips=given, dtypes=dt)
+        chips = rep.chips
+    st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
+    fits = st.fits
+    if rep is not None:
+        import dataclasses
+
+        from ..estimate import estimate_pass
+        from ..layout import layout_memory
+
+        est = estimate_pass(m, s, st.batch, st.context, 1.0, layout=rep.layout, dtypes=dt, profile=prof,
+                            expert_fetch=expert_fetch)
+        est = dataclasses.replace(est, replica=rep)
+        fits = np.asarray(layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt).fits)
     if plot is not None:
         from .. import plots
 
-        title = f"{m.name} on {chips} × {s.name}"
+        title = f"{m.name} on {chips} × {s.name}" + ("" if est is None else f" (TP{est.op.layout.tp} EP{est.op.layout.ep})")
         if over == "batch":
-            plots.latency_vs_batch(st, title=f"{title}, L = {L:,.0f}", path=plot,
+            plots.latency_vs_batch(st, title=f"{title}, L = {L:,.0f}", path=plot, est=est, fits=fits,
                                    balance_batch=sv.balance_batch(m, s, dtypes=dt), drain_s=sv.hbm_drain_s(s))
         else:
-            plots.cost_vs_context(st, title=f"{title}, B = {float(np.atleast_1d(st.batch)[0]):,.0f}", path=plot,
-                                  crossover=sv.balance_context(m, s, None, chips=chips, dtypes=dt))
+            plots.cost_vs_context(st, title=f"{title}, B = {float(np.atleast_1d(st.batch)[0]):,.0f}", path=plot, est=est,
+                                  crossover=None if est is not None else sv.balance_context(m, s, None, chips=chips, dtypes=dt))
         err.print(f"wrote {plot}")
-    rec = rp.curve_record(st, over, est)
-    from ..energy import maybe_energy_of
+    if est is not None:
+        rec = rp.curve_record_of(est, over, fits)
+        from ..energy import maybe_energy_of_pass
 
-    en = maybe_energy_of(st, s, step_s=None if est is None else est.step_s)
+        en = maybe_energy_of_pass(est, s)
+    else:
+        rec = rp.curve_record(st, over, None)
+        from ..estimate import roofline_record
+        from ..energy import maybe_energy_of
+
+        rec["roofline"] = roofline_record(st, layout="ideal sharding over every chip (a totals-only model has no layout)")
+        en = maybe_energy_of(st, s)
     e = rp.energy_record(en)
     for i, row in enumerate(rec["points"]):  # the energy keys at every point
         row.update({k: (None if v is None else float(np.atleast_1d(v)[min(i, np.size(v) - 1)]))
@@ -183,16 +221,25 @@ def curve_cmd(
     _check_finite(rec)
     if json_:
         return _emit_json(rec)
-    t = Table(title=f"{m.name} on {chips} × {s.name}: over {over} — {rec['estimate']}"
-              + ("" if est is None else "; compute/weights/KV are the roofline's terms"), title_justify="left")
-    for col in ("batch", "context", "step", "roofline", "compute", "weights", "KV", "tok/s/chip", "tok/s/user", "$/Mtok", "bound"):
+    if rep is not None and rep.note:
+        out.print(f"[yellow]note:[/] {rep.note}", highlight=False)
+    where = f"{chips} × {s.name}" + ("" if est is None else
+                                     (f" ({rep.billed_chips:,.0f} billed)" if rep.billed_chips != chips else "")
+                                     + f", TP{est.op.layout.tp} EP{est.op.layout.ep} PP{est.op.layout.pp}")
+    t = Table(title=f"{m.name} on {where}: over {over} — estimate: {rec['estimate']}; roofline bound of the same pass "
+              "beside it, with its terms (compute, weights, KV) and what decides it", title_justify="left")
+    for col in ("batch", "context", "estimate", "roofline bound", "compute", "weights", "KV", "tok/s/chip", "tok/s/user",
+                "$/Mtok", "bound"):
         t.add_column(col, justify="right")
     for p in rec["points"]:
-        t.add_row(f"{p['batch']:,.0f}", f"{p['context']:,.0f}", seconds(p["step_s"]), seconds(p.get("roofline_step_s", p["step_s"])), seconds(p["compute_s"]),
+        t.add_row(f"{p['batch']:,.0f}", f"{p['context']:,.0f}", seconds(p["step_s"]),
+                  seconds(p.get("roofline_step_s", p["step_s"])), seconds(p["compute_s"]),
                   seconds(p["weights_s"]), seconds(p["kv_s"]), f"{p['tokens_per_s_per_chip']:,.0f}",
                   f"{p['tokens_per_s_per_user']:,.1f}", "-" if p["usd_per_mtok"] is None else f"{p['usd_per_mtok']:.4g}",
                   p["bound"] + ("" if p["fits"] else " (overflows HBM)"))
     out.print(t)
+    out.print("[dim]estimate, tok/s and $/Mtok: the answer (its 80 % band in --json); roofline bound, compute, weights, KV "
+              "and bound: the roofline of the same pass on the same layout; experts: " + (est.op.expert_fetch if est is not None else "all") + "[/]")
 
 
 @command("balance")
