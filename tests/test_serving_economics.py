@@ -459,7 +459,7 @@ def test_invariant_every_command_reports_the_same_hbm_full_batch():
     the last three were log-grid points of `curve` and the report's charts. One function
     (serving.batch_to_fill_hbm) now defines it: on the bound (chips' HBM pooled) and on the
     estimate's layout (its chips, as `layout` counts them). Every command agrees, and `curve`'s
-    `fits` flips exactly there."""
+    `fits` (on the estimate's layout, which its bound shares) flips exactly at the layout's."""
     fill = sv.batch_to_fill_hbm(DS3, GB200, 4096, chips=72)
     lay = default_layout(DS3, GB200, 72)
     est_fill = sv.batch_to_fill_hbm(DS3, GB200, 4096, layout=lay)
@@ -472,9 +472,9 @@ def test_invariant_every_command_reports_the_same_hbm_full_batch():
     assert tr["roofline"]["batch_to_fill_hbm"] == fill
     assert bal["estimated"]["batch_to_fill_hbm"] == rep["estimated"]["batch_to_fill_hbm"] == est_fill
     assert fm["batch_to_fill_hbm"] == tr["batch_to_fill_hbm"] == est_fill
-    for points in (60, 120):
+    for points in (60, 120):  # curve runs the estimate's layout (its bound too: one bound per pass)
         c = cli_json("curve", *DS, "--points", str(points), "--efficiency", "roofline")["points"]
-        assert max(p["batch"] for p in c if p["fits"]) == fill and min(p["batch"] for p in c if not p["fits"]) == fill + 1
+        assert max(p["batch"] for p in c if p["fits"]) == est_fill and min(p["batch"] for p in c if not p["fits"]) == est_fill + 1
     # the layout path is what `layout` counts: full at est_fill, over at est_fill + 1
     assert layout_memory(DS3, GB200, lay, est_fill, 4096).fits and not layout_memory(DS3, GB200, lay, est_fill + 1, 4096).fits
     rec = cli_json("layout", *DS, "--chips", "64", "--tp", "1", "--ep", "64", "--batch", str(int(est_fill)),
@@ -496,13 +496,14 @@ def test_invariant_layout_fill_is_within_the_pooled_bound(name):
 
 def test_estimate_layout_shards_the_dense_weights_when_replicas_do_not_fit():
     """Kimi-K2 (1.03 TB in FP8) on 8 × H200 (1.13 TB): the default expert-parallel layout keeps the
-    dense weights whole on every chip and holds no sequence; the estimate then runs the chips
-    tensor-parallel (every weight sharded), which holds some, and says so in every answer."""
+    dense weights whole on every chip and holds no sequence; the estimate then runs the same EP group
+    with attention tensor-parallel inside it (the dense weights sharded over TP), the first such
+    layout that holds a sequence (estimate.replica), and says so in every answer."""
     m, s = CAT.model("kimi-k2"), CAT.system("h200-sxm")
     dflt = default_layout(m, s, 8)
     assert sv.batch_to_fill_hbm(m, s, 4096, layout=dflt) < 1
     lay = sv.estimate_layout(m, s, 8, 4096)
-    assert lay.tp == 8 and sv.batch_to_fill_hbm(m, s, 4096, layout=lay) >= 1
+    assert lay.tp > 1 and lay.ep == dflt.ep and sv.batch_to_fill_hbm(m, s, 4096, layout=lay) >= 1
     rec = cli_json("traffic", "--model", "kimi-k2", "--system", "h200-sxm", "--tokens-per-s", "1M")
     assert rec["estimate"].startswith("calibrated") and rec["batch"] <= sv.batch_to_fill_hbm(m, s, 4096, layout=lay)
     # where no layout of the chips holds one sequence, balance still gives the bound and says why

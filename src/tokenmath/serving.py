@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import TokenmathError
-from .estimate import Estimated, default_layout, estimate_pass
+from .estimate import Estimated, estimate_pass
 from .kvcache import attention_flops_per_token, kv_cache
-from .layout import Layout, _largest_divisor_at_most, layout_memory
+from .layout import Layout, layout_memory
 from .params import param_counts, routed_expert_bytes, weight_bytes
 from .profiles import ROOFLINE_PROFILE, Profile
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, resolve_dtypes, slopes, step_time
@@ -229,17 +229,20 @@ def balance(model: Model, system: System, context=4096, *, batch: float | None =
 
 def curve(model: Model, system: System, *, over: str = "batch", batch=None, context=4096, points: int = 60,
           chips: int | None = None, dtypes: Dtypes = Dtypes(), efficiency: Efficiency = ROOFLINE,
-          usd_per_chip_hour: float | None = None, attention_flops: bool = True) -> StepTime:
+          usd_per_chip_hour: float | None = None, attention_flops: bool = True,
+          layout: Layout | None = None) -> StepTime:
     """Step latency, tokens/s per chip and per user, and $/Mtok over batch (at `context`) or over
     context (at `batch`), on a log grid wide enough to show every regime: batch from 1 to 10× the
-    larger of B* and the batch that fills HBM; context from 1 to 10× the model's max context."""
+    larger of B* and the batch that fills HBM; context from 1 to 10× the model's max context.
+    `layout`: the layout the curve's estimate runs (its HBM-full batch and the next one join the
+    grid, so its `fits` flips exactly there); None: the bound's pooled accounting."""
     n = system.scaleup_chips if chips is None else int(chips)
     if points < 2 or points > 1_000_000:
         raise TokenmathError(f"points = {points} must be between 2 and 1,000,000")
     kw = dict(chips=n, dtypes=dtypes, efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour,
               attention_flops=attention_flops)
     if over == "batch":
-        fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
+        fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes, layout=layout)
         top = max(balance_batch(model, system, dtypes=dtypes, efficiency=efficiency), fill, 10.0)
         grid = np.round(np.geomspace(1, 10 * top, points))
         if fill >= 1:  # the last batch that fits and the first that does not: "fits" flips exactly there
@@ -655,22 +658,14 @@ GRID_POINTS = 256
 
 
 def estimate_layout(model: Model, system: System, chips: int, context=0.0, *, dtypes: Dtypes = Dtypes()) -> Layout:
-    """The layout the estimate runs `chips` chips as: estimate.default_layout (a MoE's experts over
-    as many chips as divide them, attention data-parallel with the dense weights on every chip;
-    dense models tensor-parallel), or — when that holds no sequence of `context` tokens because the
-    dense weights are replicated — the tensor-parallel layout of the same chips (TP as far as the
-    heads divide, experts over as many of those ranks as divide them, the rest pipeline stages),
-    every weight sharded. Printed with every answer."""
-    n = int(chips)
-    lay = default_layout(model, system, n)
-    if lay.attention_dp == 1 or batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=lay) >= 1:
-        return lay
-    tp = _largest_divisor_at_most(model.attention.n_heads, n)
-    ep = _largest_divisor_at_most(model.moe.n_experts, tp) if model.moe is not None else 1
-    pp = n // tp if n % tp == 0 else 1
-    alt = Layout(tp=tp, ep=ep, pp=max(1, min(pp, model.n_layers)))
-    fill = batch_to_fill_hbm(model, system, context, dtypes=dtypes, layout=alt)
-    return alt if fill >= 1 else lay
+    """The layout the estimate runs `chips` chips as: the one `estimate.replica` picks on those chips
+    for one sequence of `context` tokens — estimate.default_layout (a MoE's experts over as many
+    chips as divide them, attention data-parallel with the dense weights on every chip; dense models
+    tensor-parallel), or, when that holds no sequence because the dense weights are replicated, the
+    same EP group with attention tensor-parallel inside it. Printed with every answer."""
+    from .estimate import replica
+
+    return replica(model, system, 1.0, context, chips=int(chips), dtypes=dtypes).layout
 
 
 def _grid(top: float, points: int = GRID_POINTS) -> np.ndarray:

@@ -179,7 +179,8 @@ def curve_cmd(
         b0 = 1.0 if over == "batch" else (B or sv.balance_batch(m, s, dtypes=dt))
         rep = replica(m, s, b0, L if over == "batch" else 1.0, chips=given, dtypes=dt)
         chips = rep.chips
-    st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt)
+    st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt,
+                  layout=None if rep is None else rep.layout)
     fits = st.fits
     if rep is not None:
         import dataclasses

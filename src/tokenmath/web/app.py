@@ -216,8 +216,11 @@ def page_batch(cat, model, system, dt, engine) -> None:
     chips = default_replica_chips(model, system, context, weight_dtype=dt.weight, kv_dtype=dt.kv)
     batch = st.select_slider("Batch B (sequences)", BATCHES, value=1024, key="batch")
     prof = profile_for(engine, system)
-    s = tm.step_time(model, system, batch, context, chips=chips, dtypes=dt)  # the roofline bound
+    s = tm.step_time(model, system, batch, context, chips=chips, dtypes=dt)  # the lecture's roofline (ideal sharding)
     e = estimate(model, system, batch, context, prof=prof, chips=chips, dt=dt)
+    # the bound beside the estimate is the roofline of the same pass (its layout, chips and expert
+    # fetch), as `tokenmath step` gives it; a totals-only model has only the lecture's closed form
+    b = s if e is None else e.roofline
     bstar = serving.balance_batch(model, system, dtypes=dt)
     c1, c2, c3, c4 = st.columns(4)
     if e is not None:
@@ -228,17 +231,17 @@ def page_batch(cat, model, system, dt, engine) -> None:
         c1.metric("step time (roofline bound)", seconds(s.step_s))
         c2.metric("tokens/s per chip (roofline bound)", f"{s.tokens_per_s_per_chip:,.0f}")
         c3.metric("$ / Mtok (roofline bound)", "n/a" if s.usd_per_mtok is None else f"{s.usd_per_mtok:.4g}")
-    c4.metric("roofline bound: step time", seconds(s.step_s), help=f"{s.bound} bound")
+    c4.metric("roofline bound: step time", seconds(b.step_s), help=f"{b.bound} bound")
     usd = lambda v: "n/a" if v is None else f"${v:,.4g}"  # noqa: E731
     num = lambda v: f"{v:,.0f}"  # noqa: E731
     rows = [("step time", seconds(e.step_s) if e else "—", charts.band_text(*(band(e, "step_s") or (None, None))),
-             seconds(s.step_s)),
-            ("tokens/s (replica)", num(e.tokens_per_s) if e else "—", "—", num(s.tokens_per_s)),
+             seconds(b.step_s)),
+            ("tokens/s (replica)", num(e.tokens_per_s) if e else "—", "—", num(b.tokens_per_s)),
             ("tokens/s per chip", num(e.tokens_per_s_per_chip) if e else "—",
-             charts.band_text(*(band(e, "tokens_per_s_per_chip") or (None, None)), fmt=num), num(s.tokens_per_s_per_chip)),
-            ("tokens/s per user", f"{e.tokens_per_s_per_user:,.1f}" if e else "—", "—", f"{s.tokens_per_s_per_user:,.1f}"),
+             charts.band_text(*(band(e, "tokens_per_s_per_chip") or (None, None)), fmt=num), num(b.tokens_per_s_per_chip)),
+            ("tokens/s per user", f"{e.tokens_per_s_per_user:,.1f}" if e else "—", "—", f"{b.tokens_per_s_per_user:,.1f}"),
             ("$ per million tokens", usd(e.usd_per_mtok) if e else "—",
-             charts.band_text(*(band(e, "usd_per_mtok") or (None, None)), fmt=usd), usd(s.usd_per_mtok))]
+             charts.band_text(*(band(e, "usd_per_mtok") or (None, None)), fmt=usd), usd(b.usd_per_mtok))]
     figures_table(rows, e.label if e else None)
     if e is None:
         no_estimate_note(model)
@@ -249,19 +252,20 @@ def page_batch(cat, model, system, dt, engine) -> None:
         lt = e.op.layout
         parts = ", ".join(f"{names.get(k, k)} {seconds(float(v))}" for k, v in e.op.parts.items() if float(v) > 0)
         st.caption(f"The **estimate** is the answer (`tokenmath step`): the per-operation step model on TP{lt.tp} EP{lt.ep} "
-                   f"PP{lt.pp} — {parts}. The **roofline bound** is the lecture's blackboard: max(compute, weight + "
-                   "KV fetch) at full speed, a floor no engine beats.")
+                   f"PP{lt.pp} — {parts}. The **roofline bound** beside it is the same pass at peak FLOP/s and HBM "
+                   "bandwidth, ideal links (a floor no engine beats); the charts' thin lines are the lecture's "
+                   "blackboard, max(compute, weight + KV fetch) with the weights sharded ideally over the chips.")
     st.caption(f"{chips} × {system.name}; weights {s.assumptions.weight_dtype}, KV {s.assumptions.kv_dtype}. "
                f"Balance batch B\\* = {bstar:,.0f} (roofline); HBM drain {seconds(tm.hbm_drain_s(system))}.")
-    mem = s.weights_s + s.kv_s
-    if s.bound == "memory":
-        ratio = mem / max(s.compute_s, 1e-30)
+    mem = b.weights_s + b.kv_s
+    if b.bound == "memory":
+        ratio = mem / max(b.compute_s, 1e-30)
         bkv = serving.balance_batch_with_kv(model, system, context, dtypes=dt)
         hint = (f"raise the batch toward ~{bkv:,.0f} to amortise the weights" if bkv
                 else "no batch makes it compute bound at this context: the KV read per sequence outlasts its compute")
         st.info(f"Roofline: memory bound — weight + KV fetch is {ratio:,.1f}× compute; {hint}.")
     else:
-        st.info(f"Roofline: compute bound — compute is {s.compute_s / max(mem, 1e-30):,.1f}× the memory time; more "
+        st.info(f"Roofline: {b.bound} bound — compute is {b.compute_s / max(mem, 1e-30):,.1f}× the memory time; more "
                 "batch no longer lowers the bound's cost per token.")
     if not s.fits:
         st.warning(f"Weights + KV need {si(s.memory_bytes, 'B')}, more than the {si(s.hbm_bytes, 'B')} of HBM.")
@@ -279,9 +283,9 @@ def page_batch(cat, model, system, dt, engine) -> None:
             show(charts.cost_vs_batch, curve, cost, title=f"{model.name}, L = {context:,}: cost per token",
                  balance_batch=bstar, mark=(batch, point.usd_per_mtok), chart_width="stretch",
                  floor_usd_per_mtok=serving.cost_floor_usd_per_mtok(model, system, context, dtypes=dt))
-    hooks(step_s=f"{(s if e is None else e).step_s:.6g}", bound_step_s=f"{s.step_s:.6g}",
+    hooks(step_s=f"{(s if e is None else e).step_s:.6g}", bound_step_s=f"{b.step_s:.6g}",
           usd_per_mtok="n/a" if point.usd_per_mtok is None else f"{point.usd_per_mtok:.6g}",
-          bound_usd_per_mtok="n/a" if s.usd_per_mtok is None else f"{s.usd_per_mtok:.6g}",
+          bound_usd_per_mtok="n/a" if b.usd_per_mtok is None else f"{b.usd_per_mtok:.6g}",
           estimate_label="roofline" if e is None else e.label, model_name=model.name, batch_value=f"{batch}",
           context_value=f"{context}", chips_value=f"{chips}")
 
@@ -395,7 +399,7 @@ def page_layout(cat, model, system, dt, engine) -> None:
     context = st.select_slider("Context", CONTEXTS, value=4096, key="layout_context")
     layout = lay.Layout(tp=tp, ep=ep, pp=pp)
     lay.check_layout(model, system, layout)
-    s = lay.layout_step(model, system, layout, batch, context, dtypes=dt)
+    s = lay.layout_step(model, system, layout, batch, context, dtypes=dt, overlap="full")  # as `tokenmath layout`
     e = estimate(model, system, batch, context, prof=profile_for(engine, system), layout=layout, dt=dt)
     m = s.memory
     if m.fits:
@@ -409,8 +413,9 @@ def page_layout(cat, model, system, dt, engine) -> None:
                     f"{charts.band_text(*(lo_hi or (None, None)))}), {e.tokens_per_s_per_chip:,.0f} tokens/s per chip, "
                     f"{e.tokens_per_s_per_user:,.1f} per user" + ("" if e.usd_per_mtok is None else f", ${e.usd_per_mtok:,.4g}/Mtok")
                     + ".")
+    b = s if e is None else e.roofline  # the bound of the same pass, as `tokenmath layout` gives it
     st.write(f"Roofline bound: {layout.describe()} on {s.chips} chips ({s.placement.domains} domain(s), "
-             f"{s.placement.idle_chips:g} idle): step {seconds(s.step_s)}, {s.bound} bound; all-to-all "
+             f"{s.placement.idle_chips:g} idle): step {seconds(b.step_s)}, {b.bound} bound; all-to-all "
              f"{seconds(s.all_to_all_s)}, hops {seconds(s.pipeline_hop_latency_s)}; "
              f"{s.network.scale_out_fraction:.0%} of the all-to-all leaves the domain.")
     bars = [(f"TP{tp} EP{ep} PP{pp}\nB = {batch:,}", m)]
@@ -428,7 +433,7 @@ def page_layout(cat, model, system, dt, engine) -> None:
     else:
         st.caption("PP1: each chip holds its TP/EP share of the weights and of the KV. Raise PP to compare: at a fixed "
                    "batch it divides both by PP; with PP microbatches in flight (B × PP) it divides only the weights.")
-    hooks(fits="yes" if m.fits else "NO", step_s="n/a" if e is None else f"{e.step_s:.6g}", bound_step_s=f"{s.step_s:.6g}")
+    hooks(fits="yes" if m.fits else "NO", step_s="n/a" if e is None else f"{e.step_s:.6g}", bound_step_s=f"{b.step_s:.6g}")
     if st.checkbox("Plan: cheapest deployment across the catalog (≥ 20 tokens/s per user)", key="plan"):
         from tokenmath.plan import plan
 
@@ -671,10 +676,19 @@ def page_energy(cat, model, system, dt, engine) -> None:
     fac = en.facility(pue=None if abs(pue - fac_default.pue) < 1e-9 else pue)
     chips = default_replica_chips(model, system, context, batch, weight_dtype=dt.weight, kv_dtype=dt.kv)
     prof = profile_for(engine, system)
-    st_ = tm.step_time(model, system, batch, context, chips=chips, dtypes=dt)  # the pass's roofline terms
-    e = estimate(model, system, batch, context, prof=prof, chips=chips, dt=dt)
-    bound = en.energy_of(st_, system, power=power, fac=fac)  # at the bound's own step time
-    ee = bound if e is None else en.energy_of(st_, system, step_s=e.step_s, power=power, fac=fac)
+    if model.is_totals_only:  # no layout: the lecture's roofline on ideal sharding, as `tokenmath energy` does
+        e = None
+        bound = ee = en.energy_of(tm.step_time(model, system, batch, context, chips=chips, dtypes=dt), system,
+                                  power=power, fac=fac)
+    else:  # `tokenmath energy`: the estimate on the replica's layout; the bound of the same pass beside it
+        from tokenmath.estimate import replica
+        from tokenmath.profiles import ROOFLINE_PROFILE
+
+        rep = replica(model, system, batch, context, chips=chips, dtypes=dt)
+        e = estimate(model, system, batch, context, prof=prof, layout=rep.layout, dt=dt)
+        ee = en.energy_of_pass(e, system, power=power, fac=fac)
+        bound = en.energy_of_pass(estimate(model, system, batch, context, prof=ROOFLINE_PROFILE, layout=rep.layout,
+                                           dt=dt), system, power=power, fac=fac)
     what = "roofline bound" if e is None else "estimate"
     st.subheader(f"{model.name} on {chips} × {system.name}, B = {batch:,}, L = {context:,}")
     c = st.columns(4)
