@@ -237,12 +237,12 @@ def fleet_frontier(f, *, path=None):
     systems = sorted({pt["system"] for pt in f.frontier})
     for name in systems:
         pts = [pt for pt in f.frontier if pt["system"] == name]
-        ax.plot([pt["tokens_per_s_per_user"] for pt in pts], [pt["usd_per_mtok"] for pt in pts], "o-", ms=3,
+        ax.plot([pt["tokens_per_s_per_user"] for pt in pts], [pt["usd_per_mtok_output"] for pt in pts], "o-", ms=3,
                 label=f"{name} (aggregated, analytic)")
     b = f.best
-    if b is not None and b.usd_per_mtok is not None:
+    if b is not None and b.usd_per_mtok_output is not None:
         user = b.tokens_per_s_per_user if b.simulated is None else 1.0 / max(b.simulated.tpot_p50_s, 1e-12)
-        ax.plot([user], [b.usd_per_mtok], "*", ms=14, color="black",
+        ax.plot([user], [b.usd_per_mtok_output], "*", ms=14, color="black",
                 label=f"best: {b.mode}, {b.total_chips:,.0f} chips ({'simulated' if b.simulated else 'analytic'} speed)")
     if f.slo.tpot_limit() < math.inf:
         ax.axvline(1.0 / f.slo.tpot_limit(), ls="--", color=COLORS["floor"], label="SLO: 1 / TPOT")
