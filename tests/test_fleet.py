@@ -378,3 +378,15 @@ def test_very_low_rates_simulate_requests_not_seconds():
     assert "duration" not in r.output
     assert sum(p["replicas"] for p in b["pools"]) == len(b["pools"])
     assert b["simulated"]["requests_simulated"] >= fl.FIRST_REQUESTS and b["simulated"]["converged"]
+
+
+def test_fleet_plot_marks_the_verified_fleet(tmp_path):
+    """The --plot chart is drawn from the same result (the aggregated frontier per million output
+    tokens, analytic, and the verified fleet marked): the file is written and is a PNG."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "fleet.png"
+    r = CliRunner().invoke(app, ["fleet", "--model", "llama-3.1-8b", "--request-rate", "50", "--input-tokens", "1000",
+                                 "--output-tokens", "200", "--ttft-p99-s", "0.5", "--tpot-p99-s", "0.03", "--systems",
+                                 "h100-sxm", "--plot", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,8 +15,8 @@ Per request of I input and O output tokens (h·P of the input served by a prefix
 
 The screen sizes every pool to a load ρ = UTILISATION_DEFAULT (0.85). Then candidates are verified
 in simulation at steady state (steady.py): each pool's replica is simulated under its share of the
-workload, the warm-up is discarded (MSER-5), and the run is doubled until the p99 of TTFT and of
-TPOT is known within ±5 % (95 % sectioning interval) or REQUEST_CAP requests. A pool meets its SLOs
+workload, the warm-up is discarded (MSER-5), and the run is grown fourfold until the p99 of TTFT
+and of TPOT is known within ±5 % (95 % sectioning interval) or REQUEST_CAP requests. A pool meets its SLOs
 when the interval's upper end is within them. Each verified pool is then sized down by bisection
 on its replicas (up when the screen's size misses), every step verified the same way. Candidates
 are verified in order of their cost at 100 % load, a floor no sizing goes below, until no
@@ -51,10 +51,11 @@ CHUNK_TOKENS = 8192  # the prefill token budget of one pass (stepmodel.CHUNK_TOK
 TTFT_SCREEN_SHARE = 0.5
 # Steady-state verification (steady.py holds the statistics)
 REL_HALF_WIDTH = 0.05  # stop once every p99's 95 % half-width is within 5 % of it
-FIRST_REQUESTS = 4_000  # per replica, the first run of a check; doubled until the stopping rule holds
+FIRST_REQUESTS = 4_000  # per replica, the first run of a check
 REQUEST_CAP = 64_000  # per replica and pool, the most one check simulates (also within simulate.MAX_STEPS)
 MAX_REPLICA_GROWTH = 6  # steps up (×1.15 each) when the screen's size misses its SLOs
 MAX_BISECTION = 12  # halvings of the replica range when sizing down (a range of 4,096 replicas)
+GROWTH = 4  # the run is grown fourfold (4,000 → 16,000 → 64,000) until the stopping rule holds
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class PoolRun:
     warmup: int  # leading requests discarded (MSER-5)
     settled: bool  # the warm-up rule found its cut inside the first half of the run
     converged: bool  # settled and every p99 measured within ±REL_HALF_WIDTH
-    stop: str  # why the doubling stopped: "±5 %", "request cap", "misses"
+    stop: str  # why the run stopped growing: "±5 %", "request cap", "misses"
     ttft: tuple[Interval, Interval] | None  # (p50, p99) when the pool decides TTFT
     tpot: tuple[Interval, Interval] | None  # (p50, p99) when the pool decides TPOT
     share_meeting: float  # of the kept requests, the share meeting this pool's thresholds
@@ -362,8 +363,11 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
 # sends each request to a random replica; round-robin would be smoother, so this errs long), or
 # every R-th request of the trace. One replica is simulated; the pool's tails are its tails. A
 # check of a pool at R replicas runs FIRST_REQUESTS requests, discards the warm-up (MSER-5), and
-# doubles the run until every p99 it measures is known within ±5 % (95 % sectioning interval), or
-# REQUEST_CAP, or until an interval lies wholly above its SLO (a clear miss needs no more digits).
+# grows the run fourfold until every p99 it measures is known within ±5 % (95 % sectioning
+# interval), or REQUEST_CAP, or until an interval lies wholly above its SLO (a clear miss needs no
+# more digits). Nothing else stops it early: a "meets" read off a short run of a tail set by rare
+# congestion was overturned by the full run often enough to matter (a p99 of 746 ms at 4,000
+# requests, 1.3 s at 256,000, in one aggregated pool).
 # The arrivals of all checks of a pool are one stream of exponential gaps scaled by R/λ (common
 # random numbers), so a pool checked at two sizes differs by its size, not by its luck.
 
@@ -548,14 +552,14 @@ def _continuous_batching(ready, tokens, step_of_batch, cap):
     return np.asarray(done), steps
 
 
-def _pool_check(runs: _Runs, R: int, slo: Slo, precise: bool = True, after: int = 0) -> PoolRun:
-    """One pool at R replicas, run to steady state (the comment above). precise: run until every
-    p99 is within ±5 % (or the cap, or a clear miss); else stop as soon as the intervals decide the
-    SLOs either way (a step of the size search). after: a run of that many requests was already
-    read (and decided); start at twice it."""
+def _pool_check(runs: _Runs, R: int, slo: Slo) -> PoolRun:
+    """One pool at R replicas, run to steady state (the comment above): from FIRST_REQUESTS, the run
+    grown ×GROWTH until every p99 is within ±5 %, or an interval lies wholly above its SLO (a clear
+    miss), or REQUEST_CAP. Only a clear miss stops early: a tail set by rare congestion (a full batch
+    in an aggregated replica) can look met in a few thousand requests and not in 64,000."""
     from .simulate import MAX_STEPS
 
-    n = min(2 * after, REQUEST_CAP) if after else runs.first_requests()
+    n = runs.first_requests()
     while True:
         series, steps = runs(R, n)
         res, verdict = _analyse(runs.pool.role, R, series, runs.measures, slo)
@@ -563,9 +567,7 @@ def _pool_check(runs: _Runs, R: int, slo: Slo, precise: bool = True, after: int 
             return replace(res, stop="±5 %")
         if verdict == "misses":
             return replace(res, stop="misses")
-        if not precise and verdict == "meets":
-            return replace(res, stop="meets")
-        grow = min(2 * n, REQUEST_CAP)
+        grow = min(GROWTH * n, REQUEST_CAP)
         if n >= REQUEST_CAP or steps * grow / n > 0.8 * MAX_STEPS:  # the cap, or the simulator's step bound
             return replace(res, stop="request cap")
         n = grow
@@ -609,46 +611,38 @@ def _analyse(role: str, R: int, series: dict, measures: tuple[str, ...], slo: Sl
 
 
 def _size_pool(runs: _Runs, start: int, floor: int, slo: Slo) -> tuple[int, PoolRun, tuple[tuple[int, bool], ...]]:
-    """The fewest replicas of a pool that meet its SLOs: check the screen's size `start`; step up
-    (×1.15) while it misses, at most MAX_REPLICA_GROWTH times; then bisect down between the last
-    size that missed (or floor − 1, the size at 100 % load less one) and the first that met. The
-    search's checks stop once their intervals decide; the size it ends on is then checked to
-    ±5 % (or the cap), and stepped up by one replica while that misses. Returns (replicas, their
-    precise check, every (replicas, met) tried in order). Without a size that meets: the largest
-    tried and its check (meets False)."""
-    tried: dict[int, PoolRun] = {}  # in the order first tried; a later precise check replaces its entry
+    """The fewest replicas of a pool that meet its SLOs, every size checked the same way
+    (_pool_check). Check the screen's size `start`; step up (×1.15) while it misses, at most
+    MAX_REPLICA_GROWTH times; then bisect down between the last size that missed (or floor − 1, the
+    size at 100 % load less one) and the first that met. Returns (replicas, their check, every
+    (replicas, met) tried, in order). Without a size that meets: the largest tried and its check."""
+    tried: dict[int, PoolRun] = {}
 
-    def check(R: int, precise: bool = False) -> PoolRun:
-        if R not in tried or (precise and tried[R].stop == "meets"):
-            early = tried[R].requests if R in tried else 0
-            tried[R] = _pool_check(runs, R, slo, precise, after=early)
-        return tried[R]
+    def meets(R: int) -> bool:
+        if R not in tried:
+            tried[R] = _pool_check(runs, R, slo)
+        return tried[R].meets
 
     order = lambda: tuple((r, tried[r].meets) for r in tried)  # noqa: E731
-
     lo, hi, R = max(floor, 1) - 1, None, max(start, floor, 1)
     for g in range(MAX_REPLICA_GROWTH + 1):
-        if check(R).meets:
+        if meets(R):
             hi = R
             break
         lo = R
         if g < MAX_REPLICA_GROWTH:
             R = max(R + 1, math.ceil(R * 1.15))
     if hi is None:
-        return R, check(R, precise=True), order()
+        return R, tried[R], order()
     for _ in range(MAX_BISECTION):
         if hi - lo <= 1:
             break
         mid = (lo + hi) // 2
-        if check(mid).meets:
+        if meets(mid):
             hi = mid
         else:
             lo = mid
-    for _ in range(MAX_REPLICA_GROWTH):
-        if check(hi, precise=True).meets:
-            break
-        hi += 1
-    return hi, check(hi, precise=True), order()
+    return hi, tried[hi], order()
 
 
 def _floor_replicas(p: Pool, rate: float) -> int:
@@ -822,7 +816,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     # capacity that passes the screen); then best-first on the floor, which rises as pools are sized:
     # a candidate is verified only while its floor is below the best verified fleet (branch and
     # bound), so no unverified one is cheaper.
-    cands.sort(key=lambda o: (floor_key(o), key(o)))
+    cands.sort(key=lambda o: (floor_key(o), key(o), -min(p.capacity_requests_per_s for p in o.pools)))
     distinct, seen = [], set()
     for o in cands:
         sig = (o.mode,) + tuple((p.system, p.tp, p.ep, p.pp, p.weight_dtype) for p in o.pools)
