@@ -298,7 +298,7 @@ def test_fleet_from_the_azure_code_trace():
     r = CliRunner().invoke(app, base)
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    assert d["workload"]["requests"] == 200
+    assert d["workload"]["requests"] == 200 and d["workload"]["replayed_to_fill_runs"]
     assert d["request_rate"] == pytest.approx(1.0046, rel=1e-3)
     assert d["input_tokens"] == pytest.approx(2071.075, rel=1e-6) and d["output_tokens"] == pytest.approx(24.535, rel=1e-6)
     assert d["best"]["simulated"]["slo_attainment"] >= 0.99

@@ -748,6 +748,10 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
             trace = scale_rate(trace, request_rate / st.rate_per_s)
             st = trace_stats(trace)
         stats = {k: v for k, v in st.__dict__.items()}
+        # a run of a check needs FIRST_REQUESTS to REQUEST_CAP requests per replica: a shorter trace is
+        # replayed end to end, and then the simulation repeats itself (its interval says how steady
+        # the replay is, not how well these requests stand for the traffic)
+        stats["replayed_to_fill_runs"] = bool(st.requests < FIRST_REQUESTS)
         request_rate = st.rate_per_s
         input_tokens = input_tokens or st.input_tokens_mean
         output_tokens = output_tokens or st.output_tokens_mean

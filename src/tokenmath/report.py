@@ -852,7 +852,10 @@ def render_fleet(f, commands=None) -> list[str]:
              + f"; SLOs: {slo}"]
     if f.workload:
         w = f.workload
-        lines.append(f"  trace: {w.get('requests', 0):,} requests over {seconds(w.get('duration_s', 0.0))}")
+        lines.append(f"  trace: {w.get('requests', 0):,} requests over {seconds(w.get('duration_s', 0.0))}"
+                     + ("; replayed end to end to fill each run, so the simulation repeats it: the intervals"
+                        " say how steady the replay is, not how well these requests stand for your traffic"
+                        if w.get("replayed_to_fill_runs") else ""))
     lines.append(f"  estimate: {f.estimate}; {f.mode_reason}")
     wd = f.weight_dtypes
     if wd:
