@@ -15,7 +15,7 @@ optimistic. Two textbook rules turn a run into a steady-state estimate:
 * **Interval (sectioning).** Cut what remains into S = 20 contiguous sections. The percentile of the
   whole is the estimate; the spread of the sections' percentiles around it gives its standard
   error, and the 95 % interval is estimate ± t(0.975, S − 1) · s / √S (sectioning: Asmussen &
-  Glynn 2007, "Stochastic Simulation", ch. III §5a; for quantiles, Dong & Nakayama 2020, "A
+  Glynn 2007, "Stochastic Simulation", ch. III §5, sectioning; for quantiles, Dong & Nakayama 2020, "A
   tutorial on quantile estimation via Monte Carlo", MCQMC 2018). Contiguous sections, each
   hundreds of requests long, are nearly independent even though neighbouring requests share a
   queue: that is why batching, not an i.i.d. bootstrap (scipy.stats.bootstrap resamples single
