@@ -209,3 +209,20 @@ def test_steps_until_is_the_smallest_count_that_reaches():
 def test_unknown_method_is_refused():
     with pytest.raises(tm.TokenmathError, match="method"):
         simulate(M, S, rate_per_s=1, duration_s=10, method="fast")
+
+
+def test_given_arrivals_may_span_longer_than_generated_ones():
+    """Issue 21 (fleet at 0.001 requests/s): the work of a run with given arrival times is bounded by
+    their number and MAX_STEPS, so their window may pass MAX_DURATION_S (which bounds rate × duration
+    for generated arrivals); a generated run that long is still refused in one sentence. 50 requests
+    a day apart are each served alone: every TTFT is the same lone prefill (rel 1e-9)."""
+    import tokenmath.simulate as sm
+
+    m, s = tm.get_model("llama-3.1-8b"), tm.get_system("h100-sxm")
+    times = np.arange(50) * 86_400.0
+    r = sm.simulate(m, s, chips=1, rate_per_s=1 / 86_400, duration_s=times[-1] + 1.0, input_tokens=500,
+                    output_tokens=20, arrivals=times, per_request=True)
+    assert times[-1] > sm.MAX_DURATION_S and r.completed == 50
+    assert np.allclose(r.ttft_each_s, r.ttft_each_s[0], rtol=1e-9)
+    with pytest.raises(tm.TokenmathError, match="at most 1e\\+06 s"):
+        sm.simulate(m, s, chips=1, rate_per_s=1e-5, duration_s=5e6, input_tokens=500, output_tokens=20)

@@ -13,15 +13,19 @@ Per request of I input and O output tokens (h·P of the input served by a prefix
                when both sit in one domain, else over the scale-out NIC, every chip sending its
                share: t_kv = kv_bytes(I) / (link B/s · min(chips_p, chips_d)) + one hop.
 
-ρ = UTILISATION_DEFAULT (0.85) keeps queues finite. Then the best few candidates go through a
-simulation under the workload (Poisson at the rate, or the trace): p50/p99 TTFT and TPOT, the share
-of requests meeting every SLO, goodput. The answer is the cheapest fleet that meets its SLOs in
-simulation. Replicas are added until it does, up to MAX_REPLICA_GROWTH. The analytic screen's
-error against the simulation is reported beside it.
+The screen sizes every pool to a load ρ = UTILISATION_DEFAULT (0.85). Then candidates are verified
+in simulation at steady state (steady.py): each pool's replica is simulated under its share of the
+workload, the warm-up is discarded (MSER-5), and the run is grown fourfold until the p99 of TTFT
+and of TPOT is known within ±5 % (95 % sectioning interval) or REQUEST_CAP requests. A pool meets its SLOs
+when the interval's upper end is within them. Each verified pool is then sized down by bisection
+on its replicas (up when the screen's size misses), every step verified the same way. Candidates
+are verified in order of their cost at 100 % load, a floor no sizing goes below, until no
+unverified one can be cheaper than the best verified: the answer is the cheapest verified fleet.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field, replace
 
@@ -32,18 +36,26 @@ from .kvcache import kv_cache
 from .layout import HOP_LATENCY_S_DEFAULT, Layout, check_layout, layout_memory
 from .params import param_counts
 from .specs import Dtypes, Model, System
+from .steady import CONFIDENCE, Interval, mser5, percentile_interval
 
 # Load a pool is planned to: capacity × ρ. Queueing delay grows as 1/(1 − ρ); 0.85 is a common
-# planning target for latency-bound services, and the simulation then checks the tails.
+# planning target for latency-bound services. It is where the search starts: the verified size
+# may end up above or below it.
 UTILISATION_DEFAULT = 0.85
-VERIFY_DEFAULT = 3  # candidates verified by simulation
-MAX_REPLICA_GROWTH = 6  # times replicas are raised (×1.15 each) when a simulation misses an SLO
-SIM_REQUESTS = 1500  # requests simulated per pool replica (the tails' sample); bounded by the trace
+VERIFY_DEFAULT = 12  # the most candidate fleets verified (the search usually stops sooner: see fleet())
 MAX_RATE = 1e7  # requests per second
+MIN_RATE = 1e-4  # requests per second (one every 2.8 h): below, a fleet is one replica serving each request alone
 CHUNK_TOKENS = 8192  # the prefill token budget of one pass (stepmodel.CHUNK_TOKENS_DEFAULT)
 # The screen keeps a prefill pass (or a lone prompt's TTFT) under this share of the TTFT SLO: a
 # request may wait about one pass in the queue before its own, so a pass near the SLO misses its p99.
 TTFT_SCREEN_SHARE = 0.5
+# Steady-state verification (steady.py holds the statistics)
+REL_HALF_WIDTH = 0.05  # stop once every p99's 95 % half-width is within 5 % of it
+FIRST_REQUESTS = 4_000  # per replica, the first run of a check
+REQUEST_CAP = 64_000  # per replica and pool, the most one check simulates (also within simulate.MAX_STEPS)
+MAX_REPLICA_GROWTH = 6  # steps up (×1.15 each) when the screen's size misses its SLOs
+MAX_BISECTION = 12  # halvings of the replica range when sizing down (a range of 4,096 replicas)
+GROWTH = 4  # the run is grown fourfold (4,000 → 16,000 → 64,000) until the stopping rule holds
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,24 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class PoolRun:
+    """One pool's steady-state check at a replica count: its replica simulated under its share of
+    the workload, the warm-up discarded, the tails it measures with their 95 % intervals."""
+
+    role: str
+    replicas: int
+    requests: int  # simulated on one replica in the final run, warm-up included
+    warmup: int  # leading requests discarded (MSER-5)
+    settled: bool  # the warm-up rule found its cut inside the first half of the run
+    converged: bool  # settled and every p99 measured within ±REL_HALF_WIDTH
+    stop: str  # why the run stopped growing: "±5 %", "request cap", "misses"
+    ttft: tuple[Interval, Interval] | None  # (p50, p99) when the pool decides TTFT
+    tpot: tuple[Interval, Interval] | None  # (p50, p99) when the pool decides TPOT
+    share_meeting: float  # of the kept requests, the share meeting this pool's thresholds
+    meets: bool  # settled, and every SLO it decides met at the interval's upper end
+
+
+@dataclass(frozen=True)
 class Simulated:
     ttft_p50_s: float
     ttft_p99_s: float
@@ -90,8 +120,16 @@ class Simulated:
     tpot_p99_s: float
     slo_attainment: float  # share of requests meeting every SLO
     goodput_requests_per_s: float  # the fleet's requests/s meeting every SLO
-    requests: int  # simulated per replica
+    requests: int  # simulated per replica in the final runs (every pool's), warm-up included
     meets_slo: bool
+    ttft_p99_ci_s: tuple[float, float] = (math.nan, math.nan)  # 95 % interval
+    tpot_p99_ci_s: tuple[float, float] = (math.nan, math.nan)
+    ttft_p50_ci_s: tuple[float, float] = (math.nan, math.nan)
+    tpot_p50_ci_s: tuple[float, float] = (math.nan, math.nan)
+    warmup_requests_discarded: int = 0  # every pool's
+    converged: bool = False  # every pool settled with its p99s within ±5 %
+    runs: tuple[PoolRun, ...] = ()  # the final check of each pool
+    sizing: tuple[tuple[str, tuple[tuple[int, bool], ...]], ...] = ()  # per pool: (replicas, met) tried, in order
 
 
 @dataclass(frozen=True)
@@ -100,7 +138,8 @@ class FleetOption:
     pools: tuple[Pool, ...]
     total_chips: float
     usd_per_hour: float | None
-    usd_per_mtok: float | None  # $ per million output tokens
+    usd_per_mtok_output: float | None  # $ per million OUTPUT tokens (the whole fleet's cost over O tokens)
+    usd_per_mtok_all_tokens: float | None  # $ per million tokens in + out (I + O per request)
     analytic_ttft_s: float
     analytic_tpot_s: float
     kv_transfer_s: float | None
@@ -131,6 +170,8 @@ class FleetPlan:
     screen_error: dict = field(default_factory=dict)  # simulated / analytic − 1 for the best
     workload: dict = field(default_factory=dict)
     prefix_cache: dict | None = None  # where the shared prefixes' KV is kept and what holding it costs
+    weight_dtypes: dict = field(default_factory=dict)  # asked ("deployable" or a list) and tried, by system
+    search: dict = field(default_factory=dict)  # candidates screened, verified, and why the search stopped
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,13 +183,14 @@ def _price(system: System, usd_per_chip_hour: float | None) -> float | None:
     return system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
 
 
-def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False) -> list[FleetOption]:
+def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
+                weight_dtypes="deployable") -> list[FleetOption]:
     from .plan import plan_system
 
     out = []
     for s in systems:
         cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
-                                 engine=engine, cached_input_tokens=cached)
+                                 engine=engine, cached_input_tokens=cached, weight_dtypes=weight_dtypes)
         if not len(cols["batch"]):
             continue
         ok = (cols["step_s"] <= slo.tpot_limit()) & (cols["ttft_s"] <= TTFT_SCREEN_SHARE * slo.ttft_limit())
@@ -163,17 +205,27 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
                         int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
                         str(cols["kv_dtype"][i]), cap, float(cols["step_s"][i]),
                         None if price is None else R * billed * price, w)
-            out.append(_option("aggregated", (pool,), rate, O, float(cols["ttft_s"][i]), float(cols["step_s"][i]), None))
+            out.append(_option("aggregated", (pool,), rate, I, O, float(cols["ttft_s"][i]), float(cols["step_s"][i]),
+                               None))
     return out
 
 
-def _option(mode, pools, rate, O, ttft, tpot, kv_s) -> FleetOption:
+def _option(mode, pools, rate, I, O, ttft, tpot, kv_s) -> FleetOption:
     chips = sum(p.replicas * p.billed_chips_per_replica for p in pools)
     usd = None if any(p.usd_per_hour is None for p in pools) else sum(p.usd_per_hour for p in pools)
-    per_mtok = None if usd is None else usd / 3600.0 / (rate * O) * 1e6
+    per_out = None if usd is None else usd / 3600.0 / (rate * O) * 1e6  # the fleet's $/s over output tokens/s
+    per_all = None if usd is None else usd / 3600.0 / (rate * (I + O)) * 1e6  # ... over every token in and out
     w = None if any(p.watts_per_replica is None for p in pools) else sum(p.replicas * p.watts_per_replica for p in pools)
-    return FleetOption(mode, tuple(pools), chips, usd, per_mtok, ttft, tpot, kv_s, 1.0 / tpot, watts=w,
+    return FleetOption(mode, tuple(pools), chips, usd, per_out, per_all, ttft, tpot, kv_s, 1.0 / tpot, watts=w,
                        joules_per_token=None if w is None else w / (rate * O))
+
+
+def _resize(o: FleetOption, replicas: tuple[int, ...], rate: float, I: float, O: float) -> FleetOption:
+    """The same fleet with each pool at its new replica count (cost, chips and watts follow)."""
+    pools = tuple(replace(p, replicas=r, dp=r, usd_per_hour=None if p.usd_per_hour is None else p.usd_per_hour / p.replicas * r)
+                  for p, r in zip(o.pools, replicas))
+    return replace(_option(o.mode, pools, rate, I, O, o.analytic_ttft_s, o.analytic_tpot_s, o.kv_transfer_s),
+                   simulated=o.simulated)
 
 
 def _pool_watts(model, system, cols, rows, I, O, cached=None):
@@ -196,7 +248,8 @@ def _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t_pass):
     return [None] * len(per_pass) if e is None else [float(x) for x in np.atleast_1d(e.watts)]
 
 
-def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False) -> list[tuple[Pool, float]]:
+def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
+                   weight_dtypes="deployable") -> list[tuple[Pool, float]]:
     """(pool, pass time) for each layout and prompts-per-pass that fits, on one system."""
     from .plan import candidate_layouts, deployable_weight_dtypes
     from .profiles import choose
@@ -207,7 +260,7 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
     per_pass = np.unique(np.clip(2 ** np.arange(0, 6), 1, max(1, int(CHUNK_TOKENS // Ip))))
     price = _price(s, usd_per_chip_hour)
     out = []
-    for wd in deployable_weight_dtypes(model, s):
+    for wd in deployable_weight_dtypes(model, s) if weight_dtypes == "deployable" else weight_dtypes:
         dt = Dtypes(weight=wd)
         lays = []
         for lay in candidate_layouts(model, s):
@@ -242,11 +295,12 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
     return out
 
 
-def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy=False) -> list[Pool]:
+def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
+                  weight_dtypes="deployable") -> list[Pool]:
     from .plan import plan_system
 
     cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
-                             engine=engine, decode_only=True)
+                             engine=engine, decode_only=True, weight_dtypes=weight_dtypes)
     price = _price(s, usd_per_chip_hour)
     out = []
     rows = np.nonzero(cols["step_s"] <= slo.tpot_limit())[0] if len(cols["batch"]) else np.array([], int)
@@ -277,7 +331,7 @@ def kv_transfer_s(model: Model, prefill: System, decode: System, input_tokens: f
 
 
 def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, keep=4,
-                   energy=False, by_energy=False) -> list[FleetOption]:
+                   energy=False, by_energy=False, weight_dtypes="deployable") -> list[FleetOption]:
     def cost(p: Pool):
         if by_energy:
             return p.replicas * p.watts_per_replica if p.watts_per_replica is not None else math.inf
@@ -285,9 +339,10 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
 
     pre, dec = [], []
     for s in systems:
-        pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy)
+        pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes)
         pre += [p for p, _ in sorted(pools, key=lambda x: (cost(x[0]), x[1]))[:keep]]
-        dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy), key=cost)[:keep]
+        dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes),
+                      key=cost)[:keep]
     by_name = {s.name: s for s in systems}
     out = []
     for p in pre:
@@ -296,22 +351,33 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
                                  decode_chips=d.chips_per_replica)
             if t_kv is None or p.step_s + t_kv > TTFT_SCREEN_SHARE * slo.ttft_limit():
                 continue
-            out.append(_option("disaggregated", (p, d), rate, O, p.step_s + t_kv, d.step_s, t_kv))
+            out.append(_option("disaggregated", (p, d), rate, I, O, p.step_s + t_kv, d.step_s, t_kv))
     return out
 
 
 # --------------------------------------------------------------------------------------------
-# Verification by simulation
+# Verification by simulation, at steady state
 # --------------------------------------------------------------------------------------------
+#
+# Every replica of a pool sees its share of the workload: Poisson arrivals at λ/R (a dispatcher that
+# sends each request to a random replica; round-robin would be smoother, so this errs long), or
+# every R-th request of the trace. One replica is simulated; the pool's tails are its tails. A
+# check of a pool at R replicas runs FIRST_REQUESTS requests, discards the warm-up (MSER-5), and
+# grows the run fourfold until every p99 it measures is known within ±5 % (95 % sectioning
+# interval), or REQUEST_CAP, or until an interval lies wholly above its SLO (a clear miss needs no
+# more digits). Nothing else stops it early: a "meets" read off a short run of a tail set by rare
+# congestion was overturned by the full run often enough to matter (a p99 of 746 ms at 4,000
+# requests, 1.3 s at 256,000, in one aggregated pool).
+# The arrivals of all checks of a pool are one stream of exponential gaps scaled by R/λ (common
+# random numbers), so a pool checked at two sizes differs by its size, not by its luck.
 
 
-def _arrivals(rate: float, n: int, rng, trace=None, replicas: int = 1, offset: int = 0):
-    """One replica's share: Poisson at rate/replicas, or every replicas-th request of the trace."""
-    if trace is None:
-        return np.cumsum(rng.exponential(replicas / rate, size=n)), None, None
+def _arrivals(rate: float, n: int, trace=None, replicas: int = 1, offset: int = 0):
+    """Every replicas-th request of the trace (replayed end to end until there are n): times
+    from 0, input and output tokens."""
     a, ins, outs = trace.arrival_s, trace.input_tokens, trace.output_tokens
     need = n * replicas + offset
-    if len(a) < need:  # replay the trace end to end until every replica has its ~n requests
+    if len(a) < need:  # replay the trace end to end until every replica has its n requests
         reps = -(-need // len(a))
         span = float(a[-1] - a[0]) + (float(a[-1] - a[0]) / max(len(a) - 1, 1) if len(a) > 1 else replicas / rate)
         a = np.concatenate([a + k * span for k in range(reps)])
@@ -320,27 +386,111 @@ def _arrivals(rate: float, n: int, rng, trace=None, replicas: int = 1, offset: i
     return a[idx] - a[idx[0]], ins[idx], outs[idx]
 
 
-def _attainment(ttft, tpot, slo: Slo, joint: bool = True) -> float:
-    """Share of requests meeting every SLO threshold. joint=False: TTFT and TPOT come from two
-    simulations (the pools of a disaggregated fleet), so the shares multiply (independent pools)."""
-    ok_ttft = ttft <= slo.ttft_limit()
-    ok_tpot = np.where(np.isnan(tpot), True, tpot <= slo.tpot_limit())
-    if joint:
-        return float((ok_ttft & ok_tpot).mean()) if len(ttft) else 0.0
-    return float(ok_ttft.mean() * ok_tpot.mean()) if len(ttft) and len(tpot) else 0.0
+class _Runs:
+    """What every check of one pool shares: the workload and the pool's step model, computed once.
+    `__call__(R, n)` simulates one replica of the pool at R replicas on n requests and returns
+    ({"ttft": ..., "tpot": ...} per request in arrival order, steps simulated)."""
+
+    def __init__(self, ctx: dict, option: FleetOption, pool: Pool, seed: int):
+        self.ctx, self.option, self.pool = ctx, option, pool
+        self.gaps = np.random.default_rng(seed).exponential(1.0, size=REQUEST_CAP)
+        self.setup = None
+
+    def times(self, R: int, n: int):
+        c = self.ctx
+        if c["trace"] is None:
+            return np.cumsum(self.gaps[:n]) * (R / c["rate"]), None, None
+        return _arrivals(c["rate"], n, c["trace"], R)
+
+    def first_requests(self) -> int:
+        """FIRST_REQUESTS, or fewer where simulate.MAX_STEPS could bind in the first run (every
+        request decoded alone); later runs are bounded by the steps the first one took."""
+        from .simulate import MAX_STEPS
+
+        O = self.ctx["O"] if self.ctx["trace"] is None else float(np.mean(self.ctx["trace"].output_tokens))
+        return int(max(100, min(FIRST_REQUESTS, 0.8 * MAX_STEPS / max(O, 1.0))))
 
 
-def _summary(ttft, tpot, slo, rate, requests, joint: bool = True) -> Simulated:
-    att = _attainment(ttft, tpot, slo, joint)
-    tp = tpot[~np.isnan(tpot)]
-    tp = tp if len(tp) else np.array([0.0])
-    s = Simulated(float(np.percentile(ttft, 50)), float(np.percentile(ttft, 99)), float(np.percentile(tp, 50)),
-                  float(np.percentile(tp, 99)), att, att * rate, requests, False)
-    meets = ((slo.ttft_p99_s is None or s.ttft_p99_s <= slo.ttft_p99_s) and
-             (slo.tpot_p99_s is None or s.tpot_p99_s <= slo.tpot_p99_s) and
-             (slo.ttft_p50_s is None or s.ttft_p50_s <= slo.ttft_p50_s) and
-             (slo.tpot_p50_s is None or s.tpot_p50_s <= slo.tpot_p50_s))
-    return replace(s, meets_slo=bool(meets))
+class _AggregatedRuns(_Runs):
+    measures = ("ttft", "tpot")
+
+    def __call__(self, R: int, n: int):
+        from .estimate import linearised
+        from .profiles import choose
+        from .simulate import simulate
+
+        c, p = self.ctx, self.pool
+        model, s = c["model"], c["by_name"][p.system]
+        dt = Dtypes(weight=None if p.weight_dtype == model.weight_dtype else p.weight_dtype, kv=p.kv_dtype)
+        if self.setup is None:
+            prof = choose("calibrated", engine=c["engine"], system=s)
+            self.setup = linearised(model, s, chips=p.chips_per_replica, dtypes=dt, profile=prof,
+                                    input_tokens=c["I"] - c["cached"], output_tokens=c["O"], batch=float(p.max_batch),
+                                    layout=Layout(tp=p.tp, ep=p.ep, pp=p.pp))
+        eff, ov = self.setup
+        times, ins, outs = self.times(R, n)
+        dur = float(times[-1]) * (1 + 1e-9) + 1e-6
+        lengths = None if ins is None else (np.maximum(ins - c["cached"], 1).astype(int), outs.astype(int))
+        r = simulate(model, s, rate_per_s=len(times) / dur, duration_s=dur, input_tokens=max(1, round(c["I"] - c["cached"])),
+                     output_tokens=max(1, round(c["O"])), chips=p.chips_per_replica, max_batch=p.max_batch,
+                     prefill="chunked", chunk_tokens=CHUNK_TOKENS, dtypes=dt, efficiency=eff, overhead_s=ov,
+                     arrivals=times, lengths=lengths, per_request=True)
+        ttft = r.ttft_each_s
+        never = np.isnan(ttft)
+        if never.any():  # not served when the run stopped: at least the time to its end
+            end = float(np.nanmax(times + ttft)) if (~never).any() else float(times[-1])
+            ttft = np.where(never, np.maximum(end - times, 0.0), ttft)
+        return {"ttft": ttft, "tpot": r.tpot_each_s}, r.steps
+
+
+class _PrefillRuns(_Runs):
+    """A prefill replica: prompts queue FIFO and run in passes of up to max_batch; a pass takes the
+    screen's T_p however many it holds. TTFT = the pass's end − arrival + the KV transfer."""
+
+    measures = ("ttft",)
+
+    def first_requests(self) -> int:
+        return FIRST_REQUESTS
+
+    def __call__(self, R: int, n: int):
+        p = self.pool
+        times = self.times(R, n)[0].tolist()
+        b, t_pass, kv = p.max_batch, p.step_s, self.option.kv_transfer_s or 0.0
+        done = [0.0] * n
+        free, k, passes = 0.0, 0, 0
+        while k < n:
+            start = free if free > times[k] else times[k]
+            j = k + 1
+            while j < n and j - k < b and times[j] <= start:
+                j += 1
+            free = start + t_pass
+            for i in range(k, j):
+                done[i] = free
+            k = j
+            passes += 1
+        return {"ttft": np.asarray(done) - np.asarray(times) + kv}, passes
+
+
+class _DecodeRuns(_Runs):
+    """A decode replica: requests arrive prefilled and join at the next step boundary, up to
+    max_batch at once; a step with b sequences takes the estimate's decode step at batch b. Its
+    arrivals are the pool's share of the workload: iid prefill delays leave a Poisson stream
+    Poisson (the displacement theorem, Kingman 1993, "Poisson Processes"), so the prefill pool does
+    not change them. TPOT = (last token − arrival) / (O − 1), a wait for a free slot included."""
+
+    measures = ("tpot",)
+
+    def __call__(self, R: int, n: int):
+        c, p = self.ctx, self.pool
+        if self.setup is None:
+            self.setup = _decode_steps(c["model"], c["by_name"][p.system], p, c["I"] + c["O"] / 2, c["engine"])
+        times, _, outs = self.times(R, n)
+        outs = np.full(n, max(1, int(round(c["O"])))) if outs is None else outs.astype(int)
+        last, steps = _continuous_batching(times, outs - 1, self.setup, p.max_batch)
+        tpot = np.full(n, np.nan)
+        multi = outs > 1
+        tpot[multi] = (last[multi] - times[multi]) / (outs[multi] - 1)
+        return {"tpot": tpot}, steps
 
 
 def _decode_steps(model, system, pool: Pool, context: float, engine):
@@ -356,87 +506,191 @@ def _decode_steps(model, system, pool: Pool, context: float, engine):
                               dtypes=dt).step_s, float).reshape(-1)
 
 
-def _continuous_batching(ready, outs, step_of_batch, cap):
-    """A decode replica: requests join at the next step boundary once `ready`, up to `cap` at once;
-    a step with b running sequences takes step_of_batch[b − 1] and gives each one token. Returns
-    the time of each request's last token (its `outs` tokens all decoded)."""
+def _continuous_batching(ready, tokens, step_of_batch, cap):
+    """A decode replica, event by event: requests (in order of `ready`) join at the first step
+    boundary at or after they are ready, up to `cap` at once; a step with b sequences takes
+    step_of_batch[b − 1] and gives each one token. Between a join and a completion the batch is
+    fixed, so a run of k steps lasts k·T(b) and is taken at once. Returns (the time of each
+    request's last token, steps simulated)."""
+    from .simulate import MAX_STEPS
+
     n = len(ready)
-    order = np.argsort(ready, kind="stable")
-    done = np.where(outs <= 0, ready, np.nan)
-    t, i, steps = 0.0, 0, 0
-    left: dict[int, int] = {}
-    waiting: list[int] = []
-    while i < n or waiting or left:
-        while i < n and ready[order[i]] <= t:
-            if outs[order[i]] > 0:
-                waiting.append(int(order[i]))
-            i += 1
-        while waiting and len(left) < cap:
-            r = waiting.pop(0)
-            left[r] = int(outs[r])
-        if not left:
-            if i < n:
-                t = max(t, float(ready[order[i]]))
+    at = [float(x) for x in ready] + [math.inf]
+    left = [int(x) for x in tokens]
+    T = [float(x) for x in step_of_batch]
+    done = [math.nan] * n
+    running: list[tuple[int, int]] = []  # heap of (step at which it finishes, request)
+    t, step, steps, nxt = 0.0, 0, 0, 0
+    waiting: list[int] = []  # FIFO, consumed from `head`
+    head = 0
+    while nxt < n or head < len(waiting) or running:
+        while at[nxt] <= t:
+            if left[nxt] <= 0:
+                done[nxt] = at[nxt]
+            else:
+                waiting.append(nxt)
+            nxt += 1
+        while head < len(waiting) and len(running) < cap:
+            i = waiting[head]
+            head += 1
+            heapq.heappush(running, (step + left[i], i))
+        if not running:
+            if nxt < n:
+                t = max(t, at[nxt])
             continue
-        t += float(step_of_batch[len(left) - 1])
-        steps += 1
-        for r in list(left):
-            left[r] -= 1
-            if left[r] <= 0:
-                done[r] = t
-                del left[r]
-        if steps > 5_000_000:
-            raise TokenmathError("the decode simulation passed 5,000,000 steps; shorten the workload")
-    return done
+        dt = T[len(running) - 1]
+        k = running[0][0] - step  # steps to the next completion ...
+        if len(running) < cap and head == len(waiting) and at[nxt] < math.inf:  # ... or to the next join
+            k = min(k, max(1, math.ceil((at[nxt] - t) / dt)))
+        t += k * dt
+        step += k
+        steps += k
+        if steps > MAX_STEPS:
+            raise TokenmathError(f"the decode simulation passed {MAX_STEPS:,} steps; shorten the workload")
+        while running and running[0][0] <= step:
+            done[heapq.heappop(running)[1]] = t
+    return np.asarray(done), steps
 
 
-def _simulate_option(model, systems, opt: FleetOption, rate, I, O, cached, slo, engine, trace, seed=0) -> Simulated:
-    from .estimate import linearised
-    from .profiles import choose
-    from .simulate import simulate
+def _pool_check(runs: _Runs, R: int, slo: Slo) -> PoolRun:
+    """One pool at R replicas, run to steady state (the comment above): from FIRST_REQUESTS, the run
+    grown ×GROWTH until every p99 is within ±5 %, or an interval lies wholly above its SLO (a clear
+    miss), or REQUEST_CAP. Only a clear miss stops early: a tail set by rare congestion (a full batch
+    in an aggregated replica) can look met in a few thousand requests and not in 64,000."""
+    from .simulate import MAX_STEPS
 
-    by_name = {s.name: s for s in systems}
-    rng = np.random.default_rng(seed)
-    if opt.mode == "aggregated":
-        p = opt.pools[0]
-        s = by_name[p.system]
-        times, ins, outs = _arrivals(rate, SIM_REQUESTS, rng, trace, p.replicas)
-        dt = Dtypes(weight=None if p.weight_dtype == model.weight_dtype else p.weight_dtype, kv=p.kv_dtype)
-        prof = choose("calibrated", engine=engine, system=s)
-        eff, ov = linearised(model, s, chips=p.chips_per_replica, dtypes=dt, profile=prof, input_tokens=I - cached,
-                             output_tokens=O, batch=float(p.max_batch), layout=Layout(tp=p.tp, ep=p.ep, pp=p.pp))
-        dur = float(times[-1]) + 1e-9
-        lengths = None if ins is None else (np.maximum(ins - cached, 1).astype(int), outs.astype(int))
-        r = simulate(model, s, rate_per_s=len(times) / dur, duration_s=dur * 1.0000001 + 1e-6,
-                     input_tokens=max(1, round(I - cached)), output_tokens=max(1, round(O)), chips=p.chips_per_replica,
-                     max_batch=p.max_batch, prefill="chunked", chunk_tokens=CHUNK_TOKENS, dtypes=dt, efficiency=eff,
-                     overhead_s=ov, arrivals=times, seed=seed, lengths=lengths, per_request=True)
-        return _summary(r.ttft_each_s, r.tpot_each_s, slo, rate, len(times))
-    # disaggregated: a prefill replica serves prompts FIFO in passes of up to b (a pass takes its
-    # full time however many it holds), the KV moves, a decode replica batches them continuously.
-    # Each pool is simulated at its own share of the rate; the decode replica's arrivals carry the
-    # prefill delays drawn from the prefill simulation.
-    p, d = opt.pools
-    times, _, _ = _arrivals(rate, SIM_REQUESTS, rng, trace, p.replicas)
-    free, done_p, k = 0.0, np.empty(len(times)), 0
-    while k < len(times):
-        start = max(free, times[k])
-        j = k + 1
-        while j < len(times) and j - k < p.max_batch and times[j] <= start:
-            j += 1
-        free = start + p.step_s
-        done_p[k:j] = free
-        k = j
-    ttft = done_p - times + opt.kv_transfer_s  # the first token comes with the prefill's last logits
-    t_d, _, outs = _arrivals(rate, SIM_REQUESTS, rng, trace, d.replicas)
-    outs = np.full(len(t_d), int(O)) if outs is None else outs.astype(int)
-    ready = t_d + rng.choice(ttft, size=len(t_d))
-    table = _decode_steps(model, by_name[d.system], d, I + O / 2, engine)
-    last = _continuous_batching(ready, outs - 1, table, d.max_batch)
-    multi = outs > 1
-    tpot = np.full(len(t_d), np.nan)
-    tpot[multi] = (last[multi] - ready[multi]) / (outs[multi] - 1)
-    return _summary(ttft, tpot, slo, rate, len(times), joint=False)
+    n = runs.first_requests()
+    while True:
+        series, steps = runs(R, n)
+        res, verdict = _analyse(runs.pool.role, R, series, runs.measures, slo)
+        if res.converged:
+            return replace(res, stop="±5 %")
+        if verdict == "misses":
+            return replace(res, stop="misses")
+        grow = min(GROWTH * n, REQUEST_CAP)
+        if n >= REQUEST_CAP or steps * grow / n > 0.8 * MAX_STEPS:  # the cap, or the simulator's step bound
+            return replace(res, stop="request cap")
+        n = grow
+
+
+def _limits(slo: Slo, what: str) -> tuple[float | None, float | None]:
+    return (slo.ttft_p50_s, slo.ttft_p99_s) if what == "ttft" else (slo.tpot_p50_s, slo.tpot_p99_s)
+
+
+def _analyse(role: str, R: int, series: dict, measures: tuple[str, ...], slo: Slo) -> tuple[PoolRun, str]:
+    """Warm-up, tails with their intervals, and the verdict of one run. Returns (the run, "misses"
+    when an interval lies wholly above its SLO, "meets" when the run settled and every interval
+    lies wholly below, else "open")."""
+    n = len(next(iter(series.values())))
+    cut, settled = 0, True
+    for what in measures:
+        x = series[what]
+        idx = np.nonzero(~np.isnan(x))[0]
+        if not idx.size:  # nothing to measure (every output a single token)
+            continue
+        w = mser5(x[idx])
+        cut = max(cut, int(idx[w.discard]) if w.discard < idx.size else n)
+        settled &= w.settled
+    tails, ok, meets, clear_miss, converged = {}, np.ones(n - cut, bool), settled, False, settled
+    for what in measures:
+        x = series[what][cut:]
+        valid = ~np.isnan(x)
+        v = x[valid]
+        q = (percentile_interval(v, 50), percentile_interval(v, 99)) if v.size else (Interval(0.0, 0.0),) * 2
+        tails[what] = q
+        converged &= q[1].relative_half_width <= REL_HALF_WIDTH
+        for limit, iv in zip(_limits(slo, what), q):
+            if limit is not None:
+                meets &= iv.high <= limit  # at its upper end: met with 97.5 % confidence
+                clear_miss |= iv.low > limit
+        lim = slo.ttft_limit() if what == "ttft" else slo.tpot_limit()
+        ok &= np.where(valid, x <= lim, True)
+    run = PoolRun(role, R, n, cut, settled, bool(converged), "", tails.get("ttft"), tails.get("tpot"),
+                  float(ok.mean()) if ok.size else 0.0, bool(meets))
+    return run, ("misses" if clear_miss else "meets" if meets else "open")
+
+
+def _size_pool(runs: _Runs, start: int, floor: int, slo: Slo) -> tuple[int, PoolRun, tuple[tuple[int, bool], ...]]:
+    """The fewest replicas of a pool that meet its SLOs, every size checked the same way
+    (_pool_check). Check the screen's size `start`; step up (×1.15) while it misses, at most
+    MAX_REPLICA_GROWTH times; then bisect down between the last size that missed (or floor − 1, the
+    size at 100 % load less one) and the first that met. Returns (replicas, their check, every
+    (replicas, met) tried, in order). Without a size that meets: the largest tried and its check."""
+    tried: dict[int, PoolRun] = {}
+
+    def meets(R: int) -> bool:
+        if R not in tried:
+            tried[R] = _pool_check(runs, R, slo)
+        return tried[R].meets
+
+    order = lambda: tuple((r, tried[r].meets) for r in tried)  # noqa: E731
+    lo, hi, R = max(floor, 1) - 1, None, max(start, floor, 1)
+    for g in range(MAX_REPLICA_GROWTH + 1):
+        if meets(R):
+            hi = R
+            break
+        lo = R
+        if g < MAX_REPLICA_GROWTH:
+            R = max(R + 1, math.ceil(R * 1.15))
+    if hi is None:
+        return R, tried[R], order()
+    for _ in range(MAX_BISECTION):
+        if hi - lo <= 1:
+            break
+        mid = (lo + hi) // 2
+        if meets(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi, tried[hi], order()
+
+
+def _floor_replicas(p: Pool, rate: float) -> int:
+    """Replicas at 100 % of the screen's capacity: no steady fleet has fewer."""
+    return max(1, math.ceil(rate / p.capacity_requests_per_s * (1 - 1e-12)))
+
+
+def _pool_signature(o: FleetOption, i: int) -> tuple:
+    """What a pool's sizing depends on: the pool (its layout, dtypes, batch, step) and, for a
+    prefill pool, the KV transfer that its TTFT carries."""
+    p = o.pools[i]
+    return (o.mode, p.role, p.system, p.tp, p.ep, p.pp, p.weight_dtype, p.kv_dtype, p.max_batch, p.step_s,
+            p.capacity_requests_per_s, o.kv_transfer_s if p.role == "prefill" else None)
+
+
+def _sized(ctx: dict, o: FleetOption, i: int):
+    """A pool's sizing if already done (pools recur across candidates: a prefill pool paired with
+    several decode pools is sized once), else None."""
+    return ctx["sized"].get(_pool_signature(o, i))
+
+
+def _verify(ctx: dict, o: FleetOption, slo: Slo) -> FleetOption:
+    """The option verified at steady state and sized: each pool searched for its fewest replicas
+    that meet the SLOs it decides (aggregated: all of them; prefill: TTFT; decode: TPOT)."""
+    kinds = [_AggregatedRuns] if o.mode == "aggregated" else [_PrefillRuns, _DecodeRuns]
+    sized, checks, sizing = [], [], []
+    for i, (p, kind) in enumerate(zip(o.pools, kinds)):
+        sig = _pool_signature(o, i)
+        if sig not in ctx["sized"]:
+            ctx["sized"][sig] = _size_pool(kind(ctx, o, p, seed=i), p.replicas, _floor_replicas(p, ctx["rate"]), slo)
+        R, run, hist = ctx["sized"][sig]
+        sized.append(R)
+        checks.append(run)
+        sizing.append((p.role, hist))
+    v = _resize(o, tuple(sized), ctx["rate"], ctx["I"], ctx["O"])
+    return replace(v, simulated=_combine(checks, tuple(sizing), ctx["rate"]))
+
+
+def _combine(runs: list[PoolRun], sizing, rate: float) -> Simulated:
+    """The fleet's tails from its pools' checks: TTFT from the pool that decides it, TPOT likewise;
+    attainment the product of the pools' shares (one pool: its joint share)."""
+    ttft = next(r.ttft for r in runs if r.ttft is not None)
+    tpot = next(r.tpot for r in runs if r.tpot is not None)
+    att = float(np.prod([r.share_meeting for r in runs]))
+    ci = lambda iv: (iv.low, iv.high)  # noqa: E731
+    return Simulated(ttft[0].estimate, ttft[1].estimate, tpot[0].estimate, tpot[1].estimate, att, att * rate,
+                     sum(r.requests for r in runs), all(r.meets for r in runs), ci(ttft[1]), ci(tpot[1]), ci(ttft[0]),
+                     ci(tpot[0]), sum(r.warmup for r in runs), all(r.converged for r in runs), tuple(runs), sizing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,10 +717,18 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
           output_tokens: float | None = None, slo: Slo = Slo(), disaggregation: str = "auto",
           prefix_tokens: float = 0.0, prefix_hit_rate: float = 0.0, objective: str = "cost",
           usd_per_chip_hour: float | None = None, engine: str | None = None, trace=None,
-          utilisation: float = UTILISATION_DEFAULT, verify: int = VERIFY_DEFAULT, progress=None) -> FleetPlan:
-    """The cheapest fleet (or the fewest chips) that serves `request_rate` requests/s of
-    `input_tokens` in and `output_tokens` out under `slo`, verified in simulation. A `trace`
-    (workload.Workload) gives the rate and the mean lengths instead, and drives the simulation."""
+          utilisation: float = UTILISATION_DEFAULT, verify: int = VERIFY_DEFAULT, progress=None,
+          weight_dtypes="deployable") -> FleetPlan:
+    """The cheapest fleet (or the fewest chips, or the least energy) that serves `request_rate`
+    requests/s of `input_tokens` in and `output_tokens` out under `slo`, verified at steady state in
+    simulation and sized down while it still meets the SLOs. A `trace` (workload.Workload) gives the
+    rate and the mean lengths instead, and drives the simulation. `weight_dtypes`: "deployable"
+    (the checkpoint's, FP8 where the checkpoint is wider, FP4 where the chip has it:
+    plan.deployable_weight_dtypes) or a list of dtypes to try on every system.
+
+    The search: the screen's candidates (one per system, layout, dtype and mode) are verified in
+    order of their cost at 100 % load, which no sizing goes below; it stops when the next one's
+    floor is no cheaper than the best verified fleet, or after `verify` candidates."""
     if disaggregation not in ("auto", "on", "off"):
         raise TokenmathError(f"--disaggregation = {disaggregation!r}; expected 'auto', 'on' or 'off'")
     if objective not in ("cost", "chips", "energy"):
@@ -482,16 +744,20 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         if request_rate is not None:  # the trace's shape at the asked rate: time compressed or stretched
             from .workload import scale_rate
 
-            _check("--request-rate", request_rate, most=MAX_RATE)
+            _check_rate(request_rate)
             trace = scale_rate(trace, request_rate / st.rate_per_s)
             st = trace_stats(trace)
         stats = {k: v for k, v in st.__dict__.items()}
+        # a run of a check needs FIRST_REQUESTS to REQUEST_CAP requests per replica: a shorter trace is
+        # replayed end to end, and then the simulation repeats itself (its interval says how steady
+        # the replay is, not how well these requests stand for the traffic)
+        stats["replayed_to_fill_runs"] = bool(st.requests < FIRST_REQUESTS)
         request_rate = st.rate_per_s
         input_tokens = input_tokens or st.input_tokens_mean
         output_tokens = output_tokens or st.output_tokens_mean
     if request_rate is None or input_tokens is None or output_tokens is None:
         raise TokenmathError("give --request-rate, --input-tokens and --output-tokens, or --trace")
-    _check("--request-rate", request_rate, most=MAX_RATE)
+    _check_rate(request_rate)
     _check("--input-tokens", input_tokens, most=1e7)
     _check("--output-tokens", output_tokens, most=1e7)
     for name, v in (("--ttft-p99-s", slo.ttft_p99_s), ("--tpot-p99-s", slo.tpot_p99_s),
@@ -507,20 +773,27 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         raise TokenmathError(f"verify = {verify!r}; expected 0 to 20 candidates")
     if not systems:
         raise TokenmathError("no systems to plan on")
+    if weight_dtypes != "deployable":
+        weight_dtypes = list(weight_dtypes)
+        if not weight_dtypes:
+            raise TokenmathError("--weight-dtypes lists no dtype; give one or more, or leave it out")
     I, O, rate = float(input_tokens), float(output_tokens), float(request_rate)
     cached = float(prefix_tokens) * float(prefix_hit_rate)
 
     cands: list[FleetOption] = []
     if disaggregation in ("auto", "off"):
-        cands += _aggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine, True)
+        cands += _aggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine, True,
+                             weight_dtypes)
     if disaggregation in ("auto", "on"):
         cands += _disaggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine,
-                                energy=True, by_energy=objective == "energy")
+                                energy=True, by_energy=objective == "energy", weight_dtypes=weight_dtypes)
     from .profiles import choose
 
     label = choose("calibrated", engine=engine).label + " (+ each system's vendor profile)"
+    tried = _dtypes_tried(model, systems, weight_dtypes)
     if not cands:
-        raise TokenmathError(_unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation))
+        raise TokenmathError(_unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation,
+                                          weight_dtypes))
 
     def key(o: FleetOption):
         if objective == "energy":
@@ -529,50 +802,103 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
             return (0, o.usd_per_hour, o.total_chips)
         return (1 if objective == "cost" else 0, o.total_chips, o.usd_per_hour or math.inf)
 
-    cands.sort(key=key)
-    # distinct fleets (by system and layout) in order of cost, simulated and grown until they meet
-    # the SLOs; stop once `verify` of them do, or after 3 × verify simulated
+    ctx = dict(model=model, by_name={s.name: s for s in systems}, rate=rate, I=I, O=O, cached=cached, engine=engine,
+               trace=trace, sized={})
+
+    def floor_key(o: FleetOption):
+        """The candidate at its pools' verified sizes where known, else at 100 % load (no sizing goes
+        below it); inf where a pool is known to miss."""
+        reps = []
+        for i, p in enumerate(o.pools):
+            done = _sized(ctx, o, i)
+            if done is not None and not done[1].meets:
+                return (math.inf,)
+            reps.append(done[0] if done is not None else _floor_replicas(p, rate))
+        return key(_resize(o, tuple(reps), rate, I, O))
+
+    # one candidate per mode, system, layout and dtype: the batch with the lowest floor (the most
+    # capacity that passes the screen); then best-first on the floor, which rises as pools are sized:
+    # a candidate is verified only while its floor is below the best verified fleet (branch and
+    # bound), so no unverified one is cheaper.
+    cands.sort(key=lambda o: (floor_key(o), key(o), -min(p.capacity_requests_per_s for p in o.pools)))
     distinct, seen = [], set()
     for o in cands:
         sig = (o.mode,) + tuple((p.system, p.tp, p.ep, p.pp, p.weight_dtype) for p in o.pools)
         if sig not in seen:
             seen.add(sig)
             distinct.append(o)
-    budget = distinct[:3 * verify]
-    verified, passed = [], 0
-    for n, o in enumerate(budget):
-        if passed >= verify:
+    heap = [(floor_key(o), i) for i, o in enumerate(distinct)]
+    heapq.heapify(heap)
+    verified: list[FleetOption] = []
+    best, simulated = None, 0
+    stopped = "--verify is 0: nothing was simulated" if not verify else "every candidate verified or known to miss"
+    while heap and verify:
+        fk, i = heapq.heappop(heap)
+        o = distinct[i]
+        now = floor_key(o)
+        if now != fk:  # a pool of it was sized since: its floor rose
+            heapq.heappush(heap, (now, i))
+            continue
+        if now == (math.inf,):
+            continue  # a pool of it misses the SLOs at every size tried
+        if best is not None and now >= key(best):
+            stopped = ("no unverified candidate can be cheaper: the next one's floor (its cost at 100 % load) is"
+                       " no lower than the best verified fleet's")
             break
-        if progress:
-            progress(n, len(budget), f"simulating {o.mode} on {', '.join(p.system for p in o.pools)}")
-        for attempt in range(MAX_REPLICA_GROWTH + 1):
-            sim = _simulate_option(model, systems, o, rate, I, O, cached, slo, engine, trace)
-            o = replace(o, simulated=sim)
-            if sim.meets_slo:
-                passed += 1
-                break
-            if attempt < MAX_REPLICA_GROWTH:  # the option kept is the one its simulation describes
-                o = _grow(o, rate, O)
-        verified.append(o)
+        new = sum(_sized(ctx, o, j) is None for j in range(len(o.pools)))
+        if new and simulated >= verify:
+            stopped = (f"the budget of {verify} candidates simulated (--verify) was reached; an unverified candidate"
+                       " might be cheaper")
+            break
+        if progress and new:
+            progress(simulated, max(verify, 1), f"verifying {o.mode} on {', '.join(p.system for p in o.pools)}")
+        simulated += bool(new)
+        v = _verify(ctx, o, slo)
+        verified.append(v)
+        if v.simulated.meets_slo and (best is None or key(v) < key(best)):
+            best = v
     if progress:
-        progress(len(budget), len(budget), "done")
-    ok = [o for o in verified if o.simulated and o.simulated.meets_slo]
-    if verify and not ok:
+        progress(len(verified), len(verified), "done")
+    if verify and best is None:
         raise TokenmathError(_missed(model, verified, slo))
-    best = min(ok, key=key) if ok else distinct[0]
-    reason = _mode_reason(cands, best, disaggregation, key)
+    if best is None:  # verify = 0: the screen's cheapest, unverified
+        best = distinct[0]
+    verified.sort(key=lambda o: (0 if o.simulated.meets_slo else 1, key(o)))
+    reason = _mode_reason(cands, verified, best, disaggregation, key)
     err = {}
-    if best is not None and best.simulated is not None:
+    if best.simulated is not None:
         err = {"ttft_p50": best.simulated.ttft_p50_s / best.analytic_ttft_s - 1,
                "tpot_p50": best.simulated.tpot_p50_s / best.analytic_tpot_s - 1}
-    agg = [o for o in cands if o.mode == "aggregated" and o.usd_per_mtok is not None]
+    agg = [o for o in cands if o.mode == "aggregated" and o.usd_per_mtok_output is not None]
     frontier = _frontier(agg)
-    by_name = {s.name: s for s in systems}
-    lb = 0.0 if best is None else sum(flop_lower_bound_chips(model, by_name[p.system], rate, I, O)
-                                      * (p.replicas * p.billed_chips_per_replica / best.total_chips) for p in best.pools)
-    pc = None if best is None or not cached else _prefix_cache(model, by_name[best.pools[0].system], prefix_tokens,
-                                                                prefix_hit_rate, rate, trace)
-    return FleetPlan(model.name, rate, I, O, cached, slo, label, best, verified, frontier, reason, lb, err, stats, pc)
+    by_name = ctx["by_name"]
+    lb = sum(flop_lower_bound_chips(model, by_name[p.system], rate, I, O)
+             * (p.replicas * p.billed_chips_per_replica / best.total_chips) for p in best.pools)
+    pc = None if not cached else _prefix_cache(model, by_name[best.pools[0].system], prefix_tokens, prefix_hit_rate,
+                                               rate, trace)
+    search = {"screened": len(cands), "distinct": len(distinct), "verified": len(verified), "simulated": simulated,
+              "pools_sized": len(ctx["sized"]), "stopped": stopped}
+    return FleetPlan(model.name, rate, I, O, cached, slo, label, best, verified, frontier, reason, lb, err, stats, pc,
+                     {"asked": weight_dtypes if weight_dtypes == "deployable" else list(weight_dtypes), "tried": tried},
+                     search)
+
+
+def _check_rate(rate) -> None:
+    _check("--request-rate", rate, most=MAX_RATE)
+    if rate < MIN_RATE:
+        raise TokenmathError(f"--request-rate = {rate:g} requests/s; expected at least {MIN_RATE:g} (one request every"
+                             f" {1 / MIN_RATE / 3600:.1f} h): below that a fleet is one replica serving each request alone")
+
+
+def _dtypes_tried(model, systems, weight_dtypes) -> dict[str, list[str]]:
+    """The weight dtypes tried on each system, by name (None = the checkpoint's)."""
+    from .plan import deployable_weight_dtypes
+
+    out = {}
+    for s in systems:
+        wds = deployable_weight_dtypes(model, s) if weight_dtypes == "deployable" else weight_dtypes
+        out[s.name] = [wd or model.weight_dtype for wd in wds]
+    return out
 
 
 def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: float, trace) -> dict:
@@ -601,44 +927,50 @@ def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: fl
                      else f"{n} distinct prefixes in the trace")}
 
 
-def _grow(o: FleetOption, rate: float, O: float) -> FleetOption:
-    pools = tuple(replace(p, replicas=math.ceil(p.replicas * 1.15), dp=math.ceil(p.replicas * 1.15),
-                          usd_per_hour=None if p.usd_per_hour is None else p.usd_per_hour / p.replicas * math.ceil(p.replicas * 1.15))
-                  for p in o.pools)
-    return replace(_option(o.mode, pools, rate, O, o.analytic_ttft_s, o.analytic_tpot_s, o.kv_transfer_s), simulated=o.simulated)
-
-
-def _mode_reason(cands, best, disaggregation, key) -> str:
+def _mode_reason(cands, verified, best, disaggregation, key) -> str:
+    """What the screen thought of the two modes and what verification decided."""
     if disaggregation != "auto":
         return f"--disaggregation {disaggregation}"
     agg = [o for o in cands if o.mode == "aggregated"]
     dis = [o for o in cands if o.mode == "disaggregated"]
     if not agg:
-        return "only disaggregated fleets meet the SLOs in the analytic screen"
+        return "only disaggregated fleets pass the analytic screen"
     if not dis:
-        return "no disaggregated fleet meets the SLOs in the analytic screen"
+        return "no disaggregated fleet passes the analytic screen"
     a, d = min(agg, key=key), min(dis, key=key)
-    if a.watts is not None and d.watts is not None and key(a)[1] == a.watts:  # the energy objective
-        what, va, vd = "kW at the wall", a.watts / 1e3, d.watts / 1e3
+    energy = a.watts is not None and d.watts is not None and key(a)[1] == a.watts
+    if energy:
+        what, val = "kW at the wall", lambda o: o.watts / 1e3  # noqa: E731
     elif a.usd_per_hour is not None and d.usd_per_hour is not None:
-        what, va, vd = "$/h", a.usd_per_hour, d.usd_per_hour
+        what, val = "$/h", lambda o: o.usd_per_hour  # noqa: E731
     else:
-        what, va, vd = "chips", a.total_chips, d.total_chips
-    if math.isclose(va, vd, rel_tol=1e-9):
+        what, val = "chips", lambda o: o.total_chips  # noqa: E731
+    if math.isclose(val(a), val(d), rel_tol=1e-9):
         screen = "aggregated and disaggregated cost the same in the analytic screen"
     else:
-        better = "uses less energy" if what.startswith("kW") else "is cheaper"
+        better = "uses less energy" if energy else "is cheaper"
         screen = f"{'disaggregated' if key(d) < key(a) else 'aggregated'} {better} in the analytic screen"
-    after = ("no candidate was simulated" if best is None or best.simulated is None
-             else f"{best.mode} is the best that meets the SLOs in simulation")
-    return f"{screen} ({what}: aggregated {va:,.4g}, disaggregated {vd:,.4g}); {after}"
+    screen += f" at {UTILISATION_DEFAULT:.0%} load ({what}: aggregated {val(a):,.4g}, disaggregated {val(d):,.4g})"
+    if best is None or best.simulated is None:
+        return f"{screen}; no candidate was verified"
+    parts = []
+    for mode in ("aggregated", "disaggregated"):
+        tried = [o for o in verified if o.mode == mode]
+        met = [o for o in tried if o.simulated.meets_slo]
+        if met:
+            parts.append(f"{mode} {val(min(met, key=key)):,.4g}")
+        elif tried:
+            parts.append(f"{mode}: {len(tried)} verified, none meets the SLOs")
+        else:
+            parts.append(f"{mode}: not verified (none could beat the best even at 100 % load)")
+    return f"{screen}; verified at steady state and sized down: {'; '.join(parts)}; the answer is {best.mode}"
 
 
 def _frontier(opts: list[FleetOption]) -> list[dict]:
     if not opts:
         return []
     user = np.array([o.tokens_per_s_per_user for o in opts])
-    cost = np.array([o.usd_per_mtok for o in opts])
+    cost = np.array([o.usd_per_mtok_output for o in opts])
     order = np.lexsort((cost, -user))
     best, out = math.inf, []
     for i in order:
@@ -646,41 +978,47 @@ def _frontier(opts: list[FleetOption]) -> list[dict]:
             best = cost[i]
             p = opts[i].pools[0]
             out.append({"system": p.system, "tp": p.tp, "ep": p.ep, "pp": p.pp, "replicas": p.replicas,
-                        "max_batch": p.max_batch, "tokens_per_s_per_user": float(user[i]), "usd_per_mtok": float(cost[i])})
+                        "max_batch": p.max_batch, "tokens_per_s_per_user": float(user[i]),
+                        "usd_per_mtok_output": float(cost[i])})
     return out
 
 
 def _missed(model, verified: list[FleetOption], slo: Slo) -> str:
-    """One sentence when every simulated candidate misses: the closest one's tails and what binds."""
+    """One sentence when every verified candidate misses: the closest one's tails and what binds."""
     def excess(o):
         s = o.simulated
-        return max(s.ttft_p99_s / (slo.ttft_p99_s or math.inf), s.tpot_p99_s / (slo.tpot_p99_s or math.inf),
-                   s.ttft_p50_s / (slo.ttft_p50_s or math.inf), s.tpot_p50_s / (slo.tpot_p50_s or math.inf))
+        return max(s.ttft_p99_ci_s[1] / (slo.ttft_p99_s or math.inf), s.tpot_p99_ci_s[1] / (slo.tpot_p99_s or math.inf),
+                   s.ttft_p50_ci_s[1] / (slo.ttft_p50_s or math.inf), s.tpot_p50_ci_s[1] / (slo.tpot_p50_s or math.inf))
 
     o = min(verified, key=excess)
     s = o.simulated
-    ttft_bad = (slo.ttft_p99_s and s.ttft_p99_s > slo.ttft_p99_s) or (slo.ttft_p50_s and s.ttft_p50_s > slo.ttft_p50_s)
+    ttft_bad = any(not r.meets for r in s.runs if r.ttft is not None and r.tpot is None) or (
+        (slo.ttft_p99_s and s.ttft_p99_ci_s[1] > slo.ttft_p99_s) or (slo.ttft_p50_s and s.ttft_p50_ci_s[1] > slo.ttft_p50_s))
     binds = ("TTFT binds: the prefill pass itself plus about one pass of queueing" if ttft_bad
              else "TPOT binds: the decode step's weight and KV reads at the batch that fills the fleet")
+    unsettled = "" if all(r.settled for r in s.runs) else "; its queue had not settled within the request cap"
     pools = " + ".join(f"{p.replicas} × {p.system} TP{p.tp} EP{p.ep} PP{p.pp}" for p in o.pools)
-    return (f"no fleet of {model.name} meets the SLOs in simulation; the closest, {o.mode} {pools}, reaches TTFT p99 "
-            f"{s.ttft_p99_s:.3g} s and TPOT p99 {s.tpot_p99_s * 1e3:.3g} ms after {MAX_REPLICA_GROWTH} rounds of "
-            f"added replicas ({binds}); relax the SLOs or give more systems")
+    return (f"no fleet of {model.name} meets the SLOs at steady state in simulation; the closest, {o.mode} {pools}, "
+            f"reaches TTFT p99 {s.ttft_p99_s:.3g} s and TPOT p99 {s.tpot_p99_s * 1e3:.3g} ms (95 % upper ends"
+            f" {s.ttft_p99_ci_s[1]:.3g} s and {s.tpot_p99_ci_s[1] * 1e3:.3g} ms) with up to {MAX_REPLICA_GROWTH} rounds"
+            f" of 15 % more replicas ({binds}{unsettled}); relax the SLOs or give more systems")
 
 
-def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation) -> str:
+def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation,
+                 weight_dtypes="deployable") -> str:
     """One sentence: the best TTFT and TPOT any candidate reaches, and which SLO binds."""
     from .plan import plan_system
 
     best_tpot, best_ttft = math.inf, math.inf
     for s in systems:
         cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
-                                 engine=engine, cached_input_tokens=cached)
+                                 engine=engine, cached_input_tokens=cached, weight_dtypes=weight_dtypes)
         if len(cols["batch"]):
             best_tpot = min(best_tpot, float(cols["step_s"].min()))
             best_ttft = min(best_ttft, float(cols["ttft_s"].min()))
     if not math.isfinite(best_tpot):
-        return f"{model.name} fits on none of the systems given ({', '.join(s.name for s in systems)})"
+        dts = "" if weight_dtypes == "deployable" else f" with weights in {', '.join(weight_dtypes)}"
+        return f"{model.name} fits on none of the systems given ({', '.join(s.name for s in systems)}){dts}"
     binds = []
     if best_tpot > slo.tpot_limit():
         binds.append(f"TPOT: the fastest is {best_tpot * 1e3:,.1f} ms per token (the decode step's weight and KV reads), "
@@ -691,5 +1029,6 @@ def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, d
     return f"no fleet of {model.name} meets the SLOs ({disaggregation} disaggregation): {what}"
 
 
-__all__ = ["Slo", "Pool", "Simulated", "FleetOption", "FleetPlan", "fleet", "kv_transfer_s", "flop_lower_bound_chips",
-           "UTILISATION_DEFAULT"]
+__all__ = ["Slo", "Pool", "PoolRun", "Simulated", "FleetOption", "FleetPlan", "fleet", "kv_transfer_s",
+           "flop_lower_bound_chips", "UTILISATION_DEFAULT", "REL_HALF_WIDTH", "REQUEST_CAP", "FIRST_REQUESTS", "MIN_RATE",
+           "CONFIDENCE"]

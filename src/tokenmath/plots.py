@@ -394,16 +394,16 @@ def fleet_frontier(f, *, path=None):
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if f.frontier:
-        _pareto_steps(ax, [pt["tokens_per_s_per_user"] for pt in f.frontier], [pt["usd_per_mtok"] for pt in f.frontier],
+        _pareto_steps(ax, [pt["tokens_per_s_per_user"] for pt in f.frontier], [pt["usd_per_mtok_output"] for pt in f.frontier],
                       what="the cheapest aggregated fleet (analytic)")
     for name in sorted({pt["system"] for pt in f.frontier}):
         pts = [pt for pt in f.frontier if pt["system"] == name]
-        ax.plot([pt["tokens_per_s_per_user"] for pt in pts], [pt["usd_per_mtok"] for pt in pts], "o", ms=4, ls="none",
+        ax.plot([pt["tokens_per_s_per_user"] for pt in pts], [pt["usd_per_mtok_output"] for pt in pts], "o", ms=4, ls="none",
                 zorder=3, label=f"{name} (aggregated, analytic)")
     b = f.best
-    if b is not None and b.usd_per_mtok is not None:
+    if b is not None and b.usd_per_mtok_output is not None:
         user = b.tokens_per_s_per_user if b.simulated is None else 1.0 / max(b.simulated.tpot_p50_s, 1e-12)
-        ax.plot([user], [b.usd_per_mtok], "*", ms=14, color="black", zorder=4,
+        ax.plot([user], [b.usd_per_mtok_output], "*", ms=14, color="black", zorder=4,
                 label=f"best: {b.mode}, {b.total_chips:,.0f} chips ({'simulated' if b.simulated else 'analytic'} speed)")
     if f.slo.tpot_limit() < math.inf:
         ax.axvline(1.0 / f.slo.tpot_limit(), ls="--", color=COLORS["floor"], label="SLO: 1 / TPOT")

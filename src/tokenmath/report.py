@@ -1329,19 +1329,29 @@ POOL_KEYS = ("role", "system", "replicas", "chips_per_replica", "tp", "ep", "pp"
 
 def _fleet_option_record(o) -> dict[str, Any]:
     sim = o.simulated
+    ci = lambda x: list(x)  # noqa: E731  [low, high] of the 95 % interval
     return {
         "mode": o.mode,
         "pools": [{k: getattr(p, k) for k in POOL_KEYS} | {"weight_dtype": p.weight_dtype, "kv_dtype": p.kv_dtype,
                                                          "billed_chips_per_replica": p.billed_chips_per_replica,
                                                          "capacity_requests_per_s": p.capacity_requests_per_s,
                                                          "usd_per_hour": p.usd_per_hour} for p in o.pools],
-        "total_chips": o.total_chips, "usd_per_hour": o.usd_per_hour, "usd_per_mtok": o.usd_per_mtok,
+        "total_chips": o.total_chips, "usd_per_hour": o.usd_per_hour,
+        "usd_per_mtok_output": o.usd_per_mtok_output, "usd_per_mtok_all_tokens": o.usd_per_mtok_all_tokens,
         "watts": o.watts, "joules_per_token": o.joules_per_token,
         "goodput_requests_per_s": o.goodput_requests_per_s,
         "simulated": None if sim is None else {
             "ttft_p50_s": sim.ttft_p50_s, "ttft_p99_s": sim.ttft_p99_s, "tpot_p50_s": sim.tpot_p50_s,
-            "tpot_p99_s": sim.tpot_p99_s, "slo_attainment": sim.slo_attainment, "meets_slo": sim.meets_slo,
-            "requests_per_replica": sim.requests},
+            "tpot_p99_s": sim.tpot_p99_s, "ttft_p99_ci_s": ci(sim.ttft_p99_ci_s), "tpot_p99_ci_s": ci(sim.tpot_p99_ci_s),
+            "ttft_p50_ci_s": ci(sim.ttft_p50_ci_s), "tpot_p50_ci_s": ci(sim.tpot_p50_ci_s),
+            "slo_attainment": sim.slo_attainment, "meets_slo": sim.meets_slo,
+            "requests_simulated": sim.requests, "warmup_requests_discarded": sim.warmup_requests_discarded,
+            "converged": sim.converged,
+            "pools": [{"role": r.role, "replicas": r.replicas, "requests_simulated": r.requests,
+                       "warmup_requests_discarded": r.warmup, "settled": r.settled, "converged": r.converged,
+                       "stopped": r.stop, "meets_slo": r.meets, "share_meeting_slo": r.share_meeting,
+                       "sizing": [{"replicas": n, "meets_slo": ok} for n, ok in dict(sim.sizing).get(r.role, ())]}
+                      for r in sim.runs]},
         "analytic": {"ttft_s": o.analytic_ttft_s, "tpot_s": o.analytic_tpot_s, "kv_transfer_s": o.kv_transfer_s},
     }
 
@@ -1355,7 +1365,8 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
         "estimate": f.estimate, "best": None if f.best is None else _fleet_option_record(f.best),
         "candidates": [_fleet_option_record(o) for o in f.candidates], "frontier": f.frontier,
         "mode_reason": f.mode_reason, "flop_lower_bound_chips": f.flop_lower_bound_chips,
-        "screen_error": f.screen_error,
+        "screen_error": f.screen_error, "weight_dtypes": f.weight_dtypes, "search": f.search,
+        "steady_state": _steady_state_rule(),
     }
     if f.workload:
         rec["workload"] = f.workload
@@ -1371,6 +1382,33 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
     return rec
 
 
+def _steady_state_rule() -> dict[str, Any]:
+    """How every fleet simulation is run and read (fleet.py, steady.py): one dict for JSON and text."""
+    from . import fleet as fl
+    from . import steady
+
+    return {"warmup_rule": f"MSER-{steady.MSER_BATCH}", "interval": f"sectioning, {steady.SECTIONS} sections, Student t",
+            "confidence": steady.CONFIDENCE, "target_relative_half_width": fl.REL_HALF_WIDTH,
+            "first_requests": fl.FIRST_REQUESTS, "request_cap": fl.REQUEST_CAP,
+            "meets_slo": "the 95 % interval's upper end within every SLO, the run settled"}
+
+
+def _ci(lo: float, hi: float) -> str:
+    return f"95 % CI {seconds(lo)}–{seconds(hi)}"
+
+
+def _fleet_sim_line(s) -> str:
+    """The steady-state tails of a verified fleet, with their intervals and how they were measured."""
+    how = ("each p99 within ±5 %" if s.converged else
+           "p99 not within ±5 % at the request cap" if any(r.stop == "request cap" for r in s.runs) else
+           "p99 not within ±5 %: stopped once an SLO was clearly missed")
+    return (f"  simulated at steady state: TTFT p50 {seconds(s.ttft_p50_s)}, p99 {seconds(s.ttft_p99_s)}"
+            f" ({_ci(*s.ttft_p99_ci_s)}); TPOT p50 {seconds(s.tpot_p50_s)}, p99 {seconds(s.tpot_p99_s)}"
+            f" ({_ci(*s.tpot_p99_ci_s)}); {s.slo_attainment:.1%} of requests meet every SLO; goodput"
+            f" {s.goodput_requests_per_s:,.4g} requests/s; {s.requests:,} requests per replica, the first"
+            f" {s.warmup_requests_discarded:,} discarded as warm-up; {how}")
+
+
 def render_fleet(f, commands=None) -> list[str]:
     slo = ", ".join(f"{k.replace('_s', '').replace('_', ' ')} ≤ {seconds(v)}" for k, v in
                     (("ttft_p99_s", f.slo.ttft_p99_s), ("tpot_p99_s", f.slo.tpot_p99_s),
@@ -1380,17 +1418,29 @@ def render_fleet(f, commands=None) -> list[str]:
              + f"; SLOs: {slo}"]
     if f.workload:
         w = f.workload
-        lines.append(f"  trace: {w.get('requests', 0):,} requests over {seconds(w.get('duration_s', 0.0))}")
+        lines.append(f"  trace: {w.get('requests', 0):,} requests over {seconds(w.get('duration_s', 0.0))}"
+                     + ("; replayed end to end to fill each run, so the simulation repeats it: the intervals"
+                        " say how steady the replay is, not how well these requests stand for your traffic"
+                        if w.get("replayed_to_fill_runs") else ""))
     lines.append(f"  estimate: {f.estimate}; {f.mode_reason}")
+    wd = f.weight_dtypes
+    if wd:
+        tried = "; ".join(f"{k} {', '.join(v)}" for k, v in wd["tried"].items())
+        lines.append(f"  weights tried: {tried} ("
+                     + ("default: the checkpoint's, FP8, and FP4 where the chip has it; --weight-dtypes to choose)"
+                        if wd["asked"] == "deployable" else "--weight-dtypes)"))
     b = f.best
     if b is None:
         lines.append("  no candidate met its SLOs in simulation; the closest are below")
     else:
-        price = "" if b.usd_per_hour is None else f", ${b.usd_per_hour:,.2f}/h, ${b.usd_per_mtok:,.3g}/Mtok"
+        price = "" if b.usd_per_hour is None else (f", ${b.usd_per_hour:,.2f}/h, ${b.usd_per_mtok_output:,.3g} per million"
+                                                   f" output tokens (${b.usd_per_mtok_all_tokens:,.3g} per million"
+                                                   f" tokens in + out)")
         if b.watts is not None:
-            price += f", {b.watts / 1e3:,.4g} kW at the wall, {b.joules_per_token:,.3g} J/token"
+            price += f", {b.watts / 1e3:,.4g} kW at the wall, {b.joules_per_token:,.3g} J per output token"
+        verified = "" if b.simulated is not None else "; not verified in simulation (--verify 0)"
         lines.append(f"  best: {b.mode}, {b.total_chips:,.0f} chips{price}"
-                     f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips)")
+                     f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips){verified}")
         for p in b.pools:
             lines.append(f"    {p.role:<7} {p.replicas:>4} × {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica}"
                          f" chips each, batch ≤ {p.max_batch:,}, weights {p.weight_dtype}, KV {p.kv_dtype}")
@@ -1398,9 +1448,10 @@ def render_fleet(f, commands=None) -> list[str]:
             lines.append(f"    KV transfer per request: {seconds(b.kv_transfer_s)}")
         s = b.simulated
         if s is not None:
-            lines.append(f"  simulated: TTFT p50 {seconds(s.ttft_p50_s)}, p99 {seconds(s.ttft_p99_s)}; TPOT p50"
-                         f" {seconds(s.tpot_p50_s)}, p99 {seconds(s.tpot_p99_s)}; {s.slo_attainment:.1%} of requests meet"
-                         f" every SLO; goodput {s.goodput_requests_per_s:,.4g} requests/s")
+            lines.append(_fleet_sim_line(s))
+            sizing = "; ".join(f"{role} {' → '.join(f'{n}{chr(10003) if ok else chr(10007)}' for n, ok in hist)}"
+                               for role, hist in s.sizing)
+            lines.append(f"  sized by simulation (replicas tried, ✓ meets / ✗ misses): {sizing}")
             lines.append(f"  analytic screen: TTFT {seconds(b.analytic_ttft_s)}, TPOT {seconds(b.analytic_tpot_s)}"
                          f" ({', '.join(f'{k} {v:+.0%}' for k, v in f.screen_error.items())} simulated vs analytic)")
     pc = f.prefix_cache
@@ -1410,14 +1461,19 @@ def render_fleet(f, commands=None) -> list[str]:
                      f" reused every {seconds(pc['reuse_interval_s'])}: kept in {pc['tier']}{cost} ({pc['note']})")
     others = [o for o in f.candidates if o is not b and o != b]
     if others:
-        lines.append("  also simulated:")
+        lines.append("  also verified at steady state (each sized down the same way):")
         for o in others:
             s = o.simulated
-            what = "no simulation" if s is None else (f"TTFT p99 {seconds(s.ttft_p99_s)}, TPOT p99 {seconds(s.tpot_p99_s)},"
-                                                      f" {'meets' if s.meets_slo else 'misses'} the SLOs")
+            what = "no simulation" if s is None else (
+                f"TTFT p99 {seconds(s.ttft_p99_s)} (95 % upper end {seconds(s.ttft_p99_ci_s[1])}), TPOT p99"
+                f" {seconds(s.tpot_p99_s)} ({seconds(s.tpot_p99_ci_s[1])}), {'meets' if s.meets_slo else 'misses'} the SLOs")
             price = "" if o.usd_per_hour is None else f" ${o.usd_per_hour:,.2f}/h"
-            lines.append(f"    {o.mode:<13} {' + '.join(f'{p.replicas}×{p.system} TP{p.tp}EP{p.ep}PP{p.pp}' for p in o.pools)}:"
-                         f" {o.total_chips:,.0f} chips{price}; {what}")
+            pools = " + ".join(f"{p.replicas}×{p.system} TP{p.tp}EP{p.ep}PP{p.pp} {p.weight_dtype}" for p in o.pools)
+            lines.append(f"    {o.mode:<13} {pools}: {o.total_chips:,.0f} chips{price}; {what}")
+    if f.search:
+        sr = f.search
+        lines.append(f"  search: {sr['distinct']:,} distinct candidates screened, {sr['verified']:,} verified; stopped"
+                     f" because {sr['stopped']}")
     if commands:
         lines.append("  launch commands (--json lists every one):")
         for c in commands:

@@ -72,7 +72,10 @@ def _lengths(spec, n: int, rng: np.random.Generator) -> np.ndarray:
 
 # Bounds on the work one simulation may do (a step of the step loop is a Python loop pass, a few µs;
 # the event loop spends that per event, and counts the steps it stands for against MAX_STEPS).
-MAX_DURATION_S = 1e6  # simulated seconds (11.6 days)
+MAX_DURATION_S = 1e6  # simulated seconds (11.6 days) of generated arrivals (the work is rate × duration)
+# Given arrival times, the work is bounded by their number and MAX_STEPS, not by the time they span;
+# the window may then reach this far (317 years: float64 still resolves 2 µs at its end).
+MAX_ARRIVALS_SPAN_S = 1e10
 MAX_REQUESTS = 1_000_000  # arrivals in one run
 MAX_TOKENS = 1e8  # input or output tokens of one request
 MAX_BATCH = 10_000_000  # sequences in one step
@@ -89,8 +92,9 @@ def _check_inputs(*, rate_per_s, duration_s, input_tokens, output_tokens, max_ba
     call cannot run for hours or fill memory."""
     if arrivals is None and not (_finite_number(rate_per_s) and rate_per_s > 0):
         raise TokenmathError(f"arrival rate = {rate_per_s!r} must be a positive number of requests per second")
-    if not (_finite_number(duration_s) and 0 < duration_s <= MAX_DURATION_S):
-        raise TokenmathError(f"duration = {duration_s!r} s must be > 0 and at most {MAX_DURATION_S:g} s")
+    most = MAX_DURATION_S if arrivals is None else MAX_ARRIVALS_SPAN_S
+    if not (_finite_number(duration_s) and 0 < duration_s <= most):
+        raise TokenmathError(f"duration = {duration_s!r} s must be > 0 and at most {most:g} s")
     if arrivals is None and rate_per_s * duration_s > MAX_REQUESTS:
         raise TokenmathError(f"arrival rate {rate_per_s:g}/s × duration {duration_s:g} s = {rate_per_s * duration_s:.3g}"
                              f" requests, beyond the {MAX_REQUESTS:,} one simulation runs; lower the rate or the duration")

@@ -26,7 +26,8 @@ def fleet_cmd(
     prefix_tokens: Annotated[Optional[str], typer.Option("--prefix-tokens", help="Shared prompt prefix per request (tokens).")] = None,
     prefix_hit_rate: Annotated[Optional[float], Num("--prefix-hit-rate", help="Share of requests whose prefix is in the cache (0-1).")] = None,
     objective: Annotated[str, typer.Option("--objective", help="cost ($/h; chips where no price), chips, or energy (J per output token).")] = "cost",
-    verify: Annotated[int, Num("--verify", help="Candidate fleets to check in simulation.")] = 3,
+    verify: Annotated[Optional[int], Num("--verify", help="The most candidate fleets verified (simulated at steady state and sized down; default 12); the search stops sooner once no unverified one can be cheaper.")] = None,
+    weight_dtypes: Annotated[Optional[str], typer.Option("--weight-dtypes", help="Comma-separated weight dtypes to try on every system (default: the checkpoint's, FP8, and FP4 where the chip has it).")] = None,
     export: Annotated[Optional[str], typer.Option("--export", help="Launch commands for the chosen pools: vllm | sglang | trtllm.")] = None,
     hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Checkpoint (Hugging Face repo id or path) for --export, served as stored (default: the catalog's hf_repo, or its published checkpoint in the planned weight dtype).")] = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
@@ -34,10 +35,11 @@ def fleet_cmd(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT and TPOT SLOs: aggregated or disaggregated prefill/decode, checked in simulation."""
+    """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT and TPOT SLOs: aggregated or disaggregated prefill/decode, verified at steady state in simulation and sized down while the SLOs hold."""
     from .. import fleet as fl
     from .. import report as rp
     from ..errors import TokenmathError
+    from ..units import check_dtype
 
     if export is not None and export not in EXPORT_ENGINES:
         raise TokenmathError(f"--export = {export!r}; expected one of {', '.join(EXPORT_ENGINES)}")
@@ -65,11 +67,14 @@ def fleet_cmd(
     if P and prefix_hit_rate is None:
         raise TokenmathError("--prefix-tokens needs --prefix-hit-rate (the share of requests whose prefix is cached)")
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
+    wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
     slo = fl.Slo(ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50)
-    with progress("screening fleets", max(verify, 1), json_) as update:
+    with progress("screening fleets", max(verify or fl.VERIFY_DEFAULT, 1), json_) as update:
         result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
                           disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
-                          objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr, verify=verify,
+                          objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr,
+                          verify=fl.VERIFY_DEFAULT if verify is None else verify,
+                          weight_dtypes=wds,
                           progress=lambda done, total, what: update(done, total=total, description=what))
     commands, refused = None, None
     if export is not None and result.best is not None:
