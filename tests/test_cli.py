@@ -227,7 +227,7 @@ def test_invariant_fleet_frontier_is_a_step_with_markers():
 
     from tokenmath import plots
 
-    front = [{"system": sy, "tokens_per_s_per_user": u, "usd_per_mtok": c}  # a front as fleet._frontier returns it
+    front = [{"system": sy, "tokens_per_s_per_user": u, "usd_per_mtok_output": c}  # a front as fleet._frontier returns it
              for sy, u, c in (("h100-sxm", 20.0, 0.5), ("h200-sxm", 35.0, 0.8), ("h100-sxm", 60.0, 2.0))]
     f = SimpleNamespace(frontier=front, best=None, slo=SimpleNamespace(tpot_limit=lambda: 0.04), model="m",
                         request_rate=10.0, input_tokens=1000.0, output_tokens=200.0)
