@@ -585,14 +585,30 @@ def test_fleet_export_json_names_the_checkpoint_and_carries_notes():
 
 
 def test_fleet_export_refuses_a_checkpoint_that_does_not_exist():
-    """On B200 the planner runs Llama-3.1-70B in NVFP4; no NVFP4 checkpoint of Llama-3.1-70B-Instruct is
-    in the catalog and no engine quantises to NVFP4 while loading, so the fleet is shown and the export is
+    """Asked for NVFP4 on B200 (--weight-dtypes nvfp4), no NVFP4 checkpoint of Llama-3.1-70B-Instruct is in
+    the catalog and no engine quantises to NVFP4 while loading, so the fleet is shown and the export is
     refused (exit 2) in one sentence naming the checkpoints that exist, instead of the old
     `--quantization modelopt_fp4` on a BF16 checkpoint, which does not start."""
-    r = _run("--systems", "b200", "--export", "vllm")
+    r = _run("--systems", "b200", "--weight-dtypes", "nvfp4", "--export", "vllm")
     assert r.exit_code == 2, r.output
     assert "best:" in r.output and "vllm serve" not in r.output and "Traceback" not in r.output
     assert "nvidia/Llama-3.1-70B-Instruct-FP8 (fp8)" in r.output and "--hf-model" in r.output
+
+
+def test_fleet_export_plans_only_what_the_engine_can_launch():
+    """Without --weight-dtypes, `fleet --export vllm` on B200 tries only the dtypes vLLM can load for
+    Llama-3.1-70B (the BF16 repo; FP8 via nvidia/Llama-3.1-70B-Instruct-FP8 or load-time FP8), not
+    NVFP4 (no checkpoint): the answer is a fleet whose commands start, and the output says why."""
+    r = _run("--systems", "b200", "--export", "vllm", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert "nvfp4" not in d["weight_dtypes"]["tried"]["b200"] and d["weight_dtypes"]["tried"]["b200"]
+    pools = d["export_pools"]
+    assert pools and all(p["weight_dtype"] in ("bf16", "fp8") for p in pools)
+    for p in pools:
+        check_against_parser("vllm", Launch("vllm", tuple(p["commands"]), (), tuple(p["notes"]), ""))
+    t = _run("--systems", "b200", "--export", "vllm")
+    assert "the deployable ones --export can launch" in t.output
 
 
 @pytest.mark.parametrize("bad", ["--trust-remote-code", "-x"])

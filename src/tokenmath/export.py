@@ -499,6 +499,26 @@ def checkpoint_for(model, weight_dtype: str | None, engine: str, *, hf_model: st
         f"{' or '.join(have)}, or --hf-model naming a {want} checkpoint")
 
 
+def exportable_weight_dtypes(model, systems, engine: str) -> dict[str, list]:
+    """The weight dtypes `fleet --export ENGINE` may plan on each system (by name): the deployable ones
+    (plan.deployable_weight_dtypes) for which `checkpoint_for` finds a checkpoint the engine can load
+    (the model's own, a published export, or the engine's load-time quantisation), so the fleet it
+    answers with is one whose launch commands start."""
+    from .plan import deployable_weight_dtypes
+
+    out = {}
+    for s in systems:
+        ok = []
+        for wd in deployable_weight_dtypes(model, s):
+            try:
+                checkpoint_for(model, wd, engine)
+            except TokenmathError:
+                continue
+            ok.append(wd)
+        out[s.name] = ok
+    return out
+
+
 def fleet_launches(option, engine: str, *, model, hf_model: str | None = None, max_num_batched_tokens: int = 8192,
                    port: int = 8000) -> list[PoolLaunch]:
     """The launch of every pool of a fleet.FleetOption for `model` (a specs.Model): each pool on its own

@@ -190,7 +190,8 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
     out = []
     for s in systems:
         cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
-                                 engine=engine, cached_input_tokens=cached, weight_dtypes=weight_dtypes)
+                                 engine=engine, cached_input_tokens=cached,
+                                 weight_dtypes=dtypes_for(model, s, weight_dtypes))
         if not len(cols["batch"]):
             continue
         ok = (cols["step_s"] <= slo.tpot_limit()) & (cols["ttft_s"] <= TTFT_SCREEN_SHARE * slo.ttft_limit())
@@ -251,7 +252,7 @@ def _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t_pass):
 def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
                    weight_dtypes="deployable") -> list[tuple[Pool, float]]:
     """(pool, pass time) for each layout and prompts-per-pass that fits, on one system."""
-    from .plan import candidate_layouts, deployable_weight_dtypes
+    from .plan import candidate_layouts
     from .profiles import choose
     from .stepmodel import _layout_terms, op_step
 
@@ -260,7 +261,7 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
     per_pass = np.unique(np.clip(2 ** np.arange(0, 6), 1, max(1, int(CHUNK_TOKENS // Ip))))
     price = _price(s, usd_per_chip_hour)
     out = []
-    for wd in deployable_weight_dtypes(model, s) if weight_dtypes == "deployable" else weight_dtypes:
+    for wd in dtypes_for(model, s, weight_dtypes):
         dt = Dtypes(weight=wd)
         lays = []
         for lay in candidate_layouts(model, s):
@@ -300,7 +301,7 @@ def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, ene
     from .plan import plan_system
 
     cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
-                             engine=engine, decode_only=True, weight_dtypes=weight_dtypes)
+                             engine=engine, decode_only=True, weight_dtypes=dtypes_for(model, s, weight_dtypes))
     price = _price(s, usd_per_chip_hour)
     out = []
     rows = np.nonzero(cols["step_s"] <= slo.tpot_limit())[0] if len(cols["batch"]) else np.array([], int)
@@ -724,7 +725,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     simulation and sized down while it still meets the SLOs. A `trace` (workload.Workload) gives the
     rate and the mean lengths instead, and drives the simulation. `weight_dtypes`: "deployable"
     (the checkpoint's, FP8 where the checkpoint is wider, FP4 where the chip has it:
-    plan.deployable_weight_dtypes) or a list of dtypes to try on every system.
+    plan.deployable_weight_dtypes) or a list of dtypes to try on every system, or a dict of lists by system name.
 
     The search: the screen's candidates (one per system, layout, dtype and mode) are verified in
     order of their cost at 100 % load, which no sizing goes below; it stops when the next one's
@@ -773,7 +774,10 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         raise TokenmathError(f"verify = {verify!r}; expected 0 to 20 candidates")
     if not systems:
         raise TokenmathError("no systems to plan on")
-    if weight_dtypes != "deployable":
+    if isinstance(weight_dtypes, dict):
+        if not any(weight_dtypes.get(s.name) for s in systems):
+            raise TokenmathError("no weight dtype to try on any system given (" + ", ".join(s.name for s in systems) + ")")
+    elif weight_dtypes != "deployable":
         weight_dtypes = list(weight_dtypes)
         if not weight_dtypes:
             raise TokenmathError("--weight-dtypes lists no dtype; give one or more, or leave it out")
@@ -879,7 +883,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     search = {"screened": len(cands), "distinct": len(distinct), "verified": len(verified), "simulated": simulated,
               "pools_sized": len(ctx["sized"]), "stopped": stopped}
     return FleetPlan(model.name, rate, I, O, cached, slo, label, best, verified, frontier, reason, lb, err, stats, pc,
-                     {"asked": weight_dtypes if weight_dtypes == "deployable" else list(weight_dtypes), "tried": tried},
+                     {"asked": weight_dtypes if isinstance(weight_dtypes, (str, dict)) else list(weight_dtypes), "tried": tried},
                      search)
 
 
@@ -890,15 +894,21 @@ def _check_rate(rate) -> None:
                              f" {1 / MIN_RATE / 3600:.1f} h): below that a fleet is one replica serving each request alone")
 
 
-def _dtypes_tried(model, systems, weight_dtypes) -> dict[str, list[str]]:
-    """The weight dtypes tried on each system, by name (None = the checkpoint's)."""
+def dtypes_for(model, system, weight_dtypes) -> list:
+    """The weight dtypes to try on `system`: "deployable" (plan.deployable_weight_dtypes), one list
+    for every system, or a dict of lists by system name (e.g. only the dtypes an engine can launch)."""
     from .plan import deployable_weight_dtypes
 
-    out = {}
-    for s in systems:
-        wds = deployable_weight_dtypes(model, s) if weight_dtypes == "deployable" else weight_dtypes
-        out[s.name] = [wd or model.weight_dtype for wd in wds]
-    return out
+    if isinstance(weight_dtypes, str) and weight_dtypes == "deployable":
+        return deployable_weight_dtypes(model, system)
+    if isinstance(weight_dtypes, dict):
+        return list(weight_dtypes.get(system.name, []))
+    return list(weight_dtypes)
+
+
+def _dtypes_tried(model, systems, weight_dtypes) -> dict[str, list[str]]:
+    """The weight dtypes tried on each system, by name (None = the checkpoint's)."""
+    return {s.name: [wd or model.weight_dtype for wd in dtypes_for(model, s, weight_dtypes)] for s in systems}
 
 
 def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: float, trace) -> dict:
@@ -1012,12 +1022,15 @@ def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, d
     best_tpot, best_ttft = math.inf, math.inf
     for s in systems:
         cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
-                                 engine=engine, cached_input_tokens=cached, weight_dtypes=weight_dtypes)
+                                 engine=engine, cached_input_tokens=cached,
+                                 weight_dtypes=dtypes_for(model, s, weight_dtypes))
         if len(cols["batch"]):
             best_tpot = min(best_tpot, float(cols["step_s"].min()))
             best_ttft = min(best_ttft, float(cols["ttft_s"].min()))
     if not math.isfinite(best_tpot):
-        dts = "" if weight_dtypes == "deployable" else f" with weights in {', '.join(weight_dtypes)}"
+        dts = "" if isinstance(weight_dtypes, str) else (
+            " with the weight dtypes tried (" + "; ".join(f"{k} {', '.join(v) or 'none'}" for k, v in
+                                                   _dtypes_tried(model, systems, weight_dtypes).items()) + ")")
         return f"{model.name} fits on none of the systems given ({', '.join(s.name for s in systems)}){dts}"
     binds = []
     if best_tpot > slo.tpot_limit():

@@ -1428,7 +1428,9 @@ def render_fleet(f, commands=None) -> list[str]:
         tried = "; ".join(f"{k} {', '.join(v)}" for k, v in wd["tried"].items())
         lines.append(f"  weights tried: {tried} ("
                      + ("default: the checkpoint's, FP8, and FP4 where the chip has it; --weight-dtypes to choose)"
-                        if wd["asked"] == "deployable" else "--weight-dtypes)"))
+                        if wd["asked"] == "deployable" else
+                        "the deployable ones --export can launch: a checkpoint or load-time quantisation; "
+                        "--weight-dtypes to choose)" if isinstance(wd["asked"], dict) else "--weight-dtypes)"))
     b = f.best
     if b is None:
         lines.append("  no candidate met its SLOs in simulation; the closest are below")

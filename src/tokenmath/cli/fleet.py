@@ -68,6 +68,11 @@ def fleet_cmd(
         raise TokenmathError("--prefix-tokens needs --prefix-hit-rate (the share of requests whose prefix is cached)")
     price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
     wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
+    if export is not None and hf_model is None and weight_dtypes is None:
+        # plan only what the engine can launch: dtypes with a checkpoint (or load-time quantisation) for it
+        from ..export import exportable_weight_dtypes
+
+        wds = exportable_weight_dtypes(m, syss, export)
     slo = fl.Slo(ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50)
     with progress("screening fleets", max(verify or fl.VERIFY_DEFAULT, 1), json_) as update:
         result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
