@@ -273,3 +273,23 @@ def test_terms_vanish_where_their_operation_does_not_run():
             assert np.all(np.asarray(getattr(t, f)) == 0.0), (key, f)
     moe, imb, _ = _terms("deepseek-v3", "h200-sxm", Layout(ep=8), 64.0, 4000.0, 1.0)
     assert float(moe["ep_alltoall"].time_s) > 0 and float(moe["expert_gemm"].time_s) > 0 and imb > 1.0
+
+
+def test_invariant_many_layout_mfu_and_mbu_equal_one_layout_at_a_time():
+    """Invariant: MFU and MBU of a many-layout pass (chips one per layout, the step a leading layout
+    axis) equal each layout's own, row by row (they raised a shape error before)."""
+    import numpy as np
+
+    from tokenmath.parallelism import Layout
+    from tokenmath.profiles import choose
+    from tokenmath.stepmodel import op_step
+
+    m, s = CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")
+    p = choose(system=s)
+    lays = [Layout(tp=8), Layout(tp=4, pp=2), Layout(tp=2, pp=4)]
+    B = np.array([1.0, 64.0, 512.0])
+    many = op_step(m, s, lays, B, 4096.0, kernels=p.kernels, engine=p.engine)
+    for i, lay in enumerate(lays):
+        one = op_step(m, s, lay, B, 4096.0, kernels=p.kernels, engine=p.engine)
+        assert np.allclose(np.asarray(many.mfu())[i], one.mfu(), rtol=1e-12)
+        assert np.allclose(np.asarray(many.mbu())[i], one.mbu(), rtol=1e-12)

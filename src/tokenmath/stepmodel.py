@@ -194,7 +194,7 @@ class OpStep:
         the compute dtype) — PaLM's definition (Chowdhery et al. 2022, appendix B), for one pass.
         step_s: the time to charge (default this pass's own step_s)."""
         T = self.step_s if step_s is None else step_s
-        return _f(np.asarray(self.flops) / (np.asarray(T) * np.asarray(self.chips) * self.peak_flops_per_s))
+        return _f(np.asarray(self.flops) / (np.asarray(T) * self._chips_axis() * self.peak_flops_per_s))
 
     def mbu(self, step_s=None):
         """Model bandwidth utilisation: the bytes the step must read (weights touched + KV) ÷ (step
@@ -202,7 +202,13 @@ class OpStep:
         Engineering: Best Practices", 2023). Re-reads of weights a layout replicates count as waste."""
         T = self.step_s if step_s is None else step_s
         return _f((np.asarray(self.weight_bytes) + np.asarray(self.kv_bytes))
-                  / (np.asarray(T) * np.asarray(self.chips) * self.peak_hbm_bytes_per_s))
+                  / (np.asarray(T) * self._chips_axis() * self.peak_hbm_bytes_per_s))
+
+    def _chips_axis(self):
+        """Chips per replica, broadcastable against the step: one number, or (layouts, 1) for a
+        many-layout pass (chips has one entry per layout, the step a leading layout axis)."""
+        c = np.asarray(self.chips, float)
+        return c[:, None] if c.ndim == 1 and np.ndim(self.step_s) == 2 else c
 
 
 # --------------------------------------------------------------------------------------------
