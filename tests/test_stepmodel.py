@@ -196,3 +196,100 @@ def test_prefill_attention_flops_are_the_causal_count(S, L):
     op = op_step(m, s, Layout(), 1.0, float(L), float(S), kernels=None)
     assert op.flops == pytest.approx(matmul + exact, rel=0.005)
     assert op.flops - matmul == pytest.approx(exact, rel=0.01)
+
+
+def _terms(name, sysname, lay, batch, context, new, prefill=0.0, prof=None, dtypes=tm.Dtypes()):
+    from tokenmath.stepmodel import kernel_rates, layout_terms, pass_terms
+
+    m, s = CAT.model(name), CAT.system(sysname)
+    prof = prof or choose("calibrated", system=s)
+    lt = layout_terms(m, s, lay, prof.kernels, prof.engine, 10e-6)
+    rates = kernel_rates(m, s, dtypes, False)
+    f = lambda x: np.asarray(x, float)  # noqa: E731
+    terms, imb = pass_terms(m, s, lt, f(batch), f(context), f(new), f(prefill), f(context) / 2,
+                            np.maximum(f(prefill) / 2048, 1.0), kernels=prof.kernels, engine=prof.engine, rates=rates)
+    return terms, imb, rates
+
+
+TERM_CASES = CASES + [("deepseek-v3", "a100-sxm-80gb", Layout(ep=8)), ("mixtral-8x7b", "h100-sxm", Layout(tp=2, ep=8)),
+                      ("llama-3.1-8b", "tpu-v7", Layout(tp=4, pp=2)), ("qwen3-235b-a22b", "gb200-nvl72", Layout(ep=128))]
+
+
+@pytest.mark.parametrize("name, sysname, lay", TERM_CASES)
+def test_invariant_each_term_is_never_faster_than_its_own_roofline(name, sysname, lay):
+    """Invariant of the seam every new term plugs into (stepmodel.pass_terms): each operation's
+    estimated time is at least what the bound of the same pass charges for it — its FLOPs at the
+    peak, its HBM bytes at full bandwidth, its link bytes at the ideal link — so the estimate's
+    parts alone sum to at least the bound, term by term, not only through the final clamp. Over
+    decode, prompts and mixed chunks at batch 1 … 4,096 and context 0 … 128k. rel 1e-12."""
+    B = np.array([1.0, 16.0, 512.0, 4096.0])[:, None, None]
+    L = np.array([0.0, 4000.0, 131072.0])[None, :, None]
+    S = np.array([1.0, 2048.0])[None, None, :]
+    for prefill in (0.0, 4096.0):
+        terms, _, rates = _terms(name, sysname, lay, B, L, S, prefill)
+        for key, t in terms.items():
+            floor = np.maximum(np.maximum(t.compute_s, t.link_s),
+                               (np.asarray(t.weight_bytes) + t.kv_bytes + t.act_bytes) / rates.hbm_bytes_per_s)
+            assert np.all(np.asarray(t.time_s) >= floor * (1 - 1e-12)), f"{name} {lay} {key} prefill {prefill}"
+
+
+@pytest.mark.parametrize("name, sysname, lay", TERM_CASES)
+def test_invariant_op_step_is_its_terms(name, sysname, lay):
+    """Invariant: op_step's parts are its terms' times summed by TERM_PART (× PP stages), and its
+    bound's compute, HBM and network shares are the same terms' shares summed (× m microbatches) —
+    so a term added to pass_terms reaches both the estimate and the bound. rel 1e-12."""
+    from tokenmath.stepmodel import TERM_PART
+
+    m, s = CAT.model(name), CAT.system(sysname)
+    prof = choose("calibrated", system=s)
+    B, L, prefill = np.array([1.0, 64.0, 1024.0]), 8000.0, 1024.0
+    terms, imb, rates = _terms(name, sysname, lay, B, L, 1.0, prefill, prof)
+    op = op_step(m, s, lay, B, L, 1.0, kernels=prof.kernels, engine=prof.engine, prefill_tokens=prefill,
+                 prefill_context=L / 2, prefill_seqs=max(prefill / 2048, 1.0))
+    for part in op.parts:
+        if part == "overhead_s":
+            continue
+        want = sum(np.asarray(t.time_s) for k, t in terms.items() if TERM_PART[k] == part) * lay.pp
+        want = want + (op.pp_comm_s - lay.pp * terms["pp_transfer"].time_s if part == "pp_comm_s" else 0.0)  # + hops
+        np.testing.assert_allclose(getattr(op, part), np.broadcast_to(want, B.shape), rtol=1e-12, err_msg=part)
+    total = lambda f: lay.m * sum(np.asarray(getattr(t, f)) for t in terms.values())  # noqa: E731
+    bw = rates.hbm_bytes_per_s
+    np.testing.assert_allclose(op.bound_parts["compute_s"], total("compute_s"), rtol=1e-12)
+    np.testing.assert_allclose(op.bound_parts["weights_s"], total("weight_bytes") / bw, rtol=1e-12)
+    np.testing.assert_allclose(op.bound_parts["kv_s"], total("kv_bytes") / bw, rtol=1e-12)
+    np.testing.assert_allclose(op.bound_parts["network_s"], np.broadcast_to(total("link_s"), B.shape), rtol=1e-12)
+    np.testing.assert_allclose(op.expert_imbalance, np.broadcast_to(imb, B.shape), rtol=1e-12)
+
+
+def test_terms_vanish_where_their_operation_does_not_run():
+    """A dense model has no expert GEMMs or all-to-all; TP 1 no all-reduce; PP 1 no send/recv; a
+    pass without prompt chunks no chunk attention: each of those terms is exactly 0, in time and in
+    what the bound charges."""
+    terms, imb, _ = _terms("llama-3.1-8b", "h100-sxm", Layout(), np.array([1.0, 64.0]), 4000.0, 1.0)
+    assert imb == 1.0
+    for key in ("expert_gemm", "ep_alltoall", "tp_allreduce", "pp_transfer", "prefill_chunks"):
+        t = terms[key]
+        for f in ("time_s", "compute_s", "weight_bytes", "kv_bytes", "link_s", "flops"):
+            assert np.all(np.asarray(getattr(t, f)) == 0.0), (key, f)
+    moe, imb, _ = _terms("deepseek-v3", "h200-sxm", Layout(ep=8), 64.0, 4000.0, 1.0)
+    assert float(moe["ep_alltoall"].time_s) > 0 and float(moe["expert_gemm"].time_s) > 0 and imb > 1.0
+
+
+def test_invariant_many_layout_mfu_and_mbu_equal_one_layout_at_a_time():
+    """Invariant: MFU and MBU of a many-layout pass (chips one per layout, the step a leading layout
+    axis) equal each layout's own, row by row (they raised a shape error before)."""
+    import numpy as np
+
+    from tokenmath.parallelism import Layout
+    from tokenmath.profiles import choose
+    from tokenmath.stepmodel import op_step
+
+    m, s = CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")
+    p = choose(system=s)
+    lays = [Layout(tp=8), Layout(tp=4, pp=2), Layout(tp=2, pp=4)]
+    B = np.array([1.0, 64.0, 512.0])
+    many = op_step(m, s, lays, B, 4096.0, kernels=p.kernels, engine=p.engine)
+    for i, lay in enumerate(lays):
+        one = op_step(m, s, lay, B, 4096.0, kernels=p.kernels, engine=p.engine)
+        assert np.allclose(np.asarray(many.mfu())[i], one.mfu(), rtol=1e-12)
+        assert np.allclose(np.asarray(many.mbu())[i], one.mbu(), rtol=1e-12)

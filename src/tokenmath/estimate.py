@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import TokenmathError
-from .layout import Layout, _largest_divisor_at_most
-from .profiles import ROOFLINE_PROFILE, Profile, _f
+from .parallelism import Layout, largest_divisor_at_most, placement
+from .profiles import ROOFLINE_PROFILE, Profile
 from .specs import Dtypes, Model, System
 from .stepmodel import OpStep, op_step
 
@@ -35,10 +35,10 @@ def default_layout(model: Model, system: System, chips: int) -> Layout:
         raise TokenmathError(f"model {model.name!r} is defined by totals only; the per-operation estimate needs its "
                              "architecture (a config.json) — use --efficiency roofline")
     if model.moe is not None:
-        ep = _largest_divisor_at_most(model.moe.n_experts, n)
+        ep = largest_divisor_at_most(model.moe.n_experts, n)
         if ep > 1:
             return Layout(tp=1, ep=ep)
-    tp = _largest_divisor_at_most(model.attention.n_heads, n)
+    tp = largest_divisor_at_most(model.attention.n_heads, n)
     pp = n // tp if n % tp == 0 else 1
     return Layout(tp=tp, pp=max(1, min(pp, model.n_layers)))
 
@@ -149,7 +149,6 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
     attention-data-parallel chip do not fit — the same EP group with attention TP inside it.
     chips given: the same choice on them; chips the layout cannot use (e.g. past the experts'
     divisors) are named in `note`, and neither used nor billed."""
-    from .layout import placement
     from .roofline import default_replica_chips
 
     dom = system.scaleup_chips
@@ -259,6 +258,12 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
         usd_per_mtok=usd, roofline_step_s=op.bound_s, range_80=band, op=op, roofline=bound,
         mfu=op.mfu(step), mbu=op.mbu(step), replica=rep,
     )
+
+
+def _f(x):
+    """A float, or a list for a sweep (the estimate's figures, as profiles' band gives them)."""
+    a = np.asarray(x, float)
+    return float(a) if a.ndim == 0 else a.tolist()
 
 
 def _a(x):

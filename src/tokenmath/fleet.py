@@ -33,7 +33,8 @@ import numpy as np
 
 from .errors import TokenmathError
 from .kvcache import kv_cache
-from .layout import HOP_LATENCY_S_DEFAULT, Layout, check_layout, layout_memory
+from .layout import layout_memory
+from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout
 from .params import param_counts
 from .specs import Dtypes, Model, System
 from .steady import CONFIDENCE, Interval, mser5, percentile_interval
@@ -254,7 +255,7 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
     """(pool, pass time) for each layout and prompts-per-pass that fits, on one system."""
     from .plan import candidate_layouts
     from .profiles import choose
-    from .stepmodel import _layout_terms, op_step
+    from .stepmodel import layout_terms, op_step
 
     prof = choose("calibrated", engine=engine, system=s)
     Ip = I - cached
@@ -269,7 +270,7 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
                 check_layout(model, s, lay)
                 if lay.pp > 1 or not layout_memory(model, s, lay, float(per_pass[-1]), I, dtypes=dt).fits:
                     continue  # a prefill pool gains nothing from pipeline stages in flight one prompt deep
-                _layout_terms(model, s, lay, prof.kernels, prof.engine, HOP_LATENCY_S_DEFAULT)
+                layout_terms(model, s, lay, prof.kernels, prof.engine, HOP_LATENCY_S_DEFAULT)
                 lays.append(lay)
             except TokenmathError:
                 continue

@@ -1,12 +1,10 @@
 """Parallelism arithmetic: how a model is laid out on chips, what each chip holds, and the
 network terms of a step (the lecture's 32:00–1:18).
 
-A layout is TP × EP × PP × DP. Inside one pipeline stage `stage_chips = max(TP, EP)` chips hold
-that stage's layers: the routed experts are split over all of them (EP groups, each TP'd if
-TP > EP), attention/dense weights are split TP ways and replicated over the remaining
-`attention_dp = stage_chips / TP` ranks, which each serve their own share of the sequences
-(attention data parallelism — what MLA models use, since the MLA latent cannot be split by heads).
-A replica is PP stages; DP replicas serve independent traffic.
+A layout is TP × EP × PP × DP (parallelism.py: the Layout type, placement, the divisor rules and
+link choice, re-exported here). Inside one pipeline stage `stage_chips = max(TP, EP)` chips hold
+that stage's layers: the routed experts are split over all of them, attention/dense weights are
+split TP ways and replicated over the remaining `attention_dp = stage_chips / TP` ranks.
 
 Network terms per decode step, per chip (bandwidths one direction, per chip):
     MoE all-to-all   tokens × k × hidden × bytes × 2 (dispatch + combine) × (EP−1)/EP per MoE layer,
@@ -28,140 +26,18 @@ import numpy as np
 
 from .errors import TokenmathError
 from .kvcache import kv_cache
+# the vocabulary lives in parallelism.py; re-exported so `tokenmath.layout.Layout` etc. keep working
+from .parallelism import (HOP_LATENCY_S_DEFAULT, Layout, Layouts, Placement, check_layout,  # noqa: F401
+                          kv_head_split, largest_divisor_at_most, link_bytes_per_s, placement)
 from .params import param_counts
 from .roofline import resolve_dtypes, slopes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 from .units import dtype_bytes
 
-# A named, sourced assumption: one NIC -> top-of-rack switch -> NIC hop between scale-up domains.
-# DeepEP's low-latency kernels (github deepseek-ai/DeepEP README, H800 + CX7 400 Gb/s InfiniBand)
-# finish a whole 128-token EP8 dispatch in 77 µs and an EP256 one in 194 µs, so one hop is at most
-# tens of µs; 10 µs is the default. The lecture's "a few ms, maybe off by 10×" (1:15) is 10–100×
-# too high (lecture-claims L34). Hops inside a scale-up domain are treated as free.
-HOP_LATENCY_S_DEFAULT = 10e-6
 # Activations and communication buffers are transient and small in decode: per token in flight on
 # a chip, ACTIVATION_BUFFERS hidden-sized vectors (residual, normed input, attention and MLP
 # outputs) plus, for MoE, k received copies. An estimate of tokenmath's, labelled as such.
 ACTIVATION_BUFFERS = 4
-
-
-@dataclass(frozen=True)
-class Layout:
-    """TP × EP × PP × DP with m microbatches in flight per replica (default m = PP)."""
-
-    tp: int = 1
-    ep: int = 1
-    pp: int = 1
-    dp: int = 1
-    microbatches: int | None = None
-
-    @property
-    def stage_chips(self) -> int:
-        return max(self.tp, self.ep)
-
-    @property
-    def replica_chips(self) -> int:
-        return self.pp * self.stage_chips
-
-    @property
-    def chips(self) -> int:
-        return self.dp * self.replica_chips
-
-    @property
-    def attention_dp(self) -> int:
-        return self.stage_chips // self.tp
-
-    @property
-    def m(self) -> int:
-        return self.microbatches or self.pp
-
-    def describe(self) -> str:
-        parts = [f"TP{self.tp}", f"EP{self.ep}", f"PP{self.pp}", f"DP{self.dp}"]
-        return "×".join(parts) + f" (m={self.m})"
-
-
-class Layouts:
-    """Several layouts as columns of shape (n, 1), so layout_memory and op_step evaluate them
-    all in one broadcast against a batch axis (the planner's search). Same attribute names as
-    Layout; `items` keeps the layouts themselves."""
-
-    def __init__(self, items):
-        self.items = tuple(items)
-        col = lambda f: np.array([f(x) for x in self.items], float)[:, None]  # noqa: E731
-        self.tp, self.ep, self.pp = col(lambda x: x.tp), col(lambda x: x.ep), col(lambda x: x.pp)
-        self.stage_chips, self.replica_chips = col(lambda x: x.stage_chips), col(lambda x: x.replica_chips)
-        self.attention_dp, self.m = col(lambda x: x.attention_dp), col(lambda x: x.m)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a replica's stages sit. A stage that fits a scale-up domain never straddles two:
-    ⌊domain/stage⌋ stages share a domain and the rest of it idles (the lecture's 256 experts on
-    64 of an NVL72's 72 GPUs); a stage larger than a domain spans ⌈stage/domain⌉ whole domains."""
-
-    stage_domain: tuple[int, ...]  # domain index of each stage
-    domains: int
-    billed_chips: float  # chips a replica keeps busy or idle (fractional when replicas share a domain)
-    idle_chips: float
-
-
-def placement(layout: Layout, system: System) -> Placement:
-    dom, sc, pp = system.scaleup_chips, layout.stage_chips, layout.pp
-    if sc > dom:
-        per = math.ceil(sc / dom)
-        return Placement(tuple(i * per for i in range(pp)), per * pp, per * pp * dom, per * pp * dom - sc * pp)
-    per_domain = dom // sc
-    stage_domain = tuple(i // per_domain for i in range(pp))
-    domains = stage_domain[-1] + 1
-    if domains == 1:
-        # replicas share a domain: each is billed its share of the domain, idle chips included
-        replicas_per_domain = dom // layout.replica_chips
-        billed = dom / replicas_per_domain
-    else:
-        billed = float(domains * dom)
-    return Placement(stage_domain, domains, billed, billed - layout.replica_chips)
-
-
-def _largest_divisor_at_most(n: int, cap: int) -> int:
-    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
-
-
-def check_layout(model: Model, system: System, layout: Layout, chips: int | None = None) -> None:
-    """Validate at the edge, with the numbers in the message."""
-    for name in ("tp", "ep", "pp", "dp"):
-        v = getattr(layout, name)
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise TokenmathError(f"{name.upper()} = {v!r} must be a whole number >= 1")
-    if layout.microbatches is not None and layout.microbatches < 1:
-        raise TokenmathError(f"microbatches = {layout.microbatches!r} must be >= 1")
-    if model.is_totals_only:
-        raise TokenmathError(
-            f"model {model.name!r} is defined by totals only; a layout needs its architecture (a config.json)"
-        )
-    a = model.attention
-    if layout.ep > 1 and model.moe is None:
-        raise TokenmathError(f"EP = {layout.ep} but {model.name} is dense (no experts to spread); use TP or DP")
-    if model.moe is not None and layout.ep > 1 and model.moe.n_experts % layout.ep:
-        best = _largest_divisor_at_most(model.moe.n_experts, layout.ep)
-        raise TokenmathError(
-            f"{model.moe.n_experts} experts do not divide over EP {layout.ep}: use EP {best} and leave "
-            f"{layout.ep - best} chips idle, or replicate experts"
-        )
-    lo, hi = sorted((layout.tp, layout.ep))
-    if hi % lo:
-        raise TokenmathError(f"TP {layout.tp} and EP {layout.ep} must divide one another (a stage has max(TP, EP) chips)")
-    if a.n_heads % layout.tp:
-        raise TokenmathError(f"{a.n_heads} attention heads do not divide over TP {layout.tp}")
-    if layout.pp > model.n_layers:
-        raise TokenmathError(f"PP {layout.pp} exceeds the model's {model.n_layers} layers")
-    if chips is not None and chips != layout.chips:
-        raise TokenmathError(
-            f"TP({layout.tp}) × EP({layout.ep}) × PP({layout.pp}) × DP({layout.dp}) needs {layout.chips} chips "
-            f"(max(TP, EP) = {layout.stage_chips} per stage), but {chips} were given"
-        )
 
 
 @dataclass(frozen=True)
@@ -190,15 +66,6 @@ def _weight_split(model: Model, weight_dtype: str | None) -> tuple[float, float]
     return experts, total - experts
 
 
-def _kv_head_split(model: Model, layout: Layout) -> int:
-    """How many ways TP splits one sequence's KV: by KV heads for GQA (replicated past that),
-    not at all for MLA's single latent."""
-    a = model.attention
-    if a.kind == "mla":
-        return 1
-    return np.minimum(layout.tp, a.n_kv_heads) if isinstance(layout, Layouts) else min(layout.tp, a.n_kv_heads)
-
-
 def layout_memory(model: Model, system: System, layout: Layout, batch, context, *, dtypes: Dtypes = Dtypes(),
                   new_tokens: float = 1.0) -> LayoutMemory:
     """Memory per chip. Weights: experts / (stage_chips·PP) + the rest / (TP·PP). KV: the batch of one
@@ -211,7 +78,7 @@ def layout_memory(model: Model, system: System, layout: Layout, batch, context, 
     d_chip = dense / (layout.tp * layout.pp)
     B = np.asarray(batch, float)
     kvc = kv_cache(model, np.asarray(context, float) + new_tokens, kv)
-    shards = layout.pp * layout.attention_dp * _kv_head_split(model, layout)
+    shards = layout.pp * layout.attention_dp * kv_head_split(model, layout)
     kv_chip = B * np.asarray(kvc.stored_bytes) / shards
     tokens_in_flight = B / layout.m * new_tokens / layout.attention_dp
     per_token = model.hidden * 2.0 * (ACTIVATION_BUFFERS + (model.moe.k if model.moe else 0))
@@ -242,17 +109,6 @@ class Network:
         return self.all_to_all_s + self.tp_allreduce_s + self.pp_transfer_s + self.pipeline_hop_latency_s
 
 
-def _link(system: System, across: bool, what: str) -> float:
-    bw = system.scaleout_bytes_per_s if across else system.scaleup_bytes_per_s
-    if not bw:
-        link = "scale-out" if across else "scale-up"
-        raise TokenmathError(
-            f"{what} needs {system.name}'s {link} bandwidth, which the catalog does not publish; "
-            f"give it in a --catalog table ({'scaleout' if across else 'scaleup'}_bytes_per_s)"
-        )
-    return bw
-
-
 def network_terms(model: Model, system: System, layout: Layout, batch, *, new_tokens: float = 1.0,
                   act_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE,
                   hop_latency_s: float = HOP_LATENCY_S_DEFAULT) -> Network:
@@ -272,14 +128,14 @@ def network_terms(model: Model, system: System, layout: Layout, batch, *, new_to
         f_out = 1.0 - in_domain / layout.ep
         moe_layers = sum(model.layer_moe)
         bytes_ = per_chip_tokens * model.moe.k * h * b_act * 2.0 * (layout.ep - 1) / layout.ep
-        t_up = bytes_ * (1 - f_out) / _link(system, False, "an expert-parallel all-to-all")
-        t_out = bytes_ * f_out / _link(system, True, f"EP {layout.ep} across {dom}-chip domains") if f_out else 0.0
+        t_up = bytes_ * (1 - f_out) / link_bytes_per_s(system, False, "an expert-parallel all-to-all")
+        t_out = bytes_ * f_out / link_bytes_per_s(system, True, f"EP {layout.ep} across {dom}-chip domains") if f_out else 0.0
         a2a = np.maximum(t_up, t_out) * moe_layers / eff
 
     # TP all-reduce: 2 per layer, ring
     ar = np.zeros_like(per_chip_tokens)
     if layout.tp > 1:
-        bw = _link(system, layout.tp > dom, f"TP {layout.tp}")
+        bw = link_bytes_per_s(system, layout.tp > dom, f"TP {layout.tp}")
         rank_tokens = tokens / layout.attention_dp
         ar = 2 * model.n_layers * 2 * (layout.tp - 1) / layout.tp * rank_tokens * h * b_act / bw / eff
 
@@ -291,8 +147,8 @@ def network_terms(model: Model, system: System, layout: Layout, batch, *, new_to
         for i in range(layout.pp):  # the last boundary closes the ring back to stage 0
             across = place.stage_domain[i] != place.stage_domain[(i + 1) % layout.pp] or layout.stage_chips > dom
             crossings += across
-            bw = _link(system, across, "a pipeline boundary between domains") if across else (
-                system.scaleup_bytes_per_s or _link(system, False, "a pipeline boundary"))
+            bw = link_bytes_per_s(system, across, "a pipeline boundary between domains") if across else (
+                system.scaleup_bytes_per_s or link_bytes_per_s(system, False, "a pipeline boundary"))
             pp_t = pp_t + per_chip_tokens * h * b_act / bw / eff
     hops = crossings * hop_latency_s
     domains = place.domains
@@ -368,7 +224,7 @@ def layout_step(model: Model, system: System, layout: Layout, batch, context, *,
     b = B / m
     compute = b * new_tokens * np.asarray(one.compute_s_per_seq) / (pp * layout.stage_chips)
     weights = mem.weights_bytes_per_chip / bw
-    shards = pp * layout.attention_dp * _kv_head_split(model, layout)
+    shards = pp * layout.attention_dp * kv_head_split(model, layout)
     kv = b * np.asarray(one.kv_bytes_per_seq) / shards / bw
     net = network_terms(model, system, layout, B, new_tokens=new_tokens, act_dtype=act_dtype, efficiency=efficiency,
                         hop_latency_s=hop_latency_s)
@@ -417,8 +273,8 @@ def pipeline_boundary_ratio(model: Model, system: System, layers_per_stage: floa
     At ≥ 1 the rack boundary is not the bottleneck."""
     if model.moe is None:
         raise TokenmathError(f"{model.name} is dense: the rule compares MoE all-to-all traffic with a pipeline hop")
-    up = _link(system, False, "the pipeline-boundary rule")
-    out = _link(system, True, "the pipeline-boundary rule")
+    up = link_bytes_per_s(system, False, "the pipeline-boundary rule")
+    out = link_bytes_per_s(system, True, "the pipeline-boundary rule")
     return 2.0 * model.moe.k * layers_per_stage * out / up
 
 

@@ -19,7 +19,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import TokenmathError
-from .layout import HOP_LATENCY_S_DEFAULT, Layout, check_layout, layout_memory, layout_step
+from .layout import layout_memory, layout_step
+from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout
 from .roofline import resolve_dtypes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 
@@ -199,8 +200,8 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     `rejected` and left out; the count returned beside the columns is the layouts evaluated
     (all but those lacking a link, as the roofline's path counts them). decode_only: a decode
     pool of a disaggregated fleet — steps carry no prompt chunks (prompts arrive prefilled)."""
-    from .layout import Layouts
-    from .stepmodel import _layout_terms, op_step, steady_step_s
+    from .parallelism import Layouts
+    from .stepmodel import layout_terms, op_step, steady_step_s
 
     L = I + O / 2.0
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
@@ -215,7 +216,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     kern, eng = (IDEAL, Engine(label="roofline")) if profile.kernels is None else (profile.kernels, profile.engine)
     for i in np.nonzero(fit)[0]:
         try:
-            _layout_terms(model, system, layouts[i], kern, eng, HOP_LATENCY_S_DEFAULT)
+            layout_terms(model, system, layouts[i], kern, eng, HOP_LATENCY_S_DEFAULT)
             keep.append(i)
         except TokenmathError as e:
             key = str(e).split(":")[0][:80]

@@ -19,7 +19,8 @@ import numpy as np
 from .errors import TokenmathError
 from .estimate import Estimated, estimate_pass
 from .kvcache import attention_flops_per_token, kv_cache
-from .layout import Layout, layout_memory
+from .layout import layout_memory
+from .parallelism import Layout
 from .params import param_counts, routed_expert_bytes, weight_bytes
 from .profiles import ROOFLINE_PROFILE, Profile
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, resolve_dtypes, slopes, step_time

@@ -27,6 +27,26 @@ parameters fitted on published serving results.
 
 Every term broadcasts over batch and context. `bound_s` is the roofline of the same pass (same
 bytes and FLOPs, efficiencies 1, no latencies): the estimate is never below it.
+
+The code follows the terms. `op_step` turns a layout into numbers (`layout_terms`), the dtypes
+into each kernel's peak and bytes per parameter (`kernel_rates`) and the batch into what one
+microbatch puts on one chip of a stage (`microbatch`); then one pure function per operation, each
+named after the question it answers, returns a `Term` — its estimated time and the FLOPs, HBM
+bytes and ideal link time the bound of the same pass charges for it:
+
+    dense_gemm_time, lm_head_time              dense GEMMs and the logits
+    expert_gemm_time (expert_imbalance,        the busiest EP rank's grouped GEMMs
+                      experts_touched)
+    attention_time (decode_attention_time,     the pass's own sequences: decode or a whole prompt
+                    prompt_attention_time)
+    prefill_chunk_attention_time               prompt chunks mixed into a decode step
+    tp_allreduce_time, ep_alltoall_time,       the collectives and the pipeline's send/recv
+    pp_transfer_time
+
+`pass_terms` lists them for one stage and microbatch; `pass_bound` sums the same terms' FLOPs,
+bytes and link time into the roofline of the pass; `_op_core` assembles the step. A new term is
+one more such function, one more entry in `pass_terms` and in `TERM_PART` (the OpStep part it
+reports under): the bound then counts it too.
 """
 
 from __future__ import annotations
@@ -41,7 +61,8 @@ import numpy as np
 
 from .errors import TokenmathError
 from .kvcache import attention_flops_per_token, kv_cache
-from .layout import HOP_LATENCY_S_DEFAULT, Layout, _kv_head_split, _link, check_layout, layout_memory, placement
+from .layout import layout_memory
+from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout, kv_head_split, link_bytes_per_s, placement
 from .params import mlp_params, param_counts
 from .roofline import resolve_dtypes
 from .specs import Dtypes, Efficiency, Model, System
@@ -62,11 +83,7 @@ class GemmCurve:
     t0_s: float
 
     def time_s(self, t_c, t_m):
-        t_c = np.asarray(t_c, float) / self.e_c
-        t_m = np.asarray(t_m, float) / self.e_m
-        hi = np.maximum(t_c, t_m)
-        safe = np.where(hi > 0, hi, 1.0)
-        return hi * ((t_c / safe) ** self.p + (t_m / safe) ** self.p) ** (1.0 / self.p) + self.t0_s
+        return _pnorm(np.asarray(t_c, float) / self.e_c, np.asarray(t_m, float) / self.e_m, self.p) + self.t0_s
 
 
 @dataclass(frozen=True)
@@ -177,7 +194,7 @@ class OpStep:
         the compute dtype) — PaLM's definition (Chowdhery et al. 2022, appendix B), for one pass.
         step_s: the time to charge (default this pass's own step_s)."""
         T = self.step_s if step_s is None else step_s
-        return _f(np.asarray(self.flops) / (np.asarray(T) * np.asarray(self.chips) * self.peak_flops_per_s))
+        return _f(np.asarray(self.flops) / (np.asarray(T) * self._chips_axis() * self.peak_flops_per_s))
 
     def mbu(self, step_s=None):
         """Model bandwidth utilisation: the bytes the step must read (weights touched + KV) ÷ (step
@@ -185,7 +202,13 @@ class OpStep:
         Engineering: Best Practices", 2023). Re-reads of weights a layout replicates count as waste."""
         T = self.step_s if step_s is None else step_s
         return _f((np.asarray(self.weight_bytes) + np.asarray(self.kv_bytes))
-                  / (np.asarray(T) * np.asarray(self.chips) * self.peak_hbm_bytes_per_s))
+                  / (np.asarray(T) * self._chips_axis() * self.peak_hbm_bytes_per_s))
+
+    def _chips_axis(self):
+        """Chips per replica, broadcastable against the step: one number, or (layouts, 1) for a
+        many-layout pass (chips has one entry per layout, the step a leading layout axis)."""
+        c = np.asarray(self.chips, float)
+        return c[:, None] if c.ndim == 1 and np.ndim(self.step_s) == 2 else c
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,17 +217,21 @@ class OpStep:
 
 
 @dataclass(frozen=True)
-class _Shape:
+class ModelShape:
+    """What the step model needs of a model, per layer."""
+
     layers: int
     moe_layers: int
     dense_params_per_layer: float  # attention + dense MLP or shared experts + router, averaged over layers
     expert_params: float  # one routed expert
     lm_head_params: float
     gemms_per_layer: int  # dense kernels per layer as engines fuse them (QKV, O, gate_up, down; MLA: 6)
+    hidden: int
 
 
 @lru_cache(maxsize=1024)
-def _shape(model: Model) -> _Shape:
+def model_shape(model: Model) -> ModelShape:
+    """The model per layer: dense and expert parameters, the lm_head, the fused dense kernels."""
     pc = param_counts(model)
     h = model.hidden
     n_moe = sum(model.layer_moe)
@@ -212,13 +239,231 @@ def _shape(model: Model) -> _Shape:
     expert = mlp_params(h, model.moe.expert) if model.moe else 0
     lm_head = pc.lm_head or (pc.embedding if model.tied_embeddings else 0)
     gemms = 6 if model.attention.kind == "mla" else 4
-    return _Shape(model.n_layers, n_moe, dense / model.n_layers, float(expert), float(lm_head), gemms)
+    return ModelShape(model.n_layers, n_moe, dense / model.n_layers, float(expert), float(lm_head), gemms, h)
 
 
 _IDEAL_ATT = AttentionCurve(1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0)
 IDEAL = Kernels(gemm={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)}, moe={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)},
                 attention={"bf16": _IDEAL_ATT}, mla={"bf16": _IDEAL_ATT}, all_reduce=CommCurve(0.0, 1.0),
                 alltoall=CommCurve(0.0, 1.0), source="roofline (efficiencies 1)")
+
+
+# --------------------------------------------------------------------------------------------
+# The layout, the dtypes and the batch as numbers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayoutTerms:
+    """Everything a pass needs from its layout, as numbers: one layout's floats, or arrays of
+    shape (layouts, 1) stacked by `stack_layout_terms` so that one broadcast call evaluates many
+    layouts. Built by `layout_terms`, which raises for a layout the system cannot run (a missing
+    link)."""
+
+    pp: float
+    m: float
+    tp: float
+    sc: float  # chips per stage
+    adp: float  # attention-DP ranks
+    ep: float
+    kv_split: float  # ways TP splits one sequence's KV
+    z_ep: float  # expected maximum of ep standard normals
+    tp_alpha_s: float  # all-reduce latency (0 when TP = 1)
+    tp_e_link: float
+    tp_bw: float  # the TP link's bandwidth (1 when TP = 1: unused)
+    ep_on: float  # 1 where EP > 1 (an all-to-all runs)
+    ep_f_out: float  # share of an EP group outside the domain
+    ep_remote: float  # distinct remote domains a token visits
+    ep_up_bw: float
+    ep_out_bw: float
+    ep_hop_s: float  # 2 hops when the all-to-all leaves the domain
+    pp_inv_bw: float  # Σ over stage boundaries of 1/bandwidth, / PP (0 when PP = 1)
+    hops_s: float
+    chips: float
+    billed_chips: float
+
+
+@lru_cache(maxsize=8192)
+def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels, engine: Engine,
+                 hop_latency_s: float) -> LayoutTerms:
+    """The layout as numbers: degrees, the links each collective takes (in-domain or scale-out),
+    the all-reduce curve (an engine's one-shot kernel inside a domain), the domains an EP group
+    and the pipeline cross, the billed chips. Raises for a link the catalog does not publish."""
+    dom = system.scaleup_chips
+    tp, pp, sc = layout.tp, layout.pp, layout.stage_chips
+    tp_alpha, tp_e, tp_bw = 0.0, 1.0, 1.0  # TP = 1: no all-reduce (its term is 0 × these)
+    if tp > 1:
+        ar = kernels.all_reduce
+        if tp <= dom and kernels.custom_all_reduce:  # engines' one-shot kernels inside a domain
+            ar = kernels.custom_all_reduce.get(engine.name) or kernels.custom_all_reduce.get("generic") or ar
+        tp_alpha, tp_e, tp_bw = ar.alpha_s, ar.e_link, link_bytes_per_s(system, tp > dom, f"TP {tp}")
+    ep = layout.ep
+    ep_on = f_out = remote = 0.0
+    up_bw = out_bw = 1.0
+    ep_hop = 0.0
+    if model.moe is not None and ep > 1:
+        ep_on = 1.0
+        in_dom = min(ep, dom)
+        f_out = 1.0 - in_dom / ep
+        up_bw = link_bytes_per_s(system, False, "an expert-parallel all-to-all")
+        if f_out:
+            D = ep / in_dom
+            remote = (D - 1) * (1 - (1 - 1 / D) ** model.moe.k)
+            out_bw = link_bytes_per_s(system, True, f"EP {ep} across {dom}-chip domains")
+            ep_hop = 2 * hop_latency_s
+    place = placement(layout, system)
+    inv_bw = hops = 0.0
+    if pp > 1:
+        for i in range(pp):
+            across = place.stage_domain[i] != place.stage_domain[(i + 1) % pp] or sc > dom
+            inv_bw += 1.0 / link_bytes_per_s(system, across, "a pipeline boundary between domains")
+            hops += hop_latency_s if across else 0.0
+    return LayoutTerms(float(pp), float(layout.m), float(tp), float(sc), float(layout.attention_dp), float(ep),
+                       float(kv_head_split(model, layout)), _z_max(ep), tp_alpha, tp_e, tp_bw, ep_on, f_out, remote,
+                       up_bw, out_bw, ep_hop, inv_bw / pp, hops, float(layout.replica_chips), float(place.billed_chips))
+
+
+def stack_layout_terms(terms: list[LayoutTerms]) -> LayoutTerms:
+    """Many layouts' terms as arrays of shape (layouts, 1): a leading layout axis for broadcasting."""
+    return LayoutTerms(*(np.array([getattr(t, f.name) for t in terms], float)[:, None]
+                         for f in dataclasses.fields(LayoutTerms)))
+
+
+@dataclass(frozen=True)
+class KernelRates:
+    """The peak each kind of kernel runs at on this chip, and the bytes per parameter it reads."""
+
+    bound_flops_per_s: float  # the datasheet line of the compute dtype: what the bound charges
+    expert_flops_per_s: float  # expert GEMMs (weight-only quantisation: the BF16 line they multiply at)
+    dense_flops_per_s: float  # dense GEMMs and lm_head, in the dense weights' dtype
+    attention_flops_per_s: float  # BF16 (or the FP8 line where a chip has no BF16), never FP4
+    hbm_bytes_per_s: float
+    expert_bytes_per_param: float
+    dense_bytes_per_param: float
+    head_bytes_per_param: float
+    expert_class: str  # compute class of the expert GEMMs (picks the MoE curve)
+    dense_class: str  # ... of the dense GEMMs (picks the GEMM curve)
+    kv_dtype: str
+
+
+@lru_cache(maxsize=4096)
+def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -> KernelRates:
+    """Which peak and bytes per parameter each kernel runs at. Weight-only quantisation (MXFP4 on
+    Hopper, FP8 on Ampere) dequantises to BF16 and multiplies there (Triton / Marlin W4A16), not at
+    the next wider datasheet line — the estimate's kernels only; the bound charges the datasheet
+    line of the compute dtype. Parts a checkpoint leaves unquantised (gpt-oss: MXFP4 experts, BF16
+    attention) run in the base dtype. Attention runs in its own dtype: the BF16 peak (FP8 KV runs
+    FP8 kernels; the KV dtype's fitted efficiency against the BF16 peak carries it)."""
+    weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
+    chip = system.chip
+    F_roof = float(chip.flops_per_s(cls))
+    if not roofline and dtypes.compute is None and not chip.flops_per_s(COMPUTE_CLASS[weight]):
+        cls = "bf16" if chip.flops_per_s("bf16") else cls
+    dense_dtype = weight
+    if dtypes.weight is None and "attention" in model.unquantized_parts:
+        dense_dtype = model.base_dtype  # e.g. gpt-oss: MXFP4 experts, BF16 attention
+    d_cls = system.compute_class_for(dtypes.compute or dense_dtype)
+    return KernelRates(
+        bound_flops_per_s=F_roof, expert_flops_per_s=float(chip.flops_per_s(cls)),
+        dense_flops_per_s=float(chip.flops_per_s(d_cls)),
+        attention_flops_per_s=float(chip.flops_per_s("bf16") or chip.flops_per_s(system.compute_class_for("fp8"))),
+        hbm_bytes_per_s=chip.hbm_bytes_per_s, expert_bytes_per_param=dtype_bytes(weight),
+        dense_bytes_per_param=dtype_bytes(dense_dtype),
+        head_bytes_per_param=dtype_bytes(model.base_dtype if dtypes.weight is None else weight),
+        expert_class=cls, dense_class=d_cls, kv_dtype=kv)
+
+
+@dataclass(frozen=True)
+class Microbatch:
+    """What one microbatch puts on one chip of a pipeline stage (arrays broadcast over batch,
+    context and the leading layout axis)."""
+
+    layers: float  # the stage's layers
+    moe_layers: float
+    tokens: float | np.ndarray  # new tokens in the microbatch: decode/new tokens plus prefill chunks
+    rank_tokens: float | np.ndarray  # ... on one attention-DP rank (TP ranks see all of theirs)
+    rank_seqs: float | np.ndarray  # sequences whose logits one attention-DP rank computes
+
+
+def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_tokens, prefill_seqs) -> Microbatch:
+    """One microbatch of `batch` sequences × `new_tokens` plus `prefill_tokens` prompt tokens
+    (belonging to `prefill_seqs` sequences; None: each its own) on a stage: attention-DP ranks
+    split the sequences, m microbatches the batch."""
+    tok = (batch * new_tokens + prefill_tokens) / lt.m
+    seqs = batch + (prefill_tokens if prefill_seqs is None else np.asarray(prefill_seqs, float))
+    return Microbatch(layers=shape.layers / lt.pp, moe_layers=shape.moe_layers / lt.pp, tokens=tok,
+                      rank_tokens=tok / lt.adp, rank_seqs=seqs / lt.m / lt.adp)
+
+
+# --------------------------------------------------------------------------------------------
+# The terms: one pure function per operation, each returning what it costs the estimate and the
+# bound. Per chip, per pipeline stage, one microbatch; zero where the operation does not run.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """One operation of a stage: the estimate's time for it, and what the roofline bound of the
+    same pass charges for it (FLOPs at the peak the bound uses, HBM bytes, link time at ideal
+    bandwidth) — per chip, one microbatch — with the model work it does for the whole replica
+    (for MFU and MBU: weights and KV counted once, without the layout's copies)."""
+
+    time_s: float | np.ndarray = 0.0
+    flops: float | np.ndarray = 0.0  # per chip
+    compute_s: float | np.ndarray = 0.0  # flops / the peak the bound charges
+    weight_bytes: float | np.ndarray = 0.0  # HBM bytes per chip, by kind
+    kv_bytes: float | np.ndarray = 0.0
+    act_bytes: float | np.ndarray = 0.0
+    link_s: float | np.ndarray = 0.0  # at ideal link bandwidth, no latency
+    replica_weight_bytes: float | np.ndarray = 0.0  # the model's weights read, whole replica
+    replica_kv_bytes: float | np.ndarray = 0.0
+
+
+NO_TERM = Term()
+
+
+def _pnorm(t_c, t_m, p):
+    """(t_c^p + t_m^p)^(1/p), computed on the larger of the two (no overflow, 0 at 0)."""
+    hi = np.maximum(t_c, t_m)
+    safe = np.where(hi > 0, hi, 1.0)
+    return hi * ((t_c / safe) ** p + (t_m / safe) ** p) ** (1.0 / p)
+
+
+def gemm_time(curve: GemmCurve, flops, bytes_, n_kernels, peak_flops_per_s: float, hbm_bytes_per_s: float,
+              engine: Engine):
+    """Time of `n_kernels` GEMMs doing `flops` and moving `bytes_` in all, on the fitted `curve`
+    with the engine's scales on its efficiencies (each capped at 1: never above the roofline) and
+    on its floor."""
+    c = GemmCurve(min(curve.e_c * engine.compute_scale, 1.0), min(curve.e_m * engine.memory_scale, 1.0), curve.p, 0.0)
+    return c.time_s(flops / peak_flops_per_s, bytes_ / hbm_bytes_per_s) + curve.t0_s * engine.floor_scale * n_kernels
+
+
+def dense_gemm_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: KernelRates, curve: GemmCurve,
+                    engine: Engine) -> Term:
+    """The dense GEMMs of the stage's layers (attention projections, dense MLP, shared experts,
+    router): each chip holds the TP share of every dense matrix and multiplies M = the tokens of
+    its attention-DP rank through it, reading the weights once and each token's activations in and
+    out of every fused kernel."""
+    params = shape.dense_params_per_layer * mb.layers / lt.tp
+    flops = 2.0 * mb.rank_tokens * params
+    act = mb.rank_tokens * ACT_BYTES * 2 * shape.hidden * shape.gemms_per_layer * mb.layers / lt.tp
+    w = params * rates.dense_bytes_per_param
+    t = gemm_time(curve, flops, w + act, shape.gemms_per_layer * mb.layers, rates.dense_flops_per_s,
+                  rates.hbm_bytes_per_s, engine)
+    return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w, act_bytes=act,
+                replica_weight_bytes=lt.tp * w)
+
+
+def lm_head_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: KernelRates, curve: GemmCurve,
+                 engine: Engine) -> Term:
+    """The logits: one row per sequence (only the last position of a prompt), the lm_head split TP
+    ways on the last stage (spread over the stages here: 1/PP of it, one kernel per PP stages)."""
+    params = shape.lm_head_params / lt.pp / lt.tp
+    flops = 2.0 * mb.rank_seqs * params
+    w = params * rates.head_bytes_per_param
+    t = gemm_time(curve, flops, w, 1.0 / lt.pp, rates.dense_flops_per_s, rates.hbm_bytes_per_s, engine)
+    return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w,
+                replica_weight_bytes=lt.tp * w)
 
 
 def _z_max(n: int) -> float:
@@ -246,81 +491,239 @@ def expert_imbalance(tokens, k: int, n_experts: int, ep, routing_cv: float = 0.0
     return np.minimum(1.0 + z * sigma / mu, np.maximum(cap, 1.0))
 
 
+def experts_touched(tokens, k: int, n_experts: int, chips, expert_fetch: str = "expected"):
+    """Expert-equivalents of weights one chip reads in a pass, of the n_experts/chips it holds:
+    "expected" — those its `tokens` tokens touch under uniform routing, E/chips·(1 − (1 − k/E)^T)
+    (grouped-GEMM kernels skip empty experts); "all" — every one, every pass (the lecture's model)."""
+    held = n_experts / chips
+    if expert_fetch == "expected":
+        return held * (1.0 - (1.0 - k / n_experts) ** tokens)
+    return held + 0 * tokens
+
+
+def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Microbatch, imbalance,
+                     rates: KernelRates, curve: GemmCurve, engine: Engine, expert_fetch: str = "expected") -> Term:
+    """The routed experts' grouped GEMMs on the busiest EP rank: `imbalance`× the mean routed
+    token-expert pairs of a chip (M = pairs per expert), the experts it is expected to touch read
+    once. The bound charges the mean pairs at the datasheet line of the compute dtype."""
+    if model.moe is None or not shape.moe_layers:
+        return NO_TERM
+    E, k = model.moe.n_experts, model.moe.k
+    pairs = mb.tokens * k / lt.sc  # mean routed token-expert pairs a chip computes (all its shards)
+    touched = experts_touched(mb.tokens, k, E, lt.sc, expert_fetch)
+    flops = 2.0 * shape.expert_params * pairs * mb.moe_layers
+    w = touched * shape.expert_params * rates.expert_bytes_per_param * mb.moe_layers
+    act = pairs * ACT_BYTES * 2 * shape.hidden * 2 * mb.moe_layers
+    t = gemm_time(curve, flops * imbalance, w + act, 2 * mb.moe_layers, rates.expert_flops_per_s,
+                  rates.hbm_bytes_per_s, engine)
+    return Term(time_s=t, flops=flops, compute_s=flops / rates.bound_flops_per_s, weight_bytes=w, act_bytes=act,
+                replica_weight_bytes=lt.sc * w)
+
+
+def attention_curve(model: Model, system: System, kernels: Kernels, kv_dtype: str) -> AttentionCurve:
+    """The fitted attention kernel for the model's attention (GQA or MLA; MLA decode on a chip
+    without FP8 — Ampere — has no fast kernel) and the KV dtype's class (FP8 or BF16)."""
+    kv_cls = "fp8" if kv_dtype in ("fp8", "int8") else "bf16"
+    if model.attention.kind == "mla":
+        table = kernels.mla_ampere if (kernels.mla_ampere and not system.chip.flops_per_s("fp8")) else kernels.mla
+    else:
+        table = kernels.attention
+    return kernels.pick(table, kv_cls)
+
+
+def kv_read_time(kv_bytes, context, curve: AttentionCurve, engine: Engine, hbm_bytes_per_s: float):
+    """Streaming the KV a kernel attends to: its bytes padded per sequence to KV tiles (s0 tokens),
+    at the curve's fraction of HBM bandwidth."""
+    e_m = min(curve.e_m * engine.memory_scale, 1.0)
+    return kv_bytes * (context + curve.s0) / np.maximum(context, 1.0) / (hbm_bytes_per_s * e_m)
+
+
+def flash_attention_time(flops, length, curve: AttentionCurve, engine: Engine, peak_flops_per_s: float):
+    """Causal prefill attention FLOPs at e_max · s/(s + s_half) of the peak: short chunks run far
+    below it."""
+    e_a = min(curve.e_max * engine.compute_scale, 1.0)
+    return flops / (peak_flops_per_s * e_a * length / (length + curve.s_half))
+
+
+def decode_attention_time(flops, kv_time_s, layers, curve: AttentionCurve, engine: Engine, peak_flops_per_s: float):
+    """Decode attention: the KV read blended with the FLOPs where the curve has a compute
+    efficiency (MLA's absorbed FLOPs are not small), else the KV read alone; one kernel a layer."""
+    t = kv_time_s
+    if curve.e_c:
+        t_c = flops / (peak_flops_per_s * min(curve.e_c * engine.compute_scale, 1.0))
+        t = _pnorm(t_c, kv_time_s, curve.p)
+    return t + curve.dec_t0_s * engine.floor_scale * layers
+
+
+def prompt_attention_time(flops, kv_time_s, new_tokens, layers, curve: AttentionCurve, engine: Engine,
+                          peak_flops_per_s: float):
+    """A prompt pass (S > 1): the flash form at the prompt's length, never faster than its KV
+    read; one kernel a layer."""
+    t = flash_attention_time(flops, new_tokens, curve, engine, peak_flops_per_s)
+    return np.maximum(t, kv_time_s) + curve.pre_t0_s * engine.floor_scale * layers
+
+
+def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context, new_tokens, rates: KernelRates,
+                   curve: AttentionCurve, engine: Engine) -> Term:
+    """Attention of the pass's own sequences: `batch` sequences each adding `new_tokens` after
+    `context` cached ones, split over attention-DP ranks and (by heads) TP ranks. Decode (S = 1):
+    the KV read and MLA's absorbed FLOPs; a prompt (S > 1): the causal FLOPs at the mean context
+    L + (S − 1)/2, MLA un-absorbed (multi-head on decompressed K, V)."""
+    S = new_tokens
+    seqs = batch / lt.m / lt.adp
+    mean_ctx = context + (S - 1) / 2
+    per_tok = np.where(S > 1, np.asarray(attention_flops_per_token(model, mean_ctx, absorbed=False)),
+                       np.asarray(attention_flops_per_token(model, mean_ctx))) / lt.pp
+    flops = seqs * S * per_tok / lt.tp  # heads split over TP (MLA too: its heads, not its latent)
+    ctx = context + S
+    kv = seqs * np.asarray(kv_cache(model, ctx, rates.kv_dtype).read_bytes) / lt.pp / lt.kv_split
+    t_kv = kv_read_time(kv, ctx, curve, engine, rates.hbm_bytes_per_s)
+    Fa = rates.attention_flops_per_s
+    t = np.where(S > 1, prompt_attention_time(flops, t_kv, S, mb.layers, curve, engine, Fa),
+                 decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa))
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv, replica_kv_bytes=lt.adp * lt.kv_split * kv)
+
+
+def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, prefill_tokens, prefill_context,
+                                 prefill_seqs, rates: KernelRates, curve: AttentionCurve, engine: Engine) -> Term:
+    """Prompt chunks mixed into the pass (chunked prefill): `prefill_tokens` tokens attending to
+    `prefill_context` each on average, causal and compute bound, in chunks of prefill_tokens ÷
+    prefill_seqs tokens (None: one chunk)."""
+    P = prefill_tokens
+    Fa = rates.attention_flops_per_s
+    flops = P / lt.m / lt.adp * np.asarray(attention_flops_per_token(model, prefill_context, absorbed=False)) / lt.pp / lt.tp
+    chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1e-9), 1.0)
+    t = np.where(P > 0, flash_attention_time(flops, chunk, curve, engine, Fa)
+                 + curve.pre_t0_s * engine.floor_scale * mb.layers, 0.0)
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa)
+
+
+def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine: Engine) -> Term:
+    """Two all-reduces per layer of the rank's tokens' hidden vectors (BF16), ring traffic
+    2(TP − 1)/TP of the message: α + bytes / (link · e_link) each; 0 at TP = 1."""
+    msg = mb.rank_tokens * shape.hidden * ACT_BYTES
+    frac = 2 * (lt.tp - 1) / lt.tp
+    e_link = np.minimum(lt.tp_e_link * engine.network_scale, 1.0)
+    t = 2 * mb.layers * (lt.tp_alpha_s * engine.floor_scale + frac * msg / (lt.tp_bw * e_link))
+    return Term(time_s=t, link_s=2 * mb.layers * frac * msg / lt.tp_bw)
+
+
+def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Microbatch, imbalance, rates: KernelRates,
+                     curve: CommCurve, engine: Engine) -> Term:
+    """Dispatch + combine of each MoE layer, from the busiest rank (`imbalance`× the mean). Dispatch
+    is FP8 when the weights are ≤ 1 byte (activations are quantised before sending, as DeepEP and
+    TensorRT-LLM's wide EP do), combine BF16, of each token's k copies, (EP − 1)/EP of them leaving
+    the chip. Across domains a token travels once per distinct remote domain among its k experts
+    (then is forwarded inside it), over the scale-out NIC in parallel with the scale-up links, and
+    pays a hop each way. 0 at EP = 1."""
+    if model.moe is None or not shape.moe_layers:
+        return NO_TERM
+    e_l = min(curve.e_link * engine.network_scale, 1.0)
+    k = model.moe.k
+    b_w = rates.expert_bytes_per_param
+    per_copy = shape.hidden * (min(ACT_BYTES, b_w if b_w <= 1 else ACT_BYTES) + ACT_BYTES)
+    t_up = mb.tokens / lt.sc * k * per_copy * (lt.ep - 1) / lt.ep * imbalance / (lt.ep_up_bw * e_l)
+    t_out = mb.tokens / lt.sc * lt.ep_remote * per_copy * imbalance / (lt.ep_out_bw * e_l)
+    lat = 2 * curve.alpha_s * engine.floor_scale + lt.ep_hop_s
+    t = lt.ep_on * mb.moe_layers * (np.maximum(t_up, t_out) + lat)
+    return Term(time_s=t, link_s=lt.ep_on * mb.moe_layers * np.maximum(t_up, t_out) * e_l / imbalance)
+
+
+def pp_transfer_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch) -> Term:
+    """Each stage sends its share of the microbatch's hidden vectors (BF16) to the next, at the
+    boundary's link (the hop latencies between domains are the round's, `pipeline_round_s`)."""
+    t = mb.tokens / lt.sc * shape.hidden * ACT_BYTES * lt.pp_inv_bw
+    return Term(time_s=t, link_s=t)
+
+
 # --------------------------------------------------------------------------------------------
-# The pass
+# The pass: the terms summed, a round of the pipeline, and the bound of the same pass
 # --------------------------------------------------------------------------------------------
+
+
+def _sum(values):
+    """Σ values in order, skipping the terms' literal zeros (an operation that does not run adds
+    no work to a sweep's arrays)."""
+    total = None
+    for v in values:
+        if type(v) is float and v == 0.0:
+            continue
+        total = v if total is None else total + v
+    return 0.0 if total is None else total
+
+
+def pipeline_round_s(stage_s, lt: LayoutTerms):
+    """A round of the pipeline: with m microbatches over PP stages, max(m·stage, PP·stage + hops)
+    (a sequence's next token needs every stage once plus the hops between domains)."""
+    return np.maximum(lt.m * stage_s, lt.pp * stage_s + lt.hops_s)
+
+
+def _combine(compute_s, memory_s, network_s, overlap: str):
+    """One stage's resources together: "full" overlap takes the max, "none" adds the network."""
+    if overlap == "full":
+        return np.maximum(np.maximum(compute_s, memory_s), network_s)
+    return np.maximum(compute_s, memory_s) + network_s
 
 
 @dataclass(frozen=True)
-class _LayoutTerms:
-    """Everything a pass needs from its layout, as numbers: one layout's floats, or arrays of
-    shape (layouts, 1) stacked by `_stack` so that one broadcast call evaluates many layouts.
-    Built by `_layout_terms`, which raises for a layout the system cannot run (a missing link)."""
+class PassBound:
+    """The roofline of a pass: one stage's resources for one microbatch at peak rates and ideal
+    links (the terms' FLOPs, HBM bytes and link time summed), and the round they give."""
 
-    pp: float
-    m: float
-    tp: float
-    sc: float  # chips per stage
-    adp: float  # attention-DP ranks
-    ep: float
-    kv_split: float  # ways TP splits one sequence's KV
-    z_ep: float  # expected maximum of ep standard normals
-    tp_alpha_s: float  # all-reduce latency (0 when TP = 1)
-    tp_e_link: float
-    tp_bw: float  # the TP link's bandwidth (1 when TP = 1: unused)
-    ep_on: float  # 1 where EP > 1 (an all-to-all runs)
-    ep_f_out: float  # share of an EP group outside the domain
-    ep_remote: float  # distinct remote domains a token visits
-    ep_up_bw: float
-    ep_out_bw: float
-    ep_hop_s: float  # 2 hops when the all-to-all leaves the domain
-    pp_inv_bw: float  # Σ over stage boundaries of 1/bandwidth, / PP (0 when PP = 1)
-    hops_s: float
-    chips: float
-    billed_chips: float
+    compute_s: float | np.ndarray
+    weights_s: float | np.ndarray
+    kv_s: float | np.ndarray
+    activations_s: float | np.ndarray
+    memory_s: float | np.ndarray  # weights + KV + activations
+    network_s: float | np.ndarray
+    step_s: float | np.ndarray  # the round: pipeline_round_s of the combined stage
+    decides: int | np.ndarray  # 0 compute, 1 memory, 2 network
 
 
-@lru_cache(maxsize=8192)
-def _layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels, engine: Engine,
-                  hop_latency_s: float) -> _LayoutTerms:
-    dom = system.scaleup_chips
-    tp, pp, sc = layout.tp, layout.pp, layout.stage_chips
-    tp_alpha, tp_e, tp_bw = 0.0, 1.0, 1.0  # TP = 1: no all-reduce (its term is 0 × these)
-    if tp > 1:
-        ar = kernels.all_reduce
-        if tp <= dom and kernels.custom_all_reduce:  # engines' one-shot kernels inside a domain
-            ar = kernels.custom_all_reduce.get(engine.name) or kernels.custom_all_reduce.get("generic") or ar
-        tp_alpha, tp_e, tp_bw = ar.alpha_s, ar.e_link, _link(system, tp > dom, f"TP {tp}")
-    ep = layout.ep
-    ep_on = f_out = remote = 0.0
-    up_bw = out_bw = 1.0
-    ep_hop = 0.0
-    if model.moe is not None and ep > 1:
-        ep_on = 1.0
-        in_dom = min(ep, dom)
-        f_out = 1.0 - in_dom / ep
-        up_bw = _link(system, False, "an expert-parallel all-to-all")
-        if f_out:
-            D = ep / in_dom
-            remote = (D - 1) * (1 - (1 - 1 / D) ** model.moe.k)
-            out_bw = _link(system, True, f"EP {ep} across {dom}-chip domains")
-            ep_hop = 2 * hop_latency_s
-    place = placement(layout, system)
-    inv_bw = hops = 0.0
-    if pp > 1:
-        for i in range(pp):
-            across = place.stage_domain[i] != place.stage_domain[(i + 1) % pp] or sc > dom
-            inv_bw += 1.0 / _link(system, across, "a pipeline boundary between domains")
-            hops += hop_latency_s if across else 0.0
-    return _LayoutTerms(float(pp), float(layout.m), float(tp), float(sc), float(layout.attention_dp), float(ep),
-                        float(_kv_head_split(model, layout)), _z_max(ep), tp_alpha, tp_e, tp_bw, ep_on, f_out, remote,
-                        up_bw, out_bw, ep_hop, inv_bw / pp, hops, float(layout.replica_chips), float(place.billed_chips))
+def pass_bound(terms, lt: LayoutTerms, hbm_bytes_per_s: float, overlap: str = "full") -> PassBound:
+    """The roofline of the same pass as the terms: their FLOPs at peak, HBM bytes at full
+    bandwidth and link bytes at ideal links, combined per `overlap`, over a round of the pipeline."""
+    c, w, kv, act, net = (_sum(getattr(t, f) for t in terms)
+                          for f in ("compute_s", "weight_bytes", "kv_bytes", "act_bytes", "link_s"))
+    w_s, kv_s, act_s = w / hbm_bytes_per_s, kv / hbm_bytes_per_s, act / hbm_bytes_per_s
+    mem = w_s + kv_s + act_s
+    decides = np.where((net > np.maximum(c, mem)) & (net > 0), 2, np.where(c >= mem, 0, 1))
+    return PassBound(compute_s=c, weights_s=w_s, kv_s=kv_s, activations_s=act_s, memory_s=mem, network_s=net,
+                     step_s=pipeline_round_s(_combine(c, mem, net, overlap), lt), decides=decides)
 
 
-def _stack(terms: list[_LayoutTerms]) -> _LayoutTerms:
-    """Many layouts' terms as arrays of shape (layouts, 1): a leading layout axis for broadcasting."""
-    return _LayoutTerms(*(np.array([getattr(t, f.name) for t in terms], float)[:, None]
-                          for f in dataclasses.fields(_LayoutTerms)))
+# Which of OpStep's parts each term of `pass_terms` reports under (a new term names its part here).
+STAGE_PARTS = ("dense_gemm_s", "expert_gemm_s", "attention_s", "tp_comm_s", "ep_comm_s", "pp_comm_s")
+TERM_PART = {"dense_gemm": "dense_gemm_s", "lm_head": "dense_gemm_s", "expert_gemm": "expert_gemm_s",
+             "attention": "attention_s", "prefill_chunks": "attention_s", "tp_allreduce": "tp_comm_s",
+             "ep_alltoall": "ep_comm_s", "pp_transfer": "pp_comm_s"}
+
+
+def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, new_tokens, prefill_tokens,
+               prefill_context, prefill_seqs, *, kernels: Kernels, engine: Engine, rates: KernelRates,
+               expert_fetch: str = "expected") -> tuple[dict[str, Term], float | np.ndarray]:
+    """Every operation of one stage for one microbatch, in the order a layer runs them, each from
+    its own function with the fitted curve it runs on; and the busiest EP rank's imbalance (1 for
+    a dense model). Inputs are arrays that broadcast (op_step's, after checking)."""
+    sh = model_shape(model)
+    mb = microbatch(sh, lt, batch, new_tokens, prefill_tokens, prefill_seqs)
+    imb = 1.0
+    if model.moe is not None and sh.moe_layers:
+        imb = expert_imbalance(mb.tokens, model.moe.k, model.moe.n_experts, lt.ep, engine.routing_cv, z=lt.z_ep)
+    gemm = kernels.pick(kernels.gemm, rates.dense_class)
+    moe = kernels.pick(kernels.moe, rates.expert_class)
+    att = attention_curve(model, system, kernels, rates.kv_dtype)
+    return {
+        "dense_gemm": dense_gemm_time(sh, lt, mb, rates, gemm, engine),
+        "lm_head": lm_head_time(sh, lt, mb, rates, gemm, engine),
+        "expert_gemm": expert_gemm_time(model, sh, lt, mb, imb, rates, moe, engine, expert_fetch),
+        "attention": attention_time(model, lt, mb, batch, context, new_tokens, rates, att, engine),
+        "prefill_chunks": prefill_chunk_attention_time(model, lt, mb, prefill_tokens, prefill_context, prefill_seqs,
+                                                       rates, att, engine),
+        "tp_allreduce": tp_allreduce_time(sh, lt, mb, engine),
+        "ep_alltoall": ep_alltoall_time(model, sh, lt, mb, imb, rates, kernels.alltoall, engine),
+        "pp_transfer": pp_transfer_time(sh, lt, mb),
+    }, imb
 
 
 EXPERT_FETCH = ("expected", "all")
@@ -363,17 +766,19 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
     if roofline:
         kernels, engine = IDEAL, Engine(label="roofline")
     if many:
-        lt = _stack([_layout_terms(model, system, lay, kernels, engine, hop_latency_s) for lay in layout])
+        lt = stack_layout_terms([layout_terms(model, system, lay, kernels, engine, hop_latency_s) for lay in layout])
     else:
-        lt = _layout_terms(model, system, layout, kernels, engine, hop_latency_s)
+        lt = layout_terms(model, system, layout, kernels, engine, hop_latency_s)
     return _op_core(model, system, lt, tuple(layout) if many else layout, batch, context, new_tokens, kernels, engine,
                     roofline, prefill_tokens, prefill_context, prefill_seqs, dtypes, expert_fetch, overlap,
                     efficiency)
 
 
-def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens, kernels: Kernels, engine: Engine,
+def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens, kernels: Kernels, engine: Engine,
              roofline: bool, prefill_tokens, prefill_context, prefill_seqs, dtypes: Dtypes, expert_fetch: str = "expected",
              overlap: str = "full", efficiency: Efficiency | None = None) -> OpStep:
+    """The pass assembled from its terms: their sum per stage, a round of the pipeline plus the
+    per-step overhead, never below the bound of the same pass (`pass_bound` of the same terms)."""
     B = np.asarray(batch, float)
     L = np.asarray(context, float)
     S = np.asarray(new_tokens, float)
@@ -381,181 +786,56 @@ def _op_core(model, system, lt: _LayoutTerms, layout, batch, context, new_tokens
     Lp = np.asarray(prefill_context, float)
     if np.any(B < 0) or np.any(S < 1) or np.any(P < 0) or np.any(L < 0) or np.any(Lp < 0):
         raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
-    weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
-    F_roof = float(system.chip.flops_per_s(cls))  # the datasheet line the bound charges
-    if not roofline and dtypes.compute is None and not system.chip.flops_per_s(COMPUTE_CLASS[weight]):
-        # weight-only quantisation (MXFP4 on Hopper, FP8 on Ampere): kernels dequantise to BF16
-        # and multiply there (Triton / Marlin W4A16), not at the next wider datasheet line
-        cls = "bf16" if system.chip.flops_per_s("bf16") else cls
-    sh = _shape(model)
-    chip = system.chip
-    pp, m, tp, sc, adp = lt.pp, lt.m, lt.tp, lt.sc, lt.adp
-    layers = sh.layers / pp
-    moe_layers = sh.moe_layers / pp
-    F = float(chip.flops_per_s(cls))
-    BW = chip.hbm_bytes_per_s
-    es = engine
-    b_w = dtype_bytes(weight)
-    dense_dtype = weight
-    if dtypes.weight is None and "attention" in model.unquantized_parts:
-        dense_dtype = model.base_dtype  # e.g. gpt-oss: MXFP4 experts, BF16 attention
-    b_dense = dtype_bytes(dense_dtype)
-    d_cls = system.compute_class_for(dtypes.compute or dense_dtype)
-    F_d = float(chip.flops_per_s(d_cls))
-    g = kernels.pick(kernels.gemm, d_cls)
-    fs = es.floor_scale
-
-    # tokens in one microbatch: decode/new tokens plus mixed prefill chunks
-    tok = (B * S + P) / m
-    tok_rank = tok / adp  # attention-DP ranks split the sequences; TP ranks see all of theirs
-    seqs_rank = (B + (P if prefill_seqs is None else np.asarray(prefill_seqs, float))) / m / adp
-
-    def gemm(curve: GemmCurve, flops, bytes_, n_kernels, peak):
-        c = GemmCurve(min(curve.e_c * es.compute_scale, 1.0), min(curve.e_m * es.memory_scale, 1.0), curve.p, 0.0)
-        return c.time_s(flops / peak, bytes_ / BW) + curve.t0_s * fs * n_kernels
-
-    # dense GEMMs (per chip: the TP share of every dense matrix of the stage's layers)
-    dense_params_chip = sh.dense_params_per_layer * layers / tp
-    dense_flops = 2.0 * tok_rank * dense_params_chip
-    dense_act = tok_rank * ACT_BYTES * 2 * model.hidden * sh.gemms_per_layer * layers / tp
-    dense_bytes = dense_params_chip * b_dense + dense_act
-    lm_params = sh.lm_head_params / pp / tp
-    lm_flops = 2.0 * seqs_rank * lm_params
-    lm_bytes = lm_params * dtype_bytes(model.base_dtype if dtypes.weight is None else weight)
-    dense_s = gemm(g, dense_flops, dense_bytes, sh.gemms_per_layer * layers, F_d) + gemm(g, lm_flops, lm_bytes, 1.0 / pp, F_d)
-    b_dense_f = (dense_flops + lm_flops) * F / F_d  # in units of the expert peak F, for the bound
-    b_dense_b = dense_bytes + lm_bytes
-
-    # expert GEMMs on the busiest rank
-    expert_s = np.zeros_like(dense_s)
-    imb = np.ones_like(dense_s)
-    b_exp_f = b_exp_b = e_flops = e_wbytes = e_act = 0.0
-    if model.moe is not None and sh.moe_layers:
-        E, k = model.moe.n_experts, model.moe.k
-        imb = expert_imbalance(tok, k, E, lt.ep, es.routing_cv, z=lt.z_ep)
-        pairs_chip = tok * k / sc  # mean routed token-expert pairs a chip computes (all its shards)
-        experts_chip = E / sc  # expert-equivalents of weights a chip holds
-        touched = experts_chip * (1.0 - (1.0 - k / E) ** tok) if expert_fetch == "expected" else experts_chip + 0 * tok
-        e_flops = 2.0 * sh.expert_params * pairs_chip * moe_layers
-        e_wbytes = touched * sh.expert_params * b_w * moe_layers
-        e_act = pairs_chip * ACT_BYTES * 2 * model.hidden * 2 * moe_layers
-        e_bytes = e_wbytes + e_act
-        mc = kernels.pick(kernels.moe, cls)
-        expert_s = gemm(mc, e_flops * imb, e_bytes, 2 * moe_layers, F)
-        b_exp_f, b_exp_b = e_flops * F / F_roof, e_bytes  # the bound charges the datasheet line
-
-    # attention, in its own dtype: BF16 peak (FP8 KV runs FP8 kernels; the KV dtype's fitted
-    # efficiency against the BF16 peak carries it), never the FP4 weight peak
-    Fa = float(chip.flops_per_s("bf16") or chip.flops_per_s(system.compute_class_for("fp8")))
-    kv_cls = "fp8" if kv in ("fp8", "int8") else "bf16"
-    if model.attention.kind == "mla":
-        table = kernels.mla_ampere if (kernels.mla_ampere and not chip.flops_per_s("fp8")) else kernels.mla
-    else:
-        table = kernels.attention
-    ac = kernels.pick(table, kv_cls)
-    heads_split = tp  # heads split over TP (MLA too: its heads, not its latent)
-    e_a = min(ac.e_max * es.compute_scale, 1.0)
-    # decode (or a whole prompt when S > 1): B·S tokens at context L
-    seq_dec = B / m / adp
-    # a prompt pass (S > 1) runs MLA un-absorbed (multi-head on decompressed K, V); decode absorbed
-    per_tok = np.where(S > 1, np.asarray(attention_flops_per_token(model, L + (S - 1) / 2, absorbed=False)),
-                       np.asarray(attention_flops_per_token(model, L + (S - 1) / 2))) / pp
-    dec_flops = seq_dec * S * per_tok / heads_split
-    ctx = L + S
-    kv_read = seq_dec * np.asarray(kv_cache(model, ctx, kv).read_bytes) / pp / lt.kv_split
-    t_m = kv_read * (ctx + ac.s0) / np.maximum(ctx, 1.0) / (BW * min(ac.e_m * es.memory_scale, 1.0))
-    if ac.e_c:
-        t_c = dec_flops / (Fa * min(ac.e_c * es.compute_scale, 1.0))
-        hi = np.maximum(t_c, t_m)
-        safe = np.where(hi > 0, hi, 1.0)
-        t_dec = hi * ((t_c / safe) ** ac.p + (t_m / safe) ** ac.p) ** (1 / ac.p)
-    else:
-        t_dec = t_m
-    t_pre = dec_flops / (Fa * e_a * S / (S + ac.s_half))  # a prompt pass: the flash form at length S
-    attn_s = np.where(S > 1, np.maximum(t_pre, t_m), t_dec) + np.where(S > 1, ac.pre_t0_s, ac.dec_t0_s) * fs * layers
-    # mixed prefill chunks: P tokens attending to Lp each, causal, compute bound
-    pre_flops = P / m / adp * np.asarray(attention_flops_per_token(model, Lp, absorbed=False)) / pp / heads_split
-    chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1e-9), 1.0)
-    attn_s = attn_s + np.where(P > 0, pre_flops / (Fa * e_a * chunk / (chunk + ac.s_half)) + ac.pre_t0_s * fs * layers, 0.0)
-    b_att_f = (dec_flops + pre_flops) * F / Fa  # in units of the GEMM peak, for the bound
-    b_att_b = kv_read
-
-    # communication: each term is zero where its parallelism is 1 (TP, EP, PP)
-    h = model.hidden
-    msg = tok_rank * h * ACT_BYTES
-    tp_frac = 2 * (tp - 1) / tp
-    tp_s = 2 * layers * (lt.tp_alpha_s * fs + tp_frac * msg / (lt.tp_bw * np.minimum(lt.tp_e_link * es.network_scale, 1.0)))
-    tp_ideal = 2 * layers * tp_frac * msg / lt.tp_bw
-    ep_s = np.zeros_like(dense_s)
-    ep_ideal = 0.0
-    if model.moe is not None and sh.moe_layers:
-        ep = lt.ep
-        e_l = min(kernels.alltoall.e_link * es.network_scale, 1.0)
-        # dispatch (FP8 when the weights are ≤ 1 byte: activations are quantised before sending,
-        # as DeepEP and TensorRT-LLM's wide EP do) + combine (BF16) of each token's k copies; the
-        # busiest rank receives imb× the mean. Across domains a token travels once per distinct
-        # remote domain among its k experts (then is forwarded inside it): D_r = (D−1)/D · D(1 − (1 − 1/D)^k)
-        k = model.moe.k
-        per_copy = h * (min(ACT_BYTES, b_w if b_w <= 1 else ACT_BYTES) + ACT_BYTES)
-        t_up = tok / sc * k * per_copy * (ep - 1) / ep * imb / (lt.ep_up_bw * e_l)
-        t_out = tok / sc * lt.ep_remote * per_copy * imb / (lt.ep_out_bw * e_l)
-        lat = 2 * kernels.alltoall.alpha_s * fs + lt.ep_hop_s
-        ep_s = lt.ep_on * moe_layers * (np.maximum(t_up, t_out) + lat)
-        ep_ideal = lt.ep_on * moe_layers * np.maximum(t_up, t_out) * e_l / imb
-    pp_s = tok / sc * h * ACT_BYTES * lt.pp_inv_bw
-    hops = lt.hops_s
-
-    stage = dense_s + expert_s + attn_s + tp_s + ep_s + pp_s
-    step = np.maximum(m * stage, pp * stage + hops) + es.overhead_s
-    # the roofline of the same pass: one max over the stage's FLOPs, bytes and link bytes (ideal
-    # links; overlap "none" adds the link time instead)
-    b_c = (b_dense_f + b_exp_f + b_att_f) / F
-    b_w_s = (dense_params_chip * b_dense + lm_bytes + e_wbytes) / BW
-    b_kv_s = b_att_b / BW
-    b_act_s = (dense_act + e_act) / BW
-    b_mem = b_w_s + b_kv_s + b_act_s
-    b_net = tp_ideal + ep_ideal + pp_s
-
-    def combine(c, mem, net):
-        return np.maximum(np.maximum(c, mem), net) if overlap == "full" else np.maximum(c, mem) + net
-
-    b_stage = combine(b_c, b_mem, b_net)
-    bound = np.maximum(m * b_stage, pp * b_stage + hops)
+    rates = kernel_rates(model, system, dtypes, roofline)
+    terms, imb = pass_terms(model, system, lt, B, L, S, P, Lp, prefill_seqs, kernels=kernels, engine=engine,
+                            rates=rates, expert_fetch=expert_fetch)
+    # the stage is the sum of its terms (one stream: kernels do not overlap), reported in OpStep's parts
+    times, links = {p: [] for p in STAGE_PARTS}, {p: [] for p in STAGE_PARTS}
+    for name, t in terms.items():
+        times[TERM_PART[name]].append(t.time_s)
+        links[TERM_PART[name]].append(t.link_s)
+    part_s = {p: _sum(v) for p, v in times.items()}
+    stage = _sum(part_s.values())
+    bd = pass_bound(terms.values(), lt, rates.hbm_bytes_per_s, overlap)
     if roofline and efficiency is not None:  # a roofline at the user's achieved fractions of peak
-        e_stage = combine(b_c / efficiency.flops, b_mem / efficiency.hbm, b_net / efficiency.network)
-        step = np.maximum(m * e_stage, pp * e_stage + hops)
+        step = pipeline_round_s(_combine(bd.compute_s / efficiency.flops, bd.memory_s / efficiency.hbm,
+                                         bd.network_s / efficiency.network, overlap), lt)
+    elif roofline:
+        step = bd.step_s
     else:
-        step = bound if roofline else np.maximum(step, bound)
+        step = np.maximum(pipeline_round_s(stage, lt) + engine.overhead_s, bd.step_s)
     tokens = B * S + P
     shape = np.shape(step)
 
     def bc(x):
-        a = np.broadcast_to(np.asarray(x, float), shape)
-        return float(a) if a.ndim == 0 else np.array(a)
+        if not shape:  # one pass (the common scalar call): no broadcasting to do
+            return float(x)
+        a = np.asarray(x, float)
+        return np.array(a if a.shape == shape else np.broadcast_to(a, shape))
 
-    code = np.where((b_net > np.maximum(b_c, b_mem)) & (b_net > 0), 2, np.where(b_c >= b_mem, 0, 1))
-    names = np.broadcast_to(np.array(["compute", "memory", "network"])[code], shape)
-    # the model's work in the step (whole replica, no layout copies): each per-chip term times the
-    # chips that split it — dense weights and KV are split TP ways (and KV by heads), so their
-    # attention-DP copies are not counted; FLOPs and experts are split over every chip of a stage
-    per = m * pp
-    work_flops = per * sc * (dense_flops + lm_flops + e_flops + dec_flops + pre_flops)
-    work_w = per * (tp * (dense_params_chip * b_dense + lm_bytes) + sc * e_wbytes)
-    work_kv = per * adp * lt.kv_split * kv_read
+    names = np.broadcast_to(np.array(["compute", "memory", "network"])[bd.decides], shape)
+    # the model's work in the step (whole replica, no layout copies): FLOPs are split over every
+    # chip of a stage; each term counts its own weights and KV once (Term.replica_*)
+    m, pp, hops = lt.m, lt.pp, lt.hops_s
+    work_flops = m * pp * lt.sc * _sum(t.flops for t in terms.values())
+    work_w = m * pp * _sum(t.replica_weight_bytes for t in terms.values())
+    work_kv = m * pp * _sum(t.replica_kv_bytes for t in terms.values())
     many = isinstance(layout, tuple)
     return OpStep(
         batch=bc(B), context=bc(L), new_tokens=bc(S), prefill_tokens=bc(P),
-        dense_gemm_s=bc(pp * dense_s), expert_gemm_s=bc(pp * expert_s), attention_s=bc(pp * attn_s),
-        tp_comm_s=bc(pp * tp_s), ep_comm_s=bc(pp * ep_s), pp_comm_s=bc(pp * pp_s + hops), overhead_s=es.overhead_s,
-        step_s=bc(step), bound_s=bc(bound), expert_imbalance=bc(imb), tokens_per_s=bc(tokens / step),
+        dense_gemm_s=bc(pp * part_s["dense_gemm_s"]), expert_gemm_s=bc(pp * part_s["expert_gemm_s"]),
+        attention_s=bc(pp * part_s["attention_s"]), tp_comm_s=bc(pp * part_s["tp_comm_s"]),
+        ep_comm_s=bc(pp * part_s["ep_comm_s"]), pp_comm_s=bc(pp * part_s["pp_comm_s"] + hops),
+        overhead_s=engine.overhead_s, step_s=bc(step), bound_s=bc(bd.step_s), expert_imbalance=bc(imb),
+        tokens_per_s=bc(tokens / step),
         chips=lt.chips[:, 0].astype(int) if many else int(lt.chips), billed_chips=lt.billed_chips[:, 0] if many else lt.billed_chips,
-        layout=layout, label=es.label if efficiency is None or not roofline else f"roofline × efficiencies ({efficiency.label})",
-        bound_parts={"compute_s": bc(m * b_c), "weights_s": bc(m * b_w_s), "kv_s": bc(m * b_kv_s),
-                     "activations_s": bc(m * b_act_s), "network_s": bc(m * b_net), "hops_s": bc(hops),
-                     "tp_comm_s": bc(m * tp_ideal), "ep_comm_s": bc(m * ep_ideal), "pp_comm_s": bc(m * pp_s)},
+        layout=layout, label=engine.label if efficiency is None or not roofline else f"roofline × efficiencies ({efficiency.label})",
+        bound_parts={"compute_s": bc(m * bd.compute_s), "weights_s": bc(m * bd.weights_s), "kv_s": bc(m * bd.kv_s),
+                     "activations_s": bc(m * bd.activations_s), "network_s": bc(m * bd.network_s), "hops_s": bc(hops),
+                     **{p: bc(m * _sum(links[p])) for p in ("tp_comm_s", "ep_comm_s", "pp_comm_s")}},
         bound_name=str(names) if names.ndim == 0 else np.array(names),
-        flops=bc(work_flops), weight_bytes=bc(work_w), kv_bytes=bc(work_kv), peak_flops_per_s=F_roof,
-        peak_hbm_bytes_per_s=BW, expert_fetch=expert_fetch,
+        flops=bc(work_flops), weight_bytes=bc(work_w), kv_bytes=bc(work_kv), peak_flops_per_s=rates.bound_flops_per_s,
+        peak_hbm_bytes_per_s=rates.hbm_bytes_per_s, expert_fetch=expert_fetch,
     )
 
 

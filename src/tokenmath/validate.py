@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
-from .layout import Layout
+from .parallelism import Layout
 from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
 from .specs import Dtypes, Model, System
 from .stepmodel import max_batch, op_step, steady_step_s
