@@ -1638,6 +1638,7 @@ def validation_record(r, preset: dict | None) -> dict[str, Any]:
         "rows": [{"id": x.id, "predicted": x.predicted, "measured": x.measured, "error": x.error, "metric": x.metric,
                   "system": x.system, "source": x.source, "model": x.model, "batch_used": x.batch_used,
                   "vendor": x.vendor, "engine": x.engine, "model_class": x.model_class, "note": x.note or None,
+                  "sensitivity": x.sensitivity, "prefill_share": x.prefill_share,
                   "outside_fitted_range": list(x.outside_fitted_range)} for x in r.rows],
         "n": len(r.rows), "median_abs_error": r.median_abs_error, "p90_abs_error": r.p90_abs_error,
         "by_metric": r.by_metric, "by_system": r.by_system, "by_source": r.by_source, "by_vendor": r.by_vendor,

@@ -866,12 +866,33 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
 CHUNK_TOKENS_DEFAULT = 8192
 
 
+def _decode_and_chunk(model, system, layout, B, I: float, O: float, *, kernels, engine, dtypes, chunk_tokens: float,
+                      cached_tokens: float, expert_fetch: str, overlap: str):
+    """The two passes continuous batching at `B` sequences is made of, in one broadcast call: a
+    decode-only step, and the same step carrying one prompt chunk. Returns (T_dec, T_mixed, chunk
+    tokens, prompt tokens each request prefills)."""
+    Ip = I - float(cached_tokens)  # prompt tokens each request prefills
+    if not 1.0 <= Ip <= I:
+        raise TokenmathError(f"cached prompt tokens = {cached_tokens!r}; expected 0 to input tokens − 1 ({I - 1:g})")
+    P = B * Ip / O
+    c = np.minimum(chunk_tokens, np.maximum(Ip, P))
+    shape = np.broadcast_shapes(np.shape(B), np.shape(c))
+    Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
+    both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
+                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
+                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
+                   expert_fetch=expert_fetch, overlap=overlap)
+    t = np.asarray(both.step_s)
+    return t[0], t[1], c, Ip
+
+
 def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tokens: float, output_tokens: float, *,
                   kernels: Kernels | None, engine: Engine | None = None, dtypes: Dtypes = Dtypes(),
                   chunk_tokens: float = CHUNK_TOKENS_DEFAULT, cached_tokens: float = 0.0, expert_fetch: str = "expected",
                   overlap: str = "full"):
     """Mean step time of continuous batching with chunked prefill at `batch` sequences per
-    replica — the time per output token a user sees.
+    replica — the server's time per output token (a client's TPOT differs slightly: see
+    `closed_loop`).
 
     Each step decodes one token per sequence (mean context I + O/2). To replace the batch/O
     sequences finishing per step, P = batch·I/O prompt tokens per step must be prefilled; they
@@ -886,19 +907,124 @@ def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tok
     the roofline bound of the same steps (op_step's conventions: expert_fetch, overlap)."""
     B = np.asarray(batch, float)
     I, O = float(input_tokens), float(output_tokens)
-    Ip = I - float(cached_tokens)  # prompt tokens each request prefills
-    if not 1.0 <= Ip <= I:
-        raise TokenmathError(f"cached prompt tokens = {cached_tokens!r}; expected 0 to input tokens − 1 ({I - 1:g})")
-    P = B * Ip / O
-    c = np.minimum(chunk_tokens, np.maximum(Ip, P))
-    # both passes in one broadcast call: [decode only | decode + one chunk]
-    shape = np.broadcast_shapes(np.shape(B), np.shape(c))
-    Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
-    both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
-                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
-                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
-                   expert_fetch=expert_fetch, overlap=overlap)
-    t = np.asarray(both.step_s)
-    t_dec, t_mixed = t[0], t[1]
-    out = t_dec + (P / c) * (t_mixed - t_dec)
+    t_dec, t_mixed, c, Ip = _decode_and_chunk(model, system, layout, B, I, O, kernels=kernels, engine=engine,
+                                              dtypes=dtypes, chunk_tokens=chunk_tokens, cached_tokens=cached_tokens,
+                                              expert_fetch=expert_fetch, overlap=overlap)
+    out = t_dec + (B * Ip / O / c) * (t_mixed - t_dec)
     return float(out) if np.ndim(out) == 0 else out
+
+
+# How a client's requests arrive at the engine, relative to each other (closed_loop):
+#   "spread": arrivals spread over the cycle (random lengths, many requests: a long run's steady
+#             state) — the prefill of the others falls inside a request's decode;
+#   "waves":  requests admitted together finish together (fixed lengths, or a burst): each wave
+#             is prefilled, in order, before or while it decodes, so on average half of the
+#             wave's prefill lands in a request's time to first token and half in its decode.
+ARRIVALS = ("spread", "waves")
+PREFILL_IN_DECODE = {"spread": 1.0, "waves": 0.5}
+MAX_REQUESTS = 10**9  # a benchmark run's request count (bounds the ramp/drain arithmetic)
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """A benchmark client holding `concurrency` requests in flight against one replica — vLLM's
+    benchmark_serving / SGLang's bench_serving with --max-concurrency and request rate inf,
+    genai-perf / AIPerf at a fixed concurrency — as the client measures it (per replica, SI).
+
+    decode_batch      B = min(concurrency, batch cap): sequences the engine runs; the rest queue
+    decode_step_s     T_d: a decode-only step of B sequences at the mean context I + O/2
+    prefill_s         W: what one request's prompt adds to the steps that carry its chunks
+    cycle_s           O·T_d + B·W: wall time in which the B running requests are replaced once
+    e2e_s             (concurrency / B)·cycle: Little's law for a closed loop (queueing included)
+    ttft_s, tpot_s    the client's time to first token and (E2E − TTFT)/(O − 1) per request
+    output_tokens_per_s   total output tokens / run time: concurrency·O/E2E in the steady state
+    prefill_share     B·W / cycle: the share of wall time the engine spends prefilling
+    queue_s           time a request waits for a slot (0 below the cap)
+    """
+
+    concurrency: float | np.ndarray
+    decode_batch: float | np.ndarray
+    decode_step_s: float | np.ndarray
+    prefill_s: float | np.ndarray
+    cycle_s: float | np.ndarray
+    e2e_s: float | np.ndarray
+    ttft_s: float | np.ndarray
+    tpot_s: float | np.ndarray
+    output_tokens_per_s: float | np.ndarray
+    prefill_share: float | np.ndarray
+    queue_s: float | np.ndarray
+    arrivals: str = "spread"
+
+
+def client_metrics(concurrency, decode_batch, decode_step_s, prefill_s, output_tokens: float, *,
+                   arrivals: str = "spread", requests: float | None = None) -> ClosedLoop:
+    """A benchmark client's numbers from the engine's two times (the accounting of closed_loop,
+    pure arithmetic): `decode_batch` B sequences running of `concurrency` in flight, a decode step
+    T_d and the time W one request's prompt adds to the steps that carry it."""
+    if arrivals not in ARRIVALS:
+        raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
+    if requests is not None and not (math.isfinite(requests) and 1 <= requests <= MAX_REQUESTS):
+        raise TokenmathError(f"requests = {requests!r}; expected 1 to {MAX_REQUESTS:g}")
+    c, B = np.asarray(concurrency, float), np.asarray(decode_batch, float)
+    t_d, W, O = np.asarray(decode_step_s, float), np.asarray(prefill_s, float), float(output_tokens)
+    phi = PREFILL_IN_DECODE[arrivals]
+    cycle = O * t_d + B * W
+    e2e = (c / B) * cycle
+    queue = e2e - cycle
+    ttft = queue + t_d + W + (1.0 - phi) * (B - 1.0) * W
+    # bench_serving counts TPOT as 0 for a one-token output (no decode)
+    tpot = t_d + phi * (B - 1.0) * W / (O - 1.0) if O > 1 else np.zeros_like(t_d)
+    if requests is not None and arrivals == "waves":
+        n = float(requests)
+        run_s = np.ceil(n / c - 1e-9) * e2e
+    else:
+        n, run_s = c, e2e
+    return ClosedLoop(_f(c), _f(B), _f(t_d), _f(W), _f(cycle), _f(e2e), _f(ttft), _f(tpot), _f(n * O / run_s),
+                      _f(B * W / cycle), _f(queue), arrivals)
+
+
+def closed_loop(model: Model, system: System, layout: Layout, concurrency, input_tokens: float, output_tokens: float,
+                *, kernels: Kernels | None, engine: Engine | None = None, dtypes: Dtypes = Dtypes(),
+                batch_cap: float | None = None, arrivals: str = "spread", requests: float | None = None,
+                chunk_tokens: float = CHUNK_TOKENS_DEFAULT, cached_tokens: float = 0.0,
+                expert_fetch: str = "expected", overlap: str = "full") -> ClosedLoop:
+    """What a benchmark client reports at `concurrency` requests in flight (one replica).
+
+    Per request the client records TTFT and its end-to-end latency E2E, and reports
+    TPOT = (E2E − TTFT)/(O − 1) averaged over requests and output throughput = total output
+    tokens / run time (vLLM benchmarks/benchmark_serving.py `calculate_metrics`; SGLang
+    python/sglang/bench_serving.py, adapted from it). The engine runs B = min(concurrency,
+    batch_cap) sequences; each step decodes one token for each (T_d at the mean context
+    I + O/2) and carries the prompt chunks of arriving requests, each prompt adding
+    W = (I/c)·(T_mixed − T_d) (steady_step_s's marginal form). In the time the B running
+    requests are replaced once, every slot takes O steps (its prompt's step and O − 1 decodes)
+    and B prompts are prefilled:
+
+        cycle = O·T_d + B·W,   E2E = (concurrency/B)·cycle,   output/s = concurrency·O/E2E
+
+    A request's first token comes with the step that ends its prompt (T_d + W) after any
+    queueing and after the share (1 − φ) of the others' prefill that precedes it; the rest of
+    their prefill, φ(B − 1)·W, stretches its decode:
+
+        TTFT = queue + T_d + W + (1 − φ)(B − 1)·W,   TPOT = T_d + φ(B − 1)·W/(O − 1)
+
+    φ = 1 for "spread" arrivals, 1/2 for "waves" (ARRIVALS). steady_step_s = cycle/O, the
+    server's mean step. `requests`: the run's request count N; with waves the run lasts
+    ceil(N/concurrency) cycles of E2E (the last wave partly empty), with spread arrivals N/c of
+    them (the client's ramp and drain cost nothing to first order). None: the steady state."""
+    if arrivals not in ARRIVALS:
+        raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
+    I, O = float(input_tokens), float(output_tokens)
+    if not (math.isfinite(I) and math.isfinite(O) and I >= 1 and O >= 1):
+        raise TokenmathError(f"input tokens = {I:g}, output tokens = {O:g}; expected both ≥ 1")
+    c = np.asarray(concurrency, float)
+    if not np.all(np.isfinite(c) & (c >= 1)):
+        raise TokenmathError(f"concurrency = {concurrency!r}; expected ≥ 1 request in flight")
+    if batch_cap is not None and not (math.isfinite(batch_cap) and batch_cap >= 1):
+        raise TokenmathError(f"batch cap = {batch_cap!r}; expected ≥ 1 sequence")
+    B = np.minimum(c, batch_cap) if batch_cap is not None else c
+    t_d, t_mixed, chunk, Ip = _decode_and_chunk(model, system, layout, B, I, O, kernels=kernels, engine=engine,
+                                                dtypes=dtypes, chunk_tokens=chunk_tokens, cached_tokens=cached_tokens,
+                                                expert_fetch=expert_fetch, overlap=overlap)
+    W = (Ip / chunk) * np.maximum(t_mixed - t_d, 0.0)
+    return client_metrics(c, B, t_d, W, O, arrivals=arrivals, requests=requests)

@@ -30,7 +30,7 @@ from .errors import TokenmathError
 from .parallelism import Layout
 from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
 from .specs import Dtypes, Model, System
-from .stepmodel import max_batch, op_step, steady_step_s
+from .stepmodel import ARRIVALS, MAX_REQUESTS, ClosedLoop, closed_loop, max_batch, op_step, steady_step_s
 
 CASES_DIR = Path(__file__).parent / "validation" / "cases"
 METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "max_output_tokens_per_s_per_chip",
@@ -61,12 +61,31 @@ class Case(BaseModel):
     notes: str = ""
     engine: str | None = None  # "trtllm" | "vllm" | "sglang" | ... : picks the engine profile
     date: str | None = None  # when the measurement was published (YYYY-MM or YYYY-MM-DD)
+    # how the client's requests reached the engine (stepmodel.ARRIVALS): "spread" (default: random
+    # lengths, a long run's steady state) or "waves" (fixed lengths / a burst: admitted together,
+    # finished together); and the run's request count (bench_serving --num-prompts), None: steady state
+    arrivals: str | None = None
+    requests: int | None = None
 
     @field_validator("metric")
     @classmethod
     def _metric(cls, v: str) -> str:
         if v not in METRICS:
             raise ValueError(f"metric = {v!r}; expected one of {', '.join(METRICS)}")
+        return v
+
+    @field_validator("arrivals")
+    @classmethod
+    def _arrivals(cls, v):
+        if v is not None and v not in ARRIVALS:
+            raise ValueError(f"arrivals = {v!r}; expected one of {', '.join(ARRIVALS)}")
+        return v
+
+    @field_validator("requests")
+    @classmethod
+    def _requests(cls, v):
+        if v is not None and not 1 <= v <= MAX_REQUESTS:
+            raise ValueError(f"requests = {v!r}; expected 1 to {MAX_REQUESTS:g}")
         return v
 
     @field_validator("measured", "input_tokens", "output_tokens", "chips")
@@ -142,6 +161,11 @@ class Prediction:
     engine: str = ""
     model_class: str = ""  # dense | moe | mla
     note: str = ""  # e.g. the measured point lies beyond what the estimate reaches
+    # d log(predicted) / d log(step time) at the answer: +1 for a time, −1 for a rate at a fixed
+    # batch, −(1 − ε_cycle)/ε_tpot − 1 for a rate per chip at a stated rate per user with the batch
+    # solved for (ε = d log t / d log batch there: a step that barely rises with batch makes it large)
+    sensitivity: float | None = None
+    prefill_share: float | None = None  # share of the engine's wall time spent prefilling (closed loop)
 
 
 TIME_METRICS = ("decode_step_s", "ttft_s", "tpot_s")
@@ -179,6 +203,12 @@ class _Ctx:
         return steady_step_s(self.model, self.system, self.layout, batch, I, O, kernels=self.profile.kernels,
                              engine=self.profile.engine, dtypes=self.dtypes)
 
+    def loop(self, concurrency, I, O, cap=None, arrivals="spread", requests=None) -> ClosedLoop:
+        """A benchmark client at `concurrency` requests in flight (stepmodel.closed_loop)."""
+        return closed_loop(self.model, self.system, self.layout, concurrency, I, O, kernels=self.profile.kernels,
+                           engine=self.profile.engine, dtypes=self.dtypes, batch_cap=cap, arrivals=arrivals,
+                           requests=requests)
+
 
 def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _Ctx:
     name = case.model
@@ -191,61 +221,139 @@ def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _
 
 def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | None = None,
             base_dir: Path | None = None) -> Prediction:
-    """The case's metric under `profile` (the roofline bound, or a calibrated estimate)."""
+    """The case's metric under `profile` (the roofline bound, or a calibrated estimate), as the
+    case's source measured it (docs/validation.md, "How each metric is predicted"):
+
+    decode_step_s, ttft_s    one pass (decode at I + O/2; a prompt of I tokens)
+    static_...               B·O / (prefill of B prompts + O decode steps at I + O/2) / chips
+    tpot_s                   a benchmark client's TPOT at the measured concurrency (closed_loop;
+                             none given: one request)
+    ..._at_user_rate         at a measured concurrency: the client's output tokens/s (total
+                             output / run time, prefill included) / chips; without one, the batch
+                             whose client TPOT meets the rate per user, solved for (_solve_rate)
+    max_output_...           the closed loop at the largest batch that fits (engine cap applied),
+                             or at the measured concurrency
+
+    A measured concurrency beyond the KV that fits (at the mean context I + O/2) queues: the
+    engine runs the batch that fits."""
     cat = catalog or load_catalog()
     c = _ctx(case, profile, cat, base_dir)
     model, system, lay = c.model, c.system, c.layout
     I, O = case.input_tokens, case.output_tokens
     replicas = max(1, case.chips // lay.replica_chips)
     chips = lay.replica_chips
-    note = ""
+    arrivals = case.arrivals or "spread"
+    rate = case.min_tokens_per_s_per_user or 0.0
+    note, sens, share = "", -1.0, None
     if case.metric == "decode_step_s":
         b_used = (case.batch or 1) / replicas
-        value = c.pass_s(b_used, I + O / 2)
+        value, sens = c.pass_s(b_used, I + O / 2), 1.0
     elif case.metric == "ttft_s":
         b_used = case.batch or 1
-        value = c.pass_s(b_used, 0.0, I)
+        value, sens = c.pass_s(b_used, 0.0, I), 1.0
     elif case.metric == "static_output_tokens_per_s_per_chip":
         b_used = (case.batch or 1) / replicas
         pre = c.pass_s(b_used, 0.0, I)
         dec = c.pass_s(b_used, I + O / 2)
         value = b_used * O / (pre + O * dec) / chips
-    elif case.metric == "tpot_s":
-        b_used = (case.batch or 1) / replicas
-        value = c.steady_s(b_used, I, O)
+    elif case.batch or case.metric == "tpot_s":
+        # a measured concurrency: the client's numbers at it; beyond the KV that fits, the rest queue
+        conc = max((case.batch or 1) / replicas, 1.0)
+        cap = _kv_cap(c, I + O / 2)
+        run = c.loop(conc, I, O, cap if cap is not None and cap < conc else None, arrivals, case.requests)
+        b_used, share = float(run.decode_batch), float(run.prefill_share)
+        if b_used < conc:
+            note = (f"beyond the estimate's memory: concurrency {conc:g} exceeds the KV that fits ({b_used:g} "
+                    f"sequences at the mean context {I + O / 2:g}); the rest queue")
+        if case.metric == "tpot_s":
+            value, sens = run.tpot_s, 1.0
+        else:
+            value = run.output_tokens_per_s / chips
+            if case.metric != "max_output_tokens_per_s_per_chip" and run.tpot_s > 0 and 1.0 / run.tpot_s < rate:
+                note = "; ".join(x for x in (note, (
+                    f"beyond the estimate at concurrency {conc:g}: it gives {1 / run.tpot_s:.4g} tokens/s per user, "
+                    f"the measurement {rate:.4g}")) if x)
     else:
-        if case.batch:
-            top = case.batch / replicas
+        cap = None if profile.is_roofline else profile.engine.max_batch
+        top = _max_batch(model, system, lay, I + O, c.dtypes, cap)
+        if case.metric == "max_output_tokens_per_s_per_chip":
+            run = c.loop(top, I, O, None, arrivals)
+            value, b_used, share = run.output_tokens_per_s / chips, top, float(run.prefill_share)
         else:
-            cap = None if profile.is_roofline else profile.engine.max_batch
-            top = _max_batch(model, system, lay, I + O, c.dtypes, cap)
-        if case.metric == "max_output_tokens_per_s_per_chip" or case.batch:
-            # max throughput at the largest batch; a frontier point at its measured concurrency
-            # (the user rate it reaches is then the prediction's, reported when it falls short)
-            b_used = top
-            tpot = float(c.steady_s(b_used, I, O))
-            value = b_used / tpot / chips
-            rate = case.min_tokens_per_s_per_user or 0.0
-            if case.metric != "max_output_tokens_per_s_per_chip" and 1.0 / tpot < rate:
-                note = (f"beyond the estimate at concurrency {b_used:g}: it gives {1 / tpot:.4g} tokens/s per user, "
-                        f"the measurement {rate:.4g}")
-        else:
-            grid = np.unique(np.round(np.geomspace(1, max(top, 1), 160)))
-            tpot = c.steady_s(grid, I, O)
-            tput = grid / tpot / chips
-            rate = case.min_tokens_per_s_per_user or 0.0
-            ok = 1.0 / tpot >= rate
-            if not ok.any():
-                i = 0
-                note = (f"beyond the estimate: no batch reaches {rate:.4g} tokens/s per user "
-                        f"(batch 1 gives {1 / tpot[0]:.4g}); answered at batch 1")
-            else:
-                i = int(np.argmax(np.where(ok, tput, -1)))
-            value, b_used = tput[i], float(grid[i])
+            sol = _solve_rate(c, I, O, rate, top, arrivals)
+            value, b_used, sens, share, note = sol.tokens_per_s / chips, sol.batch, sol.sensitivity, sol.prefill_share, sol.note
     value = float(value)
     return Prediction(case.id, case.metric, value, case.measured, value / case.measured - 1, case.system,
                       source_key(case), model.name, b_used, vendor=vendor(system), engine=case.engine or "unknown",
-                      model_class=model_class(model), note=note)
+                      model_class=model_class(model), note=note, sensitivity=float(sens), prefill_share=share)
+
+
+def _kv_cap(c: _Ctx, context: float) -> float | None:
+    """Sequences whose KV fits beside the weights at `context` (HBM_USABLE_FRACTION), None if not
+    even one does (then nothing caps the measured concurrency: the case says it ran)."""
+    try:
+        return _max_batch(c.model, c.system, c.layout, context, c.dtypes, None)
+    except TokenmathError:
+        return None
+
+
+@dataclass(frozen=True)
+class RateSolution:
+    """The batch at which a client's TPOT meets a stated rate per user, and what it gives."""
+
+    batch: float
+    tokens_per_s: float  # output tokens/s of the replica
+    tpot_s: float
+    sensitivity: float  # d log(tokens_per_s) / d log(step time)
+    prefill_share: float
+    note: str = ""
+
+
+RATE_GRID = 64  # batches tried between 1 and the cap (geometric), then refined twice
+RATE_REFINE = 8
+ELASTICITY_STEP = 0.02  # ± in log batch for the local slopes
+
+
+def _solve_rate(c: _Ctx, I: float, O: float, rate: float, top: float, arrivals: str = "spread") -> RateSolution:
+    """The best batch whose client TPOT (closed_loop, no queueing) meets `rate` tokens/s per user,
+    between 1 and `top`: the largest such batch, where throughput rises with batch. Solved on a
+    geometric grid, then refined in the bracket where the rate stops being met, so the answer is
+    continuous in the step time and its sensitivity is the local one:
+
+        A = B·O / cycle(B),  TPOT(B*) = 1/rate   ⇒   d log A / d log T = −(1 − ε_c)/ε_t − 1
+
+    with ε_t, ε_c the slopes of log TPOT and log cycle against log B at B* (all step times
+    scaled by s: B* moves by −1/ε_t in log, the cycle by ε_c·that + 1). At the cap or at batch
+    1 the batch does not move: −1."""
+    top = max(float(top), 1.0)
+    grid = np.unique(np.geomspace(1.0, top, RATE_GRID))
+    run = c.loop(grid, I, O, None, arrivals)
+    tpot, tput = np.atleast_1d(run.tpot_s), np.atleast_1d(run.output_tokens_per_s)
+    ok = tpot * rate <= 1.0
+    if not ok.any():
+        return RateSolution(1.0, float(tput[0]), float(tpot[0]), -1.0, float(np.atleast_1d(run.prefill_share)[0]),
+                            f"beyond the estimate: no batch reaches {rate:.4g} tokens/s per user "
+                            f"(batch 1 gives {1 / tpot[0]:.4g}); answered at batch 1")
+    i = int(np.argmax(np.where(ok, tput, -1.0)))
+    lo = grid[i]
+    if i + 1 < len(grid) and not ok[i + 1]:
+        hi = grid[i + 1]
+        for _ in range(2):
+            sub = np.geomspace(lo, hi, RATE_REFINE + 1)
+            t = np.atleast_1d(c.loop(sub, I, O, None, arrivals).tpot_s)
+            j = int(np.nonzero(t * rate <= 1.0)[0].max())
+            lo, hi = sub[j], sub[min(j + 1, RATE_REFINE)]
+    at = c.loop(lo, I, O, None, arrivals)
+    sens = -1.0
+    if lo < top * (1 - 1e-9) and lo > 1.0:
+        h = ELASTICITY_STEP
+        side = c.loop(lo * np.exp([-h, h]), I, O, None, arrivals)
+        eps_t = float(np.diff(np.log(side.tpot_s))[0]) / (2 * h)
+        eps_c = float(np.diff(np.log(side.cycle_s))[0]) / (2 * h)
+        if eps_t > 1e-6:
+            sens = -(1.0 - eps_c) / eps_t - 1.0
+    return RateSolution(float(lo), float(at.output_tokens_per_s), float(at.tpot_s), float(sens),
+                        float(at.prefill_share))
 
 
 @functools.lru_cache(maxsize=8192)
