@@ -1028,3 +1028,66 @@ def closed_loop(model: Model, system: System, layout: Layout, concurrency, input
                                                 expert_fetch=expert_fetch, overlap=overlap)
     W = (Ip / chunk) * np.maximum(t_mixed - t_d, 0.0)
     return client_metrics(c, B, t_d, W, O, arrivals=arrivals, requests=requests)
+
+
+@dataclass(frozen=True)
+class RateSolution:
+    """The batch at which a client's TPOT meets a stated rate per user, and what it gives."""
+
+    batch: float
+    tokens_per_s: float  # output tokens/s of the replica
+    tpot_s: float
+    sensitivity: float  # d log(tokens_per_s) / d log(step time)
+    prefill_share: float
+    note: str = ""
+
+
+RATE_GRID = 64  # batches tried between 1 and the cap (geometric), then refined twice
+RATE_REFINE = 8
+ELASTICITY_STEP = 0.02  # ± in log batch for the local slopes
+
+
+def solve_rate(loop, rate: float, top: float) -> RateSolution:
+    """The best batch whose client TPOT meets `rate` tokens/s per user, between 1 and `top`:
+    `loop(batch)` is the closed loop at that many requests in flight (closed_loop with everything
+    else fixed; it must broadcast over an array of batches). The largest batch that meets the rate,
+    where throughput rises with batch, found on a geometric grid and refined in the bracket where
+    the rate stops being met, so the answer is continuous in the step time and its sensitivity is
+    the local one:
+
+        A = B·O / cycle(B),  TPOT(B*) = 1/rate   ⇒   d log A / d log T = −(1 − ε_c)/ε_t − 1
+
+    with ε_t, ε_c the slopes of log TPOT and log cycle against log B at B* (all step times
+    scaled by s: B* moves by −1/ε_t in log, the cycle by ε_c·that + 1). At the cap or at batch
+    1 the batch does not move: −1."""
+    if not (math.isfinite(rate) and rate >= 0):
+        raise TokenmathError(f"tokens/s per user = {rate!r}; expected a finite rate ≥ 0")
+    top = max(float(top), 1.0)
+    grid = np.unique(np.geomspace(1.0, top, RATE_GRID))
+    run = loop(grid)
+    tpot, tput = np.atleast_1d(run.tpot_s), np.atleast_1d(run.output_tokens_per_s)
+    ok = tpot * rate <= 1.0
+    if not ok.any():
+        return RateSolution(1.0, float(tput[0]), float(tpot[0]), -1.0, float(np.atleast_1d(run.prefill_share)[0]),
+                            f"beyond the estimate: no batch reaches {rate:.4g} tokens/s per user "
+                            f"(batch 1 gives {1 / tpot[0]:.4g}); answered at batch 1")
+    i = int(np.argmax(np.where(ok, tput, -1.0)))
+    lo = grid[i]
+    if i + 1 < len(grid) and not ok[i + 1]:
+        hi = grid[i + 1]
+        for _ in range(2):
+            sub = np.geomspace(lo, hi, RATE_REFINE + 1)
+            t = np.atleast_1d(loop(sub).tpot_s)
+            j = int(np.nonzero(t * rate <= 1.0)[0].max())
+            lo, hi = sub[j], sub[min(j + 1, RATE_REFINE)]
+    at = loop(lo)
+    sens = -1.0
+    if 1.0 < lo < top * (1 - 1e-9):
+        h = ELASTICITY_STEP
+        side = loop(lo * np.exp([-h, h]))
+        eps_t = float(np.diff(np.log(side.tpot_s))[0]) / (2 * h)
+        eps_c = float(np.diff(np.log(side.cycle_s))[0]) / (2 * h)
+        if eps_t > 1e-6:
+            sens = -(1.0 - eps_c) / eps_t - 1.0
+    return RateSolution(float(lo), float(at.output_tokens_per_s), float(at.tpot_s), float(sens),
+                        float(at.prefill_share))

@@ -30,7 +30,8 @@ from .errors import TokenmathError
 from .parallelism import Layout
 from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
 from .specs import Dtypes, Model, System
-from .stepmodel import ARRIVALS, MAX_REQUESTS, ClosedLoop, closed_loop, max_batch, op_step, steady_step_s
+from .stepmodel import (ARRIVALS, MAX_REQUESTS, ClosedLoop, RateSolution, closed_loop, max_batch, op_step, solve_rate,
+                        steady_step_s)
 
 CASES_DIR = Path(__file__).parent / "validation" / "cases"
 METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "max_output_tokens_per_s_per_chip",
@@ -297,63 +298,9 @@ def _kv_cap(c: _Ctx, context: float) -> float | None:
         return None
 
 
-@dataclass(frozen=True)
-class RateSolution:
-    """The batch at which a client's TPOT meets a stated rate per user, and what it gives."""
-
-    batch: float
-    tokens_per_s: float  # output tokens/s of the replica
-    tpot_s: float
-    sensitivity: float  # d log(tokens_per_s) / d log(step time)
-    prefill_share: float
-    note: str = ""
-
-
-RATE_GRID = 64  # batches tried between 1 and the cap (geometric), then refined twice
-RATE_REFINE = 8
-ELASTICITY_STEP = 0.02  # ± in log batch for the local slopes
-
-
 def _solve_rate(c: _Ctx, I: float, O: float, rate: float, top: float, arrivals: str = "spread") -> RateSolution:
-    """The best batch whose client TPOT (closed_loop, no queueing) meets `rate` tokens/s per user,
-    between 1 and `top`: the largest such batch, where throughput rises with batch. Solved on a
-    geometric grid, then refined in the bracket where the rate stops being met, so the answer is
-    continuous in the step time and its sensitivity is the local one:
-
-        A = B·O / cycle(B),  TPOT(B*) = 1/rate   ⇒   d log A / d log T = −(1 − ε_c)/ε_t − 1
-
-    with ε_t, ε_c the slopes of log TPOT and log cycle against log B at B* (all step times
-    scaled by s: B* moves by −1/ε_t in log, the cycle by ε_c·that + 1). At the cap or at batch
-    1 the batch does not move: −1."""
-    top = max(float(top), 1.0)
-    grid = np.unique(np.geomspace(1.0, top, RATE_GRID))
-    run = c.loop(grid, I, O, None, arrivals)
-    tpot, tput = np.atleast_1d(run.tpot_s), np.atleast_1d(run.output_tokens_per_s)
-    ok = tpot * rate <= 1.0
-    if not ok.any():
-        return RateSolution(1.0, float(tput[0]), float(tpot[0]), -1.0, float(np.atleast_1d(run.prefill_share)[0]),
-                            f"beyond the estimate: no batch reaches {rate:.4g} tokens/s per user "
-                            f"(batch 1 gives {1 / tpot[0]:.4g}); answered at batch 1")
-    i = int(np.argmax(np.where(ok, tput, -1.0)))
-    lo = grid[i]
-    if i + 1 < len(grid) and not ok[i + 1]:
-        hi = grid[i + 1]
-        for _ in range(2):
-            sub = np.geomspace(lo, hi, RATE_REFINE + 1)
-            t = np.atleast_1d(c.loop(sub, I, O, None, arrivals).tpot_s)
-            j = int(np.nonzero(t * rate <= 1.0)[0].max())
-            lo, hi = sub[j], sub[min(j + 1, RATE_REFINE)]
-    at = c.loop(lo, I, O, None, arrivals)
-    sens = -1.0
-    if lo < top * (1 - 1e-9) and lo > 1.0:
-        h = ELASTICITY_STEP
-        side = c.loop(lo * np.exp([-h, h]), I, O, None, arrivals)
-        eps_t = float(np.diff(np.log(side.tpot_s))[0]) / (2 * h)
-        eps_c = float(np.diff(np.log(side.cycle_s))[0]) / (2 * h)
-        if eps_t > 1e-6:
-            sens = -(1.0 - eps_c) / eps_t - 1.0
-    return RateSolution(float(lo), float(at.output_tokens_per_s), float(at.tpot_s), float(sens),
-                        float(at.prefill_share))
+    """The best batch whose client TPOT meets `rate` tokens/s per user (stepmodel.solve_rate)."""
+    return solve_rate(lambda b: c.loop(b, I, O, None, arrivals), rate, top)
 
 
 @functools.lru_cache(maxsize=8192)
