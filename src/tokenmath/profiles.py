@@ -285,9 +285,31 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
     return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label, band=band, n_cases=n)
 
 
+def split_engine(engine: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """'sglang+deepep_low_latency+two_batch_overlap' -> ('sglang', ('deepep_low_latency',
+    'two_batch_overlap')): an engine profile and the named features (catalog/engines.toml
+    [features]) a run switches on; 'generic+...' or '+...' keeps the generic profile."""
+    if engine is None or "+" not in engine:
+        return engine, ()
+    base, *feats = (x.strip() for x in engine.split("+"))
+    return (None if base in ("", "generic") else base), tuple(f for f in feats if f)
+
+
 def choose(efficiency: str = "calibrated", *, engine: str | None = None, system: System | None = None) -> Profile:
     """The profile for `efficiency` ('calibrated', 'roofline', or a preset JSON path), `engine`
-    (None: generic) and the system's vendor (a vendor profile applies where one was fitted)."""
+    (None: generic; 'sglang+two_batch_overlap' adds named engine features, `split_engine`) and the
+    system's vendor (a vendor profile applies where one was fitted)."""
+    engine, feats = split_engine(engine)
+    if feats:
+        extra = {}
+        for f in feats:
+            extra |= named_feature(f)
+        prof = choose(efficiency, engine=engine, system=system)
+        if prof.is_roofline:
+            return prof
+        prof = with_features(prof, extra)
+        label = f"{prof.label} + {' + '.join(feats)}"
+        return dataclasses.replace(prof, label=label, engine=dataclasses.replace(prof.engine, label=label))
     if efficiency == "roofline":
         return ROOFLINE_PROFILE
     preset = None
