@@ -8,6 +8,9 @@ that stage's layers: the routed experts are split over all of them (EP groups, e
 TP > EP), attention/dense weights are split TP ways and replicated over the remaining
 `attention_dp = stage_chips / TP` ranks, which each serve their own share of the sequences
 (attention data parallelism — what MLA models use, since the MLA latent cannot be split by heads).
+A sequence lives on one attention-DP rank (its KV is there): ranks hold whole sequences, so the
+busiest holds ⌈sequences/ranks⌉ of them (`busiest_rank_share`), and only with more than one rank
+must tokens travel to their experts (with one, every chip of the stage holds every token).
 A replica is PP stages; DP replicas serve independent traffic.
 """
 
@@ -108,6 +111,14 @@ def placement(layout: Layout, system: System) -> Placement:
     else:
         billed = float(domains * dom)
     return Placement(stage_domain, domains, billed, billed - layout.replica_chips)
+
+
+def busiest_rank_share(items, ranks):
+    """Whole items (sequences, prompts) spread over `ranks` attention-DP ranks as evenly as they
+    go: the busiest rank holds ⌈items/ranks⌉ — a sequence lives on one rank, so one prompt is one
+    rank's. With one rank, all of them (fractional counts pass through unchanged). Broadcasts."""
+    items = np.asarray(items, float)
+    return np.where(np.asarray(ranks) > 1, np.ceil(items / np.asarray(ranks, float) - 1e-9), items)
 
 
 def largest_divisor_at_most(n: int, cap: int) -> int:

@@ -62,7 +62,8 @@ import numpy as np
 from .errors import TokenmathError
 from .kvcache import attention_flops_per_token, kv_cache
 from .layout import layout_memory
-from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout, kv_head_split, link_bytes_per_s, placement
+from .parallelism import (HOP_LATENCY_S_DEFAULT, Layout, busiest_rank_share, check_layout, kv_head_split,
+                          link_bytes_per_s, placement)
 from .params import mlp_params, param_counts
 from .roofline import resolve_dtypes
 from .specs import Dtypes, Efficiency, Model, System
@@ -429,14 +430,6 @@ class Microbatch:
     rank_batch: float | np.ndarray = 0.0  # the pass's own sequences on the busiest rank (attention)
     rank_prefill: float | np.ndarray = 0.0  # prompt-chunk tokens on the busiest rank
     decode: bool | np.ndarray = True  # one new token per sequence and no prompt chunk (a decode batch)
-
-
-def busiest_rank_share(items, adp):
-    """Whole items (sequences, prompts) spread over `adp` attention-DP ranks as evenly as they
-    go: the busiest rank holds ⌈items/adp⌉ (a sequence lives on one rank: its KV is there); with
-    one rank, all of them (fractional counts pass through)."""
-    items = np.asarray(items, float)
-    return np.where(adp > 1, np.ceil(items / adp - 1e-9), items)
 
 
 def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_tokens, prefill_seqs) -> Microbatch:
