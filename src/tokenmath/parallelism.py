@@ -9,7 +9,7 @@ TP > EP), attention/dense weights are split TP ways and replicated over the rema
 `attention_dp = stage_chips / TP` ranks, which each serve their own share of the sequences
 (attention data parallelism — what MLA models use, since the MLA latent cannot be split by heads).
 A sequence lives on one attention-DP rank (its KV is there): ranks hold whole sequences, so the
-busiest holds ⌈sequences/ranks⌉ of them (`busiest_rank_share`), and only with more than one rank
+busiest holds at least one whole sequence (`busiest_rank_share`), and only with more than one rank
 must tokens travel to their experts (with one, every chip of the stage holds every token).
 A replica is PP stages; DP replicas serve independent traffic.
 """
@@ -114,11 +114,15 @@ def placement(layout: Layout, system: System) -> Placement:
 
 
 def busiest_rank_share(items, ranks):
-    """Whole items (sequences, prompts) spread over `ranks` attention-DP ranks as evenly as they
-    go: the busiest rank holds ⌈items/ranks⌉ — a sequence lives on one rank, so one prompt is one
-    rank's. With one rank, all of them (fractional counts pass through unchanged). Broadcasts."""
+    """Whole items (sequences, prompts) spread over `ranks` attention-DP ranks: a sequence lives on
+    one rank, so fewer items than ranks leave the busiest with one whole item (one prompt is one
+    rank's, not 1/ranks of it on each), and more leave it items/ranks — exact when they fill the
+    ranks evenly, within one item of a round-robin's ⌈items/ranks⌉ otherwise, and continuous in
+    items so that searches over the batch stay well posed. With one rank (or under one item) the
+    count passes through unchanged. Broadcasts."""
     items = np.asarray(items, float)
-    return np.where(np.asarray(ranks) > 1, np.ceil(items / np.asarray(ranks, float) - 1e-9), items)
+    r = np.asarray(ranks, float)
+    return np.where(r > 1, np.maximum(items / r, np.minimum(items, 1.0)), items)
 
 
 def largest_divisor_at_most(n: int, cap: int) -> int:

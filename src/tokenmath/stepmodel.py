@@ -436,7 +436,7 @@ def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_to
     """One microbatch of `batch` sequences × `new_tokens` plus `prefill_tokens` prompt tokens
     (belonging to `prefill_seqs` sequences; None: each its own) on a stage: m microbatches split
     the batch, and the attention-DP ranks split the sequences — whole sequences, so a one-prompt
-    prefill runs on one rank and the busiest rank holds ⌈sequences/ranks⌉ of them."""
+    prefill runs on one rank and the busiest rank holds at least one whole sequence."""
     B = np.asarray(batch, float) / lt.m
     S = np.asarray(new_tokens, float)
     P = np.asarray(prefill_tokens, float) / lt.m
