@@ -11,11 +11,17 @@ roofline in its own way. Here a pass of one replica, per chip and per pipeline s
     attention        in its own compute dtype (BF16 or FP8, never FP4): prefill's causal term at
                      the prompt's length, decode's KV read and (MLA) its absorbed FLOPs
     communication    latency + bytes / achieved bandwidth for each collective: TP all-reduces,
-                     EP dispatch + combine (in-domain vs scale-out), PP send/recv
+                     EP dispatch + combine as the engine runs them (only with attention DP:
+                     DeepEP low-latency or normal kernels, or an all-gather; in-domain vs
+                     scale-out), PP send/recv
+    overlap          where the engine runs two micro-batches (two-batch overlap), one half's EP
+                     communication hidden under the other's compute: a negative part
     overhead         one fixed per-step term (scheduling, sampling, launch; CUDA graphs remove
                      per-layer launches) plus each kernel's measured floor t0
 
-and the stage time is their sum (no overlap between kernels of one stream). The GEMM curve is
+and the stage time is their sum (no overlap between kernels of one stream, except the named
+two-batch overlap an engine runs). With attention data parallelism the pass waits for its busiest
+rank: whole sequences on each, one prompt on one. The GEMM curve is
 
     gemm_s = ((t_c / e_c)^p + (t_m / e_m)^p)^(1/p) + t0,   t_c = FLOPs / peak, t_m = bytes / BW
 
@@ -792,7 +798,7 @@ def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
     if engine.moe_a2a == "allgather":
         ag = kernels.all_gather or kernels.all_reduce
         rs = kernels.reduce_scatter or kernels.all_reduce
-        vol = (lt.adp - 1) * (mb.rank_tokens / lt.tp) * h * ACT_BYTES  # gathered rows, padded to the busiest rank
+        vol = (lt.adp - 1) * mb.rank_tokens * h * ACT_BYTES  # every chip gathers the other ranks' rows, padded
         t = (ag.alpha_s + rs.alpha_s) * engine.floor_scale + lt.ep_hop_s \
             + vol / (lt.ag_bw * min(ag.e_link * ns, 1.0)) + vol / (lt.ag_bw * min(rs.e_link * ns, 1.0))
         ideal = 2 * (lt.adp - 1) * (mb.tokens / lt.sc) * h * ACT_BYTES / lt.ag_bw
