@@ -1210,8 +1210,9 @@ def render_estimate(est) -> list[str]:
     names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs", "attention_s": "attention",
              "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch+combine", "pp_comm_s": "PP send/recv",
              "overhead_s": "overhead", "overlap_s": "hidden by overlap"}
-    parts = ", ".join(f"{names[k]} {seconds(float(np.max(v)))}" if k != "overlap_s" else f"{names[k]} −{seconds(-float(np.min(v)))}"
-                      for k, v in op.parts.items() if (np.max(v) > 0 if k != "overlap_s" else np.min(v) < 0))
+    shown = [(k, v) for k, v in op.parts.items() if (np.min(v) < 0 if k == "overlap_s" else np.max(v) > 0)]
+    parts = ", ".join(f"{names[k]} −{seconds(-float(np.min(v)))}" if k == "overlap_s" else
+                      f"{names[k]} {seconds(float(np.max(v)))}" for k, v in shown)
     band = ""
     if est.range_80:
         lo, hi = est.range_80["step_s"]
