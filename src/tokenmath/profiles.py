@@ -14,7 +14,9 @@ Two files ship beside the cases (src/tokenmath/validation/):
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,11 +25,16 @@ import numpy as np
 
 from .errors import TokenmathError
 from .specs import System
-from .stepmodel import AttentionCurve, CommCurve, Engine, GemmCurve, Kernels
+from .stepmodel import A2A_MODES, DEEPEP_MODES, A2ACurve, AttentionCurve, CommCurve, Engine, GemmCurve, Kernels
 
 HERE = Path(__file__).parent / "validation"
 KERNELS_FILE = HERE / "kernels.json"
+ALLTOALL_FILE = HERE / "alltoall.json"  # DeepEP dispatch/combine curves (scripts/fit_alltoall.py)
 PRESET_FILE = HERE / "calibrated.json"
+ENGINES_FILE = Path(__file__).parent / "catalog" / "engines.toml"  # sourced engine features
+CASE_FEATURES_FILE = HERE / "case_features.toml"  # features a published run states it used
+# Engine features: named facts about how an engine runs (catalog/engines.toml), never fitted
+ENGINE_FEATURES = ("moe_a2a", "deepep_mode", "comm_overlap")
 ENGINE_PARAMS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv", "floor_scale")
 ENGINES = ("trtllm", "vllm", "sglang")
 
@@ -60,11 +67,105 @@ def load_kernels(path: str | None = None) -> Kernels:
         if custom:  # an engine we have no table for: the mean of the engines'
             custom["generic"] = CommCurve(float(np.mean([c.alpha_s for c in custom.values()])),
                                           float(np.mean([c.e_link for c in custom.values()])))
+        gathers = {op: _comm(comm[op]["generic"]) if op in comm else None for op in ("all_gather", "reduce_scatter")}
         return Kernels(gemm=gemm, moe=moe, attention=attention, mla=mla, mla_ampere=mla_ampere,
                        all_reduce=_comm(comm["all_reduce"]["generic"]), alltoall=_comm(comm["alltoall"]["generic"]),
-                       custom_all_reduce=custom, source=d.get("source", "")[:200])
+                       custom_all_reduce=custom, source=d.get("source", "")[:200], ep_a2a=load_alltoall(),
+                       all_gather=gathers["all_gather"], reduce_scatter=gathers["reduce_scatter"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise TokenmathError(f"cannot read kernel curves {str(p)!r}: {type(e).__name__} {e}") from None
+
+
+@lru_cache(maxsize=2)
+def load_alltoall(path: str | None = None) -> dict | None:
+    """The DeepEP dispatch/combine curves: mode ("ll" low-latency | "ht" normal) -> phase ->
+    A2ACurve (validation/alltoall.json); None where the file is absent (every mode then runs on
+    the generic all-to-all curve)."""
+    p = Path(path) if path else ALLTOALL_FILE
+    if not p.is_file():
+        return None
+    try:
+        fits = json.loads(p.read_text())["fits"]
+        return {mode: {ph: A2ACurve(alpha_s=float(f["alpha_s"]), e_up=float(f["e_up"]),
+                                    e_out=float(f["e_out"] if f.get("e_out") is not None else f["e_up"]))
+                       for ph, f in phases.items()} for mode, phases in fits.items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TokenmathError(f"cannot read all-to-all curves {str(p)!r}: {type(e).__name__} {e}") from None
+
+
+def _check_features(feats: dict, where: str) -> dict:
+    """Engine features as Engine fields, each checked: one sentence naming a bad one."""
+    out = {}
+    for k, v in feats.items():
+        if k in ("source", "as_of", "notes"):
+            continue
+        if k not in ENGINE_FEATURES:
+            raise TokenmathError(f"{where}: unknown engine feature {k!r}; expected one of {', '.join(ENGINE_FEATURES)}")
+        if k == "moe_a2a" and v not in A2A_MODES:
+            raise TokenmathError(f"{where}: moe_a2a = {v!r}; expected one of {', '.join(A2A_MODES)}")
+        if k == "deepep_mode" and v not in DEEPEP_MODES:
+            raise TokenmathError(f"{where}: deepep_mode = {v!r}; expected one of {', '.join(DEEPEP_MODES)}")
+        if k == "comm_overlap" and not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+            raise TokenmathError(f"{where}: comm_overlap = {v!r}; expected a share between 0 and 1")
+        out[k] = float(v) if k == "comm_overlap" else v
+    return out
+
+
+@lru_cache(maxsize=2)
+def _engines_toml(path: str | None = None) -> dict:
+    p = Path(path) if path else ENGINES_FILE
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise TokenmathError(f"cannot read engine features {str(p)!r}: {e}") from None
+
+
+def engine_features(engine: str | None) -> dict:
+    """The documented default features of `engine` (catalog/engines.toml, each with its source),
+    as Engine fields; {} for an engine the table does not list (the Engine defaults apply)."""
+    d = _engines_toml().get("engines", {})
+    if engine is None or engine not in d:
+        return {}
+    return _check_features(d[engine], f"engines.toml [engines.{engine}]")
+
+
+def named_feature(name: str) -> dict:
+    """A named feature a run switches on (e.g. "two_batch_overlap", "deepep_low_latency") as
+    Engine fields, from catalog/engines.toml's [features] table."""
+    d = _engines_toml().get("features", {})
+    if name not in d:
+        raise TokenmathError(f"unknown engine feature set {name!r}; expected one of {', '.join(sorted(d))}")
+    return _check_features(d[name], f"engines.toml [features.{name}]")
+
+
+@lru_cache(maxsize=2)
+def case_features(path: str | None = None) -> dict:
+    """Per validation case, the engine features its source says the run used
+    (validation/case_features.toml: case id -> named feature sets and/or fields, with the quote)."""
+    p = Path(path) if path else CASE_FEATURES_FILE
+    if not p.is_file():
+        return {}
+    try:
+        d = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise TokenmathError(f"cannot read case features {str(p)!r}: {e}") from None
+    out = {}
+    for cid, rec in d.items():
+        feats = {}
+        for name in rec.get("features", []):
+            feats |= named_feature(name)
+        feats |= _check_features({k: v for k, v in rec.items() if k != "features"}, f"case_features.toml [{cid!r}]")
+        out[cid] = feats
+    return out
+
+
+def with_features(profile: "Profile", features: dict) -> "Profile":
+    """The profile with some engine features set (a run's stated flags); the same profile when
+    there are none. The label says so."""
+    if not features or profile.kernels is None:
+        return profile
+    eng = dataclasses.replace(profile.engine, **features)
+    return dataclasses.replace(profile, engine=eng)
 
 
 def _gemm(g: dict) -> GemmCurve:
@@ -138,7 +239,7 @@ def _preset(path: str | None) -> dict:
 def _engine(rec: dict, label: str, max_batch=None, name: str | None = None) -> Engine:
     kw = {k: float(rec[k]) for k in ENGINE_PARAMS if k in rec}
     mb = rec.get("max_batch", max_batch)
-    return Engine(**kw, max_batch=None if mb is None else float(mb), label=label, name=name)
+    return Engine(**kw, max_batch=None if mb is None else float(mb), label=label, name=name, **engine_features(name))
 
 
 def preset_record(path: str | None = None) -> dict:
@@ -184,9 +285,31 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
     return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label, band=band, n_cases=n)
 
 
+def split_engine(engine: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """'sglang+deepep_low_latency+two_batch_overlap' -> ('sglang', ('deepep_low_latency',
+    'two_batch_overlap')): an engine profile and the named features (catalog/engines.toml
+    [features]) a run switches on; 'generic+...' or '+...' keeps the generic profile."""
+    if engine is None or "+" not in engine:
+        return engine, ()
+    base, *feats = (x.strip() for x in engine.split("+"))
+    return (None if base in ("", "generic") else base), tuple(f for f in feats if f)
+
+
 def choose(efficiency: str = "calibrated", *, engine: str | None = None, system: System | None = None) -> Profile:
     """The profile for `efficiency` ('calibrated', 'roofline', or a preset JSON path), `engine`
-    (None: generic) and the system's vendor (a vendor profile applies where one was fitted)."""
+    (None: generic; 'sglang+two_batch_overlap' adds named engine features, `split_engine`) and the
+    system's vendor (a vendor profile applies where one was fitted)."""
+    engine, feats = split_engine(engine)
+    if feats:
+        extra = {}
+        for f in feats:
+            extra |= named_feature(f)
+        prof = choose(efficiency, engine=engine, system=system)
+        if prof.is_roofline:
+            return prof
+        prof = with_features(prof, extra)
+        label = f"{prof.label} + {' + '.join(feats)}"
+        return dataclasses.replace(prof, label=label, engine=dataclasses.replace(prof.engine, label=label))
     if efficiency == "roofline":
         return ROOFLINE_PROFILE
     preset = None

@@ -244,9 +244,11 @@ def render_step(est, m: Model, s: System, dt: Dtypes, mem, *, priced: bool) -> l
         t.add_column("time", justify="right")
         names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs (busiest rank)", "attention_s": "attention",
                  "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch + combine", "pp_comm_s": "PP send/recv",
-                 "overhead_s": "per-step overhead"}
+                 "overhead_s": "per-step overhead", "overlap_s": "hidden by two-batch overlap"}
         for k, v in op.parts.items():
-            t.add_row(names[k], seconds(float(np.max(v))))
+            if k == "overlap_s" and not np.any(v):
+                continue
+            t.add_row(names[k], seconds(float(np.max(v))) if k != "overlap_s" else "−" + seconds(-float(np.min(v))))
         t.add_row("[bold]estimated step[/]", f"[bold]{seconds(est.step_s)}[/]")
         out.append(t)
         lo, hi = est.range_80["step_s"] if est.range_80 else (est.step_s, est.step_s)
@@ -1207,8 +1209,10 @@ def render_estimate(est) -> list[str]:
     op = est.op
     names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs", "attention_s": "attention",
              "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch+combine", "pp_comm_s": "PP send/recv",
-             "overhead_s": "overhead"}
-    parts = ", ".join(f"{names[k]} {seconds(float(np.max(v)))}" for k, v in op.parts.items() if np.max(v) > 0)
+             "overhead_s": "overhead", "overlap_s": "hidden by overlap"}
+    shown = [(k, v) for k, v in op.parts.items() if (np.min(v) < 0 if k == "overlap_s" else np.max(v) > 0)]
+    parts = ", ".join(f"{names[k]} −{seconds(-float(np.min(v)))}" if k == "overlap_s" else
+                      f"{names[k]} {seconds(float(np.max(v)))}" for k, v in shown)
     band = ""
     if est.range_80:
         lo, hi = est.range_80["step_s"]

@@ -11,11 +11,17 @@ roofline in its own way. Here a pass of one replica, per chip and per pipeline s
     attention        in its own compute dtype (BF16 or FP8, never FP4): prefill's causal term at
                      the prompt's length, decode's KV read and (MLA) its absorbed FLOPs
     communication    latency + bytes / achieved bandwidth for each collective: TP all-reduces,
-                     EP dispatch + combine (in-domain vs scale-out), PP send/recv
+                     EP dispatch + combine as the engine runs them (only with attention DP:
+                     DeepEP low-latency or normal kernels, or an all-gather; in-domain vs
+                     scale-out), PP send/recv
+    overlap          where the engine runs two micro-batches (two-batch overlap), one half's EP
+                     communication hidden under the other's compute: a negative part
     overhead         one fixed per-step term (scheduling, sampling, launch; CUDA graphs remove
                      per-layer launches) plus each kernel's measured floor t0
 
-and the stage time is their sum (no overlap between kernels of one stream). The GEMM curve is
+and the stage time is their sum (no overlap between kernels of one stream, except the named
+two-batch overlap an engine runs). With attention data parallelism the pass waits for its busiest
+rank: whole sequences on each, one prompt on one. The GEMM curve is
 
     gemm_s = ((t_c / e_c)^p + (t_m / e_m)^p)^(1/p) + t0,   t_c = FLOPs / peak, t_m = bytes / BW
 
@@ -62,7 +68,8 @@ import numpy as np
 from .errors import TokenmathError
 from .kvcache import attention_flops_per_token, kv_cache
 from .layout import layout_memory
-from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout, kv_head_split, link_bytes_per_s, placement
+from .parallelism import (HOP_LATENCY_S_DEFAULT, Layout, busiest_rank_share, check_layout, kv_head_split,
+                          link_bytes_per_s, placement)
 from .params import mlp_params, param_counts
 from .roofline import resolve_dtypes
 from .specs import Dtypes, Efficiency, Model, System
@@ -111,6 +118,17 @@ class CommCurve:
     e_link: float
 
 
+@dataclass(frozen=True)
+class A2ACurve:
+    """One phase (dispatch or combine) of an expert-parallel all-to-all kernel family:
+    alpha + max(in-domain bytes / (scale-up BW · e_up), out-of-domain bytes / (scale-out BW · e_out)),
+    fitted on DeepEP's measured kernels (validation/alltoall.json, scripts/fit_alltoall.py)."""
+
+    alpha_s: float
+    e_up: float
+    e_out: float
+
+
 @dataclass(frozen=True, eq=False)
 class Kernels:
     """Fitted per-operation curves (kernels.json): GEMMs and MoE grouped GEMMs per compute
@@ -127,6 +145,11 @@ class Kernels:
     custom_all_reduce: dict = None  # engine -> CommCurve
     mla_ampere: dict = None  # kv class -> AttentionCurve (MLA decode has no fast Ampere kernel)
     source: str = ""
+    # expert-parallel all-to-all kernels: mode ("ll" low-latency | "ht" normal) -> phase
+    # ("dispatch" | "combine") -> A2ACurve; None: every mode on `alltoall` (the roofline: ideal links)
+    ep_a2a: dict = None
+    all_gather: CommCurve = None  # NCCL all-gather / reduce-scatter (attention-DP gather mode); None: all_reduce's
+    reduce_scatter: CommCurve = None
 
     def pick(self, table: dict, cls: str):
         return table.get(cls) or table.get("fp8" if cls in ("fp4", "int8", "int4") else "bf16") or next(iter(table.values()))
@@ -145,6 +168,18 @@ class Engine:
     max_batch: float | None = None  # engine cap on sequences per replica
     name: str | None = None  # trtllm | vllm | sglang: picks the engine's custom all-reduce
     label: str = "estimate"
+    # Named engine features (catalog/engines.toml, each from the engine's documentation or source;
+    # set by the engine profile or a case's stated flags, never fitted):
+    # how attention-DP ranks hand tokens to the experts (used only where attention DP > 1):
+    #   "alltoall"  dispatch/combine of each token to the ranks holding its experts (normal kernels)
+    #   "deepep"    DeepEP: low-latency kernels for decode passes, normal for prefill (`deepep_mode`)
+    #   "allgather" every rank gathers all ranks' tokens before the MoE, reduce-scatters after
+    moe_a2a: str = "alltoall"
+    deepep_mode: str = "auto"  # auto (low_latency for decode, normal for prefill) | normal | low_latency
+    # share of the EP dispatch/combine hidden under the other micro-batch's compute when the
+    # engine splits each pass into two micro-batches (SGLang two-batch overlap, DeepSeek's dual
+    # micro-batch overlap, vLLM DBO); 0 = one batch, nothing hidden
+    comm_overlap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -183,11 +218,14 @@ class OpStep:
     peak_flops_per_s: float = 0.0  # per chip, the datasheet line of the compute dtype
     peak_hbm_bytes_per_s: float = 0.0  # per chip
     expert_fetch: str = "expected"
+    # the communication two micro-batches hide under each other's compute (≤ 0; 0 without overlap):
+    # the parts, this included, add up to the step
+    overlap_s: float | np.ndarray = 0.0
 
     @property
     def parts(self) -> dict:
         return {k: getattr(self, k) for k in ("dense_gemm_s", "expert_gemm_s", "attention_s", "tp_comm_s",
-                                              "ep_comm_s", "pp_comm_s", "overhead_s")}
+                                              "ep_comm_s", "pp_comm_s", "overhead_s", "overlap_s")}
 
     def mfu(self, step_s=None):
         """Model FLOPs utilisation: the step's model FLOPs ÷ (step time × chips × peak FLOP/s of
@@ -277,6 +315,12 @@ class LayoutTerms:
     ep_up_bw: float
     ep_out_bw: float
     ep_hop_s: float  # 2 hops when the all-to-all leaves the domain
+    # copies of one token an EP rank sends per phase, in-domain (up) and across domains (out):
+    ep_ll_up: float  # low-latency kernels, one message per routed expert: k(dom − 1)/EP
+    ep_ll_out: float  # ... k(1 − dom/EP)
+    ep_ht_up: float  # normal kernels, one per distinct rank in the domain: (dom − 1)(1 − (1 − 1/EP)^k)
+    z_adp: float  # expected maximum of attention-DP-rank standard normals (their uneven loads)
+    ag_bw: float  # the link an attention-DP all-gather crosses (scale-out when the stage spans domains)
     pp_inv_bw: float  # Σ over stage boundaries of 1/bandwidth, / PP (0 when PP = 1)
     hops_s: float
     chips: float
@@ -298,19 +342,22 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
             ar = kernels.custom_all_reduce.get(engine.name) or kernels.custom_all_reduce.get("generic") or ar
         tp_alpha, tp_e, tp_bw = ar.alpha_s, ar.e_link, link_bytes_per_s(system, tp > dom, f"TP {tp}")
     ep = layout.ep
-    ep_on = f_out = remote = 0.0
-    up_bw = out_bw = 1.0
+    ep_on = f_out = remote = ll_up = ll_out = ht_up = 0.0
+    up_bw = out_bw = ag_bw = 1.0
     ep_hop = 0.0
     if model.moe is not None and ep > 1:
         ep_on = 1.0
+        k = model.moe.k
         in_dom = min(ep, dom)
         f_out = 1.0 - in_dom / ep
-        up_bw = link_bytes_per_s(system, False, "an expert-parallel all-to-all")
+        up_bw = ag_bw = link_bytes_per_s(system, False, "an expert-parallel all-to-all")
+        ll_up, ll_out = (float(x) for x in alltoall_copies("ll", ep, dom, k))
+        ht_up, remote = (float(x) for x in alltoall_copies("ht", ep, dom, k, model.moe.n_experts))
         if f_out:
-            D = ep / in_dom
-            remote = (D - 1) * (1 - (1 - 1 / D) ** model.moe.k)
             out_bw = link_bytes_per_s(system, True, f"EP {ep} across {dom}-chip domains")
             ep_hop = 2 * hop_latency_s
+        if sc > dom:
+            ag_bw = link_bytes_per_s(system, True, f"attention-DP gather over {sc} chips across {dom}-chip domains")
     place = placement(layout, system)
     inv_bw = hops = 0.0
     if pp > 1:
@@ -320,7 +367,8 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
             hops += hop_latency_s if across else 0.0
     return LayoutTerms(float(pp), float(layout.m), float(tp), float(sc), float(layout.attention_dp), float(ep),
                        float(kv_head_split(model, layout)), _z_max(ep), tp_alpha, tp_e, tp_bw, ep_on, f_out, remote,
-                       up_bw, out_bw, ep_hop, inv_bw / pp, hops, float(layout.replica_chips), float(place.billed_chips))
+                       up_bw, out_bw, ep_hop, ll_up, ll_out, ht_up, _z_max(layout.attention_dp), ag_bw, inv_bw / pp, hops,
+                       float(layout.replica_chips), float(place.billed_chips))
 
 
 def stack_layout_terms(terms: list[LayoutTerms]) -> LayoutTerms:
@@ -376,23 +424,37 @@ def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -
 @dataclass(frozen=True)
 class Microbatch:
     """What one microbatch puts on one chip of a pipeline stage (arrays broadcast over batch,
-    context and the leading layout axis)."""
+    context and the leading layout axis). With attention data parallelism a sequence lives on one
+    attention-DP rank, and the stage waits for its busiest rank: the `rank_*` fields are that
+    rank's share, not the mean."""
 
     layers: float  # the stage's layers
     moe_layers: float
     tokens: float | np.ndarray  # new tokens in the microbatch: decode/new tokens plus prefill chunks
-    rank_tokens: float | np.ndarray  # ... on one attention-DP rank (TP ranks see all of theirs)
-    rank_seqs: float | np.ndarray  # sequences whose logits one attention-DP rank computes
+    rank_tokens: float | np.ndarray  # ... on the busiest attention-DP rank (TP ranks see all of theirs)
+    rank_seqs: float | np.ndarray  # sequences whose logits the busiest attention-DP rank computes
+    rank_batch: float | np.ndarray = 0.0  # the pass's own sequences on the busiest rank (attention)
+    rank_prefill: float | np.ndarray = 0.0  # prompt-chunk tokens on the busiest rank
+    decode: bool | np.ndarray = True  # one new token per sequence and no prompt chunk (a decode batch)
 
 
 def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_tokens, prefill_seqs) -> Microbatch:
     """One microbatch of `batch` sequences × `new_tokens` plus `prefill_tokens` prompt tokens
-    (belonging to `prefill_seqs` sequences; None: each its own) on a stage: attention-DP ranks
-    split the sequences, m microbatches the batch."""
-    tok = (batch * new_tokens + prefill_tokens) / lt.m
-    seqs = batch + (prefill_tokens if prefill_seqs is None else np.asarray(prefill_seqs, float))
+    (belonging to `prefill_seqs` sequences; None: each its own) on a stage: m microbatches split
+    the batch, and the attention-DP ranks split the sequences — whole sequences, so a one-prompt
+    prefill runs on one rank and the busiest rank holds at least one whole sequence."""
+    B = np.asarray(batch, float) / lt.m
+    S = np.asarray(new_tokens, float)
+    P = np.asarray(prefill_tokens, float) / lt.m
+    tok = B * S + P
+    seqs_p = P if prefill_seqs is None else np.asarray(prefill_seqs, float) / lt.m  # prompts the chunks belong to
+    pieces = np.maximum(seqs_p, 1.0)  # a chunk shorter than its prompt is still one rank's
+    rank_batch = busiest_rank_share(B, lt.adp)
+    rank_pre = np.where(P > 0, P * busiest_rank_share(pieces, lt.adp) / pieces, 0.0)
+    rank_seqs = rank_batch + np.where(P > 0, busiest_rank_share(seqs_p, lt.adp), 0.0)
     return Microbatch(layers=shape.layers / lt.pp, moe_layers=shape.moe_layers / lt.pp, tokens=tok,
-                      rank_tokens=tok / lt.adp, rank_seqs=seqs / lt.m / lt.adp)
+                      rank_tokens=rank_batch * S + rank_pre, rank_seqs=rank_seqs, rank_batch=rank_batch,
+                      rank_prefill=rank_pre, decode=(S == 1) & (P == 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,25 +625,53 @@ def prompt_attention_time(flops, kv_time_s, new_tokens, layers, curve: Attention
     return np.maximum(t, kv_time_s) + curve.pre_t0_s * engine.floor_scale * layers
 
 
+def attention_length(new_tokens, context):
+    """The length whose causal prompt has the same attention work (score-matrix area) as S new
+    tokens after L cached ones, S·L + S²/2: √(S² + 2·S·L). It is S for a prompt (L = 0), so the
+    flash curve fitted on prompts is unchanged there, and it keeps a few tokens after a long
+    context (a speculative-decoding verify pass, `--new-tokens 2`) from being charged as a
+    2-token prompt: their kernel streams the whole KV once, like decode."""
+    S = np.asarray(new_tokens, float)
+    return np.sqrt(S * S + 2.0 * S * np.asarray(context, float))
+
+
+def dp_context_imbalance(rank_seqs, z_adp, context_cv):
+    """The busiest attention-DP rank's attention load over its mean, when its n sequences' contexts
+    vary (coefficient of variation `context_cv`: e.g. the ages of sequences in continuous
+    batching) and ranks receive sequences at random: Σ of n contexts has relative spread cv/√n,
+    and the slowest of the ranks sits z(ranks) spreads above the mean. 1 for one rank, one length."""
+    n = np.maximum(np.asarray(rank_seqs, float), 1.0)
+    return 1.0 + z_adp * np.asarray(context_cv, float) / np.sqrt(n)
+
+
 def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context, new_tokens, rates: KernelRates,
-                   curve: AttentionCurve, engine: Engine) -> Term:
+                   curve: AttentionCurve, engine: Engine, context_cv=0.0) -> Term:
     """Attention of the pass's own sequences: `batch` sequences each adding `new_tokens` after
-    `context` cached ones, split over attention-DP ranks and (by heads) TP ranks. Decode (S = 1):
-    the KV read and MLA's absorbed FLOPs; a prompt (S > 1): the causal FLOPs at the mean context
-    L + (S − 1)/2, MLA un-absorbed (multi-head on decompressed K, V)."""
-    S = new_tokens
-    seqs = batch / lt.m / lt.adp
-    mean_ctx = context + (S - 1) / 2
-    per_tok = np.where(S > 1, np.asarray(attention_flops_per_token(model, mean_ctx, absorbed=False)),
-                       np.asarray(attention_flops_per_token(model, mean_ctx))) / lt.pp
+    `context` cached ones, split over attention-DP ranks (the busiest rank's sequences) and (by
+    heads) TP ranks. Decode (S = 1): the KV read and MLA's absorbed FLOPs. S > 1: the causal FLOPs
+    at the mean context L + (S − 1)/2 on the flash curve at the prompt-equivalent length
+    (`attention_length`: S for a prompt, KV-bound for a few tokens after a long cache); MLA runs
+    un-absorbed (multi-head on decompressed K, V) for a prompt, and absorbed on the decode kernel
+    while the cache is at least as long as the new tokens (a speculative verify pass: engines run
+    MLA's decode kernels with several query tokens)."""
+    S = np.asarray(new_tokens, float)
+    L = np.asarray(context, float)
+    seqs = mb.rank_batch * dp_context_imbalance(mb.rank_batch, lt.z_adp, context_cv)  # the busiest DP rank's
+    mean_ctx = L + (S - 1) / 2
+    decode_like = (S == 1) | ((L >= S) if model.attention.kind == "mla" else False)
+    per_tok = np.where(decode_like, np.asarray(attention_flops_per_token(model, mean_ctx)),
+                       np.asarray(attention_flops_per_token(model, mean_ctx, absorbed=False))) / lt.pp
     flops = seqs * S * per_tok / lt.tp  # heads split over TP (MLA too: its heads, not its latent)
     ctx = context + S
-    kv = seqs * np.asarray(kv_cache(model, ctx, rates.kv_dtype).read_bytes) / lt.pp / lt.kv_split
+    kv_seq = np.asarray(kv_cache(model, ctx, rates.kv_dtype).read_bytes) / lt.pp / lt.kv_split
+    kv = seqs * kv_seq
     t_kv = kv_read_time(kv, ctx, curve, engine, rates.hbm_bytes_per_s)
     Fa = rates.attention_flops_per_s
-    t = np.where(S > 1, prompt_attention_time(flops, t_kv, S, mb.layers, curve, engine, Fa),
-                 decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa))
-    return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv, replica_kv_bytes=lt.adp * lt.kv_split * kv)
+    t = np.where(decode_like, decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa),
+                 prompt_attention_time(flops, t_kv, attention_length(S, L), mb.layers, curve, engine, Fa))
+    # the replica's own KV (every sequence once), not the busiest rank's copy times the ranks
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv,
+                replica_kv_bytes=np.asarray(batch, float) / lt.m * lt.kv_split * kv_seq)
 
 
 def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, prefill_tokens, prefill_context,
@@ -591,7 +681,7 @@ def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, 
     prefill_seqs tokens (None: one chunk)."""
     P = prefill_tokens
     Fa = rates.attention_flops_per_s
-    flops = P / lt.m / lt.adp * np.asarray(attention_flops_per_token(model, prefill_context, absorbed=False)) / lt.pp / lt.tp
+    flops = mb.rank_prefill * np.asarray(attention_flops_per_token(model, prefill_context, absorbed=False)) / lt.pp / lt.tp
     chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1e-9), 1.0)
     t = np.where(P > 0, flash_attention_time(flops, chunk, curve, engine, Fa)
                  + curve.pre_t0_s * engine.floor_scale * mb.layers, 0.0)
@@ -608,25 +698,125 @@ def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine
     return Term(time_s=t, link_s=2 * mb.layers * frac * msg / lt.tp_bw)
 
 
+A2A_MODES = ("alltoall", "deepep", "allgather")
+DEEPEP_MODES = ("auto", "normal", "low_latency")
+FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128  # FP8 activations with one float32 scale per 128 channels (DeepEP's format)
+
+
+def a2a_low_latency(engine: Engine, decode):
+    """Whether a pass's dispatch/combine runs the low-latency kernels (True) or the normal,
+    high-throughput ones: DeepEP's `auto` picks low-latency for decode batches and normal for
+    prefill (SGLang `--deepep-mode`, docs/advanced_features/server_arguments.md); other modes
+    run normal kernels."""
+    if engine.moe_a2a != "deepep" or engine.deepep_mode == "normal":
+        return np.zeros_like(np.asarray(decode, bool))
+    if engine.deepep_mode == "low_latency":
+        return np.ones_like(np.asarray(decode, bool))
+    return np.asarray(decode, bool)
+
+
+def _miss(n_experts, share, k):
+    """P(none of a token's k distinct experts, of n_experts, falls in a group holding `share` of
+    them): Π_{i<k} (E − E·share − i)/(E − i) — without replacement; (1 − share)^k when E is None."""
+    if n_experts is None:
+        return (1 - share) ** k
+    E = float(n_experts)
+    p = 1.0
+    for i in range(int(k)):
+        p = p * np.maximum(E - E * share - i, 0.0) / (E - i)
+    return p
+
+
+def alltoall_copies(mode: str, ep, domain, k, n_experts=None):
+    """Copies of one token an EP rank sends in one phase, (inside its scale-up domain, to other
+    domains), with its k distinct experts of n_experts spread evenly over `ep` ranks in domains of
+    `domain` chips: "ll" (low-latency kernels) one message per routed expert, k(dom − 1)/EP and
+    k(1 − dom/EP); "ht" (normal kernels) one per distinct rank in the domain and one per distinct
+    remote domain (then forwarded inside it) — DeepEP's two kernel families (github
+    deepseek-ai/DeepEP docs/legacy.md). A rank or domain is hit unless all k experts miss it."""
+    ep = np.asarray(ep, float)
+    dom = np.minimum(ep, domain)
+    D = ep / dom
+    if mode == "ll":
+        return k * (dom - 1) / ep, k * (1 - dom / ep)
+    up = (dom - 1) * (1 - _miss(n_experts, 1 / ep, k))
+    out = np.where(D > 1, (D - 1) * (1 - _miss(n_experts, 1 / np.maximum(D, 1.0), k)), 0.0)
+    return up, out
+
+
+def alltoall_phase_s(curve: A2ACurve, tokens, copies_up, copies_out, bytes_per_token: float, up_bw, out_bw, *,
+                     network_scale: float = 1.0, floor_scale: float = 1.0):
+    """One phase (dispatch or combine) for a rank moving `tokens` tokens of `bytes_per_token`:
+    α + max(in-domain bytes / (scale-up · e_up), across bytes / (scale-out · e_out)), efficiencies
+    capped at 1 (never faster than the links)."""
+    t_up = tokens * copies_up * bytes_per_token / (up_bw * min(curve.e_up * network_scale, 1.0))
+    t_out = tokens * copies_out * bytes_per_token / (out_bw * min(curve.e_out * network_scale, 1.0))
+    return curve.alpha_s * floor_scale + np.maximum(t_up, t_out)
+
+
+def _a2a_curves(kernels: Kernels, mode: str) -> tuple[A2ACurve, A2ACurve]:
+    if kernels.ep_a2a and mode in kernels.ep_a2a:
+        c = kernels.ep_a2a[mode]
+        return c["dispatch"], c["combine"]
+    a = kernels.alltoall  # no fitted family (the roofline): the generic curve on both links
+    one = A2ACurve(a.alpha_s, a.e_link, a.e_link)
+    return one, one
+
+
 def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Microbatch, imbalance, rates: KernelRates,
-                     curve: CommCurve, engine: Engine) -> Term:
-    """Dispatch + combine of each MoE layer, from the busiest rank (`imbalance`× the mean). Dispatch
-    is FP8 when the weights are ≤ 1 byte (activations are quantised before sending, as DeepEP and
-    TensorRT-LLM's wide EP do), combine BF16, of each token's k copies, (EP − 1)/EP of them leaving
-    the chip. Across domains a token travels once per distinct remote domain among its k experts
-    (then is forwarded inside it), over the scale-out NIC in parallel with the scale-up links, and
-    pays a hop each way. 0 at EP = 1."""
+                     kernels: Kernels, engine: Engine) -> Term:
+    """Dispatch + combine of each MoE layer, as the engine runs them (`engine.moe_a2a`).
+
+    Only attention data parallelism needs them: where TP ≥ EP (one attention-DP rank) every chip
+    already holds every token and the layer's TP all-reduce sums the experts' outputs
+    (`tp_allreduce_time`), so nothing is dispatched — TensorRT-LLM's MoE communication factory
+    returns none without attention DP. With attention-DP ranks, one rank moves, for the larger of
+    what the busiest DP rank sends and what the busiest expert rank receives (`imbalance`× the
+    mean), each token's activations — FP8 with block scales when the weights are ≤ 1 byte (DeepEP
+    and TensorRT-LLM quantise before sending), BF16 back:
+
+      low-latency kernels   one message per routed expert: k(dom − 1)/EP copies over the scale-up
+                            links and k(1 − dom/EP) over the scale-out NIC, in parallel
+      normal kernels        one per distinct rank inside the domain and one per distinct remote
+                            domain (forwarded inside it), DeepEP's NVLink + RDMA forwarding
+      all-gather            every rank gathers the other DP ranks' tokens (padded to the busiest)
+                            and reduce-scatters the outputs: 2 ring collectives of (ranks − 1)·T·h·2
+
+    each phase α + max(in-domain bytes / (scale-up · e_up), across bytes / (scale-out · e_out)),
+    on the curves fitted to DeepEP's measured kernels (validation/alltoall.json), plus a hop each
+    way when the EP group leaves the domain. 0 at EP = 1."""
     if model.moe is None or not shape.moe_layers:
         return NO_TERM
-    e_l = min(curve.e_link * engine.network_scale, 1.0)
-    k = model.moe.k
-    b_w = rates.expert_bytes_per_param
-    per_copy = shape.hidden * (min(ACT_BYTES, b_w if b_w <= 1 else ACT_BYTES) + ACT_BYTES)
-    t_up = mb.tokens / lt.sc * k * per_copy * (lt.ep - 1) / lt.ep * imbalance / (lt.ep_up_bw * e_l)
-    t_out = mb.tokens / lt.sc * lt.ep_remote * per_copy * imbalance / (lt.ep_out_bw * e_l)
-    lat = 2 * curve.alpha_s * engine.floor_scale + lt.ep_hop_s
-    t = lt.ep_on * mb.moe_layers * (np.maximum(t_up, t_out) + lat)
-    return Term(time_s=t, link_s=lt.ep_on * mb.moe_layers * np.maximum(t_up, t_out) * e_l / imbalance)
+    dp = np.asarray(lt.adp, float) > 1  # tokens differ between ranks: they must travel
+    on = lt.ep_on * dp
+    h = shape.hidden
+    b_d = FP8_DISPATCH_BYTES if rates.expert_bytes_per_param <= 1 else ACT_BYTES
+    b_c = ACT_BYTES
+    mean = mb.tokens / lt.sc  # a chip's mean share of the stage's tokens
+    T = np.maximum(mb.rank_tokens / lt.tp, imbalance * mean)  # the busiest sender or receiver
+    ns = engine.network_scale
+    if engine.moe_a2a == "allgather":
+        ag = kernels.all_gather or kernels.all_reduce
+        rs = kernels.reduce_scatter or kernels.all_reduce
+        vol = (lt.adp - 1) * mb.rank_tokens * h * ACT_BYTES  # every chip gathers the other ranks' rows, padded
+        t = (ag.alpha_s + rs.alpha_s) * engine.floor_scale + lt.ep_hop_s \
+            + vol / (lt.ag_bw * min(ag.e_link * ns, 1.0)) + vol / (lt.ag_bw * min(rs.e_link * ns, 1.0))
+        ideal = 2 * (lt.adp - 1) * (mb.tokens / lt.sc) * h * ACT_BYTES / lt.ag_bw
+        return Term(time_s=on * mb.moe_layers * t, link_s=on * mb.moe_layers * ideal)
+    ll = a2a_low_latency(engine, mb.decode)
+    times, ideals = [], []
+    for mode, up, out in (("ll", lt.ep_ll_up, lt.ep_ll_out), ("ht", lt.ep_ht_up, lt.ep_remote)):
+        t = lt.ep_hop_s
+        ideal = 0.0
+        for c, b in zip(_a2a_curves(kernels, mode), (b_d, b_c)):
+            t = t + alltoall_phase_s(c, T, up, out, h * b, lt.ep_up_bw, lt.ep_out_bw, network_scale=ns,
+                                     floor_scale=engine.floor_scale)
+            ideal = ideal + mean * np.maximum(up * h * b / lt.ep_up_bw, out * h * b / lt.ep_out_bw)
+        times.append(t)
+        ideals.append(ideal)
+    t = np.where(ll, times[0], times[1])
+    ideal = np.where(ll, ideals[0], ideals[1])
+    return Term(time_s=on * mb.moe_layers * t, link_s=on * mb.moe_layers * ideal)
 
 
 def pp_transfer_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch) -> Term:
@@ -639,6 +829,30 @@ def pp_transfer_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch) -> Term
 # --------------------------------------------------------------------------------------------
 # The pass: the terms summed, a round of the pipeline, and the bound of the same pass
 # --------------------------------------------------------------------------------------------
+
+
+def two_batch_overlap(part_s: dict, stage, half_terms: dict, lt: LayoutTerms, fraction: float):
+    """The stage as two micro-batches whose EP dispatch/combine hides under each other's compute
+    (SGLang `--enable-two-batch-overlap`, DeepSeek's dual micro-batch overlap: while one half
+    waits on its all-to-all the other computes). Every term is evaluated at half the tokens —
+    so each half re-reads the weights it touches, the overlap's cost at small batch — and
+    `fraction` of the smaller of (communication, the rest) of each half is hidden:
+
+        stage = 2 · (Σ half-terms − fraction · min(EP comm, everything else))
+
+    Only layouts with attention DP and EP (where the all-to-all runs) split; others keep one
+    batch. Returns the parts (both halves), the stage and the time hidden per stage."""
+    hp = {p: [] for p in STAGE_PARTS}
+    for name, t in half_terms.items():
+        hp[TERM_PART[name]].append(t.time_s)
+    half = {p: _sum(v) for p, v in hp.items()}
+    comm = half["ep_comm_s"]
+    rest = _sum(v for p, v in half.items() if p != "ep_comm_s")
+    hidden = fraction * np.minimum(comm, rest)
+    on = (np.asarray(lt.ep_on, float) > 0) & (np.asarray(lt.adp, float) > 1)
+    parts = {p: np.where(on, 2 * half[p], part_s[p]) for p in STAGE_PARTS}
+    new_stage = np.where(on, 2 * (comm + rest - hidden), stage)
+    return parts, new_stage, np.where(on, 2 * hidden, 0.0)
 
 
 def _sum(values):
@@ -701,7 +915,7 @@ TERM_PART = {"dense_gemm": "dense_gemm_s", "lm_head": "dense_gemm_s", "expert_ge
 
 def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, new_tokens, prefill_tokens,
                prefill_context, prefill_seqs, *, kernels: Kernels, engine: Engine, rates: KernelRates,
-               expert_fetch: str = "expected") -> tuple[dict[str, Term], float | np.ndarray]:
+               expert_fetch: str = "expected", context_cv=0.0) -> tuple[dict[str, Term], float | np.ndarray]:
     """Every operation of one stage for one microbatch, in the order a layer runs them, each from
     its own function with the fitted curve it runs on; and the busiest EP rank's imbalance (1 for
     a dense model). Inputs are arrays that broadcast (op_step's, after checking)."""
@@ -717,11 +931,11 @@ def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, ne
         "dense_gemm": dense_gemm_time(sh, lt, mb, rates, gemm, engine),
         "lm_head": lm_head_time(sh, lt, mb, rates, gemm, engine),
         "expert_gemm": expert_gemm_time(model, sh, lt, mb, imb, rates, moe, engine, expert_fetch),
-        "attention": attention_time(model, lt, mb, batch, context, new_tokens, rates, att, engine),
+        "attention": attention_time(model, lt, mb, batch, context, new_tokens, rates, att, engine, context_cv),
         "prefill_chunks": prefill_chunk_attention_time(model, lt, mb, prefill_tokens, prefill_context, prefill_seqs,
                                                        rates, att, engine),
         "tp_allreduce": tp_allreduce_time(sh, lt, mb, engine),
-        "ep_alltoall": ep_alltoall_time(model, sh, lt, mb, imb, rates, kernels.alltoall, engine),
+        "ep_alltoall": ep_alltoall_time(model, sh, lt, mb, imb, rates, kernels, engine),
         "pp_transfer": pp_transfer_time(sh, lt, mb),
     }, imb
 
@@ -733,7 +947,8 @@ OVERLAP = ("full", "none")
 def op_step(model: Model, system: System, layout: Layout, batch, context, new_tokens=1.0, *, kernels: Kernels | None,
             engine: Engine | None = None, prefill_tokens=0.0, prefill_context=0.0, prefill_seqs=None,
             dtypes: Dtypes = Dtypes(), hop_latency_s: float = HOP_LATENCY_S_DEFAULT, check: bool = True,
-            expert_fetch: str = "expected", overlap: str = "full", efficiency: Efficiency | None = None) -> OpStep:
+            expert_fetch: str = "expected", overlap: str = "full", efficiency: Efficiency | None = None,
+            context_cv=0.0) -> OpStep:
     """Estimated time of one pass of a replica laid out as `layout` (kernels=None: the roofline
     bound of the same pass, step_s = bound_s).
 
@@ -753,6 +968,9 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
       max — the true floor; "none" adds it (the estimate never overlaps, so both are floors of it).
     efficiency: with kernels=None, a roofline scaled by these achieved fractions of peak (a
       user's what-if, labelled); bound_s stays the pure roofline.
+    context_cv: coefficient of variation of the batch's context lengths (0: one length, as in a
+      static benchmark); with attention data parallelism the busiest rank attends to more
+      (`dp_context_imbalance`).
     """
     if expert_fetch not in EXPERT_FETCH:
         raise TokenmathError(f"expert fetch = {expert_fetch!r}; expected 'expected' or 'all'")
@@ -771,14 +989,16 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         lt = layout_terms(model, system, layout, kernels, engine, hop_latency_s)
     return _op_core(model, system, lt, tuple(layout) if many else layout, batch, context, new_tokens, kernels, engine,
                     roofline, prefill_tokens, prefill_context, prefill_seqs, dtypes, expert_fetch, overlap,
-                    efficiency)
+                    efficiency, context_cv)
 
 
 def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens, kernels: Kernels, engine: Engine,
              roofline: bool, prefill_tokens, prefill_context, prefill_seqs, dtypes: Dtypes, expert_fetch: str = "expected",
-             overlap: str = "full", efficiency: Efficiency | None = None) -> OpStep:
+             overlap: str = "full", efficiency: Efficiency | None = None, context_cv=0.0) -> OpStep:
     """The pass assembled from its terms: their sum per stage, a round of the pipeline plus the
-    per-step overhead, never below the bound of the same pass (`pass_bound` of the same terms)."""
+    per-step overhead, never below the bound of the same pass (`pass_bound` of the same terms).
+    An engine that overlaps communication (`Engine.comm_overlap`) runs the stage as two
+    micro-batches (`two_batch_overlap`)."""
     B = np.asarray(batch, float)
     L = np.asarray(context, float)
     S = np.asarray(new_tokens, float)
@@ -788,7 +1008,7 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
     rates = kernel_rates(model, system, dtypes, roofline)
     terms, imb = pass_terms(model, system, lt, B, L, S, P, Lp, prefill_seqs, kernels=kernels, engine=engine,
-                            rates=rates, expert_fetch=expert_fetch)
+                            rates=rates, expert_fetch=expert_fetch, context_cv=context_cv)
     # the stage is the sum of its terms (one stream: kernels do not overlap), reported in OpStep's parts
     times, links = {p: [] for p in STAGE_PARTS}, {p: [] for p in STAGE_PARTS}
     for name, t in terms.items():
@@ -796,6 +1016,12 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         links[TERM_PART[name]].append(t.link_s)
     part_s = {p: _sum(v) for p, v in times.items()}
     stage = _sum(part_s.values())
+    hidden = 0.0
+    if not roofline and engine.comm_overlap > 0 and model.moe is not None:
+        half, _ = pass_terms(model, system, dataclasses.replace(lt, m=2 * lt.m), B, L, S, P, Lp, prefill_seqs,
+                             kernels=kernels, engine=engine, rates=rates, expert_fetch=expert_fetch,
+                             context_cv=context_cv)
+        part_s, stage, hidden = two_batch_overlap(part_s, stage, half, lt, engine.comm_overlap)
     bd = pass_bound(terms.values(), lt, rates.hbm_bytes_per_s, overlap)
     if roofline and efficiency is not None:  # a roofline at the user's achieved fractions of peak
         step = pipeline_round_s(_combine(bd.compute_s / efficiency.flops, bd.memory_s / efficiency.hbm,
@@ -826,7 +1052,7 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         dense_gemm_s=bc(pp * part_s["dense_gemm_s"]), expert_gemm_s=bc(pp * part_s["expert_gemm_s"]),
         attention_s=bc(pp * part_s["attention_s"]), tp_comm_s=bc(pp * part_s["tp_comm_s"]),
         ep_comm_s=bc(pp * part_s["ep_comm_s"]), pp_comm_s=bc(pp * part_s["pp_comm_s"] + hops),
-        overhead_s=engine.overhead_s, step_s=bc(step), bound_s=bc(bd.step_s), expert_imbalance=bc(imb),
+        overhead_s=engine.overhead_s, overlap_s=bc(0.0 - pp * hidden), step_s=bc(step), bound_s=bc(bd.step_s), expert_imbalance=bc(imb),
         tokens_per_s=bc(tokens / step),
         chips=lt.chips[:, 0].astype(int) if many else int(lt.chips), billed_chips=lt.billed_chips[:, 0] if many else lt.billed_chips,
         layout=layout, label=engine.label if efficiency is None or not roofline else f"roofline × efficiencies ({efficiency.label})",
@@ -866,6 +1092,12 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
 CHUNK_TOKENS_DEFAULT = 8192
 
 
+def steady_context_cv(input_tokens: float, output_tokens: float) -> float:
+    """Coefficient of variation of the decoding sequences' contexts in steady continuous batching
+    with fixed lengths: their ages are uniform over the O output tokens, so contexts are uniform
+    on [I, I + O] — standard deviation O/√12 about the mean I + O/2."""
+    return float(output_tokens) / math.sqrt(12.0) / (float(input_tokens) + float(output_tokens) / 2.0)
+
 def _decode_and_chunk(model, system, layout, B, I: float, O: float, *, kernels, engine, dtypes, chunk_tokens: float,
                       cached_tokens: float, expert_fetch: str, overlap: str):
     """The two passes continuous batching at `B` sequences is made of, in one broadcast call: a
@@ -881,7 +1113,7 @@ def _decode_and_chunk(model, system, layout, B, I: float, O: float, *, kernels, 
     both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
                    dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
                    prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
-                   expert_fetch=expert_fetch, overlap=overlap)
+                   expert_fetch=expert_fetch, overlap=overlap, context_cv=steady_context_cv(I, O))
     t = np.asarray(both.step_s)
     return t[0], t[1], c, Ip
 

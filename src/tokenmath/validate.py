@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
 from .parallelism import Layout
-from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
+from .profiles import (ROOFLINE_PROFILE, Profile, case_features, choose_from, preset_record, profile_from_record,
+                       vendor, with_features)
 from .specs import Dtypes, Model, System
 from .stepmodel import (ARRIVALS, MAX_REQUESTS, ClosedLoop, RateSolution, closed_loop, max_batch, op_step, solve_rate,
                         steady_step_s)
@@ -217,6 +218,7 @@ def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _
         name = str((base_dir / name).resolve())
     model, system = cat.model(name), cat.system(case.system)
     dt = Dtypes(weight=case.weight_dtype, kv=case.kv_dtype or "bf16")
+    profile = with_features(profile, case_features().get(case.id, {}))  # the run's stated engine flags
     return _Ctx(model, system, _layout(case, model), dt, profile)
 
 

@@ -536,7 +536,7 @@ def _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtyp
 
 
 EfficiencyOpt = Annotated[str, typer.Option("--efficiency", help="'calibrated' (the estimate, default), 'roofline' (the bound), or a preset .json from `tokenmath calibrate`.")]
-EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Engine profile: trtllm, vllm or sglang (default: the generic fit).")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Engine profile: trtllm, vllm or sglang (default: the generic fit); add a run's features with +, e.g. sglang+deepep_low_latency+two_batch_overlap (catalog/engines.toml).")]
 
 
 def _profile(efficiency: str, engine: str | None, system):
