@@ -9,13 +9,15 @@ named in tests/data/kernels-README.md) for A100 SXM, H100 SXM, H200 SXM and L40S
 part. Each test fits the family's dimensionless form on some chips with the chips' catalog
 datasheet peaks as denominators and predicts the held-out rows; errors are |t_pred/t_meas − 1|.
 
-The tolerances come from the data's own chip-to-chip scatter, which no datasheet predicts: on
-memory-bound kernels the four chips reach different fractions of their datasheet bandwidth
-(per-chip fits of the tensor family: e_m 0.73 on L40S's GDDR6 … 0.90 on A100, ±12 % about the
-pooled fit), and even one chip's own best fit leaves a median 8–16 % / p90 30–60 % (the library's
-per-shape kernel choice, which a smooth curve cannot follow). A held-out chip is therefore allowed
-a median error of 0.25 and a p90 of 0.75 for the dense families, wider where the per-chip fits
-themselves are wider (weight-only MoE: the engines' kernels differ by 3× at the same shape).
+The tolerances come from the data's own scatter, which no datasheet predicts (kernels.json,
+per_chip): even one chip's own best fit of the dense tensor family leaves a median 9–11 % and a
+p90 25–33 % (the library's per-shape kernel choice, which a smooth curve cannot follow), and the
+chips differ in how much of a narrower dtype's peak they keep (κ 0.17 on A100 … 0.44 on L40S:
+BF16 compute-bound efficiency 0.85 … 0.62, ±12 % about the pooled 0.71). A held-out chip is
+allowed a median error of 0.25 and a p90 of 0.75 (dense GEMMs), 0.30 / 0.80 for the MoE layer
+(per-chip fits 0.04–0.27 / 0.24–0.65) and 0.60 / 1.5 for weight-only MoE (per-chip fits 0.29–0.53
+/ 0.74–1.16: vLLM, SGLang and TensorRT-LLM run different MXFP4/INT4 kernels, up to 3× apart at
+one shape).
 """
 
 from __future__ import annotations
@@ -188,29 +190,31 @@ def test_fp8_from_bf16_on_the_datasheet_peak(gemm, held):
 @pytest.mark.parametrize("held", ["h100_sxm", "h200_sxm", "l40s"])
 def test_moe_tensor_family_predicts_a_chip_it_never_saw(moe, held):
     """Leave one chip out, the MoE layer (TensorRT-LLM's CUTLASS grouped GEMMs, BF16 + FP8,
-    balanced routing): median ≤ 0.25, p90 ≤ 0.75 — the same scatter allowance as the dense GEMMs
-    (H100/H200 reach ~1.2× the bandwidth fraction L40S does on memory-bound MoE layers)."""
+    balanced routing), κ held at the dense GEMMs' (the MoE tables hold too few compute-side FP8
+    kernels to identify it): median ≤ 0.30, p90 ≤ 0.80 (module docstring)."""
     f = _sel(moe, moe["family"] == "tensor")
-    x = _fit(_sel(f, f["chip"] != held))
+    x = _fit(_sel(f, f["chip"] != held), kappa=load_kernels().gemm["tensor"].kappa)
     te = _sel(f, f["chip"] == held)
     med, p90 = _err(_time(x, te), te["t"])
-    assert med <= 0.25 and p90 <= 0.75, (held, med, p90)
+    assert med <= 0.30 and p90 <= 0.80, (held, med, p90)
 
 
 @pytest.mark.parametrize("held", ["a100_sxm", "h100_sxm", "h200_sxm", "l40s"])
 def test_weight_only_moe_predicts_a_chip_it_never_saw(moe, held):
     """Leave one chip out, weight-only 4-bit MoE (MXFP4 and INT4 experts on chips without FP4
     units — gpt-oss on Hopper and AMD — pooled over vLLM, SGLang and TensorRT-LLM kernels): median
-    ≤ 0.5, p90 ≤ 1.2. Wider than the tensor families because the per-chip fits themselves are
-    (median 0.25–0.35: OpenAI-Triton MXFP4, Triton and Marlin kernels differ up to 3× at one
-    shape); what transfers is the part the datasheet decides, and the gap to BF16: the same layer
-    is never faster than its weight bytes at 0.75 of the bandwidth."""
+    ≤ 0.6, p90 ≤ 1.5 (module docstring: the engines' kernels differ up to 3× at one shape). What
+    transfers whichever chip is out is the gap to the BF16 MoE layer it replaces: the dequantising
+    kernels multiply at under half the BF16 layer's fraction of the BF16 peak, and pay a larger
+    floor per layer."""
+    k = load_kernels()
     f = _sel(moe, moe["family"] == "w4a16")
-    x = _fit(_sel(f, f["chip"] != held), kappa=load_kernels().moe["tensor"].kappa)
+    x = _fit(_sel(f, f["chip"] != held), kappa=k.moe["tensor"].kappa)
     te = _sel(f, f["chip"] == held)
     med, p90 = _err(_time(x, te), te["t"])
-    assert med <= 0.5 and p90 <= 1.2, (held, med, p90)
-    assert x[2] <= 0.75
+    assert med <= 0.6 and p90 <= 1.5, (held, med, p90)
+    e_c1 = 1 / (1 / x[0] + x[1])
+    assert e_c1 < 0.5 * float(k.moe["tensor"].e_c(1.0)) and x[4] * 1e-6 > k.moe["tensor"].t0_s
 
 
 def test_invariant_shipped_families_are_the_fit_of_these_tables(gemm, moe):

@@ -19,11 +19,14 @@ and the stage time is their sum (no overlap between kernels of one stream). The 
 
     gemm_s = ((t_c / e_c)^p + (t_m / e_m)^p)^(1/p) + t0,   t_c = FLOPs / peak, t_m = bytes / BW
 
-whose shape depends only on t_c/t_m — the intensity over the chip's ridge point — so the fitted
-(e_c, e_m, p) transfer to a chip with no measurements: a chip enters through its datasheet. The
-coefficients come from measured kernel timings (kernels.json, fitted by scripts/fit_kernels.py on
-A100/H100/H200 tables); an engine profile (profiles.py) scales them with a few end-to-end
-parameters fitted on published serving results.
+whose shape depends only on t_c/t_m — the intensity over the chip's ridge point — and on r, the
+kernel dtype's peak over the chip's BF16 peak (e_c = 1/(1/e_c0 + κ·r): `GemmFamily`), so the
+fitted families transfer to a chip with no measurements: a chip enters through its datasheet
+(FP4 on Blackwell or MI355X at its own r; 4-bit weights on a chip without FP4 units as weight-only
+kernels at the BF16 line: `gemm_kernel_kind`). The coefficients come from measured kernel timings
+(kernels.json, fitted by scripts/fit_kernels.py on A100/H100/H200/L40S tables, the transfer to a
+held-out chip and from BF16 to FP8 tested in tests/test_kernels.py); an engine profile
+(profiles.py) scales them with a few end-to-end parameters fitted on published serving results.
 
 Every term broadcasts over batch and context. `bound_s` is the roofline of the same pass (same
 bytes and FLOPs, efficiencies 1, no latencies): the estimate is never below it.
