@@ -129,7 +129,8 @@ def test_gemm_curve_against_measured_h100_kernels(dtype, m, n, k, measured_ms):
 
 
 def test_kernel_fits_hold_out_blackwell():
-    """Held-out generation: the kernel curves are fitted on A100/H100/H200 tables only."""
+    """Held-out generation: the kernel curves are fitted on A100/H100/H200 tables only (GEMM and
+    MoE families also on L40S's)."""
     import json
 
     from tokenmath.profiles import KERNELS_FILE
