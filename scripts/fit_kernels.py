@@ -16,7 +16,8 @@ config json for the MLA ranks); no aiconfigurator code is imported or copied.
 Chips
 -----
 Only ``a100_sxm``, ``h100_sxm`` and ``h200_sxm`` are read (``CHIPS`` below is a
-hard whitelist).  Blackwell parts (b200/b300/gb200/gb300/rtx_pro_6000/b60) are
+hard whitelist), and for the GEMM and MoE kernel families also ``l40s`` (``GEMM_CHIPS``; the
+L40S is in tokenmath's catalog from its datasheet).  Blackwell parts (b200/b300/gb200/gb300/rtx_pro_6000/b60) are
 the held-out judging target and are never opened, fitted or reported.
 
 Inputs are dimensionless: every kernel's work is turned into a roofline time
