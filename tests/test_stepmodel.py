@@ -123,18 +123,21 @@ def test_gemm_curve_against_measured_h100_kernels(dtype, m, n, k, measured_ms):
     b = 2.0 if dtype == "bf16" else 1.0
     flops = 2.0 * m * n * k
     bytes_ = n * k * b + m * k * b + m * n * 2.0
-    t = KERNELS.gemm[dtype].time_s(flops / s.chip.flops_per_s(dtype), bytes_ / s.chip.hbm_bytes_per_s)
+    curve = KERNELS.gemm_curve("gemm", "tensor", s.chip.flops_per_s(dtype) / s.chip.bf16_flops_per_s, dtype != "bf16")
+    t = curve.time_s(flops / s.chip.flops_per_s(dtype), bytes_ / s.chip.hbm_bytes_per_s, m)
     assert float(t) == pytest.approx(measured_ms * 1e-3, rel=0.25)
 
 
 def test_kernel_fits_hold_out_blackwell():
-    """Held-out generation: the kernel curves are fitted on A100/H100/H200 tables only."""
+    """Held-out generation: the kernel curves are fitted on A100/H100/H200 tables only (GEMM and
+    MoE families also on L40S's)."""
     import json
 
     from tokenmath.profiles import KERNELS_FILE
 
     d = json.loads(KERNELS_FILE.read_text())
     assert set(d["chips"]) <= {"a100_sxm", "h100_sxm", "h200_sxm"}
+    assert set(d["gemm_moe_chips"]) <= {"a100_sxm", "h100_sxm", "h200_sxm", "l40s"}
     blackwell = ("b200", "b300", "gb200", "gb300", "rtx_pro_6000", "b60")
     assert not any(b in d["source"].lower() for b in blackwell)
 

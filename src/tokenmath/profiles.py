@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import TokenmathError
 from .specs import System
-from .stepmodel import A2A_MODES, DEEPEP_MODES, A2ACurve, AttentionCurve, CommCurve, Engine, GemmCurve, Kernels
+from .stepmodel import A2A_MODES, DEEPEP_MODES, A2ACurve, AttentionCurve, CommCurve, Engine, GemmFamily, Kernels
 
 HERE = Path(__file__).parent / "validation"
 KERNELS_FILE = HERE / "kernels.json"
@@ -41,14 +41,18 @@ ENGINES = ("trtllm", "vllm", "sglang")
 
 @lru_cache(maxsize=8)
 def load_kernels(path: str | None = None) -> Kernels:
-    """The fitted kernel curves (kernels.json; the "generic" fit pooled over A100/H100/H200, or
-    for MLA decode the Hopper-only fit, with the three-chip one kept for Ampere)."""
+    """The fitted kernel curves (kernels.json): GEMM and MoE dtype families (stepmodel.GemmFamily,
+    pooled over A100/H100/H200/L40S where each has tables), attention and collectives (the
+    "generic" fit pooled over A100/H100/H200, or for MLA decode the Hopper-only fit, with the
+    three-chip one kept for Ampere)."""
     p = Path(path) if path else KERNELS_FILE
     try:
         d = json.loads(p.read_text())
         ops = d["ops"]
-        gemm = {cls: _gemm(ops["gemm"][cls]["generic"]) for cls in ("bf16", "fp8") if cls in ops["gemm"]}
-        moe = {cls: _gemm(ops["moe"][cls]["balanced"]["generic"]) for cls in ("bf16", "fp8") if cls in ops["moe"]}
+        gemm = {fam: _family(r["generic"]) for fam, r in ops["gemm"].items() if _is_family(r)}
+        moe = {fam: _family(r["generic"]) for fam, r in ops["moe"].items() if _is_family(r)}
+        if "tensor" not in gemm or "tensor" not in moe:
+            raise KeyError("gemm/moe 'tensor' family (refit with scripts/fit_kernels.py)")
 
         def att(ctx: dict, gen: dict, key: str = "generic") -> AttentionCurve:
             c, g = ctx["generic"], gen.get(key, gen["generic"])
@@ -168,8 +172,13 @@ def with_features(profile: "Profile", features: dict) -> "Profile":
     return dataclasses.replace(profile, engine=eng)
 
 
-def _gemm(g: dict) -> GemmCurve:
-    return GemmCurve(e_c=g["e_c"], e_m=g["e_m"], p=g["p"], t0_s=g["t0_s"])
+def _is_family(r) -> bool:
+    return isinstance(r, dict) and r.get("form") == "gemm_family"
+
+
+def _family(g: dict) -> GemmFamily:
+    return GemmFamily(e_c0=g["e_c0"], kappa=g["kappa"], e_m=g["e_m"], p=g["p"], t0_s=g["t0_s"],
+                      t0q_s=g.get("t0q_s", 0.0), tile_m=float(g.get("tile_m", 1)))
 
 
 def _comm(g: dict) -> CommCurve:

@@ -25,11 +25,14 @@ rank: whole sequences on each, one prompt on one. The GEMM curve is
 
     gemm_s = ((t_c / e_c)^p + (t_m / e_m)^p)^(1/p) + t0,   t_c = FLOPs / peak, t_m = bytes / BW
 
-whose shape depends only on t_c/t_m — the intensity over the chip's ridge point — so the fitted
-(e_c, e_m, p) transfer to a chip with no measurements: a chip enters through its datasheet. The
-coefficients come from measured kernel timings (kernels.json, fitted by scripts/fit_kernels.py on
-A100/H100/H200 tables); an engine profile (profiles.py) scales them with a few end-to-end
-parameters fitted on published serving results.
+whose shape depends only on t_c/t_m — the intensity over the chip's ridge point — and on r, the
+kernel dtype's peak over the chip's BF16 peak (e_c = 1/(1/e_c0 + κ·r): `GemmFamily`), so the
+fitted families transfer to a chip with no measurements: a chip enters through its datasheet
+(FP4 on Blackwell or MI355X at its own r; 4-bit weights on a chip without FP4 units as weight-only
+kernels at the BF16 line: `gemm_kernel_kind`). The coefficients come from measured kernel timings
+(kernels.json, fitted by scripts/fit_kernels.py on A100/H100/H200/L40S tables, the transfer to a
+held-out chip and from BF16 to FP8 tested in tests/test_kernels.py); an engine profile
+(profiles.py) scales them with a few end-to-end parameters fitted on published serving results.
 
 Every term broadcasts over batch and context. `bound_s` is the roofline of the same pass (same
 bytes and FLOPs, efficiencies 1, no latencies): the estimate is never below it.
@@ -58,9 +61,11 @@ reports under): the bound then counts it too.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -82,15 +87,66 @@ ACT_BYTES = 2.0
 
 @dataclass(frozen=True)
 class GemmCurve:
-    """gemm_s = ((t_c/e_c)^p + (t_m/e_m)^p)^(1/p) + t0 (see the module docstring)."""
+    """gemm_s = ((t_c·pad/e_c)^p + (t_m/e_m)^p)^(1/p) + t0 (see the module docstring) — one kernel
+    family on one chip at one dtype. pad = ⌈M/tile_m⌉·tile_m / M: the kernel's M rows padded to its
+    tile (tile_m = 1: no padding; `rows` None: not known, no padding)."""
 
     e_c: float
     e_m: float
     p: float
     t0_s: float
+    tile_m: float = 1.0
 
-    def time_s(self, t_c, t_m):
-        return _pnorm(np.asarray(t_c, float) / self.e_c, np.asarray(t_m, float) / self.e_m, self.p) + self.t0_s
+    def time_s(self, t_c, t_m, rows=None):
+        t_c = np.asarray(t_c, float) * tile_pad(rows, self.tile_m)
+        return _pnorm(t_c / self.e_c, np.asarray(t_m, float) / self.e_m, self.p) + self.t0_s
+
+
+def tile_pad(rows, tile_m: float):
+    """⌈M/tile⌉·tile / M: the share of a GEMM's multiply work spent on rows padded to the tile (1
+    where the tile is 1 or M unknown). M below 1 (a fraction of a token per expert, on average)
+    counts as 1 row."""
+    if rows is None or tile_m <= 1:
+        return 1.0
+    m = np.maximum(np.asarray(rows, float), 1.0)
+    return np.ceil(m / tile_m) * tile_m / m
+
+
+@dataclass(frozen=True)
+class GemmFamily:
+    """A fitted kernel family (kernels.json: one per dtype family and op — dense GEMM or MoE grouped
+    GEMM), dimensionless so a datasheet resolves it on any chip (`curve`).
+
+    Compute: a kernel whose multiplies run r times the chip's BF16 rate (r = peak of its dtype ÷
+    BF16 peak: 1 for BF16 and weight-only kernels, 2 for FP8 on Hopper/Ada, 4 for FP4 on Blackwell
+    or MI355X) sustains e_c = 1 / (1/e_c0 + κ·r) of its own peak — the work that does not speed
+    up with narrower operands (address generation, synchronisation, epilogue, scaling) costs
+    κ × the BF16 tensor time of the same FLOPs (Amdahl). Memory: e_m of HBM bandwidth on the
+    bytes it must move (weights with their block scales, activations). Floors: t0 per kernel,
+    + t0q where activations are quantised first (FP8, FP4). tile_m: M rows padded to the tile."""
+
+    e_c0: float
+    kappa: float
+    e_m: float
+    p: float
+    t0_s: float
+    t0q_s: float = 0.0
+    tile_m: float = 1.0
+
+    def e_c(self, rate_ratio=1.0):
+        return 1.0 / (1.0 / self.e_c0 + self.kappa * np.asarray(rate_ratio, float))
+
+    def curve(self, rate_ratio: float = 1.0, quantised: bool = False) -> GemmCurve:
+        """The curve on a chip whose kernel dtype runs `rate_ratio` × its BF16 peak."""
+        return GemmCurve(float(self.e_c(rate_ratio)), self.e_m, self.p,
+                         self.t0_s + (self.t0q_s if quantised else 0.0), self.tile_m)
+
+    def time_s(self, t_c, t_m, rate_ratio=1.0, quantised=0.0, rows=None):
+        """Vectorised over kernels of mixed dtypes (the fit's form): rate_ratio and quantised are
+        arrays like t_c."""
+        t_c = np.asarray(t_c, float) * tile_pad(rows, self.tile_m)
+        return (_pnorm(t_c / self.e_c(rate_ratio), np.asarray(t_m, float) / self.e_m, self.p)
+                + self.t0_s + self.t0q_s * np.asarray(quantised, float))
 
 
 @dataclass(frozen=True)
@@ -136,8 +192,8 @@ class Kernels:
     all-reduce inside a scale-up domain). Compared and hashed by identity (its tables are dicts),
     so caches can key on the loaded set."""
 
-    gemm: dict  # compute class -> GemmCurve
-    moe: dict  # compute class -> GemmCurve
+    gemm: dict  # dtype family ("tensor", "fp8_block", "int8", "w8a16", "w4a16") -> GemmFamily, dense GEMMs
+    moe: dict  # dtype family -> GemmFamily, the MoE layer's grouped GEMMs
     attention: dict  # kv class ("bf16" | "fp8") -> AttentionCurve
     mla: dict  # kv class -> AttentionCurve
     all_reduce: CommCurve
@@ -153,6 +209,18 @@ class Kernels:
 
     def pick(self, table: dict, cls: str):
         return table.get(cls) or table.get("fp8" if cls in ("fp4", "int8", "int4") else "bf16") or next(iter(table.values()))
+
+    def gemm_curve(self, op: str, family: str, rate_ratio: float, quantised: bool) -> GemmCurve:
+        """The fitted family of `op` ("gemm" | "moe") resolved on a chip: its dtype runs `rate_ratio`
+        × the chip's BF16 peak. A family the table lacks falls back to "tensor" (the BF16/FP8 fit)."""
+        return _gemm_curve(self, op, family, float(rate_ratio), bool(quantised))
+
+
+@lru_cache(maxsize=512)
+def _gemm_curve(kernels: Kernels, op: str, family: str, rate_ratio: float, quantised: bool) -> GemmCurve:
+    table = kernels.gemm if op == "gemm" else kernels.moe
+    fam = table.get(family) or table.get("tensor") or next(iter(table.values()))
+    return fam.curve(rate_ratio, quantised)
 
 
 @dataclass(frozen=True)
@@ -281,7 +349,7 @@ def model_shape(model: Model) -> ModelShape:
 
 
 _IDEAL_ATT = AttentionCurve(1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0)
-IDEAL = Kernels(gemm={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)}, moe={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)},
+IDEAL = Kernels(gemm={"tensor": GemmFamily(1.0, 0.0, 1.0, 1.0, 0.0)}, moe={"tensor": GemmFamily(1.0, 0.0, 1.0, 1.0, 0.0)},
                 attention={"bf16": _IDEAL_ATT}, mla={"bf16": _IDEAL_ATT}, all_reduce=CommCurve(0.0, 1.0),
                 alltoall=CommCurve(0.0, 1.0), source="roofline (efficiencies 1)")
 
@@ -389,19 +457,84 @@ class KernelRates:
     expert_bytes_per_param: float
     dense_bytes_per_param: float
     head_bytes_per_param: float
-    expert_class: str  # compute class of the expert GEMMs (picks the MoE curve)
-    dense_class: str  # ... of the dense GEMMs (picks the GEMM curve)
+    expert_class: str  # compute class of the expert GEMMs
+    dense_class: str  # ... of the dense GEMMs (the datasheet line the bound charges them at)
     kv_dtype: str
+    # the kernel family each GEMM runs (stepmodel.GemmFamily, kernels.json), the ratio of its
+    # dtype's peak to the chip's BF16 peak, whether it quantises activations, and (dense) the peak
+    # its kernel multiplies at — BF16 for weight-only kernels, whose datasheet line may be wider
+    dense_family: str = "tensor"
+    expert_family: str = "tensor"
+    dense_ratio: float = 1.0
+    expert_ratio: float = 1.0
+    dense_quantised: bool = False
+    expert_quantised: bool = False
+    dense_kernel_flops_per_s: float = 0.0
+
+
+def rate_ratio(chip, cls: str) -> float:
+    """The peak of compute class `cls` ÷ the chip's BF16 peak (datasheet). A chip that publishes no
+    BF16 figure (a preliminary sheet) is taken at BF16 = half its FP8 line, as on every chip that
+    publishes both."""
+    f = float(chip.flops_per_s(cls) or 0.0)
+    f16 = float(chip.flops_per_s("bf16") or 0.0) or 0.5 * float(chip.flops_per_s("fp8") or 0.0)
+    return f / f16 if f and f16 else 1.0
+
+
+@lru_cache(maxsize=256)
+def block_scaled(model: Model) -> bool:
+    """Whether the checkpoint's FP8 weights carry block scales (its Hugging Face config declares
+    quantization_config.weight_block_size, as DeepSeek-V3/R1 and Kimi-K2 do: 128×128 blocks,
+    run by DeepGEMM-class kernels) rather than one scale per tensor (ModelOpt FP8)."""
+    if not model.config_path:
+        return False
+    try:
+        q = json.loads(Path(model.config_path).read_text()).get("quantization_config")
+    except (OSError, ValueError):
+        return False
+    return isinstance(q, dict) and bool(q.get("weight_block_size"))
+
+
+def gemm_kernel_kind(system: System, dtype: str, compute: str | None = None, block: bool = False,
+                     moe: bool = False) -> tuple[str, str, bool]:
+    """(kernel family, compute class it multiplies in, quantised activations) of a GEMM whose
+    weights are `dtype` on this chip:
+
+      BF16 / FP16                   "tensor" at the BF16 line
+      a dtype the chip multiplies   "tensor" at its own line (FP8 on Hopper/Ada/MI300, FP4 on
+                                    Blackwell/MI355X): activations quantised; FP8 with block scales
+                                    "fp8_block"; INT8 "int8" (dense)
+      a dtype it cannot multiply    weight-only: "w4a16" (≤ 4 bits) or "w8a16", dequantised and
+                                    multiplied at the BF16 line (Marlin, Machete, Triton MXFP4) —
+                                    e.g. MXFP4 experts on Hopper or MI300X/MI325X
+      `compute` given               "tensor" at the line of that dtype (the user's choice, e.g. W4A8)
+
+    MoE has no W8A16 or INT8 table: 8-bit weight-only experts take "w4a16" (the weight-only
+    grouped kernel, with 1-byte weights), INT8 experts "tensor"."""
+    chip = system.chip
+    if compute is not None:
+        cls = system.compute_class_for(compute)
+        return "tensor", cls, cls != "bf16"
+    own = COMPUTE_CLASS[dtype]
+    if own == "bf16":
+        return "tensor", system.compute_class_for(dtype), False
+    if chip.flops_per_s(own):
+        fam = "fp8_block" if (own == "fp8" and block) else ("int8" if own == "int8" and not moe else "tensor")
+        return fam, own, True
+    cls = "bf16" if chip.flops_per_s("bf16") else system.compute_class_for(dtype)
+    return ("w4a16" if dtype_bytes(dtype) < 1 or moe else "w8a16"), cls, False
 
 
 @lru_cache(maxsize=4096)
 def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -> KernelRates:
-    """Which peak and bytes per parameter each kernel runs at. Weight-only quantisation (MXFP4 on
-    Hopper, FP8 on Ampere) dequantises to BF16 and multiplies there (Triton / Marlin W4A16), not at
-    the next wider datasheet line — the estimate's kernels only; the bound charges the datasheet
-    line of the compute dtype. Parts a checkpoint leaves unquantised (gpt-oss: MXFP4 experts, BF16
-    attention) run in the base dtype. Attention runs in its own dtype: the BF16 peak (FP8 KV runs
-    FP8 kernels; the KV dtype's fitted efficiency against the BF16 peak carries it)."""
+    """Which peak and bytes per parameter each kernel runs at, and which fitted kernel family
+    (`gemm_kernel_kind`). Weight-only quantisation (MXFP4 on Hopper, FP8 on Ampere) dequantises to
+    BF16 and multiplies there (Triton / Marlin W4A16), not at the next wider datasheet line — the
+    estimate's kernels only; the bound charges the datasheet line of the compute dtype. Parts a
+    checkpoint leaves unquantised (gpt-oss: MXFP4 experts, BF16 attention) run in the base dtype.
+    Attention runs in its own dtype: the BF16 peak (FP8 KV runs FP8 kernels; the KV dtype's fitted
+    efficiency against the BF16 peak carries it). Weight bytes per parameter include block scales
+    (units.DTYPE_BYTES: NVFP4 4.5 bits, MXFP4 4.25)."""
     weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
     chip = system.chip
     F_roof = float(chip.flops_per_s(cls))
@@ -411,6 +544,9 @@ def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -
     if dtypes.weight is None and "attention" in model.unquantized_parts:
         dense_dtype = model.base_dtype  # e.g. gpt-oss: MXFP4 experts, BF16 attention
     d_cls = system.compute_class_for(dtypes.compute or dense_dtype)
+    block = dtypes.weight in (None, model.weight_dtype) and weight == "fp8" and block_scaled(model)
+    d_fam, d_kcls, d_q = gemm_kernel_kind(system, dense_dtype, dtypes.compute, block)
+    e_fam, e_kcls, e_q = gemm_kernel_kind(system, weight, dtypes.compute, block, moe=True)
     return KernelRates(
         bound_flops_per_s=F_roof, expert_flops_per_s=float(chip.flops_per_s(cls)),
         dense_flops_per_s=float(chip.flops_per_s(d_cls)),
@@ -418,7 +554,10 @@ def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -
         hbm_bytes_per_s=chip.hbm_bytes_per_s, expert_bytes_per_param=dtype_bytes(weight),
         dense_bytes_per_param=dtype_bytes(dense_dtype),
         head_bytes_per_param=dtype_bytes(model.base_dtype if dtypes.weight is None else weight),
-        expert_class=cls, dense_class=d_cls, kv_dtype=kv)
+        expert_class=cls, dense_class=d_cls, kv_dtype=kv,
+        dense_family=d_fam, expert_family=e_fam, dense_ratio=rate_ratio(chip, d_kcls),
+        expert_ratio=rate_ratio(chip, e_kcls), dense_quantised=d_q, expert_quantised=e_q,
+        dense_kernel_flops_per_s=float(chip.flops_per_s(d_cls if roofline else d_kcls)))
 
 
 @dataclass(frozen=True)
@@ -492,12 +631,14 @@ def _pnorm(t_c, t_m, p):
 
 
 def gemm_time(curve: GemmCurve, flops, bytes_, n_kernels, peak_flops_per_s: float, hbm_bytes_per_s: float,
-              engine: Engine):
+              engine: Engine, rows=None):
     """Time of `n_kernels` GEMMs doing `flops` and moving `bytes_` in all, on the fitted `curve`
     with the engine's scales on its efficiencies (each capped at 1: never above the roofline) and
-    on its floor."""
-    c = GemmCurve(min(curve.e_c * engine.compute_scale, 1.0), min(curve.e_m * engine.memory_scale, 1.0), curve.p, 0.0)
-    return c.time_s(flops / peak_flops_per_s, bytes_ / hbm_bytes_per_s) + curve.t0_s * engine.floor_scale * n_kernels
+    on its floor; `rows`: each kernel's M (tokens, or tokens per expert), padded to the curve's tile."""
+    c = GemmCurve(min(curve.e_c * engine.compute_scale, 1.0), min(curve.e_m * engine.memory_scale, 1.0), curve.p, 0.0,
+                  curve.tile_m)
+    return (c.time_s(flops / peak_flops_per_s, bytes_ / hbm_bytes_per_s, rows)
+            + curve.t0_s * engine.floor_scale * n_kernels)
 
 
 def dense_gemm_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: KernelRates, curve: GemmCurve,
@@ -510,8 +651,8 @@ def dense_gemm_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: K
     flops = 2.0 * mb.rank_tokens * params
     act = mb.rank_tokens * ACT_BYTES * 2 * shape.hidden * shape.gemms_per_layer * mb.layers / lt.tp
     w = params * rates.dense_bytes_per_param
-    t = gemm_time(curve, flops, w + act, shape.gemms_per_layer * mb.layers, rates.dense_flops_per_s,
-                  rates.hbm_bytes_per_s, engine)
+    t = gemm_time(curve, flops, w + act, shape.gemms_per_layer * mb.layers, rates.dense_kernel_flops_per_s,
+                  rates.hbm_bytes_per_s, engine, rows=mb.rank_tokens)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w, act_bytes=act,
                 replica_weight_bytes=lt.tp * w)
 
@@ -523,7 +664,8 @@ def lm_head_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: Kern
     params = shape.lm_head_params / lt.pp / lt.tp
     flops = 2.0 * mb.rank_seqs * params
     w = params * rates.head_bytes_per_param
-    t = gemm_time(curve, flops, w, 1.0 / lt.pp, rates.dense_flops_per_s, rates.hbm_bytes_per_s, engine)
+    t = gemm_time(curve, flops, w, 1.0 / lt.pp, rates.dense_kernel_flops_per_s, rates.hbm_bytes_per_s, engine,
+                  rows=mb.rank_seqs)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w,
                 replica_weight_bytes=lt.tp * w)
 
@@ -566,8 +708,10 @@ def experts_touched(tokens, k: int, n_experts: int, chips, expert_fetch: str = "
 def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Microbatch, imbalance,
                      rates: KernelRates, curve: GemmCurve, engine: Engine, expert_fetch: str = "expected") -> Term:
     """The routed experts' grouped GEMMs on the busiest EP rank: `imbalance`× the mean routed
-    token-expert pairs of a chip (M = pairs per expert), the experts it is expected to touch read
-    once. The bound charges the mean pairs at the datasheet line of the compute dtype."""
+    token-expert pairs of a chip (M = pairs per touched expert, padded to the family's tile), the
+    experts it is expected to touch read once, one floor t0 per MoE layer (the fitted MoE op is the
+    whole layer: routing, permute, both grouped GEMMs, finalise). The bound charges the mean pairs
+    at the datasheet line of the compute dtype."""
     if model.moe is None or not shape.moe_layers:
         return NO_TERM
     E, k = model.moe.n_experts, model.moe.k
@@ -576,8 +720,9 @@ def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
     flops = 2.0 * shape.expert_params * pairs * mb.moe_layers
     w = touched * shape.expert_params * rates.expert_bytes_per_param * mb.moe_layers
     act = pairs * ACT_BYTES * 2 * shape.hidden * 2 * mb.moe_layers
-    t = gemm_time(curve, flops * imbalance, w + act, 2 * mb.moe_layers, rates.expert_flops_per_s,
-                  rates.hbm_bytes_per_s, engine)
+    rows = pairs * imbalance / np.maximum(touched, 1e-12)
+    t = gemm_time(curve, flops * imbalance, w + act, mb.moe_layers, rates.expert_flops_per_s,
+                  rates.hbm_bytes_per_s, engine, rows=rows)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.bound_flops_per_s, weight_bytes=w, act_bytes=act,
                 replica_weight_bytes=lt.sc * w)
 
@@ -924,8 +1069,8 @@ def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, ne
     imb = 1.0
     if model.moe is not None and sh.moe_layers:
         imb = expert_imbalance(mb.tokens, model.moe.k, model.moe.n_experts, lt.ep, engine.routing_cv, z=lt.z_ep)
-    gemm = kernels.pick(kernels.gemm, rates.dense_class)
-    moe = kernels.pick(kernels.moe, rates.expert_class)
+    gemm = kernels.gemm_curve("gemm", rates.dense_family, rates.dense_ratio, rates.dense_quantised)
+    moe = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised)
     att = attention_curve(model, system, kernels, rates.kv_dtype)
     return {
         "dense_gemm": dense_gemm_time(sh, lt, mb, rates, gemm, engine),
