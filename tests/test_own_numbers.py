@@ -167,33 +167,33 @@ def test_calibrate_inside_its_bounds_says_none(vllm_cases):
 
 
 def test_invariant_at_bounds_tolerance():
-    """Invariant of validate.at_bounds: a value within AT_BOUND_TOL of the range (log range for factors)
+    """Invariant of calibrate.at_bounds: a value within AT_BOUND_TOL of the range (log range for factors)
     from a bound is reported on that side; one just outside is not."""
-    from tokenmath import validate as vd
+    from tokenmath import calibrate as cb
 
-    tol = vd.AT_BOUND_TOL
+    tol = cb.AT_BOUND_TOL
     b = {"x": (0.2, 1.5)}
-    assert [y["side"] for y in vd.at_bounds({"x": 1.5 - 0.5 * tol * 1.3}, b)] == ["upper"]
-    assert vd.at_bounds({"x": 1.5 - 2 * tol * 1.3}, b) == [] and vd.at_bounds({"x": 0.9}, b) == []
-    assert [y["side"] for y in vd.at_bounds({"x": 0.2}, b)] == ["lower"]
+    assert [y["side"] for y in cb.at_bounds({"x": 1.5 - 0.5 * tol * 1.3}, b)] == ["upper"]
+    assert cb.at_bounds({"x": 1.5 - 2 * tol * 1.3}, b) == [] and cb.at_bounds({"x": 0.9}, b) == []
+    assert [y["side"] for y in cb.at_bounds({"x": 0.2}, b)] == ["lower"]
     f = {"k": (0.1, 10.0)}
-    assert vd.at_bounds({"k": 10 * (1 - 0.5 * tol * 4.6)}, f, log=True)[0]["bound"] == 10.0
-    assert vd.at_bounds({"k": 10 * (1 - 3 * tol * 4.6)}, f, log=True) == []
+    assert cb.at_bounds({"k": 10 * (1 - 0.5 * tol * 4.6)}, f, log=True)[0]["bound"] == 10.0
+    assert cb.at_bounds({"k": 10 * (1 - 3 * tol * 4.6)}, f, log=True) == []
 
 
 def test_invariant_validate_lists_the_shipped_presets_parameters_at_a_bound():
     """Invariant: `validate` lists the shipped preset's parameters that sit at a bound of their fit, each
     within the tolerance of it, and no other. (The preset fitted 2026-12-02 has three: routing_cv at 0,
     generic; memory_scale at 1.5, engines atom and trtllm. A refit may change which.)"""
+    from tokenmath import calibrate as cb
     from tokenmath import profiles as pf
-    from tokenmath import validate as vd
 
     preset = pf.preset_record(None)
     listed = json.loads(CliRunner().invoke(app, ["validate", "--json"]).stdout)["at_bound"]
-    assert listed == vd.preset_at_bounds(preset)
+    assert listed == cb.preset_at_bounds(preset)
     for x in listed:
         lo, hi = x["range"]
-        assert abs(x["value"] - x["bound"]) <= vd.AT_BOUND_TOL * (hi - lo)
+        assert abs(x["value"] - x["bound"]) <= cb.AT_BOUND_TOL * (hi - lo)
         kind, _, name = x["profile"].partition(" ")
         table = preset["generic"] if kind == "generic" else preset[kind + "s"][name]  # engines / vendors
         assert x["value"] == table[x["parameter"]]

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tokenmath as tm
+from tokenmath import calibrate as cb
 from tokenmath import validate as vd
 from tokenmath.cli import app
 
@@ -58,7 +59,7 @@ def test_preset_parameters_are_physical():
     for k in ("compute_scale", "memory_scale", "network_scale"):
         assert 0.05 <= g[k] <= 1.5
     for prof in PRESET["engines"].values():
-        assert prof["n_cases"] >= vd.MIN_CASES_ENGINE
+        assert prof["n_cases"] >= cb.MIN_CASES_ENGINE
     lo, hi = PRESET["bands"]["step"]
     assert lo < 0 < hi  # the band brackets the estimate
 
@@ -130,7 +131,7 @@ def test_cli_validate_report_and_plot(tmp_path):
 def test_calibration_fit_runs_on_a_small_set():
     """The fit itself (scipy least squares) on a dozen cases improves on the roofline."""
     cases = vd.load_cases()[:12]
-    rec = vd.calibrate(cases, cross_validate=False)
+    rec = cb.calibrate(cases, cross_validate=False)
     fitted = vd.validate(cases, "calibrated", preset=rec)
     assert fitted.median_abs_error < vd.validate(cases, pf.ROOFLINE_PROFILE).median_abs_error
 

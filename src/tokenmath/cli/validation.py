@@ -24,6 +24,7 @@ def validate_cmd(
     """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source, vendor, engine, model class."""
     from .. import report as rp
 
+    from .. import calibrate as cb
     from .. import profiles as pf
     from .. import validate as vd
 
@@ -53,7 +54,7 @@ def validate_cmd(
     rec = rp.validation_record(r, preset)
     lines = rp.render_validation(r, preset)
     if preset is not None:  # the preset's fitted parameters that sit at a bound of their fit
-        rec["at_bound"] = vd.preset_at_bounds(preset) + [x | {"profile": "your fit (× on the preset)"}
+        rec["at_bound"] = cb.preset_at_bounds(preset) + [x | {"profile": "your fit (× on the preset)"}
                                                          for x in preset.get("user_fit", {}).get("at_bound", [])]
         lines += at_bound_lines(rec["at_bound"])
     if shipped is not None:
@@ -77,6 +78,7 @@ def calibrate_cmd(
     """Fit a preset: with your case files, a few factors on the shipped preset (how many depends on how many cases; cross-validated); without, refit the shipped profiles (generic, per engine, per vendor)."""
     from .. import report as rp
 
+    from .. import calibrate as cb
     from .. import validate as vd
 
     cases = []
@@ -87,7 +89,7 @@ def calibrate_cmd(
     except ImportError:
         raise TokenmathError("calibration needs scipy: pip install 'tokenmath[fit]'") from None
     if files and not from_scratch:
-        rec = vd.fit_user_preset(cases, _catalog(catalog), base=None if base is None else str(base),
+        rec = cb.fit_user_preset(cases, _catalog(catalog), base=None if base is None else str(base),
                                  cross_validate=not no_cv)
         if out is not None:
             out.write_text(json.dumps(rp.jsonable(rec), indent=2))
@@ -95,7 +97,7 @@ def calibrate_cmd(
         lines = rp.render_user_fit(rec, out)
         return _finish(json_, rp.jsonable(rec), lines[:2] + at_bound_lines(rec["user_fit"]["at_bound"], factors=True)
                        + lines[2:])
-    rec = vd.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
+    rec = cb.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
                        cross_validate=not no_cv)
     if out is not None:
         out.write_text(json.dumps(rp.jsonable(rec), indent=2))
@@ -104,7 +106,7 @@ def calibrate_cmd(
 
 
 def at_bound_lines(items: list[dict], *, factors: bool = False) -> list[str]:
-    """Say which fitted parameters ended at a bound of their fit (validate.at_bounds), or that none did."""
+    """Say which fitted parameters ended at a bound of their fit (calibrate.at_bounds), or that none did."""
     if not items:
         return ["  no fitted parameter is at a bound of its fit"]
     lines = [f"  {len(items)} fitted parameter{'s' if len(items) > 1 else ''} at a bound of the fit: the fit wanted to go"
