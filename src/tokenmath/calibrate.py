@@ -1,41 +1,66 @@
 """Calibration: the preset's profiles fitted to the validation cases, cross-validated.
 
-A generic profile, then vendor and engine profiles on top (fit_preset); leave-one-source-out and
-leave-one-vendor-out cross-validation and the 80 % band from its residuals (calibrate); a few
-factors on the shipped preset fitted to a user's own cases (fit_user_preset). Predictions and
-reports are validate.py's.
+fit_preset: a generic profile fitted on the NVIDIA cases; on it a factor per other vendor; on that a
+factor per engine × vendor. Each factor is shrunk toward its parent (a penalty λ·x² on its log, λ
+chosen by leave-one-source-out cross-validation inside the training cases), so a vendor or engine
+with few cases, or cases from one source only, stays near the generic fit.
+
+calibrate: fit_preset on every case, then leave-one-source-out and leave-one-vendor-out
+cross-validation; the 80 % bands per class from the cross-validated residuals, their coverage on
+sources never fitted, and the figures the CI gates hold later errors to. fit_user_preset: a few
+factors on the shipped preset fitted to a user's own cases. Predictions and reports are validate.py's.
 """
 
 from __future__ import annotations
 
 import math
-import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
-from .profiles import choose_from, profile_from_record, vendor
-from .validate import (Case, Prediction, case_batch_limit, error_summary, load_cases, metric_kind, predict, source_key,
-                       summarize, validate)
+from .parallel import run_tasks
+from .profiles import (BAND_MIN_N, ROOFLINE_PROFILE, apply_factors, band_for, choose_from, profile_from_record,
+                       vendor)
+from .validate import (Case, Prediction, Report, band_coverage, case_batch_limit, error_summary, load_cases,
+                       metric_kind, predict, range_class, source_key, step_residual, summarize, validate)
 
 # --------------------------------------------------------------------------------------------
-# Calibration: a generic profile, then engine and vendor profiles on top, cross-validated
+# What is fitted, and within what
 # --------------------------------------------------------------------------------------------
 
-# (name, lower, upper, start, scale)
+# (name, lower, upper, start, scale) of the generic profile
 GENERIC_PARAMS = (("overhead_s", 0.0, 0.05, 2e-3, 1e-3), ("compute_scale", 0.2, 1.5, 0.9, 0.2),
                   ("memory_scale", 0.2, 1.5, 0.9, 0.2), ("network_scale", 0.05, 1.5, 0.7, 0.2),
                   ("routing_cv", 0.0, 1.0, 0.2, 0.1), ("floor_scale", 0.0, 2.0, 1.0, 0.3))
-ENGINE_FIT = ("overhead_s", "compute_scale", "memory_scale")
-VENDOR_FIT = ("compute_scale", "memory_scale")
 BATCH_CAPS = (None, 256, 512, 1024, 2048)
-MIN_CASES_ENGINE = 8  # fewer cases than this: the engine keeps the generic profile
-MIN_CASES_VENDOR = 8
-VENDOR_BOUNDS = (0.1, 2.0)  # a vendor factor on the generic compute / memory scales
+# Bounds that are physical limits, not a search range: there "at the bound" means the data want none
+# of it (no per-step overhead beyond the kernels' own floors, no routing skew beyond multinomial noise).
+PHYSICAL_BOUNDS = {("overhead_s", "lower"), ("routing_cv", "lower"), ("floor_scale", "lower")}
+
+# A vendor's and an engine × vendor's profile: factors on its parent's profile, fitted as
+# x = (added overhead / OVERHEAD_PRIOR_S, log compute factor, log memory factor).
+FACTORS = ("overhead_add_s", "compute_factor", "memory_factor")
+FACTOR_BOUNDS = (0.1, 10.0)  # × on the parent's compute / memory scale
+OVERHEAD_ADD_MAX_S = 0.05  # an added per-step overhead at most this (and the sum never below 0)
+OVERHEAD_PRIOR_S = 0.02  # added overhead in units of a typical decode step (~20 ms): a unit costs as a factor of e
+SOFT_L1_SCALE = 0.3  # residuals (log predicted/measured) beyond ~0.3 count linearly, not squared: outliers do not steer
+# The penalty λ·|x|²/2 is λ pseudo-sources that say "no change" (every source's cases weigh 1 together);
+# λ is chosen among these by cross-validation (inf: the level's factors are all 1, its parent is kept)
+LAMBDA_GRID = (0.125, 0.5, 2.0, 8.0, 32.0, math.inf)
+
 USER_FACTOR_BOUNDS = (0.1, 10.0)  # a user fit's factor on the shipped preset (fitted in log space)
 AT_BOUND_TOL = 1e-3  # a fitted value this close to a bound, as a share of its range (log range for factors), is at it
+
+# The CI gate: every class of these with at least GATE_MIN_N cases may not get worse than the figure
+# recorded at fit time by more than max(absolute, relative × recorded)
+GATE_DIMENSIONS = ("metric", "model_class", "engine", "vendor")
+GATE_MIN_N = 5
+GATE_TOL_MEDIAN = (0.02, 0.15)
+GATE_TOL_P90 = (0.05, 0.15)
+BAND_RULE = "mean"  # how a query's classes combine into its band (profiles.band_for)
 
 
 def at_bounds(values: dict, bounds: dict, *, log: bool = False, tol: float = AT_BOUND_TOL, profile: str | None = None,
@@ -54,19 +79,56 @@ def at_bounds(values: dict, bounds: dict, *, log: bool = False, tol: float = AT_
             if abs(f(max(v, 1e-300) if log else v) - f(b)) <= tol * width:
                 out.append(({"profile": profile} if profile else {})
                            | {"parameter": name, "value": float(v), "bound": float(b), "side": side,
-                              "range": [float(lo), float(hi)]})
+                              "range": [float(lo), float(hi)], "physical": (name, side) in PHYSICAL_BOUNDS})
     return out
+
+
+def _factor_bounds(parent_overhead_s: float) -> dict:
+    return {"overhead_add_s": (-parent_overhead_s, OVERHEAD_ADD_MAX_S)}
+
+
+def _factor_at_bounds(f: dict, parent: dict, tol: float, profile: str, path: list) -> list[dict]:
+    """A vendor's or engine × vendor's factors at their bounds (an added overhead at its lower bound
+    only when that takes a positive parent overhead to zero)."""
+    out = at_bounds(f, {k: FACTOR_BOUNDS for k in ("compute_factor", "memory_factor")}, log=True, tol=tol,
+                    profile=profile)
+    po = float(parent.get("overhead_s", 0.0))
+    for x in at_bounds(f, _factor_bounds(po), tol=tol, profile=profile):
+        if x["side"] == "upper" or po > 1e-9:
+            out.append(x | {"physical": x["side"] == "lower"})
+    return [x | {"path": path} for x in out]
 
 
 def preset_at_bounds(rec: dict, tol: float = AT_BOUND_TOL) -> list[dict]:
-    """Every parameter of a fitted preset record (generic, per engine, per vendor) at its fit's bound."""
+    """Every parameter of a fitted preset record (generic, per vendor, per engine × vendor) at its
+    fit's bound; each says where it sits in the record (`path`) and whether the bound is physical."""
     generic = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
-    out = at_bounds(rec.get("generic", {}), generic, tol=tol, profile="generic")
-    for eng, v in sorted(rec.get("engines", {}).items()):
-        out += at_bounds(v, {n: generic[n] for n in ENGINE_FIT}, tol=tol, profile=f"engine {eng}")
-    for ven, v in sorted(rec.get("vendors", {}).items()):
-        out += at_bounds(v, {n: VENDOR_BOUNDS for n in VENDOR_FIT}, tol=tol, profile=f"vendor {ven}")
+    g = rec.get("generic", {})
+    out = [x | {"path": ["generic", x["parameter"]]} for x in at_bounds(g, generic, tol=tol, profile="generic")]
+    if int(rec.get("preset_format", 1)) < 2:  # a preset from before issue 22: absolute engine parameters
+        for eng, v in sorted(rec.get("engines", {}).items()):
+            out += [x | {"path": ["engines", eng, x["parameter"]]} for x in at_bounds(
+                v, {n: generic[n] for n in ("overhead_s", "compute_scale", "memory_scale")}, tol=tol,
+                profile=f"engine {eng}")]
+        for ven, v in sorted(rec.get("vendors", {}).items()):
+            out += [x | {"path": ["vendors", ven, x["parameter"]]} for x in at_bounds(
+                v, {n: (0.1, 2.0) for n in ("compute_scale", "memory_scale")}, tol=tol, profile=f"vendor {ven}")]
+        return out
+    vendors = rec.get("vendors", {})
+    for ven, f in sorted(vendors.items()):
+        out += _factor_at_bounds(f, g, tol, f"vendor {ven}", ["vendors", ven])
+    for eng, cells in sorted(rec.get("engines", {}).items()):
+        for ven, f in sorted(cells.items()):
+            parent = apply_factors(g, vendors.get(ven, {}))
+            out += _factor_at_bounds(f, parent, tol, f"engine {eng} × {ven}", ["engines", eng, ven])
+    for x in out:
+        x["path"] = x["path"] + ([x["parameter"]] if x["path"][-1] != x["parameter"] else [])
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The generic profile
+# --------------------------------------------------------------------------------------------
 
 
 def _residuals(cases, cat, make_profile):
@@ -96,7 +158,7 @@ def _fit_params(cases, cat, names, base: dict, make, bounds: dict, x0: dict, sca
     hi = [bounds[n][1] for n in names]
     start = np.clip([x0.get(n, base.get(n, 1.0)) for n in names], np.array(lo) + 1e-12, np.array(hi) - 1e-12)
     res = least_squares(lambda x: _residuals(cases, cat, profile_of(x)), start, bounds=(lo, hi),
-                        x_scale=[scale[n] for n in names], loss="soft_l1", f_scale=0.3, max_nfev=60)
+                        x_scale=[scale[n] for n in names], loss="soft_l1", f_scale=SOFT_L1_SCALE, max_nfev=60)
     return dict(base) | {n: float(v) for n, v in zip(names, res.x)}
 
 
@@ -112,109 +174,391 @@ def _batch_limits(cases, cat, cap) -> tuple:
     return tuple(out)
 
 
-def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
-    """Fit the generic profile (and the engine batch cap), then each engine's and each vendor's
-    on its own cases where there are enough; returns the preset's profile records."""
-    cat = catalog or load_catalog()
+def fit_generic(cases, cat: Catalog, caps=BATCH_CAPS) -> dict:
+    """The generic profile (GENERIC_PARAMS) and the engine batch cap, fitted on `cases`: the
+    parameters at the first cap of `caps`, then the cap whose median |error| is lowest at those
+    parameters, and the parameters refitted there (from the first fit) when it is another cap."""
     bounds = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
-    x0 = {n: v for n, _, _, v, _ in GENERIC_PARAMS}
+    start = {n: v for n, _, _, v, _ in GENERIC_PARAMS}
     scale = {n: sc for n, _, _, _, sc in GENERIC_PARAMS}
     names = [n for n, *_ in GENERIC_PARAMS]
-    # the generic profile: NVIDIA cases (vendors get their own factor after), every engine together
-    vend = {id(c): vendor(cat.system(c.system)) for c, _ in cases}
-    nv = [(c, p) for c, p in cases if vend[id(c)] == "nvidia"] or list(cases)
-    best = None
-    seen = set()
-    for cap in caps:
-        limits = _batch_limits(nv, cat, cap)
-        if limits in seen:  # the same residuals as an earlier cap's at every parameter: the same fit, not better
+
+    def fit(cap, x0):
+        make = lambda case, rec: profile_from_record(rec | {"max_batch": cap}, engine=case.engine)  # noqa: E731
+        return _fit_params(cases, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}
+
+    def median(rec):
+        r = _residuals(cases, cat, lambda case: profile_from_record(rec, engine=case.engine))
+        return float(np.median(np.abs(np.expm1(r))))
+
+    rec = fit(caps[0], start)
+    best, seen = (caps[0], median(rec)), {_batch_limits(cases, cat, caps[0])}
+    for cap in caps[1:]:
+        limits = _batch_limits(cases, cat, cap)
+        if limits in seen:  # the same residuals as an earlier cap's at every parameter
             continue
         seen.add(limits)
-        make = lambda case, rec, cap=cap: profile_from_record(rec | {"max_batch": cap}, engine=case.engine)  # noqa: E731
-        rec = _fit_params(nv, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}
-        med = float(np.median(np.abs(np.expm1(_residuals(nv, cat, lambda case: profile_from_record(rec, engine=case.engine))))))
-        if best is None or med < best[1]:
-            best = (rec, med)
-    generic = best[0] | {"n_cases": len(nv)}
-    # vendor factors (e.g. AMD's ROCm stack): the compute and memory scales on the generic profile,
-    # fitted on every case of that vendor whatever its engine
-    vendors = {}
-    for v in sorted(set(vend.values()) - {"nvidia"}):
-        mine = [(c, p) for c, p in cases if vend[id(c)] == v]
-        if len(mine) < MIN_CASES_VENDOR:
+        m = median(rec | {"max_batch": cap})
+        if m < best[1]:
+            best = (cap, m)
+    if best[0] != caps[0]:
+        rec = fit(best[0], {n: rec[n] for n in names})
+    return rec | {"n_cases": len(cases)}
+
+
+# --------------------------------------------------------------------------------------------
+# Vendor and engine × vendor factors, shrunk toward their parent
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """One vendor's or engine × vendor's cases, and the profile record its factors multiply."""
+
+    name: str  # "amd" | "vllm" (its vendor is `vendor`)
+    vendor: str
+    cases: list
+    parent: dict
+    sources: np.ndarray  # each case's source
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Each case's weight: 1 / its source's cases here, so that every source counts once (cases of
+        one source share its models, setup and benchmark: they are not independent evidence)."""
+        _, inv, counts = np.unique(self.sources, return_inverse=True, return_counts=True)
+        return 1.0 / counts[inv]
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == self.vendor else f"{self.name} × {self.vendor}"
+
+
+def factor_record(x) -> dict:
+    """Fitted x (added overhead / OVERHEAD_PRIOR_S, log compute factor, log memory factor) as factors."""
+    return {"overhead_add_s": float(x[0]) * OVERHEAD_PRIOR_S, "compute_factor": float(math.exp(x[1])),
+            "memory_factor": float(math.exp(x[2]))}
+
+
+def _x_bounds(parent: dict) -> tuple[np.ndarray, np.ndarray]:
+    lf = math.log(FACTOR_BOUNDS[0]), math.log(FACTOR_BOUNDS[1])
+    lo = np.array([-float(parent.get("overhead_s", 0.0)) / OVERHEAD_PRIOR_S, lf[0], lf[0]])
+    hi = np.array([OVERHEAD_ADD_MAX_S / OVERHEAD_PRIOR_S, lf[1], lf[1]])
+    return lo, hi
+
+
+def _group_residuals(g: _Group, cat, x) -> np.ndarray:
+    rec = apply_factors(g.parent, factor_record(x))
+    return _residuals(g.cases, cat, lambda case: profile_from_record(rec, engine=case.engine))
+
+
+def _soft_l1(r) -> np.ndarray:
+    """least_squares' soft-L1 cost of each residual (≈ r²/2 below SOFT_L1_SCALE, linear beyond)."""
+    f = SOFT_L1_SCALE
+    return f * f * (np.sqrt(1.0 + (np.asarray(r) / f) ** 2) - 1.0)
+
+
+def _penalised_loss(weights: np.ndarray):
+    """least_squares loss for [data residuals..., √λ·x]: each data residual's soft-L1 cost times its
+    weight, each penalty residual's square (so the penalty is exactly λ·|x|²/2)."""
+    n = len(weights)
+    f2 = SOFT_L1_SCALE ** 2
+
+    def rho(z):
+        out = np.empty((3, z.size))
+        t = 1.0 + z[:n] / f2
+        out[0, :n] = weights * 2 * f2 * (np.sqrt(t) - 1.0)
+        out[1, :n] = weights / np.sqrt(t)
+        out[2, :n] = -0.5 * weights / (t ** 1.5 * f2)
+        out[0, n:], out[1, n:], out[2, n:] = z[n:], 1.0, 0.0
+        return out
+
+    return rho
+
+
+JAC_STEP = 0.02  # the step (in x) of the Jacobian the choice of λ linearises with
+
+
+def _linearise(g: _Group, cat) -> tuple[np.ndarray, np.ndarray]:
+    """The group's residuals at x = 0 (its parent's profile) and their Jacobian in x, by forward
+    differences of JAC_STEP: r(x) ≈ r0 + J x. Nearly exact for factors below 1 (a step's time is
+    about linear in the log of its efficiencies); less so where a scale saturates (e × scale = 1)."""
+    x = np.zeros(3)
+    r0 = _group_residuals(g, cat, x)
+    _, hi = _x_bounds(g.parent)
+    J = np.empty((len(r0), 3))
+    for k in range(3):
+        h = np.zeros(3)
+        h[k] = JAC_STEP if x[k] + JAC_STEP <= hi[k] else -JAC_STEP
+        J[:, k] = (_group_residuals(g, cat, x + h) - r0) / h[k]
+    return r0, J
+
+
+def _fit_group(g: _Group, cat, lam: float, x0, max_nfev: int = 15) -> np.ndarray:
+    """One group's factors: min Σ weight·soft_l1(r) + λ·|x|²/2 on the full model, from x0 (the
+    linearised fit)."""
+    from scipy.optimize import least_squares
+
+    lo, hi = _x_bounds(g.parent)
+    # strictly inside the bounds, and not all at 0: trf's first trust region is |x0| wide
+    start = np.clip(np.asarray(x0, float), lo + 0.05, hi - 0.05)
+    res = least_squares(lambda x: np.concatenate([_group_residuals(g, cat, x), math.sqrt(lam) * x]), start,
+                        bounds=(lo, hi), loss=_penalised_loss(g.weights), max_nfev=max_nfev, ftol=1e-5, xtol=1e-5,
+                        diff_step=1e-4)
+    return res.x
+
+
+def _linear_fit(a, J, lam: float, lo, hi, weights=None, iters: int = 12) -> np.ndarray:
+    """min Σ weight·soft_l1(a + J x) + λ|x|²/2 by iteratively reweighted least squares, x within
+    bounds: a group's fit on its linearised model (what the choice of λ refits per fold)."""
+    x = np.zeros(J.shape[1])
+    if not math.isfinite(lam) or len(a) == 0:
+        return x
+    wt = np.ones(len(a)) if weights is None else np.asarray(weights, float)
+    for _ in range(iters):
+        r = a + J @ x
+        w = wt / np.sqrt(1.0 + (r / SOFT_L1_SCALE) ** 2)
+        A = (J.T * w) @ J + (lam + 1e-9) * np.eye(J.shape[1])
+        x = np.clip(np.linalg.solve(A, -(J.T * w) @ a), lo, hi)
+    return x
+
+
+def _choose_lambda(groups: list[_Group], lin: dict, grid) -> tuple[float, dict]:
+    """The λ of `grid` with the lowest held-out cost, leave-one-source-out inside the training cases:
+    each source's cases predicted by factors fitted to the group's other sources (a group with one
+    source: its factors are 1 there), on the linearised model r0 + J x; the cost is the mean soft-L1
+    cost of a source's cases, summed over sources (each source counts once). Ties go to the larger λ."""
+    cost = {}
+    for lam in grid:
+        total = 0.0
+        for g in groups:
+            r0, J = lin[g.label]
+            lo, hi = _x_bounds(g.parent)
+            w = g.weights
+            for s in np.unique(g.sources):
+                test = g.sources == s
+                x = _linear_fit(r0[~test], J[~test], lam, lo, hi, w[~test]) if (~test).any() else np.zeros(3)
+                total += float(_soft_l1(r0[test] + J[test] @ x).mean())
+        cost[lam] = total
+    best = min(grid, key=lambda lam: (round(cost[lam], 9), -lam))
+    return best, cost
+
+
+def _json_lam(lam: float):
+    """λ as the preset stores it: a number, or "inf" (JSON has no infinity)."""
+    return lam if math.isfinite(lam) else "inf"
+
+
+def _fit_level(groups: list[_Group], cat, lambdas) -> tuple[dict, dict]:
+    """Factors of every group of one level (vendors, or engine × vendor cells) at the λ chosen for
+    the level (or the one given): {label: x}, and what was chosen and why, with each group's
+    own-data weight per factor (its sources' information / (that + λ): 1 keeps what its own cases
+    say, 0 keeps its parent)."""
+    lambdas = tuple(lambdas)
+    if not groups:
+        return {}, {"lambda": None, "grid": [_json_lam(x) for x in lambdas], "cv_cost": {}, "own_weight": {}}
+    lin = {g.label: _linearise(g, cat) for g in groups}
+    lam, cost = _choose_lambda(groups, lin, lambdas) if len(lambdas) > 1 else (lambdas[0], {})
+    xs, weights = {}, {}
+    for g in groups:
+        r0, J = lin[g.label]
+        w = g.weights / np.sqrt(1.0 + (r0 / SOFT_L1_SCALE) ** 2)
+        info = ((J ** 2) * w[:, None]).sum(axis=0)
+        if not math.isfinite(lam):
+            xs[g.label], weights[g.label] = np.zeros(3), [0.0, 0.0, 0.0]
             continue
+        lo, hi = _x_bounds(g.parent)
+        xs[g.label] = _fit_group(g, cat, lam, _linear_fit(r0, J, lam, lo, hi, g.weights))
+        weights[g.label] = [float(v) for v in info / (info + lam)]
+    return xs, {"lambda": _json_lam(lam), "grid": [_json_lam(x) for x in lambdas],
+                "cv_cost": {str(_json_lam(k)): v for k, v in cost.items()}, "own_weight": weights}
 
-        def make_v(case, rec):
-            return profile_from_record(generic | {k: generic.get(k, 1.0) * rec[k] for k in VENDOR_FIT}, engine=case.engine)
 
-        fb = {n: VENDOR_BOUNDS for n in VENDOR_FIT}
-        rec = _fit_params(mine, cat, list(VENDOR_FIT), {n: 1.0 for n in VENDOR_FIT}, make_v, fb, {},
-                          {n: 0.2 for n in VENDOR_FIT})
-        vendors[v] = {k: rec[k] for k in VENDOR_FIT} | {"n_cases": len(mine)}
-    # engine profiles: overhead and the two scales refitted on the engine's own cases (any vendor,
-    # its vendor factor applied on top), where there are enough of them
-    engines = {}
-    for eng in sorted({c.engine for c, _ in cases if c.engine}):
-        mine = [(c, p) for c, p in cases if c.engine == eng]
-        if len(mine) < MIN_CASES_ENGINE:
+def _group_record(g: _Group, x, own_weight) -> dict:
+    return factor_record(x) | {"n_cases": len(g.cases), "n_sources": int(len(np.unique(g.sources))),
+                               "own_weight": dict(zip(("overhead", "compute", "memory"), own_weight))}
+
+
+def fit_factors(cases, cat: Catalog, generic: dict, lambdas=LAMBDA_GRID) -> dict:
+    """On `generic`: a factor per vendor other than NVIDIA (all of that vendor's cases), then a factor
+    per engine × vendor (that cell's cases, on its vendor's profile). Each level's factors are shrunk
+    toward 1 by a penalty λ·|x|²/2 against data in which every source counts once (x: added
+    overhead / OVERHEAD_PRIOR_S, log factors), λ chosen from `lambdas` by leave-one-source-out
+    inside `cases` (one value: that λ; inf: no factors). Returns the preset's vendors, engines and
+    shrinkage records."""
+    vend = {id(c): vendor(cat.system(c.system)) for c, _ in cases}
+    src = {id(c): source_key(c) for c, _ in cases}
+
+    def group(name, v, mine, parent):
+        return _Group(name, v, mine, parent, np.array([src[id(c)] for c, _ in mine]))
+
+    vgroups = [group(v, v, [(c, p) for c, p in cases if vend[id(c)] == v], generic)
+               for v in sorted(set(vend.values()) - {"nvidia"})]
+    vx, vinfo = _fit_level(vgroups, cat, lambdas)
+    vendors = {g.vendor: _group_record(g, vx[g.label], vinfo["own_weight"][g.label]) for g in vgroups}
+    cells = sorted({(c.engine, vend[id(c)]) for c, _ in cases if c.engine})
+    egroups = [group(e, v, [(c, p) for c, p in cases if c.engine == e and vend[id(c)] == v],
+                     apply_factors(generic, vendors.get(v, {}))) for e, v in cells]
+    ex, einfo = _fit_level(egroups, cat, lambdas)
+    engines: dict = {}
+    for g in egroups:
+        engines.setdefault(g.name, {})[g.vendor] = _group_record(g, ex[g.label], einfo["own_weight"][g.label])
+    return {"vendors": vendors, "engines": engines, "shrinkage": {"vendor": vinfo, "engine": einfo}}
+
+
+def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS, lambdas=LAMBDA_GRID) -> dict:
+    """Fit the preset's profiles: the generic profile (and the engine batch cap) on the NVIDIA cases,
+    every engine together (fit_generic); on it the vendor and engine × vendor factors, shrunk toward
+    their parents (fit_factors). Returns the preset's profile records."""
+    cat = catalog or load_catalog()
+    nv = [(c, p) for c, p in cases if vendor(cat.system(c.system)) == "nvidia"] or list(cases)
+    generic = fit_generic(nv, cat, caps)
+    return {"preset_format": 2, "generic": generic} | fit_factors(cases, cat, generic, lambdas) | {
+        "systems": sorted({c.system for c, _ in cases}), "sources": sorted({source_key(c) for c, _ in cases})}
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-validation, bands, gates
+# --------------------------------------------------------------------------------------------
+
+
+def _predict_fold(rec: dict, test, cat, engine: bool) -> list[Prediction]:
+    """The held-out cases under a fold's preset, each flagged outside the fitted range where its
+    system was not in the fold's cases; `engine` False: every case with no engine tag."""
+    rows = []
+    for case, path in test:
+        try:
+            p = predict(case, choose_from(rec, engine=case.engine if engine else None, system=cat.system(case.system)),
+                        cat, base_dir=path.parent)
+        except TokenmathError:
             continue
-
-        def make_e(case, rec):
-            f = vendors.get(vend[id(case)], {})
-            return profile_from_record(rec | {k: rec[k] * f.get(k, 1.0) for k in VENDOR_FIT}, engine=case.engine)
-
-        rec = _fit_params(mine, cat, list(ENGINE_FIT), generic, make_e, bounds, {}, scale)
-        engines[eng] = {k: rec[k] for k in ENGINE_FIT} | {"n_cases": len(mine)}
-    return {"generic": generic, "engines": engines, "vendors": vendors}
-
-
-def _cv(cases, cat, key, progress=None, what="source", caps=BATCH_CAPS) -> list[Prediction]:
-    """Hold out each group of `key`, fit on the rest (the engine batch cap fixed at the full
-    fit's choice), predict it."""
-    groups = sorted({key(c) for c, _ in cases})
-    rows: list[Prediction] = []
-    folds = [([(c, p) for c, p in cases if key(c) != g], [(c, p) for c, p in cases if key(c) == g]) for g in groups]
-    folds = [(tr, te) for tr, te in folds if tr]
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = min(len(folds), os.cpu_count() or 1, 4)
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool:
-        futures = [pool.submit(fit_preset, tr, cat, caps) for tr, _ in folds]
-        for i, ((_, test), fut) in enumerate(zip(folds, futures)):
-            rec = fut.result()
-            for case, path in test:
-                try:
-                    rows.append(predict(case, choose_from(rec, engine=case.engine, system=cat.system(case.system)), cat,
-                                        base_dir=path.parent))
-                except TokenmathError:
-                    continue
-            if progress:
-                progress(i + 1, len(folds), f"{what} {key(test[0][0])}")
+        if case.system not in rec["systems"]:
+            p = replace(p, outside_fitted_range=(f"system {case.system} not in the fold's cases",))
+        rows.append(p)
     return rows
 
 
-class _Serial:
-    """A stand-in executor that runs each task when submitted (one core, or tests)."""
+def _fold(item, cat, caps, lambdas):
+    """One fold: fit on `train`, predict `test` engine-tagged and untagged (run_tasks' task)."""
+    train, test = item
+    rec = fit_preset(train, cat, caps, lambdas)
+    return (_predict_fold(rec, test, cat, True), _predict_fold(rec, test, cat, False),
+            {k: rec["shrinkage"][k]["lambda"] for k in rec["shrinkage"]})
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        return False
+@dataclass(frozen=True)
+class CrossValidation:
+    """Held-out predictions of every case (each group held out in turn, the rest fitted)."""
 
-    def submit(self, fn, *a):
-        from concurrent.futures import Future
+    what: str  # "source" | "vendor"
+    rows: list[Prediction]  # engine-tagged: each case's engine × vendor profile
+    untagged: list[Prediction]  # the same folds, each case with no engine tag (the vendor's profile)
+    lambdas: dict  # held-out group -> {"vendor": λ, "engine": λ} chosen inside its fold
 
-        f = Future()
-        f.set_result(fn(*a))
-        return f
+
+def cross_validation(cases, catalog: Catalog | None = None, key=source_key, what: str = "source", caps=BATCH_CAPS,
+                   lambdas=LAMBDA_GRID, progress=None, processes: int | None = None) -> CrossValidation:
+    """Hold out each group of `key`, fit on the rest, predict it (engine-tagged and untagged). Folds
+    run in `processes` worker processes (default: one per CPU, at most the folds)."""
+    import os
+
+    cat = catalog or load_catalog()
+    groups = sorted({key(c) for c, _ in cases})
+    folds = [([(c, p) for c, p in cases if key(c) != g], [(c, p) for c, p in cases if key(c) == g]) for g in groups]
+    kept = [(g, f) for g, f in zip(groups, folds) if f[0]]
+    n_proc = processes if processes is not None else (os.cpu_count() or 1)
+    out = run_tasks(_fold, [f for _, f in kept], progress=progress, label=lambda f: f"{what} {key(f[1][0][0])}",
+                    processes=n_proc, cat=cat, caps=caps, lambdas=lambdas)
+    rows = [p for o in out for p in o[0]]
+    untagged = [p for o in out for p in o[1]]
+    return CrossValidation(what, rows, untagged, {g: o[2] for (g, _), o in zip(kept, out)})
+
+
+def band_table(rows: list[Prediction], min_n: int = BAND_MIN_N, rule: str = BAND_RULE) -> dict:
+    """The preset's 80 % bands: 10th/90th percentiles of the step residual (validate.step_residual:
+    log(predicted / measured), divided by the answer's sensitivity to step time, in time sense) of
+    held-out predictions, pooled and per class of each band dimension, with each class's count."""
+    r = np.array([step_residual(p) for p in rows])
+
+    def q(mask):
+        m = np.asarray(mask, bool)
+        return [float(np.percentile(r[m], 10)), float(np.percentile(r[m], 90)), int(m.sum())]
+
+    by = {}
+    for dim, f in (("model_class", lambda p: p.model_class), ("engine", lambda p: p.engine),
+                   ("vendor", lambda p: p.vendor), ("range", range_class)):
+        keys = sorted({f(p) for p in rows} - {"unknown"})
+        by[dim] = {k: q([f(p) == k for p in rows]) for k in keys}
+    pooled = q([True] * len(rows))
+    return {"step": pooled[:2], "n": pooled[2], "by": by, "min_n": min_n, "rule": rule,
+            "note": "10th/90th percentiles of log(predicted/measured step time) (an answer's error divided by its "
+                    "sensitivity to step time), leave-one-source-out; per class [q10, q90, n]; a query's band: "
+                    f"the {rule} of its classes' with n >= {min_n}"}
+
+
+def _row_band(table: dict, p: Prediction):
+    return band_for(table, model_class=p.model_class, engine=None if p.engine == "unknown" else p.engine,
+                    vendor=p.vendor, outside=bool(p.outside_fitted_range))
+
+
+def nested_band_coverage(rows: list[Prediction], key=lambda p: p.source, rule: str = BAND_RULE) -> tuple[dict, list]:
+    """Coverage of the 80 % bands on data never fitted: each source's held-out predictions against
+    bands built from the other sources' held-out residuals only. (coverage, each row's (q10, q90))."""
+    tables = {}
+    band_q = []
+    for p in rows:
+        k = key(p)
+        if k not in tables:
+            tables[k] = band_table([x for x in rows if key(x) != k], rule=rule)
+        band_q.append(_row_band(tables[k], p))
+    return band_coverage(rows, band_q), band_q
+
+
+def gate_record(report: Report) -> dict:
+    """What the CI gate holds later errors to: overall and per GATE_DIMENSIONS class, median and p90
+    |error| on these cases."""
+    return {"in_sample": error_summary([r.error for r in report.rows]),
+            "in_sample_by": {d: getattr(report, f"by_{d}") for d in GATE_DIMENSIONS}}
+
+
+def _tol(recorded: float, tol: tuple[float, float]) -> float:
+    return max(tol[0], tol[1] * recorded)
+
+
+def gate_failures(report: Report, recorded: dict) -> list[str]:
+    """One sentence per figure that got worse than recorded (gate_record at fit time) by more than
+    its tolerance: overall, and every class of GATE_DIMENSIONS with at least GATE_MIN_N cases, median
+    (GATE_TOL_MEDIAN) and p90 (GATE_TOL_P90); a recorded class no longer predicted fails too."""
+    out = []
+    checks = [("all cases", recorded.get("in_sample"), error_summary([r.error for r in report.rows]))]
+    for d in GATE_DIMENSIONS:
+        now = getattr(report, f"by_{d}")
+        for k, rec in sorted((recorded.get("in_sample_by", {}).get(d) or {}).items()):
+            if rec.get("n", 0) >= GATE_MIN_N:
+                checks.append((f"{d} {k}", rec, now.get(k)))
+    for what, rec, now in checks:
+        if rec is None:
+            continue
+        if now is None or now["n"] < rec["n"]:
+            out.append(f"{what}: {0 if now is None else now['n']} cases predicted, {rec['n']} when recorded")
+            continue
+        for stat, tol in (("median_abs_error", GATE_TOL_MEDIAN), ("p90_abs_error", GATE_TOL_P90)):
+            allowed = rec[stat] + _tol(rec[stat], tol)
+            if now[stat] > allowed:
+                out.append(f"{what}: {stat.split('_')[0]} |error| {now[stat]:.1%}, recorded {rec[stat]:.1%}"
+                           f" (allowed up to {allowed:.1%})")
+    return out
+
+
+def _by(report: Report) -> dict:
+    return {d: getattr(report, f"by_{d}") for d in ("source", "vendor", "engine", "metric", "model_class")}
 
 
 def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | None = None,
-              progress=None, cross_validate: bool = True) -> dict:
-    """Fit the preset on all cases and cross-validate it: leave-one-source-out (each source
-    predicted by a fit to the others) and leave-one-vendor-out. The residuals of the
-    leave-one-source-out predictions give every estimate its 80 % band. Returns the preset record
+              progress=None, cross_validate: bool = True, *, processes: int | None = None) -> dict:
+    """Fit the preset on all cases (fit_preset) and record what the CI gates hold later errors to;
+    then cross-validate it: leave-one-source-out (each source predicted by a fit to the others: the
+    headline figure, per class, engine-tagged against untagged, and the 80 % bands per class with
+    their coverage on sources never fitted) and leave-one-vendor-out. Returns the preset record
     (what `tokenmath calibrate --out` saves)."""
     import datetime
 
@@ -225,26 +569,37 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
     rec["fit_date"] = datetime.date.today().isoformat()
     rec["n_cases"] = len(cases)
     rec["cases"] = "validation/cases/*.jsonl"
-    rec["systems"] = sorted({c.system for c, _ in cases})
-    in_rows = validate(cases, "calibrated", cat, preset=rec).rows
-    rec["in_sample"] = error_summary([r.error for r in in_rows])
+    ins = validate(cases, "calibrated", cat, preset=rec)
+    rec |= gate_record(ins)
+    roof = validate(cases, ROOFLINE_PROFILE, cat)
+    rec["roofline"] = error_summary([r.error for r in roof.rows])
     if not cross_validate:
         return rec
     caps = (rec["generic"]["max_batch"],)
-    loso = _cv(cases, cat, source_key, progress, "source", caps)
-    lovo = _cv(cases, cat, lambda c: vendor(cat.system(c.system)), progress, "vendor", caps)
-    cv = summarize(loso, "leave-one-source-out")
+    loso = cross_validation(cases, cat, source_key, "source", caps, progress=progress, processes=processes)
+    lovo = cross_validation(cases, cat, lambda c: vendor(cat.system(c.system)), "vendor", caps, progress=progress,
+                            processes=processes)
+    cv = summarize(loso.rows, "leave-one-source-out")
+    un = summarize(loso.untagged, "leave-one-source-out, no engine tag")
     rec["cross_validated"] = {"method": "leave-one-source-out", "sources": sorted({source_key(c) for c, _ in cases}),
-                              "n": len(loso), "median_abs_error": cv.median_abs_error, "p90_abs_error": cv.p90_abs_error}
-    rec["leave_one_vendor_out"] = {"by_vendor": summarize(lovo, "lovo").by_vendor} | error_summary([r.error for r in lovo])
-    for g in ("source", "vendor", "engine", "metric", "model_class"):
-        rec[f"cv_by_{g}"] = getattr(cv, f"by_{g}")
-    # residuals in time sense (log predicted time / measured time): a rate metric's sign flips
-    r = np.asarray([math.log1p(x.error) * (1 if metric_kind(x.metric) == "time" else -1) for x in loso])
-    rec["bands"] = {"step": [float(np.percentile(r, 10)), float(np.percentile(r, 90))],
-                    "note": "10th/90th percentiles of log(predicted/measured step time), leave-one-source-out"}
+                              "n": len(loso.rows), "median_abs_error": cv.median_abs_error,
+                              "p90_abs_error": cv.p90_abs_error, "lambdas": loso.lambdas}
+    rec["cross_validated_untagged"] = error_summary([r.error for r in loso.untagged])
+    rec["engine_vs_untagged_by_source"] = {k: {"n": v["n"], "engine": v["median_abs_error"],
+                                               "untagged": un.by_source[k]["median_abs_error"]}
+                                           for k, v in cv.by_source.items() if k in un.by_source}
+    lv = summarize(lovo.rows, "leave-one-vendor-out")
+    rec["leave_one_vendor_out"] = {"by_vendor": lv.by_vendor, "lambdas": lovo.lambdas} | error_summary(
+        [r.error for r in lovo.rows])
+    for g, v in _by(cv).items():
+        rec[f"cv_by_{g}"] = v
+    rec["cv_class_table"] = cv.class_table
+    rec["bands"] = band_table(loso.rows)
+    coverage, _ = nested_band_coverage(loso.rows)
+    rec["cv_band_80_coverage"] = coverage | {
+        "method": "each source's held-out predictions against bands from the other sources' held-out residuals"}
     rec["worst_cv_cases"] = [{"id": x.id, "error": x.error, "metric": x.metric, "source": x.source, "note": x.note}
-                             for x in sorted(loso, key=lambda x: -abs(x.error))[:10]]
+                             for x in sorted(loso.rows, key=lambda x: -abs(x.error))[:10]]
     return rec
 
 

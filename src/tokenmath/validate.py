@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
 from .parallelism import Layout
-from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, vendor
+from .profiles import ROOFLINE_PROFILE, Profile, band_on, choose_from, model_class, preset_record, vendor
 from .specs import Dtypes, Model, System
 from .stepmodel import max_batch, op_step, steady_step_s
 
@@ -149,12 +150,6 @@ TIME_METRICS = ("decode_step_s", "ttft_s", "tpot_s")
 def metric_kind(metric: str) -> str:
     """'time' (seconds, a larger prediction is slower) or 'rate' (tokens/s)."""
     return "time" if metric in TIME_METRICS else "rate"
-
-
-def model_class(model: Model) -> str:
-    if model.attention is not None and model.attention.kind == "mla":
-        return "mla"
-    return "moe" if model.moe is not None else "dense"
 
 
 @dataclass(frozen=True)
@@ -283,6 +278,7 @@ def source_key(case: Case) -> str:
 
 
 GROUPS = ("metric", "system", "source", "vendor", "engine", "model_class")
+CLASS_TABLE_DIMENSIONS = ("engine", "vendor")  # validate's class table: model class × each of these
 
 
 @dataclass(frozen=True)
@@ -298,11 +294,19 @@ class Report:
     by_vendor: dict[str, dict[str, float]] = field(default_factory=dict)
     by_engine: dict[str, dict[str, float]] = field(default_factory=dict)
     by_model_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    band_q: list = field(default_factory=list)  # per row: (q10, q90) of its step residual's band, or None
+    band_80_coverage: dict = field(default_factory=dict)  # band_coverage(rows, band_q)
+    class_table: dict = field(default_factory=dict)  # dimension -> model class -> class -> error summary
 
     @property
     def beyond(self) -> list[Prediction]:
         """Cases whose measured point lies beyond what the estimate reaches (answered, flagged)."""
         return [r for r in self.rows if r.note]
+
+    def range_80(self, i: int):
+        """[lo, hi] of row i's 80 % band on its own figure (its metric's unit), or None."""
+        q = self.band_q[i] if i < len(self.band_q) else None
+        return None if q is None else band_on(self.rows[i].predicted, q, answer_sensitivity(self.rows[i]))
 
 
 def error_summary(errs: list[float]) -> dict[str, float]:
@@ -312,13 +316,86 @@ def error_summary(errs: list[float]) -> dict[str, float]:
     return {"n": int(a.size), "median_abs_error": float(np.median(a)), "p90_abs_error": float(np.percentile(a, 90))}
 
 
-def summarize(rows: list[Prediction], label: str, failures: dict[str, str] | None = None) -> Report:
-    """Median and p90 |error| overall and grouped by metric, system, source, vendor, engine, model class."""
+def answer_sensitivity(p: Prediction) -> float:
+    """d log(answer) / d log(step time) of a prediction: its own (`Prediction.sensitivity`, where the
+    prediction says how far its answer moves with the step: large at a stated rate per user, where the
+    batch moves with the step), else 1; signed by the metric's kind (a longer step is a longer time
+    and a lower rate), its size kept within 0.1–100."""
+    kind = 1.0 if metric_kind(p.metric) == "time" else -1.0
+    s = getattr(p, "sensitivity", None)
+    if s is None or not math.isfinite(float(s)) or float(s) == 0.0:
+        return kind
+    return kind * min(max(abs(float(s)), 0.1), 100.0)
+
+
+def step_residual(p: Prediction) -> float:
+    """The prediction's error as the step-time error that would cause it (time sense):
+    log(predicted / measured) / sensitivity. What bands are calibrated on."""
+    return math.log(p.predicted / p.measured) / answer_sensitivity(p)
+
+
+def range_class(p: Prediction) -> str:
+    return "outside" if p.outside_fitted_range else "inside"
+
+
+def in_band(p: Prediction, q) -> bool | None:
+    """Whether the measured value lies inside the 80 % band (q10, q90) of the step residual, on the
+    prediction's own figure (None: no band)."""
+    if q is None:
+        return None
+    return bool(q[0] <= step_residual(p) <= q[1])
+
+
+def band_coverage(rows: list[Prediction], band_q: list) -> dict:
+    """Share of rows whose measured value lies inside their 80 % band: overall, and by model class,
+    engine, vendor, inside/outside the fitted range and metric. {} when no row has a band."""
+    hits = [(r, in_band(r, q)) for r, q in zip(rows, band_q)]
+    hits = [(r, h) for r, h in hits if h is not None]
+    if not hits:
+        return {}
+
+    def share(xs):
+        return {"n": len(xs), "share": float(np.mean(xs))}
+
+    out = share([h for _, h in hits])
+    for key, f in (("model_class", lambda r: r.model_class), ("engine", lambda r: r.engine),
+                   ("vendor", lambda r: r.vendor), ("range", range_class), ("metric", lambda r: r.metric)):
+        ks = sorted({f(r) for r, _ in hits})
+        out[f"by_{key}"] = {k: share([h for r, h in hits if f(r) == k]) for k in ks}
+    return out
+
+
+def class_table(rows: list[Prediction], band_q: list | None = None) -> dict:
+    """Median and p90 |error| (and band coverage where there are bands) of each model class × engine
+    and model class × vendor."""
+    band_q = band_q or [None] * len(rows)
+    out = {}
+    for dim in CLASS_TABLE_DIMENSIONS:
+        t = {}
+        for mc in sorted({r.model_class for r in rows}):
+            cells = {}
+            for k in sorted({getattr(r, dim) for r in rows if r.model_class == mc}):
+                sel = [(r, q) for r, q in zip(rows, band_q) if r.model_class == mc and getattr(r, dim) == k]
+                cells[k] = error_summary([r.error for r, _ in sel])
+                cov = [in_band(r, q) for r, q in sel if q is not None]
+                if cov:
+                    cells[k]["band_80_coverage"] = float(np.mean(cov))
+            t[mc] = cells
+        out[dim] = t
+    return out
+
+
+def summarize(rows: list[Prediction], label: str, failures: dict[str, str] | None = None,
+              band_q: list | None = None) -> Report:
+    """Median and p90 |error| overall and grouped by metric, system, source, vendor, engine, model
+    class; the class table; and, given each row's band, the 80 % band's coverage."""
     group = lambda key: {k: error_summary([r.error for r in rows if getattr(r, key) == k])  # noqa: E731
                          for k in sorted({getattr(r, key) for r in rows})}
     s = error_summary([r.error for r in rows])
+    band_q = list(band_q) if band_q is not None else [None] * len(rows)
     return Report(label, rows, s["median_abs_error"], s["p90_abs_error"], group("metric"), group("system"),
-                  group("source"), dict(failures or {}), group("vendor"), group("engine"), group("model_class"))
+                  group("source"), dict(failures or {}), group("vendor"), group("engine"), group("model_class"),
+                  band_q=band_q, band_80_coverage=band_coverage(rows, band_q), class_table=class_table(rows, band_q))
 
 
 def _profile_for(case: Case, cat: Catalog, profile: Profile | str, preset: dict | None = None) -> Profile:
@@ -331,17 +408,20 @@ def _profile_for(case: Case, cat: Catalog, profile: Profile | str, preset: dict 
 def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | str = ROOFLINE_PROFILE,
              catalog: Catalog | None = None, fitted_systems: set[str] | None = None, preset: dict | None = None) -> Report:
     """Predict every case. `profile` is a Profile (the same for all), or "calibrated": each case
-    gets the profile its engine and its system's vendor select from `preset` (default: shipped)."""
+    gets the profile its engine and its system's vendor select from `preset` (default: shipped).
+    Each row gets the 80 % band of its class (Profile.band_q), and the report its coverage."""
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
     if not isinstance(profile, Profile) and preset is None:
         preset = preset_record(None if profile in ("calibrated", "estimate") else profile)
     rows: list[Prediction] = []
+    band_q: list = []
     failures: dict[str, str] = {}
     label = profile.label if isinstance(profile, Profile) else "calibrated (each case: its engine and vendor profile)"
     for case, path in cases:
         try:
-            p = predict(case, _profile_for(case, cat, profile, preset), cat, base_dir=path.parent)
+            prof = _profile_for(case, cat, profile, preset)
+            p = predict(case, prof, cat, base_dir=path.parent)
         except TokenmathError as e:
             failures[case.id] = str(e)
             continue
@@ -351,9 +431,10 @@ def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | st
         if outside:
             p = replace(p, outside_fitted_range=tuple(outside))
         rows.append(p)
+        band_q.append(prof.band_q(p.model_class))
     if not rows:
         raise TokenmathError("no case could be predicted: " + "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:3]))
-    return summarize(rows, label, failures)
+    return summarize(rows, label, failures, band_q)
 
 
 def case_batch_limit(case: Case, path: Path, cat: Catalog, cap: float | None) -> float:
