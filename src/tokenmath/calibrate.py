@@ -49,7 +49,8 @@ OVERHEAD_PRIOR_S = 0.02  # added overhead in units of a typical decode step (~20
 SOFT_L1_SCALE = 0.3  # residuals (log predicted/measured) beyond ~0.3 count linearly, not squared: outliers do not steer
 # The penalty λ·|x|²/2 is λ pseudo-sources that say "no change" (every source's cases weigh 1 together);
 # λ is chosen among these by cross-validation (inf: the level's factors are all 1, its parent is kept)
-LAMBDA_GRID = (0.125, 0.5, 2.0, 8.0, 32.0, math.inf)
+LAMBDA_GRID = (1 / 32, 0.125, 0.5, 2.0, 8.0, 32.0, math.inf)
+OWN_LAMBDA_MIN_SOURCES = 3  # a group of this many sources or more chooses its own λ (on its own sources)
 
 USER_FACTOR_BOUNDS = (0.1, 10.0)  # a user fit's factor on the shipped preset (fitted in log space)
 AT_BOUND_TOL = 1e-3  # a fitted value this close to a bound, as a share of its range (log range for factors), is at it
@@ -60,7 +61,10 @@ GATE_DIMENSIONS = ("metric", "model_class", "engine", "vendor")
 GATE_MIN_N = 5
 GATE_TOL_MEDIAN = (0.02, 0.15)
 GATE_TOL_P90 = (0.05, 0.15)
-BAND_RULE = "mean"  # how a query's classes combine into its band (profiles.band_for)
+# "Profiles that never hurt": on no held-out source may the engine tag raise the median |error| by more
+# than this — the resolution of the published numbers (tables of 2–3 significant figures, charts read by eye)
+ENGINE_TAG_TOLERANCE = 0.02
+BAND_RULE = "widest"  # a query's band: the union of its classes' (profiles.band_for; docs/validation.md says why)
 
 
 def at_bounds(values: dict, bounds: dict, *, log: bool = False, tol: float = AT_BOUND_TOL, profile: str | None = None,
@@ -220,6 +224,7 @@ class _Group:
     cases: list
     parent: dict
     sources: np.ndarray  # each case's source
+    idx: np.ndarray  # each case's index in the cases being fitted (for _generic_shifts)
 
     @property
     def weights(self) -> np.ndarray:
@@ -322,11 +327,49 @@ def _linear_fit(a, J, lam: float, lo, hi, weights=None, iters: int = 12) -> np.n
     return x
 
 
-def _choose_lambda(groups: list[_Group], lin: dict, grid) -> tuple[float, dict]:
+def _generic_shifts(cases, cat: Catalog, generic: dict, sources: np.ndarray, nvidia: np.ndarray) -> dict:
+    """How every case's residual moves when the generic profile is refitted without one source, for
+    each source with NVIDIA cases (the generic's): {source: shift}, on the model linearised in the
+    generic's parameters (forward differences of a tenth of each parameter's scale; the refit is soft-L1
+    on the other NVIDIA cases, within the parameters' bounds). What lets the choice of λ hold a source
+    out of the generic fit too, as the outer cross-validation does."""
+    names = [n for n, *_ in GENERIC_PARAMS]
+    lo = np.array([b for _, b, _, _, _ in GENERIC_PARAMS])
+    hi = np.array([b for _, _, b, _, _ in GENERIC_PARAMS])
+    scale = np.array([sc for *_, sc in GENERIC_PARAMS])
+    theta = np.array([float(generic[n]) for n in names])
+
+    def resid(th):
+        rec = generic | dict(zip(names, th))
+        return _residuals(cases, cat, lambda case: profile_from_record(rec, engine=case.engine))
+
+    r0 = resid(theta)
+    G = np.empty((len(r0), len(names)))  # d r / d u, u = (θ − θ0) / scale
+    for k in range(len(names)):
+        h = 0.1 * scale[k] * (1 if theta[k] + 0.1 * scale[k] <= hi[k] else -1)
+        th = theta.copy()
+        th[k] += h
+        G[:, k] = (resid(th) - r0) / (h / scale[k])
+    ulo, uhi = (lo - theta) / scale, (hi - theta) / scale
+    out = {}
+    for s in np.unique(sources[nvidia]):
+        keep = nvidia & (sources != s)
+        u = np.zeros(len(names))
+        for _ in range(12):
+            w = 1.0 / np.sqrt(1.0 + ((r0[keep] + G[keep] @ u) / SOFT_L1_SCALE) ** 2)
+            A = (G[keep].T * w) @ G[keep] + 1e-6 * np.eye(len(names))
+            u = np.clip(np.linalg.solve(A, -(G[keep].T * w) @ r0[keep]), ulo, uhi)
+        out[str(s)] = G @ u
+    return out
+
+
+def _choose_lambda(groups: list[_Group], lin: dict, grid, shifts: dict | None = None) -> tuple[float, dict]:
     """The λ of `grid` with the lowest held-out cost, leave-one-source-out inside the training cases:
     each source's cases predicted by factors fitted to the group's other sources (a group with one
-    source: its factors are 1 there), on the linearised model r0 + J x; the cost is the mean soft-L1
-    cost of a source's cases, summed over sources (each source counts once). Ties go to the larger λ."""
+    source: its factors are 1 there), on the linearised model r0 + J x, shifted by `shifts` (the
+    generic refitted without that source, _generic_shifts); the cost is the mean soft-L1 cost of a
+    source's cases, summed over sources (each source counts once). Ties go to the larger λ."""
+    shifts = shifts or {}
     cost = {}
     for lam in grid:
         total = 0.0
@@ -336,8 +379,9 @@ def _choose_lambda(groups: list[_Group], lin: dict, grid) -> tuple[float, dict]:
             w = g.weights
             for s in np.unique(g.sources):
                 test = g.sources == s
-                x = _linear_fit(r0[~test], J[~test], lam, lo, hi, w[~test]) if (~test).any() else np.zeros(3)
-                total += float(_soft_l1(r0[test] + J[test] @ x).mean())
+                a = r0 + shifts[s][g.idx] if s in shifts else r0
+                x = _linear_fit(a[~test], J[~test], lam, lo, hi, w[~test]) if (~test).any() else np.zeros(3)
+                total += float(_soft_l1(a[test] + J[test] @ x).mean())
         cost[lam] = total
     best = min(grid, key=lambda lam: (round(cost[lam], 9), -lam))
     return best, cost
@@ -348,34 +392,45 @@ def _json_lam(lam: float):
     return lam if math.isfinite(lam) else "inf"
 
 
-def _fit_level(groups: list[_Group], cat, lambdas) -> tuple[dict, dict]:
-    """Factors of every group of one level (vendors, or engine × vendor cells) at the λ chosen for
-    the level (or the one given): {label: x}, and what was chosen and why, with each group's
-    own-data weight per factor (its sources' information / (that + λ): 1 keeps what its own cases
-    say, 0 keeps its parent)."""
+def _fit_level(groups: list[_Group], cat, lambdas, own_min_sources: int | None = None,
+               shifts: dict | None = None) -> tuple[dict, dict]:
+    """Factors of every group of one level (vendors, or engine × vendor cells): {label: x}, and what
+    was chosen and why. λ: the one given, or chosen from `lambdas` by _choose_lambda — for a group of
+    at least `own_min_sources` sources (default OWN_LAMBDA_MIN_SOURCES) on its own sources, for the
+    others on all the level's groups together (a group of one or two sources cannot say how well its
+    factors transfer). With each group's own-data weight per factor (its sources' information /
+    (that + λ): 1 keeps what its own cases say, 0 keeps its parent)."""
     lambdas = tuple(lambdas)
+    own_min_sources = OWN_LAMBDA_MIN_SOURCES if own_min_sources is None else own_min_sources
     if not groups:
-        return {}, {"lambda": None, "grid": [_json_lam(x) for x in lambdas], "cv_cost": {}, "own_weight": {}}
+        return {}, {"lambda": None, "grid": [_json_lam(x) for x in lambdas], "cv_cost": {}, "own_weight": {},
+                    "lambda_by_group": {}}
     lin = {g.label: _linearise(g, cat) for g in groups}
-    lam, cost = _choose_lambda(groups, lin, lambdas) if len(lambdas) > 1 else (lambdas[0], {})
-    xs, weights = {}, {}
+    lam, cost = _choose_lambda(groups, lin, lambdas, shifts) if len(lambdas) > 1 else (lambdas[0], {})
+    xs, weights, lams = {}, {}, {}
     for g in groups:
         r0, J = lin[g.label]
+        lam_g = lam
+        if len(lambdas) > 1 and len(np.unique(g.sources)) >= own_min_sources:
+            lam_g, _ = _choose_lambda([g], lin, lambdas, shifts)
+        lams[g.label] = _json_lam(lam_g)
         w = g.weights / np.sqrt(1.0 + (r0 / SOFT_L1_SCALE) ** 2)
         info = ((J ** 2) * w[:, None]).sum(axis=0)
-        if not math.isfinite(lam):
+        if not math.isfinite(lam_g):
             xs[g.label], weights[g.label] = np.zeros(3), [0.0, 0.0, 0.0]
             continue
         lo, hi = _x_bounds(g.parent)
-        xs[g.label] = _fit_group(g, cat, lam, _linear_fit(r0, J, lam, lo, hi, g.weights))
-        weights[g.label] = [float(v) for v in info / (info + lam)]
+        xs[g.label] = _fit_group(g, cat, lam_g, _linear_fit(r0, J, lam_g, lo, hi, g.weights))
+        weights[g.label] = [float(v) for v in info / (info + lam_g)]
     return xs, {"lambda": _json_lam(lam), "grid": [_json_lam(x) for x in lambdas],
-                "cv_cost": {str(_json_lam(k)): v for k, v in cost.items()}, "own_weight": weights}
+                "cv_cost": {str(_json_lam(k)): v for k, v in cost.items()}, "own_weight": weights,
+                "lambda_by_group": lams}
 
 
-def _group_record(g: _Group, x, own_weight) -> dict:
+def _group_record(g: _Group, x, info: dict) -> dict:
     return factor_record(x) | {"n_cases": len(g.cases), "n_sources": int(len(np.unique(g.sources))),
-                               "own_weight": dict(zip(("overhead", "compute", "memory"), own_weight))}
+                               "lambda": info["lambda_by_group"][g.label],
+                               "own_weight": dict(zip(("overhead", "compute", "memory"), info["own_weight"][g.label]))}
 
 
 def fit_factors(cases, cat: Catalog, generic: dict, lambdas=LAMBDA_GRID) -> dict:
@@ -385,23 +440,25 @@ def fit_factors(cases, cat: Catalog, generic: dict, lambdas=LAMBDA_GRID) -> dict
     overhead / OVERHEAD_PRIOR_S, log factors), λ chosen from `lambdas` by leave-one-source-out
     inside `cases` (one value: that λ; inf: no factors). Returns the preset's vendors, engines and
     shrinkage records."""
-    vend = {id(c): vendor(cat.system(c.system)) for c, _ in cases}
-    src = {id(c): source_key(c) for c, _ in cases}
+    vend = np.array([vendor(cat.system(c.system)) for c, _ in cases])
+    src = np.array([source_key(c) for c, _ in cases])
+    engine = np.array([c.engine or "" for c, _ in cases])
+    lambdas = tuple(lambdas)
+    shifts = _generic_shifts(cases, cat, generic, src, vend == "nvidia") if len(lambdas) > 1 else {}
 
-    def group(name, v, mine, parent):
-        return _Group(name, v, mine, parent, np.array([src[id(c)] for c, _ in mine]))
+    def group(name, v, mask, parent):
+        idx = np.flatnonzero(mask)
+        return _Group(name, v, [cases[i] for i in idx], parent, src[idx], idx)
 
-    vgroups = [group(v, v, [(c, p) for c, p in cases if vend[id(c)] == v], generic)
-               for v in sorted(set(vend.values()) - {"nvidia"})]
-    vx, vinfo = _fit_level(vgroups, cat, lambdas)
-    vendors = {g.vendor: _group_record(g, vx[g.label], vinfo["own_weight"][g.label]) for g in vgroups}
-    cells = sorted({(c.engine, vend[id(c)]) for c, _ in cases if c.engine})
-    egroups = [group(e, v, [(c, p) for c, p in cases if c.engine == e and vend[id(c)] == v],
-                     apply_factors(generic, vendors.get(v, {}))) for e, v in cells]
-    ex, einfo = _fit_level(egroups, cat, lambdas)
+    vgroups = [group(v, v, vend == v, generic) for v in sorted(set(vend) - {"nvidia"})]
+    vx, vinfo = _fit_level(vgroups, cat, lambdas, shifts=shifts)
+    vendors = {g.vendor: _group_record(g, vx[g.label], vinfo) for g in vgroups}
+    cells = sorted({(e, v) for e, v in zip(engine, vend) if e})
+    egroups = [group(e, v, (engine == e) & (vend == v), apply_factors(generic, vendors.get(v, {}))) for e, v in cells]
+    ex, einfo = _fit_level(egroups, cat, lambdas, shifts=shifts)
     engines: dict = {}
     for g in egroups:
-        engines.setdefault(g.name, {})[g.vendor] = _group_record(g, ex[g.label], einfo["own_weight"][g.label])
+        engines.setdefault(g.name, {})[g.vendor] = _group_record(g, ex[g.label], einfo)
     return {"vendors": vendors, "engines": engines, "shrinkage": {"vendor": vinfo, "engine": einfo}}
 
 
@@ -473,15 +530,28 @@ def cross_validation(cases, catalog: Catalog | None = None, key=source_key, what
     return CrossValidation(what, rows, untagged, {g: o[2] for (g, _), o in zip(kept, out)})
 
 
+def _weighted_percentile(x: np.ndarray, w: np.ndarray, q: float) -> float:
+    """The q-quantile (0–1) of x with weights w (the midpoint rule of the weighted empirical CDF)."""
+    o = np.argsort(x)
+    x, w = x[o], w[o]
+    c = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return float(np.interp(q, c, x))
+
+
 def band_table(rows: list[Prediction], min_n: int = BAND_MIN_N, rule: str = BAND_RULE) -> dict:
     """The preset's 80 % bands: 10th/90th percentiles of the step residual (validate.step_residual:
     log(predicted / measured), divided by the answer's sensitivity to step time, in time sense) of
-    held-out predictions, pooled and per class of each band dimension, with each class's count."""
+    held-out predictions, pooled and per class of each band dimension, with each class's count. Each
+    source weighs once within a class (a band is for the next source, and sources differ more than
+    the cases within one)."""
     r = np.array([step_residual(p) for p in rows])
+    src = np.array([p.source for p in rows])
 
     def q(mask):
         m = np.asarray(mask, bool)
-        return [float(np.percentile(r[m], 10)), float(np.percentile(r[m], 90)), int(m.sum())]
+        _, inv, counts = np.unique(src[m], return_inverse=True, return_counts=True)
+        w = 1.0 / counts[inv]
+        return [_weighted_percentile(r[m], w, 0.1), _weighted_percentile(r[m], w, 0.9), int(m.sum())]
 
     by = {}
     for dim, f in (("model_class", lambda p: p.model_class), ("engine", lambda p: p.engine),
@@ -491,8 +561,8 @@ def band_table(rows: list[Prediction], min_n: int = BAND_MIN_N, rule: str = BAND
     pooled = q([True] * len(rows))
     return {"step": pooled[:2], "n": pooled[2], "by": by, "min_n": min_n, "rule": rule,
             "note": "10th/90th percentiles of log(predicted/measured step time) (an answer's error divided by its "
-                    "sensitivity to step time), leave-one-source-out; per class [q10, q90, n]; a query's band: "
-                    f"the {rule} of its classes' with n >= {min_n}"}
+                    "sensitivity to step time), leave-one-source-out, each source weighing once; per class "
+                    f"[q10, q90, n]; a query's band: the {rule} of its classes' with n >= {min_n}"}
 
 
 def _row_band(table: dict, p: Prediction):

@@ -1661,22 +1661,22 @@ def _pct(x, digits: int = 1) -> str:
 
 
 def _class_table_lines(table: dict, coverage: bool) -> list[str]:
-    """validate's class table: model class × engine and model class × vendor, median |error| (n) and,
-    with bands, the share inside the 80 % band."""
+    """validate's class table: model class × engine and model class × vendor, median |error| (cases)
+    and, with bands, the share inside the 80 % band."""
     lines = []
     for dim, t in table.items():
         keys = sorted({k for cells in t.values() for k in cells})
-        lines.append(f"  model class × {dim} (median |error|, cases{', inside the 80 % band' if coverage else ''}):")
-        lines.append("    " + f"{'':<6}" + "".join(f"{k:>22}" for k in keys))
+        lines.append(f"  model class × {dim}: median |error| (cases){' share inside the 80 % band' if coverage else ''}")
+        lines.append("    " + f"{'':<6}" + "".join(f"{k:>17}" for k in keys))
         for mc, cells in t.items():
             row = ""
             for k in keys:
                 c = cells.get(k)
                 if c is None:
-                    row += f"{'·':>22}"
+                    row += f"{'·':>17}"
                     continue
                 cov = f" {c['band_80_coverage']:.0%}" if coverage and "band_80_coverage" in c else ""
-                row += f"{_pct(c['median_abs_error'], 0) + ' (' + str(c['n']) + ')' + cov:>22}"
+                row += f"{format(c['median_abs_error'], '.0%') + ' (' + str(c['n']) + ')' + cov:>17}"
             lines.append(f"    {mc:<6}{row}")
     return lines
 
@@ -1725,13 +1725,22 @@ def render_validation(r, preset: dict | None) -> list[str]:
 
 def _factors(f: dict) -> str:
     w = f.get("own_weight") or {}
-    ow = f" (own-data weight {w.get('overhead', 0):.2f} / {w.get('compute', 0):.2f} / {w.get('memory', 0):.2f})" if w else ""
+    lam = f"λ {_lam(f['lambda'])}, " if "lambda" in f else ""
+    ow = (f" ({lam}own-data weight {w.get('overhead', 0):.2f} / {w.get('compute', 0):.2f} / {w.get('memory', 0):.2f})"
+          if w else "")
     return (f"overhead {f.get('overhead_add_s', 0) * 1e3:+.2f} ms, compute ×{f.get('compute_factor', f.get('compute_scale', 1)):.3g},"
             f" memory ×{f.get('memory_factor', f.get('memory_scale', 1)):.3g}{ow}")
 
 
 def _lam(x) -> str:
     return "∞ (factors off)" if x in ("inf", None) or (isinstance(x, float) and not math.isfinite(x)) else f"{x:g}"
+
+
+def _num(k: str):
+    try:
+        return float(k)
+    except ValueError:
+        return k
 
 
 def render_calibration(rec: dict) -> list[str]:
@@ -1742,13 +1751,19 @@ def render_calibration(rec: dict) -> list[str]:
     if int(rec.get("preset_format", 1)) >= 2:
         sh = rec.get("shrinkage", {})
         lines.append("  shrinkage: a vendor's factors multiply the generic profile, an engine × vendor's its vendor's;"
-                     " each is pulled toward 1 by a penalty of λ pseudo-cases, λ chosen by leave-one-source-out"
-                     " inside the fit (∞: the level's factors did not help held-out sources, so none are kept):")
+                     " each is pulled toward 1 by a penalty of λ pseudo-sources (every source's cases weigh 1),"
+                     " λ chosen by leave-one-source-out inside the fit (∞: the level's factors did not help held-out"
+                     " sources, so none are kept):")
+        from .calibrate import OWN_LAMBDA_MIN_SOURCES as own
+
         for level, what in (("vendor", "vendor"), ("engine", "engine × vendor")):
             s = sh.get(level) or {}
             cost = s.get("cv_cost") or {}
-            lines.append(f"    {what} level: λ = {_lam(s.get('lambda'))}"
-                         + (" (cross-validated cost by λ: " + ", ".join(f"{k} {v:.3g}" for k, v in cost.items()) + ")"
+            grid = [g for g in s.get("grid", []) if g != "inf"]
+            edge = " — the smallest tried: the held-out sources want less shrinkage still" if (
+                grid and s.get("lambda") == min(grid)) else ""
+            lines.append(f"    {what} level: λ = {_lam(s.get('lambda'))}{edge} (a group of ≥ {own} sources chooses its own)"
+                         + (" (held-out cost by λ: " + ", ".join(f"{_lam(_num(k))} {v:.3g}" for k, v in cost.items()) + ")"
                             if cost else ""))
         for v, f in rec.get("vendors", {}).items():
             lines.append(f"  vendor {v} ({f['n_cases']} cases, {f.get('n_sources', '?')} sources): {_factors(f)}")
@@ -1777,11 +1792,15 @@ def render_calibration(rec: dict) -> list[str]:
             lines.append(f"    the same folds with no engine tag: median {un['median_abs_error']:.1%}, p90 {un['p90_abs_error']:.1%}")
         ev = rec.get("engine_vs_untagged_by_source") or {}
         if ev:
-            worse = [k for k, v in ev.items() if v["engine"] > v["untagged"] + 1e-9]
+            from .calibrate import ENGINE_TAG_TOLERANCE as tol
+
+            worse = [k for k, v in ev.items() if v["engine"] > v["untagged"] + tol]
+            slight = [k for k, v in ev.items() if v["untagged"] + 1e-9 < v["engine"] <= v["untagged"] + tol]
             lines.append("    median by held-out source, engine-tagged / untagged: " + ", ".join(
-                f"{k} {v['engine']:.0%}/{v['untagged']:.0%}" for k, v in ev.items()))
-            lines.append("    engine tags " + (f"hurt on {len(worse)} source(s): {', '.join(worse)}" if worse
-                                              else "hurt on no held-out source"))
+                f"{k} {v['engine']:.1%}/{v['untagged']:.1%}" for k, v in ev.items()))
+            lines.append(f"    engine tags cost more than {tol:.0%} of median |error| on "
+                         + (f"{len(worse)} held-out source(s): {', '.join(worse)}" if worse else "no held-out source")
+                         + (f" (less than that on {', '.join(slight)})" if slight else ""))
         for d in ("model_class", "vendor", "engine", "metric"):
             by = rec.get(f"cv_by_{d}") or {}
             if by:
@@ -1794,9 +1813,10 @@ def render_calibration(rec: dict) -> list[str]:
             lines.append(f"    {k:<10} n={v['n']:<3} median {v['median_abs_error']:6.1%}  p90 {v['p90_abs_error']:6.1%}")
         b = rec.get("bands") or {}
         if "step" in b:
+            rule = {"widest": "the union", "mean": "the mean"}.get(b.get("rule"), "the pooled band")
             lines.append(f"  80 % band (pooled): a step predicted as T is T / {math.exp(b['step'][1]):.3g} … T /"
-                         f" {math.exp(b['step'][0]):.3g}; per class: {b.get('rule', 'pooled')} of the query's classes"
-                         f" with ≥ {b.get('min_n', '?')} residuals")
+                         f" {math.exp(b['step'][0]):.3g}; a query's: {rule} of its classes' bands with ≥"
+                         f" {b.get('min_n', '?')} residuals")
         lines += band_coverage_lines(rec.get("cv_band_80_coverage") or {},
                                      "on sources never fitted, target 70–90 %")
     return lines
