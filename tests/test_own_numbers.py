@@ -25,8 +25,9 @@ def vllm_cases(tmp_path_factory):
 
 def test_calibrate_on_your_cases_then_use_the_preset(vllm_cases, tmp_path):
     """calibrate FILE fits few factors on the shipped preset (3 for 12 cases: one per 4), reports the
-    shipped, in-sample and leave-one-out errors; the in-sample fit is no worse than the shipped preset
-    on the same cases (median, +1 point of slack for the soft-l1 loss). The preset then works as
+    shipped, in-sample and leave-one-out errors; the fit's own loss (mean soft-L1 of log
+    predicted/measured) ends no higher than the shipped preset's on the same cases (invariant: least
+    squares started there; the median |error| may move either way). The preset then works as
     --efficiency and names itself in every label; validate shows it beside the shipped one."""
     out = tmp_path / "preset.json"
     r = CliRunner().invoke(app, ["calibrate", str(vllm_cases), "--out", str(out), "--json"])
@@ -35,7 +36,7 @@ def test_calibrate_on_your_cases_then_use_the_preset(vllm_cases, tmp_path):
     f = d["user_fit"]
     assert f["params"] == ["memory_scale", "overhead_s", "compute_scale"] and f["n_cases"] == 12
     assert f["cross_validated"]["method"] == "leave-one-out" and f["cross_validated"]["n"] == 12
-    assert f["in_sample"]["median_abs_error"] <= f["shipped_error"]["median_abs_error"] + 0.01
+    assert f["soft_l1_cost"]["fitted"] <= f["soft_l1_cost"]["shipped"] * (1 + 1e-9)
     assert set(f["factors"]) == set(f["params"]) and all(0.1 <= v <= 10 for v in f["factors"].values())
     st = json.loads(CliRunner().invoke(app, ["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1",
                                              "--batch", "64", "--context", "2000", "--efficiency", str(out),

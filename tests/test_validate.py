@@ -303,16 +303,17 @@ def _ttft_gate_demo(monkeypatch, factor):
 def test_the_gate_catches_what_the_overall_gate_missed(monkeypatch):
     """Issue 22's blind spot: a change that nearly doubled the TTFT error (7.2 % → 12.7 %) passed a
     gate on the overall median/p90 alone. Reproduced here by a deliberate perturbation — the prefill
-    attention term (stepmodel.prompt_attention_time) × 2 (on the 598 cases with the preset of issue 22's
-    branch: ttft_s 7.2 % → 12.9 %) — which raises the ttft_s median |error| by half or more while the
-    overall figures stay within the old gate's margins (2 points median, 4 points p90); the per-metric
-    gate (calibrate.gate_failures, against the figures recorded before the change) names ttft_s.
-    Invariant of the gate: the unperturbed report passes its own record."""
+    attention term (stepmodel.prompt_attention_time) × 2 (on the 598 cases of issue 22 with the preset
+    fitted before them: ttft_s 7.2 % → 12.9 %; refitted on them: 11.6 % → 15.5 %) — which raises the
+    ttft_s median |error| by 3 points or more while the overall figures stay within the old gate's
+    margins (2 points median, 4 points p90); the per-metric gate (calibrate.gate_failures, against the
+    figures recorded before the change) names ttft_s. Invariant of the gate: the unperturbed report
+    passes its own record."""
     before, after = _ttft_gate_demo(monkeypatch, 2.0)
     recorded = cb.gate_record(before)
     assert cb.gate_failures(before, recorded) == []
     t0, t1 = before.by_metric["ttft_s"]["median_abs_error"], after.by_metric["ttft_s"]["median_abs_error"]
-    assert t1 >= 1.5 * t0, (t0, t1)
+    assert t1 >= t0 + 0.03, (t0, t1)
     assert after.median_abs_error <= before.median_abs_error + 0.02  # the old gate passes...
     assert after.p90_abs_error <= before.p90_abs_error + 0.04
     failures = cb.gate_failures(after, recorded)

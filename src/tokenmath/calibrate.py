@@ -690,9 +690,7 @@ def user_fit_params(n_cases: int) -> tuple[str, ...]:
 
 
 def _user_residuals(cases, cat, d: dict, adjust: dict) -> np.ndarray:
-    from .profiles import choose_from
-
-    dd = d | {"adjust": adjust}
+    dd = d | {"adjust": adjust, "adjust_format": 2}
     out = []
     for case, path in cases:
         try:
@@ -739,7 +737,7 @@ def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = No
         raise TokenmathError(f"{len(cases):,} cases; a user fit takes at most {MAX_USER_CASES:,}")
     cat = catalog or load_catalog()
     src = preset_record(base)
-    d = {k: v for k, v in src.items() if k not in ("adjust", "user_fit")}
+    d = {k: v for k, v in src.items() if k not in ("adjust", "adjust_format", "user_fit")}
     base_adjust = dict(src.get("adjust", {}))  # a user preset as the base: its factors stay, the new multiply
     names = user_fit_params(len(cases))
 
@@ -757,11 +755,14 @@ def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = No
     fit = {"params": list(names), "factors": adjust, "n_cases": len(cases),
            "why_these": f"one factor per {CASES_PER_PARAM} cases, in the order {', '.join(USER_FIT_ORDER)}",
            "shipped_error": err(shipped), "in_sample": err(fitted),
+           # what the fit minimises (mean soft-L1 cost of log predicted/measured): it starts at the shipped
+           # preset, so it ends no higher; the median |error| can move either way
+           "soft_l1_cost": {"shipped": float(_soft_l1(shipped).mean()), "fitted": float(_soft_l1(fitted).mean())},
            "fit_date": datetime.date.today().isoformat(), "base_fit_date": d.get("fit_date"),
            "cases": sorted({str(p) for _, p in cases}),
            # a factor (this fit's, on top of the base's) that ended at ×0.1 or ×10: not a measurement
            "at_bound": at_bounds(own, {n: USER_FACTOR_BOUNDS for n in names}, log=True)}
-    out = d | {"adjust": adjust, "user_fit": fit, "at_bound": fit["at_bound"]}
+    out = d | {"adjust": adjust, "adjust_format": 2, "user_fit": fit, "at_bound": fit["at_bound"]}
     if cross_validate and len(cases) >= 3:
         n = len(cases)
         folds = np.arange(n) % (n if n <= 40 else 10)

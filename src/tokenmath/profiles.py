@@ -35,6 +35,10 @@ KERNELS_FILE = HERE / "kernels.json"
 PRESET_FILE = HERE / "calibrated.json"
 ENGINE_PARAMS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv", "floor_scale")
 ENGINES = ("trtllm", "vllm", "sglang")
+# A user fit's overhead factor f scales the preset's per-step overhead plus this, less this:
+# (overhead + 1 ms)·f − 1 ms, so a preset whose fitted overhead is 0 (its kernel floors already carry the
+# fixed cost) can still take one from your cases (× 10 adds 9 ms). Presets with "adjust_format": 2.
+USER_OVERHEAD_REF_S = 1e-3
 
 
 @lru_cache(maxsize=8)
@@ -275,7 +279,11 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
     adjust = d.get("adjust", {})  # a user preset's factors on top (tokenmath calibrate on your cases)
     for k, f in adjust.items():
         if k in ENGINE_PARAMS:
-            rec[k] = rec.get(k, getattr(Engine(), k)) * float(f)  # the Engine default where unset (overhead 0)
+            base = rec.get(k, getattr(Engine(), k))  # the Engine default where unset (overhead 0)
+            if k == "overhead_s" and int(d.get("adjust_format", 1)) >= 2:  # counted from USER_OVERHEAD_REF_S
+                rec[k] = max(0.0, (base + USER_OVERHEAD_REF_S) * float(f) - USER_OVERHEAD_REF_S)
+            else:
+                rec[k] = base * float(f)
     if adjust:
         parts.append("fitted to " + str(d.get("user_fit", {}).get("n_cases", "your")) + " cases")
     label = " ".join(x for x in (name, month, " + ".join(parts) if parts else "generic") if x)
