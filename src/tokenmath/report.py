@@ -1762,7 +1762,8 @@ def render_calibration(rec: dict) -> list[str]:
             grid = [g for g in s.get("grid", []) if g != "inf"]
             edge = " — the smallest tried: the held-out sources want less shrinkage still" if (
                 grid and s.get("lambda") == min(grid)) else ""
-            lines.append(f"    {what} level: λ = {_lam(s.get('lambda'))}{edge} (a group of ≥ {own} sources chooses its own)"
+            lines.append(f"    {what} level: λ = {_lam(s.get('lambda'))}{edge}, for groups of fewer than {own} sources"
+                         f" (a group of {own} or more chooses its own on its sources: λ per group below)"
                          + (" (held-out cost by λ: " + ", ".join(f"{_lam(_num(k))} {v:.3g}" for k, v in cost.items()) + ")"
                             if cost else ""))
         for v, f in rec.get("vendors", {}).items():
