@@ -1,9 +1,10 @@
 """Calibration: the preset's profiles fitted to the validation cases, cross-validated.
 
 fit_preset: a generic profile fitted on the NVIDIA cases; on it a factor per other vendor; on that a
-factor per engine × vendor. Each factor is shrunk toward its parent (a penalty λ·x² on its log, λ
-chosen by leave-one-source-out cross-validation inside the training cases), so a vendor or engine
-with few cases, or cases from one source only, stays near the generic fit.
+factor per engine × vendor. Each factor is shrunk toward its parent (a penalty λ·|x|²/2 on its log,
+every source weighing once, λ chosen by leave-one-source-out cross-validation inside the training
+cases), so a vendor or engine with few sources stays near its parent, and one whose factors do not
+carry over from source to source keeps none.
 
 calibrate: fit_preset on every case, then leave-one-source-out and leave-one-vendor-out
 cross-validation; the 80 % bands per class from the cross-validated residuals, their coverage on
@@ -40,9 +41,9 @@ BATCH_CAPS = (None, 256, 512, 1024, 2048)
 # of it (no per-step overhead beyond the kernels' own floors, no routing skew beyond multinomial noise).
 PHYSICAL_BOUNDS = {("overhead_s", "lower"), ("routing_cv", "lower"), ("floor_scale", "lower")}
 
-# A vendor's and an engine × vendor's profile: factors on its parent's profile, fitted as
-# x = (added overhead / OVERHEAD_PRIOR_S, log compute factor, log memory factor).
-FACTORS = ("overhead_add_s", "compute_factor", "memory_factor")
+# A vendor's and an engine × vendor's profile: factors on its parent's profile (overhead_add_s,
+# compute_factor, memory_factor), fitted as x = (added overhead / OVERHEAD_PRIOR_S, log compute factor,
+# log memory factor).
 FACTOR_BOUNDS = (0.1, 10.0)  # × on the parent's compute / memory scale
 OVERHEAD_ADD_MAX_S = 0.05  # an added per-step overhead at most this (and the sum never below 0)
 OVERHEAD_PRIOR_S = 0.02  # added overhead in units of a typical decode step (~20 ms): a unit costs as a factor of e
