@@ -3,13 +3,18 @@
 Two files ship beside the cases (src/tokenmath/validation/):
   kernels.json     per-operation curves fitted on measured kernel timings (A100/H100/H200 tables of
                    the aiconfigurator-core package; scripts/fit_kernels.py refits them)
-  calibrated.json  end-to-end parameters fitted on the shipped cases by `tokenmath calibrate`: a
-                   generic profile, one per engine (trtllm, vllm, sglang) where cases exist, one per
-                   vendor (e.g. AMD's ROCm stack), each with the number of cases it was fitted on, and
-                   the cross-validated residuals that give every estimate its 80 % band.
+  calibrated.json  end-to-end parameters fitted on the shipped cases by `tokenmath calibrate`
+                   (calibrate.py): a generic profile; on it a factor per vendor (e.g. AMD's ROCm
+                   stack), and on that a factor per engine × vendor (vllm on amd, trtllm on nvidia,
+                   ...), each shrunk toward its parent by as much as cross-validation says (so an
+                   engine or vendor with few cases stays near the generic fit), each with the number
+                   of cases it was fitted on; and the cross-validated residuals, by class, that give
+                   every estimate its 80 % band.
 
 `choose(engine=..., system=...)` returns the profile a result is computed with and its label, e.g.
 "calibrated 2026-12 generic" or "calibrated 2026-12 vllm + amd"; "roofline" is the bound.
+`Profile.range_80(step_s, model_class=...)` is the band of the query's class (model class, engine,
+vendor, inside or outside the fitted systems), widened by the answer's sensitivity to step time.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TokenmathError
-from .specs import System
+from .specs import Model, System
 from .stepmodel import A2A_MODES, DEEPEP_MODES, A2ACurve, AttentionCurve, CommCurve, Engine, GemmFamily, Kernels
 
 HERE = Path(__file__).parent / "validation"
@@ -37,6 +42,10 @@ CASE_FEATURES_FILE = HERE / "case_features.toml"  # features a published run sta
 ENGINE_FEATURES = ("moe_a2a", "deepep_mode", "comm_overlap")
 ENGINE_PARAMS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv", "floor_scale")
 ENGINES = ("trtllm", "vllm", "sglang")
+# A user fit's overhead factor f scales the preset's per-step overhead plus this, less this:
+# (overhead + 1 ms)·f − 1 ms, so a preset whose fitted overhead is 0 (its kernel floors already carry the
+# fixed cost) can still take one from your cases (× 10 adds 9 ms). Presets with "adjust_format": 2.
+USER_OVERHEAD_REF_S = 1e-3
 
 
 @lru_cache(maxsize=8)
@@ -198,6 +207,55 @@ def vendor(system: System) -> str:
     return "amd" if "amd" in text else "other"
 
 
+def model_class(model: Model) -> str:
+    """dense | moe | mla: the model classes whose errors are reported, gated and banded apart."""
+    if model.attention is not None and model.attention.kind == "mla":
+        return "mla"
+    return "moe" if model.moe is not None else "dense"
+
+
+MODEL_CLASSES = ("dense", "moe", "mla")
+BAND_DIMENSIONS = ("model_class", "engine", "vendor", "range")  # the classes an 80 % band is calibrated per
+BAND_MIN_N = 20  # a class with fewer cross-validated residuals than this borrows the pooled band
+
+
+def band_for(bands: dict, *, model_class: str | None = None, engine: str | None = None, vendor: str | None = None,
+             outside: bool | None = None) -> tuple[float, float] | None:
+    """(q10, q90) of the time-sense step residual r = log(predicted step / measured step) for a query of
+    this class: each dimension (model class, engine, vendor, inside/outside the fitted systems) whose
+    class has at least `min_n` cross-validated residuals gives its own 10th/90th percentiles, and the
+    band is their mean (bands["rule"] == "mean") or their union ("widest"); a query no class knows
+    gets the pooled band (bands["step"]). None when the preset has no band."""
+    if not bands or "step" not in bands:
+        return None
+    pooled = (float(bands["step"][0]), float(bands["step"][1]))
+    by = bands.get("by") or {}
+    min_n = int(bands.get("min_n", BAND_MIN_N))
+    keys = {"model_class": model_class, "engine": engine, "vendor": vendor,
+            "range": None if outside is None else ("outside" if outside else "inside")}
+    picks = []
+    for dim, key in keys.items():
+        q = (by.get(dim) or {}).get(key) if key is not None else None
+        if q is not None and len(q) >= 3 and q[2] >= min_n:
+            picks.append((float(q[0]), float(q[1])))
+    if not picks:
+        return pooled
+    lo, hi = zip(*picks)
+    if bands.get("rule") == "widest":
+        return (min(lo), max(hi))
+    return (float(np.mean(lo)), float(np.mean(hi)))
+
+
+def band_on(value, q: tuple[float, float], sensitivity=1.0):
+    """[lo, hi] of a figure whose log moves `sensitivity` times the step time's (1: a step time or a
+    latency; −1: a rate at a fixed batch; larger at a stated rate per user, where the batch moves with
+    the step), given the step residual's (q10, q90): measured ≈ predicted · exp(−sensitivity · r)."""
+    v = np.asarray(value, float)
+    s = np.asarray(sensitivity, float)
+    a, b = v * np.exp(-s * q[1]), v * np.exp(-s * q[0])
+    return [_f(np.minimum(a, b)), _f(np.maximum(a, b))]
+
+
 @dataclass(frozen=True)
 class Profile:
     """What an estimate is computed with: kernel curves + engine parameters + a label + a band."""
@@ -205,22 +263,31 @@ class Profile:
     engine: Engine
     kernels: Kernels | None  # None: the roofline bound
     label: str
-    band: dict = field(default_factory=dict)  # metric kind -> (q10, q90) of log(predicted / measured)
+    band: dict = field(default_factory=dict)  # "step" -> (q10, q90) of log(predicted / measured step time)
     n_cases: int = 0
+    band_by_model_class: dict = field(default_factory=dict)  # dense | moe | mla -> (q10, q90) for this profile's class
 
     @property
     def is_roofline(self) -> bool:
         return self.kernels is None
 
-    def range_80(self, step_s):
-        """80 % band of the true step time given this estimate, from the cross-validated residuals
-        (in time sense: r = log(predicted time / measured time), rate metrics inverted):
-        measured ≈ predicted / exp(r), r between its 10th and 90th percentiles."""
+    def band_q(self, model_class: str | None = None) -> tuple[float, float] | None:
+        """(q10, q90) of the step residual for a query of `model_class` under this profile's engine,
+        vendor and fitted range (band_for); the profile's own band when the class is not given."""
         if self.is_roofline or not self.band:
             return None
-        q10, q90 = self.band.get("step", (0.0, 0.0))
-        v = np.asarray(step_s, float)
-        return [_f(v / np.exp(q90)), _f(v / np.exp(q10))]
+        q = self.band_by_model_class.get(model_class) if model_class else None
+        return tuple(q) if q is not None else tuple(self.band.get("step", (0.0, 0.0)))
+
+    def range_80(self, step_s, *, model_class: str | None = None, sensitivity=1.0):
+        """80 % band of the true value given this estimate of it, from the cross-validated residuals
+        of the query's class (band_q; in time sense: r = log(predicted step / measured step)):
+        measured ≈ predicted · exp(−sensitivity · r), r between its 10th and 90th percentiles.
+        `step_s` is a step time (sensitivity 1) or any figure with its sensitivity to step time."""
+        q = self.band_q(model_class)
+        if q is None:
+            return None
+        return band_on(step_s, q, sensitivity)
 
 
 def _f(x):
@@ -261,37 +328,84 @@ def profile_from_record(rec: dict, label: str = "fit", engine: str | None = None
     return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label)
 
 
+def apply_factors(rec: dict, f: dict) -> dict:
+    """A profile record with a vendor's or an engine × vendor's factors applied on top: its added
+    overhead (the sum kept ≥ 0) and its factors on the compute and memory scales. (Presets before
+    issue 22 stored a vendor's factors as compute_scale / memory_scale: read as factors too.)"""
+    out = dict(rec)
+    if "overhead_add_s" in f:
+        out["overhead_s"] = max(0.0, float(out.get("overhead_s", 0.0)) + float(f["overhead_add_s"]))
+    for k in ("compute", "memory"):
+        x = f.get(f"{k}_factor", f.get(f"{k}_scale"))
+        if x is not None:
+            out[f"{k}_scale"] = float(out.get(f"{k}_scale", 1.0)) * float(x)
+    return out
+
+
+def _cell(engines: dict, engine: str | None, v: str | None) -> dict | None:
+    """The engine × vendor factors of a preset (issue 22 on), or None."""
+    e = engines.get(engine) if engine is not None else None
+    if not isinstance(e, dict) or not any(isinstance(x, dict) for x in e.values()):
+        return None
+    return e.get(v) if v else None
+
+
 def choose_from(d: dict, *, engine: str | None = None, system: System | None = None, name: str = "calibrated") -> Profile:
-    """The profile a preset record gives for `engine` and the system's vendor."""
+    """The profile a preset record gives for `engine` and the system's vendor: the generic profile,
+    the vendor's factors on it, the engine × vendor's factors on that (a preset from before issue 22:
+    the engine's own parameters, then the vendor's factors)."""
     month = str(d.get("fit_date", ""))[:7]
     gen = d["generic"]
     rec = dict(gen)
     parts = []
     n = int(gen.get("n_cases", 0))
     engines = d.get("engines", {})
-    if engine is not None:
-        if engine in engines:
-            rec.update({k: v for k, v in engines[engine].items() if k in ENGINE_PARAMS or k == "max_batch"})
-            parts.append(engine)
-            n = int(engines[engine].get("n_cases", n))
-        else:
-            parts.append(f"{engine}: generic")
     v = vendor(system) if system is not None else None
     vend = d.get("vendors", {}).get(v) if v else None
-    if vend:
-        for k in ("compute_scale", "memory_scale"):
-            if k in vend:
-                rec[k] = rec.get(k, 1.0) * float(vend[k])
-        parts.append(v)
+    if int(d.get("preset_format", 1)) >= 2:
+        if vend:
+            rec = apply_factors(rec, vend)
+            n = int(vend.get("n_cases", n))
+        cell = _cell(engines, engine, v)
+        if cell:
+            rec = apply_factors(rec, cell)
+            parts.append(engine)
+            n = int(cell.get("n_cases", n))
+        elif engine is not None:
+            parts.append(f"{engine}: generic")
+        if vend:
+            parts.append(v)
+    else:
+        if engine is not None:
+            if engine in engines:
+                rec.update({k: x for k, x in engines[engine].items() if k in ENGINE_PARAMS or k == "max_batch"})
+                parts.append(engine)
+                n = int(engines[engine].get("n_cases", n))
+            else:
+                parts.append(f"{engine}: generic")
+        if vend:
+            rec = apply_factors(rec, {k: vend[k] for k in ("compute_scale", "memory_scale") if k in vend})
+            parts.append(v)
     adjust = d.get("adjust", {})  # a user preset's factors on top (tokenmath calibrate on your cases)
     for k, f in adjust.items():
         if k in ENGINE_PARAMS:
-            rec[k] = rec.get(k, getattr(Engine(), k)) * float(f)  # the Engine default where unset (overhead 0)
+            base = rec.get(k, getattr(Engine(), k))  # the Engine default where unset (overhead 0)
+            if k == "overhead_s" and int(d.get("adjust_format", 1)) >= 2:  # counted from USER_OVERHEAD_REF_S
+                rec[k] = max(0.0, (base + USER_OVERHEAD_REF_S) * float(f) - USER_OVERHEAD_REF_S)
+            else:
+                rec[k] = base * float(f)
     if adjust:
         parts.append("fitted to " + str(d.get("user_fit", {}).get("n_cases", "your")) + " cases")
     label = " ".join(x for x in (name, month, " + ".join(parts) if parts else "generic") if x)
-    band = {k: tuple(v) for k, v in d.get("bands", {}).items() if isinstance(v, list)}
-    return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label, band=band, n_cases=n)
+    bands = d.get("bands", {})
+    outside = None if system is None or "systems" not in d else system.name not in d["systems"]
+    band, by_class = {}, {}
+    q = band_for(bands, engine=engine, vendor=v, outside=outside)
+    if q is not None:
+        band = {"step": q}
+        by_class = {mc: band_for(bands, model_class=mc, engine=engine, vendor=v, outside=outside) for mc in MODEL_CLASSES}
+    return Profile(engine=_engine(rec, label, name=engine), kernels=load_kernels(), label=label, band=band, n_cases=n,
+                   band_by_model_class=by_class)
 
 
 def split_engine(engine: str | None) -> tuple[str | None, tuple[str, ...]]:

@@ -155,6 +155,7 @@ FLAGS: dict[str, Bound] = {
     "--facility-usd-per-kw-month": Bound(1e4, low=0, low_inclusive=True, kind="usd", meaning="$ per kW-month"),
     "--capex-usd-per-chip": Bound(1e8, kind="usd", meaning="$ per chip"),
     "--idle-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
+    "--processes": Bound(64, low=1, low_inclusive=True, whole=True, meaning="worker processes"),
     "--seconds": Bound(60, low=0.1, low_inclusive=True, kind="seconds", meaning="seconds of measurement"),
     "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--board-w": Bound(1e5, meaning="watts per chip"),
