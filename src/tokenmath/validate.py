@@ -31,6 +31,7 @@ from .parallelism import Layout
 from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
 from .specs import Dtypes, Model, System
 from .stepmodel import max_batch, op_step, steady_step_s
+from .validate_energy import is_energy_record
 
 CASES_DIR = Path(__file__).parent / "validation" / "cases"
 METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "max_output_tokens_per_s_per_chip",
@@ -89,18 +90,23 @@ def load_cases(path: str | Path | None = None) -> list[tuple[Case, Path]]:
     if not p.is_file():
         raise TokenmathError(f"case file {str(p)!r} does not exist")
     out = []
+    energy = 0  # energy cases (validate_energy.py reads them): skipped here, counted so the file is not "empty"
     for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            out.append((Case.model_validate(json.loads(line)), p))
+            d = json.loads(line)
+            if is_energy_record(d):
+                energy += 1
+                continue
+            out.append((Case.model_validate(d), p))
         except json.JSONDecodeError as e:
             raise TokenmathError(f"case file {str(p)!r}, line {i} is not JSON ({e.msg})") from None
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(x) for x in err.get("loc", ()))
             raise TokenmathError(f"case file {str(p)!r}, line {i}: field {loc!r}: {err.get('msg', '').removeprefix('Value error, ')}") from None
-    if not out:
+    if not out and not energy:
         raise TokenmathError(f"case file {str(p)!r} holds no cases")
     return out
 

@@ -158,6 +158,8 @@ FLAGS: dict[str, Bound] = {
     "--seconds": Bound(60, low=0.1, low_inclusive=True, kind="seconds", meaning="seconds of measurement"),
     "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--board-w": Bound(1e5, meaning="watts per chip"),
+    "--power-cap-w": Bound(1e5, meaning="watts per chip"),
+    "--other-capex-share": Bound(10.0, low=0, low_inclusive=True, meaning="a share of the server's capex"),
     "--speedup": Bound(1e6, meaning="times the reference speed"),
     "--price-multiplier": Bound(1e6, meaning="times the reference price"),
     # an API's prices as published (prices infer): the catalog's range, $0.000001 to $10,000 per million tokens

@@ -217,7 +217,7 @@ def curve_cmd(
         en = maybe_energy_of(st, s)
     e = rp.energy_record(en)
     for i, row in enumerate(rec["points"]):  # the energy keys at every point
-        row.update({k: (None if v is None else float(np.atleast_1d(v)[min(i, np.size(v) - 1)]))
+        row.update({k: (v if v is None or isinstance(v, str) else float(np.atleast_1d(v)[min(i, np.size(v) - 1)]))
                     for k, v in e.items() if k != "energy"})
     _check_finite(rec)
     if json_:

@@ -33,9 +33,12 @@ def train_time_cmd(
     dtype: Annotated[str, typer.Option("--dtype", help="Matmul dtype whose peak MFU is measured against.")] = "bf16",
     recompute: Annotated[bool, typer.Option("--recompute/--no-recompute", help="Full recompute / reversible: 8·N·D instead of 6·N·D.")] = False,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
+    level: Annotated[Optional[str], typer.Option("--level", help="Which energy `energy_mwh` is: board, node, or facility (× PUE; the default for a training run).")] = None,
+    facility: Annotated[Optional[str], typer.Option("--facility", help="Facility class for the PUE: hyperscale, colo (default) or average.")] = None,
+    pue: Annotated[Optional[float], Num("--pue", help="Power usage effectiveness (≥ 1), instead of the facility class's.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """How long, and what it costs, to train on D tokens: FLOPs = 6·N_active·D at an MFU."""
+    """How long, and what it costs, to train on D tokens: FLOPs = 6·N_active·D at an MFU; its energy at the board, node and facility levels."""
     from .. import report as rp
 
     from .. import training as tr
@@ -53,11 +56,19 @@ def train_time_cmd(
     from .. import energy as en
 
     rec = rp.jsonable(t)
+    lvl = en.check_level(level or en.FLEET_LEVEL)
     try:
-        e = en.training_energy(s, chips, t.seconds)
-        rec |= {"energy_mwh": e.energy_mwh, "gpu_energy_mwh": e.gpu_energy_mwh, "energy_assumptions": list(e.assumptions)}
-        lines.append(f"  energy = chips · (board {e.chip_w:,.0f} W + host) · PUE {e.pue:g} · time"
-                     f" = {e.energy_mwh:,.4g} MWh at the wall ({e.gpu_energy_mwh:,.4g} MWh the accelerators alone)")
+        e = en.training_energy(s, chips, t.seconds, fac=en.facility(pue=pue, facility_class=facility), level=lvl)
+        rec |= {"energy_mwh": e.energy_mwh, "energy_level": e.level, "gpu_energy_mwh": e.gpu_energy_mwh,
+                "board_energy_mwh": e.board_energy_mwh, "node_energy_mwh": e.node_energy_mwh,
+                "facility_energy_mwh": e.facility_energy_mwh, "board_energy_at_tdp_mwh": e.board_energy_at_tdp_mwh,
+                "board_energy_at_tdp_means": "chip-hours × the board limit: how model cards count training energy "
+                                             "(Meta's Llama 3.1 card: GPU-hours × 700 W TDP)",
+                "energy_assumptions": list(e.assumptions)}
+        lines.append(f"  energy ({lvl} level) = {e.energy_mwh:,.4g} MWh: boards {e.board_energy_mwh:,.4g} MWh ({e.chip_w:,.0f} W"
+                     f" each while training), node {e.node_energy_mwh:,.4g} MWh (+ {e.host_w:,.0f} W host per chip),"
+                     f" facility {e.facility_energy_mwh:,.4g} MWh (× PUE {e.pue:g}); at the board limit, as model cards"
+                     f" count: {e.board_energy_at_tdp_mwh:,.4g} MWh")
     except TokenmathError as err_:
         rec["energy_mwh"] = None
         lines.append(f"  energy: {err_}")

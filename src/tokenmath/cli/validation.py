@@ -30,6 +30,13 @@ def validate_cmd(
     cases = []
     for f in files or [None]:
         cases += vd.load_cases(f)
+    from .. import validate_energy as ve  # energy cases (their own module), run beside the step cases
+
+    ecases = [c for f in files or [None] for c in ve.load_energy_cases(f)]
+    if not cases:  # energy cases only
+        er = ve.validate_energy(ecases, _catalog(catalog))
+        _finish(json_, {"energy": ve.energy_record(er)}, ve.render_energy(er))
+        return
     preset = None
     if efficiency == "roofline":
         prof, fitted = pf.ROOFLINE_PROFILE, None
@@ -62,6 +69,10 @@ def validate_cmd(
         lines.insert(1, f"  side by side on these {len(r.rows)} cases: {Path(efficiency).name} median {r.median_abs_error:.1%},"
                         f" p90 {r.p90_abs_error:.1%}; the shipped preset median {shipped.median_abs_error:.1%},"
                         f" p90 {shipped.p90_abs_error:.1%}")
+    if ecases:
+        er = ve.validate_energy(ecases, _catalog(catalog))
+        rec["energy"] = ve.energy_record(er)
+        lines += ve.render_energy(er)
     _finish(json_, rec, lines)
 
 
