@@ -65,10 +65,11 @@ def train_time_cmd(
                 "board_energy_at_tdp_means": "chip-hours × the board limit: how model cards count training energy "
                                              "(Meta's Llama 3.1 card: GPU-hours × 700 W TDP)",
                 "energy_assumptions": list(e.assumptions)}
-        lines.append(f"  energy ({lvl} level) = {e.energy_mwh:,.4g} MWh: boards {e.board_energy_mwh:,.4g} MWh ({e.chip_w:,.0f} W"
-                     f" each while training), node {e.node_energy_mwh:,.4g} MWh (+ {e.host_w:,.0f} W host per chip),"
-                     f" facility {e.facility_energy_mwh:,.4g} MWh (× PUE {e.pue:g}); at the board limit, as model cards"
-                     f" count: {e.board_energy_at_tdp_mwh:,.4g} MWh")
+        mwh = lambda x: f"{x:,.0f}" if x >= 100 else f"{x:,.4g}"  # noqa: E731
+        lines.append(f"  energy ({lvl} level) = {mwh(e.energy_mwh)} MWh: boards {mwh(e.board_energy_mwh)} MWh ({e.chip_w:,.0f} W"
+                     f" each while training), node {mwh(e.node_energy_mwh)} MWh (+ {e.host_w:,.0f} W host per chip),"
+                     f" facility {mwh(e.facility_energy_mwh)} MWh (× PUE {e.pue:g}); at the board limit, as model cards"
+                     f" count: {mwh(e.board_energy_at_tdp_mwh)} MWh")
     except TokenmathError as err_:
         rec["energy_mwh"] = None
         lines.append(f"  energy: {err_}")

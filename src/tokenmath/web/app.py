@@ -703,11 +703,12 @@ def page_energy(cat, model, system, dt, engine) -> None:
             "|---|---:|---:|---:|"]
     for k in charts.CAUSES:
         rows.append(f"| {k} | {per(ee.parts_w[k])} | {si(float(ee.parts_w[k]), 'W')} | {per(bound.parts_w[k])} |")
-    rows.append(f"| **at the wall** | **{per(ee.watts)}** | **{si(ee.watts, 'W')}** | **{per(bound.watts)}** |")
+    rows.append(f"| **at the facility (× PUE)** | **{per(ee.facility_watts)}** | **{si(ee.facility_watts, 'W')}** | "
+                f"**{per(bound.facility_watts)}** |")
     st.markdown("\n".join(rows))
     st.caption(f"By level, per chip ({what}): the accelerator board draws {ee.chip_w:,.0f} W (busy {ee.u_compute:.0%} "
                f"compute, {ee.u_memory:.0%} memory over the {seconds(ee.step_s)} step), {ee.chip_w + power.host_w:,.0f} W with "
-               f"its share of the host, {ee.watts / chips:,.0f} W at the wall (× PUE {fac.pue:g}). At the roofline bound's "
+               f"its share of the host (at the wall), {ee.facility_watts / chips:,.0f} W at the facility (× PUE {fac.pue:g}). At the roofline bound's "
                f"{seconds(bound.step_s)} step the same pass draws {bound.chip_w:,.0f} W per board and "
                f"{bound.joules_per_token:,.3g} J/token.")
     for a in power.assumptions:
