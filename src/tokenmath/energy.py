@@ -268,7 +268,8 @@ def facility(*, pue=None, facility_class: str | None = None, usd_per_kwh=None, f
         out["pue"] = float(classes[cls]["pue"])
         sources.append(f"PUE {out['pue']:g} ({cls}): {classes[cls].get('source', '')}")
         if facility_class is None:
-            assumptions.append(f"facility class {cls!r} (PUE {out['pue']:g}), the default; give --facility or --pue")
+            assumptions.append(f"facility class {cls!r} (PUE {out['pue']:g}), the default class (hyperscale, colo or "
+                               "average); give --pue")
     given = dict(usd_per_kwh=usd_per_kwh, facility_usd_per_kw_month=facility_usd_per_kw_month,
                  cost_of_capital=cost_of_capital, years=years)
     srckey = {"usd_per_kwh": "usd_per_kwh_source", "facility_usd_per_kw_month": "facility_source",

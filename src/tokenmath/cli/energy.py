@@ -162,7 +162,6 @@ def tco_cmd(
     fac = en.facility(pue=pue, facility_class=facility, usd_per_kwh=usd_per_kwh, facility_usd_per_kw_month=facility_cost,
                       cost_of_capital=cost_of_capital, years=years)
     power = en.chip_power(s, overrides={"board_w": board_w, "host_w": host_w, "cap_w": power_cap_w})
-    busy_tau = None
     est = None
     if (model is None) != (price_sheet is None):
         raise TokenmathError("--model and --price-sheet go together (owning vs buying that model's tokens)")
@@ -172,9 +171,8 @@ def tco_cmd(
         m, sheet = cat.model(model), cat.price_sheet(price_sheet)
         B, L = _count(batch, "--batch"), _count(context, "--context", allow_zero=True)
         est = estimate_pass(m, s, B, L, profile=choose("calibrated", system=s))
-        busy_tau = B / est.op.chips
     t = en.tco(s, capex_usd=None if capex is None else _num(capex, "--capex-usd-per-chip"), utilisation=utilisation,
-               fac=fac, power=power, busy_tokens_per_chip=busy_tau, network=not no_network,
+               fac=fac, power=power, network=not no_network,
                other_capex_share=other_capex_share or 0.0)
     rec = {k: getattr(t, k) for k in ("system", "capex_usd", "server_capex_usd", "network_capex_usd", "other_capex_usd",
                                       "capex_usd_per_chip_hour", "power_usd_per_chip_hour", "facility_usd_per_chip_hour",
