@@ -519,11 +519,9 @@ def import_results(paths, fmt: str, *, model: str, system: str, chips: int, tp: 
     return out
 
 
-def write_cases(cases: list[dict], path: str | Path) -> Path:
-    """Write case dicts as JSON lines (the shipped case format)."""
-    p = Path(path)
-    try:
-        p.write_text("".join(json.dumps(c) + "\n" for c in cases), encoding="utf-8")
-    except OSError as e:
-        raise TokenmathError(f"cannot write {str(p)!r} ({e.strerror or e})") from None
-    return p
+def write_cases(cases: list[dict], path: str | Path, *, replace: bool = False) -> Path:
+    """Write case dicts as JSON lines (the shipped case format), atomically (tokenmath.paths): an
+    existing file is replaced only with replace=True."""
+    from .paths import write_atomic
+
+    return write_atomic(path, "".join(json.dumps(c) + "\n" for c in cases), flag="cases file", replace=replace)

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .catalog import Catalog, load_catalog
-from .errors import TokenmathError
+from .errors import TokenmathError, parse_json, read_user_text
 from .parallelism import Layout
 from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
 from .specs import Dtypes, Model, System
@@ -35,11 +35,13 @@ from .stepmodel import max_batch, op_step, steady_step_s
 CASES_DIR = Path(__file__).parent / "validation" / "cases"
 METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "max_output_tokens_per_s_per_chip",
            "output_tokens_per_s_per_chip_at_user_rate", "tpot_s")
+MAX_CASE_FILE_BYTES = 8_000_000  # one case file (a case is ~1.5 KB: ~5,000 cases)
+MAX_CASES_PER_FILE = 10_000
 HBM_USABLE_FRACTION = 0.9  # engines keep ~10 % of HBM for activations, workspaces and fragmentation (assumption)
 
 
 class Case(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     id: str
     model: str
@@ -86,22 +88,22 @@ def load_cases(path: str | Path | None = None) -> list[tuple[Case, Path]]:
             out += load_cases(f)
         return out
     p = Path(path)
-    if not p.is_file():
-        raise TokenmathError(f"case file {str(p)!r} does not exist")
+    where = f"case file {str(p)[:200]!r}"
+    text = read_user_text(p, where, MAX_CASE_FILE_BYTES, "a case file", "JSON lines")
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        if len(out) >= MAX_CASES_PER_FILE:
+            raise TokenmathError(f"{where} holds more than {MAX_CASES_PER_FILE:,} cases; split it")
         try:
-            out.append((Case.model_validate(json.loads(line)), p))
-        except json.JSONDecodeError as e:
-            raise TokenmathError(f"case file {str(p)!r}, line {i} is not JSON ({e.msg})") from None
+            out.append((Case.model_validate(parse_json(line, f"{where}, line {i}", max_depth=4)), p))
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(x) for x in err.get("loc", ()))
-            raise TokenmathError(f"case file {str(p)!r}, line {i}: field {loc!r}: {err.get('msg', '').removeprefix('Value error, ')}") from None
+            raise TokenmathError(f"{where}, line {i}: field {loc!r}: {err.get('msg', '').removeprefix('Value error, ')}") from None
     if not out:
-        raise TokenmathError(f"case file {str(p)!r} holds no cases")
+        raise TokenmathError(f"{where} holds no cases")
     return out
 
 

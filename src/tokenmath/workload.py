@@ -608,6 +608,10 @@ def parse_jsonl(data: bytes, where: str = "trace", name: str = "", *, _fast: boo
 def trace_from_bytes(data: bytes, where: str = "trace", *, format: str | None = None, name: str = "") -> Workload:
     """Parse trace bytes as `format` ("csv" = Azure, "jsonl"), or by content when None: a first
     non-blank line starting with '{' is JSON lines, anything else the Azure CSV."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    if lines > MAX_REQUESTS + 1:  # refused before parsing: the row bound must not cost a parse of every row
+        raise TokenmathError(f"{where} has {lines:,} lines; a trace holds at most {MAX_REQUESTS:,} requests"
+                             " (one per line, after a header)")
     if format is None:
         first = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         format = "jsonl" if first == b"{" else "csv"
