@@ -61,9 +61,9 @@ def _writable_folder(folder: Path, flag: str, given: str) -> None:
         is_dir = exists = False
     if not is_dir:
         what = "is not a folder" if exists else "does not exist"
-        raise TokenmathError(f"{flag} = {_shown(given)!r}: the folder '{_shown(str(folder))}' {what}; create it first")
+        raise TokenmathError(f"{flag} = {_shown(given)!r}: the folder {_shown(str(folder))!r} {what}; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise TokenmathError(f"{flag} = {_shown(given)!r}: the folder '{_shown(str(folder))}' is not writable")
+        raise TokenmathError(f"{flag} = {_shown(given)!r}: the folder {_shown(str(folder))!r} is not writable")
 
 
 def _identity(path) -> tuple[tuple[int, int] | None, str | None]:
@@ -181,6 +181,9 @@ def output_folder(path, flag: str, *, inputs=(), force: bool = False, files: tup
     if st is None:
         _writable_folder(p.parent, flag, given)
         return p
+    if not os.path.isdir(given):
+        raise TokenmathError(f"{flag} = {_shown(given)!r} is {_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'a file'},"
+                             " not a folder; give a folder for the charts")
     _writable_folder(p, flag, given)
     for name in files:
         output_path(p / name, flag, inputs=inputs, force=force, replaces=True, suffixes=suffixes)

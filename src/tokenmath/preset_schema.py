@@ -33,21 +33,22 @@ class EngineRecord(_Record):
     """A profile's fitted engine parameters (generic, or one engine's); a missing one keeps the
     generic profile's value (or the Engine default)."""
 
-    overhead_s: Optional[Annotated[float, Field(ge=0, le=10)]] = None
-    compute_scale: Optional[Scale] = None
-    memory_scale: Optional[Scale] = None
-    network_scale: Optional[Scale] = None
-    routing_cv: Optional[Annotated[float, Field(ge=0, le=100)]] = None
-    floor_scale: Optional[Scale] = None
-    max_batch: Optional[Annotated[float, Field(ge=1, le=1e7)]] = None
+    # a parameter may be left out (the default None is not validated), never given as null
+    overhead_s: Annotated[float, Field(ge=0, le=10)] = None  # type: ignore[assignment]
+    compute_scale: Scale = None  # type: ignore[assignment]
+    memory_scale: Scale = None  # type: ignore[assignment]
+    network_scale: Scale = None  # type: ignore[assignment]
+    routing_cv: Annotated[float, Field(ge=0, le=100)] = None  # type: ignore[assignment]
+    floor_scale: Scale = None  # type: ignore[assignment]
+    max_batch: Optional[Annotated[float, Field(ge=1, le=1e7)]] = None  # null: no engine cap
     n_cases: Annotated[int, Field(ge=0, le=10**7)] = 0
 
 
 class VendorRecord(_Record):
     """A vendor's factors on the generic compute and memory scales."""
 
-    compute_scale: Optional[Scale] = None
-    memory_scale: Optional[Scale] = None
+    compute_scale: Scale = None  # type: ignore[assignment]
+    memory_scale: Scale = None  # type: ignore[assignment]
     n_cases: Annotated[int, Field(ge=0, le=10**7)] = 0
 
 

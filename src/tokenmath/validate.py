@@ -37,6 +37,11 @@ METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "ma
            "output_tokens_per_s_per_chip_at_user_rate", "tpot_s")
 MAX_CASE_FILE_BYTES = 8_000_000  # one case file (a case is ~1.5 KB: ~5,000 cases)
 MAX_CASES_PER_FILE = 10_000
+# what a measured case's numbers can physically be: a time (s) or a rate (tokens/s per chip), token counts
+# and layout degrees as the CLI bounds them (cli.FLAGS)
+CASE_RANGES = {"measured": (1e-9, 1e12), "input_tokens": (1, 1e8), "output_tokens": (1, 1e8), "chips": (1, 1e6),
+               "batch": (1e-9, 1e7), "tp": (1, 1e6), "ep": (1, 1e6), "pp": (1, 1e6), "dp": (1, 1e6),
+               "min_tokens_per_s_per_user": (1e-9, 1e7)}
 HBM_USABLE_FRACTION = 0.9  # engines keep ~10 % of HBM for activations, workspaces and fragmentation (assumption)
 
 
@@ -76,6 +81,16 @@ class Case(BaseModel):
     def _positive(cls, v):
         if not v > 0:
             raise ValueError(f"{v!r} must be > 0")
+        return v
+
+    @field_validator("measured", "input_tokens", "output_tokens", "chips", "batch", "tp", "ep", "pp", "dp",
+                     "min_tokens_per_s_per_user")
+    @classmethod
+    def _physical(cls, v, info):
+        """Issue 24: a subnormal or absurd number (5e-324, 1e300) is refused, not fitted to an infinite residual."""
+        lo, hi = CASE_RANGES[info.field_name]
+        if v is not None and not lo <= v <= hi:
+            raise ValueError(f"{v!r} is outside {lo:g} to {hi:g}")
         return v
 
 

@@ -626,7 +626,8 @@ def read_trace(path, *, format: str | None = None) -> Workload:
     """Read a trace file: .csv -> the Azure LLM inference trace, .jsonl / .ndjson -> our JSON lines,
     any other name by content (see trace_from_bytes). At most MAX_TRACE_BYTES bytes, MAX_REQUESTS rows."""
     p = Path(path)
-    where = f"trace {str(path)[:200]}"
+    shown = str(path)[:200]
+    where = f"trace {shown if shown.isprintable() else repr(shown)}"
     data = read_user_file(p, where, MAX_TRACE_BYTES, "a trace")
     if format is None:
         ext = p.suffix.lower()

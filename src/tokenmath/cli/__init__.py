@@ -409,6 +409,11 @@ ComputeOpt = Annotated[Optional[str], typer.Option("--compute-dtype", help="Matm
 ChipsOpt = Annotated[Optional[int], Num("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV — grown past it (more boxes or racks) when weights + KV do not fit.")]
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks written as \\n, so an error stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 PIPE_CLOSED_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a program stopped by a closed pipe
 _OUTPUT_ERRNOS = {28, 122, 5}  # ENOSPC, EDQUOT, EIO: stdout cannot take the output (a full disk, /dev/full)
 
@@ -449,8 +454,8 @@ def handles_errors(fn):
         except BrokenPipeError:  # `tokenmath ... | head`: the reader has what it wanted
             _stdout_closed()
             raise typer.Exit(PIPE_CLOSED_EXIT) from None
-        except TokenmathError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        except TokenmathError as e:  # one line, even where a value quoted in it holds a line break
+            err.print(f"[bold red]error:[/] {escape(one_line(str(e)))}", highlight=False)
             raise typer.Exit(2) from None
         except (typer.Exit, KeyboardInterrupt):
             raise
@@ -664,7 +669,7 @@ def main() -> None:
     except TokenmathError as e:  # raised outside a command (e.g. while parsing)
         from rich.markup import escape
 
-        err.print(f"error: {escape(str(e))}", highlight=False)
+        err.print(f"error: {escape(one_line(str(e)))}", highlight=False)
         sys.exit(2)
 
 
