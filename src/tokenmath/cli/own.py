@@ -40,8 +40,16 @@ def import_cmd(
     cases = import_results([str(f) for f in files], fmt, model=m.name, system=s.name, chips=chips, tp=tp, ep=ep, pp=pp,
                            weight_dtype=None if weight_dtype is None else check_dtype(weight_dtype),
                            kv_dtype=check_dtype(kv_dtype), engine=engine)
-    for c in cases:
-        Case(**c)  # every case in the shipped format
+    from pydantic import ValidationError
+
+    for c in cases:  # every case in the shipped format, its numbers in physical ranges, or one sentence
+        try:
+            Case(**c)
+        except ValidationError as e:
+            bad = e.errors()[0]
+            field = ".".join(str(x) for x in bad.get("loc", ()))
+            raise TokenmathError(f"the result files give case {str(c.get('id'))[:100]!r} a field {field!r} the case format"
+                                 f" refuses: {bad.get('msg', '').removeprefix('Value error, ')}") from None
     if out is not None:
         write_output(out, "".join(json.dumps(c) + "\n" for c in cases), "--out", force=force)
     rec = {"format": fmt, "files": [str(f) for f in files], "cases": cases, "out": None if out is None else str(out)}
