@@ -88,12 +88,16 @@ def _identity(path) -> tuple[tuple[int, int] | None, str | None]:
 
 
 def _same_as_input(target: str, flag: str, given: str, inputs) -> None:
+    """Refuse an output that is an input. Only inputs that exist are files the command reads (a
+    catalog name like 'llama-3.1-8b' is not); an output that does not exist yet cannot be one of them."""
     ident, real = _identity(target)
+    if ident is None:
+        return
     for x in inputs or ():
         if x is None:
             continue
         i_ident, i_real = _identity(x)
-        if (ident is not None and ident == i_ident) or (real is not None and real == i_real):
+        if i_ident is not None and (ident == i_ident or real == i_real):
             raise TokenmathError(f"{flag} = {_shown(given)!r} is the same file as the input {_shown(os.fspath(x))!r};"
                                  " tokenmath never writes over what it reads: give another name")
 
