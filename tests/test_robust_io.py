@@ -130,6 +130,8 @@ def test_import_probe_report_outputs_checked_before_work(tmp_path, monkeypatch):
     (tmp_path / "f").write_text("a file")
     one_sentence(["report", *M, "--plots", "f"], "is a file, not a folder")
     one_sentence(["report", *M, "--plots", "a/b"], "does not exist")
+    one_sentence(["report", *M, "--plots", ""], "names no folder")  # the campaign found '' read as '.'
+    assert os.listdir(tmp_path) == ["f"]
 
 
 def test_deep_or_wrong_preset_json_is_one_sentence(tmp_path):

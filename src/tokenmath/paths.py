@@ -171,8 +171,8 @@ def output_folder(path, flag: str, *, inputs=(), force: bool = False, files: tup
     given = os.fspath(path)
     if not isinstance(given, str):
         given = os.fsdecode(given)
-    if given.strip() == "":
-        raise TokenmathError(f"{flag} = {given!r} names no folder; give a folder name")
+    if given.strip() == "":  # (typer reads an empty Path as '.': the option is text, so '' is seen)
+        raise TokenmathError(f"{flag} = {given!r} names no folder; give a folder name ('.' for this one)")
     _check_name(given, flag)
     p = Path(given)
     try:

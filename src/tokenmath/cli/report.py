@@ -1,6 +1,5 @@
 """`tokenmath report`: a model on a system in plain words."""
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -23,7 +22,7 @@ def report_cmd(
     weight_dtype: WeightOpt = None,
     kv_dtype: KvOpt = "bf16",
     compute_dtype: ComputeOpt = None,
-    plots_dir: Annotated[Optional[Path], typer.Option("--plots", help="Write the blackboard charts (PNG) to this folder.")] = None,
+    plots_dir: Annotated[Optional[str], typer.Option("--plots", help="Write the blackboard charts (PNG) to this folder.")] = None,
     force: ForceOpt = False,
     efficiency: EfficiencyOpt = "calibrated",
     engine: EngineOpt = None,
