@@ -28,7 +28,7 @@ SEED = 24
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     sb = tmp_path_factory.mktemp("fuzz")
-    corpus = fc.build_corpus(sb, SEED, per_kind=1)
+    corpus = fc.build_corpus(sb, SEED, per_kind=2)
     fc.make_outputs(sb)
     return sb, corpus
 
@@ -81,7 +81,7 @@ def test_fuzz_every_file_kind(sandbox):
 
 
 def test_fuzz_every_command(sandbox, monkeypatch):
-    """Two seeded command lines of every command (hostile values, inputs and outputs)."""
+    """Four seeded command lines of every command (hostile values, inputs and outputs)."""
     sb, corpus = sandbox
     monkeypatch.chdir(sb)
     rng = random.Random(SEED)
@@ -90,7 +90,7 @@ def test_fuzz_every_command(sandbox, monkeypatch):
     commands = [c for c, _ in lines.table]
     assert len(commands) >= 30
     for command in commands:
-        for _ in range(2):
+        for _ in range(4):
             args = lines.draw(command)
             if "--scheduler" in args:  # a local cluster takes seconds to start; the io tests cover it
                 i = args.index("--scheduler")
