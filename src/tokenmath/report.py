@@ -49,7 +49,7 @@ def jsonable(obj: Any) -> Any:
             return None  # "no data" (e.g. a percentile of no completed requests)
         if not math.isfinite(obj):
             raise TokenmathError(f"a result came out as {obj!r}; the inputs are outside what tokenmath can compute")
-        return obj
+        return obj + 0.0  # -0.0 is 0.0: a signed zero is never printed
     return obj
 
 
@@ -1078,6 +1078,11 @@ def render_prefill(pd, m: Model, s: System, est=None) -> list[str]:
         + (" (wait for the running decode step, then a pass shared with it)" if est is None else ""),
     ]
     return lines
+
+
+# the charts `report --plots DIR` writes (at most these five names; the CLI checks each before the work)
+REPORT_PLOT_FILES = ("latency_vs_batch.png", "cost_vs_batch.png", "cost_vs_context.png", "price_speed_frontier.png",
+                     "prefill_vs_decode.png")
 
 
 def write_report_plots(r: Report, folder) -> list:

@@ -25,7 +25,6 @@ fit (validation/power_fit.json, scripts/fit_power.py); the report gives the shar
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .errors import TokenmathError
+from .errors import TokenmathError, read_json_lines, validation_message
 
 ENERGY_DIR = Path(__file__).parent / "validation" / "energy"
 METRICS = ("board_watts_per_chip", "node_watts_per_chip", "joules_per_output_token")
@@ -109,24 +108,15 @@ def load_energy_cases(path: str | Path | None = None) -> list[tuple[EnergyCase, 
             out += load_energy_cases(f)
         return out
     p = Path(path)
-    if not p.is_file():
-        raise TokenmathError(f"case file {str(p)!r} does not exist")
+    where = f"case file {str(p)[:200]!r}"
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TokenmathError(f"case file {str(p)!r}, line {i} is not JSON ({e.msg})") from None
+    for i, d in read_json_lines(p, where):
         if not is_energy_record(d):
             continue
         try:
             out.append((EnergyCase.model_validate(d), p))
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err.get("loc", ()))
-            raise TokenmathError(f"case file {str(p)!r}, line {i}: field {loc!r}: {err.get('msg', '').removeprefix('Value error, ')}") from None
+            raise TokenmathError(f"{where}, line {i}: {validation_message(e)}") from None
     return out
 
 

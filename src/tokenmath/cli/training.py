@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    Num, JsonOpt, CatalogOpt, handles_errors, _catalog, _catalog_checked, _finish, _count, ModelOpt,
+    ForceOpt, Num, JsonOpt, CatalogOpt, handles_errors, _catalog, _catalog_checked, _finish, _count, ModelOpt,
     SystemOpt, app, err, _num, check_dtype, si, TokenmathError,
 )
 
@@ -105,6 +105,7 @@ def train_overtrain_cmd(
     inference_efficiency: Annotated[float, Num("--inference-efficiency", help="Decode MFU relative to pre-training.")] = 0.3,
     fit: Annotated[str, typer.Option("--fit", help="hoffmann | besiroglu (for the exact optimum).")] = "hoffmann",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the loss/compute picture to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """How much to over-train given serving demand: equal pre-training, RL and inference costs."""
@@ -175,6 +176,7 @@ def train_memory_cmd(
     zero: Annotated[int, Num("--zero", help="ZeRO stage 0|1|2|3 (3 = FSDP).")] = 1,
     recompute: Annotated[str, typer.Option("--recompute", help="none | selective | full | reversible")] = "selective",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the memory stack to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Training memory per chip: weights, gradients, Adam state, activations; does it fit?"""
