@@ -95,7 +95,7 @@ def test_readme_python_runs_and_its_exact_numbers_hold(block):
 
 FIGURES_CMD = re.compile(r"<!--\s*figures:\s*(.*?)\s*-->", re.S)
 NOT_FIGURES = re.compile(r"<!--\s*not-figures:\s*(.*?)\s*-->", re.S)
-FIGURE = re.compile(r"(?<![\w.\-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w\-]|\.\d|,\d{3})")
+FIGURE = re.compile(r"(?<![\w.\-])(?<!\d,)(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w\-]|\.\d|,\d{3})")
 NOT_PROSE = re.compile(r"<!--.*?-->|`[^`]*`|\]\([^)]*\)", re.S)  # comments, inline code, link targets
 
 
@@ -130,9 +130,7 @@ def prose_figures_missing(paragraph: str, outputs: list[str]) -> tuple[list[str]
     """(figures of the paragraph that no output prints, not-figures entries the paragraph does not hold)."""
     ignored = {float(x.replace(",", "")) for m in NOT_FIGURES.findall(paragraph) for x in m.split()}
     quoted = figures(NOT_PROSE.sub(" ", paragraph))
-    printed = set()
-    for text in outputs:
-        printed |= set(figures(text))
+    printed = {float(n.replace(",", "")) for text in outputs for n in FIGURE.findall(text)}  # any number, "9 GB" too
     missing = [shown for v, shown in quoted.items() if v not in printed and v not in ignored]
     stale = [f"{v:g}" for v in ignored if v not in quoted]
     return missing, stale
@@ -172,7 +170,7 @@ def test_figures_in_prose_are_what_the_named_command_prints(doc, line, text, tmp
 def test_prose_figures_are_found_and_a_stale_one_fails():
     """The checker itself (an invariant of the convention): the right numbers count as figures, and a
     paragraph quoting a figure the command does not print fails, naming it."""
-    text = ("DeepSeek-V3 on b200 (TP1 EP8, llama-3.1-70b, fitted 2026-12-02, 10⁶ points, `--batch 835`, [x](docs/a2.md)):"
+    text = ("DeepSeek-V3 on b200 (TP1 EP8, llama-3.1-70b, top-2,048, fitted 2026-12-02, 10⁶ points, `--batch 835`, [x](docs/a2.md)):"
             " $0.316/Mtok, 2,552 per chip, 392 chips, 24.4 tokens/s, 8 chips, 20 users, 1M tokens/s; 2,400 quoted.\n"
             "<!-- figures: tokenmath x -->\n<!-- not-figures: 2,400 -->")
     assert set(figures(NOT_PROSE.sub(" ", text)).values()) == {"0.316", "2,552", "392", "24.4", "2,400"}
@@ -180,4 +178,5 @@ def test_prose_figures_are_found_and_a_stale_one_fails():
     assert prose_figures_missing(text, [printed]) == ([], [])
     assert prose_figures_missing(text, [printed.replace("0.316", "0.32")]) == (["0.316"], [])
     assert prose_figures_missing(text.replace("2,400 quoted", "quoted"), [printed]) == ([], ["2400"])
+    assert prose_figures_missing("KV 9.0 GB per chip", ["KV 9 GB"]) == ([], [])  # by value, however printed
     assert prose_cases(), "no annotated paragraph in README.md or docs/: the convention is applied nowhere"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tokenmath"
 CORE = ["units", "errors", "specs", "hf", "params", "kvcache", "roofline", "serving", "layout", "plan", "training", "prices", "validate", "simulate", "parallel", "catalog/__init__", "fleet", "workload", "export", "energy",
-        "stepmodel", "profiles", "estimate", "parallelism", "calibrate"]
+        "stepmodel", "profiles", "estimate", "parallelism", "calibrate", "paths", "preset_schema"]
 # plots.py draws and report.py formats: both may import the core, never the reverse
 SURFACES = {"report", "plots", "cli", "web"}
 
@@ -124,3 +124,21 @@ def test_layout_vocabulary_sits_below_the_bound_and_the_estimate():
         via_layout = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "layout"
                       for a in n.names}
         assert not via_layout & vocab, f"{mod} imports {via_layout & vocab} through layout.py, not parallelism.py"
+
+
+def test_invariant_every_shipped_data_file_is_package_data():
+    """Invariant: every non-Python file under src/tokenmath is matched by a pyproject package-data
+    pattern, so an installed wheel carries the catalog, cases, kernel curves and presets it reads."""
+    import fnmatch
+    import tomllib
+
+    root = SRC.parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tokenmath"]
+    missing = []
+    for p in SRC.rglob("*"):
+        if p.is_dir() or p.suffix in (".py", ".pyc") or "__pycache__" in p.parts:
+            continue
+        rel = p.relative_to(SRC).as_posix()
+        if not any(fnmatch.fnmatch(rel, pat) and rel.count("/") == pat.count("/") for pat in patterns):
+            missing.append(rel)
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"

@@ -448,7 +448,7 @@ def test_invariant_fleet_figures_show_keys_the_page_does_not_know():
 
 
 def test_energy_page_matches_the_cli(opened):
-    """The Energy page is `tokenmath energy --json` (J/token and watts at the wall, on the estimate's
+    """The Energy page is `tokenmath energy --level facility --json` (J/token and watts × PUE, on the estimate's
     step) and `tokenmath tco --json` (owned $/chip-hour; the utilisation above which owning beats the
     API's price sheet) for the same inputs."""
     at = opened("Energy")
@@ -456,12 +456,12 @@ def test_energy_page_matches_the_cli(opened):
     b, L = at.select_slider(key="energy_batch").value, at.select_slider(key="energy_context").value
     chips = span(at, "energy-chips")
     rec = cli_json("energy", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(b), "--context", str(L),
-                   "--chips", chips)
+                   "--chips", chips, "--level", "facility")
     assert rec["estimate"] != "roofline"
     assert float(span(at, "joules-per-token")) == pytest.approx(rec["joules_per_token"], rel=1e-5)
     assert float(span(at, "watts")) == pytest.approx(rec["watts"], rel=1e-5)
     bound = cli_json("energy", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", str(b), "--context",
-                     str(L), "--chips", chips, "--efficiency", "roofline")
+                     str(L), "--chips", chips, "--efficiency", "roofline", "--level", "facility")
     assert float(span(at, "bound-joules-per-token")) == pytest.approx(bound["joules_per_token"], rel=1e-5)
     tco = cli_json("tco", "--system", "gb200-nvl72", "--utilisation", "0.7", "--model", "deepseek-v3", "--price-sheet",
                    "deepseek-r1", "--batch", str(b), "--context", str(L))

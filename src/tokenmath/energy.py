@@ -1,32 +1,47 @@
-"""Energy and total cost of ownership: watts of a step, joules per token, tokens per megawatt, and
-what owning a chip costs per hour.
+"""Energy and total cost of ownership: the watts of a pass at three levels, joules per output token,
+tokens per megawatt, and what owning a chip costs per hour.
 
-Power of one chip during a pass whose roofline compute time is t_c, memory time t_m, and whose
-(estimated or bound) step time is T:
+Three levels of power, each named wherever a watt or a joule appears:
 
-    u_c = t_c / T,  u_m = t_m / T        (the shares of the step the tensor cores / HBM are busy)
-    P_chip = P_idle + (P_board − P_idle) · min(1, k_c·u_c + k_m·u_m)
+    board     one accelerator board (what NVML / rocm-smi read)
+    node      boards + the host's share (CPUs, DRAM, NICs, switches, fans, conversion losses):
+              what a rack PDU or a power analyser at the server's inlet reads
+    facility  node × PUE (cooling and power distribution): what the utility meter reads
 
-P_board is the datasheet limit and P_idle the measured idle draw. k_c and k_m, the board's
-dynamic range per unit of compute and memory busy share, are fitted by scripts/fit_power.py on
-measured GPU power during LLM serving (ML.ENERGY, H100; energy_cases.jsonl) and stored in
-energy.toml [power_fit]. Like the kernel curves, they transfer to another chip through its
-datasheet: its own board power and busy shares. The system adds its non-accelerator draw per chip
-(host CPUs, memory, NICs, switches, fans: `host_w_per_chip`). The facility multiplies by PUE. So
+Board power of a chip running a pass that puts τ new tokens on each chip (decode: B·S / chips):
 
-    P_facility = chips · (P_chip + P_host) · PUE,   J/token = P_facility · T / tokens,
-    tokens/s per MW = tokens/s / (P_facility / 10⁶).
+    demand  = P_idle + (P_board − P_idle) · clip(a0 + a1 · ln max(1, τ), 0, 1)
+    P_chip  = min(demand, power cap)
 
-Where energy.toml has no measured idle for a chip, the idle is taken as the same share of its board
-power as on the nearest measured chip, and every result says so (`assumptions`).
+P_board is the datasheet limit (TDP), P_idle the idle draw (measured; else the measured idle share
+of board power, 0.15 on A100 and H100). a0 is the floor of a chip whose kernels run (clocks up:
+the P0 state), a1 how the activity of its SMs and HBM grows with the tokens in flight. Both are
+fitted by scripts/fit_power.py on measured board power of Hopper GPUs serving LLMs (ML.ENERGY
+v3 and Argonne's LLM-Inference-Bench; validation/energy/*.jsonl), cross-validated leave one
+model out and leave one source out; the fit is stored in validation/power_fit.json. The
+roofline's compute and HBM busy shares were tried as further terms and did not predict better out
+of sample (docs/energy.md), so they are reported beside the power, not inside it.
 
-Ownership, per chip-hour (`tco`): capital recovered as an annuity over `years` at `cost_of_capital`
-(CRF = r(1+r)ⁿ / ((1+r)ⁿ − 1)), electricity for the chip and host at the modelled utilisation × PUE,
-and the facility's $/kW-month on the provisioned IT power.
+A power cap below the demand lowers the clocks. With dynamic power ∝ C·V²·f and V ∝ f over the
+DVFS range (Hennessy & Patterson, Computer Architecture 6th ed., §1.5), the clock falls to
+φ = ((cap − P_idle)/(demand − P_idle))^(1/3) of its uncapped value, the compute-bound share of the
+pass (the bound's compute time over compute + HBM time) runs 1/φ slower and the HBM-bound share
+does not.
+
+Host power per chip is measured at load where a source has it (an 8-GPU HGX H100 node), else the
+published maximum rating × that measured/rated ratio, else Google's published host share; the
+maximum rating stays beside it as the upper bound. The facility multiplies by the PUE of its
+class (hyperscale, colo, average; energy.toml).
+
+Ownership, per chip-hour (`tco`): capital (the server's share + the cluster network + other)
+recovered as an annuity over `years` at `cost_of_capital`, electricity for the chip (busy a
+`utilisation` share of the hours, idle the rest) and its host × PUE, and the facility's
+$/kW-month on the provisioned power (board limit + host rating).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -37,44 +52,30 @@ from .errors import TokenmathError
 from .specs import System
 
 DATA = Path(__file__).with_name("catalog") / "energy.toml"
+FIT = Path(__file__).with_name("validation") / "power_fit.json"
 HOURS_PER_YEAR = 8766.0  # 365.25 days
 HOURS_PER_MONTH = HOURS_PER_YEAR / 12
-
-
-@dataclass(frozen=True)
-class ChipPower:
-    """Watts one accelerator draws (board power), with where each figure came from."""
-
-    board_w: float
-    idle_w: float
-    k_compute: float  # board dynamic range per unit of compute busy share (fitted)
-    k_memory: float  # ... per unit of memory busy share (fitted)
-    host_w: float  # the system's non-accelerator draw per chip
-    all_in_kw: float | None  # provisioned all-in power per chip, where a source publishes it
-    assumptions: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()
-
-    @property
-    def busy_w(self) -> float:
-        """Board power of memory-bound decode at its full roofline share (u_m = 1)."""
-        return self.idle_w + (self.board_w - self.idle_w) * min(1.0, self.k_memory)
-
-
-@dataclass(frozen=True)
-class Facility:
-    pue: float
-    usd_per_kwh: float
-    facility_usd_per_kw_month: float
-    cost_of_capital: float
-    years: float
-    sources: tuple[str, ...] = ()
-    assumptions: tuple[str, ...] = ()
+LEVELS = ("board", "node", "facility")
+SERVER_LEVEL = "node"  # what a reader of one server's or replica's answer expects: the power analyser's figure
+FLEET_LEVEL = "facility"  # a fleet or a training run: the utility's meter
+LEVEL_WORDS = {"board": "board (the accelerators alone)", "node": "node at the wall (boards + host)",
+               "facility": "facility (node × PUE)"}
+DVFS_EXPONENT = 3.0  # P_dyn ∝ C·V²·f with V ∝ f (Hennessy & Patterson 6th ed. §1.5): f ∝ P_dyn^(1/3)
 
 
 @lru_cache(maxsize=4)
 def _data(path: str = str(DATA)) -> dict:
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+
+
+@lru_cache(maxsize=4)
+def power_fit(path: str = str(FIT)) -> dict:
+    """The fitted board-power coefficients and their cross-validation (scripts/fit_power.py)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
 
@@ -91,9 +92,46 @@ def _positive(name: str, v, *, low: float = 0.0, high: float = math.inf, low_inc
     return x
 
 
+def check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise TokenmathError(f"--level = {level!r}; expected one of {', '.join(LEVELS)}")
+    return level
+
+
+# --------------------------------------------------------------------------------------------
+# The chip's power figures
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChipPower:
+    """Watts of one accelerator and its share of the host, with where each figure came from."""
+
+    board_w: float  # the board's power limit (datasheet TDP, or given)
+    idle_w: float  # idle draw (measured, or the measured idle share of board power)
+    host_w: float  # the host's draw per chip at load (measured, or derived: `assumptions` says how)
+    all_in_kw: float | None = None  # provisioned all-in power per chip, where a source publishes it
+    host_max_w: float | None = None  # the host's maximum rating per chip: the upper bound of host_w
+    cap_w: float | None = None  # a power cap below the board limit (nvidia-smi -pl), or None
+    a0: float = 0.0  # fitted activity floor of a chip whose kernels run
+    a1: float = 0.0  # fitted growth of activity per e-fold of tokens per chip
+    assumptions: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+    @property
+    def limit_w(self) -> float:
+        """The most the board may draw: the cap where one is set, else its board power."""
+        return self.board_w if self.cap_w is None else min(self.cap_w, self.board_w)
+
+    @property
+    def provisioned_w(self) -> float:
+        """Power a facility provisions per chip: the board limit + the host's rating (or its measured draw)."""
+        return self.board_w + (self.host_w if self.host_max_w is None else max(self.host_max_w, self.host_w))
+
+
 def _board_and_idle(system: System, board_w: float | None = None) -> tuple[float, float, list[str], list[str]]:
     """(board W, idle W, assumptions, sources): the datasheet limit (or `board_w`, given) and the
-    measured idle (or the idle share of the nearest measured chip, said)."""
+    measured idle (or the measured idle share of board power, said)."""
     chips = _data().get("chips", {})
     row = chips.get(system.name, {})
     board = board_w or row.get("board_w") or system.chip.power_w
@@ -108,15 +146,12 @@ def _board_and_idle(system: System, board_w: float | None = None) -> tuple[float
     if row.get("idle_w") and not board_w:
         sources.append(f"idle {row['idle_w']:g} W: {row.get('idle_source', '')}")
         return float(board), float(row["idle_w"]), assumptions, sources
-    from .profiles import vendor
-
-    v = vendor(system)
-    measured = sorted((0 if (("mi" in n) == (v == "amd") and ("tpu" in n) == (v == "google")) else 1, n,
-                       r["idle_w"] / r["board_w"]) for n, r in chips.items() if r.get("idle_w") and r.get("board_w"))
-    if not measured:
-        raise TokenmathError("energy.toml has no measured idle power for any chip; give --idle-w")
-    _, name, share = measured[0]
-    assumptions.append(f"idle = {share:.3f} × board power, the share measured on {name}")
+    pm = _data().get("power_model", {})
+    share = pm.get("idle_share")
+    if not share:
+        raise TokenmathError("energy.toml has no power_model.idle_share; give --idle-w")
+    assumptions.append(f"idle = {share:g} × board power, the share measured on A100 and H100 (energy.toml "
+                       "power_model.idle_share)")
     return float(board), share * float(board), assumptions, sources
 
 
@@ -126,10 +161,44 @@ def idle_and_board(system: System) -> tuple[float, float]:
     return idle, board
 
 
+def host_watts(system: System, board_w: float | None = None) -> tuple[float, float | None, list[str], list[str]]:
+    """(host W per chip, its maximum rating or None, assumptions, sources): measured at load where a
+    source has it, else the rating × the measured/rated ratio of an HGX H100 node, else Google's host
+    share × the board power (`board_w`, default the chip's)."""
+    if board_w is None:
+        board_w = _board_and_idle(system)[0]
+    return _host(system, board_w)
+
+
+def _host(system: System, board: float) -> tuple[float, float | None, list[str], list[str]]:
+    """(host W per chip, its maximum rating or None, assumptions, sources)."""
+    d = _data()
+    row = d.get("systems", {}).get(system.name, {})
+    hm = d.get("host_model", {})
+    rating = row.get("host_max_w_per_chip")
+    if row.get("host_w_per_chip") is not None:
+        return (float(row["host_w_per_chip"]), None if rating is None else float(rating), [],
+                [f"host {row['host_w_per_chip']:g} W per chip (measured at load): {row.get('host_source', '')}"]
+                + ([] if rating is None else [f"host rating {rating:g} W per chip: {row.get('host_max_source', '')}"]))
+    if rating is not None and hm.get("measured_over_rated"):
+        r = float(hm["measured_over_rated"])
+        return (r * float(rating), float(rating),
+                [f"host = {r:.3f} × its rating {rating:g} W per chip: the measured/rated ratio of an 8-GPU HGX H100 node "
+                 "(energy.toml host_model.measured_over_rated); no measurement of this system"],
+                [f"host rating {rating:g} W per chip: {row.get('host_max_source', '')}"])
+    share = hm.get("host_share_of_board")
+    if share:
+        return (float(share) * board, None,
+                [f"host = {share:.3f} × board power: Google's published host CPU+DRAM share of accelerator energy "
+                 "(energy.toml host_model.host_share_of_board); this system's host power is not published"], [])
+    return 0.0, None, ["host (CPU, NIC, switch, fan) power not published for this system: 0 W (give --host-w)"], []
+
+
 def chip_power(system: System, *, overrides: dict | None = None) -> ChipPower:
     """The chip's power figures: board and idle (energy.toml, the catalog's power_w), the fitted
-    [power_fit] coefficients, the system's host draw; `overrides` (board_w, idle_w, host_w)
-    replace any (a given board without a measured idle takes the nearest measured chip's idle share)."""
+    board-power coefficients (validation/power_fit.json), the system's host draw; `overrides`
+    (board_w, idle_w, host_w, cap_w) replace any (a given board without a measured idle takes the
+    measured idle share)."""
     d = _data()
     sysrow = d.get("systems", {}).get(system.name, {})
     overrides = dict(overrides or {})
@@ -137,44 +206,74 @@ def chip_power(system: System, *, overrides: dict | None = None) -> ChipPower:
     if board_w is not None:
         board_w = _positive("--board-w", board_w, high=1e5)
     board, idle, assumptions, sources = _board_and_idle(system, board_w)
-    fit = d.get("power_fit", {})
-    if not fit.get("k_compute") or not fit.get("k_memory"):
-        raise TokenmathError("energy.toml has no [power_fit]; run scripts/fit_power.py")
-    sources.append(f"k_compute {fit['k_compute']:.3f}, k_memory {fit['k_memory']:.3f}: {fit.get('source', '')}")
-    host = sysrow.get("host_w_per_chip")
-    if host is None:
-        host = 0.0
-        assumptions.append("host (CPU, NIC, switch, fan) power not published for this system: 0 W (give --host-w)")
-    else:
-        sources.append(f"host {host:g} W per chip: {sysrow.get('source', '')}")
-    p = ChipPower(board, idle, float(fit["k_compute"]), float(fit["k_memory"]), float(host),
-                  sysrow.get("all_in_kw_per_chip"), tuple(assumptions), tuple(sources))
-    for k, v in (overrides or {}).items():
+    fit = power_fit()
+    if "a0" not in fit or "a1" not in fit:
+        raise TokenmathError("validation/power_fit.json holds no fit; run scripts/fit_power.py")
+    sources.append(f"activity a0 {fit['a0']:.4f}, a1 {fit['a1']:.4f} per e-fold of tokens per chip: {fit.get('source', '')}")
+    host, rating, a, s = _host(system, board)
+    p = ChipPower(board, idle, host, sysrow.get("all_in_kw_per_chip"), rating, None, float(fit["a0"]), float(fit["a1"]),
+                  tuple(assumptions + a), tuple(sources + s))
+    for k, v in overrides.items():
         if v is None:
             continue
-        flag = f"--{k.replace('_', '-')}"
-        x = _positive(flag, v, low_inclusive=True, high=p.board_w if k == "idle_w" else 1e5)
+        flag = {"cap_w": "--power-cap-w"}.get(k, f"--{k.replace('_', '-')}")
+        if k == "cap_w":
+            x = _positive(flag, v, low=p.idle_w, high=p.board_w)
+        else:
+            x = _positive(flag, v, low_inclusive=True, high=p.board_w if k == "idle_w" else 1e5)
         kept = tuple(a for a in p.assumptions if not (k == "idle_w" and a.startswith("idle =")) and
-                     not (k == "host_w" and a.startswith("host (")))
+                     not (k == "host_w" and a.startswith("host ")))
         p = replace(p, **{k: x}, assumptions=kept + (f"{k} = {v:g} (given)",))
+    if p.idle_w >= p.board_w:
+        raise TokenmathError(f"idle power {p.idle_w:g} W is not below the board power {p.board_w:g} W")
     return p
 
 
-# Financing has no sourced default: straight-line recovery (0 %) unless --cost-of-capital is given, and said.
-COST_OF_CAPITAL_UNSOURCED = 0.0
+# --------------------------------------------------------------------------------------------
+# Facility and financing
+# --------------------------------------------------------------------------------------------
 
 
-def facility(*, pue=None, usd_per_kwh=None, facility_usd_per_kw_month=None, cost_of_capital=None,
-             years=None) -> Facility:
+@dataclass(frozen=True)
+class Facility:
+    pue: float
+    usd_per_kwh: float
+    facility_usd_per_kw_month: float
+    cost_of_capital: float
+    years: float
+    sources: tuple[str, ...] = ()
+    assumptions: tuple[str, ...] = ()
+    facility_class: str | None = None  # hyperscale | colo | average, or None where --pue was given
+
+
+def facility_classes() -> dict:
+    return _data().get("facility", {}).get("classes", {})
+
+
+def facility(*, pue=None, facility_class: str | None = None, usd_per_kwh=None, facility_usd_per_kw_month=None,
+             cost_of_capital=None, years=None) -> Facility:
     """Facility and financing assumptions: energy.toml's sourced defaults, any of them replaced.
-    A figure with neither a source nor a value is NaN here, and `tco` asks for it by its flag."""
+    PUE: `pue` if given, else the `facility_class`'s (default: energy.toml's default_class)."""
     d = _data().get("facility", {})
-    given = dict(pue=pue, usd_per_kwh=usd_per_kwh, facility_usd_per_kw_month=facility_usd_per_kw_month,
-                 cost_of_capital=cost_of_capital, years=years)
+    classes = facility_classes()
     out, sources, assumptions = {}, [], []
-    srckey = {"pue": "pue_source", "usd_per_kwh": "usd_per_kwh_source",
-              "facility_usd_per_kw_month": "facility_source", "cost_of_capital": "cost_of_capital_source",
-              "years": "years_source"}
+    cls = None
+    if pue is not None:
+        out["pue"] = _positive("--pue", pue, low=1.0, low_inclusive=True, high=5.0)
+        assumptions.append(f"pue = {pue:g} (given)")
+    else:
+        cls = facility_class or d.get("default_class")
+        if cls not in classes:
+            raise TokenmathError(f"--facility = {cls!r}; expected one of {', '.join(sorted(classes))}")
+        out["pue"] = float(classes[cls]["pue"])
+        sources.append(f"PUE {out['pue']:g} ({cls}): {classes[cls].get('source', '')}")
+        if facility_class is None:
+            assumptions.append(f"facility class {cls!r} (PUE {out['pue']:g}), the default class (hyperscale, colo or "
+                               "average); give --pue")
+    given = dict(usd_per_kwh=usd_per_kwh, facility_usd_per_kw_month=facility_usd_per_kw_month,
+                 cost_of_capital=cost_of_capital, years=years)
+    srckey = {"usd_per_kwh": "usd_per_kwh_source", "facility_usd_per_kw_month": "facility_source",
+              "cost_of_capital": "cost_of_capital_source", "years": "years_source"}
     for k, v in given.items():
         if v is not None:
             out[k] = v
@@ -182,77 +281,129 @@ def facility(*, pue=None, usd_per_kwh=None, facility_usd_per_kw_month=None, cost
         elif d.get(k) is not None:
             out[k] = d[k]
             sources.append(f"{k} {d[k]:g}: {d.get(srckey[k], '')}")
-        elif k == "cost_of_capital":
-            out[k] = COST_OF_CAPITAL_UNSOURCED
-            assumptions.append("cost of capital not sourced: 0 % (straight-line recovery); give --cost-of-capital")
         else:
             out[k] = math.nan
-    checks = (("--pue", "pue", dict(low=1.0, low_inclusive=True, high=5.0)),
-              ("--usd-per-kwh", "usd_per_kwh", dict(low_inclusive=True, high=10.0)),
+    checks = (("--usd-per-kwh", "usd_per_kwh", dict(low_inclusive=True, high=10.0)),
               ("--facility-usd-per-kw-month", "facility_usd_per_kw_month", dict(low_inclusive=True, high=1e4)),
               ("--cost-of-capital", "cost_of_capital", dict(low_inclusive=True, high=1.0)),
               ("--years", "years", dict(low=0.0, high=50.0)))
     for flag, k, kw in checks:
         if not (isinstance(out[k], float) and math.isnan(out[k])):
-            _positive(flag, out[k], **kw)
-    if math.isnan(float(out["pue"])):
-        raise TokenmathError("no sourced PUE in energy.toml; give --pue")
+            out[k] = _positive(flag, out[k], **kw)
     return Facility(float(out["pue"]), float(out["usd_per_kwh"]), float(out["facility_usd_per_kw_month"]),
-                    float(out["cost_of_capital"]), float(out["years"]), tuple(sources), tuple(assumptions))
+                    float(out["cost_of_capital"]), float(out["years"]), tuple(sources), tuple(assumptions), cls)
 
 
 # --------------------------------------------------------------------------------------------
-# The energy of a step
+# Board power of a pass, and the energy of a step
 # --------------------------------------------------------------------------------------------
+
+
+def board_power(power: ChipPower, tokens_per_chip, compute_share=0.0):
+    """(board W per chip, activity, clock ratio φ, step-time factor) of a chip running a pass with
+    `tokens_per_chip` new tokens on each chip. Under a cap below the demand the clocks fall to φ and
+    the `compute_share` of the pass runs 1/φ slower (factor = compute_share/φ + 1 − compute_share).
+    Numbers or arrays."""
+    import numpy as np
+
+    tau = np.maximum(np.asarray(tokens_per_chip, float), 1.0)
+    act = np.clip(power.a0 + power.a1 * np.log(tau), 0.0, 1.0)
+    demand = power.idle_w + (power.board_w - power.idle_w) * act
+    limit = power.limit_w
+    over = demand > limit
+    phi = np.where(over, ((limit - power.idle_w) / np.maximum(demand - power.idle_w, 1e-9)) ** (1.0 / DVFS_EXPONENT), 1.0)
+    s = np.clip(np.asarray(compute_share, float), 0.0, 1.0)
+    factor = s / phi + (1.0 - s)
+    return _f(np.minimum(demand, limit)), _f(act), _f(phi), _f(factor)
 
 
 @dataclass(frozen=True)
 class StepEnergy:
-    """Power and energy of one pass of one replica (all its chips), facility included."""
+    """Power and energy of one pass of one replica (all its chips) at the three levels; `watts`,
+    `joules_per_token` and `tokens_per_s_per_mw` are at `level`. Per-token figures are per new
+    token of the pass."""
 
     chips: int
-    step_s: float
+    step_s: float  # the pass's time (× the cap's slowdown where a power cap binds)
     tokens: float
-    chip_w: float  # one accelerator, at this step's busy shares
-    watts: float  # the replica at the wall: chips · (chip + host) · PUE
-    joules_per_token: float
-    tokens_per_s_per_mw: float
-    tokens_per_s_per_mw_provisioned: float | None  # on the all-in provisioned power (InferenceX's definition)
-    parts_w: dict  # idle, compute, memory, host, facility (PUE − 1): the replica's watts by cause
-    u_compute: float
+    level: str
+    tokens_per_chip: float  # τ: new tokens per working chip in the pass
+    activity: float  # a0 + a1·ln τ, clipped to [0, 1]
+    board_watts_per_chip: float  # one working accelerator
+    board_watts: float  # every accelerator of the replica (its idle chips at idle)
+    host_watts: float
+    node_watts: float  # board + host: at the wall of the servers
+    facility_watts: float  # node × PUE
+    pue: float
+    watts: float  # at `level`
+    joules_per_token: float  # at `level`
+    board_joules_per_token: float
+    node_joules_per_token: float
+    facility_joules_per_token: float
+    tokens_per_s_per_mw: float  # at `level`
+    tokens_per_s_per_mw_provisioned: float | None  # on InferenceX's all-in provisioned power
+    parts_w: dict  # idle, compute, memory, host, facility (PUE − 1): sums to facility_watts
+    u_compute: float  # the bound's compute time / step (reported; not a term of the power model)
     u_memory: float
+    power_cap_w: float | None = None
+    clock_ratio: float = 1.0  # φ: the clock under the cap / the uncapped clock
+    slowdown: float = 1.0  # step time under the cap / without it
     assumptions: tuple[str, ...] = field(default=())
+
+    @property
+    def chip_w(self):
+        """One working accelerator's board power (the name before issue 23; board level)."""
+        return self.board_watts_per_chip
+
+    @property
+    def node_watts_per_chip(self):
+        return self.node_watts / max(self.chips, 1)
 
 
 def step_energy(power: ChipPower, fac: Facility, *, chips: int, step_s, compute_s, memory_s, tokens,
-                idle_chips: float = 0.0) -> StepEnergy:
-    """Watts and joules of a pass: `compute_s`/`memory_s` are the roofline's terms of the pass
-    (what one chip spends on each over the step), `step_s` its (estimated) duration; `tokens` the
-    new tokens it produces. `idle_chips`: chips billed with the replica but idle in its domains
-    (they draw idle and host power). Numbers or arrays (a curve): every figure broadcasts."""
+                idle_chips: float = 0.0, level: str = SERVER_LEVEL, tokens_per_chip=None) -> StepEnergy:
+    """Watts and joules of a pass: `compute_s`/`memory_s` are the roofline's terms of the pass (what
+    one chip spends on each), `step_s` its (estimated) duration, `tokens` the new tokens it produces,
+    `tokens_per_chip` τ (default tokens / chips). `idle_chips`: chips billed with the replica but idle
+    (idle + host power). Numbers or arrays (a curve): every figure broadcasts."""
     import numpy as np
 
+    check_level(level)
     T = np.asarray(step_s, float)
     if not np.all(np.isfinite(T)) or np.any(T <= 0):
         raise TokenmathError("step time must be a positive finite number of seconds")
-    u_c = np.clip(np.asarray(compute_s, float) / T, 0.0, 1.0)
-    u_m = np.clip(np.asarray(memory_s, float) / T, 0.0, 1.0)
-    span = power.board_w - power.idle_w
-    act = power.k_compute * u_c + power.k_memory * u_m
-    scale = np.minimum(act, 1.0) / np.maximum(act, 1e-12)  # < 1 where the board limit caps
-    chip_w = power.idle_w + span * np.minimum(act, 1.0)
+    tok = np.asarray(tokens, float)
+    tau = tok / chips if tokens_per_chip is None else np.asarray(tokens_per_chip, float)
+    c, m = np.asarray(compute_s, float), np.asarray(memory_s, float)
+    share = np.where(c + m > 0, c / np.maximum(c + m, 1e-30), 0.0)
+    chip_w, act, phi, factor = board_power(power, tau, share)
+    T = T * np.asarray(factor)
+    u_c = np.clip(c / T, 0.0, 1.0)
+    u_m = np.clip(m / T, 0.0, 1.0)
     idle_n = np.asarray(idle_chips, float)
-    wall = (chips * (chip_w + power.host_w) + idle_n * (power.idle_w + power.host_w)) * fac.pue
-    parts = {"idle": (chips + idle_n) * power.idle_w + 0.0 * T,
-             "compute": chips * span * power.k_compute * u_c * scale,
-             "memory": chips * span * power.k_memory * u_m * scale,
-             "host": (chips + idle_n) * power.host_w + 0.0 * T}
-    parts["facility"] = (fac.pue - 1.0) * (parts["idle"] + parts["compute"] + parts["memory"] + parts["host"])
-    tps = np.asarray(tokens, float) / T
+    board = chips * np.asarray(chip_w) + idle_n * power.idle_w
+    host = (chips + idle_n) * power.host_w + 0.0 * T
+    node = board + host
+    fw = node * fac.pue
+    at = {"board": board, "node": node, "facility": fw}
+    # attribution of the activity above idle to compute and memory by the bound's time shares (a view)
+    active = chips * (np.asarray(chip_w) - power.idle_w)
+    parts = {"idle": (chips + idle_n) * power.idle_w + 0.0 * T, "compute": active * share,
+             "memory": active * (1.0 - share), "host": host}
+    parts["facility"] = (fac.pue - 1.0) * node
+    tps = tok / T
     prov = None if not power.all_in_kw else _f(tps / ((chips + idle_n) * power.all_in_kw * 1e3 / 1e6))
-    return StepEnergy(int(chips), _f(T), _f(np.asarray(tokens, float) + 0 * T), _f(chip_w), _f(wall),
-                      _f(wall * T / np.asarray(tokens, float)), _f(tps / (wall / 1e6)), prov,
-                      {k: _f(v) for k, v in parts.items()}, _f(u_c), _f(u_m), power.assumptions + fac.assumptions)
+    w = at[level]
+    assumptions = power.assumptions + fac.assumptions
+    capped = power.cap_w is not None and bool(np.any(np.asarray(phi) < 1.0))
+    if capped:
+        assumptions += (f"power cap {power.cap_w:g} W binds: clocks at {float(np.min(phi)):.0%} of uncapped, the "
+                        f"compute-bound share of the pass {float(np.max(share)):.0%} slowed by 1/φ (dynamic power ∝ f³)",)
+    return StepEnergy(int(chips), _f(T), _f(tok + 0 * T), level, _f(np.maximum(tau, 1.0) + 0 * T), _f(act + 0 * T),
+                      _f(chip_w + 0 * T), _f(board), _f(host), _f(node), _f(fw), fac.pue, _f(w), _f(w * T / tok),
+                      _f(board * T / tok), _f(node * T / tok), _f(fw * T / tok), _f(tps / (w / 1e6)), prov,
+                      {k: _f(v) for k, v in parts.items()}, _f(u_c), _f(u_m), power.cap_w, _f(phi + 0 * T),
+                      _f(np.asarray(factor) + 0 * T), assumptions)
 
 
 def _f(x):
@@ -262,21 +413,25 @@ def _f(x):
     return float(a) if a.ndim == 0 else a
 
 
-def energy_of(st, system: System, *, step_s=None, power: ChipPower | None = None,
-              fac: Facility | None = None) -> StepEnergy:
-    """The energy of a pass from its roofline StepTime `st` (or a sweep of them): the busy shares are its
-    compute and memory terms over `step_s` (the estimate's step; default the bound's own)."""
-    return step_energy(power or chip_power(system), fac or facility(), chips=st.assumptions.chips,
-                       step_s=st.step_s if step_s is None else step_s, compute_s=st.compute_s,
-                       memory_s=st.memory_s, tokens=st.batch * st.new_tokens)
+def energy_of(st, system: System, *, step_s=None, power: ChipPower | None = None, fac: Facility | None = None,
+              level: str = SERVER_LEVEL) -> StepEnergy:
+    """The energy of a pass from its roofline StepTime `st` (or a sweep of them) over `step_s` (the
+    estimate's step; default the bound's own)."""
+    import numpy as np
+
+    chips = st.assumptions.chips
+    tokens = np.asarray(st.batch) * np.asarray(st.new_tokens)
+    return step_energy(power or chip_power(system), fac or facility(), chips=chips,
+                       step_s=st.step_s if step_s is None else step_s, compute_s=st.compute_s, memory_s=st.memory_s,
+                       tokens=tokens, level=level)
 
 
-def energy_of_pass(est, system: System, *, power: ChipPower | None = None, fac: Facility | None = None) -> StepEnergy:
-    """The energy of a pass from its estimate (estimate.estimate_pass): each chip's busy shares are
-    the bound's compute and HBM terms of the same pass (same layout, chips and expert-fetch
-    convention; stepmodel.OpStep.bound_parts) over the estimate's step time; the layout's chips
-    draw that power, the idle chips its placement strands draw idle + host power. With the
-    roofline profile the step time is the bound's own. Numbers or arrays (a sweep)."""
+def energy_of_pass(est, system: System, *, power: ChipPower | None = None, fac: Facility | None = None,
+                   level: str = SERVER_LEVEL) -> StepEnergy:
+    """The energy of a pass from its estimate (estimate.estimate_pass): τ = its new tokens (decode
+    and prefill chunks) per working chip; the layout's chips draw that power, the chips its
+    placement strands draw idle + host. The bound's compute and HBM terms of the same pass are the
+    compute share a power cap slows. Numbers or arrays (a sweep)."""
     import numpy as np
 
     op = est.op
@@ -288,13 +443,21 @@ def energy_of_pass(est, system: System, *, power: ChipPower | None = None, fac: 
     tokens = np.asarray(op.batch) * np.asarray(op.new_tokens) + np.asarray(op.prefill_tokens)
     return step_energy(power or chip_power(system), fac or facility(), chips=int(chips), step_s=est.step_s,
                        compute_s=bp["compute_s"], memory_s=np.asarray(bp["weights_s"]) + bp["kv_s"] + bp["activations_s"],
-                       tokens=tokens, idle_chips=float(idle))
+                       tokens=tokens, idle_chips=float(idle), level=level)
 
 
-def maybe_energy_of_pass(est, system: System) -> StepEnergy | None:
+def maybe_energy_of_pass(est, system: System, level: str = SERVER_LEVEL) -> StepEnergy | None:
     """energy_of_pass, or None where the chip has no power figures (the answer says so instead)."""
     try:
-        return energy_of_pass(est, system)
+        return energy_of_pass(est, system, level=level)
+    except TokenmathError:
+        return None
+
+
+def maybe_energy_of(st, system: System, *, step_s=None, level: str = SERVER_LEVEL) -> StepEnergy | None:
+    """energy_of, or None where the chip has no power figures (the answer says so instead)."""
+    try:
+        return energy_of(st, system, step_s=step_s, level=level)
     except TokenmathError:
         return None
 
@@ -302,72 +465,168 @@ def maybe_energy_of_pass(est, system: System) -> StepEnergy | None:
 def busy_shares(model, system: System, *, batch: float, context: float, chips: int, tp: int, ep: int = 1,
                 weight_dtype: str | None = None) -> tuple[float, float, float]:
     """(u_c, u_m, estimated step s) of a decode step at `batch` and `context` on a TP × EP replica:
-    the bound's compute and HBM terms of the same pass over the calibrated estimate's step (the
-    convention energy_of_pass uses). What the power fit (scripts/fit_power.py) and its checks
-    evaluate the model at. `chips`: the replica's chips (checked against the layout's)."""
+    the bound's compute and HBM terms of the pass over the calibrated estimate's step."""
     from .estimate import estimate_pass
     from .layout import Layout
     from .profiles import choose
     from .specs import Dtypes
 
-    dt = Dtypes(weight=weight_dtype)
     lay = Layout(tp=tp, ep=ep)
     if lay.replica_chips != int(chips):
         raise TokenmathError(f"TP {tp} × EP {ep} uses {lay.replica_chips} chips, not {chips}")
-    est = estimate_pass(model, system, batch, context, 1.0, layout=lay, dtypes=dt,
+    est = estimate_pass(model, system, batch, context, 1.0, layout=lay, dtypes=Dtypes(weight=weight_dtype),
                         profile=choose("calibrated", system=system))
     bp = est.op.bound_parts
     T = float(est.step_s)
     return float(bp["compute_s"]) / T, float(bp["weights_s"] + bp["kv_s"] + bp["activations_s"]) / T, T
 
 
-def maybe_energy_of(st, system: System, *, step_s=None) -> StepEnergy | None:
-    """energy_of, or None where the chip has no power figures (the answer says so instead)."""
-    try:
-        return energy_of(st, system, step_s=step_s)
-    except TokenmathError:
-        return None
+# --------------------------------------------------------------------------------------------
+# The energy of work: a request (prefill + decode) under continuous batching
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestEnergy:
+    """The energy of one request of `input_tokens` in / `output_tokens` out on a replica serving
+    `batch` requests at once, as measured benchmarks count it: all the replica's energy, prefill
+    included, divided among the requests (ML.ENERGY: energy ÷ output tokens)."""
+
+    input_tokens: float
+    output_tokens: float
+    batch: float
+    level: str
+    time_per_output_token_s: float  # the steady step with prefill chunked in (stepmodel.steady_step_s)
+    board_joules: float
+    node_joules: float
+    facility_joules: float
+    joules: float  # at `level`
+    joules_per_output_token: float  # at `level`
+    board_joules_per_output_token: float
+    node_joules_per_output_token: float
+    facility_joules_per_output_token: float
+    prefill_share: float  # of the request's time (and energy) spent in its prefill
+    board_watts_per_chip: float
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def wh(self) -> float:
+        return self.joules / 3600.0
+
+
+def request_energy(model, system: System, layout, batch: float, input_tokens: float, output_tokens: float, *,
+                   profile, dtypes=None, power: ChipPower | None = None, fac: Facility | None = None,
+                   level: str = SERVER_LEVEL, idle_chips: float = 0.0) -> RequestEnergy:
+    """J per request and per output token of a replica at `batch` concurrent requests, continuous
+    batching with chunked prefill: each step makes `batch` output tokens and prefills batch/O new
+    prompts, so a request's share of the replica's energy is P · T_step · O / batch, prefill
+    included. T_step: stepmodel.steady_step_s under `profile`. The board power is at τ = batch /
+    chips (decode tokens per chip: the convention of the power fit)."""
+    import numpy as np
+
+    from .specs import Dtypes
+    from .stepmodel import op_step, steady_step_s
+
+    check_level(level)
+    dt = dtypes or Dtypes()
+    power = power or chip_power(system)
+    fac = fac or facility()
+    B, I, O = float(batch), float(input_tokens), float(output_tokens)
+    if B <= 0 or I < 1 or O < 1:
+        raise TokenmathError(f"batch {B:g}, input {I:g} and output {O:g} tokens: expected batch > 0 and token counts >= 1")
+    chips = layout.replica_chips
+    kern = None if profile.is_roofline else profile.kernels
+    eng = None if kern is None else profile.engine
+    T = float(steady_step_s(model, system, layout, B, I, O, kernels=kern, engine=eng, dtypes=dt))
+    pre = op_step(model, system, layout, 1.0, 0.0, I, kernels=kern, engine=eng, dtypes=dt, check=False)
+    share = float(np.clip(B / O * float(pre.step_s) / T, 0.0, 1.0))
+    op = op_step(model, system, layout, B, I + O / 2, 1.0, kernels=None, dtypes=dt, check=False)
+    bp = op.bound_parts
+    e = step_energy(power, fac, chips=chips, step_s=T, compute_s=float(bp["compute_s"]),
+                    memory_s=float(bp["weights_s"] + bp["kv_s"] + bp["activations_s"]), tokens=B,
+                    idle_chips=idle_chips, level=level)
+    T = float(e.step_s)
+    per_req = T * O / B
+    j = {k: float(getattr(e, f"{k}_watts")) * per_req for k in LEVELS}
+    return RequestEnergy(I, O, B, level, T, j["board"], j["node"], j["facility"], j[level], j[level] / O,
+                         j["board"] / O, j["node"] / O, j["facility"] / O, share, float(e.board_watts_per_chip),
+                         e.assumptions)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def training_board_share() -> float:
+    """Board power while training, as a share of the board limit (energy.toml [power_model])."""
+    return float(_data().get("power_model", {}).get("training_board_share", 1.0))
 
 
 @dataclass(frozen=True)
 class TrainingEnergy:
-    energy_mwh: float  # at the wall: chips · (P_chip + P_host) · PUE · time
-    gpu_energy_mwh: float  # the accelerators alone (what model cards count)
-    chip_w: float
+    """Energy of a training run at the three levels; `energy_mwh` is at `level` (default facility)."""
+
+    level: str
+    energy_mwh: float  # at `level`
+    board_energy_mwh: float  # the accelerators at their measured training draw
+    node_energy_mwh: float
+    facility_energy_mwh: float
+    board_energy_at_tdp_mwh: float  # GPU-hours × board limit: how model cards count (Meta's Llama 3.1 card)
+    chip_w: float  # board power per chip while training
+    host_w: float
     pue: float
     assumptions: tuple[str, ...] = ()
 
+    @property
+    def gpu_energy_mwh(self) -> float:
+        """The accelerators alone (board level; the name before issue 23)."""
+        return self.board_energy_mwh
+
 
 def training_energy(system: System, chips: int, seconds: float, *, power: ChipPower | None = None,
-                    fac: Facility | None = None) -> TrainingEnergy:
-    """Energy of a training run: every chip at its board power (TDP) for the whole run, as model
-    cards count it (Meta's Llama 3.1 card: GPU-hours × 700 W) — an upper bound of the accelerators'
-    draw, since the serving fit does not cover training's mix — plus host, times PUE."""
+                    fac: Facility | None = None, level: str = FLEET_LEVEL) -> TrainingEnergy:
+    """Energy of a training run: every chip at the measured training board power (a share of its
+    board limit, energy.toml [power_model] training_board_share: OLMo 2 on H100 draws over 85 % of
+    700 W while training) for the whole run, plus host, × PUE. `board_energy_at_tdp_mwh` is the
+    model cards' convention (GPU-hours × TDP), the figure to compare with them."""
+    check_level(level)
     power = power or chip_power(system)
     fac = fac or facility()
-    gpu = chips * power.board_w * _positive("seconds", seconds) / 3.6e9
-    return TrainingEnergy(float(gpu * (power.board_w + power.host_w) / power.board_w * fac.pue), float(gpu),
-                          float(power.board_w), fac.pue,
-                          power.assumptions + fac.assumptions + ("training at board power (TDP): an upper bound",))
+    t = _positive("seconds", seconds)
+    share = training_board_share()
+    chip_w = min(share * power.board_w, power.limit_w)
+    h = chips * t / 3.6e9  # MW-hours per watt per chip
+    board = chip_w * h
+    node = (chip_w + power.host_w) * h
+    fw = node * fac.pue
+    e = {"board": board, "node": node, "facility": fw}
+    return TrainingEnergy(level, float(e[level]), float(board), float(node), float(fw), float(power.board_w * h),
+                          float(chip_w), float(power.host_w), fac.pue,
+                          power.assumptions + fac.assumptions +
+                          (f"training board power {share:g} × board limit (energy.toml power_model.training_board_share)",))
+
+
+# --------------------------------------------------------------------------------------------
+# The planner's rows
+# --------------------------------------------------------------------------------------------
 
 
 def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, output_tokens: float, *,
-                prompt_cached: float | None = None):
-    """(watts per replica, J per output token, output tokens/s per MW) of planner rows: each
-    row's decode step at its batch and mean context I + O/2, on its layout, gives the busy shares
-    — the roofline bound's compute and HBM terms of that pass (stepmodel.op_step with
-    kernels=None; the convention energy_of_pass uses) over the row's step time; its replica's
-    output tokens/s (prefill included) gives the energy per token. With `prompt_cached`
-    (aggregated replicas: continuous batching with chunked prefill), each step also carries B/O
-    prompts of I − cached tokens, whose compute joins the step's busy share. The layout's chips
-    draw that power, the idle chips of its domains idle + host. NaN where the chip has no power
-    figures."""
+                prompt_cached: float | None = None, level: str = SERVER_LEVEL):
+    """(watts per replica at `level`, J per output token, output tokens/s per MW) of planner rows:
+    each row's decode step at its batch, on its layout: board power at τ = batch / replica chips,
+    the roofline's compute and HBM terms of that pass (with `prompt_cached`, also the prompt
+    chunks each step carries) as the compute share a cap slows; the replica's output tokens/s
+    (prefill included) gives the energy per token. The layout's chips draw that power, the idle
+    chips of its domains idle + host. NaN where the chip has no power figures."""
     import numpy as np
 
     from .layout import Layout
     from .specs import Dtypes
     from .stepmodel import op_step
 
+    check_level(level)
     rows = np.asarray(rows, int)
     w, j, mw = (np.full(len(rows), np.nan) for _ in range(3))
     if not len(rows):
@@ -397,7 +656,7 @@ def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, out
         billed = cols["billed_chips"][r].astype(float)
         e = step_energy(power, fac, chips=lay.replica_chips, step_s=cols["step_s"][r].astype(float), compute_s=compute,
                         memory_s=np.asarray(bp["weights_s"]) + bp["kv_s"] + bp["activations_s"], tokens=B,
-                        idle_chips=billed - lay.replica_chips)
+                        idle_chips=billed - lay.replica_chips, level=level)
         replica_tps = cols["tokens_per_s_per_chip"][r].astype(float) * billed
         w[sel] = e.watts
         j[sel] = np.asarray(e.watts) / replica_tps
@@ -415,19 +674,27 @@ class Tco:
     """What owning one chip costs per hour, by part (each *_usd_per_chip_hour), summing to the total."""
 
     system: str
-    capex_usd: float
+    capex_usd: float  # all capital per chip: the server's share + the cluster network + other
     capex_usd_per_chip_hour: float
     power_usd_per_chip_hour: float
     facility_usd_per_chip_hour: float
     usd_per_chip_hour: float
     rental_usd_per_chip_hour: float | None
     utilisation: float
-    average_chip_w: float
+    average_chip_w: float  # board level, over busy and idle hours
     capital_recovery_factor: float
     power_idle_usd_per_chip_hour: float  # electricity at utilisation 0
     power_busy_usd_per_chip_hour: float  # electricity at utilisation 1
     assumptions: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    server_capex_usd: float = 0.0  # the server's (or rack's) share per chip
+    network_capex_usd: float = 0.0  # the cluster's scale-out network per chip
+    other_capex_usd: float = 0.0  # storage, installation: a given share
+    busy_chip_w: float = 0.0  # board power while busy
+    host_w: float = 0.0  # measured host draw per chip
+    node_average_w: float = 0.0  # average_chip_w + host_w
+    facility_average_w: float = 0.0  # node_average_w × PUE
+    provisioned_w: float = 0.0  # board limit + host rating: what the facility rent is charged on
 
 
 def capital_recovery_factor(rate: float, years: float) -> float:
@@ -438,18 +705,29 @@ def capital_recovery_factor(rate: float, years: float) -> float:
     return rate * g / (g - 1.0)
 
 
+def network_share() -> tuple[float, str]:
+    """(the cluster network's share of cluster capex, its source)."""
+    t = _data().get("tco", {})
+    return float(t.get("network_share_of_cluster_capex", 0.0)), t.get("network_source", "")
+
+
 def tco(system: System, *, capex_usd: float | None = None, utilisation: float = 0.7, fac: Facility | None = None,
-        power: ChipPower | None = None) -> Tco:
-    """$ per chip-hour of owning `system`'s chips: capital as an annuity, electricity at the
-    modelled utilisation (busy serving decode that share of the time, idle the rest) × PUE, and the facility's $/kW-month on the provisioned IT power (board + host)."""
+        power: ChipPower | None = None, busy_tokens_per_chip: float | None = None, network: bool = True,
+        other_capex_share: float = 0.0) -> Tco:
+    """$ per chip-hour of owning `system`'s chips: capital as an annuity on the server's share + the
+    cluster network (a sourced share of cluster capex; `network=False` leaves it out) + other
+    (`other_capex_share` of the server's share: storage, installation; no sourced default), the
+    electricity of the board (busy `utilisation` of the hours at `busy_tokens_per_chip`, idle the
+    rest) and the host (measured) × PUE, and the facility's $/kW-month on the provisioned power."""
     u = _positive("--utilisation", utilisation, low_inclusive=True, high=1.0)
     fac = fac or facility()
     for flag, v in (("--usd-per-kwh", fac.usd_per_kwh), ("--facility-usd-per-kw-month", fac.facility_usd_per_kw_month),
-                    ("--years", fac.years)):
+                    ("--years", fac.years), ("--cost-of-capital", fac.cost_of_capital)):
         if math.isnan(v):
             raise TokenmathError(f"no sourced default for {flag[2:]}; give {flag}")
     power = power or chip_power(system)
     row = _data().get("chips", {}).get(system.name, {})
+    tt = _data().get("tco", {})
     assumptions, sources = list(power.assumptions + fac.assumptions), list(power.sources + fac.sources)
     if capex_usd is None:
         if not row.get("capex_usd"):
@@ -458,17 +736,37 @@ def tco(system: System, *, capex_usd: float | None = None, utilisation: float = 
         sources.append(f"capex ${capex_usd:,.0f}: {row.get('capex_source', '')}")
     else:
         assumptions.append(f"capex ${capex_usd:,.0f} per chip (given)")
-    capex = _positive("--capex-usd-per-chip", capex_usd, high=1e8)
+    server = _positive("--capex-usd-per-chip", capex_usd, high=1e8)
+    other_share = _positive("--other-capex-share", other_capex_share, low_inclusive=True, high=10.0)
+    share, nsrc = network_share()
+    net = server * share / (1.0 - share) if network and share > 0 else 0.0
+    if net:
+        sources.append(f"cluster network {share:.0%} of cluster capex (× {1 / (1 - share):.3f} on the server's share): {nsrc}")
+    else:
+        assumptions.append("cluster network left out (--no-network)" if not network else "no sourced network share")
+    other = server * other_share
+    if other_share:
+        assumptions.append(f"storage, installation and other capital {other_share:.0%} of the server's share (given)")
+    else:
+        assumptions.append("storage and installation not in the capital (no sourced share; give --other-capex-share)")
+    capex = server + net + other
     crf = capital_recovery_factor(fac.cost_of_capital, fac.years)
     capex_h = capex * crf / HOURS_PER_YEAR
-    busy = power.busy_w
+    tau = float(tt.get("busy_tokens_per_chip", 256.0)) if busy_tokens_per_chip is None else _positive(
+        "busy tokens per chip", busy_tokens_per_chip)
+    if busy_tokens_per_chip is None:
+        assumptions.append(f"busy = serving at {tau:g} tokens per chip per step ({tt.get('busy_source', 'energy.toml tco.busy_tokens_per_chip')})")
+    busy, _, _, _ = board_power(power, tau)
     avg_w = power.idle_w + u * (busy - power.idle_w)
-    kwh = fac.pue / 1e3 * fac.usd_per_kwh  # $ per W-hour at the wall
+    kwh = fac.pue / 1e3 * fac.usd_per_kwh  # $ per W-hour at the facility's meter
     power_h = (avg_w + power.host_w) * kwh
-    facility_h = (power.board_w + power.host_w) / 1e3 * fac.facility_usd_per_kw_month / HOURS_PER_MONTH
+    prov = power.provisioned_w
+    facility_h = prov / 1e3 * fac.facility_usd_per_kw_month / HOURS_PER_MONTH
     total = capex_h + power_h + facility_h
+    node_avg = avg_w + power.host_w
     return Tco(system.name, capex, capex_h, power_h, facility_h, total, system.usd_per_chip_hour, u, avg_w, crf,
-               (power.idle_w + power.host_w) * kwh, (busy + power.host_w) * kwh, tuple(assumptions), tuple(sources))
+               (power.idle_w + power.host_w) * kwh, (busy + power.host_w) * kwh, tuple(assumptions), tuple(sources),
+               server, net, other, float(busy), power.host_w, node_avg, node_avg * fac.pue, prov)
 
 
 def busy_chip_hour_usd(t: Tco) -> float | None:
@@ -513,5 +811,7 @@ def breakeven_utilisation(owned: Tco, *, tokens_per_s_per_chip: float, api_usd_p
     return u if u <= 1.0 else None
 
 
-__all__ = ["busy_chip_hour_usd", "priced_by_tco", "energy_of_pass", "maybe_energy_of_pass", "TrainingEnergy", "training_energy", "maybe_energy_of", "ChipPower", "Facility", "StepEnergy", "Tco", "chip_power", "facility", "step_energy", "energy_of", "tco",
-           "capital_recovery_factor", "breakeven_utilisation"]
+__all__ = ["busy_chip_hour_usd", "priced_by_tco", "energy_of_pass", "maybe_energy_of_pass", "TrainingEnergy",
+           "training_energy", "maybe_energy_of", "ChipPower", "Facility", "StepEnergy", "Tco", "chip_power", "facility",
+           "step_energy", "energy_of", "tco", "capital_recovery_factor", "breakeven_utilisation", "board_power",
+           "RequestEnergy", "request_energy", "LEVELS", "check_level", "facility_classes", "power_fit"]

@@ -92,7 +92,7 @@ class Pool:
     capacity_requests_per_s: float  # one replica, analytic
     step_s: float  # decode step (both/decode) or prefill pass (prefill), analytic
     usd_per_hour: float | None
-    watts_per_replica: float | None = None  # at the wall, busy at its analytic step (energy.py)
+    watts_per_replica: float | None = None  # facility level (node × PUE), busy at its analytic step (energy.py)
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,9 @@ class FleetOption:
     kv_transfer_s: float | None
     tokens_per_s_per_user: float
     simulated: Simulated | None = None
-    watts: float | None = None  # every replica of every pool at the wall, busy (energy.py)
-    joules_per_token: float | None = None  # watts / (rate · O): per output token, prefill included
+    watts: float | None = None  # every replica of every pool, facility level (node × PUE), busy (energy.py)
+    joules_per_token: float | None = None  # watts / (rate · O): facility J per output token, prefill included
+    joules_per_request: float | None = None  # watts / rate: facility J per request (prefill + decode)
 
     @property
     def goodput_requests_per_s(self) -> float | None:
@@ -219,7 +220,7 @@ def _option(mode, pools, rate, I, O, ttft, tpot, kv_s) -> FleetOption:
     per_all = None if usd is None else usd / 3600.0 / (rate * (I + O)) * 1e6  # ... over every token in and out
     w = None if any(p.watts_per_replica is None for p in pools) else sum(p.replicas * p.watts_per_replica for p in pools)
     return FleetOption(mode, tuple(pools), chips, usd, per_out, per_all, ttft, tpot, kv_s, 1.0 / tpot, watts=w,
-                       joules_per_token=None if w is None else w / (rate * O))
+                       joules_per_token=None if w is None else w / (rate * O), joules_per_request=None if w is None else w / rate)
 
 
 def _resize(o: FleetOption, replicas: tuple[int, ...], rate: float, I: float, O: float) -> FleetOption:
@@ -235,7 +236,7 @@ def _pool_watts(model, system, cols, rows, I, O, cached=None):
     are aggregated replicas whose steps also carry prompt chunks."""
     from .energy import plan_energy
 
-    w, _, _ = plan_energy(model, {system.name: system}, cols, rows, I, O, prompt_cached=cached)
+    w, _, _ = plan_energy(model, {system.name: system}, cols, rows, I, O, prompt_cached=cached, level="facility")
     return [None if np.isnan(x) else float(x) for x in w]
 
 
@@ -246,7 +247,7 @@ def _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t_pass):
 
     st = step_time(model, s, np.asarray(per_pass, float), float(cached) + Ip / 2, float(Ip), chips=lay.replica_chips,
                    dtypes=dt)
-    e = maybe_energy_of(st, s, step_s=t_pass)
+    e = maybe_energy_of(st, s, step_s=t_pass, level="facility")
     return [None] * len(per_pass) if e is None else [float(x) for x in np.atleast_1d(e.watts)]
 
 
@@ -951,7 +952,7 @@ def _mode_reason(cands, verified, best, disaggregation, key) -> str:
     a, d = min(agg, key=key), min(dis, key=key)
     energy = a.watts is not None and d.watts is not None and key(a)[1] == a.watts
     if energy:
-        what, val = "kW at the wall", lambda o: o.watts / 1e3  # noqa: E731
+        what, val = "kW at the facility (× PUE)", lambda o: o.watts / 1e3  # noqa: E731
     elif a.usd_per_hour is not None and d.usd_per_hour is not None:
         what, val = "$/h", lambda o: o.usd_per_hour  # noqa: E731
     else:

@@ -52,7 +52,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import TokenmathError, read_user_file
+from .errors import TokenmathError, check_nesting, read_user_file
 
 FORMATS = ("vllm-bench", "sglang-bench", "genai-perf", "guidellm")
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -126,11 +126,14 @@ def _load(f: _File, jsonl_ok: bool) -> list:
     except UnicodeDecodeError:
         raise f.fail("is not UTF-8 text") from None
     try:
-        return [json.loads(text)]
+        doc = json.loads(text)
     except RecursionError:
         raise f.fail("is nested too deeply to read") from None
     except ValueError as e:
         first = e
+    else:
+        check_nesting(doc, f"result file {f.name!r}")  # bounded depth and count of values
+        return [doc]
     if jsonl_ok:  # vllm --append-result and sglang --output-file: one object per line
         out = []
         for i, line in enumerate(text.splitlines(), 1):
@@ -142,6 +145,7 @@ def _load(f: _File, jsonl_ok: bool) -> list:
                 raise f.fail(f"line {i} is nested too deeply to read") from None
             except ValueError as e:
                 raise f.fail(f"line {i} is not JSON ({getattr(e, 'msg', str(e))[:80]})") from None
+            check_nesting(out[-1], f"result file {f.name!r}, line {i}")
         if out:
             return out
     raise f.fail(f"is not JSON ({getattr(first, 'msg', str(first))[:80]})")
@@ -519,11 +523,9 @@ def import_results(paths, fmt: str, *, model: str, system: str, chips: int, tp: 
     return out
 
 
-def write_cases(cases: list[dict], path: str | Path) -> Path:
-    """Write case dicts as JSON lines (the shipped case format)."""
-    p = Path(path)
-    try:
-        p.write_text("".join(json.dumps(c) + "\n" for c in cases), encoding="utf-8")
-    except OSError as e:
-        raise TokenmathError(f"cannot write {str(p)!r} ({e.strerror or e})") from None
-    return p
+def write_cases(cases: list[dict], path: str | Path, *, replace: bool = False) -> Path:
+    """Write case dicts as JSON lines (the shipped case format), atomically (tokenmath.paths): an
+    existing file is replaced only with replace=True."""
+    from .paths import write_atomic
+
+    return write_atomic(path, "".join(json.dumps(c) + "\n" for c in cases), flag="cases file", replace=replace)

@@ -1,26 +1,137 @@
-"""Run independent tasks in-process or on a Dask cluster, reporting progress (planner, simulator)."""
+"""Run independent tasks in-process or on a Dask cluster, reporting progress (planner, simulator).
+
+The one runner. `scheduler=None` runs the tasks in this process, one after another. `"local"` starts
+a Dask LocalCluster of worker *processes* on this machine (one per core, at most one per task, one
+thread each) and closes it when the tasks are done. It has no side effects a user did not ask for:
+
+- no dashboard: Dask's scheduler always runs an HTTP server, so it is bound to 127.0.0.1 on a free
+  port with the dashboard routes off; the scheduler and workers talk over 127.0.0.1 only. Nothing
+  listens on a network interface. `options(dashboard=True)` (the CLI's `--dashboard`) turns the
+  dashboard on, still on 127.0.0.1, and says where;
+- no log lines or tracebacks of Dask's own: its loggers are silenced in this process and the
+  workers, and what the worker processes write to stderr goes to a temporary file; a cluster that
+  fails to start, or a worker that dies, is one sentence quoting the last line of that log;
+- a task's own error (TokenmathError) is raised here unchanged: one sentence.
+
+Any other value of `scheduler` is the address of a running Dask scheduler (optional extra `dask`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .errors import TokenmathError
 
-
 CONNECT_TIMEOUT_S = 5.0  # a scheduler that does not answer in this long is reported, not waited on
+START_TIMEOUT_S = 60.0  # a local cluster that has not started in this long is reported
+LOOPBACK = "127.0.0.1"
+DASHBOARD_PORT = 8787  # Dask's default; a free port is taken when it is busy
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the runner runs (not what it computes): the local cluster's dashboard, and where to say
+    its address."""
+
+    dashboard: bool = False
+    notify: Callable[[str], None] | None = None
+
+
+_OPTIONS: contextvars.ContextVar[Options] = contextvars.ContextVar("tokenmath_parallel", default=Options())
+
+
+@contextlib.contextmanager
+def options(*, dashboard: bool = False, notify: Callable[[str], None] | None = None):
+    """Within the block, a local cluster opens its dashboard (on 127.0.0.1) when `dashboard`, and
+    `notify(text)` is told its address."""
+    token = _OPTIONS.set(Options(dashboard=dashboard, notify=notify))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+@contextlib.contextmanager
+def _quiet_dask():
+    """Dask's loggers silenced and its warnings (a busy port, a slow event loop) hidden in this process."""
+    loggers = [logging.getLogger(n) for n in ("distributed", "tornado", "bokeh")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _children_stderr(log):
+    """While worker processes are started, file descriptor 2 is `log`, so they inherit it (their
+    stderr goes there, not to the user's terminal); this process's own stderr comes back after."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    try:
+        os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _last_line(log) -> str:
+    try:
+        log.flush()
+        log.seek(0)
+        lines = [x.strip() for x in log.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    except (OSError, ValueError):
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
+def _local_client(n_tasks: int, opts: Options, log):
+    """A LocalCluster of worker processes on 127.0.0.1 and a client of it (see the module docstring)."""
+    from dask.distributed import Client, LocalCluster
+
+    workers = max(1, min(n_tasks, os.cpu_count() or 1))
+    http = f"{LOOPBACK}:{DASHBOARD_PORT if opts.dashboard else 0}"
+    try:
+        with _children_stderr(log):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host=LOOPBACK,
+                                   dashboard_address=http, scheduler_kwargs={"dashboard": opts.dashboard},
+                                   worker_dashboard_address=None, silence_logs=logging.CRITICAL,
+                                   timeout=START_TIMEOUT_S)
+    except Exception as e:  # noqa: BLE001 - any failure to start is the user's environment, said in one sentence
+        why = _last_line(log) or f"{type(e).__name__}: {e}"
+        raise TokenmathError(f"--scheduler local: the Dask cluster of {workers} worker process(es) did not start"
+                             f" ({why[:200]}); leave --scheduler out to run in-process") from None
+    client = Client(cluster, set_as_default=False)
+    if opts.dashboard and opts.notify is not None:
+        opts.notify(f"Dask dashboard: {cluster.dashboard_link} (on {LOOPBACK} only; closes when the run ends)")
+    return client, cluster
 
 
 def _connect(Client, scheduler: str):
-    """A Dask client for 'local' (in-process cluster) or a scheduler address, failing in CONNECT_TIMEOUT_S
-    with one sentence when the address is malformed or nothing answers there."""
-    if scheduler == "local":
-        return Client(processes=False, dashboard_address=None)
+    """A Dask client for a scheduler address, failing in CONNECT_TIMEOUT_S with one sentence when the
+    address is malformed or nothing answers there."""
     address = scheduler.strip()
     if not address or any(c.isspace() for c in address) or len(address) > 300:
         raise TokenmathError(f"--scheduler = {scheduler!r} is not a Dask scheduler address; expected 'local' or"
                              " tcp://HOST:PORT")
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT_S)
+        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (ValueError, TypeError) as e:  # a malformed address
         raise TokenmathError(f"--scheduler = {scheduler!r} is not a Dask scheduler address ({e}); expected 'local'"
                              " or tcp://HOST:PORT") from None
@@ -36,9 +147,13 @@ def run_tasks(fn: Callable[..., Any], items: Sequence[Any], *, scheduler: str | 
     """fn(item, **kwargs) for every item, results in the order of `items`.
 
     scheduler: None runs in-process (in `processes` worker processes when more than 1: for CPU-bound
-    tasks such as the folds of a cross-validation; fn and the items must pickle); "local" starts an
-    in-process Dask cluster; any other value is a Dask scheduler address (optional extra `dask`)."""
+    tasks such as the folds of a cross-validation; fn and the items must pickle); "local" starts a local cluster of worker processes (loopback
+    only, no dashboard unless `options(dashboard=True)`); any other value is a Dask scheduler
+    address (optional extra `dask`)."""
     n = len(items)
+    opts = _OPTIONS.get()
+    if opts.dashboard and scheduler != "local":
+        raise TokenmathError("--dashboard shows the local cluster's Dask dashboard: it needs --scheduler local")
     if scheduler is None and processes > 1 and n > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed as done_in_order
 
@@ -62,15 +177,34 @@ def run_tasks(fn: Callable[..., Any], items: Sequence[Any], *, scheduler: str | 
         from dask.distributed import Client, as_completed
     except ImportError:
         raise TokenmathError("--scheduler needs Dask: pip install 'tokenmath[dask]'") from None
-    client = _connect(Client, scheduler)
-    try:
-        futures = {client.submit(fn, item, pure=False, **kwargs): i for i, item in enumerate(items)}
-        results: list[Any] = [None] * n
-        for done, fut in enumerate(as_completed(futures)):
-            i = futures[fut]
-            results[i] = fut.result()
-            if progress:
-                progress(done + 1, n, label(items[i]))
-        return results
-    finally:
-        client.close()
+    with tempfile.TemporaryFile() as log, _quiet_dask():
+        cluster = None
+        if scheduler == "local":
+            client, cluster = _local_client(n, opts, log)
+        else:
+            client = _connect(Client, scheduler)
+        try:
+            futures = {client.submit(fn, item, pure=False, **kwargs): i for i, item in enumerate(items)}
+            results: list[Any] = [None] * n
+            for done, fut in enumerate(as_completed(futures, loop=client.loop)):
+                i = futures[fut]
+                try:
+                    results[i] = fut.result()
+                except TokenmathError:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    if type(e).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+                        why = _last_line(log)
+                        raise TokenmathError(f"--scheduler {scheduler}: a Dask worker died while running "
+                                             f"{label(items[i])[:100]!r}" + (f" ({why})" if why else "")
+                                             + "; leave --scheduler out to run in-process") from None
+                    raise
+                if progress:
+                    progress(done + 1, n, label(items[i]))
+            return results
+        finally:
+            with contextlib.suppress(Exception):
+                client.close(timeout=10)
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close(timeout=10)

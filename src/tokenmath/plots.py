@@ -46,10 +46,16 @@ def _finish(fig, ax, path, *, fontsize: int = 8, loc: str = "best"):
 
 
 def _save(fig, path: Path | None):
-    """Write the figure and return its path; with no path, return the figure (the web app draws it)."""
+    """Write the figure and return its path; with no path, return the figure (the web app draws it).
+    Written atomically (tokenmath.paths.write_atomic): a chart replaces the file at its name (a
+    symbolic link there is replaced, never written through), and a failure leaves the old file whole."""
     if path is None:
         fig.tight_layout()
         return fig
+    import io
+
+    from .paths import write_atomic
+
     path = Path(path)
     try:
         if path.suffix.lower() not in PLOT_FORMATS:
@@ -58,7 +64,9 @@ def _save(fig, path: Path | None):
         if not path.parent.is_dir():  # never create folders silently: a typo would scatter them
             raise TokenmathError(f"plot path '{path}': the folder '{path.parent}' does not exist; create it first")
         fig.tight_layout()
-        fig.savefig(path, dpi=130)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=path.suffix.lower().lstrip("."), dpi=130)
+        write_atomic(path, buf.getvalue(), flag="plot path", replace=True)
     except OSError as e:
         raise TokenmathError(f"plot path '{path}' could not be written: {e.strerror or e}") from None
     finally:

@@ -500,7 +500,6 @@ def probe_decode(config_path, *, system: str, batches=(1, 4), contexts=(128, 512
     (batch, context), and return them as `decode_step_s` validation cases for `system` (the name
     `probe --out` gave this machine). Each step is the median of `steps` decode passes after a
     prefill of `context` tokens, synchronised on a GPU."""
-    import json
     import statistics
     import time
     from pathlib import Path
@@ -512,9 +511,10 @@ def probe_decode(config_path, *, system: str, batches=(1, 4), contexts=(128, 512
         import transformers
     except ImportError:
         raise TokenmathError("probe --decode needs PyTorch and transformers: pip install torch transformers") from None
+    from .hf import load_config
+
     path = Path(config_path)
-    if not path.is_file():
-        raise TokenmathError(f"--decode {str(path)!r} is not a file; expected a Hugging Face config.json")
+    config = load_config(path)  # the bounded reader: one sentence for a missing, special, huge or non-JSON file
     for b in batches:
         if not (isinstance(b, int) and 1 <= b <= MAX_DECODE_BATCH):
             raise TokenmathError(f"decode batch {b!r}; expected 1 to {MAX_DECODE_BATCH}")
@@ -526,7 +526,7 @@ def probe_decode(config_path, *, system: str, batches=(1, 4), contexts=(128, 512
     cuda = device != "cpu" and torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
     dtype = torch.bfloat16 if cuda else torch.float32
-    cfg = transformers.AutoConfig.for_model(**json.loads(path.read_text()))
+    cfg = transformers.AutoConfig.for_model(**config)
     model = transformers.AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype).to(dev).eval()
     vocab = int(getattr(cfg, "vocab_size", 32000))
     sync = torch.cuda.synchronize if cuda else (lambda: None)

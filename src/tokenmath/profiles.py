@@ -300,16 +300,14 @@ ROOFLINE_PROFILE = Profile(engine=Engine(label="roofline"), kernels=None, label=
 
 @lru_cache(maxsize=8)
 def _preset(path: str | None) -> dict:
+    from .errors import read_user_json
+    from .preset_schema import MAX_PRESET_BYTES, MAX_PRESET_DEPTH, check_preset
+
     p = Path(path) if path else PRESET_FILE
-    if not p.is_file():
-        raise TokenmathError(f"no calibrated preset at {str(p)!r}; run `tokenmath calibrate --out {p}`")
-    try:
-        d = json.loads(p.read_text())
-    except ValueError as e:
-        raise TokenmathError(f"calibrated preset {str(p)!r} is not JSON ({e})") from None
-    if "generic" not in d:
-        raise TokenmathError(f"calibrated preset {str(p)!r} has no 'generic' profile; refit with `tokenmath calibrate`")
-    return d
+    if not p.exists() and not p.is_symlink():
+        raise TokenmathError(f"no calibrated preset at {str(p)[:200]!r}; run `tokenmath calibrate --out {str(p)[:200]}`")
+    where = f"calibrated preset {str(p)[:200]!r}"
+    return check_preset(read_user_json(p, where, MAX_PRESET_BYTES, "a preset", max_depth=MAX_PRESET_DEPTH), where)
 
 
 def _engine(rec: dict, label: str, max_batch=None, name: str | None = None) -> Engine:

@@ -49,7 +49,7 @@ def jsonable(obj: Any) -> Any:
             return None  # "no data" (e.g. a percentile of no completed requests)
         if not math.isfinite(obj):
             raise TokenmathError(f"a result came out as {obj!r}; the inputs are outside what tokenmath can compute")
-        return obj
+        return obj + 0.0  # -0.0 is 0.0: a signed zero is never printed
     return obj
 
 
@@ -1082,6 +1082,11 @@ def render_prefill(pd, m: Model, s: System, est=None) -> list[str]:
     return lines
 
 
+# the charts `report --plots DIR` writes (at most these five names; the CLI checks each before the work)
+REPORT_PLOT_FILES = ("latency_vs_batch.png", "cost_vs_batch.png", "cost_vs_context.png", "price_speed_frontier.png",
+                     "prefill_vs_decode.png")
+
+
 def write_report_plots(r: Report, folder) -> list:
     """The lecture's blackboard charts for a report, as PNG files in `folder`; returns their paths.
     Each draws the roofline bound and, with a calibrated profile, the estimate beside it (its 80 %
@@ -1271,7 +1276,8 @@ def plan_point_record(p) -> dict[str, Any] | None:
     if p is None:
         return None
     rec = {k: getattr(p, k) for k in PLAN_KEYS}
-    rec |= {"watts": p.watts, "joules_per_token": p.joules_per_token, "tokens_per_s_per_mw": p.tokens_per_s_per_mw}
+    rec |= {"watts": p.watts, "joules_per_token": p.joules_per_token, "tokens_per_s_per_mw": p.tokens_per_s_per_mw,
+            "energy_level": None if p.watts is None else "node"}
     if p.replicas is not None:
         rec["replicas"], rec["total_chips"] = p.replicas, p.total_chips
     return jsonable(rec)
@@ -1312,20 +1318,31 @@ def render_user_fit(rec: dict, out=None) -> list[str]:
 
 
 def energy_record(e) -> dict[str, Any]:
-    """The energy keys every serving answer carries (None when the chip's power is unknown)."""
+    """The energy keys every serving answer carries (None when the chip's power is unknown): `watts`,
+    `joules_per_token` and `tokens_per_s_per_mw` at `energy_level` (node unless asked), and each level's
+    watts and J/token by name (board, node at the wall, facility × PUE)."""
+    keys = ("board_watts_per_chip", "board_watts", "node_watts", "node_watts_per_chip", "facility_watts",
+            "board_joules_per_token", "node_joules_per_token", "facility_joules_per_token")
     if e is None:
-        return {"watts": None, "joules_per_token": None, "tokens_per_s_per_mw": None}
+        return {"watts": None, "joules_per_token": None, "tokens_per_s_per_mw": None, "energy_level": None} | dict.fromkeys(keys)
     return {"watts": e.watts, "joules_per_token": e.joules_per_token, "tokens_per_s_per_mw": e.tokens_per_s_per_mw,
-            "energy": {"chip_w": e.chip_w, "parts_w": e.parts_w, "u_compute": e.u_compute, "u_memory": e.u_memory,
-                       "tokens_per_s_per_mw_provisioned": e.tokens_per_s_per_mw_provisioned,
+            "energy_level": e.level} | {k: getattr(e, k) for k in keys} | {
+            "energy": {"level": e.level, "chip_w": e.chip_w, "tokens_per_chip": e.tokens_per_chip, "activity": e.activity,
+                       "host_watts": e.host_watts, "pue": e.pue, "parts_w": e.parts_w, "u_compute": e.u_compute,
+                       "u_memory": e.u_memory, "power_cap_w": e.power_cap_w, "clock_ratio": e.clock_ratio,
+                       "slowdown": e.slowdown, "tokens_per_s_per_mw_provisioned": e.tokens_per_s_per_mw_provisioned,
                        "assumptions": list(e.assumptions)}}
+
+
+ENERGY_LEVEL_WORDS = {"board": "on the boards", "node": "at the wall (node: boards + host)", "facility": "at the facility (× PUE)"}
 
 
 def energy_line(e) -> str:
     if e is None:
         return "energy: no power figures for this chip (energy.toml, or the catalog's power_w)"
-    return (f"energy: {e.watts / 1e3:,.3g} kW at the wall ({e.chip_w:,.0f} W per chip busy {e.u_compute:.0%} compute,"
-            f" {e.u_memory:.0%} memory), {e.joules_per_token:,.3g} J/token, {e.tokens_per_s_per_mw:,.4g} tokens/s per MW")
+    return (f"energy: {e.watts / 1e3:,.3g} kW {ENERGY_LEVEL_WORDS[e.level]} ({e.chip_w:,.0f} W per board at "
+            f"{e.tokens_per_chip:,.3g} tokens per chip), {e.joules_per_token:,.3g} J/token, {e.tokens_per_s_per_mw:,.4g} "
+            f"tokens/s per MW ({e.level})")
 
 
 POOL_KEYS = ("role", "system", "replicas", "chips_per_replica", "tp", "ep", "pp", "dp", "max_batch")
@@ -1342,7 +1359,10 @@ def _fleet_option_record(o) -> dict[str, Any]:
                                                          "usd_per_hour": p.usd_per_hour} for p in o.pools],
         "total_chips": o.total_chips, "usd_per_hour": o.usd_per_hour,
         "usd_per_mtok_output": o.usd_per_mtok_output, "usd_per_mtok_all_tokens": o.usd_per_mtok_all_tokens,
-        "watts": o.watts, "joules_per_token": o.joules_per_token,
+        "watts": o.watts, "joules_per_token": o.joules_per_token, "energy_level": None if o.watts is None else "facility",
+        "facility_watts": o.watts, "facility_joules_per_output_token": o.joules_per_token,
+        "facility_joules_per_request": o.joules_per_request,
+        "facility_mwh_per_day": None if o.watts is None else o.watts * 24.0 / 1e6,
         "goodput_requests_per_s": o.goodput_requests_per_s,
         "simulated": None if sim is None else {
             "ttft_p50_s": sim.ttft_p50_s, "ttft_p99_s": sim.ttft_p99_s, "tpot_p50_s": sim.tpot_p50_s,
@@ -1443,7 +1463,8 @@ def render_fleet(f, commands=None) -> list[str]:
                                                    f" output tokens (${b.usd_per_mtok_all_tokens:,.3g} per million"
                                                    f" tokens in + out)")
         if b.watts is not None:
-            price += f", {b.watts / 1e3:,.4g} kW at the wall, {b.joules_per_token:,.3g} J per output token"
+            price += (f", {b.watts / 1e3:,.4g} kW at the facility (× PUE), {b.joules_per_token:,.3g} J per output token,"
+                      f" {b.joules_per_request:,.4g} J per request, {b.watts * 24 / 1e6:,.4g} MWh per day")
         verified = "" if b.simulated is not None else "; not verified in simulation (--verify 0)"
         lines.append(f"  best: {b.mode}, {b.total_chips:,.0f} chips{price}"
                      f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips){verified}")

@@ -34,6 +34,10 @@ from .roofline import resolve_dtypes, slopes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 
 
+PERCENTILES_OVER = ("the requests completed by the end of the run (TTFT, latency; TPOT: those of them with more than"
+                    " one output token)")
+
+
 @dataclass(frozen=True)
 class SimResult:
     requests: int  # arrived
@@ -50,6 +54,10 @@ class SimResult:
     cadence_s: float | None
     ttft_each_s: np.ndarray | None = field(default=None, repr=False, compare=False)  # per request (per_request=True)
     tpot_each_s: np.ndarray | None = field(default=None, repr=False, compare=False)  # NaN for 1-token outputs
+    # the one set of requests ttft_s, tpot_s and latency_s are percentiles of: the completed ones, so each
+    # request's TTFT <= its latency, and so is every percentile (TPOT: those with more than one output token)
+    percentile_requests: int = 0
+    percentiles_over: str = PERCENTILES_OVER
 
 
 def _pct(x: np.ndarray) -> dict[str, float]:
@@ -510,12 +518,13 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
     multi = ok & (outs > 1)
     tpot = (done[multi] - first[multi]) / (outs[multi] - 1)
     return SimResult(
-        requests=int(n), completed=int(ok.sum()), duration_s=float(duration_s), ttft_s=_pct(ttft[~np.isnan(ttft)]),
+        requests=int(n), completed=int(ok.sum()), duration_s=float(duration_s), ttft_s=_pct(ttft[ok]),
         tpot_s=_pct(tpot), latency_s=_pct((done - times)[ok]),
         output_tokens_per_s=float(outs[window].sum() / span), mean_batch=batch_acc / max(steps, 1), steps=steps,
         max_batch=cap, prefill=prefill, cadence_s=cadence_s,
         ttft_each_s=ttft.copy() if per_request else None,
         tpot_each_s=np.where(ok & (outs > 1), (done - first) / np.maximum(outs - 1, 1), np.nan) if per_request else None,
+        percentile_requests=int(ok.sum()),
     )
 
 

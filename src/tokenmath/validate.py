@@ -16,7 +16,6 @@ max_output_tokens_per_s_per_chip, output_tokens_per_s_per_chip_at_user_rate.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -26,22 +25,28 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .catalog import Catalog, load_catalog
-from .errors import TokenmathError
+from .errors import TokenmathError, read_json_lines, validation_message
 from .parallelism import Layout
 from .profiles import (ROOFLINE_PROFILE, Profile, band_on, case_features, choose_from, model_class, preset_record,
                        vendor, with_features)
 from .specs import Dtypes, Model, System
 from .stepmodel import (ARRIVALS, MAX_REQUESTS, ClosedLoop, RateSolution, closed_loop, max_batch, op_step, solve_rate,
                         steady_step_s)
+from .validate_energy import is_energy_record
 
 CASES_DIR = Path(__file__).parent / "validation" / "cases"
 METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "max_output_tokens_per_s_per_chip",
            "output_tokens_per_s_per_chip_at_user_rate", "tpot_s")
+# what a measured case's numbers can physically be: a time (s) or a rate (tokens/s per chip), token counts
+# and layout degrees as the CLI bounds them (cli.FLAGS)
+CASE_RANGES = {"measured": (1e-9, 1e12), "input_tokens": (1, 1e8), "output_tokens": (1, 1e8), "chips": (1, 1e6),
+               "batch": (1e-9, 1e7), "tp": (1, 1e6), "ep": (1, 1e6), "pp": (1, 1e6), "dp": (1, 1e6),
+               "min_tokens_per_s_per_user": (1e-9, 1e7)}
 HBM_USABLE_FRACTION = 0.9  # engines keep ~10 % of HBM for activations, workspaces and fragmentation (assumption)
 
 
 class Case(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     id: str
     model: str
@@ -97,6 +102,16 @@ class Case(BaseModel):
             raise ValueError(f"{v!r} must be > 0")
         return v
 
+    @field_validator("measured", "input_tokens", "output_tokens", "chips", "batch", "tp", "ep", "pp", "dp",
+                     "min_tokens_per_s_per_user")
+    @classmethod
+    def _physical(cls, v, info):
+        """Issue 24: a subnormal or absurd number (5e-324, 1e300) is refused, not fitted to an infinite residual."""
+        lo, hi = CASE_RANGES[info.field_name]
+        if v is not None and not lo <= v <= hi:
+            raise ValueError(f"{v!r} is outside {lo:g} to {hi:g}")
+        return v
+
 
 def load_cases(path: str | Path | None = None) -> list[tuple[Case, Path]]:
     """Read a JSON-lines case file (default: every shipped file under validation/cases/); one
@@ -107,22 +122,19 @@ def load_cases(path: str | Path | None = None) -> list[tuple[Case, Path]]:
             out += load_cases(f)
         return out
     p = Path(path)
-    if not p.is_file():
-        raise TokenmathError(f"case file {str(p)!r} does not exist")
+    where = f"case file {str(p)[:200]!r}"
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    energy = 0  # energy cases (validate_energy.py reads them): skipped here, counted so the file is not "empty"
+    for i, d in read_json_lines(p, where):
+        if is_energy_record(d):
+            energy += 1
             continue
         try:
-            out.append((Case.model_validate(json.loads(line)), p))
-        except json.JSONDecodeError as e:
-            raise TokenmathError(f"case file {str(p)!r}, line {i} is not JSON ({e.msg})") from None
+            out.append((Case.model_validate(d), p))
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err.get("loc", ()))
-            raise TokenmathError(f"case file {str(p)!r}, line {i}: field {loc!r}: {err.get('msg', '').removeprefix('Value error, ')}") from None
-    if not out:
-        raise TokenmathError(f"case file {str(p)!r} holds no cases")
+            raise TokenmathError(f"{where}, line {i}: {validation_message(e)}") from None
+    if not out and not energy:
+        raise TokenmathError(f"{where} holds no cases")
     return out
 
 

@@ -608,6 +608,10 @@ def parse_jsonl(data: bytes, where: str = "trace", name: str = "", *, _fast: boo
 def trace_from_bytes(data: bytes, where: str = "trace", *, format: str | None = None, name: str = "") -> Workload:
     """Parse trace bytes as `format` ("csv" = Azure, "jsonl"), or by content when None: a first
     non-blank line starting with '{' is JSON lines, anything else the Azure CSV."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    if lines > MAX_REQUESTS + 1:  # refused before parsing: the row bound must not cost a parse of every row
+        raise TokenmathError(f"{where} has {lines:,} lines; a trace holds at most {MAX_REQUESTS:,} requests"
+                             " (one per line, after a header)")
     if format is None:
         first = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         format = "jsonl" if first == b"{" else "csv"
@@ -622,7 +626,8 @@ def read_trace(path, *, format: str | None = None) -> Workload:
     """Read a trace file: .csv -> the Azure LLM inference trace, .jsonl / .ndjson -> our JSON lines,
     any other name by content (see trace_from_bytes). At most MAX_TRACE_BYTES bytes, MAX_REQUESTS rows."""
     p = Path(path)
-    where = f"trace {str(path)[:200]}"
+    shown = str(path)[:200]
+    where = f"trace {shown if shown.isprintable() else repr(shown)}"
     data = read_user_file(p, where, MAX_TRACE_BYTES, "a trace")
     if format is None:
         ext = p.suffix.lower()

@@ -198,16 +198,11 @@ class CheckpointRow:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """A published checkpoint of `model` whose linear layers are stored in `weight_dtype`."""
+class Checkpoint(CheckpointRow):
+    """A published checkpoint of `model` whose linear layers are stored in `weight_dtype`: its
+    [checkpoints.NAME] row and the NAME."""
 
-    name: str
-    model: str
-    weight_dtype: str
-    hf_repo: str
-    source: str
-    as_of: str
-    notes: str = ""
+    name: str = ""
 
 
 @dataclass(frozen=True)

@@ -59,10 +59,34 @@ class _LazyConsole:
         return getattr(self.get(), name)
 
 
+# a zero printed with a minus sign ("-0", "-0.00", "-0.0%"): a rounding artefact, never a result
+_NEGATIVE_ZERO = re.compile(r"(^|[^\w.\-]|\x1b\[[0-9;]*m)-(0(?:\.0+)?(?:e[+-]?0+)?)(?!\d|[.,]\d)")
+
+
+def unsigned_zeros(text: str) -> str:
+    """`text` with every printed negative zero ('-0.00 s') written as zero ('0.00 s')."""
+    return _NEGATIVE_ZERO.sub(r"\1\2", text) if "-0" in text else text
+
+
+class _Stdout:
+    """sys.stdout (looked up at each write, so a test runner's swap is seen) with negative zeros unsigned."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(unsigned_zeros(text))
+
+    def __getattr__(self, name):
+        return getattr(sys.stdout, name)
+
+
 def _stdout_console():
     from rich.console import Console
 
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich would exit 1; the command's guard exits quietly with 141
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(file=_Stdout(), soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
 def _stderr_console():
@@ -87,6 +111,7 @@ class Bound:
     whole: bool = False
     kind: str = "count"
     meaning: str = ""
+    least: float = 1e-9  # the smallest nonzero magnitude that means anything (a subnormal 5e-324 does not)
 
 
 _TOKENS = 1e8  # longest context / prompt / output anyone serves is ~1e7 tokens; 10x headroom
@@ -113,10 +138,10 @@ FLAGS: dict[str, Bound] = {
     "--demand-tokens-per-s": Bound(1e12, meaning="tokens per second"),
     "--rate": Bound(1e6, meaning="requests per second"),
     "--request-rate": Bound(1e7, meaning="requests per second"),
-    "--tokens": Bound(1e17, meaning="training tokens"),
+    "--tokens": Bound(1e17, meaning="training tokens", least=1.0),
     "--chip-hours": Bound(1e12, meaning="chip-hours"),
-    "--active-params": Bound(1e15, meaning="parameters"),
-    "--flops": Bound(1e35, meaning="FLOPs"),
+    "--active-params": Bound(1e15, meaning="parameters", least=1.0),
+    "--flops": Bound(1e35, meaning="FLOPs", least=1.0),
     "--min-tokens-per-s-per-user": Bound(1e7, meaning="tokens per second per user"),
     # chips and layouts
     "--chips": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="chips"),
@@ -159,6 +184,8 @@ FLAGS: dict[str, Bound] = {
     "--seconds": Bound(60, low=0.1, low_inclusive=True, kind="seconds", meaning="seconds of measurement"),
     "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--board-w": Bound(1e5, meaning="watts per chip"),
+    "--power-cap-w": Bound(1e5, meaning="watts per chip"),
+    "--other-capex-share": Bound(10.0, low=0, low_inclusive=True, meaning="a share of the server's capex"),
     "--speedup": Bound(1e6, meaning="times the reference speed"),
     "--price-multiplier": Bound(1e6, meaning="times the reference price"),
     # an API's prices as published (prices infer): the catalog's range, $0.000001 to $10,000 per million tokens
@@ -187,12 +214,17 @@ def _num(value, flag: str, *, allow_zero: bool = False, shown: str | None = None
     b = FLAGS[flag]
     low_inclusive = b.low_inclusive or (allow_zero and b.low == 0)
     try:
-        return parse_bounded(value, b.kind, what=flag, low=b.low, low_inclusive=low_inclusive, high=b.high,
-                             whole=b.whole, meaning=b.meaning)
+        x = parse_bounded(value, b.kind, what=flag, low=b.low, low_inclusive=low_inclusive, high=b.high,
+                          whole=b.whole, meaning=b.meaning)
+        if x != 0 and abs(x) < b.least:
+            zero = " (or 0)" if low_inclusive and b.low == 0 else ""
+            raise TokenmathError(f"{flag} = {value!r} is too small to mean anything: expected at least {b.least:g}"
+                                 f"{zero} ({b.meaning})")
     except TokenmathError as e:
         if shown is None:
             raise
         raise TokenmathError(str(e).replace(f"{flag} = {value!r}", f"{flag} = {shown}", 1)) from None
+    return x + 0.0  # -0 is 0: a signed zero never reaches a result
 
 
 class _Invalid:
@@ -240,51 +272,60 @@ def _names(text: str | None, flag: str, what: str) -> list[str] | None:
     return names
 
 
-# ---- plot paths: checked before any work is done -----------------------------------------------------
+# ---- output paths: checked before any work is done (tokenmath.paths: the one policy) ----------------
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
+# every option that names a file the command writes: kwarg -> (flag, replaced without --force?, formats).
+# Charts replace: a chart is a view the command redraws from its inputs. Data files (cases, presets,
+# a system TOML) are read by other commands and may hold what cannot be measured again: --force.
+OUTPUTS: dict[str, tuple[str, bool, tuple[str, ...] | None]] = {
+    "plot": ("--plot", True, PLOT_FORMATS),
+    "plot_energy": ("--plot-energy", True, PLOT_FORMATS),
+    "out": ("--out", False, None),
+    "cases_out": ("--cases-out", False, None),
+}
+OUTPUT_FOLDERS = {"plots_dir": "--plots"}  # a folder of charts (report --plots)
+DashboardOpt = Annotated[bool, typer.Option("--dashboard", help="With --scheduler local: open the Dask dashboard (on 127.0.0.1 only) and print its address; off by default.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file, or write through a symbolic link at its name.")]
 
 
-def _plot_path(path: Path | None, flag: str = "--plot") -> Path | None:
-    """The file a chart will be written to: a supported format, in a folder that exists and is writable."""
-    if path is None:
-        return None
-    path = Path(path)
-    formats = ", ".join(PLOT_FORMATS)
-    if not path.suffix:
-        raise TokenmathError(f"{flag} = '{path}' has no file extension; end it in one of {formats}")
-    if path.suffix.lower() not in PLOT_FORMATS:
-        raise TokenmathError(f"{flag} = '{path}': format {path.suffix!r} is not supported; use one of {formats}")
-    if len(path.name.encode()) > 255:
-        raise TokenmathError(f"{flag}: the file name is {len(path.name.encode())} bytes long; at most 255 fit")
-    _writable_folder(path.parent, flag, path)
-    if path.is_dir():
-        raise TokenmathError(f"{flag} = '{path}' is a folder; give a file name ending in one of {formats}")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise TokenmathError(f"{flag} = '{path}' exists and is not writable")
-    return path
+def _inputs(kwargs) -> list:
+    """Every path-like value a command was given (its possible inputs): what an output must not be."""
+    found = []
+    for k, v in kwargs.items():
+        if k in OUTPUTS or k in OUTPUT_FOLDERS:
+            continue
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(x, (str, Path)) and not isinstance(x, bool):
+                found.append(x)
+    return found
 
 
-def _writable_folder(folder: Path, flag: str, given: Path) -> None:
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise TokenmathError(f"{flag} = '{given}': the folder '{folder}' {what}; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise TokenmathError(f"{flag} = '{given}': the folder '{folder}' is not writable")
+def _check_outputs(kwargs) -> None:
+    """Check every output a command names before it does any work; replace each by the path to write."""
+    from .. import paths
+
+    force = bool(kwargs.get("force"))
+    inputs = None
+    for key, (flag, replaces, formats) in OUTPUTS.items():
+        if kwargs.get(key) is not None:
+            inputs = _inputs(kwargs) if inputs is None else inputs
+            kwargs[key] = paths.output_path(kwargs[key], flag, inputs=inputs, force=force, replaces=replaces,
+                                            suffixes=formats)
+    for key, flag in OUTPUT_FOLDERS.items():
+        if kwargs.get(key) is not None:
+            from ..report import REPORT_PLOT_FILES
+
+            inputs = _inputs(kwargs) if inputs is None else inputs
+            kwargs[key] = paths.output_folder(kwargs[key], flag, inputs=inputs, force=force, files=REPORT_PLOT_FILES,
+                                              suffixes=PLOT_FORMATS)
 
 
-def _plots_dir(folder: Path | None, flag: str = "--plots") -> Path | None:
-    """A folder charts go into: an existing writable folder, or a new one inside an existing writable folder."""
-    if folder is None:
-        return None
-    folder = Path(folder)
-    if folder.exists():
-        _writable_folder(folder, flag, folder)
-    else:
-        if len(folder.name.encode()) > 255:
-            raise TokenmathError(f"{flag}: the folder name is {len(folder.name.encode())} bytes long; at most 255 fit")
-        _writable_folder(folder.parent, flag, folder)
-    return folder
+def write_output(path: Path, data: str | bytes, flag: str, *, force: bool = False) -> Path:
+    """Write a data output (checked by _check_outputs) atomically; it replaces a file only with --force."""
+    from .. import paths
+
+    return paths.write_atomic(path, data, flag=flag, replace=force)
 
 
 # ---- the last guard before output: no NaN or inf reaches stdout -------------------------------------
@@ -371,6 +412,26 @@ ComputeOpt = Annotated[Optional[str], typer.Option("--compute-dtype", help="Matm
 ChipsOpt = Annotated[Optional[int], Num("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV — grown past it (more boxes or racks) when weights + KV do not fit.")]
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks written as \\n, so an error stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+PIPE_CLOSED_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a program stopped by a closed pipe
+_OUTPUT_ERRNOS = {28, 122, 5}  # ENOSPC, EDQUOT, EIO: stdout cannot take the output (a full disk, /dev/full)
+
+
+def _stdout_closed() -> None:
+    """The reader of stdout has gone: point stdout at /dev/null so nothing more is written (nor a
+    BrokenPipeError printed at exit) and the program ends quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file behind stdout (a test runner's buffer)
+        pass
+
+
 def handles_errors(fn):
     """Turn TokenmathError into one line on stderr and exit code 2."""
 
@@ -384,30 +445,42 @@ def handles_errors(fn):
             for v in kwargs.values():
                 if isinstance(v, _Invalid):
                     raise TokenmathError(v.message)
-            # where charts go is checked before any work, so a bad path fails at once
-            for key in ("plot", "plot_energy"):
-                if kwargs.get(key) is not None:
-                    kwargs[key] = _plot_path(kwargs[key], "--" + key.replace("_", "-"))
-            if kwargs.get("plots_dir") is not None:
-                kwargs["plots_dir"] = _plots_dir(kwargs["plots_dir"])
+            # where the command writes is checked before any work, so a bad path fails at once
+            _check_outputs(kwargs)
             # numpy's RuntimeWarnings (overflow, invalid value) would print before the error sentence;
             # a non-finite result is caught by the output guard instead
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                return fn(*args, **kwargs)
-        except TokenmathError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+                result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a reader that closed the pipe is found here, not at interpreter exit
+            return result
+        except BrokenPipeError:  # `tokenmath ... | head`: the reader has what it wanted
+            _stdout_closed()
+            raise typer.Exit(PIPE_CLOSED_EXIT) from None
+        except TokenmathError as e:  # one line, even where a value quoted in it holds a line break
+            err.print(f"[bold red]error:[/] {escape(one_line(str(e)))}", highlight=False)
             raise typer.Exit(2) from None
         except (typer.Exit, KeyboardInterrupt):
             raise
+        except OSError as e:
+            if e.errno not in _OUTPUT_ERRNOS or os.environ.get("TOKENMATH_DEBUG"):
+                return _internal(e)
+            err.print(f"[bold red]error:[/] the output could not be written ({escape(e.strerror or str(e))})",
+                      highlight=False)
+            raise typer.Exit(2) from None
         except Exception as e:  # a bug of ours, not bad input: one line, the traceback on request
-            if os.environ.get("TOKENMATH_DEBUG"):
-                raise
-            err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))} — please report it;"
-                      " set TOKENMATH_DEBUG=1 for the traceback", highlight=False)
-            raise typer.Exit(1) from None
+            return _internal(e)
         finally:
             _INPUTS.reset(token)
+
+    def _internal(e: Exception):
+        from rich.markup import escape
+
+        if os.environ.get("TOKENMATH_DEBUG"):
+            raise e
+        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))} — please report it;"
+                  " set TOKENMATH_DEBUG=1 for the traceback", highlight=False)
+        raise typer.Exit(1) from None
 
     return wrapper
 
@@ -589,11 +662,17 @@ def main() -> None:
     if sys.argv[1:2] != ["probe"]:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
-        app()
+        try:
+            app()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:  # `tokenmath --help | head -1`: quiet, like a program stopped by SIGPIPE
+        _stdout_closed()
+        sys.exit(PIPE_CLOSED_EXIT)
     except TokenmathError as e:  # raised outside a command (e.g. while parsing)
         from rich.markup import escape
 
-        err.print(f"error: {escape(str(e))}", highlight=False)
+        err.print(f"error: {escape(one_line(str(e)))}", highlight=False)
         sys.exit(2)
 
 

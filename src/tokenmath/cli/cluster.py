@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
+    ForceOpt, DashboardOpt, Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
     _dtypes, _count, progress, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num, check_dtype,
     TokenmathError, CostOpt, _priced,
 )
@@ -76,12 +76,14 @@ def plan_cmd(
     kv_dtype: KvOpt = "bf16",
     overlap: Annotated[str, typer.Option("--overlap", help="How the roofline bound combines the network with compute and HBM: full (max; default) | none (added).")] = "full",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address, or 'local' (default: in-process).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="'local' (worker processes on this machine, talking over 127.0.0.1) or a Dask scheduler address (default: in-process).")] = None,
+    dashboard: DashboardOpt = False,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     objective: Annotated[str, typer.Option("--objective", help="cost ($/Mtok; tokens/s per chip where unpriced) or energy (J per output token).")] = "cost",
     cost: CostOpt = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
     plot_energy: Annotated[Optional[Path], typer.Option("--plot-energy", help="Draw $/Mtok against J/token over the frontier to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Cheapest way to serve a model under SLOs, searched over layouts × batch × dtypes on the catalog (the estimate; --efficiency roofline for the bound)."""
@@ -101,7 +103,9 @@ def plan_cmd(
               min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
               kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler,
               estimate=efficiency, engine=engine, goal=objective)
-    with progress("planning", len(syss), json_) as update:
+    from ..parallel import options
+
+    with progress("planning", len(syss), json_) as update, options(dashboard=dashboard, notify=err.print):
         result = pl.plan(m, syss, progress=lambda done, total, name: update(done, description=f"planning: {name}"), **kw)
     if plot is not None:
         from .. import plots

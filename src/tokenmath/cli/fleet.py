@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err, progress, CostOpt, _priced
+from . import ForceOpt, CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err, progress, CostOpt, _priced
 
 EXPORT_ENGINES = ("vllm", "sglang", "trtllm")
 
@@ -33,6 +33,7 @@ def fleet_cmd(
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     engine: EngineOpt = None, cost: CostOpt = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT and TPOT SLOs: aggregated or disaggregated prefill/decode, verified at steady state in simulation and sized down while the SLOs hold."""

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, handles_errors, _catalog, _emit_json, _finish,
+    ForceOpt, Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, handles_errors, _catalog, _emit_json, _finish,
     _dtypes, _count, ModelOpt, SystemOpt, app, out, err, _num, check_dtype, seconds, si, TokenmathError,
 )
 
@@ -156,6 +156,7 @@ def prices_cache_cmd(
     weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs hold time per tier to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Where to keep a prompt's KV cache for a hold time: recompute, HBM, DDR, flash or disk."""

@@ -1,12 +1,11 @@
 """`tokenmath report`: a model on a system in plain words."""
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from . import (
-    Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _emit_json, _dtypes,
+    ForceOpt, Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _emit_json, _dtypes,
     _count, out, TokenmathError, EfficiencyOpt, EngineOpt, _profile,
 )
 
@@ -23,7 +22,8 @@ def report_cmd(
     weight_dtype: WeightOpt = None,
     kv_dtype: KvOpt = "bf16",
     compute_dtype: ComputeOpt = None,
-    plots_dir: Annotated[Optional[Path], typer.Option("--plots", help="Write the blackboard charts (PNG) to this folder.")] = None,
+    plots_dir: Annotated[Optional[str], typer.Option("--plots", help="Write the blackboard charts (PNG) to this folder.")] = None,
+    force: ForceOpt = False,
     efficiency: EfficiencyOpt = "calibrated",
     engine: EngineOpt = None,
     json_: JsonOpt = False,

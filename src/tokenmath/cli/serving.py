@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, ChipsOpt, command, _catalog, _emit_json,
+    ForceOpt, Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, ChipsOpt, command, _catalog, _emit_json,
     _finish, _count, _setup, SparseOpt, SparseModeOpt, EfficiencyOpt, EngineOpt, _profile, _efficiency, ModelOpt,
     SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, si, CostOpt, _priced,
 )
@@ -149,6 +149,7 @@ def curve_cmd(
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     expert_fetch: Annotated[str, typer.Option(help="Routed experts a step reads: 'expected' for its tokens (default) or 'all' (the lecture's model); the estimate and the bound alike.")] = "expected",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the curve to this PNG/SVG file: the estimate with its 80 % band, the roofline bound beside it.")] = None,
+    force: ForceOpt = False,
     cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -217,7 +218,7 @@ def curve_cmd(
         en = maybe_energy_of(st, s)
     e = rp.energy_record(en)
     for i, row in enumerate(rec["points"]):  # the energy keys at every point
-        row.update({k: (None if v is None else float(np.atleast_1d(v)[min(i, np.size(v) - 1)]))
+        row.update({k: (v if v is None or isinstance(v, str) else float(np.atleast_1d(v)[min(i, np.size(v) - 1)]))
                     for k, v in e.items() if k != "energy"})
     _check_finite(rec)
     if json_:
@@ -300,6 +301,7 @@ def fastmode_cmd(
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the price/speed frontier to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Fast mode / slow mode: what a smaller batch buys in speed and costs in price (the estimate; the roofline beside it)."""
@@ -405,6 +407,7 @@ def prefill_cmd(
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost per token vs pass length to this file.")] = None,
+    force: ForceOpt = False,
     cost: CostOpt = "rental",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:

@@ -6,7 +6,8 @@ import typer
 
 from . import (
     MAX_SIMULATED_REQUESTS, Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ChipsOpt, command, _finish, _count,
-    _setup, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, TokenmathError, seconds, progress,
+    _setup, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, TokenmathError, seconds, progress, DashboardOpt,
+    err,
 )
 
 
@@ -23,7 +24,8 @@ def simulate_cmd(
     cadence_s: Annotated[Optional[float], Num("--cadence-s", help="Fixed step time: a train departs every T.")] = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     seed: Annotated[int, Num("--seed", help="Random seed of the arrivals.")] = 0,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler for sweeps ('local' or an address).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask for sweeps: 'local' (worker processes on this machine, talking over 127.0.0.1) or a scheduler address.")] = None,
+    dashboard: DashboardOpt = False,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -53,7 +55,9 @@ def simulate_cmd(
                  output_tokens=int(n_out), chips=chips, max_batch=max_batch,
                  prefill=prefill, chunk_tokens=chunk_tokens, cadence_s=cadence_s, dtypes=dt, efficiency=eff,
                  overhead_s=overhead, seed=seed) for r in rates]
-    with progress("simulating", len(runs), json_) as update:
+    from ..parallel import options
+
+    with progress("simulating", len(runs), json_) as update, options(dashboard=dashboard, notify=err.print):
         results = simmod.simulate_many(m, s, runs, scheduler=scheduler, progress=lambda i, n, lab: update(i))
     label = "roofline" if prof.is_roofline else eff.label
     recs = [rp.jsonable(r) | {"rate_per_s": run["rate_per_s"], "estimate": label} for r, run in zip(results, runs)]
@@ -62,5 +66,6 @@ def simulate_cmd(
     for rec in recs:
         lines.append(f"  {rec['rate_per_s']:g} req/s: {rec['output_tokens_per_s']:,.0f} output tokens/s, mean batch"
                      f" {rec['mean_batch']:,.0f}; TTFT p50 {seconds(rec['ttft_s']['p50'])} p99 {seconds(rec['ttft_s']['p99'])};"
-                     f" per token p50 {seconds(rec['tpot_s']['p50'])}; completed {rec['completed']:,} of {rec['requests']:,}")
+                     f" per token p50 {seconds(rec['tpot_s']['p50'])}; completed {rec['completed']:,} of {rec['requests']:,}"
+                     " (the percentiles are over these completed requests)")
     _finish(json_, recs[0] if len(recs) == 1 else {"runs": recs, "estimate": label}, lines)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    Num, JsonOpt, CatalogOpt, handles_errors, _catalog, _catalog_checked, _finish, _count, ModelOpt,
+    ForceOpt, Num, JsonOpt, CatalogOpt, handles_errors, _catalog, _catalog_checked, _finish, _count, ModelOpt,
     SystemOpt, app, err, _num, check_dtype, si, TokenmathError,
 )
 
@@ -33,9 +33,12 @@ def train_time_cmd(
     dtype: Annotated[str, typer.Option("--dtype", help="Matmul dtype whose peak MFU is measured against.")] = "bf16",
     recompute: Annotated[bool, typer.Option("--recompute/--no-recompute", help="Full recompute / reversible: 8·N·D instead of 6·N·D.")] = False,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="Override the catalog's rental price.")] = None,
+    level: Annotated[Optional[str], typer.Option("--level", help="Which energy `energy_mwh` is: board, node, or facility (× PUE; the default for a training run).")] = None,
+    facility: Annotated[Optional[str], typer.Option("--facility", help="Facility class for the PUE: hyperscale, colo (default) or average.")] = None,
+    pue: Annotated[Optional[float], Num("--pue", help="Power usage effectiveness (≥ 1), instead of the facility class's.")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """How long, and what it costs, to train on D tokens: FLOPs = 6·N_active·D at an MFU."""
+    """How long, and what it costs, to train on D tokens: FLOPs = 6·N_active·D at an MFU; its energy at the board, node and facility levels."""
     from .. import report as rp
 
     from .. import training as tr
@@ -53,11 +56,20 @@ def train_time_cmd(
     from .. import energy as en
 
     rec = rp.jsonable(t)
+    lvl = en.check_level(level or en.FLEET_LEVEL)
     try:
-        e = en.training_energy(s, chips, t.seconds)
-        rec |= {"energy_mwh": e.energy_mwh, "gpu_energy_mwh": e.gpu_energy_mwh, "energy_assumptions": list(e.assumptions)}
-        lines.append(f"  energy = chips · (board {e.chip_w:,.0f} W + host) · PUE {e.pue:g} · time"
-                     f" = {e.energy_mwh:,.4g} MWh at the wall ({e.gpu_energy_mwh:,.4g} MWh the accelerators alone)")
+        e = en.training_energy(s, chips, t.seconds, fac=en.facility(pue=pue, facility_class=facility), level=lvl)
+        rec |= {"energy_mwh": e.energy_mwh, "energy_level": e.level, "gpu_energy_mwh": e.gpu_energy_mwh,
+                "board_energy_mwh": e.board_energy_mwh, "node_energy_mwh": e.node_energy_mwh,
+                "facility_energy_mwh": e.facility_energy_mwh, "board_energy_at_tdp_mwh": e.board_energy_at_tdp_mwh,
+                "board_energy_at_tdp_means": "chip-hours × the board limit: how model cards count training energy "
+                                             "(Meta's Llama 3.1 card: GPU-hours × 700 W TDP)",
+                "energy_assumptions": list(e.assumptions)}
+        mwh = lambda x: f"{x:,.0f}" if x >= 100 else f"{x:,.4g}"  # noqa: E731
+        lines.append(f"  energy ({lvl} level) = {mwh(e.energy_mwh)} MWh: boards {mwh(e.board_energy_mwh)} MWh ({e.chip_w:,.0f} W"
+                     f" each while training), node {mwh(e.node_energy_mwh)} MWh (+ {e.host_w:,.0f} W host per chip),"
+                     f" facility {mwh(e.facility_energy_mwh)} MWh (× PUE {e.pue:g}); at the board limit, as model cards"
+                     f" count: {mwh(e.board_energy_at_tdp_mwh)} MWh")
     except TokenmathError as err_:
         rec["energy_mwh"] = None
         lines.append(f"  energy: {err_}")
@@ -93,6 +105,7 @@ def train_overtrain_cmd(
     inference_efficiency: Annotated[float, Num("--inference-efficiency", help="Decode MFU relative to pre-training.")] = 0.3,
     fit: Annotated[str, typer.Option("--fit", help="hoffmann | besiroglu (for the exact optimum).")] = "hoffmann",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the loss/compute picture to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """How much to over-train given serving demand: equal pre-training, RL and inference costs."""
@@ -163,6 +176,7 @@ def train_memory_cmd(
     zero: Annotated[int, Num("--zero", help="ZeRO stage 0|1|2|3 (3 = FSDP).")] = 1,
     recompute: Annotated[str, typer.Option("--recompute", help="none | selective | full | reversible")] = "selective",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the memory stack to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Training memory per chip: weights, gradients, Adam state, activations; does it fit?"""

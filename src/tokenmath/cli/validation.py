@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    JsonOpt, CatalogOpt, Num, command, _catalog, _finish, err, TokenmathError,
+    ForceOpt, write_output, JsonOpt, CatalogOpt, Num, command, _catalog, _finish, err, TokenmathError,
 )
 
 
@@ -19,6 +19,7 @@ def validate_cmd(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Case files (JSON lines); default: the shipped cases.")] = None,
     efficiency: Annotated[str, typer.Option("--efficiency", help="'calibrated' (each case: its engine and vendor profile), 'roofline' (the bound), or a preset .json.")] = "calibrated",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw predicted vs measured to this file.")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source, vendor, engine, model class; the class table (model class × engine, × vendor); how often the 80 % band holds the measurement."""
@@ -31,6 +32,13 @@ def validate_cmd(
     cases = []
     for f in files or [None]:
         cases += vd.load_cases(f)
+    from .. import validate_energy as ve  # energy cases (their own module), run beside the step cases
+
+    ecases = [c for f in files or [None] for c in ve.load_energy_cases(f)]
+    if not cases:  # energy cases only
+        er = ve.validate_energy(ecases, _catalog(catalog))
+        _finish(json_, {"energy": ve.energy_record(er)}, ve.render_energy(er))
+        return
     preset = None
     if efficiency == "roofline":
         prof, fitted = pf.ROOFLINE_PROFILE, None
@@ -63,6 +71,10 @@ def validate_cmd(
         lines.insert(1, f"  side by side on these {len(r.rows)} cases: {Path(efficiency).name} median {r.median_abs_error:.1%},"
                         f" p90 {r.p90_abs_error:.1%}; the shipped preset median {shipped.median_abs_error:.1%},"
                         f" p90 {shipped.p90_abs_error:.1%}")
+    if ecases:
+        er = ve.validate_energy(ecases, _catalog(catalog))
+        rec["energy"] = ve.energy_record(er)
+        lines += ve.render_energy(er)
     _finish(json_, rec, lines)
 
 
@@ -74,6 +86,7 @@ def calibrate_cmd(
     processes: Annotated[Optional[int], Num("--processes", help="Worker processes for the cross-validation's folds (default: one per CPU).")] = None,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="With case files: refit every profile on them alone, instead of fitting a few factors on the shipped preset.")] = False,
     base: Annotated[Optional[Path], typer.Option("--base", help="With case files: the preset to start from (default: the shipped one).")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Fit a preset: with your case files, a few factors on the shipped preset (how many depends on how many cases; cross-validated); without, refit the shipped profiles (generic; per vendor and per engine × vendor, each shrunk toward its parent by cross-validation) and say how much each was shrunk and which parameters sit at a bound."""
@@ -82,9 +95,19 @@ def calibrate_cmd(
     from .. import calibrate as cb
     from .. import validate as vd
 
+    if base is not None and (from_scratch or not files):
+        raise TokenmathError("--base is the preset a fit to your case files starts from; it has no effect with"
+                             f" {'--from-scratch' if from_scratch else 'no case files'} (which refit every profile"
+                             " from the cases alone): leave it out")
     cases = []
     for f in files or [None]:
         cases += vd.load_cases(f)
+    if (from_scratch or not files) and not no_cv:
+        sources = {vd.source_key(c) for c, _ in cases}
+        if len(sources) < 2:  # leave-one-source-out needs a source to hold out and one to fit on
+            raise TokenmathError(f"cross-validation holds out one source at a time, and these {len(cases):,} cases"
+                                 f" come from {len(sources)} source ({', '.join(sorted(sources))[:100]}); give cases"
+                                 " from two or more sources, or --no-cv")
     try:
         import scipy  # noqa: F401
     except ImportError:
@@ -93,7 +116,7 @@ def calibrate_cmd(
         rec = cb.fit_user_preset(cases, _catalog(catalog), base=None if base is None else str(base),
                                  cross_validate=not no_cv)
         if out is not None:
-            out.write_text(json.dumps(rp.jsonable(rec), indent=2))
+            write_output(out, json.dumps(rp.jsonable(rec), indent=2), "--out", force=force)
             err.print(f"wrote {out}")
         lines = rp.render_user_fit(rec, out)
         return _finish(json_, rp.jsonable(rec), lines[:2] + at_bound_lines(rec["user_fit"]["at_bound"], factors=True)
@@ -101,7 +124,7 @@ def calibrate_cmd(
     rec = cb.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
                        cross_validate=not no_cv, processes=processes)
     if out is not None:
-        out.write_text(json.dumps(rp.jsonable(rec), indent=2))
+        write_output(out, json.dumps(rp.jsonable(rec), indent=2), "--out", force=force)
         err.print(f"wrote {out}")
     _finish(json_, rp.jsonable(rec), rp.render_calibration(rec) + at_bound_lines(rec["at_bound"]))
 

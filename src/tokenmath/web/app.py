@@ -492,7 +492,7 @@ FLEET_DEFAULT_SYSTEMS = ("b200", "h100-sxm", "h200-sxm", "mi300x")
 FLEET_LABELS = {
     "mode": "mode", "total_chips": "chips (billed)", "usd_per_hour": "$ per hour",
     "usd_per_mtok": "$ per million output tokens", "usd_per_mtok_output": "$ per million output tokens",
-    "usd_per_mtok_all_tokens": "$ per million tokens, input + output", "watts": "power at the wall",
+    "usd_per_mtok_all_tokens": "$ per million tokens, input + output", "watts": "power at the facility (× PUE)",
     "joules_per_token": "J per output token (prefill included)", "goodput_requests_per_s": "goodput (requests meeting every SLO)",
     "simulated.ttft_p50_s": "TTFT p50 (simulated)", "simulated.ttft_p99_s": "TTFT p99 (simulated)",
     "simulated.tpot_p50_s": "TPOT p50 (simulated)", "simulated.tpot_p99_s": "TPOT p99 (simulated)",
@@ -679,22 +679,22 @@ def page_energy(cat, model, system, dt, engine) -> None:
     if model.is_totals_only:  # no layout: the lecture's roofline on ideal sharding, as `tokenmath energy` does
         e = None
         bound = ee = en.energy_of(tm.step_time(model, system, batch, context, chips=chips, dtypes=dt), system,
-                                  power=power, fac=fac)
+                                  power=power, fac=fac, level="facility")
     else:  # `tokenmath energy`: the estimate on the replica's layout; the bound of the same pass beside it
         from tokenmath.estimate import replica
         from tokenmath.profiles import ROOFLINE_PROFILE
 
         rep = replica(model, system, batch, context, chips=chips, dtypes=dt)
         e = estimate(model, system, batch, context, prof=prof, layout=rep.layout, dt=dt)
-        ee = en.energy_of_pass(e, system, power=power, fac=fac)
+        ee = en.energy_of_pass(e, system, power=power, fac=fac, level="facility")  # the page has a PUE control
         bound = en.energy_of_pass(estimate(model, system, batch, context, prof=ROOFLINE_PROFILE, layout=rep.layout,
-                                           dt=dt), system, power=power, fac=fac)
+                                           dt=dt), system, power=power, fac=fac, level="facility")
     what = "roofline bound" if e is None else "estimate"
     st.subheader(f"{model.name} on {chips} × {system.name}, B = {batch:,}, L = {context:,}")
     c = st.columns(4)
     c[0].metric(f"J per token ({what})", f"{ee.joules_per_token:,.3g}")
-    c[1].metric(f"at the wall ({what})", si(ee.watts, "W"))
-    c[2].metric(f"per chip at the wall ({what})", si(ee.watts / chips, "W"))
+    c[1].metric(f"at the facility, × PUE ({what})", si(ee.watts, "W"))
+    c[2].metric(f"per chip at the facility ({what})", si(ee.watts / chips, "W"))
     c[3].metric(f"tokens/s per MW ({what})", f"{ee.tokens_per_s_per_mw:,.4g}")
     if e is None:
         no_estimate_note(model)
@@ -703,11 +703,12 @@ def page_energy(cat, model, system, dt, engine) -> None:
             "|---|---:|---:|---:|"]
     for k in charts.CAUSES:
         rows.append(f"| {k} | {per(ee.parts_w[k])} | {si(float(ee.parts_w[k]), 'W')} | {per(bound.parts_w[k])} |")
-    rows.append(f"| **at the wall** | **{per(ee.watts)}** | **{si(ee.watts, 'W')}** | **{per(bound.watts)}** |")
+    rows.append(f"| **at the facility (× PUE)** | **{per(ee.facility_watts)}** | **{si(ee.facility_watts, 'W')}** | "
+                f"**{per(bound.facility_watts)}** |")
     st.markdown("\n".join(rows))
     st.caption(f"By level, per chip ({what}): the accelerator board draws {ee.chip_w:,.0f} W (busy {ee.u_compute:.0%} "
                f"compute, {ee.u_memory:.0%} memory over the {seconds(ee.step_s)} step), {ee.chip_w + power.host_w:,.0f} W with "
-               f"its share of the host, {ee.watts / chips:,.0f} W at the wall (× PUE {fac.pue:g}). At the roofline bound's "
+               f"its share of the host (at the wall), {ee.facility_watts / chips:,.0f} W at the facility (× PUE {fac.pue:g}). At the roofline bound's "
                f"{seconds(bound.step_s)} step the same pass draws {bound.chip_w:,.0f} W per board and "
                f"{bound.joules_per_token:,.3g} J/token.")
     for a in power.assumptions:
