@@ -111,6 +111,13 @@ class Preset(BaseModel):
         return v
 
 
+def _union_tag(part: Any) -> bool:
+    """pydantic names the member of a Union in an error's location ('EngineRecord', 'dict[str,...]',
+    'tuple[...]', 'int'); the user's file has only the keys."""
+    p = str(part)
+    return p.endswith("Record") or "[" in p or p in {"str", "int", "float", "literal['inf']"}
+
+
 def _show(x: Any) -> str:
     text = repr(x)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -126,7 +133,7 @@ def check_preset(d: Any, where: str) -> dict:
         Preset.model_validate(d)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err.get("loc", ()))
+        loc = ".".join(str(x) for x in err.get("loc", ()) if not _union_tag(x))
         if err.get("type") == "extra_forbidden":
             raise TokenmathError(f"{where}: field {loc!r} is not a preset field") from None
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
