@@ -485,3 +485,27 @@ def test_engine_features_are_sourced_and_cases_exist():
     ids = {c.id for c, _ in load_cases()}
     feats = case_features()
     assert feats and set(feats) <= ids
+
+
+@pytest.mark.parametrize("name,sysname,lay", [
+    ("kimi-k2", "h200-sxm", Layout(ep=8)), ("kimi-k2", "h200-sxm", Layout(tp=8)), ("kimi-k2", "h200-sxm", Layout(tp=2, ep=8)),
+    ("deepseek-v3", "gb200-nvl72", Layout(ep=64)), ("llama-3.1-70b", "h100-sxm", Layout(tp=4, pp=2))])
+def test_mfu_counts_the_model_work_once_whatever_the_layout(name, sysname, lay):
+    """MFU's numerator is the model's FLOPs (PaLM, Chowdhery et al. 2022, appendix B: 2·N per token
+    for the matmuls plus attention), not the layout's copies: the dense layers an EP layout
+    replicates, the busiest attention-DP rank's share or the lm_head each DP rank holds. Counted
+    independently from params.param_counts and kvcache.attention_flops_per_token: 64 decode tokens
+    at L = 4,096 plus a 2,048-token prompt chunk at a mean context of 1,024 (one sequence's
+    logits), rel 1e-4 (norms and the router's softmax are not matmuls)."""
+    from tokenmath.kvcache import attention_flops_per_token
+    from tokenmath.params import param_counts
+
+    m, s = CAT.model(name), CAT.system(sysname)
+    prof = choose("calibrated", system=s)
+    op = op_step(m, s, lay, 64, 4096, 1, kernels=prof.kernels, engine=prof.engine, prefill_tokens=2048,
+                 prefill_context=1024, prefill_seqs=1)
+    pc = param_counts(m)
+    body = 2 * (pc.active - pc.embedding - pc.lm_head)
+    ref = (64 * (body + float(attention_flops_per_token(m, 4096))) + 2048 * body
+           + 2048 * float(attention_flops_per_token(m, 1024, absorbed=False)) + 65 * 2 * pc.lm_head)
+    assert float(op.flops) == pytest.approx(ref, rel=1e-4)

@@ -575,6 +575,7 @@ class Microbatch:
     rank_batch: float | np.ndarray = 0.0  # the pass's own sequences on the busiest rank (attention)
     rank_prefill: float | np.ndarray = 0.0  # prompt-chunk tokens on the busiest rank
     decode: bool | np.ndarray = True  # one new token per sequence and no prompt chunk (a decode batch)
+    seqs: float | np.ndarray = 0.0  # sequences whose logits the microbatch computes, all ranks
 
 
 def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_tokens, prefill_seqs) -> Microbatch:
@@ -593,7 +594,7 @@ def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_to
     rank_seqs = rank_batch + np.where(P > 0, busiest_rank_share(seqs_p, lt.adp), 0.0)
     return Microbatch(layers=shape.layers / lt.pp, moe_layers=shape.moe_layers / lt.pp, tokens=tok,
                       rank_tokens=rank_batch * S + rank_pre, rank_seqs=rank_seqs, rank_batch=rank_batch,
-                      rank_prefill=rank_pre, decode=(S == 1) & (P == 0))
+                      rank_prefill=rank_pre, decode=(S == 1) & (P == 0), seqs=B + np.where(P > 0, seqs_p, 0.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,6 +619,9 @@ class Term:
     link_s: float | np.ndarray = 0.0  # at ideal link bandwidth, no latency
     replica_weight_bytes: float | np.ndarray = 0.0  # the model's weights read, whole replica
     replica_kv_bytes: float | np.ndarray = 0.0
+    # the model's FLOPs for the whole stage, each token once (None: `flops` × the stage's chips —
+    # right where the chips split the work; replicated dense layers and the busiest rank need their own)
+    replica_flops: float | np.ndarray | None = None
 
 
 NO_TERM = Term()
@@ -654,7 +658,8 @@ def dense_gemm_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: K
     t = gemm_time(curve, flops, w + act, shape.gemms_per_layer * mb.layers, rates.dense_kernel_flops_per_s,
                   rates.hbm_bytes_per_s, engine, rows=mb.rank_tokens)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w, act_bytes=act,
-                replica_weight_bytes=lt.tp * w)
+                replica_weight_bytes=lt.tp * w,
+                replica_flops=2.0 * mb.tokens * shape.dense_params_per_layer * mb.layers)
 
 
 def lm_head_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: KernelRates, curve: GemmCurve,
@@ -667,7 +672,7 @@ def lm_head_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: Kern
     t = gemm_time(curve, flops, w, 1.0 / lt.pp, rates.dense_kernel_flops_per_s, rates.hbm_bytes_per_s, engine,
                   rows=mb.rank_seqs)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w,
-                replica_weight_bytes=lt.tp * w)
+                replica_weight_bytes=lt.tp * w, replica_flops=2.0 * mb.seqs * shape.lm_head_params / lt.pp)
 
 
 def _z_max(n: int) -> float:
@@ -816,7 +821,8 @@ def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context
                  prompt_attention_time(flops, t_kv, attention_length(S, L), mb.layers, curve, engine, Fa))
     # the replica's own KV (every sequence once), not the busiest rank's copy times the ranks
     return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv,
-                replica_kv_bytes=np.asarray(batch, float) / lt.m * lt.kv_split * kv_seq)
+                replica_kv_bytes=np.asarray(batch, float) / lt.m * lt.kv_split * kv_seq,
+                replica_flops=np.asarray(batch, float) / lt.m * S * per_tok)
 
 
 def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, prefill_tokens, prefill_context,
@@ -830,7 +836,9 @@ def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, 
     chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1e-9), 1.0)
     t = np.where(P > 0, flash_attention_time(flops, chunk, curve, engine, Fa)
                  + curve.pre_t0_s * engine.floor_scale * mb.layers, 0.0)
-    return Term(time_s=t, flops=flops, compute_s=flops / Fa)
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa,
+                replica_flops=np.asarray(P, float) / lt.m * np.asarray(attention_flops_per_token(
+                    model, prefill_context, absorbed=False)) / lt.pp)
 
 
 def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine: Engine) -> Term:
@@ -1188,7 +1196,8 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
     # the model's work in the step (whole replica, no layout copies): FLOPs are split over every
     # chip of a stage; each term counts its own weights and KV once (Term.replica_*)
     m, pp, hops = lt.m, lt.pp, lt.hops_s
-    work_flops = m * pp * lt.sc * _sum(t.flops for t in terms.values())
+    work_flops = m * pp * _sum(lt.sc * t.flops if t.replica_flops is None else t.replica_flops
+                               for t in terms.values())
     work_w = m * pp * _sum(t.replica_weight_bytes for t in terms.values())
     work_kv = m * pp * _sum(t.replica_kv_bytes for t in terms.values())
     many = isinstance(layout, tuple)
