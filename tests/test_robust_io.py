@@ -111,9 +111,9 @@ def test_calibrate_out_checked_before_work(tmp_path, monkeypatch, out, fragment)
     (tmp_path / "dangling.json").symlink_to("nowhere/x.json")
     (tmp_path / "folder").mkdir()
     (tmp_path / "existing.json").write_text("keep me")
-    from tokenmath import validate
+    from tokenmath import calibrate
 
-    monkeypatch.setattr(validate, "fit_user_preset", lambda *a, **k: pytest.fail("the fit ran before the check"))
+    monkeypatch.setattr(calibrate, "fit_user_preset", lambda *a, **k: pytest.fail("the fit ran before the check"))
     one_sentence(["calibrate", cases, "--out", out], fragment)
     assert (tmp_path / "existing.json").read_text() == "keep me"
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import TokenmathError
 from .parallelism import Layout, largest_divisor_at_most, placement
-from .profiles import ROOFLINE_PROFILE, Profile
+from .profiles import ROOFLINE_PROFILE, Profile, model_class
 from .specs import Dtypes, Model, System
 from .stepmodel import OpStep, op_step
 
@@ -235,7 +235,7 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
 
     usd = usd_of(step)
     band = None
-    r80 = None if profile.is_roofline else profile.range_80(step)
+    r80 = None if profile.is_roofline else profile.range_80(step, model_class=model_class(model))  # its class's band
     if r80 is not None:
         lo, hi = r80
         band = {"step_s": [lo, hi]}

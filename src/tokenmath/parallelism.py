@@ -8,6 +8,9 @@ that stage's layers: the routed experts are split over all of them (EP groups, e
 TP > EP), attention/dense weights are split TP ways and replicated over the remaining
 `attention_dp = stage_chips / TP` ranks, which each serve their own share of the sequences
 (attention data parallelism — what MLA models use, since the MLA latent cannot be split by heads).
+A sequence lives on one attention-DP rank (its KV is there): ranks hold whole sequences, so the
+busiest holds at least one whole sequence (`busiest_rank_share`), and only with more than one rank
+must tokens travel to their experts (with one, every chip of the stage holds every token).
 A replica is PP stages; DP replicas serve independent traffic.
 """
 
@@ -108,6 +111,18 @@ def placement(layout: Layout, system: System) -> Placement:
     else:
         billed = float(domains * dom)
     return Placement(stage_domain, domains, billed, billed - layout.replica_chips)
+
+
+def busiest_rank_share(items, ranks):
+    """Whole items (sequences, prompts) spread over `ranks` attention-DP ranks: a sequence lives on
+    one rank, so fewer items than ranks leave the busiest with one whole item (one prompt is one
+    rank's, not 1/ranks of it on each), and more leave it items/ranks — exact when they fill the
+    ranks evenly, within one item of a round-robin's ⌈items/ranks⌉ otherwise, and continuous in
+    items so that searches over the batch stay well posed. With one rank (or under one item) the
+    count passes through unchanged. Broadcasts."""
+    items = np.asarray(items, float)
+    r = np.asarray(ranks, float)
+    return np.where(r > 1, np.maximum(items / r, np.minimum(items, 1.0)), items)
 
 
 def largest_divisor_at_most(n: int, cap: int) -> int:

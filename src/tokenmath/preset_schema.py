@@ -22,6 +22,9 @@ MAX_PRESET_DEPTH = 16
 
 Scale = Annotated[float, Field(gt=0, le=100)]  # a factor on peak FLOP/s, bandwidth, link rate or kernel floors
 Name = Annotated[str, Field(min_length=1, max_length=64)]
+LogError = Annotated[float, Field(ge=-20, le=20)]  # a band's edge: log(predicted / measured)
+Band = tuple[LogError, LogError]
+ClassBand = tuple[LogError, LogError, Annotated[int, Field(ge=0, le=10**7)]]  # and the cases it rests on
 ENGINE_FIELDS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv", "floor_scale")
 
 
@@ -44,12 +47,23 @@ class EngineRecord(_Record):
     n_cases: Annotated[int, Field(ge=0, le=10**7)] = 0
 
 
-class VendorRecord(_Record):
-    """A vendor's factors on the generic compute and memory scales."""
+Lambda = Union[Annotated[float, Field(ge=0, le=1e6)], Literal["inf"]]  # a shrinkage strength (calibrate.py)
 
+
+class VendorRecord(_Record):
+    """A vendor's (or an engine × vendor's) factors on its parent profile: an added overhead and
+    factors on the compute and memory scales (preset_format 2, issue 22); presets before it stored
+    a vendor's factors as compute_scale / memory_scale. The shrinkage it was fitted with is kept."""
+
+    overhead_add_s: Annotated[float, Field(ge=-10, le=10)] = None  # type: ignore[assignment]
+    compute_factor: Scale = None  # type: ignore[assignment]
+    memory_factor: Scale = None  # type: ignore[assignment]
     compute_scale: Scale = None  # type: ignore[assignment]
     memory_scale: Scale = None  # type: ignore[assignment]
     n_cases: Annotated[int, Field(ge=0, le=10**7)] = 0
+    n_sources: Annotated[int, Field(ge=0, le=10**5)] = 0
+    lambda_: Lambda = Field(default=None, alias="lambda")  # type: ignore[assignment]
+    own_weight: Annotated[dict[Name, Annotated[float, Field(ge=0, le=1)]], Field(max_length=8)] = {}
 
 
 class AtBound(BaseModel):
@@ -75,11 +89,15 @@ class Preset(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
 
     generic: EngineRecord
-    engines: Annotated[dict[Name, EngineRecord], Field(max_length=64)] = {}
+    # an engine's own parameters (preset_format 1) or its factors per vendor (format 2)
+    engines: Annotated[dict[Name, Union[EngineRecord, Annotated[dict[Name, VendorRecord], Field(max_length=64)]]],
+                       Field(max_length=64)] = {}
     vendors: Annotated[dict[Name, VendorRecord], Field(max_length=64)] = {}
     adjust: dict[Literal[ENGINE_FIELDS], Annotated[float, Field(gt=0, le=1000)]] = {}  # type: ignore[valid-type]
-    bands: Annotated[dict[Name, Union[tuple[Annotated[float, Field(ge=-20, le=20)], Annotated[float, Field(ge=-20, le=20)]],
-                                      Annotated[str, Field(max_length=1000)]]], Field(max_length=16)] = {}
+    bands: Annotated[dict[Name, Union[Band, Annotated[str, Field(max_length=1000)], Annotated[int, Field(ge=0, le=10**7)],
+                                      # per class: {"model_class": {"moe": [lo, hi, n], ...}, ...}
+                                      Annotated[dict[Name, Annotated[dict[Name, Union[Band, ClassBand]], Field(max_length=256)]],
+                                                Field(max_length=16)]]], Field(max_length=16)] = {}
     fit_date: Optional[Annotated[str, Field(max_length=40)]] = None
     systems: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10_000)] = []
     user_fit: Optional[UserFit] = None
@@ -88,9 +106,16 @@ class Preset(BaseModel):
     @classmethod
     def _ordered(cls, v: dict) -> dict:
         for k, x in v.items():
-            if isinstance(x, tuple) and x[0] > x[1]:
+            if isinstance(x, tuple) and len(x) == 2 and x[0] > x[1]:
                 raise ValueError(f"band {k!r} = [{x[0]:g}, {x[1]:g}]: the 10th percentile is above the 90th")
         return v
+
+
+def _union_tag(part: Any) -> bool:
+    """pydantic names the member of a Union in an error's location ('EngineRecord', 'dict[str,...]',
+    'tuple[...]', 'int'); the user's file has only the keys."""
+    p = str(part)
+    return p.endswith("Record") or "[" in p or p in {"str", "int", "float", "literal['inf']"}
 
 
 def _show(x: Any) -> str:
@@ -108,7 +133,7 @@ def check_preset(d: Any, where: str) -> dict:
         Preset.model_validate(d)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err.get("loc", ()))
+        loc = ".".join(str(x) for x in err.get("loc", ()) if not _union_tag(x))
         if err.get("type") == "extra_forbidden":
             raise TokenmathError(f"{where}: field {loc!r} is not a preset field") from None
         msg = err.get("msg", "invalid").removeprefix("Value error, ")

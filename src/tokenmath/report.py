@@ -244,9 +244,11 @@ def render_step(est, m: Model, s: System, dt: Dtypes, mem, *, priced: bool) -> l
         t.add_column("time", justify="right")
         names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs (busiest rank)", "attention_s": "attention",
                  "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch + combine", "pp_comm_s": "PP send/recv",
-                 "overhead_s": "per-step overhead"}
+                 "overhead_s": "per-step overhead", "overlap_s": "hidden by two-batch overlap"}
         for k, v in op.parts.items():
-            t.add_row(names[k], seconds(float(np.max(v))))
+            if k == "overlap_s" and not np.any(v):
+                continue
+            t.add_row(names[k], seconds(float(np.max(v))) if k != "overlap_s" else "−" + seconds(-float(np.min(v))))
         t.add_row("[bold]estimated step[/]", f"[bold]{seconds(est.step_s)}[/]")
         out.append(t)
         lo, hi = est.range_80["step_s"] if est.range_80 else (est.step_s, est.step_s)
@@ -1212,8 +1214,10 @@ def render_estimate(est) -> list[str]:
     op = est.op
     names = {"dense_gemm_s": "dense GEMMs", "expert_gemm_s": "expert GEMMs", "attention_s": "attention",
              "tp_comm_s": "TP all-reduce", "ep_comm_s": "EP dispatch+combine", "pp_comm_s": "PP send/recv",
-             "overhead_s": "overhead"}
-    parts = ", ".join(f"{names[k]} {seconds(float(np.max(v)))}" for k, v in op.parts.items() if np.max(v) > 0)
+             "overhead_s": "overhead", "overlap_s": "hidden by overlap"}
+    shown = [(k, v) for k, v in op.parts.items() if (np.min(v) < 0 if k == "overlap_s" else np.max(v) > 0)]
+    parts = ", ".join(f"{names[k]} −{seconds(-float(np.min(v)))}" if k == "overlap_s" else
+                      f"{names[k]} {seconds(float(np.max(v)))}" for k, v in shown)
     band = ""
     if est.range_80:
         lo, hi = est.range_80["step_s"]
@@ -1654,21 +1658,64 @@ def render_cache(cc, m: Model, s: System) -> list[str]:
 
 
 def validation_record(r, preset: dict | None) -> dict[str, Any]:
+    rows = []
+    for i, x in enumerate(r.rows):
+        band = r.range_80(i)
+        rows.append({"id": x.id, "predicted": x.predicted, "measured": x.measured, "error": x.error, "metric": x.metric,
+                     "system": x.system, "source": x.source, "model": x.model, "batch_used": x.batch_used,
+                     "vendor": x.vendor, "engine": x.engine, "model_class": x.model_class, "note": x.note or None,
+                     "sensitivity": x.sensitivity, "prefill_share": x.prefill_share,
+                     "outside_fitted_range": list(x.outside_fitted_range), "range_80": band,
+                     "in_band_80": None if band is None else bool(band[0] <= x.measured <= band[1])})
     return jsonable({
         "estimate": r.label, "efficiency": r.label,
-        "rows": [{"id": x.id, "predicted": x.predicted, "measured": x.measured, "error": x.error, "metric": x.metric,
-                  "system": x.system, "source": x.source, "model": x.model, "batch_used": x.batch_used,
-                  "vendor": x.vendor, "engine": x.engine, "model_class": x.model_class, "note": x.note or None,
-                  "outside_fitted_range": list(x.outside_fitted_range)} for x in r.rows],
+        "rows": rows,
         "n": len(r.rows), "median_abs_error": r.median_abs_error, "p90_abs_error": r.p90_abs_error,
         "by_metric": r.by_metric, "by_system": r.by_system, "by_source": r.by_source, "by_vendor": r.by_vendor,
-        "by_engine": r.by_engine, "by_model_class": r.by_model_class,
+        "by_engine": r.by_engine, "by_model_class": r.by_model_class, "class_table": r.class_table,
+        "band_80_coverage": r.band_80_coverage or None,
         "beyond_estimate": [{"id": x.id, "note": x.note} for x in r.beyond],
         "failures": r.failures,
         "preset": None if preset is None else {k: preset.get(k) for k in (
-            "fit_date", "n_cases", "generic", "engines", "vendors", "in_sample", "cross_validated",
-            "leave_one_vendor_out", "bands", "systems")},
+            "fit_date", "n_cases", "generic", "engines", "vendors", "shrinkage", "in_sample", "cross_validated",
+            "leave_one_vendor_out", "bands", "cv_band_80_coverage", "systems")},
     })
+
+
+def _pct(x, digits: int = 1) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 100:.{digits}f} %"
+
+
+def _class_table_lines(table: dict, coverage: bool) -> list[str]:
+    """validate's class table: model class × engine and model class × vendor, median |error| (cases)
+    and, with bands, the share inside the 80 % band."""
+    lines = []
+    for dim, t in table.items():
+        keys = sorted({k for cells in t.values() for k in cells})
+        lines.append(f"  model class × {dim}: median |error| (cases){' share inside the 80 % band' if coverage else ''}")
+        lines.append("    " + f"{'':<6}" + "".join(f"{k:>17}" for k in keys))
+        for mc, cells in t.items():
+            row = ""
+            for k in keys:
+                c = cells.get(k)
+                if c is None:
+                    row += f"{'·':>17}"
+                    continue
+                cov = f" {c['band_80_coverage']:.0%}" if coverage and "band_80_coverage" in c else ""
+                row += f"{format(c['median_abs_error'], '.0%') + ' (' + str(c['n']) + ')' + cov:>17}"
+            lines.append(f"    {mc:<6}{row}")
+    return lines
+
+
+def band_coverage_lines(cov: dict, label: str) -> list[str]:
+    if not cov:
+        return []
+    lines = [f"  80 % band holds the measurement: {cov['share']:.0%} of {cov['n']} cases ({label})"]
+    for dim in ("model_class", "engine", "vendor", "range", "metric"):
+        by = cov.get(f"by_{dim}") or {}
+        if by:
+            lines.append(f"    by {dim.replace('_', ' ')}: " + ", ".join(f"{k} {v['share']:.0%} ({v['n']})" for k, v in by.items()))
+    return lines
 
 
 def render_validation(r, preset: dict | None) -> list[str]:
@@ -1683,6 +1730,14 @@ def render_validation(r, preset: dict | None) -> list[str]:
         lines.append(f"  by {title}:")
         lines += [f"    {k:<42} n={v['n']:<3} median {v['median_abs_error']:6.1%}  p90 {v['p90_abs_error']:6.1%}"
                   for k, v in group.items()]
+    if r.class_table:
+        lines += _class_table_lines(r.class_table, bool(r.band_80_coverage))
+    lines += band_coverage_lines(r.band_80_coverage, "these cases; the bands come from the preset's cross-validated"
+                                                     " residuals, so on cases it was fitted to this is not a test")
+    cvc = (preset or {}).get("cv_band_80_coverage")
+    if cvc:
+        lines.append(f"  on sources never fitted (the preset's leave-one-source-out): {cvc['share']:.0%} of {cvc['n']}"
+                     " (target 70–90 %)")
     lines.append("  worst cases:")
     for x in sorted(r.rows, key=lambda x: -abs(x.error))[:8]:
         flag = f"  [outside fit: {'; '.join(x.outside_fitted_range)}]" if x.outside_fitted_range else ""
@@ -1694,21 +1749,139 @@ def render_validation(r, preset: dict | None) -> list[str]:
     return lines
 
 
+def _factors(f: dict) -> str:
+    w = f.get("own_weight") or {}
+    lam = f"λ {_lam(f['lambda'])}, " if "lambda" in f else ""
+    ow = (f" ({lam}own-data weight {w.get('overhead', 0):.2f} / {w.get('compute', 0):.2f} / {w.get('memory', 0):.2f})"
+          if w else "")
+    return (f"overhead {f.get('overhead_add_s', 0) * 1e3:+.2f} ms, compute ×{f.get('compute_factor', f.get('compute_scale', 1)):.3g},"
+            f" memory ×{f.get('memory_factor', f.get('memory_scale', 1)):.3g}{ow}")
+
+
+def _lam(x) -> str:
+    return "∞ (factors off)" if x in ("inf", None) or (isinstance(x, float) and not math.isfinite(x)) else f"{x:g}"
+
+
+def _num(k: str):
+    try:
+        return float(k)
+    except ValueError:
+        return k
+
+
 def render_calibration(rec: dict) -> list[str]:
     g = rec["generic"]
     lines = [f"fitted on {rec['n_cases']} cases ({', '.join(rec['systems'])}), {rec['fit_date']}:",
              "  generic (" + f"{g.get('n_cases', 0)} cases): " + ", ".join(
                  f"{k} = {v:.4g}" for k, v in g.items() if isinstance(v, float))]
-    for e, v in rec.get("engines", {}).items():
-        lines.append(f"  engine {e} ({v['n_cases']} cases): " + ", ".join(f"{k} = {x:.4g}" for k, x in v.items() if k != "n_cases"))
-    for e, v in rec.get("vendors", {}).items():
-        lines.append(f"  vendor {e} ({v['n_cases']} cases): " + ", ".join(f"{k} ×{x:.3g}" for k, x in v.items() if k != "n_cases"))
-    lines.append(f"  in-sample median |error| {rec['in_sample']['median_abs_error']:.1%}, p90 {rec['in_sample']['p90_abs_error']:.1%}")
+    if int(rec.get("preset_format", 1)) >= 2:
+        sh = rec.get("shrinkage", {})
+        lines.append("  shrinkage: a vendor's factors multiply the generic profile, an engine × vendor's its vendor's;"
+                     " each is pulled toward 1 by a penalty of λ pseudo-sources (every source's cases weigh 1),"
+                     " λ chosen by leave-one-source-out inside the fit (∞: the level's factors did not help held-out"
+                     " sources, so none are kept):")
+        from .calibrate import OWN_LAMBDA_MIN_SOURCES as own
+
+        for level, what in (("vendor", "vendor"), ("engine", "engine × vendor")):
+            s = sh.get(level) or {}
+            cost = s.get("cv_cost") or {}
+            grid = [g for g in s.get("grid", []) if g != "inf"]
+            edge = " — the smallest tried: the held-out sources want less shrinkage still" if (
+                grid and s.get("lambda") == min(grid)) else ""
+            lines.append(f"    {what} level: λ = {_lam(s.get('lambda'))}{edge}, for groups of fewer than {own} sources"
+                         f" (a group of {own} or more chooses its own on its sources: λ per group below)"
+                         + (" (held-out cost by λ: " + ", ".join(f"{_lam(_num(k))} {v:.3g}" for k, v in cost.items()) + ")"
+                            if cost else ""))
+        for v, f in rec.get("vendors", {}).items():
+            lines.append(f"  vendor {v} ({f['n_cases']} cases, {f.get('n_sources', '?')} sources): {_factors(f)}")
+        for e, cells in rec.get("engines", {}).items():
+            for v, f in cells.items():
+                lines.append(f"  engine {e} × {v} ({f['n_cases']} cases, {f.get('n_sources', '?')} sources): {_factors(f)}")
+    else:
+        for e, v in rec.get("engines", {}).items():
+            lines.append(f"  engine {e} ({v['n_cases']} cases): " + ", ".join(f"{k} = {x:.4g}" for k, x in v.items() if k != "n_cases"))
+        for e, v in rec.get("vendors", {}).items():
+            lines.append(f"  vendor {e} ({v['n_cases']} cases): " + ", ".join(f"{k} ×{x:.3g}" for k, x in v.items() if k != "n_cases"))
+    lines.append(f"  in-sample median |error| {rec['in_sample']['median_abs_error']:.1%}, p90 {rec['in_sample']['p90_abs_error']:.1%}"
+                 + (" (the CI gate's figures, per class below)" if rec.get("in_sample_by") else ""))
+    for d, by in (rec.get("in_sample_by") or {}).items():
+        lines.append(f"    by {d.replace('_', ' ')}: " + ", ".join(
+            f"{k} {v['median_abs_error']:.1%}/{v['p90_abs_error']:.0%} ({v['n']})" for k, v in by.items()))
+    if rec.get("roofline"):
+        lines.append(f"  roofline (the bound) on the same cases: median |error| {rec['roofline']['median_abs_error']:.0%},"
+                     f" p90 {rec['roofline']['p90_abs_error']:.0%}")
     if rec.get("cross_validated"):
         cv = rec["cross_validated"]
-        lines.append(f"  leave-one-source-out median |error| {cv['median_abs_error']:.1%}, p90 {cv['p90_abs_error']:.1%} ({cv['n']} cases)")
+        lines.append(f"  leave-one-source-out median |error| {cv['median_abs_error']:.1%}, p90 {cv['p90_abs_error']:.1%}"
+                     f" ({cv['n']} cases, {len(cv.get('sources', []))} sources; target ≤ 15 % / 40 %)")
+        un = rec.get("cross_validated_untagged")
+        if un:
+            lines.append(f"    the same folds with no engine tag: median {un['median_abs_error']:.1%}, p90 {un['p90_abs_error']:.1%}")
+        ev = rec.get("engine_vs_untagged_by_source") or {}
+        if ev:
+            from .calibrate import ENGINE_TAG_TOLERANCE as tol
+
+            worse = [k for k, v in ev.items() if v["engine"] > v["untagged"] + tol]
+            slight = [k for k, v in ev.items() if v["untagged"] + 1e-9 < v["engine"] <= v["untagged"] + tol]
+            lines.append("    median by held-out source, engine-tagged / untagged: " + ", ".join(
+                f"{k} {v['engine']:.1%}/{v['untagged']:.1%}" for k, v in ev.items()))
+            lines.append(f"    engine tags cost more than {tol:.0%} of median |error| on "
+                         + (f"{len(worse)} held-out source(s): {', '.join(worse)}" if worse else "no held-out source")
+                         + (f" (less than that on {', '.join(slight)})" if slight else ""))
+        for d in ("model_class", "vendor", "engine", "metric"):
+            by = rec.get(f"cv_by_{d}") or {}
+            if by:
+                lines.append(f"    by {d.replace('_', ' ')}: " + ", ".join(
+                    f"{k} {v['median_abs_error']:.1%}/{v['p90_abs_error']:.0%} ({v['n']})" for k, v in by.items()))
         lv = rec["leave_one_vendor_out"]
-        lines.append(f"  leave-one-vendor-out median |error| {lv['median_abs_error']:.1%}, p90 {lv['p90_abs_error']:.1%}")
+        lines.append(f"  leave-one-vendor-out median |error| {lv['median_abs_error']:.1%}, p90 {lv['p90_abs_error']:.1%}"
+                     f" (target ≤ 25 % median: {'met' if lv['median_abs_error'] <= 0.25 else 'not met'})")
         for k, v in lv["by_vendor"].items():
             lines.append(f"    {k:<10} n={v['n']:<3} median {v['median_abs_error']:6.1%}  p90 {v['p90_abs_error']:6.1%}")
+        b = rec.get("bands") or {}
+        if "step" in b:
+            rule = {"widest": "the union", "mean": "the mean"}.get(b.get("rule"), "the pooled band")
+            lines.append(f"  80 % band (pooled): a step predicted as T is T / {math.exp(b['step'][1]):.3g} … T /"
+                         f" {math.exp(b['step'][0]):.3g}; a query's: {rule} of its classes' bands with ≥"
+                         f" {b.get('min_n', '?')} residuals")
+        lines += band_coverage_lines(rec.get("cv_band_80_coverage") or {},
+                                     "on sources never fitted, target 70–90 %")
+    return lines
+
+
+ACCURACY_CLASSES = (("model_class", "model class"), ("vendor", "vendor"), ("engine", "engine"), ("metric", "metric"))
+
+
+def accuracy_table(rec: dict) -> list[str]:
+    """The README's accuracy table, from a calibrated preset record alone (tests/test_validate.py
+    checks that the README's equals it; scripts/accuracy_table.py writes it)."""
+    cv = rec.get("cross_validated") or {}
+    cov = rec.get("cv_band_80_coverage") or {}
+    srcs = len(cv.get("sources", [])) or "?"
+
+    def row(name, s, band=None, bold=False):
+        s = s or {}
+        cells = [_pct(s.get("median_abs_error")), _pct(s.get("p90_abs_error")), _pct(band, 0) if band is not None else ""]
+        if bold:
+            name, cells = f"**{name}**", [f"**{c}**" if c not in ("", "—") else c for c in cells]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    lines = [f"| estimate, on the {rec.get('n_cases', '?')} visible cases (preset fitted {rec.get('fit_date', '?')}) |"
+             " median \\|error\\| | p90 \\|error\\| | inside the 80 % band |",
+             "|---|---|---|---|",
+             row("roofline bound (`--efficiency roofline`)", rec.get("roofline")),
+             row("calibrated, in sample", rec.get("in_sample")),
+             row(f"calibrated, leave-one-source-out cross-validated ({srcs} sources)", cv, cov.get("share"), bold=True),
+             row("calibrated, leave-one-source-out, no engine tag", rec.get("cross_validated_untagged")),
+             row("calibrated, leave-one-vendor-out", rec.get("leave_one_vendor_out"))]
+    by_any = any(rec.get(f"cv_by_{d}") for d, _ in ACCURACY_CLASSES)
+    if by_any:
+        lines += ["", "| class, leave-one-source-out | cases | median \\|error\\| | p90 \\|error\\| | inside the 80 % band |",
+                  "|---|---|---|---|---|"]
+        for d, title in ACCURACY_CLASSES:
+            covd = cov.get(f"by_{d}") or {}
+            for k, s in (rec.get(f"cv_by_{d}") or {}).items():
+                c = covd.get(k, {}).get("share")
+                lines.append(f"| {title} {k} | {s['n']} | {_pct(s['median_abs_error'])} | {_pct(s['p90_abs_error'])} |"
+                             f" {_pct(c, 0) if c is not None else ''} |")
     return lines

@@ -11,19 +11,28 @@ roofline in its own way. Here a pass of one replica, per chip and per pipeline s
     attention        in its own compute dtype (BF16 or FP8, never FP4): prefill's causal term at
                      the prompt's length, decode's KV read and (MLA) its absorbed FLOPs
     communication    latency + bytes / achieved bandwidth for each collective: TP all-reduces,
-                     EP dispatch + combine (in-domain vs scale-out), PP send/recv
+                     EP dispatch + combine as the engine runs them (only with attention DP:
+                     DeepEP low-latency or normal kernels, or an all-gather; in-domain vs
+                     scale-out), PP send/recv
+    overlap          where the engine runs two micro-batches (two-batch overlap), one half's EP
+                     communication hidden under the other's compute: a negative part
     overhead         one fixed per-step term (scheduling, sampling, launch; CUDA graphs remove
                      per-layer launches) plus each kernel's measured floor t0
 
-and the stage time is their sum (no overlap between kernels of one stream). The GEMM curve is
+and the stage time is their sum (no overlap between kernels of one stream, except the named
+two-batch overlap an engine runs). With attention data parallelism the pass waits for its busiest
+rank: whole sequences on each, one prompt on one. The GEMM curve is
 
     gemm_s = ((t_c / e_c)^p + (t_m / e_m)^p)^(1/p) + t0,   t_c = FLOPs / peak, t_m = bytes / BW
 
-whose shape depends only on t_c/t_m — the intensity over the chip's ridge point — so the fitted
-(e_c, e_m, p) transfer to a chip with no measurements: a chip enters through its datasheet. The
-coefficients come from measured kernel timings (kernels.json, fitted by scripts/fit_kernels.py on
-A100/H100/H200 tables); an engine profile (profiles.py) scales them with a few end-to-end
-parameters fitted on published serving results.
+whose shape depends only on t_c/t_m — the intensity over the chip's ridge point — and on r, the
+kernel dtype's peak over the chip's BF16 peak (e_c = 1/(1/e_c0 + κ·r): `GemmFamily`), so the
+fitted families transfer to a chip with no measurements: a chip enters through its datasheet
+(FP4 on Blackwell or MI355X at its own r; 4-bit weights on a chip without FP4 units as weight-only
+kernels at the BF16 line: `gemm_kernel_kind`). The coefficients come from measured kernel timings
+(kernels.json, fitted by scripts/fit_kernels.py on A100/H100/H200/L40S tables, the transfer to a
+held-out chip and from BF16 to FP8 tested in tests/test_kernels.py); an engine profile
+(profiles.py) scales them with a few end-to-end parameters fitted on published serving results.
 
 Every term broadcasts over batch and context. `bound_s` is the roofline of the same pass (same
 bytes and FLOPs, efficiencies 1, no latencies): the estimate is never below it.
@@ -52,9 +61,11 @@ reports under): the bound then counts it too.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -62,7 +73,8 @@ import numpy as np
 from .errors import TokenmathError
 from .kvcache import attention_flops_per_token, kv_cache
 from .layout import layout_memory
-from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout, kv_head_split, link_bytes_per_s, placement
+from .parallelism import (HOP_LATENCY_S_DEFAULT, Layout, busiest_rank_share, check_layout, kv_head_split,
+                          link_bytes_per_s, placement)
 from .params import mlp_params, param_counts
 from .roofline import resolve_dtypes
 from .specs import Dtypes, Efficiency, Model, System
@@ -75,15 +87,66 @@ ACT_BYTES = 2.0
 
 @dataclass(frozen=True)
 class GemmCurve:
-    """gemm_s = ((t_c/e_c)^p + (t_m/e_m)^p)^(1/p) + t0 (see the module docstring)."""
+    """gemm_s = ((t_c·pad/e_c)^p + (t_m/e_m)^p)^(1/p) + t0 (see the module docstring) — one kernel
+    family on one chip at one dtype. pad = ⌈M/tile_m⌉·tile_m / M: the kernel's M rows padded to its
+    tile (tile_m = 1: no padding; `rows` None: not known, no padding)."""
 
     e_c: float
     e_m: float
     p: float
     t0_s: float
+    tile_m: float = 1.0
 
-    def time_s(self, t_c, t_m):
-        return _pnorm(np.asarray(t_c, float) / self.e_c, np.asarray(t_m, float) / self.e_m, self.p) + self.t0_s
+    def time_s(self, t_c, t_m, rows=None):
+        t_c = np.asarray(t_c, float) * tile_pad(rows, self.tile_m)
+        return _pnorm(t_c / self.e_c, np.asarray(t_m, float) / self.e_m, self.p) + self.t0_s
+
+
+def tile_pad(rows, tile_m: float):
+    """⌈M/tile⌉·tile / M: the share of a GEMM's multiply work spent on rows padded to the tile (1
+    where the tile is 1 or M unknown). M below 1 (a fraction of a token per expert, on average)
+    counts as 1 row."""
+    if rows is None or tile_m <= 1:
+        return 1.0
+    m = np.maximum(np.asarray(rows, float), 1.0)
+    return np.ceil(m / tile_m) * tile_m / m
+
+
+@dataclass(frozen=True)
+class GemmFamily:
+    """A fitted kernel family (kernels.json: one per dtype family and op — dense GEMM or MoE grouped
+    GEMM), dimensionless so a datasheet resolves it on any chip (`curve`).
+
+    Compute: a kernel whose multiplies run r times the chip's BF16 rate (r = peak of its dtype ÷
+    BF16 peak: 1 for BF16 and weight-only kernels, 2 for FP8 on Hopper/Ada, 4 for FP4 on Blackwell
+    or MI355X) sustains e_c = 1 / (1/e_c0 + κ·r) of its own peak — the work that does not speed
+    up with narrower operands (address generation, synchronisation, epilogue, scaling) costs
+    κ × the BF16 tensor time of the same FLOPs (Amdahl). Memory: e_m of HBM bandwidth on the
+    bytes it must move (weights with their block scales, activations). Floors: t0 per kernel,
+    + t0q where activations are quantised first (FP8, FP4). tile_m: M rows padded to the tile."""
+
+    e_c0: float
+    kappa: float
+    e_m: float
+    p: float
+    t0_s: float
+    t0q_s: float = 0.0
+    tile_m: float = 1.0
+
+    def e_c(self, rate_ratio=1.0):
+        return 1.0 / (1.0 / self.e_c0 + self.kappa * np.asarray(rate_ratio, float))
+
+    def curve(self, rate_ratio: float = 1.0, quantised: bool = False) -> GemmCurve:
+        """The curve on a chip whose kernel dtype runs `rate_ratio` × its BF16 peak."""
+        return GemmCurve(float(self.e_c(rate_ratio)), self.e_m, self.p,
+                         self.t0_s + (self.t0q_s if quantised else 0.0), self.tile_m)
+
+    def time_s(self, t_c, t_m, rate_ratio=1.0, quantised=0.0, rows=None):
+        """Vectorised over kernels of mixed dtypes (the fit's form): rate_ratio and quantised are
+        arrays like t_c."""
+        t_c = np.asarray(t_c, float) * tile_pad(rows, self.tile_m)
+        return (_pnorm(t_c / self.e_c(rate_ratio), np.asarray(t_m, float) / self.e_m, self.p)
+                + self.t0_s + self.t0q_s * np.asarray(quantised, float))
 
 
 @dataclass(frozen=True)
@@ -111,6 +174,17 @@ class CommCurve:
     e_link: float
 
 
+@dataclass(frozen=True)
+class A2ACurve:
+    """One phase (dispatch or combine) of an expert-parallel all-to-all kernel family:
+    alpha + max(in-domain bytes / (scale-up BW · e_up), out-of-domain bytes / (scale-out BW · e_out)),
+    fitted on DeepEP's measured kernels (validation/alltoall.json, scripts/fit_alltoall.py)."""
+
+    alpha_s: float
+    e_up: float
+    e_out: float
+
+
 @dataclass(frozen=True, eq=False)
 class Kernels:
     """Fitted per-operation curves (kernels.json): GEMMs and MoE grouped GEMMs per compute
@@ -118,8 +192,8 @@ class Kernels:
     all-reduce inside a scale-up domain). Compared and hashed by identity (its tables are dicts),
     so caches can key on the loaded set."""
 
-    gemm: dict  # compute class -> GemmCurve
-    moe: dict  # compute class -> GemmCurve
+    gemm: dict  # dtype family ("tensor", "fp8_block", "int8", "w8a16", "w4a16") -> GemmFamily, dense GEMMs
+    moe: dict  # dtype family -> GemmFamily, the MoE layer's grouped GEMMs
     attention: dict  # kv class ("bf16" | "fp8") -> AttentionCurve
     mla: dict  # kv class -> AttentionCurve
     all_reduce: CommCurve
@@ -127,9 +201,26 @@ class Kernels:
     custom_all_reduce: dict = None  # engine -> CommCurve
     mla_ampere: dict = None  # kv class -> AttentionCurve (MLA decode has no fast Ampere kernel)
     source: str = ""
+    # expert-parallel all-to-all kernels: mode ("ll" low-latency | "ht" normal) -> phase
+    # ("dispatch" | "combine") -> A2ACurve; None: every mode on `alltoall` (the roofline: ideal links)
+    ep_a2a: dict = None
+    all_gather: CommCurve = None  # NCCL all-gather / reduce-scatter (attention-DP gather mode); None: all_reduce's
+    reduce_scatter: CommCurve = None
 
     def pick(self, table: dict, cls: str):
         return table.get(cls) or table.get("fp8" if cls in ("fp4", "int8", "int4") else "bf16") or next(iter(table.values()))
+
+    def gemm_curve(self, op: str, family: str, rate_ratio: float, quantised: bool) -> GemmCurve:
+        """The fitted family of `op` ("gemm" | "moe") resolved on a chip: its dtype runs `rate_ratio`
+        × the chip's BF16 peak. A family the table lacks falls back to "tensor" (the BF16/FP8 fit)."""
+        return _gemm_curve(self, op, family, float(rate_ratio), bool(quantised))
+
+
+@lru_cache(maxsize=512)
+def _gemm_curve(kernels: Kernels, op: str, family: str, rate_ratio: float, quantised: bool) -> GemmCurve:
+    table = kernels.gemm if op == "gemm" else kernels.moe
+    fam = table.get(family) or table.get("tensor") or next(iter(table.values()))
+    return fam.curve(rate_ratio, quantised)
 
 
 @dataclass(frozen=True)
@@ -145,6 +236,18 @@ class Engine:
     max_batch: float | None = None  # engine cap on sequences per replica
     name: str | None = None  # trtllm | vllm | sglang: picks the engine's custom all-reduce
     label: str = "estimate"
+    # Named engine features (catalog/engines.toml, each from the engine's documentation or source;
+    # set by the engine profile or a case's stated flags, never fitted):
+    # how attention-DP ranks hand tokens to the experts (used only where attention DP > 1):
+    #   "alltoall"  dispatch/combine of each token to the ranks holding its experts (normal kernels)
+    #   "deepep"    DeepEP: low-latency kernels for decode passes, normal for prefill (`deepep_mode`)
+    #   "allgather" every rank gathers all ranks' tokens before the MoE, reduce-scatters after
+    moe_a2a: str = "alltoall"
+    deepep_mode: str = "auto"  # auto (low_latency for decode, normal for prefill) | normal | low_latency
+    # share of the EP dispatch/combine hidden under the other micro-batch's compute when the
+    # engine splits each pass into two micro-batches (SGLang two-batch overlap, DeepSeek's dual
+    # micro-batch overlap, vLLM DBO); 0 = one batch, nothing hidden
+    comm_overlap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -183,11 +286,14 @@ class OpStep:
     peak_flops_per_s: float = 0.0  # per chip, the datasheet line of the compute dtype
     peak_hbm_bytes_per_s: float = 0.0  # per chip
     expert_fetch: str = "expected"
+    # the communication two micro-batches hide under each other's compute (≤ 0; 0 without overlap):
+    # the parts, this included, add up to the step
+    overlap_s: float | np.ndarray = 0.0
 
     @property
     def parts(self) -> dict:
         return {k: getattr(self, k) for k in ("dense_gemm_s", "expert_gemm_s", "attention_s", "tp_comm_s",
-                                              "ep_comm_s", "pp_comm_s", "overhead_s")}
+                                              "ep_comm_s", "pp_comm_s", "overhead_s", "overlap_s")}
 
     def mfu(self, step_s=None):
         """Model FLOPs utilisation: the step's model FLOPs ÷ (step time × chips × peak FLOP/s of
@@ -243,7 +349,7 @@ def model_shape(model: Model) -> ModelShape:
 
 
 _IDEAL_ATT = AttentionCurve(1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0)
-IDEAL = Kernels(gemm={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)}, moe={"bf16": GemmCurve(1.0, 1.0, 1.0, 0.0)},
+IDEAL = Kernels(gemm={"tensor": GemmFamily(1.0, 0.0, 1.0, 1.0, 0.0)}, moe={"tensor": GemmFamily(1.0, 0.0, 1.0, 1.0, 0.0)},
                 attention={"bf16": _IDEAL_ATT}, mla={"bf16": _IDEAL_ATT}, all_reduce=CommCurve(0.0, 1.0),
                 alltoall=CommCurve(0.0, 1.0), source="roofline (efficiencies 1)")
 
@@ -277,6 +383,12 @@ class LayoutTerms:
     ep_up_bw: float
     ep_out_bw: float
     ep_hop_s: float  # 2 hops when the all-to-all leaves the domain
+    # copies of one token an EP rank sends per phase, in-domain (up) and across domains (out):
+    ep_ll_up: float  # low-latency kernels, one message per routed expert: k(dom − 1)/EP
+    ep_ll_out: float  # ... k(1 − dom/EP)
+    ep_ht_up: float  # normal kernels, one per distinct rank in the domain: (dom − 1)(1 − (1 − 1/EP)^k)
+    z_adp: float  # expected maximum of attention-DP-rank standard normals (their uneven loads)
+    ag_bw: float  # the link an attention-DP all-gather crosses (scale-out when the stage spans domains)
     pp_inv_bw: float  # Σ over stage boundaries of 1/bandwidth, / PP (0 when PP = 1)
     hops_s: float
     chips: float
@@ -298,19 +410,22 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
             ar = kernels.custom_all_reduce.get(engine.name) or kernels.custom_all_reduce.get("generic") or ar
         tp_alpha, tp_e, tp_bw = ar.alpha_s, ar.e_link, link_bytes_per_s(system, tp > dom, f"TP {tp}")
     ep = layout.ep
-    ep_on = f_out = remote = 0.0
-    up_bw = out_bw = 1.0
+    ep_on = f_out = remote = ll_up = ll_out = ht_up = 0.0
+    up_bw = out_bw = ag_bw = 1.0
     ep_hop = 0.0
     if model.moe is not None and ep > 1:
         ep_on = 1.0
+        k = model.moe.k
         in_dom = min(ep, dom)
         f_out = 1.0 - in_dom / ep
-        up_bw = link_bytes_per_s(system, False, "an expert-parallel all-to-all")
+        up_bw = ag_bw = link_bytes_per_s(system, False, "an expert-parallel all-to-all")
+        ll_up, ll_out = (float(x) for x in alltoall_copies("ll", ep, dom, k))
+        ht_up, remote = (float(x) for x in alltoall_copies("ht", ep, dom, k, model.moe.n_experts))
         if f_out:
-            D = ep / in_dom
-            remote = (D - 1) * (1 - (1 - 1 / D) ** model.moe.k)
             out_bw = link_bytes_per_s(system, True, f"EP {ep} across {dom}-chip domains")
             ep_hop = 2 * hop_latency_s
+        if sc > dom:
+            ag_bw = link_bytes_per_s(system, True, f"attention-DP gather over {sc} chips across {dom}-chip domains")
     place = placement(layout, system)
     inv_bw = hops = 0.0
     if pp > 1:
@@ -320,7 +435,8 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
             hops += hop_latency_s if across else 0.0
     return LayoutTerms(float(pp), float(layout.m), float(tp), float(sc), float(layout.attention_dp), float(ep),
                        float(kv_head_split(model, layout)), _z_max(ep), tp_alpha, tp_e, tp_bw, ep_on, f_out, remote,
-                       up_bw, out_bw, ep_hop, inv_bw / pp, hops, float(layout.replica_chips), float(place.billed_chips))
+                       up_bw, out_bw, ep_hop, ll_up, ll_out, ht_up, _z_max(layout.attention_dp), ag_bw, inv_bw / pp, hops,
+                       float(layout.replica_chips), float(place.billed_chips))
 
 
 def stack_layout_terms(terms: list[LayoutTerms]) -> LayoutTerms:
@@ -341,19 +457,84 @@ class KernelRates:
     expert_bytes_per_param: float
     dense_bytes_per_param: float
     head_bytes_per_param: float
-    expert_class: str  # compute class of the expert GEMMs (picks the MoE curve)
-    dense_class: str  # ... of the dense GEMMs (picks the GEMM curve)
+    expert_class: str  # compute class of the expert GEMMs
+    dense_class: str  # ... of the dense GEMMs (the datasheet line the bound charges them at)
     kv_dtype: str
+    # the kernel family each GEMM runs (stepmodel.GemmFamily, kernels.json), the ratio of its
+    # dtype's peak to the chip's BF16 peak, whether it quantises activations, and (dense) the peak
+    # its kernel multiplies at — BF16 for weight-only kernels, whose datasheet line may be wider
+    dense_family: str = "tensor"
+    expert_family: str = "tensor"
+    dense_ratio: float = 1.0
+    expert_ratio: float = 1.0
+    dense_quantised: bool = False
+    expert_quantised: bool = False
+    dense_kernel_flops_per_s: float = 0.0
+
+
+def rate_ratio(chip, cls: str) -> float:
+    """The peak of compute class `cls` ÷ the chip's BF16 peak (datasheet). A chip that publishes no
+    BF16 figure (a preliminary sheet) is taken at BF16 = half its FP8 line, as on every chip that
+    publishes both."""
+    f = float(chip.flops_per_s(cls) or 0.0)
+    f16 = float(chip.flops_per_s("bf16") or 0.0) or 0.5 * float(chip.flops_per_s("fp8") or 0.0)
+    return f / f16 if f and f16 else 1.0
+
+
+@lru_cache(maxsize=256)
+def block_scaled(model: Model) -> bool:
+    """Whether the checkpoint's FP8 weights carry block scales (its Hugging Face config declares
+    quantization_config.weight_block_size, as DeepSeek-V3/R1 and Kimi-K2 do: 128×128 blocks,
+    run by DeepGEMM-class kernels) rather than one scale per tensor (ModelOpt FP8)."""
+    if not model.config_path:
+        return False
+    try:
+        q = json.loads(Path(model.config_path).read_text()).get("quantization_config")
+    except (OSError, ValueError):
+        return False
+    return isinstance(q, dict) and bool(q.get("weight_block_size"))
+
+
+def gemm_kernel_kind(system: System, dtype: str, compute: str | None = None, block: bool = False,
+                     moe: bool = False) -> tuple[str, str, bool]:
+    """(kernel family, compute class it multiplies in, quantised activations) of a GEMM whose
+    weights are `dtype` on this chip:
+
+      BF16 / FP16                   "tensor" at the BF16 line
+      a dtype the chip multiplies   "tensor" at its own line (FP8 on Hopper/Ada/MI300, FP4 on
+                                    Blackwell/MI355X): activations quantised; FP8 with block scales
+                                    "fp8_block"; INT8 "int8" (dense)
+      a dtype it cannot multiply    weight-only: "w4a16" (≤ 4 bits) or "w8a16", dequantised and
+                                    multiplied at the BF16 line (Marlin, Machete, Triton MXFP4) —
+                                    e.g. MXFP4 experts on Hopper or MI300X/MI325X
+      `compute` given               "tensor" at the line of that dtype (the user's choice, e.g. W4A8)
+
+    MoE has no W8A16 or INT8 table: 8-bit weight-only experts take "w4a16" (the weight-only
+    grouped kernel, with 1-byte weights), INT8 experts "tensor"."""
+    chip = system.chip
+    if compute is not None:
+        cls = system.compute_class_for(compute)
+        return "tensor", cls, cls != "bf16"
+    own = COMPUTE_CLASS[dtype]
+    if own == "bf16":
+        return "tensor", system.compute_class_for(dtype), False
+    if chip.flops_per_s(own):
+        fam = "fp8_block" if (own == "fp8" and block) else ("int8" if own == "int8" and not moe else "tensor")
+        return fam, own, True
+    cls = "bf16" if chip.flops_per_s("bf16") else system.compute_class_for(dtype)
+    return ("w4a16" if dtype_bytes(dtype) < 1 or moe else "w8a16"), cls, False
 
 
 @lru_cache(maxsize=4096)
 def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -> KernelRates:
-    """Which peak and bytes per parameter each kernel runs at. Weight-only quantisation (MXFP4 on
-    Hopper, FP8 on Ampere) dequantises to BF16 and multiplies there (Triton / Marlin W4A16), not at
-    the next wider datasheet line — the estimate's kernels only; the bound charges the datasheet
-    line of the compute dtype. Parts a checkpoint leaves unquantised (gpt-oss: MXFP4 experts, BF16
-    attention) run in the base dtype. Attention runs in its own dtype: the BF16 peak (FP8 KV runs
-    FP8 kernels; the KV dtype's fitted efficiency against the BF16 peak carries it)."""
+    """Which peak and bytes per parameter each kernel runs at, and which fitted kernel family
+    (`gemm_kernel_kind`). Weight-only quantisation (MXFP4 on Hopper, FP8 on Ampere) dequantises to
+    BF16 and multiplies there (Triton / Marlin W4A16), not at the next wider datasheet line — the
+    estimate's kernels only; the bound charges the datasheet line of the compute dtype. Parts a
+    checkpoint leaves unquantised (gpt-oss: MXFP4 experts, BF16 attention) run in the base dtype.
+    Attention runs in its own dtype: the BF16 peak (FP8 KV runs FP8 kernels; the KV dtype's fitted
+    efficiency against the BF16 peak carries it). Weight bytes per parameter include block scales
+    (units.DTYPE_BYTES: NVFP4 4.5 bits, MXFP4 4.25)."""
     weight, kv, compute, cls = resolve_dtypes(model, system, dtypes)
     chip = system.chip
     F_roof = float(chip.flops_per_s(cls))
@@ -363,6 +544,9 @@ def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -
     if dtypes.weight is None and "attention" in model.unquantized_parts:
         dense_dtype = model.base_dtype  # e.g. gpt-oss: MXFP4 experts, BF16 attention
     d_cls = system.compute_class_for(dtypes.compute or dense_dtype)
+    block = dtypes.weight in (None, model.weight_dtype) and weight == "fp8" and block_scaled(model)
+    d_fam, d_kcls, d_q = gemm_kernel_kind(system, dense_dtype, dtypes.compute, block)
+    e_fam, e_kcls, e_q = gemm_kernel_kind(system, weight, dtypes.compute, block, moe=True)
     return KernelRates(
         bound_flops_per_s=F_roof, expert_flops_per_s=float(chip.flops_per_s(cls)),
         dense_flops_per_s=float(chip.flops_per_s(d_cls)),
@@ -370,29 +554,47 @@ def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -
         hbm_bytes_per_s=chip.hbm_bytes_per_s, expert_bytes_per_param=dtype_bytes(weight),
         dense_bytes_per_param=dtype_bytes(dense_dtype),
         head_bytes_per_param=dtype_bytes(model.base_dtype if dtypes.weight is None else weight),
-        expert_class=cls, dense_class=d_cls, kv_dtype=kv)
+        expert_class=cls, dense_class=d_cls, kv_dtype=kv,
+        dense_family=d_fam, expert_family=e_fam, dense_ratio=rate_ratio(chip, d_kcls),
+        expert_ratio=rate_ratio(chip, e_kcls), dense_quantised=d_q, expert_quantised=e_q,
+        dense_kernel_flops_per_s=float(chip.flops_per_s(d_cls if roofline else d_kcls)))
 
 
 @dataclass(frozen=True)
 class Microbatch:
     """What one microbatch puts on one chip of a pipeline stage (arrays broadcast over batch,
-    context and the leading layout axis)."""
+    context and the leading layout axis). With attention data parallelism a sequence lives on one
+    attention-DP rank, and the stage waits for its busiest rank: the `rank_*` fields are that
+    rank's share, not the mean."""
 
     layers: float  # the stage's layers
     moe_layers: float
     tokens: float | np.ndarray  # new tokens in the microbatch: decode/new tokens plus prefill chunks
-    rank_tokens: float | np.ndarray  # ... on one attention-DP rank (TP ranks see all of theirs)
-    rank_seqs: float | np.ndarray  # sequences whose logits one attention-DP rank computes
+    rank_tokens: float | np.ndarray  # ... on the busiest attention-DP rank (TP ranks see all of theirs)
+    rank_seqs: float | np.ndarray  # sequences whose logits the busiest attention-DP rank computes
+    rank_batch: float | np.ndarray = 0.0  # the pass's own sequences on the busiest rank (attention)
+    rank_prefill: float | np.ndarray = 0.0  # prompt-chunk tokens on the busiest rank
+    decode: bool | np.ndarray = True  # one new token per sequence and no prompt chunk (a decode batch)
+    seqs: float | np.ndarray = 0.0  # sequences whose logits the microbatch computes, all ranks
 
 
 def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_tokens, prefill_seqs) -> Microbatch:
     """One microbatch of `batch` sequences × `new_tokens` plus `prefill_tokens` prompt tokens
-    (belonging to `prefill_seqs` sequences; None: each its own) on a stage: attention-DP ranks
-    split the sequences, m microbatches the batch."""
-    tok = (batch * new_tokens + prefill_tokens) / lt.m
-    seqs = batch + (prefill_tokens if prefill_seqs is None else np.asarray(prefill_seqs, float))
+    (belonging to `prefill_seqs` sequences; None: each its own) on a stage: m microbatches split
+    the batch, and the attention-DP ranks split the sequences — whole sequences, so a one-prompt
+    prefill runs on one rank and the busiest rank holds at least one whole sequence."""
+    B = np.asarray(batch, float) / lt.m
+    S = np.asarray(new_tokens, float)
+    P = np.asarray(prefill_tokens, float) / lt.m
+    tok = B * S + P
+    seqs_p = P if prefill_seqs is None else np.asarray(prefill_seqs, float) / lt.m  # prompts the chunks belong to
+    pieces = np.maximum(seqs_p, 1.0)  # a chunk shorter than its prompt is still one rank's
+    rank_batch = busiest_rank_share(B, lt.adp)
+    rank_pre = np.where(P > 0, P * busiest_rank_share(pieces, lt.adp) / pieces, 0.0)
+    rank_seqs = rank_batch + np.where(P > 0, busiest_rank_share(seqs_p, lt.adp), 0.0)
     return Microbatch(layers=shape.layers / lt.pp, moe_layers=shape.moe_layers / lt.pp, tokens=tok,
-                      rank_tokens=tok / lt.adp, rank_seqs=seqs / lt.m / lt.adp)
+                      rank_tokens=rank_batch * S + rank_pre, rank_seqs=rank_seqs, rank_batch=rank_batch,
+                      rank_prefill=rank_pre, decode=(S == 1) & (P == 0), seqs=B + np.where(P > 0, seqs_p, 0.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,6 +619,9 @@ class Term:
     link_s: float | np.ndarray = 0.0  # at ideal link bandwidth, no latency
     replica_weight_bytes: float | np.ndarray = 0.0  # the model's weights read, whole replica
     replica_kv_bytes: float | np.ndarray = 0.0
+    # the model's FLOPs for the whole stage, each token once (None: `flops` × the stage's chips —
+    # right where the chips split the work; replicated dense layers and the busiest rank need their own)
+    replica_flops: float | np.ndarray | None = None
 
 
 NO_TERM = Term()
@@ -430,12 +635,14 @@ def _pnorm(t_c, t_m, p):
 
 
 def gemm_time(curve: GemmCurve, flops, bytes_, n_kernels, peak_flops_per_s: float, hbm_bytes_per_s: float,
-              engine: Engine):
+              engine: Engine, rows=None):
     """Time of `n_kernels` GEMMs doing `flops` and moving `bytes_` in all, on the fitted `curve`
     with the engine's scales on its efficiencies (each capped at 1: never above the roofline) and
-    on its floor."""
-    c = GemmCurve(min(curve.e_c * engine.compute_scale, 1.0), min(curve.e_m * engine.memory_scale, 1.0), curve.p, 0.0)
-    return c.time_s(flops / peak_flops_per_s, bytes_ / hbm_bytes_per_s) + curve.t0_s * engine.floor_scale * n_kernels
+    on its floor; `rows`: each kernel's M (tokens, or tokens per expert), padded to the curve's tile."""
+    c = GemmCurve(min(curve.e_c * engine.compute_scale, 1.0), min(curve.e_m * engine.memory_scale, 1.0), curve.p, 0.0,
+                  curve.tile_m)
+    return (c.time_s(flops / peak_flops_per_s, bytes_ / hbm_bytes_per_s, rows)
+            + curve.t0_s * engine.floor_scale * n_kernels)
 
 
 def dense_gemm_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: KernelRates, curve: GemmCurve,
@@ -448,10 +655,11 @@ def dense_gemm_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: K
     flops = 2.0 * mb.rank_tokens * params
     act = mb.rank_tokens * ACT_BYTES * 2 * shape.hidden * shape.gemms_per_layer * mb.layers / lt.tp
     w = params * rates.dense_bytes_per_param
-    t = gemm_time(curve, flops, w + act, shape.gemms_per_layer * mb.layers, rates.dense_flops_per_s,
-                  rates.hbm_bytes_per_s, engine)
+    t = gemm_time(curve, flops, w + act, shape.gemms_per_layer * mb.layers, rates.dense_kernel_flops_per_s,
+                  rates.hbm_bytes_per_s, engine, rows=mb.rank_tokens)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w, act_bytes=act,
-                replica_weight_bytes=lt.tp * w)
+                replica_weight_bytes=lt.tp * w,
+                replica_flops=2.0 * mb.tokens * shape.dense_params_per_layer * mb.layers)
 
 
 def lm_head_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: KernelRates, curve: GemmCurve,
@@ -461,9 +669,10 @@ def lm_head_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, rates: Kern
     params = shape.lm_head_params / lt.pp / lt.tp
     flops = 2.0 * mb.rank_seqs * params
     w = params * rates.head_bytes_per_param
-    t = gemm_time(curve, flops, w, 1.0 / lt.pp, rates.dense_flops_per_s, rates.hbm_bytes_per_s, engine)
+    t = gemm_time(curve, flops, w, 1.0 / lt.pp, rates.dense_kernel_flops_per_s, rates.hbm_bytes_per_s, engine,
+                  rows=mb.rank_seqs)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.dense_flops_per_s, weight_bytes=w,
-                replica_weight_bytes=lt.tp * w)
+                replica_weight_bytes=lt.tp * w, replica_flops=2.0 * mb.seqs * shape.lm_head_params / lt.pp)
 
 
 def _z_max(n: int) -> float:
@@ -504,8 +713,10 @@ def experts_touched(tokens, k: int, n_experts: int, chips, expert_fetch: str = "
 def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Microbatch, imbalance,
                      rates: KernelRates, curve: GemmCurve, engine: Engine, expert_fetch: str = "expected") -> Term:
     """The routed experts' grouped GEMMs on the busiest EP rank: `imbalance`× the mean routed
-    token-expert pairs of a chip (M = pairs per expert), the experts it is expected to touch read
-    once. The bound charges the mean pairs at the datasheet line of the compute dtype."""
+    token-expert pairs of a chip (M = pairs per touched expert, padded to the family's tile), the
+    experts it is expected to touch read once, one floor t0 per MoE layer (the fitted MoE op is the
+    whole layer: routing, permute, both grouped GEMMs, finalise). The bound charges the mean pairs
+    at the datasheet line of the compute dtype."""
     if model.moe is None or not shape.moe_layers:
         return NO_TERM
     E, k = model.moe.n_experts, model.moe.k
@@ -514,8 +725,9 @@ def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
     flops = 2.0 * shape.expert_params * pairs * mb.moe_layers
     w = touched * shape.expert_params * rates.expert_bytes_per_param * mb.moe_layers
     act = pairs * ACT_BYTES * 2 * shape.hidden * 2 * mb.moe_layers
-    t = gemm_time(curve, flops * imbalance, w + act, 2 * mb.moe_layers, rates.expert_flops_per_s,
-                  rates.hbm_bytes_per_s, engine)
+    rows = pairs * imbalance / np.maximum(touched, 1e-12)
+    t = gemm_time(curve, flops * imbalance, w + act, mb.moe_layers, rates.expert_flops_per_s,
+                  rates.hbm_bytes_per_s, engine, rows=rows)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.bound_flops_per_s, weight_bytes=w, act_bytes=act,
                 replica_weight_bytes=lt.sc * w)
 
@@ -563,25 +775,54 @@ def prompt_attention_time(flops, kv_time_s, new_tokens, layers, curve: Attention
     return np.maximum(t, kv_time_s) + curve.pre_t0_s * engine.floor_scale * layers
 
 
+def attention_length(new_tokens, context):
+    """The length whose causal prompt has the same attention work (score-matrix area) as S new
+    tokens after L cached ones, S·L + S²/2: √(S² + 2·S·L). It is S for a prompt (L = 0), so the
+    flash curve fitted on prompts is unchanged there, and it keeps a few tokens after a long
+    context (a speculative-decoding verify pass, `--new-tokens 2`) from being charged as a
+    2-token prompt: their kernel streams the whole KV once, like decode."""
+    S = np.asarray(new_tokens, float)
+    return np.sqrt(S * S + 2.0 * S * np.asarray(context, float))
+
+
+def dp_context_imbalance(rank_seqs, z_adp, context_cv):
+    """The busiest attention-DP rank's attention load over its mean, when its n sequences' contexts
+    vary (coefficient of variation `context_cv`: e.g. the ages of sequences in continuous
+    batching) and ranks receive sequences at random: Σ of n contexts has relative spread cv/√n,
+    and the slowest of the ranks sits z(ranks) spreads above the mean. 1 for one rank, one length."""
+    n = np.maximum(np.asarray(rank_seqs, float), 1.0)
+    return 1.0 + z_adp * np.asarray(context_cv, float) / np.sqrt(n)
+
+
 def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context, new_tokens, rates: KernelRates,
-                   curve: AttentionCurve, engine: Engine) -> Term:
+                   curve: AttentionCurve, engine: Engine, context_cv=0.0) -> Term:
     """Attention of the pass's own sequences: `batch` sequences each adding `new_tokens` after
-    `context` cached ones, split over attention-DP ranks and (by heads) TP ranks. Decode (S = 1):
-    the KV read and MLA's absorbed FLOPs; a prompt (S > 1): the causal FLOPs at the mean context
-    L + (S − 1)/2, MLA un-absorbed (multi-head on decompressed K, V)."""
-    S = new_tokens
-    seqs = batch / lt.m / lt.adp
-    mean_ctx = context + (S - 1) / 2
-    per_tok = np.where(S > 1, np.asarray(attention_flops_per_token(model, mean_ctx, absorbed=False)),
-                       np.asarray(attention_flops_per_token(model, mean_ctx))) / lt.pp
+    `context` cached ones, split over attention-DP ranks (the busiest rank's sequences) and (by
+    heads) TP ranks. Decode (S = 1): the KV read and MLA's absorbed FLOPs. S > 1: the causal FLOPs
+    at the mean context L + (S − 1)/2 on the flash curve at the prompt-equivalent length
+    (`attention_length`: S for a prompt, KV-bound for a few tokens after a long cache); MLA runs
+    un-absorbed (multi-head on decompressed K, V) for a prompt, and absorbed on the decode kernel
+    while the cache is at least as long as the new tokens (a speculative verify pass: engines run
+    MLA's decode kernels with several query tokens)."""
+    S = np.asarray(new_tokens, float)
+    L = np.asarray(context, float)
+    seqs = mb.rank_batch * dp_context_imbalance(mb.rank_batch, lt.z_adp, context_cv)  # the busiest DP rank's
+    mean_ctx = L + (S - 1) / 2
+    decode_like = (S == 1) | ((L >= S) if model.attention.kind == "mla" else False)
+    per_tok = np.where(decode_like, np.asarray(attention_flops_per_token(model, mean_ctx)),
+                       np.asarray(attention_flops_per_token(model, mean_ctx, absorbed=False))) / lt.pp
     flops = seqs * S * per_tok / lt.tp  # heads split over TP (MLA too: its heads, not its latent)
     ctx = context + S
-    kv = seqs * np.asarray(kv_cache(model, ctx, rates.kv_dtype).read_bytes) / lt.pp / lt.kv_split
+    kv_seq = np.asarray(kv_cache(model, ctx, rates.kv_dtype).read_bytes) / lt.pp / lt.kv_split
+    kv = seqs * kv_seq
     t_kv = kv_read_time(kv, ctx, curve, engine, rates.hbm_bytes_per_s)
     Fa = rates.attention_flops_per_s
-    t = np.where(S > 1, prompt_attention_time(flops, t_kv, S, mb.layers, curve, engine, Fa),
-                 decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa))
-    return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv, replica_kv_bytes=lt.adp * lt.kv_split * kv)
+    t = np.where(decode_like, decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa),
+                 prompt_attention_time(flops, t_kv, attention_length(S, L), mb.layers, curve, engine, Fa))
+    # the replica's own KV (every sequence once), not the busiest rank's copy times the ranks
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv,
+                replica_kv_bytes=np.asarray(batch, float) / lt.m * lt.kv_split * kv_seq,
+                replica_flops=np.asarray(batch, float) / lt.m * S * per_tok)
 
 
 def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, prefill_tokens, prefill_context,
@@ -591,11 +832,13 @@ def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, 
     prefill_seqs tokens (None: one chunk)."""
     P = prefill_tokens
     Fa = rates.attention_flops_per_s
-    flops = P / lt.m / lt.adp * np.asarray(attention_flops_per_token(model, prefill_context, absorbed=False)) / lt.pp / lt.tp
+    flops = mb.rank_prefill * np.asarray(attention_flops_per_token(model, prefill_context, absorbed=False)) / lt.pp / lt.tp
     chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1e-9), 1.0)
     t = np.where(P > 0, flash_attention_time(flops, chunk, curve, engine, Fa)
                  + curve.pre_t0_s * engine.floor_scale * mb.layers, 0.0)
-    return Term(time_s=t, flops=flops, compute_s=flops / Fa)
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa,
+                replica_flops=np.asarray(P, float) / lt.m * np.asarray(attention_flops_per_token(
+                    model, prefill_context, absorbed=False)) / lt.pp)
 
 
 def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine: Engine) -> Term:
@@ -608,25 +851,125 @@ def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine
     return Term(time_s=t, link_s=2 * mb.layers * frac * msg / lt.tp_bw)
 
 
+A2A_MODES = ("alltoall", "deepep", "allgather")
+DEEPEP_MODES = ("auto", "normal", "low_latency")
+FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128  # FP8 activations with one float32 scale per 128 channels (DeepEP's format)
+
+
+def a2a_low_latency(engine: Engine, decode):
+    """Whether a pass's dispatch/combine runs the low-latency kernels (True) or the normal,
+    high-throughput ones: DeepEP's `auto` picks low-latency for decode batches and normal for
+    prefill (SGLang `--deepep-mode`, docs/advanced_features/server_arguments.md); other modes
+    run normal kernels."""
+    if engine.moe_a2a != "deepep" or engine.deepep_mode == "normal":
+        return np.zeros_like(np.asarray(decode, bool))
+    if engine.deepep_mode == "low_latency":
+        return np.ones_like(np.asarray(decode, bool))
+    return np.asarray(decode, bool)
+
+
+def _miss(n_experts, share, k):
+    """P(none of a token's k distinct experts, of n_experts, falls in a group holding `share` of
+    them): Π_{i<k} (E − E·share − i)/(E − i) — without replacement; (1 − share)^k when E is None."""
+    if n_experts is None:
+        return (1 - share) ** k
+    E = float(n_experts)
+    p = 1.0
+    for i in range(int(k)):
+        p = p * np.maximum(E - E * share - i, 0.0) / (E - i)
+    return p
+
+
+def alltoall_copies(mode: str, ep, domain, k, n_experts=None):
+    """Copies of one token an EP rank sends in one phase, (inside its scale-up domain, to other
+    domains), with its k distinct experts of n_experts spread evenly over `ep` ranks in domains of
+    `domain` chips: "ll" (low-latency kernels) one message per routed expert, k(dom − 1)/EP and
+    k(1 − dom/EP); "ht" (normal kernels) one per distinct rank in the domain and one per distinct
+    remote domain (then forwarded inside it) — DeepEP's two kernel families (github
+    deepseek-ai/DeepEP docs/legacy.md). A rank or domain is hit unless all k experts miss it."""
+    ep = np.asarray(ep, float)
+    dom = np.minimum(ep, domain)
+    D = ep / dom
+    if mode == "ll":
+        return k * (dom - 1) / ep, k * (1 - dom / ep)
+    up = (dom - 1) * (1 - _miss(n_experts, 1 / ep, k))
+    out = np.where(D > 1, (D - 1) * (1 - _miss(n_experts, 1 / np.maximum(D, 1.0), k)), 0.0)
+    return up, out
+
+
+def alltoall_phase_s(curve: A2ACurve, tokens, copies_up, copies_out, bytes_per_token: float, up_bw, out_bw, *,
+                     network_scale: float = 1.0, floor_scale: float = 1.0):
+    """One phase (dispatch or combine) for a rank moving `tokens` tokens of `bytes_per_token`:
+    α + max(in-domain bytes / (scale-up · e_up), across bytes / (scale-out · e_out)), efficiencies
+    capped at 1 (never faster than the links)."""
+    t_up = tokens * copies_up * bytes_per_token / (up_bw * min(curve.e_up * network_scale, 1.0))
+    t_out = tokens * copies_out * bytes_per_token / (out_bw * min(curve.e_out * network_scale, 1.0))
+    return curve.alpha_s * floor_scale + np.maximum(t_up, t_out)
+
+
+def _a2a_curves(kernels: Kernels, mode: str) -> tuple[A2ACurve, A2ACurve]:
+    if kernels.ep_a2a and mode in kernels.ep_a2a:
+        c = kernels.ep_a2a[mode]
+        return c["dispatch"], c["combine"]
+    a = kernels.alltoall  # no fitted family (the roofline): the generic curve on both links
+    one = A2ACurve(a.alpha_s, a.e_link, a.e_link)
+    return one, one
+
+
 def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Microbatch, imbalance, rates: KernelRates,
-                     curve: CommCurve, engine: Engine) -> Term:
-    """Dispatch + combine of each MoE layer, from the busiest rank (`imbalance`× the mean). Dispatch
-    is FP8 when the weights are ≤ 1 byte (activations are quantised before sending, as DeepEP and
-    TensorRT-LLM's wide EP do), combine BF16, of each token's k copies, (EP − 1)/EP of them leaving
-    the chip. Across domains a token travels once per distinct remote domain among its k experts
-    (then is forwarded inside it), over the scale-out NIC in parallel with the scale-up links, and
-    pays a hop each way. 0 at EP = 1."""
+                     kernels: Kernels, engine: Engine) -> Term:
+    """Dispatch + combine of each MoE layer, as the engine runs them (`engine.moe_a2a`).
+
+    Only attention data parallelism needs them: where TP ≥ EP (one attention-DP rank) every chip
+    already holds every token and the layer's TP all-reduce sums the experts' outputs
+    (`tp_allreduce_time`), so nothing is dispatched — TensorRT-LLM's MoE communication factory
+    returns none without attention DP. With attention-DP ranks, one rank moves, for the larger of
+    what the busiest DP rank sends and what the busiest expert rank receives (`imbalance`× the
+    mean), each token's activations — FP8 with block scales when the weights are ≤ 1 byte (DeepEP
+    and TensorRT-LLM quantise before sending), BF16 back:
+
+      low-latency kernels   one message per routed expert: k(dom − 1)/EP copies over the scale-up
+                            links and k(1 − dom/EP) over the scale-out NIC, in parallel
+      normal kernels        one per distinct rank inside the domain and one per distinct remote
+                            domain (forwarded inside it), DeepEP's NVLink + RDMA forwarding
+      all-gather            every rank gathers the other DP ranks' tokens (padded to the busiest)
+                            and reduce-scatters the outputs: 2 ring collectives of (ranks − 1)·T·h·2
+
+    each phase α + max(in-domain bytes / (scale-up · e_up), across bytes / (scale-out · e_out)),
+    on the curves fitted to DeepEP's measured kernels (validation/alltoall.json), plus a hop each
+    way when the EP group leaves the domain. 0 at EP = 1."""
     if model.moe is None or not shape.moe_layers:
         return NO_TERM
-    e_l = min(curve.e_link * engine.network_scale, 1.0)
-    k = model.moe.k
-    b_w = rates.expert_bytes_per_param
-    per_copy = shape.hidden * (min(ACT_BYTES, b_w if b_w <= 1 else ACT_BYTES) + ACT_BYTES)
-    t_up = mb.tokens / lt.sc * k * per_copy * (lt.ep - 1) / lt.ep * imbalance / (lt.ep_up_bw * e_l)
-    t_out = mb.tokens / lt.sc * lt.ep_remote * per_copy * imbalance / (lt.ep_out_bw * e_l)
-    lat = 2 * curve.alpha_s * engine.floor_scale + lt.ep_hop_s
-    t = lt.ep_on * mb.moe_layers * (np.maximum(t_up, t_out) + lat)
-    return Term(time_s=t, link_s=lt.ep_on * mb.moe_layers * np.maximum(t_up, t_out) * e_l / imbalance)
+    dp = np.asarray(lt.adp, float) > 1  # tokens differ between ranks: they must travel
+    on = lt.ep_on * dp
+    h = shape.hidden
+    b_d = FP8_DISPATCH_BYTES if rates.expert_bytes_per_param <= 1 else ACT_BYTES
+    b_c = ACT_BYTES
+    mean = mb.tokens / lt.sc  # a chip's mean share of the stage's tokens
+    T = np.maximum(mb.rank_tokens / lt.tp, imbalance * mean)  # the busiest sender or receiver
+    ns = engine.network_scale
+    if engine.moe_a2a == "allgather":
+        ag = kernels.all_gather or kernels.all_reduce
+        rs = kernels.reduce_scatter or kernels.all_reduce
+        vol = (lt.adp - 1) * mb.rank_tokens * h * ACT_BYTES  # every chip gathers the other ranks' rows, padded
+        t = (ag.alpha_s + rs.alpha_s) * engine.floor_scale + lt.ep_hop_s \
+            + vol / (lt.ag_bw * min(ag.e_link * ns, 1.0)) + vol / (lt.ag_bw * min(rs.e_link * ns, 1.0))
+        ideal = 2 * (lt.adp - 1) * (mb.tokens / lt.sc) * h * ACT_BYTES / lt.ag_bw
+        return Term(time_s=on * mb.moe_layers * t, link_s=on * mb.moe_layers * ideal)
+    ll = a2a_low_latency(engine, mb.decode)
+    times, ideals = [], []
+    for mode, up, out in (("ll", lt.ep_ll_up, lt.ep_ll_out), ("ht", lt.ep_ht_up, lt.ep_remote)):
+        t = lt.ep_hop_s
+        ideal = 0.0
+        for c, b in zip(_a2a_curves(kernels, mode), (b_d, b_c)):
+            t = t + alltoall_phase_s(c, T, up, out, h * b, lt.ep_up_bw, lt.ep_out_bw, network_scale=ns,
+                                     floor_scale=engine.floor_scale)
+            ideal = ideal + mean * np.maximum(up * h * b / lt.ep_up_bw, out * h * b / lt.ep_out_bw)
+        times.append(t)
+        ideals.append(ideal)
+    t = np.where(ll, times[0], times[1])
+    ideal = np.where(ll, ideals[0], ideals[1])
+    return Term(time_s=on * mb.moe_layers * t, link_s=on * mb.moe_layers * ideal)
 
 
 def pp_transfer_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch) -> Term:
@@ -639,6 +982,30 @@ def pp_transfer_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch) -> Term
 # --------------------------------------------------------------------------------------------
 # The pass: the terms summed, a round of the pipeline, and the bound of the same pass
 # --------------------------------------------------------------------------------------------
+
+
+def two_batch_overlap(part_s: dict, stage, half_terms: dict, lt: LayoutTerms, fraction: float):
+    """The stage as two micro-batches whose EP dispatch/combine hides under each other's compute
+    (SGLang `--enable-two-batch-overlap`, DeepSeek's dual micro-batch overlap: while one half
+    waits on its all-to-all the other computes). Every term is evaluated at half the tokens —
+    so each half re-reads the weights it touches, the overlap's cost at small batch — and
+    `fraction` of the smaller of (communication, the rest) of each half is hidden:
+
+        stage = 2 · (Σ half-terms − fraction · min(EP comm, everything else))
+
+    Only layouts with attention DP and EP (where the all-to-all runs) split; others keep one
+    batch. Returns the parts (both halves), the stage and the time hidden per stage."""
+    hp = {p: [] for p in STAGE_PARTS}
+    for name, t in half_terms.items():
+        hp[TERM_PART[name]].append(t.time_s)
+    half = {p: _sum(v) for p, v in hp.items()}
+    comm = half["ep_comm_s"]
+    rest = _sum(v for p, v in half.items() if p != "ep_comm_s")
+    hidden = fraction * np.minimum(comm, rest)
+    on = (np.asarray(lt.ep_on, float) > 0) & (np.asarray(lt.adp, float) > 1)
+    parts = {p: np.where(on, 2 * half[p], part_s[p]) for p in STAGE_PARTS}
+    new_stage = np.where(on, 2 * (comm + rest - hidden), stage)
+    return parts, new_stage, np.where(on, 2 * hidden, 0.0)
 
 
 def _sum(values):
@@ -701,7 +1068,7 @@ TERM_PART = {"dense_gemm": "dense_gemm_s", "lm_head": "dense_gemm_s", "expert_ge
 
 def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, new_tokens, prefill_tokens,
                prefill_context, prefill_seqs, *, kernels: Kernels, engine: Engine, rates: KernelRates,
-               expert_fetch: str = "expected") -> tuple[dict[str, Term], float | np.ndarray]:
+               expert_fetch: str = "expected", context_cv=0.0) -> tuple[dict[str, Term], float | np.ndarray]:
     """Every operation of one stage for one microbatch, in the order a layer runs them, each from
     its own function with the fitted curve it runs on; and the busiest EP rank's imbalance (1 for
     a dense model). Inputs are arrays that broadcast (op_step's, after checking)."""
@@ -710,18 +1077,18 @@ def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, ne
     imb = 1.0
     if model.moe is not None and sh.moe_layers:
         imb = expert_imbalance(mb.tokens, model.moe.k, model.moe.n_experts, lt.ep, engine.routing_cv, z=lt.z_ep)
-    gemm = kernels.pick(kernels.gemm, rates.dense_class)
-    moe = kernels.pick(kernels.moe, rates.expert_class)
+    gemm = kernels.gemm_curve("gemm", rates.dense_family, rates.dense_ratio, rates.dense_quantised)
+    moe = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised)
     att = attention_curve(model, system, kernels, rates.kv_dtype)
     return {
         "dense_gemm": dense_gemm_time(sh, lt, mb, rates, gemm, engine),
         "lm_head": lm_head_time(sh, lt, mb, rates, gemm, engine),
         "expert_gemm": expert_gemm_time(model, sh, lt, mb, imb, rates, moe, engine, expert_fetch),
-        "attention": attention_time(model, lt, mb, batch, context, new_tokens, rates, att, engine),
+        "attention": attention_time(model, lt, mb, batch, context, new_tokens, rates, att, engine, context_cv),
         "prefill_chunks": prefill_chunk_attention_time(model, lt, mb, prefill_tokens, prefill_context, prefill_seqs,
                                                        rates, att, engine),
         "tp_allreduce": tp_allreduce_time(sh, lt, mb, engine),
-        "ep_alltoall": ep_alltoall_time(model, sh, lt, mb, imb, rates, kernels.alltoall, engine),
+        "ep_alltoall": ep_alltoall_time(model, sh, lt, mb, imb, rates, kernels, engine),
         "pp_transfer": pp_transfer_time(sh, lt, mb),
     }, imb
 
@@ -733,7 +1100,8 @@ OVERLAP = ("full", "none")
 def op_step(model: Model, system: System, layout: Layout, batch, context, new_tokens=1.0, *, kernels: Kernels | None,
             engine: Engine | None = None, prefill_tokens=0.0, prefill_context=0.0, prefill_seqs=None,
             dtypes: Dtypes = Dtypes(), hop_latency_s: float = HOP_LATENCY_S_DEFAULT, check: bool = True,
-            expert_fetch: str = "expected", overlap: str = "full", efficiency: Efficiency | None = None) -> OpStep:
+            expert_fetch: str = "expected", overlap: str = "full", efficiency: Efficiency | None = None,
+            context_cv=0.0) -> OpStep:
     """Estimated time of one pass of a replica laid out as `layout` (kernels=None: the roofline
     bound of the same pass, step_s = bound_s).
 
@@ -753,6 +1121,9 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
       max — the true floor; "none" adds it (the estimate never overlaps, so both are floors of it).
     efficiency: with kernels=None, a roofline scaled by these achieved fractions of peak (a
       user's what-if, labelled); bound_s stays the pure roofline.
+    context_cv: coefficient of variation of the batch's context lengths (0: one length, as in a
+      static benchmark); with attention data parallelism the busiest rank attends to more
+      (`dp_context_imbalance`).
     """
     if expert_fetch not in EXPERT_FETCH:
         raise TokenmathError(f"expert fetch = {expert_fetch!r}; expected 'expected' or 'all'")
@@ -771,14 +1142,16 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         lt = layout_terms(model, system, layout, kernels, engine, hop_latency_s)
     return _op_core(model, system, lt, tuple(layout) if many else layout, batch, context, new_tokens, kernels, engine,
                     roofline, prefill_tokens, prefill_context, prefill_seqs, dtypes, expert_fetch, overlap,
-                    efficiency)
+                    efficiency, context_cv)
 
 
 def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens, kernels: Kernels, engine: Engine,
              roofline: bool, prefill_tokens, prefill_context, prefill_seqs, dtypes: Dtypes, expert_fetch: str = "expected",
-             overlap: str = "full", efficiency: Efficiency | None = None) -> OpStep:
+             overlap: str = "full", efficiency: Efficiency | None = None, context_cv=0.0) -> OpStep:
     """The pass assembled from its terms: their sum per stage, a round of the pipeline plus the
-    per-step overhead, never below the bound of the same pass (`pass_bound` of the same terms)."""
+    per-step overhead, never below the bound of the same pass (`pass_bound` of the same terms).
+    An engine that overlaps communication (`Engine.comm_overlap`) runs the stage as two
+    micro-batches (`two_batch_overlap`)."""
     B = np.asarray(batch, float)
     L = np.asarray(context, float)
     S = np.asarray(new_tokens, float)
@@ -788,7 +1161,7 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
     rates = kernel_rates(model, system, dtypes, roofline)
     terms, imb = pass_terms(model, system, lt, B, L, S, P, Lp, prefill_seqs, kernels=kernels, engine=engine,
-                            rates=rates, expert_fetch=expert_fetch)
+                            rates=rates, expert_fetch=expert_fetch, context_cv=context_cv)
     # the stage is the sum of its terms (one stream: kernels do not overlap), reported in OpStep's parts
     times, links = {p: [] for p in STAGE_PARTS}, {p: [] for p in STAGE_PARTS}
     for name, t in terms.items():
@@ -796,6 +1169,12 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         links[TERM_PART[name]].append(t.link_s)
     part_s = {p: _sum(v) for p, v in times.items()}
     stage = _sum(part_s.values())
+    hidden = 0.0
+    if not roofline and engine.comm_overlap > 0 and model.moe is not None:
+        half, _ = pass_terms(model, system, dataclasses.replace(lt, m=2 * lt.m), B, L, S, P, Lp, prefill_seqs,
+                             kernels=kernels, engine=engine, rates=rates, expert_fetch=expert_fetch,
+                             context_cv=context_cv)
+        part_s, stage, hidden = two_batch_overlap(part_s, stage, half, lt, engine.comm_overlap)
     bd = pass_bound(terms.values(), lt, rates.hbm_bytes_per_s, overlap)
     if roofline and efficiency is not None:  # a roofline at the user's achieved fractions of peak
         step = pipeline_round_s(_combine(bd.compute_s / efficiency.flops, bd.memory_s / efficiency.hbm,
@@ -817,7 +1196,8 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
     # the model's work in the step (whole replica, no layout copies): FLOPs are split over every
     # chip of a stage; each term counts its own weights and KV once (Term.replica_*)
     m, pp, hops = lt.m, lt.pp, lt.hops_s
-    work_flops = m * pp * lt.sc * _sum(t.flops for t in terms.values())
+    work_flops = m * pp * _sum(lt.sc * t.flops if t.replica_flops is None else t.replica_flops
+                               for t in terms.values())
     work_w = m * pp * _sum(t.replica_weight_bytes for t in terms.values())
     work_kv = m * pp * _sum(t.replica_kv_bytes for t in terms.values())
     many = isinstance(layout, tuple)
@@ -826,7 +1206,7 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         dense_gemm_s=bc(pp * part_s["dense_gemm_s"]), expert_gemm_s=bc(pp * part_s["expert_gemm_s"]),
         attention_s=bc(pp * part_s["attention_s"]), tp_comm_s=bc(pp * part_s["tp_comm_s"]),
         ep_comm_s=bc(pp * part_s["ep_comm_s"]), pp_comm_s=bc(pp * part_s["pp_comm_s"] + hops),
-        overhead_s=engine.overhead_s, step_s=bc(step), bound_s=bc(bd.step_s), expert_imbalance=bc(imb),
+        overhead_s=engine.overhead_s, overlap_s=bc(0.0 - pp * hidden), step_s=bc(step), bound_s=bc(bd.step_s), expert_imbalance=bc(imb),
         tokens_per_s=bc(tokens / step),
         chips=lt.chips[:, 0].astype(int) if many else int(lt.chips), billed_chips=lt.billed_chips[:, 0] if many else lt.billed_chips,
         layout=layout, label=engine.label if efficiency is None or not roofline else f"roofline × efficiencies ({efficiency.label})",
@@ -866,12 +1246,39 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
 CHUNK_TOKENS_DEFAULT = 8192
 
 
+def steady_context_cv(input_tokens: float, output_tokens: float) -> float:
+    """Coefficient of variation of the decoding sequences' contexts in steady continuous batching
+    with fixed lengths: their ages are uniform over the O output tokens, so contexts are uniform
+    on [I, I + O] — standard deviation O/√12 about the mean I + O/2."""
+    return float(output_tokens) / math.sqrt(12.0) / (float(input_tokens) + float(output_tokens) / 2.0)
+
+def _decode_and_chunk(model, system, layout, B, I: float, O: float, *, kernels, engine, dtypes, chunk_tokens: float,
+                      cached_tokens: float, expert_fetch: str, overlap: str):
+    """The two passes continuous batching at `B` sequences is made of, in one broadcast call: a
+    decode-only step, and the same step carrying one prompt chunk. Returns (T_dec, T_mixed, chunk
+    tokens, prompt tokens each request prefills)."""
+    Ip = I - float(cached_tokens)  # prompt tokens each request prefills
+    if not 1.0 <= Ip <= I:
+        raise TokenmathError(f"cached prompt tokens = {cached_tokens!r}; expected 0 to input tokens − 1 ({I - 1:g})")
+    P = B * Ip / O
+    c = np.minimum(chunk_tokens, np.maximum(Ip, P))
+    shape = np.broadcast_shapes(np.shape(B), np.shape(c))
+    Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
+    both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
+                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
+                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
+                   expert_fetch=expert_fetch, overlap=overlap, context_cv=steady_context_cv(I, O))
+    t = np.asarray(both.step_s)
+    return t[0], t[1], c, Ip
+
+
 def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tokens: float, output_tokens: float, *,
                   kernels: Kernels | None, engine: Engine | None = None, dtypes: Dtypes = Dtypes(),
                   chunk_tokens: float = CHUNK_TOKENS_DEFAULT, cached_tokens: float = 0.0, expert_fetch: str = "expected",
                   overlap: str = "full"):
     """Mean step time of continuous batching with chunked prefill at `batch` sequences per
-    replica — the time per output token a user sees.
+    replica — the server's time per output token (a client's TPOT differs slightly: see
+    `closed_loop`).
 
     Each step decodes one token per sequence (mean context I + O/2). To replace the batch/O
     sequences finishing per step, P = batch·I/O prompt tokens per step must be prefilled; they
@@ -886,19 +1293,187 @@ def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tok
     the roofline bound of the same steps (op_step's conventions: expert_fetch, overlap)."""
     B = np.asarray(batch, float)
     I, O = float(input_tokens), float(output_tokens)
-    Ip = I - float(cached_tokens)  # prompt tokens each request prefills
-    if not 1.0 <= Ip <= I:
-        raise TokenmathError(f"cached prompt tokens = {cached_tokens!r}; expected 0 to input tokens − 1 ({I - 1:g})")
-    P = B * Ip / O
-    c = np.minimum(chunk_tokens, np.maximum(Ip, P))
-    # both passes in one broadcast call: [decode only | decode + one chunk]
-    shape = np.broadcast_shapes(np.shape(B), np.shape(c))
-    Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
-    both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
-                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
-                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
-                   expert_fetch=expert_fetch, overlap=overlap)
-    t = np.asarray(both.step_s)
-    t_dec, t_mixed = t[0], t[1]
-    out = t_dec + (P / c) * (t_mixed - t_dec)
+    t_dec, t_mixed, c, Ip = _decode_and_chunk(model, system, layout, B, I, O, kernels=kernels, engine=engine,
+                                              dtypes=dtypes, chunk_tokens=chunk_tokens, cached_tokens=cached_tokens,
+                                              expert_fetch=expert_fetch, overlap=overlap)
+    out = t_dec + (B * Ip / O / c) * (t_mixed - t_dec)
     return float(out) if np.ndim(out) == 0 else out
+
+
+# How a client's requests arrive at the engine, relative to each other (closed_loop):
+#   "spread": arrivals spread over the cycle (random lengths, many requests: a long run's steady
+#             state) — the prefill of the others falls inside a request's decode;
+#   "waves":  requests admitted together finish together (fixed lengths, or a burst): each wave
+#             is prefilled, in order, before or while it decodes, so on average half of the
+#             wave's prefill lands in a request's time to first token and half in its decode.
+ARRIVALS = ("spread", "waves")
+PREFILL_IN_DECODE = {"spread": 1.0, "waves": 0.5}
+MAX_REQUESTS = 10**9  # a benchmark run's request count (bounds the ramp/drain arithmetic)
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """A benchmark client holding `concurrency` requests in flight against one replica — vLLM's
+    benchmark_serving / SGLang's bench_serving with --max-concurrency and request rate inf,
+    genai-perf / AIPerf at a fixed concurrency — as the client measures it (per replica, SI).
+
+    decode_batch      B = min(concurrency, batch cap): sequences the engine runs; the rest queue
+    decode_step_s     T_d: a decode-only step of B sequences at the mean context I + O/2
+    prefill_s         W: what one request's prompt adds to the steps that carry its chunks
+    cycle_s           O·T_d + B·W: wall time in which the B running requests are replaced once
+    e2e_s             (concurrency / B)·cycle: Little's law for a closed loop (queueing included)
+    ttft_s, tpot_s    the client's time to first token and (E2E − TTFT)/(O − 1) per request
+    output_tokens_per_s   total output tokens / run time: concurrency·O/E2E in the steady state
+    prefill_share     B·W / cycle: the share of wall time the engine spends prefilling
+    queue_s           time a request waits for a slot (0 below the cap)
+    """
+
+    concurrency: float | np.ndarray
+    decode_batch: float | np.ndarray
+    decode_step_s: float | np.ndarray
+    prefill_s: float | np.ndarray
+    cycle_s: float | np.ndarray
+    e2e_s: float | np.ndarray
+    ttft_s: float | np.ndarray
+    tpot_s: float | np.ndarray
+    output_tokens_per_s: float | np.ndarray
+    prefill_share: float | np.ndarray
+    queue_s: float | np.ndarray
+    arrivals: str = "spread"
+
+
+def client_metrics(concurrency, decode_batch, decode_step_s, prefill_s, output_tokens: float, *,
+                   arrivals: str = "spread", requests: float | None = None) -> ClosedLoop:
+    """A benchmark client's numbers from the engine's two times (the accounting of closed_loop,
+    pure arithmetic): `decode_batch` B sequences running of `concurrency` in flight, a decode step
+    T_d and the time W one request's prompt adds to the steps that carry it."""
+    if arrivals not in ARRIVALS:
+        raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
+    if requests is not None and not (math.isfinite(requests) and 1 <= requests <= MAX_REQUESTS):
+        raise TokenmathError(f"requests = {requests!r}; expected 1 to {MAX_REQUESTS:g}")
+    c, B = np.asarray(concurrency, float), np.asarray(decode_batch, float)
+    t_d, W, O = np.asarray(decode_step_s, float), np.asarray(prefill_s, float), float(output_tokens)
+    phi = PREFILL_IN_DECODE[arrivals]
+    cycle = O * t_d + B * W
+    e2e = (c / B) * cycle
+    queue = e2e - cycle
+    ttft = queue + t_d + W + (1.0 - phi) * (B - 1.0) * W
+    # bench_serving counts TPOT as 0 for a one-token output (no decode)
+    tpot = t_d + phi * (B - 1.0) * W / (O - 1.0) if O > 1 else np.zeros_like(t_d)
+    if requests is not None and arrivals == "waves":
+        n = float(requests)
+        run_s = np.ceil(n / c - 1e-9) * e2e
+    else:
+        n, run_s = c, e2e
+    return ClosedLoop(_f(c), _f(B), _f(t_d), _f(W), _f(cycle), _f(e2e), _f(ttft), _f(tpot), _f(n * O / run_s),
+                      _f(B * W / cycle), _f(queue), arrivals)
+
+
+def closed_loop(model: Model, system: System, layout: Layout, concurrency, input_tokens: float, output_tokens: float,
+                *, kernels: Kernels | None, engine: Engine | None = None, dtypes: Dtypes = Dtypes(),
+                batch_cap: float | None = None, arrivals: str = "spread", requests: float | None = None,
+                chunk_tokens: float = CHUNK_TOKENS_DEFAULT, cached_tokens: float = 0.0,
+                expert_fetch: str = "expected", overlap: str = "full") -> ClosedLoop:
+    """What a benchmark client reports at `concurrency` requests in flight (one replica).
+
+    Per request the client records TTFT and its end-to-end latency E2E, and reports
+    TPOT = (E2E − TTFT)/(O − 1) averaged over requests and output throughput = total output
+    tokens / run time (vLLM benchmarks/benchmark_serving.py `calculate_metrics`; SGLang
+    python/sglang/bench_serving.py, adapted from it). The engine runs B = min(concurrency,
+    batch_cap) sequences; each step decodes one token for each (T_d at the mean context
+    I + O/2) and carries the prompt chunks of arriving requests, each prompt adding
+    W = (I/c)·(T_mixed − T_d) (steady_step_s's marginal form). In the time the B running
+    requests are replaced once, every slot takes O steps (its prompt's step and O − 1 decodes)
+    and B prompts are prefilled:
+
+        cycle = O·T_d + B·W,   E2E = (concurrency/B)·cycle,   output/s = concurrency·O/E2E
+
+    A request's first token comes with the step that ends its prompt (T_d + W) after any
+    queueing and after the share (1 − φ) of the others' prefill that precedes it; the rest of
+    their prefill, φ(B − 1)·W, stretches its decode:
+
+        TTFT = queue + T_d + W + (1 − φ)(B − 1)·W,   TPOT = T_d + φ(B − 1)·W/(O − 1)
+
+    φ = 1 for "spread" arrivals, 1/2 for "waves" (ARRIVALS). steady_step_s = cycle/O, the
+    server's mean step. `requests`: the run's request count N; with waves the run lasts
+    ceil(N/concurrency) cycles of E2E (the last wave partly empty), with spread arrivals N/c of
+    them (the client's ramp and drain cost nothing to first order). None: the steady state."""
+    if arrivals not in ARRIVALS:
+        raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
+    I, O = float(input_tokens), float(output_tokens)
+    if not (math.isfinite(I) and math.isfinite(O) and I >= 1 and O >= 1):
+        raise TokenmathError(f"input tokens = {I:g}, output tokens = {O:g}; expected both ≥ 1")
+    c = np.asarray(concurrency, float)
+    if not np.all(np.isfinite(c) & (c >= 1)):
+        raise TokenmathError(f"concurrency = {concurrency!r}; expected ≥ 1 request in flight")
+    if batch_cap is not None and not (math.isfinite(batch_cap) and batch_cap >= 1):
+        raise TokenmathError(f"batch cap = {batch_cap!r}; expected ≥ 1 sequence")
+    B = np.minimum(c, batch_cap) if batch_cap is not None else c
+    t_d, t_mixed, chunk, Ip = _decode_and_chunk(model, system, layout, B, I, O, kernels=kernels, engine=engine,
+                                                dtypes=dtypes, chunk_tokens=chunk_tokens, cached_tokens=cached_tokens,
+                                                expert_fetch=expert_fetch, overlap=overlap)
+    W = (Ip / chunk) * np.maximum(t_mixed - t_d, 0.0)
+    return client_metrics(c, B, t_d, W, O, arrivals=arrivals, requests=requests)
+
+
+@dataclass(frozen=True)
+class RateSolution:
+    """The batch at which a client's TPOT meets a stated rate per user, and what it gives."""
+
+    batch: float
+    tokens_per_s: float  # output tokens/s of the replica
+    tpot_s: float
+    sensitivity: float  # d log(tokens_per_s) / d log(step time)
+    prefill_share: float
+    note: str = ""
+
+
+RATE_GRID = 64  # batches tried between 1 and the cap (geometric), then refined twice
+RATE_REFINE = 8
+ELASTICITY_STEP = 0.02  # ± in log batch for the local slopes
+
+
+def solve_rate(loop, rate: float, top: float) -> RateSolution:
+    """The best batch whose client TPOT meets `rate` tokens/s per user, between 1 and `top`:
+    `loop(batch)` is the closed loop at that many requests in flight (closed_loop with everything
+    else fixed; it must broadcast over an array of batches). The largest batch that meets the rate,
+    where throughput rises with batch, found on a geometric grid and refined in the bracket where
+    the rate stops being met, so the answer is continuous in the step time and its sensitivity is
+    the local one:
+
+        A = B·O / cycle(B),  TPOT(B*) = 1/rate   ⇒   d log A / d log T = −(1 − ε_c)/ε_t − 1
+
+    with ε_t, ε_c the slopes of log TPOT and log cycle against log B at B* (all step times
+    scaled by s: B* moves by −1/ε_t in log, the cycle by ε_c·that + 1). At the cap or at batch
+    1 the batch does not move: −1."""
+    if not (math.isfinite(rate) and rate >= 0):
+        raise TokenmathError(f"tokens/s per user = {rate!r}; expected a finite rate ≥ 0")
+    top = max(float(top), 1.0)
+    grid = np.unique(np.geomspace(1.0, top, RATE_GRID))
+    run = loop(grid)
+    tpot, tput = np.atleast_1d(run.tpot_s), np.atleast_1d(run.output_tokens_per_s)
+    ok = tpot * rate <= 1.0
+    if not ok.any():
+        return RateSolution(1.0, float(tput[0]), float(tpot[0]), -1.0, float(np.atleast_1d(run.prefill_share)[0]),
+                            f"beyond the estimate: no batch reaches {rate:.4g} tokens/s per user "
+                            f"(batch 1 gives {1 / tpot[0]:.4g}); answered at batch 1")
+    i = int(np.argmax(np.where(ok, tput, -1.0)))
+    lo = grid[i]
+    if i + 1 < len(grid) and not ok[i + 1]:
+        hi = grid[i + 1]
+        for _ in range(2):
+            sub = np.geomspace(lo, hi, RATE_REFINE + 1)
+            t = np.atleast_1d(loop(sub).tpot_s)
+            j = int(np.nonzero(t * rate <= 1.0)[0].max())
+            lo, hi = sub[j], sub[min(j + 1, RATE_REFINE)]
+    at = loop(lo)
+    sens = -1.0
+    if 1.0 < lo < top * (1 - 1e-9):
+        h = ELASTICITY_STEP
+        side = loop(lo * np.exp([-h, h]))
+        eps_t = float(np.diff(np.log(side.tpot_s))[0]) / (2 * h)
+        eps_c = float(np.diff(np.log(side.cycle_s))[0]) / (2 * h)
+        if eps_t > 1e-6:
+            sens = -(1.0 - eps_c) / eps_t - 1.0
+    return RateSolution(float(lo), float(at.output_tokens_per_s), float(at.tpot_s), float(sens),
+                        float(at.prefill_share))

@@ -225,4 +225,6 @@ def seconds(value: float, digits: int = 3) -> str:
         return f"{value * 1e3:.{digits}g} ms"
     if a >= 1e-6:
         return f"{value * 1e6:.{digits}g} µs"
+    if a < 5e-13:  # below a picosecond (a fitted term at its bound of 0): nothing a clock resolves
+        return "0 ns"
     return f"{value * 1e9:.{digits}g} ns"

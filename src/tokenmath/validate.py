@@ -1,4 +1,5 @@
-"""Predicted vs published measurements: validation cases, an error report, and calibration.
+"""Predicted vs published measurements: validation cases, predictions and the error report
+(calibration is calibrate.py's).
 
 A case is one JSON line (the format of issue 7):
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,9 +27,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError, read_json_lines, validation_message
 from .parallelism import Layout
-from .profiles import ROOFLINE_PROFILE, Profile, choose_from, preset_record, profile_from_record, vendor
+from .profiles import (ROOFLINE_PROFILE, Profile, band_on, case_features, choose_from, model_class, preset_record,
+                       vendor, with_features)
 from .specs import Dtypes, Model, System
-from .stepmodel import max_batch, op_step, steady_step_s
+from .stepmodel import (ARRIVALS, MAX_REQUESTS, ClosedLoop, RateSolution, closed_loop, max_batch, op_step, solve_rate,
+                        steady_step_s)
 from .validate_energy import is_energy_record
 
 CASES_DIR = Path(__file__).parent / "validation" / "cases"
@@ -66,12 +68,31 @@ class Case(BaseModel):
     notes: str = ""
     engine: str | None = None  # "trtllm" | "vllm" | "sglang" | ... : picks the engine profile
     date: str | None = None  # when the measurement was published (YYYY-MM or YYYY-MM-DD)
+    # how the client's requests reached the engine (stepmodel.ARRIVALS): "spread" (default: random
+    # lengths, a long run's steady state) or "waves" (fixed lengths / a burst: admitted together,
+    # finished together); and the run's request count (bench_serving --num-prompts), None: steady state
+    arrivals: str | None = None
+    requests: int | None = None
 
     @field_validator("metric")
     @classmethod
     def _metric(cls, v: str) -> str:
         if v not in METRICS:
             raise ValueError(f"metric = {v!r}; expected one of {', '.join(METRICS)}")
+        return v
+
+    @field_validator("arrivals")
+    @classmethod
+    def _arrivals(cls, v):
+        if v is not None and v not in ARRIVALS:
+            raise ValueError(f"arrivals = {v!r}; expected one of {', '.join(ARRIVALS)}")
+        return v
+
+    @field_validator("requests")
+    @classmethod
+    def _requests(cls, v):
+        if v is not None and not 1 <= v <= MAX_REQUESTS:
+            raise ValueError(f"requests = {v!r}; expected 1 to {MAX_REQUESTS:g}")
         return v
 
     @field_validator("measured", "input_tokens", "output_tokens", "chips")
@@ -154,6 +175,11 @@ class Prediction:
     engine: str = ""
     model_class: str = ""  # dense | moe | mla
     note: str = ""  # e.g. the measured point lies beyond what the estimate reaches
+    # d log(predicted) / d log(step time) at the answer: +1 for a time, −1 for a rate at a fixed
+    # batch, −(1 − ε_cycle)/ε_tpot − 1 for a rate per chip at a stated rate per user with the batch
+    # solved for (ε = d log t / d log batch there: a step that barely rises with batch makes it large)
+    sensitivity: float | None = None
+    prefill_share: float | None = None  # share of the engine's wall time spent prefilling (closed loop)
 
 
 TIME_METRICS = ("decode_step_s", "ttft_s", "tpot_s")
@@ -162,12 +188,6 @@ TIME_METRICS = ("decode_step_s", "ttft_s", "tpot_s")
 def metric_kind(metric: str) -> str:
     """'time' (seconds, a larger prediction is slower) or 'rate' (tokens/s)."""
     return "time" if metric in TIME_METRICS else "rate"
-
-
-def model_class(model: Model) -> str:
-    if model.attention is not None and model.attention.kind == "mla":
-        return "mla"
-    return "moe" if model.moe is not None else "dense"
 
 
 @dataclass(frozen=True)
@@ -191,6 +211,12 @@ class _Ctx:
         return steady_step_s(self.model, self.system, self.layout, batch, I, O, kernels=self.profile.kernels,
                              engine=self.profile.engine, dtypes=self.dtypes)
 
+    def loop(self, concurrency, I, O, cap=None, arrivals="spread", requests=None) -> ClosedLoop:
+        """A benchmark client at `concurrency` requests in flight (stepmodel.closed_loop)."""
+        return closed_loop(self.model, self.system, self.layout, concurrency, I, O, kernels=self.profile.kernels,
+                           engine=self.profile.engine, dtypes=self.dtypes, batch_cap=cap, arrivals=arrivals,
+                           requests=requests)
+
 
 def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _Ctx:
     name = case.model
@@ -198,66 +224,91 @@ def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _
         name = str((base_dir / name).resolve())
     model, system = cat.model(name), cat.system(case.system)
     dt = Dtypes(weight=case.weight_dtype, kv=case.kv_dtype or "bf16")
+    profile = with_features(profile, case_features().get(case.id, {}))  # the run's stated engine flags
     return _Ctx(model, system, _layout(case, model), dt, profile)
 
 
 def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | None = None,
             base_dir: Path | None = None) -> Prediction:
-    """The case's metric under `profile` (the roofline bound, or a calibrated estimate)."""
+    """The case's metric under `profile` (the roofline bound, or a calibrated estimate), as the
+    case's source measured it (docs/validation.md, "How each metric is predicted"):
+
+    decode_step_s, ttft_s    one pass (decode at I + O/2; a prompt of I tokens)
+    static_...               B·O / (prefill of B prompts + O decode steps at I + O/2) / chips
+    tpot_s                   a benchmark client's TPOT at the measured concurrency (closed_loop;
+                             none given: one request)
+    ..._at_user_rate         at a measured concurrency: the client's output tokens/s (total
+                             output / run time, prefill included) / chips; without one, the batch
+                             whose client TPOT meets the rate per user, solved for (_solve_rate)
+    max_output_...           the closed loop at the largest batch that fits (engine cap applied),
+                             or at the measured concurrency
+
+    A measured concurrency beyond the KV that fits (at the mean context I + O/2) queues: the
+    engine runs the batch that fits."""
     cat = catalog or load_catalog()
     c = _ctx(case, profile, cat, base_dir)
     model, system, lay = c.model, c.system, c.layout
     I, O = case.input_tokens, case.output_tokens
     replicas = max(1, case.chips // lay.replica_chips)
     chips = lay.replica_chips
-    note = ""
+    arrivals = case.arrivals or "spread"
+    rate = case.min_tokens_per_s_per_user or 0.0
+    note, sens, share = "", -1.0, None
     if case.metric == "decode_step_s":
         b_used = (case.batch or 1) / replicas
-        value = c.pass_s(b_used, I + O / 2)
+        value, sens = c.pass_s(b_used, I + O / 2), 1.0
     elif case.metric == "ttft_s":
         b_used = case.batch or 1
-        value = c.pass_s(b_used, 0.0, I)
+        value, sens = c.pass_s(b_used, 0.0, I), 1.0
     elif case.metric == "static_output_tokens_per_s_per_chip":
         b_used = (case.batch or 1) / replicas
         pre = c.pass_s(b_used, 0.0, I)
         dec = c.pass_s(b_used, I + O / 2)
         value = b_used * O / (pre + O * dec) / chips
-    elif case.metric == "tpot_s":
-        b_used = (case.batch or 1) / replicas
-        value = c.steady_s(b_used, I, O)
+    elif case.batch or case.metric == "tpot_s":
+        # a measured concurrency: the client's numbers at it; beyond the KV that fits, the rest queue
+        conc = max((case.batch or 1) / replicas, 1.0)
+        cap = _kv_cap(c, I + O / 2)
+        run = c.loop(conc, I, O, cap if cap is not None and cap < conc else None, arrivals, case.requests)
+        b_used, share = float(run.decode_batch), float(run.prefill_share)
+        if b_used < conc:
+            note = (f"beyond the estimate's memory: concurrency {conc:g} exceeds the KV that fits ({b_used:g} "
+                    f"sequences at the mean context {I + O / 2:g}); the rest queue")
+        if case.metric == "tpot_s":
+            value, sens = run.tpot_s, 1.0
+        else:
+            value = run.output_tokens_per_s / chips
+            if case.metric != "max_output_tokens_per_s_per_chip" and run.tpot_s > 0 and 1.0 / run.tpot_s < rate:
+                note = "; ".join(x for x in (note, (
+                    f"beyond the estimate at concurrency {conc:g}: it gives {1 / run.tpot_s:.4g} tokens/s per user, "
+                    f"the measurement {rate:.4g}")) if x)
     else:
-        if case.batch:
-            top = case.batch / replicas
+        cap = None if profile.is_roofline else profile.engine.max_batch
+        top = _max_batch(model, system, lay, I + O, c.dtypes, cap)
+        if case.metric == "max_output_tokens_per_s_per_chip":
+            run = c.loop(top, I, O, None, arrivals)
+            value, b_used, share = run.output_tokens_per_s / chips, top, float(run.prefill_share)
         else:
-            cap = None if profile.is_roofline else profile.engine.max_batch
-            top = _max_batch(model, system, lay, I + O, c.dtypes, cap)
-        if case.metric == "max_output_tokens_per_s_per_chip" or case.batch:
-            # max throughput at the largest batch; a frontier point at its measured concurrency
-            # (the user rate it reaches is then the prediction's, reported when it falls short)
-            b_used = top
-            tpot = float(c.steady_s(b_used, I, O))
-            value = b_used / tpot / chips
-            rate = case.min_tokens_per_s_per_user or 0.0
-            if case.metric != "max_output_tokens_per_s_per_chip" and 1.0 / tpot < rate:
-                note = (f"beyond the estimate at concurrency {b_used:g}: it gives {1 / tpot:.4g} tokens/s per user, "
-                        f"the measurement {rate:.4g}")
-        else:
-            grid = np.unique(np.round(np.geomspace(1, max(top, 1), 160)))
-            tpot = c.steady_s(grid, I, O)
-            tput = grid / tpot / chips
-            rate = case.min_tokens_per_s_per_user or 0.0
-            ok = 1.0 / tpot >= rate
-            if not ok.any():
-                i = 0
-                note = (f"beyond the estimate: no batch reaches {rate:.4g} tokens/s per user "
-                        f"(batch 1 gives {1 / tpot[0]:.4g}); answered at batch 1")
-            else:
-                i = int(np.argmax(np.where(ok, tput, -1)))
-            value, b_used = tput[i], float(grid[i])
+            sol = _solve_rate(c, I, O, rate, top, arrivals)
+            value, b_used, sens, share, note = sol.tokens_per_s / chips, sol.batch, sol.sensitivity, sol.prefill_share, sol.note
     value = float(value)
     return Prediction(case.id, case.metric, value, case.measured, value / case.measured - 1, case.system,
                       source_key(case), model.name, b_used, vendor=vendor(system), engine=case.engine or "unknown",
-                      model_class=model_class(model), note=note)
+                      model_class=model_class(model), note=note, sensitivity=float(sens), prefill_share=share)
+
+
+def _kv_cap(c: _Ctx, context: float) -> float | None:
+    """Sequences whose KV fits beside the weights at `context` (HBM_USABLE_FRACTION), None if not
+    even one does (then nothing caps the measured concurrency: the case says it ran)."""
+    try:
+        return _max_batch(c.model, c.system, c.layout, context, c.dtypes, None)
+    except TokenmathError:
+        return None
+
+
+def _solve_rate(c: _Ctx, I: float, O: float, rate: float, top: float, arrivals: str = "spread") -> RateSolution:
+    """The best batch whose client TPOT meets `rate` tokens/s per user (stepmodel.solve_rate)."""
+    return solve_rate(lambda b: c.loop(b, I, O, None, arrivals), rate, top)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -296,6 +347,7 @@ def source_key(case: Case) -> str:
 
 
 GROUPS = ("metric", "system", "source", "vendor", "engine", "model_class")
+CLASS_TABLE_DIMENSIONS = ("engine", "vendor")  # validate's class table: model class × each of these
 
 
 @dataclass(frozen=True)
@@ -311,27 +363,108 @@ class Report:
     by_vendor: dict[str, dict[str, float]] = field(default_factory=dict)
     by_engine: dict[str, dict[str, float]] = field(default_factory=dict)
     by_model_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    band_q: list = field(default_factory=list)  # per row: (q10, q90) of its step residual's band, or None
+    band_80_coverage: dict = field(default_factory=dict)  # band_coverage(rows, band_q)
+    class_table: dict = field(default_factory=dict)  # dimension -> model class -> class -> error summary
 
     @property
     def beyond(self) -> list[Prediction]:
         """Cases whose measured point lies beyond what the estimate reaches (answered, flagged)."""
         return [r for r in self.rows if r.note]
 
+    def range_80(self, i: int):
+        """[lo, hi] of row i's 80 % band on its own figure (its metric's unit), or None."""
+        q = self.band_q[i] if i < len(self.band_q) else None
+        return None if q is None else band_on(self.rows[i].predicted, q, answer_sensitivity(self.rows[i]))
 
-def _summary(errs: list[float]) -> dict[str, float]:
+
+def error_summary(errs: list[float]) -> dict[str, float]:
     a = np.abs(np.asarray(errs, float))
     if a.size == 0:
         return {"n": 0, "median_abs_error": float("nan"), "p90_abs_error": float("nan")}
     return {"n": int(a.size), "median_abs_error": float(np.median(a)), "p90_abs_error": float(np.percentile(a, 90))}
 
 
-def summarize(rows: list[Prediction], label: str, failures: dict[str, str] | None = None) -> Report:
-    """Median and p90 |error| overall and grouped by metric, system, source, vendor, engine, model class."""
-    group = lambda key: {k: _summary([r.error for r in rows if getattr(r, key) == k])  # noqa: E731
+def answer_sensitivity(p: Prediction) -> float:
+    """d log(answer) / d log(step time) of a prediction: its own (`Prediction.sensitivity`, where the
+    prediction says how far its answer moves with the step: large at a stated rate per user, where the
+    batch moves with the step), else 1; signed by the metric's kind (a longer step is a longer time
+    and a lower rate), its size kept within 0.1–100."""
+    kind = 1.0 if metric_kind(p.metric) == "time" else -1.0
+    s = getattr(p, "sensitivity", None)
+    if s is None or not math.isfinite(float(s)) or float(s) == 0.0:
+        return kind
+    return kind * min(max(abs(float(s)), 0.1), 100.0)
+
+
+def step_residual(p: Prediction) -> float:
+    """The prediction's error as the step-time error that would cause it (time sense):
+    log(predicted / measured) / sensitivity. What bands are calibrated on."""
+    return math.log(p.predicted / p.measured) / answer_sensitivity(p)
+
+
+def range_class(p: Prediction) -> str:
+    return "outside" if p.outside_fitted_range else "inside"
+
+
+def in_band(p: Prediction, q) -> bool | None:
+    """Whether the measured value lies inside the 80 % band (q10, q90) of the step residual, on the
+    prediction's own figure (None: no band)."""
+    if q is None:
+        return None
+    return bool(q[0] <= step_residual(p) <= q[1])
+
+
+def band_coverage(rows: list[Prediction], band_q: list) -> dict:
+    """Share of rows whose measured value lies inside their 80 % band: overall, and by model class,
+    engine, vendor, inside/outside the fitted range and metric. {} when no row has a band."""
+    hits = [(r, in_band(r, q)) for r, q in zip(rows, band_q)]
+    hits = [(r, h) for r, h in hits if h is not None]
+    if not hits:
+        return {}
+
+    def share(xs):
+        return {"n": len(xs), "share": float(np.mean(xs))}
+
+    out = share([h for _, h in hits])
+    for key, f in (("model_class", lambda r: r.model_class), ("engine", lambda r: r.engine),
+                   ("vendor", lambda r: r.vendor), ("range", range_class), ("metric", lambda r: r.metric)):
+        ks = sorted({f(r) for r, _ in hits})
+        out[f"by_{key}"] = {k: share([h for r, h in hits if f(r) == k]) for k in ks}
+    return out
+
+
+def class_table(rows: list[Prediction], band_q: list | None = None) -> dict:
+    """Median and p90 |error| (and band coverage where there are bands) of each model class × engine
+    and model class × vendor."""
+    band_q = band_q or [None] * len(rows)
+    out = {}
+    for dim in CLASS_TABLE_DIMENSIONS:
+        t = {}
+        for mc in sorted({r.model_class for r in rows}):
+            cells = {}
+            for k in sorted({getattr(r, dim) for r in rows if r.model_class == mc}):
+                sel = [(r, q) for r, q in zip(rows, band_q) if r.model_class == mc and getattr(r, dim) == k]
+                cells[k] = error_summary([r.error for r, _ in sel])
+                cov = [in_band(r, q) for r, q in sel if q is not None]
+                if cov:
+                    cells[k]["band_80_coverage"] = float(np.mean(cov))
+            t[mc] = cells
+        out[dim] = t
+    return out
+
+
+def summarize(rows: list[Prediction], label: str, failures: dict[str, str] | None = None,
+              band_q: list | None = None) -> Report:
+    """Median and p90 |error| overall and grouped by metric, system, source, vendor, engine, model
+    class; the class table; and, given each row's band, the 80 % band's coverage."""
+    group = lambda key: {k: error_summary([r.error for r in rows if getattr(r, key) == k])  # noqa: E731
                          for k in sorted({getattr(r, key) for r in rows})}
-    s = _summary([r.error for r in rows])
+    s = error_summary([r.error for r in rows])
+    band_q = list(band_q) if band_q is not None else [None] * len(rows)
     return Report(label, rows, s["median_abs_error"], s["p90_abs_error"], group("metric"), group("system"),
-                  group("source"), dict(failures or {}), group("vendor"), group("engine"), group("model_class"))
+                  group("source"), dict(failures or {}), group("vendor"), group("engine"), group("model_class"),
+                  band_q=band_q, band_80_coverage=band_coverage(rows, band_q), class_table=class_table(rows, band_q))
 
 
 def _profile_for(case: Case, cat: Catalog, profile: Profile | str, preset: dict | None = None) -> Profile:
@@ -344,17 +477,20 @@ def _profile_for(case: Case, cat: Catalog, profile: Profile | str, preset: dict 
 def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | str = ROOFLINE_PROFILE,
              catalog: Catalog | None = None, fitted_systems: set[str] | None = None, preset: dict | None = None) -> Report:
     """Predict every case. `profile` is a Profile (the same for all), or "calibrated": each case
-    gets the profile its engine and its system's vendor select from `preset` (default: shipped)."""
+    gets the profile its engine and its system's vendor select from `preset` (default: shipped).
+    Each row gets the 80 % band of its class (Profile.band_q), and the report its coverage."""
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
     if not isinstance(profile, Profile) and preset is None:
         preset = preset_record(None if profile in ("calibrated", "estimate") else profile)
     rows: list[Prediction] = []
+    band_q: list = []
     failures: dict[str, str] = {}
     label = profile.label if isinstance(profile, Profile) else "calibrated (each case: its engine and vendor profile)"
     for case, path in cases:
         try:
-            p = predict(case, _profile_for(case, cat, profile, preset), cat, base_dir=path.parent)
+            prof = _profile_for(case, cat, profile, preset)
+            p = predict(case, prof, cat, base_dir=path.parent)
         except TokenmathError as e:
             failures[case.id] = str(e)
             continue
@@ -364,343 +500,14 @@ def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | st
         if outside:
             p = replace(p, outside_fitted_range=tuple(outside))
         rows.append(p)
+        band_q.append(prof.band_q(p.model_class))
     if not rows:
         raise TokenmathError("no case could be predicted: " + "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:3]))
-    return summarize(rows, label, failures)
+    return summarize(rows, label, failures, band_q)
 
 
-# --------------------------------------------------------------------------------------------
-# Calibration: a generic profile, then engine and vendor profiles on top, cross-validated
-# --------------------------------------------------------------------------------------------
-
-# (name, lower, upper, start, scale)
-GENERIC_PARAMS = (("overhead_s", 0.0, 0.05, 2e-3, 1e-3), ("compute_scale", 0.2, 1.5, 0.9, 0.2),
-                  ("memory_scale", 0.2, 1.5, 0.9, 0.2), ("network_scale", 0.05, 1.5, 0.7, 0.2),
-                  ("routing_cv", 0.0, 1.0, 0.2, 0.1), ("floor_scale", 0.0, 2.0, 1.0, 0.3))
-ENGINE_FIT = ("overhead_s", "compute_scale", "memory_scale")
-VENDOR_FIT = ("compute_scale", "memory_scale")
-BATCH_CAPS = (None, 256, 512, 1024, 2048)
-MIN_CASES_ENGINE = 8  # fewer cases than this: the engine keeps the generic profile
-MIN_CASES_VENDOR = 8
-VENDOR_BOUNDS = (0.1, 2.0)  # a vendor factor on the generic compute / memory scales
-USER_FACTOR_BOUNDS = (0.1, 10.0)  # a user fit's factor on the shipped preset (fitted in log space)
-AT_BOUND_TOL = 1e-3  # a fitted value this close to a bound, as a share of its range (log range for factors), is at it
-
-
-def at_bounds(values: dict, bounds: dict, *, log: bool = False, tol: float = AT_BOUND_TOL, profile: str | None = None,
-              ) -> list[dict]:
-    """The fitted parameters that ended at (within `tol` of the range from) one of their bounds: there
-    the fit wanted to go further, so the value is the bound's, not a measurement. `log`: the range
-    is measured on a log scale (factors fitted as log x)."""
-    out = []
-    for name, (lo, hi) in bounds.items():
-        v = values.get(name)
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            continue
-        f = (lambda x: math.log(x)) if log else (lambda x: x)  # noqa: E731
-        width = f(hi) - f(lo)
-        for side, b in (("lower", lo), ("upper", hi)):
-            if abs(f(max(v, 1e-300) if log else v) - f(b)) <= tol * width:
-                out.append(({"profile": profile} if profile else {})
-                           | {"parameter": name, "value": float(v), "bound": float(b), "side": side,
-                              "range": [float(lo), float(hi)]})
-    return out
-
-
-def preset_at_bounds(rec: dict, tol: float = AT_BOUND_TOL) -> list[dict]:
-    """Every parameter of a fitted preset record (generic, per engine, per vendor) at its fit's bound."""
-    generic = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
-    out = at_bounds(rec.get("generic", {}), generic, tol=tol, profile="generic")
-    for eng, v in sorted(rec.get("engines", {}).items()):
-        out += at_bounds(v, {n: generic[n] for n in ENGINE_FIT}, tol=tol, profile=f"engine {eng}")
-    for ven, v in sorted(rec.get("vendors", {}).items()):
-        out += at_bounds(v, {n: VENDOR_BOUNDS for n in VENDOR_FIT}, tol=tol, profile=f"vendor {ven}")
-    return out
-
-
-def _residuals(cases, cat, make_profile):
-    out = []
-    for case, path in cases:
-        try:
-            p = predict(case, make_profile(case), cat, base_dir=path.parent)
-            out.append(math.log(p.predicted / case.measured))
-        except TokenmathError:
-            out.append(3.0)
-    return np.asarray(out)
-
-
-def _fit_params(cases, cat, names, base: dict, make, bounds: dict, x0: dict, scale: dict) -> dict:
-    """Least squares in log(predicted / measured) over the named parameters (soft_l1: a few
-    outliers do not steer the fit)."""
-    from scipy.optimize import least_squares
-
-    if not cases or not names:
-        return dict(base)
-
-    def profile_of(x):
-        rec = dict(base) | dict(zip(names, x))
-        return lambda case: make(case, rec)
-
-    lo = [bounds[n][0] for n in names]
-    hi = [bounds[n][1] for n in names]
-    start = np.clip([x0.get(n, base.get(n, 1.0)) for n in names], np.array(lo) + 1e-12, np.array(hi) - 1e-12)
-    res = least_squares(lambda x: _residuals(cases, cat, profile_of(x)), start, bounds=(lo, hi),
-                        x_scale=[scale[n] for n in names], loss="soft_l1", f_scale=0.3, max_nfev=60)
-    return dict(base) | {n: float(v) for n, v in zip(names, res.x)}
-
-
-def _batch_limits(cases, cat, cap) -> tuple:
-    """Each case's largest batch (its HBM limit, capped at the engine batch cap `cap`): all that the
-    cap changes in a prediction, so two caps with the same limits fit to the same profile."""
-    out = []
-    for case, path in cases:
-        try:
-            c = _ctx(case, ROOFLINE_PROFILE, cat, path.parent)
-            out.append(_max_batch(c.model, c.system, c.layout, case.input_tokens + case.output_tokens, c.dtypes, cap))
-        except TokenmathError:
-            out.append(None)
-    return tuple(out)
-
-
-def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS) -> dict:
-    """Fit the generic profile (and the engine batch cap), then each engine's and each vendor's
-    on its own cases where there are enough; returns the preset's profile records."""
-    cat = catalog or load_catalog()
-    bounds = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
-    x0 = {n: v for n, _, _, v, _ in GENERIC_PARAMS}
-    scale = {n: sc for n, _, _, _, sc in GENERIC_PARAMS}
-    names = [n for n, *_ in GENERIC_PARAMS]
-    # the generic profile: NVIDIA cases (vendors get their own factor after), every engine together
-    vend = {id(c): vendor(cat.system(c.system)) for c, _ in cases}
-    nv = [(c, p) for c, p in cases if vend[id(c)] == "nvidia"] or list(cases)
-    best = None
-    seen = set()
-    for cap in caps:
-        limits = _batch_limits(nv, cat, cap)
-        if limits in seen:  # the same residuals as an earlier cap's at every parameter: the same fit, not better
-            continue
-        seen.add(limits)
-        make = lambda case, rec, cap=cap: profile_from_record(rec | {"max_batch": cap}, engine=case.engine)  # noqa: E731
-        rec = _fit_params(nv, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}
-        med = float(np.median(np.abs(np.expm1(_residuals(nv, cat, lambda case: profile_from_record(rec, engine=case.engine))))))
-        if best is None or med < best[1]:
-            best = (rec, med)
-    generic = best[0] | {"n_cases": len(nv)}
-    # vendor factors (e.g. AMD's ROCm stack): the compute and memory scales on the generic profile,
-    # fitted on every case of that vendor whatever its engine
-    vendors = {}
-    for v in sorted(set(vend.values()) - {"nvidia"}):
-        mine = [(c, p) for c, p in cases if vend[id(c)] == v]
-        if len(mine) < MIN_CASES_VENDOR:
-            continue
-
-        def make_v(case, rec):
-            return profile_from_record(generic | {k: generic.get(k, 1.0) * rec[k] for k in VENDOR_FIT}, engine=case.engine)
-
-        fb = {n: VENDOR_BOUNDS for n in VENDOR_FIT}
-        rec = _fit_params(mine, cat, list(VENDOR_FIT), {n: 1.0 for n in VENDOR_FIT}, make_v, fb, {},
-                          {n: 0.2 for n in VENDOR_FIT})
-        vendors[v] = {k: rec[k] for k in VENDOR_FIT} | {"n_cases": len(mine)}
-    # engine profiles: overhead and the two scales refitted on the engine's own cases (any vendor,
-    # its vendor factor applied on top), where there are enough of them
-    engines = {}
-    for eng in sorted({c.engine for c, _ in cases if c.engine}):
-        mine = [(c, p) for c, p in cases if c.engine == eng]
-        if len(mine) < MIN_CASES_ENGINE:
-            continue
-
-        def make_e(case, rec):
-            f = vendors.get(vend[id(case)], {})
-            return profile_from_record(rec | {k: rec[k] * f.get(k, 1.0) for k in VENDOR_FIT}, engine=case.engine)
-
-        rec = _fit_params(mine, cat, list(ENGINE_FIT), generic, make_e, bounds, {}, scale)
-        engines[eng] = {k: rec[k] for k in ENGINE_FIT} | {"n_cases": len(mine)}
-    return {"generic": generic, "engines": engines, "vendors": vendors}
-
-
-def _cv(cases, cat, key, progress=None, what="source", caps=BATCH_CAPS) -> list[Prediction]:
-    """Hold out each group of `key`, fit on the rest (the engine batch cap fixed at the full
-    fit's choice), predict it."""
-    groups = sorted({key(c) for c, _ in cases})
-    rows: list[Prediction] = []
-    folds = [([(c, p) for c, p in cases if key(c) != g], [(c, p) for c, p in cases if key(c) == g]) for g in groups]
-    folds = [(tr, te) for tr, te in folds if tr]
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = min(len(folds), os.cpu_count() or 1, 4)
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool:
-        futures = [pool.submit(fit_preset, tr, cat, caps) for tr, _ in folds]
-        for i, ((_, test), fut) in enumerate(zip(folds, futures)):
-            rec = fut.result()
-            for case, path in test:
-                try:
-                    rows.append(predict(case, choose_from(rec, engine=case.engine, system=cat.system(case.system)), cat,
-                                        base_dir=path.parent))
-                except TokenmathError:
-                    continue
-            if progress:
-                progress(i + 1, len(folds), f"{what} {key(test[0][0])}")
-    return rows
-
-
-class _Serial:
-    """A stand-in executor that runs each task when submitted (one core, or tests)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def submit(self, fn, *a):
-        from concurrent.futures import Future
-
-        f = Future()
-        f.set_result(fn(*a))
-        return f
-
-
-def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | None = None,
-              progress=None, cross_validate: bool = True) -> dict:
-    """Fit the preset on all cases and cross-validate it: leave-one-source-out (each source
-    predicted by a fit to the others) and leave-one-vendor-out. The residuals of the
-    leave-one-source-out predictions give every estimate its 80 % band. Returns the preset record
-    (what `tokenmath calibrate --out` saves)."""
-    import datetime
-
-    cases = cases if cases is not None else load_cases()
-    cat = catalog or load_catalog()
-    rec = fit_preset(cases, cat)
-    rec["at_bound"] = preset_at_bounds(rec)
-    rec["fit_date"] = datetime.date.today().isoformat()
-    rec["n_cases"] = len(cases)
-    rec["cases"] = "validation/cases/*.jsonl"
-    rec["systems"] = sorted({c.system for c, _ in cases})
-    in_rows = validate(cases, "calibrated", cat, preset=rec).rows
-    rec["in_sample"] = _summary([r.error for r in in_rows])
-    if not cross_validate:
-        return rec
-    caps = (rec["generic"]["max_batch"],)
-    loso = _cv(cases, cat, source_key, progress, "source", caps)
-    lovo = _cv(cases, cat, lambda c: vendor(cat.system(c.system)), progress, "vendor", caps)
-    cv = summarize(loso, "leave-one-source-out")
-    rec["cross_validated"] = {"method": "leave-one-source-out", "sources": sorted({source_key(c) for c, _ in cases}),
-                              "n": len(loso), "median_abs_error": cv.median_abs_error, "p90_abs_error": cv.p90_abs_error}
-    rec["leave_one_vendor_out"] = {"by_vendor": summarize(lovo, "lovo").by_vendor} | _summary([r.error for r in lovo])
-    for g in ("source", "vendor", "engine", "metric", "model_class"):
-        rec[f"cv_by_{g}"] = getattr(cv, f"by_{g}")
-    # residuals in time sense (log predicted time / measured time): a rate metric's sign flips
-    r = np.asarray([math.log1p(x.error) * (1 if metric_kind(x.metric) == "time" else -1) for x in loso])
-    rec["bands"] = {"step": [float(np.percentile(r, 10)), float(np.percentile(r, 90))],
-                    "note": "10th/90th percentiles of log(predicted/measured step time), leave-one-source-out"}
-    rec["worst_cv_cases"] = [{"id": x.id, "error": x.error, "metric": x.metric, "source": x.source, "note": x.note}
-                             for x in sorted(loso, key=lambda x: -abs(x.error))[:10]]
-    return rec
-
-
-# --------------------------------------------------------------------------------------------
-# A preset fitted to a user's own cases, starting from the shipped one
-# --------------------------------------------------------------------------------------------
-
-# Parameters a user fit adjusts, in the order more cases unlock them (one per CASES_PER_PARAM cases):
-# decode is mostly memory-bound, then the fixed per-step cost, then compute, kernel floors, links.
-USER_FIT_ORDER = ("memory_scale", "overhead_s", "compute_scale", "floor_scale", "network_scale")
-CASES_PER_PARAM = 4
-MAX_USER_CASES = 2000
-
-
-def user_fit_params(n_cases: int) -> tuple[str, ...]:
-    """Which factors `n_cases` cases can carry: one per CASES_PER_PARAM, at least one."""
-    return USER_FIT_ORDER[:min(len(USER_FIT_ORDER), max(1, n_cases // CASES_PER_PARAM))]
-
-
-def _user_residuals(cases, cat, d: dict, adjust: dict) -> np.ndarray:
-    from .profiles import choose_from
-
-    dd = d | {"adjust": adjust}
-    out = []
-    for case, path in cases:
-        try:
-            prof = choose_from(dd, engine=case.engine, system=cat.system(case.system), name="fit")
-            out.append(math.log(predict(case, prof, cat, base_dir=path.parent).predicted / case.measured))
-        except TokenmathError:
-            out.append(3.0)
-    return np.asarray(out)
-
-
-def _compose(base: dict, new: dict) -> dict:
-    return {k: base.get(k, 1.0) * new.get(k, 1.0) for k in set(base) | set(new)}
-
-
-def _fit_adjust(cases, cat, d: dict, names, base: dict | None = None, *, fitted: dict | None = None) -> dict:
-    """Factors on `names` (on top of `base`'s factors, which stay) that fit the cases; returns the
-    combined factors (and puts the fitted ones alone, before combining, into `fitted`)."""
-    from scipy.optimize import least_squares
-
-    base = base or {}
-    lo, hi = (math.log(b) for b in USER_FACTOR_BOUNDS)
-    res = least_squares(lambda x: _user_residuals(cases, cat, d, _compose(base, dict(zip(names, np.exp(x))))),
-                        np.zeros(len(names)), bounds=(np.full(len(names), lo), np.full(len(names), hi)),
-                        loss="soft_l1", f_scale=0.3, max_nfev=80)
-    new = {n: float(math.exp(v)) for n, v in zip(names, res.x)}
-    if fitted is not None:
-        fitted.update(new)
-    return _compose(base, new)
-
-
-def fit_user_preset(cases: list[tuple[Case, Path]], catalog: Catalog | None = None, base: str | None = None,
-                    cross_validate: bool = True, progress=None) -> dict:
-    """Fit factors on the shipped preset (or `base`) to the user's cases: which factors depends on how
-    many cases there are (user_fit_params). Reports the shipped preset's error on these cases, the
-    fitted in-sample error and — with cross_validate — the leave-one-out error (10 folds past 40
-    cases), whose residuals become the preset's 80 % band when there are at least 5 cases."""
-    import datetime
-
-    from .profiles import preset_record
-
-    if not cases:
-        raise TokenmathError("no cases to fit: give case files (tokenmath import writes them)")
-    if len(cases) > MAX_USER_CASES:
-        raise TokenmathError(f"{len(cases):,} cases; a user fit takes at most {MAX_USER_CASES:,}")
-    cat = catalog or load_catalog()
-    src = preset_record(base)
-    d = {k: v for k, v in src.items() if k not in ("adjust", "user_fit")}
-    base_adjust = dict(src.get("adjust", {}))  # a user preset as the base: its factors stay, the new multiply
-    names = user_fit_params(len(cases))
-
-    def fit_on(train):
-        return _fit_adjust(train, cat, d, user_fit_params(len(train)), base_adjust)
-
-    def resid(test, adj):
-        return _user_residuals(test, cat, d, adj)
-
-    own: dict = {}
-    adjust = _fit_adjust(cases, cat, d, names, base_adjust, fitted=own)
-    shipped = resid(cases, base_adjust)
-    fitted = resid(cases, adjust)
-    err = lambda r: _summary([float(np.expm1(x)) for x in r])  # noqa: E731
-    fit = {"params": list(names), "factors": adjust, "n_cases": len(cases),
-           "why_these": f"one factor per {CASES_PER_PARAM} cases, in the order {', '.join(USER_FIT_ORDER)}",
-           "shipped_error": err(shipped), "in_sample": err(fitted),
-           "fit_date": datetime.date.today().isoformat(), "base_fit_date": d.get("fit_date"),
-           "cases": sorted({str(p) for _, p in cases}),
-           # a factor (this fit's, on top of the base's) that ended at ×0.1 or ×10: not a measurement
-           "at_bound": at_bounds(own, {n: USER_FACTOR_BOUNDS for n in names}, log=True)}
-    out = d | {"adjust": adjust, "user_fit": fit, "at_bound": fit["at_bound"]}
-    if cross_validate and len(cases) >= 3:
-        n = len(cases)
-        folds = np.arange(n) % (n if n <= 40 else 10)
-        cv = np.empty(n)
-        for k, f in enumerate(np.unique(folds)):
-            if progress:
-                progress(k + 1, len(np.unique(folds)), "fold")
-            train = [c for c, g in zip(cases, folds) if g != f]
-            test = [c for c, g in zip(cases, folds) if g == f]
-            cv[folds == f] = resid(test, fit_on(train))
-        fit["cross_validated"] = err(cv) | {"method": "leave-one-out" if n <= 40 else "10-fold"}
-        if n >= 5:
-            kinds = np.array([1 if metric_kind(c.metric) == "time" else -1 for c, _ in cases])
-            r = cv * kinds
-            out["bands"] = {"step": [float(np.percentile(r, 10)), float(np.percentile(r, 90))],
-                            "note": f"10th/90th percentiles of log(predicted/measured step time), {fit['cross_validated']['method']} on your {n} cases"}
-    return out
+def case_batch_limit(case: Case, path: Path, cat: Catalog, cap: float | None) -> float:
+    """The case's largest batch: its HBM limit at HBM_USABLE_FRACTION, capped at the engine batch cap
+    `cap` (what a calibration's batch cap changes in a prediction)."""
+    c = _ctx(case, ROOFLINE_PROFILE, cat, path.parent)
+    return _max_batch(c.model, c.system, c.layout, case.input_tokens + case.output_tokens, c.dtypes, cap)

@@ -180,6 +180,7 @@ FLAGS: dict[str, Bound] = {
     "--facility-usd-per-kw-month": Bound(1e4, low=0, low_inclusive=True, kind="usd", meaning="$ per kW-month"),
     "--capex-usd-per-chip": Bound(1e8, kind="usd", meaning="$ per chip"),
     "--idle-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
+    "--processes": Bound(64, low=1, low_inclusive=True, whole=True, meaning="worker processes"),
     "--seconds": Bound(60, low=0.1, low_inclusive=True, kind="seconds", meaning="seconds of measurement"),
     "--host-w": Bound(1e5, low=0, low_inclusive=True, meaning="watts"),
     "--board-w": Bound(1e5, meaning="watts per chip"),
@@ -609,7 +610,7 @@ def _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtyp
 
 
 EfficiencyOpt = Annotated[str, typer.Option("--efficiency", help="'calibrated' (the estimate, default), 'roofline' (the bound), or a preset .json from `tokenmath calibrate`.")]
-EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Engine profile: trtllm, vllm or sglang (default: the generic fit).")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Engine profile: trtllm, vllm or sglang (default: the generic fit); add a run's features with +, e.g. sglang+deepep_low_latency+two_batch_overlap (catalog/engines.toml).")]
 
 
 def _profile(efficiency: str, engine: str | None, system):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    ForceOpt, write_output, JsonOpt, CatalogOpt, command, _catalog, _finish, err, TokenmathError,
+    ForceOpt, write_output, JsonOpt, CatalogOpt, Num, command, _catalog, _finish, err, TokenmathError,
 )
 
 
@@ -22,9 +22,10 @@ def validate_cmd(
     force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source, vendor, engine, model class."""
+    """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source, vendor, engine, model class; the class table (model class × engine, × vendor); how often the 80 % band holds the measurement."""
     from .. import report as rp
 
+    from .. import calibrate as cb
     from .. import profiles as pf
     from .. import validate as vd
 
@@ -61,7 +62,7 @@ def validate_cmd(
     rec = rp.validation_record(r, preset)
     lines = rp.render_validation(r, preset)
     if preset is not None:  # the preset's fitted parameters that sit at a bound of their fit
-        rec["at_bound"] = vd.preset_at_bounds(preset) + [x | {"profile": "your fit (× on the preset)"}
+        rec["at_bound"] = cb.preset_at_bounds(preset) + [x | {"profile": "your fit (× on the preset)"}
                                                          for x in preset.get("user_fit", {}).get("at_bound", [])]
         lines += at_bound_lines(rec["at_bound"])
     if shipped is not None:
@@ -82,14 +83,16 @@ def calibrate_cmd(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Case files to fit on (default: the shipped cases).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the preset (default: print only).")] = None,
     no_cv: Annotated[bool, typer.Option("--no-cv", help="Skip cross-validation (fit only; no bands).")] = False,
+    processes: Annotated[Optional[int], Num("--processes", help="Worker processes for the cross-validation's folds (default: one per CPU).")] = None,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="With case files: refit every profile on them alone, instead of fitting a few factors on the shipped preset.")] = False,
     base: Annotated[Optional[Path], typer.Option("--base", help="With case files: the preset to start from (default: the shipped one).")] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
-    """Fit a preset: with your case files, a few factors on the shipped preset (how many depends on how many cases; cross-validated); without, refit the shipped profiles (generic, per engine, per vendor)."""
+    """Fit a preset: with your case files, a few factors on the shipped preset (how many depends on how many cases; cross-validated); without, refit the shipped profiles (generic; per vendor and per engine × vendor, each shrunk toward its parent by cross-validation) and say how much each was shrunk and which parameters sit at a bound."""
     from .. import report as rp
 
+    from .. import calibrate as cb
     from .. import validate as vd
 
     if base is not None and (from_scratch or not files):
@@ -110,7 +113,7 @@ def calibrate_cmd(
     except ImportError:
         raise TokenmathError("calibration needs scipy: pip install 'tokenmath[fit]'") from None
     if files and not from_scratch:
-        rec = vd.fit_user_preset(cases, _catalog(catalog), base=None if base is None else str(base),
+        rec = cb.fit_user_preset(cases, _catalog(catalog), base=None if base is None else str(base),
                                  cross_validate=not no_cv)
         if out is not None:
             write_output(out, json.dumps(rp.jsonable(rec), indent=2), "--out", force=force)
@@ -118,8 +121,8 @@ def calibrate_cmd(
         lines = rp.render_user_fit(rec, out)
         return _finish(json_, rp.jsonable(rec), lines[:2] + at_bound_lines(rec["user_fit"]["at_bound"], factors=True)
                        + lines[2:])
-    rec = vd.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
-                       cross_validate=not no_cv)
+    rec = cb.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
+                       cross_validate=not no_cv, processes=processes)
     if out is not None:
         write_output(out, json.dumps(rp.jsonable(rec), indent=2), "--out", force=force)
         err.print(f"wrote {out}")
@@ -127,7 +130,7 @@ def calibrate_cmd(
 
 
 def at_bound_lines(items: list[dict], *, factors: bool = False) -> list[str]:
-    """Say which fitted parameters ended at a bound of their fit (validate.at_bounds), or that none did."""
+    """Say which fitted parameters ended at a bound of their fit (calibrate.at_bounds), or that none did."""
     if not items:
         return ["  no fitted parameter is at a bound of its fit"]
     lines = [f"  {len(items)} fitted parameter{'s' if len(items) > 1 else ''} at a bound of the fit: the fit wanted to go"
@@ -135,10 +138,11 @@ def at_bound_lines(items: list[dict], *, factors: bool = False) -> list[str]:
     for x in items:
         who = f"{x['profile']} " if x.get("profile") else ""
         lo, hi = x["range"]
+        why = "; a physical limit: the data want none of it" if x.get("physical") else ""
         if factors:
             lines.append(f"    {who}{x['parameter']} × {x['value']:.3g} ({x['side']} bound × {x['bound']:g}; allowed"
-                         f" × {lo:g} to × {hi:g})")
+                         f" × {lo:g} to × {hi:g}{why})")
         else:
-            lines.append(f"    {who}{x['parameter']} = {x['value']:.4g} ({x['side']} bound {x['bound']:g}; allowed {lo:g}"
-                         f" to {hi:g})")
+            lines.append(f"    {who}{x['parameter']} = {x['value']:.4g} ({x['side']} bound {x['bound']:.4g}; allowed {lo:.4g}"
+                         f" to {hi:.4g}{why})")
     return lines
