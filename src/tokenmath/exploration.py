@@ -12,8 +12,8 @@ calibrated per-operation step model (stepmodel.op_step, the estimate) and, besid
 the system has no price) whose users see at least `min_tokens_per_s_per_user`. Its row holds the
 estimate's $/Mtok with the 80 % band, tokens/s per chip and per user, J per output token
 (energy.plan_energy), the binding term (the largest part of the estimated decode step at that
-layout and batch), and the roofline's best at the same SLO (`roofline_*`: a bound, never above the
-estimate's throughput).
+layout and batch), and the roofline bound of that same deployment (`roofline_*`, plan.plan_bound:
+the same layout, batch and dtypes at peak rates, as `tokenmath plan` shows it).
 
 The space is enumerated in chunks of consecutive points (a mixed-radix index: models, then the
 axes in the order given, the last fastest); each chunk is one task (parallel.stream_tasks: in this
@@ -269,12 +269,13 @@ RESULT_UNITS = {
     "tokens_per_s_per_chip": "output tokens/s per billed chip", "tokens_per_s_per_user": "tokens/s",
     "joules_per_token": "J per output token (at the wall)", "step_s": "s (time per output token)", "ttft_s": "s",
     "batch": "sequences per replica", "chips": "chips", "billed_chips": "chips", "tp": "", "ep": "", "pp": "",
-    "weight_dtype": "", "binding": "", "roofline_bound": "",
+    "weight_dtype": "", "binding": "", "deployments": "(layout, batch, dtype) points the planner evaluated",
+    "roofline_bound": "", "roofline_step_s": "s (time per output token, roofline bound)",
     "roofline_usd_per_mtok": "USD per million output tokens (roofline bound)",
     "roofline_tokens_per_s_per_chip": "output tokens/s per billed chip (roofline bound)",
 }
 TEXT = {"model", "objective", "weight_dtype", "binding", "roofline_bound"}
-INTEGER = {"chips", "tp", "ep", "pp"}
+INTEGER = {"chips", "tp", "ep", "pp", "deployments"}
 
 
 def _best(cols: dict, U: float | None, priced: bool) -> int | None:
@@ -294,10 +295,11 @@ def _best(cols: dict, U: float | None, priced: bool) -> int | None:
 
 
 def evaluate_point(model: Model, system: System, I: float, O: float, U: float | None) -> dict:
-    """The row of one point: the cheapest deployment meeting the SLO under the estimate, its band,
-    energy and binding term, and the roofline's best at the same SLO."""
+    """The row of one point: the cheapest deployment meeting the SLO under the estimate (the
+    planner's search), its 80 % band, energy and binding term, and the roofline bound of that
+    same deployment (plan.plan_bound: same layout, batch and dtypes at peak rates)."""
     from .energy import plan_energy
-    from .plan import plan_system
+    from .plan import plan_bound, plan_system, points
     from .profiles import choose, model_class
     from .specs import Dtypes
     from .stepmodel import op_step
@@ -305,17 +307,13 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
     from .parallelism import Layout
 
     priced = system.usd_per_chip_hour is not None
-    row = {"feasible": False, "objective": "cost" if priced else "throughput"}
+    row = {"feasible": False, "objective": "cost" if priced else "throughput", "deployments": 0}
     try:
         cols, _, _ = plan_system(model, system, input_tokens=I, output_tokens=O, estimate="calibrated")
-        roof, _, _ = plan_system(model, system, input_tokens=I, output_tokens=O, estimate="roofline")
     except TokenmathError:  # a variant no layout can serve (e.g. no FLOP/s for any dtype): infeasible
         return row
+    row["deployments"] = len(cols["batch"])
     b = _best(cols, U, priced)
-    rb = _best(roof, U, priced)
-    if rb is not None:
-        row["roofline_usd_per_mtok"] = float(roof["usd_per_mtok"][rb]) if priced else None
-        row["roofline_tokens_per_s_per_chip"] = float(roof["tokens_per_s_per_chip"][rb])
     if b is None:
         return row
     g = lambda k: cols[k][b]  # noqa: E731
@@ -337,7 +335,9 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
                  kernels=prof.kernels, engine=prof.engine, dtypes=dt, check=False)
     parts = {k: float(np.asarray(getattr(op, k))) for k in PARTS}
     row["binding"] = max(parts, key=parts.get)[:-2]
-    row["roofline_bound"] = str(np.asarray(op.bound_name))
+    bound = plan_bound(model, system, points(cols, [b])[0], I, O)
+    row.update(roofline_step_s=bound["step_s"], roofline_tokens_per_s_per_chip=bound["tokens_per_s_per_chip"],
+               roofline_usd_per_mtok=bound["usd_per_mtok"], roofline_bound=bound["bound"])
     _, j, _ = plan_energy(model, {system.name: system}, cols, [b], I, O)
     row["joules_per_token"] = None if np.isnan(j[0]) else float(j[0])
     return row
@@ -392,9 +392,10 @@ def workers_for(scheduler: str | None) -> int:
     return 1
 
 
-def chunk_points_for(memory_gb: float, workers: int) -> int:
+def chunk_points_for(memory_gb: float, workers: int, n_points: int | None = None) -> int:
     """Points per chunk that keep the in-flight chunks (two per worker) and the workers within the
-    budget; one sentence when the budget cannot hold even the worker processes."""
+    budget, and give every worker at least four chunks; one sentence when the budget cannot hold
+    even the worker processes."""
     budget = float(memory_gb) * 1e9
     local_workers = workers
     need = local_workers * WORKER_BASE_BYTES + WORKER_BASE_BYTES  # the workers and this process
@@ -402,6 +403,8 @@ def chunk_points_for(memory_gb: float, workers: int) -> int:
         raise TokenmathError(f"--memory-gb = {memory_gb:g} cannot hold {local_workers} worker process(es) and this one "
                              f"(about {need / 1e9:.2f} GB); give at least {math.ceil(need / 1e8) / 10:g}")
     per = (budget - need) / (2 * workers * ROW_BYTES)
+    if n_points is not None and workers > 1:
+        per = min(per, math.ceil(n_points / (4 * workers)))
     return int(max(1, min(CHUNK_POINTS_MAX, per)))
 
 
@@ -484,7 +487,9 @@ def front_of(records: list[dict]) -> list[dict]:
     from .plan import pareto_indices
 
     groups: dict[tuple, list[dict]] = {}
-    for r in records:
+    # a canonical order first: of points that tie (e.g. a varied field no deployment uses), the front
+    # keeps the same one whatever order the chunks finished in
+    for r in sorted(records, key=lambda r: json.dumps(r, sort_keys=True, default=str)):
         groups.setdefault((r["model"], r["input_tokens"], r["output_tokens"], r["objective"]), []).append(r)
     out = []
     for (_, _, _, objective), rs in groups.items():
@@ -492,7 +497,8 @@ def front_of(records: list[dict]) -> list[dict]:
         key = _value_column(priced)
         user = np.array([r["tokens_per_s_per_user"] for r in rs], float)
         value = np.array([r[key] for r in rs], float)
-        out += [rs[i] for i in sorted(pareto_indices(user, value, lower_is_better=priced))]
+        front = [rs[i] for i in pareto_indices(user, value, lower_is_better=priced)]
+        out += sorted(front, key=lambda r: (-r["tokens_per_s_per_user"], r[key] if priced else -r[key]))
     return out[:MAX_FRONT]
 
 
@@ -532,13 +538,14 @@ class Exploration:
     estimate: str = ("calibrated per-operation step model (each point: the planner's cheapest deployment meeting "
                      "the SLO); roofline_* columns: the bound")
     points_per_s: float = 0.0
+    deployments: int = 0  # (layout, batch, dtype) points the planner evaluated over all points
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
         return {"points": self.points, "out": self.out, "seconds": self.seconds, "pareto": list(self.pareto),
                 "summary": list(self.summary), "feasible": self.feasible, "chunks": self.chunks,
                 "chunks_skipped": self.chunks_skipped, "chunk_points": self.chunk_points,
-                "scheduler": self.scheduler, "points_per_s": self.points_per_s, "estimate": self.estimate,
+                "scheduler": self.scheduler, "points_per_s": self.points_per_s, "deployments": self.deployments, "estimate": self.estimate,
                 "space": self.space, "notes": list(self.notes)}
 
 
@@ -592,7 +599,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
         raise TokenmathError(f"--scheduler = {scheduler!r}; expected 'processes', 'local' or a Dask scheduler address"
                              " tcp://HOST:PORT")
     workers = workers_for(scheduler)
-    chunk_points = chunk_points_for(memory_gb, workers)
+    chunk_points = chunk_points_for(memory_gb, workers, space.size)
     out_dir, chunk_points, done = prepare_out(Path(out), space, chunk_points, force=force)
     bounds = chunk_bounds(space.size, chunk_points)
     done = {i for i in done if i < len(bounds)}
@@ -601,13 +608,14 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
 
     front: list[dict] = []
     summary: dict = {}
-    state = {"points": 0, "feasible": 0}
+    state = {"points": 0, "feasible": 0, "deployments": 0}
 
     def fold(table) -> None:
         nonlocal front
         front = front_of(front + _chunk_records(table))
         _summarise(summary, table)
         state["points"] += table.num_rows
+        state["deployments"] += int(np.asarray(table.column("deployments").to_numpy(zero_copy_only=False)).sum())
         state["feasible"] += int(np.asarray(table.column("feasible").to_numpy(zero_copy_only=False), bool).sum())
         if progress:
             progress(state["points"], space.size)
@@ -642,7 +650,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     return Exploration(points=state["points"], out=str(out_dir), seconds=round(seconds, 3), pareto=tuple(front),
                        summary=tuple(summary.values()), feasible=state["feasible"], chunks=len(bounds),
                        chunks_skipped=len(done), chunk_points=chunk_points, scheduler=scheduler or "in-process",
-                       space=space.describe(), points_per_s=round(rate, 2), notes=tuple(notes))
+                       space=space.describe(), points_per_s=round(rate, 2), deployments=state["deployments"], notes=tuple(notes))
 
 
 def read_grid(out: str | os.PathLike, x: str, y: str, value: str = "usd_per_mtok", *, model: str | None = None):
