@@ -3,8 +3,8 @@
     explore(model="deepseek-v3", base_chip="h100-sxm", vary=["hbm_bytes_per_s=3.35e12:13.4e12:4"],
             input_tokens=2000, output_tokens=500, min_tokens_per_s_per_user=50, out="x.parquet")
 
-A *point* is one model on one chip variant under one workload: the base system (a catalog system)
-with the varied fields replaced (`FIELDS`: the catalog's own names — hbm_bytes_per_s,
+A *point* is one model on one chip variant under one workload: a base system (a catalog system;
+several are an axis) with the varied fields replaced (`FIELDS`: the catalog's own names — hbm_bytes_per_s,
 bf16_flops_per_s, scaleup_chips, ...). For each point the planner's search (plan.plan_system: every
 candidate layout × batch × deployable weight dtype, in one broadcast per dtype) runs under the
 calibrated per-operation step model (stepmodel.op_step, the estimate) and, beside it, at peak rates
@@ -163,10 +163,10 @@ def parse_axis(text: str | Axis) -> Axis:
 
 @dataclass(frozen=True)
 class Space:
-    """What is explored: models × axes, from a base system, under a workload (the axes may vary it)."""
+    """What is explored: models × base systems × axes, under a workload (the axes may vary it)."""
 
     models: tuple[Model, ...]
-    base: System
+    bases: tuple[System, ...]
     axes: tuple[Axis, ...]
     input_tokens: float
     output_tokens: float
@@ -174,7 +174,7 @@ class Space:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.models),) + tuple(len(a.values) for a in self.axes)
+        return (len(self.models), len(self.bases)) + tuple(len(a.values) for a in self.axes)
 
     @property
     def size(self) -> int:
@@ -182,8 +182,8 @@ class Space:
 
     def describe(self) -> dict:
         """The space as plain data: what `_explore.json` records, and what a resumed run must match."""
-        return {"models": [m.name for m in self.models], "base_chip": self.base.name,
-                "base": _system_fields(self.base),
+        return {"models": [m.name for m in self.models], "base_chips": [b.name for b in self.bases],
+                "bases": [_system_fields(b) for b in self.bases],
                 "axes": [{"field": a.field, "unit": a.spec.unit, "values": list(a.values)} for a in self.axes],
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "min_tokens_per_s_per_user": self.min_tokens_per_s_per_user}
@@ -217,7 +217,7 @@ def variant(base: System, values: dict[str, float]) -> System:
     return s
 
 
-def make_space(models: Sequence[Model], base: System, axes: Sequence[Axis], *, input_tokens: float,
+def make_space(models: Sequence[Model], bases: Sequence[System], axes: Sequence[Axis], *, input_tokens: float,
                output_tokens: float, min_tokens_per_s_per_user: float | None) -> Space:
     if not models:
         raise TokenmathError("--model names no model")
@@ -234,8 +234,6 @@ def make_space(models: Sequence[Model], base: System, axes: Sequence[Axis], *, i
         if a.field in seen:
             raise TokenmathError(f"--vary {a.field} is given twice; give its values in one --vary")
         seen.add(a.field)
-        if a.spec.where == "chip" and a.field.endswith("_flops_per_s") and base.chip.flops_per_s(a.field[:-12]) is None:
-            pass  # a chip line the base lacks may be added: the planner then tries that dtype where deployable
     for name, v, spec in (("--input-tokens", input_tokens, FIELDS["input_tokens"]),
                           ("--output-tokens", output_tokens, FIELDS["output_tokens"])):
         parse_bounded(v, "count", what=name, low=spec.low, low_inclusive=True, high=spec.high, whole=True,
@@ -244,12 +242,18 @@ def make_space(models: Sequence[Model], base: System, axes: Sequence[Axis], *, i
         spec = FIELDS["min_tokens_per_s_per_user"]
         parse_bounded(min_tokens_per_s_per_user, "count", what="--min-tokens-per-s-per-user", low=0, high=spec.high,
                       meaning=spec.meaning)
-    space = Space(tuple(models), base, tuple(axes), float(input_tokens), float(output_tokens),
+    if not bases:
+        raise TokenmathError("--base-chip names no system")
+    if len(bases) > MAX_MODELS:
+        raise TokenmathError(f"--base-chip lists {len(bases)} systems; at most {MAX_MODELS}")
+    if len({b.name for b in bases}) < len(bases):
+        raise TokenmathError("--base-chip names a system twice")
+    space = Space(tuple(models), tuple(bases), tuple(axes), float(input_tokens), float(output_tokens),
                   None if min_tokens_per_s_per_user is None else float(min_tokens_per_s_per_user))
     n = space.size
     if n > MAX_POINTS:
         dims = " × ".join(f"{k:,}" for k in space.shape)
-        raise TokenmathError(f"the space has {n:,} points ({dims}: models × each --vary axis); at most "
+        raise TokenmathError(f"the space has {n:,} points ({dims}: models × base chips × each --vary axis); at most "
                              f"{MAX_POINTS:,} are explored in one run — split it, or take fewer values per axis")
     return space
 
@@ -351,17 +355,18 @@ def run_chunk(task: tuple[Space, int, int, int]) -> dict:
     """The rows of points lo..hi-1 of the space, as columns (lists): one task."""
     space, _, lo, hi = task
     idx = np.unravel_index(np.arange(lo, hi), space.shape)
-    names = ["model"] + [a.field for a in space.axes] + list(RESULT_UNITS)
+    axes = [a.field for a in space.axes]
+    names = ["model", "base_chip"] + axes + [k for k in RESULT_UNITS if k not in axes]
     out: dict[str, list] = {k: [] for k in names}
     base_w = {"input_tokens": space.input_tokens, "output_tokens": space.output_tokens,
               "min_tokens_per_s_per_user": space.min_tokens_per_s_per_user}
     for k in range(hi - lo):
-        model = space.models[int(idx[0][k])]
-        vals = {a.field: a.values[int(idx[j + 1][k])] for j, a in enumerate(space.axes)}
+        model, base = space.models[int(idx[0][k])], space.bases[int(idx[1][k])]
+        vals = {a.field: a.values[int(idx[j + 2][k])] for j, a in enumerate(space.axes)}
         w = base_w | {f: v for f, v in vals.items() if FIELDS[f].where == "workload"}
-        sysv = variant(space.base, {f: v for f, v in vals.items() if FIELDS[f].where != "workload"})
+        sysv = variant(base, {f: v for f, v in vals.items() if FIELDS[f].where != "workload"})
         row = evaluate_point(model, sysv, w["input_tokens"], w["output_tokens"], w["min_tokens_per_s_per_user"])
-        row = {"model": model.name} | vals | w | row
+        row = {"model": model.name, "base_chip": base.name} | vals | w | row
         for c in names:
             out[c].append(row.get(c))
     return out
@@ -411,7 +416,8 @@ def chunk_points_for(memory_gb: float, workers: int, n_points: int | None = None
 def _schema(space: Space):
     import pyarrow as pa
 
-    fields = [pa.field("model", pa.string(), metadata={"unit": "", "meaning": "catalog model name"})]
+    fields = [pa.field("model", pa.string(), metadata={"unit": "", "meaning": "catalog model name"}),
+              pa.field("base_chip", pa.string(), metadata={"unit": "", "meaning": "the system the variant starts from"})]
     for a in space.axes:
         fields.append(pa.field(a.field, pa.float64(), metadata={"unit": a.spec.unit, "meaning": a.spec.meaning}))
     for name, unit in RESULT_UNITS.items():
@@ -421,7 +427,7 @@ def _schema(space: Space):
                else pa.float64())
         fields.append(pa.field(name, typ, metadata={"unit": unit}))
     meta = {"tokenmath": "explore", "estimate": "calibrated per-operation step model (stepmodel.op_step) via the "
-            "planner; roofline_* columns: the bound", "base_chip": space.base.name}
+            "planner; roofline_* columns: the bound", "base_chips": ",".join(b.name for b in space.bases)}
     return pa.schema(fields, metadata=meta)
 
 
@@ -492,7 +498,7 @@ def front_of(records: list[dict]) -> list[dict]:
     for r in sorted(records, key=lambda r: json.dumps(r, sort_keys=True, default=str)):
         groups.setdefault((r["model"], r["input_tokens"], r["output_tokens"], r["objective"]), []).append(r)
     out = []
-    for (_, _, _, objective), rs in groups.items():
+    for (_, _, _, objective), rs in sorted(groups.items(), key=lambda kv: kv[0]):
         priced = objective == "cost"
         key = _value_column(priced)
         user = np.array([r["tokens_per_s_per_user"] for r in rs], float)
@@ -568,7 +574,7 @@ def _summarise(summary: dict, table) -> None:
             s["best"] = {k: cols[k][i] for k in cols}
 
 
-def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | System,
+def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | System | Sequence[str | System],
             vary: Iterable[str | Axis] = (), input_tokens: float = 2000, output_tokens: float = 500,
             min_tokens_per_s_per_user: float | None = None, out: str | os.PathLike,
             memory_gb: float | None = None, scheduler: str | None = None, force: bool = False,
@@ -577,6 +583,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     workload; write every point's row to the Parquet folder `out`; return the summary and front.
 
     model: a catalog name or config.json path, a comma-separated list of them, a list, or Models.
+    base_chip: a catalog system (a hypothetical one from a --catalog TOML too), or several: an axis.
     vary: 'FIELD=START:STOP:N' or 'FIELD=v1,v2,...' (FIELDS). scheduler: None (this process),
     'processes' (a pool of local worker processes, one per core), 'local' (a Dask LocalCluster) or
     a Dask scheduler address 'tcp://HOST:PORT' (the workers need tokenmath installed)."""
@@ -587,9 +594,11 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     cat = catalog or load_catalog()
     names = model.split(",") if isinstance(model, str) else [model] if isinstance(model, Model) else list(model)
     models = [cat.model(x.strip() if isinstance(x, str) else x) for x in names]
-    base = cat.system(base_chip) if isinstance(base_chip, str) else base_chip
+    given = base_chip.split(",") if isinstance(base_chip, str) else [base_chip] if isinstance(base_chip, System) \
+        else list(base_chip)
+    bases = [cat.system(x.strip()) if isinstance(x, str) else x for x in given]
     axes = [parse_axis(v) for v in ([vary] if isinstance(vary, str) else list(vary))]
-    space = make_space(models, base, axes, input_tokens=input_tokens, output_tokens=output_tokens,
+    space = make_space(models, bases, axes, input_tokens=input_tokens, output_tokens=output_tokens,
                        min_tokens_per_s_per_user=min_tokens_per_s_per_user)
     if memory_gb is None:
         memory_gb = default_memory_gb()
@@ -653,9 +662,11 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
                        space=space.describe(), points_per_s=round(rate, 2), deployments=state["deployments"], notes=tuple(notes))
 
 
-def read_grid(out: str | os.PathLike, x: str, y: str, value: str = "usd_per_mtok", *, model: str | None = None):
+def read_grid(out: str | os.PathLike, x: str, y: str, value: str = "usd_per_mtok", *, model: str | None = None,
+              base_chip: str | None = None):
     """(x values, y values, grid[y, x]) of `value` over two axes of an exploration folder: the best
-    (lowest cost; highest tokens/s per chip) over the other axes, read part by part (bounded memory)."""
+    (lowest cost; highest tokens/s per chip) over the other axes, for one model and base chip (default:
+    the first), read part by part (bounded memory)."""
     import pyarrow.parquet as pq
 
     out = Path(out)
@@ -670,9 +681,10 @@ def read_grid(out: str | os.PathLike, x: str, y: str, value: str = "usd_per_mtok
     lower = value != "tokens_per_s_per_chip"
     grid = np.full((len(ys), len(xs)), np.inf if lower else -np.inf)
     model = model or rec["space"]["models"][0]
+    base_chip = base_chip or rec["space"]["base_chips"][0]
     for p in sorted(out.glob("part-*.parquet")):
-        t = pq.read_table(p, columns=["model", x, y, value]).to_pydict()
-        m = np.array(t["model"]) == model
+        t = pq.read_table(p, columns=["model", "base_chip", x, y, value]).to_pydict()
+        m = (np.array(t["model"]) == model) & (np.array(t["base_chip"]) == base_chip)
         v = np.array([np.nan if z is None else z for z in t[value]], float)
         ok = m & ~np.isnan(v)
         if not ok.any():

@@ -15,7 +15,7 @@ MAX_FRONT_LINES = 20
 @command("explore")
 def explore_cmd(
     model: Annotated[str, typer.Option("--model", help="Catalog names or config.json paths, comma-separated.")],
-    base_chip: Annotated[str, typer.Option("--base-chip", help="The catalog system every variant starts from.")],
+    base_chip: Annotated[str, typer.Option("--base-chip", help="The catalog system every variant starts from (comma-separate several: an axis; hypothetical ones from a --catalog TOML).")],
     parquet: Annotated[Path, typer.Option("--out", help="Where the rows go: a folder of Parquet parts (a Parquet dataset, e.g. out.parquet/); a stopped run given the same arguments resumes there.")],
     vary: Annotated[Optional[List[str]], typer.Option("--vary", help="FIELD=START:STOP:N or FIELD=v1,v2,... (repeatable); FIELD as the catalog spells it: hbm_bytes_per_s, bf16_flops_per_s, hbm_bytes, scaleup_chips, scaleup_bytes_per_s, ... (the workload's input_tokens, output_tokens, min_tokens_per_s_per_user too).")] = None,
     input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request (I).")] = "2000",
@@ -45,12 +45,12 @@ def explore_cmd(
     I, O = _count(input_tokens, "--input-tokens"), _count(output_tokens, "--output-tokens")
     from ..parallel import options
 
-    n_models = len([x for x in model.split(",") if x.strip()])
-    total = n_models
+    total = len([x for x in model.split(",") if x.strip()]) * len([x for x in base_chip.split(",") if x.strip()])
     for a in axes:
         total *= len(a.values)
     with progress("exploring", total, json_) as update, options(dashboard=dashboard, notify=err.print):
-        r = ex.explore(model=[x.strip() for x in model.split(",") if x.strip()], base_chip=base_chip, vary=axes,
+        r = ex.explore(model=[x.strip() for x in model.split(",") if x.strip()],
+                       base_chip=[x.strip() for x in base_chip.split(",") if x.strip()], vary=axes,
                        input_tokens=I, output_tokens=O, min_tokens_per_s_per_user=min_user, out=parquet,
                        memory_gb=mem, scheduler=scheduler, force=force, catalog=cat,
                        progress=lambda done, n: update(done, total=n, description=f"exploring: {done:,} of {n:,} points"))
@@ -62,7 +62,8 @@ def explore_cmd(
             raise TokenmathError("--plot draws a heat map over two chip axes: give two --vary chip or system fields")
         xs, ys, grid = ex.read_grid(r.out, chip_axes[0], chip_axes[1])
         plots.explore_heatmap(xs, ys, grid, x=chip_axes[0], y=chip_axes[1],
-                              title=f"{r.space['models'][0]} from {base_chip}: $/Mtok (estimate)", path=plot)
+                              title=f"{r.space['models'][0]} from {r.space['base_chips'][0]}: $/Mtok (estimate)",
+                              path=plot)
         err.print(f"wrote {plot}")
     if plot_frontier is not None:
         from .. import plots
@@ -72,12 +73,24 @@ def explore_cmd(
     _finish(json_, r.to_dict(), render(r))
 
 
+def _shown(field: str, v: float) -> str:
+    from ..exploration import FIELDS
+
+    unit = FIELDS[field].unit
+    if unit == "USD/chip-hour":
+        return f"${v:,.4g}/chip-hour"
+    if FIELDS[field].where == "workload" or unit == "chips":
+        return f"{v:,.6g}"
+    return si(v, unit)
+
+
 def _axes_text(rec: dict, fields) -> str:
-    return ", ".join(f"{f} {si(rec[f])}" for f in fields if rec.get(f) is not None)
+    return ", ".join(f"{f} {_shown(f, rec[f])}" for f in fields if rec.get(f) is not None)
 
 
 def render(r) -> list[str]:
     fields = [a["field"] for a in r.space["axes"]]
+    many = len(r.space["base_chips"]) > 1
     lines = [f"explored {r.points:,} points ({r.feasible:,} meet the SLO) in {r.seconds:,.1f} s "
              f"({r.scheduler}; {r.chunks:,} chunk(s) of up to {r.chunk_points:,}"
              + (f", {r.chunks_skipped:,} read back" if r.chunks_skipped else "") + f") -> {r.out}",
@@ -91,7 +104,8 @@ def render(r) -> list[str]:
         cost = (f"${b['usd_per_mtok']:,.3g}/Mtok (80 %: {b['usd_per_mtok_lo']:,.3g}–{b['usd_per_mtok_hi']:,.3g}; "
                 f"roofline bound ${b['roofline_usd_per_mtok']:,.3g})" if b["usd_per_mtok"] is not None
                 else f"{b['tokens_per_s_per_chip']:,.0f} tokens/s per chip")
-        lines.append(head + f"; best {cost} at {_axes_text(b, fields) or 'the base chip'}")
+        at = ", ".join(x for x in ((b["base_chip"] if many or not fields else ""), _axes_text(b, fields)) if x)
+        lines.append(head + f"; best {cost} at {at}")
     lines.append(f"  Pareto front ($/Mtok or tokens/s per chip against tokens/s per user), {len(r.pareto)} point(s):")
     for p in r.pareto[:MAX_FRONT_LINES]:
         value = (f"${p['usd_per_mtok']:,.3g}/Mtok" if p["usd_per_mtok"] is not None
@@ -100,7 +114,7 @@ def render(r) -> list[str]:
         lines.append(f"    {p['model']}: {value}, {p['tokens_per_s_per_user']:,.0f} tok/s/user, "
                      f"{p['tokens_per_s_per_chip']:,.0f} tok/s/chip{j}; TP{p['tp']} EP{p['ep']} PP{p['pp']} "
                      f"B={p['batch']:,.0f} {p['weight_dtype']}, binding {p['binding']}"
-                     + (f"; {_axes_text(p, fields)}" if fields else ""))
+                     + (f"; {p['base_chip']}" if many else "") + (f"; {_axes_text(p, fields)}" if fields else ""))
     if len(r.pareto) > MAX_FRONT_LINES:
         lines.append(f"    … {len(r.pareto) - MAX_FRONT_LINES} more in --json")
     lines += [f"  note: {n}" for n in r.notes]
