@@ -171,6 +171,7 @@ class Space:
     input_tokens: float
     output_tokens: float
     min_tokens_per_s_per_user: float | None
+    goal: str = "cost"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -186,7 +187,7 @@ class Space:
                 "bases": [_system_fields(b) for b in self.bases],
                 "axes": [{"field": a.field, "unit": a.spec.unit, "values": list(a.values)} for a in self.axes],
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "min_tokens_per_s_per_user": self.min_tokens_per_s_per_user}
+                "min_tokens_per_s_per_user": self.min_tokens_per_s_per_user, "objective": self.goal}
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
@@ -218,7 +219,7 @@ def variant(base: System, values: dict[str, float]) -> System:
 
 
 def make_space(models: Sequence[Model], bases: Sequence[System], axes: Sequence[Axis], *, input_tokens: float,
-               output_tokens: float, min_tokens_per_s_per_user: float | None) -> Space:
+               output_tokens: float, min_tokens_per_s_per_user: float | None, goal: str = "cost") -> Space:
     if not models:
         raise TokenmathError("--model names no model")
     if len(models) > MAX_MODELS:
@@ -242,6 +243,9 @@ def make_space(models: Sequence[Model], bases: Sequence[System], axes: Sequence[
         spec = FIELDS["min_tokens_per_s_per_user"]
         parse_bounded(min_tokens_per_s_per_user, "count", what="--min-tokens-per-s-per-user", low=0, high=spec.high,
                       meaning=spec.meaning)
+    if goal not in GOALS:
+        raise TokenmathError(f"--objective = {goal!r}; expected 'cost' (the cheapest deployment meeting the SLO) or"
+                             " 'speed' (the fastest per user)")
     if not bases:
         raise TokenmathError("--base-chip names no system")
     if len(bases) > MAX_MODELS:
@@ -249,7 +253,7 @@ def make_space(models: Sequence[Model], bases: Sequence[System], axes: Sequence[
     if len({b.name for b in bases}) < len(bases):
         raise TokenmathError("--base-chip names a system twice")
     space = Space(tuple(models), tuple(bases), tuple(axes), float(input_tokens), float(output_tokens),
-                  None if min_tokens_per_s_per_user is None else float(min_tokens_per_s_per_user))
+                  None if min_tokens_per_s_per_user is None else float(min_tokens_per_s_per_user), goal)
     n = space.size
     if n > MAX_POINTS:
         dims = " × ".join(f"{k:,}" for k in space.shape)
@@ -282,7 +286,13 @@ TEXT = {"model", "objective", "weight_dtype", "binding", "roofline_bound"}
 INTEGER = {"chips", "tp", "ep", "pp", "deployments"}
 
 
-def _best(cols: dict, U: float | None, priced: bool) -> int | None:
+GOALS = ("cost", "speed")
+
+
+def _best(cols: dict, U: float | None, priced: bool, goal: str = "cost") -> int | None:
+    """The deployment a point answers with: among those meeting the SLO, the cheapest ($/Mtok; the
+    most tokens/s per chip where unpriced), or with goal 'speed' the fastest per user (then the
+    cheapest of equals)."""
     n = len(cols["batch"])
     if not n:
         return None
@@ -291,6 +301,9 @@ def _best(cols: dict, U: float | None, priced: bool) -> int | None:
         return None
     idx = np.nonzero(ok)[0]
     user = cols["tokens_per_s_per_user"][idx]
+    if goal == "speed":
+        v = cols["usd_per_mtok"][idx].astype(float) if priced else -cols["tokens_per_s_per_chip"][idx]
+        return int(idx[np.lexsort((v, -user))[0]])
     if priced:
         v = cols["usd_per_mtok"][idx].astype(float)
         return int(idx[np.lexsort((-user, v))[0]])
@@ -298,7 +311,7 @@ def _best(cols: dict, U: float | None, priced: bool) -> int | None:
     return int(idx[np.lexsort((-user, -v))[0]])
 
 
-def evaluate_point(model: Model, system: System, I: float, O: float, U: float | None) -> dict:
+def evaluate_point(model: Model, system: System, I: float, O: float, U: float | None, goal: str = "cost") -> dict:
     """The row of one point: the cheapest deployment meeting the SLO under the estimate (the
     planner's search), its 80 % band, energy and binding term, and the roofline bound of that
     same deployment (plan.plan_bound: same layout, batch and dtypes at peak rates)."""
@@ -317,7 +330,7 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
     except TokenmathError:  # a variant no layout can serve (e.g. no FLOP/s for any dtype): infeasible
         return row
     row["deployments"] = len(cols["batch"])
-    b = _best(cols, U, priced)
+    b = _best(cols, U, priced, goal)
     if b is None:
         return row
     g = lambda k: cols[k][b]  # noqa: E731
@@ -365,7 +378,8 @@ def run_chunk(task: tuple[Space, int, int, int]) -> dict:
         vals = {a.field: a.values[int(idx[j + 2][k])] for j, a in enumerate(space.axes)}
         w = base_w | {f: v for f, v in vals.items() if FIELDS[f].where == "workload"}
         sysv = variant(base, {f: v for f, v in vals.items() if FIELDS[f].where != "workload"})
-        row = evaluate_point(model, sysv, w["input_tokens"], w["output_tokens"], w["min_tokens_per_s_per_user"])
+        row = evaluate_point(model, sysv, w["input_tokens"], w["output_tokens"], w["min_tokens_per_s_per_user"],
+                             space.goal)
         row = {"model": model.name, "base_chip": base.name} | vals | w | row
         for c in names:
             out[c].append(row.get(c))
@@ -555,7 +569,7 @@ class Exploration:
                 "space": self.space, "notes": list(self.notes)}
 
 
-def _summarise(summary: dict, table) -> None:
+def _summarise(summary: dict, table, goal: str = "cost") -> None:
     """Fold a chunk's rows into per-(model, workload) counts and the cheapest point."""
     cols = table.to_pydict()
     n = len(cols["model"])
@@ -568,15 +582,20 @@ def _summarise(summary: dict, table) -> None:
             continue
         s["feasible"] += 1
         priced = cols["objective"][i] == "cost"
-        v = cols["usd_per_mtok"][i] if priced else -cols["tokens_per_s_per_chip"][i]
+
+        def value(r, i=None):
+            g = (lambda k: cols[k][i]) if i is not None else (lambda k: r[k])  # noqa: E731
+            v = g("usd_per_mtok") if priced else -g("tokens_per_s_per_chip")
+            return (-g("tokens_per_s_per_user"), v) if goal == "speed" else (v, -g("tokens_per_s_per_user"))
+
         b = s["best"]
-        if b is None or v < (b["usd_per_mtok"] if priced else -b["tokens_per_s_per_chip"]):
+        if b is None or value(None, i) < value(b):
             s["best"] = {k: cols[k][i] for k in cols}
 
 
 def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | System | Sequence[str | System],
             vary: Iterable[str | Axis] = (), input_tokens: float = 2000, output_tokens: float = 500,
-            min_tokens_per_s_per_user: float | None = None, out: str | os.PathLike,
+            min_tokens_per_s_per_user: float | None = None, objective: str = "cost", out: str | os.PathLike,
             memory_gb: float | None = None, scheduler: str | None = None, force: bool = False,
             progress: Callable[[int, int], None] | None = None, catalog=None) -> Exploration:
     """Explore models × hypothetical chips (the base system with `vary`'s fields replaced) under a
@@ -584,7 +603,8 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
 
     model: a catalog name or config.json path, a comma-separated list of them, a list, or Models.
     base_chip: a catalog system (a hypothetical one from a --catalog TOML too), or several: an axis.
-    vary: 'FIELD=START:STOP:N' or 'FIELD=v1,v2,...' (FIELDS). scheduler: None (this process),
+    vary: 'FIELD=START:STOP:N' or 'FIELD=v1,v2,...' (FIELDS). objective: 'cost' (each point's
+    cheapest deployment meeting the SLO) or 'speed' (its fastest per user: the latency floor). scheduler: None (this process),
     'processes' (a pool of local worker processes, one per core), 'local' (a Dask LocalCluster) or
     a Dask scheduler address 'tcp://HOST:PORT' (the workers need tokenmath installed)."""
     t0 = time.perf_counter()
@@ -599,7 +619,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     bases = [cat.system(x.strip()) if isinstance(x, str) else x for x in given]
     axes = [parse_axis(v) for v in ([vary] if isinstance(vary, str) else list(vary))]
     space = make_space(models, bases, axes, input_tokens=input_tokens, output_tokens=output_tokens,
-                       min_tokens_per_s_per_user=min_tokens_per_s_per_user)
+                       min_tokens_per_s_per_user=min_tokens_per_s_per_user, goal=objective)
     if memory_gb is None:
         memory_gb = default_memory_gb()
     elif not (isinstance(memory_gb, (int, float)) and math.isfinite(memory_gb) and 0 < memory_gb <= 1e4):
@@ -622,7 +642,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     def fold(table) -> None:
         nonlocal front
         front = front_of(front + _chunk_records(table))
-        _summarise(summary, table)
+        _summarise(summary, table, space.goal)
         state["points"] += table.num_rows
         state["deployments"] += int(np.asarray(table.column("deployments").to_numpy(zero_copy_only=False)).sum())
         state["feasible"] += int(np.asarray(table.column("feasible").to_numpy(zero_copy_only=False), bool).sum())
@@ -656,7 +676,10 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     notes = []
     if done:
         notes.append(f"{len(done)} chunk(s) already in {str(out_dir)!r} were read back, not recomputed")
-    return Exploration(points=state["points"], out=str(out_dir), seconds=round(seconds, 3), pareto=tuple(front),
+    pick = "fastest deployment per user" if space.goal == "speed" else "cheapest deployment"
+    label = (f"calibrated per-operation step model (each point: the planner's {pick} meeting the SLO); roofline_* "
+             "columns: the bound of the same deployment")
+    return Exploration(estimate=label, points=state["points"], out=str(out_dir), seconds=round(seconds, 3), pareto=tuple(front),
                        summary=tuple(summary.values()), feasible=state["feasible"], chunks=len(bounds),
                        chunks_skipped=len(done), chunk_points=chunk_points, scheduler=scheduler or "in-process",
                        space=space.describe(), points_per_s=round(rate, 2), deployments=state["deployments"], notes=tuple(notes))

@@ -21,6 +21,7 @@ def explore_cmd(
     input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request (I).")] = "2000",
     output_tokens: Annotated[str, typer.Option("--output-tokens", help="Generated tokens per request (O).")] = "500",
     min_user: Annotated[Optional[float], Num("--min-tokens-per-s-per-user", help="SLO: decode speed each user sees.")] = None,
+    objective: Annotated[str, typer.Option("--objective", help="What each point answers with: cost (the cheapest deployment meeting the SLO; default) or speed (the fastest per user: the latency floor).")] = "cost",
     memory_gb: Annotated[Optional[str], typer.Option("--memory-gb", help="Memory budget in GB (decimal) for the run and its workers; sets the chunk size (default: a quarter of this machine's memory, at most 2).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="'processes' (a pool of worker processes, one per core), 'local' (a Dask LocalCluster on 127.0.0.1) or a Dask scheduler address tcp://HOST:PORT (default: in-process).")] = None,
     dashboard: DashboardOpt = False,
@@ -51,7 +52,7 @@ def explore_cmd(
     with progress("exploring", total, json_) as update, options(dashboard=dashboard, notify=err.print):
         r = ex.explore(model=[x.strip() for x in model.split(",") if x.strip()],
                        base_chip=[x.strip() for x in base_chip.split(",") if x.strip()], vary=axes,
-                       input_tokens=I, output_tokens=O, min_tokens_per_s_per_user=min_user, out=parquet,
+                       input_tokens=I, output_tokens=O, min_tokens_per_s_per_user=min_user, objective=objective, out=parquet,
                        memory_gb=mem, scheduler=scheduler, force=force, catalog=cat,
                        progress=lambda done, n: update(done, total=n, description=f"exploring: {done:,} of {n:,} points"))
     if plot is not None:
@@ -105,7 +106,8 @@ def render(r) -> list[str]:
                 f"roofline bound ${b['roofline_usd_per_mtok']:,.3g})" if b["usd_per_mtok"] is not None
                 else f"{b['tokens_per_s_per_chip']:,.0f} tokens/s per chip")
         at = ", ".join(x for x in ((b["base_chip"] if many or not fields else ""), _axes_text(b, fields)) if x)
-        lines.append(head + f"; best {cost} at {at}")
+        best = "fastest" if r.space.get("objective") == "speed" else "best"
+        lines.append(head + f"; {best} {cost}, {b['tokens_per_s_per_user']:,.0f} tok/s/user, at {at}")
     lines.append(f"  Pareto front ($/Mtok or tokens/s per chip against tokens/s per user), {len(r.pareto)} point(s):")
     for p in r.pareto[:MAX_FRONT_LINES]:
         value = (f"${p['usd_per_mtok']:,.3g}/Mtok" if p["usd_per_mtok"] is not None
