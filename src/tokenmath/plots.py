@@ -575,6 +575,11 @@ def explore_frontier(r, *, title: str, path=None):
         _pareto_steps(ax, [p["tokens_per_s_per_user"] for p in sel], [p[key] for p in sel], what=what)
         ax.plot([p["tokens_per_s_per_user"] for p in sel], [p[key] for p in sel], "o", ms=4, ls="none", zorder=3,
                 label=f"{name} (estimate)")
-    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user", ylabel=ylabel)
+    def scale(v):  # log only where the values span a decade: a narrow range reads better linear
+        v = [x for x in v if x and x > 0]
+        return "log" if v and max(v) > 10 * min(v) else "linear"
+
+    ax.set(xscale=scale([p["tokens_per_s_per_user"] for p in pts]), yscale=scale([p[key] for p in pts]),
+           xlabel="tokens/s per user", ylabel=ylabel)
     _fit_title(ax, title)
     return _markers_legend(ax, path, what="markers: chip variants on the front (each its best deployment)")
