@@ -177,3 +177,26 @@ def test_invariant_heat_map_grid_is_the_rows(tmp_path):
         i, j = list(ys).index(r["bf16_flops_per_s"]), list(xs).index(r["hbm_bytes_per_s"])
         assert grid[i, j] == r["usd_per_mtok"]
     assert all(math.isfinite(v) for v in grid.ravel())
+
+
+def test_a_dask_cluster_address_gives_the_same_rows(tmp_path):
+    """--scheduler tcp://HOST:PORT: the chunks run as Dask tasks on a running cluster (here one started
+    in this test, on 127.0.0.1, in-process workers), their rows written here: the same rows, and a
+    bounded number in flight (more chunks than 2 × workers)."""
+    distributed = pytest.importorskip("distributed")
+    kw = dict(SMALL, vary=["hbm_bytes_per_s=2e12:4e12:5"], memory_gb=0.5)
+    a = tm.explore(**kw, out=tmp_path / "one.parquet")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://",
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        b = tm.explore(**kw, out=tmp_path / "dask.parquet", scheduler=cluster.scheduler_address)
+    assert b.chunks == 5 and b.points == 5
+    key = lambda r: r["hbm_bytes_per_s"]  # noqa: E731
+    assert sorted(pq.read_table(tmp_path / "one.parquet").to_pylist(), key=key) == \
+        sorted(pq.read_table(tmp_path / "dask.parquet").to_pylist(), key=key)
+    assert a.pareto == b.pareto
+
+
+def test_no_scheduler_answering_is_one_sentence(tmp_path):
+    code, _, stderr = cli("--model", "qwen3-8b", "--base-chip", "h100-sxm", "--out", str(tmp_path / "h.parquet"),
+                          "--scheduler", "tcp://127.0.0.1:1")
+    assert code == 2 and "no Dask scheduler answered" in stderr

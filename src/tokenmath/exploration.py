@@ -360,8 +360,12 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
     return row
 
 
-def chunk_bounds(n_points: int, chunk_points: int) -> list[tuple[int, int, int]]:
-    return [(i, lo, min(lo + chunk_points, n_points)) for i, lo in enumerate(range(0, n_points, chunk_points))]
+def chunk_bounds(n_points: int, chunk_points: int, skip=frozenset()):
+    """(index, first point, one past the last) of every chunk not in `skip`, lazily: 10⁹ points are
+    two million chunks, never listed at once."""
+    for i, lo in enumerate(range(0, n_points, chunk_points)):
+        if i not in skip:
+            yield i, lo, min(lo + chunk_points, n_points)
 
 
 def run_chunk(task: tuple[Space, int, int, int]) -> dict:
@@ -630,8 +634,8 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     workers = workers_for(scheduler)
     chunk_points = chunk_points_for(memory_gb, workers, space.size)
     out_dir, chunk_points, done = prepare_out(Path(out), space, chunk_points, force=force)
-    bounds = chunk_bounds(space.size, chunk_points)
-    done = {i for i in done if i < len(bounds)}
+    n_chunks = -(-space.size // chunk_points)
+    done = {i for i in done if i < n_chunks}
 
     import pyarrow.parquet as pq
 
@@ -666,7 +670,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
 
     from .parallel import stream_tasks
 
-    todo = ((space, i, lo, hi) for i, lo, hi in bounds if i not in done)
+    todo = ((space, i, lo, hi) for i, lo, hi in chunk_bounds(space.size, chunk_points, done))
     t_run = time.perf_counter()
     computed_before = state["points"]
     stream_tasks(run_chunk, todo, scheduler=scheduler, on_result=on_result, label=lambda t: f"chunk {t[1]}")
@@ -680,7 +684,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     label = (f"calibrated per-operation step model (each point: the planner's {pick} meeting the SLO); roofline_* "
              "columns: the bound of the same deployment")
     return Exploration(estimate=label, points=state["points"], out=str(out_dir), seconds=round(seconds, 3), pareto=tuple(front),
-                       summary=tuple(summary.values()), feasible=state["feasible"], chunks=len(bounds),
+                       summary=tuple(summary.values()), feasible=state["feasible"], chunks=n_chunks,
                        chunks_skipped=len(done), chunk_points=chunk_points, scheduler=scheduler or "in-process",
                        space=space.describe(), points_per_s=round(rate, 2), deployments=state["deployments"], notes=tuple(notes))
 

@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from . import (
-    JsonOpt, CatalogOpt, Num, command, _catalog, _finish, _count, progress, TokenmathError, err, si, DashboardOpt,
+    JsonOpt, CatalogOpt, Num, PLOT_FORMATS, command, _catalog, _finish, _count, progress, TokenmathError, err, si, DashboardOpt,
 )
 
 MAX_FRONT_LINES = 20
@@ -33,7 +33,6 @@ def explore_cmd(
     """Explore hypothetical chips (a catalog system with fields varied) × models × workloads: each point the planner's cheapest deployment under the estimate, with the roofline bound beside it; rows to Parquet, the Pareto front printed."""
     from .. import exploration as ex
     from ..paths import output_path
-    from ..plots import PLOT_FORMATS
 
     if plot_frontier is not None:
         plot_frontier = output_path(plot_frontier, "--plot-frontier", replaces=True, suffixes=PLOT_FORMATS)
