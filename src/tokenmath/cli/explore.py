@@ -43,6 +43,9 @@ def explore_cmd(
         mem = ex.parse_bounded(memory_gb, "count", what="--memory-gb", low=0, high=1e4, meaning="GB of memory")
     axes = [ex.parse_axis(v) for v in (vary or [])]
     I, O = _count(input_tokens, "--input-tokens"), _count(output_tokens, "--output-tokens")
+    chip_axes = [a.field for a in axes if ex.FIELDS[a.field].where != "workload"]
+    if plot is not None and len(chip_axes) < 2:
+        raise TokenmathError("--plot draws a heat map over two chip axes: give two --vary chip or system fields")
     from ..parallel import options
 
     total = len([x for x in model.split(",") if x.strip()]) * len([x for x in base_chip.split(",") if x.strip()])
@@ -57,9 +60,6 @@ def explore_cmd(
     if plot is not None:
         from .. import plots
 
-        chip_axes = [a.field for a in axes if ex.FIELDS[a.field].where != "workload"]
-        if len(chip_axes) < 2:
-            raise TokenmathError("--plot draws a heat map over two chip axes: give two --vary chip or system fields")
         xs, ys, grid = ex.read_grid(r.out, chip_axes[0], chip_axes[1])
         plots.explore_heatmap(xs, ys, grid, x=chip_axes[0], y=chip_axes[1],
                               title=f"{r.space['models'][0]} from {r.space['base_chips'][0]}: $/Mtok (estimate)",
