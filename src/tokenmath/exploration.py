@@ -187,10 +187,20 @@ class Space:
                 "bases": [_system_fields(b) for b in self.bases],
                 "axes": [{"field": a.field, "unit": a.spec.unit, "values": list(a.values)} for a in self.axes],
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "min_tokens_per_s_per_user": self.min_tokens_per_s_per_user, "objective": self.goal}
+                "min_tokens_per_s_per_user": self.min_tokens_per_s_per_user, "objective": self.goal,
+                "estimate": _estimate_label()}
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _estimate_label() -> str:
+    """The calibrated profile's label (its date and preset) and tokenmath's version: a folder written
+    under another calibration is not resumed as if it were this one's."""
+    from . import __version__
+    from .profiles import choose
+
+    return f"{choose('calibrated').label}; tokenmath {__version__}"
 
 
 def _system_fields(s: System) -> dict:
