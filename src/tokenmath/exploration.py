@@ -190,6 +190,15 @@ class Space:
                 "min_tokens_per_s_per_user": self.min_tokens_per_s_per_user, "objective": self.goal,
                 "estimate": _estimate_label()}
 
+    def brief(self) -> dict:
+        """describe(), with an axis of more than 100 values given as its count and range (the JSON
+        summary stays small; `_explore.json` keeps every value)."""
+        d = self.describe()
+        d["axes"] = [a if len(a["values"]) <= 100 else
+                     {"field": a["field"], "unit": a["unit"], "count": len(a["values"]), "min": min(a["values"]),
+                      "max": max(a["values"])} for a in d["axes"]]
+        return d
+
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -696,7 +705,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     return Exploration(estimate=label, points=state["points"], out=str(out_dir), seconds=round(seconds, 3), pareto=tuple(front),
                        summary=tuple(summary.values()), feasible=state["feasible"], chunks=n_chunks,
                        chunks_skipped=len(done), chunk_points=chunk_points, scheduler=scheduler or "in-process",
-                       space=space.describe(), points_per_s=round(rate, 2), deployments=state["deployments"], notes=tuple(notes))
+                       space=space.brief(), points_per_s=round(rate, 2), deployments=state["deployments"], notes=tuple(notes))
 
 
 def read_grid(out: str | os.PathLike, x: str, y: str, value: str = "usd_per_mtok", *, model: str | None = None,
