@@ -200,3 +200,36 @@ def test_no_scheduler_answering_is_one_sentence(tmp_path):
     code, _, stderr = cli("--model", "qwen3-8b", "--base-chip", "h100-sxm", "--out", str(tmp_path / "h.parquet"),
                           "--scheduler", "tcp://127.0.0.1:1")
     assert code == 2 and "no Dask scheduler answered" in stderr
+
+
+def test_without_pyarrow_is_one_sentence(tmp_path, monkeypatch):
+    """pyarrow is an optional extra: without it, explore says how to install it (exit 2), nothing else."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    code, _, stderr = cli("--model", "qwen3-8b", "--base-chip", "h100-sxm", "--out", str(tmp_path / "i.parquet"))
+    assert code == 2 and "pip install 'tokenmath[explore]'" in stderr
+    assert not (tmp_path / "i.parquet").exists()
+
+
+def test_plot_needs_two_chip_axes_before_any_work(tmp_path):
+    code, _, stderr = cli("--model", "qwen3-8b", "--base-chip", "h100-sxm", "--vary", "hbm_bytes_per_s=2e12,3e12",
+                          "--out", str(tmp_path / "j.parquet"), "--plot", str(tmp_path / "j.png"))
+    assert code == 2 and "two chip axes" in stderr
+    assert not (tmp_path / "j.parquet").exists()
+
+
+def test_invariant_speed_objective_is_never_slower_nor_cheaper_than_cost(tmp_path):
+    """invariant: --objective speed picks, among the same deployments, the fastest per user, so per point
+    it is at least as fast as --objective cost's pick and costs at least as much."""
+    kw = dict(SMALL, vary=["hbm_bytes_per_s=2e12,4e12"])
+    tm.explore(**kw, out=tmp_path / "cost.parquet")
+    tm.explore(**kw, objective="speed", out=tmp_path / "speed.parquet")
+    key = lambda r: r["hbm_bytes_per_s"]  # noqa: E731
+    cost = sorted(pq.read_table(tmp_path / "cost.parquet").to_pylist(), key=key)
+    speed = sorted(pq.read_table(tmp_path / "speed.parquet").to_pylist(), key=key)
+    for c, s in zip(cost, speed):
+        assert s["tokens_per_s_per_user"] >= c["tokens_per_s_per_user"]
+        assert s["usd_per_mtok"] >= c["usd_per_mtok"] * (1 - 1e-12)
+    assert any(s["tokens_per_s_per_user"] > 2 * c["tokens_per_s_per_user"] for c, s in zip(cost, speed))
