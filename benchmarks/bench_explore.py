@@ -105,20 +105,22 @@ def per_point(points: int) -> None:
           f"{'meets' if 1 / per >= 2e6 else 'MISSES'}; <= 5× per point: {'meets' if per_dep <= 5 * t_roof else 'MISSES'}")
 
 
-def run_cli(args: list[str]) -> tuple[float, dict, float]:
-    """(wall s, --json, max RSS MB of the process and of its workers) of one `tokenmath explore`, fresh."""
+def run_cli(args: list[str]) -> tuple[float, dict, float, float]:
+    """(wall s, --json, max RSS MB of one process, CPU s of the process and its workers) of one
+    `tokenmath explore`, fresh."""
     code = ("import resource, subprocess, sys, json, time;"
             "t = time.perf_counter();"
             "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
             "w = time.perf_counter() - t;"
+            "u = resource.getrusage(resource.RUSAGE_CHILDREN);"
             "print(json.dumps({'wall': w, 'rc': p.returncode, 'out': p.stdout, 'err': p.stderr[-500:],"
-            " 'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+            " 'maxrss_mb': u.ru_maxrss / 1024, 'cpu': u.ru_utime + u.ru_stime}))")
     exe = os.path.join(os.path.dirname(sys.executable), "tokenmath")
     p = subprocess.run([sys.executable, "-c", code, exe, "explore", *args, "--json"], capture_output=True, text=True)
     rec = json.loads(p.stdout)
     if rec["rc"] != 0:
         raise SystemExit(f"explore failed: {rec['err']}")
-    return rec["wall"], json.loads(rec["out"]), rec["maxrss_mb"]
+    return rec["wall"], json.loads(rec["out"]), rec["maxrss_mb"], rec["cpu"]
 
 
 def schedulers(points: int) -> None:
@@ -128,8 +130,8 @@ def schedulers(points: int) -> None:
                 "500", "--min-tokens-per-s-per-user", "50"]
         for v in vary_for(points):
             base += ["--vary", v]
-        w1, r1, m1 = run_cli(base + ["--out", os.path.join(d, "one.parquet")])
-        wp, rp, mp = run_cli(base + ["--out", os.path.join(d, "pool.parquet"), "--scheduler", "processes"])
+        w1, r1, m1, c1 = run_cli(base + ["--out", os.path.join(d, "one.parquet")])
+        wp, rp, mp, cp = run_cli(base + ["--out", os.path.join(d, "pool.parquet"), "--scheduler", "processes"])
     finally:
         shutil.rmtree(d)
     cores = os.cpu_count()
@@ -137,6 +139,9 @@ def schedulers(points: int) -> None:
           f"--scheduler processes ({cores} workers) {wp:.2f} s ({rp['points'] / wp:,.0f} points/s) -> {w1 / wp:.2f}×   "
           f"target >= 1.7× on 2 cores: {'meets' if w1 / wp >= 1.7 else 'MISSES'} (load average now "
           f"{os.getloadavg()[0]:.1f} on {cores} cores)")
+    print(f"   CPU of every process: one process {c1:.2f} s, the pool {cp:.2f} s ({cp / c1 - 1:+.0%}: the pool's own"
+          f" cost); on {cores} idle cores the pool could at best reach {c1 / (cp / cores):.2f}×"
+          " (CPU ÷ cores, start-up and uneven chunks aside) — an upper bound, not a measurement")
     print(f"4. peak memory (max RSS of one process): in-process run {m1:,.0f} MB; with --scheduler processes the "
           f"largest process {mp:,.0f} MB, {cores + 1} processes <= {(cores + 1) * mp:,.0f} MB   target <= 2 GB: "
           f"{'meets' if (cores + 1) * mp <= 2000 and m1 <= 2000 else 'MISSES'}")
