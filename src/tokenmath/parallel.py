@@ -235,6 +235,8 @@ def stream_tasks(fn: Callable[[Any], Any], items, *, scheduler: str | None = Non
     "processes" (a local process pool, one worker per core or `workers`), "local" (a Dask
     LocalCluster) or a Dask scheduler address. A worker's TokenmathError is raised here unchanged."""
     it = iter(items)
+    if _OPTIONS.get().dashboard and scheduler != "local":
+        raise TokenmathError("--dashboard shows the local cluster's Dask dashboard: it needs --scheduler local")
     if scheduler is None:
         for item in it:
             on_result(item, fn(item))

@@ -36,6 +36,8 @@ def explore_cmd(
 
     if plot_frontier is not None:
         plot_frontier = output_path(plot_frontier, "--plot-frontier", replaces=True, suffixes=PLOT_FORMATS)
+    if dashboard and scheduler != "local":
+        raise TokenmathError("--dashboard shows the local cluster's Dask dashboard: it needs --scheduler local")
     ex.need_pyarrow()
     cat = _catalog(catalog)
     mem = None
