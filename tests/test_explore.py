@@ -200,6 +200,7 @@ def test_no_scheduler_answering_is_one_sentence(tmp_path):
     code, _, stderr = cli("--model", "qwen3-8b", "--base-chip", "h100-sxm", "--out", str(tmp_path / "h.parquet"),
                           "--scheduler", "tcp://127.0.0.1:1")
     assert code == 2 and "no Dask scheduler answered" in stderr
+    assert not (tmp_path / "h.parquet").exists()  # nothing written: no folder left behind
 
 
 def test_without_pyarrow_is_one_sentence(tmp_path, monkeypatch):

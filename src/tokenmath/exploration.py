@@ -25,6 +25,7 @@ Only the chunks in flight are held in memory; the Pareto front is merged chunk b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -652,6 +653,7 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
                              " tcp://HOST:PORT")
     workers = workers_for(scheduler)
     chunk_points = chunk_points_for(memory_gb, workers, space.size)
+    fresh = not Path(out).exists()
     out_dir, chunk_points, done = prepare_out(Path(out), space, chunk_points, force=force)
     n_chunks = -(-space.size // chunk_points)
     done = {i for i in done if i < n_chunks}
@@ -692,7 +694,18 @@ def explore(*, model: str | Model | Sequence[str | Model], base_chip: str | Syst
     todo = ((space, i, lo, hi) for i, lo, hi in chunk_bounds(space.size, chunk_points, done))
     t_run = time.perf_counter()
     computed_before = state["points"]
-    stream_tasks(run_chunk, todo, scheduler=scheduler, on_result=on_result, label=lambda t: f"chunk {t[1]}")
+    try:
+        stream_tasks(run_chunk, todo, scheduler=scheduler, on_result=on_result, label=lambda t: f"chunk {t[1]}")
+    except BaseException:
+        # a run that wrote nothing (no scheduler answered, an error in the first chunk) leaves no folder
+        # behind; one stopped after some chunks keeps them, to resume
+        if fresh and not any(out_dir.glob("part-*.parquet")):
+            for p in out_dir.iterdir():
+                if p.name == MANIFEST or p.name.startswith(".part-"):
+                    p.unlink()
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     seconds = time.perf_counter() - t0
     computed = state["points"] - computed_before
     rate = computed / max(1e-9, time.perf_counter() - t_run)
