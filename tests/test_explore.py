@@ -234,3 +234,26 @@ def test_invariant_speed_objective_is_never_slower_nor_cheaper_than_cost(tmp_pat
         assert s["tokens_per_s_per_user"] >= c["tokens_per_s_per_user"]
         assert s["usd_per_mtok"] >= c["usd_per_mtok"] * (1 - 1e-12)
     assert any(s["tokens_per_s_per_user"] > 2 * c["tokens_per_s_per_user"] for c, s in zip(cost, speed))
+
+
+def test_invariant_a_shared_search_gives_what_a_fresh_one_gives(tmp_path, cat):
+    """invariant: points that differ only in price, board power or SLO share one planner search in a
+    chunk (exploration._search); each row equals the row of a fresh search of that point (rel 1e-12)."""
+    out = tmp_path / "k.parquet"
+    tm.explore(model="qwen3-8b", base_chip="h100-sxm", input_tokens=1000, output_tokens=200,
+               vary=["hbm_bytes_per_s=2e12,4e12", "usd_per_chip_hour=1,2.5", "power_w=500,900",
+                     "min_tokens_per_s_per_user=20,60"], out=out)
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 16
+    base, m = cat.system("h100-sxm"), cat.model("qwen3-8b")
+    for r in rows:
+        s = ex.variant(base, {k: r[k] for k in ("hbm_bytes_per_s", "usd_per_chip_hour", "power_w")})
+        fresh = ex.evaluate_point(m, s, 1000.0, 200.0, r["min_tokens_per_s_per_user"])
+        for k, v in fresh.items():
+            assert r[k] == (pytest.approx(v, rel=1e-12) if isinstance(v, float) else v), k
+    # the price scales the cost and nothing else
+    a = [r for r in rows if r["usd_per_chip_hour"] == 1 and r["power_w"] == 500]
+    b = [r for r in rows if r["usd_per_chip_hour"] == 2.5 and r["power_w"] == 500]
+    for x, y in zip(a, b):
+        assert y["usd_per_mtok"] == pytest.approx(2.5 * x["usd_per_mtok"], rel=1e-12)
+        assert y["tokens_per_s_per_chip"] == x["tokens_per_s_per_chip"]

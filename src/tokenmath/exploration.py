@@ -331,12 +331,44 @@ def _best(cols: dict, U: float | None, priced: bool, goal: str = "cost") -> int 
     return int(idx[np.lexsort((-user, -v))[0]])
 
 
-def evaluate_point(model: Model, system: System, I: float, O: float, U: float | None, goal: str = "cost") -> dict:
+SEARCHES_KEPT = 16  # planner searches a chunk keeps for points that differ only in price, power or SLO
+
+
+def _search(model: Model, system: System, I: float, O: float, searches: dict | None) -> dict:
+    """The planner's search of one chip variant (plan.plan_system under the estimate), shared by the
+    points that differ from it only in $/chip-hour, board power or the SLO: none of them moves a
+    step time, and $/Mtok is proportional to the price (billed chips × price ÷ tokens/s)."""
+    from .plan import plan_system
+
+    price = system.usd_per_chip_hour
+    key = None
+    if searches is not None:
+        key = (model, replace(system, usd_per_chip_hour=None, chip=replace(system.chip, power_w=None)), I, O,
+               price is None)
+        hit = searches.get(key)
+        if hit is not None:
+            searches.move_to_end(key)
+            cols, price0 = hit
+            if price is None or price == price0:
+                return cols
+            return cols | {"usd_per_mtok": cols["usd_per_mtok"] * (price / price0)}
+    cols, _, _ = plan_system(model, system, input_tokens=I, output_tokens=O, estimate="calibrated")
+    if searches is not None:
+        searches[key] = (cols, price)
+        if len(searches) > SEARCHES_KEPT:
+            searches.popitem(last=False)
+    return cols
+
+
+def evaluate_point(model: Model, system: System, I: float, O: float, U: float | None, goal: str = "cost",
+                   searches: dict | None = None) -> dict:
     """The row of one point: the cheapest deployment meeting the SLO under the estimate (the
     planner's search), its 80 % band, energy and binding term, and the roofline bound of that
-    same deployment (plan.plan_bound: same layout, batch and dtypes at peak rates)."""
+    same deployment (plan.plan_bound: same layout, batch and dtypes at peak rates). searches: an
+    OrderedDict the caller keeps across points, to share a search between points that differ
+    only in price, power or SLO (_search)."""
     from .energy import plan_energy
-    from .plan import plan_bound, plan_system, points
+    from .plan import plan_bound, points
     from .profiles import choose, model_class
     from .specs import Dtypes
     from .stepmodel import op_step
@@ -346,7 +378,7 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
     priced = system.usd_per_chip_hour is not None
     row = {"feasible": False, "objective": "cost" if priced else "throughput", "deployments": 0}
     try:
-        cols, _, _ = plan_system(model, system, input_tokens=I, output_tokens=O, estimate="calibrated")
+        cols = _search(model, system, I, O, searches)
     except TokenmathError:  # a variant no layout can serve (e.g. no FLOP/s for any dtype): infeasible
         return row
     row["deployments"] = len(cols["batch"])
@@ -397,13 +429,16 @@ def run_chunk(task: tuple[Space, int, int, int]) -> dict:
     out: dict[str, list] = {k: [] for k in names}
     base_w = {"input_tokens": space.input_tokens, "output_tokens": space.output_tokens,
               "min_tokens_per_s_per_user": space.min_tokens_per_s_per_user}
+    from collections import OrderedDict
+
+    searches: OrderedDict = OrderedDict()
     for k in range(hi - lo):
         model, base = space.models[int(idx[0][k])], space.bases[int(idx[1][k])]
         vals = {a.field: a.values[int(idx[j + 2][k])] for j, a in enumerate(space.axes)}
         w = base_w | {f: v for f, v in vals.items() if FIELDS[f].where == "workload"}
         sysv = variant(base, {f: v for f, v in vals.items() if FIELDS[f].where != "workload"})
         row = evaluate_point(model, sysv, w["input_tokens"], w["output_tokens"], w["min_tokens_per_s_per_user"],
-                             space.goal)
+                             space.goal, searches)
         row = {"model": model.name, "base_chip": base.name} | vals | w | row
         for c in names:
             out[c].append(row.get(c))
