@@ -15,6 +15,7 @@ _EXPORTS = {
     "catalog": ("Catalog", "get_model", "get_system", "load_catalog"),
     "errors": ("TokenmathError",),
     "estimate": ("Estimated", "default_layout", "estimate_pass"),
+    "exploration": ("Exploration", "explore"),  # tokenmath.explore: the function (design-space exploration)
     "fleet": ("FleetPlan", "Slo"),  # the function: tokenmath.fleet.fleet (the module has its name)
     "workload": ("Workload", "read_trace"),
     "hf": ("model_from_config", "model_from_config_file"),
@@ -55,7 +56,7 @@ __all__ = [
     "Attention", "Catalog", "Chip", "Dtypes", "Efficiency", "KvCache", "Mlp", "Model", "Moe", "ParamCounts",
     "ROOFLINE", "StepTime", "System", "Tier", "TokenmathError", "Estimated", "OpStep", "Profile",
     "choose_profile", "default_layout", "estimate_pass", "op_step", "FleetPlan", "Slo", "Workload",
-    "read_trace",
+    "read_trace", "Exploration", "explore",
     "attention_flops_per_token", "balance_batch", "balance_batch_with_kv", "batch_to_fill_hbm", "chips_to_fit",
     "cost_floor_usd_per_mtok", "dtype_bytes", "get_model", "get_system", "hardware_ratio", "hbm_drain_s",
     "kv_bytes_per_token", "kv_cache", "latency_floor_s", "load_catalog", "memory_required_bytes",

@@ -13,7 +13,12 @@ thread each) and closes it when the tasks are done. It has no side effects a use
   fails to start, or a worker that dies, is one sentence quoting the last line of that log;
 - a task's own error (TokenmathError) is raised here unchanged: one sentence.
 
-Any other value of `scheduler` is the address of a running Dask scheduler (optional extra `dask`).
+`"processes"` runs the tasks in a pool of worker processes on this machine (one per core; the
+standard library's ProcessPoolExecutor: no Dask import, no listening socket). Any other value of
+`scheduler` is the address of a running Dask scheduler (optional extra `dask`).
+
+`stream_tasks` is the same runner for work too large to hold: items come from an iterator, at most
+two per worker are in flight, and each result is handed to a callback as it finishes (explore).
 """
 
 from __future__ import annotations
@@ -152,6 +157,8 @@ def run_tasks(fn: Callable[..., Any], items: Sequence[Any], *, scheduler: str | 
     address (optional extra `dask`)."""
     n = len(items)
     opts = _OPTIONS.get()
+    if scheduler == "processes":
+        scheduler, processes = None, max(1, os.cpu_count() or 1)
     if opts.dashboard and scheduler != "local":
         raise TokenmathError("--dashboard shows the local cluster's Dask dashboard: it needs --scheduler local")
     if scheduler is None and processes > 1 and n > 1:
@@ -202,6 +209,101 @@ def run_tasks(fn: Callable[..., Any], items: Sequence[Any], *, scheduler: str | 
                 if progress:
                     progress(done + 1, n, label(items[i]))
             return results
+        finally:
+            with contextlib.suppress(Exception):
+                client.close(timeout=10)
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close(timeout=10)
+
+
+_END = object()
+
+
+def _died(scheduler: str, what: str, log=None) -> TokenmathError:
+    why = _last_line(log) if log is not None else ""
+    return TokenmathError(f"--scheduler {scheduler}: a worker died while running {what[:100]!r}"
+                          + (f" ({why})" if why else "") + "; leave --scheduler out to run in-process")
+
+
+def stream_tasks(fn: Callable[[Any], Any], items, *, scheduler: str | None = None,
+                 on_result: Callable[[Any, Any], None], label: Callable[[Any], str] = str,
+                 workers: int | None = None) -> None:
+    """fn(item) for every item of an iterable, each result handed to on_result(item, result) in this
+    process as it finishes (in the order they finish); at most two items per worker in flight, so
+    neither the items nor the results are ever all held. scheduler: None (this process, in order),
+    "processes" (a local process pool, one worker per core or `workers`), "local" (a Dask
+    LocalCluster) or a Dask scheduler address. A worker's TokenmathError is raised here unchanged."""
+    it = iter(items)
+    if _OPTIONS.get().dashboard and scheduler != "local":
+        raise TokenmathError("--dashboard shows the local cluster's Dask dashboard: it needs --scheduler local")
+    if scheduler is None:
+        for item in it:
+            on_result(item, fn(item))
+        return
+    if scheduler == "processes":
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        n = max(1, int(workers or os.cpu_count() or 1))
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            pending: dict = {}
+
+            def fill():
+                while len(pending) < 2 * n:
+                    item = next(it, _END)
+                    if item is _END:
+                        return
+                    pending[pool.submit(fn, item)] = item
+
+            fill()
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    item = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        raise _died("processes", label(item)) from None
+                    on_result(item, result)
+                fill()
+        return
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise TokenmathError("--scheduler needs Dask: pip install 'tokenmath[dask]'") from None
+    opts = _OPTIONS.get()
+    with tempfile.TemporaryFile() as log, _quiet_dask():
+        cluster = None
+        if scheduler == "local":
+            client, cluster = _local_client(int(workers or os.cpu_count() or 1), opts, log)
+        else:
+            client = _connect(Client, scheduler)
+        try:
+            n = max(1, len(client.scheduler_info().get("workers", {})) or 1)
+            pending = {}
+            for _ in range(2 * n):
+                item = next(it, _END)
+                if item is _END:
+                    break
+                pending[client.submit(fn, item, pure=False)] = item
+            seq = as_completed(list(pending), loop=client.loop)
+            for fut in seq:
+                item = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except TokenmathError:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    if type(e).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+                        raise _died(scheduler, label(item), log) from None
+                    raise
+                on_result(item, result)
+                nxt = next(it, _END)
+                if nxt is not _END:
+                    f = client.submit(fn, nxt, pure=False)
+                    pending[f] = nxt
+                    seq.add(f)
         finally:
             with contextlib.suppress(Exception):
                 client.close(timeout=10)

@@ -536,3 +536,50 @@ def predicted_vs_measured(report, *, title: str, path=None):
     ax.legend(fontsize=7)
     _fit_title(ax, f"{title}: median |error| {report.median_abs_error:.0%}")  # after the legend: the layout is final
     return _save(fig, path)
+
+
+def explore_heatmap(xs, ys, grid, *, x: str, y: str, title: str, path=None):
+    """An exploration's $/Mtok (the estimate; the best over its other axes) over two chip axes: one
+    cell per pair of values, blank where no deployment meets the SLO."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    masked = np.ma.masked_invalid(np.asarray(grid, float))
+    im = ax.imshow(masked, origin="lower", aspect="auto", cmap="viridis_r")
+    fig.colorbar(im, ax=ax, label="$ per million output tokens (estimate)")
+    for axis, vals, setter, labeler in ((x, xs, ax.set_xticks, ax.set_xticklabels), (y, ys, ax.set_yticks,
+                                                                                    ax.set_yticklabels)):
+        step = max(1, len(vals) // 8)
+        ticks = list(range(0, len(vals), step))
+        setter(ticks)
+        labeler([f"{vals[i]:.3g}" for i in ticks], fontsize=7)
+    if masked.size <= 100:
+        for (i, j), v in np.ndenumerate(masked.filled(np.nan)):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="white")
+    ax.set(xlabel=x, ylabel=y)
+    _fit_title(ax, title)
+    return _save(fig, path)
+
+
+def explore_frontier(r, *, title: str, path=None):
+    """An exploration's Pareto front: $/Mtok (tokens/s per chip where unpriced) against tokens/s per
+    user, a step per model, each point a chip variant's best deployment."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = list(r.pareto)
+    priced = any(p["usd_per_mtok"] is not None for p in pts)
+    key, ylabel, what = PLAN_AXES["cost" if priced else "throughput"]
+    pts = [p for p in pts if p.get(key) is not None]
+    for name in sorted({p["model"] for p in pts}):
+        sel = [p for p in pts if p["model"] == name]
+        _pareto_steps(ax, [p["tokens_per_s_per_user"] for p in sel], [p[key] for p in sel], what=what)
+        ax.plot([p["tokens_per_s_per_user"] for p in sel], [p[key] for p in sel], "o", ms=4, ls="none", zorder=3,
+                label=f"{name} (estimate)")
+    def scale(v):  # log only where the values span a decade: a narrow range reads better linear
+        v = [x for x in v if x and x > 0]
+        return "log" if v and max(v) > 10 * min(v) else "linear"
+
+    ax.set(xscale=scale([p["tokens_per_s_per_user"] for p in pts]), yscale=scale([p[key] for p in pts]),
+           xlabel="tokens/s per user", ylabel=ylabel)
+    _fit_title(ax, title)
+    return _markers_legend(ax, path, what="markers: chip variants on the front (each its best deployment)")

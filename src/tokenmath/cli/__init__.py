@@ -677,4 +677,4 @@ def main() -> None:
 
 
 # the commands, in the order `--help` lists them; each module registers its commands on `app`
-from . import listing, serving, cluster, fleet, energy, own, training, prices, validation, simulate, web, report  # noqa: E402,F401,I001
+from . import listing, serving, cluster, fleet, energy, own, training, prices, validation, simulate, web, report, explore  # noqa: E402,F401,I001

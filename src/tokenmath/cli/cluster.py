@@ -76,7 +76,7 @@ def plan_cmd(
     kv_dtype: KvOpt = "bf16",
     overlap: Annotated[str, typer.Option("--overlap", help="How the roofline bound combines the network with compute and HBM: full (max; default) | none (added).")] = "full",
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="'local' (worker processes on this machine, talking over 127.0.0.1) or a Dask scheduler address (default: in-process).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="'processes' (a pool of worker processes, one per core), 'local' (a Dask LocalCluster on 127.0.0.1) or a Dask scheduler address (default: in-process).")] = None,
     dashboard: DashboardOpt = False,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     objective: Annotated[str, typer.Option("--objective", help="cost ($/Mtok; tokens/s per chip where unpriced) or energy (J per output token).")] = "cost",

@@ -24,7 +24,7 @@ def simulate_cmd(
     cadence_s: Annotated[Optional[float], Num("--cadence-s", help="Fixed step time: a train departs every T.")] = None,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     seed: Annotated[int, Num("--seed", help="Random seed of the arrivals.")] = 0,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask for sweeps: 'local' (worker processes on this machine, talking over 127.0.0.1) or a scheduler address.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="For sweeps: 'processes' (a pool of worker processes, one per core), 'local' (a Dask LocalCluster on 127.0.0.1) or a Dask scheduler address.")] = None,
     dashboard: DashboardOpt = False,
     chips: ChipsOpt = None, weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16",
     json_: JsonOpt = False, catalog: CatalogOpt = None,
