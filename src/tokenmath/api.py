@@ -485,8 +485,8 @@ def curve(model, system, *, over: str = "batch", batch: float | str | None = Non
     Example:
         >>> import tokenmath as tm
         >>> c = tm.curve(model="deepseek-v3", system="gb200-nvl72", points=5)
-        >>> [round(p["batch"]) for p in c["points"]][:2]
-        [1, 18]
+        >>> c["over"], c["points"][0]["batch"], len(c["points"]) >= 5   # (+ the knees where HBM fills)
+        ('batch', 1.0, True)
     """
     import dataclasses
 
