@@ -238,3 +238,16 @@ def test_docstring_examples_run():
         assert any(u in doc for u in ("seconds", "$", "tokens", " J", "W)", "fraction")), name
     res = doctest.testmod(api, optionflags=doctest.ELLIPSIS)
     assert res.attempted >= len(FACADE) and res.failed == 0, res
+
+
+def test_site_nav_holds_every_docs_page_and_the_api_page_every_facade_function():
+    """mkdocs.yml (the site `make docs` builds in CI with --strict) lists every page of docs/ as a
+    chapter, and the API page documents every facade function (an invariant of the files)."""
+    import re
+
+    nav = set(re.findall(r":\s*([\w.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), flags=re.M))
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert pages == nav, (sorted(pages - nav), sorted(nav - pages))
+    api_page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    members = re.search(r"members: \[(.*?)\]", api_page).group(1)
+    assert set(FACADE) <= {x.strip() for x in members.split(",")}

@@ -33,9 +33,17 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .errors import TokenmathError
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .specs import Model, System
+
+    ModelArg = str | Path | Model  # a catalog name, a config.json path or a Model
+    SystemArg = str | System  # a catalog name or a System
+    CatalogArg = Catalog | str | Path | Sequence[str | Path] | None  # a Catalog, or TOML files added to the built-in one
 
 __all__ = ["Result", "CurveResult", "PlanResult", "FleetResult", "ValidationResult", "step", "curve", "plan", "fleet",
            "energy", "tco", "validate"]
@@ -344,12 +352,12 @@ def _totals_only_refused(m) -> TokenmathError:
 
 
 @_facade
-def step(model, system, *, batch: float | str = "1", context: float | str = "0", new_tokens: float | str = "1",
+def step(model: ModelArg, system: SystemArg, *, batch: float | str = "1", context: float | str = "0", new_tokens: float | str = "1",
          chips: int | None = None, weight_dtype: str | None = None, kv_dtype: str = "bf16",
          compute_dtype: str | None = None, flops_efficiency: float = 1.0, hbm_efficiency: float = 1.0,
          efficiency: str = "calibrated", engine: str | None = None, usd_per_chip_hour: float | str | None = None,
          cost: str = "rental", expert_fetch: str = "expected", attention_flops: bool = True,
-         allow_overflow: bool = False, catalog=None) -> Result:
+         allow_overflow: bool = False, catalog: CatalogArg = None) -> Result:
     """One forward pass: the calibrated estimate (the answer, with its 80 % band) and the roofline bound
     of the same pass beside it (`tokenmath step`).
 
@@ -369,7 +377,7 @@ def step(model, system, *, batch: float | str = "1", context: float | str = "0",
         `tokens_per_s_per_chip`, `usd_per_mtok` ($ per million tokens), `range_80` (the 80 % band) and
         `roofline` (the bound of the same pass, with its terms in seconds).
 
-    Example:
+    Examples:
         >>> import tokenmath as tm
         >>> r = tm.step(model="deepseek-v3", system="gb200-nvl72", batch=2048, context="4k")
         >>> r["roofline"]["bound"], r["step_s"] > r["roofline"]["step_s"]
@@ -463,11 +471,11 @@ def _step_totals_only(m, s, B, L, S, chips, dt, eff, prof, price, expert_fetch, 
 
 
 @_facade
-def curve(model, system, *, over: str = "batch", batch: float | str | None = None, context: float | str = "4096",
+def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: float | str | None = None, context: float | str = "4096",
           points: int = 60, chips: int | None = None, weight_dtype: str | None = None, kv_dtype: str = "bf16",
           compute_dtype: str | None = None, sparse_topk: int | None = None, sparse_mode: str | None = None,
           efficiency: str = "calibrated", engine: str | None = None, expert_fetch: str = "expected",
-          cost: str = "rental", catalog=None) -> CurveResult:
+          cost: str = "rental", catalog: CatalogArg = None) -> CurveResult:
     """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context: the estimate at
     each point, the roofline bound of the same pass beside it (`tokenmath curve`).
 
@@ -482,7 +490,7 @@ def curve(model, system, *, over: str = "batch", batch: float | str | None = Non
         `kv_s`), `tokens_per_s_per_chip`, `tokens_per_s_per_user`, `usd_per_mtok` and the 80 % band
         (`range_80.step_s_lo`, `_hi`); `plot()` draws latency against batch (or cost against context).
 
-    Example:
+    Examples:
         >>> import tokenmath as tm
         >>> c = tm.curve(model="deepseek-v3", system="gb200-nvl72", points=5)
         >>> c["over"], c["points"][0]["batch"], len(c["points"]) >= 5   # (+ the knees where HBM fills)
@@ -595,19 +603,20 @@ def _curve_lines(rec, m, s, chips, over, est, rep) -> tuple:
 
 
 @_facade
-def plan(model, *, systems: str | Sequence | None = None, input_tokens: float | str = "2000",
+def plan(model: ModelArg, *, systems: str | Sequence | None = None, input_tokens: float | str = "2000",
          output_tokens: float | str = "500", min_tokens_per_s_per_user: float | None = None,
          max_ttft_s: float | None = None, demand_tokens_per_s: float | str | None = None,
          weight_dtypes: str | Sequence[str] | None = None, kv_dtype: str = "bf16", overlap: str = "full",
          usd_per_chip_hour: float | str | None = None, scheduler: str | None = None, efficiency: str = "calibrated",
-         engine: str | None = None, objective: str = "cost", cost: str = "rental", catalog=None,
+         engine: str | None = None, objective: str = "cost", cost: str = "rental", catalog: CatalogArg = None,
          progress: Callable[[int, int, str], None] | None = None) -> PlanResult:
     """The cheapest way to serve a model under SLOs, searched over layouts × batch × weight dtypes on the
     catalog's systems: the Pareto frontier of $/Mtok against tokens/s per user (`tokenmath plan`).
 
     Args:
         systems: names ("b200,h200-sxm" or a list) or System objects; default the whole catalog.
-        input_tokens, output_tokens: tokens per request (default 2,000 in, 500 out).
+        input_tokens: prompt tokens per request (default 2,000).
+        output_tokens: generated tokens per request (default 500).
         min_tokens_per_s_per_user: SLO, decode tokens per second each user sees.
         max_ttft_s: SLO, time to first token (seconds).
         demand_tokens_per_s: total output tokens per second to serve ("1M"): replicas and chips.
@@ -619,7 +628,7 @@ def plan(model, *, systems: str | Sequence | None = None, input_tokens: float | 
         `batch`, `usd_per_mtok`, `tokens_per_s_per_user`, ...); `to_frame()` is the frontier, `plot()`
         the frontier chart.
 
-    Example:
+    Examples:
         >>> import tokenmath as tm
         >>> p = tm.plan(model="llama-3.1-8b", systems="h100-sxm", min_tokens_per_s_per_user=50)
         >>> p["best"]["system"]
@@ -667,22 +676,26 @@ def plot_plan_energy(result: PlanResult, path: str | Path | None = None):
 EXPORT_ENGINES = ("vllm", "sglang", "trtllm")
 
 
-def fleet(model, *, request_rate: float | str | None = None, input_tokens: float | str | None = None,
+def fleet(model: ModelArg, *, request_rate: float | str | None = None, input_tokens: float | str | None = None,
           output_tokens: float | str | None = None, trace: str | Path | None = None, ttft_p99_s: float | None = None,
           tpot_p99_s: float | None = None, ttft_p50_s: float | None = None, tpot_p50_s: float | None = None,
           systems: str | Sequence | None = None, disaggregation: str = "auto", prefix_tokens: float | str | None = None,
           prefix_hit_rate: float | None = None, objective: str = "cost", verify: int | None = None,
           weight_dtypes: str | Sequence[str] | None = None, export: str | None = None, hf_model: str | None = None,
           usd_per_chip_hour: float | str | None = None, engine: str | None = None, cost: str = "rental",
-          catalog=None, progress: Callable[[int, int, str], None] | None = None) -> FleetResult:
+          catalog: CatalogArg = None, progress: Callable[[int, int, str], None] | None = None) -> FleetResult:
     """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT
     and TPOT SLOs: aggregated or disaggregated, verified at steady state in simulation and sized down
     while the SLOs hold (`tokenmath fleet`).
 
     Args:
         request_rate: requests per second (or a `trace` that gives the rate and the lengths).
-        input_tokens, output_tokens: mean tokens per request.
-        ttft_p99_s, tpot_p99_s, ttft_p50_s, tpot_p50_s: SLOs in seconds (TPOT: per output token).
+        input_tokens: mean prompt tokens per request.
+        output_tokens: mean generated tokens per request.
+        ttft_p99_s: SLO, 99th percentile time to first token (seconds).
+        tpot_p99_s: SLO, 99th percentile time per output token (seconds).
+        ttft_p50_s: SLO, median time to first token (seconds).
+        tpot_p50_s: SLO, median time per output token (seconds).
         systems: names ("h200-sxm,b200" or a list) or System objects; default the whole catalog.
         disaggregation: "auto" (the cheaper that meets the SLOs), "on" or "off".
         objective: "cost" ($/h), "chips" or "energy" (J per output token).
@@ -693,7 +706,7 @@ def fleet(model, *, request_rate: float | str | None = None, input_tokens: float
         `usd_per_mtok_output`, the pools and the simulated tails in seconds) and `candidates`
         (`to_frame()`, one row each); `plot()` draws cost against tokens/s per user.
 
-    Example:
+    Examples:
         >>> import tokenmath as tm
         >>> f = tm.fleet(model="llama-3.1-8b", request_rate=20, input_tokens=500, output_tokens=200,
         ...              ttft_p99_s=1, tpot_p99_s=0.05, systems="h100-sxm")
@@ -781,27 +794,31 @@ def _w(x) -> str:
 
 
 @_facade
-def energy(model, system, *, batch: float | str = "64", context: float | str = "4096", new_tokens: float | str = "1",
+def energy(model: ModelArg, system: SystemArg, *, batch: float | str = "64", context: float | str = "4096", new_tokens: float | str = "1",
            input_tokens: float | str | None = None, output_tokens: float | str | None = None, chips: int | None = None,
            weight_dtype: str | None = None, kv_dtype: str = "bf16", compute_dtype: str | None = None,
            efficiency: str = "calibrated", engine: str | None = None, level: str | None = None,
            facility: str | None = None, pue: float | None = None, power_cap_w: float | None = None,
            idle_w: float | None = None, host_w: float | None = None, board_w: float | None = None,
-           expert_fetch: str = "expected", catalog=None) -> Result:
+           expert_fetch: str = "expected", catalog: CatalogArg = None) -> Result:
     """Power and energy of a pass at three levels: board (the accelerators), node (boards + host, at the
     server's wall; the default) and facility (× PUE): watts by cause, joules per token, tokens/s per MW;
     with `input_tokens` and `output_tokens`, the energy of a request, prefill included (`tokenmath energy`).
 
     Args:
-        batch: sequences in the pass (default 64); context: tokens (default 4,096).
+        batch: sequences in the pass (default 64).
+        context: tokens attended to (default 4,096).
+        input_tokens: with `output_tokens`, the energy of one request of these prompt tokens.
+        output_tokens: the output tokens of that request.
         level: "board", "node" (default) or "facility": which power the headline watts and J/token are.
-        pue: power usage effectiveness (≥ 1) instead of the facility class's; power_cap_w: a board cap (W).
+        pue: power usage effectiveness (≥ 1) instead of the facility class's.
+        power_cap_w: a board power cap (W per chip).
 
     Returns:
         A `Result` with `watts` (W at the level), `joules_per_token` (J), `tokens_per_s_per_mw`, the
         power model under `power`, and with a request, `request.joules_per_output_token` (J).
 
-    Example:
+    Examples:
         >>> import tokenmath as tm
         >>> e = tm.energy(model="deepseek-v3", system="gb200-nvl72", batch=2048)
         >>> e["energy_level"], e["joules_per_token"] > 0
@@ -904,12 +921,12 @@ def energy(model, system, *, batch: float | str = "64", context: float | str = "
 
 
 @_facade
-def tco(system, *, capex_usd_per_chip: float | str | None = None, years: float | None = None,
+def tco(system: SystemArg, *, capex_usd_per_chip: float | str | None = None, years: float | None = None,
         cost_of_capital: float | None = None, usd_per_kwh: float | None = None, facility: str | None = None,
         pue: float | None = None, facility_usd_per_kw_month: float | None = None, utilisation: float = 0.7,
         board_w: float | None = None, host_w: float | None = None, power_cap_w: float | None = None,
-        no_network: bool = False, other_capex_share: float | None = None, model=None, price_sheet: str | None = None,
-        batch: float | str = "256", context: float | str = "4096", catalog=None) -> Result:
+        no_network: bool = False, other_capex_share: float | None = None, model: ModelArg | None = None, price_sheet: str | None = None,
+        batch: float | str = "256", context: float | str = "4096", catalog: CatalogArg = None) -> Result:
     """What owning a chip costs per hour ($/chip-hour): capital (server + cluster network as an annuity at
     the cost of capital), electricity (board + host, × PUE) at the utilisation, and facility rent on the
     provisioned power, with the rental price beside it (`tokenmath tco`). With `model` and `price_sheet`:
@@ -917,15 +934,19 @@ def tco(system, *, capex_usd_per_chip: float | str | None = None, years: float |
 
     Args:
         capex_usd_per_chip: purchase price per chip with its share of the server ($); default the catalog's.
-        years: years the capital is recovered over (default 4); cost_of_capital: a yearly rate (0.1 = 10 %).
-        usd_per_kwh: electricity ($ per kWh); utilisation: share of hours busy (0–1, default 0.7).
+        years: years the capital is recovered over (default 4).
+        cost_of_capital: a yearly rate (0.1 = 10 %).
+        usd_per_kwh: electricity ($ per kWh).
+        utilisation: share of hours the chip is busy (0–1, default 0.7).
+        model: with `price_sheet`, the model whose tokens owning is compared with buying.
+        price_sheet: an API price sheet of the catalog (`tokenmath prices sheets`).
 
     Returns:
         A `Result` with `usd_per_chip_hour` (owning, $/h), its parts (`capex_usd_per_chip_hour`,
         `power_usd_per_chip_hour`, `facility_usd_per_chip_hour`), `rental_usd_per_chip_hour` and, with a
         model, `versus_api` (`owned_usd_per_mtok`, `breakeven_utilisation`).
 
-    Example:
+    Examples:
         >>> import tokenmath as tm
         >>> t = tm.tco(system="gb200-nvl72")
         >>> t["usd_per_chip_hour"] > t["power_usd_per_chip_hour"] > 0
@@ -1001,7 +1022,7 @@ def tco(system, *, capex_usd_per_chip: float | str | None = None, years: float |
 
 @_facade
 def validate(files: str | Path | Sequence[str | Path] | None = None, *, efficiency: str = "calibrated",
-             catalog=None) -> ValidationResult:
+             catalog: CatalogArg = None) -> ValidationResult:
     """Predicted against measured on validation cases: each case's error, median and p90 |error| by
     metric, system, source, vendor, engine and model class, and how often the 80 % band holds the
     measurement (`tokenmath validate`).
@@ -1016,7 +1037,7 @@ def validate(files: str | Path | Sequence[str | Path] | None = None, *, efficien
         `rows` (`to_frame()`: `predicted`, `measured` in the unit of the row's `metric`, `error_fraction`,
         `range_80_lo`/`_hi`, `in_band_80`); `plot()` draws predicted against measured.
 
-    Example:
+    Examples:
         >>> import tokenmath as tm
         >>> v = tm.validate()
         >>> 0 < v["median_abs_error"] < 1
