@@ -118,7 +118,9 @@ class Result:
         from rich.console import Console
 
         buf = io.StringIO()
-        con = Console(file=buf, width=150, color_system=None, soft_wrap=True, highlight=False)
+        # force_jupyter=False: inside a notebook rich would display each line instead of writing to buf
+        con = Console(file=buf, width=150, color_system=None, soft_wrap=True, highlight=False, force_jupyter=False,
+                      force_terminal=False)
         for x in self.lines:
             con.print(x)
         return buf.getvalue().rstrip("\n")
@@ -173,7 +175,30 @@ class Result:
             from .plots import PLOT_FORMATS
 
             path = paths.output_path(Path(path), "--plot", inputs=[], force=True, replaces=True, suffixes=PLOT_FORMATS)
-        return self.draw(path)
+            return self.draw(path)
+        fig = self.draw(None)
+        _show_in_notebook(type(fig))
+        return fig
+
+
+def _show_in_notebook(figure_type) -> None:
+    """In IPython, show a returned figure as a PNG: plots.py draws with the headless Agg backend, so
+    the notebook's own matplotlib display hook is never installed."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+
+    def png(fig) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+
+    shell.display_formatter.formatters["image/png"].for_type(figure_type, png)
 
 
 def _cell(v) -> str:
