@@ -251,3 +251,12 @@ def test_site_nav_holds_every_docs_page_and_the_api_page_every_facade_function()
     api_page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     members = re.search(r"members: \[(.*?)\]", api_page).group(1)
     assert set(FACADE) <= {x.strip() for x in members.split(",")}
+
+
+def test_plan_plots_both_charts(tmp_path):
+    pytest.importorskip("matplotlib")
+    p = tm.plan(model="llama-3.1-8b", systems="h100-sxm,b200", min_tokens_per_s_per_user=50)
+    assert Path(p.plot(tmp_path / "frontier.svg")).stat().st_size > 1000
+    assert Path(p.plot_energy(tmp_path / "energy.png")).stat().st_size > 1000
+    with pytest.raises(tm.TokenmathError, match="format"):
+        p.plot(tmp_path / "frontier.txt")

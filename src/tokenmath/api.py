@@ -220,6 +220,18 @@ class PlanResult(Result):
     def rows(self) -> list[dict]:
         return [_flatten(p) for p in self.to_dict()["frontier"]]
 
+    def plot_energy(self, path: str | Path | None = None):
+        """`plan --plot-energy`: $/Mtok against J per output token over the frontier (to `path`, or the figure)."""
+        if path is None:
+            fig = plot_plan_energy(self)
+            _show_in_notebook(type(fig))
+            return fig
+        from . import paths
+        from .plots import PLOT_FORMATS
+
+        return plot_plan_energy(self, paths.output_path(Path(path), "--plot-energy", inputs=[], force=True,
+                                                        replaces=True, suffixes=PLOT_FORMATS))
+
 
 class FleetResult(Result):
     """`tm.fleet`: one row per candidate fleet that was verified (the best first)."""
@@ -254,11 +266,11 @@ def _facade(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .cli import _check_finite
+        from .cli import check_finite
 
         with _quiet():
             result = fn(*args, **kwargs)
-        _check_finite(result.record)
+        check_finite(result.record)
         return result
 
     return wrapper
@@ -269,7 +281,7 @@ def _num(value, flag: str, *, allow_zero: bool = False, integer: bool = False):
     A float, as the CLI's text flags give it; an int with `integer` (the CLI's typed whole-number flags)."""
     if value is None:
         return None
-    from .cli import FLAGS, _num as parse
+    from .cli import FLAGS, parse_number as parse
 
     if isinstance(value, bool):
         raise TokenmathError(f"{flag} = {value!r}; expected a number ({FLAGS[flag].meaning})")
@@ -313,12 +325,12 @@ def _system(cat, system):
 def _systems(cat, systems) -> list:
     """The systems a search runs on: a comma-separated string or a list of names / System objects;
     default the whole catalog."""
-    from .cli import _names
+    from .cli import names_of
 
     if systems is None:
         return [cat.system(n) for n in sorted(cat.systems)]
     if isinstance(systems, str):
-        return [cat.system(n) for n in _names(systems, "--systems", "system name")]
+        return [cat.system(n) for n in names_of(systems, "--systems", "system name")]
     items = list(systems)
     if not items:
         raise TokenmathError("--systems = [] lists no system name; give a comma-separated list, or leave --systems out")
@@ -326,12 +338,12 @@ def _systems(cat, systems) -> list:
 
 
 def _dtype_list(dtypes, flag: str = "--weight-dtypes"):
-    from .cli import _names
+    from .cli import names_of
     from .units import check_dtype
 
     if dtypes is None:
         return None
-    names = _names(dtypes, flag, "dtype") if isinstance(dtypes, str) else list(dtypes)
+    names = names_of(dtypes, flag, "dtype") if isinstance(dtypes, str) else list(dtypes)
     if not names:
         raise TokenmathError(f"{flag} = [] lists no dtype; give a comma-separated list, or leave {flag} out")
     return [check_dtype(x) for x in names]
@@ -349,7 +361,7 @@ def _expert_fetch(expert_fetch: str) -> None:
 def _setup(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, *, batch=1.0,
            sparse_topk=None, sparse_mode=None):
     """The pieces every serving command resolves (the CLI's `_setup`, with spec objects allowed)."""
-    from .cli import SPARSE_MODES, _dtypes
+    from .cli import SPARSE_MODES, dtypes_of
     from .kvcache import with_sparse_attention
     from .roofline import default_replica_chips
 
@@ -362,7 +374,7 @@ def _setup(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, c
     if sparse_topk is not None:
         m = with_sparse_attention(m, sparse_topk, mode=sparse_mode or "topk")
     L = _num(context, "--context", allow_zero=True)
-    dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
+    dt = dtypes_of(weight_dtype, kv_dtype, compute_dtype)
     if chips is None:
         chips = default_replica_chips(m, s, L, batch, weight_dtype=dt.weight, kv_dtype=dt.kv)
     return m, s, float(L), dt, chips
@@ -409,7 +421,7 @@ def step(model: ModelArg, system: SystemArg, *, batch: float | str = "1", contex
         ('memory', True)
     """
     from . import report as rp
-    from .cli import _efficiency, _priced, _profile
+    from .cli import efficiency_of, priced, profile_of
     from .units import si
 
     cat = _catalog(catalog)
@@ -420,9 +432,9 @@ def step(model: ModelArg, system: SystemArg, *, batch: float | str = "1", contex
     if cost == "tco" and price is not None:
         raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
     _expert_fetch(expert_fetch)
-    s = _priced(s, cost)
-    eff = _efficiency(_num(flops_efficiency, "--flops-efficiency"), _num(hbm_efficiency, "--hbm-efficiency"))
-    prof = _profile(efficiency, engine, s)
+    s = priced(s, cost)
+    eff = efficiency_of(_num(flops_efficiency, "--flops-efficiency"), _num(hbm_efficiency, "--hbm-efficiency"))
+    prof = profile_of(efficiency, engine, s)
     if eff.label == "user" and not prof.is_roofline:
         raise TokenmathError("--flops-efficiency / --hbm-efficiency scale the roofline; give them with --efficiency roofline")
     if m.is_totals_only:
@@ -527,7 +539,7 @@ def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: flo
 
     from . import report as rp
     from . import serving as sv
-    from .cli import _priced, _profile
+    from .cli import priced, profile_of
 
     cat = _catalog(catalog)
     B = _num(batch, "--batch")
@@ -539,8 +551,8 @@ def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: flo
     _expert_fetch(expert_fetch)
     if over not in ("batch", "context"):
         raise TokenmathError(f"over = {over!r}; expected 'batch' or 'context'")
-    s = _priced(s, cost)
-    prof = _profile(efficiency, engine, s)
+    s = priced(s, cost)
+    prof = profile_of(efficiency, engine, s)
     est = rep = None
     if m.is_totals_only:
         if not prof.is_roofline:
@@ -661,12 +673,12 @@ def plan(model: ModelArg, *, systems: str | Sequence | None = None, input_tokens
     """
     from . import plan as pl
     from . import report as rp
-    from .cli import _priced
+    from .cli import priced
     from .units import check_dtype
 
     cat = _catalog(catalog)
     m = _model(cat, model)
-    syss = [_priced(x, cost, strict=False) for x in _systems(cat, systems)]
+    syss = [priced(x, cost, strict=False) for x in _systems(cat, systems)]
     wds = _dtype_list(weight_dtypes) or "deployable"
     kw = dict(input_tokens=_num(input_tokens, "--input-tokens"), output_tokens=_num(output_tokens, "--output-tokens"),
               min_tokens_per_s_per_user=_num(min_tokens_per_s_per_user, "--min-tokens-per-s-per-user"),
@@ -688,7 +700,7 @@ def plan(model: ModelArg, *, systems: str | Sequence | None = None, input_tokens
 
 def plot_plan_energy(result: PlanResult, path: str | Path | None = None):
     """`plan --plot-energy`: $/Mtok against J per output token over a plan's frontier (to `path`, or the
-    figure). Example: `tm.api.plot_plan_energy(tm.plan(model="llama-3.1-8b"), "energy.png")`."""
+    figure); the CLI's `plan --plot-energy`. In Python: `tm.plan(model="llama-3.1-8b").plot_energy("energy.png")`."""
     from . import plots
 
     p = result.parts["plan"]
@@ -752,7 +764,7 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
     """`fleet` that keeps a refused --export in the result (the CLI prints the fleet, then the sentence)."""
     from . import fleet as fl
     from . import report as rp
-    from .cli import _priced
+    from .cli import priced
 
     if export is not None and export not in EXPORT_ENGINES:
         raise TokenmathError(f"--export = {export!r}; expected one of {', '.join(EXPORT_ENGINES)}")
@@ -766,7 +778,7 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
         elif not m.hf_repo:
             raise TokenmathError(f"--export needs the checkpoint to serve: model {m.name!r} has no Hugging Face repo "
                                  "id (hf_repo in the catalog, _name_or_path in its config.json); pass --hf-model")
-    syss = [_priced(x, cost, strict=False) for x in _systems(cat, systems)]
+    syss = [priced(x, cost, strict=False) for x in _systems(cat, systems)]
     tr = None
     if trace is not None:
         from .workload import read_trace
@@ -851,7 +863,7 @@ def energy(model: ModelArg, system: SystemArg, *, batch: float | str = "64", con
     """
     from . import energy as en
     from . import report as rp
-    from .cli import _profile
+    from .cli import profile_of
     from .units import seconds
 
     cat = _catalog(catalog)
@@ -860,7 +872,7 @@ def energy(model: ModelArg, system: SystemArg, *, batch: float | str = "64", con
     lvl = en.check_level(level or en.SERVER_LEVEL)
     m, s, L, dt, chips = _setup(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     _expert_fetch(expert_fetch)
-    prof = _profile(efficiency, engine, s)
+    prof = profile_of(efficiency, engine, s)
     power = en.chip_power(s, overrides={"idle_w": _num(idle_w, "--idle-w"), "host_w": _num(host_w, "--host-w"),
                                         "board_w": _num(board_w, "--board-w"),
                                         "cap_w": _num(power_cap_w, "--power-cap-w")})
