@@ -32,7 +32,7 @@ test: $(STAMP)
 
 # the documentation site (docs/ as chapters + the API reference from the docstrings), warnings as errors
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --site-dir out/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir out/site  # (no Material end-of-life banner)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_roofline.py
