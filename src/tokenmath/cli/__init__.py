@@ -676,5 +676,10 @@ def main() -> None:
         sys.exit(2)
 
 
+# the facade (tokenmath.api) parses, resolves and checks through these, under public names, so a Python
+# call and a command share one number parser with its bounds, one pricing and one finiteness guard
+parse_number, check_finite, dtypes_of, efficiency_of, names_of, priced, profile_of = (
+    _num, _check_finite, _dtypes, _efficiency, _names, _priced, _profile)
+
 # the commands, in the order `--help` lists them; each module registers its commands on `app`
 from . import listing, serving, cluster, fleet, energy, own, training, prices, validation, simulate, web, report, explore  # noqa: E402,F401,I001

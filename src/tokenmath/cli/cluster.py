@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    ForceOpt, DashboardOpt, Num, _names, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
-    _dtypes, _count, progress, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num, check_dtype,
+    ForceOpt, DashboardOpt, Num, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
+    _dtypes, _count, progress, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num,
     TokenmathError, CostOpt, _priced,
 )
 
@@ -87,38 +87,23 @@ def plan_cmd(
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Cheapest way to serve a model under SLOs, searched over layouts × batch × dtypes on the catalog (the estimate; --efficiency roofline for the bound)."""
-    from .. import report as rp
-
-    from .. import plan as pl
-
-    cat = _catalog(catalog)
-    m = cat.model(model)
-    names = _names(systems, "--systems", "system name") or sorted(cat.systems)
-    syss = [cat.system(n) for n in names]
-    syss = [_priced(x, cost, strict=False) for x in syss]
-    wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
-    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
-    D = None if demand is None else _count(demand, "--demand-tokens-per-s")
-    kw = dict(input_tokens=_count(input_tokens, "--input-tokens"), output_tokens=_count(output_tokens, "--output-tokens"),
-              min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
-              kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler,
-              estimate=efficiency, engine=engine, goal=objective)
+    from .. import api
     from ..parallel import options
 
-    with progress("planning", len(syss), json_) as update, options(dashboard=dashboard, notify=err.print):
-        result = pl.plan(m, syss, progress=lambda done, total, name: update(done, description=f"planning: {name}"), **kw)
+    with progress("planning", 1, json_) as update, options(dashboard=dashboard, notify=err.print):
+        r = api.plan(model, systems=systems, input_tokens=input_tokens, output_tokens=output_tokens,
+                     min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=demand,
+                     weight_dtypes=weight_dtypes, kv_dtype=kv_dtype, overlap=overlap,
+                     usd_per_chip_hour=usd_per_chip_hour, scheduler=scheduler, efficiency=efficiency, engine=engine,
+                     objective=objective, cost=cost, catalog=catalog,
+                     progress=lambda done, total, name: update(done, total=total, description=f"planning: {name}"))
     if plot is not None:
-        from .. import plots
-
-        plots.plan_frontier(result, title=f"{m.name}: I = {kw['input_tokens']:,.0f}, O = {kw['output_tokens']:,.0f}",
-                            path=plot)
+        r.draw(plot)
         err.print(f"wrote {plot}")
     if plot_energy is not None:
-        from .. import plots
-
-        plots.cost_vs_energy(result, title=f"{m.name}: cost and energy per output token over the frontier", path=plot_energy)
+        api.plot_plan_energy(r, plot_energy)
         err.print(f"wrote {plot_energy}")
-    _finish(json_, rp.plan_record(result), rp.render_plan(result))
+    _finish(json_, r.record, r.lines)
 
 
 @command("bubble")

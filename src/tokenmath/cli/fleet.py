@@ -5,9 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import ForceOpt, CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _catalog, _count, _finish, _names, _num, command, err, progress, CostOpt, _priced
-
-EXPORT_ENGINES = ("vllm", "sglang", "trtllm")
+from . import ForceOpt, CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _finish, command, err, progress, CostOpt
 
 
 @command("fleet")
@@ -37,64 +35,20 @@ def fleet_cmd(
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT and TPOT SLOs: aggregated or disaggregated prefill/decode, verified at steady state in simulation and sized down while the SLOs hold."""
-    from .. import fleet as fl
-    from .. import report as rp
-    from ..errors import TokenmathError
-    from ..units import check_dtype
+    from .. import api
+    from ..fleet import VERIFY_DEFAULT
 
-    if export is not None and export not in EXPORT_ENGINES:
-        raise TokenmathError(f"--export = {export!r}; expected one of {', '.join(EXPORT_ENGINES)}")
-    cat = _catalog(catalog)
-    m = cat.model(model)
-    if export is not None:  # refuse a launch that cannot be written before the fleet is sized
-        from ..export import check_model_ref
-
-        if hf_model is not None:
-            check_model_ref(hf_model, "--hf-model")
-        elif not m.hf_repo:
-            raise TokenmathError(f"--export needs the checkpoint to serve: model {m.name!r} has no Hugging Face repo "
-                                 "id (hf_repo in the catalog, _name_or_path in its config.json); pass --hf-model")
-    names = _names(systems, "--systems", "system name") or sorted(cat.systems)
-    syss = [_priced(cat.system(n), cost, strict=False) for n in names]
-    tr = None
-    if trace is not None:
-        from ..workload import read_trace
-
-        tr = read_trace(trace)
-    rate = None if request_rate is None else _num(request_rate, "--request-rate")
-    I = None if input_tokens is None else _count(input_tokens, "--input-tokens")
-    O = None if output_tokens is None else _count(output_tokens, "--output-tokens")
-    P = 0.0 if prefix_tokens is None else _count(prefix_tokens, "--prefix-tokens", allow_zero=True)
-    if P and prefix_hit_rate is None:
-        raise TokenmathError("--prefix-tokens needs --prefix-hit-rate (the share of requests whose prefix is cached)")
-    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
-    wds = [check_dtype(x) for x in _names(weight_dtypes, "--weight-dtypes", "dtype")] if weight_dtypes is not None else "deployable"
-    if export is not None and hf_model is None and weight_dtypes is None:
-        # plan only what the engine can launch: dtypes with a checkpoint (or load-time quantisation) for it
-        from ..export import exportable_weight_dtypes
-
-        wds = exportable_weight_dtypes(m, syss, export)
-    slo = fl.Slo(ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50)
-    with progress("screening fleets", max(verify or fl.VERIFY_DEFAULT, 1), json_) as update:
-        result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
-                          disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
-                          objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr,
-                          verify=fl.VERIFY_DEFAULT if verify is None else verify,
-                          weight_dtypes=wds,
-                          progress=lambda done, total, what: update(done, total=total, description=what))
-    commands, refused = None, None
-    if export is not None and result.best is not None:
-        from ..export import fleet_launches
-
-        try:
-            commands = fleet_launches(result.best, export, model=m, hf_model=hf_model)
-        except TokenmathError as e:  # show the fleet, then the one sentence (exit 2): no command that cannot start
-            refused = e
+    with progress("screening fleets", max(verify or VERIFY_DEFAULT, 1), json_) as update:
+        r = api._fleet(model, request_rate=request_rate, input_tokens=input_tokens, output_tokens=output_tokens,
+                       trace=trace, ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50,
+                       systems=systems, disaggregation=disaggregation, prefix_tokens=prefix_tokens,
+                       prefix_hit_rate=prefix_hit_rate, objective=objective, verify=verify, weight_dtypes=weight_dtypes,
+                       export=export, hf_model=hf_model, usd_per_chip_hour=usd_per_chip_hour, engine=engine, cost=cost,
+                       catalog=catalog,
+                       progress=lambda done, total, what: update(done, total=total, description=what))
     if plot is not None:
-        from .. import plots
-
-        plots.fleet_frontier(result, path=plot)
+        r.draw(plot)
         err.print(f"wrote {plot}")
-    _finish(json_, rp.fleet_record(result, commands), rp.render_fleet(result, commands))
-    if refused is not None:
-        raise TokenmathError(f"--export {export}: {refused}")
+    _finish(json_, r.record, r.lines)
+    if r.parts["export_refused"] is not None:  # the fleet shown, then the one sentence (exit 2)
+        raise r.parts["export_refused"]

@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    ForceOpt, Num, _check_finite, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, ChipsOpt, command, _catalog, _emit_json,
-    _finish, _count, _setup, SparseOpt, SparseModeOpt, EfficiencyOpt, EngineOpt, _profile, _efficiency, ModelOpt,
-    SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, si, CostOpt, _priced,
+    ForceOpt, Num, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, ChipsOpt, command, _catalog, _emit_json,
+    _finish, _count, _setup, SparseOpt, SparseModeOpt, EfficiencyOpt, EngineOpt, _profile, ModelOpt,
+    SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, CostOpt, _priced,
 )
 
 
@@ -39,98 +39,26 @@ def step_cmd(
     catalog: CatalogOpt = None,
 ) -> None:
     """One forward pass: the calibrated estimate (the answer), with the roofline bound of the same pass (same layout, chips and expert fetch) beside it."""
-    from .. import report as rp
+    from .. import api
 
-    B = _count(batch, "--batch")
-    S = _count(new_tokens, "--new-tokens")
-    given = chips
-    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
-    price = None if usd_per_chip_hour is None else _num(usd_per_chip_hour, "--usd-per-chip-hour")
-    if cost == "tco" and price is not None:
-        raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
-    if expert_fetch not in ("expected", "all"):
-        raise TokenmathError(f"--expert-fetch = {expert_fetch!r}; expected 'expected' or 'all'")
-    s = _priced(s, cost)
-    eff = _efficiency(flops_efficiency, hbm_efficiency)
-    prof = _profile(efficiency, engine, s)
-    if eff.label == "user" and not prof.is_roofline:
-        raise TokenmathError("--flops-efficiency / --hbm-efficiency scale the roofline; give them with --efficiency roofline")
-    if m.is_totals_only:
-        return _step_totals_only(m, s, B, L, S, chips, dt, eff, prof, price, expert_fetch, attention_flops,
-                                 allow_overflow, json_)
-    if not attention_flops:
-        raise TokenmathError("--no-attention-flops drops attention FLOPs from the lecture's closed form (`balance`, or a "
-                             "totals-only model); a pass of a model with its architecture always counts them")
-    from ..estimate import estimate_pass, estimate_record
-    from ..layout import layout_memory
-
-    est = estimate_pass(m, s, B, L, S, chips=given, dtypes=dt, profile=prof, usd_per_chip_hour=price,
-                        expert_fetch=expert_fetch, efficiency=eff)
-    op, bd, rep = est.op, est.roofline, est.replica
-    mem = layout_memory(m, s, op.layout, B, L, dtypes=dt, new_tokens=S)
-    if not mem.fits and not allow_overflow:
-        raise TokenmathError(
-            f"{m.name} needs {si(mem.total_bytes_per_chip, 'B')} per chip (weights + KV of {B:,.0f} × {L:,.0f} tokens "
-            f"+ activations) on {op.chips} × {s.name} as {op.layout.describe()}, but a chip holds "
-            f"{si(mem.hbm_bytes_per_chip, 'B')}; use more --chips, a smaller --batch or --context, narrower dtypes, "
-            f"or --allow-overflow")
-    rec = rp.step_record_of(est, m, s, dt, mem)
-    from ..energy import maybe_energy_of_pass
-
-    en = maybe_energy_of_pass(est, s)
-    rec.update(rp.energy_record(en))
-    _check_finite(rec)
+    r = api.step(model, system, batch=batch, context=context, new_tokens=new_tokens, chips=chips,
+                 weight_dtype=weight_dtype, kv_dtype=kv_dtype, compute_dtype=compute_dtype,
+                 flops_efficiency=flops_efficiency, hbm_efficiency=hbm_efficiency, efficiency=efficiency, engine=engine,
+                 usd_per_chip_hour=usd_per_chip_hour, cost=cost, expert_fetch=expert_fetch,
+                 attention_flops=attention_flops, allow_overflow=allow_overflow, catalog=catalog)
     if json_:
-        return _emit_json(rec)
-    lines = rp.render_step(est, m, s, dt, mem, priced=est.usd_per_mtok is not None)
-    for x in lines[:-1]:
-        out.print(x) if not isinstance(x, str) else out.print(x, highlight=False)
-    out.print(rp.energy_line(en), highlight=False)
-    out.print(lines[-1])
+        return _emit_json(r.record)
+    _print_lines(r.lines, last_highlighted="estimate" in r.parts)
 
 
-def _step_totals_only(m, s, B, L, S, chips, dt, eff, prof, price, expert_fetch, attention_flops, allow_overflow, json_):
-    """A model defined by totals only has no layout: the roofline on ideal sharding over `chips`."""
-    from .. import report as rp
-    from ..estimate import roofline_record
-    from ..roofline import step_time
-
-    if not prof.is_roofline:
-        raise TokenmathError(f"model {m.name!r} is defined by totals only; the per-operation estimate needs its "
-                             "architecture (a config.json) — use --efficiency roofline for the bound")
-    st = step_time(m, s, B, L, S, chips=chips, dtypes=dt, efficiency=eff, usd_per_chip_hour=price,
-                   expert_fetch=expert_fetch, attention_flops=attention_flops)
-    if not st.fits and not allow_overflow:
-        raise TokenmathError(
-            f"{m.name} needs {si(st.memory_bytes, 'B')} (weights + KV of {B:,.0f} × {L:,.0f} tokens) but "
-            f"{chips} × {s.name} hold {si(st.hbm_bytes, 'B')}; use more --chips, a smaller --batch or --context, "
-            f"narrower dtypes, or --allow-overflow")
-    rec = rp.step_record(st)
-    label = "roofline" if eff.label == "roofline" else f"roofline × user efficiencies (flops {eff.flops:g}, hbm {eff.hbm:g})"
-    rec["estimate"] = label
-    rec["roofline"] = roofline_record(step_time(m, s, B, L, S, chips=chips, dtypes=dt, usd_per_chip_hour=price,
-                                                expert_fetch=expert_fetch, attention_flops=attention_flops),
-                                      layout="ideal sharding over every chip (a totals-only model has no layout)")
-    from ..energy import maybe_energy_of
-
-    en = maybe_energy_of(st, s)
-    rec.update(rp.energy_record(en))
-    _check_finite(rec)
-    if json_:
-        return _emit_json(rec)
-    a = st.assumptions
-    cost = f"${st.usd_per_mtok:,.4g} per million tokens" if st.usd_per_mtok is not None else "no price (--usd-per-chip-hour)"
-    lines = [f"{m.name} on {chips} × {s.name}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f} — a totals-only model: the "
-             "roofline on ideal sharding (no layout, no estimate)",
-             f"  compute {seconds(st.compute_s)} · weight fetch {seconds(st.weights_s)} · KV fetch {seconds(st.kv_s)} "
-             f"· step {seconds(st.step_s)} → {st.bound} bound",
-             f"{label}: {st.tokens_per_s:,.0f} tokens/s ({st.tokens_per_s_per_chip:,.0f} per chip); {cost}; "
-             f"MFU {st.mfu:.1%}, MBU {st.mbu:.1%}; memory {si(st.memory_bytes, 'B')} of {si(st.hbm_bytes, 'B')}",
-             rp.energy_line(en),
-             f"[dim]{a.label}; weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype}; experts: "
-             f"{a.expert_fetch}; attention FLOPs {'on' if a.attention_flops else 'off'}[/]"]
-    for x in lines:
-        out.print(x, highlight=False)
+def _print_lines(lines, *, last_highlighted: bool = True) -> None:
+    """A facade result's text as the command prints it: tables as they are, lines of words without
+    number highlighting (the last one, the dim assumptions line, with it where `last_highlighted`)."""
+    for i, x in enumerate(lines):
+        if not isinstance(x, str) or (last_highlighted and i == len(lines) - 1):
+            out.print(x)
+        else:
+            out.print(x, highlight=False)
 
 
 # ---- serving economics ----------------------------------------------------------------------
@@ -154,94 +82,18 @@ def curve_cmd(
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Step latency, tokens/s per chip and per user, and $/Mtok over batch or context: the estimate, with the roofline bound of the same passes beside it."""
-    from .. import report as rp
-    from .. import serving as sv
-    from rich.table import Table
-    import numpy as np
+    from .. import api
 
-    B = None if batch is None else _count(batch, "--batch")
-    given = chips
-    m, s, L, dt, chips = _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
-                                sparse_topk=sparse_topk, sparse_mode=sparse_mode)
-    if expert_fetch not in ("expected", "all"):
-        raise TokenmathError(f"--expert-fetch = {expert_fetch!r}; expected 'expected' or 'all'")
-    if over not in ("batch", "context"):
-        raise TokenmathError(f"over = {over!r}; expected 'batch' or 'context'")
-    s = _priced(s, cost)
-    prof = _profile(efficiency, engine, s)
-    est = rep = None
-    if m.is_totals_only:
-        if not prof.is_roofline:
-            raise TokenmathError(f"model {m.name!r} is defined by totals only; the per-operation estimate needs its "
-                                 "architecture (a config.json) — use --efficiency roofline for the bound")
-    else:
-        from ..estimate import replica
-
-        b0 = 1.0 if over == "batch" else (B or sv.balance_batch(m, s, dtypes=dt))
-        rep = replica(m, s, b0, L if over == "batch" else 1.0, chips=given, dtypes=dt)
-        chips = rep.chips
-    st = sv.curve(m, s, over=over, batch=B, context=L, points=points, chips=chips, dtypes=dt,
-                  layout=None if rep is None else rep.layout)
-    fits = st.fits
-    if rep is not None:
-        import dataclasses
-
-        from ..estimate import estimate_pass
-        from ..layout import layout_memory
-
-        est = estimate_pass(m, s, st.batch, st.context, 1.0, layout=rep.layout, dtypes=dt, profile=prof,
-                            expert_fetch=expert_fetch)
-        est = dataclasses.replace(est, replica=rep)
-        fits = np.asarray(layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt).fits)
+    r = api.curve(model, system, over=over, batch=batch, context=context, points=points, chips=chips,
+                  weight_dtype=weight_dtype, kv_dtype=kv_dtype, compute_dtype=compute_dtype, sparse_topk=sparse_topk,
+                  sparse_mode=sparse_mode, efficiency=efficiency, engine=engine, expert_fetch=expert_fetch, cost=cost,
+                  catalog=catalog)
     if plot is not None:
-        from .. import plots
-
-        title = f"{m.name} on {chips} × {s.name}" + ("" if est is None else f" (TP{est.op.layout.tp} EP{est.op.layout.ep})")
-        if over == "batch":
-            plots.latency_vs_batch(st, title=f"{title}, L = {L:,.0f}", path=plot, est=est, fits=fits,
-                                   balance_batch=sv.balance_batch(m, s, dtypes=dt), drain_s=sv.hbm_drain_s(s))
-        else:
-            plots.cost_vs_context(st, title=f"{title}, B = {float(np.atleast_1d(st.batch)[0]):,.0f}", path=plot, est=est,
-                                  crossover=None if est is not None else sv.balance_context(m, s, None, chips=chips, dtypes=dt))
+        r.draw(plot)
         err.print(f"wrote {plot}")
-    if est is not None:
-        rec = rp.curve_record_of(est, over, fits)
-        from ..energy import maybe_energy_of_pass
-
-        en = maybe_energy_of_pass(est, s)
-    else:
-        rec = rp.curve_record(st, over, None)
-        from ..estimate import roofline_record
-        from ..energy import maybe_energy_of
-
-        rec["roofline"] = roofline_record(st, layout="ideal sharding over every chip (a totals-only model has no layout)")
-        en = maybe_energy_of(st, s)
-    e = rp.energy_record(en)
-    for i, row in enumerate(rec["points"]):  # the energy keys at every point
-        row.update({k: (v if v is None or isinstance(v, str) else float(np.atleast_1d(v)[min(i, np.size(v) - 1)]))
-                    for k, v in e.items() if k != "energy"})
-    _check_finite(rec)
     if json_:
-        return _emit_json(rec)
-    if rep is not None and rep.note:
-        out.print(f"[yellow]note:[/] {rep.note}", highlight=False)
-    where = f"{chips} × {s.name}" + ("" if est is None else
-                                     (f" ({rep.billed_chips:,.0f} billed)" if rep.billed_chips != chips else "")
-                                     + f", TP{est.op.layout.tp} EP{est.op.layout.ep} PP{est.op.layout.pp}")
-    t = Table(title=f"{m.name} on {where}: over {over} — estimate: {rec['estimate']}; roofline bound of the same pass "
-              "beside it, with its terms (compute, weights, KV) and what decides it", title_justify="left")
-    for col in ("batch", "context", "estimate", "roofline bound", "compute", "weights", "KV", "tok/s/chip", "tok/s/user",
-                "$/Mtok", "bound"):
-        t.add_column(col, justify="right")
-    for p in rec["points"]:
-        t.add_row(f"{p['batch']:,.0f}", f"{p['context']:,.0f}", seconds(p["step_s"]),
-                  seconds(p.get("roofline_step_s", p["step_s"])), seconds(p["compute_s"]),
-                  seconds(p["weights_s"]), seconds(p["kv_s"]), f"{p['tokens_per_s_per_chip']:,.0f}",
-                  f"{p['tokens_per_s_per_user']:,.1f}", "-" if p["usd_per_mtok"] is None else f"{p['usd_per_mtok']:.4g}",
-                  p["bound"] + ("" if p["fits"] else " (overflows HBM)"))
-    out.print(t)
-    out.print("[dim]estimate, tok/s and $/Mtok: the answer (its 80 % band in --json); roofline bound, compute, weights, KV "
-              "and bound: the roofline of the same pass on the same layout; experts: " + (est.op.expert_fetch if est is not None else "all") + "[/]")
+        return _emit_json(r.record)
+    _print_lines(r.lines)
 
 
 @command("balance")

@@ -23,59 +23,13 @@ def validate_cmd(
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """Predicted vs measured on validation cases: per-case error and median / p90 by metric, system, source, vendor, engine, model class; the class table (model class × engine, × vendor); how often the 80 % band holds the measurement."""
-    from .. import report as rp
+    from .. import api
 
-    from .. import calibrate as cb
-    from .. import profiles as pf
-    from .. import validate as vd
-
-    cases = []
-    for f in files or [None]:
-        cases += vd.load_cases(f)
-    from .. import validate_energy as ve  # energy cases (their own module), run beside the step cases
-
-    ecases = [c for f in files or [None] for c in ve.load_energy_cases(f)]
-    if not cases:  # energy cases only
-        er = ve.validate_energy(ecases, _catalog(catalog))
-        _finish(json_, {"energy": ve.energy_record(er)}, ve.render_energy(er))
-        return
-    preset = None
-    if efficiency == "roofline":
-        prof, fitted = pf.ROOFLINE_PROFILE, None
-    else:
-        if efficiency not in ("calibrated", "estimate") and not efficiency.endswith(".json"):
-            raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'calibrated', 'roofline' or a preset .json file")
-        preset = pf.preset_record(None if efficiency in ("calibrated", "estimate") else efficiency)
-        prof, fitted = "calibrated", set(preset.get("systems", []))
-    r = vd.validate(cases, prof, _catalog(catalog), fitted_systems=fitted, preset=preset)
-    shipped = None
-    if efficiency.endswith(".json"):  # your preset beside the shipped one, on the same cases
-        import dataclasses
-
-        r = dataclasses.replace(r, label=f"preset {Path(efficiency).name} (each case: its engine and vendor profile)")
-        shipped = vd.validate(cases, "calibrated", _catalog(catalog), preset=pf.preset_record(None))
-    if plot is not None:
-        from .. import plots
-
-        plots.predicted_vs_measured(r, title=f"{len(r.rows)} cases, {r.label}", path=plot)
+    r = api.validate(files, efficiency=efficiency, catalog=catalog)
+    if plot is not None and r.draw is not None:
+        r.draw(plot)
         err.print(f"wrote {plot}")
-    rec = rp.validation_record(r, preset)
-    lines = rp.render_validation(r, preset)
-    if preset is not None:  # the preset's fitted parameters that sit at a bound of their fit
-        rec["at_bound"] = cb.preset_at_bounds(preset) + [x | {"profile": "your fit (× on the preset)"}
-                                                         for x in preset.get("user_fit", {}).get("at_bound", [])]
-        lines += at_bound_lines(rec["at_bound"])
-    if shipped is not None:
-        rec["shipped"] = {"label": shipped.label, "median_abs_error": shipped.median_abs_error,
-                          "p90_abs_error": shipped.p90_abs_error, "n": len(shipped.rows)}
-        lines.insert(1, f"  side by side on these {len(r.rows)} cases: {Path(efficiency).name} median {r.median_abs_error:.1%},"
-                        f" p90 {r.p90_abs_error:.1%}; the shipped preset median {shipped.median_abs_error:.1%},"
-                        f" p90 {shipped.p90_abs_error:.1%}")
-    if ecases:
-        er = ve.validate_energy(ecases, _catalog(catalog))
-        rec["energy"] = ve.energy_record(er)
-        lines += ve.render_energy(er)
-    _finish(json_, rec, lines)
+    _finish(json_, r.record, r.lines)
 
 
 @command("calibrate")
