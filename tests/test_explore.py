@@ -257,3 +257,17 @@ def test_invariant_a_shared_search_gives_what_a_fresh_one_gives(tmp_path, cat):
     for x, y in zip(a, b):
         assert y["usd_per_mtok"] == pytest.approx(2.5 * x["usd_per_mtok"], rel=1e-12)
         assert y["tokens_per_s_per_chip"] == x["tokens_per_s_per_chip"]
+
+
+def test_invariant_exploration_in_a_notebook(tmp_path):
+    """invariant: the notebook view of an exploration — to_frame() holds every point written (the
+    Parquet rows, resumed chunks included) and _repr_html_ names the count and the front."""
+    pytest.importorskip("pandas")
+    r = tm.explore(model="qwen3-8b", base_chip="h100-sxm", vary=["scaleup_bytes_per_s=225e9,450e9"],
+                   input_tokens=1000, output_tokens=200, out=tmp_path / "n.parquet")
+    frame = r.to_frame()
+    assert len(frame) == r.points == 2
+    assert "usd_per_mtok" in frame.columns and "scaleup_bytes_per_s" in frame.columns
+    assert sorted(frame["scaleup_bytes_per_s"]) == [225e9, 450e9]
+    html = r._repr_html_()
+    assert "2 points" in html and "Pareto front" in html

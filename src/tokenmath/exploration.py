@@ -627,6 +627,27 @@ class Exploration:
                 "scheduler": self.scheduler, "points_per_s": self.points_per_s, "deployments": self.deployments, "estimate": self.estimate,
                 "space": self.space, "notes": list(self.notes)}
 
+    def to_frame(self):
+        """Every point written to `out` (this run's and resumed chunks) as a pandas DataFrame, one
+        column per Parquet column, its unit in the name and in the column metadata. Needs pyarrow
+        and pandas: `pip install 'tokenmath[explore,notebook]'`."""
+        try:
+            import pandas  # noqa: F401
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise TokenmathError("to_frame() needs pyarrow and pandas: pip install 'tokenmath[explore,notebook]'") from None
+        return pq.read_table(self.out).to_pandas()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = (f"{self.points:,} points ({self.feasible:,} meet the SLO) in {self.seconds:.3g} s → {self.out}; "
+                f"Pareto front: {len(self.pareto)} points")
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+                       for r in self.pareto[:50])
+        cols = "".join(f"<th>{html.escape(str(k))}</th>" for k in (self.pareto[0] if self.pareto else {}))
+        return f"<p>{html.escape(head)}</p><table><tr>{cols}</tr>{rows}</table>"
+
 
 def _summarise(summary: dict, table, goal: str = "cost") -> None:
     """Fold a chunk's rows into per-(model, workload) counts and the cheapest point."""
