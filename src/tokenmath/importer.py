@@ -519,8 +519,23 @@ def import_results(paths, fmt: str, *, model: str, system: str, chips: int, tp: 
                 seen[c["id"]] = k + 1
                 if k:
                     c["id"] = f"{c['id']}-{k + 1}"
+                _check_case(f, c)
                 out.append(c)
     return out
+
+
+def _check_case(f: "_File", c: dict) -> None:
+    """A case the file's numbers make that the case schema refuses (e.g. half an output token on
+    average: the fuzz found a ValidationError leaking) is the file's error, in one sentence."""
+    from pydantic import ValidationError
+
+    from .errors import validation_message
+    from .validate import Case
+
+    try:
+        Case(**c)
+    except ValidationError as e:
+        raise f.fail(f"run {c['id']!r} gives a case outside the physical ranges ({validation_message(e)})") from None
 
 
 def write_cases(cases: list[dict], path: str | Path, *, replace: bool = False) -> Path:
