@@ -1044,6 +1044,147 @@ def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, d
     return f"no fleet of {model.name} meets the SLOs ({disaggregation} disaggregation): {what}"
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# A fleet over a day: a rate that varies
+# --------------------------------------------------------------------------------------------
+#
+# The replica is verified once, at the curve's peak (fleet() at the peak rate: each pool simulated
+# at steady state and sized down while it meets its SLOs). Its verified capacity per replica is
+# then c = λ_peak / R_peak for each pool. Each interval is sized by R(t) = ⌈λ(t) / c⌉ (at least
+# MIN_REPLICAS): every replica then sees Poisson arrivals at λ(t)/R(t) ≤ c, the per-replica load
+# the simulation verified, so the SLOs hold in every interval without simulating it again (a
+# Poisson stream split at random is Poisson at each replica). Replicas started between intervals
+# first load their weights: weights per chip / the load bandwidth, charged as chip-time.
+
+MIN_REPLICAS = 1  # per pool, in every interval: a service never scales to zero here
+
+
+@dataclass(frozen=True)
+class DayInterval:
+    start_s: float
+    duration_s: float
+    requests_per_s: float
+    replicas: tuple[int, ...]  # per pool, in the order of FleetDay.pools
+    chips: float  # serving (billed) chips
+    nodes: int  # scale-up domains (an HGX node of 8 GPUs, an NVL72 rack of 72) the replicas occupy
+    started: tuple[int, ...]  # replicas started at the interval's start, per pool
+    warmup_chip_s: float  # chip-seconds spent loading the started replicas' weights
+    usd: float | None  # serving + warm-up in this interval
+
+
+@dataclass(frozen=True)
+class FleetDay:
+    """A fleet over a rate curve: the replica verified at the peak, then every interval sized by
+    rate / verified capacity per replica, with the warm-up of replicas started between intervals."""
+
+    model: str
+    curve: str
+    plan: FleetPlan  # the fleet verified at the curve's peak rate
+    pools: tuple[Pool, ...]  # the peak fleet's pools (layouts, chips per replica)
+    capacity_requests_per_s: tuple[float, ...]  # verified, per replica of each pool: λ_peak / R_peak
+    load_bytes_per_s: tuple[float, ...]  # per chip, of each pool (weights load bandwidth)
+    load_s: tuple[float, ...]  # seconds to load a replica's weights, per pool
+    intervals: tuple[DayInterval, ...]
+    span_s: float
+    chips_average: float  # serving + warm-up chip-time over the span
+    chips_peak: float
+    nodes_average: float
+    nodes_peak: int
+    serving_chips_average: float
+    usd_per_day: float | None  # the span's cost scaled to 24 h (serving + warm-up)
+    warmup_usd_per_day: float | None
+    warmup_chip_s_per_day: float
+    requests_per_day: float
+    notes: tuple[str, ...] = ()
+
+
+def load_bytes_per_s_default(system: System) -> float:
+    """The weights' load bandwidth per chip when none is given: the chip's scale-out NIC at line rate
+    (the catalog's scaleout_bytes_per_s), weights streamed from a remote store — the fastest they can
+    reach the node, so the warm-up it gives is a floor (engines also start up: give a lower
+    bandwidth to include it)."""
+    if not system.scaleout_bytes_per_s:
+        raise TokenmathError(f"{system.name} has no published scale-out bandwidth to load weights over; give"
+                             " --load-gb-per-s")
+    return float(system.scaleout_bytes_per_s)
+
+
+def fleet_day(model: Model, systems: list[System], curve, *, input_tokens: float, output_tokens: float,
+              slo: Slo = Slo(), load_bytes_per_s: float | None = None, min_replicas: int = MIN_REPLICAS,
+              **fleet_kw) -> FleetDay:
+    """The fleet over a rate curve (ratecurve.RateCurve): fleet() verified at the curve's peak rate,
+    then each interval sized by its rate / the verified capacity per replica (the comment above),
+    replicas started between intervals charged their weight-load time as chip-time. The curve is one
+    period of a cycle: the first interval starts from the last one's replicas. `load_bytes_per_s`:
+    per chip (None: load_bytes_per_s_default of each pool's system). Other keywords go to fleet()."""
+    from .layout import layout_memory
+
+    if "request_rate" in fleet_kw or "trace" in fleet_kw:
+        raise TokenmathError("a rate curve gives the rate: leave out --request-rate and --trace")
+    if load_bytes_per_s is not None:
+        _check("--load-gb-per-s", load_bytes_per_s, most=1e13)
+    if not (isinstance(min_replicas, int) and 0 <= min_replicas <= 1000):
+        raise TokenmathError(f"min_replicas = {min_replicas!r}; expected a whole number from 0 to 1,000")
+    lam = np.asarray(curve.requests_per_s, float)
+    dur = np.asarray(curve.duration_s, float)
+    peak = float(lam.max())
+    plan = fleet(model, systems, request_rate=peak, input_tokens=input_tokens, output_tokens=output_tokens, slo=slo,
+                 **fleet_kw)
+    best = plan.best
+    by_name = {s.name: s for s in systems}
+    pools = best.pools
+    cap = tuple(peak / p.replicas for p in pools)
+    # replicas per interval and pool: ⌈λ(t)/c⌉, never more than the verified peak size
+    R = np.stack([np.minimum(np.maximum(np.ceil(lam / c * (1 - 1e-12)), min_replicas), p.replicas)
+                  for p, c in zip(pools, cap)], axis=1).astype(int)
+    started = np.maximum(R - np.roll(R, 1, axis=0), 0)  # the curve repeats: the first follows the last
+    bw, load = [], []
+    for p in pools:
+        s = by_name[p.system]
+        b = float(load_bytes_per_s) if load_bytes_per_s is not None else load_bytes_per_s_default(s)
+        wd = None if p.weight_dtype == model.weight_dtype else p.weight_dtype
+        mem = layout_memory(model, s, Layout(tp=p.tp, ep=p.ep, pp=p.pp), 1.0, float(input_tokens),
+                            dtypes=Dtypes(weight=wd, kv=p.kv_dtype))
+        bw.append(b)
+        load.append(float(np.max(mem.weights_bytes_per_chip)) / b)
+    billed = np.array([p.billed_chips_per_replica for p in pools])
+    chips = R @ billed
+    warm = started @ (billed * np.array(load))
+    dom = np.array([by_name[p.system].scaleup_chips for p in pools], float)
+    per_rep = np.array([p.chips_per_replica for p in pools], float)
+    nodes = np.ceil(R * per_rep / dom * (1 - 1e-12)).sum(axis=1).astype(int)
+    prices = [None if p.usd_per_hour is None else p.usd_per_hour / p.replicas / p.billed_chips_per_replica
+              for p in pools]  # $ per chip-hour of each pool
+    priced = all(x is not None for x in prices)
+    usd = None
+    if priced:
+        per_chip_s = np.array(prices) / 3600.0
+        usd = (R * billed * dur[:, None]) @ per_chip_s + started @ (billed * np.array(load) * per_chip_s)
+        warm_usd = float(started.sum(axis=0) @ (billed * np.array(load) * per_chip_s))
+    span = float(dur.sum())
+    day = 86_400.0 / span
+    chip_s = float(chips @ dur) + float(warm.sum())
+    iv = tuple(DayInterval(float(t0), float(d), float(r), tuple(int(x) for x in Ri), float(c), int(n),
+                           tuple(int(x) for x in st), float(w), None if usd is None else float(u))
+               for t0, d, r, Ri, c, n, st, w, u in zip(curve.time_s, dur, lam, R, chips, nodes, started, warm,
+                                                       usd if usd is not None else [None] * len(lam)))
+    notes = (f"each pool verified once, at the peak rate {peak:,.4g} requests/s (simulated at steady state and sized"
+             " down); every interval sized by its rate / the verified capacity per replica, so each replica's load"
+             " never passes the verified one",
+             "replicas started between intervals are charged their weight-load time (weights per chip / the load"
+             " bandwidth) as chip-time; stopping is free; the curve repeats (the first interval follows the last)")
+    if abs(span - 86_400.0) > 1e-6:
+        notes += (f"the curve spans {span / 3600:,.4g} h: per-day figures are its figures × 24 h / span",)
+    return FleetDay(model.name, curve.name, plan, pools, cap, tuple(bw), tuple(load), iv, span,
+                    chip_s / span, float(chips.max()), float(nodes @ dur / span), int(nodes.max()),
+                    float(chips @ dur / span), None if usd is None else float(usd.sum()) * day,
+                    None if usd is None else warm_usd * day, float(warm.sum()) * day,
+                    float(lam @ dur) * day, notes)
+
+
 __all__ = ["Slo", "Pool", "PoolRun", "Simulated", "FleetOption", "FleetPlan", "fleet", "kv_transfer_s",
+           "fleet_day", "FleetDay", "DayInterval", "load_bytes_per_s_default", "MIN_REPLICAS",
            "flop_lower_bound_chips", "UTILISATION_DEFAULT", "REL_HALF_WIDTH", "REQUEST_CAP", "FIRST_REQUESTS", "MIN_RATE",
            "CONFIDENCE"]
