@@ -32,7 +32,13 @@ def fleet_cmd(
     hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Checkpoint (Hugging Face repo id or path) for --export, served as stored (default: the catalog's hf_repo, or its published checkpoint in the planned weight dtype).")] = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     engine: EngineOpt = None, cost: CostOpt = "rental",
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file.")] = None,
+    rate_curve: Annotated[Optional[Path], typer.Option("--rate-curve", help="A rate over a day: CSV `time_s,requests_per_s` or JSON lines; the fleet is verified at its peak and sized interval by interval (needs --input-tokens and --output-tokens).")] = None,
+    load_gb_per_s: Annotated[Optional[str], typer.Option("--load-gb-per-s", help="With --rate-curve: GB/s per chip at which a started replica loads its weights (default: the system's scale-out NIC, a floor on the warm-up).")] = None,
+    mtp_draft_tokens: Annotated[Optional[int], Num("--mtp-draft-tokens", help="MTP / speculative decoding in decode pools: tokens drafted per step (verified in one pass over 1 + k tokens).")] = None,
+    mtp_acceptance: Annotated[Optional[float], Num("--mtp-acceptance", help="Acceptance rate of each drafted token (0-1); e.g. 0.85-0.9 for DeepSeek-V3's MTP (arXiv 2412.19437 §5.4.3).")] = None,
+    prefix_cache_tier: Annotated[Optional[str], typer.Option("--prefix-cache-tier", help="Where the prefix cache lives: hbm | dram | ssd; its capacity limits the hit rate and its bandwidth adds the fetch to each prefill pass.")] = None,
+    prefix_cache_gb: Annotated[Optional[str], typer.Option("--prefix-cache-gb", help="The prefix cache's capacity in GB for the whole fleet (default: the tier's capacity on the fleet's chips).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file (with --rate-curve: chips over the day beside the rate).")] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -75,12 +81,28 @@ def fleet_cmd(
 
         wds = exportable_weight_dtypes(m, syss, export)
     slo = fl.Slo(ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50)
+    extra = {}
+    if mtp_draft_tokens is not None or mtp_acceptance is not None:
+        if mtp_draft_tokens is None or mtp_acceptance is None:
+            raise TokenmathError("--mtp-draft-tokens and --mtp-acceptance go together (tokens drafted per step and the"
+                                 " share of each accepted)")
+        extra.update(mtp_draft_tokens=int(mtp_draft_tokens), mtp_acceptance=float(mtp_acceptance))
+    if prefix_cache_tier is not None or prefix_cache_gb is not None:
+        if prefix_cache_tier is None:
+            raise TokenmathError("--prefix-cache-gb needs --prefix-cache-tier (hbm, dram or ssd)")
+        extra.update(prefix_cache_tier=prefix_cache_tier,
+                     prefix_cache_bytes=None if prefix_cache_gb is None else 1e9 * _num(prefix_cache_gb, "--prefix-cache-gb"))
+    if rate_curve is not None:
+        return _day(m, syss, rate_curve, I, O, slo, disaggregation, P, prefix_hit_rate, objective, price, engine, verify,
+                    wds, load_gb_per_s, plot, json_, rate, tr, export, extra)
+    if load_gb_per_s is not None:
+        raise TokenmathError("--load-gb-per-s is the warm-up of replicas started over a day: it needs --rate-curve")
     with progress("screening fleets", max(verify or fl.VERIFY_DEFAULT, 1), json_) as update:
         result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
                           disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
                           objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr,
                           verify=fl.VERIFY_DEFAULT if verify is None else verify,
-                          weight_dtypes=wds,
+                          weight_dtypes=wds, **extra,
                           progress=lambda done, total, what: update(done, total=total, description=what))
     commands, refused = None, None
     if export is not None and result.best is not None:
@@ -98,3 +120,78 @@ def fleet_cmd(
     _finish(json_, rp.fleet_record(result, commands), rp.render_fleet(result, commands))
     if refused is not None:
         raise TokenmathError(f"--export {export}: {refused}")
+
+
+def _day(m, syss, path, I, O, slo, disaggregation, P, prefix_hit_rate, objective, price, engine, verify, wds,
+         load_gb_per_s, plot, json_, rate, trace, export, extra) -> None:
+    """`fleet --rate-curve FILE`: the fleet over a day (fleet.fleet_day)."""
+    from .. import fleet as fl
+    from ..errors import TokenmathError
+    from ..ratecurve import read_rate_curve
+
+    if rate is not None or trace is not None:
+        raise TokenmathError("--rate-curve gives the rate over the day: leave out --request-rate and --trace")
+    if I is None or O is None:
+        raise TokenmathError("--rate-curve needs --input-tokens and --output-tokens (the mean request)")
+    if export is not None:
+        raise TokenmathError("--export writes the launch of one fleet: ask `fleet` at the rate you want launched,"
+                             " without --rate-curve")
+    curve = read_rate_curve(path)
+    load = None if load_gb_per_s is None else 1e9 * _num(load_gb_per_s, "--load-gb-per-s")
+    with progress("screening fleets at the peak rate", max(verify or fl.VERIFY_DEFAULT, 1), json_) as update:
+        day = fl.fleet_day(m, syss, curve, input_tokens=I, output_tokens=O, slo=slo, load_bytes_per_s=load,
+                           disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
+                           objective=objective, usd_per_chip_hour=price, engine=engine,
+                           verify=fl.VERIFY_DEFAULT if verify is None else verify, weight_dtypes=wds, **extra,
+                           progress=lambda done, total, what: update(done, total=total, description=what))
+    if plot is not None:
+        from .. import plots
+
+        plots.fleet_over_day(day, path=plot)
+        err.print(f"wrote {plot}")
+    _finish(json_, day_record(day), render_day(day))
+
+
+def day_record(d) -> dict:
+    """The JSON of a fleet over a day: the issue's keys (hours, chips_average, chips_peak,
+    nodes_average, nodes_peak, usd_per_day, warmup_usd_per_day) and the peak fleet it was sized from."""
+    from .. import report as rp
+
+    pools = [{"role": p.role, "system": p.system, "chips_per_replica": p.chips_per_replica, "tp": p.tp, "ep": p.ep,
+              "pp": p.pp, "weight_dtype": p.weight_dtype, "replicas_at_peak": p.replicas,
+              "verified_capacity_requests_per_s_per_replica": c, "load_gb_per_s_per_chip": b / 1e9,
+              "weight_load_s": t}
+             for p, c, b, t in zip(d.pools, d.capacity_requests_per_s, d.load_bytes_per_s, d.load_s)]
+    hours = [{"start_s": i.start_s, "duration_s": i.duration_s, "requests_per_s": i.requests_per_s,
+              "replicas": {f"{p.role}": r for p, r in zip(d.pools, i.replicas)}, "chips": i.chips, "nodes": i.nodes,
+              "started": {f"{p.role}": s for p, s in zip(d.pools, i.started)}, "warmup_chip_s": i.warmup_chip_s,
+              "usd": i.usd} for i in d.intervals]
+    return {"model": d.model, "rate_curve": d.curve, "span_s": d.span_s, "requests_per_day": d.requests_per_day,
+            "chips_average": d.chips_average, "chips_peak": d.chips_peak, "nodes_average": d.nodes_average,
+            "nodes_peak": d.nodes_peak, "serving_chips_average": d.serving_chips_average, "usd_per_day": d.usd_per_day,
+            "warmup_usd_per_day": d.warmup_usd_per_day, "warmup_chip_s_per_day": d.warmup_chip_s_per_day,
+            "pools": pools, "hours": hours, "notes": list(d.notes), "peak_fleet": rp.fleet_record(d.plan)}
+
+
+def render_day(d) -> list[str]:
+    """Plain words: the day's figures, the pools with their verified capacity, then the intervals
+    where the fleet changes size."""
+    usd = "" if d.usd_per_day is None else (f", ${d.usd_per_day:,.0f} per day (warm-up ${d.warmup_usd_per_day:,.2f})")
+    lines = [f"{d.model} over the day ({d.curve or 'rate curve'}, {len(d.intervals)} intervals, {d.span_s / 3600:,.4g} h,"
+             f" {d.requests_per_day:,.4g} requests per day)",
+             f"  chips: {d.chips_average:,.1f} on average, {d.chips_peak:,.0f} at peak; nodes: {d.nodes_average:,.2f} on"
+             f" average, {d.nodes_peak:,} at peak{usd}"]
+    for p, c, t in zip(d.pools, d.capacity_requests_per_s, d.load_s):
+        lines.append(f"    {p.role:<9} {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica} chips each,"
+                     f" {p.replicas} replicas at peak, verified {c:,.4g} requests/s per replica, weights load in"
+                     f" {t:,.3g} s")
+    lines.append("  intervals where the fleet changes size (start, requests/s, replicas per pool, chips, nodes):")
+    prev = None
+    for i in d.intervals:
+        if i.replicas != prev:
+            reps = " + ".join(f"{r} {p.role}" for p, r in zip(d.pools, i.replicas))
+            lines.append(f"    {i.start_s / 3600:6.2f} h  {i.requests_per_s:>10,.4g}  {reps:<28} {i.chips:>8,.0f} chips"
+                         f" {i.nodes:>6,} nodes")
+            prev = i.replicas
+    lines += [f"  {n}" for n in d.notes]
+    return lines
