@@ -37,6 +37,7 @@ def fleet_cmd(
     mtp_draft_tokens: Annotated[Optional[int], Num("--mtp-draft-tokens", help="MTP / speculative decoding in decode pools: tokens drafted per step (verified in one pass over 1 + k tokens).")] = None,
     mtp_acceptance: Annotated[Optional[float], Num("--mtp-acceptance", help="Acceptance rate of each drafted token (0-1); e.g. 0.85-0.9 for DeepSeek-V3's MTP (arXiv 2412.19437 §5.4.3).")] = None,
     prefix_cache_tier: Annotated[Optional[str], typer.Option("--prefix-cache-tier", help="Where the prefix cache lives: hbm | dram | ssd; its capacity limits the hit rate and its bandwidth adds the fetch to each prefill pass.")] = None,
+    prefix_count: Annotated[Optional[int], Num("--prefix-count", help="With --prefix-cache-tier: distinct prefixes in use, equally popular (default: a trace's prefix ids, else 1 shared by every request).")] = None,
     prefix_cache_gb: Annotated[Optional[str], typer.Option("--prefix-cache-gb", help="The prefix cache's capacity in GB for the whole fleet (default: the tier's capacity on the fleet's chips).")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file (with --rate-curve: chips over the day beside the rate).")] = None,
     force: ForceOpt = False,
@@ -87,10 +88,13 @@ def fleet_cmd(
             raise TokenmathError("--mtp-draft-tokens and --mtp-acceptance go together (tokens drafted per step and the"
                                  " share of each accepted)")
         extra.update(mtp_draft_tokens=int(mtp_draft_tokens), mtp_acceptance=float(mtp_acceptance))
+    if prefix_count is not None and prefix_cache_tier is None:
+        raise TokenmathError("--prefix-count needs --prefix-cache-tier (the cache whose capacity it fills)")
     if prefix_cache_tier is not None or prefix_cache_gb is not None:
         if prefix_cache_tier is None:
             raise TokenmathError("--prefix-cache-gb needs --prefix-cache-tier (hbm, dram or ssd)")
-        extra.update(prefix_cache_tier=prefix_cache_tier,
+        extra.update(prefix_cache_tier=prefix_cache_tier, storage=cat.storage,
+                     prefix_count=None if prefix_count is None else int(prefix_count),
                      prefix_cache_bytes=None if prefix_cache_gb is None else 1e9 * _num(prefix_cache_gb, "--prefix-cache-gb"))
     if rate_curve is not None:
         return _day(m, syss, rate_curve, I, O, slo, disaggregation, P, prefix_hit_rate, objective, price, engine, verify,
