@@ -1356,7 +1356,10 @@ def _fleet_option_record(o) -> dict[str, Any]:
         "pools": [{k: getattr(p, k) for k in POOL_KEYS} | {"weight_dtype": p.weight_dtype, "kv_dtype": p.kv_dtype,
                                                          "billed_chips_per_replica": p.billed_chips_per_replica,
                                                          "capacity_requests_per_s": p.capacity_requests_per_s,
-                                                         "usd_per_hour": p.usd_per_hour} for p in o.pools],
+                                                         "usd_per_hour": p.usd_per_hour}
+                  | ({"mtp_draft_tokens": p.mtp_draft_tokens, "mtp_tokens_per_step": p.mtp_tokens_per_step,
+                      "verify_step_s": p.verify_step_s} if getattr(p, "mtp_draft_tokens", 0) else {})
+                  for p in o.pools],
         "total_chips": o.total_chips, "usd_per_hour": o.usd_per_hour,
         "usd_per_mtok_output": o.usd_per_mtok_output, "usd_per_mtok_all_tokens": o.usd_per_mtok_all_tokens,
         "watts": o.watts, "joules_per_token": o.joules_per_token, "energy_level": None if o.watts is None else "facility",
@@ -1396,6 +1399,8 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
         rec["workload"] = f.workload
     if f.prefix_cache is not None:
         rec["prefix_cache"] = f.prefix_cache
+    if getattr(f, "features", None):
+        rec["features"] = f.features
     if commands is not None:  # export.PoolLaunch records: every line in `export`, each pool with its notes
         rec["export"] = [ln for c in commands for ln in (f"# {c.role} pool: {c.replicas} × {c.system}, {c.checkpoint}",
                                                            *c.lines)]
@@ -1470,7 +1475,9 @@ def render_fleet(f, commands=None) -> list[str]:
                      f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips){verified}")
         for p in b.pools:
             lines.append(f"    {p.role:<7} {p.replicas:>4} × {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica}"
-                         f" chips each, batch ≤ {p.max_batch:,}, weights {p.weight_dtype}, KV {p.kv_dtype}")
+                         f" chips each, batch ≤ {p.max_batch:,}, weights {p.weight_dtype}, KV {p.kv_dtype}"
+                         + (f", MTP {p.mtp_draft_tokens} draft(s): {p.mtp_tokens_per_step:.3g} tokens per"
+                            f" {seconds(p.verify_step_s)} step" if getattr(p, "mtp_draft_tokens", 0) else ""))
         if b.kv_transfer_s is not None:
             lines.append(f"    KV transfer per request: {seconds(b.kv_transfer_s)}")
         s = b.simulated
@@ -1486,6 +1493,13 @@ def render_fleet(f, commands=None) -> list[str]:
         cost = "" if pc["usd_per_hour"] is None else f", ${pc['usd_per_hour']:,.4g}/h"
         lines.append(f"  prefix cache: {pc['prefixes']:,} × {pc['prefix_tokens']:,.0f}-token prefix = {si(pc['kv_bytes'], 'B')},"
                      f" reused every {seconds(pc['reuse_interval_s'])}: kept in {pc['tier']}{cost} ({pc['note']})")
+        ct = pc.get("cache_tier")
+        if ct is not None:  # --prefix-cache-tier: the cache's capacity limits the hit rate; hits are fetched
+            fetch = "" if not ct["fetch_s_per_prompt_chip"] else (
+                f"; a hit is read back at {si(ct['tier_bytes_per_s_per_chip'], 'B/s')} per chip before its prompt's pass")
+            lines.append(f"  prefix cache in {ct['tier']}: {si(ct['capacity_bytes'], 'B')} holds"
+                         f" {ct['prefixes_held']:,.4g} of {ct['prefixes']:,} prefixes: hit rate {ct['hit_rate']:.3g}"
+                         f" of {ct['hit_rate_unlimited']:.3g}{fetch} ({ct['note']})")
     others = [o for o in f.candidates if o is not b and o != b]
     if others:
         lines.append("  also verified at steady state (each sized down the same way):")
