@@ -185,17 +185,30 @@ class FleetPlan:
 # --------------------------------------------------------------------------------------------
 
 
+def _points(model, s, layouts, **kw):
+    """plan.plan_system's points on system `s`: over its candidate layouts, or over the layouts given
+    for it (`layouts[s.name]`, e.g. wide-EP layouts from a layout search)."""
+    from .plan import plan_system
+
+    lays = None if layouts is None else layouts.get(s.name)
+    if lays is None:
+        return plan_system(model, s, **kw)
+    import inspect
+
+    if "layouts" not in inspect.signature(plan_system).parameters:
+        raise TokenmathError(f"layouts were given for {s.name}, but plan.plan_system does not take a list of layouts yet")
+    return plan_system(model, s, layouts=list(lays), **kw)
+
+
 def _price(system: System, usd_per_chip_hour: float | None) -> float | None:
     return system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
 
 
 def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                weight_dtypes="deployable", fetch=None) -> list[FleetOption]:
-    from .plan import plan_system
-
+                weight_dtypes="deployable", fetch=None, layouts=None) -> list[FleetOption]:
     out = []
     for s in systems:
-        cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
+        cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                                  engine=engine, cached_input_tokens=cached,
                                  weight_dtypes=dtypes_for(model, s, weight_dtypes))
         if not len(cols["batch"]):
@@ -258,7 +271,7 @@ def _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t_pass):
 
 
 def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                   weight_dtypes="deployable", fetch=None) -> list[tuple[Pool, float]]:
+                   weight_dtypes="deployable", fetch=None, layouts=None) -> list[tuple[Pool, float]]:
     """(pool, pass time) for each layout and prompts-per-pass that fits, on one system."""
     from .plan import candidate_layouts
     from .profiles import choose
@@ -272,7 +285,8 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
     for wd in dtypes_for(model, s, weight_dtypes):
         dt = Dtypes(weight=wd)
         lays = []
-        for lay in candidate_layouts(model, s):
+        given = None if layouts is None else layouts.get(s.name)
+        for lay in (candidate_layouts(model, s) if given is None else given):
             try:
                 check_layout(model, s, lay)
                 if lay.pp > 1 or not layout_memory(model, s, lay, float(per_pass[-1]), I, dtypes=dt).fits:
@@ -307,10 +321,8 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
 
 
 def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                  weight_dtypes="deployable", mtp=(0, 0.0)) -> list[Pool]:
-    from .plan import plan_system
-
-    cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
+                  weight_dtypes="deployable", mtp=(0, 0.0), layouts=None) -> list[Pool]:
+    cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                              engine=engine, decode_only=True, weight_dtypes=dtypes_for(model, s, weight_dtypes))
     price = _price(s, usd_per_chip_hour)
     out = []
@@ -372,7 +384,7 @@ def kv_transfer_s(model: Model, prefill: System, decode: System, input_tokens: f
 
 def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, keep=4,
                    energy=False, by_energy=False, weight_dtypes="deployable", mtp=(0, 0.0),
-                   fetch=None) -> list[FleetOption]:
+                   fetch=None, layouts=None) -> list[FleetOption]:
     def cost(p: Pool):
         if by_energy:
             return p.replicas * p.watts_per_replica if p.watts_per_replica is not None else math.inf
@@ -381,10 +393,10 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
     pre, dec = [], []
     for s in systems:
         pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
-                               fetch)
+                               fetch, layouts)
         pre += [p for p, _ in sorted(pools, key=lambda x: (cost(x[0]), x[1]))[:keep]]
         dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
-                                    mtp), key=cost)[:keep]
+                                    mtp, layouts), key=cost)[:keep]
     by_name = {s.name: s for s in systems}
     out = []
     for p in pre:
@@ -767,7 +779,8 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
           utilisation: float = UTILISATION_DEFAULT, verify: int = VERIFY_DEFAULT, progress=None,
           weight_dtypes="deployable", mtp_draft_tokens: int = 0, mtp_acceptance: float = 0.0,
           prefix_cache_tier: str | None = None, prefix_cache_bytes: float | None = None,
-          prefix_count: int | None = None, storage: dict | None = None) -> FleetPlan:
+          prefix_count: int | None = None, storage: dict | None = None,
+          layouts: dict | None = None) -> FleetPlan:
     """The cheapest fleet (or the fewest chips, or the least energy) that serves `request_rate`
     requests/s of `input_tokens` in and `output_tokens` out under `slo`, verified at steady state in
     simulation and sized down while it still meets the SLOs. A `trace` (workload.Workload) gives the
@@ -784,7 +797,8 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     e = (1 − a^(k+1)) / (1 − a) tokens per sequence; the draft itself is taken as free (an MTP head
     is one layer of ~60). Modelled in decode pools only: with MTP, fleets are disaggregated.
     `prefix_cache_tier` ("hbm", "dram", "ssd") and `prefix_cache_bytes`: where the prefix cache lives
-    and its capacity, which limits the hit rate (prefix_tier.py)."""
+    and its capacity, which limits the hit rate (prefix_tier.py). `layouts`: {system name: [Layout, ...]}
+    to search on a system instead of plan.candidate_layouts (e.g. wide-EP layouts across nodes)."""
     if disaggregation not in ("auto", "on", "off"):
         raise TokenmathError(f"--disaggregation = {disaggregation!r}; expected 'auto', 'on' or 'off'")
     if objective not in ("cost", "chips", "energy"):
@@ -876,18 +890,18 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     cands: list[FleetOption] = []
     if disaggregation == "off" or (disaggregation == "auto" and not mtp_draft_tokens):
         cands += _aggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine, True,
-                             weight_dtypes, fetch)
+                             weight_dtypes, fetch, layouts)
     if disaggregation in ("auto", "on"):
         cands += _disaggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine,
                                 energy=True, by_energy=objective == "energy", weight_dtypes=weight_dtypes, mtp=mtp,
-                                fetch=fetch)
+                                fetch=fetch, layouts=layouts)
     from .profiles import choose
 
     label = choose("calibrated", engine=engine).label + " (+ each system's vendor profile)"
     tried = _dtypes_tried(model, systems, weight_dtypes)
     if not cands:
         raise TokenmathError(_unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation,
-                                          weight_dtypes))
+                                          weight_dtypes, layouts))
 
     def key(o: FleetOption):
         if objective == "energy":
@@ -996,7 +1010,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
                           utilisation=utilisation, verify=verify, progress=progress, weight_dtypes=weight_dtypes,
                           mtp_draft_tokens=mtp_draft_tokens, mtp_acceptance=mtp_acceptance,
                           prefix_cache_tier=prefix_cache_tier, prefix_cache_bytes=tier_info["capacity_bytes"],
-                          prefix_count=prefix_count, storage=storage)
+                          prefix_count=prefix_count, storage=storage, layouts=layouts)
             again.prefix_cache["cache_tier"]["capacity_from"] = (
                 f"the first plan's {holder.role} pool ({holder.replicas} × {holder.chips_per_replica} {hs.name}),"
                 " planned again at the hit rate it allows")
@@ -1142,13 +1156,11 @@ def _missed(model, verified: list[FleetOption], slo: Slo) -> str:
 
 
 def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation,
-                 weight_dtypes="deployable") -> str:
+                 weight_dtypes="deployable", layouts=None) -> str:
     """One sentence: the best TTFT and TPOT any candidate reaches, and which SLO binds."""
-    from .plan import plan_system
-
     best_tpot, best_ttft = math.inf, math.inf
     for s in systems:
-        cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
+        cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                                  engine=engine, cached_input_tokens=cached,
                                  weight_dtypes=dtypes_for(model, s, weight_dtypes))
         if len(cols["batch"]):
