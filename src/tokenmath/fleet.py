@@ -983,7 +983,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     lb = sum(flop_lower_bound_chips(model, by_name[p.system], rate, I, O)
              * (p.replicas * p.billed_chips_per_replica / best.total_chips) for p in best.pools)
     pc = None if not cached else _prefix_cache(model, by_name[best.pools[0].system], prefix_tokens, prefix_hit_rate,
-                                               rate, trace)
+                                               rate, trace, prefix_count)
     search = {"screened": len(cands), "distinct": len(distinct), "verified": len(verified), "simulated": simulated,
               "pools_sized": len(ctx["sized"]), "stopped": stopped}
     if mtp_draft_tokens and disaggregation == "auto":
@@ -1052,7 +1052,8 @@ def _dtypes_tried(model, systems, weight_dtypes) -> dict[str, list[str]]:
     return {s.name: [wd or model.weight_dtype for wd in dtypes_for(model, s, weight_dtypes)] for s in systems}
 
 
-def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: float, trace) -> dict:
+def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: float, trace,
+                  prefix_count: int | None = None) -> dict:
     """The shared prefixes' KV: how many there are (the trace's distinct prefix ids, else one
     prefix shared by every request — a labelled assumption), how often each is reused, the memory
     tier whose drain time fits that interval (prices.cache_costs, the lecture's rule), and what
@@ -1064,6 +1065,8 @@ def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: fl
         ids = trace.prefix_id[trace.prefix_id >= 0]
         if ids.size:
             n, assumed = int(np.unique(ids).size), False
+    if assumed and prefix_count is not None:
+        n, assumed = int(prefix_count), False
     interval = n / (rate * hit_rate)  # seconds between reuses of one prefix
     cc = cache_costs(model, system, prefix_tokens, interval)
     t = cc.best_tier
@@ -1075,7 +1078,9 @@ def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: fl
     return {"prefixes": n, "prefixes_assumed": assumed, "prefix_tokens": float(prefix_tokens),
             "kv_bytes": n * cc.kv_bytes, "reuse_interval_s": interval, "tier": t, "usd_per_hour": per_hour,
             "note": ("one prefix shared by every request (no trace prefix ids): an assumption" if assumed
-                     else f"{n} distinct prefixes in the trace")}
+                     else f"{n:,} distinct prefixes" + (" (--prefix-count)" if prefix_count is not None
+                                                        and not (trace is not None and trace.prefix_id is not None)
+                                                        else " in the trace"))}
 
 
 def _mode_reason(cands, verified, best, disaggregation, key) -> str:
@@ -1235,6 +1240,8 @@ class FleetDay:
     warmup_chip_s_per_day: float
     requests_per_day: float
     notes: tuple[str, ...] = ()
+    node_chips: tuple[int, ...] = ()  # chips per node (scale-up domain) of each pool's system
+    tokens_per_s_per_node_at_peak: tuple[float, ...] = ()  # prefill: input tokens (hits included); else output
 
 
 def load_bytes_per_s_default(system: System) -> float:
@@ -1318,7 +1325,9 @@ def fleet_day(model: Model, systems: list[System], curve, *, input_tokens: float
                     chip_s / span, float(chips.max()), float(nodes @ dur / span), int(nodes.max()),
                     float(chips @ dur / span), None if usd is None else float(usd.sum()) * day,
                     None if usd is None else warm_usd * day, float(warm.sum()) * day,
-                    float(lam @ dur) * day, notes)
+                    float(lam @ dur) * day, notes, tuple(int(x) for x in dom),
+                    tuple((input_tokens if p.role == "prefill" else output_tokens) * peak
+                          / (p.replicas * p.chips_per_replica / d_) for p, d_ in zip(pools, dom)))
 
 
 __all__ = ["Slo", "Pool", "PoolRun", "Simulated", "FleetOption", "FleetPlan", "fleet", "kv_transfer_s",

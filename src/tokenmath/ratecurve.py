@@ -11,7 +11,8 @@ Two formats, chosen by the file's first non-blank character ('{' = JSON lines, e
     0,1200                         {"time_s": 3600, "requests_per_s": 1100}
     3600,1100
 
-Read through the bounded reader (errors.read_user_text): at most MAX_CURVE_BYTES bytes and
+`example:deepseek-v3-day` names the curve shipped with tokenmath (package data, examples/): DeepSeek's
+published day. Read through the bounded reader (errors.read_user_text): at most MAX_CURVE_BYTES bytes and
 MAX_CURVE_ROWS rows; every bad row is one sentence naming the file, the row and the value.
 """
 
@@ -146,8 +147,14 @@ def parse_rate_curve(text: str, where: str, name: str = "") -> RateCurve:
     return _build(t, r, where, name)
 
 
+EXAMPLE_PREFIX = "example:"
+
+
 def read_rate_curve(path) -> RateCurve:
-    """Read a rate-curve file (module docstring), bounded in bytes and rows."""
+    """Read a rate-curve file (module docstring), bounded in bytes and rows. `example:NAME` reads a
+    curve shipped with tokenmath (example_path)."""
+    if isinstance(path, str) and path.startswith(EXAMPLE_PREFIX):
+        path = example_path(path[len(EXAMPLE_PREFIX):])
     shown = str(path)[:200]
     where = f"rate curve {shown if shown.isprintable() else repr(shown)}"
     text = read_user_text(path, where, MAX_CURVE_BYTES, "a rate curve", "CSV or JSON lines")
@@ -156,10 +163,11 @@ def read_rate_curve(path) -> RateCurve:
 
 def example_path(name: str = "deepseek-v3-day") -> Path:
     """A rate curve shipped with tokenmath (package data, tokenmath/examples/NAME.csv)."""
-    p = Path(__file__).resolve().parent / "examples" / f"{name}.csv"
-    if not p.is_file():
-        raise TokenmathError(f"no example rate curve {name!r}")
-    return p
+    root = Path(__file__).resolve().parent / "examples"
+    known = sorted(x.stem for x in root.glob("*.csv"))
+    if name not in known:
+        raise TokenmathError(f"no example rate curve {name[:60]!r}; shipped: {', '.join(known)}")
+    return root / f"{name}.csv"
 
 
 __all__ = ["RateCurve", "rate_curve", "parse_rate_curve", "read_rate_curve", "example_path", "MAX_CURVE_ROWS",

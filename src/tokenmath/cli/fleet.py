@@ -32,7 +32,7 @@ def fleet_cmd(
     hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Checkpoint (Hugging Face repo id or path) for --export, served as stored (default: the catalog's hf_repo, or its published checkpoint in the planned weight dtype).")] = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     engine: EngineOpt = None, cost: CostOpt = "rental",
-    rate_curve: Annotated[Optional[Path], typer.Option("--rate-curve", help="A rate over a day: CSV `time_s,requests_per_s` or JSON lines; the fleet is verified at its peak and sized interval by interval (needs --input-tokens and --output-tokens).")] = None,
+    rate_curve: Annotated[Optional[str], typer.Option("--rate-curve", help="A rate over a day: CSV `time_s,requests_per_s` or JSON lines (example:deepseek-v3-day is DeepSeek's published day, shipped); the fleet is verified at its peak and sized interval by interval (needs --input-tokens and --output-tokens).")] = None,
     load_gb_per_s: Annotated[Optional[str], typer.Option("--load-gb-per-s", help="With --rate-curve: GB/s per chip at which a started replica loads its weights (default: the system's scale-out NIC, a floor on the warm-up).")] = None,
     mtp_draft_tokens: Annotated[Optional[int], Num("--mtp-draft-tokens", help="MTP / speculative decoding in decode pools: tokens drafted per step (verified in one pass over 1 + k tokens).")] = None,
     mtp_acceptance: Annotated[Optional[float], Num("--mtp-acceptance", help="Acceptance rate of each drafted token (0-1); e.g. 0.85-0.9 for DeepSeek-V3's MTP (arXiv 2412.19437 §5.4.3).")] = None,
@@ -164,8 +164,10 @@ def day_record(d) -> dict:
     pools = [{"role": p.role, "system": p.system, "chips_per_replica": p.chips_per_replica, "tp": p.tp, "ep": p.ep,
               "pp": p.pp, "weight_dtype": p.weight_dtype, "replicas_at_peak": p.replicas,
               "verified_capacity_requests_per_s_per_replica": c, "load_gb_per_s_per_chip": b / 1e9,
-              "weight_load_s": t}
-             for p, c, b, t in zip(d.pools, d.capacity_requests_per_s, d.load_bytes_per_s, d.load_s)]
+              "weight_load_s": t, "chips_per_node": nc, "tokens_per_s_per_node_at_peak": tn,
+              "tokens_counted": "input (cache hits included)" if p.role == "prefill" else "output"}
+             for p, c, b, t, nc, tn in zip(d.pools, d.capacity_requests_per_s, d.load_bytes_per_s, d.load_s,
+                                           d.node_chips, d.tokens_per_s_per_node_at_peak)]
     hours = [{"start_s": i.start_s, "duration_s": i.duration_s, "requests_per_s": i.requests_per_s,
               "replicas": {f"{p.role}": r for p, r in zip(d.pools, i.replicas)}, "chips": i.chips, "nodes": i.nodes,
               "started": {f"{p.role}": s for p, s in zip(d.pools, i.started)}, "warmup_chip_s": i.warmup_chip_s,
@@ -182,13 +184,15 @@ def render_day(d) -> list[str]:
     where the fleet changes size."""
     usd = "" if d.usd_per_day is None else (f", ${d.usd_per_day:,.0f} per day (warm-up ${d.warmup_usd_per_day:,.2f})")
     lines = [f"{d.model} over the day ({d.curve or 'rate curve'}, {len(d.intervals)} intervals, {d.span_s / 3600:,.4g} h,"
-             f" {d.requests_per_day:,.4g} requests per day)",
+             f" {d.requests_per_day:,.0f} requests per day)",
              f"  chips: {d.chips_average:,.1f} on average, {d.chips_peak:,.0f} at peak; nodes: {d.nodes_average:,.2f} on"
              f" average, {d.nodes_peak:,} at peak{usd}"]
-    for p, c, t in zip(d.pools, d.capacity_requests_per_s, d.load_s):
-        lines.append(f"    {p.role:<9} {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica} chips each,"
-                     f" {p.replicas} replicas at peak, verified {c:,.4g} requests/s per replica, weights load in"
-                     f" {t:,.3g} s")
+    for p, c, t, tn in zip(d.pools, d.capacity_requests_per_s, d.load_s, d.tokens_per_s_per_node_at_peak):
+        what = "input (hits included)" if p.role == "prefill" else "output"
+        mtp = f", MTP {p.mtp_draft_tokens} draft(s)" if p.mtp_draft_tokens else ""
+        lines.append(f"    {p.role:<9} {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica} chips each{mtp},"
+                     f" {p.replicas} replicas at peak, verified {c:,.4g} requests/s per replica ({tn:,.0f} {what}"
+                     f" tokens/s per node), weights load in {t:,.3g} s")
     lines.append("  intervals where the fleet changes size (start, requests/s, replicas per pool, chips, nodes):")
     prev = None
     for i in d.intervals:
