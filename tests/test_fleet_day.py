@@ -162,6 +162,8 @@ def test_rate_curve_rows_are_bounded():
 @pytest.mark.parametrize("args, words", [
     (["--rate-curve", "nosuch.csv"], "rate curve nosuch.csv does not exist"),
     (["--rate-curve", EXAMPLE, "--request-rate", "10"], "leave out --request-rate"),
+    (["--rate-curve", "example:nope"], "no example rate curve 'nope'; shipped: deepseek-v3-day"),
+    (["--rate-curve", EXAMPLE, "--export", "vllm"], "--export writes the launch of one fleet"),
     (["--load-gb-per-s", "5"], "--load-gb-per-s is the warm-up of replicas started over a day"),
     (["--rate-curve", EXAMPLE, "--load-gb-per-s", "0"], "--load-gb-per-s = '0' must be > 0"),
     (["--mtp-draft-tokens", "1"], "--mtp-draft-tokens and --mtp-acceptance go together"),
