@@ -46,7 +46,8 @@ def tier_per_chip(system: System, tier: str, storage: dict[str, Tier] | None = N
     kind = TIERS[tier]
     if kind not in avail:
         what = {"ddr": "host DRAM (its `ddr` in the catalog)", "flash": "flash drive (catalog/storage.toml)"}[kind]
-        raise TokenmathError(f"{system.name} has no {what}; give --prefix-cache-gb for a prefix cache in {tier}")
+        raise TokenmathError(f"{system.name} has no {what}: a prefix cache in {tier} has no capacity or bandwidth"
+                             " there; choose another --prefix-cache-tier")
     return avail[kind]
 
 
@@ -71,8 +72,8 @@ def prefix_cache_tier(model: Model, system: System, prefix_tokens: float, hit_ra
         raise TokenmathError("--prefix-cache-tier needs --prefix-tokens and --prefix-hit-rate (the prefix and the"
                              " share of requests that find it with an unlimited cache)")
     kvb = float(kv_cache(model, float(prefix_tokens), kv_dtype).stored_bytes)
-    t = tier_per_chip(system, tier, storage) if tier != "hbm" or capacity_bytes is None else None
-    bw = None if tier == "hbm" else float(tier_per_chip(system, tier, storage).bytes_per_s)
+    t = None if tier == "hbm" else tier_per_chip(system, tier, storage)
+    bw = None if t is None else float(t.bytes_per_s)
     per_chip = None
     if capacity_bytes is None:
         per_chip = max(float(hbm_left_bytes_per_chip or 0.0), 0.0) if tier == "hbm" else float(t.bytes)
