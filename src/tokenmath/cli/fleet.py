@@ -187,6 +187,13 @@ def render_day(d) -> list[str]:
              f" {d.requests_per_day:,.0f} requests per day)",
              f"  chips: {d.chips_average:,.1f} on average, {d.chips_peak:,.0f} at peak; nodes: {d.nodes_average:,.2f} on"
              f" average, {d.nodes_peak:,} at peak{usd}"]
+    sim = d.plan.best.simulated
+    if sim is not None:
+        from ..units import seconds
+
+        lines.append(f"  verified at the peak ({d.plan.request_rate:,.4g} requests/s, {d.plan.best.mode}): TTFT p99"
+                     f" {seconds(sim.ttft_p99_s)}, TPOT p50 {seconds(sim.tpot_p50_s)}, p99 {seconds(sim.tpot_p99_s)};"
+                     f" {'meets' if sim.meets_slo else 'misses'} the SLOs at steady state ({d.plan.estimate})")
     for p, c, t, tn in zip(d.pools, d.capacity_requests_per_s, d.load_s, d.tokens_per_s_per_node_at_peak):
         what = "input (hits included)" if p.role == "prefill" else "output"
         mtp = f", MTP {p.mtp_draft_tokens} draft(s)" if p.mtp_draft_tokens else ""
