@@ -240,6 +240,14 @@ class FleetResult(Result):
         return [_flatten(p) for p in self.to_dict()["candidates"]]
 
 
+class FleetDayResult(Result):
+    """`tm.fleet(..., rate_curve=...)`: one row per interval of the day (replicas per pool, chips,
+    nodes, warm-up chip-seconds, dollars)."""
+
+    def rows(self) -> list[dict]:
+        return [_flatten(h) for h in self.to_dict()["hours"]]
+
+
 class ValidationResult(Result):
     """`tm.validate`: one row per validation case (predicted, measured, error, the 80 % band)."""
 
@@ -720,7 +728,10 @@ def fleet(model: ModelArg, *, request_rate: float | str | None = None, input_tok
           prefix_hit_rate: float | None = None, objective: str = "cost", verify: int | None = None,
           weight_dtypes: str | Sequence[str] | None = None, export: str | None = None, hf_model: str | None = None,
           usd_per_chip_hour: float | str | None = None, engine: str | None = None, cost: str = "rental",
-          catalog: CatalogArg = None, progress: Callable[[int, int, str], None] | None = None) -> FleetResult:
+          catalog: CatalogArg = None, rate_curve: str | Path | None = None, load_gb_per_s: float | str | None = None,
+          mtp_draft_tokens: int | None = None, mtp_acceptance: float | None = None,
+          prefix_cache_tier: str | None = None, prefix_cache_gb: float | str | None = None,
+          prefix_count: int | None = None, progress: Callable[[int, int, str], None] | None = None) -> FleetResult:
     """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT
     and TPOT SLOs: aggregated or disaggregated, verified at steady state in simulation and sized down
     while the SLOs hold (`tokenmath fleet`).
@@ -737,6 +748,15 @@ def fleet(model: ModelArg, *, request_rate: float | str | None = None, input_tok
         disaggregation: "auto" (the cheaper that meets the SLOs), "on" or "off".
         objective: "cost" ($/h), "chips" or "energy" (J per output token).
         export: "vllm", "sglang" or "trtllm": launch commands for the chosen pools.
+        rate_curve: a rate over a day (CSV `time_s,requests_per_s` or JSON lines; `example:deepseek-v3-day`
+            is shipped): the fleet is verified at the peak and sized interval by interval; the record then
+            has `hours`, `chips_average`, `chips_peak`, `nodes_average`, `nodes_peak`, `usd_per_day`,
+            `warmup_usd_per_day` (docs/fleet.md). load_gb_per_s: GB/s per chip a started replica loads
+            its weights at (default the scale-out NIC: a floor on the warm-up).
+        mtp_draft_tokens: MTP / speculative decoding in the decode pools: tokens drafted per step.
+        mtp_acceptance: the share of each drafted token accepted (0-1).
+        prefix_cache_tier: "hbm", "dram" or "ssd": the prefix cache's tier, whose capacity (prefix_cache_gb,
+            default the tier's on the fleet's chips) limits the hit rate over prefix_count prefixes.
 
     Returns:
         A `FleetResult`: record key `best` (`mode`, `total_chips`, `usd_per_hour`,
@@ -760,7 +780,9 @@ def fleet(model: ModelArg, *, request_rate: float | str | None = None, input_tok
 def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, trace=None, ttft_p99_s=None,
            tpot_p99_s=None, ttft_p50_s=None, tpot_p50_s=None, systems=None, disaggregation="auto", prefix_tokens=None,
            prefix_hit_rate=None, objective="cost", verify=None, weight_dtypes=None, export=None, hf_model=None,
-           usd_per_chip_hour=None, engine=None, cost="rental", catalog=None, progress=None) -> FleetResult:
+           usd_per_chip_hour=None, engine=None, cost="rental", catalog=None, rate_curve=None, load_gb_per_s=None,
+           mtp_draft_tokens=None, mtp_acceptance=None, prefix_cache_tier=None, prefix_cache_gb=None, prefix_count=None,
+           progress=None) -> FleetResult:
     """`fleet` that keeps a refused --export in the result (the CLI prints the fleet, then the sentence)."""
     from . import fleet as fl
     from . import report as rp
@@ -800,10 +822,31 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
     slo = fl.Slo(ttft_p99_s=_num(ttft_p99_s, "--ttft-p99-s"), tpot_p99_s=_num(tpot_p99_s, "--tpot-p99-s"),
                  ttft_p50_s=_num(ttft_p50_s, "--ttft-p50-s"), tpot_p50_s=_num(tpot_p50_s, "--tpot-p50-s"))
     verify = _num(verify, "--verify", integer=True)
+    extra = {}
+    if mtp_draft_tokens is not None or mtp_acceptance is not None:
+        if mtp_draft_tokens is None or mtp_acceptance is None:
+            raise TokenmathError("--mtp-draft-tokens and --mtp-acceptance go together (tokens drafted per step and the"
+                                 " share of each accepted)")
+        extra.update(mtp_draft_tokens=_num(mtp_draft_tokens, "--mtp-draft-tokens", integer=True),
+                     mtp_acceptance=_num(mtp_acceptance, "--mtp-acceptance"))
+    if prefix_count is not None and prefix_cache_tier is None:
+        raise TokenmathError("--prefix-count needs --prefix-cache-tier (the cache whose capacity it fills)")
+    if prefix_cache_tier is not None or prefix_cache_gb is not None:
+        if prefix_cache_tier is None:
+            raise TokenmathError("--prefix-cache-gb needs --prefix-cache-tier (hbm, dram or ssd)")
+        gb = _num(prefix_cache_gb, "--prefix-cache-gb")
+        extra.update(prefix_cache_tier=prefix_cache_tier, storage=cat.storage,
+                     prefix_count=_num(prefix_count, "--prefix-count", integer=True),
+                     prefix_cache_bytes=None if gb is None else 1e9 * gb)
+    if rate_curve is not None:
+        return _fleet_day(m, syss, rate_curve, I, O, slo, disaggregation, P, prefix_hit_rate, objective, price, engine,
+                          verify, wds, load_gb_per_s, rate, tr, export, extra, progress)
+    if load_gb_per_s is not None:
+        raise TokenmathError("--load-gb-per-s is the warm-up of replicas started over a day: it needs --rate-curve")
     result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
                       disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
                       objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr,
-                      verify=fl.VERIFY_DEFAULT if verify is None else verify, weight_dtypes=wds,
+                      verify=fl.VERIFY_DEFAULT if verify is None else verify, weight_dtypes=wds, **extra,
                       progress=progress)
     commands, refused = None, None
     if export is not None and result.best is not None:
@@ -821,6 +864,37 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
 
     return FleetResult("fleet", rp.fleet_record(result, commands), tuple(rp.render_fleet(result, commands)),
                        {"fleet": result, "model": m, "export_refused": refused}, draw)
+
+
+def _fleet_day(m, syss, path, I, O, slo, disaggregation, P, prefix_hit_rate, objective, price, engine, verify, wds,
+               load_gb_per_s, rate, trace, export, extra, progress) -> FleetDayResult:
+    """`fleet --rate-curve FILE`: the fleet over a day (fleet.fleet_day)."""
+    from . import fleet as fl
+    from . import report as rp
+    from .ratecurve import read_rate_curve
+
+    if rate is not None or trace is not None:
+        raise TokenmathError("--rate-curve gives the rate over the day: leave out --request-rate and --trace")
+    if I is None or O is None:
+        raise TokenmathError("--rate-curve needs --input-tokens and --output-tokens (the mean request)")
+    if export is not None:
+        raise TokenmathError("--export writes the launch of one fleet: ask `fleet` at the rate you want launched,"
+                             " without --rate-curve")
+    curve = read_rate_curve(path)
+    load = _num(load_gb_per_s, "--load-gb-per-s")
+    day = fl.fleet_day(m, syss, curve, input_tokens=I, output_tokens=O, slo=slo,
+                       load_bytes_per_s=None if load is None else 1e9 * load, disaggregation=disaggregation,
+                       prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0, objective=objective,
+                       usd_per_chip_hour=price, engine=engine, verify=fl.VERIFY_DEFAULT if verify is None else verify,
+                       weight_dtypes=wds, **extra, progress=progress)
+
+    def draw(path):
+        from . import plots
+
+        return plots.fleet_over_day(day, path=path)
+
+    return FleetDayResult("fleet", rp.fleet_day_record(day), tuple(rp.render_fleet_day(day)),
+                  {"fleet_day": day, "model": m, "export_refused": None}, draw)
 
 
 # ---- energy and tco -----------------------------------------------------------------------------

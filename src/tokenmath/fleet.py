@@ -93,6 +93,9 @@ class Pool:
     step_s: float  # decode step (both/decode) or prefill pass (prefill), analytic
     usd_per_hour: float | None
     watts_per_replica: float | None = None  # facility level (node × PUE), busy at its analytic step (energy.py)
+    mtp_draft_tokens: int = 0  # decode: tokens drafted per step (MTP / speculative decoding; speculative.py)
+    mtp_tokens_per_step: float = 1.0  # decode: tokens each step yields per sequence, e = (1 − a^(k+1)) / (1 − a)
+    verify_step_s: float | None = None  # decode with MTP: the pass over 1 + k tokens (step_s = it / e)
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ class FleetPlan:
     prefix_cache: dict | None = None  # where the shared prefixes' KV is kept and what holding it costs
     weight_dtypes: dict = field(default_factory=dict)  # asked ("deployable" or a list) and tried, by system
     search: dict = field(default_factory=dict)  # candidates screened, verified, and why the search stopped
+    features: dict = field(default_factory=dict)  # production features asked: MTP in decode pools
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,21 +185,36 @@ class FleetPlan:
 # --------------------------------------------------------------------------------------------
 
 
+def _points(model, s, layouts, **kw):
+    """plan.plan_system's points on system `s`: over its candidate layouts, or over the layouts given
+    for it (`layouts[s.name]`, e.g. wide-EP layouts from a layout search)."""
+    from .plan import plan_system
+
+    lays = None if layouts is None else layouts.get(s.name)
+    if lays is None:
+        return plan_system(model, s, **kw)
+    import inspect
+
+    if "layouts" not in inspect.signature(plan_system).parameters:
+        raise TokenmathError(f"layouts were given for {s.name}, but plan.plan_system does not take a list of layouts yet")
+    return plan_system(model, s, layouts=list(lays), **kw)
+
+
 def _price(system: System, usd_per_chip_hour: float | None) -> float | None:
     return system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
 
 
 def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                weight_dtypes="deployable") -> list[FleetOption]:
-    from .plan import plan_system
-
+                weight_dtypes="deployable", fetch=None, layouts=None) -> list[FleetOption]:
     out = []
     for s in systems:
-        cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
+        cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                                  engine=engine, cached_input_tokens=cached,
                                  weight_dtypes=dtypes_for(model, s, weight_dtypes))
         if not len(cols["batch"]):
             continue
+        if fetch:  # a prefix hit read back from its tier before the prompt (analytic TTFT; the simulation leaves it out)
+            cols = dict(cols, ttft_s=cols["ttft_s"] + fetch.get(s.name, 0.0) / cols["chips"])
         ok = (cols["step_s"] <= slo.tpot_limit()) & (cols["ttft_s"] <= TTFT_SCREEN_SHARE * slo.ttft_limit())
         price = _price(s, usd_per_chip_hour)
         rows = np.nonzero(ok)[0]
@@ -252,7 +271,7 @@ def _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t_pass):
 
 
 def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                   weight_dtypes="deployable") -> list[tuple[Pool, float]]:
+                   weight_dtypes="deployable", fetch=None, layouts=None) -> list[tuple[Pool, float]]:
     """(pool, pass time) for each layout and prompts-per-pass that fits, on one system."""
     from .plan import candidate_layouts
     from .profiles import choose
@@ -266,7 +285,8 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
     for wd in dtypes_for(model, s, weight_dtypes):
         dt = Dtypes(weight=wd)
         lays = []
-        for lay in candidate_layouts(model, s):
+        given = None if layouts is None else layouts.get(s.name)
+        for lay in (candidate_layouts(model, s) if given is None else given):
             try:
                 check_layout(model, s, lay)
                 if lay.pp > 1 or not layout_memory(model, s, lay, float(per_pass[-1]), I, dtypes=dt).fits:
@@ -283,6 +303,8 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
         except TokenmathError:
             continue
         t = np.asarray(op.step_s, float)
+        if fetch:  # a pass of b prompts first reads b cached prefixes from their tier, every chip its share
+            t = t + per_pass[None, :] * fetch.get(s.name, 0.0) / np.array([x.replica_chips for x in lays], float)[:, None]
         weight = dt.weight or model.weight_dtype
         for i, lay in enumerate(lays):
             pw = _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t[i]) if energy else [None] * len(per_pass)
@@ -299,23 +321,50 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
 
 
 def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                  weight_dtypes="deployable") -> list[Pool]:
-    from .plan import plan_system
-
-    cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
+                  weight_dtypes="deployable", mtp=(0, 0.0), layouts=None) -> list[Pool]:
+    cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                              engine=engine, decode_only=True, weight_dtypes=dtypes_for(model, s, weight_dtypes))
     price = _price(s, usd_per_chip_hour)
     out = []
-    rows = np.nonzero(cols["step_s"] <= slo.tpot_limit())[0] if len(cols["batch"]) else np.array([], int)
+    n = len(cols["batch"])
+    k, e = int(mtp[0]), 1.0
+    per_token = np.asarray(cols["step_s"], float) if n else np.array([])
+    verify = None
+    if k and n:  # each step verifies k drafts: a pass over 1 + k tokens per sequence yields e tokens
+        from .speculative import expected_tokens_per_verify
+
+        e = expected_tokens_per_verify(k, mtp[1])
+        verify = _mtp_verify_steps(model, s, cols, I + O / 2.0, k, engine)
+        per_token = verify / e
+    rows = np.nonzero(per_token <= slo.tpot_limit())[0] if n else np.array([], int)
     watts = dict(zip(rows, _pool_watts(model, s, cols, rows, I, O) if energy else [None] * len(rows)))
     for i in rows:
         billed = float(cols["billed_chips"][i])
-        cap = float(cols["tokens_per_s_per_chip"][i]) * billed / O
+        cap = float(cols["batch"][i]) / (O * float(per_token[i]))  # requests/s of one replica
         R = max(1, math.ceil(rate / (rho * cap)))
         out.append(Pool("decode", s.name, R, int(cols["chips"][i]), billed, int(cols["tp"][i]), int(cols["ep"][i]),
                         int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
-                        str(cols["kv_dtype"][i]), cap, float(cols["step_s"][i]), None if price is None else R * billed * price,
-                        watts[i]))
+                        str(cols["kv_dtype"][i]), cap, float(per_token[i]), None if price is None else R * billed * price,
+                        watts[i], k, e, None if verify is None else float(verify[i])))
+    return out
+
+
+def _mtp_verify_steps(model, s, cols, context, k, engine) -> np.ndarray:
+    """The verify pass over 1 + k tokens per sequence for every planner row (speculative.verify_pass_s:
+    the one composition, shared with `fastmode`), one call per layout and dtype."""
+    from .profiles import choose
+    from .speculative import verify_pass_s
+
+    prof = choose("calibrated", engine=engine, system=s)
+    out = np.empty(len(cols["batch"]))
+    keys = list(zip(cols["tp"].tolist(), cols["ep"].tolist(), cols["pp"].tolist(), cols["weight_dtype"].tolist(),
+                    cols["kv_dtype"].tolist()))
+    for key in dict.fromkeys(keys):
+        idx = np.array([i for i, x in enumerate(keys) if x == key])
+        tp, ep, pp, wd, kv = key
+        dt = Dtypes(weight=None if wd == model.weight_dtype else wd, kv=kv)
+        out[idx] = verify_pass_s(model, s, Layout(tp=int(tp), ep=int(ep), pp=int(pp)), cols["batch"][idx], context, k,
+                                 kernels=prof.kernels, engine=prof.engine, dtypes=dt)[0]
     return out
 
 
@@ -334,7 +383,8 @@ def kv_transfer_s(model: Model, prefill: System, decode: System, input_tokens: f
 
 
 def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, keep=4,
-                   energy=False, by_energy=False, weight_dtypes="deployable") -> list[FleetOption]:
+                   energy=False, by_energy=False, weight_dtypes="deployable", mtp=(0, 0.0),
+                   fetch=None, layouts=None) -> list[FleetOption]:
     def cost(p: Pool):
         if by_energy:
             return p.replicas * p.watts_per_replica if p.watts_per_replica is not None else math.inf
@@ -342,10 +392,11 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
 
     pre, dec = [], []
     for s in systems:
-        pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes)
+        pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
+                               fetch, layouts)
         pre += [p for p, _ in sorted(pools, key=lambda x: (cost(x[0]), x[1]))[:keep]]
-        dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes),
-                      key=cost)[:keep]
+        dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
+                                    mtp, layouts), key=cost)[:keep]
     by_name = {s.name: s for s in systems}
     out = []
     for p in pre:
@@ -505,6 +556,11 @@ def _decode_steps(model, system, pool: Pool, context: float, engine):
     lay = Layout(tp=pool.tp, ep=pool.ep, pp=pool.pp)
     b = np.arange(1, pool.max_batch + 1, dtype=float)
     dt = Dtypes(weight=None if pool.weight_dtype == model.weight_dtype else pool.weight_dtype, kv=pool.kv_dtype)
+    if pool.mtp_draft_tokens:  # each step yields e tokens per sequence (the mean): its time per token
+        from .speculative import verify_pass_s
+
+        return verify_pass_s(model, system, lay, b, context, pool.mtp_draft_tokens, kernels=prof.kernels,
+                             engine=prof.engine, dtypes=dt)[0] / pool.mtp_tokens_per_step
     return np.asarray(op_step(model, system, lay, b, context, 1.0, kernels=prof.kernels, engine=prof.engine,
                               dtypes=dt).step_s, float).reshape(-1)
 
@@ -721,7 +777,10 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
           prefix_tokens: float = 0.0, prefix_hit_rate: float = 0.0, objective: str = "cost",
           usd_per_chip_hour: float | None = None, engine: str | None = None, trace=None,
           utilisation: float = UTILISATION_DEFAULT, verify: int = VERIFY_DEFAULT, progress=None,
-          weight_dtypes="deployable") -> FleetPlan:
+          weight_dtypes="deployable", mtp_draft_tokens: int = 0, mtp_acceptance: float = 0.0,
+          prefix_cache_tier: str | None = None, prefix_cache_bytes: float | None = None,
+          prefix_count: int | None = None, storage: dict | None = None,
+          layouts: dict | None = None) -> FleetPlan:
     """The cheapest fleet (or the fewest chips, or the least energy) that serves `request_rate`
     requests/s of `input_tokens` in and `output_tokens` out under `slo`, verified at steady state in
     simulation and sized down while it still meets the SLOs. A `trace` (workload.Workload) gives the
@@ -731,7 +790,15 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
 
     The search: the screen's candidates (one per system, layout, dtype and mode) are verified in
     order of their cost at 100 % load, which no sizing goes below; it stops when the next one's
-    floor is no cheaper than the best verified fleet, or after `verify` candidates."""
+    floor is no cheaper than the best verified fleet, or after `verify` candidates.
+
+    `mtp_draft_tokens` k and `mtp_acceptance` a: decode pools verify k drafted tokens a step (MTP or
+    speculative decoding; speculative.py), each step a pass over 1 + k tokens yielding
+    e = (1 − a^(k+1)) / (1 − a) tokens per sequence; the draft itself is taken as free (an MTP head
+    is one layer of ~60). Modelled in decode pools only: with MTP, fleets are disaggregated.
+    `prefix_cache_tier` ("hbm", "dram", "ssd") and `prefix_cache_bytes`: where the prefix cache lives
+    and its capacity, which limits the hit rate (prefix_tier.py). `layouts`: {system name: [Layout, ...]}
+    to search on a system instead of plan.candidate_layouts (e.g. wide-EP layouts across nodes)."""
     if disaggregation not in ("auto", "on", "off"):
         raise TokenmathError(f"--disaggregation = {disaggregation!r}; expected 'auto', 'on' or 'off'")
     if objective not in ("cost", "chips", "energy"):
@@ -783,23 +850,58 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         weight_dtypes = list(weight_dtypes)
         if not weight_dtypes:
             raise TokenmathError("--weight-dtypes lists no dtype; give one or more, or leave it out")
+    if not (isinstance(mtp_draft_tokens, int) and not isinstance(mtp_draft_tokens, bool) and 0 <= mtp_draft_tokens <= 16):
+        raise TokenmathError(f"--mtp-draft-tokens = {mtp_draft_tokens!r}; expected a whole number from 0 to 16")
+    _check("--mtp-acceptance", mtp_acceptance, positive=False, most=1.0)
+    if mtp_draft_tokens and disaggregation == "off":
+        raise TokenmathError("MTP is modelled in decode pools of disaggregated fleets; leave out --disaggregation off"
+                             " or --mtp-draft-tokens")
     I, O, rate = float(input_tokens), float(output_tokens), float(request_rate)
     cached = float(prefix_tokens) * float(prefix_hit_rate)
+    tier_info, fetch = None, None
+    if prefix_cache_tier is not None:
+        from .prefix_tier import distinct_prefixes, prefix_cache_tier as cache_in_tier, tier_per_chip
+
+        if prefix_cache_bytes is not None:
+            _check("--prefix-cache-gb", prefix_cache_bytes, most=1e18)
+        if prefix_count is not None and not (isinstance(prefix_count, int) and 1 <= prefix_count <= 1e12):
+            raise TokenmathError(f"--prefix-count = {prefix_count!r}; expected a whole number from 1 to 1e12")
+        if storage is None and prefix_cache_tier == "ssd":  # the catalog's flash drives
+            from .catalog import load_catalog
+
+            storage = load_catalog().storage
+        n_prefixes, assumed = distinct_prefixes(trace, prefix_count)
+        kw_tier = dict(prefixes=n_prefixes, prefixes_assumed=assumed, storage=storage)
+        if prefix_cache_tier != "hbm":  # every prompt's hit is read back from the tier: seconds per prompt per chip
+            fetch = {}
+            for s in systems:
+                t = tier_per_chip(s, prefix_cache_tier, storage)
+                fetch[s.name] = float(kv_cache(model, float(prefix_tokens), "bf16").stored_bytes) / t.bytes_per_s
+        if prefix_cache_bytes is not None:
+            tier_info = cache_in_tier(model, systems[0], prefix_tokens, prefix_hit_rate, prefix_cache_tier,
+                                      capacity_bytes=prefix_cache_bytes, holder_chips=None,
+                                      hbm_left_bytes_per_chip=None, **kw_tier)
+            cached = float(prefix_tokens) * tier_info["hit_rate"]
+        elif not (prefix_tokens and prefix_hit_rate):
+            raise TokenmathError("--prefix-cache-tier needs --prefix-tokens and --prefix-hit-rate (the prefix and the"
+                                 " share of requests that find it with an unlimited cache)")
+    mtp = (int(mtp_draft_tokens), float(mtp_acceptance))
 
     cands: list[FleetOption] = []
-    if disaggregation in ("auto", "off"):
+    if disaggregation == "off" or (disaggregation == "auto" and not mtp_draft_tokens):
         cands += _aggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine, True,
-                             weight_dtypes)
+                             weight_dtypes, fetch, layouts)
     if disaggregation in ("auto", "on"):
         cands += _disaggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine,
-                                energy=True, by_energy=objective == "energy", weight_dtypes=weight_dtypes)
+                                energy=True, by_energy=objective == "energy", weight_dtypes=weight_dtypes, mtp=mtp,
+                                fetch=fetch, layouts=layouts)
     from .profiles import choose
 
     label = choose("calibrated", engine=engine).label + " (+ each system's vendor profile)"
     tried = _dtypes_tried(model, systems, weight_dtypes)
     if not cands:
         raise TokenmathError(_unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation,
-                                          weight_dtypes))
+                                          weight_dtypes, layouts))
 
     def key(o: FleetOption):
         if objective == "energy":
@@ -881,12 +983,49 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     lb = sum(flop_lower_bound_chips(model, by_name[p.system], rate, I, O)
              * (p.replicas * p.billed_chips_per_replica / best.total_chips) for p in best.pools)
     pc = None if not cached else _prefix_cache(model, by_name[best.pools[0].system], prefix_tokens, prefix_hit_rate,
-                                               rate, trace)
+                                               rate, trace, prefix_count)
     search = {"screened": len(cands), "distinct": len(distinct), "verified": len(verified), "simulated": simulated,
               "pools_sized": len(ctx["sized"]), "stopped": stopped}
+    if mtp_draft_tokens and disaggregation == "auto":
+        reason = f"MTP is modelled in decode pools, so only disaggregated fleets were built; {reason}"
+    if prefix_cache_tier is not None and tier_info is None:  # capacity from the chips that serve prompts
+        holder = best.pools[0]
+        hs = by_name[holder.system]
+        left = None
+        if prefix_cache_tier == "hbm":
+            from .layout import layout_memory
+
+            wd = None if holder.weight_dtype == model.weight_dtype else holder.weight_dtype
+            ctx_tokens = I if holder.role == "prefill" else I + O / 2.0
+            mem = layout_memory(model, hs, Layout(tp=holder.tp, ep=holder.ep, pp=holder.pp), float(holder.max_batch),
+                                ctx_tokens, dtypes=Dtypes(weight=wd, kv=holder.kv_dtype))
+            left = float(hs.chip.hbm_bytes - np.max(mem.total_bytes_per_chip))
+        tier_info = cache_in_tier(model, hs, prefix_tokens, prefix_hit_rate, prefix_cache_tier, capacity_bytes=None,
+                                  holder_chips=holder.replicas * holder.chips_per_replica, hbm_left_bytes_per_chip=left,
+                                  **kw_tier)
+        if tier_info["hit_rate"] < prefix_hit_rate * (1 - 1e-9):  # the cache binds: plan again at the hit rate it allows
+            again = fleet(model, systems, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
+                          disaggregation=disaggregation, prefix_tokens=prefix_tokens, prefix_hit_rate=prefix_hit_rate,
+                          objective=objective, usd_per_chip_hour=usd_per_chip_hour, engine=engine, trace=trace,
+                          utilisation=utilisation, verify=verify, progress=progress, weight_dtypes=weight_dtypes,
+                          mtp_draft_tokens=mtp_draft_tokens, mtp_acceptance=mtp_acceptance,
+                          prefix_cache_tier=prefix_cache_tier, prefix_cache_bytes=tier_info["capacity_bytes"],
+                          prefix_count=prefix_count, storage=storage, layouts=layouts)
+            again.prefix_cache["cache_tier"]["capacity_from"] = (
+                f"the first plan's {holder.role} pool ({holder.replicas} × {holder.chips_per_replica} {hs.name}),"
+                " planned again at the hit rate it allows")
+            return again
+        tier_info["capacity_from"] = f"the {holder.role} pool's chips ({holder.replicas} × {holder.chips_per_replica} {hs.name})"
+    if tier_info is not None:
+        pc = dict(pc or {}, cache_tier=tier_info)
+    features = {"mtp": None if not mtp_draft_tokens else {
+        "draft_tokens": int(mtp_draft_tokens), "acceptance": float(mtp_acceptance),
+        "tokens_per_step": next((p.mtp_tokens_per_step for p in best.pools if p.role == "decode"), None),
+        "note": "decode pools verify k drafts a step (a pass over 1 + k tokens, speculative.py); the draft head is"
+                " taken as free; the simulation takes each step's yield at its mean"}}
     return FleetPlan(model.name, rate, I, O, cached, slo, label, best, verified, frontier, reason, lb, err, stats, pc,
                      {"asked": weight_dtypes if isinstance(weight_dtypes, (str, dict)) else list(weight_dtypes), "tried": tried},
-                     search)
+                     search, features)
 
 
 def _check_rate(rate) -> None:
@@ -913,7 +1052,8 @@ def _dtypes_tried(model, systems, weight_dtypes) -> dict[str, list[str]]:
     return {s.name: [wd or model.weight_dtype for wd in dtypes_for(model, s, weight_dtypes)] for s in systems}
 
 
-def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: float, trace) -> dict:
+def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: float, trace,
+                  prefix_count: int | None = None) -> dict:
     """The shared prefixes' KV: how many there are (the trace's distinct prefix ids, else one
     prefix shared by every request — a labelled assumption), how often each is reused, the memory
     tier whose drain time fits that interval (prices.cache_costs, the lecture's rule), and what
@@ -925,6 +1065,8 @@ def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: fl
         ids = trace.prefix_id[trace.prefix_id >= 0]
         if ids.size:
             n, assumed = int(np.unique(ids).size), False
+    if assumed and prefix_count is not None:
+        n, assumed = int(prefix_count), False
     interval = n / (rate * hit_rate)  # seconds between reuses of one prefix
     cc = cache_costs(model, system, prefix_tokens, interval)
     t = cc.best_tier
@@ -936,7 +1078,9 @@ def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: fl
     return {"prefixes": n, "prefixes_assumed": assumed, "prefix_tokens": float(prefix_tokens),
             "kv_bytes": n * cc.kv_bytes, "reuse_interval_s": interval, "tier": t, "usd_per_hour": per_hour,
             "note": ("one prefix shared by every request (no trace prefix ids): an assumption" if assumed
-                     else f"{n} distinct prefixes in the trace")}
+                     else f"{n:,} distinct prefixes" + (" (--prefix-count)" if prefix_count is not None
+                                                        and not (trace is not None and trace.prefix_id is not None)
+                                                        else " in the trace"))}
 
 
 def _mode_reason(cands, verified, best, disaggregation, key) -> str:
@@ -1017,13 +1161,11 @@ def _missed(model, verified: list[FleetOption], slo: Slo) -> str:
 
 
 def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation,
-                 weight_dtypes="deployable") -> str:
+                 weight_dtypes="deployable", layouts=None) -> str:
     """One sentence: the best TTFT and TPOT any candidate reaches, and which SLO binds."""
-    from .plan import plan_system
-
     best_tpot, best_ttft = math.inf, math.inf
     for s in systems:
-        cols, _, _ = plan_system(model, s, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
+        cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                                  engine=engine, cached_input_tokens=cached,
                                  weight_dtypes=dtypes_for(model, s, weight_dtypes))
         if len(cols["batch"]):
@@ -1044,6 +1186,151 @@ def _unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, d
     return f"no fleet of {model.name} meets the SLOs ({disaggregation} disaggregation): {what}"
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# A fleet over a day: a rate that varies
+# --------------------------------------------------------------------------------------------
+#
+# The replica is verified once, at the curve's peak (fleet() at the peak rate: each pool simulated
+# at steady state and sized down while it meets its SLOs). Its verified capacity per replica is
+# then c = λ_peak / R_peak for each pool. Each interval is sized by R(t) = ⌈λ(t) / c⌉ (at least
+# MIN_REPLICAS): every replica then sees Poisson arrivals at λ(t)/R(t) ≤ c, the per-replica load
+# the simulation verified, so the SLOs hold in every interval without simulating it again (a
+# Poisson stream split at random is Poisson at each replica). Replicas started between intervals
+# first load their weights: weights per chip / the load bandwidth, charged as chip-time.
+
+MIN_REPLICAS = 1  # per pool, in every interval: a service never scales to zero here
+
+
+@dataclass(frozen=True)
+class DayInterval:
+    start_s: float
+    duration_s: float
+    requests_per_s: float
+    replicas: tuple[int, ...]  # per pool, in the order of FleetDay.pools
+    chips: float  # serving (billed) chips
+    nodes: int  # scale-up domains (an HGX node of 8 GPUs, an NVL72 rack of 72) the replicas occupy
+    started: tuple[int, ...]  # replicas started at the interval's start, per pool
+    warmup_chip_s: float  # chip-seconds spent loading the started replicas' weights
+    usd: float | None  # serving + warm-up in this interval
+
+
+@dataclass(frozen=True)
+class FleetDay:
+    """A fleet over a rate curve: the replica verified at the peak, then every interval sized by
+    rate / verified capacity per replica, with the warm-up of replicas started between intervals."""
+
+    model: str
+    curve: str
+    plan: FleetPlan  # the fleet verified at the curve's peak rate
+    pools: tuple[Pool, ...]  # the peak fleet's pools (layouts, chips per replica)
+    capacity_requests_per_s: tuple[float, ...]  # verified, per replica of each pool: λ_peak / R_peak
+    load_bytes_per_s: tuple[float, ...]  # per chip, of each pool (weights load bandwidth)
+    load_s: tuple[float, ...]  # seconds to load a replica's weights, per pool
+    intervals: tuple[DayInterval, ...]
+    span_s: float
+    chips_average: float  # serving + warm-up chip-time over the span
+    chips_peak: float
+    nodes_average: float
+    nodes_peak: int
+    serving_chips_average: float
+    usd_per_day: float | None  # the span's cost scaled to 24 h (serving + warm-up)
+    warmup_usd_per_day: float | None
+    warmup_chip_s_per_day: float
+    requests_per_day: float
+    notes: tuple[str, ...] = ()
+    node_chips: tuple[int, ...] = ()  # chips per node (scale-up domain) of each pool's system
+    tokens_per_s_per_node_at_peak: tuple[float, ...] = ()  # prefill: input tokens (hits included); else output
+
+
+def load_bytes_per_s_default(system: System) -> float:
+    """The weights' load bandwidth per chip when none is given: the chip's scale-out NIC at line rate
+    (the catalog's scaleout_bytes_per_s), weights streamed from a remote store — the fastest they can
+    reach the node, so the warm-up it gives is a floor (engines also start up: give a lower
+    bandwidth to include it)."""
+    if not system.scaleout_bytes_per_s:
+        raise TokenmathError(f"{system.name} has no published scale-out bandwidth to load weights over; give"
+                             " --load-gb-per-s")
+    return float(system.scaleout_bytes_per_s)
+
+
+def fleet_day(model: Model, systems: list[System], curve, *, input_tokens: float, output_tokens: float,
+              slo: Slo = Slo(), load_bytes_per_s: float | None = None, min_replicas: int = MIN_REPLICAS,
+              **fleet_kw) -> FleetDay:
+    """The fleet over a rate curve (ratecurve.RateCurve): fleet() verified at the curve's peak rate,
+    then each interval sized by its rate / the verified capacity per replica (the comment above),
+    replicas started between intervals charged their weight-load time as chip-time. The curve is one
+    period of a cycle: the first interval starts from the last one's replicas. `load_bytes_per_s`:
+    per chip (None: load_bytes_per_s_default of each pool's system). Other keywords go to fleet()."""
+    from .layout import layout_memory
+
+    if "request_rate" in fleet_kw or "trace" in fleet_kw:
+        raise TokenmathError("a rate curve gives the rate: leave out --request-rate and --trace")
+    if load_bytes_per_s is not None:
+        _check("--load-gb-per-s", load_bytes_per_s, most=1e13)
+    if not (isinstance(min_replicas, int) and 0 <= min_replicas <= 1000):
+        raise TokenmathError(f"min_replicas = {min_replicas!r}; expected a whole number from 0 to 1,000")
+    lam = np.asarray(curve.requests_per_s, float)
+    dur = np.asarray(curve.duration_s, float)
+    peak = float(lam.max())
+    plan = fleet(model, systems, request_rate=peak, input_tokens=input_tokens, output_tokens=output_tokens, slo=slo,
+                 **fleet_kw)
+    best = plan.best
+    by_name = {s.name: s for s in systems}
+    pools = best.pools
+    cap = tuple(peak / p.replicas for p in pools)
+    # replicas per interval and pool: ⌈λ(t)/c⌉, never more than the verified peak size
+    R = np.stack([np.minimum(np.maximum(np.ceil(lam / c * (1 - 1e-12)), min_replicas), p.replicas)
+                  for p, c in zip(pools, cap)], axis=1).astype(int)
+    started = np.maximum(R - np.roll(R, 1, axis=0), 0)  # the curve repeats: the first follows the last
+    bw, load = [], []
+    for p in pools:
+        s = by_name[p.system]
+        b = float(load_bytes_per_s) if load_bytes_per_s is not None else load_bytes_per_s_default(s)
+        wd = None if p.weight_dtype == model.weight_dtype else p.weight_dtype
+        mem = layout_memory(model, s, Layout(tp=p.tp, ep=p.ep, pp=p.pp), 1.0, float(input_tokens),
+                            dtypes=Dtypes(weight=wd, kv=p.kv_dtype))
+        bw.append(b)
+        load.append(float(np.max(mem.weights_bytes_per_chip)) / b)
+    billed = np.array([p.billed_chips_per_replica for p in pools])
+    chips = R @ billed
+    warm = started @ (billed * np.array(load))
+    dom = np.array([by_name[p.system].scaleup_chips for p in pools], float)
+    per_rep = np.array([p.chips_per_replica for p in pools], float)
+    nodes = np.ceil(R * per_rep / dom * (1 - 1e-12)).sum(axis=1).astype(int)
+    prices = [None if p.usd_per_hour is None else p.usd_per_hour / p.replicas / p.billed_chips_per_replica
+              for p in pools]  # $ per chip-hour of each pool
+    priced = all(x is not None for x in prices)
+    usd = None
+    if priced:
+        per_chip_s = np.array(prices) / 3600.0
+        usd = (R * billed * dur[:, None]) @ per_chip_s + started @ (billed * np.array(load) * per_chip_s)
+        warm_usd = float(started.sum(axis=0) @ (billed * np.array(load) * per_chip_s))
+    span = float(dur.sum())
+    day = 86_400.0 / span
+    chip_s = float(chips @ dur) + float(warm.sum())
+    iv = tuple(DayInterval(float(t0), float(d), float(r), tuple(int(x) for x in Ri), float(c), int(n),
+                           tuple(int(x) for x in st), float(w), None if usd is None else float(u))
+               for t0, d, r, Ri, c, n, st, w, u in zip(curve.time_s, dur, lam, R, chips, nodes, started, warm,
+                                                       usd if usd is not None else [None] * len(lam)))
+    notes = (f"each pool verified once, at the peak rate {peak:,.4g} requests/s (simulated at steady state and sized"
+             " down); every interval sized by its rate / the verified capacity per replica, so each replica's load"
+             " never passes the verified one",
+             "replicas started between intervals are charged their weight-load time (weights per chip / the load"
+             " bandwidth) as chip-time; stopping is free; the curve repeats (the first interval follows the last)")
+    if abs(span - 86_400.0) > 1e-6:
+        notes += (f"the curve spans {span / 3600:,.4g} h: per-day figures are its figures × 24 h / span",)
+    return FleetDay(model.name, curve.name, plan, pools, cap, tuple(bw), tuple(load), iv, span,
+                    chip_s / span, float(chips.max()), float(nodes @ dur / span), int(nodes.max()),
+                    float(chips @ dur / span), None if usd is None else float(usd.sum()) * day,
+                    None if usd is None else warm_usd * day, float(warm.sum()) * day,
+                    float(lam @ dur) * day, notes, tuple(int(x) for x in dom),
+                    tuple((input_tokens if p.role == "prefill" else output_tokens) * peak
+                          / (p.replicas * p.chips_per_replica / d_) for p, d_ in zip(pools, dom)))
+
+
 __all__ = ["Slo", "Pool", "PoolRun", "Simulated", "FleetOption", "FleetPlan", "fleet", "kv_transfer_s",
+           "fleet_day", "FleetDay", "DayInterval", "load_bytes_per_s_default", "MIN_REPLICAS",
            "flop_lower_bound_chips", "UTILISATION_DEFAULT", "REL_HALF_WIDTH", "REQUEST_CAP", "FIRST_REQUESTS", "MIN_RATE",
            "CONFIDENCE"]

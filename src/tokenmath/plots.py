@@ -583,3 +583,25 @@ def explore_frontier(r, *, title: str, path=None):
            xlabel="tokens/s per user", ylabel=ylabel)
     _fit_title(ax, title)
     return _markers_legend(ax, path, what="markers: chip variants on the front (each its best deployment)")
+
+
+def fleet_over_day(d, *, path=None):
+    """A fleet over a day (fleet.fleet_day): chips in service per interval (a step) beside the
+    request rate (a second axis), both over the curve's hours."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    t = np.array([i.start_s for i in d.intervals] + [d.intervals[-1].start_s + d.intervals[-1].duration_s]) / 3600.0
+    chips = [i.chips for i in d.intervals]
+    rate = [i.requests_per_s for i in d.intervals]
+    ax.step(t, chips + chips[-1:], where="post", color=COLORS["compute"], label=f"chips in service (average {d.chips_average:,.0f}, peak {d.chips_peak:,.0f})")
+    ax.set(xlabel="hours from the curve's start", ylabel="chips", ylim=(0, 1.1 * max(chips)))
+    ax2 = ax.twinx()
+    ax2.step(t, rate + rate[-1:], where="post", color=COLORS["weights"], ls="--", label="requests/s")
+    ax2.set(ylabel="requests/s", ylim=(0, 1.1 * max(rate)))
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
+    ax.grid(True, alpha=0.25)
+    _fit_title(ax, f"{d.model}: the fleet over {d.span_s / 3600:,.4g} h ({d.nodes_average:,.1f} nodes on average,"
+                   f" {d.nodes_peak:,} at peak)")
+    return _save(fig, path)

@@ -1356,7 +1356,10 @@ def _fleet_option_record(o) -> dict[str, Any]:
         "pools": [{k: getattr(p, k) for k in POOL_KEYS} | {"weight_dtype": p.weight_dtype, "kv_dtype": p.kv_dtype,
                                                          "billed_chips_per_replica": p.billed_chips_per_replica,
                                                          "capacity_requests_per_s": p.capacity_requests_per_s,
-                                                         "usd_per_hour": p.usd_per_hour} for p in o.pools],
+                                                         "usd_per_hour": p.usd_per_hour}
+                  | ({"mtp_draft_tokens": p.mtp_draft_tokens, "mtp_tokens_per_step": p.mtp_tokens_per_step,
+                      "verify_step_s": p.verify_step_s} if getattr(p, "mtp_draft_tokens", 0) else {})
+                  for p in o.pools],
         "total_chips": o.total_chips, "usd_per_hour": o.usd_per_hour,
         "usd_per_mtok_output": o.usd_per_mtok_output, "usd_per_mtok_all_tokens": o.usd_per_mtok_all_tokens,
         "watts": o.watts, "joules_per_token": o.joules_per_token, "energy_level": None if o.watts is None else "facility",
@@ -1396,6 +1399,8 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
         rec["workload"] = f.workload
     if f.prefix_cache is not None:
         rec["prefix_cache"] = f.prefix_cache
+    if getattr(f, "features", None):
+        rec["features"] = f.features
     if commands is not None:  # export.PoolLaunch records: every line in `export`, each pool with its notes
         rec["export"] = [ln for c in commands for ln in (f"# {c.role} pool: {c.replicas} × {c.system}, {c.checkpoint}",
                                                            *c.lines)]
@@ -1470,7 +1475,9 @@ def render_fleet(f, commands=None) -> list[str]:
                      f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips){verified}")
         for p in b.pools:
             lines.append(f"    {p.role:<7} {p.replicas:>4} × {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica}"
-                         f" chips each, batch ≤ {p.max_batch:,}, weights {p.weight_dtype}, KV {p.kv_dtype}")
+                         f" chips each, batch ≤ {p.max_batch:,}, weights {p.weight_dtype}, KV {p.kv_dtype}"
+                         + (f", MTP {p.mtp_draft_tokens} draft(s): {p.mtp_tokens_per_step:.3g} tokens per"
+                            f" {seconds(p.verify_step_s)} step" if getattr(p, "mtp_draft_tokens", 0) else ""))
         if b.kv_transfer_s is not None:
             lines.append(f"    KV transfer per request: {seconds(b.kv_transfer_s)}")
         s = b.simulated
@@ -1486,6 +1493,13 @@ def render_fleet(f, commands=None) -> list[str]:
         cost = "" if pc["usd_per_hour"] is None else f", ${pc['usd_per_hour']:,.4g}/h"
         lines.append(f"  prefix cache: {pc['prefixes']:,} × {pc['prefix_tokens']:,.0f}-token prefix = {si(pc['kv_bytes'], 'B')},"
                      f" reused every {seconds(pc['reuse_interval_s'])}: kept in {pc['tier']}{cost} ({pc['note']})")
+        ct = pc.get("cache_tier")
+        if ct is not None:  # --prefix-cache-tier: the cache's capacity limits the hit rate; hits are fetched
+            fetch = "" if not ct["fetch_s_per_prompt_chip"] else (
+                f"; a hit is read back at {si(ct['tier_bytes_per_s_per_chip'], 'B/s')} per chip before its prompt's pass")
+            lines.append(f"  prefix cache in {ct['tier']}: {si(ct['capacity_bytes'], 'B')} holds"
+                         f" {ct['prefixes_held']:,.4g} of {ct['prefixes']:,} prefixes: hit rate {ct['hit_rate']:.3g}"
+                         f" of {ct['hit_rate_unlimited']:.3g}{fetch} ({ct['note']})")
     others = [o for o in f.candidates if o is not b and o != b]
     if others:
         lines.append("  also verified at steady state (each sized down the same way):")
@@ -1884,4 +1898,58 @@ def accuracy_table(rec: dict) -> list[str]:
                 c = covd.get(k, {}).get("share")
                 lines.append(f"| {title} {k} | {s['n']} | {_pct(s['median_abs_error'])} | {_pct(s['p90_abs_error'])} |"
                              f" {_pct(c, 0) if c is not None else ''} |")
+    return lines
+
+
+def fleet_day_record(d) -> dict:
+    """The JSON of a fleet over a day: the issue's keys (hours, chips_average, chips_peak,
+    nodes_average, nodes_peak, usd_per_day, warmup_usd_per_day) and the peak fleet it was sized from."""
+    pools = [{"role": p.role, "system": p.system, "chips_per_replica": p.chips_per_replica, "tp": p.tp, "ep": p.ep,
+              "pp": p.pp, "weight_dtype": p.weight_dtype, "replicas_at_peak": p.replicas,
+              "verified_capacity_requests_per_s_per_replica": c, "load_gb_per_s_per_chip": b / 1e9,
+              "weight_load_s": t, "chips_per_node": nc, "tokens_per_s_per_node_at_peak": tn,
+              "tokens_counted": "input (cache hits included)" if p.role == "prefill" else "output"}
+             for p, c, b, t, nc, tn in zip(d.pools, d.capacity_requests_per_s, d.load_bytes_per_s, d.load_s,
+                                           d.node_chips, d.tokens_per_s_per_node_at_peak)]
+    hours = [{"start_s": i.start_s, "duration_s": i.duration_s, "requests_per_s": i.requests_per_s,
+              "replicas": {f"{p.role}": r for p, r in zip(d.pools, i.replicas)}, "chips": i.chips, "nodes": i.nodes,
+              "started": {f"{p.role}": s for p, s in zip(d.pools, i.started)}, "warmup_chip_s": i.warmup_chip_s,
+              "usd": i.usd} for i in d.intervals]
+    return {"model": d.model, "rate_curve": d.curve, "span_s": d.span_s, "requests_per_day": d.requests_per_day,
+            "chips_average": d.chips_average, "chips_peak": d.chips_peak, "nodes_average": d.nodes_average,
+            "nodes_peak": d.nodes_peak, "serving_chips_average": d.serving_chips_average, "usd_per_day": d.usd_per_day,
+            "warmup_usd_per_day": d.warmup_usd_per_day, "warmup_chip_s_per_day": d.warmup_chip_s_per_day,
+            "pools": pools, "hours": hours, "notes": list(d.notes), "peak_fleet": fleet_record(d.plan)}
+
+
+def render_fleet_day(d) -> list[str]:
+    """Plain words: the day's figures, the pools with their verified capacity, then the intervals
+    where the fleet changes size."""
+    usd = "" if d.usd_per_day is None else (f", ${d.usd_per_day:,.0f} per day (warm-up ${d.warmup_usd_per_day:,.2f})")
+    lines = [f"{d.model} over the day ({d.curve or 'rate curve'}, {len(d.intervals)} intervals, {d.span_s / 3600:,.4g} h,"
+             f" {d.requests_per_day:,.0f} requests per day)",
+             f"  chips: {d.chips_average:,.1f} on average, {d.chips_peak:,.0f} at peak; nodes: {d.nodes_average:,.2f} on"
+             f" average, {d.nodes_peak:,} at peak{usd}"]
+    sim = d.plan.best.simulated
+    if sim is not None:
+        from .units import seconds
+
+        lines.append(f"  verified at the peak ({d.plan.request_rate:,.4g} requests/s, {d.plan.best.mode}): TTFT p99"
+                     f" {seconds(sim.ttft_p99_s)}, TPOT p50 {seconds(sim.tpot_p50_s)}, p99 {seconds(sim.tpot_p99_s)};"
+                     f" {'meets' if sim.meets_slo else 'misses'} the SLOs at steady state ({d.plan.estimate})")
+    for p, c, t, tn in zip(d.pools, d.capacity_requests_per_s, d.load_s, d.tokens_per_s_per_node_at_peak):
+        what = "input (hits included)" if p.role == "prefill" else "output"
+        mtp = f", MTP {p.mtp_draft_tokens} draft(s)" if p.mtp_draft_tokens else ""
+        lines.append(f"    {p.role:<9} {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica} chips each{mtp},"
+                     f" {p.replicas} replicas at peak, verified {c:,.4g} requests/s per replica ({tn:,.0f} {what}"
+                     f" tokens/s per node), weights load in {t:,.3g} s")
+    lines.append("  intervals where the fleet changes size (start, requests/s, replicas per pool, chips, nodes):")
+    prev = None
+    for i in d.intervals:
+        if i.replicas != prev:
+            reps = " + ".join(f"{r} {p.role}" for p, r in zip(d.pools, i.replicas))
+            lines.append(f"    {i.start_s / 3600:6.2f} h  {i.requests_per_s:>10,.4g}  {reps:<28} {i.chips:>8,.0f} chips"
+                         f" {i.nodes:>6,} nodes")
+            prev = i.replicas
+    lines += [f"  {n}" for n in d.notes]
     return lines

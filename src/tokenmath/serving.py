@@ -25,6 +25,7 @@ from .params import param_counts, routed_expert_bytes, weight_bytes
 from .profiles import ROOFLINE_PROFILE, Profile
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, resolve_dtypes, slopes, step_time
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
+from .speculative import expected_tokens_per_verify, verify_pass_s
 from .units import dtype_bytes
 
 # --------------------------------------------------------------------------------------------
@@ -397,18 +398,6 @@ def fast_mode(model: Model, system: System, context=4096, *, speedup: float | No
 # --------------------------------------------------------------------------------------------
 
 
-def expected_tokens_per_verify(draft_tokens: int, acceptance: float) -> float:
-    """Tokens produced by one verify pass with k drafted tokens each accepted with probability a
-    (Leviathan et al. 2023, eq. 1): (1 − a^(k+1)) / (1 − a); k + 1 when a = 1."""
-    if draft_tokens < 0 or int(draft_tokens) != draft_tokens:
-        raise TokenmathError(f"draft tokens = {draft_tokens!r} must be a whole number >= 0")
-    if not (0 <= acceptance <= 1):
-        raise TokenmathError(f"acceptance rate = {acceptance!r} must be between 0 and 1")
-    if acceptance == 1:
-        return draft_tokens + 1.0
-    return (1 - acceptance ** (draft_tokens + 1)) / (1 - acceptance)
-
-
 @dataclass(frozen=True)
 class Speculative:
     draft_tokens: int
@@ -450,18 +439,10 @@ def speculative_decode(model: Model, system: System, batch, context, draft_token
     if profile is not None and not profile.is_roofline:
         lay = layout or estimate_layout(model, system, n, context, dtypes=dtypes)
         kw = dict(dtypes=dtypes, profile=profile)
-        k = float(draft_tokens)
         B = float(np.max(batch))
-        dec = estimate_pass(model, system, B, context, 1.0, layout=lay, **kw)
-        more = estimate_pass(model, system, np.array([B * (k + 1), B]), 0.0, 1.0, layout=lay, **kw)
-        t_more = np.asarray(more.step_s, float)
-        _, kv_dt, *_ = resolve_dtypes(model, system, dtypes)
-        f = float(attention_flops_per_token(model, context)) / float(
-            system.chip.flops_per_s("bf16") or system.chip.flops_per_s(system.compute_class_for("fp8")))
-        r = float(kv_cache(model, float(context) + 1.0, kv_dtype=kv_dt).read_bytes) / system.chip.hbm_bytes_per_s
-        rho = max((k + 1) * f, r) / max(f, r, 1e-30)
-        t_plain = float(dec.step_s)
-        t_verify = t_plain + float(t_more[0] - t_more[1]) + float(dec.op.attention_s) * (rho - 1.0)
+        tv, tp = verify_pass_s(model, system, lay, B, context, draft_tokens, kernels=profile.kernels,
+                               engine=profile.engine, dtypes=dtypes)  # speculative.py: the one composition
+        t_plain, t_verify = float(tp[0]), float(tv[0])
         draft = 0.0
         if draft_model is not None:
             d = estimate_pass(draft_model, system, batch, context, 1.0, chips=n, **kw)

@@ -172,6 +172,12 @@ FLAGS: dict[str, Bound] = {
     "--mfu": Bound(1.0, meaning="MFU, a fraction of peak"),
     "--acceptance": Bound(1.0, low=0, low_inclusive=True, meaning="acceptance rate"),
     "--prefix-hit-rate": Bound(1.0, low=0, low_inclusive=True, meaning="share of requests whose prefix is cached"),
+    # fleet production features (issue 25): MTP in decode pools, the prefix cache's tier, a day's warm-up
+    "--mtp-draft-tokens": Bound(16, low=0, low_inclusive=True, whole=True, meaning="tokens drafted per decode step"),
+    "--mtp-acceptance": Bound(1.0, low=0, low_inclusive=True, meaning="acceptance rate of each drafted token"),
+    "--prefix-cache-gb": Bound(1e9, meaning="GB of prefix cache for the whole fleet"),
+    "--prefix-count": Bound(1e12, low=1, low_inclusive=True, whole=True, meaning="distinct prefixes in use"),
+    "--load-gb-per-s": Bound(1e4, meaning="GB/s per chip while a replica loads its weights"),
     "--utilisation": Bound(1.0, low=0, low_inclusive=True, meaning="share of hours busy"),
     "--cost-of-capital": Bound(1.0, low=0, low_inclusive=True, meaning="a yearly rate (0.1 = 10 %)"),
     "--pue": Bound(5.0, low=1.0, low_inclusive=True, meaning="power usage effectiveness"),

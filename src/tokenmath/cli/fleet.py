@@ -30,7 +30,14 @@ def fleet_cmd(
     hf_model: Annotated[Optional[str], typer.Option("--hf-model", help="Checkpoint (Hugging Face repo id or path) for --export, served as stored (default: the catalog's hf_repo, or its published checkpoint in the planned weight dtype).")] = None,
     usd_per_chip_hour: Annotated[Optional[str], typer.Option(help="One price for every system (else the catalog's).")] = None,
     engine: EngineOpt = None, cost: CostOpt = "rental",
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file.")] = None,
+    rate_curve: Annotated[Optional[str], typer.Option("--rate-curve", help="A rate over a day: CSV `time_s,requests_per_s` or JSON lines (example:deepseek-v3-day is DeepSeek's published day, shipped); the fleet is verified at its peak and sized interval by interval (needs --input-tokens and --output-tokens).")] = None,
+    load_gb_per_s: Annotated[Optional[str], typer.Option("--load-gb-per-s", help="With --rate-curve: GB/s per chip at which a started replica loads its weights (default: the system's scale-out NIC, a floor on the warm-up).")] = None,
+    mtp_draft_tokens: Annotated[Optional[int], Num("--mtp-draft-tokens", help="MTP / speculative decoding in decode pools: tokens drafted per step (verified in one pass over 1 + k tokens).")] = None,
+    mtp_acceptance: Annotated[Optional[float], Num("--mtp-acceptance", help="Acceptance rate of each drafted token (0-1); e.g. 0.85-0.9 for DeepSeek-V3's MTP (arXiv 2412.19437 §5.4.3).")] = None,
+    prefix_cache_tier: Annotated[Optional[str], typer.Option("--prefix-cache-tier", help="Where the prefix cache lives: hbm | dram | ssd; its capacity limits the hit rate and its bandwidth adds the fetch to each prefill pass.")] = None,
+    prefix_count: Annotated[Optional[int], Num("--prefix-count", help="With --prefix-cache-tier: distinct prefixes in use, equally popular (default: a trace's prefix ids, else 1 shared by every request).")] = None,
+    prefix_cache_gb: Annotated[Optional[str], typer.Option("--prefix-cache-gb", help="The prefix cache's capacity in GB for the whole fleet (default: the tier's capacity on the fleet's chips).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw cost vs tokens/s per user to this file (with --rate-curve: chips over the day beside the rate).")] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -38,13 +45,16 @@ def fleet_cmd(
     from .. import api
     from ..fleet import VERIFY_DEFAULT
 
-    with progress("screening fleets", max(verify or VERIFY_DEFAULT, 1), json_) as update:
+    with progress("screening fleets" if rate_curve is None else "screening fleets at the peak rate",
+                  max(verify or VERIFY_DEFAULT, 1), json_) as update:
         r = api._fleet(model, request_rate=request_rate, input_tokens=input_tokens, output_tokens=output_tokens,
                        trace=trace, ttft_p99_s=ttft_p99, tpot_p99_s=tpot_p99, ttft_p50_s=ttft_p50, tpot_p50_s=tpot_p50,
                        systems=systems, disaggregation=disaggregation, prefix_tokens=prefix_tokens,
                        prefix_hit_rate=prefix_hit_rate, objective=objective, verify=verify, weight_dtypes=weight_dtypes,
                        export=export, hf_model=hf_model, usd_per_chip_hour=usd_per_chip_hour, engine=engine, cost=cost,
-                       catalog=catalog,
+                       catalog=catalog, rate_curve=rate_curve, load_gb_per_s=load_gb_per_s,
+                       mtp_draft_tokens=mtp_draft_tokens, mtp_acceptance=mtp_acceptance,
+                       prefix_cache_tier=prefix_cache_tier, prefix_cache_gb=prefix_cache_gb, prefix_count=prefix_count,
                        progress=lambda done, total, what: update(done, total=total, description=what))
     if plot is not None:
         r.draw(plot)
