@@ -1293,7 +1293,7 @@ def render_expert_parallel(w) -> list[str]:
 
 PLAN_KEYS = ("system", "chips", "tp", "ep", "pp", "dp", "batch", "tokens_per_s_per_chip", "tokens_per_s_per_user",
              "usd_per_mtok", "billed_chips", "weight_dtype", "kv_dtype", "ttft_s", "step_s", "total_bytes_per_chip",
-             "bound")
+             "bound", "redundant_experts")
 
 
 def plan_point_record(p) -> dict[str, Any] | None:
@@ -1571,7 +1571,9 @@ def render_plan(p) -> list[str]:
         return lines
     best_word = "least energy" if p.objective == "energy" else "cheapest"
     lines.append(
-        f"  {best_word}: {b.system}, TP{b.tp} EP{b.ep} PP{b.pp} on {b.chips} chips ({b.billed_chips:g} billed), batch"
+        f"  {best_word}: {b.system}, TP{b.tp} EP{b.ep} PP{b.pp}"
+        + (f" (+{b.redundant_experts} redundant experts)" if getattr(b, "redundant_experts", 0) else "")
+        + f" on {b.chips} chips ({b.billed_chips:g} billed), batch"
         f" {b.batch:,.0f}, weights {b.weight_dtype}: {b.tokens_per_s_per_user:,.1f} tokens/s per user,"
         f" {b.tokens_per_s_per_chip:,.0f} per chip, {usd(b.usd_per_mtok)}/Mtok, TTFT {seconds(b.ttft_s)}"
         + ("" if b.joules_per_token is None else

@@ -96,6 +96,7 @@ def plan_cmd(
     dashboard: DashboardOpt = False,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     objective: Annotated[str, typer.Option("--objective", help="cost ($/Mtok; tokens/s per chip where unpriced) or energy (J per output token).")] = "cost",
+    pool: Annotated[str, typer.Option("--pool", help="colocated (default: prompts chunked into the decode steps) or decode (the decode pool of a prefill/decode-disaggregated deployment: no prompt chunks in its steps).")] = "colocated",
     cost: CostOpt = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
     plot_energy: Annotated[Optional[Path], typer.Option("--plot-energy", help="Draw $/Mtok against J/token over the frontier to this file.")] = None,
@@ -118,7 +119,7 @@ def plan_cmd(
     kw = dict(input_tokens=_count(input_tokens, "--input-tokens"), output_tokens=_count(output_tokens, "--output-tokens"),
               min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=D, weight_dtypes=wds,
               kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=price, scheduler=scheduler,
-              estimate=efficiency, engine=engine, goal=objective)
+              estimate=efficiency, engine=engine, goal=objective, decode_only=_pool(pool))
     from ..parallel import options
 
     with progress("planning", len(syss), json_) as update, options(dashboard=dashboard, notify=err.print):
@@ -135,6 +136,12 @@ def plan_cmd(
         plots.cost_vs_energy(result, title=f"{m.name}: cost and energy per output token over the frontier", path=plot_energy)
         err.print(f"wrote {plot_energy}")
     _finish(json_, rp.plan_record(result), rp.render_plan(result))
+
+
+def _pool(pool: str) -> bool:
+    if pool not in ("colocated", "decode"):
+        raise TokenmathError(f"--pool = {pool!r}; expected 'colocated' or 'decode'")
+    return pool == "decode"
 
 
 @command("bubble")
