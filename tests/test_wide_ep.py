@@ -123,8 +123,9 @@ def test_lmsys_96_h100_prefill_and_decode_per_node():
 def test_h800_catalog_entry_is_sourced():
     """The H800 node DeepSeek served on: NVLink 400 GB/s bidirectional = 200 GB/s one way (H100's
     900 cut for export; aiconfigurator h800_sxm.yaml, reference/hardware.jsonl), one 400 Gb/s CX7
-    InfiniBand NIC per GPU = 50 GB/s ("IB (50 GB/s)", DeepSeek-V3 technical report, arXiv
-    2412.19437 §3.2.2), 8 GPUs per node; compute and HBM as H100 SXM. Exact: datasheet numbers."""
+    InfiniBand NIC per GPU, "~50 GB/s maximum" (github deepseek-ai/DeepEP docs/legacy.md, commit
+    dd758ca; "IB (50 GB/s)" in the DeepSeek-V3 technical report, arXiv 2412.19437 §3.2.2), 8 GPUs
+    per node; compute and HBM as H100 SXM. Exact: these are the sources' numbers."""
     assert H800.scaleup_chips == 8
     assert H800.scaleup_bytes_per_s == 200e9 and H800.scaleout_bytes_per_s == 50e9
     assert H800.chip.hbm_bytes_per_s == 3.35e12 and H800.chip.flops_per_s("fp8") == 1979e12
