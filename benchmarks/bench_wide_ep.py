@@ -35,7 +35,7 @@ def main() -> None:
     systems = list(cat.systems.values())
     names = sys.argv[1:] or ["deepseek-v3"]
     full = pl.candidate_layouts
-    narrow = lambda m, s, **kw: full(m, s, wide_ep=False, **kw)  # noqa: E731
+    narrow = lambda m, s, **kw: full(m, s, **(kw | {"wide_ep": False}))  # noqa: E731
     worst = 0.0
     print(f"{'model':<16} {'pool':<10} {'layouts':>8} {'wide':>6} {'first':>6} {'CPU s':>7} {'without wide EP':>16} {'best point':<40}")
     for name in names:

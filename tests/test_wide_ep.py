@@ -53,7 +53,7 @@ def test_deepseek_decode_throughput_per_node():
     Measured: 12.4k (−16 %): dispatch + combine is entirely hidden (two micro-batches), so the step
     is the dense GEMMs, expert GEMMs and MLA attention of the busiest rank."""
     cols, _, _ = plan_system(DS3, H800, input_tokens=4383, output_tokens=1211, weight_dtypes=["fp8"],
-                             engine=DEEPSEEK_ENGINE, decode_only=True)
+                             engine=DEEPSEEK_ENGINE, decode_only=True, wide_ep=True)
     ok = (cols["tokens_per_s_per_user"] >= 20) & (cols["ep"] == 144)
     assert ok.any()
     per_node = 8 * float(np.max(np.where(ok, cols["tokens_per_s_per_chip"], 0.0)))
@@ -214,7 +214,8 @@ def test_invariant_wide_ep_layouts_are_valid_and_bounded():
         if not s.scaleout_bytes_per_s:
             assert lays == []
     assert wide_ep_layouts(CAT.model("llama-3.1-70b"), H800) == []
-    assert any(x.ep == 144 for x in candidate_layouts(DS3, H800))
+    assert any(x.ep == 144 for x in candidate_layouts(DS3, H800, wide_ep=True))
+    assert not any(x.redundant_experts for x in candidate_layouts(DS3, H800))  # off unless asked
 
 
 def test_plan_search_with_wide_ep_stays_fast():

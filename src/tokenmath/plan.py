@@ -81,13 +81,14 @@ class Plan:
     roofline: dict | None = None  # the best point's roofline bound (estimate.roofline_record), same layout and batch
 
 
-def candidate_layouts(model: Model, system: System, *, max_pp: int = 4, wide_ep: bool = True) -> list[Layout]:
+def candidate_layouts(model: Model, system: System, *, max_pp: int = 4, wide_ep: bool = False) -> list[Layout]:
     """Layouts worth trying on one system: stages of power-of-two chips up to one domain (and
     two domains for expert parallelism, to show the scale-out penalty), capped at 256 chips;
     for MoE models EP over the stage (experts must divide), TP of 1–8 inside it; PP of 1, 2, 4.
     wide_ep: for MoE models also the wide expert-parallel layouts over many domains
     (`wide_ep_layouts`: EP up to 320 chips over the scale-out network, attention data-parallel,
-    redundant experts where EP does not divide the experts)."""
+    redundant experts where EP does not divide the experts). Off by default: a caller that
+    rebuilds a layout from a plan point must carry its redundant experts (PlanPoint.layout)."""
     dom = system.scaleup_chips
     cap = min(256, 2 * dom if model.moe else dom)
     sizes = [2**i for i in range(0, 9) if 2**i <= cap]
@@ -314,13 +315,15 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
                 overlap: str = "full", estimate: str = "calibrated",
                 engine: str | None = None, cached_input_tokens: float = 0.0,
-                decode_only: bool = False) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
+                decode_only: bool = False, wide_ep: bool = False) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
     """Every feasible (layout, batch, dtype) point on one system, before SLOs, as columns:
     (columns, layouts evaluated, reasons layouts were rejected). estimate: 'calibrated' (the
     per-operation estimate under the engine's and the system's vendor profile) or 'roofline'
     (the bound, scaled by `efficiency`). cached_input_tokens: prompt tokens a prefix cache
     serves per request on average (not prefilled; the estimate's path only). decode_only: the
-    points of a disaggregated decode pool (no prompt chunks in its steps; the estimate's path)."""
+    points of a disaggregated decode pool (no prompt chunks in its steps; the estimate's path).
+    wide_ep: search the wide expert-parallel layouts too (`wide_ep_layouts`; the columns carry
+    each point's `redundant_experts`)."""
     from .profiles import choose
 
     profile = choose(estimate, engine=engine, system=system)
@@ -337,7 +340,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
             rejected["no FLOP/s for the dtype"] = rejected.get("no FLOP/s for the dtype", 0) + 1
             continue
         checked = []
-        for lay in candidate_layouts(model, system):
+        for lay in candidate_layouts(model, system, wide_ep=wide_ep):
             try:
                 check_layout(model, system, lay)
             except TokenmathError as e:
@@ -377,7 +380,7 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
          kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "full",
          usd_per_chip_hour: float | None = None, scheduler: str | None = None,
          progress: Callable[[int, int, str], None] | None = None, estimate: str = "calibrated",
-         engine: str | None = None, goal: str = "cost", decode_only: bool = False) -> Plan:
+         engine: str | None = None, goal: str = "cost", decode_only: bool = False, wide_ep: bool = True) -> Plan:
     """Search every system for the cheapest way to serve `model` under the SLOs.
 
     scheduler: None runs in-process; "local" starts an in-process Dask cluster; any other value is
@@ -385,7 +388,8 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     goal: "cost" (the cheapest; tokens/s per chip where no system has a price) or "energy" (the
     fewest joules per output token, energy.py). decode_only: plan the decode pool of a
     prefill/decode-disaggregated deployment (steps carry no prompt chunks; TTFT stays a lone
-    prompt's prefill) — where wide EP with attention DP pays off, as in DeepSeek's EP144 decode."""
+    prompt's prefill) — where wide EP with attention DP pays off, as in DeepSeek's EP144 decode.
+    wide_ep: search the wide expert-parallel layouts across domains too (default)."""
     if goal not in ("cost", "energy"):
         raise TokenmathError(f"--objective = {goal!r}; expected 'cost' or 'energy'")
     if overlap not in ("full", "none"):
@@ -405,7 +409,7 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     weight_dtypes = weight_dtypes if weight_dtypes == "deployable" else list(weight_dtypes)
     kw = dict(input_tokens=input_tokens, output_tokens=output_tokens, weight_dtypes=weight_dtypes, kv_dtype=kv_dtype,
               efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap, estimate=estimate,
-              engine=engine, decode_only=decode_only)
+              engine=engine, decode_only=decode_only, wide_ep=wide_ep)
     results = _run(model, systems, kw, scheduler, progress)
 
     cols = _columns([r[0] for r in results])
