@@ -17,7 +17,7 @@ KW = dict(input_tokens=2000, output_tokens=500)
 def all_points(model, systems, **kw):
     pts = []
     for s in systems:
-        pts += pl.points(pl.plan_system(model, s, **kw)[0])
+        pts += pl.points(pl.plan_system(model, s, wide_ep=True, **kw)[0])  # plan() searches wide EP too
     return pts
 
 
