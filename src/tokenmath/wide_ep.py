@@ -34,8 +34,10 @@ from .specs import Dtypes, Model, System
 
 # Domains an EP group may span in the planner's search: the 3-smooth numbers (2^a·3^b) up to 36,
 # a ladder with steps of at most 1.5× that holds the deployments published (DeepSeek: 4 and 18
-# H800 nodes; LMSYS: 4 and 9 H100 nodes) — a search grid, not a claim about what is best.
-WIDE_EP_DOMAINS = (2, 3, 4, 6, 8, 9, 12, 16, 18, 24, 32, 36)
+# H800 nodes; LMSYS: 4 and 9 H100 nodes) — a search grid, not a claim about what is best. 1 is a
+# whole domain, searched here only where its size does not divide the experts (EP72 on an NVL72
+# with 32 redundant experts instead of 8 idle GPUs); otherwise the in-domain search has it.
+WIDE_EP_DOMAINS = (1, 2, 3, 4, 6, 8, 9, 12, 16, 18, 24, 32, 36)
 # The widest EP group searched (chips): "hundreds of chips"; DeepSeek's decode unit is 144.
 WIDE_EP_MAX_CHIPS = 320
 # Redundant copies the search adds (EPLB) at most, as a share of the routed experts: DeepSeek runs
@@ -48,13 +50,15 @@ def wide_ep_layouts(model: Model, system: System, *, max_chips: int = WIDE_EP_MA
                     domains: tuple[int, ...] = WIDE_EP_DOMAINS, tps: tuple[int, ...] = (1, 2, 4, 8),
                     max_redundant_share: float = WIDE_EP_MAX_REDUNDANT_SHARE) -> list[Layout]:
     """Wide-EP candidate layouts of `model` on `system`: EP over n whole scale-up domains (n in
-    `domains`, EP = n·dom ≤ max_chips), attention data-parallel over the EP group with attention
+    `domains`, EP = n·dom ≤ max_chips; n = 1 only where the domain does not divide the experts,
+    e.g. EP72 on an NVL72 with 32 redundant experts), attention data-parallel over the EP group with attention
     TP of `tps` inside a domain (TP divides the heads and the domain; TP 1 is DeepSeek's
     DP144 attention), PP 1, and the fewest redundant experts that make the slots divide over EP
     (skipped above `max_redundant_share` of the experts). Every layout passes check_layout.
-    Empty for a dense model or a system without a scale-out link. Bounded: at most
+    Empty for a dense model or a system without a scale-out link (a layout inside one domain that
+    needs redundant experts is offered all the same). Bounded: at most
     len(domains) × len(tps) layouts."""
-    if model.moe is None or not system.scaleout_bytes_per_s:
+    if model.moe is None:
         return []
     if max_chips < 1 or max_chips > 100_000:
         raise TokenmathError(f"max chips = {max_chips!r}; expected 1 to 100,000")
@@ -62,10 +66,10 @@ def wide_ep_layouts(model: Model, system: System, *, max_chips: int = WIDE_EP_MA
     out: list[Layout] = []
     for n in domains:
         ep = n * dom
-        if ep > max_chips:
+        if ep > max_chips or (n > 1 and not system.scaleout_bytes_per_s):
             break
         R = redundant_experts_for(E, ep)
-        if R > max_redundant_share * E:
+        if R > max_redundant_share * E or (n == 1 and R == 0):
             continue
         for tp in tps:
             if tp > dom or dom % tp or model.attention.n_heads % tp or ep % tp:
