@@ -174,8 +174,8 @@ def check_layout(model: Model, system: System, layout: Layout, chips: int | None
     if R and (model.moe is None or layout.ep <= 1):
         raise TokenmathError(f"redundant experts = {R} need expert parallelism (EP > 1 on an MoE model)")
     if model.moe is not None and R > MAX_REDUNDANT_FACTOR * model.moe.n_experts:
-        raise TokenmathError(f"redundant experts = {R} exceed the model's {model.moe.n_experts} experts "
-                             "(at most one extra copy of each)")
+        raise TokenmathError(f"redundant experts = {R} exceed the model's {model.moe.n_experts} experts (at most one "
+                             f"extra copy of each): EP {layout.ep} is too wide to fill with {model.moe.n_experts} experts")
     if model.moe is not None and layout.ep > 1 and (model.moe.n_experts + R) % layout.ep:
         E = model.moe.n_experts
         best = largest_divisor_at_most(E, layout.ep)
