@@ -138,7 +138,7 @@ def busiest_rank_share(items, ranks):
 def redundant_experts_for(n_experts: int, ep: int) -> int:
     """The fewest redundant expert copies R that make E + R expert slots divide evenly over EP
     ranks: 0 where EP divides E (or EP = 1), else EP − E mod EP (DeepSeek-V3's 256 experts on
-    EP144: 32, DeepSeek's own choice; on EP72: 32, SGLang's in LMSYS's 96-GPU run)."""
+    EP144: 32, the count DeepSeek runs; on EP72: 32 as well)."""
     if ep <= 1:
         return 0
     return (-int(n_experts)) % int(ep)
