@@ -17,7 +17,7 @@ KW = dict(input_tokens=2000, output_tokens=500)
 def all_points(model, systems, **kw):
     pts = []
     for s in systems:
-        pts += pl.points(pl.plan_system(model, s, **kw)[0])
+        pts += pl.points(pl.plan_system(model, s, wide_ep=True, **kw)[0])  # plan() searches wide EP too
     return pts
 
 
@@ -106,7 +106,8 @@ def test_cli_plan_layout_bubble_json(tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "72", "--ep", "64", "--pp", "4"],
      "needs 256 chips"),
-    (["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "72", "--ep", "72"], "do not divide"),
+    (["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "72", "--ep", "72", "--redundant-experts", "0"],
+     "do not divide"),
     (["layout", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--chips", "64", "--ep", "64",
       "--overlap", "some"], "overlap"),
     (["bubble", "--schedule", "magic", "--pp", "4", "--microbatches", "8"], "unknown schedule"),

@@ -654,7 +654,7 @@ def plan(model: ModelArg, *, systems: str | Sequence | None = None, input_tokens
          weight_dtypes: str | Sequence[str] | None = None, kv_dtype: str = "bf16", overlap: str = "full",
          usd_per_chip_hour: float | str | None = None, scheduler: str | None = None, efficiency: str = "calibrated",
          engine: str | None = None, objective: str = "cost", cost: str = "rental", catalog: CatalogArg = None,
-         progress: Callable[[int, int, str], None] | None = None) -> PlanResult:
+         pool: str = "colocated", progress: Callable[[int, int, str], None] | None = None) -> PlanResult:
     """The cheapest way to serve a model under SLOs, searched over layouts × batch × weight dtypes on the
     catalog's systems: the Pareto frontier of $/Mtok against tokens/s per user (`tokenmath plan`).
 
@@ -666,6 +666,8 @@ def plan(model: ModelArg, *, systems: str | Sequence | None = None, input_tokens
         max_ttft_s: SLO, time to first token (seconds).
         demand_tokens_per_s: total output tokens per second to serve ("1M"): replicas and chips.
         objective: "cost" ($/Mtok) or "energy" (J per output token).
+        pool: "colocated" (prefill and decode on the same chips) or "decode" (the decode pool of a
+            prefill/decode split: wide-EP decode layouts, docs/cluster.md).
         progress: called as progress(done, total, system_name) while the search runs.
 
     Returns:
@@ -694,7 +696,9 @@ def plan(model: ModelArg, *, systems: str | Sequence | None = None, input_tokens
               demand_tokens_per_s=_num(demand_tokens_per_s, "--demand-tokens-per-s"), weight_dtypes=wds,
               kv_dtype=check_dtype(kv_dtype), overlap=overlap, usd_per_chip_hour=_price(usd_per_chip_hour),
               scheduler=scheduler, estimate=efficiency, engine=engine, goal=objective)
-    result = pl.plan(m, syss, progress=progress, **kw)
+    if pool not in ("colocated", "decode"):
+        raise TokenmathError(f"--pool = {pool!r}; expected 'colocated' or 'decode'")
+    result = pl.plan(m, syss, progress=progress, decode_only=pool == "decode", **kw)
 
     def draw(path):
         from . import plots

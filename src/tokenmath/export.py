@@ -529,7 +529,8 @@ def fleet_launches(option, engine: str, *, model, hf_model: str | None = None, m
     out = []
     for i, p in enumerate(option.pools):
         repo, stored, wnote = checkpoint_for(model, p.weight_dtype, engine, hf_model=hf_model)
-        pool = pool_from_layout(p.role, p.system, Layout(tp=p.tp, ep=p.ep, pp=p.pp), replicas=p.replicas,
+        lay = Layout(tp=p.tp, ep=p.ep, pp=p.pp, redundant_experts=getattr(p, "redundant_experts", 0))
+        pool = pool_from_layout(p.role, p.system, lay, replicas=p.replicas,
                                 max_batch=p.max_batch, max_num_batched_tokens=max(max_num_batched_tokens, p.max_batch),
                                 model=repo, kv_dtype=p.kv_dtype, weight_dtype=p.weight_dtype, port=port + 1000 * i)
         pool = replace(pool, checkpoint_dtype=stored)

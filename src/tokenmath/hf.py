@@ -472,9 +472,18 @@ def _mlp_and_moe(c: dict, family: str, hidden: int, n_layers: int, where: str):
         n_shared = 1  # Llama4TextMoe always has one shared expert of the expert width
     shared = Mlp(shared_inter or expert_inter, gated, False) if n_shared else None
 
+    n_group = _opt_int(c, "n_group") or 1
+    topk_group = _opt_int(c, "topk_group") or n_group
+    if n_group > 1 and (n_experts % n_group or not 1 <= topk_group <= n_group):
+        raise TokenmathError(f"{where}: n_group = {n_group}, topk_group = {topk_group}; expected a group count that "
+                             f"divides the {n_experts} experts and 1 <= topk_group <= n_group")
+    if n_group > 1 and topk_group == n_group:  # every group allowed: no limit
+        n_group = topk_group = 1
     moe = Moe(
         n_experts=n_experts,
         k=k,
+        n_group=n_group,
+        topk_group=topk_group,
         expert=Mlp(expert_inter, gated, mlp_bias),
         n_shared=n_shared,
         shared=shared,

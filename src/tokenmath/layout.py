@@ -68,12 +68,15 @@ def _weight_split(model: Model, weight_dtype: str | None) -> tuple[float, float]
 
 def layout_memory(model: Model, system: System, layout: Layout, batch, context, *, dtypes: Dtypes = Dtypes(),
                   new_tokens: float = 1.0) -> LayoutMemory:
-    """Memory per chip. Weights: experts / (stage_chips·PP) + the rest / (TP·PP). KV: the batch of one
+    """Memory per chip. Weights: experts·(E + R)/E / (stage_chips·PP) + the rest / (TP·PP), R the
+    layout's redundant expert copies. KV: the batch of one
     replica, B = m·b sequences, spread over PP stages (each holds its layers) and over attention-DP
     ranks and KV-head shards: B·kv(L) / (PP·attention_dp·head_split). With B = PP·b the PP cancels:
     pipelining divides weight memory per chip, not KV memory per chip (the lecture's 1:08 result)."""
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     experts, dense = _weight_split(model, dtypes.weight)
+    if model.moe is not None:  # redundant copies (EPLB) add R expert slots to the E routed experts
+        experts = experts * (model.moe.n_experts + layout.redundant_experts) / model.moe.n_experts
     e_chip = experts / (layout.stage_chips * layout.pp)
     d_chip = dense / (layout.tp * layout.pp)
     B = np.asarray(batch, float)

@@ -12,6 +12,12 @@ A sequence lives on one attention-DP rank (its KV is there): ranks hold whole se
 busiest holds at least one whole sequence (`busiest_rank_share`), and only with more than one rank
 must tokens travel to their experts (with one, every chip of the stage holds every token).
 A replica is PP stages; DP replicas serve independent traffic.
+
+Redundant experts (DeepSeek's EPLB: "32 redundant routed experts" in both its EP32 prefill and
+EP144 decode units, github deepseek-ai/open-infra-index 202502OpenSourceWeek/day_6_...overview.md,
+commit 56d8685) add R copies of popular experts to the E routed ones, so E + R expert slots are
+spread over the EP ranks: they let EP be a degree that does not divide E (256 + 32 = 288 = 2 × 144)
+and cost (E + R)/EP experts of memory per chip instead of E/EP.
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ HOP_LATENCY_S_DEFAULT = 10e-6
 
 @dataclass(frozen=True)
 class Layout:
-    """TP × EP × PP × DP with m microbatches in flight per replica (default m = PP)."""
+    """TP × EP × PP × DP with m microbatches in flight per replica (default m = PP), and R
+    redundant expert copies spread over the EP ranks with the routed experts."""
 
     tp: int = 1
     ep: int = 1
     pp: int = 1
     dp: int = 1
     microbatches: int | None = None
+    redundant_experts: int = 0
 
     @property
     def stage_chips(self) -> int:
@@ -64,7 +72,8 @@ class Layout:
 
     def describe(self) -> str:
         parts = [f"TP{self.tp}", f"EP{self.ep}", f"PP{self.pp}", f"DP{self.dp}"]
-        return "×".join(parts) + f" (m={self.m})"
+        extra = f", {self.redundant_experts} redundant experts" if self.redundant_experts else ""
+        return "×".join(parts) + f" (m={self.m}{extra})"
 
 
 class Layouts:
@@ -78,6 +87,7 @@ class Layouts:
         self.tp, self.ep, self.pp = col(lambda x: x.tp), col(lambda x: x.ep), col(lambda x: x.pp)
         self.stage_chips, self.replica_chips = col(lambda x: x.stage_chips), col(lambda x: x.replica_chips)
         self.attention_dp, self.m = col(lambda x: x.attention_dp), col(lambda x: x.m)
+        self.redundant_experts = col(lambda x: x.redundant_experts)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -125,6 +135,18 @@ def busiest_rank_share(items, ranks):
     return np.where(r > 1, np.maximum(items / r, np.minimum(items, 1.0)), items)
 
 
+def redundant_experts_for(n_experts: int, ep: int) -> int:
+    """The fewest redundant expert copies R that make E + R expert slots divide evenly over EP
+    ranks: 0 where EP divides E (or EP = 1), else EP − E mod EP (DeepSeek-V3's 256 experts on
+    EP144: 32, the count DeepSeek runs; on EP72: 32 as well)."""
+    if ep <= 1:
+        return 0
+    return (-int(n_experts)) % int(ep)
+
+
+MAX_REDUNDANT_FACTOR = 1  # R ≤ E: at most one extra copy of every expert
+
+
 def largest_divisor_at_most(n: int, cap: int) -> int:
     """The largest d ≤ cap that divides n (1 at least): e.g. the EP degree 256 experts allow on
     72 chips is 64."""
@@ -139,6 +161,9 @@ def check_layout(model: Model, system: System, layout: Layout, chips: int | None
             raise TokenmathError(f"{name.upper()} = {v!r} must be a whole number >= 1")
     if layout.microbatches is not None and layout.microbatches < 1:
         raise TokenmathError(f"microbatches = {layout.microbatches!r} must be >= 1")
+    R = layout.redundant_experts
+    if not isinstance(R, (int, np.integer)) or R < 0:
+        raise TokenmathError(f"redundant experts = {R!r} must be a whole number >= 0")
     if model.is_totals_only:
         raise TokenmathError(
             f"model {model.name!r} is defined by totals only; a layout needs its architecture (a config.json)"
@@ -146,11 +171,19 @@ def check_layout(model: Model, system: System, layout: Layout, chips: int | None
     a = model.attention
     if layout.ep > 1 and model.moe is None:
         raise TokenmathError(f"EP = {layout.ep} but {model.name} is dense (no experts to spread); use TP or DP")
-    if model.moe is not None and layout.ep > 1 and model.moe.n_experts % layout.ep:
-        best = largest_divisor_at_most(model.moe.n_experts, layout.ep)
+    if R and (model.moe is None or layout.ep <= 1):
+        raise TokenmathError(f"redundant experts = {R} need expert parallelism (EP > 1 on an MoE model)")
+    if model.moe is not None and R > MAX_REDUNDANT_FACTOR * model.moe.n_experts:
+        raise TokenmathError(f"redundant experts = {R} exceed the model's {model.moe.n_experts} experts (at most one "
+                             f"extra copy of each): EP {layout.ep} is too wide to fill with {model.moe.n_experts} experts")
+    if model.moe is not None and layout.ep > 1 and (model.moe.n_experts + R) % layout.ep:
+        E = model.moe.n_experts
+        best = largest_divisor_at_most(E, layout.ep)
+        need = redundant_experts_for(E + R, layout.ep) + R
         raise TokenmathError(
-            f"{model.moe.n_experts} experts do not divide over EP {layout.ep}: use EP {best} and leave "
-            f"{layout.ep - best} chips idle, or replicate experts"
+            f"{E} experts{f' + {R} redundant' if R else ''} do not divide over EP {layout.ep}: use EP {best} and "
+            f"leave {layout.ep - best} chips idle, or replicate experts ({need} redundant experts make "
+            f"{E + need} = {(E + need) // layout.ep} per chip × {layout.ep})"
         )
     lo, hi = sorted((layout.tp, layout.ep))
     if hi % lo:

@@ -23,6 +23,7 @@ from .layout import layout_memory, layout_step
 from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout
 from .roofline import resolve_dtypes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
+from .wide_ep import wide_ep_layouts  # noqa: F401  (re-exported: the fleet searches the same layouts)
 
 BATCH_POINTS = 40
 
@@ -51,6 +52,12 @@ class PlanPoint:
     watts: float | None = None  # the replica at the wall (energy.py)
     joules_per_token: float | None = None  # per output token
     tokens_per_s_per_mw: float | None = None
+    redundant_experts: int = 0  # EPLB copies spread with the routed experts (wide EP)
+
+    @property
+    def layout(self) -> Layout:
+        """The point's layout (one replica: DP 1)."""
+        return Layout(tp=self.tp, ep=self.ep, pp=self.pp, redundant_experts=self.redundant_experts)
 
 
 @dataclass(frozen=True)
@@ -74,10 +81,14 @@ class Plan:
     roofline: dict | None = None  # the best point's roofline bound (estimate.roofline_record), same layout and batch
 
 
-def candidate_layouts(model: Model, system: System, *, max_pp: int = 4) -> list[Layout]:
+def candidate_layouts(model: Model, system: System, *, max_pp: int = 4, wide_ep: bool = False) -> list[Layout]:
     """Layouts worth trying on one system: stages of power-of-two chips up to one domain (and
     two domains for expert parallelism, to show the scale-out penalty), capped at 256 chips;
-    for MoE models EP over the stage (experts must divide), TP of 1–8 inside it; PP of 1, 2, 4."""
+    for MoE models EP over the stage (experts must divide), TP of 1–8 inside it; PP of 1, 2, 4.
+    wide_ep: for MoE models also the wide expert-parallel layouts over many domains
+    (`wide_ep_layouts`: EP up to 320 chips over the scale-out network, attention data-parallel,
+    redundant experts where EP does not divide the experts). Off by default: a caller that
+    rebuilds a layout from a plan point must carry its redundant experts (PlanPoint.layout)."""
     dom = system.scaleup_chips
     cap = min(256, 2 * dom if model.moe else dom)
     sizes = [2**i for i in range(0, 9) if 2**i <= cap]
@@ -99,10 +110,13 @@ def candidate_layouts(model: Model, system: System, *, max_pp: int = 4) -> list[
             else:
                 if heads % sc == 0 or sc == 1:
                     out.append(Layout(tp=sc, pp=pp))
+    if wide_ep and model.moe is not None:
+        seen = set(out)
+        out += [lay for lay in wide_ep_layouts(model, system) if lay not in seen]
     return out
 
 
-COLUMNS = ("chips", "billed_chips", "tp", "ep", "pp", "batch", "tokens_per_s_per_chip", "tokens_per_s_per_user",
+COLUMNS = ("chips", "billed_chips", "tp", "ep", "pp", "redundant_experts", "batch", "tokens_per_s_per_chip", "tokens_per_s_per_user",
            "usd_per_mtok", "ttft_s", "step_s", "total_bytes_per_chip")
 TEXT_COLUMNS = ("system", "weight_dtype", "kv_dtype", "bound")
 
@@ -122,6 +136,7 @@ def points(cols: dict[str, np.ndarray], index=None) -> list[PlanPoint]:
         out.append(PlanPoint(
             system=str(cols["system"][i]), chips=int(cols["chips"][i]), billed_chips=float(cols["billed_chips"][i]),
             tp=int(cols["tp"][i]), ep=int(cols["ep"][i]), pp=int(cols["pp"][i]), dp=1, batch=float(cols["batch"][i]),
+            redundant_experts=int(cols["redundant_experts"][i]),
             weight_dtype=str(cols["weight_dtype"][i]), kv_dtype=str(cols["kv_dtype"][i]),
             tokens_per_s_per_chip=float(cols["tokens_per_s_per_chip"][i]),
             tokens_per_s_per_user=float(cols["tokens_per_s_per_user"][i]),
@@ -183,7 +198,7 @@ def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour,
     full = lambda v: np.full(n, v)  # noqa: E731
     return {
         "chips": full(layout.replica_chips), "billed_chips": full(billed), "tp": full(layout.tp), "ep": full(layout.ep),
-        "pp": full(layout.pp), "batch": g, "tokens_per_s_per_chip": replica_tps / billed,
+        "pp": full(layout.pp), "redundant_experts": full(layout.redundant_experts), "batch": g, "tokens_per_s_per_chip": replica_tps / billed,
         "tokens_per_s_per_user": 1.0 / tpot, "usd_per_mtok": usd, "ttft_s": full(ttft), "step_s": tpot,
         "total_bytes_per_chip": np.asarray(total_bytes, float), "system": full(system.name),
         "weight_dtype": full(weight), "kv_dtype": full(kv), "bound": np.broadcast_to(bound, (n,)),
@@ -269,6 +284,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     col = lambda attr: np.array([getattr(x, attr) for x in lays])[r]  # noqa: E731
     return {
         "chips": col("replica_chips"), "billed_chips": billed, "tp": col("tp"), "ep": col("ep"), "pp": col("pp"),
+        "redundant_experts": col("redundant_experts"),
         "batch": g, "tokens_per_s_per_chip": replica_tps / billed, "tokens_per_s_per_user": 1.0 / t,
         "usd_per_mtok": np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6,
         "ttft_s": np.asarray(one.step_s, float)[r, 0], "step_s": t,
@@ -299,13 +315,15 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
                 overlap: str = "full", estimate: str = "calibrated",
                 engine: str | None = None, cached_input_tokens: float = 0.0,
-                decode_only: bool = False) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
+                decode_only: bool = False, wide_ep: bool = False) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
     """Every feasible (layout, batch, dtype) point on one system, before SLOs, as columns:
     (columns, layouts evaluated, reasons layouts were rejected). estimate: 'calibrated' (the
     per-operation estimate under the engine's and the system's vendor profile) or 'roofline'
     (the bound, scaled by `efficiency`). cached_input_tokens: prompt tokens a prefix cache
     serves per request on average (not prefilled; the estimate's path only). decode_only: the
-    points of a disaggregated decode pool (no prompt chunks in its steps; the estimate's path)."""
+    points of a disaggregated decode pool (no prompt chunks in its steps; the estimate's path).
+    wide_ep: search the wide expert-parallel layouts too (`wide_ep_layouts`; the columns carry
+    each point's `redundant_experts`)."""
     from .profiles import choose
 
     profile = choose(estimate, engine=engine, system=system)
@@ -322,7 +340,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
             rejected["no FLOP/s for the dtype"] = rejected.get("no FLOP/s for the dtype", 0) + 1
             continue
         checked = []
-        for lay in candidate_layouts(model, system):
+        for lay in candidate_layouts(model, system, wide_ep=wide_ep):
             try:
                 check_layout(model, system, lay)
             except TokenmathError as e:
@@ -362,13 +380,16 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
          kv_dtype: str = "bf16", efficiency: Efficiency = ROOFLINE, overlap: str = "full",
          usd_per_chip_hour: float | None = None, scheduler: str | None = None,
          progress: Callable[[int, int, str], None] | None = None, estimate: str = "calibrated",
-         engine: str | None = None, goal: str = "cost") -> Plan:
+         engine: str | None = None, goal: str = "cost", decode_only: bool = False, wide_ep: bool = True) -> Plan:
     """Search every system for the cheapest way to serve `model` under the SLOs.
 
     scheduler: None runs in-process; "local" starts an in-process Dask cluster; any other value is
     the address of a running Dask scheduler (optional extra `dask`), one task per system.
     goal: "cost" (the cheapest; tokens/s per chip where no system has a price) or "energy" (the
-    fewest joules per output token, energy.py)."""
+    fewest joules per output token, energy.py). decode_only: plan the decode pool of a
+    prefill/decode-disaggregated deployment (steps carry no prompt chunks; TTFT stays a lone
+    prompt's prefill) — where wide EP with attention DP pays off, as in DeepSeek's EP144 decode.
+    wide_ep: search the wide expert-parallel layouts across domains too (default)."""
     if goal not in ("cost", "energy"):
         raise TokenmathError(f"--objective = {goal!r}; expected 'cost' or 'energy'")
     if overlap not in ("full", "none"):
@@ -388,7 +409,7 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     weight_dtypes = weight_dtypes if weight_dtypes == "deployable" else list(weight_dtypes)
     kw = dict(input_tokens=input_tokens, output_tokens=output_tokens, weight_dtypes=weight_dtypes, kv_dtype=kv_dtype,
               efficiency=efficiency, usd_per_chip_hour=usd_per_chip_hour, overlap=overlap, estimate=estimate,
-              engine=engine)
+              engine=engine, decode_only=decode_only, wide_ep=wide_ep)
     results = _run(model, systems, kw, scheduler, progress)
 
     cols = _columns([r[0] for r in results])
@@ -453,7 +474,8 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     elif efficiency.label != "roofline":
         label = f"roofline × efficiencies ({efficiency.label})"
     bound = None if best is None else plan_bound(model, next(x for x in systems if x.name == best.system), best,
-                                                 float(input_tokens), float(output_tokens), usd_per_chip_hour, overlap)
+                                                 float(input_tokens), float(output_tokens), usd_per_chip_hour, overlap,
+                                                 decode_only)
     return Plan(estimate=label, range_80=band, roofline=bound,
         
         model=model.name, input_tokens=float(input_tokens), output_tokens=float(output_tokens),
@@ -464,17 +486,21 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
 
 
 def plan_bound(model: Model, system: System, p: PlanPoint, I: float, O: float, usd_per_chip_hour: float | None = None,
-               overlap: str = "full") -> dict:
+               overlap: str = "full", decode_only: bool = False) -> dict:
     """The roofline bound of a planner point (estimate.roofline_record): the same layout, batch,
     dtypes and continuous batching with chunked prefill, at peak rates (stepmodel.steady_step_s
     with kernels=None); TTFT's bound is a lone prompt's."""
     from .estimate import roofline_record
     from .stepmodel import op_step, steady_step_s
 
-    lay = Layout(tp=p.tp, ep=p.ep, pp=p.pp)
+    lay = p.layout
     dt = Dtypes(weight=None if p.weight_dtype == model.weight_dtype else p.weight_dtype, kv=p.kv_dtype)
     ov = overlap
-    tpot = float(steady_step_s(model, system, lay, p.batch, I, O, kernels=None, dtypes=dt, overlap=ov))
+    if decode_only:  # a decode pool's steps carry no prompt chunks
+        tpot = float(op_step(model, system, lay, p.batch, I + O / 2, 1.0, kernels=None, dtypes=dt, check=False,
+                             overlap=ov).step_s)
+    else:
+        tpot = float(steady_step_s(model, system, lay, p.batch, I, O, kernels=None, dtypes=dt, overlap=ov))
     ttft = float(op_step(model, system, lay, 1.0, 0.0, I, kernels=None, dtypes=dt, check=False, overlap=ov).step_s)
     dec = op_step(model, system, lay, p.batch, I + O / 2, 1.0, kernels=None, dtypes=dt, check=False, overlap=ov)
     per_chip = p.batch / tpot / p.billed_chips

@@ -1267,9 +1267,33 @@ def render_layout(st, est, m: Model, s: System) -> list[str]:
     return lines
 
 
+def render_expert_parallel(w) -> list[str]:
+    """The wide-EP lines of `tokenmath layout` (wide_ep.ExpertParallel): the EP group across
+    domains, the copies each token sends, node-limited routing, the named dispatch/combine term."""
+    if w is None:
+        return []
+    red = f" ({w.redundant_experts} redundant)" if w.redundant_experts else ""
+    mode = {"low_latency": "low-latency kernels (decode)", "normal": "normal kernels (prefill)",
+            "allgather": "all-gather + reduce-scatter", "alltoall": "all-to-all", "none": "none: TP ≥ EP, every rank holds every token"}
+    return [
+        f"  expert parallelism: EP {w.ep} over {w.domains} × {w.chips_per_domain}-chip domains, attention DP {w.attention_dp}"
+        f" × TP {w.attention_tp}; {w.expert_slots} expert slots{red} = {w.experts_per_chip:g} per chip;"
+        f" {w.scale_out_share:.0%} of each token's experts sit outside its domain",
+        f"    per token and MoE layer: low-latency kernels send {w.low_latency_copies_in_domain:.2f} copies in the domain +"
+        f" {w.low_latency_copies_across:.2f} across; normal kernels {w.in_domain_ranks_per_token:.2f} in the domain +"
+        f" {w.remote_domains_per_token:.2f} to remote domains; dispatch {si(w.dispatch_bytes_per_token, 'B')},"
+        f" combine {si(w.combine_bytes_per_token, 'B')} a copy",
+        f"    node-limited routing: {w.node_limit}",
+        f"    dispatch + combine (estimate, {mode.get(w.mode, w.mode)}): {seconds(w.ep_comm_s)} a step"
+        f" ({seconds(w.ep_comm_s_per_layer)} per MoE layer × {w.moe_layers})"
+        + (f", {seconds(-w.overlap_s)} of it hidden under the other micro-batch" if w.overlap_s < 0 else ""),
+        f"    HBM left for KV: {si(w.kv_room_bytes_per_chip, 'B')} per chip = {w.kv_tokens_per_chip:,.0f} tokens of KV",
+    ]
+
+
 PLAN_KEYS = ("system", "chips", "tp", "ep", "pp", "dp", "batch", "tokens_per_s_per_chip", "tokens_per_s_per_user",
              "usd_per_mtok", "billed_chips", "weight_dtype", "kv_dtype", "ttft_s", "step_s", "total_bytes_per_chip",
-             "bound")
+             "bound", "redundant_experts")
 
 
 def plan_point_record(p) -> dict[str, Any] | None:
@@ -1561,7 +1585,9 @@ def render_plan(p) -> list[str]:
         return lines
     best_word = "least energy" if p.objective == "energy" else "cheapest"
     lines.append(
-        f"  {best_word}: {b.system}, TP{b.tp} EP{b.ep} PP{b.pp} on {b.chips} chips ({b.billed_chips:g} billed), batch"
+        f"  {best_word}: {b.system}, TP{b.tp} EP{b.ep} PP{b.pp}"
+        + (f" (+{b.redundant_experts} redundant experts)" if getattr(b, "redundant_experts", 0) else "")
+        + f" on {b.chips} chips ({b.billed_chips:g} billed), batch"
         f" {b.batch:,.0f}, weights {b.weight_dtype}: {b.tokens_per_s_per_user:,.1f} tokens/s per user,"
         f" {b.tokens_per_s_per_chip:,.0f} per chip, {usd(b.usd_per_mtok)}/Mtok, TTFT {seconds(b.ttft_s)}"
         + ("" if b.joules_per_token is None else

@@ -200,6 +200,10 @@ class Moe:
     shared_gate: bool = False  # a sigmoid gate on the shared expert (Qwen2-MoE)
     router_scales: bool = False  # a hidden-size input scale and one scale per expert (Gemma4TextRouter)
     norms: int = 0  # norm vectors the MoE block adds per MoE layer (Gemma 4: 3)
+    # group-limited routing (DeepSeek-V3 config.json n_group / topk_group): the experts form n_group
+    # equal groups and a token's k experts come from at most topk_group of them; 1 / 1 = no limit
+    n_group: int = 1
+    topk_group: int = 1
 
 
 @dataclass(frozen=True)

@@ -393,6 +393,7 @@ class LayoutTerms:
     hops_s: float
     chips: float
     billed_chips: float
+    expert_slots: float = 0.0  # routed experts + redundant copies spread over the EP ranks (0: dense)
 
 
 @lru_cache(maxsize=8192)
@@ -420,7 +421,8 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
         f_out = 1.0 - in_dom / ep
         up_bw = ag_bw = link_bytes_per_s(system, False, "an expert-parallel all-to-all")
         ll_up, ll_out = (float(x) for x in alltoall_copies("ll", ep, dom, k))
-        ht_up, remote = (float(x) for x in alltoall_copies("ht", ep, dom, k, model.moe.n_experts))
+        ht_up, remote = (float(x) for x in alltoall_copies("ht", ep, dom, k, model.moe.n_experts,
+                                                           groups=(model.moe.n_group, model.moe.topk_group)))
         if f_out:
             out_bw = link_bytes_per_s(system, True, f"EP {ep} across {dom}-chip domains")
             ep_hop = 2 * hop_latency_s
@@ -436,7 +438,8 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
     return LayoutTerms(float(pp), float(layout.m), float(tp), float(sc), float(layout.attention_dp), float(ep),
                        float(kv_head_split(model, layout)), _z_max(ep), tp_alpha, tp_e, tp_bw, ep_on, f_out, remote,
                        up_bw, out_bw, ep_hop, ll_up, ll_out, ht_up, _z_max(layout.attention_dp), ag_bw, inv_bw / pp, hops,
-                       float(layout.replica_chips), float(place.billed_chips))
+                       float(layout.replica_chips), float(place.billed_chips),
+                       float(model.moe.n_experts + layout.redundant_experts) if model.moe is not None else 0.0)
 
 
 def stack_layout_terms(terms: list[LayoutTerms]) -> LayoutTerms:
@@ -700,13 +703,16 @@ def expert_imbalance(tokens, k: int, n_experts: int, ep, routing_cv: float = 0.0
     return np.minimum(1.0 + z * sigma / mu, np.maximum(cap, 1.0))
 
 
-def experts_touched(tokens, k: int, n_experts: int, chips, expert_fetch: str = "expected"):
+def experts_touched(tokens, k: int, n_experts: int, chips, expert_fetch: str = "expected", slots=None):
     """Expert-equivalents of weights one chip reads in a pass, of the n_experts/chips it holds:
     "expected" — those its `tokens` tokens touch under uniform routing, E/chips·(1 − (1 − k/E)^T)
-    (grouped-GEMM kernels skip empty experts); "all" — every one, every pass (the lecture's model)."""
-    held = n_experts / chips
+    (grouped-GEMM kernels skip empty experts); "all" — every one, every pass (the lecture's model).
+    slots: E + R expert slots with R redundant copies (each copy takes E/(E + R) of its expert's
+    tokens): (E + R)/chips held, each touched with probability 1 − (1 − k/E)^(T·E/(E + R))."""
+    n_slots = n_experts if slots is None else np.maximum(slots, n_experts)
+    held = n_slots / chips
     if expert_fetch == "expected":
-        return held * (1.0 - (1.0 - k / n_experts) ** tokens)
+        return held * (1.0 - (1.0 - k / n_experts) ** (tokens * n_experts / n_slots))
     return held + 0 * tokens
 
 
@@ -721,7 +727,7 @@ def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
         return NO_TERM
     E, k = model.moe.n_experts, model.moe.k
     pairs = mb.tokens * k / lt.sc  # mean routed token-expert pairs a chip computes (all its shards)
-    touched = experts_touched(mb.tokens, k, E, lt.sc, expert_fetch)
+    touched = experts_touched(mb.tokens, k, E, lt.sc, expert_fetch, slots=lt.expert_slots)
     flops = 2.0 * shape.expert_params * pairs * mb.moe_layers
     w = touched * shape.expert_params * rates.expert_bytes_per_param * mb.moe_layers
     act = pairs * ACT_BYTES * 2 * shape.hidden * 2 * mb.moe_layers
@@ -880,20 +886,36 @@ def _miss(n_experts, share, k):
     return p
 
 
-def alltoall_copies(mode: str, ep, domain, k, n_experts=None):
+def alltoall_copies(mode: str, ep, domain, k, n_experts=None, *, groups=None):
     """Copies of one token an EP rank sends in one phase, (inside its scale-up domain, to other
     domains), with its k distinct experts of n_experts spread evenly over `ep` ranks in domains of
     `domain` chips: "ll" (low-latency kernels) one message per routed expert, k(dom − 1)/EP and
     k(1 − dom/EP); "ht" (normal kernels) one per distinct rank in the domain and one per distinct
     remote domain (then forwarded inside it) — DeepEP's two kernel families (github
-    deepseek-ai/DeepEP docs/legacy.md). A rank or domain is hit unless all k experts miss it."""
+    deepseek-ai/DeepEP docs/legacy.md). A rank or domain is hit unless all k experts miss it.
+
+    groups = (G, g): group-limited routing (DeepSeek-V3's config.json n_group = 8, topk_group = 4:
+    a token's experts lie in at most 4 of 8 groups). Where the D domains divide the G groups,
+    DeepSeek's load balancer packs whole groups onto domains (github deepseek-ai/EPLB README,
+    commit d52c72d, "Hierarchical Load Balancing": "When the number of server nodes divides the
+    number of expert groups ... We first pack the expert groups to nodes evenly"), so a token
+    reaches a remote domain only through one of its g groups: a domain holding G/D groups is hit
+    unless all g chosen groups miss it, 1 − C(G − G/D, g)/C(G, g) (taking every chosen group to
+    hold at least one of the token's experts, an upper bound), never above the unlimited count.
+    Otherwise ("Global Load Balancing": experts replicated "regardless of expert groups", as in
+    DeepSeek's EP144 decode) the limit does not follow the domains and the count is unlimited.
+    The low-latency count is the mean number of experts off the domain: the limit leaves it."""
     ep = np.asarray(ep, float)
     dom = np.minimum(ep, domain)
     D = ep / dom
     if mode == "ll":
         return k * (dom - 1) / ep, k * (1 - dom / ep)
     up = (dom - 1) * (1 - _miss(n_experts, 1 / ep, k))
-    out = np.where(D > 1, (D - 1) * (1 - _miss(n_experts, 1 / np.maximum(D, 1.0), k)), 0.0)
+    hit = 1 - _miss(n_experts, 1 / np.maximum(D, 1.0), k)
+    if groups is not None and groups[0] > 1 and np.ndim(D) == 0 and D > 1 and groups[0] % round(float(D)) == 0:
+        G, g = int(groups[0]), int(groups[1])
+        hit = min(float(hit), 1.0 - math.comb(G - G // round(float(D)), g) / math.comb(G, g))
+    out = np.where(D > 1, (D - 1) * hit, 0.0)
     return up, out
 
 

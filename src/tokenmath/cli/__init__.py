@@ -150,6 +150,7 @@ FLAGS: dict[str, Bound] = {
     "--pp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="pipeline stages"),
     "--dp": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="replicas"),
     "--microbatches": Bound(1e5, low=1, low_inclusive=True, whole=True, meaning="microbatches"),
+    "--redundant-experts": Bound(1e5, low=0, low_inclusive=True, whole=True, meaning="expert copies"),
     "--virtual-stages": Bound(1000, low=1, low_inclusive=True, whole=True, meaning="model chunks per device"),
     "--zero": Bound(3, low=0, low_inclusive=True, whole=True, meaning="ZeRO stage"),
     "--points": Bound(10_000, low=2, low_inclusive=True, whole=True, meaning="curve points"),

@@ -25,7 +25,9 @@ def layout_cmd(
     dp: Annotated[int, Num("--dp", help="Data-parallel replicas.")] = 1,
     batch: Annotated[str, typer.Option("--batch", help="Sequences per replica (all microbatches).")] = "1",
     context: ContextOpt = "4096",
+    new_tokens: Annotated[str, typer.Option("--new-tokens", help="New tokens per sequence in the pass: 1 (default) is a decode step; a prompt's length (with --context 0) is a prefill pass.")] = "1",
     microbatches: Annotated[Optional[int], Num("--microbatches", help="Microbatches in flight (default PP).")] = None,
+    redundant_experts: Annotated[str, typer.Option("--redundant-experts", help="Redundant expert copies spread over the EP ranks with the routed experts (DeepSeek's EPLB): a count, or 'auto' (default): the fewest that make the expert slots divide over EP (0 where EP divides the experts; 32 for DeepSeek-V3's 256 on EP144).")] = "auto",
     overlap: Annotated[str, typer.Option("--overlap", help="How the roofline bound combines the network with compute and HBM: 'full' (the max: the true floor; default) or 'none' (added: the estimate never overlaps them, so it is a floor of it too).")] = "full",
     expert_fetch: Annotated[str, typer.Option(help="Routed experts a step reads: 'expected' for its tokens (default) or 'all'; the estimate, the bound and the energy alike.")] = "expected",
     hop_latency: Annotated[Optional[str], typer.Option("--hop-latency", help="Latency of one hop between domains ('10us').")] = None,
@@ -42,25 +44,39 @@ def layout_cmd(
     m, s = cat.model(model), _priced(cat.system(system), cost)
     B = _count(batch, "--batch")
     L = _count(context, "--context", allow_zero=True)
+    S = _count(new_tokens, "--new-tokens")
     dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
     hop = lay.HOP_LATENCY_S_DEFAULT if hop_latency is None else _num(hop_latency, "--hop-latency")
     if expert_fetch not in ("expected", "all"):
         raise TokenmathError(f"--expert-fetch = {expert_fetch!r}; expected 'expected' or 'all'")
-    layout = lay.Layout(tp=tp, ep=ep, pp=pp, dp=dp, microbatches=microbatches)
+    layout = lay.Layout(tp=tp, ep=ep, pp=pp, dp=dp, microbatches=microbatches,
+                        redundant_experts=_redundant(redundant_experts, m, ep))
     lay.check_layout(m, s, layout, chips=chips)
     # memory per chip, placement and the links' share (the layout's own arithmetic)
-    st = lay.layout_step(m, s, layout, B, L, dtypes=dt, overlap=overlap, hop_latency_s=hop)
+    st = lay.layout_step(m, s, layout, B, L, new_tokens=S, dtypes=dt, overlap=overlap, hop_latency_s=hop)
     from ..estimate import estimate_pass
 
     prof = _profile(efficiency, engine, s)
-    est = estimate_pass(m, s, B, L, 1.0, layout=layout, dtypes=dt, profile=prof, expert_fetch=expert_fetch,
+    est = estimate_pass(m, s, B, L, S, layout=layout, dtypes=dt, profile=prof, expert_fetch=expert_fetch,
                         overlap=overlap, hop_latency_s=hop)
     from ..energy import maybe_energy_of_pass
 
     en = maybe_energy_of_pass(est, s)
-    rec = rp.layout_record(st, est) | rp.energy_record(en)
-    lines = rp.render_layout(st, est, m, s) + ["  " + rp.energy_line(en)]
+    from ..wide_ep import expert_parallel
+
+    wep = expert_parallel(m, s, layout, est, engine=None if prof.kernels is None else prof.engine, dtypes=dt, context=L)
+    rec = rp.layout_record(st, est) | rp.energy_record(en) | {"expert_parallel": rp.jsonable(wep)}
+    lines = rp.render_layout(st, est, m, s) + rp.render_expert_parallel(wep) + ["  " + rp.energy_line(en)]
     _finish(json_, rec, lines)
+
+
+def _redundant(value: str, model, ep: int) -> int:
+    """--redundant-experts: 'auto' (the fewest that make the slots divide over EP) or a count."""
+    from ..parallelism import redundant_experts_for
+
+    if value.strip().lower() == "auto":
+        return redundant_experts_for(model.moe.n_experts, ep) if model.moe is not None and ep > 1 else 0
+    return int(_count(value, "--redundant-experts", allow_zero=True))
 
 
 @command("plan")
@@ -80,6 +96,7 @@ def plan_cmd(
     dashboard: DashboardOpt = False,
     efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
     objective: Annotated[str, typer.Option("--objective", help="cost ($/Mtok; tokens/s per chip where unpriced) or energy (J per output token).")] = "cost",
+    pool: Annotated[str, typer.Option("--pool", help="colocated (default: prompts chunked into the decode steps) or decode (the decode pool of a prefill/decode-disaggregated deployment: no prompt chunks in its steps).")] = "colocated",
     cost: CostOpt = "rental",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the frontier to this file.")] = None,
     plot_energy: Annotated[Optional[Path], typer.Option("--plot-energy", help="Draw $/Mtok against J/token over the frontier to this file.")] = None,
@@ -95,7 +112,7 @@ def plan_cmd(
                      min_tokens_per_s_per_user=min_user, max_ttft_s=max_ttft, demand_tokens_per_s=demand,
                      weight_dtypes=weight_dtypes, kv_dtype=kv_dtype, overlap=overlap,
                      usd_per_chip_hour=usd_per_chip_hour, scheduler=scheduler, efficiency=efficiency, engine=engine,
-                     objective=objective, cost=cost, catalog=catalog,
+                     objective=objective, cost=cost, catalog=catalog, pool=pool,
                      progress=lambda done, total, name: update(done, total=total, description=f"planning: {name}"))
     if plot is not None:
         r.draw(plot)
