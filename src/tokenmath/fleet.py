@@ -47,12 +47,19 @@ VERIFY_DEFAULT = 12  # the most candidate fleets verified (the search usually st
 MAX_RATE = 1e7  # requests per second
 MIN_RATE = 1e-4  # requests per second (one every 2.8 h): below, a fleet is one replica serving each request alone
 CHUNK_TOKENS = 8192  # the prefill token budget of one pass (stepmodel.CHUNK_TOKENS_DEFAULT)
+# A prefill pool's pass holds up to CHUNK_TOKENS new tokens per attention-DP rank: each rank batches
+# its own prompts (SGLang's chunked-prefill size is per rank; DeepSeek profiles 16K tokens per GPU with
+# every GPU its own rank, github deepseek-ai/profile-data README commit 4496024), so a wide-EP replica
+# of 32 ranks prefills 32 chunks at once and its expert weights are read once for all of them.
+# `fleet(prefill_tokens_per_rank=...)` / --prefill-tokens-per-rank sets it.
+PREFILL_PROMPTS_MAX = 4096  # prompts in one prefill pass, at most (bounds the search)
 # The screen keeps a prefill pass (or a lone prompt's TTFT) under this share of the TTFT SLO: a
 # request may wait about one pass in the queue before its own, so a pass near the SLO misses its p99.
 TTFT_SCREEN_SHARE = 0.5
 # Steady-state verification (steady.py holds the statistics)
 REL_HALF_WIDTH = 0.05  # stop once every p99's 95 % half-width is within 5 % of it
 FIRST_REQUESTS = 4_000  # per replica, the first run of a check
+WIDE_EP = True  # search plan.wide_ep_layouts (EP across scale-up domains, redundant experts) for every pool
 REQUEST_CAP = 64_000  # per replica and pool, the most one check simulates (also within simulate.MAX_STEPS)
 MAX_REPLICA_GROWTH = 6  # steps up (×1.15 each) when the screen's size misses its SLOs
 MAX_BISECTION = 12  # halvings of the replica range when sizing down (a range of 4,096 replicas)
@@ -96,6 +103,12 @@ class Pool:
     mtp_draft_tokens: int = 0  # decode: tokens drafted per step (MTP / speculative decoding; speculative.py)
     mtp_tokens_per_step: float = 1.0  # decode: tokens each step yields per sequence, e = (1 − a^(k+1)) / (1 − a)
     verify_step_s: float | None = None  # decode with MTP: the pass over 1 + k tokens (step_s = it / e)
+    redundant_experts: int = 0  # wide EP: EPLB copies of routed experts spread over the EP ranks (wide_ep.py)
+
+    @property
+    def layout(self) -> Layout:
+        """The replica's layout (redundant experts included: a wide-EP layout needs them to divide)."""
+        return Layout(tp=self.tp, ep=self.ep, pp=self.pp, redundant_experts=self.redundant_experts)
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,7 @@ class FleetPlan:
     weight_dtypes: dict = field(default_factory=dict)  # asked ("deployable" or a list) and tried, by system
     search: dict = field(default_factory=dict)  # candidates screened, verified, and why the search stopped
     features: dict = field(default_factory=dict)  # production features asked: MTP in decode pools
+    wide_ep_reason: str = ""  # why the best fleet's expert parallelism crosses scale-up domains (or "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +206,7 @@ def _points(model, s, layouts, **kw):
 
     lays = None if layouts is None else layouts.get(s.name)
     if lays is None:
-        return plan_system(model, s, **kw)
+        return plan_system(model, s, wide_ep=WIDE_EP, **kw)
     import inspect
 
     if "layouts" not in inspect.signature(plan_system).parameters:
@@ -226,7 +240,8 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
             pool = Pool("both", s.name, R, int(cols["chips"][i]), billed, int(cols["tp"][i]), int(cols["ep"][i]),
                         int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
                         str(cols["kv_dtype"][i]), cap, float(cols["step_s"][i]),
-                        None if price is None else R * billed * price, w)
+                        None if price is None else R * billed * price, w,
+                        redundant_experts=int(cols["redundant_experts"][i]))
             out.append(_option("aggregated", (pool,), rate, I, O, float(cols["ttft_s"][i]), float(cols["step_s"][i]),
                                None))
     return out
@@ -271,7 +286,8 @@ def _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t_pass):
 
 
 def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                   weight_dtypes="deployable", fetch=None, layouts=None) -> list[tuple[Pool, float]]:
+                   weight_dtypes="deployable", fetch=None, layouts=None,
+                   chunk_tokens: float = CHUNK_TOKENS) -> list[tuple[Pool, float]]:
     """(pool, pass time) for each layout and prompts-per-pass that fits, on one system."""
     from .plan import candidate_layouts
     from .profiles import choose
@@ -279,20 +295,29 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
 
     prof = choose("calibrated", engine=engine, system=s)
     Ip = I - cached
-    per_pass = np.unique(np.clip(2 ** np.arange(0, 6), 1, max(1, int(CHUNK_TOKENS // Ip))))
+    # prompts per pass: powers of two up to the pass budget, chunk_tokens per attention-DP rank (one
+    # prompt at least), each layout to its own budget
+    per_pass = np.unique(np.clip(2 ** np.arange(0, 13), 1, PREFILL_PROMPTS_MAX))
     price = _price(s, usd_per_chip_hour)
     out = []
     for wd in dtypes_for(model, s, weight_dtypes):
         dt = Dtypes(weight=wd)
-        lays = []
+        lays, caps = [], []
         given = None if layouts is None else layouts.get(s.name)
-        for lay in (candidate_layouts(model, s) if given is None else given):
+        for lay in (candidate_layouts(model, s, wide_ep=WIDE_EP) if given is None else given):
             try:
                 check_layout(model, s, lay)
-                if lay.pp > 1 or not layout_memory(model, s, lay, float(per_pass[-1]), I, dtypes=dt).fits:
+                if lay.pp > 1:
                     continue  # a prefill pool gains nothing from pipeline stages in flight one prompt deep
+                budget = chunk_tokens * lay.attention_dp
+                fits = [b for b in per_pass if b * Ip <= budget or b == 1]
+                while fits and not layout_memory(model, s, lay, float(fits[-1]), I, dtypes=dt).fits:
+                    fits.pop()  # the prompts of a pass hold their KV until it ends
+                if not fits:
+                    continue
                 layout_terms(model, s, lay, prof.kernels, prof.engine, HOP_LATENCY_S_DEFAULT)
                 lays.append(lay)
+                caps.append(fits[-1])
             except TokenmathError:
                 continue
         if not lays:
@@ -309,14 +334,14 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
         for i, lay in enumerate(lays):
             pw = _prefill_watts(model, s, lay, per_pass, cached, Ip, dt, t[i]) if energy else [None] * len(per_pass)
             for j, b in enumerate(per_pass):
-                if t[i, j] > TTFT_SCREEN_SHARE * slo.ttft_limit():
+                if b > caps[i] or t[i, j] > TTFT_SCREEN_SHARE * slo.ttft_limit():
                     continue
                 billed = float(op.billed_chips[i])
                 cap = float(b / t[i, j])
                 R = max(1, math.ceil(rate / (rho * cap)))
                 out.append((Pool("prefill", s.name, R, lay.replica_chips, billed, lay.tp, lay.ep, lay.pp, R, int(b),
                                  weight, "bf16", cap, float(t[i, j]), None if price is None else R * billed * price,
-                                 pw[j]), float(t[i, j])))
+                                 pw[j], redundant_experts=lay.redundant_experts), float(t[i, j])))
     return out
 
 
@@ -345,7 +370,8 @@ def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, ene
         out.append(Pool("decode", s.name, R, int(cols["chips"][i]), billed, int(cols["tp"][i]), int(cols["ep"][i]),
                         int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
                         str(cols["kv_dtype"][i]), cap, float(per_token[i]), None if price is None else R * billed * price,
-                        watts[i], k, e, None if verify is None else float(verify[i])))
+                        watts[i], k, e, None if verify is None else float(verify[i]),
+                        redundant_experts=int(cols["redundant_experts"][i])))
     return out
 
 
@@ -357,13 +383,14 @@ def _mtp_verify_steps(model, s, cols, context, k, engine) -> np.ndarray:
 
     prof = choose("calibrated", engine=engine, system=s)
     out = np.empty(len(cols["batch"]))
-    keys = list(zip(cols["tp"].tolist(), cols["ep"].tolist(), cols["pp"].tolist(), cols["weight_dtype"].tolist(),
-                    cols["kv_dtype"].tolist()))
+    keys = list(zip(cols["tp"].tolist(), cols["ep"].tolist(), cols["pp"].tolist(), cols["redundant_experts"].tolist(),
+                    cols["weight_dtype"].tolist(), cols["kv_dtype"].tolist()))
     for key in dict.fromkeys(keys):
         idx = np.array([i for i, x in enumerate(keys) if x == key])
-        tp, ep, pp, wd, kv = key
+        tp, ep, pp, red, wd, kv = key
         dt = Dtypes(weight=None if wd == model.weight_dtype else wd, kv=kv)
-        out[idx] = verify_pass_s(model, s, Layout(tp=int(tp), ep=int(ep), pp=int(pp)), cols["batch"][idx], context, k,
+        lay = Layout(tp=int(tp), ep=int(ep), pp=int(pp), redundant_experts=int(red))
+        out[idx] = verify_pass_s(model, s, lay, cols["batch"][idx], context, k,
                                  kernels=prof.kernels, engine=prof.engine, dtypes=dt)[0]
     return out
 
@@ -384,7 +411,7 @@ def kv_transfer_s(model: Model, prefill: System, decode: System, input_tokens: f
 
 def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, keep=4,
                    energy=False, by_energy=False, weight_dtypes="deployable", mtp=(0, 0.0),
-                   fetch=None, layouts=None) -> list[FleetOption]:
+                   fetch=None, layouts=None, chunk_tokens: float = CHUNK_TOKENS) -> list[FleetOption]:
     def cost(p: Pool):
         if by_energy:
             return p.replicas * p.watts_per_replica if p.watts_per_replica is not None else math.inf
@@ -393,7 +420,7 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
     pre, dec = [], []
     for s in systems:
         pools = _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
-                               fetch, layouts)
+                               fetch, layouts, chunk_tokens)
         pre += [p for p, _ in sorted(pools, key=lambda x: (cost(x[0]), x[1]))[:keep]]
         dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
                                     mtp, layouts), key=cost)[:keep]
@@ -480,7 +507,7 @@ class _AggregatedRuns(_Runs):
             prof = choose("calibrated", engine=c["engine"], system=s)
             self.setup = linearised(model, s, chips=p.chips_per_replica, dtypes=dt, profile=prof,
                                     input_tokens=c["I"] - c["cached"], output_tokens=c["O"], batch=float(p.max_batch),
-                                    layout=Layout(tp=p.tp, ep=p.ep, pp=p.pp))
+                                    layout=p.layout)
         eff, ov = self.setup
         times, ins, outs = self.times(R, n)
         dur = float(times[-1]) * (1 + 1e-9) + 1e-6
@@ -553,7 +580,7 @@ def _decode_steps(model, system, pool: Pool, context: float, engine):
     from .stepmodel import op_step
 
     prof = choose("calibrated", engine=engine, system=system)
-    lay = Layout(tp=pool.tp, ep=pool.ep, pp=pool.pp)
+    lay = pool.layout
     b = np.arange(1, pool.max_batch + 1, dtype=float)
     dt = Dtypes(weight=None if pool.weight_dtype == model.weight_dtype else pool.weight_dtype, kv=pool.kv_dtype)
     if pool.mtp_draft_tokens:  # each step yields e tokens per sequence (the mean): its time per token
@@ -780,7 +807,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
           weight_dtypes="deployable", mtp_draft_tokens: int = 0, mtp_acceptance: float = 0.0,
           prefix_cache_tier: str | None = None, prefix_cache_bytes: float | None = None,
           prefix_count: int | None = None, storage: dict | None = None,
-          layouts: dict | None = None) -> FleetPlan:
+          layouts: dict | None = None, prefill_tokens_per_rank: float = CHUNK_TOKENS) -> FleetPlan:
     """The cheapest fleet (or the fewest chips, or the least energy) that serves `request_rate`
     requests/s of `input_tokens` in and `output_tokens` out under `slo`, verified at steady state in
     simulation and sized down while it still meets the SLOs. A `trace` (workload.Workload) gives the
@@ -798,11 +825,16 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     is one layer of ~60). Modelled in decode pools only: with MTP, fleets are disaggregated.
     `prefix_cache_tier` ("hbm", "dram", "ssd") and `prefix_cache_bytes`: where the prefix cache lives
     and its capacity, which limits the hit rate (prefix_tier.py). `layouts`: {system name: [Layout, ...]}
-    to search on a system instead of plan.candidate_layouts (e.g. wide-EP layouts across nodes)."""
+    to search on a system instead of plan.candidate_layouts (wide-EP layouts across scale-up domains are
+    searched by default: WIDE_EP). `prefill_tokens_per_rank`: a prefill pass's new tokens per
+    attention-DP rank (default CHUNK_TOKENS): a wide-EP prefill replica of many ranks batches that
+    many prompts per rank into one pass (DeepSeek profiles 16,384 per GPU)."""
     if disaggregation not in ("auto", "on", "off"):
         raise TokenmathError(f"--disaggregation = {disaggregation!r}; expected 'auto', 'on' or 'off'")
     if objective not in ("cost", "chips", "energy"):
         raise TokenmathError(f"--objective = {objective!r}; expected 'cost', 'chips' or 'energy'")
+    if not (isinstance(prefill_tokens_per_rank, (int, float)) and 1 <= prefill_tokens_per_rank <= 1_048_576):
+        raise TokenmathError(f"--prefill-tokens-per-rank = {prefill_tokens_per_rank!r}; expected tokens from 1 to 1,048,576")
     stats = {}
     if trace is not None:
         from .workload import stats as trace_stats
@@ -894,7 +926,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
     if disaggregation in ("auto", "on"):
         cands += _disaggregated(model, systems, I, O, cached, rate, slo, utilisation, usd_per_chip_hour, engine,
                                 energy=True, by_energy=objective == "energy", weight_dtypes=weight_dtypes, mtp=mtp,
-                                fetch=fetch, layouts=layouts)
+                                fetch=fetch, layouts=layouts, chunk_tokens=prefill_tokens_per_rank)
     from .profiles import choose
 
     label = choose("calibrated", engine=engine).label + " (+ each system's vendor profile)"
@@ -997,7 +1029,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
 
             wd = None if holder.weight_dtype == model.weight_dtype else holder.weight_dtype
             ctx_tokens = I if holder.role == "prefill" else I + O / 2.0
-            mem = layout_memory(model, hs, Layout(tp=holder.tp, ep=holder.ep, pp=holder.pp), float(holder.max_batch),
+            mem = layout_memory(model, hs, holder.layout, float(holder.max_batch),
                                 ctx_tokens, dtypes=Dtypes(weight=wd, kv=holder.kv_dtype))
             left = float(hs.chip.hbm_bytes - np.max(mem.total_bytes_per_chip))
         tier_info = cache_in_tier(model, hs, prefix_tokens, prefix_hit_rate, prefix_cache_tier, capacity_bytes=None,
@@ -1025,7 +1057,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
                 " taken as free; the simulation takes each step's yield at its mean"}}
     return FleetPlan(model.name, rate, I, O, cached, slo, label, best, verified, frontier, reason, lb, err, stats, pc,
                      {"asked": weight_dtypes if isinstance(weight_dtypes, (str, dict)) else list(weight_dtypes), "tried": tried},
-                     search, features)
+                     search, features, _wide_ep_reason(best, cands, by_name, key))
 
 
 def _check_rate(rate) -> None:
@@ -1081,6 +1113,34 @@ def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: fl
                      else f"{n:,} distinct prefixes" + (" (--prefix-count)" if prefix_count is not None
                                                         and not (trace is not None and trace.prefix_id is not None)
                                                         else " in the trace"))}
+
+
+def _spans_domains(p: Pool, by_name: dict) -> bool:
+    return p.ep > 1 and p.chips_per_replica > by_name[p.system].scaleup_chips
+
+
+def _wide_ep_reason(best, cands, by_name, key) -> str:
+    """Why the best fleet runs expert parallelism across scale-up domains: which pools do, and the
+    cheapest screened fleet that keeps every replica inside one domain, at the screen's load."""
+    wide = [p for p in best.pools if _spans_domains(p, by_name)] if best is not None else []
+    if not wide:
+        return ""
+    what = "; ".join(f"{p.role} EP{p.ep} over {p.chips_per_replica // by_name[p.system].scaleup_chips} scale-up domains"
+                     f" of {by_name[p.system].scaleup_chips} ({p.system}"
+                     + (f", +{p.redundant_experts} redundant experts" if p.redundant_experts else "") + ")"
+                     for p in wide)
+    why = ("each chip holds 1/EP of the routed experts, so a replica batches more sequences per expert read, and"
+           " the dispatch and combine cross the scale-out network")
+    inside = [o for o in cands if not any(_spans_domains(p, by_name) for p in o.pools)]
+    if not inside:
+        return f"wide EP: {what} — {why}; no fleet within one domain per replica passes the analytic screen"
+    alt = min(inside, key=key)
+    if best.usd_per_hour is not None and alt.usd_per_hour is not None:
+        unit, b, a = "$/h", best.usd_per_hour, alt.usd_per_hour
+    else:
+        unit, b, a = "chips", best.total_chips, alt.total_chips
+    return (f"wide EP: {what} — {why}; the cheapest fleet within one domain per replica screens at {a:,.4g} {unit}"
+            f" (analytic, {UTILISATION_DEFAULT:.0%} load, before verification), this one is verified at {b:,.4g} {unit}")
 
 
 def _mode_reason(cands, verified, best, disaggregation, key) -> str:
@@ -1289,7 +1349,7 @@ def fleet_day(model: Model, systems: list[System], curve, *, input_tokens: float
         s = by_name[p.system]
         b = float(load_bytes_per_s) if load_bytes_per_s is not None else load_bytes_per_s_default(s)
         wd = None if p.weight_dtype == model.weight_dtype else p.weight_dtype
-        mem = layout_memory(model, s, Layout(tp=p.tp, ep=p.ep, pp=p.pp), 1.0, float(input_tokens),
+        mem = layout_memory(model, s, p.layout, 1.0, float(input_tokens),
                             dtypes=Dtypes(weight=wd, kv=p.kv_dtype))
         bw.append(b)
         load.append(float(np.max(mem.weights_bytes_per_chip)) / b)

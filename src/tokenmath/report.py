@@ -1380,7 +1380,8 @@ def _fleet_option_record(o) -> dict[str, Any]:
         "pools": [{k: getattr(p, k) for k in POOL_KEYS} | {"weight_dtype": p.weight_dtype, "kv_dtype": p.kv_dtype,
                                                          "billed_chips_per_replica": p.billed_chips_per_replica,
                                                          "capacity_requests_per_s": p.capacity_requests_per_s,
-                                                         "usd_per_hour": p.usd_per_hour}
+                                                         "usd_per_hour": p.usd_per_hour,
+                                                         "redundant_experts": getattr(p, "redundant_experts", 0)}
                   | ({"mtp_draft_tokens": p.mtp_draft_tokens, "mtp_tokens_per_step": p.mtp_tokens_per_step,
                       "verify_step_s": p.verify_step_s} if getattr(p, "mtp_draft_tokens", 0) else {})
                   for p in o.pools],
@@ -1417,7 +1418,7 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
         "candidates": [_fleet_option_record(o) for o in f.candidates], "frontier": f.frontier,
         "mode_reason": f.mode_reason, "flop_lower_bound_chips": f.flop_lower_bound_chips,
         "screen_error": f.screen_error, "weight_dtypes": f.weight_dtypes, "search": f.search,
-        "steady_state": _steady_state_rule(),
+        "steady_state": _steady_state_rule(), "wide_ep_reason": getattr(f, "wide_ep_reason", ""),
     }
     if f.workload:
         rec["workload"] = f.workload
@@ -1476,6 +1477,8 @@ def render_fleet(f, commands=None) -> list[str]:
                         " say how steady the replay is, not how well these requests stand for your traffic"
                         if w.get("replayed_to_fill_runs") else ""))
     lines.append(f"  estimate: {f.estimate}; {f.mode_reason}")
+    if getattr(f, "wide_ep_reason", ""):
+        lines.append(f"  {f.wide_ep_reason}")
     wd = f.weight_dtypes
     if wd:
         tried = "; ".join(f"{k} {', '.join(v)}" for k, v in wd["tried"].items())
@@ -1498,7 +1501,9 @@ def render_fleet(f, commands=None) -> list[str]:
         lines.append(f"  best: {b.mode}, {b.total_chips:,.0f} chips{price}"
                      f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips){verified}")
         for p in b.pools:
-            lines.append(f"    {p.role:<7} {p.replicas:>4} × {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica}"
+            red = getattr(p, "redundant_experts", 0)
+            lines.append(f"    {p.role:<7} {p.replicas:>4} × {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp}"
+                         + (f" (+{red} redundant experts)" if red else "") + f" = {p.chips_per_replica}"
                          f" chips each, batch ≤ {p.max_batch:,}, weights {p.weight_dtype}, KV {p.kv_dtype}"
                          + (f", MTP {p.mtp_draft_tokens} draft(s): {p.mtp_tokens_per_step:.3g} tokens per"
                             f" {seconds(p.verify_step_s)} step" if getattr(p, "mtp_draft_tokens", 0) else ""))
