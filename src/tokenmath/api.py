@@ -735,7 +735,8 @@ def fleet(model: ModelArg, *, request_rate: float | str | None = None, input_tok
           catalog: CatalogArg = None, rate_curve: str | Path | None = None, load_gb_per_s: float | str | None = None,
           mtp_draft_tokens: int | None = None, mtp_acceptance: float | None = None,
           prefix_cache_tier: str | None = None, prefix_cache_gb: float | str | None = None,
-          prefix_count: int | None = None, progress: Callable[[int, int, str], None] | None = None) -> FleetResult:
+          prefix_count: int | None = None, prefill_tokens_per_rank: int | str | None = None,
+          progress: Callable[[int, int, str], None] | None = None) -> FleetResult:
     """Which hardware, how many chips, what layout and what cost serve a request rate under p50/p99 TTFT
     and TPOT SLOs: aggregated or disaggregated, verified at steady state in simulation and sized down
     while the SLOs hold (`tokenmath fleet`).
@@ -761,6 +762,7 @@ def fleet(model: ModelArg, *, request_rate: float | str | None = None, input_tok
         mtp_acceptance: the share of each drafted token accepted (0-1).
         prefix_cache_tier: "hbm", "dram" or "ssd": the prefix cache's tier, whose capacity (prefix_cache_gb,
             default the tier's on the fleet's chips) limits the hit rate over prefix_count prefixes.
+        prefill_tokens_per_rank: a prefill pass's new tokens per attention-DP rank (default 8,192).
 
     Returns:
         A `FleetResult`: record key `best` (`mode`, `total_chips`, `usd_per_hour`,
@@ -786,7 +788,7 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
            prefix_hit_rate=None, objective="cost", verify=None, weight_dtypes=None, export=None, hf_model=None,
            usd_per_chip_hour=None, engine=None, cost="rental", catalog=None, rate_curve=None, load_gb_per_s=None,
            mtp_draft_tokens=None, mtp_acceptance=None, prefix_cache_tier=None, prefix_cache_gb=None, prefix_count=None,
-           progress=None) -> FleetResult:
+           prefill_tokens_per_rank=None, progress=None) -> FleetResult:
     """`fleet` that keeps a refused --export in the result (the CLI prints the fleet, then the sentence)."""
     from . import fleet as fl
     from . import report as rp
@@ -842,6 +844,9 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
         extra.update(prefix_cache_tier=prefix_cache_tier, storage=cat.storage,
                      prefix_count=_num(prefix_count, "--prefix-count", integer=True),
                      prefix_cache_bytes=None if gb is None else 1e9 * gb)
+    ptr = _num(prefill_tokens_per_rank, "--prefill-tokens-per-rank", integer=True)
+    if ptr is not None:
+        extra["prefill_tokens_per_rank"] = ptr
     if rate_curve is not None:
         return _fleet_day(m, syss, rate_curve, I, O, slo, disaggregation, P, prefix_hit_rate, objective, price, engine,
                           verify, wds, load_gb_per_s, rate, tr, export, extra, progress)

@@ -175,6 +175,8 @@ FLAGS: dict[str, Bound] = {
     "--prefix-hit-rate": Bound(1.0, low=0, low_inclusive=True, meaning="share of requests whose prefix is cached"),
     # fleet production features (issue 25): MTP in decode pools, the prefix cache's tier, a day's warm-up
     "--mtp-draft-tokens": Bound(16, low=0, low_inclusive=True, whole=True, meaning="tokens drafted per decode step"),
+    "--prefill-tokens-per-rank": Bound(1_048_576, low=1, low_inclusive=True, whole=True,
+                                       meaning="new tokens per attention-DP rank in one prefill pass"),
     "--mtp-acceptance": Bound(1.0, low=0, low_inclusive=True, meaning="acceptance rate of each drafted token"),
     "--prefix-cache-gb": Bound(1e9, meaning="GB of prefix cache for the whole fleet"),
     "--prefix-count": Bound(1e12, low=1, low_inclusive=True, whole=True, meaning="distinct prefixes in use"),

@@ -32,6 +32,7 @@ def fleet_cmd(
     engine: EngineOpt = None, cost: CostOpt = "rental",
     rate_curve: Annotated[Optional[str], typer.Option("--rate-curve", help="A rate over a day: CSV `time_s,requests_per_s` or JSON lines (example:deepseek-v3-day is DeepSeek's published day, shipped); the fleet is verified at its peak and sized interval by interval (needs --input-tokens and --output-tokens).")] = None,
     load_gb_per_s: Annotated[Optional[str], typer.Option("--load-gb-per-s", help="With --rate-curve: GB/s per chip at which a started replica loads its weights (default: the system's scale-out NIC, a floor on the warm-up).")] = None,
+    prefill_tokens_per_rank: Annotated[Optional[int], Num("--prefill-tokens-per-rank", help="A prefill pool's pass: new tokens per attention-DP rank (default 8,192, the engines' chunk; DeepSeek profiles 16,384 per GPU). A wide-EP replica of many ranks batches that many per rank.")] = None,
     mtp_draft_tokens: Annotated[Optional[int], Num("--mtp-draft-tokens", help="MTP / speculative decoding in decode pools: tokens drafted per step (verified in one pass over 1 + k tokens).")] = None,
     mtp_acceptance: Annotated[Optional[float], Num("--mtp-acceptance", help="Acceptance rate of each drafted token (0-1); e.g. 0.85-0.9 for DeepSeek-V3's MTP (arXiv 2412.19437 §5.4.3).")] = None,
     prefix_cache_tier: Annotated[Optional[str], typer.Option("--prefix-cache-tier", help="Where the prefix cache lives: hbm | dram | ssd; its capacity limits the hit rate and its bandwidth adds the fetch to each prefill pass.")] = None,
@@ -55,6 +56,7 @@ def fleet_cmd(
                        catalog=catalog, rate_curve=rate_curve, load_gb_per_s=load_gb_per_s,
                        mtp_draft_tokens=mtp_draft_tokens, mtp_acceptance=mtp_acceptance,
                        prefix_cache_tier=prefix_cache_tier, prefix_cache_gb=prefix_cache_gb, prefix_count=prefix_count,
+                       prefill_tokens_per_rank=prefill_tokens_per_rank,
                        progress=lambda done, total, what: update(done, total=total, description=what))
     if plot is not None:
         r.draw(plot)
