@@ -232,3 +232,28 @@ def test_plan_search_with_wide_ep_stays_fast():
         plan(DS3, systems, input_tokens=2000, output_tokens=500)
         best = min(best, time.process_time() - t0)
     assert best <= 1.0
+
+
+def test_invariant_fleet_wide_ep_reason_counts_ep_groups_not_pipeline_stages():
+    """Invariant: a fleet's `wide_ep_reason` names the pools whose EP group (a pipeline stage,
+    max(TP, EP) chips) spans more than one scale-up domain. A TP1 EP8 PP2 replica on 8-GPU nodes
+    crosses nodes only by pipeline transfers, so it is not wide EP; TP1 EP16 is, over 2 domains."""
+    from types import SimpleNamespace
+
+    from tokenmath import fleet as fl
+
+    by = {"h800-sxm": H800}
+
+    def pool(ep, pp):
+        return fl.Pool(role="decode", system="h800-sxm", replicas=1, chips_per_replica=ep * pp,
+                       billed_chips_per_replica=ep * pp, tp=1, ep=ep, pp=pp, dp=1, max_batch=1,
+                       weight_dtype="fp8", kv_dtype="bf16", capacity_requests_per_s=1.0, step_s=1.0,
+                       usd_per_hour=None)
+
+    assert not fl._spans_domains(pool(8, 2), by)
+    assert fl._spans_domains(pool(16, 2), by) and fl._spans_domains(pool(32, 1), by)
+    narrow, wide = (SimpleNamespace(pools=(pool(8, 2),), usd_per_hour=None, total_chips=16),
+                    SimpleNamespace(pools=(pool(16, 2),), usd_per_hour=None, total_chips=32))
+    assert fl._wide_ep_reason(narrow, [narrow], by, lambda o: o.total_chips) == ""
+    why = fl._wide_ep_reason(wide, [wide, narrow], by, lambda o: o.total_chips)
+    assert "decode EP16 over 2 scale-up domains of 8" in why and "inside one domain screens at 16 chips" in why

@@ -1115,17 +1115,23 @@ def _prefix_cache(model, system, prefix_tokens: float, hit_rate: float, rate: fl
                                                         else " in the trace"))}
 
 
+def _ep_chips(p: Pool) -> int:
+    """The chips one EP group spans: a pipeline stage (max(TP, EP), parallelism.Layout.stage_chips); PP
+    stages beyond it cross domains by pipeline transfers, not by the all-to-all."""
+    return max(p.tp, p.ep)
+
+
 def _spans_domains(p: Pool, by_name: dict) -> bool:
-    return p.ep > 1 and p.chips_per_replica > by_name[p.system].scaleup_chips
+    return p.ep > 1 and _ep_chips(p) > by_name[p.system].scaleup_chips
 
 
 def _wide_ep_reason(best, cands, by_name, key) -> str:
     """Why the best fleet runs expert parallelism across scale-up domains: which pools do, and the
-    cheapest screened fleet that keeps every replica inside one domain, at the screen's load."""
+    cheapest screened fleet that keeps every EP group inside one domain, at the screen's load."""
     wide = [p for p in best.pools if _spans_domains(p, by_name)] if best is not None else []
     if not wide:
         return ""
-    what = "; ".join(f"{p.role} EP{p.ep} over {p.chips_per_replica // by_name[p.system].scaleup_chips} scale-up domains"
+    what = "; ".join(f"{p.role} EP{p.ep} over {_ep_chips(p) // by_name[p.system].scaleup_chips} scale-up domains"
                      f" of {by_name[p.system].scaleup_chips} ({p.system}"
                      + (f", +{p.redundant_experts} redundant experts" if p.redundant_experts else "") + ")"
                      for p in wide)
@@ -1133,13 +1139,13 @@ def _wide_ep_reason(best, cands, by_name, key) -> str:
            " the dispatch and combine cross the scale-out network")
     inside = [o for o in cands if not any(_spans_domains(p, by_name) for p in o.pools)]
     if not inside:
-        return f"wide EP: {what} — {why}; no fleet within one domain per replica passes the analytic screen"
+        return f"wide EP: {what} — {why}; no fleet with each EP group inside one domain passes the analytic screen"
     alt = min(inside, key=key)
     if best.usd_per_hour is not None and alt.usd_per_hour is not None:
         unit, b, a = "$/h", best.usd_per_hour, alt.usd_per_hour
     else:
         unit, b, a = "chips", best.total_chips, alt.total_chips
-    return (f"wide EP: {what} — {why}; the cheapest fleet within one domain per replica screens at {a:,.4g} {unit}"
+    return (f"wide EP: {what} — {why}; the cheapest fleet with each EP group inside one domain screens at {a:,.4g} {unit}"
             f" (analytic, {UTILISATION_DEFAULT:.0%} load, before verification), this one is verified at {b:,.4g} {unit}")
 
 

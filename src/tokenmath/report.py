@@ -1974,6 +1974,8 @@ def render_fleet_day(d) -> list[str]:
         lines.append(f"    {p.role:<9} {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica} chips each{mtp},"
                      f" {p.replicas} replicas at peak, verified {c:,.4g} requests/s per replica ({tn:,.0f} {what}"
                      f" tokens/s per node), weights load in {t:,.3g} s")
+    if getattr(d.plan, "wide_ep_reason", ""):
+        lines.append(f"  {d.plan.wide_ep_reason}")
     lines.append("  intervals where the fleet changes size (start, requests/s, replicas per pool, chips, nodes):")
     prev = None
     for i in d.intervals:
