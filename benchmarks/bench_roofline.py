@@ -19,17 +19,11 @@ import tracemalloc
 import numpy as np
 
 import tokenmath as tm
+from _timing import cpu_best  # noqa: E402  (benchmarks/_timing.py, beside this script)
 from tokenmath.kvcache import attention_terms, kv_terms
 from tokenmath.params import matmul_params_per_token, weights_read_bytes
 
 
-def cpu_best(fn, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
 
 
 def peak_bytes(fn) -> int:

@@ -16,18 +16,15 @@ import time
 from unittest import mock
 
 import tokenmath as tm
+from _timing import cpu_best  # noqa: E402  (benchmarks/_timing.py, beside this script)
 from tokenmath import plan as pl
 
 TARGET_S = 1.0
 
 
+
 def cpu_s(fn, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
+    return cpu_best(fn, repeats)
 
 
 def main() -> None:

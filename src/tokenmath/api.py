@@ -366,9 +366,11 @@ def _expert_fetch(expert_fetch: str) -> None:
         raise TokenmathError(f"--expert-fetch = {expert_fetch!r}; expected 'expected' or 'all'")
 
 
-def _setup(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, *, batch=1.0,
-           sparse_topk=None, sparse_mode=None):
-    """The pieces every serving command resolves (the CLI's `_setup`, with spec objects allowed)."""
+def resolve_serving(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, *, batch=1.0,
+                    sparse_topk=None, sparse_mode=None):
+    """The pieces every serving command resolves from its arguments: (model, system, context in tokens,
+    dtypes, chips — one replica's by default), a model or system given by name or as a spec object, a
+    sparse-attention what-if applied. The CLI's serving commands resolve theirs here too."""
     from .cli import SPARSE_MODES, dtypes_of
     from .kvcache import with_sparse_attention
     from .roofline import default_replica_chips
@@ -435,7 +437,7 @@ def step(model: ModelArg, system: SystemArg, *, batch: float | str = "1", contex
     cat = _catalog(catalog)
     B, S = _num(batch, "--batch"), _num(new_tokens, "--new-tokens")
     given = chips = _num(chips, "--chips", integer=True)
-    m, s, L, dt, chips = _setup(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
+    m, s, L, dt, chips = resolve_serving(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     price = _price(usd_per_chip_hour)
     if cost == "tco" and price is not None:
         raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
@@ -554,7 +556,7 @@ def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: flo
     points = _num(points, "--points", integer=True)
     given = chips = _num(chips, "--chips", integer=True)
     sparse_topk = _num(sparse_topk, "--sparse-topk", integer=True)
-    m, s, L, dt, chips = _setup(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
+    m, s, L, dt, chips = resolve_serving(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips,
                                 sparse_topk=sparse_topk, sparse_mode=sparse_mode)
     _expert_fetch(expert_fetch)
     if over not in ("batch", "context"):
@@ -953,7 +955,7 @@ def energy(model: ModelArg, system: SystemArg, *, batch: float | str = "64", con
     B, S = _num(batch, "--batch"), _num(new_tokens, "--new-tokens")
     given = chips = _num(chips, "--chips", integer=True)
     lvl = en.check_level(level or en.SERVER_LEVEL)
-    m, s, L, dt, chips = _setup(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
+    m, s, L, dt, chips = resolve_serving(cat, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, batch=B)
     _expert_fetch(expert_fetch)
     prof = profile_of(efficiency, engine, s)
     power = en.chip_power(s, overrides={"idle_w": _num(idle_w, "--idle-w"), "host_w": _num(host_w, "--host-w"),

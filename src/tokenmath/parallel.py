@@ -201,23 +201,25 @@ def run_tasks(fn: Callable[..., Any], items: Sequence[Any], *, scheduler: str | 
                     raise
                 except Exception as e:  # noqa: BLE001
                     if type(e).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
-                        why = _last_line(log)
-                        raise TokenmathError(f"--scheduler {scheduler}: a Dask worker died while running "
-                                             f"{label(items[i])[:100]!r}" + (f" ({why})" if why else "")
-                                             + "; leave --scheduler out to run in-process") from None
+                        raise _died(scheduler, label(items[i]), log) from None
                     raise
                 if progress:
                     progress(done + 1, n, label(items[i]))
             return results
         finally:
-            with contextlib.suppress(Exception):
-                client.close(timeout=10)
-            if cluster is not None:
-                with contextlib.suppress(Exception):
-                    cluster.close(timeout=10)
+            _close(client, cluster)
 
 
 _END = object()
+
+
+def _close(client, cluster) -> None:
+    """Close a Dask client and the local cluster it started (if any), quietly: the answer is in."""
+    with contextlib.suppress(Exception):
+        client.close(timeout=10)
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=10)
 
 
 def _died(scheduler: str, what: str, log=None) -> TokenmathError:
@@ -305,8 +307,4 @@ def stream_tasks(fn: Callable[[Any], Any], items, *, scheduler: str | None = Non
                     pending[f] = nxt
                     seq.add(f)
         finally:
-            with contextlib.suppress(Exception):
-                client.close(timeout=10)
-            if cluster is not None:
-                with contextlib.suppress(Exception):
-                    cluster.close(timeout=10)
+            _close(client, cluster)

@@ -595,26 +595,15 @@ SPARSE_MODES = ("topk", "sqrt")
 
 def _setup(catalog, model, system, context, weight_dtype, kv_dtype, compute_dtype, chips, *, batch=1.0,
            sparse_topk=None, sparse_mode=None):
-    """Resolve the pieces every serving command shares; chips default to one replica."""
-    from ..kvcache import with_sparse_attention
-    from ..roofline import default_replica_chips
+    """Resolve the pieces every serving command shares (api.resolve_serving); chips default to one
+    replica; the context is a count of tokens."""
+    from ..api import resolve_serving
 
-    if sparse_mode is not None:
-        if sparse_mode not in SPARSE_MODES:
-            raise TokenmathError(f"--sparse-mode = {sparse_mode!r}; expected one of {', '.join(SPARSE_MODES)}")
-        if sparse_topk is None:
-            raise TokenmathError(f"--sparse-mode = {sparse_mode!r} needs --sparse-topk K (the cached tokens read per layer)")
-    sparse_mode = sparse_mode or "topk"
-    cat = _catalog(catalog)
-    m, s = cat.model(model), cat.system(system)
-    if sparse_topk is not None:
-        m = with_sparse_attention(m, sparse_topk, mode=sparse_mode)
-    L = _count(context, "--context", allow_zero=True)
-    dt = _dtypes(weight_dtype, kv_dtype, compute_dtype)
-    if chips is None:
-        chips = default_replica_chips(m, s, L, batch, weight_dtype=dt.weight, kv_dtype=dt.kv)
-    elif chips < 1:
+    if chips is not None and chips < 1:
         raise TokenmathError(f"--chips = {chips} must be >= 1")
+    L = _count(context, "--context", allow_zero=True)
+    m, s, _, dt, chips = resolve_serving(_catalog(catalog), model, system, L, weight_dtype, kv_dtype, compute_dtype,
+                                         chips, batch=batch, sparse_topk=sparse_topk, sparse_mode=sparse_mode)
     return m, s, L, dt, chips
 
 
