@@ -13,14 +13,18 @@ from tokenmath.cli import app
 sys.path.insert(0, "tests")
 from test_docs import examples, shown_numbers, SKIP  # noqa
 
-ROOT = Path(".")
+ROOT = Path(".").resolve()
 NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 def skel(line):
     return re.sub(r"\s+", " ", NUM.sub("#", line)).strip()
 
 def main():
+    import os
+    import tempfile
+
     docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    os.chdir(tempfile.mkdtemp(prefix="refresh-docs-"))  # what the examples write (e.g. explore's --out) lands here
     for doc in docs:
         lines = doc.read_text(encoding="utf-8").splitlines()
         changed = False

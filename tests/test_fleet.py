@@ -37,9 +37,9 @@ def test_deepseek_production_fleet_size(deepseek_production):
     (the calibrated profile's cross-validated residuals, profiles.range_80: a measured step lies
     between 0.62× and 1.30× the estimate), not a window fitted to today's answer: DeepSeek's
     measured rates per GPU, and so its fleet, must lie inside the band around tokenmath's. The
-    band is wider than the layouts' difference alone would need: tokenmath's layouts stop at EP over
-    two 8-GPU nodes while DeepSeek runs EP32 prefill and EP144 decode (thinner experts, larger
-    batches), which is why its decode rate per GPU sits in the upper half of the band."""
+    band was meant to cover the layouts' difference when tokenmath's layouts stopped at EP over two
+    8-GPU nodes; since issue 25 the fleet runs wide EP, and tests/test_fleet_day.py checks DeepSeek's
+    day at ±30 % on DeepSeek's engine."""
     from tokenmath.profiles import choose
 
     f = deepseek_production
