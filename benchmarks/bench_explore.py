@@ -95,6 +95,20 @@ def per_point(points: int) -> None:
     finally:
         shutil.rmtree(d)
     per, per_dep = t / r.points, t / max(1, r.deployments)
+    # the estimate itself over arrays of points (one layout, batch × context), in chunks as explore streams
+    from tokenmath.parallelism import Layout
+    from tokenmath.profiles import choose
+    from tokenmath.stepmodel import op_step
+
+    prof = choose("calibrated", system=s)
+    rng = np.random.default_rng(0)
+    Bv, Lv = rng.uniform(1, 2048, 100_000), rng.uniform(0, 32_768, 100_000)
+    op_step(m, s, Layout(ep=16), Bv[:10], Lv[:10], kernels=prof.kernels, engine=prof.engine)
+    t_vec = cpu_best(lambda: op_step(m, s, Layout(ep=16), Bv, Lv, kernels=prof.kernels, engine=prof.engine)) / 1e5
+    print(f"2a. the estimate vectorised (op_step over 10^5 (batch, context) points of one layout): "
+          f"{t_vec * 1e9:,.0f} ns a point = {1 / t_vec / 1e6:.2f} M points/s per core; {t_vec / t_roof:,.0f}× the "
+          f"roofline sweep per point   target 2e6 points/s: {'meets' if 1 / t_vec >= 2e6 else 'MISSES'}; "
+          f"<= 5× the roofline: {'meets' if t_vec <= 5 * t_roof else 'MISSES'}")
     print(f"2. explore, one process: {r.points} points in {t:.2f} s CPU = {1 / per:,.0f} points/s "
           f"({per * 1e3:.2f} ms a point; {r.deployments / r.points:,.0f} deployments each = {1 / per_dep:,.0f} "
           f"deployments/s); roofline sweep {t_roof * 1e9:.1f} ns a point ({1 / t_roof / 1e6:.1f} M/s) -> a point "
