@@ -274,7 +274,7 @@ def _facade(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .cli import check_finite
+        from .args import check_finite
 
         with _quiet():
             result = fn(*args, **kwargs)
@@ -289,7 +289,7 @@ def _num(value, flag: str, *, allow_zero: bool = False, integer: bool = False):
     A float, as the CLI's text flags give it; an int with `integer` (the CLI's typed whole-number flags)."""
     if value is None:
         return None
-    from .cli import FLAGS, parse_number as parse
+    from .args import FLAGS, parse_number as parse
 
     if isinstance(value, bool):
         raise TokenmathError(f"{flag} = {value!r}; expected a number ({FLAGS[flag].meaning})")
@@ -333,7 +333,7 @@ def _system(cat, system):
 def _systems(cat, systems) -> list:
     """The systems a search runs on: a comma-separated string or a list of names / System objects;
     default the whole catalog."""
-    from .cli import names_of
+    from .args import names_of
 
     if systems is None:
         return [cat.system(n) for n in sorted(cat.systems)]
@@ -346,7 +346,7 @@ def _systems(cat, systems) -> list:
 
 
 def _dtype_list(dtypes, flag: str = "--weight-dtypes"):
-    from .cli import names_of
+    from .args import names_of
     from .units import check_dtype
 
     if dtypes is None:
@@ -371,7 +371,7 @@ def resolve_serving(cat, model, system, context, weight_dtype, kv_dtype, compute
     """The pieces every serving command resolves from its arguments: (model, system, context in tokens,
     dtypes, chips — one replica's by default), a model or system given by name or as a spec object, a
     sparse-attention what-if applied. The CLI's serving commands resolve theirs here too."""
-    from .cli import SPARSE_MODES, dtypes_of
+    from .args import SPARSE_MODES, dtypes_of
     from .kvcache import with_sparse_attention
     from .roofline import default_replica_chips
 
@@ -431,7 +431,7 @@ def step(model: ModelArg, system: SystemArg, *, batch: float | str = "1", contex
         ('memory', True)
     """
     from . import report as rp
-    from .cli import efficiency_of, priced, profile_of
+    from .args import efficiency_of, priced, profile_of
     from .units import si
 
     cat = _catalog(catalog)
@@ -549,7 +549,7 @@ def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: flo
 
     from . import report as rp
     from . import serving as sv
-    from .cli import priced, profile_of
+    from .args import priced, profile_of
 
     cat = _catalog(catalog)
     B = _num(batch, "--batch")
@@ -685,7 +685,7 @@ def plan(model: ModelArg, *, systems: str | Sequence | None = None, input_tokens
     """
     from . import plan as pl
     from . import report as rp
-    from .cli import priced
+    from .args import priced
     from .units import check_dtype
 
     cat = _catalog(catalog)
@@ -794,7 +794,7 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
     """`fleet` that keeps a refused --export in the result (the CLI prints the fleet, then the sentence)."""
     from . import fleet as fl
     from . import report as rp
-    from .cli import priced
+    from .args import priced
 
     if export is not None and export not in EXPORT_ENGINES:
         raise TokenmathError(f"--export = {export!r}; expected one of {', '.join(EXPORT_ENGINES)}")
@@ -948,7 +948,7 @@ def energy(model: ModelArg, system: SystemArg, *, batch: float | str = "64", con
     """
     from . import energy as en
     from . import report as rp
-    from .cli import profile_of
+    from .args import profile_of
     from .units import seconds
 
     cat = _catalog(catalog)
@@ -1202,7 +1202,7 @@ def validate(files: str | Path | Sequence[str | Path] | None = None, *, efficien
     rec = rp.validation_record(r, preset)
     lines = rp.render_validation(r, preset)
     if preset is not None:  # the preset's fitted parameters that sit at a bound of their fit
-        from .cli.validation import at_bound_lines
+        from .report import at_bound_lines
 
         rec["at_bound"] = cb.preset_at_bounds(preset) + [x | {"profile": "your fit (× on the preset)"}
                                                          for x in preset.get("user_fit", {}).get("at_bound", [])]

@@ -1986,3 +1986,22 @@ def render_fleet_day(d) -> list[str]:
             prev = i.replicas
     lines += [f"  {n}" for n in d.notes]
     return lines
+
+
+def at_bound_lines(items: list[dict], *, factors: bool = False) -> list[str]:
+    """Say which fitted parameters ended at a bound of their fit (calibrate.at_bounds), or that none did."""
+    if not items:
+        return ["  no fitted parameter is at a bound of its fit"]
+    lines = [f"  {len(items)} fitted parameter{'s' if len(items) > 1 else ''} at a bound of the fit: the fit wanted to go"
+             " further, so the value is the bound's, not a measurement (docs/own-numbers.md, 'At a bound'):"]
+    for x in items:
+        who = f"{x['profile']} " if x.get("profile") else ""
+        lo, hi = x["range"]
+        why = "; a physical limit: the data want none of it" if x.get("physical") else ""
+        if factors:
+            lines.append(f"    {who}{x['parameter']} × {x['value']:.3g} ({x['side']} bound × {x['bound']:g}; allowed"
+                         f" × {lo:g} to × {hi:g}{why})")
+        else:
+            lines.append(f"    {who}{x['parameter']} = {x['value']:.4g} ({x['side']} bound {x['bound']:.4g}; allowed {lo:.4g}"
+                         f" to {hi:.4g}{why})")
+    return lines

@@ -73,30 +73,13 @@ def calibrate_cmd(
             write_output(out, json.dumps(rp.jsonable(rec), indent=2), "--out", force=force)
             err.print(f"wrote {out}")
         lines = rp.render_user_fit(rec, out)
-        return _finish(json_, rp.jsonable(rec), lines[:2] + at_bound_lines(rec["user_fit"]["at_bound"], factors=True)
+        return _finish(json_, rp.jsonable(rec), lines[:2] + rp.at_bound_lines(rec["user_fit"]["at_bound"], factors=True)
                        + lines[2:])
     rec = cb.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
                        cross_validate=not no_cv, processes=processes)
     if out is not None:
         write_output(out, json.dumps(rp.jsonable(rec), indent=2), "--out", force=force)
         err.print(f"wrote {out}")
-    _finish(json_, rp.jsonable(rec), rp.render_calibration(rec) + at_bound_lines(rec["at_bound"]))
+    _finish(json_, rp.jsonable(rec), rp.render_calibration(rec) + rp.at_bound_lines(rec["at_bound"]))
 
 
-def at_bound_lines(items: list[dict], *, factors: bool = False) -> list[str]:
-    """Say which fitted parameters ended at a bound of their fit (calibrate.at_bounds), or that none did."""
-    if not items:
-        return ["  no fitted parameter is at a bound of its fit"]
-    lines = [f"  {len(items)} fitted parameter{'s' if len(items) > 1 else ''} at a bound of the fit: the fit wanted to go"
-             " further, so the value is the bound's, not a measurement (docs/own-numbers.md, 'At a bound'):"]
-    for x in items:
-        who = f"{x['profile']} " if x.get("profile") else ""
-        lo, hi = x["range"]
-        why = "; a physical limit: the data want none of it" if x.get("physical") else ""
-        if factors:
-            lines.append(f"    {who}{x['parameter']} × {x['value']:.3g} ({x['side']} bound × {x['bound']:g}; allowed"
-                         f" × {lo:g} to × {hi:g}{why})")
-        else:
-            lines.append(f"    {who}{x['parameter']} = {x['value']:.4g} ({x['side']} bound {x['bound']:.4g}; allowed {lo:.4g}"
-                         f" to {hi:.4g}{why})")
-    return lines
