@@ -397,3 +397,14 @@ def test_fleet_plot_marks_the_verified_fleet(tmp_path):
                                  "h100-sxm", "--plot", str(out)])
     assert r.exit_code == 0, r.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_invariant_layouts_given_are_the_layouts_searched():
+    """invariant: `fleet(layouts={system: [...]})` searches only the layouts given, for every pool
+    (plan.plan_system(layouts=...) for decode and aggregated pools, the prefill pools directly)."""
+    from tokenmath.parallelism import Layout
+
+    f = fl.fleet(CAT.model("llama-3.1-8b"), [CAT.system("h100-sxm")], request_rate=20, input_tokens=500,
+                 output_tokens=200, slo=fl.Slo(ttft_p99_s=1.0, tpot_p99_s=0.05), verify=1,
+                 layouts={"h100-sxm": [Layout(tp=2)]})
+    assert f.best is not None and all((p.tp, p.ep, p.pp) == (2, 1, 1) for p in f.best.pools)

@@ -205,13 +205,7 @@ def _points(model, s, layouts, **kw):
     from .plan import plan_system
 
     lays = None if layouts is None else layouts.get(s.name)
-    if lays is None:
-        return plan_system(model, s, wide_ep=WIDE_EP, **kw)
-    import inspect
-
-    if "layouts" not in inspect.signature(plan_system).parameters:
-        raise TokenmathError(f"layouts were given for {s.name}, but plan.plan_system does not take a list of layouts yet")
-    return plan_system(model, s, layouts=list(lays), **kw)
+    return plan_system(model, s, wide_ep=WIDE_EP, layouts=None if lays is None else list(lays), **kw)
 
 
 def _price(system: System, usd_per_chip_hour: float | None) -> float | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -315,7 +315,8 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
                 efficiency: Efficiency = ROOFLINE, usd_per_chip_hour: float | None = None,
                 overlap: str = "full", estimate: str = "calibrated",
                 engine: str | None = None, cached_input_tokens: float = 0.0,
-                decode_only: bool = False, wide_ep: bool = False) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
+                decode_only: bool = False, wide_ep: bool = False,
+                layouts: Sequence[Layout] | None = None) -> tuple[dict[str, np.ndarray], int, dict[str, int]]:
     """Every feasible (layout, batch, dtype) point on one system, before SLOs, as columns:
     (columns, layouts evaluated, reasons layouts were rejected). estimate: 'calibrated' (the
     per-operation estimate under the engine's and the system's vendor profile) or 'roofline'
@@ -323,7 +324,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
     serves per request on average (not prefilled; the estimate's path only). decode_only: the
     points of a disaggregated decode pool (no prompt chunks in its steps; the estimate's path).
     wide_ep: search the wide expert-parallel layouts too (`wide_ep_layouts`; the columns carry
-    each point's `redundant_experts`)."""
+    each point's `redundant_experts`). layouts: search these instead of the system's candidates."""
     from .profiles import choose
 
     profile = choose(estimate, engine=engine, system=system)
@@ -340,7 +341,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
             rejected["no FLOP/s for the dtype"] = rejected.get("no FLOP/s for the dtype", 0) + 1
             continue
         checked = []
-        for lay in candidate_layouts(model, system, wide_ep=wide_ep):
+        for lay in (candidate_layouts(model, system, wide_ep=wide_ep) if layouts is None else layouts):
             try:
                 check_layout(model, system, lay)
             except TokenmathError as e:

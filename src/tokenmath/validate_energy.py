@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from .energy import LEVELS
 from .errors import TokenmathError, read_json_lines, validation_message
 
 ENERGY_DIR = Path(__file__).parent / "validation" / "energy"
@@ -82,7 +83,7 @@ class EnergyCase(BaseModel):
     @field_validator("level")
     @classmethod
     def _level(cls, v: str) -> str:
-        if v not in ("board", "node", "facility"):
+        if v not in LEVELS:
             raise ValueError(f"level = {v!r}; expected board, node or facility")
         return v
 
