@@ -151,9 +151,10 @@ def test_calibration_fit_runs_on_a_small_set():
     fitted = vd.validate(cases, "calibrated", preset=rec)
     assert fitted.median_abs_error < vd.validate(cases, pf.ROOFLINE_PROFILE).median_abs_error
     assert set(rec["in_sample_by"]) == set(cb.GATE_DIMENSIONS) and rec["roofline"]["n"] == len(cases)
-    assert "amd" in rec["vendors"] and {"vllm", "trtllm"} <= set(rec["engines"])
+    assert any(g.startswith("amd CDNA") for g in rec["vendors"]) and {"vllm", "trtllm"} <= set(rec["engines"])
     text = "\n".join(rp.render_calibration(rec))
-    assert "vendor level: λ = " in text and "engine × vendor level: λ = " in text and "own-data weight" in text
+    assert ("vendor × chip generation level: λ = " in text and "engine × vendor × generation level: λ = " in text
+            and "own-data weight" in text)
 
 
 def test_invariant_presets_from_before_issue_22_still_load():

@@ -23,8 +23,8 @@ import numpy as np
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
 from .parallel import run_tasks
-from .profiles import (BAND_MIN_N, ROOFLINE_PROFILE, apply_factors, band_for, choose_from, profile_from_record,
-                       vendor)
+from .profiles import (BAND_MIN_N, ROOFLINE_PROFILE, apply_factors, band_for, choose_from, factor_group,
+                       profile_from_record, vendor)
 from .validate import (Case, Prediction, Report, band_coverage, case_batch_limit, error_summary, load_cases,
                        metric_kind, predict, range_class, source_key, step_residual, summarize, validate)
 
@@ -435,13 +435,14 @@ def _group_record(g: _Group, x, info: dict) -> dict:
 
 
 def fit_factors(cases, cat: Catalog, generic: dict, lambdas=LAMBDA_GRID) -> dict:
-    """On `generic`: a factor per vendor other than NVIDIA (all of that vendor's cases), then a factor
-    per engine × vendor (that cell's cases, on its vendor's profile). Each level's factors are shrunk
+    """On `generic`: a factor per vendor other than NVIDIA and chip generation (`factor_group`: "amd
+    CDNA 3", all of that group's cases), then a factor per engine × group (that cell's cases, on its
+    group's profile). Each level's factors are shrunk
     toward 1 by a penalty λ·|x|²/2 against data in which every source counts once (x: added
     overhead / OVERHEAD_PRIOR_S, log factors), λ chosen from `lambdas` by leave-one-source-out
     inside `cases` (one value: that λ; inf: no factors). Returns the preset's vendors, engines and
     shrinkage records."""
-    vend = np.array([vendor(cat.system(c.system)) for c, _ in cases])
+    vend = np.array([factor_group(cat.system(c.system)) for c, _ in cases])  # vendor and generation
     src = np.array([source_key(c) for c, _ in cases])
     engine = np.array([c.engine or "" for c, _ in cases])
     lambdas = tuple(lambdas)

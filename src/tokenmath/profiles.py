@@ -207,6 +207,18 @@ def vendor(system: System) -> str:
     return "amd" if "amd" in text else "other"
 
 
+def factor_group(system: System) -> str:
+    """The group a preset's factors on the generic profile are fitted for and looked up by: the
+    vendor and the chip's generation ("amd CDNA 3", "amd CDNA 4", "google TPU v6e"), or the vendor
+    alone where the catalog names no generation. NVIDIA is "nvidia": the generic profile is its fit.
+    A generation with no cases of its own takes the generic profile, not its vendor's other
+    generation (on AMD the two disagree by ~1.5× in achieved fractions of the datasheet:
+    docs/validation.md)."""
+    v = vendor(system)
+    arch = system.chip.architecture
+    return f"{v} {arch}" if arch and v not in ("nvidia", "cpu", "other") else v
+
+
 def model_class(model: Model) -> str:
     """dense | moe | mla: the model classes whose errors are reported, gated and banded apart."""
     if model.attention is not None and model.attention.kind == "mla":
@@ -363,12 +375,14 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
     n = int(gen.get("n_cases", 0))
     engines = d.get("engines", {})
     v = vendor(system) if system is not None else None
-    vend = d.get("vendors", {}).get(v) if v else None
+    # the factors of the chip's generation ("amd CDNA 3"); a preset fitted per vendor has "amd"
+    grp = next((k for k in ((factor_group(system), v) if system is not None else ()) if k in d.get("vendors", {})), v)
+    vend = d.get("vendors", {}).get(grp) if grp else None
     if int(d.get("preset_format", 1)) >= 2:
         if vend:
             rec = apply_factors(rec, vend)
             n = int(vend.get("n_cases", n))
-        cell = _cell(engines, engine, v)
+        cell = _cell(engines, engine, grp)
         if cell:
             rec = apply_factors(rec, cell)
             parts.append(engine)
@@ -376,7 +390,7 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
         elif engine is not None:
             parts.append(f"{engine}: generic")
         if vend:
-            parts.append(v)
+            parts.append(grp)
     else:
         if engine is not None:
             if engine in engines:
@@ -387,7 +401,7 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
                 parts.append(f"{engine}: generic")
         if vend:
             rec = apply_factors(rec, {k: vend[k] for k in ("compute_scale", "memory_scale") if k in vend})
-            parts.append(v)
+            parts.append(grp)
     adjust = d.get("adjust", {})  # a user preset's factors on top (tokenmath calibrate on your cases)
     for k, f in adjust.items():
         if k in ENGINE_PARAMS:

@@ -1827,7 +1827,7 @@ def render_calibration(rec: dict) -> list[str]:
                      " sources, so none are kept):")
         from .calibrate import OWN_LAMBDA_MIN_SOURCES as own
 
-        for level, what in (("vendor", "vendor"), ("engine", "engine × vendor")):
+        for level, what in (("vendor", "vendor × chip generation"), ("engine", "engine × vendor × generation")):
             s = sh.get(level) or {}
             cost = s.get("cv_cost") or {}
             grid = [g for g in s.get("grid", []) if g != "inf"]
@@ -1838,7 +1838,7 @@ def render_calibration(rec: dict) -> list[str]:
                          + (" (held-out cost by λ: " + ", ".join(f"{_lam(_num(k))} {v:.3g}" for k, v in cost.items()) + ")"
                             if cost else ""))
         for v, f in rec.get("vendors", {}).items():
-            lines.append(f"  vendor {v} ({f['n_cases']} cases, {f.get('n_sources', '?')} sources): {_factors(f)}")
+            lines.append(f"  {v} ({f['n_cases']} cases, {f.get('n_sources', '?')} sources): {_factors(f)}")
         for e, cells in rec.get("engines", {}).items():
             for v, f in cells.items():
                 lines.append(f"  engine {e} × {v} ({f['n_cases']} cases, {f.get('n_sources', '?')} sources): {_factors(f)}")

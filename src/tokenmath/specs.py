@@ -45,6 +45,9 @@ class Chip:
     int8_flops_per_s: float | None = None
     fp4_flops_per_s: float | None = None
     power_w: float | None = None
+    # the vendor's name for the chip's generation ("Hopper", "CDNA 3"): chips of one generation share
+    # their kernels' achieved fractions of the datasheet, so calibrated factors are fitted per generation
+    architecture: str = ""
 
     def flops_per_s(self, compute_class: str) -> float | None:
         return getattr(self, f"{compute_class}_flops_per_s", None)

@@ -168,6 +168,7 @@ class SystemRow:
     ddr_share: float = 1.0  # share of that device per chip (two GPUs share a Grace CPU: 0.5)
     preliminary: bool = False
     notes: str = ""
+    architecture: str = ""  # the vendor's name for the chip's generation ("Hopper", "CDNA 3")
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ def to_system(t, name: str) -> System:
         name=t.chip or name, hbm_bytes=t.hbm_bytes, hbm_bytes_per_s=t.hbm_bytes_per_s,
         bf16_flops_per_s=t.bf16_flops_per_s, fp8_flops_per_s=t.fp8_flops_per_s,
         int8_flops_per_s=t.int8_flops_per_s, fp4_flops_per_s=t.fp4_flops_per_s, power_w=t.power_w,
+        architecture=t.architecture,
     )
     ddr = Tier(t.ddr_bytes, t.ddr_bytes_per_s, "host DDR", "ddr") if t.ddr_bytes and t.ddr_bytes_per_s else None
     flash = Tier(t.flash_bytes, t.flash_bytes_per_s, "local flash", "flash") if t.flash_bytes and t.flash_bytes_per_s else None
