@@ -509,3 +509,39 @@ def test_mfu_counts_the_model_work_once_whatever_the_layout(name, sysname, lay):
     ref = (64 * (body + float(attention_flops_per_token(m, 4096))) + 2048 * body
            + 2048 * float(attention_flops_per_token(m, 1024, absorbed=False)) + 65 * 2 * pc.lm_head)
     assert float(op.flops) == pytest.approx(ref, rel=1e-4)
+
+
+ONE_PASS_CASES = [  # (model, system, layout, engine spec): dense, MoE, MLA; TP, EP, attention DP, PP; DeepEP + TBO
+    ("llama-3.1-70b", "h100-sxm", dict(tp=8), None),
+    ("qwen3-235b-a22b", "h200-sxm", dict(tp=4, ep=4, pp=2), "vllm"),
+    ("deepseek-v3", "h100-sxm", dict(tp=8, ep=8, pp=2), None),
+    ("deepseek-v3", "h800-sxm", dict(ep=32), "generic+deepep_auto+two_batch_overlap"),
+    ("gpt-oss-120b", "mi355x", dict(tp=1), "atom"),
+]
+
+
+@pytest.mark.parametrize("name, sysname, lay, engine", ONE_PASS_CASES)
+def test_invariant_one_pass_equals_its_array_element(name, sysname, lay, engine):
+    """Invariant: the one-pass path (Python floats through stepmodel's helpers, only the pass's own
+    kernel forms computed) gives what the array path gives for the same pass as one element of a
+    sweep — decode, a prompt, a speculative verify pass and decode with chunked prefill — to 1e-12."""
+    from tokenmath.parallelism import Layout
+    from tokenmath.profiles import choose
+
+    m, s = tm.get_model(name), tm.get_system(sysname)
+    prof = choose("calibrated", engine=engine, system=s)
+    layout = Layout(**lay)
+    passes = [dict(batch=64, context=4096), dict(batch=1, context=0, new_tokens=2000),
+              dict(batch=32, context=3000, new_tokens=3),
+              dict(batch=48, context=2000, prefill_tokens=2048, prefill_context=1024, prefill_seqs=2)]
+    for kw in passes:
+        one = op_step(m, s, layout, kernels=prof.kernels, engine=prof.engine, **kw)
+        arr = op_step(m, s, layout, kernels=prof.kernels, engine=prof.engine,
+                                **{k: np.array([v, v]) if k in ("batch", "context") else v for k, v in kw.items()})
+        for f in ("step_s", "bound_s", "dense_gemm_s", "expert_gemm_s", "attention_s", "tp_comm_s", "ep_comm_s",
+                  "pp_comm_s", "overlap_s", "tokens_per_s", "flops", "weight_bytes", "kv_bytes", "expert_imbalance"):
+            assert isinstance(getattr(one, f), float), f
+            assert getattr(one, f) == pytest.approx(float(np.asarray(getattr(arr, f))[0]), rel=1e-12, abs=1e-18), (kw, f)
+        assert one.bound_name == str(np.asarray(arr.bound_name)[0])
+        for k, v in one.bound_parts.items():
+            assert v == pytest.approx(float(np.asarray(arr.bound_parts[k])[0]), rel=1e-12, abs=1e-18), (kw, k)

@@ -297,7 +297,7 @@ def _gp_stat(f: _File, d: dict, key: str, stat: str, *, time: bool = False, requ
     if v is None or not time:
         return v
     unit = m.get("unit", "ms")
-    if unit not in _TIME_UNITS:
+    if not isinstance(unit, str) or unit not in _TIME_UNITS:  # a list or object is not a unit (found by the fuzzer)
         raise f.fail(f"key '{key}.unit' is {_show(unit)}; expected one of {', '.join(_TIME_UNITS)}")
     return v * _TIME_UNITS[unit]
 

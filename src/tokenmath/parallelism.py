@@ -130,6 +130,8 @@ def busiest_rank_share(items, ranks):
     ranks evenly, within one item of a round-robin's ⌈items/ranks⌉ otherwise, and continuous in
     items so that searches over the batch stay well posed. With one rank (or under one item) the
     count passes through unchanged. Broadcasts."""
+    if isinstance(items, (int, float)) and isinstance(ranks, (int, float)):  # one pass: plain floats
+        return max(items / ranks, min(items, 1.0)) if ranks > 1 else float(items)
     items = np.asarray(items, float)
     r = np.asarray(ranks, float)
     return np.where(r > 1, np.maximum(items / r, np.minimum(items, 1.0)), items)

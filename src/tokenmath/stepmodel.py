@@ -71,7 +71,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .errors import TokenmathError
-from .kvcache import attention_flops_per_token, kv_cache
+from .kvcache import attention_terms, kv_terms
 from .layout import layout_memory
 from .parallelism import (HOP_LATENCY_S_DEFAULT, Layout, busiest_rank_share, check_layout, kv_head_split,
                           link_bytes_per_s, placement)
@@ -83,6 +83,39 @@ from .units import COMPUTE_CLASS, dtype_bytes
 # Activations a token moves per GEMM it passes through: its input and output rows in BF16. An
 # estimate of tokenmath's (it matters only where M is large, where compute dominates anyway).
 ACT_BYTES = 2.0
+
+
+# --------------------------------------------------------------------------------------------
+# One formula for a number and for arrays: every term below is written once. Given Python floats
+# (one pass: `tokenmath step`, a notebook's loop) these helpers stay in plain float arithmetic,
+# which is ~20× cheaper per operation than numpy on 0-d arrays; given arrays (a sweep, the
+# planner's layouts × batches) they are numpy's ufuncs. docs/speed.md, "One estimated pass".
+# --------------------------------------------------------------------------------------------
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float))
+
+
+def _arr(x):
+    """A Python number as a float, anything else as a float array."""
+    return float(x) if isinstance(x, (int, float)) else np.asarray(x, float)
+
+
+def _mx(a, b):
+    return (a if a >= b else b) if _num(a) and _num(b) else np.maximum(a, b)
+
+
+def _mn(a, b):
+    return (a if a <= b else b) if _num(a) and _num(b) else np.minimum(a, b)
+
+
+def _where(cond, a, b):
+    return (a if cond else b) if isinstance(cond, (bool, np.bool_)) else np.where(cond, a, b)
+
+
+def _sqrt(x):
+    return math.sqrt(x) if _num(x) else np.sqrt(x)
 
 
 @dataclass(frozen=True)
@@ -98,8 +131,8 @@ class GemmCurve:
     tile_m: float = 1.0
 
     def time_s(self, t_c, t_m, rows=None):
-        t_c = np.asarray(t_c, float) * tile_pad(rows, self.tile_m)
-        return _pnorm(t_c / self.e_c, np.asarray(t_m, float) / self.e_m, self.p) + self.t0_s
+        t_c = _arr(t_c) * tile_pad(rows, self.tile_m)
+        return _pnorm(t_c / self.e_c, _arr(t_m) / self.e_m, self.p) + self.t0_s
 
 
 def tile_pad(rows, tile_m: float):
@@ -108,8 +141,8 @@ def tile_pad(rows, tile_m: float):
     counts as 1 row."""
     if rows is None or tile_m <= 1:
         return 1.0
-    m = np.maximum(np.asarray(rows, float), 1.0)
-    return np.ceil(m / tile_m) * tile_m / m
+    m = _mx(_arr(rows), 1.0)
+    return (math.ceil(m / tile_m) if _num(m) else np.ceil(m / tile_m)) * tile_m / m
 
 
 @dataclass(frozen=True)
@@ -586,18 +619,22 @@ def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_to
     (belonging to `prefill_seqs` sequences; None: each its own) on a stage: m microbatches split
     the batch, and the attention-DP ranks split the sequences — whole sequences, so a one-prompt
     prefill runs on one rank and the busiest rank holds at least one whole sequence."""
-    B = np.asarray(batch, float) / lt.m
-    S = np.asarray(new_tokens, float)
-    P = np.asarray(prefill_tokens, float) / lt.m
+    B = _arr(batch) / lt.m
+    S = _arr(new_tokens)
+    P = _arr(prefill_tokens) / lt.m
     tok = B * S + P
-    seqs_p = P if prefill_seqs is None else np.asarray(prefill_seqs, float) / lt.m  # prompts the chunks belong to
-    pieces = np.maximum(seqs_p, 1.0)  # a chunk shorter than its prompt is still one rank's
     rank_batch = busiest_rank_share(B, lt.adp)
-    rank_pre = np.where(P > 0, P * busiest_rank_share(pieces, lt.adp) / pieces, 0.0)
-    rank_seqs = rank_batch + np.where(P > 0, busiest_rank_share(seqs_p, lt.adp), 0.0)
+    if _num(P) and P == 0:  # no prompt chunks (a decode or prompt pass of its own sequences)
+        rank_pre, rank_seqs, seqs = 0.0, rank_batch, B
+    else:
+        seqs_p = P if prefill_seqs is None else _arr(prefill_seqs) / lt.m  # prompts the chunks belong to
+        pieces = _mx(seqs_p, 1.0)  # a chunk shorter than its prompt is still one rank's
+        rank_pre = _where(P > 0, P * busiest_rank_share(pieces, lt.adp) / pieces, 0.0)
+        rank_seqs = rank_batch + _where(P > 0, busiest_rank_share(seqs_p, lt.adp), 0.0)
+        seqs = B + _where(P > 0, seqs_p, 0.0)
     return Microbatch(layers=shape.layers / lt.pp, moe_layers=shape.moe_layers / lt.pp, tokens=tok,
                       rank_tokens=rank_batch * S + rank_pre, rank_seqs=rank_seqs, rank_batch=rank_batch,
-                      rank_prefill=rank_pre, decode=(S == 1) & (P == 0), seqs=B + np.where(P > 0, seqs_p, 0.0))
+                      rank_prefill=rank_pre, decode=(S == 1) & (P == 0), seqs=seqs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,8 +669,8 @@ NO_TERM = Term()
 
 def _pnorm(t_c, t_m, p):
     """(t_c^p + t_m^p)^(1/p), computed on the larger of the two (no overflow, 0 at 0)."""
-    hi = np.maximum(t_c, t_m)
-    safe = np.where(hi > 0, hi, 1.0)
+    hi = _mx(t_c, t_m)
+    safe = _where(hi > 0, hi, 1.0)
     return hi * ((t_c / safe) ** p + (t_m / safe) ** p) ** (1.0 / p)
 
 
@@ -691,16 +728,16 @@ def expert_imbalance(tokens, k: int, n_experts: int, ep, routing_cv: float = 0.0
     μ(1 − 1/ep) of uniform (multinomial) routing plus (cv·μ)² of skewed popularity, and the
     expected maximum of `ep` such loads ≈ μ + z(ep)·σ (z: the expected maximum of ep normals).
     `ep` may be an array (one per layout) with `z` its z(ep); at ep = 1 the ratio is exactly 1."""
-    T = np.asarray(tokens, float)
+    T = _arr(tokens)
     if z is None:
         if ep <= 1:
-            return np.ones_like(T) if T.ndim else 1.0
+            return np.ones_like(T) if np.ndim(T) else 1.0
         z = _z_max(ep)
-    mu = np.maximum(T * k / ep, 1e-12)
-    sigma = np.sqrt(mu * (1 - 1 / ep) + (routing_cv * mu) ** 2)
+    mu = _mx(T * k / ep, 1e-12)
+    sigma = _sqrt(mu * (1 - 1 / ep) + (routing_cv * mu) ** 2)
     # a rank cannot hold more than every token's k picks landing on its experts
-    cap = np.minimum(T * np.minimum(k, n_experts // ep), T * k) / mu
-    return np.minimum(1.0 + z * sigma / mu, np.maximum(cap, 1.0))
+    cap = _mn(T * _mn(k, n_experts // ep), T * k) / mu
+    return _mn(1.0 + z * sigma / mu, _mx(cap, 1.0))
 
 
 def experts_touched(tokens, k: int, n_experts: int, chips, expert_fetch: str = "expected", slots=None):
@@ -709,7 +746,7 @@ def experts_touched(tokens, k: int, n_experts: int, chips, expert_fetch: str = "
     (grouped-GEMM kernels skip empty experts); "all" — every one, every pass (the lecture's model).
     slots: E + R expert slots with R redundant copies (each copy takes E/(E + R) of its expert's
     tokens): (E + R)/chips held, each touched with probability 1 − (1 − k/E)^(T·E/(E + R))."""
-    n_slots = n_experts if slots is None else np.maximum(slots, n_experts)
+    n_slots = n_experts if slots is None else _mx(slots, n_experts)
     held = n_slots / chips
     if expert_fetch == "expected":
         return held * (1.0 - (1.0 - k / n_experts) ** (tokens * n_experts / n_slots))
@@ -731,7 +768,7 @@ def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
     flops = 2.0 * shape.expert_params * pairs * mb.moe_layers
     w = touched * shape.expert_params * rates.expert_bytes_per_param * mb.moe_layers
     act = pairs * ACT_BYTES * 2 * shape.hidden * 2 * mb.moe_layers
-    rows = pairs * imbalance / np.maximum(touched, 1e-12)
+    rows = pairs * imbalance / _mx(touched, 1e-12)
     t = gemm_time(curve, flops * imbalance, w + act, mb.moe_layers, rates.expert_flops_per_s,
                   rates.hbm_bytes_per_s, engine, rows=rows)
     return Term(time_s=t, flops=flops, compute_s=flops / rates.bound_flops_per_s, weight_bytes=w, act_bytes=act,
@@ -753,7 +790,7 @@ def kv_read_time(kv_bytes, context, curve: AttentionCurve, engine: Engine, hbm_b
     """Streaming the KV a kernel attends to: its bytes padded per sequence to KV tiles (s0 tokens),
     at the curve's fraction of HBM bandwidth."""
     e_m = min(curve.e_m * engine.memory_scale, 1.0)
-    return kv_bytes * (context + curve.s0) / np.maximum(context, 1.0) / (hbm_bytes_per_s * e_m)
+    return kv_bytes * (context + curve.s0) / _mx(context, 1.0) / (hbm_bytes_per_s * e_m)
 
 
 def flash_attention_time(flops, length, curve: AttentionCurve, engine: Engine, peak_flops_per_s: float):
@@ -778,7 +815,7 @@ def prompt_attention_time(flops, kv_time_s, new_tokens, layers, curve: Attention
     """A prompt pass (S > 1): the flash form at the prompt's length, never faster than its KV
     read; one kernel a layer."""
     t = flash_attention_time(flops, new_tokens, curve, engine, peak_flops_per_s)
-    return np.maximum(t, kv_time_s) + curve.pre_t0_s * engine.floor_scale * layers
+    return _mx(t, kv_time_s) + curve.pre_t0_s * engine.floor_scale * layers
 
 
 def attention_length(new_tokens, context):
@@ -787,8 +824,8 @@ def attention_length(new_tokens, context):
     flash curve fitted on prompts is unchanged there, and it keeps a few tokens after a long
     context (a speculative-decoding verify pass, `--new-tokens 2`) from being charged as a
     2-token prompt: their kernel streams the whole KV once, like decode."""
-    S = np.asarray(new_tokens, float)
-    return np.sqrt(S * S + 2.0 * S * np.asarray(context, float))
+    S = _arr(new_tokens)
+    return _sqrt(S * S + 2.0 * S * _arr(context))
 
 
 def dp_context_imbalance(rank_seqs, z_adp, context_cv):
@@ -796,8 +833,8 @@ def dp_context_imbalance(rank_seqs, z_adp, context_cv):
     vary (coefficient of variation `context_cv`: e.g. the ages of sequences in continuous
     batching) and ranks receive sequences at random: Σ of n contexts has relative spread cv/√n,
     and the slowest of the ranks sits z(ranks) spreads above the mean. 1 for one rank, one length."""
-    n = np.maximum(np.asarray(rank_seqs, float), 1.0)
-    return 1.0 + z_adp * np.asarray(context_cv, float) / np.sqrt(n)
+    n = _mx(_arr(rank_seqs), 1.0)
+    return 1.0 + z_adp * _arr(context_cv) / _sqrt(n)
 
 
 def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context, new_tokens, rates: KernelRates,
@@ -810,25 +847,33 @@ def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context
     un-absorbed (multi-head on decompressed K, V) for a prompt, and absorbed on the decode kernel
     while the cache is at least as long as the new tokens (a speculative verify pass: engines run
     MLA's decode kernels with several query tokens)."""
-    S = np.asarray(new_tokens, float)
-    L = np.asarray(context, float)
+    S = _arr(new_tokens)
+    L = _arr(context)
     seqs = mb.rank_batch * dp_context_imbalance(mb.rank_batch, lt.z_adp, context_cv)  # the busiest DP rank's
     mean_ctx = L + (S - 1) / 2
     decode_like = (S == 1) | ((L >= S) if model.attention.kind == "mla" else False)
-    per_tok = np.where(decode_like, np.asarray(attention_flops_per_token(model, mean_ctx)),
-                       np.asarray(attention_flops_per_token(model, mean_ctx, absorbed=False))) / lt.pp
+    one = isinstance(decode_like, bool)  # one pass: only its own kernel's form is computed
+    if one:
+        per_tok = attention_terms(model, decode_like).at(mean_ctx) / lt.pp
+    else:
+        per_tok = np.where(decode_like, attention_terms(model, True).at(mean_ctx),
+                           attention_terms(model, False).at(mean_ctx)) / lt.pp
     flops = seqs * S * per_tok / lt.tp  # heads split over TP (MLA too: its heads, not its latent)
-    ctx = context + S
-    kv_seq = np.asarray(kv_cache(model, ctx, rates.kv_dtype).read_bytes) / lt.pp / lt.kv_split
+    ctx = L + S
+    kv_seq = kv_terms(model, rates.kv_dtype).read.at(ctx) / lt.pp / lt.kv_split  # one sequence's KV read
     kv = seqs * kv_seq
     t_kv = kv_read_time(kv, ctx, curve, engine, rates.hbm_bytes_per_s)
     Fa = rates.attention_flops_per_s
-    t = np.where(decode_like, decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa),
-                 prompt_attention_time(flops, t_kv, attention_length(S, L), mb.layers, curve, engine, Fa))
+    if one:
+        t = (decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa) if decode_like else
+             prompt_attention_time(flops, t_kv, attention_length(S, L), mb.layers, curve, engine, Fa))
+    else:
+        t = np.where(decode_like, decode_attention_time(flops, t_kv, mb.layers, curve, engine, Fa),
+                     prompt_attention_time(flops, t_kv, attention_length(S, L), mb.layers, curve, engine, Fa))
     # the replica's own KV (every sequence once), not the busiest rank's copy times the ranks
     return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv,
-                replica_kv_bytes=np.asarray(batch, float) / lt.m * lt.kv_split * kv_seq,
-                replica_flops=np.asarray(batch, float) / lt.m * S * per_tok)
+                replica_kv_bytes=_arr(batch) / lt.m * lt.kv_split * kv_seq,
+                replica_flops=_arr(batch) / lt.m * S * per_tok)
 
 
 def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, prefill_tokens, prefill_context,
@@ -837,14 +882,15 @@ def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, 
     `prefill_context` each on average, causal and compute bound, in chunks of prefill_tokens ÷
     prefill_seqs tokens (None: one chunk)."""
     P = prefill_tokens
+    if _num(P) and P == 0:  # no prompt chunk in this pass
+        return Term(replica_flops=0.0)
     Fa = rates.attention_flops_per_s
-    flops = mb.rank_prefill * np.asarray(attention_flops_per_token(model, prefill_context, absorbed=False)) / lt.pp / lt.tp
-    chunk = np.maximum(P / np.maximum(np.asarray(prefill_seqs if prefill_seqs is not None else 1.0, float), 1e-9), 1.0)
-    t = np.where(P > 0, flash_attention_time(flops, chunk, curve, engine, Fa)
-                 + curve.pre_t0_s * engine.floor_scale * mb.layers, 0.0)
-    return Term(time_s=t, flops=flops, compute_s=flops / Fa,
-                replica_flops=np.asarray(P, float) / lt.m * np.asarray(attention_flops_per_token(
-                    model, prefill_context, absorbed=False)) / lt.pp)
+    per_tok = attention_terms(model, False).at(_arr(prefill_context))
+    flops = mb.rank_prefill * per_tok / lt.pp / lt.tp
+    chunk = _mx(P / _mx(_arr(prefill_seqs if prefill_seqs is not None else 1.0), 1e-9), 1.0)
+    t = _where(P > 0, flash_attention_time(flops, chunk, curve, engine, Fa)
+               + curve.pre_t0_s * engine.floor_scale * mb.layers, 0.0)
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa, replica_flops=_arr(P) / lt.m * per_tok / lt.pp)
 
 
 def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine: Engine) -> Term:
@@ -852,7 +898,7 @@ def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine
     2(TP − 1)/TP of the message: α + bytes / (link · e_link) each; 0 at TP = 1."""
     msg = mb.rank_tokens * shape.hidden * ACT_BYTES
     frac = 2 * (lt.tp - 1) / lt.tp
-    e_link = np.minimum(lt.tp_e_link * engine.network_scale, 1.0)
+    e_link = _mn(lt.tp_e_link * engine.network_scale, 1.0)
     t = 2 * mb.layers * (lt.tp_alpha_s * engine.floor_scale + frac * msg / (lt.tp_bw * e_link))
     return Term(time_s=t, link_s=2 * mb.layers * frac * msg / lt.tp_bw)
 
@@ -867,11 +913,12 @@ def a2a_low_latency(engine: Engine, decode):
     high-throughput ones: DeepEP's `auto` picks low-latency for decode batches and normal for
     prefill (SGLang `--deepep-mode`, docs/advanced_features/server_arguments.md); other modes
     run normal kernels."""
+    one = isinstance(decode, (bool, np.bool_))
     if engine.moe_a2a != "deepep" or engine.deepep_mode == "normal":
-        return np.zeros_like(np.asarray(decode, bool))
+        return False if one else np.zeros_like(np.asarray(decode, bool))
     if engine.deepep_mode == "low_latency":
-        return np.ones_like(np.asarray(decode, bool))
-    return np.asarray(decode, bool)
+        return True if one else np.ones_like(np.asarray(decode, bool))
+    return bool(decode) if one else np.asarray(decode, bool)
 
 
 def _miss(n_experts, share, k):
@@ -882,7 +929,7 @@ def _miss(n_experts, share, k):
     E = float(n_experts)
     p = 1.0
     for i in range(int(k)):
-        p = p * np.maximum(E - E * share - i, 0.0) / (E - i)
+        p = p * _mx(E - E * share - i, 0.0) / (E - i)
     return p
 
 
@@ -926,7 +973,7 @@ def alltoall_phase_s(curve: A2ACurve, tokens, copies_up, copies_out, bytes_per_t
     capped at 1 (never faster than the links)."""
     t_up = tokens * copies_up * bytes_per_token / (up_bw * min(curve.e_up * network_scale, 1.0))
     t_out = tokens * copies_out * bytes_per_token / (out_bw * min(curve.e_out * network_scale, 1.0))
-    return curve.alpha_s * floor_scale + np.maximum(t_up, t_out)
+    return curve.alpha_s * floor_scale + _mx(t_up, t_out)
 
 
 def _a2a_curves(kernels: Kernels, mode: str) -> tuple[A2ACurve, A2ACurve]:
@@ -962,13 +1009,13 @@ def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
     way when the EP group leaves the domain. 0 at EP = 1."""
     if model.moe is None or not shape.moe_layers:
         return NO_TERM
-    dp = np.asarray(lt.adp, float) > 1  # tokens differ between ranks: they must travel
+    dp = _arr(lt.adp) > 1  # tokens differ between ranks: they must travel
     on = lt.ep_on * dp
     h = shape.hidden
     b_d = FP8_DISPATCH_BYTES if rates.expert_bytes_per_param <= 1 else ACT_BYTES
     b_c = ACT_BYTES
     mean = mb.tokens / lt.sc  # a chip's mean share of the stage's tokens
-    T = np.maximum(mb.rank_tokens / lt.tp, imbalance * mean)  # the busiest sender or receiver
+    T = _mx(mb.rank_tokens / lt.tp, imbalance * mean)  # the busiest sender or receiver
     ns = engine.network_scale
     if engine.moe_a2a == "allgather":
         ag = kernels.all_gather or kernels.all_reduce
@@ -980,17 +1027,23 @@ def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
         return Term(time_s=on * mb.moe_layers * t, link_s=on * mb.moe_layers * ideal)
     ll = a2a_low_latency(engine, mb.decode)
     times, ideals = [], []
-    for mode, up, out in (("ll", lt.ep_ll_up, lt.ep_ll_out), ("ht", lt.ep_ht_up, lt.ep_remote)):
+    modes = (("ll", lt.ep_ll_up, lt.ep_ll_out), ("ht", lt.ep_ht_up, lt.ep_remote))
+    if isinstance(ll, bool):  # one pass: only the kernels it runs
+        modes = modes[:1] if ll else modes[1:]
+    for mode, up, out in modes:
         t = lt.ep_hop_s
         ideal = 0.0
         for c, b in zip(_a2a_curves(kernels, mode), (b_d, b_c)):
             t = t + alltoall_phase_s(c, T, up, out, h * b, lt.ep_up_bw, lt.ep_out_bw, network_scale=ns,
                                      floor_scale=engine.floor_scale)
-            ideal = ideal + mean * np.maximum(up * h * b / lt.ep_up_bw, out * h * b / lt.ep_out_bw)
+            ideal = ideal + mean * _mx(up * h * b / lt.ep_up_bw, out * h * b / lt.ep_out_bw)
         times.append(t)
         ideals.append(ideal)
-    t = np.where(ll, times[0], times[1])
-    ideal = np.where(ll, ideals[0], ideals[1])
+    if len(times) == 1:
+        t, ideal = times[0], ideals[0]
+    else:
+        t = np.where(ll, times[0], times[1])
+        ideal = np.where(ll, ideals[0], ideals[1])
     return Term(time_s=on * mb.moe_layers * t, link_s=on * mb.moe_layers * ideal)
 
 
@@ -1023,11 +1076,11 @@ def two_batch_overlap(part_s: dict, stage, half_terms: dict, lt: LayoutTerms, fr
     half = {p: _sum(v) for p, v in hp.items()}
     comm = half["ep_comm_s"]
     rest = _sum(v for p, v in half.items() if p != "ep_comm_s")
-    hidden = fraction * np.minimum(comm, rest)
-    on = (np.asarray(lt.ep_on, float) > 0) & (np.asarray(lt.adp, float) > 1)
-    parts = {p: np.where(on, 2 * half[p], part_s[p]) for p in STAGE_PARTS}
-    new_stage = np.where(on, 2 * (comm + rest - hidden), stage)
-    return parts, new_stage, np.where(on, 2 * hidden, 0.0)
+    hidden = fraction * _mn(comm, rest)
+    on = (_arr(lt.ep_on) > 0) & (_arr(lt.adp) > 1)
+    parts = {p: _where(on, 2 * half[p], part_s[p]) for p in STAGE_PARTS}
+    new_stage = _where(on, 2 * (comm + rest - hidden), stage)
+    return parts, new_stage, _where(on, 2 * hidden, 0.0)
 
 
 def _sum(values):
@@ -1044,14 +1097,14 @@ def _sum(values):
 def pipeline_round_s(stage_s, lt: LayoutTerms):
     """A round of the pipeline: with m microbatches over PP stages, max(m·stage, PP·stage + hops)
     (a sequence's next token needs every stage once plus the hops between domains)."""
-    return np.maximum(lt.m * stage_s, lt.pp * stage_s + lt.hops_s)
+    return _mx(lt.m * stage_s, lt.pp * stage_s + lt.hops_s)
 
 
 def _combine(compute_s, memory_s, network_s, overlap: str):
     """One stage's resources together: "full" overlap takes the max, "none" adds the network."""
     if overlap == "full":
-        return np.maximum(np.maximum(compute_s, memory_s), network_s)
-    return np.maximum(compute_s, memory_s) + network_s
+        return _mx(_mx(compute_s, memory_s), network_s)
+    return _mx(compute_s, memory_s) + network_s
 
 
 @dataclass(frozen=True)
@@ -1076,7 +1129,7 @@ def pass_bound(terms, lt: LayoutTerms, hbm_bytes_per_s: float, overlap: str = "f
                           for f in ("compute_s", "weight_bytes", "kv_bytes", "act_bytes", "link_s"))
     w_s, kv_s, act_s = w / hbm_bytes_per_s, kv / hbm_bytes_per_s, act / hbm_bytes_per_s
     mem = w_s + kv_s + act_s
-    decides = np.where((net > np.maximum(c, mem)) & (net > 0), 2, np.where(c >= mem, 0, 1))
+    decides = _where((net > _mx(c, mem)) & (net > 0), 2, _where(c >= mem, 0, 1))
     return PassBound(compute_s=c, weights_s=w_s, kv_s=kv_s, activations_s=act_s, memory_s=mem, network_s=net,
                      step_s=pipeline_round_s(_combine(c, mem, net, overlap), lt), decides=decides)
 
@@ -1174,13 +1227,23 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
     per-step overhead, never below the bound of the same pass (`pass_bound` of the same terms).
     An engine that overlaps communication (`Engine.comm_overlap`) runs the stage as two
     micro-batches (`two_batch_overlap`)."""
-    B = np.asarray(batch, float)
-    L = np.asarray(context, float)
-    S = np.asarray(new_tokens, float)
-    P = np.asarray(prefill_tokens, float)
-    Lp = np.asarray(prefill_context, float)
-    if np.any(B < 0) or np.any(S < 1) or np.any(P < 0) or np.any(L < 0) or np.any(Lp < 0):
-        raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
+    one = all(_num(x) for x in (batch, context, new_tokens, prefill_tokens, prefill_context))
+    if one:  # one pass: plain floats all the way (the helpers above)
+        B, L, S, P, Lp = float(batch), float(context), float(new_tokens), float(prefill_tokens), float(prefill_context)
+        if B < 0 or S < 1 or P < 0 or L < 0 or Lp < 0:
+            raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
+        if not math.isfinite(L + S):
+            raise TokenmathError(f"context = {L + S!r} must be a finite number of tokens >= 0")
+    else:
+        B = np.asarray(batch, float)
+        L = np.asarray(context, float)
+        S = np.asarray(new_tokens, float)
+        P = np.asarray(prefill_tokens, float)
+        Lp = np.asarray(prefill_context, float)
+        if np.any(B < 0) or np.any(S < 1) or np.any(P < 0) or np.any(L < 0) or np.any(Lp < 0):
+            raise TokenmathError("batch, context and prefill tokens must be >= 0 and new tokens >= 1")
+        if not np.all(np.isfinite(L + S)):
+            raise TokenmathError(f"context = {L + S!r} must be a finite number of tokens >= 0")
     rates = kernel_rates(model, system, dtypes, roofline)
     terms, imb = pass_terms(model, system, lt, B, L, S, P, Lp, prefill_seqs, kernels=kernels, engine=engine,
                             rates=rates, expert_fetch=expert_fetch, context_cv=context_cv)
@@ -1204,7 +1267,7 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
     elif roofline:
         step = bd.step_s
     else:
-        step = np.maximum(pipeline_round_s(stage, lt) + engine.overhead_s, bd.step_s)
+        step = _mx(pipeline_round_s(stage, lt) + engine.overhead_s, bd.step_s)
     tokens = B * S + P
     shape = np.shape(step)
 
@@ -1214,7 +1277,8 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         a = np.asarray(x, float)
         return np.array(a if a.shape == shape else np.broadcast_to(a, shape))
 
-    names = np.broadcast_to(np.array(["compute", "memory", "network"])[bd.decides], shape)
+    names = (("compute", "memory", "network")[bd.decides] if not shape and _num(bd.decides)
+             else np.broadcast_to(np.array(["compute", "memory", "network"])[bd.decides], shape))
     # the model's work in the step (whole replica, no layout copies): FLOPs are split over every
     # chip of a stage; each term counts its own weights and KV once (Term.replica_*)
     m, pp, hops = lt.m, lt.pp, lt.hops_s
@@ -1235,7 +1299,7 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
         bound_parts={"compute_s": bc(m * bd.compute_s), "weights_s": bc(m * bd.weights_s), "kv_s": bc(m * bd.kv_s),
                      "activations_s": bc(m * bd.activations_s), "network_s": bc(m * bd.network_s), "hops_s": bc(hops),
                      **{p: bc(m * _sum(links[p])) for p in ("tp_comm_s", "ep_comm_s", "pp_comm_s")}},
-        bound_name=str(names) if names.ndim == 0 else np.array(names),
+        bound_name=names if isinstance(names, str) else (str(names) if names.ndim == 0 else np.array(names)),
         flops=bc(work_flops), weight_bytes=bc(work_w), kv_bytes=bc(work_kv), peak_flops_per_s=rates.bound_flops_per_s,
         peak_hbm_bytes_per_s=rates.hbm_bytes_per_s, expert_fetch=expert_fetch,
     )
