@@ -526,6 +526,11 @@ def test_validate_reports_band_coverage_and_the_class_table():
     assert set(d["class_table"]["vendor"]) == {r["model_class"] for r in d["rows"]}
     text = CliRunner().invoke(app, ["validate"]).stdout
     assert "model class × engine" in text and "model class × vendor" in text and "80 % band holds the measurement" in text
+    # and the coverage on sources never fitted (the preset's nested figure), overall and per model class
+    nested = d["preset"]["cv_band_80_coverage"]
+    assert set(nested["by_model_class"]) == {"dense", "moe", "mla"}
+    line = next(x for x in text.splitlines() if "on sources never fitted (the preset's leave-one-source-out)" in x)
+    assert all(f"{k} {v['share']:.0%} ({v['n']})" in line for k, v in nested["by_model_class"].items()), line
 
 
 def _ttft_gate_demo(monkeypatch, factor):
@@ -573,6 +578,41 @@ def test_readme_accuracy_table_is_the_shipped_presets():
     assert begin in readme and end in readme
     shown = readme.split(begin, 1)[1].split(end, 1)[0].strip().splitlines()
     assert shown == rp.accuracy_table(PRESET)
+
+
+def test_calibrate_reports_the_nested_band_coverage_per_model_class():
+    """Issue 22: calibrate's report (report.render_calibration of the preset it writes) gives the band
+    rule and the coverage on sources never fitted, overall and per model class, engine and vendor —
+    the preset's own figures (invariant of the rendering)."""
+    from tokenmath import report as rp
+
+    lines = rp.render_calibration(PRESET)
+    cov = PRESET["cv_band_80_coverage"]
+    i = next(j for j, x in enumerate(lines) if "on sources never fitted, target 70–90 %" in x)
+    assert f"{cov['share']:.0%} of {cov['n']}" in lines[i]
+    assert lines[i + 1].strip().startswith("by model class:")
+    assert all(f"{k} {v['share']:.0%} ({v['n']})" in lines[i + 1] for k, v in cov["by_model_class"].items())
+    rule = next(x for x in lines if "80 % band (pooled)" in x)
+    assert "its cell's (model class dense" in rule and "prediction interval for the next source" in rule
+
+
+def test_invariant_the_band_rule_table_in_the_docs_is_the_scripts():
+    """docs/validation.md's table of band rules (nested coverage overall and per model class under the
+    rule before issue 22's "cell" rule and its alternatives) is what scripts/band_rules.py prints from
+    the shipped residuals, so it cannot drift from them (invariant); and its "before" row reproduces
+    the coverage the preset recorded under that rule (77.6 %, dense 96.4 %, MoE 68.4 %, MLA 49.1 %:
+    the union of 4 dimensions' plain q10/q90), which checks the script's rules against calibrate's."""
+    import importlib.util
+
+    root = vd.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("band_rules", root / "scripts" / "band_rules.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    lines = mod.table(_shipped_residual_rows())
+    doc = (root / "docs" / "validation.md").read_text(encoding="utf-8")
+    assert "\n".join(lines) in doc
+    assert lines[2].endswith("| 77.6 % | 96.4 % | 68.4 % | 49.1 % |")
+    assert "**model class, with the correction (shipped)**" in lines[5]
 
 
 @pytest.fixture(scope="module")

@@ -1781,8 +1781,9 @@ def render_validation(r, preset: dict | None) -> list[str]:
                                                      " residuals, so on cases it was fitted to this is not a test")
     cvc = (preset or {}).get("cv_band_80_coverage")
     if cvc:
+        by_mc = ", ".join(f"{k} {v['share']:.0%} ({v['n']})" for k, v in (cvc.get("by_model_class") or {}).items())
         lines.append(f"  on sources never fitted (the preset's leave-one-source-out): {cvc['share']:.0%} of {cvc['n']}"
-                     " (target 70–90 %)")
+                     " (target 70–90 %)" + (f"; by model class: {by_mc}" if by_mc else ""))
     lines.append("  worst cases:")
     for x in sorted(r.rows, key=lambda x: -abs(x.error))[:8]:
         flag = f"  [outside fit: {'; '.join(x.outside_fitted_range)}]" if x.outside_fitted_range else ""
