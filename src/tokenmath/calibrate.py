@@ -601,13 +601,13 @@ def nested_band_coverage(rows: list[Prediction], key=lambda p: p.source, rule: s
     bands built from the other sources' held-out residuals only (band_table of the rows whose `key`
     differs). (coverage, each row's (lo, hi))."""
     tables = {}
-    band_q_ = []
+    row_bands = []
     for p in rows:
         k = key(p)
         if k not in tables:
             tables[k] = band_table([x for x in rows if key(x) != k], rule=rule)
-        band_q_.append(_row_band(tables[k], p))
-    return band_coverage(rows, band_q_), band_q_
+        row_bands.append(_row_band(tables[k], p))
+    return band_coverage(rows, row_bands), row_bands
 
 
 CV_RESIDUAL_COLUMNS = ("id", "source", "metric", "model_class", "engine", "vendor", "outside", "log_error",
