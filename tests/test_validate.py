@@ -371,9 +371,9 @@ def test_invariant_shrinkage_pulls_a_small_group_toward_its_parent():
 
 
 def test_invariant_band_for_takes_the_query_class():
-    """Invariant of profiles.band_for: each dimension's class band with enough residuals counts, the
-    band is their mean (or union under rule 'widest'); a class below min_n, or a query of no known
-    class, gets the pooled band."""
+    """Invariant of profiles.band_for under the rules of presets before "cell": each dimension's class
+    band with enough residuals counts, the band is their mean (or union under rule 'widest'); a class
+    below min_n, or a query of no known class, gets the pooled band."""
     bands = {"step": [-0.2, 0.3], "min_n": 20, "rule": "mean",
              "by": {"model_class": {"dense": [-0.1, 0.1, 100], "mla": [-0.5, 0.9, 40], "moe": [-0.3, 0.4, 5]},
                     "engine": {"vllm": [-0.3, 0.3, 50]}, "vendor": {"amd": [-0.2, 0.7, 30]},
@@ -402,6 +402,110 @@ def test_invariant_range_80_widens_with_the_answers_sensitivity():
     assert (rlo, rhi) == pytest.approx((1 / hi1, 1 / lo1), rel=1e-9)
 
 
+def test_invariant_band_for_takes_the_querys_cell():
+    """Invariant of profiles.band_for under rule "cell" (issue 22 on): the first cell of the query the
+    table has a band for, finest level first; a query in no such cell (or of no known class), the
+    pooled band."""
+    bands = {"step": [-0.2, 0.3], "rule": "cell",
+             "cells": {"model_class,engine": {"mla,sglang": [-0.9, 0.8, 40]},
+                       "model_class": {"dense": [-0.1, 0.1, 100], "mla": [-0.5, 0.9, 60]}}}
+    assert pf.band_for(bands, model_class="mla", engine="sglang") == (-0.9, 0.8)
+    assert pf.band_for(bands, model_class="mla", engine="vllm") == (-0.5, 0.9)
+    assert pf.band_for(bands, model_class="mla") == (-0.5, 0.9)  # no engine: the model class's cell
+    assert pf.band_for(bands, model_class="dense", engine="sglang", vendor="amd", outside=True) == (-0.1, 0.1)
+    assert pf.band_for(bands, model_class="moe", engine="sglang") == (-0.2, 0.3)  # no cell: pooled
+    assert pf.band_for(bands) == (-0.2, 0.3)
+
+
+def test_band_levels_are_a_prediction_interval_for_the_next_source():
+    """profiles.band_levels (the small-sample correction of a q10/q90) against the theory it rests on:
+    for k exchangeable draws, the interval between the order statistics of rank (k + 1)·0.1 and
+    (k + 1)·0.9 holds a new draw 80 % of the time whatever the distribution (the distribution-free
+    prediction interval, as in split conformal prediction). Monte Carlo: k single-case sources from a
+    skewed distribution (lognormal), the band built as calibrate.band_q builds it, 20,000 trials per k;
+    - k ≥ 9 (rank (k + 1)·0.1 ≥ 1): coverage 0.80 to within 0.015 (5 standard errors of the trials,
+      plus the interpolation between order statistics); the plain 10th/90th percentiles fall short
+      (about 0.8·k/(k + 1): 0.74 at k = 9, 0.76 at k = 18);
+    - k < 9: no interval of the draws can hold 80 %; the band is their range, which holds
+      (k − 1)/(k + 1) (0.5 at k = 3, 0.67 at k = 5)."""
+    import numpy as np
+
+    rng = np.random.default_rng(22)
+    trials = 20_000
+    for k in (3, 5, 9, 18, 40):
+        x = rng.lognormal(0.0, 0.7, size=(trials, k + 1))
+        src = np.arange(k)
+        w = np.ones(k)
+        hit = plain = 0
+        for t in range(trials):
+            lo, hi, _ = cb.band_q(x[t, :k], src)
+            hit += lo <= x[t, k] <= hi
+            plain += cb._weighted_percentile(x[t, :k], w, 0.1) <= x[t, k] <= cb._weighted_percentile(x[t, :k], w, 0.9)
+        expected = 0.80 if k >= 9 else (k - 1) / (k + 1)
+        assert hit / trials == pytest.approx(expected, abs=0.015), (k, hit / trials)
+        if k in (9, 18):  # the correction matters: the plain percentiles hold less
+            assert plain / trials < hit / trials - 0.02, (k, plain / trials, hit / trials)
+
+
+def _shipped_residual_rows():
+    return cb.rows_from_residuals(PRESET["cv_residuals"])
+
+
+def test_invariant_the_shipped_bands_rebuild_from_the_shipped_residuals():
+    """Invariant: the preset's bands and their nested coverage are what calibrate.band_record builds
+    from the leave-one-source-out residuals the preset keeps (cv_residuals), so rebuilding them
+    (scripts/rebuild_bands.py --from-residuals) changes nothing; one residual per shipped case."""
+    rows = _shipped_residual_rows()
+    assert len(rows) == PRESET["n_cases"] == len(vd.load_cases())
+    new = cb.band_record(rows)
+    assert new["bands"] == PRESET["bands"]
+    assert new["cv_band_80_coverage"] == PRESET["cv_band_80_coverage"]
+
+
+def test_invariant_a_rows_band_never_uses_its_own_sources_residuals():
+    """Invariant of calibrate.nested_band_coverage (the coverage on data never fitted): a row's band is
+    built from the other sources' held-out residuals only. Moving every residual of the row's own
+    source (its model class's cell included) leaves its band exactly as it was; moving another
+    source's residuals of the same cell moves it (so the check can fail)."""
+    import dataclasses
+    import math
+
+    rows = _shipped_residual_rows()
+    _, bq = cb.nested_band_coverage(rows)
+    i = next(j for j, r in enumerate(rows) if r.model_class == "mla" and r.source == "inferencex")
+    own = rows[i].source
+
+    def shifted(sel, by):
+        return [dataclasses.replace(r, predicted=r.predicted * math.exp(by)) if sel(r) else r for r in rows]
+
+    _, bq_own = cb.nested_band_coverage(shifted(lambda r: r.source == own, 3.0))
+    assert bq_own[i] == bq[i]
+    _, bq_other = cb.nested_band_coverage(shifted(lambda r: r.source == "dstackai/benchmarks", 3.0))
+    assert bq_other[i] != bq[i]
+
+
+@pytest.mark.parametrize("model_class", [
+    "dense",
+    pytest.param("moe", marks=pytest.mark.xfail(strict=True, reason=(
+        "issue 22, left: 61.7 % of 133 MoE cases. Two large sources sit outside what the others give: "
+        "InferenceX's gpt-oss-120b MXFP4 rows (52 of 133; step residuals +0.32 … +0.81 q10–q90, steps predicted "
+        "1.4–2.2× too long; the band from the 7 other MoE sources reaches +0.60) and ML.ENERGY's vLLM rows (48; "
+        "−0.30 … +0.29; the band from the others starts at −0.01): half of each falls inside. Step-model errors "
+        "(FP4 experts, one benchmark's setup), not spread a band from other sources can foresee"))),
+    "mla",
+])
+def test_nested_band_coverage_per_model_class_meets_the_target(model_class):
+    """Issue 22's target: the 80 % band holds the measurement on data never fitted 70–90 % of the time,
+    overall and per model class. Recomputed here from the leave-one-source-out residuals the preset
+    keeps (cv_residuals; the slow test recomputes those too): each source's rows against bands built
+    from the other sources' residuals only (calibrate.nested_band_coverage, the shipped rule: the
+    model class's prediction interval for the next source). Overall 73.1 %, dense 83.7 %."""
+    cov, _ = cb.nested_band_coverage(_shipped_residual_rows())
+    assert 0.70 <= cov["share"] <= 0.90, cov["share"]
+    share = cov["by_model_class"][model_class]["share"]
+    assert 0.70 <= share <= 0.90, (model_class, share)
+
+
 def test_validate_reports_band_coverage_and_the_class_table():
     """Issue 22: `validate` reports band_80_coverage (share of cases whose measurement lies inside
     its 80 % band) overall and per class, each row's band, and the class table (model class × engine,
@@ -421,6 +525,11 @@ def test_validate_reports_band_coverage_and_the_class_table():
     assert set(d["class_table"]["vendor"]) == {r["model_class"] for r in d["rows"]}
     text = CliRunner().invoke(app, ["validate"]).stdout
     assert "model class × engine" in text and "model class × vendor" in text and "80 % band holds the measurement" in text
+    # and the coverage on sources never fitted (the preset's nested figure), overall and per model class
+    nested = d["preset"]["cv_band_80_coverage"]
+    assert set(nested["by_model_class"]) == {"dense", "moe", "mla"}
+    line = next(x for x in text.splitlines() if "on sources never fitted (the preset's leave-one-source-out)" in x)
+    assert all(f"{k} {v['share']:.0%} ({v['n']})" in line for k, v in nested["by_model_class"].items()), line
 
 
 def _ttft_gate_demo(monkeypatch, factor):
@@ -470,6 +579,43 @@ def test_readme_accuracy_table_is_the_shipped_presets():
     assert shown == rp.accuracy_table(PRESET)
 
 
+def test_calibrate_reports_the_nested_band_coverage_per_model_class():
+    """Issue 22: calibrate's report (report.render_calibration of the preset it writes) gives the band
+    rule and the coverage on sources never fitted, overall and per model class, engine and vendor —
+    the preset's own figures (invariant of the rendering)."""
+    from tokenmath import report as rp
+
+    lines = rp.render_calibration(PRESET)
+    cov = PRESET["cv_band_80_coverage"]
+    i = next(j for j, x in enumerate(lines) if "on sources never fitted, target 70–90 %" in x)
+    assert f"{cov['share']:.0%} of {cov['n']}" in lines[i]
+    assert lines[i + 1].strip().startswith("by model class:")
+    assert all(f"{k} {v['share']:.0%} ({v['n']})" in lines[i + 1] for k, v in cov["by_model_class"].items())
+    rule = next(x for x in lines if "80 % band (pooled)" in x)
+    assert "its cell's (model class dense" in rule and "prediction interval for the next source" in rule
+
+
+def test_invariant_the_band_rule_table_in_the_docs_is_the_scripts():
+    """docs/validation.md's table of band rules (nested coverage overall and per model class under the
+    rule before issue 22's "cell" rule and its alternatives) is what scripts/band_rules.py prints from
+    the shipped residuals, so it cannot drift from them (invariant); and its shipped row reproduces
+    the coverage calibrate recorded in the preset (`cv_band_80_coverage`, overall and per model class),
+    which checks the script's rules against calibrate's."""
+    import importlib.util
+
+    root = vd.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("band_rules", root / "scripts" / "band_rules.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    lines = mod.table(_shipped_residual_rows())
+    doc = (root / "docs" / "validation.md").read_text(encoding="utf-8")
+    assert "\n".join(lines) in doc
+    cov = PRESET["cv_band_80_coverage"]
+    shares = [cov["share"]] + [cov["by_model_class"][c]["share"] for c in ("dense", "moe", "mla")]
+    assert "**model class, with the correction (shipped)**" in lines[5]
+    assert lines[5].endswith(" | ".join(f"**{100 * x:.1f} %**" for x in shares) + " |")
+
+
 @pytest.fixture(scope="module")
 def shipped_cross_validation():
     """The leave-one-source-out refit of every fold (minutes), shared by the slow tests below."""
@@ -486,7 +632,8 @@ def test_slow_cross_validation_reproduces_the_shipped_figures(shipped_cross_vali
       to 0.5 / 1 point: the same code on the same cases (a fit's stopping point may move a hair);
     - the 80 % bands hold the measurement on sources never fitted (each source against bands built
       from the other sources' held-out residuals) 70–90 % of the time — the issue's target — and as
-      often as recorded (to 1 point);
+      often as recorded (to 1 point overall, 2 per model class: the residuals the preset keeps,
+      cv_residuals, from which the fast per-class test recomputes it, are these);
     - tagging a held-out source's cases with their engine costs no source more than
       calibrate.ENGINE_TAG_TOLERANCE (2 points, the resolution of the published numbers) of median
       |error| against the same fold's untagged answer (profiles that never hurt) — the next test."""
@@ -498,6 +645,8 @@ def test_slow_cross_validation_reproduces_the_shipped_figures(shipped_cross_vali
     coverage, _ = cb.nested_band_coverage(cv.rows)
     assert 0.70 <= coverage["share"] <= 0.90, coverage
     assert coverage["share"] == pytest.approx(PRESET["cv_band_80_coverage"]["share"], abs=0.01)
+    for mc, rec_mc in PRESET["cv_band_80_coverage"]["by_model_class"].items():  # and per model class
+        assert coverage["by_model_class"][mc]["share"] == pytest.approx(rec_mc["share"], abs=0.02), mc
 
 
 @pytest.mark.slow

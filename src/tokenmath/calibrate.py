@@ -23,8 +23,8 @@ import numpy as np
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError
 from .parallel import run_tasks
-from .profiles import (BAND_MIN_N, ROOFLINE_PROFILE, apply_factors, band_for, choose_from, factor_group,
-                       profile_from_record, vendor)
+from .profiles import (BAND_CELLS, BAND_DIMENSIONS, BAND_MIN_N, BAND_MIN_SOURCES, ROOFLINE_PROFILE, apply_factors,
+                       band_cell, band_for, band_levels, choose_from, factor_group, profile_from_record, vendor)
 from .validate import (Case, Prediction, Report, band_coverage, case_batch_limit, error_summary, load_cases,
                        metric_kind, predict, range_class, source_key, step_residual, summarize, validate)
 
@@ -65,7 +65,7 @@ GATE_TOL_P90 = (0.05, 0.15)
 # "Profiles that never hurt": on no held-out source may the engine tag raise the median |error| by more
 # than this — the resolution of the published numbers (tables of 2–3 significant figures, charts read by eye)
 ENGINE_TAG_TOLERANCE = 0.02
-BAND_RULE = "widest"  # a query's band: the union of its classes' (profiles.band_for; docs/validation.md says why)
+BAND_RULE = "cell"  # a query's band: its cell's prediction interval (profiles.band_for; docs/validation.md says why)
 
 
 def at_bounds(values: dict, bounds: dict, *, log: bool = False, tol: float = AT_BOUND_TOL, profile: str | None = None,
@@ -540,31 +540,56 @@ def _weighted_percentile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(np.interp(q, c, x))
 
 
-def band_table(rows: list[Prediction], min_n: int = BAND_MIN_N, rule: str = BAND_RULE) -> dict:
-    """The preset's 80 % bands: 10th/90th percentiles of the step residual (validate.step_residual:
-    log(predicted / measured), divided by the answer's sensitivity to step time, in time sense) of
-    held-out predictions, pooled and per class of each band dimension, with each class's count. Each
-    source weighs once within a class (a band is for the next source, and sources differ more than
-    the cases within one)."""
+def band_q(r: np.ndarray, sources: np.ndarray) -> list:
+    """[lo, hi, n] of residuals `r` from `sources`: the prediction interval for the next source's
+    residual (profiles.band_levels: the 10th/90th percentiles with the small-sample correction for
+    k sources), each source weighing once (its cases share a model, setup and benchmark: a band is
+    for the next source, and sources differ more than the cases within one)."""
+    _, inv, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inv]
+    lo, hi = band_levels(len(counts))
+    return [_weighted_percentile(r, w, lo), _weighted_percentile(r, w, hi), int(len(r))]
+
+
+def _band_keys(p: Prediction) -> dict:
+    return {"model_class": p.model_class, "engine": p.engine, "vendor": p.vendor, "range": range_class(p)}
+
+
+def band_table(rows: list[Prediction], min_n: int = BAND_MIN_N, rule: str = BAND_RULE, cells=BAND_CELLS,
+               min_sources: int = BAND_MIN_SOURCES) -> dict:
+    """The preset's 80 % bands from held-out predictions: the step residual (validate.step_residual:
+    log(predicted / measured) divided by the answer's sensitivity to step time, in time sense) of
+    every row; per cell of `cells` (finest level first) with at least `min_n` residuals from at least
+    `min_sources` sources, their prediction interval for the next source (band_q); pooled over all
+    rows; and, for reading, the same per class of each band dimension (`by`, [lo, hi, n]; what a
+    query's band was under the rules before "cell")."""
     r = np.array([step_residual(p) for p in rows])
     src = np.array([p.source for p in rows])
-
-    def q(mask):
-        m = np.asarray(mask, bool)
-        _, inv, counts = np.unique(src[m], return_inverse=True, return_counts=True)
-        w = 1.0 / counts[inv]
-        return [_weighted_percentile(r[m], w, 0.1), _weighted_percentile(r[m], w, 0.9), int(m.sum())]
-
+    keys = [_band_keys(p) for p in rows]
+    out_cells: dict = {}
+    for dims in cells:
+        groups: dict = {}
+        for i, k in enumerate(keys):
+            c = band_cell(dims, k)
+            if c is not None:
+                groups.setdefault(c[1], []).append(i)
+        level = ",".join(dims)
+        out_cells[level] = {key: band_q(r[ix], src[ix]) for key, ix in sorted(groups.items())
+                            if len(ix) >= min_n and len(set(src[ix])) >= min_sources}
     by = {}
-    for dim, f in (("model_class", lambda p: p.model_class), ("engine", lambda p: p.engine),
-                   ("vendor", lambda p: p.vendor), ("range", range_class)):
-        keys = sorted({f(p) for p in rows} - {"unknown"})
-        by[dim] = {k: q([f(p) == k for p in rows]) for k in keys}
-    pooled = q([True] * len(rows))
-    return {"step": pooled[:2], "n": pooled[2], "by": by, "min_n": min_n, "rule": rule,
-            "note": "10th/90th percentiles of log(predicted/measured step time) (an answer's error divided by its "
-                    "sensitivity to step time), leave-one-source-out, each source weighing once; per class "
-                    f"[q10, q90, n]; a query's band: the {rule} of its classes' with n >= {min_n}"}
+    for dim in BAND_DIMENSIONS:
+        col = np.array([k[dim] for k in keys])
+        by[dim] = {v: band_q(r[col == v], src[col == v]) for v in sorted(set(col) - {"unknown"})}
+    pooled = band_q(r, src)
+    n_src = int(len(set(src)))
+    return {"step": pooled[:2], "n": pooled[2], "n_sources": n_src, "cells": out_cells, "by": by, "min_n": min_n,
+            "min_sources": min_sources, "rule": rule,
+            "note": "a query's band: the prediction interval for the next source of the leave-one-source-out step "
+                    "residuals (log(predicted/measured step time): an answer's error divided by its sensitivity to "
+                    "step time) of its cell (cells: " + "; ".join(",".join(d) for d in cells) + f"; each with >= {min_n}"
+                    f" residuals from >= {min_sources} sources), else pooled (step); each source weighing once; the "
+                    "10th/90th percentiles with the small-sample correction for k sources (levels 0.1 - 0.4/k, "
+                    "0.9 + 0.4/k); [lo, hi, n] per cell; `by`: the same per class of each dimension, for reading"}
 
 
 def _row_band(table: dict, p: Prediction):
@@ -574,15 +599,57 @@ def _row_band(table: dict, p: Prediction):
 
 def nested_band_coverage(rows: list[Prediction], key=lambda p: p.source, rule: str = BAND_RULE) -> tuple[dict, list]:
     """Coverage of the 80 % bands on data never fitted: each source's held-out predictions against
-    bands built from the other sources' held-out residuals only. (coverage, each row's (q10, q90))."""
+    bands built from the other sources' held-out residuals only (band_table of the rows whose `key`
+    differs). (coverage, each row's (lo, hi))."""
     tables = {}
-    band_q = []
+    row_bands = []
     for p in rows:
         k = key(p)
         if k not in tables:
             tables[k] = band_table([x for x in rows if key(x) != k], rule=rule)
-        band_q.append(_row_band(tables[k], p))
-    return band_coverage(rows, band_q), band_q
+        row_bands.append(_row_band(tables[k], p))
+    return band_coverage(rows, row_bands), row_bands
+
+
+CV_RESIDUAL_COLUMNS = ("id", "source", "metric", "model_class", "engine", "vendor", "outside", "log_error",
+                       "sensitivity")
+
+
+def residual_record(rows: list[Prediction]) -> dict:
+    """The held-out predictions as the preset keeps them (enough to rebuild the bands and their nested
+    coverage without refitting: rows_from_residuals): one row per case, CV_RESIDUAL_COLUMNS, the error
+    as log(predicted / measured)."""
+    return {"columns": list(CV_RESIDUAL_COLUMNS),
+            "rows": [[p.id, p.source, p.metric, p.model_class, p.engine, p.vendor, bool(p.outside_fitted_range),
+                      round(math.log(p.predicted / p.measured), 6),
+                      None if p.sensitivity is None else round(float(p.sensitivity), 6)] for p in rows]}
+
+
+def rows_from_residuals(rec: dict) -> list[Prediction]:
+    """Predictions rebuilt from residual_record (measured 1, predicted e^log_error): what a band needs
+    of them (source, classes, metric, error, sensitivity), not the case's own figures."""
+    cols = rec["columns"]
+    out = []
+    for row in rec["rows"]:
+        d = dict(zip(cols, row))
+        pred = math.exp(float(d["log_error"]))
+        out.append(Prediction(d["id"], d["metric"], pred, 1.0, pred - 1.0, "", d["source"], "", None,
+                              outside_fitted_range=("outside the fold's systems",) if d["outside"] else (),
+                              vendor=d["vendor"], engine=d["engine"], model_class=d["model_class"],
+                              sensitivity=d["sensitivity"]))
+    return out
+
+
+def band_record(rows: list[Prediction]) -> dict:
+    """What a preset keeps of its bands, from the leave-one-source-out predictions: the band table,
+    its coverage on sources never fitted (nested_band_coverage) and the residuals both are built from
+    (both built from the residuals as kept, so that they can be rebuilt from the preset exactly)."""
+    kept = residual_record(rows)
+    rows = rows_from_residuals(kept)
+    coverage, _ = nested_band_coverage(rows)
+    return {"bands": band_table(rows), "cv_band_80_coverage": coverage | {
+        "method": "each source's held-out predictions against bands from the other sources' held-out residuals"},
+        "cv_residuals": kept}
 
 
 def gate_record(report: Report) -> dict:
@@ -666,10 +733,7 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
     for g, v in _by(cv).items():
         rec[f"cv_by_{g}"] = v
     rec["cv_class_table"] = cv.class_table
-    rec["bands"] = band_table(loso.rows)
-    coverage, _ = nested_band_coverage(loso.rows)
-    rec["cv_band_80_coverage"] = coverage | {
-        "method": "each source's held-out predictions against bands from the other sources' held-out residuals"}
+    rec |= band_record(loso.rows)
     rec["worst_cv_cases"] = [{"id": x.id, "error": x.error, "metric": x.metric, "source": x.source, "note": x.note}
                              for x in sorted(loso.rows, key=lambda x: -abs(x.error))[:10]]
     return rec

@@ -466,8 +466,11 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     if estimate != "roofline":
         label = choose(estimate, engine=engine).label + " (+ each system's vendor profile)"
         prof = None if best is None else choose(estimate, engine=engine, system=next(s for s in systems if s.name == best.system))
-        if prof is not None and prof.range_80(best.step_s) is not None:
-            lo, hi = prof.range_80(best.step_s)
+        from .profiles import model_class
+
+        mc = model_class(model)  # the band of the model's class (MLA for DeepSeek), as every other answer
+        if prof is not None and prof.range_80(best.step_s, model_class=mc) is not None:
+            lo, hi = prof.range_80(best.step_s, model_class=mc)
             band = {"step_s": [lo, hi], "tokens_per_s_per_chip": [best.tokens_per_s_per_chip * best.step_s / hi,
                                                                    best.tokens_per_s_per_chip * best.step_s / lo]}
             if best.usd_per_mtok is not None:

@@ -13,8 +13,9 @@ Two files ship beside the cases (src/tokenmath/validation/):
 
 `choose(engine=..., system=...)` returns the profile a result is computed with and its label, e.g.
 "calibrated 2026-12 generic" or "calibrated 2026-12 vllm + amd"; "roofline" is the bound.
-`Profile.range_80(step_s, model_class=...)` is the band of the query's class (model class, engine,
-vendor, inside or outside the fitted systems), widened by the answer's sensitivity to step time.
+`Profile.range_80(step_s, model_class=...)` is the band of the query's cell (its model class: the
+prediction interval of that class's cross-validated residuals, `band_for`), widened by the answer's
+sensitivity to step time.
 """
 
 from __future__ import annotations
@@ -227,26 +228,64 @@ def model_class(model: Model) -> str:
 
 
 MODEL_CLASSES = ("dense", "moe", "mla")
-BAND_DIMENSIONS = ("model_class", "engine", "vendor", "range")  # the classes an 80 % band is calibrated per
-BAND_MIN_N = 20  # a class with fewer cross-validated residuals than this borrows the pooled band
+BAND_DIMENSIONS = ("model_class", "engine", "vendor", "range")  # what a query's band may be told apart by
+# The cells an 80 % band is calibrated on, finest first: a query takes the first of its cells the preset
+# has a band for, else the pooled band. One level, the model class: on the cases of issue 22 finer cells
+# (model class × engine or × vendor) rest on fewer sources each and held out less often hold the next
+# source's measurement (docs/validation.md, "The 80 % band").
+BAND_CELLS = (("model_class",),)
+BAND_MIN_N = 20  # a cell with fewer cross-validated residuals than this has no band of its own
+BAND_MIN_SOURCES = 3  # ... or with residuals from fewer sources than this (a source is the unit a band is for)
+BAND_SHARE = 0.8
+
+
+def band_levels(n_sources: int, share: float = BAND_SHARE) -> tuple[float, float]:
+    """The quantile levels whose interval holds the next source's residual `share` of the time, given
+    residuals from `n_sources` exchangeable sources (each weighing once): the distribution-free
+    prediction interval between the order statistics of rank (k + 1)(1 − share)/2 and
+    (k + 1)(1 + share)/2 of k draws, as levels of the midpoint-rule empirical CDF ((rank − ½)/k):
+    0.1 − 0.4/k and 0.9 + 0.4/k for 80 % (k = 5: 0.02 and 0.98; k = 18: 0.078 and 0.922), clipped to
+    0 and 1 (the extremes). The small-sample correction of a q10/q90, not a tuned level."""
+    k = max(int(n_sources), 1)
+    lo = ((k + 1) * (1 - share) / 2 - 0.5) / k
+    hi = ((k + 1) * (1 + share) / 2 - 0.5) / k
+    return max(lo, 0.0), min(hi, 1.0)
+
+
+def band_cell(dims, values: dict) -> tuple[str, str] | None:
+    """(level, key) of the cell of `dims` a query with these `values` falls in, e.g.
+    ("model_class", "mla") or ("model_class,engine", "mla,sglang"); None where a value is unknown."""
+    vals = [values.get(d) for d in dims]
+    if any(v is None or v == "unknown" for v in vals):
+        return None
+    return ",".join(dims), ",".join(str(v) for v in vals)
 
 
 def band_for(bands: dict, *, model_class: str | None = None, engine: str | None = None, vendor: str | None = None,
              outside: bool | None = None) -> tuple[float, float] | None:
-    """(q10, q90) of the time-sense step residual r = log(predicted step / measured step) for a query of
-    this class: each dimension (model class, engine, vendor, inside/outside the fitted systems) whose
-    class has at least `min_n` cross-validated residuals gives its own 10th/90th percentiles, and the
-    band is their mean (bands["rule"] == "mean") or their union ("widest"); a query no class knows
-    gets the pooled band (bands["step"]). None when the preset has no band."""
+    """(lo, hi) of the time-sense step residual r = log(predicted step / measured step) for a query of
+    this class. Under bands["rule"] == "cell" (issue 22 on): the band of the first cell of the query
+    the preset has one for (bands["cells"], finest level first; BAND_CELLS), each the prediction
+    interval of the cell's cross-validated residuals (band_levels); else the pooled band
+    (bands["step"]). Presets from before: each dimension's class with at least `min_n` residuals
+    gives its 10th/90th percentiles, the band their mean ("mean") or union ("widest"). None when the
+    preset has no band."""
     if not bands or "step" not in bands:
         return None
     pooled = (float(bands["step"][0]), float(bands["step"][1]))
+    query = {"model_class": model_class, "engine": engine, "vendor": vendor,
+             "range": None if outside is None else ("outside" if outside else "inside")}
+    if bands.get("rule") == "cell":
+        for level, cells in (bands.get("cells") or {}).items():
+            cell = band_cell(level.split(","), query)
+            q = (cells or {}).get(cell[1]) if cell is not None else None
+            if q is not None:
+                return (float(q[0]), float(q[1]))
+        return pooled
     by = bands.get("by") or {}
     min_n = int(bands.get("min_n", BAND_MIN_N))
-    keys = {"model_class": model_class, "engine": engine, "vendor": vendor,
-            "range": None if outside is None else ("outside" if outside else "inside")}
     picks = []
-    for dim, key in keys.items():
+    for dim, key in query.items():
         q = (by.get(dim) or {}).get(key) if key is not None else None
         if q is not None and len(q) >= 3 and q[2] >= min_n:
             picks.append((float(q[0]), float(q[1])))
@@ -284,7 +323,7 @@ class Profile:
         return self.kernels is None
 
     def band_q(self, model_class: str | None = None) -> tuple[float, float] | None:
-        """(q10, q90) of the step residual for a query of `model_class` under this profile's engine,
+        """(lo, hi) of the step residual for a query of `model_class` under this profile's engine,
         vendor and fitted range (band_for); the profile's own band when the class is not given."""
         if self.is_roofline or not self.band:
             return None

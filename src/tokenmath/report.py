@@ -1781,8 +1781,9 @@ def render_validation(r, preset: dict | None) -> list[str]:
                                                      " residuals, so on cases it was fitted to this is not a test")
     cvc = (preset or {}).get("cv_band_80_coverage")
     if cvc:
+        by_mc = ", ".join(f"{k} {v['share']:.0%} ({v['n']})" for k, v in (cvc.get("by_model_class") or {}).items())
         lines.append(f"  on sources never fitted (the preset's leave-one-source-out): {cvc['share']:.0%} of {cvc['n']}"
-                     " (target 70–90 %)")
+                     " (target 70–90 %)" + (f"; by model class: {by_mc}" if by_mc else ""))
     lines.append("  worst cases:")
     for x in sorted(r.rows, key=lambda x: -abs(x.error))[:8]:
         flag = f"  [outside fit: {'; '.join(x.outside_fitted_range)}]" if x.outside_fitted_range else ""
@@ -1792,6 +1793,19 @@ def render_validation(r, preset: dict | None) -> list[str]:
     for k, v in r.failures.items():
         lines.append(f"  could not predict {k}: {v}")
     return lines
+
+
+def _band_rule_text(b: dict) -> str:
+    """How a preset's band table gives a query its band (profiles.band_for), in words."""
+    if b.get("rule") == "cell":
+        cells = b.get("cells") or {}
+        each = "; ".join(f"{lv.replace(',', ' × ').replace('_', ' ')} " + ", ".join(
+            f"{k} ×{math.exp(-q[1]):.2f} … ×{math.exp(-q[0]):.2f} (n {q[2]})" for k, q in c.items())
+            for lv, c in cells.items() if c)
+        return (f"a query's: its cell's ({each or 'none'}; each the prediction interval for the next source of"
+                f" ≥ {b.get('min_n', '?')} residuals from ≥ {b.get('min_sources', '?')} sources), else the pooled band")
+    rule = {"widest": "the union", "mean": "the mean"}.get(b.get("rule"), "the pooled band")
+    return f"a query's: {rule} of its classes' bands with ≥ {b.get('min_n', '?')} residuals"
 
 
 def _factors(f: dict) -> str:
@@ -1885,10 +1899,8 @@ def render_calibration(rec: dict) -> list[str]:
             lines.append(f"    {k:<10} n={v['n']:<3} median {v['median_abs_error']:6.1%}  p90 {v['p90_abs_error']:6.1%}")
         b = rec.get("bands") or {}
         if "step" in b:
-            rule = {"widest": "the union", "mean": "the mean"}.get(b.get("rule"), "the pooled band")
             lines.append(f"  80 % band (pooled): a step predicted as T is T / {math.exp(b['step'][1]):.3g} … T /"
-                         f" {math.exp(b['step'][0]):.3g}; a query's: {rule} of its classes' bands with ≥"
-                         f" {b.get('min_n', '?')} residuals")
+                         f" {math.exp(b['step'][0]):.3g}; " + _band_rule_text(b))
         lines += band_coverage_lines(rec.get("cv_band_80_coverage") or {},
                                      "on sources never fitted, target 70–90 %")
     return lines
