@@ -664,3 +664,42 @@ def test_slow_engine_profiles_never_hurt_a_held_out_source(shipped_cross_validat
     hurt = {k: (v["median_abs_error"], untagged.by_source[k]["median_abs_error"]) for k, v in s.by_source.items()
             if v["median_abs_error"] > untagged.by_source[k]["median_abs_error"] + cb.ENGINE_TAG_TOLERANCE}
     assert not hurt, f"engine-tagged worse than untagged (median |error|) on held-out {hurt}"
+
+
+def test_invariant_factors_are_per_vendor_and_chip_generation():
+    """Invariant of profiles.factor_group: MI300X and MI325X (CDNA 3) take one factor record, MI355X
+    (CDNA 4) its own; an AMD chip of a generation the preset has no cases of takes the generic
+    profile, not another generation's factors; a preset keyed by vendor ("amd", before this change)
+    still applies to every AMD chip; NVIDIA chips are the generic profile's own."""
+    import dataclasses as dc
+
+    sysof = tm.get_system
+    assert {pf.factor_group(sysof(n)) for n in ("mi300x", "mi325x")} == {"amd CDNA 3"}
+    assert pf.factor_group(sysof("mi355x")) == "amd CDNA 4" and pf.factor_group(sysof("h100-sxm")) == "nvidia"
+    p3, p4, gen = (pf.choose_from(PRESET, system=sysof(n)) for n in ("mi300x", "mi355x", "h100-sxm"))
+    assert p3.label.endswith("amd CDNA 3") and p4.label.endswith("amd CDNA 4")
+    assert p3.engine.memory_scale != p4.engine.memory_scale
+    cdna5 = dc.replace(sysof("mi355x"), chip=dc.replace(sysof("mi355x").chip, architecture="CDNA 5"))
+    new = pf.choose_from(PRESET, system=cdna5)
+    assert (new.engine.memory_scale, new.engine.compute_scale) == (gen.engine.memory_scale, gen.engine.compute_scale)
+    old = {"fit_date": "2026-12-02", "preset_format": 2, "generic": PRESET["generic"],
+           "vendors": {"amd": {"overhead_add_s": 0.0, "compute_factor": 0.5, "memory_factor": 0.8, "n_cases": 9}}}
+    for n in ("mi300x", "mi355x"):
+        p = pf.choose_from(old, system=sysof(n))
+        assert p.label.endswith("+ amd") or p.label.endswith(" amd")
+        assert p.engine.memory_scale == pytest.approx(PRESET["generic"]["memory_scale"] * 0.8)
+
+
+def test_systems_json_names_the_chip_generation():
+    """`tokenmath systems --json` carries each system's `architecture` (the catalog's, sourced in
+    systems.toml's header: AMD MI300X and MI325X are CDNA 3, MI355X CDNA 4)."""
+    from typer.testing import CliRunner
+
+    from tokenmath.cli import app
+
+    res = CliRunner().invoke(app, ["systems", "--json"])
+    assert res.exit_code == 0
+    d = json.loads(res.stdout)
+    recs = d if isinstance(d, list) else d.get("systems", d)
+    arch = {r["name"]: r["architecture"] for r in (recs if isinstance(recs, list) else recs.values())}
+    assert arch["mi300x"] == arch["mi325x"] == "CDNA 3" and arch["mi355x"] == "CDNA 4" and arch["h100-sxm"] == "Hopper"

@@ -136,6 +136,7 @@ def system_record(system: System) -> dict[str, Any]:
             if c.flops_per_s(cls)
         },
         "preliminary": system.preliminary,
+        "architecture": c.architecture or None,
         "source": system.source,
         "price_source": system.price_source,
         "as_of": system.as_of,
