@@ -10,6 +10,12 @@ is listed for a hand edit. The tests (tests/test_docs.py) stay the judge.
 
     git show HEAD:src/tokenmath/validation/calibrated.json > /tmp/old-preset.json
     .venv/bin/python scripts/refresh_prose_figures.py /tmp/old-preset.json
+
+When the code moved too (a change to the step model, then a refit), give the old source tree as
+well, e.g. a worktree of HEAD: the old outputs are then computed by that code with its preset.
+
+    git worktree add /tmp/old HEAD
+    .venv/bin/python scripts/refresh_prose_figures.py --old-src /tmp/old/src
 """
 
 from __future__ import annotations
@@ -36,6 +42,29 @@ from tokenmath.cli import app  # noqa: E402
 def run(cmd: str) -> str:
     res = CliRunner().invoke(app, shlex.split(cmd)[1:])
     return res.stdout + res.stderr
+
+
+OLD_RUNNER = """
+import json, shlex, sys
+from typer.testing import CliRunner
+from tokenmath.cli import app
+out = {}
+for c in json.loads(sys.stdin.read()):
+    r = CliRunner().invoke(app, shlex.split(c)[1:])
+    out[c] = r.stdout + r.stderr
+print(json.dumps(out))
+"""
+
+
+def outputs_of_source(src: Path, cmds: list[str]) -> dict[str, str]:
+    """Each command's output as the tokenmath under `src` (another checkout) prints it."""
+    import json
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(src))
+    p = subprocess.run([sys.executable, "-c", OLD_RUNNER], input=json.dumps(cmds), capture_output=True, text=True,
+                       env=env, check=True)
+    return json.loads(p.stdout)
 
 
 def outputs_under(preset: Path, cmds: list[str]) -> dict[str, str]:
@@ -76,7 +105,9 @@ def mapping(old: str, new: str) -> dict[str, set[str]]:
 
 
 def main() -> int:
-    old_preset = Path(sys.argv[1]).resolve()
+    args = sys.argv[1:]
+    old_src = Path(args[args.index("--old-src") + 1]).resolve() if "--old-src" in args else None
+    old_preset = None if old_src else Path(args[0]).resolve()
     os.chdir(tempfile.mkdtemp(prefix="refresh-prose-"))
     todo = []
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
@@ -86,7 +117,7 @@ def main() -> int:
             if missing:
                 todo.append((doc, line, text, cmds, missing))
     cmds = sorted({c for *_, cs, _ in todo for c in cs})
-    before = outputs_under(old_preset, cmds)
+    before = outputs_of_source(old_src, cmds) if old_src else outputs_under(old_preset, cmds)
     after = {c: run(c) for c in cmds}
     left = 0
     for doc, line, text, cs, missing in todo:
