@@ -22,7 +22,7 @@ from .errors import TokenmathError
 from .parallelism import Layout, largest_divisor_at_most, placement
 from .profiles import ROOFLINE_PROFILE, Profile, model_class
 from .specs import Dtypes, Model, System
-from .stepmodel import OpStep, op_step
+from .stepmodel import OpStep, num_or_array, op_step
 
 
 def default_layout(model: Model, system: System, chips: int) -> Layout:
@@ -226,12 +226,12 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
                  dtypes=dtypes, expert_fetch=expert_fetch, overlap=overlap, efficiency=efficiency,
                  **({} if hop_latency_s is None else {"hop_latency_s": hop_latency_s}))
     price = system.usd_per_chip_hour if usd_per_chip_hour is None else float(usd_per_chip_hour)
-    step = np.asarray(op.step_s)
-    tokens = np.asarray(op.tokens_per_s) * step
-    billed = np.asarray(op.billed_chips)
+    step = num_or_array(op.step_s)
+    tokens = num_or_array(op.tokens_per_s) * step
+    billed = num_or_array(op.billed_chips)
 
     def usd_of(t):
-        return None if price is None else _f(np.asarray(t) * billed * price / 3600.0 / tokens * 1e6)
+        return None if price is None else _f(num_or_array(t) * billed * price / 3600.0 / tokens * 1e6)
 
     usd = usd_of(step)
     band = None
@@ -239,12 +239,12 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
     if r80 is not None:
         lo, hi = r80
         band = {"step_s": [lo, hi]}
-        band["tokens_per_s_per_chip"] = [_f(tokens / np.asarray(hi) / billed), _f(tokens / np.asarray(lo) / billed)]
+        band["tokens_per_s_per_chip"] = [_f(tokens / num_or_array(hi) / billed), _f(tokens / num_or_array(lo) / billed)]
         if usd is not None:
-            band["usd_per_mtok"] = [_f(np.asarray(usd) * np.asarray(lo) / step),
-                                    _f(np.asarray(usd) * np.asarray(hi) / step)]
-    S = np.asarray(new_tokens, float)
-    bs = np.asarray(op.bound_s)
+            band["usd_per_mtok"] = [_f(num_or_array(usd) * num_or_array(lo) / step),
+                                    _f(num_or_array(usd) * num_or_array(hi) / step)]
+    S = num_or_array(new_tokens)
+    bs = num_or_array(op.bound_s)
     bp = op.bound_parts
     usd_b = None if price is None else _a(bs * billed * price / 3600.0 / tokens * 1e6)
     bound = Bound(step_s=_a(bs), compute_s=bp["compute_s"], weights_s=bp["weights_s"], kv_s=bp["kv_s"],
@@ -262,12 +262,16 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
 
 def _f(x):
     """A float, or a list for a sweep (the estimate's figures, as profiles' band gives them)."""
+    if isinstance(x, (int, float)):
+        return float(x)
     a = np.asarray(x, float)
     return float(a) if a.ndim == 0 else a.tolist()
 
 
 def _a(x):
     """A float, or a numpy array for a sweep (the Bound's figures)."""
+    if isinstance(x, (int, float)):
+        return float(x)
     a = np.asarray(x, float)
     return float(a) if a.ndim == 0 else a
 

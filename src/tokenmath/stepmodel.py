@@ -93,21 +93,25 @@ ACT_BYTES = 2.0
 # --------------------------------------------------------------------------------------------
 
 
+_NUM = (int, float)
+
+
 def _num(x) -> bool:
-    return isinstance(x, (int, float))
+    return isinstance(x, _NUM)
 
 
-def _arr(x):
-    """A Python number as a float, anything else as a float array."""
+def num_or_array(x):
+    """A Python number as a float, anything else as a float array (the one-pass float path's entry:
+    estimate.py uses it too)."""
     return float(x) if isinstance(x, (int, float)) else np.asarray(x, float)
 
 
 def _mx(a, b):
-    return (a if a >= b else b) if _num(a) and _num(b) else np.maximum(a, b)
+    return (a if a >= b else b) if isinstance(a, _NUM) and isinstance(b, _NUM) else np.maximum(a, b)
 
 
 def _mn(a, b):
-    return (a if a <= b else b) if _num(a) and _num(b) else np.minimum(a, b)
+    return (a if a <= b else b) if isinstance(a, _NUM) and isinstance(b, _NUM) else np.minimum(a, b)
 
 
 def _where(cond, a, b):
@@ -131,8 +135,8 @@ class GemmCurve:
     tile_m: float = 1.0
 
     def time_s(self, t_c, t_m, rows=None):
-        t_c = _arr(t_c) * tile_pad(rows, self.tile_m)
-        return _pnorm(t_c / self.e_c, _arr(t_m) / self.e_m, self.p) + self.t0_s
+        t_c = num_or_array(t_c) * tile_pad(rows, self.tile_m)
+        return _pnorm(t_c / self.e_c, num_or_array(t_m) / self.e_m, self.p) + self.t0_s
 
 
 def tile_pad(rows, tile_m: float):
@@ -141,7 +145,7 @@ def tile_pad(rows, tile_m: float):
     counts as 1 row."""
     if rows is None or tile_m <= 1:
         return 1.0
-    m = _mx(_arr(rows), 1.0)
+    m = _mx(num_or_array(rows), 1.0)
     return (math.ceil(m / tile_m) if _num(m) else np.ceil(m / tile_m)) * tile_m / m
 
 
@@ -333,19 +337,21 @@ class OpStep:
         the compute dtype) — PaLM's definition (Chowdhery et al. 2022, appendix B), for one pass.
         step_s: the time to charge (default this pass's own step_s)."""
         T = self.step_s if step_s is None else step_s
-        return _f(np.asarray(self.flops) / (np.asarray(T) * self._chips_axis() * self.peak_flops_per_s))
+        return _f(num_or_array(self.flops) / (num_or_array(T) * self._chips_axis() * self.peak_flops_per_s))
 
     def mbu(self, step_s=None):
         """Model bandwidth utilisation: the bytes the step must read (weights touched + KV) ÷ (step
         time × chips × peak HBM B/s) — Databricks' definition ("LLM Inference Performance
         Engineering: Best Practices", 2023). Re-reads of weights a layout replicates count as waste."""
         T = self.step_s if step_s is None else step_s
-        return _f((np.asarray(self.weight_bytes) + np.asarray(self.kv_bytes))
-                  / (np.asarray(T) * self._chips_axis() * self.peak_hbm_bytes_per_s))
+        return _f((num_or_array(self.weight_bytes) + num_or_array(self.kv_bytes))
+                  / (num_or_array(T) * self._chips_axis() * self.peak_hbm_bytes_per_s))
 
     def _chips_axis(self):
         """Chips per replica, broadcastable against the step: one number, or (layouts, 1) for a
         many-layout pass (chips has one entry per layout, the step a leading layout axis)."""
+        if isinstance(self.chips, (int, float)):  # one layout
+            return float(self.chips)
         c = np.asarray(self.chips, float)
         return c[:, None] if c.ndim == 1 and np.ndim(self.step_s) == 2 else c
 
@@ -619,15 +625,15 @@ def microbatch(shape: ModelShape, lt: LayoutTerms, batch, new_tokens, prefill_to
     (belonging to `prefill_seqs` sequences; None: each its own) on a stage: m microbatches split
     the batch, and the attention-DP ranks split the sequences — whole sequences, so a one-prompt
     prefill runs on one rank and the busiest rank holds at least one whole sequence."""
-    B = _arr(batch) / lt.m
-    S = _arr(new_tokens)
-    P = _arr(prefill_tokens) / lt.m
+    B = num_or_array(batch) / lt.m
+    S = num_or_array(new_tokens)
+    P = num_or_array(prefill_tokens) / lt.m
     tok = B * S + P
     rank_batch = busiest_rank_share(B, lt.adp)
     if _num(P) and P == 0:  # no prompt chunks (a decode or prompt pass of its own sequences)
         rank_pre, rank_seqs, seqs = 0.0, rank_batch, B
     else:
-        seqs_p = P if prefill_seqs is None else _arr(prefill_seqs) / lt.m  # prompts the chunks belong to
+        seqs_p = P if prefill_seqs is None else num_or_array(prefill_seqs) / lt.m  # prompts the chunks belong to
         pieces = _mx(seqs_p, 1.0)  # a chunk shorter than its prompt is still one rank's
         rank_pre = _where(P > 0, P * busiest_rank_share(pieces, lt.adp) / pieces, 0.0)
         rank_seqs = rank_batch + _where(P > 0, busiest_rank_share(seqs_p, lt.adp), 0.0)
@@ -728,7 +734,7 @@ def expert_imbalance(tokens, k: int, n_experts: int, ep, routing_cv: float = 0.0
     μ(1 − 1/ep) of uniform (multinomial) routing plus (cv·μ)² of skewed popularity, and the
     expected maximum of `ep` such loads ≈ μ + z(ep)·σ (z: the expected maximum of ep normals).
     `ep` may be an array (one per layout) with `z` its z(ep); at ep = 1 the ratio is exactly 1."""
-    T = _arr(tokens)
+    T = num_or_array(tokens)
     if z is None:
         if ep <= 1:
             return np.ones_like(T) if np.ndim(T) else 1.0
@@ -824,8 +830,8 @@ def attention_length(new_tokens, context):
     flash curve fitted on prompts is unchanged there, and it keeps a few tokens after a long
     context (a speculative-decoding verify pass, `--new-tokens 2`) from being charged as a
     2-token prompt: their kernel streams the whole KV once, like decode."""
-    S = _arr(new_tokens)
-    return _sqrt(S * S + 2.0 * S * _arr(context))
+    S = num_or_array(new_tokens)
+    return _sqrt(S * S + 2.0 * S * num_or_array(context))
 
 
 def dp_context_imbalance(rank_seqs, z_adp, context_cv):
@@ -833,8 +839,8 @@ def dp_context_imbalance(rank_seqs, z_adp, context_cv):
     vary (coefficient of variation `context_cv`: e.g. the ages of sequences in continuous
     batching) and ranks receive sequences at random: Σ of n contexts has relative spread cv/√n,
     and the slowest of the ranks sits z(ranks) spreads above the mean. 1 for one rank, one length."""
-    n = _mx(_arr(rank_seqs), 1.0)
-    return 1.0 + z_adp * _arr(context_cv) / _sqrt(n)
+    n = _mx(num_or_array(rank_seqs), 1.0)
+    return 1.0 + z_adp * num_or_array(context_cv) / _sqrt(n)
 
 
 def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context, new_tokens, rates: KernelRates,
@@ -847,8 +853,8 @@ def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context
     un-absorbed (multi-head on decompressed K, V) for a prompt, and absorbed on the decode kernel
     while the cache is at least as long as the new tokens (a speculative verify pass: engines run
     MLA's decode kernels with several query tokens)."""
-    S = _arr(new_tokens)
-    L = _arr(context)
+    S = num_or_array(new_tokens)
+    L = num_or_array(context)
     seqs = mb.rank_batch * dp_context_imbalance(mb.rank_batch, lt.z_adp, context_cv)  # the busiest DP rank's
     mean_ctx = L + (S - 1) / 2
     decode_like = (S == 1) | ((L >= S) if model.attention.kind == "mla" else False)
@@ -872,8 +878,8 @@ def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context
                      prompt_attention_time(flops, t_kv, attention_length(S, L), mb.layers, curve, engine, Fa))
     # the replica's own KV (every sequence once), not the busiest rank's copy times the ranks
     return Term(time_s=t, flops=flops, compute_s=flops / Fa, kv_bytes=kv,
-                replica_kv_bytes=_arr(batch) / lt.m * lt.kv_split * kv_seq,
-                replica_flops=_arr(batch) / lt.m * S * per_tok)
+                replica_kv_bytes=num_or_array(batch) / lt.m * lt.kv_split * kv_seq,
+                replica_flops=num_or_array(batch) / lt.m * S * per_tok)
 
 
 def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, prefill_tokens, prefill_context,
@@ -885,12 +891,12 @@ def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, 
     if _num(P) and P == 0:  # no prompt chunk in this pass
         return Term(replica_flops=0.0)
     Fa = rates.attention_flops_per_s
-    per_tok = attention_terms(model, False).at(_arr(prefill_context))
+    per_tok = attention_terms(model, False).at(num_or_array(prefill_context))
     flops = mb.rank_prefill * per_tok / lt.pp / lt.tp
-    chunk = _mx(P / _mx(_arr(prefill_seqs if prefill_seqs is not None else 1.0), 1e-9), 1.0)
+    chunk = _mx(P / _mx(num_or_array(prefill_seqs if prefill_seqs is not None else 1.0), 1e-9), 1.0)
     t = _where(P > 0, flash_attention_time(flops, chunk, curve, engine, Fa)
                + curve.pre_t0_s * engine.floor_scale * mb.layers, 0.0)
-    return Term(time_s=t, flops=flops, compute_s=flops / Fa, replica_flops=_arr(P) / lt.m * per_tok / lt.pp)
+    return Term(time_s=t, flops=flops, compute_s=flops / Fa, replica_flops=num_or_array(P) / lt.m * per_tok / lt.pp)
 
 
 def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine: Engine) -> Term:
@@ -1009,7 +1015,7 @@ def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
     way when the EP group leaves the domain. 0 at EP = 1."""
     if model.moe is None or not shape.moe_layers:
         return NO_TERM
-    dp = _arr(lt.adp) > 1  # tokens differ between ranks: they must travel
+    dp = num_or_array(lt.adp) > 1  # tokens differ between ranks: they must travel
     on = lt.ep_on * dp
     h = shape.hidden
     b_d = FP8_DISPATCH_BYTES if rates.expert_bytes_per_param <= 1 else ACT_BYTES
@@ -1077,7 +1083,7 @@ def two_batch_overlap(part_s: dict, stage, half_terms: dict, lt: LayoutTerms, fr
     comm = half["ep_comm_s"]
     rest = _sum(v for p, v in half.items() if p != "ep_comm_s")
     hidden = fraction * _mn(comm, rest)
-    on = (_arr(lt.ep_on) > 0) & (_arr(lt.adp) > 1)
+    on = (num_or_array(lt.ep_on) > 0) & (num_or_array(lt.adp) > 1)
     parts = {p: _where(on, 2 * half[p], part_s[p]) for p in STAGE_PARTS}
     new_stage = _where(on, 2 * (comm + rest - hidden), stage)
     return parts, new_stage, _where(on, 2 * hidden, 0.0)
@@ -1269,7 +1275,7 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
     else:
         step = _mx(pipeline_round_s(stage, lt) + engine.overhead_s, bd.step_s)
     tokens = B * S + P
-    shape = np.shape(step)
+    shape = () if isinstance(step, float) else np.shape(step)
 
     def bc(x):
         if not shape:  # one pass (the common scalar call): no broadcasting to do
@@ -1306,6 +1312,8 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
 
 
 def _f(x):
+    if isinstance(x, _NUM):
+        return float(x)
     a = np.asarray(x, float)
     return float(a) if a.ndim == 0 else a
 
