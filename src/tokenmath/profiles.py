@@ -415,7 +415,9 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
     engines = d.get("engines", {})
     v = vendor(system) if system is not None else None
     # the factors of the chip's generation ("amd CDNA 3"); a preset fitted per vendor has "amd"
-    grp = next((k for k in ((factor_group(system), v) if system is not None else ()) if k in d.get("vendors", {})), v)
+    grp = factor_group(system) if system is not None else None
+    if grp not in d.get("vendors", {}):
+        grp = v
     vend = d.get("vendors", {}).get(grp) if grp else None
     if int(d.get("preset_format", 1)) >= 2:
         if vend:

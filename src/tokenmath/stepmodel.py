@@ -103,7 +103,7 @@ def _num(x) -> bool:
 def num_or_array(x):
     """A Python number as a float, anything else as a float array (the one-pass float path's entry:
     estimate.py uses it too)."""
-    return float(x) if isinstance(x, (int, float)) else np.asarray(x, float)
+    return float(x) if isinstance(x, _NUM) else np.asarray(x, float)
 
 
 def _mx(a, b):
