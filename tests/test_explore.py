@@ -259,6 +259,34 @@ def test_invariant_a_shared_search_gives_what_a_fresh_one_gives(tmp_path, cat):
         assert y["tokens_per_s_per_chip"] == x["tokens_per_s_per_chip"]
 
 
+def test_invariant_layout_axes_split_the_search(tmp_path, cat):
+    """invariant: a layout axis (tp, ep, pp) keeps the planner's candidate layouts with that degree, so
+    each feasible row runs that degree, the best over a TP axis that lists every candidate TP is the
+    unrestricted point's answer (rel 1e-12), and a degree no candidate has (DeepSeek-V3 EP1 on an
+    8-chip H100 domain: 671 GB of FP8 weights need more than one chip's expert slice) is an
+    infeasible row, not an error."""
+    kw = dict(model="deepseek-v3", base_chip="h100-sxm", input_tokens=2000, output_tokens=500,
+              min_tokens_per_s_per_user=20)
+    tm.explore(**kw, vary=["tp=1,2,4,8", "ep=1,8,16"], out=tmp_path / "lay.parquet")
+    rows = pq.read_table(tmp_path / "lay.parquet").to_pylist()
+    assert len(rows) == 12
+    schema = pq.read_schema(next((tmp_path / "lay.parquet").glob("part-*")))
+    assert str(schema.field("tp").type) == "int64" and schema.field("ep").metadata[b"meaning"].startswith(b"expert")
+    feas = [r for r in rows if r["feasible"]]
+    assert feas and all(r["deployments"] > 0 for r in feas)
+    assert all(r["ep"] in (8, 16) for r in feas)
+    assert not any(r["feasible"] for r in rows if r["ep"] == 1)
+    assert all(r["deployments"] == 0 for r in rows if r["ep"] == 1)
+    tm.explore(**kw, out=tmp_path / "all.parquet")
+    best = pq.read_table(tmp_path / "all.parquet").to_pylist()[0]
+    cheapest = min(feas, key=lambda r: r["usd_per_mtok"])
+    assert cheapest["usd_per_mtok"] == pytest.approx(best["usd_per_mtok"], rel=1e-12)
+    assert (cheapest["tp"], cheapest["ep"], cheapest["pp"]) == (best["tp"], best["ep"], best["pp"])
+    code, _, err = cli("--model", "qwen3-8b", "--base-chip", "h100-sxm", "--vary", "tp=3.5",
+                       "--out", str(tmp_path / "bad.parquet"))
+    assert code == 2 and "whole number" in " ".join(err.split())
+
+
 def test_invariant_exploration_in_a_notebook(tmp_path):
     """invariant: the notebook view of an exploration — to_frame() holds every point written (the
     Parquet rows, resumed chunks included) and _repr_html_ names the count and the front."""

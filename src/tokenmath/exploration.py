@@ -6,7 +6,8 @@
 A *point* is one model on one chip variant under one workload: a base system (a catalog system;
 several are an axis) with the varied fields replaced (`FIELDS`: the catalog's own names — hbm_bytes_per_s,
 bf16_flops_per_s, scaleup_chips, ...). For each point the planner's search (plan.plan_system: every
-candidate layout × batch × deployable weight dtype, in one broadcast per dtype) runs under the
+candidate layout × batch × deployable weight dtype, in one broadcast per dtype; layout axes tp, ep,
+pp keep the candidates with those degrees) runs under the
 calibrated per-operation step model (stepmodel.op_step, the estimate) and, beside it, at peak rates
 (the roofline bound); the point's answer is the cheapest deployment ($/Mtok; tokens/s per chip where
 the system has no price) whose users see at least `min_tokens_per_s_per_user`. Its row holds the
@@ -49,11 +50,11 @@ from .units import parse_bounded
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """A field an axis may vary: where it lives (chip, system, workload), its unit, and the range a
+    """A field an axis may vary: where it lives (chip, system, workload, layout), its unit, and the range a
     value must lie in. The bounds are physical sense, not the catalog's range: the upper ones sit
     two to three orders of magnitude above the largest chip in the catalog (2026)."""
 
-    where: str  # "chip" | "system" | "workload"
+    where: str  # "chip" | "system" | "workload" | "layout"
     kind: str  # units.parse_quantity kind
     unit: str  # the unit written into the Parquet column metadata
     low: float
@@ -80,7 +81,15 @@ FIELDS: dict[str, FieldSpec] = {
     "output_tokens": FieldSpec("workload", "count", "tokens", 1, 1e8, whole=True, meaning="output tokens per request"),
     "min_tokens_per_s_per_user": FieldSpec("workload", "count", "tokens/s", 1e-9, 1e7,
                                            meaning="SLO: decode tokens/s each user sees"),
+    # a layout axis restricts the planner's search to its candidate layouts with that degree
+    "tp": FieldSpec("layout", "count", "", 1, 65536, whole=True,
+                    meaning="tensor-parallel degree: only layouts with this TP are searched"),
+    "ep": FieldSpec("layout", "count", "", 1, 65536, whole=True,
+                    meaning="expert-parallel degree: only layouts with this EP are searched"),
+    "pp": FieldSpec("layout", "count", "", 1, 65536, whole=True,
+                    meaning="pipeline stages: only layouts with this PP are searched"),
 }
+HARDWARE = ("chip", "system")  # the FieldSpec.where of a hypothetical chip's fields
 
 MAX_POINTS = 10**9  # points in one exploration: the issue's scale; every chunk is resumable
 MAX_AXIS_VALUES = 10**6
@@ -334,17 +343,32 @@ def _best(cols: dict, U: float | None, priced: bool, goal: str = "cost") -> int 
 SEARCHES_KEPT = 16  # planner searches a chunk keeps for points that differ only in price, power or SLO
 
 
-def _search(model: Model, system: System, I: float, O: float, searches: dict | None) -> dict:
-    """The planner's search of one chip variant (plan.plan_system under the estimate), shared by the
-    points that differ from it only in $/chip-hour, board power or the SLO: none of them moves a
-    step time, and $/Mtok is proportional to the price (billed chips × price ÷ tokens/s)."""
+def layouts_with(model: Model, system: System, degrees: dict[str, int]) -> list:
+    """The planner's candidate layouts on `system` (plan.candidate_layouts) whose degrees are
+    `degrees` ({"tp": 8, "pp": 2}: a point's layout axes). One sentence when none has them."""
+    from .plan import candidate_layouts
+
+    out = [lay for lay in candidate_layouts(model, system) if all(getattr(lay, k) == v for k, v in degrees.items())]
+    if not out:
+        want = " ".join(f"{k.upper()}{v}" for k, v in degrees.items())
+        raise TokenmathError(f"no candidate layout of {model.name} on {system.name} has {want}")
+    return out
+
+
+def _search(model: Model, system: System, I: float, O: float, searches: dict | None,
+            degrees: dict[str, int] | None = None) -> dict:
+    """The planner's search of one chip variant (plan.plan_system under the estimate; with
+    `degrees`, over the layouts that have them), shared by the points that differ from it only in
+    $/chip-hour, board power or the SLO: none of them moves a step time, and $/Mtok is
+    proportional to the price (billed chips × price ÷ tokens/s)."""
     from .plan import plan_system
 
     price = system.usd_per_chip_hour
+    degrees = degrees or {}
     key = None
     if searches is not None:
         key = (model, replace(system, usd_per_chip_hour=None, chip=replace(system.chip, power_w=None)), I, O,
-               price is None)
+               price is None, tuple(sorted(degrees.items())))
         hit = searches.get(key)
         if hit is not None:
             searches.move_to_end(key)
@@ -352,7 +376,8 @@ def _search(model: Model, system: System, I: float, O: float, searches: dict | N
             if price is None or price == price0:
                 return cols
             return cols | {"usd_per_mtok": cols["usd_per_mtok"] * (price / price0)}
-    cols, _, _ = plan_system(model, system, input_tokens=I, output_tokens=O, estimate="calibrated")
+    cols, _, _ = plan_system(model, system, input_tokens=I, output_tokens=O, estimate="calibrated",
+                             layouts=layouts_with(model, system, degrees) if degrees else None)
     if searches is not None:
         searches[key] = (cols, price)
         if len(searches) > SEARCHES_KEPT:
@@ -361,12 +386,13 @@ def _search(model: Model, system: System, I: float, O: float, searches: dict | N
 
 
 def evaluate_point(model: Model, system: System, I: float, O: float, U: float | None, goal: str = "cost",
-                   searches: dict | None = None) -> dict:
+                   searches: dict | None = None, degrees: dict[str, int] | None = None) -> dict:
     """The row of one point: the cheapest deployment meeting the SLO under the estimate (the
     planner's search), its 80 % band, energy and binding term, and the roofline bound of that
     same deployment (plan.plan_bound: same layout, batch and dtypes at peak rates). searches: an
     OrderedDict the caller keeps across points, to share a search between points that differ
-    only in price, power or SLO (_search)."""
+    only in price, power or SLO (_search). degrees: the point's layout axes ({"tp": 8}): only
+    layouts with them are searched (a point none has is infeasible)."""
     from .energy import plan_energy
     from .plan import plan_bound, points
     from .profiles import choose, model_class
@@ -378,8 +404,8 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
     priced = system.usd_per_chip_hour is not None
     row = {"feasible": False, "objective": "cost" if priced else "throughput", "deployments": 0}
     try:
-        cols = _search(model, system, I, O, searches)
-    except TokenmathError:  # a variant no layout can serve (e.g. no FLOP/s for any dtype): infeasible
+        cols = _search(model, system, I, O, searches, degrees)
+    except TokenmathError:  # a variant no layout can serve (no FLOP/s for any dtype, no such layout): infeasible
         return row
     row["deployments"] = len(cols["batch"])
     b = _best(cols, U, priced, goal)
@@ -436,9 +462,10 @@ def run_chunk(task: tuple[Space, int, int, int]) -> dict:
         model, base = space.models[int(idx[0][k])], space.bases[int(idx[1][k])]
         vals = {a.field: a.values[int(idx[j + 2][k])] for j, a in enumerate(space.axes)}
         w = base_w | {f: v for f, v in vals.items() if FIELDS[f].where == "workload"}
-        sysv = variant(base, {f: v for f, v in vals.items() if FIELDS[f].where != "workload"})
+        sysv = variant(base, {f: v for f, v in vals.items() if FIELDS[f].where in HARDWARE})
+        degrees = {f: int(v) for f, v in vals.items() if FIELDS[f].where == "layout"}
         row = evaluate_point(model, sysv, w["input_tokens"], w["output_tokens"], w["min_tokens_per_s_per_user"],
-                             space.goal, searches)
+                             space.goal, searches, degrees)
         row = {"model": model.name, "base_chip": base.name} | vals | w | row
         for c in names:
             out[c].append(row.get(c))
@@ -492,7 +519,8 @@ def _schema(space: Space):
     fields = [pa.field("model", pa.string(), metadata={"unit": "", "meaning": "catalog model name"}),
               pa.field("base_chip", pa.string(), metadata={"unit": "", "meaning": "the system the variant starts from"})]
     for a in space.axes:
-        fields.append(pa.field(a.field, pa.float64(), metadata={"unit": a.spec.unit, "meaning": a.spec.meaning}))
+        typ = pa.int64() if a.spec.where == "layout" else pa.float64()  # a degree, as the result's tp/ep/pp
+        fields.append(pa.field(a.field, typ, metadata={"unit": a.spec.unit, "meaning": a.spec.meaning}))
     for name, unit in RESULT_UNITS.items():
         if name in {a.field for a in space.axes}:
             continue

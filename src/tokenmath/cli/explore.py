@@ -17,7 +17,7 @@ def explore_cmd(
     model: Annotated[str, typer.Option("--model", help="Catalog names or config.json paths, comma-separated.")],
     base_chip: Annotated[str, typer.Option("--base-chip", help="The catalog system every variant starts from (comma-separate several: an axis; hypothetical ones from a --catalog TOML).")],
     parquet: Annotated[Path, typer.Option("--out", help="Where the rows go: a folder of Parquet parts (a Parquet dataset, e.g. out.parquet/); a stopped run given the same arguments resumes there.")],
-    vary: Annotated[Optional[List[str]], typer.Option("--vary", help="FIELD=START:STOP:N or FIELD=v1,v2,... (repeatable); FIELD as the catalog spells it: hbm_bytes_per_s, bf16_flops_per_s, hbm_bytes, scaleup_chips, scaleup_bytes_per_s, ... (the workload's input_tokens, output_tokens, min_tokens_per_s_per_user too).")] = None,
+    vary: Annotated[Optional[List[str]], typer.Option("--vary", help="FIELD=START:STOP:N or FIELD=v1,v2,... (repeatable); FIELD as the catalog spells it: hbm_bytes_per_s, bf16_flops_per_s, hbm_bytes, scaleup_chips, scaleup_bytes_per_s, ... (the workload's input_tokens, output_tokens, min_tokens_per_s_per_user too; tp, ep, pp search only the layouts with that degree).")] = None,
     input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request (I).")] = "2000",
     output_tokens: Annotated[str, typer.Option("--output-tokens", help="Generated tokens per request (O).")] = "500",
     min_user: Annotated[Optional[float], Num("--min-tokens-per-s-per-user", help="SLO: decode speed each user sees.")] = None,
@@ -47,7 +47,7 @@ def explore_cmd(
     I, O = _count(input_tokens, "--input-tokens"), _count(output_tokens, "--output-tokens")
     chip_axes = [a.field for a in axes if ex.FIELDS[a.field].where != "workload"]
     if plot is not None and len(chip_axes) < 2:
-        raise TokenmathError("--plot draws a heat map over two chip axes: give two --vary chip or system fields")
+        raise TokenmathError("--plot draws a heat map over two chip axes: give two --vary chip, system or layout fields")
     from ..parallel import options
 
     total = len([x for x in model.split(",") if x.strip()]) * len([x for x in base_chip.split(",") if x.strip()])
@@ -81,7 +81,7 @@ def _shown(field: str, v: float) -> str:
     unit = FIELDS[field].unit
     if unit == "USD/chip-hour":
         return f"${v:,.4g}/chip-hour"
-    if FIELDS[field].where == "workload" or unit == "chips":
+    if FIELDS[field].where in ("workload", "layout") or unit == "chips":
         return f"{v:,.6g}"
     return si(v, unit)
 
