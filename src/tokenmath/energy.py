@@ -646,7 +646,8 @@ def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, out
         lay = Layout(tp=int(tp), ep=int(ep), pp=int(pp))
         dt = Dtypes(weight=None if wd == model.weight_dtype else wd, kv=kv)
         B = cols["batch"][r].astype(float)
-        op = op_step(model, s, lay, B, L, 1.0, kernels=None, dtypes=dt, check=False)
+        # one row (a plan's best point): a float pass, not a 1-element array's
+        op = op_step(model, s, lay, float(B[0]) if len(B) == 1 else B, L, 1.0, kernels=None, dtypes=dt, check=False)
         bp = op.bound_parts
         compute = np.asarray(bp["compute_s"], float)
         if prompt_cached is not None:  # the prompt chunks sharing each step: B/O prompts of I − cached tokens

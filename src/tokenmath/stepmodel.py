@@ -1348,20 +1348,27 @@ def steady_context_cv(input_tokens: float, output_tokens: float) -> float:
 
 def _decode_and_chunk(model, system, layout, B, I: float, O: float, *, kernels, engine, dtypes, chunk_tokens: float,
                       cached_tokens: float, expert_fetch: str, overlap: str):
-    """The two passes continuous batching at `B` sequences is made of, in one broadcast call: a
+    """The two passes continuous batching at `B` sequences is made of, in one broadcast call (two float
+    passes for one batch on one layout): a
     decode-only step, and the same step carrying one prompt chunk. Returns (T_dec, T_mixed, chunk
     tokens, prompt tokens each request prefills)."""
     Ip = I - float(cached_tokens)  # prompt tokens each request prefills
     if not 1.0 <= Ip <= I:
         raise TokenmathError(f"cached prompt tokens = {cached_tokens!r}; expected 0 to input tokens − 1 ({I - 1:g})")
+    kw = dict(kernels=kernels, engine=engine, dtypes=dtypes, check=False, prefill_context=I - Ip / 2,
+              expert_fetch=expert_fetch, overlap=overlap, context_cv=steady_context_cv(I, O))
+    if _num(B) and not isinstance(layout, (list, tuple)):  # one batch on one layout: two float passes
+        c = min(float(chunk_tokens), max(Ip, B * Ip / O))
+        t_dec = op_step(model, system, layout, B, I + O / 2, 1.0, prefill_tokens=0.0, prefill_seqs=0.0, **kw).step_s
+        t_mix = op_step(model, system, layout, B, I + O / 2, 1.0, prefill_tokens=c, prefill_seqs=c / Ip, **kw).step_s
+        return t_dec, t_mix, c, Ip
     P = B * Ip / O
     c = np.minimum(chunk_tokens, np.maximum(Ip, P))
     shape = np.broadcast_shapes(np.shape(B), np.shape(c))
     Bb, cb = np.broadcast_to(B, shape), np.broadcast_to(c, shape)
-    both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0, kernels=kernels, engine=engine,
-                   dtypes=dtypes, check=False, prefill_tokens=np.stack([np.zeros(shape), cb]),
-                   prefill_context=I - Ip / 2, prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
-                   expert_fetch=expert_fetch, overlap=overlap, context_cv=steady_context_cv(I, O))
+    both = op_step(model, system, layout, np.stack([Bb, Bb]), I + O / 2, 1.0,
+                   prefill_tokens=np.stack([np.zeros(shape), cb]), prefill_seqs=np.stack([np.zeros(shape), cb / Ip]),
+                   **kw)
     t = np.asarray(both.step_s)
     return t[0], t[1], c, Ip
 
@@ -1385,7 +1392,7 @@ def steady_step_s(model: Model, system: System, layout: Layout, batch, input_tok
     tokens touch, a step carrying a chunk touches nearly all. `cached_tokens`: prompt tokens
     found in a prefix cache, not prefilled (they still sit in the decode context). kernels=None:
     the roofline bound of the same steps (op_step's conventions: expert_fetch, overlap)."""
-    B = np.asarray(batch, float)
+    B = float(batch) if _num(batch) else np.asarray(batch, float)
     I, O = float(input_tokens), float(output_tokens)
     t_dec, t_mixed, c, Ip = _decode_and_chunk(model, system, layout, B, I, O, kernels=kernels, engine=engine,
                                               dtypes=dtypes, chunk_tokens=chunk_tokens, cached_tokens=cached_tokens,
