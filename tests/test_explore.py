@@ -276,7 +276,9 @@ def test_invariant_layout_axes_split_the_search(tmp_path, cat):
     assert feas and all(r["deployments"] > 0 for r in feas)
     assert all(r["ep"] in (8, 16) for r in feas)
     assert not any(r["feasible"] for r in rows if r["ep"] == 1)
-    assert all(r["deployments"] == 0 for r in rows if r["ep"] == 1)
+    assert all(r["deployments"] == 0 and r["infeasible"].startswith(("no deployment fits", "no candidate layout"))
+               for r in rows if r["ep"] == 1)
+    assert all(r["infeasible"] is None for r in feas)
     tm.explore(**kw, out=tmp_path / "all.parquet")
     best = pq.read_table(tmp_path / "all.parquet").to_pylist()[0]
     cheapest = min(feas, key=lambda r: r["usd_per_mtok"])
@@ -285,6 +287,19 @@ def test_invariant_layout_axes_split_the_search(tmp_path, cat):
     code, _, err = cli("--model", "qwen3-8b", "--base-chip", "h100-sxm", "--vary", "tp=3.5",
                        "--out", str(tmp_path / "bad.parquet"))
     assert code == 2 and "whole number" in " ".join(err.split())
+
+
+def test_invariant_an_unmet_slo_says_the_fastest_rate_reached(tmp_path):
+    """invariant: a point no deployment serves at the SLO says why in `infeasible`, quoting the fastest
+    tokens/s per user any deployment reached — the --objective speed answer of the same point."""
+    kw = dict(model="qwen3-8b", base_chip="h100-sxm", input_tokens=1000, output_tokens=200)
+    tm.explore(**kw, min_tokens_per_s_per_user=5000, out=tmp_path / "slo.parquet")
+    row = pq.read_table(tmp_path / "slo.parquet").to_pylist()[0]
+    assert not row["feasible"] and row["deployments"] > 0 and row["usd_per_mtok"] is None
+    tm.explore(**kw, objective="speed", out=tmp_path / "fast.parquet")
+    fast = pq.read_table(tmp_path / "fast.parquet").to_pylist()[0]
+    assert row["infeasible"] == (f"no deployment reaches 5,000 tokens/s per user (the fastest: "
+                                 f"{fast['tokens_per_s_per_user']:,.4g})")
 
 
 def test_invariant_exploration_in_a_notebook(tmp_path):

@@ -310,8 +310,9 @@ RESULT_UNITS = {
     "roofline_bound": "", "roofline_step_s": "s (time per output token, roofline bound)",
     "roofline_usd_per_mtok": "USD per million output tokens (roofline bound)",
     "roofline_tokens_per_s_per_chip": "output tokens/s per billed chip (roofline bound)",
+    "infeasible": "why no deployment is answered (null where feasible)",
 }
-TEXT = {"model", "objective", "weight_dtype", "binding", "roofline_bound"}
+TEXT = {"model", "objective", "weight_dtype", "binding", "roofline_bound", "infeasible"}
 INTEGER = {"chips", "tp", "ep", "pp", "deployments"}
 
 
@@ -405,12 +406,16 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
     row = {"feasible": False, "objective": "cost" if priced else "throughput", "deployments": 0}
     try:
         cols = _search(model, system, I, O, searches, degrees)
-    except TokenmathError:  # a variant no layout can serve (no FLOP/s for any dtype, no such layout): infeasible
-        return row
+    except TokenmathError as e:  # a variant no layout can serve (no FLOP/s for any dtype, no such layout)
+        return row | {"infeasible": str(e)[:300]}
     row["deployments"] = len(cols["batch"])
     b = _best(cols, U, priced, goal)
     if b is None:
-        return row
+        if not row["deployments"]:
+            return row | {"infeasible": "no deployment fits: no candidate layout holds the weights and a sequence's"
+                                        " KV in HBM with the links it needs"}
+        fastest = float(np.max(cols["tokens_per_s_per_user"]))
+        return row | {"infeasible": f"no deployment reaches {U:,.4g} tokens/s per user (the fastest: {fastest:,.4g})"}
     g = lambda k: cols[k][b]  # noqa: E731
     row.update(feasible=True, usd_per_mtok=float(g("usd_per_mtok")) if priced else None,
                tokens_per_s_per_chip=float(g("tokens_per_s_per_chip")),
