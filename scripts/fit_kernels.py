@@ -661,16 +661,30 @@ def gen_attn_frame(aic, peaks, engine):
     return df
 
 
-def do_gen_attn(aic, peaks, engine, doc):
+# the decode-attention shapes of catalog models per GPU (query heads, KV heads, head dim): Llama-3.1-8B
+# TP1, Llama-3.1-70B TP4 and TP8, Llama-3.1-405B TP8, gpt-oss TP1 — the extract tests/test_kernels.py checks
+EXTRACT_ATTENTION_SHAPES = ((32, 8, 128), (16, 2, 128), (8, 1, 128), (16, 1, 128), (64, 8, 64))
+
+
+def do_gen_attn(aic, peaks, engine, doc, extract=None):
     df = gen_attn_frame(aic, peaks, engine)
+    if extract is not None:
+        shape = list(zip(df.num_heads, df.num_key_value_heads, df.head_dim))
+        keep = np.array([x in EXTRACT_ATTENTION_SHAPES for x in shape]) & df.batch_size.isin([1, 16, 128, 512]).to_numpy() \
+            & df.s.isin([1024, 4096, 16384]).to_numpy()
+        extract["attention"] = df[keep][["chip", "kv_cache_dtype", "batch_size", "s", "num_heads", "num_key_value_heads",
+                                        "head_dim", "latency"]].rename(columns={"s": "context"}).reset_index(drop=True)
     res = {}
     for dt, d in df.groupby("kv_cache_dtype"):
         if len(d) < 50:
             continue
         t, ch = d.t.to_numpy(), d.chip.to_numpy()
-        r = fit_family("bandwidth_pad", arrays(d, ["tkv", "tq", "s"]), t, ch)
-        r["bandwidth_only"] = {k: v for k, v in fit_family("bandwidth", arrays(d, ["tm"]), t, ch).items()
-                               if k in ("generic", "in_sample", "leave_one_chip_out")}
+        # the KV read blended with the FLOPs (query heads per KV head cost time beyond the bytes:
+        # the roofline_pad form MLA decode uses), against the bytes-only forms
+        r = fit_family("roofline_pad", arrays(d, ["tc", "tkv", "tq", "s"]), t, ch)
+        for form, cols in (("bandwidth_pad", ["tkv", "tq", "s"]), ("bandwidth_only", ["tm"])):
+            f = fit_family(form if form != "bandwidth_only" else "bandwidth", arrays(d, cols), t, ch)
+            r[form] = {k: v for k, v in f.items() if k in ("generic", "in_sample", "leave_one_chip_out")}
         big = d[d.tm > 20 * r["generic"]["t0_s"]]
         r["eff_vs_s_(bytes-dominated)"] = binned(big.s.to_numpy(), (big.tm / big.t).to_numpy(),
                                                  [1, 128, 1024, 8192, 65536, np.inf], big.chip.to_numpy())
@@ -750,7 +764,10 @@ EXTRACT_README = """Small extracts of the aiconfigurator-core 0.12.0 kernel tabl
 systems/data/<chip>/{{gemm,moe}}/<engine>/<version>/*_perf.parquet), for tests/test_kernels.py: up to
 {n} seeded rows per chip x dtype (x engine for MoE) of the points scripts/fit_kernels.py fits on
 (after its L2 rule), latency in seconds. Chips: a100_sxm, h100_sxm, h200_sxm, l40s. No Blackwell part.
-Written by: python scripts/fit_kernels.py --aic <unpacked wheel> --out src/tokenmath/validation/kernels.json --only gemm,moe --extract tests/data
+kernels-attention.csv.gz: every TensorRT-LLM decode-attention row (generation_attention_perf.parquet)
+of the catalog models' per-GPU shapes EXTRACT_ATTENTION_SHAPES at batch 1, 16, 128, 512 and context
+1,024, 4,096, 16,384 (context = isl + step).
+Written by: python scripts/fit_kernels.py --aic <unpacked wheel> --out src/tokenmath/validation/kernels.json --only gemm,moe,attention --extract tests/data
 Tables: {tables}
 """
 
@@ -758,13 +775,15 @@ Tables: {tables}
 def write_extracts(extract: dict, folder: Path):
     """tests/data/kernels-gemm.csv.gz, kernels-moe.csv.gz and a README naming their source tables."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("gemm", extract.get("gemm")), ("moe", extract.get("moe"))):
+    for name, frame in (("gemm", extract.get("gemm")), ("moe", extract.get("moe")),
+                        ("attention", extract.get("attention"))):
         if frame is None:
             continue
         df = pd.concat(frame, ignore_index=True) if isinstance(frame, list) else frame
         df = df.assign(latency_s=(df.pop("latency") * MS).map(lambda v: float(f"{v:.5g}")))
         df.to_csv(folder / f"kernels-{name}.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
-    tables = "; ".join(s for s in sorted(set(SOURCES)) if "/gemm/trtllm/" in s or "/moe/" in s)
+    tables = "; ".join(s for s in sorted(set(SOURCES)) if "/gemm/trtllm/" in s or "/moe/" in s
+                       or "/attention/trtllm/" in s and "generation" in s)
     (folder / "kernels-README.md").write_text(EXTRACT_README.format(n=EXTRACT_ROWS, tables=tables))
 
 
@@ -871,7 +890,7 @@ def main(argv=None):
             by_engine.setdefault(eng, {})["gemm"] = {k: slim(v) for k, v in do_gemm(a.aic, peaks, eng, {}).items()}
     if not only or "attention" in only:
         ops["context_attention"] = do_ctx_attn(a.aic, peaks, "trtllm", doc)
-        ops["generation_attention"] = do_gen_attn(a.aic, peaks, "trtllm", doc)
+        ops["generation_attention"] = do_gen_attn(a.aic, peaks, "trtllm", doc, extract)
         mla = do_mla(a.aic, peaks, "trtllm", doc)
         ops["mla_context"] = mla["mla_context"]
         ops["mla_generation"] = mla["mla_generation"]

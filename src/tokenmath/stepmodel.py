@@ -189,9 +189,9 @@ class GemmFamily:
 @dataclass(frozen=True)
 class AttentionCurve:
     """Prefill ("flash"): causal FLOPs / (BF16 peak · e_max · s/(s + s_half)) + t0.
-    Decode ("roofline_pad"): the GEMM blend of FLOPs / (peak · e_c) and KV bytes·(s + s0)/s /
-    (BW · e_m), + t0 — s0 is the per-sequence padding of KV tiles; e_c = None drops the FLOPs term
-    ("bandwidth_pad", GQA decode). One kernel per layer."""
+    Decode ("roofline_pad", GQA and MLA): the GEMM blend of FLOPs / (peak · e_c) and KV
+    bytes·(s + s0)/s / (BW · e_m), + t0 — s0 is the per-sequence padding of KV tiles; e_c = None
+    drops the FLOPs term (a "bandwidth_pad" curve). One kernel per layer."""
 
     e_max: float
     s_half: float
