@@ -546,3 +546,20 @@ def test_invariant_one_pass_equals_its_array_element(name, sysname, lay, engine)
         assert one.bound_name == str(np.asarray(arr.bound_name)[0])
         for k, v in one.bound_parts.items():
             assert v == pytest.approx(float(np.asarray(arr.bound_parts[k])[0]), rel=1e-12, abs=1e-18), (kw, k)
+
+
+@pytest.mark.parametrize("model, kernels", [("gpt-oss-120b", 2), ("qwen3-30b-a3b", 2), ("mixtral-8x7b", 2),
+                                            ("llama-3.1-70b", 4), ("deepseek-v3", 6), ("kimi-k2", 6)])
+def test_dense_kernels_per_layer_as_vllm_runs_them(model, kernels):
+    """Dense kernels a layer launches, each charged the GEMM curve's floor (stepmodel.model_shape), as
+    vLLM's model files build the layer (github vllm-project/vllm): gpt-oss (models/gpt_oss.py at
+    0025d69) runs `OAIAttention`'s `qkv` and `o_proj`, then `MLPBlock`'s router and `FusedMoE` — the
+    MoE op, timed by expert_gemm_time with its own floor; Qwen3-MoE (models/qwen3_moe.py at 002456d)
+    builds `qkv_proj` and `o_proj`, and `Qwen3MoeMLP`'s gate_up and down only in `mlp_only_layers`
+    (none in the shipped config), every other layer a `Qwen3MoeSparseMoeBlock` (gate, `FusedMoE`);
+    Mixtral's (models/mixtral.py at 005df92) `MixtralAttention` (`qkv_proj`, `o_proj`) and `MixtralMoE`
+    (gate, fused_moe) likewise. A dense layer (Llama) adds gate_up and down; DeepSeek-V3 and Kimi-K2 (MLA: q_a,
+    q_b, kv_a, O) add their shared expert's or dense MLP's two in every layer. Exact: a count."""
+    from tokenmath.stepmodel import model_shape
+
+    assert model_shape(CAT.model(model)).gemms_per_layer == kernels
