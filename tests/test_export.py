@@ -565,10 +565,12 @@ def _run(*args):
 
 
 def test_fleet_export_json_names_the_checkpoint_and_carries_notes():
-    """On H100 the planner runs Llama-3.1-70B in FP8: the JSON's `export` lines and `export_pools` records
-    load nvidia/Llama-3.1-70B-Instruct-FP8 (models.toml [checkpoints."llama-3.1-70b-fp8"]), never the
-    catalog name, with no --quantization flag, and each record carries its notes; text shows them too."""
-    r = _run("--systems", "h100-sxm", "--export", "vllm", "--json")
+    """Llama-3.1-70B on H100 in FP8 (`--weight-dtypes fp8`: left to choose, an FP8 TP2 decode pool and a
+    BF16 TP4 PP2 one tie at 13 chips, $16.90/h, so the pick is a tie-break): the JSON's `export` lines and
+    `export_pools` records load nvidia/Llama-3.1-70B-Instruct-FP8 (models.toml
+    [checkpoints."llama-3.1-70b-fp8"]), never the catalog name, with no --quantization flag, and each
+    record carries its notes; text shows them too."""
+    r = _run("--systems", "h100-sxm", "--weight-dtypes", "fp8", "--export", "vllm", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     pools = d["export_pools"]
@@ -579,7 +581,7 @@ def test_fleet_export_json_names_the_checkpoint_and_carries_notes():
     assert not any("llama-3.1-70b" in c.split() or "--quantization" in c for c in d["export"])
     for p in pools:
         check_against_parser("vllm", Launch("vllm", tuple(p["commands"]), (), tuple(p["notes"]), ""))
-    t = _run("--systems", "h100-sxm", "--export", "sglang")
+    t = _run("--systems", "h100-sxm", "--weight-dtypes", "fp8", "--export", "sglang")
     assert t.exit_code == 0, t.output
     assert "--model-path nvidia/Llama-3.1-70B-Instruct-FP8" in t.output and "note: weights:" in t.output
 

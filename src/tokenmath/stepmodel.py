@@ -370,7 +370,7 @@ class ModelShape:
     dense_params_per_layer: float  # attention + dense MLP or shared experts + router, averaged over layers
     expert_params: float  # one routed expert
     lm_head_params: float
-    gemms_per_layer: int  # dense kernels per layer as engines fuse them (QKV, O, gate_up, down; MLA: 6)
+    gemms_per_layer: float  # dense kernels per layer as engines fuse them, averaged over layers (model_shape)
     hidden: int
 
 
@@ -383,7 +383,13 @@ def model_shape(model: Model) -> ModelShape:
     dense = pc.attention + (pc.mlp or 0) + (pc.shared_experts or 0) + (pc.router or 0) + (pc.per_layer_input or 0)
     expert = mlp_params(h, model.moe.expert) if model.moe else 0
     lm_head = pc.lm_head or (pc.embedding if model.tied_embeddings else 0)
-    gemms = 6 if model.attention.kind == "mla" else 4
+    # dense kernels per layer as engines fuse them: attention QKV and O (MLA: q_a, q_b, kv_a, O), and
+    # gate_up and down where the layer has a dense MLP or shared experts; a MoE layer's router and
+    # grouped GEMMs are the MoE op's own (its floor, expert_gemm_time), so a MoE layer without shared
+    # experts (gpt-oss, Qwen3-MoE, Mixtral) runs only the attention's
+    attn = 4 if model.attention.kind == "mla" else 2
+    mlp_layers = model.n_layers - n_moe + (n_moe if model.moe is not None and model.moe.n_shared else 0)
+    gemms = attn + 2.0 * mlp_layers / model.n_layers
     return ModelShape(model.n_layers, n_moe, dense / model.n_layers, float(expert), float(lm_head), gemms, h)
 
 
