@@ -91,6 +91,22 @@ def test_low_concurrency_time_per_token_matches_published(case_id):
     assert p.predicted > bound.predicted
 
 
+@pytest.mark.parametrize("model, system, layout", [("deepseek-v3", "h100-sxm", Layout(tp=8, ep=8, pp=2)),
+                                                   ("llama-3.1-70b", "b200", Layout(tp=2)),
+                                                   ("gpt-oss-120b", "mi355x", Layout(tp=1))])
+def test_invariant_steady_step_of_one_batch_equals_its_array_element(model, system, layout):
+    """Invariant: steady_step_s of one batch on one layout (two float passes) equals the same batch
+    as a one-element array (one broadcast call), estimate and bound, rel 1e-12."""
+    from tokenmath.stepmodel import steady_step_s
+
+    m, s = CAT.model(model), CAT.system(system)
+    prof = choose("calibrated", system=s)
+    for kern, eng in ((prof.kernels, prof.engine), (None, None)):
+        one = steady_step_s(m, s, layout, 48.0, 2000, 500, kernels=kern, engine=eng, cached_tokens=300.0)
+        arr = steady_step_s(m, s, layout, np.array([48.0]), 2000, 500, kernels=kern, engine=eng, cached_tokens=300.0)
+        assert isinstance(one, float) and one == pytest.approx(float(arr[0]), rel=1e-12)
+
+
 def pf_roofline():
     from tokenmath.profiles import ROOFLINE_PROFILE
 

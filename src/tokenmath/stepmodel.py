@@ -1354,10 +1354,9 @@ def steady_context_cv(input_tokens: float, output_tokens: float) -> float:
 
 def _decode_and_chunk(model, system, layout, B, I: float, O: float, *, kernels, engine, dtypes, chunk_tokens: float,
                       cached_tokens: float, expert_fetch: str, overlap: str):
-    """The two passes continuous batching at `B` sequences is made of, in one broadcast call (two float
-    passes for one batch on one layout): a
-    decode-only step, and the same step carrying one prompt chunk. Returns (T_dec, T_mixed, chunk
-    tokens, prompt tokens each request prefills)."""
+    """The two passes continuous batching at `B` sequences is made of, in one broadcast call (two
+    float passes for one batch on one layout): a decode-only step, and the same step carrying one
+    prompt chunk. Returns (T_dec, T_mixed, chunk tokens, prompt tokens each request prefills)."""
     Ip = I - float(cached_tokens)  # prompt tokens each request prefills
     if not 1.0 <= Ip <= I:
         raise TokenmathError(f"cached prompt tokens = {cached_tokens!r}; expected 0 to input tokens − 1 ({I - 1:g})")
