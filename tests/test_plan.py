@@ -14,11 +14,14 @@ CAT = tm.load_catalog()
 KW = dict(input_tokens=2000, output_tokens=500)
 
 
-def all_points(model, systems, **kw):
-    pts = []
-    for s in systems:
-        pts += pl.points(pl.plan_system(model, s, wide_ep=True, **kw)[0])  # plan() searches wide EP too
-    return pts
+def all_points(model, systems, slo=None, **kw):
+    """Every point plan() weighs: each system's search (wide EP too, as plan() searches it) and, under a
+    rate-per-user SLO, the batches refine_at_rate adds between the grid's points."""
+    cols = pl._columns([pl.plan_system(model, s, wide_ep=True, **kw)[0] for s in systems])
+    if slo and slo.get("min_tokens_per_s_per_user"):
+        cols = pl.refine_at_rate(model, {s.name: s for s in systems}, cols, slo["min_tokens_per_s_per_user"],
+                                 max_ttft_s=slo.get("max_ttft_s"), **kw)
+    return pl.points(cols)
 
 
 @pytest.mark.parametrize("model, systems, slo", [
@@ -30,7 +33,7 @@ def test_frontier_is_pareto_optimal_and_meets_slos(model, systems, slo):
     m, syss = CAT.model(model), [CAT.system(s) for s in systems]
     p = pl.plan(m, syss, **KW, **slo)
     assert p.objective == "cost" and p.frontier and p.best is not None
-    everything = all_points(m, syss, **KW)
+    everything = all_points(m, syss, slo, **KW)
     ok = [q for q in everything
           if q.tokens_per_s_per_user >= slo.get("min_tokens_per_s_per_user", 0) and q.ttft_s <= slo.get("max_ttft_s", 1e9)]
     assert len(ok) == p.feasible
@@ -158,3 +161,30 @@ def test_layout_plan_and_energy_carry_the_estimate_label_and_the_roofline_record
     en = cli_json("energy", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", "2048", "--context", "4096")
     assert en["estimate"].startswith("calibrated") and keys <= set(en["roofline"])
     assert en["step_s"] >= en["roofline"]["step_s"]
+
+
+@pytest.mark.parametrize("model, system, rate", [("deepseek-v3", "mi355x", 20), ("llama-3.1-70b", "h100-sxm", 30),
+                                                 ("gpt-oss-120b", "h200-sxm", 100)])
+def test_invariant_best_at_a_rate_is_the_batch_that_meets_it(model, system, rate):
+    """invariant: under a rate-per-user SLO the best point's batch is bisected between the grid's
+    points (plan.refine_at_rate): it meets the rate, a batch 1 % larger on the same layout and dtypes
+    does not, and it costs no more than the best grid point."""
+    from tokenmath.profiles import choose
+    from tokenmath.specs import Dtypes
+    from tokenmath.stepmodel import steady_step_s
+
+    m, s = CAT.model(model), CAT.system(system)
+    p = pl.plan(m, [s], **KW, min_tokens_per_s_per_user=rate)
+    grid = pl.plan_system(m, s, wide_ep=True, **KW)[0]
+    ok = grid["tokens_per_s_per_user"] >= rate
+    assert p.best.usd_per_mtok <= min(grid["usd_per_mtok"][ok]) * (1 + 1e-12)
+    prof = choose("calibrated", system=s)
+    dt = Dtypes(weight=None if p.best.weight_dtype == m.weight_dtype else p.best.weight_dtype, kv=p.best.kv_dtype)
+
+    def user(b):
+        return 1.0 / steady_step_s(m, s, p.best.layout, b, 2000, 500, kernels=prof.kernels, engine=prof.engine, dtypes=dt)
+
+    assert user(p.best.batch) >= rate and p.best.tokens_per_s_per_user >= rate
+    fits = p.best.batch * 1.01 + 1 <= max(grid["batch"][(grid["tp"] == p.best.tp) & (grid["ep"] == p.best.ep)
+                                                         & (grid["pp"] == p.best.pp)])
+    assert not fits or user(p.best.batch * 1.01 + 1) < rate

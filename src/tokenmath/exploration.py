@@ -408,6 +408,10 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
         cols = _search(model, system, I, O, searches, degrees)
     except TokenmathError as e:  # a variant no layout can serve (no FLOP/s for any dtype, no such layout)
         return row | {"infeasible": str(e)[:300]}
+    if U is not None and goal == "cost":  # the batch at the SLO between grid points, as `plan` does
+        from .plan import refine_at_rate
+
+        cols = refine_at_rate(model, {system.name: system}, cols, U, input_tokens=I, output_tokens=O)
     row["deployments"] = len(cols["batch"])
     b = _best(cols, U, priced, goal)
     if b is None:

@@ -207,14 +207,17 @@ def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour,
 
 def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, O, profile, usd_per_chip_hour,
                                rejected: dict[str, int], cached: float = 0.0,
-                               decode_only: bool = False, overlap: str = "full") -> tuple[dict[str, np.ndarray] | None, int]:
+                               decode_only: bool = False, overlap: str = "full",
+                               grid: np.ndarray | None = None) -> tuple[dict[str, np.ndarray] | None, int]:
     """The estimate's columns for every layout of one system and dtype in one broadcast
     (layouts × batches): continuous batching with chunked prefill at each batch (the user's time
     per output token includes the prompt chunks sharing the step), TTFT of a lone prompt.
     Layouts whose weights do not fit, or that need a link the system lacks, are counted in
     `rejected` and left out; the count returned beside the columns is the layouts evaluated
     (all but those lacking a link, as the roofline's path counts them). decode_only: a decode
-    pool of a disaggregated fleet — steps carry no prompt chunks (prompts arrive prefilled)."""
+    pool of a disaggregated fleet — steps carry no prompt chunks (prompts arrive prefilled).
+    grid: the batches to evaluate, one row per layout (refine_at_rate's), instead of the geometric
+    grid up to the largest batch that fits."""
     from .parallelism import Layouts
     from .stepmodel import layout_terms, op_step, steady_step_s
 
@@ -246,18 +249,22 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     per_seq = np.asarray(mem1.total_bytes_per_chip, float)[keep, 0] - w
     # largest batch that fits: memory is affine in B; then the batch grid of each layout (a row)
     b_max = np.maximum(1.0, np.floor(np.minimum((mem1.hbm_bytes_per_chip - w) / per_seq, 1e7)))
-    G = np.concatenate([np.round(np.geomspace(1.0, b_max, BATCH_POINTS, axis=1)), b_max[:, None]], axis=1)
-    valid = np.ones_like(G, bool)
-    valid[:, 1:] = G[:, 1:] != G[:, :-1]  # rows ascend: a repeat of its left neighbour is a duplicate
     m = la.m
-    small = b_max[:, None] < m  # fewer sequences fit than microbatches: one point at B = m
-    G = np.where(small, m, G)
-    valid = np.where(small, np.arange(G.shape[1]) == 0, valid & (G >= m))
-    cap = profile.engine.max_batch
-    if cap:
-        under = valid & (G <= cap)
-        first = valid & (np.cumsum(valid, axis=1) == 1)
-        valid = np.where(under.any(axis=1, keepdims=True), under, first)
+    if grid is not None:  # given batches (between grid points the search already made valid)
+        G = np.asarray(grid, float)[keep]
+        valid = (G >= m) & (G <= b_max[:, None])
+    else:
+        G = np.concatenate([np.round(np.geomspace(1.0, b_max, BATCH_POINTS, axis=1)), b_max[:, None]], axis=1)
+        valid = np.ones_like(G, bool)
+        valid[:, 1:] = G[:, 1:] != G[:, :-1]  # rows ascend: a repeat of its left neighbour is a duplicate
+        small = b_max[:, None] < m  # fewer sequences fit than microbatches: one point at B = m
+        G = np.where(small, m, G)
+        valid = np.where(small, np.arange(G.shape[1]) == 0, valid & (G >= m))
+        cap = profile.engine.max_batch
+        if cap:
+            under = valid & (G <= cap)
+            first = valid & (np.cumsum(valid, axis=1) == 1)
+            valid = np.where(under.any(axis=1, keepdims=True), under, first)
     try:
         if decode_only:
             tpot = np.asarray(op_step(model, system, lays, G, L, 1.0, kernels=profile.kernels, engine=profile.engine,
@@ -375,6 +382,97 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
     return _columns(parts), n_layouts, rejected
 
 
+RATE_STEPS = 8  # bisection steps of refine_at_rate: a grid step of ~1.25x to under 1 % of the batch
+RATE_LAYOUTS = 16  # layouts refined per call, the most promising first
+
+
+def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.ndarray], min_tokens_per_s_per_user: float,
+                   *, input_tokens: float, output_tokens: float, max_ttft_s: float | None = None,
+                   usd_per_chip_hour: float | None = None, overlap: str = "full", estimate: str = "calibrated",
+                   engine: str | None = None, cached_input_tokens: float = 0.0, decode_only: bool = False,
+                   weight_dtypes: Iterable[str | None] | str = "deployable") -> dict[str, np.ndarray]:
+    """The batch each promising layout can run at a rate-per-user SLO, between the search's grid
+    points: the grid's batches step by ~1.25×, so the largest grid batch meeting the rate can sit a
+    quarter below the largest batch that does (DeepSeek-V3's EP144 decode on H800 at 20 tokens/s per
+    user: 59 sequences per GPU on the grid, 68 that meet it). For each layout (system, dtypes,
+    degrees) whose largest batch meeting the SLO has a grid neighbour above it that misses, and
+    that could beat the cheapest point found (its cost at the upper neighbour's throughput), the
+    batch is bisected between the two (RATE_STEPS steps, at most RATE_LAYOUTS layouts) and the row
+    at the largest batch meeting the rate is added: returns `cols` with those rows appended. The estimate's path only (the calibrated step model, or the roofline of its passes).
+    weight_dtypes: what the search was given (plan_system's), so a row's dtypes are rebuilt as it
+    built them: the checkpoint's (None) where its dtype is the checkpoint's and the list is the
+    deployable one, else the dtype named."""
+    from .profiles import choose
+    from .stepmodel import op_step, steady_step_s
+
+    U = float(min_tokens_per_s_per_user)
+    n = len(cols["batch"])
+    if not n:
+        return cols
+    ok = cols["tokens_per_s_per_user"] >= U
+    if max_ttft_s is not None:
+        ok &= cols["ttft_s"] <= max_ttft_s
+    if not ok.any():
+        return cols
+    usd = cols["usd_per_mtok"].astype(float)
+    priced = bool((ok & ~np.isnan(usd)).any())
+    # what to beat: the cheapest ($/Mtok), or where nothing is priced the most tokens/s per chip
+    value = usd if priced else -cols["tokens_per_s_per_chip"].astype(float)
+    best = float(np.nanmin(np.where(ok, value, np.nan)))
+    # one group per layout and dtypes: the rows of its batch grid
+    codes = [np.unique(cols[c], return_inverse=True)[1] for c in ("system", "weight_dtype", "kv_dtype")]
+    ints = [cols[c].astype(np.int64) for c in ("tp", "ep", "pp", "redundant_experts")]
+    _, group = np.unique(np.stack(codes + ints, axis=1), axis=0, return_inverse=True)
+    group = group.ravel()
+    batch = cols["batch"].astype(float)
+    n_groups = int(group.max()) + 1
+    top = np.full(n_groups, -np.inf)  # each group's largest batch meeting the SLO
+    np.maximum.at(top, group[ok], batch[ok])
+    nxt = np.full(n_groups, np.inf)  # ... and the next batch of its grid above it
+    above = batch > top[group]
+    np.minimum.at(nxt, group[above], batch[above])
+    i_top = np.flatnonzero(ok & (batch == top[group]))
+    i_top = i_top[np.isfinite(nxt[group[i_top]]) & ~np.isnan(value[i_top])]
+    i_top = i_top[np.unique(group[i_top], return_index=True)[1]]  # one row per group
+    b_next = nxt[group[i_top]]
+    hope = np.where(priced, value[i_top] * batch[i_top] / b_next, value[i_top] * b_next / batch[i_top])
+    keep = hope < best
+    todo = sorted(zip(hope[keep].tolist(), i_top[keep].tolist(), b_next[keep].tolist()))
+    out = []
+    for _, i, b_next in todo[:RATE_LAYOUTS]:
+        system = systems[str(cols["system"][i])]
+        profile = choose(estimate, engine=engine, system=system)
+        lay = Layout(tp=int(cols["tp"][i]), ep=int(cols["ep"][i]), pp=int(cols["pp"][i]),
+                     redundant_experts=int(cols["redundant_experts"][i]))
+        wd = str(cols["weight_dtype"][i])
+        named = weight_dtypes != "deployable" and wd in list(weight_dtypes)
+        dt = Dtypes(weight=None if (wd == model.weight_dtype and not named) else wd, kv=str(cols["kv_dtype"][i]))
+        kw = dict(kernels=profile.kernels, engine=profile.engine, dtypes=dt, overlap=overlap)
+
+        def meets(b: float) -> bool:
+            if decode_only:
+                t = op_step(model, system, lay, b, input_tokens + output_tokens / 2, 1.0, check=False, **kw).step_s
+            else:
+                t = steady_step_s(model, system, lay, b, input_tokens, output_tokens, cached_tokens=cached_input_tokens,
+                                  **kw)
+            return 1.0 / float(t) >= U
+
+        lo, hi = float(batch[i]), b_next
+        for _ in range(RATE_STEPS):
+            if hi - lo <= 1:
+                break
+            mid = float(np.floor((lo + hi) / 2))
+            lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+        if lo <= batch[i]:
+            continue
+        row, _ = _evaluate_estimate_layouts(model, system, [lay], dt, input_tokens, output_tokens, profile,
+                                            usd_per_chip_hour, {}, cached_input_tokens, decode_only, overlap,
+                                            grid=np.array([[lo]]))
+        if row is not None and len(row["batch"]):
+            out.append(row)
+    return _columns([cols, *out]) if out else cols
+
+
 def plan(model: Model, systems: list[System], *, input_tokens: float, output_tokens: float,
          min_tokens_per_s_per_user: float | None = None, max_ttft_s: float | None = None,
          demand_tokens_per_s: float | None = None, weight_dtypes: Iterable[str | None] | str = "deployable",
@@ -414,6 +512,11 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     results = _run(model, systems, kw, scheduler, progress)
 
     cols = _columns([r[0] for r in results])
+    if min_tokens_per_s_per_user is not None and estimate != "roofline" and goal == "cost":
+        cols = refine_at_rate(model, {s.name: s for s in systems}, cols, min_tokens_per_s_per_user,
+                              input_tokens=input_tokens, output_tokens=output_tokens, max_ttft_s=max_ttft_s,
+                              usd_per_chip_hour=usd_per_chip_hour, overlap=overlap, estimate=estimate, engine=engine,
+                              decode_only=decode_only, weight_dtypes=weight_dtypes)
     layouts = sum(r[1] for r in results)
     rejected: dict[str, int] = {}
     for _, _, rej in results:
