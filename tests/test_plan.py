@@ -166,7 +166,7 @@ def test_layout_plan_and_energy_carry_the_estimate_label_and_the_roofline_record
 @pytest.mark.parametrize("model, system, rate", [("deepseek-v3", "mi355x", 20), ("llama-3.1-70b", "h100-sxm", 30),
                                                  ("gpt-oss-120b", "h200-sxm", 100)])
 def test_invariant_best_at_a_rate_is_the_batch_that_meets_it(model, system, rate):
-    """invariant: under a rate-per-user SLO the best point's batch is bisected between the grid's
+    """invariant: under a rate-per-user SLO the best point's batch is searched between the grid's
     points (plan.refine_at_rate): it meets the rate, a batch 1 % larger on the same layout and dtypes
     does not, and it costs no more than the best grid point."""
     from tokenmath.profiles import choose

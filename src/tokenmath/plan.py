@@ -207,17 +207,14 @@ def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour,
 
 def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, O, profile, usd_per_chip_hour,
                                rejected: dict[str, int], cached: float = 0.0,
-                               decode_only: bool = False, overlap: str = "full",
-                               grid: np.ndarray | None = None) -> tuple[dict[str, np.ndarray] | None, int]:
+                               decode_only: bool = False, overlap: str = "full") -> tuple[dict[str, np.ndarray] | None, int]:
     """The estimate's columns for every layout of one system and dtype in one broadcast
     (layouts × batches): continuous batching with chunked prefill at each batch (the user's time
     per output token includes the prompt chunks sharing the step), TTFT of a lone prompt.
     Layouts whose weights do not fit, or that need a link the system lacks, are counted in
     `rejected` and left out; the count returned beside the columns is the layouts evaluated
     (all but those lacking a link, as the roofline's path counts them). decode_only: a decode
-    pool of a disaggregated fleet — steps carry no prompt chunks (prompts arrive prefilled).
-    grid: the batches to evaluate, one row per layout (refine_at_rate's), instead of the geometric
-    grid up to the largest batch that fits."""
+    pool of a disaggregated fleet — steps carry no prompt chunks (prompts arrive prefilled)."""
     from .parallelism import Layouts
     from .stepmodel import layout_terms, op_step, steady_step_s
 
@@ -249,22 +246,18 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     per_seq = np.asarray(mem1.total_bytes_per_chip, float)[keep, 0] - w
     # largest batch that fits: memory is affine in B; then the batch grid of each layout (a row)
     b_max = np.maximum(1.0, np.floor(np.minimum((mem1.hbm_bytes_per_chip - w) / per_seq, 1e7)))
+    G = np.concatenate([np.round(np.geomspace(1.0, b_max, BATCH_POINTS, axis=1)), b_max[:, None]], axis=1)
+    valid = np.ones_like(G, bool)
+    valid[:, 1:] = G[:, 1:] != G[:, :-1]  # rows ascend: a repeat of its left neighbour is a duplicate
     m = la.m
-    if grid is not None:  # given batches (between grid points the search already made valid)
-        G = np.asarray(grid, float)[keep]
-        valid = (G >= m) & (G <= b_max[:, None])
-    else:
-        G = np.concatenate([np.round(np.geomspace(1.0, b_max, BATCH_POINTS, axis=1)), b_max[:, None]], axis=1)
-        valid = np.ones_like(G, bool)
-        valid[:, 1:] = G[:, 1:] != G[:, :-1]  # rows ascend: a repeat of its left neighbour is a duplicate
-        small = b_max[:, None] < m  # fewer sequences fit than microbatches: one point at B = m
-        G = np.where(small, m, G)
-        valid = np.where(small, np.arange(G.shape[1]) == 0, valid & (G >= m))
-        cap = profile.engine.max_batch
-        if cap:
-            under = valid & (G <= cap)
-            first = valid & (np.cumsum(valid, axis=1) == 1)
-            valid = np.where(under.any(axis=1, keepdims=True), under, first)
+    small = b_max[:, None] < m  # fewer sequences fit than microbatches: one point at B = m
+    G = np.where(small, m, G)
+    valid = np.where(small, np.arange(G.shape[1]) == 0, valid & (G >= m))
+    cap = profile.engine.max_batch
+    if cap:
+        under = valid & (G <= cap)
+        first = valid & (np.cumsum(valid, axis=1) == 1)
+        valid = np.where(under.any(axis=1, keepdims=True), under, first)
     try:
         if decode_only:
             tpot = np.asarray(op_step(model, system, lays, G, L, 1.0, kernels=profile.kernels, engine=profile.engine,
@@ -382,8 +375,8 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
     return _columns(parts), n_layouts, rejected
 
 
-RATE_STEPS = 8  # bisection steps of refine_at_rate: a grid step of ~1.25x to under 1 % of the batch
-RATE_LAYOUTS = 16  # layouts refined per call, the most promising first
+RATE_STEPS = 6  # tries of refine_at_rate per layout: a grid step of ~1.25x to 0.5 % of the batch
+RATE_LAYOUTS = 8  # layouts refined per call, the most promising first
 
 
 def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.ndarray], min_tokens_per_s_per_user: float,
@@ -397,8 +390,9 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
     user: 59 sequences per GPU on the grid, 68 that meet it). For each layout (system, dtypes,
     degrees) whose largest batch meeting the SLO has a grid neighbour above it that misses, and
     that could beat the cheapest point found (its cost at the upper neighbour's throughput), the
-    batch is bisected between the two (RATE_STEPS steps, at most RATE_LAYOUTS layouts) and the row
-    at the largest batch meeting the rate is added: returns `cols` with those rows appended. The estimate's path only (the calibrated step model, or the roofline of its passes).
+    batch is searched between the two — where the step, nearly affine in the batch there, reaches
+    1/rate, to 0.5 % of the batch (RATE_STEPS tries, at most RATE_LAYOUTS layouts) — and the row at
+    the largest batch found meeting the rate is added: returns `cols` with those rows appended. The estimate's path only (the calibrated step model, or the roofline of its passes).
     weight_dtypes: what the search was given (plan_system's), so a row's dtypes are rebuilt as it
     built them: the checkpoint's (None) where its dtype is the checkpoint's and the list is the
     deployable one, else the dtype named."""
@@ -406,6 +400,7 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
     from .stepmodel import op_step, steady_step_s
 
     U = float(min_tokens_per_s_per_user)
+    L = input_tokens + output_tokens / 2.0  # the decode context the search charges
     n = len(cols["batch"])
     if not n:
         return cols
@@ -449,27 +444,44 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
         dt = Dtypes(weight=None if (wd == model.weight_dtype and not named) else wd, kv=str(cols["kv_dtype"][i]))
         kw = dict(kernels=profile.kernels, engine=profile.engine, dtypes=dt, overlap=overlap)
 
-        def meets(b: float) -> bool:
+        def step_s(b: float) -> float:  # the search's time per output token at batch b (float passes)
             if decode_only:
-                t = op_step(model, system, lay, b, input_tokens + output_tokens / 2, 1.0, check=False, **kw).step_s
-            else:
-                t = steady_step_s(model, system, lay, b, input_tokens, output_tokens, cached_tokens=cached_input_tokens,
-                                  **kw)
-            return 1.0 / float(t) >= U
+                return float(op_step(model, system, lay, b, L, 1.0, check=False, **kw).step_s)
+            return float(steady_step_s(model, system, lay, b, input_tokens, output_tokens,
+                                       cached_tokens=cached_input_tokens, **kw))
 
-        lo, hi = float(batch[i]), b_next
+        # the step is nearly affine in the batch between grid points: each try is where the line
+        # through the bracket's ends reaches 1/U (falling back to the middle), until the bracket is
+        # within 0.5 % of the batch or one sequence
+        lo, hi, t_lo = float(batch[i]), b_next, float(cols["step_s"][i])
+        t_hi = float(np.min(cols["step_s"][(group == group[i]) & (batch == b_next)]))
         for _ in range(RATE_STEPS):
-            if hi - lo <= 1:
+            if hi - lo <= max(1.0, 0.005 * lo):
                 break
-            mid = float(np.floor((lo + hi) / 2))
-            lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+            guess = lo + (1.0 / U - t_lo) * (hi - lo) / (t_hi - t_lo) if t_hi > t_lo else (lo + hi) / 2
+            b = float(np.clip(np.floor(guess), lo + 1, hi - 1))
+            t = step_s(b)
+            if 1.0 / t >= U:
+                lo, t_lo = b, t
+                nudge = float(min(hi - 1, lo + max(1.0, np.ceil(0.005 * lo))))  # is the bracket closed?
+                if nudge > lo:
+                    t2 = step_s(nudge)
+                    lo, t_lo, hi, t_hi = (nudge, t2, hi, t_hi) if 1.0 / t2 >= U else (lo, t_lo, nudge, t2)
+            else:
+                hi, t_hi = b, t
         if lo <= batch[i]:
             continue
-        row, _ = _evaluate_estimate_layouts(model, system, [lay], dt, input_tokens, output_tokens, profile,
-                                            usd_per_chip_hour, {}, cached_input_tokens, decode_only, overlap,
-                                            grid=np.array([[lo]]))
-        if row is not None and len(row["batch"]):
-            out.append(row)
+        # the grid row's columns at the new batch (TTFT, chips and dtypes do not depend on it)
+        billed = float(cols["billed_chips"][i])
+        replica_tps = lo / t_lo
+        price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+        mem = layout_memory(model, system, lay, lo, L, dtypes=dt)
+        row = {k: cols[k][i:i + 1].copy() for k in COLUMNS + TEXT_COLUMNS}
+        row.update(batch=np.array([lo]), step_s=np.array([t_lo]), tokens_per_s_per_user=np.array([1.0 / t_lo]),
+                   tokens_per_s_per_chip=np.array([replica_tps / billed]),
+                   usd_per_mtok=np.array([np.nan if price is None else billed * price / 3600.0 / replica_tps * 1e6]),
+                   total_bytes_per_chip=np.array([float(mem.total_bytes_per_chip)]))
+        out.append(row)
     return _columns([cols, *out]) if out else cols
 
 
