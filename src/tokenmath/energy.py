@@ -644,7 +644,7 @@ def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, out
             continue
         r = rows[sel]
         lay = Layout(tp=int(tp), ep=int(ep), pp=int(pp))
-        dt = Dtypes(weight=None if wd == model.weight_dtype else wd, kv=kv)
+        dt = Dtypes.for_point(model, wd, kv)
         B = cols["batch"][r].astype(float)
         # one row (a plan's best point): a float pass, not a 1-element array's
         op = op_step(model, s, lay, float(B[0]) if len(B) == 1 else B, L, 1.0, kernels=None, dtypes=dt, check=False)

@@ -434,7 +434,7 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
         row["usd_per_mtok_lo"] = row["usd_per_mtok"] * float(lo) / row["step_s"]
         row["usd_per_mtok_hi"] = row["usd_per_mtok"] * float(hi) / row["step_s"]
     wd = row["weight_dtype"]
-    dt = Dtypes(weight=None if wd == model.weight_dtype else wd)
+    dt = Dtypes.for_point(model, wd)
     op = op_step(model, system, Layout(tp=row["tp"], ep=row["ep"], pp=row["pp"]), row["batch"], I + O / 2.0, 1.0,
                  kernels=prof.kernels, engine=prof.engine, dtypes=dt, check=False)
     parts = {k: float(np.asarray(getattr(op, k))) for k in PARTS}

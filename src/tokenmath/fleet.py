@@ -382,7 +382,7 @@ def _mtp_verify_steps(model, s, cols, context, k, engine) -> np.ndarray:
     for key in dict.fromkeys(keys):
         idx = np.array([i for i, x in enumerate(keys) if x == key])
         tp, ep, pp, red, wd, kv = key
-        dt = Dtypes(weight=None if wd == model.weight_dtype else wd, kv=kv)
+        dt = Dtypes.for_point(model, wd, kv)
         lay = Layout(tp=int(tp), ep=int(ep), pp=int(pp), redundant_experts=int(red))
         out[idx] = verify_pass_s(model, s, lay, cols["batch"][idx], context, k,
                                  kernels=prof.kernels, engine=prof.engine, dtypes=dt)[0]
@@ -496,7 +496,7 @@ class _AggregatedRuns(_Runs):
 
         c, p = self.ctx, self.pool
         model, s = c["model"], c["by_name"][p.system]
-        dt = Dtypes(weight=None if p.weight_dtype == model.weight_dtype else p.weight_dtype, kv=p.kv_dtype)
+        dt = Dtypes.for_point(model, p.weight_dtype, p.kv_dtype)
         if self.setup is None:
             prof = choose("calibrated", engine=c["engine"], system=s)
             self.setup = linearised(model, s, chips=p.chips_per_replica, dtypes=dt, profile=prof,
@@ -576,7 +576,7 @@ def _decode_steps(model, system, pool: Pool, context: float, engine):
     prof = choose("calibrated", engine=engine, system=system)
     lay = pool.layout
     b = np.arange(1, pool.max_batch + 1, dtype=float)
-    dt = Dtypes(weight=None if pool.weight_dtype == model.weight_dtype else pool.weight_dtype, kv=pool.kv_dtype)
+    dt = Dtypes.for_point(model, pool.weight_dtype, pool.kv_dtype)
     if pool.mtp_draft_tokens:  # each step yields e tokens per sequence (the mean): its time per token
         from .speculative import verify_pass_s
 

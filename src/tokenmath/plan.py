@@ -190,11 +190,17 @@ def _evaluate(model: Model, system: System, layout: Layout, dtypes: Dtypes, I: f
                  np.asarray(both.memory.total_bytes_per_chip)[:k][fits], weight, kv, np.asarray(both.bound)[:k][fits])
 
 
+def _usd_per_mtok(system, usd_per_chip_hour, billed, replica_tps) -> np.ndarray:
+    """$ per million output tokens of replicas billing `billed` chips at the given $/chip-hour (else
+    the catalog's) and making `replica_tps` tokens/s; NaN where neither gives a price."""
+    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+    return np.full(np.shape(replica_tps), np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
+
+
 def _cols(system, layout, billed, g, replica_tps, tpot, ttft, usd_per_chip_hour, total_bytes, weight, kv, bound):
     """One layout's points as the planner's columns."""
     n = len(g)
-    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
-    usd = np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6
+    usd = _usd_per_mtok(system, usd_per_chip_hour, billed, replica_tps)
     full = lambda v: np.full(n, v)  # noqa: E731
     return {
         "chips": full(layout.replica_chips), "billed_chips": full(billed), "tp": full(layout.tp), "ep": full(layout.ep),
@@ -278,7 +284,6 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     g, t = G[r, c], tpot[r, c]
     billed = np.asarray(one.billed_chips, float)[r]
     replica_tps = g / t
-    price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
     n = len(g)
     full = lambda v: np.full(n, v)  # noqa: E731
     col = lambda attr: np.array([getattr(x, attr) for x in lays])[r]  # noqa: E731
@@ -286,7 +291,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
         "chips": col("replica_chips"), "billed_chips": billed, "tp": col("tp"), "ep": col("ep"), "pp": col("pp"),
         "redundant_experts": col("redundant_experts"),
         "batch": g, "tokens_per_s_per_chip": replica_tps / billed, "tokens_per_s_per_user": 1.0 / t,
-        "usd_per_mtok": np.full(n, np.nan) if price is None else billed * price / 3600.0 / replica_tps * 1e6,
+        "usd_per_mtok": _usd_per_mtok(system, usd_per_chip_hour, billed, replica_tps),
         "ttft_s": np.asarray(one.step_s, float)[r, 0], "step_s": t,
         "total_bytes_per_chip": np.asarray(mem.total_bytes_per_chip, float)[r, c], "system": full(system.name),
         "weight_dtype": full(weight), "kv_dtype": full(kv),
@@ -436,7 +441,7 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
                      redundant_experts=int(cols["redundant_experts"][i]))
         wd = str(cols["weight_dtype"][i])
         named = weight_dtypes != "deployable" and wd in list(weight_dtypes)
-        dt = Dtypes(weight=None if (wd == model.weight_dtype and not named) else wd, kv=str(cols["kv_dtype"][i]))
+        dt = Dtypes.for_point(model, wd, str(cols["kv_dtype"][i]), named=named)
         kw = dict(kernels=profile.kernels, engine=profile.engine, dtypes=dt, overlap=overlap)
 
         def step_s(b: float) -> float:  # the search's time per output token at batch b (float passes)
@@ -468,13 +473,12 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
             continue
         # the grid row's columns at the new batch (TTFT, chips and dtypes do not depend on it)
         billed = float(cols["billed_chips"][i])
-        replica_tps = lo / t_lo
-        price = system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+        replica_tps = np.array([lo / t_lo])
         mem = layout_memory(model, system, lay, lo, L, dtypes=dt)
         row = {k: cols[k][i:i + 1].copy() for k in COLUMNS + TEXT_COLUMNS}
         row.update(batch=np.array([lo]), step_s=np.array([t_lo]), tokens_per_s_per_user=np.array([1.0 / t_lo]),
-                   tokens_per_s_per_chip=np.array([replica_tps / billed]),
-                   usd_per_mtok=np.array([np.nan if price is None else billed * price / 3600.0 / replica_tps * 1e6]),
+                   tokens_per_s_per_chip=replica_tps / billed,
+                   usd_per_mtok=_usd_per_mtok(system, usd_per_chip_hour, billed, replica_tps),
                    total_bytes_per_chip=np.array([float(mem.total_bytes_per_chip)]))
         out.append(row)
     return _columns([cols, *out]) if out else cols
@@ -608,7 +612,7 @@ def plan_bound(model: Model, system: System, p: PlanPoint, I: float, O: float, u
     from .stepmodel import op_step, steady_step_s
 
     lay = p.layout
-    dt = Dtypes(weight=None if p.weight_dtype == model.weight_dtype else p.weight_dtype, kv=p.kv_dtype)
+    dt = Dtypes.for_point(model, p.weight_dtype, p.kv_dtype)
     ov = overlap
     if decode_only:  # a decode pool's steps carry no prompt chunks
         tpot = float(op_step(model, system, lay, p.batch, I + O / 2, 1.0, kernels=None, dtypes=dt, check=False,

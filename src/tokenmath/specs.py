@@ -320,5 +320,12 @@ class Dtypes:
         check_dtype(self.kv)
         check_dtype(self.compute)
 
+    @classmethod
+    def for_point(cls, model: "Model", weight_dtype: str, kv: str = "bf16", *, named: bool = False) -> "Dtypes":
+        """The dtypes a planner point ran with, from its resolved weight dtype: the checkpoint's own
+        (weight None: parts a checkpoint leaves unquantised stay so) where that dtype is the
+        checkpoint's, unless the search was given it by name (`named`), else that dtype."""
+        return cls(weight=None if (weight_dtype == model.weight_dtype and not named) else weight_dtype, kv=kv)
+
 
 __all__ = ["Chip", "Tier", "System", "Attention", "Mlp", "Moe", "Model", "Efficiency", "ROOFLINE", "Dtypes"]
