@@ -52,6 +52,8 @@ class Case(BaseModel):
     model: str
     system: str
     chips: int
+    # the run's weight dtype; the checkpoint's own (e.g. MXFP4 for gpt-oss) means the checkpoint as
+    # published, whose unquantised parts (gpt-oss's BF16 attention) stay so (Dtypes.for_point)
     weight_dtype: str | None = None
     kv_dtype: str | None = None
     tp: int | None = None
@@ -223,7 +225,7 @@ def _ctx(case: Case, profile: Profile, cat: Catalog, base_dir: Path | None) -> _
     if base_dir is not None and (name.endswith(".json") or "/" in name):
         name = str((base_dir / name).resolve())
     model, system = cat.model(name), cat.system(case.system)
-    dt = Dtypes(weight=case.weight_dtype, kv=case.kv_dtype or "bf16")
+    dt = Dtypes.for_point(model, case.weight_dtype, case.kv_dtype or "bf16")  # the checkpoint as published
     profile = with_features(profile, case_features().get(case.id, {}))  # the run's stated engine flags
     return _Ctx(model, system, _layout(case, model), dt, profile)
 

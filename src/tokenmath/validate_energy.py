@@ -209,7 +209,7 @@ def predict_energy(case: EnergyCase, catalog=None, power=None) -> EnergyPredicti
         per_chip = {"board": board, "node": board + power.host_w,
                     "facility": (board + power.host_w) * en.facility().pue}[case.level]
         lay = layout_of(case, model)
-        dt = Dtypes(weight=case.weight_dtype, kv=case.kv_dtype or "bf16")
+        dt = Dtypes.for_point(model, case.weight_dtype, case.kv_dtype or "bf16")  # the checkpoint as published
         T = estimated_step_s(case, model, system, lay, dt)
         value = case.chips * per_chip * T / case.batch
         if case.step_s_measured:
