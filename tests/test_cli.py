@@ -236,3 +236,17 @@ def test_invariant_fleet_frontier_is_a_step_with_markers():
     assert len(steps) == 1 and steps[0].get_drawstyle() == "steps-pre" and len(steps[0].get_xdata()) == len(f.frontier)
     assert others and all(ln.get_linestyle() == "None" for ln in others)
     plots.plt.close(fig)
+
+
+def test_invariant_naming_the_checkpoints_dtype_says_every_part_takes_it():
+    """Invariant: `--weight-dtype mxfp4` on gpt-oss (whose MXFP4 checkpoint keeps attention, router,
+    embeddings and lm_head in BF16, config.json quantization_config.modules_to_not_convert) stores
+    every part in MXFP4, and the output says so and how to get the checkpoint as published; without
+    the flag, or for a BF16 checkpoint, nothing is said."""
+    args = ["step", "--model", "gpt-oss-120b", "--system", "h100-sxm", "--chips", "8", "--batch", "4"]
+    named = runner.invoke(app, args + ["--weight-dtype", "mxfp4"])
+    assert named.exit_code == 0 and "every part: the checkpoint keeps" in named.output
+    assert "attention" in named.output.split("every part:")[1].split(";")[0]
+    assert "every part" not in runner.invoke(app, args).output
+    llama = runner.invoke(app, ["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--weight-dtype", "bf16"])
+    assert llama.exit_code == 0 and "every part" not in llama.output

@@ -271,10 +271,21 @@ def render_step(est, m: Model, s: System, dt: Dtypes, mem, *, priced: bool) -> l
     weight, kv, compute, cls = resolve_dtypes(m, s, dt)
     price = "no price (--usd-per-chip-hour)" if s.usd_per_chip_hour is None else \
         f"${s.usd_per_chip_hour:.4g}/chip-h ({s.price_source or 'catalog'})"
-    out.append(f"[dim]{est.label}; weights {weight}, KV {kv}, compute {compute} ({si(op.peak_flops_per_s, 'FLOP/s')}/chip); "
+    out.append(f"[dim]{est.label}; weights {weight}{_every_part(m, dt)}, KV {kv}, compute {compute} "
+               f"({si(op.peak_flops_per_s, 'FLOP/s')}/chip); "
                f"{price}; experts: {op.expert_fetch}; MFU = model FLOPs / (step × chips × peak), MBU = (weights touched "
                f"+ KV) bytes / (step × chips × peak B/s)[/]")
     return out
+
+
+def _every_part(m, dt) -> str:
+    """Said where a named weight dtype is the checkpoint's own but the checkpoint keeps some parts
+    wider (gpt-oss: MXFP4 experts, BF16 attention): the pass then stores every part in it."""
+    if dt.weight is None or dt.weight != m.weight_dtype or m.base_dtype == m.weight_dtype:
+        return ""
+    parts = ", ".join(p for p in m.unquantized_parts if p != "norms")
+    return (f" (every part: the checkpoint keeps {parts} in {m.base_dtype}; leave --weight-dtype out for the "
+            "checkpoint as published)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -245,7 +245,7 @@ CatalogOpt = Annotated[
     Optional[list[Path]],
     typer.Option("--catalog", help="Extra catalog TOML ([systems.NAME], [chips.NAME], [models.NAME]); repeatable."),
 ]
-WeightOpt = Annotated[Optional[str], typer.Option("--weight-dtype", help="Weight dtype (bf16, fp8, fp4, mxfp4, ...); default: the checkpoint's.")]
+WeightOpt = Annotated[Optional[str], typer.Option("--weight-dtype", help="Weight dtype (bf16, fp8, fp4, mxfp4, ...) of every part; default: the checkpoint's, whose embeddings, lm_head (and for gpt-oss attention) may stay wider.")]
 KvOpt = Annotated[str, typer.Option("--kv-dtype", help="KV-cache dtype.")]
 ComputeOpt = Annotated[Optional[str], typer.Option("--compute-dtype", help="Matmul dtype; default: the weight dtype (or the next wider the chip supports).")]
 ChipsOpt = Annotated[Optional[int], Num("--chips", help="Chips in one replica; default: the scale-up domain (box or rack), or for TPU pods the fewest that hold weights + KV — grown past it (more boxes or racks) when weights + KV do not fit.")]
