@@ -208,21 +208,15 @@ def _from_out(model, d):
     return np.array([d[n] / US if n in ("t0_s", "alpha_s") else d[n] for n in MODELS[model][0]])
 
 
-# Robust loss: soft-L1 on log time at scale 0.3 — an error inside the per-shape scatter that one
-# chip's own best fit leaves (p90 0.22-0.33 on dense GEMMs, docs/kernels.md "Per-chip fits") counts
-# as in least squares, a larger one linearly. Every kernel table has a tail of shapes no smooth curve
-# follows (the library's per-shape kernel choice: ~10 % of TensorRT-LLM's MoE rows run 1.7-3x slower
-# than the curve through the rest); squared, that tail pulled the floors and efficiencies of the
-# whole curve (the MoE layer's floor: 40 us by least squares, 33 us by this loss). Scale 0.1 was
-# tried first and fails the FP8-from-BF16 transfer on L40S (median 0.835 of measured, window 0.85-1.2).
-LOSS_SCALE = 0.3
-
-
-def robust_residual(log_err, w):
-    """Residuals whose sum of squares is Σ w² · soft_l1(log_err; LOSS_SCALE): least_squares' own
-    `loss=` would apply the scale to the weighted residual, so each chip's weight would move it."""
-    z = log_err / LOSS_SCALE
-    return w * LOSS_SCALE * np.sign(z) * np.sqrt(2.0 * (np.sqrt(1.0 + z * z) - 1.0))
+# Robust loss: soft-L1 on log time at tokenmath's SOFT_L1_SCALE, 0.3 (calibrate.soft_l1_residual, the
+# end-to-end fit's loss too) — an error inside the per-shape scatter that one chip's own best fit leaves
+# (p90 0.22-0.33 on dense GEMMs, docs/kernels.md "Per-chip fits") counts as in least squares, a larger
+# one linearly. Every kernel table has a tail of shapes no smooth curve follows (the library's
+# per-shape kernel choice: ~10 % of TensorRT-LLM's MoE rows run 1.7-3x slower than the curve through
+# the rest); squared, that tail pulled the floors and efficiencies of the whole curve (the MoE layer's
+# floor: 40 us by least squares, 33 us by this loss). A scale of 0.1 was tried first and fails the
+# FP8-from-BF16 transfer on L40S (median 0.835 of measured, window 0.85-1.2).
+from tokenmath.calibrate import soft_l1_residual as robust_residual  # noqa: E402
 
 
 def fit(model, X, t, chip):

@@ -93,7 +93,7 @@ def _jpt_cases():
         if c.metric != "joules_per_output_token":
             continue
         m, s = cat.model(c.model), cat.system(c.system)
-        T = ve.estimated_step_s(c, m, s, ve.layout_of(c, m), Dtypes(weight=c.weight_dtype, kv=c.kv_dtype or "bf16"))
+        T = ve.estimated_step_s(c, m, s, ve.layout_of(c, m), Dtypes.for_point(m, c.weight_dtype, c.kv_dtype or "bf16"))
         out[c.id.removesuffix("-jpt")] = (c, T)
     return out
 
@@ -108,7 +108,7 @@ def _busy_shares(c):
     cat = tm.load_catalog()
     m, s = cat.model(c.model), cat.system(c.system)
     op = op_step(m, s, ve.layout_of(c, m), c.batch, c.input_tokens + c.output_tokens / 2, 1.0, kernels=None,
-                 dtypes=Dtypes(weight=c.weight_dtype, kv=c.kv_dtype or "bf16"), check=False)
+                 dtypes=Dtypes.for_point(m, c.weight_dtype, c.kv_dtype or "bf16"), check=False)
     bp = op.bound_parts
     T = c.step_s_measured
     return float(bp["compute_s"]) / T, float(bp["weights_s"] + bp["kv_s"] + bp["activations_s"]) / T

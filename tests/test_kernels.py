@@ -102,14 +102,11 @@ def _time(x, f, tile=1.0):
 
 def _fit(f, kappa=None, borrowed=False):
     """Soft-L1 on log time, each chip × dtype group equal weight (scripts/fit_kernels.py's method,
-    its `robust_residual`). kappa: held; borrowed: no κ and no quantise floor (the BF16 curve as it
+    `calibrate.soft_l1_residual`). kappa: held; borrowed: no κ and no quantise floor (the BF16 curve as it
     was borrowed)."""
-    import sys
-
     from scipy.optimize import least_squares
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from fit_kernels import robust_residual
+    from tokenmath.calibrate import soft_l1_residual as robust_residual
 
     lo = np.array([1e-3, 0.0, 1e-3, 1.0, 0.0, 0.0])
     hi = np.array([1.0, 5.0, 1.0, 8.0, 1e3, 1e3])

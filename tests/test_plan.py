@@ -179,7 +179,7 @@ def test_invariant_best_at_a_rate_is_the_batch_that_meets_it(model, system, rate
     ok = grid["tokens_per_s_per_user"] >= rate
     assert p.best.usd_per_mtok <= min(grid["usd_per_mtok"][ok]) * (1 + 1e-12)
     prof = choose("calibrated", system=s)
-    dt = Dtypes(weight=None if p.best.weight_dtype == m.weight_dtype else p.best.weight_dtype, kv=p.best.kv_dtype)
+    dt = Dtypes.for_point(m, p.best.weight_dtype, p.best.kv_dtype)
 
     def user(b):
         return 1.0 / steady_step_s(m, s, p.best.layout, b, 2000, 500, kernels=prof.kernels, engine=prof.engine, dtypes=dt)

@@ -734,3 +734,23 @@ def test_a_case_naming_the_checkpoints_dtype_runs_the_checkpoint_as_published():
     ctx = vd._ctx(c, pf.ROOFLINE_PROFILE, cat, path.parent)
     r = kernel_rates(ctx.model, ctx.system, ctx.dtypes, False)
     assert r.expert_bytes_per_param == 2.0 and r.dense_bytes_per_param == 2.0
+
+
+def test_invariant_soft_l1_residual_is_the_soft_l1_cost_as_least_squares():
+    """Invariant of calibrate.soft_l1_residual (the kernel fits' loss, scripts/fit_kernels.py): its
+    squares sum to 2·Σ w²·soft_l1(r), it keeps each residual's sign, it is ≈ w·r (least squares) well
+    inside SOFT_L1_SCALE and grows like √|r| (soft-L1's linear cost) far outside, and it loses no
+    precision near 0 (1e-12 stays 1e-12)."""
+    import numpy as np
+
+    r = np.array([-5.0, -0.3, -1e-3, -1e-12, 0.0, 1e-12, 1e-3, 0.3, 5.0])
+    w = np.linspace(0.2, 2.0, r.size)
+    out = cb.soft_l1_residual(r, w)
+    assert float((out ** 2).sum()) == pytest.approx(2.0 * float((w ** 2 * cb._soft_l1(r)).sum()), rel=1e-12)
+    assert np.all(np.sign(out) == np.sign(r))
+    assert cb.soft_l1_residual(1e-12) == pytest.approx(1e-12, rel=1e-9)
+    assert cb.soft_l1_residual(1e-3) == pytest.approx(1e-3, rel=1e-5)
+    f = cb.SOFT_L1_SCALE
+    big = np.array([100.0, 400.0])
+    assert cb.soft_l1_residual(big[1]) / cb.soft_l1_residual(big[0]) == pytest.approx(2.0, rel=0.05)
+    assert cb.soft_l1_residual(100.0) == pytest.approx(np.sqrt(2 * f * 100.0), rel=0.05)

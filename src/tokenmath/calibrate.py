@@ -263,6 +263,16 @@ def _soft_l1(r) -> np.ndarray:
     return f * f * (np.sqrt(1.0 + (np.asarray(r) / f) ** 2) - 1.0)
 
 
+def soft_l1_residual(r, w=1.0) -> np.ndarray:
+    """Residuals whose squares sum to 2·Σ w²·_soft_l1(r): a weighted soft-L1 fit as plain least squares
+    (scipy's own `loss=` would apply the scale to the weighted residual, so a weight would move it).
+    Written r·√(2/(1 + √(1 + (r/f)²))), which keeps r's sign and loses no precision near 0. Used by
+    scripts/fit_kernels.py for the kernel curves (docs/kernels.md, "The loss")."""
+    r = np.asarray(r, float)
+    z = r / SOFT_L1_SCALE
+    return w * r * np.sqrt(2.0 / (1.0 + np.sqrt(1.0 + z * z)))
+
+
 def _penalised_loss(weights: np.ndarray):
     """least_squares loss for [data residuals..., √λ·x]: each data residual's soft-L1 cost times its
     weight, each penalty residual's square (so the penalty is exactly λ·|x|²/2)."""

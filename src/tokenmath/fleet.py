@@ -1021,10 +1021,9 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         if prefix_cache_tier == "hbm":
             from .layout import layout_memory
 
-            wd = None if holder.weight_dtype == model.weight_dtype else holder.weight_dtype
             ctx_tokens = I if holder.role == "prefill" else I + O / 2.0
             mem = layout_memory(model, hs, holder.layout, float(holder.max_batch),
-                                ctx_tokens, dtypes=Dtypes(weight=wd, kv=holder.kv_dtype))
+                                ctx_tokens, dtypes=Dtypes.for_point(model, holder.weight_dtype, holder.kv_dtype))
             left = float(hs.chip.hbm_bytes - np.max(mem.total_bytes_per_chip))
         tier_info = cache_in_tier(model, hs, prefix_tokens, prefix_hit_rate, prefix_cache_tier, capacity_bytes=None,
                                   holder_chips=holder.replicas * holder.chips_per_replica, hbm_left_bytes_per_chip=left,
@@ -1348,9 +1347,8 @@ def fleet_day(model: Model, systems: list[System], curve, *, input_tokens: float
     for p in pools:
         s = by_name[p.system]
         b = float(load_bytes_per_s) if load_bytes_per_s is not None else load_bytes_per_s_default(s)
-        wd = None if p.weight_dtype == model.weight_dtype else p.weight_dtype
         mem = layout_memory(model, s, p.layout, 1.0, float(input_tokens),
-                            dtypes=Dtypes(weight=wd, kv=p.kv_dtype))
+                            dtypes=Dtypes.for_point(model, p.weight_dtype, p.kv_dtype))
         bw.append(b)
         load.append(float(np.max(mem.weights_bytes_per_chip)) / b)
     billed = np.array([p.billed_chips_per_replica for p in pools])

@@ -284,6 +284,8 @@ def _every_part(m, dt) -> str:
     if dt.weight is None or dt.weight != m.weight_dtype or m.base_dtype == m.weight_dtype:
         return ""
     parts = ", ".join(p for p in m.unquantized_parts if p != "norms")
+    if not parts:
+        return ""
     return (f" (every part: the checkpoint keeps {parts} in {m.base_dtype}; leave --weight-dtype out for the "
             "checkpoint as published)")
 

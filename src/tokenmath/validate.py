@@ -83,6 +83,11 @@ class Case(BaseModel):
             raise ValueError(f"metric = {v!r}; expected one of {', '.join(METRICS)}")
         return v
 
+    @field_validator("weight_dtype", "kv_dtype")
+    @classmethod
+    def _dtype(cls, v):
+        return v.lower() if isinstance(v, str) else v  # "FP8" is fp8: the checkpoint's own dtype compares equal
+
     @field_validator("arrivals")
     @classmethod
     def _arrivals(cls, v):
