@@ -1448,6 +1448,11 @@ class ClosedLoop:
     arrivals: str = "spread"
 
 
+def _check_requests(requests) -> None:
+    if requests is not None and not (math.isfinite(requests) and 1 <= requests <= MAX_REQUESTS):
+        raise TokenmathError(f"requests = {requests!r}; expected 1 to {MAX_REQUESTS:g}")
+
+
 def client_metrics(concurrency, decode_batch, decode_step_s, prefill_s, output_tokens: float, *,
                    arrivals: str = "spread", requests: float | None = None) -> ClosedLoop:
     """A benchmark client's numbers from the engine's two times (the accounting of closed_loop,
@@ -1455,8 +1460,7 @@ def client_metrics(concurrency, decode_batch, decode_step_s, prefill_s, output_t
     T_d and the time W one request's prompt adds to the steps that carry it."""
     if arrivals not in ARRIVALS:
         raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
-    if requests is not None and not (math.isfinite(requests) and 1 <= requests <= MAX_REQUESTS):
-        raise TokenmathError(f"requests = {requests!r}; expected 1 to {MAX_REQUESTS:g}")
+    _check_requests(requests)
     c, B = np.asarray(concurrency, float), np.asarray(decode_batch, float)
     t_d, W, O = np.asarray(decode_step_s, float), np.asarray(prefill_s, float), float(output_tokens)
     phi = PREFILL_IN_DECODE[arrivals]
@@ -1501,9 +1505,11 @@ def closed_loop(model: Model, system: System, layout: Layout, concurrency, input
         TTFT = queue + T_d + W + (1 − φ)(B − 1)·W,   TPOT = T_d + φ(B − 1)·W/(O − 1)
 
     φ = 1 for "spread" arrivals, 1/2 for "waves" (ARRIVALS). steady_step_s = cycle/O, the
-    server's mean step. `requests`: the run's request count N; with waves the run lasts
-    ceil(N/concurrency) cycles of E2E (the last wave partly empty), with spread arrivals N/c of
-    them (the client's ramp and drain cost nothing to first order). None: the steady state."""
+    server's mean step. `requests`: the run's request count N. No more than N are ever in flight
+    (concurrency is taken as min(concurrency, N): a run of 500 prompts sent at once runs at most
+    500 sequences, however many would fit); with waves the run lasts ceil(N/concurrency) cycles
+    of E2E (the last wave partly empty), with spread arrivals N/c of them (the client's ramp and
+    drain cost nothing to first order). None: the steady state."""
     if arrivals not in ARRIVALS:
         raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
     I, O = float(input_tokens), float(output_tokens)
@@ -1514,6 +1520,9 @@ def closed_loop(model: Model, system: System, layout: Layout, concurrency, input
         raise TokenmathError(f"concurrency = {concurrency!r}; expected ≥ 1 request in flight")
     if batch_cap is not None and not (math.isfinite(batch_cap) and batch_cap >= 1):
         raise TokenmathError(f"batch cap = {batch_cap!r}; expected ≥ 1 sequence")
+    _check_requests(requests)
+    if requests is not None:  # a client holds no more requests in flight than its run sends
+        c = np.minimum(c, float(requests))
     B = np.minimum(c, batch_cap) if batch_cap is not None else c
     t_d, t_mixed, chunk, Ip = _decode_and_chunk(model, system, layout, B, I, O, kernels=kernels, engine=engine,
                                                 dtypes=dtypes, chunk_tokens=chunk_tokens, cached_tokens=cached_tokens,

@@ -248,7 +248,7 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
                              output / run time, prefill included) / chips; without one, the batch
                              whose client TPOT meets the rate per user, solved for (_solve_rate)
     max_output_...           the closed loop at the largest batch that fits (engine cap applied),
-                             or at the measured concurrency
+                             or at the measured concurrency; never above the run's request count
 
     A measured concurrency beyond the KV that fits (at the mean context I + O/2) queues: the
     engine runs the batch that fits."""
@@ -293,8 +293,8 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
         cap = None if profile.is_roofline else profile.engine.max_batch
         top = _max_batch(model, system, lay, I + O, c.dtypes, cap)
         if case.metric == "max_output_tokens_per_s_per_chip":
-            run = c.loop(top, I, O, None, arrivals)
-            value, b_used, share = run.output_tokens_per_s / chips, top, float(run.prefill_share)
+            run = c.loop(top, I, O, None, arrivals, case.requests)  # no more in flight than the run's requests
+            value, b_used, share = run.output_tokens_per_s / chips, float(run.decode_batch), float(run.prefill_share)
         else:
             sol = _solve_rate(c, I, O, rate, top, arrivals)
             value, b_used, sens, share, note = sol.tokens_per_s / chips, sol.batch, sol.sensitivity, sol.prefill_share, sol.note
