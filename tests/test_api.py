@@ -19,7 +19,7 @@ from tokenmath import api
 from tokenmath.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
-FACADE = ("step", "curve", "plan", "fleet", "energy", "tco", "validate")
+FACADE = ("step", "curve", "client", "plan", "fleet", "energy", "tco", "validate")
 
 # CLI parameter names (the command functions') that the facade spells with the unit or in full
 RENAMED = {

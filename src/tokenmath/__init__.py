@@ -60,13 +60,13 @@ def __dir__():
 
 
 # ---- facade functions that share their name with a submodule -----------------------------------
-# tm.plan, tm.fleet, tm.energy and tm.validate are both the submodule (`from tokenmath import fleet as
+# tm.plan, tm.fleet, tm.energy, tm.validate and tm.client are both the submodule (`from tokenmath import fleet as
 # fl; fl.Slo`, `import tokenmath.energy`) and the facade function (`tm.fleet(model=..., ...)`): the
 # submodule object is made callable (its class becomes _CallableModule, whose __call__ is the facade
 # function of tokenmath.api). The package's attribute is a data descriptor, so it is the callable
 # module however and whenever the submodule was imported (importing a submodule sets the package's
 # attribute, which the descriptor's setter takes).
-_FACADE_MODULES = ("plan", "fleet", "energy", "validate")
+_FACADE_MODULES = ("plan", "fleet", "energy", "validate", "client")
 
 import sys as _sys  # noqa: E402
 import types as _types  # noqa: E402
@@ -129,7 +129,7 @@ del _name
 __version__ = "0.1.0"
 
 __all__ = [
-    "step", "curve", "plan", "fleet", "energy", "tco", "validate", "Result",
+    "step", "curve", "client", "plan", "fleet", "energy", "tco", "validate", "Result",
     "Attention", "Catalog", "Chip", "Dtypes", "Efficiency", "KvCache", "Mlp", "Model", "Moe", "ParamCounts",
     "ROOFLINE", "StepTime", "System", "Tier", "TokenmathError", "Estimated", "OpStep", "Profile",
     "choose_profile", "default_layout", "estimate_pass", "op_step", "FleetPlan", "Slo", "Workload",

@@ -646,6 +646,151 @@ def _curve_lines(rec, m, s, chips, over, est, rep) -> tuple:
     return tuple(lines)
 
 
+# ---- client ---------------------------------------------------------------------------------------
+
+
+@_facade
+def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Sequence | None = None,
+           input_tokens: float | str = "1000", output_tokens: float | str = "1000", requests: float | str | None = None,
+           arrivals: str = "spread", chips: int | None = None, weight_dtype: str | None = None, kv_dtype: str = "bf16",
+           compute_dtype: str | None = None, efficiency: str = "calibrated", engine: str | None = None,
+           catalog: CatalogArg = None) -> CurveResult:
+    """What a benchmark client holding c requests in flight reports — vLLM's `vllm bench serve` or
+    SGLang's `bench_serving` with --max-concurrency c, genai-perf at concurrency c: TTFT, TPOT, tokens/s
+    per user and output tokens/s per chip, the estimate with its 80 % band and the roofline bound of
+    the same runs beside it (`tokenmath client`; docs/client.md).
+
+    Args:
+        concurrency: requests in flight — a number, a list, or "1,8,64" (default: powers of two up to
+            the first at or past the sequences whose KV fits at the mean context, and that count).
+        input_tokens, output_tokens: prompt and output tokens per request (default 1,000 each).
+        requests: the run's request count (`--num-prompts`); none: the steady state.
+        arrivals: "spread" (random lengths: prompts arrive through the run) or "waves" (fixed lengths,
+            as `--random-range-ratio 1` or `--ignore-eos`: a wave of c prompts starts and ends together).
+        chips: chips in one replica (default: the scale-up domain, grown until weights + KV fit).
+        engine: trtllm, vllm or sglang (default: the generic fit), with features after + .
+
+    Returns:
+        A `CurveResult` whose record has `points` (one per concurrency: `concurrency`, `running_batch`,
+        `ttft_s`, `tpot_s`, `tokens_per_s_per_user`, `output_tokens_per_s_per_chip`, `prefill_share`,
+        the engine's two times `decode_step_s` and `prefill_s` (what one prompt adds), `cycle_s`, `e2e_s`,
+        `range_80` and `roofline`), `kv_cap_sequences` and the replica; `to_frame()` one row per point.
+
+    Examples:
+        >>> import tokenmath as tm
+        >>> r = tm.client(model="llama-3.1-8b", system="h100-sxm", concurrency="1,64", input_tokens=1000,
+        ...               output_tokens=1000, weight_dtype="fp8", kv_dtype="fp8")
+        >>> [p["concurrency"] for p in r["points"]], r["points"][1]["tpot_s"] > r["points"][0]["tpot_s"]
+        ([1.0, 64.0], True)
+    """
+    from . import client as cl
+    from .args import profile_of
+    from .estimate import replica, replica_record
+
+    cat = _catalog(catalog)
+    I, O = _num(input_tokens, "--input-tokens"), _num(output_tokens, "--output-tokens")
+    N = _num(requests, "--requests")
+    if concurrency is None:
+        c = None
+    else:
+        items = concurrency if isinstance(concurrency, (list, tuple)) else (
+            [x.strip() for x in str(concurrency).split(",") if x.strip()] if isinstance(concurrency, str) else [concurrency])
+        if not items:
+            raise TokenmathError(f"--concurrency = {concurrency!r} lists no concurrency; give e.g. 1,8,64")
+        if len(items) > cl.MAX_POINTS:
+            raise TokenmathError(f"--concurrency lists {len(items)} values; give at most {cl.MAX_POINTS}")
+        c = [_num(x, "--concurrency") for x in items]
+    given = _num(chips, "--chips", integer=True)
+    top = max(c) if c else 1.0
+    m, s, _, dt, _ = resolve_serving(cat, model, system, I + O, weight_dtype, kv_dtype, compute_dtype, given, batch=top)
+    if m.is_totals_only:
+        raise _totals_only_refused(m)
+    prof = profile_of(efficiency, engine, s)
+    rep = replica(m, s, top, I + O, chips=given, dtypes=dt)
+    sw = cl.client_sweep(m, s, rep.layout, c, I, O, profile=prof, dtypes=dt, billed_chips=rep.billed_chips,
+                         requests=N, arrivals=arrivals)
+    rec = _client_record(sw, m, s, dt, rep)
+    rec["replica"] = replica_record(rep)
+
+    def draw(path):
+        from . import plots
+
+        return plots.client_frontier(sw, title=f"{m.name} on {rep.chips} × {s.name} ({rep.layout.describe()}), "
+                                     f"I = {I:,.0f}, O = {O:,.0f}", path=path)
+
+    return CurveResult("client", rec, _client_lines(rec, sw, m, s, rep), {"sweep": sw, "model": m, "system": s,
+                                                                          "replica": rep}, draw)
+
+
+def _client_record(sw, m, s, dt, rep) -> dict:
+    import numpy as np
+
+    e, b = sw.estimate, sw.roofline
+    n = len(sw.concurrency)
+
+    def at(x, i):
+        return float(np.broadcast_to(np.asarray(x, float), (n,))[i])
+
+    def band(r, i):
+        return None if r is None else [at(r[0], i), at(r[1], i)]
+
+    points = []
+    for i, c in enumerate(sw.concurrency):
+        run = at(e.decode_batch, i)
+        points.append({
+            "concurrency": float(c), "running_batch": run, "queued": float(c) - run,
+            "ttft_s": at(e.ttft_s, i), "tpot_s": at(e.tpot_s, i), "tokens_per_s_per_user": 1.0 / at(e.tpot_s, i),
+            "e2e_s": at(e.e2e_s, i), "output_tokens_per_s": at(e.output_tokens_per_s, i),
+            "output_tokens_per_s_per_chip": at(e.output_tokens_per_s, i) / sw.billed_chips,
+            "prefill_share": at(e.prefill_share, i), "decode_step_s": at(e.decode_step_s, i),
+            "prefill_s": at(e.prefill_s, i), "cycle_s": at(e.cycle_s, i),
+            "range_80": {"ttft_s": band(sw.ttft_range_80, i), "tpot_s": band(sw.tpot_range_80, i),
+                         "output_tokens_per_s_per_chip": band(sw.output_range_80, i)},
+            "roofline": {"ttft_s": at(b.ttft_s, i), "tpot_s": at(b.tpot_s, i),
+                         "tokens_per_s_per_user": 1.0 / at(b.tpot_s, i),
+                         "output_tokens_per_s_per_chip": at(b.output_tokens_per_s, i) / sw.billed_chips},
+        })
+    return {"model": m.name, "system": s.name, "chips": rep.chips, "billed_chips": sw.billed_chips,
+            "layout": sw.layout.describe(), "input_tokens": sw.input_tokens, "output_tokens": sw.output_tokens,
+            "requests": sw.requests, "arrivals": sw.arrivals, "weight_dtype": dt.weight, "kv_dtype": dt.kv,
+            "estimate": sw.label, "kv_cap_sequences": sw.kv_cap, "points": points}
+
+
+def _client_lines(rec, sw, m, s, rep) -> tuple:
+    from rich.table import Table
+
+    from .units import seconds
+
+    lines: list = []
+    if rep.note:
+        lines.append(f"[yellow]note:[/] {rep.note}")
+    t = Table(title=f"{m.name} on {rep.chips} × {s.name} ({rec['layout']}), I = {rec['input_tokens']:,.0f}, "
+              f"O = {rec['output_tokens']:,.0f}, {rec['arrivals']} arrivals"
+              + ("" if rec["requests"] is None else f", {rec['requests']:,.0f} requests")
+              + f" — what a benchmark client reports; estimate: {rec['estimate']}, roofline bound beside it",
+              title_justify="left")
+    for col in ("concurrency", "running", "TTFT", "TPOT", "TPOT 80 %", "tok/s/user", "tok/s/chip", "tok/s/chip 80 %",
+                "prefill", "bound: TPOT", "tok/s/chip"):
+        t.add_column(col, justify="right")
+    for p in rec["points"]:
+        r = p["range_80"]
+        tb = "-" if r["tpot_s"] is None else f"{seconds(r['tpot_s'][0])}–{seconds(r['tpot_s'][1])}"
+        ob = "-" if r["output_tokens_per_s_per_chip"] is None else (
+            f"{r['output_tokens_per_s_per_chip'][0]:,.0f}–{r['output_tokens_per_s_per_chip'][1]:,.0f}")
+        t.add_row(f"{p['concurrency']:,.0f}", f"{p['running_batch']:,.0f}", seconds(p["ttft_s"]), seconds(p["tpot_s"]), tb,
+                  f"{p['tokens_per_s_per_user']:,.1f}", f"{p['output_tokens_per_s_per_chip']:,.0f}", ob,
+                  f"{p['prefill_share']:.0%}", seconds(p["roofline"]["tpot_s"]),
+                  f"{p['roofline']['output_tokens_per_s_per_chip']:,.0f}")
+    lines.append(t)
+    lines.append(f"beyond {rec['kv_cap_sequences']:,.0f} sequences (the KV that fits at the mean context "
+                 f"I + O/2 in 90 % of HBM) the rest queue: TTFT grows, throughput stays")
+    lines.append(f"[dim]estimate ({rec['estimate']}): the answer, with the 80 % band of its model class; bound: the "
+                 f"same runs with every step at its roofline bound; prefill: the share of the engine's time spent on prompts; weights {rec['weight_dtype']}, KV {rec['kv_dtype']}; "
+                 "TPOT = (E2E − TTFT)/(O − 1) per request and output tokens/s = total output / run time, as vLLM's and "
+                 "SGLang's benchmark clients count them[/]")
+    return tuple(lines)
+
+
 # ---- plan ---------------------------------------------------------------------------------------
 
 

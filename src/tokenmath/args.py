@@ -46,6 +46,8 @@ FLAGS: dict[str, Bound] = {
     "--new-tokens": Bound(_TOKENS, whole=True, meaning="new tokens per sequence"),
     "--prompt-tokens": Bound(_TOKENS, whole=True, meaning="prompt tokens"),
     "--input-tokens": Bound(_TOKENS, whole=True, meaning="prompt tokens per request"),
+    "--concurrency": Bound(1e6, low=1, low_inclusive=True, whole=True, meaning="requests in flight"),
+    "--requests": Bound(1e9, low=1, low_inclusive=True, whole=True, meaning="requests the run sends"),
     "--output-tokens": Bound(_TOKENS, whole=True, meaning="output tokens per request"),
     "--seq-len": Bound(_TOKENS, whole=True, meaning="tokens per sequence"),
     "--crossover-context": Bound(_TOKENS, whole=True, meaning="tokens of context"),

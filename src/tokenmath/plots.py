@@ -605,3 +605,24 @@ def fleet_over_day(d, *, path=None):
     _fit_title(ax, f"{d.model}: the fleet over {d.span_s / 3600:,.4g} h ({d.nodes_average:,.1f} nodes on average,"
                    f" {d.nodes_peak:,} at peak)")
     return _save(fig, path)
+
+
+def client_frontier(sw, *, title: str, path=None):
+    """What a benchmark client sees as concurrency grows (client.ClientSweep): output tokens/s per chip
+    against tokens/s per user, one marker per concurrency, the estimate with its 80 % band beside the
+    roofline bound of the same runs."""
+    _need_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    user_b = 1.0 / np.asarray(sw.roofline.tpot_s, float)
+    chip_b = np.asarray(sw.roofline.output_tokens_per_s, float) / sw.billed_chips
+    ax.plot(user_b, chip_b, "--", color=COLORS["step"], lw=1.5, label="roofline bound of the same runs")
+    user, chip = sw.tokens_per_s_per_user, sw.output_tokens_per_s_per_chip
+    if sw.output_range_80 is not None:
+        lo, hi = (np.asarray(v, float) for v in sw.output_range_80)
+        ax.fill_between(user, lo, hi, color=ESTIMATE_COLOR, alpha=0.15, lw=0, label="estimate's 80 % band (throughput)")
+    ax.plot(user, chip, "o-", color=ESTIMATE_COLOR, lw=2.2, ms=4, zorder=6, label=f"estimate ({sw.label})")
+    for c, x, y in zip(sw.concurrency, user, chip):
+        ax.annotate(f"{c:,.0f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=ESTIMATE_COLOR)
+    ax.set(xscale="log", yscale="log", xlabel="tokens/s per user (1 / TPOT)", ylabel="output tokens/s per chip")
+    _fit_title(ax, title + " — labels: concurrency")
+    return _finish(fig, ax, path)

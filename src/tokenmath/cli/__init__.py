@@ -370,6 +370,13 @@ def _emit_json(obj) -> None:
     print(rp.dumps(obj))
 
 
+def _drawn(result, plot) -> None:
+    """A facade result's chart to `plot` where one was asked for and it has one (said on stderr)."""
+    if plot is not None and result.draw is not None:
+        result.draw(plot)
+        err.print(f"wrote {plot}")
+
+
 def _finish(json_: bool, record, lines) -> None:
     """Print one JSON object, or the plain-words lines; a non-finite result is an error, not output."""
     if json_:

@@ -8,7 +8,7 @@ import typer
 from . import (
     ForceOpt, DashboardOpt, Num, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, command, _catalog, _catalog_checked, _finish,
     _dtypes, _count, progress, EfficiencyOpt, EngineOpt, _profile, ModelOpt, SystemOpt, ContextOpt, err, _num,
-    TokenmathError, CostOpt, _priced,
+    TokenmathError, CostOpt, _priced, _drawn,
 )
 
 
@@ -114,9 +114,7 @@ def plan_cmd(
                      usd_per_chip_hour=usd_per_chip_hour, scheduler=scheduler, efficiency=efficiency, engine=engine,
                      objective=objective, cost=cost, catalog=catalog, pool=pool,
                      progress=lambda done, total, name: update(done, total=total, description=f"planning: {name}"))
-    if plot is not None:
-        r.draw(plot)
-        err.print(f"wrote {plot}")
+    _drawn(r, plot)
     if plot_energy is not None:
         api.plot_plan_energy(r, plot_energy)
         err.print(f"wrote {plot_energy}")

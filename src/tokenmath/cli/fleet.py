@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import ForceOpt, CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _finish, command, err, progress, CostOpt
+from . import ForceOpt, CatalogOpt, EngineOpt, JsonOpt, ModelOpt, Num, _drawn, _finish, command, progress, CostOpt
 
 
 @command("fleet")
@@ -58,9 +58,7 @@ def fleet_cmd(
                        prefix_cache_tier=prefix_cache_tier, prefix_cache_gb=prefix_cache_gb, prefix_count=prefix_count,
                        prefill_tokens_per_rank=prefill_tokens_per_rank,
                        progress=lambda done, total, what: update(done, total=total, description=what))
-    if plot is not None:
-        r.draw(plot)
-        err.print(f"wrote {plot}")
+    _drawn(r, plot)
     _finish(json_, r.record, r.lines)
     if r.parts["export_refused"] is not None:  # the fleet shown, then the one sentence (exit 2)
         raise r.parts["export_refused"]

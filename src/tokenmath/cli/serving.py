@@ -1,4 +1,4 @@
-"""`tokenmath step | curve | balance | fastmode | traffic | prefill`: one pass and serving economics."""
+"""`tokenmath step | curve | client | balance | fastmode | traffic | prefill`: one pass and serving economics."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -8,7 +8,7 @@ import typer
 from . import (
     ForceOpt, Num, JsonOpt, CatalogOpt, WeightOpt, KvOpt, ComputeOpt, ChipsOpt, command, _catalog, _emit_json,
     _finish, _count, _setup, SparseOpt, SparseModeOpt, EfficiencyOpt, EngineOpt, _profile, ModelOpt,
-    SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, CostOpt, _priced,
+    SystemOpt, ContextOpt, out, err, _num, TokenmathError, seconds, CostOpt, _priced, _drawn,
 )
 
 
@@ -51,6 +51,14 @@ def step_cmd(
     _print_lines(r.lines, last_highlighted="estimate" in r.parts)
 
 
+def _answer(r, plot, json_: bool) -> None:
+    """A facade result as the command prints it: its chart where asked, then --json or its lines."""
+    _drawn(r, plot)
+    if json_:
+        return _emit_json(r.record)
+    _print_lines(r.lines)
+
+
 def _print_lines(lines, *, last_highlighted: bool = True) -> None:
     """A facade result's text as the command prints it: tables as they are, lines of words without
     number highlighting (the last one, the dim assumptions line, with it where `last_highlighted`)."""
@@ -88,12 +96,31 @@ def curve_cmd(
                   weight_dtype=weight_dtype, kv_dtype=kv_dtype, compute_dtype=compute_dtype, sparse_topk=sparse_topk,
                   sparse_mode=sparse_mode, efficiency=efficiency, engine=engine, expert_fetch=expert_fetch, cost=cost,
                   catalog=catalog)
-    if plot is not None:
-        r.draw(plot)
-        err.print(f"wrote {plot}")
-    if json_:
-        return _emit_json(r.record)
-    _print_lines(r.lines)
+    _answer(r, plot, json_)
+
+
+@command("client")
+def client_cmd(
+    model: ModelOpt, system: SystemOpt,
+    concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Requests in flight, comma-separated (e.g. 1,8,64); default: powers of two up to the first at or past the sequences whose KV fits, and that count.")] = None,
+    input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request.")] = "1000",
+    output_tokens: Annotated[str, typer.Option("--output-tokens", help="Output tokens per request.")] = "1000",
+    requests: Annotated[Optional[str], typer.Option("--requests", help="The run's request count (--num-prompts); default: the steady state.")] = None,
+    arrivals: Annotated[str, typer.Option("--arrivals", help="'spread' (random lengths: prompts arrive through the run) or 'waves' (fixed lengths, e.g. --random-range-ratio 1: a wave of prompts starts and ends together).")] = "spread",
+    chips: ChipsOpt = None,
+    weight_dtype: WeightOpt = None, kv_dtype: KvOpt = "bf16", compute_dtype: ComputeOpt = None,
+    efficiency: EfficiencyOpt = "calibrated", engine: EngineOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw output tokens/s per chip against tokens/s per user to this PNG/SVG file, one point per concurrency, the estimate's 80 % band and the roofline bound beside it.")] = None,
+    force: ForceOpt = False,
+    json_: JsonOpt = False, catalog: CatalogOpt = None,
+) -> None:
+    """What a benchmark client at a fixed concurrency reports (vllm bench serve / sglang bench_serving --max-concurrency, genai-perf): TTFT, TPOT, tokens/s per user and per chip — the estimate with its 80 % band, the roofline bound of the same runs beside it."""
+    from .. import api
+
+    r = api.client(model, system, concurrency=concurrency, input_tokens=input_tokens, output_tokens=output_tokens,
+                   requests=requests, arrivals=arrivals, chips=chips, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                   compute_dtype=compute_dtype, efficiency=efficiency, engine=engine, catalog=catalog)
+    _answer(r, plot, json_)
 
 
 @command("balance")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import (
-    ForceOpt, write_output, JsonOpt, CatalogOpt, Num, command, _catalog, _finish, err, TokenmathError,
+    ForceOpt, write_output, JsonOpt, CatalogOpt, Num, command, _catalog, _finish, _drawn, err, TokenmathError,
 )
 
 
@@ -26,9 +26,7 @@ def validate_cmd(
     from .. import api
 
     r = api.validate(files, efficiency=efficiency, catalog=catalog)
-    if plot is not None and r.draw is not None:
-        r.draw(plot)
-        err.print(f"wrote {plot}")
+    _drawn(r, plot)
     _finish(json_, r.record, r.lines)
 
 
