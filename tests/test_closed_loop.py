@@ -43,11 +43,24 @@ DSTACK_SERIES = {
 
 def _invert(c, O, ttft_s, tpot_s, arrivals):
     """The decode step T_d and per-prompt prefill W that client_metrics maps to the measured TTFT
-    and TPOT (it is linear in both: read its coefficients off unit inputs)."""
+    and TPOT. For waves it is linear in both: read its coefficients off unit inputs."""
+    assert arrivals == "waves"
     a = client_metrics(c, c, 1.0, 0.0, O, arrivals=arrivals)
     b = client_metrics(c, c, 0.0, 1.0, O, arrivals=arrivals)
     m = np.array([[a.ttft_s, b.ttft_s], [a.tpot_s, b.tpot_s]])
     return np.linalg.solve(m, [ttft_s, tpot_s])
+
+
+def _invert_spread(c, O, ttft_s, tpot_s):
+    """The same reading for spread arrivals, where a prompt's wait behind others (prompt_wait_s)
+    makes it non-linear: the (T_d, W) > 0 on a fine log grid whose client numbers are nearest the
+    measured ones (log distance)."""
+    t_d = np.geomspace(1e-4, 1.0, 500)[:, None]
+    w = np.geomspace(1e-4, 100.0, 500)[None, :]
+    r = client_metrics(float(c), float(c), t_d, w, O)
+    dist = np.hypot(np.log(r.ttft_s / ttft_s), np.log(np.maximum(r.tpot_s, 1e-12) / tpot_s))
+    i, j = np.unravel_index(np.argmin(dist), dist.shape)
+    return t_d[i, 0], w[0, j]
 
 
 @pytest.mark.parametrize("name,c,O,ttft_ms,tpot_ms,tput,n", DSTACK, ids=[d[0] for d in DSTACK])
@@ -77,8 +90,9 @@ def test_fixed_length_runs_are_waves_not_spread(run):
     wave accounting (half of a wave's prefill lands in TTFT, half stretches the decode), every
     run gives a positive decode step that grows with the context (I + O/2 from 3,600 to 6,400),
     and one prefill time per prompt across output lengths within ±30 %. Read as spread arrivals
-    (every other prompt inside a request's decode) the same numbers need a negative decode step:
-    fixed-length runs are waves."""
+    (every other prompt inside a request's decode, less the wait behind the prompts ahead of it)
+    the same identical prompts would need a prefill time that grows more than 3-fold with the
+    output length: fixed-length runs are waves."""
     rows = DSTACK_SERIES[run]
     waves = [_invert(128, O, ttft / 1e3, tpot / 1e3, "waves") for O, ttft, tpot in rows]
     t_d = [x[0] for x in waves]
@@ -86,8 +100,9 @@ def test_fixed_length_runs_are_waves_not_spread(run):
     assert all(t > 0 for t in t_d)
     assert t_d[-1] > t_d[0]
     assert max(w) / min(w) < 1.3
-    spread = [_invert(128, O, ttft / 1e3, tpot / 1e3, "spread") for O, ttft, tpot in rows]
-    assert all(x[0] < 0 for x in spread)
+    spread = [_invert_spread(128, O, ttft / 1e3, tpot / 1e3) for O, ttft, tpot in rows]
+    w_spread = [x[1] for x in spread]
+    assert w_spread[-1] / w_spread[0] > 3
 
 
 def _dsr1():
@@ -116,6 +131,26 @@ def test_invariant_client_identities_and_the_server_mean_step():
     sp = closed_loop(m, s, lay, 128, 3200, 800, kernels=prof.kernels, engine=prof.engine, dtypes=dt)
     wv = closed_loop(m, s, lay, 128, 3200, 800, kernels=prof.kernels, engine=prof.engine, dtypes=dt, arrivals="waves")
     assert wv.cycle_s == pytest.approx(sp.cycle_s) and wv.tpot_s < sp.tpot_s and wv.ttft_s > sp.ttft_s
+
+
+def test_invariant_a_prompts_wait_behind_others_is_the_m_d_1_mean():
+    """Invariant: with spread arrivals a prompt waits Wq = ρ·W/(2(1 − ρ)) behind the others (the
+    Pollaczek–Khinchine mean for a single server with fixed service W at utilisation ρ = B·W/cycle;
+    Kleinrock, Queueing Systems vol. 1, 1975), never more than the B − 1 other prompts, not at all
+    alone or in waves; what it waits is in its TTFT and out of its decode (the cycle is unchanged)."""
+    m, s, lay, prof, dt = _dsr1()
+    c = np.array([1.0, 8.0, 64.0, 128.0])
+    r = closed_loop(m, s, lay, c, 3200, 800, kernels=prof.kernels, engine=prof.engine, dtypes=dt)
+    rho = r.prefill_share
+    np.testing.assert_allclose(r.prompt_wait_s, np.minimum(rho * r.prefill_s / (2 * (1 - rho)), (c - 1) * r.prefill_s),
+                               rtol=1e-12)
+    assert r.prompt_wait_s[0] == 0.0 and np.all(np.diff(r.prompt_wait_s) > 0)
+    np.testing.assert_allclose(r.ttft_s, r.decode_step_s + r.prefill_s + r.prompt_wait_s, rtol=1e-12)
+    wv = closed_loop(m, s, lay, c, 3200, 800, kernels=prof.kernels, engine=prof.engine, dtypes=dt, arrivals="waves")
+    assert np.all(wv.prompt_wait_s == 0.0)
+    # a prompt far longer than the decode it rides: the cap (B − 1)·W binds
+    big = client_metrics(4.0, 4.0, 0.001, 1.0, 10.0)
+    assert big.prompt_wait_s == pytest.approx(3.0) and big.ttft_s == pytest.approx(0.001 + 1.0 + 3.0)
 
 
 def test_invariant_beyond_the_batch_cap_requests_queue():

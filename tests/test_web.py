@@ -22,7 +22,7 @@ from tokenmath.cli import app as cli
 from tokenmath.web import APP
 
 CAT = tm.load_catalog()
-PAGES = ("Batch", "Context", "Fast/slow mode", "Layout", "Prices", "Training", "Fleet", "Energy")
+PAGES = ("Batch", "Context", "Fast/slow mode", "Client", "Layout", "Prices", "Training", "Fleet", "Energy")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
@@ -352,6 +352,22 @@ def test_context_and_training_pages_match_the_cli(opened):
     at = opened("Training")
     rec = cli_json("train", "overtrain", "--active-params", "100G", "--tokens-per-s", "50M", "--lifetime-days", "60.875")
     assert span(at, "overtrain") == f"{rec['overtraining_factor']:,.1f}"
+
+
+def test_client_page_matches_the_cli(opened):
+    """The Client page is `tokenmath client` (the same facade call): its points, KV cap and the last
+    point's TPOT and throughput per chip equal the CLI's --json; the arrivals control moves TTFT."""
+    at = opened("Client")
+    rec = cli_json("client", "--model", "deepseek-v3", "--system", "gb200-nvl72")
+    top = rec["points"][-1]
+    assert span(at, "client-points") == f"{len(rec['points'])}"
+    assert span(at, "client-cap") == f"{rec['kv_cap_sequences']:.6g}"
+    assert span(at, "client-tpot-at-cap") == f"{top['tpot_s']:.6g}"
+    assert span(at, "client-tput-at-cap") == f"{top['output_tokens_per_s_per_chip']:.6g}"
+    at = fresh("Client")
+    at.select_slider(key="cl_out").set_value(2000).run()
+    rec = cli_json("client", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--output-tokens", "2000")
+    assert span(at, "client-tpot-at-cap") == f"{rec['points'][-1]['tpot_s']:.6g}"
 
 
 def test_layout_page_sliders():

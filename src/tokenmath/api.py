@@ -673,7 +673,8 @@ def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Seq
     Returns:
         A `CurveResult` whose record has `points` (one per concurrency: `concurrency`, `running_batch`,
         `ttft_s`, `tpot_s`, `tokens_per_s_per_user`, `output_tokens_per_s_per_chip`, `prefill_share`,
-        the engine's two times `decode_step_s` and `prefill_s` (what one prompt adds), `cycle_s`, `e2e_s`,
+        the engine's two times `decode_step_s` and `prefill_s` (what one prompt adds), `prompt_wait_s`
+        (a prompt's wait behind others), `cycle_s`, `e2e_s`,
         `range_80` and `roofline`), `kv_cap_sequences` and the replica; `to_frame()` one row per point.
 
     Examples:
@@ -743,7 +744,7 @@ def _client_record(sw, m, s, dt, rep) -> dict:
             "e2e_s": at(e.e2e_s, i), "output_tokens_per_s": at(e.output_tokens_per_s, i),
             "output_tokens_per_s_per_chip": at(e.output_tokens_per_s, i) / sw.billed_chips,
             "prefill_share": at(e.prefill_share, i), "decode_step_s": at(e.decode_step_s, i),
-            "prefill_s": at(e.prefill_s, i), "cycle_s": at(e.cycle_s, i),
+            "prefill_s": at(e.prefill_s, i), "prompt_wait_s": at(e.prompt_wait_s, i), "cycle_s": at(e.cycle_s, i),
             "range_80": {"ttft_s": band(sw.ttft_range_80, i), "tpot_s": band(sw.tpot_range_80, i),
                          "output_tokens_per_s_per_chip": band(sw.output_range_80, i)},
             "roofline": {"ttft_s": at(b.ttft_s, i), "tpot_s": at(b.tpot_s, i),

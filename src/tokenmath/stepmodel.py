@@ -1432,6 +1432,7 @@ class ClosedLoop:
     output_tokens_per_s   total output tokens / run time: concurrency·O/E2E in the steady state
     prefill_share     B·W / cycle: the share of wall time the engine spends prefilling
     queue_s           time a request waits for a slot (0 below the cap)
+    prompt_wait_s     time its prompt waits behind other prompts (spread arrivals; prompt_wait_s)
     """
 
     concurrency: float | np.ndarray
@@ -1446,6 +1447,22 @@ class ClosedLoop:
     prefill_share: float | np.ndarray
     queue_s: float | np.ndarray
     arrivals: str = "spread"
+    prompt_wait_s: float | np.ndarray = 0.0  # spread arrivals: mean wait behind other prompts (prompt_wait_s)
+
+
+def prompt_wait_s(B, decode_step_s, prefill_s, output_tokens: float):
+    """Mean time a prompt arriving at random waits for the prompts ahead of it (spread arrivals).
+
+    The engine prefills prompts one after another, each taking W of its time, and spends the share
+    ρ = B·W / cycle of its time on them (cycle = O·T_d + B·W). Taken as a single server with a fixed
+    service time W and random arrivals (M/D/1), the Pollaczek–Khinchine mean-value formula gives the
+    mean wait ρ·W / (2(1 − ρ)) = B·W² / (2·O·T_d), since 1 − ρ = O·T_d / cycle (L. Kleinrock,
+    Queueing Systems vol. 1, 1975, §5.6). A closed loop is less bursty than random arrivals, so
+    this is an upper estimate; a prompt waits at most for the B − 1 others."""
+    B, t_d, W = np.asarray(B, float), np.asarray(decode_step_s, float), np.asarray(prefill_s, float)
+    O = float(output_tokens)
+    pk = B * W * W / (2.0 * O * np.maximum(t_d, 1e-30))
+    return np.minimum(pk, np.maximum(B - 1.0, 0.0) * W)
 
 
 def _check_requests(requests) -> None:
@@ -1467,16 +1484,18 @@ def client_metrics(concurrency, decode_batch, decode_step_s, prefill_s, output_t
     cycle = O * t_d + B * W
     e2e = (c / B) * cycle
     queue = e2e - cycle
-    ttft = queue + t_d + W + (1.0 - phi) * (B - 1.0) * W
-    # bench_serving counts TPOT as 0 for a one-token output (no decode)
-    tpot = t_d + phi * (B - 1.0) * W / (O - 1.0) if O > 1 else np.zeros_like(t_d)
+    wait = prompt_wait_s(B, t_d, W, O) if arrivals == "spread" else np.zeros_like(t_d)
+    ttft = queue + t_d + W + wait + (1.0 - phi) * (B - 1.0) * W
+    # bench_serving counts TPOT as 0 for a one-token output (no decode); the others' prefill that a
+    # request waited out before its first token is not in its decode
+    tpot = t_d + (phi * (B - 1.0) * W - wait) / (O - 1.0) if O > 1 else np.zeros_like(t_d)
     if requests is not None and arrivals == "waves":
         n = float(requests)
         run_s = np.ceil(n / c - 1e-9) * e2e
     else:
         n, run_s = c, e2e
     return ClosedLoop(_f(c), _f(B), _f(t_d), _f(W), _f(cycle), _f(e2e), _f(ttft), _f(tpot), _f(n * O / run_s),
-                      _f(B * W / cycle), _f(queue), arrivals)
+                      _f(B * W / cycle), _f(queue), arrivals, _f(wait))
 
 
 def closed_loop(model: Model, system: System, layout: Layout, concurrency, input_tokens: float, output_tokens: float,
@@ -1502,9 +1521,11 @@ def closed_loop(model: Model, system: System, layout: Layout, concurrency, input
     queueing and after the share (1 − φ) of the others' prefill that precedes it; the rest of
     their prefill, φ(B − 1)·W, stretches its decode:
 
-        TTFT = queue + T_d + W + (1 − φ)(B − 1)·W,   TPOT = T_d + φ(B − 1)·W/(O − 1)
+        TTFT = queue + T_d + W + Wq + (1 − φ)(B − 1)·W,   TPOT = T_d + (φ(B − 1)·W − Wq)/(O − 1)
 
-    φ = 1 for "spread" arrivals, 1/2 for "waves" (ARRIVALS). steady_step_s = cycle/O, the
+    φ = 1 for "spread" arrivals, 1/2 for "waves" (ARRIVALS). Wq: with spread arrivals a prompt
+    that arrives while another is being prefilled waits its turn (prompt_wait_s, an M/D/1 mean);
+    waves carry that order explicitly in (1 − φ), so Wq = 0 there. steady_step_s = cycle/O, the
     server's mean step. `requests`: the run's request count N. No more than N are ever in flight
     (concurrency is taken as min(concurrency, N): a run of 500 prompts sent at once runs at most
     500 sequences, however many would fit); with waves the run lasts ceil(N/concurrency) cycles

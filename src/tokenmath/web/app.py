@@ -38,14 +38,15 @@ from tokenmath.units import seconds, si
 from tokenmath.web import charts
 
 MAX_UPLOAD_BYTES = 1_000_000
-PAGES = ("Batch", "Context", "Fast/slow mode", "Layout", "Prices", "Training", "Fleet", "Energy")
+PAGES = ("Batch", "Context", "Fast/slow mode", "Client", "Layout", "Prices", "Training", "Fleet", "Energy")
 # Round slider stops: powers of two and 1.5× powers of two (1, 2, 3, 4, 6, 8, 12, ...; 4096, 6144, 8192, ...).
 BATCHES = sorted({1, *(2 ** k for k in range(17)), *(3 * 2 ** k for k in range(15))})
 CONTEXTS = sorted({*(2 ** k for k in range(7, 21)), *(3 * 2 ** k for k in range(6, 19))})
+LENGTHS = sorted({*(2 ** k for k in range(5, 18)), *(1000 * k for k in (1, 2, 5, 10, 20, 50))})  # request lengths
 # Which sidebar controls each page uses: the others are not shown there. "engine" picks the
 # estimate's engine profile (the CLI's --engine; generic = none).
 SERVING = ("model", "system", "dtypes", "engine")
-SIDEBAR = {"Batch": SERVING, "Context": SERVING, "Fast/slow mode": SERVING, "Layout": SERVING,
+SIDEBAR = {"Batch": SERVING, "Context": SERVING, "Fast/slow mode": SERVING, "Client": SERVING, "Layout": SERVING,
            "Prices": ("model", "system", "dtypes"), "Training": (), "Fleet": ("model", "engine"), "Energy": SERVING}
 ENGINES = ("generic", *pf.ENGINES)
 DEFAULTS = {"model": "deepseek-v3", "system": "gb200-nvl72", "weight": "native", "kv": "bf16", "engine": "generic"}
@@ -380,6 +381,44 @@ def page_fast(cat, model, system, dt, engine) -> None:
          title=f"{model.name} on {chips} × {system.name}, L = {context:,}: price vs speed")
     hooks(price_multiplier="out of reach" if fm.batch is None else f"{fm.price_multiplier:.3f}",
           est_price_multiplier="n/a" if not front or front["point"] is None else f"{front['point'][1]:.3f}")
+
+
+def page_client(cat, model, system, dt, engine) -> None:
+    st.header("What a benchmark client reports")
+    st.caption("What `vllm bench serve --max-concurrency c`, SGLang's bench_serving or genai-perf will print at each "
+               "concurrency: TTFT, TPOT (1 / tokens/s per user) and output tokens/s per chip — the `tokenmath client` "
+               "command (docs/client.md).")
+    c1, c2, c3 = st.columns(3)
+    I = c1.select_slider("Input tokens", LENGTHS, value=1000, key="cl_in")
+    O = c2.select_slider("Output tokens", LENGTHS, value=1000, key="cl_out")
+    arrivals = c3.radio("Arrivals", ("spread", "waves"), horizontal=True, key="cl_arr",
+                        help="spread: random lengths, prompts arrive through the run; waves: fixed lengths "
+                             "(--random-range-ratio 1), a wave of prompts starts and ends together")
+    if model.is_totals_only:
+        no_estimate_note(model)
+        st.caption("A client's numbers need the per-operation step model, so this page has none for it.")
+        return
+    r = tm.client(model, system, input_tokens=I, output_tokens=O, arrivals=arrivals, weight_dtype=dt.weight,
+                  kv_dtype=dt.kv, engine=None if engine in (None, "generic") else engine)
+    rec, sw = r.to_dict(), r.parts["sweep"]
+    lines = [f"| concurrency | running | TTFT | TPOT (80 % band) | tok/s/user | tok/s/chip (80 % band) | prefill | "
+             "bound: TPOT | bound: tok/s/chip |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in rec["points"]:
+        b = p["range_80"]
+        lines.append(f"| {p['concurrency']:,.0f} | {p['running_batch']:,.0f} | {seconds(p['ttft_s'])} | "
+                     f"{seconds(p['tpot_s'])} ({charts.band_text(*(b['tpot_s'] or (None, None)))}) | "
+                     f"{p['tokens_per_s_per_user']:,.1f} | {p['output_tokens_per_s_per_chip']:,.0f} "
+                     f"({charts.band_text(*(b['output_tokens_per_s_per_chip'] or (None, None)), fmt=lambda v: f'{v:,.0f}')}) | "
+                     f"{p['prefill_share']:.0%} | {seconds(p['roofline']['tpot_s'])} | "
+                     f"{p['roofline']['output_tokens_per_s_per_chip']:,.0f} |")
+    st.markdown("\n".join(lines))
+    st.caption(f"{model.name} on {rec['chips']} × {system.name} ({rec['layout']}); estimate: {rec['estimate']}, with the "
+               f"80 % band of its model class; bound: the same runs with every step at its roofline bound. Beyond "
+               f"{rec['kv_cap_sequences']:,.0f} sequences (the KV that fits at the mean context) the rest queue.")
+    show(plots.client_frontier, sw, title=f"{model.name} on {rec['chips']} × {system.name}, I = {I:,}, O = {O:,}")
+    top = rec["points"][-1]
+    hooks(client_points=f"{len(rec['points'])}", client_cap=f"{rec['kv_cap_sequences']:.6g}",
+          client_tpot_at_cap=f"{top['tpot_s']:.6g}", client_tput_at_cap=f"{top['output_tokens_per_s_per_chip']:.6g}")
 
 
 def page_layout(cat, model, system, dt, engine) -> None:
@@ -786,7 +825,8 @@ def main() -> None:
     try:
         cat = catalog()
         model, system, dt, engine = pick_model_system(cat, page)
-        {"Batch": page_batch, "Context": page_context, "Fast/slow mode": page_fast, "Layout": page_layout,
+        {"Batch": page_batch, "Context": page_context, "Fast/slow mode": page_fast, "Client": page_client,
+         "Layout": page_layout,
          "Prices": page_prices, "Training": page_training, "Fleet": page_fleet,
          "Energy": page_energy}[page](cat, model, system, dt, engine)
     except TokenmathError as e:
