@@ -85,6 +85,33 @@ def test_invariant_past_the_kv_the_rest_queue():
         assert p["roofline"]["output_tokens_per_s_per_chip"] >= p["output_tokens_per_s_per_chip"]
 
 
+def test_invariant_every_row_is_the_same_deployment():
+    """Invariant: the concurrencies asked for never resize the replica (it holds the weights and one
+    request's KV; past the KV that fits the rest queue): a point's numbers do not depend on which
+    other points are listed, and a huge concurrency queues instead of growing the replica."""
+    kw = dict(model="llama-3.1-8b", system="h100-sxm", weight_dtype="fp8", kv_dtype="fp8")
+    alone = tm.client(concurrency=64, **kw)
+    listed = tm.client(concurrency=[1, 64, 4096, 300_000], **kw)
+    assert alone["layout"] == listed["layout"] and alone["chips"] == listed["chips"]
+    assert listed["points"][1]["tpot_s"] == pytest.approx(alone["points"][0]["tpot_s"], rel=1e-12)
+    big = listed["points"][-1]
+    assert big["running_batch"] == listed["kv_cap_sequences"] and big["queued"] > 0
+    assert not (listed["replica"]["note"] or "").startswith("replica grown")
+
+
+def test_invariant_a_run_of_n_requests_holds_at_most_n():
+    """Invariant: --requests N caps what is in flight (concurrency N, nothing queued, the asked value
+    kept), and the default sweep stops at N; any sequence or array of concurrencies is accepted."""
+    kw = dict(model="llama-3.1-8b", system="h100-sxm", chips=1)
+    r = tm.client(concurrency=[1, 64], requests=1, **kw)
+    p = r["points"][1]
+    assert p["concurrency"] == 1 and p["concurrency_requested"] == 64 and p["queued"] == 0
+    assert p["tpot_s"] == pytest.approx(r["points"][0]["tpot_s"], rel=1e-12)
+    assert max(x["concurrency"] for x in tm.client(requests=100, **kw)["points"]) == 100
+    assert [x["concurrency"] for x in tm.client(concurrency=range(1, 4), **kw)["points"]] == [1, 2, 3]
+    assert [x["concurrency"] for x in tm.client(concurrency=np.array([8, 1]), **kw)["points"]] == [1, 8]
+
+
 def test_invariant_default_and_checked_concurrencies():
     assert list(default_concurrency(100.0)) == [1, 2, 4, 8, 16, 32, 64, 100, 128]
     assert list(default_concurrency(1.0)) == [1]
@@ -122,12 +149,15 @@ def test_client_cli_json_and_waves(tmp_path):
     (["--concurrency", "0"], "--concurrency = '0'"),
     (["--concurrency", "abc"], "--concurrency = 'abc'"),
     (["--concurrency", ","], "lists no concurrency"),
-    (["--concurrency", ",".join(str(i) for i in range(1, MAX_POINTS + 2))], f"at most {MAX_POINTS}"),
+    (["--concurrency", ",".join(str(i) for i in range(1, MAX_POINTS + 2))], f"expected 1 to {MAX_POINTS}"),
     (["--arrivals", "burst"], "arrivals = 'burst'"),
     (["--requests", "0"], "--requests = '0'"),
     (["--input-tokens", "-5"], "--input-tokens = '-5'"),
+    (["--output-tokens", "1"], "needs at least 2 output tokens"),
+    (["--model", "deepseek-v3", "--system", "l40s", "--chips", "1"], "does not fit"),
 ])
 def test_client_bad_input_is_one_sentence(args, fragment):
-    res = runner.invoke(app, ["client", "--model", "llama-3.1-8b", "--system", "h100-sxm", *args])
+    where = [] if "--model" in args else ["--model", "llama-3.1-8b", "--system", "h100-sxm"]
+    res = runner.invoke(app, ["client", *where, *args])
     assert res.exit_code == 2, res.stdout
     assert fragment in res.stderr and "Traceback" not in res.stderr

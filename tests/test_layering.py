@@ -8,7 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "tokenmath"
 CORE = ["units", "errors", "specs", "hf", "params", "kvcache", "roofline", "serving", "layout", "plan", "training", "prices", "validate", "simulate", "parallel", "catalog/__init__", "fleet", "workload", "export", "energy",
         "stepmodel", "profiles", "estimate", "parallelism", "calibrate", "paths", "preset_schema", "exploration",
-        "ratecurve", "speculative", "prefix_tier", "wide_ep", "args"]
+        "ratecurve", "speculative", "prefix_tier", "wide_ep", "args", "client"]
 # plots.py draws and report.py formats: both may import the core, never the reverse
 SURFACES = {"report", "plots", "cli", "web", "api"}
 

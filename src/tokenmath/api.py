@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import html
 import json
 import warnings
@@ -661,9 +662,11 @@ def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Seq
     the same runs beside it (`tokenmath client`; docs/client.md).
 
     Args:
-        concurrency: requests in flight — a number, a list, or "1,8,64" (default: powers of two up to
-            the first at or past the sequences whose KV fits at the mean context, and that count).
-        input_tokens, output_tokens: prompt and output tokens per request (default 1,000 each).
+        concurrency: requests in flight — a number, a sequence or array of them, or "1,8,64" (default:
+            powers of two up to the first at or past the sequences whose KV fits at the mean context, at
+            most 4,096, and that count; none past `requests`).
+        input_tokens: prompt tokens per request (default 1,000).
+        output_tokens: output tokens per request (default 1,000; at least 2, since TPOT = (E2E − TTFT)/(O − 1)).
         requests: the run's request count (`--num-prompts`); none: the steady state.
         arrivals: "spread" (random lengths: prompts arrive through the run) or "waves" (fixed lengths,
             as `--random-range-ratio 1` or `--ignore-eos`: a wave of c prompts starts and ends together).
@@ -671,7 +674,8 @@ def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Seq
         engine: trtllm, vllm or sglang (default: the generic fit), with features after + .
 
     Returns:
-        A `CurveResult` whose record has `points` (one per concurrency: `concurrency`, `running_batch`,
+        A `CurveResult` whose record has `points` (one per concurrency: `concurrency` — at most
+        `requests` — and `concurrency_requested`, `running_batch`, `queued`,
         `ttft_s`, `tpot_s`, `tokens_per_s_per_user`, `output_tokens_per_s_per_chip`, `prefill_share`,
         the engine's two times `decode_step_s` and `prefill_s` (what one prompt adds), `prompt_wait_s`
         (a prompt's wait behind others), `cycle_s`, `e2e_s`,
@@ -690,24 +694,17 @@ def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Seq
 
     cat = _catalog(catalog)
     I, O = _num(input_tokens, "--input-tokens"), _num(output_tokens, "--output-tokens")
+    cl.check_output_tokens(O)
     N = _num(requests, "--requests")
-    if concurrency is None:
-        c = None
-    else:
-        items = concurrency if isinstance(concurrency, (list, tuple)) else (
-            [x.strip() for x in str(concurrency).split(",") if x.strip()] if isinstance(concurrency, str) else [concurrency])
-        if not items:
-            raise TokenmathError(f"--concurrency = {concurrency!r} lists no concurrency; give e.g. 1,8,64")
-        if len(items) > cl.MAX_POINTS:
-            raise TokenmathError(f"--concurrency lists {len(items)} values; give at most {cl.MAX_POINTS}")
-        c = [_num(x, "--concurrency") for x in items]
+    c = None if concurrency is None else [_num(x, "--concurrency") for x in _concurrencies(concurrency)]
     given = _num(chips, "--chips", integer=True)
-    top = max(c) if c else 1.0
-    m, s, _, dt, _ = resolve_serving(cat, model, system, I + O, weight_dtype, kv_dtype, compute_dtype, given, batch=top)
+    # the replica holds the weights and one request's KV; past the KV that fits the rest queue, so
+    # the concurrencies asked for never resize it (every row is the same deployment)
+    m, s, _, dt, _ = resolve_serving(cat, model, system, I + O, weight_dtype, kv_dtype, compute_dtype, given)
     if m.is_totals_only:
         raise _totals_only_refused(m)
     prof = profile_of(efficiency, engine, s)
-    rep = replica(m, s, top, I + O, chips=given, dtypes=dt)
+    rep = replica(m, s, 1.0, I + O, chips=given, dtypes=dt)
     sw = cl.client_sweep(m, s, rep.layout, c, I, O, profile=prof, dtypes=dt, billed_chips=rep.billed_chips,
                          requests=N, arrivals=arrivals)
     rec = _client_record(sw, m, s, dt, rep)
@@ -723,6 +720,26 @@ def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Seq
                                                                           "replica": rep}, draw)
 
 
+def _concurrencies(concurrency) -> list:
+    """--concurrency as its items: "1,8,64", one number, or any sequence or array of them (at most
+    client.MAX_POINTS, counted before any is parsed)."""
+    import numpy as np
+
+    from . import client as cl
+
+    if isinstance(concurrency, str):
+        items = [x.strip() for x in concurrency.split(",") if x.strip()]
+        if not items:
+            raise TokenmathError(f"--concurrency = {concurrency!r} lists no concurrency; give e.g. 1,8,64")
+    elif isinstance(concurrency, np.ndarray) or (hasattr(concurrency, "__iter__") and not isinstance(concurrency, bytes)):
+        items = list(np.ravel(np.asarray(concurrency, dtype=object))) if isinstance(concurrency, np.ndarray) else \
+            list(itertools.islice(concurrency, cl.MAX_POINTS + 1))
+    else:
+        items = [concurrency]
+    cl.check_count(len(items))
+    return items
+
+
 def _client_record(sw, m, s, dt, rep) -> dict:
     import numpy as np
 
@@ -736,59 +753,77 @@ def _client_record(sw, m, s, dt, rep) -> dict:
         return None if r is None else [at(r[0], i), at(r[1], i)]
 
     points = []
-    for i, c in enumerate(sw.concurrency):
-        run = at(e.decode_batch, i)
+    for i, asked in enumerate(sw.concurrency):
+        c, run = at(e.concurrency, i), at(e.decode_batch, i)
         points.append({
-            "concurrency": float(c), "running_batch": run, "queued": float(c) - run,
-            "ttft_s": at(e.ttft_s, i), "tpot_s": at(e.tpot_s, i), "tokens_per_s_per_user": 1.0 / at(e.tpot_s, i),
+            "concurrency": c, "concurrency_requested": float(asked), "running_batch": run, "queued": c - run,
+            "ttft_s": at(e.ttft_s, i), "tpot_s": at(e.tpot_s, i), "tokens_per_s_per_user": at(sw.tokens_per_s_per_user, i),
             "e2e_s": at(e.e2e_s, i), "output_tokens_per_s": at(e.output_tokens_per_s, i),
-            "output_tokens_per_s_per_chip": at(e.output_tokens_per_s, i) / sw.billed_chips,
+            "output_tokens_per_s_per_chip": at(sw.output_tokens_per_s_per_chip, i),
             "prefill_share": at(e.prefill_share, i), "decode_step_s": at(e.decode_step_s, i),
             "prefill_s": at(e.prefill_s, i), "prompt_wait_s": at(e.prompt_wait_s, i), "cycle_s": at(e.cycle_s, i),
             "range_80": {"ttft_s": band(sw.ttft_range_80, i), "tpot_s": band(sw.tpot_range_80, i),
                          "output_tokens_per_s_per_chip": band(sw.output_range_80, i)},
             "roofline": {"ttft_s": at(b.ttft_s, i), "tpot_s": at(b.tpot_s, i),
-                         "tokens_per_s_per_user": 1.0 / at(b.tpot_s, i),
-                         "output_tokens_per_s_per_chip": at(b.output_tokens_per_s, i) / sw.billed_chips},
+                         "tokens_per_s_per_user": at(sw.roofline_tokens_per_s_per_user, i),
+                         "output_tokens_per_s_per_chip": at(sw.roofline_output_tokens_per_s_per_chip, i)},
         })
     return {"model": m.name, "system": s.name, "chips": rep.chips, "billed_chips": sw.billed_chips,
             "layout": sw.layout.describe(), "input_tokens": sw.input_tokens, "output_tokens": sw.output_tokens,
-            "requests": sw.requests, "arrivals": sw.arrivals, "weight_dtype": dt.weight, "kv_dtype": dt.kv,
-            "estimate": sw.label, "kv_cap_sequences": sw.kv_cap, "points": points}
+            "requests": sw.requests, "arrivals": sw.arrivals, "weight_dtype": dt.weight or m.weight_dtype,
+            "kv_dtype": dt.kv, "estimate": sw.label, "kv_cap_sequences": sw.kv_cap, "points": points}
+
+
+def client_cells(p: dict) -> list[str]:
+    """One point of `tokenmath client` as its table's cells (the CLI's table and the blackboard's):
+    concurrency, running, TTFT, TPOT, its band, tokens/s per user, per chip, its band, prefill share,
+    and the bound's TPOT and tokens/s per chip."""
+    from .units import seconds
+
+    r = p["range_80"]
+    tb = "-" if r["tpot_s"] is None else f"{seconds(r['tpot_s'][0])}–{seconds(r['tpot_s'][1])}"
+    ob = "-" if r["output_tokens_per_s_per_chip"] is None else (
+        f"{r['output_tokens_per_s_per_chip'][0]:,.0f}–{r['output_tokens_per_s_per_chip'][1]:,.0f}")
+    return [f"{p['concurrency']:,.0f}", f"{p['running_batch']:,.0f}", seconds(p["ttft_s"]), seconds(p["tpot_s"]), tb,
+            f"{p['tokens_per_s_per_user']:,.1f}", f"{p['output_tokens_per_s_per_chip']:,.0f}", ob,
+            f"{p['prefill_share']:.0%}", seconds(p["roofline"]["tpot_s"]),
+            f"{p['roofline']['output_tokens_per_s_per_chip']:,.0f}"]
+
+
+CLIENT_COLUMNS = ("concurrency", "running", "TTFT", "TPOT", "TPOT 80 %", "tok/s/user", "tok/s/chip", "tok/s/chip 80 %",
+                  "prefill", "bound: TPOT", "tok/s/chip")
 
 
 def _client_lines(rec, sw, m, s, rep) -> tuple:
     from rich.table import Table
 
-    from .units import seconds
-
     lines: list = []
     if rep.note:
         lines.append(f"[yellow]note:[/] {rep.note}")
+    n = rec["requests"]
     t = Table(title=f"{m.name} on {rep.chips} × {s.name} ({rec['layout']}), I = {rec['input_tokens']:,.0f}, "
               f"O = {rec['output_tokens']:,.0f}, {rec['arrivals']} arrivals"
-              + ("" if rec["requests"] is None else f", {rec['requests']:,.0f} requests")
+              + ("" if n is None else f", {n:,.0f} request{'s' if n != 1 else ''}")
               + f" — what a benchmark client reports; estimate: {rec['estimate']}, roofline bound beside it",
               title_justify="left")
-    for col in ("concurrency", "running", "TTFT", "TPOT", "TPOT 80 %", "tok/s/user", "tok/s/chip", "tok/s/chip 80 %",
-                "prefill", "bound: TPOT", "tok/s/chip"):
+    for col in CLIENT_COLUMNS:
         t.add_column(col, justify="right")
     for p in rec["points"]:
-        r = p["range_80"]
-        tb = "-" if r["tpot_s"] is None else f"{seconds(r['tpot_s'][0])}–{seconds(r['tpot_s'][1])}"
-        ob = "-" if r["output_tokens_per_s_per_chip"] is None else (
-            f"{r['output_tokens_per_s_per_chip'][0]:,.0f}–{r['output_tokens_per_s_per_chip'][1]:,.0f}")
-        t.add_row(f"{p['concurrency']:,.0f}", f"{p['running_batch']:,.0f}", seconds(p["ttft_s"]), seconds(p["tpot_s"]), tb,
-                  f"{p['tokens_per_s_per_user']:,.1f}", f"{p['output_tokens_per_s_per_chip']:,.0f}", ob,
-                  f"{p['prefill_share']:.0%}", seconds(p["roofline"]["tpot_s"]),
-                  f"{p['roofline']['output_tokens_per_s_per_chip']:,.0f}")
+        t.add_row(*client_cells(p))
     lines.append(t)
+    capped = [p for p in rec["points"] if p["concurrency"] < p["concurrency_requested"]]
+    if capped:
+        lines.append(f"a run of {n:,.0f} request{'s' if n != 1 else ''} never has more in flight: concurrency "
+                     + ", ".join(f"{p['concurrency_requested']:,.0f}" for p in capped) + f" run{'s' if len(capped) == 1 else ''} as {n:,.0f}")
     lines.append(f"beyond {rec['kv_cap_sequences']:,.0f} sequences (the KV that fits at the mean context "
                  f"I + O/2 in 90 % of HBM) the rest queue: TTFT grows, throughput stays")
-    lines.append(f"[dim]estimate ({rec['estimate']}): the answer, with the 80 % band of its model class; bound: the "
-                 f"same runs with every step at its roofline bound; prefill: the share of the engine's time spent on prompts; weights {rec['weight_dtype']}, KV {rec['kv_dtype']}; "
-                 "TPOT = (E2E − TTFT)/(O − 1) per request and output tokens/s = total output / run time, as vLLM's and "
-                 "SGLang's benchmark clients count them[/]")
+    banded = sw.tpot_range_80 is not None
+    lines.append(f"[dim]estimate ({rec['estimate']}): the answer"
+                 + (", with the 80 % band of its model class" if banded else " (the roofline profile: no band)")
+                 + f"; bound: the same runs with every step at its roofline bound; prefill: the share of the engine's "
+                 f"time spent on prompts; weights {rec['weight_dtype']}, KV {rec['kv_dtype']}; TPOT = (E2E − TTFT)/(O − 1) "
+                 "per request and output tokens/s = total output / run time, as vLLM's and SGLang's benchmark clients "
+                 "count them[/]")
     return tuple(lines)
 
 

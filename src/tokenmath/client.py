@@ -17,14 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .args import FLAGS
 from .errors import TokenmathError
 from .parallelism import Layout
 from .profiles import Profile, model_class
 from .specs import Dtypes, Model, System
 from .stepmodel import ARRIVALS, ClosedLoop, closed_loop, max_batch
 
-MAX_CONCURRENCY = 1_000_000  # requests in flight (bounds the arithmetic, not a physical limit)
+MAX_CONCURRENCY = FLAGS["--concurrency"].high  # requests in flight (bounds the arithmetic, not a physical limit)
 MAX_POINTS = 256  # concurrencies in one sweep
+MAX_DEFAULT = 4096.0  # the default sweep's last power of two
 
 
 @dataclass(frozen=True)
@@ -66,25 +68,48 @@ class ClientSweep:
         """What a client calls output speed or interactivity: 1 / TPOT."""
         return 1.0 / np.asarray(self.estimate.tpot_s, float)
 
+    @property
+    def roofline_output_tokens_per_s_per_chip(self) -> np.ndarray:
+        return np.asarray(self.roofline.output_tokens_per_s, float) / self.billed_chips
+
+    @property
+    def roofline_tokens_per_s_per_user(self) -> np.ndarray:
+        return 1.0 / np.asarray(self.roofline.tpot_s, float)
+
+
+def check_count(n: int) -> None:
+    """At most MAX_POINTS concurrencies in one sweep, at least one."""
+    if not 1 <= n <= MAX_POINTS:
+        raise TokenmathError(f"--concurrency lists {n} values; expected 1 to {MAX_POINTS}")
+
+
+def check_output_tokens(output_tokens: float) -> None:
+    """A client's TPOT is (E2E − TTFT)/(O − 1): it needs at least two output tokens."""
+    if not output_tokens >= 2:
+        raise TokenmathError(f"--output-tokens = {output_tokens:g}; a client's TPOT (and tokens/s per user) needs at "
+                             "least 2 output tokens per request")
+
 
 def check_concurrency(values) -> np.ndarray:
     """Concurrencies as a sorted array of distinct whole requests, each 1 … MAX_CONCURRENCY, at most
     MAX_POINTS of them; one clear sentence otherwise."""
     c = np.asarray(values, float).ravel()
-    if c.size == 0 or c.size > MAX_POINTS:
-        raise TokenmathError(f"{c.size} concurrencies given; expected 1 to {MAX_POINTS}")
+    check_count(c.size)
     bad = c[~(np.isfinite(c) & (c >= 1) & (c <= MAX_CONCURRENCY) & (c == np.round(c)))]
     if bad.size:
         raise TokenmathError(f"concurrency = {bad[0]:g}; expected a whole number of requests from 1 to {MAX_CONCURRENCY:,}")
     return np.unique(c)
 
 
-def default_concurrency(kv_cap: float) -> np.ndarray:
-    """Powers of two from 1 up to the first at or past the KV cap (at most 4,096), and the cap itself:
-    the range where a client's numbers change."""
-    top = min(max(kv_cap, 1.0), 4096.0)
+def default_concurrency(kv_cap: float, requests: float | None = None) -> np.ndarray:
+    """Powers of two from 1 up to the first at or past the KV cap (at most MAX_DEFAULT), and the cap
+    itself: the range where a client's numbers change. A run of N requests never holds more than N
+    in flight, so nothing past N."""
+    limit = min(kv_cap, MAX_CONCURRENCY) if requests is None else min(kv_cap, MAX_CONCURRENCY, float(requests))
+    top = min(max(kv_cap, 1.0), MAX_DEFAULT)
     n = int(math.ceil(math.log2(top))) if top > 1 else 0
-    return np.unique(np.concatenate([2.0 ** np.arange(n + 1), [math.floor(min(kv_cap, MAX_CONCURRENCY))]]))
+    c = np.unique(np.concatenate([2.0 ** np.arange(n + 1), [math.floor(limit)]]))
+    return c if requests is None else c[c <= max(float(requests), 1.0)]
 
 
 def client_sweep(model: Model, system: System, layout: Layout, concurrency, input_tokens: float,
@@ -95,9 +120,10 @@ def client_sweep(model: Model, system: System, layout: Layout, concurrency, inpu
     if arrivals not in ARRIVALS:
         raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
     I, O = float(input_tokens), float(output_tokens)
+    check_output_tokens(O)
     cap = max_batch(model, system, layout, I + O / 2, dtypes=dtypes,  # 90 % of HBM, as validation reads a run
                     cap=None if profile.is_roofline else profile.engine.max_batch)
-    c = default_concurrency(cap) if concurrency is None else check_concurrency(concurrency)
+    c = default_concurrency(cap, requests) if concurrency is None else check_concurrency(concurrency)
     kw = dict(dtypes=dtypes, batch_cap=cap, arrivals=arrivals, requests=requests)
     est = closed_loop(model, system, layout, c, I, O, kernels=profile.kernels, engine=profile.engine, **kw)
     bound = closed_loop(model, system, layout, c, I, O, kernels=None, **kw)

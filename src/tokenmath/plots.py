@@ -613,8 +613,7 @@ def client_frontier(sw, *, title: str, path=None):
     roofline bound of the same runs."""
     _need_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    user_b = 1.0 / np.asarray(sw.roofline.tpot_s, float)
-    chip_b = np.asarray(sw.roofline.output_tokens_per_s, float) / sw.billed_chips
+    user_b, chip_b = sw.roofline_tokens_per_s_per_user, sw.roofline_output_tokens_per_s_per_chip
     ax.plot(user_b, chip_b, "--", color=COLORS["step"], lw=1.5, label="roofline bound of the same runs")
     user, chip = sw.tokens_per_s_per_user, sw.output_tokens_per_s_per_chip
     if sw.output_range_80 is not None:

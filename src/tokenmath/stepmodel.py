@@ -1333,9 +1333,13 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
     per_seq = m1.total_bytes_per_chip - m1.weights_bytes_per_chip
     b = math.floor(usable / per_seq) if per_seq > 0 else 0
     if b < 1:
+        what = (f"weights take {m1.weights_bytes_per_chip / 1e9:.1f} GB" if usable <= 0 else
+                f"weights take {m1.weights_bytes_per_chip / 1e9:.1f} GB and one sequence's KV at {float(np.max(context)):,.0f} "
+                f"tokens {per_seq / 1e9:.1f} GB")
         raise TokenmathError(
-            f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: "
-            f"weights take {m1.weights_bytes_per_chip / 1e9:.1f} GB of {m1.hbm_bytes_per_chip / 1e9:.0f} GB per chip")
+            f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: {what} of "
+            f"the {m1.hbm_bytes_per_chip * usable_fraction / 1e9:.1f} GB usable per chip ({usable_fraction:.0%} of "
+            f"{m1.hbm_bytes_per_chip / 1e9:.0f} GB)")
     if cap:
         b = min(b, cap)
     return float(b)

@@ -102,7 +102,7 @@ def curve_cmd(
 @command("client")
 def client_cmd(
     model: ModelOpt, system: SystemOpt,
-    concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Requests in flight, comma-separated (e.g. 1,8,64); default: powers of two up to the first at or past the sequences whose KV fits, and that count.")] = None,
+    concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Requests in flight, comma-separated (e.g. 1,8,64); default: powers of two up to the first at or past the sequences whose KV fits (at most 4,096), and that count; none past --requests.")] = None,
     input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request.")] = "1000",
     output_tokens: Annotated[str, typer.Option("--output-tokens", help="Output tokens per request.")] = "1000",
     requests: Annotated[Optional[str], typer.Option("--requests", help="The run's request count (--num-prompts); default: the steady state.")] = None,

@@ -401,16 +401,10 @@ def page_client(cat, model, system, dt, engine) -> None:
     r = tm.client(model, system, input_tokens=I, output_tokens=O, arrivals=arrivals, weight_dtype=dt.weight,
                   kv_dtype=dt.kv, engine=None if engine in (None, "generic") else engine)
     rec, sw = r.to_dict(), r.parts["sweep"]
-    lines = [f"| concurrency | running | TTFT | TPOT (80 % band) | tok/s/user | tok/s/chip (80 % band) | prefill | "
-             "bound: TPOT | bound: tok/s/chip |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for p in rec["points"]:
-        b = p["range_80"]
-        lines.append(f"| {p['concurrency']:,.0f} | {p['running_batch']:,.0f} | {seconds(p['ttft_s'])} | "
-                     f"{seconds(p['tpot_s'])} ({charts.band_text(*(b['tpot_s'] or (None, None)))}) | "
-                     f"{p['tokens_per_s_per_user']:,.1f} | {p['output_tokens_per_s_per_chip']:,.0f} "
-                     f"({charts.band_text(*(b['output_tokens_per_s_per_chip'] or (None, None)), fmt=lambda v: f'{v:,.0f}')}) | "
-                     f"{p['prefill_share']:.0%} | {seconds(p['roofline']['tpot_s'])} | "
-                     f"{p['roofline']['output_tokens_per_s_per_chip']:,.0f} |")
+    from tokenmath.api import CLIENT_COLUMNS, client_cells
+
+    lines = ["| " + " | ".join(CLIENT_COLUMNS) + " |", "|" + "---:|" * len(CLIENT_COLUMNS)]
+    lines += ["| " + " | ".join(client_cells(p)) + " |" for p in rec["points"]]
     st.markdown("\n".join(lines))
     st.caption(f"{model.name} on {rec['chips']} × {system.name} ({rec['layout']}); estimate: {rec['estimate']}, with the "
                f"80 % band of its model class; bound: the same runs with every step at its roofline bound. Beyond "
