@@ -95,6 +95,7 @@ BASE = {
     ("models",): [], ("systems",): [], ("model",): ["llama-3.1-8b"], ("system",): ["h100-sxm"],
     ("step",): ["--model", "llama-3.1-8b", "--system", "h100-sxm"],
     ("curve",): ["--model", "llama-3.1-8b", "--system", "h100-sxm", "--points", "8"],
+    ("client",): ["--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1", "--concurrency", "1,8"],
     ("balance",): ["--model", "llama-3.1-8b", "--system", "h100-sxm"],
     ("fastmode",): ["--model", "llama-3.1-8b", "--system", "h100-sxm"],
     ("traffic",): ["--model", "llama-3.1-8b", "--system", "h100-sxm", "--tokens-per-s", "1M"],

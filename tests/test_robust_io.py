@@ -172,6 +172,26 @@ def test_deep_or_wrong_preset_json_is_one_sentence(tmp_path):
     one_sentence(["validate", CASES, "--efficiency", p], "holds a JSON list")
 
 
+def test_a_preset_whose_summaries_validate_prints_are_malformed_is_one_sentence(tmp_path):
+    """Found by the campaign (seed 33): a preset whose cv_band_80_coverage lost a key ('n' renamed)
+    passed the schema and `validate` then ended in an internal KeyError while printing it. The
+    summaries validate prints are part of the schema now."""
+    from tokenmath import profiles
+
+    d = json.loads(PRESET.read_text())
+    mla = d["cv_band_80_coverage"]["by_model_class"]["mla"]
+    d["cv_band_80_coverage"]["by_model_class"]["mla"] = {"x": mla["n"], "share": mla["share"]}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(d))
+    profiles._preset.cache_clear()
+    one_sentence(["validate", CASES, "--efficiency", p], "cv_band_80_coverage.by_model_class.mla.n")
+    d = json.loads(PRESET.read_text())
+    d["cross_validated"]["median_abs_error"] = "x"
+    p.write_text(json.dumps(d))
+    profiles._preset.cache_clear()
+    one_sentence(["validate", CASES, "--efficiency", p], "cross_validated.median_abs_error")
+
+
 def test_invariant_every_preset_calibrate_writes_fits_the_schema():
     """Invariant: the shipped preset passes the schema that user presets must pass."""
     from tokenmath.preset_schema import check_preset

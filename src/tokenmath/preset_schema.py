@@ -85,6 +85,28 @@ class UserFit(BaseModel):
     at_bound: Annotated[list[AtBound], Field(max_length=100)] = []
 
 
+class ErrorSummary(BaseModel):
+    """A median / p90 |error| summary a report prints (the preset's cross-validated figures)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+
+    median_abs_error: Annotated[float, Field(ge=0, le=1e6)]
+    p90_abs_error: Annotated[float, Field(ge=0, le=1e6)]
+
+
+class CoverageCell(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+
+    n: Annotated[int, Field(ge=0, le=10**7)]
+    share: Annotated[float, Field(ge=0, le=1)]
+
+
+class Coverage(CoverageCell):
+    """The nested band coverage a report prints: overall, and per model class."""
+
+    by_model_class: Annotated[dict[Name, CoverageCell], Field(max_length=64)] = {}
+
+
 class Preset(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
 
@@ -101,6 +123,10 @@ class Preset(BaseModel):
     fit_date: Optional[Annotated[str, Field(max_length=40)]] = None
     systems: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10_000)] = []
     user_fit: Optional[UserFit] = None
+    # the summaries `tokenmath validate` prints from the preset (report.render_validation)
+    n_cases: Annotated[int, Field(ge=0, le=10**7)] = 0
+    cross_validated: Optional[ErrorSummary] = None
+    cv_band_80_coverage: Optional[Coverage] = None
 
     @field_validator("bands")
     @classmethod
