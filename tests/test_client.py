@@ -42,9 +42,10 @@ def test_client_holds_nims_published_ttft_tpot_and_throughput_in_its_band():
 
 def test_client_tpot_grows_with_concurrency_as_nim_measured():
     """Published (same table): ITL grows 3.21x from concurrency 1 to 50 (18.58 -> 59.73 ms) as each
-    step reads 50 sequences' KV of ~5,250 tokens and carries their prompts' chunks. The estimate's
-    ratio is within 25 % of it: a profile's common factor cancels in the ratio, what is left is
-    the step's growth with batch (the ITLs are single AIPerf runs, a few percent apart run to run)."""
+    step reads 50 sequences' KV of ~5,250 tokens and carries their prompts' chunks. Tolerance 25 %:
+    the estimate's own held-out median error on one TPOT (24 %, docs/validation.md), which a ratio
+    should not exceed since a profile's common factor cancels in it; the page gives one table, so
+    it offers no run-to-run spread of its own."""
     r = tm.client(concurrency="1,50", **NIM_KW)
     t1, t50 = (p["tpot_s"] for p in r["points"])
     assert t50 / t1 == pytest.approx(0.05973 / 0.01858, rel=0.25)
