@@ -100,6 +100,19 @@ def test_invariant_every_row_is_the_same_deployment():
     assert not (listed["replica"]["note"] or "").startswith("replica grown")
 
 
+def test_invariant_the_default_replica_serves_at_least_one_request():
+    """Invariant: without --chips the replica grows until one request's KV fits beside the weights
+    in the 90 % of HBM the rows' batches use (a replica that holds the weights in all of HBM but
+    cannot serve one request is not an answer): DeepSeek-V3 in FP8 on L40S."""
+    from tokenmath.stepmodel import max_batch
+
+    r = tm.client(model="deepseek-v3", system="l40s", concurrency="1,8")
+    rep = r.parts["replica"]
+    assert rep.chips > 16 and "so that one request's KV fits" in rep.note
+    assert max_batch(r.parts["model"], r.parts["system"], rep.layout, 1500, dtypes=tm.Dtypes(weight="fp8")) >= 1
+    assert [p["running_batch"] for p in r["points"]] == [1, 8]
+
+
 def test_invariant_a_run_of_n_requests_holds_at_most_n():
     """Invariant: --requests N caps what is in flight (concurrency N, nothing queued, the asked value
     kept), and the default sweep stops at N; any sequence or array of concurrencies is accepted."""
@@ -155,7 +168,7 @@ def test_client_cli_json_and_waves(tmp_path):
     (["--requests", "0"], "--requests = '0'"),
     (["--input-tokens", "-5"], "--input-tokens = '-5'"),
     (["--output-tokens", "1"], "needs at least 2 output tokens"),
-    (["--model", "deepseek-v3", "--system", "l40s", "--chips", "1"], "does not fit"),
+    (["--model", "deepseek-v3", "--system", "l40s", "--chips", "16"], "does not fit"),
 ])
 def test_client_bad_input_is_one_sentence(args, fragment):
     where = [] if "--model" in args else ["--model", "llama-3.1-8b", "--system", "h100-sxm"]

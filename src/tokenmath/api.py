@@ -690,7 +690,7 @@ def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Seq
     """
     from . import client as cl
     from .args import profile_of
-    from .estimate import replica, replica_record
+    from .estimate import replica_record
 
     cat = _catalog(catalog)
     I, O = _num(input_tokens, "--input-tokens"), _num(output_tokens, "--output-tokens")
@@ -698,13 +698,13 @@ def client(model: ModelArg, system: SystemArg, *, concurrency: str | float | Seq
     N = _num(requests, "--requests")
     c = None if concurrency is None else [_num(x, "--concurrency") for x in _concurrencies(concurrency)]
     given = _num(chips, "--chips", integer=True)
-    # the replica holds the weights and one request's KV; past the KV that fits the rest queue, so
-    # the concurrencies asked for never resize it (every row is the same deployment)
+    # the replica holds the weights and one request's KV (client.serving_replica); past the KV that
+    # fits the rest queue, so the concurrencies asked for never resize it (every row is the same deployment)
     m, s, _, dt, _ = resolve_serving(cat, model, system, I + O, weight_dtype, kv_dtype, compute_dtype, given)
     if m.is_totals_only:
         raise _totals_only_refused(m)
     prof = profile_of(efficiency, engine, s)
-    rep = replica(m, s, 1.0, I + O, chips=given, dtypes=dt)
+    rep = cl.serving_replica(m, s, I + O / 2, dtypes=dt, chips=given)
     sw = cl.client_sweep(m, s, rep.layout, c, I, O, profile=prof, dtypes=dt, billed_chips=rep.billed_chips,
                          requests=N, arrivals=arrivals)
     rec = _client_record(sw, m, s, dt, rep)

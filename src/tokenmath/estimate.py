@@ -139,6 +139,12 @@ def _fitting(model, system, n, B, L, S, dtypes) -> tuple[Layout, bool]:
     return lays[0], False
 
 
+def grown_chips(n: int, domain: int) -> int:
+    """The next replica size when one does not fit: powers of two inside the scale-up domain, then
+    whole domains."""
+    return n * 2 if n * 2 <= domain else (n // domain + 1) * domain if n >= domain else domain
+
+
 def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0, *, chips: int | None = None,
             dtypes: Dtypes = Dtypes()) -> Replica:
     """The replica a pass runs on when the user names no layout. chips None: the scale-up domain
@@ -171,7 +177,7 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
     for _ in range(64):  # bounded: powers of two inside a domain, then whole domains, up to 4,096 chips
         if fits or n >= 4096:
             break
-        n = n * 2 if n * 2 <= dom else (n // dom + 1) * dom if n >= dom else dom
+        n = grown_chips(n, dom)
         lay, fits = _fitting(model, system, n, B, L, S, dtypes)
     billed = placement(lay, system).billed_chips
     grown = billed > dom
