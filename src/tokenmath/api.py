@@ -731,9 +731,10 @@ def _concurrencies(concurrency) -> list:
         items = [x.strip() for x in concurrency.split(",") if x.strip()]
         if not items:
             raise TokenmathError(f"--concurrency = {concurrency!r} lists no concurrency; give e.g. 1,8,64")
-    elif isinstance(concurrency, np.ndarray) or (hasattr(concurrency, "__iter__") and not isinstance(concurrency, bytes)):
-        items = list(np.ravel(np.asarray(concurrency, dtype=object))) if isinstance(concurrency, np.ndarray) else \
-            list(itertools.islice(concurrency, cl.MAX_POINTS + 1))
+    elif isinstance(concurrency, np.ndarray):
+        items = concurrency.ravel()[: cl.MAX_POINTS + 1].tolist()
+    elif hasattr(concurrency, "__iter__") and not isinstance(concurrency, bytes):
+        items = list(itertools.islice(concurrency, cl.MAX_POINTS + 1))
     else:
         items = [concurrency]
     cl.check_count(len(items))
