@@ -39,9 +39,25 @@ def test_rubin_is_marked_preliminary(cat):
     assert not cat.system("gb200-nvl72").preliminary
 
 
+@pytest.mark.parametrize("name, driver_mib, source", [
+    ("h100-sxm", 81_559, "nvidia-smi on 8 × H100 80GB HBM3: 'NNNNNMiB / 81559MiB' (github dstackai/benchmarks "
+                         "comparison/h100sxm5_vs_mi300x/raw_data/gpu-usage.md, commit 06c957a, 2025-09)"),
+    ("mi300x", 196_592, "amd-smi static --json on an MI300X: vram size 196592 'MB' (github ROCm/rocm-blogs "
+                        "blogs/software-tools-optimization/amd-smi-overview/README.md, 2024-09-17, commit c9a603f)"),
+])
+def test_hbm_is_what_the_driver_reports(cat, name, driver_mib, source):
+    """The catalog's HBM capacity is the memory a driver reports (`source`), not the datasheet's
+    "80 GB" / "192 GB" read as decimal (7.4 % fewer bytes). Tolerance 1 %: a driver reports its
+    total less what it reserves for itself (nvidia-smi's 81,559 MiB is 0.4 % under 80 GiB)."""
+    hbm = cat.system(name).chip.hbm_bytes
+    assert hbm == pytest.approx(driver_mib * 2**20, rel=0.01), source
+
+
 @pytest.mark.parametrize("name, drain_ms", [
-    # lecture-claims.md L15, recomputed from the datasheets (capacity / bandwidth)
-    ("h100-sxm", 23.9), ("h200-sxm", 29.4), ("b200", 22.5), ("gb200-nvl72", 24.0), ("gb300-nvl72", 36.0),
+    # lecture-claims.md L15, recomputed from the datasheets (capacity / bandwidth); H100 and H200 at
+    # 80 GiB and 141 GiB (aiconfigurator h100_sxm.yaml, h200_sxm.yaml mem_capacity), where
+    # lecture-claims reads "80 GB" and "141 GB" as decimal (23.9 and 29.4 ms)
+    ("h100-sxm", 25.6), ("h200-sxm", 31.5), ("b200", 22.5), ("gb200-nvl72", 24.0), ("gb300-nvl72", 36.0),
     ("mi355x", 36.0), ("a100-sxm-80gb", 42.0), ("tpu-v5e", 19.5), ("tpu-v6e", 19.5), ("tpu-v7", 28.0),
 ])
 def test_hbm_drain_times(cat, name, drain_ms):

@@ -102,13 +102,14 @@ def test_invariant_every_row_is_the_same_deployment():
 
 def test_invariant_the_default_replica_serves_at_least_one_request():
     """Invariant: without --chips the replica grows until one request's KV fits beside the weights
-    in the 90 % of HBM the rows' batches use (a replica that holds the weights in all of HBM but
-    cannot serve one request is not an answer): DeepSeek-V3 in FP8 on L40S."""
+    in what a serving engine may fill, the budget the rows' batches use (layout.serving_hbm_bytes: a
+    replica that holds the weights in all of HBM but cannot serve one request is not an answer):
+    DeepSeek-V3 in FP8 on L40S."""
     from tokenmath.stepmodel import max_batch
 
     r = tm.client(model="deepseek-v3", system="l40s", concurrency="1,8")
     rep = r.parts["replica"]
-    assert rep.chips > 16 and "so that one request's KV fits" in rep.note
+    assert rep.chips > 16 and "in the 90 % of HBM a serving engine fills" in rep.note
     assert max_batch(r.parts["model"], r.parts["system"], rep.layout, 1500, dtypes=tm.Dtypes(weight="fp8")) >= 1
     assert [p["running_batch"] for p in r["points"]] == [1, 8]
 

@@ -64,10 +64,11 @@ def test_deepseek_day_node_count(deepseek_day):
     tokens/s prefilling (cache hits included) or ~14.8k output tokens/s decoding. `fleet --rate-curve`
     at the published load, on DeepSeek's engine (DeepEP, dual-batch overlap), must land within ±30 % of
     both node counts (the issue's target), with wide EP — each pool's EP group spanning several 8-GPU
-    nodes, as DeepSeek's — and its per-node rates within ±30 % too. Measured (2026-12-06, kernel
-    curves fitted with a loss robust to each table's tail): 262.2 / 312 nodes (+16 % / +12 %), prefill
-    EP32 at 89.9k per node (+22 %: a pool's capacity at the peak against a day's average), decode
-    EP288 (DeepSeek's 288 expert slots) at 11.0k (−25 %, the figure nearest the window; 265.4 / 316
+    nodes, as DeepSeek's — and its per-node rates within ±30 % too. Measured (2026-12-07, HBM in GiB
+    with the engine's reserve apart, the decode batch found between grid points): 262.0 / 312 nodes
+    (+16 % / +12 %), prefill EP16 at 89.9k per node (+22 %: a pool's capacity at the peak against a
+    day's average), decode EP288 (DeepSeek's 288 expert slots) at 11.0k (−25 %, the figure nearest
+    the window; with the GiB and the grid's batch, EP144 at 10.2k; EP32 prefill before; 265.4 / 316
     and EP16 prefill at 86.3k before that refit, 243.2 / 290 nodes and EP256 decode at 12.4k before
     the one that charges a MoE layer without shared experts only its attention's dense kernels).
     Prefill on EP16 and EP32 is within 1 % per GPU on the estimate (docs/fleet.md), so which of the

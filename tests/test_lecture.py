@@ -126,10 +126,12 @@ def test_L14_step_near_drain_when_hbm_full():
 
 
 def test_L24_L33_scaleup_numbers():
-    """L24: scale-out ≈ 8–9× slower than scale-up on NVIDIA racks; L33: 8 Hoppers hold 640 GB."""
+    """L24: scale-out ≈ 8–9× slower than scale-up on NVIDIA racks; L33: 8 Hoppers hold "640 GB" —
+    the lecture reads the datasheet's "80 GB" as decimal; an H100 has 80 GiB (aiconfigurator
+    h100_sxm.yaml mem_capacity 85,899,345,920 B; nvidia-smi 81,559 MiB), so 8 hold 640 GiB = 687 GB."""
     assert CAT.system("gb200-nvl72").scaleup_to_scaleout_ratio == pytest.approx(9)
     h = CAT.system("h100-sxm")
-    assert h.chip.hbm_bytes * h.scaleup_chips == 640e9
+    assert h.chip.hbm_bytes * h.scaleup_chips == 8 * 80 * 2**30
 
 
 def test_sparsity_lecture_model():

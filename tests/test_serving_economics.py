@@ -443,13 +443,15 @@ def test_batch_to_fill_hbm_llama_70b_on_8_h100_from_config_and_datasheet():
     hidden 8192, 80 layers, 64 heads, 8 KV heads, head_dim 128, intermediate 28,672, vocab 128,256,
     untied embeddings. Parameters: per layer q,o 2·8192² + k,v 2·8192·1024 + MLP 3·8192·28,672 +
     norms 2·8192 = 855,654,400; × 80 + embeddings and lm_head 2·128,256·8192 + final norm 8192 =
-    70,553,706,496 (BF16: 141.107 GB). KV per token BF16: 80·2·8·128·2 = 327,680 B. NVIDIA H100
-    SXM datasheet: 80 GB HBM3. At L = 8192 on 8 chips: ⌊(640e9 − 141.107e9) / (327,680·8192)⌋ = 185."""
+    70,553,706,496 (BF16: 141.107 GB). KV per token BF16: 80·2·8·128·2 = 327,680 B. H100 SXM: 80 GiB
+    of HBM3 (aiconfigurator h100_sxm.yaml mem_capacity 85,899,345,920 B; NVIDIA's datasheet writes
+    "80GB"). At L = 8192 on 8 chips: ⌊(687.19e9 − 141.107e9) / (327,680·8192)⌋ = 203 (185 if the
+    datasheet's 80 GB were decimal)."""
     per_layer = 2 * 8192**2 + 2 * 8192 * 1024 + 3 * 8192 * 28672 + 2 * 8192
     params = 80 * per_layer + 2 * 128256 * 8192 + 8192
     assert params == 70_553_706_496
-    expect = math.floor((8 * 80e9 - 2 * params) / (80 * 2 * 8 * 128 * 2 * 8192))
-    assert expect == 185
+    expect = math.floor((8 * 80 * 2**30 - 2 * params) / (80 * 2 * 8 * 128 * 2 * 8192))
+    assert expect == 203
     m, s = CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")
     assert sv.batch_to_fill_hbm(m, s, 8192, chips=8) == expect
 
@@ -495,15 +497,19 @@ def test_invariant_layout_fill_is_within_the_pooled_bound(name):
 
 
 def test_estimate_layout_shards_the_dense_weights_when_replicas_do_not_fit():
-    """Kimi-K2 (1.03 TB in FP8) on 8 × H200 (1.13 TB): the default expert-parallel layout keeps the
-    dense weights whole on every chip and holds no sequence; the estimate then runs the same EP group
-    with attention tensor-parallel inside it (the dense weights sharded over TP), the first such
-    layout that holds a sequence (estimate.replica), and says so in every answer."""
+    """Kimi-K2 (1.03 TB in FP8) on 8 × H200 (8 × 141 GiB, of which a serving engine fills 90 % less
+    its runtime's 3.5 GiB + 392 MiB: 1.06 TB; layout.serving_hbm_bytes): the default expert-parallel
+    layout keeps the dense weights whole on every chip and holds no sequence there; the estimate
+    then runs the same EP group with attention tensor-parallel inside it (the dense weights sharded
+    over TP), the first such layout that holds a sequence (estimate.replica), and says so in every
+    answer."""
+    from tokenmath.layout import layout_memory
+
     m, s = CAT.model("kimi-k2"), CAT.system("h200-sxm")
     dflt = default_layout(m, s, 8)
-    assert sv.batch_to_fill_hbm(m, s, 4096, layout=dflt) < 1
+    assert not layout_memory(m, s, dflt, 1, 4096).serves
     lay = sv.estimate_layout(m, s, 8, 4096)
-    assert lay.tp > 1 and lay.ep == dflt.ep and sv.batch_to_fill_hbm(m, s, 4096, layout=lay) >= 1
+    assert lay.tp > 1 and lay.ep == dflt.ep and layout_memory(m, s, lay, 1, 4096).serves
     rec = cli_json("traffic", "--model", "kimi-k2", "--system", "h200-sxm", "--tokens-per-s", "1M")
     assert rec["estimate"].startswith("calibrated") and rec["batch"] <= sv.batch_to_fill_hbm(m, s, 4096, layout=lay)
     # where no layout of the chips holds one sequence, balance still gives the bound and says why
@@ -526,7 +532,7 @@ def test_L29_largest_model_under_a_latency_target():
     assert g.total_params == pytest.approx(671e9, rel=0.01) and g.active_params == pytest.approx(37e9, rel=0.01)
     assert sv.largest_model_for_latency(GB200, 1.3e-3, chips=64).total_params == pytest.approx(671e9, rel=0.01)
     assert sv.largest_model_for_latency(GB200, 1.7e-3, chips=72).total_params == pytest.approx(1e12, rel=0.025)
-    assert g.capacity_total_params == pytest.approx(8 * 141e9, rel=0.01)  # the HBM cap (H200: 141 GB)
+    assert g.capacity_total_params == pytest.approx(8 * 141 * 2**30, rel=0.01)  # the HBM cap (H200: 141 GiB, aiconfigurator)
     assert sv.largest_model_for_latency(h200, 1.0, chips=8).servable_total_params == g.capacity_total_params
     prof = calibrated(GB200)
     e = sv.largest_model_for_latency(GB200, 10e-3, chips=72, reference=DS3, profile=prof, context=4096)
@@ -626,3 +632,33 @@ def test_fuzz_economics_commands_answer_or_refuse_in_one_sentence(data):
     if res.exit_code == 2:
         assert len(err.strip().splitlines()) == 1, (args, err)
     assert time.perf_counter() - t0 < 15, args
+
+
+SGLANG_DEEPSEEK = ("github sgl-project/sglang docs/basic_usage/deepseek.md (commit f26e4af), 'Launch DeepSeek "
+                   "V3.1/V3/R1 with SGLang': the recommended configuration per weight type")
+
+
+@pytest.mark.parametrize("system, weight_dtype, chips", [
+    ("h200-sxm", "fp8", 8), ("mi300x", "fp8", 8), ("h100-sxm", "fp8", 16), ("h800-sxm", "fp8", 16),
+    ("h200-sxm", "bf16", 16), ("mi300x", "bf16", 16), ("h100-sxm", "bf16", 32), ("a100-sxm-80gb", "bf16", 32),
+    ("a100-sxm-80gb", "int8", 16), ("l40s", "int8", 32),
+])
+def test_default_replica_of_deepseek_v3_is_the_deployment_sglang_recommends(system, weight_dtype, chips):
+    """Published (SGLANG_DEEPSEEK): DeepSeek-V3/R1 in FP8 on 8 × H200, 8 × MI300X or 2 × 8 × H100/H800;
+    in BF16 on 2 × 8 × H200, 2 × 8 × MI300X, 4 × 8 × H100 or 4 × 8 × A100; in INT8 on 16 × A100 or
+    32 × L40S (the B200 rows are Blackwell: held out). The estimate's default replica — the fewest
+    chips, by powers of two then whole domains, whose weights and one request's KV fit in what a
+    serving engine fills (layout.serving_hbm_bytes: 90 % of HBM in the units the driver reports less
+    the runtime's reserve) — is never larger than the recommendation, and equal to it in 9 of the 10:
+    a count of chips has no tolerance. The one below it, BF16 on MI300X, holds on 8 as TP2 × EP8 —
+    180.6 GB of weights a chip in the 181.4 GB an engine fills, 0.8 GB left for KV, one request —
+    where SGLang recommends two nodes: the replica is the fewest chips that serve at all, a
+    recommendation leaves room for a batch. With the datasheets' "80 GB" read as decimal and all of
+    HBM (before this rule), FP8 on 8 × H100 would have "fit"."""
+    from tokenmath.estimate import replica
+
+    r = replica(CAT.model("deepseek-v3"), CAT.system(system), 1.0, 4096, dtypes=Dtypes(weight=weight_dtype))
+    if (system, weight_dtype) == ("mi300x", "bf16"):
+        assert r.chips == chips // 2
+    else:
+        assert r.chips == chips, SGLANG_DEEPSEEK

@@ -29,6 +29,7 @@ _EXPORTS = {
     "workload": ("Workload", "read_trace"),
     "hf": ("model_from_config", "model_from_config_file"),
     "kvcache": ("KvCache", "attention_flops_per_token", "kv_bytes_per_token", "kv_cache"),
+    "layout": ("serving_hbm_bytes",),
     "profiles": ("Profile",),
     "params": ("ParamCounts", "param_counts", "weight_bytes", "weights_read_bytes"),
     "roofline": ("StepTime", "chips_to_fit", "hardware_ratio", "hbm_drain_s", "memory_required_bytes", "slopes",
@@ -137,6 +138,7 @@ __all__ = [
     "attention_flops_per_token", "balance_batch", "balance_batch_with_kv", "batch_to_fill_hbm", "chips_to_fit",
     "cost_floor_usd_per_mtok", "dtype_bytes", "get_model", "get_system", "hardware_ratio", "hbm_drain_s",
     "kv_bytes_per_token", "kv_cache", "latency_floor_s", "load_catalog", "memory_required_bytes",
-    "model_from_config", "model_from_config_file", "param_counts", "parse_quantity", "slopes", "step_time",
+    "model_from_config", "model_from_config_file", "param_counts", "parse_quantity", "serving_hbm_bytes", "slopes",
+    "step_time",
     "weight_bytes", "weights_read_bytes",
 ]

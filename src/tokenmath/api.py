@@ -817,7 +817,7 @@ def _client_lines(rec, sw, m, s, rep) -> tuple:
         lines.append(f"a run of {n:,.0f} request{'s' if n != 1 else ''} never has more in flight: concurrency "
                      + ", ".join(f"{p['concurrency_requested']:,.0f}" for p in capped) + f" run{'s' if len(capped) == 1 else ''} as {n:,.0f}")
     lines.append(f"beyond {rec['kv_cap_sequences']:,.0f} sequences (the KV that fits at the mean context "
-                 f"I + O/2 in 90 % of HBM) the rest queue: TTFT grows, throughput stays")
+                 f"I + O/2 in 90 % of HBM less the runtime reserve) the rest queue: TTFT grows, throughput stays")
     banded = sw.tpot_range_80 is not None
     lines.append(f"[dim]estimate ({rec['estimate']}): the answer"
                  + (", with the 80 % band of its model class" if banded else " (the roofline profile: no band)")

@@ -12,7 +12,6 @@ queue: the engine runs the batch that fits.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -115,29 +114,13 @@ def default_concurrency(kv_cap: float, requests: float | None = None) -> np.ndar
 
 def serving_replica(model: Model, system: System, context: float, *, dtypes: Dtypes = Dtypes(),
                     chips: int | None = None):
-    """The replica a client's runs go to: estimate.replica's for one request at `context` (the
-    weights and its KV in all of HBM), grown (chips None) until one request's KV also fits beside
-    the weights in the 90 % of HBM engines leave for them (stepmodel.max_batch, the rule every row's
-    batch follows). With chips given, those chips; a sweep on them says so if nothing fits."""
-    from .estimate import grown_chips, replica
+    """The replica a client's runs go to: estimate.replica's for one request at `context` — grown
+    (chips None) until its weights and that request's KV fit in what a serving engine may fill
+    (layout.serving_hbm_bytes, the rule every row's batch follows: stepmodel.max_batch). With chips
+    given, those chips; a sweep on them says so if nothing fits."""
+    from .estimate import replica
 
-    rep = replica(model, system, 1.0, context, chips=chips, dtypes=dtypes)
-    if chips is not None:
-        return rep
-    n, dom = rep.chips, system.scaleup_chips
-    for _ in range(64):  # bounded: powers of two inside a domain, then whole domains, up to 4,096 chips
-        try:
-            max_batch(model, system, rep.layout, context, dtypes=dtypes)
-            return rep
-        except TokenmathError:
-            if n >= 4096:
-                return rep
-        n = grown_chips(n, dom)
-        grown = replica(model, system, 1.0, context, chips=n, dtypes=dtypes)
-        rep = dataclasses.replace(grown, chips_requested=None, grown_to_fit=grown.billed_chips > dom, note=(
-            f"replica grown to {grown.billed_chips:,.0f} chips ({grown.layout.describe()}) so that one request's KV "
-            f"fits beside the weights in the 90 % of HBM engines leave for them"))
-    return rep
+    return replica(model, system, 1.0, context, chips=chips, dtypes=dtypes)
 
 
 def client_sweep(model: Model, system: System, layout: Layout, concurrency, input_tokens: float,

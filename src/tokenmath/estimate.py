@@ -134,7 +134,7 @@ def _fitting(model, system, n, B, L, S, dtypes) -> tuple[Layout, bool]:
 
     lays = _layouts_for(model, system, n)
     for lay in lays:
-        if bool(np.all(layout_memory(model, system, lay, B, L, dtypes=dtypes, new_tokens=S).fits)):
+        if bool(np.all(layout_memory(model, system, lay, B, L, dtypes=dtypes, new_tokens=S).serves)):
             return lay, True
     return lays[0], False
 
@@ -150,7 +150,8 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
     """The replica a pass runs on when the user names no layout. chips None: the scale-up domain
     (a box or a rack; for pods the fewest power-of-two chips that hold weights + KV), grown by
     powers of two, then by whole domains, until a default layout's busiest chip holds its weights,
-    KV and activations (at most 4,096 chips); said in `note`. On each chip count the layout is
+    KV and activations in what a serving engine may fill (layout.serving_hbm_bytes: 90 % of HBM
+    less the runtime's reserve; at most 4,096 chips); said in `note`. On each chip count the layout is
     `default_layout`'s, or — for MoE models whose copies of the dense weights on every
     attention-data-parallel chip do not fit — the same EP group with attention TP inside it.
     chips given: the same choice on them; chips the layout cannot use (e.g. past the experts'
@@ -184,7 +185,8 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
     note = ""
     if grown:
         note = (f"replica grown to {billed:,.0f} chips ({billed / dom:,.0f} × {dom}-chip scale-up domains; the layout "
-                f"{lay.describe()} uses {lay.replica_chips:,}) to fit weights + KV of {B:,.0f} × {L:,.0f} tokens")
+                f"{lay.describe()} uses {lay.replica_chips:,}) to fit weights + KV of {B:,.0f} × {L:,.0f} tokens in the "
+                "90 % of HBM a serving engine fills, less its runtime's reserve")
     return Replica(None, lay.replica_chips, billed, dom, grown, 0, lay, note)
 
 

@@ -341,12 +341,18 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
 
 def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
                   weight_dtypes="deployable", mtp=(0, 0.0), layouts=None) -> list[Pool]:
+    from .plan import refine_at_rate
+
+    dts = dtypes_for(model, s, weight_dtypes)
     cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
-                             engine=engine, decode_only=True, weight_dtypes=dtypes_for(model, s, weight_dtypes))
+                             engine=engine, decode_only=True, weight_dtypes=dts)
+    k, e = int(mtp[0]), 1.0
+    if not k:  # the batch at the TPOT limit between grid points (the grid steps by ~1.25×), as `plan` finds it
+        cols = refine_at_rate(model, {s.name: s}, cols, 1.0 / slo.tpot_limit(), input_tokens=I, output_tokens=O,
+                              usd_per_chip_hour=usd_per_chip_hour, engine=engine, decode_only=True, weight_dtypes=dts)
     price = _price(s, usd_per_chip_hour)
     out = []
     n = len(cols["batch"])
-    k, e = int(mtp[0]), 1.0
     per_token = np.asarray(cols["step_s"], float) if n else np.array([])
     verify = None
     if k and n:  # each step verifies k drafts: a pass over 1 + k tokens per sequence yields e tokens

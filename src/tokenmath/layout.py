@@ -39,6 +39,18 @@ from .units import dtype_bytes
 # outputs) plus, for MoE, k received copies. An estimate of tokenmath's, labelled as such.
 ACTIVATION_BUFFERS = 4
 
+# What a serving engine may fill with weights, KV and activations: SERVING_HBM_FRACTION of HBM
+# (vLLM's EngineArgs default gpu_memory_utilization is 0.90, vllm/engine/arg_utils.py) less what the
+# process holds besides — the runtime's context, library workspaces and safety margin
+# (RUNTIME_RESERVE_BYTES, aiconfigurator's "other_mem", 3.5 GiB) and, once a replica spans several
+# chips, the collective library's buffers (COLLECTIVE_RESERVE_BYTES, its "nccl_mem" at 4 and 8
+# GPUs, 392 MiB): github ai-dynamo/aiconfigurator, aiconfigurator-core 0.12.0 systems/h100_sxm.yaml
+# and h200_sxm.yaml, "misc". aiconfigurator's figures are for NVIDIA GPUs; they are used for every
+# chip for want of a per-vendor source (an assumption).
+SERVING_HBM_FRACTION = 0.9
+RUNTIME_RESERVE_BYTES = 3.5 * 2**30
+COLLECTIVE_RESERVE_BYTES = 392 * 2**20
+
 
 @dataclass(frozen=True)
 class LayoutMemory:
@@ -51,8 +63,20 @@ class LayoutMemory:
     activation_bytes_per_chip: float | np.ndarray
     total_bytes_per_chip: float | np.ndarray
     hbm_bytes_per_chip: float
-    fits: bool | np.ndarray
+    fits: bool | np.ndarray  # total ≤ HBM: the bound's test
     sequences_per_chip: float | np.ndarray
+    serving_bytes_per_chip: float | np.ndarray = math.inf  # what an engine may fill (serving_hbm_bytes)
+    serves: bool | np.ndarray = True  # total ≤ serving_bytes_per_chip: the estimate's test
+
+
+def serving_hbm_bytes(system: System, layout, fraction: float = SERVING_HBM_FRACTION):
+    """Bytes per chip a serving engine fills with weights, KV and activations: `fraction` of HBM less
+    the runtime's reserve and, on a replica of several chips, the collective buffers (above).
+    `layout`: a Layout, or Layouts (an array, one row per layout)."""
+    many = np.asarray(layout.replica_chips) > 1
+    reserve = RUNTIME_RESERVE_BYTES + np.where(many, COLLECTIVE_RESERVE_BYTES, 0.0)
+    out = system.chip.hbm_bytes * fraction - reserve
+    return float(out) if np.ndim(out) == 0 else out
 
 
 @lru_cache(maxsize=4096)
@@ -88,10 +112,12 @@ def layout_memory(model: Model, system: System, layout: Layout, batch, context, 
     act = tokens_in_flight * per_token
     total = e_chip + d_chip + kv_chip + act
     hbm = system.chip.hbm_bytes
+    usable = serving_hbm_bytes(system, layout)
     return LayoutMemory(
         weights_bytes_per_chip=e_chip + d_chip, expert_bytes_per_chip=e_chip, dense_bytes_per_chip=d_chip,
         kv_bytes_per_chip=_s(kv_chip), activation_bytes_per_chip=_s(act), total_bytes_per_chip=_s(total),
         hbm_bytes_per_chip=hbm, fits=_b(total <= hbm), sequences_per_chip=_s(B / (layout.pp * layout.attention_dp)),
+        serving_bytes_per_chip=usable, serves=_b(total <= usable),
     )
 
 

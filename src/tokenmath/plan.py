@@ -228,7 +228,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     la = Layouts(layouts)
     mem1 = layout_memory(model, system, la, 1.0, L, dtypes=dtypes)
-    fit = np.asarray(mem1.fits, bool)[:, 0]
+    fit = np.asarray(mem1.serves, bool)[:, 0]  # in what a serving engine may fill (layout.serving_hbm_bytes)
     if (~fit).any():
         rejected["weights do not fit"] = rejected.get("weights do not fit", 0) + int((~fit).sum())
     keep = []
@@ -251,7 +251,9 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     w = np.asarray(mem1.weights_bytes_per_chip, float)[keep, 0]
     per_seq = np.asarray(mem1.total_bytes_per_chip, float)[keep, 0] - w
     # largest batch that fits: memory is affine in B; then the batch grid of each layout (a row)
-    b_max = np.maximum(1.0, np.floor(np.minimum((mem1.hbm_bytes_per_chip - w) / per_seq, 1e7)))
+    usable = np.asarray(mem1.serving_bytes_per_chip, float).reshape(-1)
+    usable = usable[keep] if usable.size > 1 else usable
+    b_max = np.maximum(1.0, np.floor(np.minimum((usable - w) / per_seq, 1e7)))
     G = np.concatenate([np.round(np.geomspace(1.0, b_max, BATCH_POINTS, axis=1)), b_max[:, None]], axis=1)
     valid = np.ones_like(G, bool)
     valid[:, 1:] = G[:, 1:] != G[:, :-1]  # rows ascend: a repeat of its left neighbour is a duplicate
@@ -279,7 +281,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
         rejected[key] = rejected.get(key, 0) + len(lays)
         return None, evaluated - len(lays)
     mem = layout_memory(model, system, la, G, L, dtypes=dtypes)
-    valid &= np.asarray(mem.fits, bool)
+    valid &= np.asarray(mem.serves, bool)
     r, c = np.nonzero(valid)
     g, t = G[r, c], tpot[r, c]
     billed = np.asarray(one.billed_chips, float)[r]
@@ -381,7 +383,7 @@ def plan_system(model: Model, system: System, *, input_tokens: float, output_tok
 
 
 RATE_STEPS = 6  # tries of refine_at_rate per layout: a grid step of ~1.25x to 0.5 % of the batch
-RATE_LAYOUTS = 4  # layouts refined per call, the most promising first (2 already found every best on 48 H100-variant points)
+RATE_LAYOUTS = 12  # most layouts refined per call: best-first, while one could still beat the best found
 
 
 def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.ndarray], min_tokens_per_s_per_user: float,
@@ -396,8 +398,10 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
     degrees) whose largest batch meeting the SLO has a grid neighbour above it that misses, and
     that could beat the cheapest point found (its cost at the upper neighbour's throughput), the
     batch is searched between the two — where the step, nearly affine in the batch there, reaches
-    1/rate, to 0.5 % of the batch (RATE_STEPS tries, at most RATE_LAYOUTS layouts) — and the row at
-    the largest batch found meeting the rate is added: returns `cols` with those rows appended.
+    1/rate, to 0.5 % of the batch (RATE_STEPS tries) — and the row at the largest batch found meeting
+    the rate is added: returns `cols` with those rows appended. Layouts are taken most promising
+    first, and each refined row can lower the cost to beat: the search stops at the first layout
+    whose hope no longer beats it (branch and bound; at most RATE_LAYOUTS layouts).
     `cols` as plan_system writes them (each layout's grid one run of rows, batches ascending). The
     estimate's path only (the calibrated step model, or the roofline of its passes).
     weight_dtypes: what the search was given (plan_system's), so a row's dtypes are rebuilt as it
@@ -434,7 +438,9 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
     keep = hope < best
     todo = sorted(zip(hope[keep].tolist(), i_top[keep].tolist(), b_next[keep].tolist()))
     out = []
-    for _, i, b_next in todo[:RATE_LAYOUTS]:
+    for hope_i, i, b_next in todo[:RATE_LAYOUTS]:
+        if hope_i >= best:  # sorted by hope: no layout left can beat the best refined so far
+            break
         system = systems[str(cols["system"][i])]
         profile = choose(estimate, engine=engine, system=system)
         lay = Layout(tp=int(cols["tp"][i]), ep=int(cols["ep"][i]), pp=int(cols["pp"][i]),
@@ -481,6 +487,7 @@ def refine_at_rate(model: Model, systems: dict[str, System], cols: dict[str, np.
                    usd_per_mtok=_usd_per_mtok(system, usd_per_chip_hour, billed, replica_tps),
                    total_bytes_per_chip=np.array([float(mem.total_bytes_per_chip)]))
         out.append(row)
+        best = min(best, float(row["usd_per_mtok"][0]) if priced else -float(row["tokens_per_s_per_chip"][0]))
     return _columns([cols, *out]) if out else cols
 
 

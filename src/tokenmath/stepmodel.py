@@ -72,7 +72,7 @@ import numpy as np
 
 from .errors import TokenmathError
 from .kvcache import attention_terms, kv_terms
-from .layout import layout_memory
+from .layout import SERVING_HBM_FRACTION, layout_memory, serving_hbm_bytes
 from .parallelism import (HOP_LATENCY_S_DEFAULT, Layout, busiest_rank_share, check_layout, kv_head_split,
                           link_bytes_per_s, placement)
 from .params import mlp_params, param_counts
@@ -1325,11 +1325,13 @@ def _f(x):
 
 
 def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: Dtypes = Dtypes(),
-              usable_fraction: float = 0.9, cap: float | None = None) -> float:
-    """Largest batch per replica whose KV fits in the usable HBM (engines keep ~10 % for
-    activations and workspaces: an assumption), capped by the engine's maximum."""
+              usable_fraction: float = SERVING_HBM_FRACTION, cap: float | None = None) -> float:
+    """Largest batch per replica whose KV fits in what a serving engine may fill
+    (layout.serving_hbm_bytes: `usable_fraction` of HBM less the runtime's reserve), capped by the
+    engine's maximum."""
     m1 = layout_memory(model, system, layout, 1.0, context, dtypes=dtypes)
-    usable = m1.hbm_bytes_per_chip * usable_fraction - m1.weights_bytes_per_chip
+    budget = serving_hbm_bytes(system, layout, usable_fraction)
+    usable = budget - m1.weights_bytes_per_chip
     per_seq = m1.total_bytes_per_chip - m1.weights_bytes_per_chip
     b = math.floor(usable / per_seq) if per_seq > 0 else 0
     if b < 1:
@@ -1338,8 +1340,8 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
                 f"tokens {per_seq / 1e9:.1f} GB")
         raise TokenmathError(
             f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: {what} of "
-            f"the {m1.hbm_bytes_per_chip * usable_fraction / 1e9:.1f} GB usable per chip ({usable_fraction:.0%} of "
-            f"{m1.hbm_bytes_per_chip / 1e9:.0f} GB)")
+            f"the {budget / 1e9:.1f} GB usable per chip ({usable_fraction:.0%} of {m1.hbm_bytes_per_chip / 1e9:.1f} GB "
+            f"less the runtime's {(m1.hbm_bytes_per_chip * usable_fraction - budget) / 1e9:.1f} GB)")
     if cap:
         b = min(b, cap)
     return float(b)

@@ -42,7 +42,6 @@ METRICS = ("decode_step_s", "ttft_s", "static_output_tokens_per_s_per_chip", "ma
 CASE_RANGES = {"measured": (1e-9, 1e12), "input_tokens": (1, 1e8), "output_tokens": (1, 1e8), "chips": (1, 1e6),
                "batch": (1e-9, 1e7), "tp": (1, 1e6), "ep": (1, 1e6), "pp": (1, 1e6), "dp": (1, 1e6),
                "min_tokens_per_s_per_user": (1e-9, 1e7)}
-HBM_USABLE_FRACTION = 0.9  # engines keep ~10 % of HBM for activations, workspaces and fragmentation (assumption)
 
 
 class Case(BaseModel):
@@ -305,7 +304,7 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
 
 
 def _kv_cap(c: _Ctx, context: float) -> float | None:
-    """Sequences whose KV fits beside the weights at `context` (HBM_USABLE_FRACTION), None if not
+    """Sequences whose KV fits beside the weights at `context` (layout.serving_hbm_bytes), None if not
     even one does (then nothing caps the measured concurrency: the case says it ran)."""
     try:
         return _max_batch(c.model, c.system, c.layout, context, c.dtypes, None)
@@ -320,9 +319,9 @@ def _solve_rate(c: _Ctx, I: float, O: float, rate: float, top: float, arrivals: 
 
 @functools.lru_cache(maxsize=8192)
 def _max_batch(model: Model, system: System, layout: Layout, context: float, dtypes: Dtypes, cap: float | None) -> float:
-    """stepmodel.max_batch at HBM_USABLE_FRACTION, remembered: it depends on no fitted parameter,
+    """stepmodel.max_batch (what a serving engine may fill), remembered: it depends on no fitted parameter,
     and a calibration asks it for the same case at every step of every fit."""
-    return max_batch(model, system, layout, context, dtypes=dtypes, usable_fraction=HBM_USABLE_FRACTION, cap=cap)
+    return max_batch(model, system, layout, context, dtypes=dtypes, cap=cap)
 
 
 def source_key(case: Case) -> str:
@@ -514,7 +513,7 @@ def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | st
 
 
 def case_batch_limit(case: Case, path: Path, cat: Catalog, cap: float | None) -> float:
-    """The case's largest batch: its HBM limit at HBM_USABLE_FRACTION, capped at the engine batch cap
+    """The case's largest batch: its HBM limit (layout.serving_hbm_bytes), capped at the engine batch cap
     `cap` (what a calibration's batch cap changes in a prediction)."""
     c = _ctx(case, ROOFLINE_PROFILE, cat, path.parent)
     return _max_batch(c.model, c.system, c.layout, case.input_tokens + case.output_tokens, c.dtypes, cap)
