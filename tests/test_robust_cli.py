@@ -206,6 +206,36 @@ def test_catalog_accepted_everywhere(tmp_path, args):
     one_sentence_exit_2([*args, "--catalog", str(tmp_path / "missing.toml")], "does not exist")
 
 
+TINY_CHIP = """[systems.tiny]
+description = "a made-up 3 GB accelerator"
+chip = "Tiny"
+bf16_flops_per_s = 100e12
+hbm_bytes = 3e9
+hbm_bytes_per_s = 1e12
+scaleup_bytes_per_s = 50e9
+scaleup_chips = 8
+source = "test"
+as_of = "2026-12"
+"""
+
+
+@pytest.mark.parametrize("command", ["step", "client"])
+def test_a_chip_too_small_to_serve_from_says_so(tmp_path, command):
+    """A user's chip whose HBM is under what a serving engine keeps for itself (90 % of 3 GB less
+    the runtime's 4.2 GB: layout.serving_hbm_bytes) gets one sentence saying so, not a replica
+    grown to thousands of chips and an error about a link it then lacks. On chips the user names,
+    one pass is still estimated (`step`); a client's runs, which need a batch, are refused."""
+    cat = tmp_path / "tiny.toml"
+    cat.write_text(TINY_CHIP)
+    args = [command, "--model", "llama-3.1-8b", "--system", "tiny", "--catalog", str(cat)]
+    one_sentence_exit_2(args, "leave nothing to serve from")
+    if command == "step":
+        code, _, err = invoke(*args, "--chips", "8")
+        assert code == 0, err
+    else:
+        one_sentence_exit_2([*args, "--chips", "8"], "nothing is left per chip")
+
+
 # ---- serve: loopback unless asked, with a warning ----------------------------------------------------------
 
 

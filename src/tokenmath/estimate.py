@@ -156,6 +156,7 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
     attention-data-parallel chip do not fit — the same EP group with attention TP inside it.
     chips given: the same choice on them; chips the layout cannot use (e.g. past the experts'
     divisors) are named in `note`, and neither used nor billed."""
+    from .layout import SERVING_HBM_FRACTION, serving_hbm_bytes
     from .roofline import default_replica_chips
 
     dom = system.scaleup_chips
@@ -173,6 +174,13 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
             note = (f"{lay.describe()} on the {n:,} chips given is billed {billed:,.0f}: the other "
                     f"{billed - n:,.0f} of its {dom}-chip scale-up domain(s) idle beside it")
         return Replica(n, lay.replica_chips, billed, dom, False, int(max(0, n - billed)), lay, note)
+    usable = serving_hbm_bytes(system, Layout(tp=2))
+    if usable <= 0:  # no replica of any size can serve: say so, rather than grow to 4,096 chips
+        hbm = system.chip.hbm_bytes
+        raise TokenmathError(
+            f"{system.name}'s {hbm / 1e9:.3g} GB of HBM per chip leave nothing to serve from: an engine fills "
+            f"{SERVING_HBM_FRACTION:.0%} of it less its runtime's {(hbm * SERVING_HBM_FRACTION - usable) / 1e9:.2g} GB "
+            "(layout.serving_hbm_bytes); give --chips to lay the model out on chips you choose")
     n = default_replica_chips(model, system, L, B, weight_dtype=dtypes.weight, kv_dtype=dtypes.kv)
     lay, fits = _fitting(model, system, n, B, L, S, dtypes)
     for _ in range(64):  # bounded: powers of two inside a domain, then whole domains, up to 4,096 chips

@@ -1340,7 +1340,8 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
                 f"tokens {per_seq / 1e9:.1f} GB")
         raise TokenmathError(
             f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: {what} of "
-            f"the {budget / 1e9:.1f} GB usable per chip ({usable_fraction:.0%} of {m1.hbm_bytes_per_chip / 1e9:.1f} GB "
+            + (f"the {budget / 1e9:.1f} GB usable per chip" if budget > 0 else "what an engine may fill, and nothing is left per chip")
+            + f" ({usable_fraction:.0%} of {m1.hbm_bytes_per_chip / 1e9:.1f} GB "
             f"less the runtime's {(m1.hbm_bytes_per_chip * usable_fraction - budget) / 1e9:.1f} GB)")
     if cap:
         b = min(b, cap)
