@@ -66,6 +66,11 @@ def test_step_json_contract_and_values_equal_python():
     est = tm.estimate_pass(cat.model("llama-3.1-70b"), cat.system("h100-sxm"), 64, 8192, chips=8,
                            dtypes=tm.Dtypes(weight="fp8", kv="fp8"))
     assert rec["step_s"] == pytest.approx(est.op.bound_s, rel=1e-12) == rec["roofline"]["step_s"]
+    # memory on two tests: all of HBM (the bound) and what a serving engine fills (the estimate's replica)
+    from tokenmath.parallelism import Layout
+
+    assert rec["serving_bytes_per_chip"] == pytest.approx(tm.serving_hbm_bytes(cat.system("h100-sxm"), Layout(tp=8)))
+    assert rec["fits"] and rec["serves"] and rec["serving_bytes_per_chip"] < rec["hbm_bytes_per_chip"]
     assert rec["assumptions"]["efficiency"] == {"flops": 1.0, "hbm": 1.0, "network": 1.0, "label": "roofline"}
     assert rec["assumptions"]["weight_dtype"] == "fp8"
 

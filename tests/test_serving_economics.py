@@ -460,8 +460,9 @@ def test_invariant_every_command_reports_the_same_hbm_full_batch():
     """Issue 21: the "does not fit in HBM" batch appeared as 45,689 / 45,816 / 48,744 / 50,179 —
     the last three were log-grid points of `curve` and the report's charts. One function
     (serving.batch_to_fill_hbm) now defines it: on the bound (chips' HBM pooled) and on the
-    estimate's layout (its chips, as `layout` counts them). Every command agrees, and `curve`'s
-    `fits` (on the estimate's layout, which its bound shares) flips exactly at the layout's."""
+    estimate's layout (its chips, as `layout` counts them, in what a serving engine fills). Every
+    command agrees, and `curve`'s `fits` (on the estimate's layout, which its bound shares) flips
+    exactly at the layout's."""
     fill = sv.batch_to_fill_hbm(DS3, GB200, 4096, chips=72)
     lay = default_layout(DS3, GB200, 72)
     est_fill = sv.batch_to_fill_hbm(DS3, GB200, 4096, layout=lay)
@@ -477,11 +478,12 @@ def test_invariant_every_command_reports_the_same_hbm_full_batch():
     for points in (60, 120):  # curve runs the estimate's layout (its bound too: one bound per pass)
         c = cli_json("curve", *DS, "--points", str(points), "--efficiency", "roofline")["points"]
         assert max(p["batch"] for p in c if p["fits"]) == est_fill and min(p["batch"] for p in c if not p["fits"]) == est_fill + 1
-    # the layout path is what `layout` counts: full at est_fill, over at est_fill + 1
-    assert layout_memory(DS3, GB200, lay, est_fill, 4096).fits and not layout_memory(DS3, GB200, lay, est_fill + 1, 4096).fits
+    # the layout path is what `layout` counts in what a serving engine fills (layout.serving_hbm_bytes):
+    # full at est_fill, over at est_fill + 1
+    assert layout_memory(DS3, GB200, lay, est_fill, 4096).serves and not layout_memory(DS3, GB200, lay, est_fill + 1, 4096).serves
     rec = cli_json("layout", *DS, "--chips", "64", "--tp", "1", "--ep", "64", "--batch", str(int(est_fill)),
                    "--context", "4096")
-    assert rec["fits"]
+    assert rec["fits"] and rec["serves"]
 
 
 @pytest.mark.parametrize("name", ["llama-3.1-70b", "qwen3-235b-a22b", "deepseek-v3", "kimi-k2"])

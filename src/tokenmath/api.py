@@ -584,7 +584,8 @@ def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: flo
         est = estimate_pass(m, s, st.batch, st.context, 1.0, layout=rep.layout, dtypes=dt, profile=prof,
                             expert_fetch=expert_fetch)
         est = dataclasses.replace(est, replica=rep)
-        fits = np.asarray(layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt).fits)
+        # on the estimate's layout, in what a serving engine fills (layout.serving_hbm_bytes)
+        fits = np.asarray(layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt).serves)
     if est is not None:
         from .energy import maybe_energy_of_pass
 

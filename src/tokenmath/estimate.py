@@ -174,7 +174,7 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
             note = (f"{lay.describe()} on the {n:,} chips given is billed {billed:,.0f}: the other "
                     f"{billed - n:,.0f} of its {dom}-chip scale-up domain(s) idle beside it")
         return Replica(n, lay.replica_chips, billed, dom, False, int(max(0, n - billed)), lay, note)
-    usable = serving_hbm_bytes(system, Layout(tp=2))
+    usable = serving_hbm_bytes(system, Layout())  # one chip's: the most any replica's chips may fill
     if usable <= 0:  # no replica of any size can serve: say so, rather than grow to 4,096 chips
         hbm = system.chip.hbm_bytes
         raise TokenmathError(

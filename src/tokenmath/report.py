@@ -194,7 +194,7 @@ def step_record_of(est, m: Model, s: System, dt: Dtypes, mem) -> dict[str, Any]:
     rec |= {"flops": op.flops, "weight_bytes_read": op.weight_bytes, "kv_bytes_read": op.kv_bytes,
             "memory_bytes": mem.total_bytes_per_chip * op.chips, "hbm_bytes": mem.hbm_bytes_per_chip * op.chips,
             "memory_bytes_per_chip": mem.total_bytes_per_chip, "hbm_bytes_per_chip": mem.hbm_bytes_per_chip,
-            "fits": bool(mem.fits)}
+            "fits": bool(mem.fits), "serving_bytes_per_chip": mem.serving_bytes_per_chip, "serves": bool(mem.serves)}
     rec |= estimate_record(est)
     rec["roofline"] |= {"layout": op.layout.describe(), "expert_fetch": op.expert_fetch}
     rec["assumptions"] = {
@@ -1205,6 +1205,7 @@ def layout_record(st, est) -> dict[str, Any]:
         "dense_bytes_per_chip": mem.dense_bytes_per_chip, "kv_bytes_per_chip": mem.kv_bytes_per_chip,
         "activation_bytes_per_chip": mem.activation_bytes_per_chip, "total_bytes_per_chip": mem.total_bytes_per_chip,
         "hbm_bytes_per_chip": mem.hbm_bytes_per_chip, "fits": mem.fits,
+        "serving_bytes_per_chip": mem.serving_bytes_per_chip, "serves": mem.serves,
         # the roofline bound's terms (per chip over the step) and link times at full bandwidth
         "compute_s": bd.compute_s, "weights_s": bd.weights_s, "kv_s": bd.kv_s, "activations_s": bd.activations_s,
         "network_s": bp["network_s"] + bp["hops_s"], "all_to_all_s": bp["ep_comm_s"], "tp_allreduce_s": bp["tp_comm_s"],
@@ -1256,7 +1257,9 @@ def render_bound(est) -> str:
 def render_layout(st, est, m: Model, s: System) -> list[str]:
     mem, lay = st.memory, st.layout
     bp = est.op.bound_parts
-    fit = "fits" if mem.fits else "does NOT fit"
+    fit = ("fits" if mem.fits else "does NOT fit") + (
+        f" (a serving engine fills {si(mem.serving_bytes_per_chip, 'B')} of it: "
+        + ("it serves)" if mem.serves else "too little to serve)") if mem.fits else "")
     lines = [
         f"{m.name} on {s.name}: {lay.describe()}, {st.chips} chips per replica"
         + (f" in {st.placement.domains} domains" if st.placement.domains > 1 else "")

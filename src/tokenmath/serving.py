@@ -85,7 +85,8 @@ def cost_floor_usd_per_mtok(model: Model, system: System, context=0, *, dtypes: 
 def batch_to_fill_hbm(model: Model, system: System, context, *, chips: int | None = None,
                       dtypes: Dtypes = Dtypes(), layout: Layout | None = None):
     """Largest batch whose KV at context L fits beside the weights in HBM (0 if the weights alone
-    do not fit): the one definition of "does not fit in HBM" every serving command uses.
+    do not fit): the definition of "HBM full" every serving command uses, the bound's (layout None,
+    all of HBM) and the estimate's (layout given, what a serving engine fills).
 
     layout None — the bound's accounting: the chips' HBM pooled (chips·C), each weight stored
       once (weight_bytes in the weight dtype), each sequence's KV at L stored once (kv dtype):
@@ -93,13 +94,14 @@ def batch_to_fill_hbm(model: Model, system: System, context, *, chips: int | Non
     layout given — that layout's chips, as `tokenmath layout` counts them (layout.layout_memory):
       each chip's weight shard (experts over the stage's chips, the dense rest over TP; replicated
       over attention-DP ranks), its share of the KV at L + 1 (the token being written) and of the
-      activations in flight; B is the batch at which a chip is full. This is what the estimate's
-      layout holds.
+      activations in flight; B is the batch at which a chip is full — in what a serving engine
+      fills (layout.serving_hbm_bytes: 90 % of HBM less the runtime's reserve), the memory every
+      estimate runs in. This is what the estimate's layout holds.
     Vectorised over context."""
     if layout is not None:
         m1 = layout_memory(model, system, layout, 1.0, context, dtypes=dtypes)
         per_seq = np.asarray(m1.total_bytes_per_chip, float) - m1.weights_bytes_per_chip
-        free = m1.hbm_bytes_per_chip - m1.weights_bytes_per_chip
+        free = m1.serving_bytes_per_chip - m1.weights_bytes_per_chip
         return _s(np.floor(np.maximum(free, 0) / per_seq))
     n = system.scaleup_chips if chips is None else int(chips)
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)

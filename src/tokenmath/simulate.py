@@ -29,6 +29,8 @@ import numpy as np
 
 from .errors import TokenmathError
 from .kvcache import kv_cache
+from .layout import serving_hbm_bytes
+from .parallelism import Layout
 from .params import weight_bytes
 from .roofline import resolve_dtypes, slopes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
@@ -493,9 +495,10 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
     c1 = (float(s1.compute_s_per_seq) - c0) / L_ref
     k1 = float(s1.kv_s_per_seq) / L_ref  # seconds of KV fetch per context token
 
-    # KV-memory cap: sequences whose full context fits beside the weights
+    # KV-memory cap: sequences whose full context fits beside the weights in what a serving engine
+    # fills on each chip (layout.serving_hbm_bytes: 90 % of HBM less the runtime's reserve)
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
-    free = system.chip.hbm_bytes * n_chips - weight_bytes(model, dtypes.weight)
+    free = serving_hbm_bytes(system, Layout(tp=n_chips)) * n_chips - weight_bytes(model, dtypes.weight)
     per_tok = float(kv_cache(model, L_ref, kv).stored_bytes) / L_ref
     if free <= 0:
         raise TokenmathError(f"{model.name} does not fit on {n_chips} × {system.name}")
