@@ -435,8 +435,13 @@ def page_layout(cat, model, system, dt, engine) -> None:
     s = lay.layout_step(model, system, layout, batch, context, dtypes=dt, overlap="full")  # as `tokenmath layout`
     e = estimate(model, system, batch, context, prof=profile_for(engine, system), layout=layout, dt=dt)
     m = s.memory
-    if m.fits:
-        st.success(f"Fits: {si(float(m.total_bytes_per_chip), 'B')} of {si(m.hbm_bytes_per_chip, 'B')} HBM per chip.")
+    if m.fits and m.serves:
+        st.success(f"Fits: {si(float(m.total_bytes_per_chip), 'B')} of {si(m.hbm_bytes_per_chip, 'B')} HBM per chip, "
+                   f"inside the {si(float(m.serving_bytes_per_chip), 'B')} a serving engine fills.")
+    elif m.fits:
+        st.warning(f"Fits in HBM ({si(float(m.total_bytes_per_chip), 'B')} of {si(m.hbm_bytes_per_chip, 'B')} per chip), "
+                   f"but not in the {si(float(m.serving_bytes_per_chip), 'B')} a serving engine fills (90 % less its "
+                   "runtime's reserve): the bound holds, an engine would not start.")
     else:
         st.warning(f"Does not fit: {si(float(m.total_bytes_per_chip), 'B')} per chip, more than the "
                    f"{si(m.hbm_bytes_per_chip, 'B')} of HBM.")
