@@ -51,6 +51,8 @@ def test_system_json_contract():
                 "scaleup_chips", "scaleout_bytes_per_s", "usd_per_chip_hour", "power_w", "hbm_drain_s"):
         assert key in rec, key
     assert rec["hbm_drain_s"] == pytest.approx(80 * 2**30 / 3.35e12)  # 80 GiB (aiconfigurator h100_sxm.yaml) / 3.35 TB/s
+    # 90 % of it less aiconfigurator's other_mem 3.5 GiB and nccl_mem 392 MiB (layout.serving_hbm_bytes)
+    assert rec["serving_hbm_bytes"] == pytest.approx(0.9 * 80 * 2**30 - 3.5 * 2**30 - 392 * 2**20)
 
 
 def test_step_json_contract_and_values_equal_python():

@@ -417,7 +417,8 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
     if b is None:
         if not row["deployments"]:
             return row | {"infeasible": "no deployment fits: no candidate layout holds the weights and a sequence's"
-                                        " KV in HBM with the links it needs"}
+                                        " KV in what a serving engine fills of HBM (90 % less the runtime's"
+                                        " reserve) with the links it needs"}
         fastest = float(np.max(cols["tokens_per_s_per_user"]))
         return row | {"infeasible": f"no deployment reaches {U:,.4g} tokens/s per user (the fastest: {fastest:,.4g})"}
     g = lambda k: cols[k][b]  # noqa: E731

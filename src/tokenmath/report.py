@@ -13,6 +13,8 @@ import numpy as np
 from . import params as _params
 from .errors import TokenmathError
 from .kvcache import kv_cache
+from .layout import serving_hbm_bytes
+from .parallelism import Layout
 from .roofline import StepTime, hardware_ratio, hbm_drain_s, step_time
 from . import serving
 from .serving import (
@@ -117,6 +119,8 @@ def system_record(system: System) -> dict[str, Any]:
         "int8_flops_per_s": c.int8_flops_per_s,
         "fp4_flops_per_s": c.fp4_flops_per_s,
         "hbm_bytes": c.hbm_bytes,
+        # what a serving engine fills of it on each chip of a multi-chip replica (the estimate's memory)
+        "serving_hbm_bytes": serving_hbm_bytes(system, Layout(tp=2)),
         "hbm_bytes_per_s": c.hbm_bytes_per_s,
         "hbm_drain_s": hbm_drain_s(system),
         "scaleup_bytes_per_s": system.scaleup_bytes_per_s,
