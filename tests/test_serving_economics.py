@@ -475,9 +475,13 @@ def test_invariant_every_command_reports_the_same_hbm_full_batch():
     assert tr["roofline"]["batch_to_fill_hbm"] == fill
     assert bal["estimated"]["batch_to_fill_hbm"] == rep["estimated"]["batch_to_fill_hbm"] == est_fill
     assert fm["batch_to_fill_hbm"] == tr["batch_to_fill_hbm"] == est_fill
-    for points in (60, 120):  # curve runs the estimate's layout (its bound too: one bound per pass)
-        c = cli_json("curve", *DS, "--points", str(points), "--efficiency", "roofline")["points"]
+    for points in (60, 120):  # curve runs the estimate's layout, in what a serving engine fills
+        c = cli_json("curve", *DS, "--points", str(points))["points"]
         assert max(p["batch"] for p in c if p["fits"]) == est_fill and min(p["batch"] for p in c if not p["fits"]) == est_fill + 1
+    # the roofline's own curve (--efficiency roofline) runs the same layout in all of HBM
+    c = cli_json("curve", *DS, "--points", "60", "--efficiency", "roofline")["points"]
+    assert all(p["fits"] == bool(layout_memory(DS3, GB200, lay, p["batch"], 4096).fits) for p in c)
+    assert any(p["fits"] and p["batch"] > est_fill for p in c)
     # the layout path is what `layout` counts in what a serving engine fills (layout.serving_hbm_bytes):
     # full at est_fill, over at est_fill + 1
     assert layout_memory(DS3, GB200, lay, est_fill, 4096).serves and not layout_memory(DS3, GB200, lay, est_fill + 1, 4096).serves
@@ -514,9 +518,12 @@ def test_estimate_layout_shards_the_dense_weights_when_replicas_do_not_fit():
     assert lay.tp > 1 and lay.ep == dflt.ep and layout_memory(m, s, lay, 1, 4096).serves
     rec = cli_json("traffic", "--model", "kimi-k2", "--system", "h200-sxm", "--tokens-per-s", "1M")
     assert rec["estimate"].startswith("calibrated") and rec["batch"] <= sv.batch_to_fill_hbm(m, s, 4096, layout=lay)
-    # where no layout of the chips holds one sequence, balance still gives the bound and says why
-    rec = cli_json("balance", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--context", "10M")
+    # where no layout of the chips given holds one sequence, balance still gives the bound and says why
+    rec = cli_json("balance", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--context", "10M", "--chips", "8")
     assert rec["estimated"] is None and "does not fit" in rec["estimate_unavailable"]
+    # without --chips, the replica grows until one sequence fits, as every command's does (estimate.replica_chips)
+    rec = cli_json("balance", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--context", "10M")
+    assert rec["estimated"] is not None and rec["chips"] > 8
     assert rec["balance_batch"] == pytest.approx(sv.balance_batch(CAT.model("llama-3.1-70b"), CAT.system("h100-sxm")))
 
 
@@ -664,3 +671,18 @@ def test_default_replica_of_deepseek_v3_is_the_deployment_sglang_recommends(syst
         assert r.chips == chips // 2
     else:
         assert r.chips == chips, SGLANG_DEEPSEEK
+
+
+@pytest.mark.parametrize("command", [["fastmode", "--speedup", "2"], ["traffic", "--tokens-per-s", "1M"],
+                                     ["balance"], ["prefill", "--batch", "8"]])
+def test_every_serving_command_answers_on_the_replica_step_chooses(command):
+    """Invariant (found in review): without --chips every serving command bills the replica the
+    estimate runs on (estimate.replica_chips: weights and KV in what a serving engine fills), so
+    DeepSeek-V3 in FP8 on H100 answers on 16 chips in `fastmode`, `traffic`, `balance` and
+    `prefill` as in `step`, rather than refusing 8 (the bound's rule, all of HBM: 684 GB in 687)."""
+    rec = cli_json(command[0], "--model", "deepseek-v3", "--system", "h100-sxm", *command[1:])
+    step = cli_json("step", "--model", "deepseek-v3", "--system", "h100-sxm", "--batch", "1", "--context", "4096")
+    assert step["billed_chips"] == 16 and step["layout"]["ep"] == 16
+    assert rec["estimate"].startswith("calibrated") and not rec.get("estimate_unavailable")
+    chips = {"traffic": lambda r: r["chips_per_replica"], "prefill": lambda r: max(r["layout"]["tp"], r["layout"]["ep"]) * r["layout"]["pp"]}
+    assert chips.get(command[0], lambda r: r["chips"])(rec) == 16

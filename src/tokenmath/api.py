@@ -373,8 +373,8 @@ def resolve_serving(cat, model, system, context, weight_dtype, kv_dtype, compute
     dtypes, chips — one replica's by default), a model or system given by name or as a spec object, a
     sparse-attention what-if applied. The CLI's serving commands resolve theirs here too."""
     from .args import SPARSE_MODES, dtypes_of
+    from .estimate import replica_chips
     from .kvcache import with_sparse_attention
-    from .roofline import default_replica_chips
 
     if sparse_mode is not None:
         if sparse_mode not in SPARSE_MODES:
@@ -387,7 +387,7 @@ def resolve_serving(cat, model, system, context, weight_dtype, kv_dtype, compute
     L = _num(context, "--context", allow_zero=True)
     dt = dtypes_of(weight_dtype, kv_dtype, compute_dtype)
     if chips is None:
-        chips = default_replica_chips(m, s, L, batch, weight_dtype=dt.weight, kv_dtype=dt.kv)
+        chips = replica_chips(m, s, L, batch, dtypes=dt)
     return m, s, float(L), dt, chips
 
 
@@ -584,8 +584,10 @@ def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: flo
         est = estimate_pass(m, s, st.batch, st.context, 1.0, layout=rep.layout, dtypes=dt, profile=prof,
                             expert_fetch=expert_fetch)
         est = dataclasses.replace(est, replica=rep)
-        # on the estimate's layout, in what a serving engine fills (layout.serving_hbm_bytes)
-        fits = np.asarray(layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt).serves)
+        # on the estimate's layout, in what a serving engine fills (layout.serving_hbm_bytes); the
+        # roofline's own curve, in all of HBM
+        mem = layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt)
+        fits = np.asarray(mem.fits if prof.is_roofline else mem.serves)
     if est is not None:
         from .energy import maybe_energy_of_pass
 

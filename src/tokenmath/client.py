@@ -6,7 +6,8 @@ flight against a server and print TTFT, TPOT (= 1 / tokens per second per user) 
 tokens/s. This module answers the same numbers before the run: at each concurrency, the closed loop
 of the calibrated step model (stepmodel.closed_loop, the accounting docs/client.md derives), its
 80 % band, and the same loop under the roofline bound beside it. Beyond the sequences whose KV fits
-at the mean context I + O/2 (90 % of HBM, as validation reads a measured concurrency), the rest
+at the mean context I + O/2 (in what a serving engine fills: 90 % of HBM less its runtime's
+reserve, layout.serving_hbm_bytes, as validation reads a measured concurrency), the rest
 queue: the engine runs the batch that fits.
 """
 
@@ -37,7 +38,7 @@ class ClientSweep:
                     tokens/s of the replica, the running batch, the share of time spent prefilling)
     roofline        the same loop with every step at its roofline bound: a floor on TTFT and TPOT, a
                     ceiling on throughput
-    kv_cap          sequences whose KV fits at the mean context I + O/2 (90 % of HBM): beyond it the
+    kv_cap          sequences whose KV fits at the mean context I + O/2 (what a serving engine fills): beyond it the
                     rest queue
     *_range_80      (lo, hi) of the true value given the estimate, from the cross-validated residuals
                     of the model's class (Profile.range_80); None for the roofline profile
@@ -132,7 +133,7 @@ def client_sweep(model: Model, system: System, layout: Layout, concurrency, inpu
         raise TokenmathError(f"arrivals = {arrivals!r}; expected one of {', '.join(ARRIVALS)}")
     I, O = float(input_tokens), float(output_tokens)
     check_output_tokens(O)
-    cap = max_batch(model, system, layout, I + O / 2, dtypes=dtypes,  # 90 % of HBM, as validation reads a run
+    cap = max_batch(model, system, layout, I + O / 2, dtypes=dtypes,  # a serving engine's memory, as validation reads a run
                     cap=None if profile.is_roofline else profile.engine.max_batch)
     c = default_concurrency(cap, requests) if concurrency is None else check_concurrency(concurrency)
     kw = dict(dtypes=dtypes, batch_cap=cap, arrivals=arrivals, requests=requests)

@@ -145,6 +145,18 @@ def grown_chips(n: int, domain: int) -> int:
     return n * 2 if n * 2 <= domain else (n // domain + 1) * domain if n >= domain else domain
 
 
+def replica_chips(model: Model, system: System, context=0.0, batch=1.0, *, dtypes: Dtypes = Dtypes()) -> int:
+    """Chips a serving command bills when the user names none: `replica`'s (weights and the batch's
+    KV in what a serving engine fills), so every command answers on the replica `step` and `client`
+    choose; a model defined by totals only (no architecture for a layout) takes the roofline's
+    domain-or-fit rule (roofline.default_replica_chips)."""
+    from .roofline import default_replica_chips
+
+    if model.is_totals_only:
+        return default_replica_chips(model, system, context, batch, weight_dtype=dtypes.weight, kv_dtype=dtypes.kv)
+    return int(replica(model, system, float(np.max(batch)), float(np.max(context)), dtypes=dtypes).billed_chips)
+
+
 def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0, *, chips: int | None = None,
             dtypes: Dtypes = Dtypes()) -> Replica:
     """The replica a pass runs on when the user names no layout. chips None: the scale-up domain
@@ -174,9 +186,9 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
             note = (f"{lay.describe()} on the {n:,} chips given is billed {billed:,.0f}: the other "
                     f"{billed - n:,.0f} of its {dom}-chip scale-up domain(s) idle beside it")
         return Replica(n, lay.replica_chips, billed, dom, False, int(max(0, n - billed)), lay, note)
-    usable = serving_hbm_bytes(system, Layout())  # one chip's: the most any replica's chips may fill
-    if usable <= 0:  # no replica of any size can serve: say so, rather than grow to 4,096 chips
-        hbm = system.chip.hbm_bytes
+    hbm = system.chip.hbm_bytes
+    usable = serving_hbm_bytes(system, Layout(tp=2))  # a chip of a multi-chip replica (the reserve with NCCL's)
+    if usable <= 0:  # no replica of more than one chip can serve: say so, rather than grow to 4,096 chips
         raise TokenmathError(
             f"{system.name}'s {hbm / 1e9:.3g} GB of HBM per chip leave nothing to serve from: an engine fills "
             f"{SERVING_HBM_FRACTION:.0%} of it less its runtime's {(hbm * SERVING_HBM_FRACTION - usable) / 1e9:.2g} GB "
@@ -191,7 +203,11 @@ def replica(model: Model, system: System, batch=1.0, context=0.0, new_tokens=1.0
     billed = placement(lay, system).billed_chips
     grown = billed > dom
     note = ""
-    if grown:
+    if not fits:
+        note = (f"no replica of up to {billed:,.0f} chips holds weights + KV of {B:,.0f} × {L:,.0f} tokens in the "
+                f"{SERVING_HBM_FRACTION:.0%} of HBM a serving engine fills less its runtime's reserve: this one "
+                f"({lay.describe()}) does not")
+    elif grown:
         note = (f"replica grown to {billed:,.0f} chips ({billed / dom:,.0f} × {dom}-chip scale-up domains; the layout "
                 f"{lay.describe()} uses {lay.replica_chips:,}) to fit weights + KV of {B:,.0f} × {L:,.0f} tokens in the "
                 "90 % of HBM a serving engine fills, less its runtime's reserve")

@@ -340,14 +340,14 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
 
 
 def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
-                  weight_dtypes="deployable", mtp=(0, 0.0), layouts=None) -> list[Pool]:
+                  weight_dtypes="deployable", mtp=(0, 0.0), layouts=None, refine: bool = True) -> list[Pool]:
     from .plan import refine_at_rate
 
     dts = dtypes_for(model, s, weight_dtypes)
     cols, _, _ = _points(model, s, layouts, input_tokens=I, output_tokens=O, usd_per_chip_hour=usd_per_chip_hour,
                              engine=engine, decode_only=True, weight_dtypes=dts)
     k, e = int(mtp[0]), 1.0
-    if not k:  # the batch at the TPOT limit between grid points (the grid steps by ~1.25×), as `plan` finds it
+    if refine and not k:  # the batch at the TPOT limit between grid points (the grid steps by ~1.25×), as `plan` finds it
         cols = refine_at_rate(model, {s.name: s}, cols, 1.0 / slo.tpot_limit(), input_tokens=I, output_tokens=O,
                               usd_per_chip_hour=usd_per_chip_hour, engine=engine, decode_only=True, weight_dtypes=dts)
     price = _price(s, usd_per_chip_hour)
@@ -423,7 +423,7 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
                                fetch, layouts, chunk_tokens)
         pre += [p for p, _ in sorted(pools, key=lambda x: (cost(x[0]), x[1]))[:keep]]
         dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
-                                    mtp, layouts), key=cost)[:keep]
+                                    mtp, layouts, refine=not by_energy), key=cost)[:keep]  # the refinement ranks by cost
     by_name = {s.name: s for s in systems}
     out = []
     for p in pre:
@@ -1030,7 +1030,8 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
             ctx_tokens = I if holder.role == "prefill" else I + O / 2.0
             mem = layout_memory(model, hs, holder.layout, float(holder.max_batch),
                                 ctx_tokens, dtypes=Dtypes.for_point(model, holder.weight_dtype, holder.kv_dtype))
-            left = float(hs.chip.hbm_bytes - np.max(mem.total_bytes_per_chip))
+            # what is left of the serving engine's memory (layout.serving_hbm_bytes) beside the pool's batch
+            left = float(max(0.0, np.min(np.asarray(mem.serving_bytes_per_chip) - mem.total_bytes_per_chip)))
         tier_info = cache_in_tier(model, hs, prefix_tokens, prefix_hit_rate, prefix_cache_tier, capacity_bytes=None,
                                   holder_chips=holder.replicas * holder.chips_per_replica, hbm_left_bytes_per_chip=left,
                                   **kw_tier)

@@ -228,7 +228,9 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     la = Layouts(layouts)
     mem1 = layout_memory(model, system, la, 1.0, L, dtypes=dtypes)
-    fit = np.asarray(mem1.serves, bool)[:, 0]  # in what a serving engine may fill (layout.serving_hbm_bytes)
+    # the estimate fills what a serving engine does (layout.serving_hbm_bytes); the roofline, all of HBM
+    serving = profile.kernels is not None
+    fit = np.asarray(mem1.serves if serving else mem1.fits, bool)[:, 0]
     if (~fit).any():
         rejected["weights do not fit"] = rejected.get("weights do not fit", 0) + int((~fit).sum())
     keep = []
@@ -251,7 +253,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     w = np.asarray(mem1.weights_bytes_per_chip, float)[keep, 0]
     per_seq = np.asarray(mem1.total_bytes_per_chip, float)[keep, 0] - w
     # largest batch that fits: memory is affine in B; then the batch grid of each layout (a row)
-    usable = np.asarray(mem1.serving_bytes_per_chip, float).reshape(-1)
+    usable = np.asarray(mem1.serving_bytes_per_chip if serving else mem1.hbm_bytes_per_chip, float).reshape(-1)
     usable = usable[keep] if usable.size > 1 else usable
     b_max = np.maximum(1.0, np.floor(np.minimum((usable - w) / per_seq, 1e7)))
     G = np.concatenate([np.round(np.geomspace(1.0, b_max, BATCH_POINTS, axis=1)), b_max[:, None]], axis=1)
@@ -281,7 +283,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
         rejected[key] = rejected.get(key, 0) + len(lays)
         return None, evaluated - len(lays)
     mem = layout_memory(model, system, la, G, L, dtypes=dtypes)
-    valid &= np.asarray(mem.serves, bool)
+    valid &= np.asarray(mem.serves if serving else mem.fits, bool)
     r, c = np.nonzero(valid)
     g, t = G[r, c], tpot[r, c]
     billed = np.asarray(one.billed_chips, float)[r]

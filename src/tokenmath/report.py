@@ -120,7 +120,7 @@ def system_record(system: System) -> dict[str, Any]:
         "fp4_flops_per_s": c.fp4_flops_per_s,
         "hbm_bytes": c.hbm_bytes,
         # what a serving engine fills of it on each chip of a multi-chip replica (the estimate's memory)
-        "serving_hbm_bytes": serving_hbm_bytes(system, Layout(tp=2)),
+        "serving_hbm_bytes": max(0.0, serving_hbm_bytes(system, Layout(tp=2))),
         "hbm_bytes_per_s": c.hbm_bytes_per_s,
         "hbm_drain_s": hbm_drain_s(system),
         "scaleup_bytes_per_s": system.scaleup_bytes_per_s,
@@ -271,7 +271,10 @@ def render_step(est, m: Model, s: System, dt: Dtypes, mem, *, priced: bool) -> l
                f"({bd.tokens_per_s_per_chip:,.0f} per chip){cost}; MFU {bd.mfu:.1%}, MBU {bd.mbu:.1%}{ratio}")
     out.append(f"memory per chip: {si(mem.total_bytes_per_chip, 'B')} of {si(mem.hbm_bytes_per_chip, 'B')} (weights "
                f"{si(mem.weights_bytes_per_chip, 'B')}, KV {si(mem.kv_bytes_per_chip, 'B')}, activations "
-               f"{si(mem.activation_bytes_per_chip, 'B')})" + ("" if mem.fits else " — does NOT fit"))
+               f"{si(mem.activation_bytes_per_chip, 'B')})" + (
+                   " — does NOT fit" if not mem.fits else "" if mem.serves else
+                   f" — fits HBM, but not the {si(max(float(np.min(mem.serving_bytes_per_chip)), 0.0), 'B')} a serving "
+                   "engine fills (90 % less its runtime's reserve): an engine would not hold this batch"))
     weight, kv, compute, cls = resolve_dtypes(m, s, dt)
     price = "no price (--usd-per-chip-hour)" if s.usd_per_chip_hour is None else \
         f"${s.usd_per_chip_hour:.4g}/chip-h ({s.price_source or 'catalog'})"
@@ -340,10 +343,10 @@ def build_report(model: Model, system: System, *, context: float = 4096, chips: 
                  batches: tuple[float, ...] | None = None, profile=None) -> Report:
     """The lecture's running example as one record: each lecture quantity on the roofline bound (as
     the lecture defines it) and, with a calibrated `profile`, the estimate's counterpart beside it."""
-    if chips is None:  # one replica, as every command chooses it: the domain, or more when it does not fit
-        from .roofline import default_replica_chips
+    if chips is None:  # one replica, as every command chooses it (estimate.replica_chips)
+        from .estimate import replica_chips
 
-        chips = default_replica_chips(model, system, context, 1, weight_dtype=dtypes.weight, kv_dtype=dtypes.kv)
+        chips = replica_chips(model, system, context, 1, dtypes=dtypes)
     n = chips
     bstar = balance_batch(model, system, dtypes=dtypes, efficiency=efficiency)
     bkv = balance_batch_with_kv(model, system, context, dtypes=dtypes, efficiency=efficiency)
@@ -1262,7 +1265,7 @@ def render_layout(st, est, m: Model, s: System) -> list[str]:
     mem, lay = st.memory, st.layout
     bp = est.op.bound_parts
     fit = ("fits" if mem.fits else "does NOT fit") + (
-        f" (a serving engine fills {si(mem.serving_bytes_per_chip, 'B')} of it: "
+        f" (a serving engine fills {si(max(float(np.min(mem.serving_bytes_per_chip)), 0.0), 'B')} of it: "
         + ("it serves)" if mem.serves else "too little to serve)") if mem.fits else "")
     lines = [
         f"{m.name} on {s.name}: {lay.describe()}, {st.chips} chips per replica"
@@ -1308,7 +1311,7 @@ def render_expert_parallel(w) -> list[str]:
         f"    dispatch + combine (estimate, {mode.get(w.mode, w.mode)}): {seconds(w.ep_comm_s)} a step"
         f" ({seconds(w.ep_comm_s_per_layer)} per MoE layer × {w.moe_layers})"
         + (f", {seconds(-w.overlap_s)} of it hidden under the other micro-batch" if w.overlap_s < 0 else ""),
-        f"    HBM left for KV: {si(w.kv_room_bytes_per_chip, 'B')} per chip = {w.kv_tokens_per_chip:,.0f} tokens of KV",
+        f"    HBM left for KV (in what a serving engine fills): {si(w.kv_room_bytes_per_chip, 'B')} per chip = {w.kv_tokens_per_chip:,.0f} tokens of KV",
     ]
 
 

@@ -440,13 +440,15 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
              chunk_tokens: int = 2048, cadence_s: float | None = None, dtypes: Dtypes = Dtypes(),
              efficiency: Efficiency = ROOFLINE, overhead_s: float = 0.0, arrivals: np.ndarray | None = None,
              warmup_s: float | None = None, seed: int = 0, method: str = "events",
-             lengths: tuple | None = None, per_request: bool = False) -> SimResult:
+             lengths: tuple | None = None, per_request: bool = False, serving_memory: bool = True) -> SimResult:
     """Serve the arrivals on one replica; `method="events"` advances runs of decode steps in closed
     form (`_event_loop`), `method="steps"` runs the reference loop, one pass per step (`_step_loop`):
     the same answer to float rounding, the first in time that grows with requests, not steps.
     `lengths` = (input tokens, output tokens) per request, aligned with `arrivals` (a trace); else
     lengths are drawn from input_tokens / output_tokens. per_request=True keeps each request's TTFT
-    and TPOT (ttft_each_s, tpot_each_s) for SLO attainment."""
+    and TPOT (ttft_each_s, tpot_each_s) for SLO attainment. serving_memory: the batch cap (when
+    `max_batch` is None) from what a serving engine fills of each chip (layout.serving_hbm_bytes, the
+    estimate's memory); False: all of HBM (the roofline's)."""
     if method not in ("events", "steps"):
         raise TokenmathError(f"method = {method!r}; expected 'events' or 'steps'")
     _check_inputs(rate_per_s=rate_per_s, duration_s=duration_s, input_tokens=input_tokens,
@@ -496,9 +498,11 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
     k1 = float(s1.kv_s_per_seq) / L_ref  # seconds of KV fetch per context token
 
     # KV-memory cap: sequences whose full context fits beside the weights in what a serving engine
-    # fills on each chip (layout.serving_hbm_bytes: 90 % of HBM less the runtime's reserve)
+    # fills on each chip (layout.serving_hbm_bytes: 90 % of HBM less the runtime's reserve), or in all
+    # of HBM for the roofline
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
-    free = serving_hbm_bytes(system, Layout(tp=n_chips)) * n_chips - weight_bytes(model, dtypes.weight)
+    per_chip = serving_hbm_bytes(system, Layout(tp=n_chips)) if serving_memory else system.chip.hbm_bytes
+    free = per_chip * n_chips - weight_bytes(model, dtypes.weight)
     per_tok = float(kv_cache(model, L_ref, kv).stored_bytes) / L_ref
     if free <= 0:
         raise TokenmathError(f"{model.name} does not fit on {n_chips} × {system.name}")

@@ -109,7 +109,7 @@ class ExpertParallel:
     ep_comm_s: float  # the estimate's dispatch + combine over the step (its own term)
     ep_comm_s_per_layer: float  # one MoE layer, one microbatch
     overlap_s: float  # communication hidden under the other micro-batch (≤ 0)
-    kv_room_bytes_per_chip: float  # HBM − weights − activations at this batch: what KV may use
+    kv_room_bytes_per_chip: float  # what a serving engine fills − weights − activations at this batch: what KV may use
     kv_tokens_per_chip: float  # ... in tokens of this model's KV
 
 
@@ -164,7 +164,8 @@ def expert_parallel(model: Model, system: System, layout: Layout, est, *, engine
         mode = eng.moe_a2a
     n_moe = int(sum(model.layer_moe))
     mem = layout_memory(model, system, layout, float(np.max(op.batch)), float(np.max(op.context)), dtypes=dtypes)
-    room = float(mem.hbm_bytes_per_chip - mem.weights_bytes_per_chip - np.max(mem.activation_bytes_per_chip))
+    # KV room in what a serving engine fills of each chip (layout.serving_hbm_bytes), beside weights and activations
+    room = float(np.min(mem.serving_bytes_per_chip) - mem.weights_bytes_per_chip - np.max(mem.activation_bytes_per_chip))
     _, kv, *_ = resolve_dtypes(model, system, dtypes)
     per_tok = float(kv_cache(model, max(float(context), 1.0), kv).stored_bytes) / max(float(context), 1.0)
     # a token's KV lives on one attention-DP rank, split over the KV-head shards of its TP group

@@ -54,7 +54,7 @@ def simulate_cmd(
     runs = [dict(rate_per_s=r, duration_s=duration_s, input_tokens=int(n_in),
                  output_tokens=int(n_out), chips=chips, max_batch=max_batch,
                  prefill=prefill, chunk_tokens=chunk_tokens, cadence_s=cadence_s, dtypes=dt, efficiency=eff,
-                 overhead_s=overhead, seed=seed) for r in rates]
+                 overhead_s=overhead, seed=seed, serving_memory=not prof.is_roofline) for r in rates]
     from ..parallel import options
 
     with progress("simulating", len(runs), json_) as update, options(dashboard=dashboard, notify=err.print):

@@ -31,9 +31,8 @@ from tokenmath import prices as pr
 from tokenmath import profiles as pf
 from tokenmath import training as tr
 from tokenmath.errors import TokenmathError
-from tokenmath.estimate import estimate_pass
+from tokenmath.estimate import estimate_pass, replica_chips
 from tokenmath.hf import model_from_config
-from tokenmath.roofline import default_replica_chips
 from tokenmath.units import seconds, si
 from tokenmath.web import charts
 
@@ -214,7 +213,7 @@ def figures_table(rows, est_label: str | None) -> None:
 def page_batch(cat, model, system, dt, engine) -> None:
     st.header("Batch: latency and cost vs batch size")
     context = st.select_slider("Context L (tokens)", CONTEXTS, value=4096, key="batch_context")
-    chips = default_replica_chips(model, system, context, weight_dtype=dt.weight, kv_dtype=dt.kv)
+    chips = replica_chips(model, system, context, dtypes=dt)
     batch = st.select_slider("Batch B (sequences)", BATCHES, value=1024, key="batch")
     prof = profile_for(engine, system)
     s = tm.step_time(model, system, batch, context, chips=chips, dtypes=dt)  # the lecture's roofline (ideal sharding)
@@ -296,7 +295,7 @@ def page_context(cat, model, system, dt, engine) -> None:
     batch = st.select_slider("Batch B", BATCHES, value=16384, key="ctx_batch")  # ~3× B*: the lines cross
     sparse = st.toggle("Sparse attention (top-2048, DSA-style)", key="sparse")
     m = tm.kvcache.with_sparse_attention(model, 2048) if sparse else model
-    chips = default_replica_chips(m, system, 8192, weight_dtype=dt.weight, kv_dtype=dt.kv)
+    chips = replica_chips(m, system, 8192, dtypes=dt)
     L = serving.balance_context(m, system, None, chips=chips, dtypes=dt)  # weights amortised (B → ∞)
     LB = serving.balance_context(m, system, batch, chips=chips, dtypes=dt)  # at the chart's batch
     if L is None:
@@ -341,7 +340,7 @@ def page_fast(cat, model, system, dt, engine) -> None:
     st.header("Fast mode and slow mode")
     context = st.select_slider("Context L", CONTEXTS, value=4096, key="fast_context")
     speed = st.slider("Target speed-up", 1.0, 10.0, 2.5, 0.1, key="speedup")
-    chips = default_replica_chips(model, system, context, weight_dtype=dt.weight, kv_dtype=dt.kv)
+    chips = replica_chips(model, system, context, dtypes=dt)
     fm = serving.fast_mode(model, system, context, speedup=speed, chips=chips, dtypes=dt)
     if fm.batch is None:
         st.warning(f"{speed:.1f}× is out of reach by batch size alone on the roofline: batch 1 gives "
@@ -712,7 +711,7 @@ def page_energy(cat, model, system, dt, engine) -> None:
         hooks(joules_per_token="n/a", owned_usd_per_chip_hour="n/a")
         return
     fac = en.facility(pue=None if abs(pue - fac_default.pue) < 1e-9 else pue)
-    chips = default_replica_chips(model, system, context, batch, weight_dtype=dt.weight, kv_dtype=dt.kv)
+    chips = replica_chips(model, system, context, batch, dtypes=dt)
     prof = profile_for(engine, system)
     if model.is_totals_only:  # no layout: the lecture's roofline on ideal sharding, as `tokenmath energy` does
         e = None
