@@ -269,6 +269,27 @@ def test_unreachable_scheduler_fails_fast():
     assert time.perf_counter() - t0 < 9
 
 
+def test_malformed_scheduler_port_and_bad_run_are_refused_before_any_client():
+    """Found by the fuzz campaign (seed 36): `tcp://[::1]:x` half-built a Dask Client whose close timed
+    out at exit, printing a traceback after the one sentence; and a bad --prefill was only refused
+    after the scheduler was reached. The address is now parsed first (dask's own parser) and every
+    run's arguments are checked before any scheduler is contacted; in a fresh process (where an
+    unclosed client would complain at exit) stderr is one line."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("dask.distributed")
+    code = "from tokenmath.cli import main; main()"
+    for extra, fragment in ((["--scheduler", "tcp://[::1]:x"], "is not a Dask scheduler address"),
+                            (["--prefill", '"', "--scheduler", "tcp://127.0.0.1:1"], "expected 'first' or 'chunked'")):
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-c", code, "simulate", *M, "--duration-s", "5", *extra],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and fragment in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert time.perf_counter() - t0 < 9
+
+
 # ---- the output guard ---------------------------------------------------------------------------------
 
 

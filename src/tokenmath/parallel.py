@@ -135,7 +135,13 @@ def _connect(Client, scheduler: str):
     if not address or any(c.isspace() for c in address) or len(address) > 300:
         raise TokenmathError(f"--scheduler = {scheduler!r} is not a Dask scheduler address; expected 'local' or"
                              " tcp://HOST:PORT")
-    try:
+    try:  # the address parsed first (dask's own parser): a Client half-built on a malformed one
+        # leaves a close that times out at exit
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, loc = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(loc)
         return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (ValueError, TypeError) as e:  # a malformed address
         raise TokenmathError(f"--scheduler = {scheduler!r} is not a Dask scheduler address ({e}); expected 'local'"

@@ -541,8 +541,18 @@ def _simulate_one(kwargs: dict, model: Model, system: System) -> SimResult:
 
 def simulate_many(model: Model, system: System, runs: list[dict], *, scheduler: str | None = None,
                   progress=None) -> list[SimResult]:
-    """A sweep of simulations (loads, caps, prefill policies), in-process or on Dask."""
+    """A sweep of simulations (loads, caps, prefill policies), in-process or on Dask. Every run's
+    arguments are checked here first, so a bad one is refused before any scheduler is reached."""
+    import inspect
+
     from .parallel import run_tasks
+
+    sig = inspect.signature(simulate)
+    checked = inspect.signature(_check_inputs).parameters
+    for run in runs:
+        args = sig.bind(model, system, **run)
+        args.apply_defaults()
+        _check_inputs(**{k: args.arguments[k] for k in checked})
 
     return run_tasks(_simulate_one, runs, scheduler=scheduler, progress=progress,
                      label=lambda kw: ", ".join(f"{k}={v}" for k, v in kw.items()), model=model, system=system)
