@@ -258,3 +258,52 @@ def test_invariant_naming_the_checkpoints_dtype_says_every_part_takes_it():
     assert plain.exit_code == 0 and "every part" not in plain.output
     llama = runner.invoke(app, ["step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--weight-dtype", "bf16"])
     assert llama.exit_code == 0 and "every part" not in llama.output
+
+
+def test_models_kv_column_holds_only_the_window_on_sliding_window_layers():
+    """gpt-oss-120b's config (github openai/gpt-oss, HF openai/gpt-oss-120b config.json: 36 layers
+    alternating sliding-window (128 tokens) and full attention, 8 KV heads of 64, bf16 KV): a token's
+    KV is 2 · 8 · 64 · 2 B = 2,048 B per layer; over a 4,096-token context the 18 full layers hold
+    all of it and the 18 windowed ones 128 / 4,096 of it — 18 · 2,048 + 18 · 2,048 · 128 / 4,096 =
+    38,016 B per token, which the `models` table shows (its first token's 73,728, every layer full,
+    stays in the JSON as kv_bytes_per_token). Exact arithmetic on the config: tolerance 0."""
+    rows = {m["name"]: m for m in run_json("models")["models"]}
+    g = rows["gpt-oss-120b"]
+    assert g["kv_bytes_per_token_at_4096"] == 18 * 2048 + 18 * 2048 * 128 / 4096 == 38016
+    assert g["kv_bytes_per_token"] == 36 * 2048
+    code, out, _ = run("models")
+    assert code == 0 and "L = 4k" in out and "38,016" in out
+
+
+def test_step_labels_compute_on_the_line_the_chip_has():
+    """FP4 weights on an H100 (no FP4 tensor-core line on its datasheet) run on its FP8 line: the
+    assumptions say so rather than 'compute fp4 (1.98 PFLOP/s)', and the JSON's flops_class is fp8."""
+    code, out, _ = run("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--chips", "8", "--weight-dtype", "fp4")
+    assert code == 0 and "compute fp4 on the chip's fp8 FLOP/s line, having no fp4 one" in " ".join(out.split())
+    a = run_json("step", "--model", "llama-3.1-70b", "--system", "h100-sxm", "--chips", "8", "--weight-dtype",
+                 "fp4")["assumptions"]
+    assert a["compute_dtype"] == "fp4" and a["flops_class"] == "fp8"
+
+
+def test_report_reads_attention_intensity_the_right_way_round():
+    """The lecture's L51 (decode attention is memory-bound) holds for GQA models and not for MLA's
+    absorbed attention: DeepSeek-V3 spends 242 FLOPs per KV byte against an H200's 206 FLOP/byte in
+    BF16 (989 TFLOP/s ÷ 4.8 TB/s), so its report must not say 'costs bandwidth, not FLOPs';
+    Llama-3.1-70B's 8 must."""
+    _, ds, _ = run("report", "--model", "deepseek-v3", "--system", "h200-sxm")
+    _, ll, _ = run("report", "--model", "llama-3.1-70b", "--system", "h200-sxm")
+    ds, ll = " ".join(ds.split()), " ".join(ll.split())
+    assert "compute-heavier" in ds and "costs bandwidth, not FLOPs" not in ds
+    assert "costs bandwidth, not FLOPs" in ll
+
+
+def test_context_past_the_models_maximum_is_said():
+    """Llama-3.1-8B's config allows 131,072 positions (max_position_embeddings): a step at 300k and a
+    curve over context (which sweeps to 10× the maximum) say their contexts past it are a what-if."""
+    _, out, _ = run("step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1", "--context", "300k")
+    assert "maximum of 131,072 tokens" in " ".join(out.split())
+    _, out, _ = run("step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1", "--context", "100k")
+    assert "maximum of" not in out
+    _, out, _ = run("curve", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1", "--over", "context",
+                    "--batch", "8", "--points", "5")
+    assert "maximum of 131,072 tokens" in " ".join(out.split())

@@ -176,3 +176,15 @@ def test_client_bad_input_is_one_sentence(args, fragment):
     res = runner.invoke(app, ["client", *where, *args])
     assert res.exit_code == 2, res.stdout
     assert fragment in res.stderr and "Traceback" not in res.stderr
+
+
+def test_invariant_client_band_stops_at_the_bound():
+    """Invariant: at every concurrency the client's bands never pass the roofline client of the same
+    runs: TTFT and TPOT no shorter, output tokens/s per chip no higher."""
+    c = tm.client("deepseek-v3", "h200-sxm", concurrency="1,16,256", input_tokens=2000, output_tokens=500)
+    rec = c.to_dict()
+    for row in rec["points"]:
+        b, r80 = row["roofline"], row["range_80"]
+        assert r80["tpot_s"][0] >= b["tpot_s"] * (1 - 1e-9)
+        assert r80["ttft_s"][0] >= b["ttft_s"] * (1 - 1e-9)
+        assert r80["output_tokens_per_s_per_chip"][1] <= b["output_tokens_per_s_per_chip"] * (1 + 1e-9)

@@ -303,10 +303,12 @@ def _values(obj, key):
                                  ["layout", "--chips", "8", "--tp", "8", "--batch", "64"], ["prefill"],
                                  ["traffic", "--tokens-per-s", "1M"]])
 def test_cost_tco_prices_serving_answers_by_ownership(cmd):
-    """--cost tco on a serving command charges a *busy* chip-hour of owning — `tokenmath tco`'s $/h ÷ its
-    utilisation (70 %: tokens are made only in busy hours) — instead of the catalog's rental price:
-    every $ figure of the answer scales by that / rental (invariant, rel 1e-9), the physics unchanged;
-    a chip without a sourced capex is one sentence, exit 2."""
+    """--cost tco on a serving command charges a token a *busy* chip-hour of owning — `tokenmath tco`'s
+    $/h ÷ its utilisation (70 %: tokens are made only in busy hours) — instead of the catalog's rental
+    price: every $/Mtok of the answer scales by that / rental (invariant, rel 1e-9), the physics
+    unchanged. A fleet's $/day pays for its chips every hour, busy or not: the owning $/h itself
+    (traffic's 1,152 H100s for 1M tokens/s of Llama-3.1-70B cost 1,152 × 24 × $1.90, not × $2.72: a
+    user review found it 43 % high). A chip without a sourced capex is one sentence, exit 2."""
     tr = run("tco", "--system", "h100-sxm")
     t = tr["usd_per_busy_chip_hour"]
     assert t == pytest.approx(tr["usd_per_chip_hour"] / tr["utilisation"], rel=1e-12) and tr["utilisation"] == 0.7
@@ -314,9 +316,11 @@ def test_cost_tco_prices_serving_answers_by_ownership(cmd):
     base = [cmd[0], "--model", "llama-3.1-70b", "--system", "h100-sxm"] + cmd[1:]
     rented = run(*base)
     owned = run(*base, "--cost", "tco")
-    keys = ("usd_per_mtok", "usd_per_day")
-    pairs = [(a, b) for k in keys for a, b in zip(_values(rented, k), _values(owned, k))]
-    assert pairs and all(b / a == pytest.approx(t / rent, rel=1e-9) for a, b in pairs if a), pairs[:3]
+    pairs = list(zip(_values(rented, "usd_per_mtok"), _values(owned, "usd_per_mtok")))
+    assert all(b / a == pytest.approx(t / rent, rel=1e-9) for a, b in pairs if a), pairs[:3]
+    days = list(zip(_values(rented, "usd_per_day"), _values(owned, "usd_per_day")))
+    assert all(b / a == pytest.approx(tr["usd_per_chip_hour"] / rent, rel=1e-9) for a, b in days if a), days[:3]
+    assert bool(days) == (cmd[0] == "traffic") and (pairs or days)
     r = CliRunner().invoke(app, [cmd[0], "--model", "llama-3.1-8b", "--system", "mi355x"] + cmd[1:] + ["--cost", "tco"])
     assert r.exit_code == 2 and "--cost tco cannot price mi355x" in r.output
 

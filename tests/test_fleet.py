@@ -185,6 +185,21 @@ def test_auto_is_never_dearer_than_off_or_on(qwen_h100):
     assert auto.simulated.meets_slo and off.simulated.meets_slo and on.simulated.meets_slo
 
 
+def test_disaggregated_text_gives_each_pools_simulated_requests(qwen_h100):
+    """A disaggregated fleet's text gives each pool's simulated requests per replica and its warm-up,
+    not their sum (a user review read '68,000 requests per replica' where the prefill pool ran 64,000
+    and the decode pool 4,000, above the 64,000 cap it documents); the JSON's runs agree (invariant)."""
+    from tokenmath import report as rp
+
+    f = qwen_h100["on"]
+    sim = f.best.simulated
+    line = rp._fleet_sim_line(sim)
+    assert len(sim.runs) == 2
+    for r in sim.runs:
+        assert f"{r.role} {r.requests:,} (the first {r.warmup:,} discarded as warm-up)" in line
+    assert f"{sim.requests:,} requests per replica" not in line
+
+
 def test_invariant_every_option_shown_as_meeting_is_verified_at_steady_state(qwen_h100):
     """Invariant (issue 21): every option reported as meeting the SLOs was read at steady state (its
     warm-up cut inside the first half of each run, at least FIRST_REQUESTS requests per pool), and the

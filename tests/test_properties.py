@@ -103,3 +103,31 @@ def test_invariant_estimate_never_below_its_bound_over_the_catalog(name, sysname
     assert parts >= bd.step_s * (1 - 1e-9), (name, sysname, op.layout)
     assert 0 < bd.mbu <= 1 + 1e-9 and 0 <= bd.mfu <= 1 + 1e-9
     assert est.mbu <= bd.mbu * (1 + 1e-12) and est.mfu <= bd.mfu * (1 + 1e-12)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from(ARCH_MODELS), st.sampled_from(SYSTEMS), st.sampled_from([1.0, 64.0, 512.0, 4096.0]),
+       st.sampled_from([0.0, 4096.0, 131072.0]))
+def test_invariant_band_never_past_the_bound(name, sysname, batch, context):
+    """Invariant: the 80 % band of an estimate never promises what the roofline bound of the same
+    pass rules out — its shortest step is at least the bound's, its best tokens/s per chip and
+    cheapest $/Mtok no better than the bound's (a user review found DeepSeek-V3's band reaching 40 %
+    below the bound: the class band, applied to a step near the bound, crossed it)."""
+    if not _deployable(name, sysname):
+        return
+    from tokenmath.estimate import estimate_pass
+    from tokenmath.profiles import choose
+
+    m, s = CAT.model(name), CAT.system(sysname)
+    try:
+        est = estimate_pass(m, s, batch, context, 1.0, profile=choose("calibrated", system=s))
+    except tm.TokenmathError:
+        return
+    if est.range_80 is None:
+        return
+    bd = est.roofline
+    lo, hi = est.range_80["step_s"]
+    assert bd.step_s * (1 - 1e-12) <= lo <= est.step_s * (1 + 1e-12) <= hi * (1 + 1e-12)
+    assert est.range_80["tokens_per_s_per_chip"][1] <= bd.tokens_per_s_per_chip * (1 + 1e-9)
+    if bd.usd_per_mtok is not None:
+        assert est.range_80["usd_per_mtok"][0] >= bd.usd_per_mtok * (1 - 1e-9)

@@ -62,7 +62,7 @@ def test_preset_parameters_are_physical():
     """Invariant of a fitted preset: parameters inside their fit's ranges, every engine × vendor and
     vendor profile fitted on at least one case, the band bracketing the estimate."""
     g = PRESET["generic"]
-    assert 0 <= g["overhead_s"] <= 0.05 and 0 <= g["routing_cv"] <= 1
+    assert 0 <= g["overhead_s"] <= 0.05 and "routing_cv" not in g  # not fitted (calibrate.GENERIC_PARAMS)
     for k in ("compute_scale", "memory_scale", "network_scale"):
         assert 0.05 <= g[k] <= 1.5
     assert PRESET.get("preset_format") == 2, "refit: calibrated.json is from before issue 22's engine × vendor profiles"
@@ -526,8 +526,9 @@ def test_invariant_a_rows_band_never_uses_its_own_sources_residuals():
     "dense",
     "moe",
     pytest.param("mla", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 22, left: 67.9 % of 159 MLA cases after the refit on kernel curves fitted with a robust loss "
-        "(61.0 % before it, 68.6 % before the refit in which gpt-oss's cases keep their BF16 attention, 76.1 % "
+        "issue 22, left: 65.4 % of 159 MLA cases since the routing skew is no longer fitted (LMSYS's multi-node "
+        "MLA rows, no longer +0.96 … +1.28 held out, stopped widening the band the others give dstack); 67.9 % "
+        "after the refit on kernel curves fitted with a robust loss (61.0 % before it, 68.6 % before the refit in which gpt-oss's cases keep their BF16 attention, 76.1 % "
         "before the refits that charge a MoE layer without shared experts only its attention's dense kernels and "
         "fit GQA decode attention on ≤ 32 query heads per KV head). dstack's DeepSeek-R1 rows (93 of 159; "
         "early-2025 engines on MI300X and H200) have step residuals −1.12 … −0.49 (q10–q90: steps predicted "
@@ -692,13 +693,29 @@ def test_slow_cross_validation_reproduces_the_shipped_figures(shipped_cross_vali
 
 
 @pytest.mark.slow
+def test_slow_multi_node_expert_parallel_decode_transfers_held_out(shipped_cross_validation):
+    """The LMSYS posts are the only multi-node expert-parallel runs of the visible set; held out, the
+    other sources' fit must still predict their decode steps within the issue's 30 % target for a
+    class (issue 22). Published: DeepSeek-V3 on 72 H100 (EP72, 256 sequences a GPU, 22,282 tokens/s
+    per node: lmsys.org/blog/2025-05-05-large-scale-ep) and Kimi-K2 on 96 H200 (EP96, 480 a GPU,
+    24k tokens/s per node: lmsys.org/blog/2025-07-20-k2-large-scale-ep), each a step derived from
+    throughput and batch (the cases' notes), read to 2–5 significant figures. With the routing skew
+    fitted these were +208 % and +261 % held out: the fold without LMSYS pushed it to its bound
+    (calibrate.GENERIC_PARAMS says why it is no longer fitted)."""
+    rows = {r.id: r for r in shipped_cross_validation.rows}
+    for cid in ("vis-sglang-dsv3-h100-ep72-decode", "lmsys-k2-128h200-decode-ep96-b480pergpu"):
+        assert abs(rows[cid].error) <= 0.30, (cid, rows[cid].error)
+
+
+@pytest.mark.slow
 def test_slow_engine_profiles_never_hurt_a_held_out_source(shipped_cross_validation):
     """Issue 22, 'profiles that never hurt': tagging a held-out source's cases with their engine
     costs no source more than calibrate.ENGINE_TAG_TOLERANCE (2 points, the resolution of the
     published numbers) of median |error| against the same fold's untagged answer. Met since the
-    refit with Hopper's and MI300X's HBM in the units their drivers report (GiB): the largest cost
-    is InferenceX's, 1.5 points (calibrated.json engine_vs_untagged_by_source); gpustack's was 2.3
-    before it."""
+    refit with Hopper's and MI300X's HBM in the units their drivers report (GiB), and again since the
+    routing skew is no longer fitted and a group needs 5 sources to choose its own λ (gpustack's
+    3.2 points with 4): the largest cost is TRT-LLM v0.6.1's, 1.3 points (calibrated.json
+    engine_vs_untagged_by_source)."""
     cv = shipped_cross_validation
     s = vd.summarize(cv.rows, "leave-one-source-out")
     untagged = vd.summarize(cv.untagged, "untagged")

@@ -498,7 +498,9 @@ def test_energy_page_moves_with_its_controls():
     at.slider(key="energy_utilisation").set_value(1.0).run()
     assert float(span(at, "owned-usd-per-chip-hour")) > tco  # more busy hours, more electricity
     at.number_input(key="energy_coc").set_value(0.1).run()
-    rec = cli_json("tco", "--system", "gb200-nvl72", "--utilisation", "1", "--cost-of-capital", "0.1")
+    b, L = at.select_slider(key="energy_batch").value, at.select_slider(key="energy_context").value
+    rec = cli_json("tco", "--system", "gb200-nvl72", "--utilisation", "1", "--cost-of-capital", "0.1", "--model",
+                   "deepseek-v3", "--price-sheet", "deepseek-r1", "--batch", str(b), "--context", str(L))
     assert float(span(at, "owned-usd-per-chip-hour")) == pytest.approx(rec["usd_per_chip_hour"], rel=1e-5)
     j = float(span(at, "joules-per-token"))
     at.number_input(key="energy_pue").set_value(1.2).run()

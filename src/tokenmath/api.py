@@ -647,7 +647,13 @@ def _curve_lines(rec, m, s, chips, over, est, rep) -> tuple:
     lines.append("[dim]estimate, tok/s and $/Mtok: the answer (its 80 % band in --json); roofline bound, compute, weights, "
                  "KV and bound: the roofline of the same pass on the same layout; experts: "
                  + (est.op.expert_fetch if est is not None else "all") + "[/]")
+    from .specs import beyond_context_note
+
+    beyond = beyond_context_note(m, max(float(p["context"]) for p in rec["points"]))
+    if beyond:
+        lines.append(f"[yellow]note:[/] {beyond}")
     return tuple(lines)
+
 
 
 # ---- client ---------------------------------------------------------------------------------------
@@ -1280,8 +1286,11 @@ def tco(system: SystemArg, *, capex_usd_per_chip: float | str | None = None, yea
         m, sheet = _model(cat, model), cat.price_sheet(price_sheet)
         B, L = _num(batch, "--batch"), _num(context, "--context", allow_zero=True)
         est = estimate_pass(m, s, B, L, profile=choose("calibrated", system=s))
+    # with a model, a busy hour is that pass: its tokens per chip set the board's busy watts
+    tau = None if est is None else en.busy_tokens_of(est)
     t = en.tco(s, capex_usd=_num(capex_usd_per_chip, "--capex-usd-per-chip"), utilisation=utilisation,
-               fac=fac, power=power, network=not no_network, other_capex_share=other_capex_share or 0.0)
+               fac=fac, power=power, network=not no_network, other_capex_share=other_capex_share or 0.0,
+               busy_tokens_per_chip=tau)
     rec = {k: getattr(t, k) for k in ("system", "capex_usd", "server_capex_usd", "network_capex_usd", "other_capex_usd",
                                       "capex_usd_per_chip_hour", "power_usd_per_chip_hour", "facility_usd_per_chip_hour",
                                       "usd_per_chip_hour", "rental_usd_per_chip_hour", "utilisation", "average_chip_w",

@@ -221,9 +221,7 @@ def priced(system, cost: str, *, strict: bool = True):
         raise TokenmathError(f"--cost = {cost!r}; expected 'rental' or 'tco'")
     if cost == "rental":
         return system
-    from dataclasses import replace
-
-    from .energy import priced_by_tco, tco, tco_price_source
+    from .energy import priced_by, priced_by_tco, tco
 
     if strict:
         try:
@@ -231,8 +229,7 @@ def priced(system, cost: str, *, strict: bool = True):
         except TokenmathError as e:
             raise TokenmathError(f"--cost tco cannot price {system.name} ({e}); give --usd-per-chip-hour, e.g. from "
                                  f"`tokenmath tco --system {system.name} --capex-usd-per-chip X`") from None
-        # tokens are made in busy hours only: a busy chip-hour costs the owning $/h ÷ the utilisation
-        return replace(system, usd_per_chip_hour=t.usd_per_chip_hour / t.utilisation, price_source=tco_price_source(t))
+        return priced_by(system, t)  # tokens are made in busy hours: the owning $/h ÷ the utilisation
     return priced_by_tco(system)
 
 def profile_of(efficiency: str, engine: str | None, system):

@@ -141,13 +141,15 @@ def client_sweep(model: Model, system: System, layout: Layout, concurrency, inpu
     bound = closed_loop(model, system, layout, c, I, O, kernels=None, **kw)
     cls = model_class(model)
 
-    def band(x, sensitivity):
-        r = profile.range_80(np.asarray(x, float), model_class=cls, sensitivity=sensitivity)
+    def band(x, sensitivity, at_bound):  # never past the roofline's client at the same concurrency
+        r = profile.range_80(np.asarray(x, float), model_class=cls, sensitivity=sensitivity,
+                             bound=np.asarray(at_bound, float))
         return None if r is None else tuple(np.asarray(v, float) for v in r)
 
     return ClientSweep(
         concurrency=c, estimate=est, roofline=bound, kv_cap=float(cap),
-        ttft_range_80=band(est.ttft_s, 1.0), tpot_range_80=band(est.tpot_s, 1.0),
-        output_range_80=band(np.asarray(est.output_tokens_per_s, float) / billed_chips, -1.0),
+        ttft_range_80=band(est.ttft_s, 1.0, bound.ttft_s), tpot_range_80=band(est.tpot_s, 1.0, bound.tpot_s),
+        output_range_80=band(np.asarray(est.output_tokens_per_s, float) / billed_chips, -1.0,
+                             np.asarray(bound.output_tokens_per_s, float) / billed_chips),
         billed_chips=float(billed_chips), layout=layout, input_tokens=I, output_tokens=O,
         requests=None if requests is None else float(requests), arrivals=arrivals, label=profile.label)

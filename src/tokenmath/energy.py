@@ -757,6 +757,8 @@ def tco(system: System, *, capex_usd: float | None = None, utilisation: float = 
         "busy tokens per chip", busy_tokens_per_chip)
     if busy_tokens_per_chip is None:
         assumptions.append(f"busy = serving at {tau:g} tokens per chip per step ({tt.get('busy_source', 'energy.toml tco.busy_tokens_per_chip')})")
+    else:
+        assumptions.append(f"busy = serving at {tau:,.4g} tokens per chip per step (the pass compared)")
     busy, _, _, _ = board_power(power, tau)
     avg_w = power.idle_w + u * (busy - power.idle_w)
     kwh = fac.pue / 1e3 * fac.usd_per_kwh  # $ per W-hour at the facility's meter
@@ -768,6 +770,13 @@ def tco(system: System, *, capex_usd: float | None = None, utilisation: float = 
     return Tco(system.name, capex, capex_h, power_h, facility_h, total, system.usd_per_chip_hour, u, avg_w, crf,
                (power.idle_w + power.host_w) * kwh, (busy + power.host_w) * kwh, tuple(assumptions), tuple(sources),
                server, net, other, float(busy), power.host_w, node_avg, node_avg * fac.pue, prov)
+
+
+def busy_tokens_of(est) -> float:
+    """New tokens per chip per step of an estimated pass (estimate.Estimated): the operating point of
+    a busy hour when `tco` is compared with that pass."""
+    op = est.op
+    return float(op.batch) * float(op.new_tokens) / float(op.chips)
 
 
 def busy_chip_hour_usd(t: Tco) -> float | None:
@@ -785,10 +794,16 @@ def priced_by_tco(system: System, **kw) -> System:
         t = tco(system, **kw)
     except TokenmathError:
         return replace(system, usd_per_chip_hour=None)
+    return priced_by(system, t)
+
+
+def priced_by(system: System, t: Tco) -> System:
+    """The system priced per busy chip-hour by the TCO `t` (none at 0 % utilisation), busy
+    `t.utilisation` of its held hours (System.busy_share: fleets pay the owning $/h)."""
     busy = busy_chip_hour_usd(t)
     if busy is None:
         return replace(system, usd_per_chip_hour=None)
-    return replace(system, usd_per_chip_hour=busy, price_source=tco_price_source(t))
+    return replace(system, usd_per_chip_hour=busy, price_source=tco_price_source(t), busy_share=t.utilisation)
 
 
 def tco_price_source(t: Tco) -> str:
@@ -814,5 +829,5 @@ def breakeven_utilisation(owned: Tco, *, tokens_per_s_per_chip: float, api_usd_p
 
 __all__ = ["busy_chip_hour_usd", "priced_by_tco", "energy_of_pass", "maybe_energy_of_pass", "TrainingEnergy",
            "training_energy", "maybe_energy_of", "ChipPower", "Facility", "StepEnergy", "Tco", "chip_power", "facility",
-           "step_energy", "energy_of", "tco", "capital_recovery_factor", "breakeven_utilisation", "board_power",
+           "step_energy", "energy_of", "tco", "priced_by", "busy_tokens_of", "capital_recovery_factor", "breakeven_utilisation", "board_power",
            "RequestEnergy", "request_energy", "LEVELS", "check_level", "facility_classes", "power_fit"]

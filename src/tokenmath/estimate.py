@@ -267,7 +267,8 @@ def estimate_pass(model: Model, system: System, batch=1.0, context=0.0, new_toke
 
     usd = usd_of(step)
     band = None
-    r80 = None if profile.is_roofline else profile.range_80(step, model_class=model_class(model))  # its class's band
+    r80 = None if profile.is_roofline else profile.range_80(step, model_class=model_class(model),  # its class's band,
+                                                            bound=op.bound_s)  # never past the bound
     if r80 is not None:
         lo, hi = r80
         band = {"step_s": [lo, hi]}

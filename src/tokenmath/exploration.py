@@ -429,7 +429,8 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
                billed_chips=float(g("billed_chips")), tp=int(g("tp")), ep=int(g("ep")), pp=int(g("pp")),
                weight_dtype=str(g("weight_dtype")))
     prof = choose("calibrated", system=system)
-    r80 = prof.range_80(row["step_s"], model_class=model_class(model))
+    bound = plan_bound(model, system, points(cols, [b])[0], I, O)
+    r80 = prof.range_80(row["step_s"], model_class=model_class(model), bound=bound["step_s"])  # never past the bound
     if r80 is not None and priced:
         lo, hi = r80
         row["usd_per_mtok_lo"] = row["usd_per_mtok"] * float(lo) / row["step_s"]
@@ -440,7 +441,6 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
                  kernels=prof.kernels, engine=prof.engine, dtypes=dt, check=False)
     parts = {k: float(np.asarray(getattr(op, k))) for k in PARTS}
     row["binding"] = max(parts, key=parts.get)[:-2]
-    bound = plan_bound(model, system, points(cols, [b])[0], I, O)
     row.update(roofline_step_s=bound["step_s"], roofline_tokens_per_s_per_chip=bound["tokens_per_s_per_chip"],
                roofline_usd_per_mtok=bound["usd_per_mtok"], roofline_bound=bound["bound"])
     _, j, _ = plan_energy(model, {system.name: system}, cols, [b], I, O)

@@ -209,7 +209,9 @@ def _points(model, s, layouts, **kw):
 
 
 def _price(system: System, usd_per_chip_hour: float | None) -> float | None:
-    return system.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+    """$ per held chip-hour: a fleet pays for its chips every hour, busy or not (a TCO price per busy
+    hour × its utilisation is the owning cost per hour)."""
+    return system.usd_per_held_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
 
 
 def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
@@ -858,7 +860,10 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         input_tokens = input_tokens or st.input_tokens_mean
         output_tokens = output_tokens or st.output_tokens_mean
     if request_rate is None or input_tokens is None or output_tokens is None:
-        raise TokenmathError("give --request-rate, --input-tokens and --output-tokens, or --trace")
+        missing = [f for f, v in (("--request-rate", request_rate), ("--input-tokens", input_tokens),
+                                  ("--output-tokens", output_tokens)) if v is None]
+        raise TokenmathError(f"{' and '.join(missing)} not given: a workload needs --request-rate, --input-tokens and "
+                             "--output-tokens, or --trace")
     _check_rate(request_rate)
     _check("--input-tokens", input_tokens, most=1e7)
     _check("--output-tokens", output_tokens, most=1e7)

@@ -586,23 +586,24 @@ def plan(model: Model, systems: list[System], *, input_tokens: float, output_tok
     from .profiles import choose
 
     label, band = "roofline", None
+    bound = None if best is None else plan_bound(model, next(x for x in systems if x.name == best.system), best,
+                                                 float(input_tokens), float(output_tokens), usd_per_chip_hour, overlap,
+                                                 decode_only)
     if estimate != "roofline":
         label = choose(estimate, engine=engine).label + " (+ each system's vendor profile)"
         prof = None if best is None else choose(estimate, engine=engine, system=next(s for s in systems if s.name == best.system))
         from .profiles import model_class
 
         mc = model_class(model)  # the band of the model's class (MLA for DeepSeek), as every other answer
-        if prof is not None and prof.range_80(best.step_s, model_class=mc) is not None:
-            lo, hi = prof.range_80(best.step_s, model_class=mc)
+        r80 = None if prof is None else prof.range_80(best.step_s, model_class=mc, bound=bound["step_s"])
+        if r80 is not None:  # never past the bound of the same layout and batch
+            lo, hi = r80
             band = {"step_s": [lo, hi], "tokens_per_s_per_chip": [best.tokens_per_s_per_chip * best.step_s / hi,
                                                                    best.tokens_per_s_per_chip * best.step_s / lo]}
             if best.usd_per_mtok is not None:
                 band["usd_per_mtok"] = [best.usd_per_mtok * lo / best.step_s, best.usd_per_mtok * hi / best.step_s]
     elif efficiency.label != "roofline":
         label = f"roofline × efficiencies ({efficiency.label})"
-    bound = None if best is None else plan_bound(model, next(x for x in systems if x.name == best.system), best,
-                                                 float(input_tokens), float(output_tokens), usd_per_chip_hour, overlap,
-                                                 decode_only)
     return Plan(estimate=label, range_80=band, roofline=bound,
         
         model=model.name, input_tokens=float(input_tokens), output_tokens=float(output_tokens),

@@ -297,14 +297,23 @@ def band_for(bands: dict, *, model_class: str | None = None, engine: str | None 
     return (float(np.mean(lo)), float(np.mean(hi)))
 
 
-def band_on(value, q: tuple[float, float], sensitivity=1.0):
+def band_on(value, q: tuple[float, float], sensitivity=1.0, bound=None):
     """[lo, hi] of a figure whose log moves `sensitivity` times the step time's (1: a step time or a
     latency; −1: a rate at a fixed batch; larger at a stated rate per user, where the batch moves with
-    the step), given the step residual's (q10, q90): measured ≈ predicted · exp(−sensitivity · r)."""
+    the step), given the step residual's (q10, q90): measured ≈ predicted · exp(−sensitivity · r).
+    `bound`: the roofline's value of the same figure, which no deployment beats, so the band stops
+    there — a time-like figure (sensitivity > 0) is never below it, a rate never above it."""
     v = np.asarray(value, float)
     s = np.asarray(sensitivity, float)
     a, b = v * np.exp(-s * q[1]), v * np.exp(-s * q[0])
-    return [_f(np.minimum(a, b)), _f(np.maximum(a, b))]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    if bound is not None:
+        bd = np.asarray(bound, float)
+        time_like = s > 0
+        lo = np.where(time_like, np.maximum(lo, bd), lo)
+        hi = np.where(time_like, np.maximum(hi, bd), np.minimum(hi, bd))
+        lo = np.minimum(lo, hi)
+    return [_f(lo), _f(hi)]
 
 
 @dataclass(frozen=True)
@@ -330,15 +339,16 @@ class Profile:
         q = self.band_by_model_class.get(model_class) if model_class else None
         return tuple(q) if q is not None else tuple(self.band.get("step", (0.0, 0.0)))
 
-    def range_80(self, step_s, *, model_class: str | None = None, sensitivity=1.0):
+    def range_80(self, step_s, *, model_class: str | None = None, sensitivity=1.0, bound=None):
         """80 % band of the true value given this estimate of it, from the cross-validated residuals
         of the query's class (band_q; in time sense: r = log(predicted step / measured step)):
         measured ≈ predicted · exp(−sensitivity · r), r between its 10th and 90th percentiles.
-        `step_s` is a step time (sensitivity 1) or any figure with its sensitivity to step time."""
+        `step_s` is a step time (sensitivity 1) or any figure with its sensitivity to step time;
+        `bound` the roofline's value of that figure, where the band stops (band_on)."""
         q = self.band_q(model_class)
         if q is None:
             return None
-        return band_on(step_s, q, sensitivity)
+        return band_on(step_s, q, sensitivity, bound)
 
 
 def _f(x):

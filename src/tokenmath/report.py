@@ -15,7 +15,7 @@ from .errors import TokenmathError
 from .kvcache import kv_cache
 from .layout import serving_hbm_bytes
 from .parallelism import Layout
-from .roofline import StepTime, hardware_ratio, hbm_drain_s, step_time
+from .roofline import StepTime, compute_label, hardware_ratio, hbm_drain_s, step_time
 from . import serving
 from .serving import (
     balance_batch,
@@ -182,6 +182,18 @@ def step_record(st: StepTime) -> dict[str, Any]:
     return rec
 
 
+def _attention_verdict(k) -> str:
+    """What decode attention's FLOPs per KV byte against the chip's FLOP/byte say (the lecture's L51):
+    below the chip's ratio long context costs bandwidth; above it (MLA's absorbed attention, many
+    query heads per KV head) it costs FLOPs."""
+    if k.memory_heaviness >= 1:
+        return (f"long context costs bandwidth, not FLOPs ({k.memory_heaviness:.3g}× memory-heavier than the chip;"
+                " the lecture's L51)")
+    return (f"above the chip's ratio ({1 / k.memory_heaviness:.3g}× compute-heavier), so here long context costs"
+            " FLOPs, not bandwidth: the lecture's L51 (bandwidth) holds for attention with few query heads per"
+            " KV head, not this one")
+
+
 def step_record_of(est, m: Model, s: System, dt: Dtypes, mem) -> dict[str, Any]:
     """`tokenmath step --json`: the estimate's figures under their plain names (estimate_record),
     the bound's terms on the same layout at the top level (compute_s, weights_s, kv_s,
@@ -275,10 +287,15 @@ def render_step(est, m: Model, s: System, dt: Dtypes, mem, *, priced: bool) -> l
                    " — does NOT fit" if not mem.fits else "" if mem.serves else
                    f" — fits HBM, but not the {si(max(float(np.min(mem.serving_bytes_per_chip)), 0.0), 'B')} a serving "
                    "engine fills (90 % less its runtime's reserve): an engine would not hold this batch"))
+    from .specs import beyond_context_note
+
+    beyond = beyond_context_note(m, float(np.max(np.asarray(op.context, float))))
+    if beyond:
+        out.append(f"[yellow]note:[/] {beyond}")
     weight, kv, compute, cls = resolve_dtypes(m, s, dt)
     price = "no price (--usd-per-chip-hour)" if s.usd_per_chip_hour is None else \
         f"${s.usd_per_chip_hour:.4g}/chip-h ({s.price_source or 'catalog'})"
-    out.append(f"[dim]{est.label}; weights {weight}{_every_part(m, dt)}, KV {kv}, compute {compute} "
+    out.append(f"[dim]{est.label}; weights {weight}{_every_part(m, dt)}, KV {kv}, compute {compute_label(compute, cls)} "
                f"({si(op.peak_flops_per_s, 'FLOP/s')}/chip); "
                f"{price}; experts: {op.expert_fetch}; MFU = model FLOPs / (step × chips × peak), MBU = (weights touched "
                f"+ KV) bytes / (step × chips × peak B/s)[/]")
@@ -506,8 +523,7 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         k = r.kv_intensity
         lines.append(f"Decode attention spends {k.flops_per_kv_byte:,.3g} FLOPs per KV byte it reads"
                      + ("" if k.chip_flops_per_byte is None else
-                        f" against the chip's {k.chip_flops_per_byte:,.0f} FLOP/byte (BF16): long context costs"
-                        f" bandwidth, not FLOPs ({k.memory_heaviness:.2g}× memory-heavier; the lecture's L51)."))
+                        f" against the chip's {k.chip_flops_per_byte:,.0f} FLOP/byte (BF16): {_attention_verdict(k)}."))
     out.append(("The model", lines))
 
     lines = [
@@ -696,7 +712,7 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
         f" ({'fits' if r.balance_batch <= r.batch_to_fill_hbm else 'does NOT fit: capacity binds before compute'}).")
     out.append(("Memory", lines))
     assumptions = [
-        f"weights {a.weight_dtype}, KV {a.kv_dtype}, compute {a.compute_dtype} (FLOP/s line {a.compute_class});"
+        f"weights {a.weight_dtype}, KV {a.kv_dtype}, compute {compute_label(a.compute_dtype, a.compute_class)} (FLOP/s line {a.compute_class});"
         f" roofline network: {a.network}.",
     ]
     if r.est_steps is not None:
@@ -927,7 +943,7 @@ def render_balance(b, m: Model, s: System, est=None, kv=None, largest=None, *, r
     ]
     if kv is not None:
         chip = "" if kv.chip_flops_per_byte is None else (
-            f" against the chip's {kv.chip_flops_per_byte:,.0f} FLOP/byte in BF16: {kv.memory_heaviness:.3g}× memory-heavier")
+            f" against the chip's {kv.chip_flops_per_byte:,.0f} FLOP/byte in BF16: {_attention_verdict(kv)}")
         lines.append(f"  decode attention (L51): {kv.flops_per_kv_byte:,.3g} FLOPs per KV byte read ({kv.formula})" + chip)
     lines += [
         "  balance batch",
@@ -1483,8 +1499,15 @@ def _fleet_sim_line(s) -> str:
     return (f"  simulated at steady state: TTFT p50 {seconds(s.ttft_p50_s)}, p99 {seconds(s.ttft_p99_s)}"
             f" ({_ci(*s.ttft_p99_ci_s)}); TPOT p50 {seconds(s.tpot_p50_s)}, p99 {seconds(s.tpot_p99_s)}"
             f" ({_ci(*s.tpot_p99_ci_s)}); {s.slo_attainment:.1%} of requests meet every SLO; goodput"
-            f" {s.goodput_requests_per_s:,.4g} requests/s; {s.requests:,} requests per replica, the first"
-            f" {s.warmup_requests_discarded:,} discarded as warm-up; {how}")
+            f" {s.goodput_requests_per_s:,.4g} requests/s; {_sim_requests(s)}; {how}")
+
+
+def _sim_requests(s) -> str:
+    """How many requests each pool's replica simulated (one pool: the fleet's), warm-up discarded."""
+    if len(s.runs) <= 1:
+        return f"{s.requests:,} requests per replica, the first {s.warmup_requests_discarded:,} discarded as warm-up"
+    return "requests per replica " + ", ".join(f"{r.role} {r.requests:,} (the first {r.warmup:,} discarded as warm-up)"
+                                               for r in s.runs)
 
 
 def render_fleet(f, commands=None) -> list[str]:
@@ -1619,6 +1642,7 @@ def render_plan(p) -> list[str]:
         + f" on {b.chips} chips ({b.billed_chips:g} billed), batch"
         f" {b.batch:,.0f}, weights {b.weight_dtype}: {b.tokens_per_s_per_user:,.1f} tokens/s per user,"
         f" {b.tokens_per_s_per_chip:,.0f} per chip, {usd(b.usd_per_mtok)}/Mtok, TTFT {seconds(b.ttft_s)}"
+        " (one prompt on an idle replica: under load it also waits for steps; `fleet` simulates that)"
         + ("" if b.joules_per_token is None else
            f"; {b.joules_per_token:,.3g} J/token, {b.tokens_per_s_per_mw:,.4g} tokens/s per MW")
     )

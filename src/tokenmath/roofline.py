@@ -24,7 +24,7 @@ from .errors import TokenmathError
 from .kvcache import attention_flops_per_token, attention_terms, kv_cache, kv_terms
 from .params import matmul_params_per_token, param_counts, routed_expert_bytes, weight_bytes, weights_read_bytes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
-from .units import dtype_bytes
+from .units import COMPUTE_CLASS, dtype_bytes
 
 BOUND_NAMES = ("compute", "memory", "network")
 BOUNDS = np.array(BOUND_NAMES)
@@ -165,11 +165,18 @@ class StepTime:
 
 def resolve_dtypes(model: Model, system: System, dtypes: Dtypes) -> tuple[str, str, str, str]:
     """(weight, kv, compute, compute_class) with defaults filled: the model's native weight dtype;
-    compute in the weight dtype, or the next wider dtype the chip publishes FLOP/s for."""
+    compute in the weight dtype; compute_class the FLOP/s line it runs at — its own, or the next
+    wider one the chip publishes (compute_label says which)."""
     weight = dtypes.weight or model.weight_dtype
     kv = dtypes.kv
     compute = dtypes.compute or weight
     return weight, kv, compute, system.compute_class_for(compute)
+
+
+def compute_label(compute: str, compute_class: str) -> str:
+    """'fp8', or 'fp4 on the chip's fp8 FLOP/s line, having no fp4 one' where it has no line of its own."""
+    own = COMPUTE_CLASS.get(compute, compute)
+    return compute if own == compute_class else f"{compute} on the chip's {compute_class} FLOP/s line, having no {own} one"
 
 
 def _check(name: str, x, *, minimum: float, integer: bool = False):

@@ -541,7 +541,7 @@ def traffic(model: Model, system: System, tokens_per_s: float, *, batch: float |
     return Traffic(
         batch=float(b), context=float(context), step_s=step, tokens_per_s_per_replica=per_replica,
         demand_tokens_per_s=float(tokens_per_s), replicas=replicas, chips_per_replica=n, chips=replicas * n,
-        usd_per_day=None if price is None else replicas * n * price * 24.0,
+        usd_per_day=None if price is None else replicas * n * price * 24.0 * (system.busy_share if usd_per_chip_hour is None else 1.0),
         max_queue_wait_s=step, mean_queue_wait_s=step / 2, max_latency_s=2 * step,
         share_of_replica_capacity=tokens_per_s / (replicas * per_replica), estimate=label,
         tokens_per_s_per_chip=per_replica / billed, chips_range_80=band, batch_to_fill_hbm=float(fill),

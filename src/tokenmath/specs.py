@@ -122,6 +122,15 @@ class System:
     price_source: str = ""
     as_of: str = ""
     notes: str = ""
+    # usd_per_chip_hour is charged per busy chip-hour; a chip held for an hour is busy this share of it
+    # (a rental price: 1, every rented hour is paid; a TCO price: its utilisation, energy.priced_by_tco)
+    busy_share: float = 1.0
+
+    @property
+    def usd_per_held_chip_hour(self) -> float | None:
+        """What holding one chip for an hour costs, busy or idle: the $/chip-hour × busy_share (the
+        rental price itself; owning cost per hour under TCO). Fleets' $/h and $/day use it."""
+        return None if self.usd_per_chip_hour is None else self.usd_per_chip_hour * self.busy_share
 
     @property
     def scaleup_to_scaleout_ratio(self) -> float | None:
@@ -329,3 +338,12 @@ class Dtypes:
 
 
 __all__ = ["Chip", "Tier", "System", "Attention", "Mlp", "Moe", "Model", "Efficiency", "ROOFLINE", "Dtypes"]
+
+
+def beyond_context_note(model: Model, context: float) -> str:
+    """A sentence when `context` (tokens) passes the model's maximum (its config's
+    max_position_embeddings), else ''."""
+    if not model.max_context or context <= model.max_context:
+        return ""
+    return (f"contexts past {model.name}'s maximum of {model.max_context:,} tokens (up to {context:,.0f} here) are a"
+            " what-if: the arithmetic extends, the model was not built for them")

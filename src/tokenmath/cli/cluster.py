@@ -86,7 +86,7 @@ def plan_cmd(
     input_tokens: Annotated[str, typer.Option("--input-tokens", help="Prompt tokens per request (I).")] = "2000",
     output_tokens: Annotated[str, typer.Option("--output-tokens", help="Generated tokens per request (O).")] = "500",
     min_user: Annotated[Optional[float], Num("--min-tokens-per-s-per-user", help="SLO: decode speed each user sees.")] = None,
-    max_ttft: Annotated[Optional[float], Num("--max-ttft-s", help="SLO: time to first token (s).")] = None,
+    max_ttft: Annotated[Optional[float], Num("--max-ttft-s", help="SLO: time to first token (s) of one prompt on an idle replica, a lower end (`fleet` checks TTFT under load).")] = None,
     demand: Annotated[Optional[str], typer.Option("--demand-tokens-per-s", help="Total output tokens/s to serve.")] = None,
     weight_dtypes: Annotated[Optional[str], typer.Option("--weight-dtypes", help="Comma-separated weight dtypes to try (default: the checkpoint's, FP8, and FP4 where the chip has it).")] = None,
     kv_dtype: KvOpt = "bf16",

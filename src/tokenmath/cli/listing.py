@@ -27,17 +27,19 @@ def models_cmd(json_: JsonOpt = False, catalog: CatalogOpt = None) -> None:
         kv = kv_cache(m, 1.0)
         rows.append({
             "name": name, "family": m.family, "total_params": pc.total, "active_params": pc.active,
-            "sparsity": pc.sparsity, "kv_bytes_per_token": kv.stored_bytes_per_token,
+            "sparsity": pc.sparsity, "kv_bytes_per_token": kv.stored_bytes_per_token,  # the first token's (L = 1)
+            # per token of a 4,096-token context: sliding-window layers hold only their window
+            "kv_bytes_per_token_at_4096": kv_cache(m, 4096.0).stored_bytes_per_token,
             "native_weight_dtype": m.weight_dtype, "source": m.source, "as_of": m.as_of,
         })
     if json_:
         return _emit_json({"models": rows})
     t = Table(title="tokenmath models", title_justify="left")
-    for col in ("name", "family", "total", "active", "N_tot/N_act", "KV B/token (bf16)", "weights", "as of"):
+    for col in ("name", "family", "total", "active", "N_tot/N_act", "KV B/token (bf16, L = 4k)", "weights", "as of"):
         t.add_column(col, justify="right" if col not in ("name", "family") else "left")
     for r in rows:
         t.add_row(r["name"], r["family"], count(r["total_params"], 4), count(r["active_params"], 4), f"{r['sparsity']:.1f}",
-                  f"{r['kv_bytes_per_token']:,.0f}", r["native_weight_dtype"], r["as_of"])
+                  f"{r['kv_bytes_per_token_at_4096']:,.0f}", r["native_weight_dtype"], r["as_of"])
     out.print(t)
 
 

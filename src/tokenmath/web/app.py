@@ -766,8 +766,9 @@ def page_energy(cat, model, system, dt, engine) -> None:
                               key="energy_sheet")
     fac = en.facility(pue=fac.pue if fac.pue != fac_default.pue else None,
                       cost_of_capital=None if coc == fac_default.cost_of_capital else coc)
+    tau = batch / chips if e is None else en.busy_tokens_of(e)  # a busy hour is this pass, as `tco --model` says
     try:
-        t = en.tco(system, capex_usd=capex or None, utilisation=u, fac=fac, power=power)
+        t = en.tco(system, capex_usd=capex or None, utilisation=u, fac=fac, power=power, busy_tokens_per_chip=tau)
     except TokenmathError as err:
         if capex or "capex" not in str(err):
             raise
@@ -793,8 +794,8 @@ def page_energy(cat, model, system, dt, engine) -> None:
         st.caption(f"Assumption: {page_words(a)}")
     sheet = cat.price_sheet(sheet_name)
     grid = np.linspace(0.0, 1.0, 41)
-    owned = np.array([en.tco(system, capex_usd=capex or None, utilisation=x, fac=fac, power=power).usd_per_chip_hour
-                      for x in grid])
+    owned = np.array([en.tco(system, capex_usd=capex or None, utilisation=x, fac=fac, power=power,
+                             busy_tokens_per_chip=tau).usd_per_chip_hour for x in grid])
     api = u_star = owned_mtok = None
     if e is not None:
         tps = float(e.tokens_per_s_per_chip)
