@@ -307,3 +307,17 @@ def test_context_past_the_models_maximum_is_said():
     _, out, _ = run("curve", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "1", "--over", "context",
                     "--batch", "8", "--points", "5")
     assert "maximum of 131,072 tokens" in " ".join(out.split())
+
+
+def test_a_given_price_is_labelled_as_given():
+    """--usd-per-chip-hour prices the answer and its words say so, not the catalog's source; a user
+    catalog that replaces a system's price drops the replaced price's source."""
+    code, out, _ = run("step", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--batch", "8", "--usd-per-chip-hour", "1.85")
+    assert code == 0 and "$1.85/chip-h (given: --usd-per-chip-hour)" in " ".join(out.split())
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "price.toml"
+        p.write_text("[systems.h100-sxm]\nusd_per_chip_hour = 1.85\n")
+        rec = run_json("system", "h100-sxm", "--catalog", str(p))
+    assert rec["usd_per_chip_hour"] == 1.85 and rec["price_source"] == "the user's catalog"

@@ -411,9 +411,14 @@ def test_plot_through_a_symlink_needs_force(tmp_path):
 
 def test_charts_replace_data_needs_force(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "c.png").write_bytes(b"old chart")
-    assert invoke("curve", *M, "--points", "6", "--plot", "c.png")[0] == 0  # a chart replaces: documented
-    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    (tmp_path / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n an old chart")
+    assert invoke("curve", *M, "--points", "6", "--plot", "c.png")[0] == 0  # a chart replaces a chart: documented
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG") and b"old" not in (tmp_path / "c.png").read_bytes()
+    (tmp_path / "notes.png").write_text("precious notes")  # not a chart: a user review found it silently replaced
+    one_sentence(["curve", *M, "--points", "6", "--plot", "notes.png"], "holds no chart")
+    assert (tmp_path / "notes.png").read_text() == "precious notes"
+    assert invoke("curve", *M, "--points", "6", "--plot", "notes.png", "--force")[0] == 0
+    (tmp_path / "notes.png").unlink()
     bench = ROOT / "tests" / "data" / "bench" / "vllm_llama8b_c16.json"
     (tmp_path / "cases.jsonl").write_text("old cases\n")
     one_sentence(["import", bench, "--format", "vllm-bench", *M, "--chips", "1", "-o", "cases.jsonl"], "--force")

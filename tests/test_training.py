@@ -230,3 +230,38 @@ def test_train_cli_json_contracts(tmp_path):
 def test_train_cli_errors(args, fragment):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and fragment in res.stderr and "Traceback" not in res.stderr + res.stdout
+
+
+def test_invariant_zero3_stores_each_parameter_once_with_expert_parallelism():
+    """Invariant: under ZeRO-3 every parameter is stored once across the cluster, so weights per chip ×
+    chips = the model's bf16 bytes exactly — with expert parallelism too, where ZeRO can shard a routed
+    expert only over the DP / EP ranks holding a copy of it (a user review found DeepSeek-V3 on 2,048
+    chips at EP64 reporting 55 GB of weights in total, the experts divided by DP as well as EP). And
+    with ZeRO-1 the optimizer's 12 bytes per parameter add up to 12 × the parameters."""
+    m = CAT.model("deepseek-v3")
+    s = CAT.system("h100-sxm")
+    n = tm.param_counts(m).total
+    z3 = tr.train_memory(m, s, dp=64, tp=8, pp=4, ep=64, zero=3)
+    assert z3.weights_bytes_per_chip * 2048 == pytest.approx(2 * n, rel=1e-9)
+    z1 = tr.train_memory(m, s, dp=128, tp=1, pp=16, ep=64, zero=1)  # DeepSeek-V3's own layout (its report, §3.2)
+    assert z1.optimizer_bytes_per_chip * 2048 == pytest.approx(12 * n, rel=1e-9)
+
+
+def test_train_refuses_what_cannot_be_and_labels_the_peak_it_uses():
+    """A run implying more than 100 % of the peak is refused in one sentence (Llama-3.1-8B's 15 T
+    tokens in 1,000 H100-hours would need ~200× the bf16 peak); an unknown --facility is a usage
+    error, not a line inside a successful answer; FP4 on an H100 says it runs on the FP8 line; a chip
+    without a sourced board power takes --board-w (as `energy` does)."""
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "mfu", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--tokens", "15T",
+                            "--chip-hours", "1000"])
+    assert r.exit_code == 2 and "more than the chips can do" in r.stderr
+    r = runner.invoke(app, ["train", "time", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "8",
+                            "--tokens", "1T", "--facility", "bogus"])
+    assert r.exit_code == 2 and "--facility" in r.stderr
+    r = runner.invoke(app, ["train", "time", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--chips", "8",
+                            "--tokens", "1T", "--dtype", "fp4"])
+    assert r.exit_code == 0 and "fp4 on the chip's fp8 FLOP/s line" in " ".join(r.stdout.split())
+    r = runner.invoke(app, ["train", "time", "--model", "llama-3.1-8b", "--system", "tpu-v5p", "--chips", "8",
+                            "--tokens", "1T", "--board-w", "900", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["energy_mwh"] > 0

@@ -443,7 +443,7 @@ def step(model: ModelArg, system: SystemArg, *, batch: float | str = "1", contex
     if cost == "tco" and price is not None:
         raise TokenmathError("--cost tco and --usd-per-chip-hour both set the price; give one")
     _expert_fetch(expert_fetch)
-    s = priced(s, cost)
+    s = priced(s, cost, usd_per_chip_hour=price)
     eff = efficiency_of(_num(flops_efficiency, "--flops-efficiency"), _num(hbm_efficiency, "--hbm-efficiency"))
     prof = profile_of(efficiency, engine, s)
     if eff.label == "user" and not prof.is_roofline:

@@ -213,13 +213,19 @@ def count_of(text: str, what: str, *, allow_zero: bool = False) -> float:
 COSTS = ("rental", "tco")
 
 
-def priced(system, cost: str, *, strict: bool = True):
+def priced(system, cost: str, *, strict: bool = True, usd_per_chip_hour: float | None = None):
     """The system priced by `cost`: its rental price, or what owning it costs (energy.tco). With
     strict, a system with no sourced capex is an error; else it loses its price (drops out of a
-    cost comparison, which says so)."""
+    cost comparison, which says so). A given `usd_per_chip_hour` (rental) replaces the price and
+    says so."""
     if cost not in COSTS:
         raise TokenmathError(f"--cost = {cost!r}; expected 'rental' or 'tco'")
     if cost == "rental":
+        if usd_per_chip_hour is not None:
+            from dataclasses import replace
+
+            return replace(system, usd_per_chip_hour=float(usd_per_chip_hour), price_source="given: --usd-per-chip-hour",
+                           busy_share=1.0)
         return system
     from .energy import priced_by, priced_by_tco, tco
 

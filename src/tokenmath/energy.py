@@ -137,7 +137,7 @@ def _board_and_idle(system: System, board_w: float | None = None) -> tuple[float
     board = board_w or row.get("board_w") or system.chip.power_w
     if not board:
         raise TokenmathError(f"{system.name} has no board power in the catalog or energy.toml; give --board-w "
-                             "(watts per chip) on `tokenmath energy` or `tokenmath tco`")
+                             "(watts per chip) on `tokenmath energy`, `tokenmath tco` or `tokenmath train time`")
     assumptions, sources = [], []
     if board_w:
         assumptions.append(f"board_w = {board_w:g} (given)")

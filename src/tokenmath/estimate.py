@@ -340,7 +340,8 @@ def linearised(model: Model, system: System, *, chips: int, dtypes: Dtypes, prof
     T = max(tokens·c(L), W + KV/BW)/eff + overhead reproduce the estimate at the workload's
     operating point: the per-step overhead is the profile's; the HBM efficiency is the roofline's
     memory time over the estimate of a decode step at `batch` (mean context I + O/2); the FLOP/s
-    efficiency is the roofline's compute time over the estimate of a prefill of one prompt.
+    efficiency is the roofline's compute time over the estimate of a prefill of one prompt per
+    attention-DP rank (one prompt on a layout without attention DP).
     An approximation, labelled as such in the simulator's output. `layout`: the replica's layout
     (default: the one `chips` implies)."""
     from .roofline import step_time
@@ -350,10 +351,13 @@ def linearised(model: Model, system: System, *, chips: int, dtypes: Dtypes, prof
     ov = profile.engine.overhead_s
     L = input_tokens + output_tokens / 2
     dec = op_step(model, system, lay, batch, L, 1.0, kernels=profile.kernels, engine=profile.engine, dtypes=dtypes)
-    pre = op_step(model, system, lay, 1.0, 0.0, float(input_tokens), kernels=profile.kernels, engine=profile.engine,
+    # one prompt per attention-DP rank: a lone prompt runs on one rank while the roofline spreads its
+    # FLOPs over every chip, which would read as an efficiency of 1/ranks (and slow every token with it)
+    n = float(lay.attention_dp)
+    pre = op_step(model, system, lay, n, 0.0, float(input_tokens), kernels=profile.kernels, engine=profile.engine,
                   dtypes=dtypes)
     r_dec = step_time(model, system, batch, L, 1, chips=chips, dtypes=dtypes, expert_fetch="all")
-    r_pre = step_time(model, system, 1, input_tokens / 2, input_tokens, chips=chips, dtypes=dtypes)
+    r_pre = step_time(model, system, n, input_tokens / 2, input_tokens, chips=chips, dtypes=dtypes)
     e_m = min(1.0, float(r_dec.memory_s) / max(float(dec.step_s) - ov, 1e-12))
     e_c = min(1.0, float(r_pre.compute_s) / max(float(pre.step_s) - ov, 1e-12))
     return Efficiency(flops=max(e_c, 1e-3), hbm=max(e_m, 1e-3), label=f"{profile.label}, linearised"), ov

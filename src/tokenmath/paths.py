@@ -102,6 +102,20 @@ def _same_as_input(target: str, flag: str, given: str, inputs) -> None:
                                  " tokenmath never writes over what it reads: give another name")
 
 
+_CHART_STARTS = (b"\x89PNG", b"<?xml", b"<svg", b"%PDF", b"\xff\xd8")  # PNG, SVG, PDF, JPEG
+
+
+def _holds_a_chart(path) -> bool:
+    """Whether an existing file is empty or begins as a chart does: what a chart output replaces
+    without --force (a chart from an earlier run), where any other file needs it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+    except OSError:
+        return True  # unreadable: the writability check says what is wrong
+    return not head or head.startswith(_CHART_STARTS)
+
+
 def output_path(path, flag: str, *, inputs=(), force: bool = False, replaces: bool = False,
                 suffixes: tuple[str, ...] | None = None) -> Path:
     """Check, before any work, that `path` may be written under the policy above; return the path to
@@ -158,6 +172,9 @@ def output_path(path, flag: str, *, inputs=(), force: bool = False, replaces: bo
     if st is not None:
         if not (force or replaces):
             raise TokenmathError(f"{flag} = {_shown(given)!r} already exists; give --force to replace it, or another name")
+        if replaces and not force and not _holds_a_chart(target):
+            raise TokenmathError(f"{flag} = {_shown(given)!r} already exists and holds no chart (a PNG, SVG or PDF): "
+                                 "give --force to replace it, or another name")
         if not os.access(target, os.W_OK):
             raise TokenmathError(f"{flag} = {_shown(given)!r} exists and is read-only; tokenmath does not replace it")
     return Path(target)

@@ -36,8 +36,10 @@ from .roofline import resolve_dtypes, slopes
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 
 
-PERCENTILES_OVER = ("the requests completed by the end of the run (TTFT, latency; TPOT: those of them with more than"
-                    " one output token)")
+PERCENTILES_OVER = ("the requests completed, arrivals stopping at the run's duration and the queue then served (up"
+                    " to 3 × the duration + 1 h): TTFT, latency; TPOT over those with more than one output token."
+                    " output_tokens_per_s counts only what completes between the warm-up (10 % of the duration)"
+                    " and the duration")
 
 
 @dataclass(frozen=True)

@@ -78,10 +78,16 @@ def train_time(model: Model, system: System, chips: int, tokens: float, *, mfu: 
 
 def implied_mfu(model: Model, system: System, tokens: float, chip_hours: float, *, dtype: str = "bf16",
                 flops_per_param_token: float = PRETRAIN_FLOPS_PER_PARAM_TOKEN) -> float:
-    """The MFU a published run implies: 6·N_active·D / (chip-hours × 3600 × peak FLOP/s)."""
+    """The MFU a published run implies: 6·N_active·D / (chip-hours × 3600 × peak FLOP/s). Above 1
+    the run could not have happened on these chips: one sentence, naming the figures."""
     N = float(param_counts(model).active)
-    return flops_per_param_token * N * _positive("tokens", tokens) / (
+    u = flops_per_param_token * N * _positive("tokens", tokens) / (
         _positive("chip hours", chip_hours) * 3600.0 * system.flops_per_s(dtype))
+    if u > 1.0:
+        raise TokenmathError(f"{tokens:,.4g} tokens in {chip_hours:,.4g} chip-hours would need {u:.0%} of the "
+                             f"{system.compute_class_for(dtype)} peak of {system.name}: more than the chips can do; "
+                             "check --tokens, --chip-hours and --system")
+    return u
 
 
 def rl_flops(active_params: float, tokens: float, *, flops_per_param_token: float = 4.0) -> float:
@@ -395,8 +401,10 @@ def train_memory(model: Model, system: System, *, dp: int, tp: int = 1, pp: int 
                  chips: int | None = None) -> TrainMemory:
     """Bytes per chip to train `model` with mixed-precision Adam: bf16 weights and gradients, fp32
     master weights + Adam's two moments = 12 bytes per parameter (Rajbhandari et al. 2020, ZeRO).
-    ZeRO-1 shards the optimizer state over DP, ZeRO-2 also the gradients, ZeRO-3/FSDP also the
-    weights. Parameters per chip = (non-expert / (TP·PP)) + (routed experts / (EP·TP·PP)).
+    ZeRO-1 shards the optimizer state over the ranks holding a copy of each parameter, ZeRO-2 also
+    the gradients, ZeRO-3/FSDP also the weights: the DP ranks for non-expert parameters, only the
+    DP / EP expert-data-parallel ranks for routed experts (EP already splits them). Parameters per
+    chip = (non-expert / (TP·PP)) + (routed experts / (EP·TP·PP)).
     Activations follow Korthikanti et al. (above) for the layers of one stage, times the
     microbatches a 1F1B stage holds (PP of them on the first stage)."""
     for name, v in (("DP", dp), ("TP", tp), ("PP", pp), ("EP", ep), ("micro-batch", micro_batch), ("sequence length", seq_len)):
@@ -417,11 +425,16 @@ def train_memory(model: Model, system: System, *, dp: int, tp: int = 1, pp: int 
         raise TokenmathError(f"EP {ep} must fit inside DP × TP = {dp * tp} chips of a stage")
     pc = param_counts(model)
     experts = pc.routed_experts or 0
-    params = (pc.total - experts) / (tp * pp) + experts / (ep * tp * pp)
+    dense = (pc.total - experts) / (tp * pp)  # replicated over the DP ranks
+    expert = experts / (ep * tp * pp)  # replicated over the expert-data-parallel ranks only: DP·TP / (EP·TP)
+    params = dense + expert
+    edp = max(1.0, dp / ep)  # ZeRO shards a parameter over the ranks that hold a copy of it
     w, g = dtype_bytes(weight_dtype), dtype_bytes(grad_dtype)
-    weights = params * w / (dp if zero >= 3 else 1)
-    grads = params * g / (dp if zero >= 2 else 1)
-    optim = params * optimizer_bytes_per_param / (dp if zero >= 1 else 1)
+
+    def sharded(bytes_per_param: float, stage: int) -> float:
+        return bytes_per_param * (dense / (dp if zero >= stage else 1) + expert / (edp if zero >= stage else 1))
+
+    weights, grads, optim = sharded(w, 3), sharded(g, 2), sharded(optimizer_bytes_per_param, 1)
     h, a, s, b = model.hidden, model.attention.n_heads, float(seq_len), float(micro_batch)
     layers = model.n_layers / pp
     if recompute == "none":

@@ -473,6 +473,8 @@ def _merge(section: str, old: dict[str, Any], new: dict[str, Any]) -> dict[str, 
                 old.pop(k, None)
         if any(k in new for k in _MODEL_TOTALS):
             old.pop("config", None)
+    if section == "systems" and "usd_per_chip_hour" in new and "price_source" not in new:
+        old["price_source"] = "the user's catalog"  # not the replaced price's source
     return old | new
 
 

@@ -67,5 +67,6 @@ def simulate_cmd(
         lines.append(f"  {rec['rate_per_s']:g} req/s: {rec['output_tokens_per_s']:,.0f} output tokens/s, mean batch"
                      f" {rec['mean_batch']:,.0f}; TTFT p50 {seconds(rec['ttft_s']['p50'])} p99 {seconds(rec['ttft_s']['p99'])};"
                      f" per token p50 {seconds(rec['tpot_s']['p50'])}; completed {rec['completed']:,} of {rec['requests']:,}"
-                     " (the percentiles are over these completed requests)")
+                     " (the percentiles are over these, the queue served after the last arrival; tokens/s over what"
+                     " completes inside the run after its warm-up)")
     _finish(json_, recs[0] if len(recs) == 1 else {"runs": recs, "estimate": label}, lines)

@@ -36,12 +36,14 @@ def train_time_cmd(
     level: Annotated[Optional[str], typer.Option("--level", help="Which energy `energy_mwh` is: board, node, or facility (× PUE; the default for a training run).")] = None,
     facility: Annotated[Optional[str], typer.Option("--facility", help="Facility class for the PUE: hyperscale, colo (default) or average.")] = None,
     pue: Annotated[Optional[float], Num("--pue", help="Power usage effectiveness (≥ 1), instead of the facility class's.")] = None,
+    board_w: Annotated[Optional[float], Num("--board-w", help="Board power limit per chip (W), for a chip the catalog has none for (as `energy --board-w`).")] = None,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
     """How long, and what it costs, to train on D tokens: FLOPs = 6·N_active·D at an MFU; its energy at the board, node and facility levels."""
     from .. import report as rp
 
     from .. import training as tr
+    from ..roofline import compute_label
 
     cat = _catalog(catalog)
     m, s = cat.model(model), cat.system(system)
@@ -49,7 +51,8 @@ def train_time_cmd(
     t = tr.train_time(m, s, chips, _count(tokens, "--tokens"), mfu=mfu, dtype=check_dtype(dtype),
                       flops_per_param_token=8.0 if recompute else 6.0, usd_per_chip_hour=price)
     lines = [
-        f"{m.name} on {chips:,} × {s.name}, {t.tokens:,.4g} tokens at {t.mfu:.0%} MFU ({dtype} peak {si(t.flops_per_s_per_chip, 'FLOP/s')})",
+        f"{m.name} on {chips:,} × {s.name}, {t.tokens:,.4g} tokens at {t.mfu:.0%} MFU"
+        f" ({compute_label(dtype, s.compute_class_for(dtype))}: peak {si(t.flops_per_s_per_chip, 'FLOP/s')})",
         f"  FLOPs = {t.flops_per_param_token:g}·N_active·D = {t.flops_per_param_token:g} × {t.active_params:,.4g} × {t.tokens:,.4g} = {t.flops:.3g}",
         f"  time = FLOPs / (chips · peak · MFU) = {t.days:,.1f} days ({t.chip_hours:,.0f} chip-hours), {rp.usd(t.usd)}",
     ]
@@ -57,8 +60,10 @@ def train_time_cmd(
 
     rec = rp.jsonable(t)
     lvl = en.check_level(level or en.FLEET_LEVEL)
-    try:
-        e = en.training_energy(s, chips, t.seconds, fac=en.facility(pue=pue, facility_class=facility), level=lvl)
+    fac = en.facility(pue=pue, facility_class=facility)  # a bad --pue or --facility is the user's: exit 2
+    power = None if board_w is None else en.chip_power(s, overrides={"board_w": board_w})
+    try:  # a chip without a sourced board power: said in a line, the time and cost still answered
+        e = en.training_energy(s, chips, t.seconds, power=power, fac=fac, level=lvl)
         rec |= {"energy_mwh": e.energy_mwh, "energy_level": e.level, "gpu_energy_mwh": e.gpu_energy_mwh,
                 "board_energy_mwh": e.board_energy_mwh, "node_energy_mwh": e.node_energy_mwh,
                 "facility_energy_mwh": e.facility_energy_mwh, "board_energy_at_tdp_mwh": e.board_energy_at_tdp_mwh,
@@ -86,13 +91,16 @@ def train_mfu_cmd(
 ) -> None:
     """The MFU a published run implies: 6·N_active·D / (chip-hours · 3600 · peak)."""
     from .. import training as tr
+    from ..roofline import compute_label
 
     cat = _catalog(catalog)
     m, s = cat.model(model), cat.system(system)
     D, H = _count(tokens, "--tokens"), _count(chip_hours, "--chip-hours")
     u = tr.implied_mfu(m, s, D, H, dtype=check_dtype(dtype))
     _finish(json_, {"mfu": u, "dtype": dtype, "tokens": D, "chip_hours": H},
-            [f"{m.name}: {D:,.4g} tokens in {H:,.4g} {s.name}-hours imply {u:.1%} of the {dtype} peak"])
+            [f"{m.name}: {D:,.4g} tokens in {H:,.4g} {s.name}-hours imply {u:.1%} of the"
+             f" {s.compute_class_for(dtype)} peak" + ("" if s.compute_class_for(dtype) == dtype else
+                                                     f" ({compute_label(dtype, s.compute_class_for(dtype))})")])
 
 
 @train_command("overtrain")
