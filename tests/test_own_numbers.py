@@ -45,6 +45,8 @@ def test_calibrate_on_your_cases_then_use_the_preset(vllm_cases, tmp_path):
     v = json.loads(CliRunner().invoke(app, ["validate", str(vllm_cases), "--efficiency", str(out), "--json"]).stdout)
     assert v["shipped"]["n"] == 12 and v["shipped"]["median_abs_error"] == pytest.approx(
         f["shipped_error"]["median_abs_error"], rel=1e-9)
+    head = CliRunner().invoke(app, ["validate", str(vllm_cases), "--efficiency", str(out)]).stdout.splitlines()[0]
+    assert "your fit of memory_scale, overhead_s, compute_scale on 12 cases" in head and "598" not in head
 
 
 def test_few_cases_fit_one_factor_and_say_so(vllm_cases, tmp_path):

@@ -1813,7 +1813,14 @@ def band_coverage_lines(cov: dict, label: str) -> list[str]:
 
 def render_validation(r, preset: dict | None) -> list[str]:
     head = f"{len(r.rows)} cases, {r.label}"
-    if preset and preset.get("cross_validated"):
+    uf = (preset or {}).get("user_fit")
+    if uf:  # a user's preset: its own fit on its cases, on top of the shipped one
+        cv = uf.get("cross_validated") or {}
+        head += (f" (your fit of {', '.join(uf.get('params', []))} on {uf.get('n_cases', '?')} cases, {uf.get('fit_date', '?')},"
+                 f" over the shipped preset of {preset.get('fit_date', '?')}"
+                 + (f"; leave-one-out median |error| {cv['median_abs_error']:.0%}" if "median_abs_error" in cv else "")
+                 + ")")
+    elif preset and preset.get("cross_validated"):
         cv = preset["cross_validated"]
         head += (f" (fitted {preset['fit_date']} on {preset['n_cases']} cases; leave-one-source-out median |error|"
                  f" {cv['median_abs_error']:.0%}, p90 {cv['p90_abs_error']:.0%})")
