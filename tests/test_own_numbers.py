@@ -204,3 +204,18 @@ def test_invariant_validate_lists_the_shipped_presets_parameters_at_a_bound():
         for key in x["path"]:
             table = table[key]
         assert x["value"] == table
+
+
+def test_import_refuses_a_layout_that_layout_refuses(tmp_path):
+    """`import` checks the layout its cases will be validated on, as `layout` does: Llama-3.1-8B's 32
+    attention heads do not divide over TP 3, and 3 chips are not a whole number of TP2 replicas (a
+    user review found both accepted, then predicted against throughput divided by 3)."""
+    bench = ROOT / "tests" / "data" / "bench" / "vllm_llama8b_c16.json"
+    base = ["import", str(bench), "--format", "vllm-bench", "--model", "llama-3.1-8b", "--system", "h100-sxm",
+            "-o", str(tmp_path / "c.jsonl")]
+    r = CliRunner().invoke(app, base + ["--chips", "3"])
+    assert r.exit_code == 2 and "do not divide over TP 3" in r.stderr
+    r = CliRunner().invoke(app, base + ["--chips", "3", "--tp", "2"])
+    assert r.exit_code == 2 and "not a whole number of" in r.stderr
+    assert not (tmp_path / "c.jsonl").exists()
+    assert CliRunner().invoke(app, base + ["--chips", "4", "--tp", "2"]).exit_code == 0  # two TP2 replicas

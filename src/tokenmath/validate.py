@@ -150,8 +150,13 @@ def load_cases(path: str | Path | None = None) -> list[tuple[Case, Path]]:
 
 
 def _layout(case: Case, model: Model) -> Layout:
-    tp, ep, pp = case.tp, case.ep, case.pp
-    n = case.chips
+    return case_layout(model, case.chips, case.tp, case.ep, case.pp)
+
+
+def case_layout(model: Model, chips: int, tp: int | None = None, ep: int | None = None, pp: int | None = None) -> Layout:
+    """The layout a case of `chips` runs: its stated TP/EP/PP, the rest filled — a dense model TP over
+    the stage, a MoE model EP over the stage (attention TP 1) unless TP is given."""
+    n = chips
     pp = pp or 1
     per_stage = n // pp
     if model.moe is not None:

@@ -18,7 +18,7 @@ def import_cmd(
     model: Annotated[str, typer.Option("--model", help="Catalog model (or config.json) that was served.")],
     system: Annotated[str, typer.Option("--system", help="Catalog system it ran on.")],
     chips: Annotated[int, Num("--chips", help="Chips of the replica that was measured.")],
-    tp: Annotated[Optional[int], Num("--tp", help="Tensor-parallel degree (default: --chips).")] = None,
+    tp: Annotated[Optional[int], Num("--tp", help="Tensor-parallel degree (default: --chips for a dense model; for a MoE model 1, with EP over --chips).")] = None,
     ep: Annotated[Optional[int], Num("--ep", help="Expert-parallel degree.")] = None,
     pp: Annotated[Optional[int], Num("--pp", help="Pipeline stages.")] = None,
     weight_dtype: Annotated[Optional[str], typer.Option("--weight-dtype", help="Weights as served (default: the checkpoint's).")] = None,
@@ -37,6 +37,14 @@ def import_cmd(
         raise TokenmathError(f"--format = {fmt!r}; expected one of {', '.join(FORMATS)}")
     cat = _catalog(catalog)
     m, s = cat.model(model), cat.system(system)  # one sentence for an unknown name
+    from ..parallelism import check_layout
+    from ..validate import case_layout
+
+    lay = case_layout(m, chips, tp, ep, pp)  # the layout validate will run: refused here as `layout` would
+    check_layout(m, s, lay)
+    if chips % lay.replica_chips:
+        raise TokenmathError(f"--chips = {chips} is not a whole number of {lay.describe()} replicas of {lay.replica_chips}"
+                             " chips; give the chips of the replica measured and its --tp/--ep/--pp")
     cases = import_results([str(f) for f in files], fmt, model=m.name, system=s.name, chips=chips, tp=tp, ep=ep, pp=pp,
                            weight_dtype=None if weight_dtype is None else check_dtype(weight_dtype),
                            kv_dtype=check_dtype(kv_dtype), engine=engine)
