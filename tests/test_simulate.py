@@ -247,3 +247,12 @@ def test_invariant_linearised_simulator_agrees_with_the_estimate_on_attention_dp
     s = cli_json("step", "--model", "deepseek-v3", "--system", "gb200-nvl72", "--batch", f"{r['mean_batch']:.0f}",
                  "--context", "1250")
     assert r["tpot_s"]["p50"] == pytest.approx(s["step_s"], rel=0.25)
+
+
+def test_a_cadence_shorter_than_any_step_is_refused():
+    """A fixed cadence makes every step last T whatever it carries (the lecture's trains); a T shorter
+    than reading the weights once (plus the per-step overhead) cannot be: one sentence, naming that
+    floor (a user review found a 1,000-token prefill 'served' in 145 µs at --cadence-s 0.0001)."""
+    with pytest.raises(tm.TokenmathError, match="shorter than any step can be"):
+        simulate(tm.get_model("llama-3.1-8b"), tm.get_system("h100-sxm"), chips=1, rate_per_s=10, duration_s=60,
+                 input_tokens=1000, output_tokens=100, cadence_s=1e-4)

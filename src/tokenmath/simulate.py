@@ -495,6 +495,11 @@ def simulate(model: Model, system: System, *, rate_per_s: float, duration_s: flo
     s0 = slopes(model, system, 0.0, chips=n_chips, dtypes=dtypes, efficiency=efficiency)
     s1 = slopes(model, system, L_ref, chips=n_chips, dtypes=dtypes, efficiency=efficiency)
     W = s0.weights_s
+    floor = float(W) + float(overhead_s)
+    if cadence_s is not None and cadence_s < floor * (1 - 1e-9):
+        raise TokenmathError(f"cadence = {cadence_s:g} s is shorter than any step can be: reading the weights once takes"
+                             f" {floor:.3g} s on {n_chips} × {system.name} (with the per-step overhead); give a cadence"
+                             " of at least that")
     c0 = float(s0.compute_s_per_seq)
     c1 = (float(s1.compute_s_per_seq) - c0) / L_ref
     k1 = float(s1.kv_s_per_seq) / L_ref  # seconds of KV fetch per context token
