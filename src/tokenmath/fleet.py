@@ -208,12 +208,6 @@ def _points(model, s, layouts, **kw):
     return plan_system(model, s, wide_ep=WIDE_EP, layouts=None if lays is None else list(lays), **kw)
 
 
-def _price(system: System, usd_per_chip_hour: float | None) -> float | None:
-    """$ per held chip-hour: a fleet pays for its chips every hour, busy or not (a TCO price per busy
-    hour × its utilisation is the owning cost per hour)."""
-    return system.usd_per_held_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
-
-
 def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour, engine, energy=False,
                 weight_dtypes="deployable", fetch=None, layouts=None) -> list[FleetOption]:
     out = []
@@ -226,7 +220,7 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
         if fetch:  # a prefix hit read back from its tier before the prompt (analytic TTFT; the simulation leaves it out)
             cols = dict(cols, ttft_s=cols["ttft_s"] + fetch.get(s.name, 0.0) / cols["chips"])
         ok = (cols["step_s"] <= slo.tpot_limit()) & (cols["ttft_s"] <= TTFT_SCREEN_SHARE * slo.ttft_limit())
-        price = _price(s, usd_per_chip_hour)
+        price = s.held_usd_per_chip_hour(usd_per_chip_hour)  # a fleet pays every held hour
         rows = np.nonzero(ok)[0]
         watts = _pool_watts(model, s, cols, rows, I, O, cached) if energy else [None] * len(rows)
         for i, w in zip(rows, watts):
@@ -294,7 +288,7 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
     # prompts per pass: powers of two up to the pass budget, chunk_tokens per attention-DP rank (one
     # prompt at least), each layout to its own budget
     per_pass = np.unique(np.clip(2 ** np.arange(0, 13), 1, PREFILL_PROMPTS_MAX))
-    price = _price(s, usd_per_chip_hour)
+    price = s.held_usd_per_chip_hour(usd_per_chip_hour)  # a fleet pays every held hour
     out = []
     for wd in dtypes_for(model, s, weight_dtypes):
         dt = Dtypes(weight=wd)
@@ -352,7 +346,7 @@ def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, ene
     if refine and not k:  # the batch at the TPOT limit between grid points (the grid steps by ~1.25×), as `plan` finds it
         cols = refine_at_rate(model, {s.name: s}, cols, 1.0 / slo.tpot_limit(), input_tokens=I, output_tokens=O,
                               usd_per_chip_hour=usd_per_chip_hour, engine=engine, decode_only=True, weight_dtypes=dts)
-    price = _price(s, usd_per_chip_hour)
+    price = s.held_usd_per_chip_hour(usd_per_chip_hour)  # a fleet pays every held hour
     out = []
     n = len(cols["batch"])
     per_token = np.asarray(cols["step_s"], float) if n else np.array([])

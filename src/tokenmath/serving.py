@@ -538,10 +538,11 @@ def traffic(model: Model, system: System, tokens_per_s: float, *, batch: float |
         step, billed, label = float(st.step_s), float(n), "roofline"
     per_replica = float(cadence_tokens_per_s(b, step))
     replicas = _replicas(tokens_per_s, per_replica)
+    held = system.held_usd_per_chip_hour(usd_per_chip_hour)  # the chips are paid every hour, busy or not
     return Traffic(
         batch=float(b), context=float(context), step_s=step, tokens_per_s_per_replica=per_replica,
         demand_tokens_per_s=float(tokens_per_s), replicas=replicas, chips_per_replica=n, chips=replicas * n,
-        usd_per_day=None if price is None else replicas * n * price * 24.0 * (system.busy_share if usd_per_chip_hour is None else 1.0),
+        usd_per_day=None if held is None else replicas * n * held * 24.0,
         max_queue_wait_s=step, mean_queue_wait_s=step / 2, max_latency_s=2 * step,
         share_of_replica_capacity=tokens_per_s / (replicas * per_replica), estimate=label,
         tokens_per_s_per_chip=per_replica / billed, chips_range_80=band, batch_to_fill_hbm=float(fill),

@@ -126,10 +126,12 @@ class System:
     # (a rental price: 1, every rented hour is paid; a TCO price: its utilisation, energy.priced_by_tco)
     busy_share: float = 1.0
 
-    @property
-    def usd_per_held_chip_hour(self) -> float | None:
-        """What holding one chip for an hour costs, busy or idle: the $/chip-hour × busy_share (the
-        rental price itself; owning cost per hour under TCO). Fleets' $/h and $/day use it."""
+    def held_usd_per_chip_hour(self, given: float | None = None) -> float | None:
+        """What holding one chip for an hour costs, busy or idle: a `given` price (a rental, paid every
+        hour), else the $/chip-hour × busy_share (the rental price itself; the owning cost per hour
+        under TCO). Fleets' $/h and `traffic`'s $/day use it."""
+        if given is not None:
+            return float(given)
         return None if self.usd_per_chip_hour is None else self.usd_per_chip_hour * self.busy_share
 
     @property
