@@ -435,6 +435,26 @@ def test_invariant_estimated_prefill_is_estimate_pass():
     assert rec["ttft_s"] == pytest.approx(e.ttft_s) and rec["roofline"]["ttft_s"] < rec["ttft_s"]
 
 
+def test_invariant_estimated_prefill_cost_fills_every_attention_dp_rank():
+    """On an attention-DP layout (DeepSeek-V3 on 8 × H200: TP1 EP8, eight attention ranks) a lone
+    prompt runs on one rank, so its TTFT is estimate_pass(1, 0, P); prefill's cost per token is
+    that of a pass with one prompt per rank, which keeps every chip working and costs less per
+    token than the lone prompt (whose idle ranks it would otherwise bill)."""
+    m, s = CAT.model("deepseek-v3"), CAT.system("h200-sxm")
+    prof = calibrated(s)
+    e = sv.estimated_prefill_vs_decode(m, s, 4096, context=4096, profile=prof)
+    assert e.layout.attention_dp == 8 and e.prefill_prompts == 8
+    lone = estimate_pass(m, s, 1.0, 0.0, 4096.0, layout=e.layout, profile=prof)
+    full = estimate_pass(m, s, 8.0, 0.0, 4096.0, layout=e.layout, profile=prof)
+    assert e.ttft_s == pytest.approx(float(lone.step_s)) and e.prefill_pass_s == pytest.approx(float(full.step_s))
+    assert e.prefill_usd_per_mtok == pytest.approx(float(full.usd_per_mtok))
+    assert e.prefill_usd_per_mtok < float(lone.usd_per_mtok)
+    assert e.output_input_cost_ratio == pytest.approx((e.decode_step_s / e.decode_batch) / (e.prefill_pass_s / (8 * 4096)))
+    rec = cli_json("prefill", "--model", "deepseek-v3", "--system", "h200-sxm", "--prompt-tokens", "4096")
+    assert rec["prefill"]["cost_prompts"] == 8 and rec["prefill_usd_per_mtok"] == pytest.approx(e.prefill_usd_per_mtok)
+    assert rec["by_pass_length"][-1]["s_per_token"] == pytest.approx(e.by_pass_length_s_per_token[-1])
+
+
 # ---- one definition of "HBM full" ---------------------------------------------------------------
 
 

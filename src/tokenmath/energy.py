@@ -538,8 +538,11 @@ def request_energy(model, system: System, layout, batch: float, input_tokens: fl
     kern = None if profile.is_roofline else profile.kernels
     eng = None if kern is None else profile.engine
     T = float(steady_step_s(model, system, layout, B, I, O, kernels=kern, engine=eng, dtypes=dt))
-    pre = op_step(model, system, layout, 1.0, 0.0, I, kernels=kern, engine=eng, dtypes=dt, check=False)
-    share = float(np.clip(B / O * float(pre.step_s) / T, 0.0, 1.0))
+    # prefill's share: what the chunks add to the decode-only step (steady_step_s's marginal form; on an
+    # attention-DP layout the ranks prefill their own prompts side by side, not one lone prompt at a time)
+    t_dec = float(op_step(model, system, layout, B, I + O / 2, 1.0, kernels=kern, engine=eng, dtypes=dt,
+                          check=False).step_s)
+    share = float(np.clip(1.0 - t_dec / T, 0.0, 1.0))
     op = op_step(model, system, layout, B, I + O / 2, 1.0, kernels=None, dtypes=dt, check=False)
     bp = op.bound_parts
     e = step_energy(power, fac, chips=chips, step_s=T, compute_s=float(bp["compute_s"]),

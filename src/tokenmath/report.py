@@ -893,9 +893,11 @@ def prefill_record(pd, est=None) -> dict[str, Any]:
         "decode": {"batch": est.decode_batch, "context": pd.decode.context, "new_tokens": 1.0,
                    "step_s": est.decode_step_s, "usd_per_mtok": est.decode_usd_per_mtok},
         "prefill": {"batch": 1.0, "context": 0.0, "new_tokens": est.prompt_tokens, "step_s": est.prefill_step_s,
-                    "usd_per_mtok": est.prefill_usd_per_mtok},
+                    "usd_per_mtok": est.prefill_usd_per_mtok, "cost_prompts": est.prefill_prompts,
+                    "cost_pass_s": est.prefill_pass_s},
         "by_pass_length": [
-            {"new_tokens": float(s), "step_s": float(t), "s_per_token": float(t / s)}
+            {"new_tokens": float(s), "prompts": est.prefill_prompts, "step_s": float(t),
+             "s_per_token": float(t / (s * est.prefill_prompts))}
             | ({} if band is None else {"s_per_token_range_80": [float(band[0][i]), float(band[1][i])]})
             for i, (s, t) in enumerate(zip(est.by_pass_length_new_tokens, est.by_pass_length_step_s))
         ],
@@ -1099,7 +1101,10 @@ def render_prefill(pd, m: Model, s: System, est=None) -> list[str]:
             f"  estimate ({e.estimate}, TP{e.layout.tp} EP{e.layout.ep} PP{e.layout.pp}):",
             f"    decode (S = 1, batch {e.decode_batch:,.0f}, L = {pd.decode.context:,.0f}): step {seconds(e.decode_step_s)},"
             f" {usd(e.decode_usd_per_mtok)}/Mtok",
-            f"    prefill (S = {e.prompt_tokens:,.0f}, one prompt): {seconds(e.prefill_step_s)}, {usd(e.prefill_usd_per_mtok)}/Mtok",
+            f"    prefill (S = {e.prompt_tokens:,.0f}, one prompt): {seconds(e.prefill_step_s)}, {usd(e.prefill_usd_per_mtok)}/Mtok"
+            if e.prefill_prompts == 1 else
+            f"    prefill (S = {e.prompt_tokens:,.0f}): one prompt {seconds(e.prefill_step_s)}; {e.prefill_prompts:,.0f} prompts,"
+            f" one per attention-DP rank, {seconds(e.prefill_pass_s)}, {usd(e.prefill_usd_per_mtok)}/Mtok",
             f"    output/input cost ratio = {e.output_input_cost_ratio:.2f}× (price sheets charge ~5×: Anthropic $25/$5,"
             " GPT-5 $10/$1.25 = 8×)",
             f"    time to first token: {seconds(e.ttft_s)}{_band(e.ttft_range_80, seconds)} alone;"

@@ -983,6 +983,10 @@ class EstimatedPrefill:
     by_pass_length_step_s: np.ndarray
     by_pass_length_s_per_token: np.ndarray
     by_pass_length_range_80: list | None  # [lo, hi] of s_per_token
+    # prompts in the pass that sets prefill's cost (prefill_usd_per_mtok, the cost ratio, by pass
+    # length): one per attention-DP rank, so every chip works; 1 on a layout without attention DP
+    prefill_prompts: float = 1.0
+    prefill_pass_s: float | None = None  # that pass's time (= prefill_step_s when prefill_prompts is 1)
 
 
 def estimated_prefill_vs_decode(model: Model, system: System, prompt_tokens: float, *, batch: float | None = None,
@@ -990,10 +994,13 @@ def estimated_prefill_vs_decode(model: Model, system: System, prompt_tokens: flo
                                 layout: Layout | None = None,
                                 usd_per_chip_hour: float | None = None) -> EstimatedPrefill:
     """prefill_vs_decode on the estimate: decode is estimate_pass(B, L, S = 1) at `batch` (default:
-    the estimate's cost-optimal batch), prefill estimate_pass(1, 0, S = P) — the whole prompt in one
+    the estimate's cost-optimal batch), prefill estimate_pass(n, 0, S = P) — whole prompts in one
     pass, each token attending to (P − 1)/2 earlier ones on average — and by pass length a pass of
-    S tokens of that prompt at its mean context, estimate_pass(1, max(P/2 − (S − 1)/2, 0), S). TTFT
-    at load: the running decode step, then one step carrying the prompt as a chunk beside it."""
+    S tokens of those prompts at their mean context, estimate_pass(n, max(P/2 − (S − 1)/2, 0), S).
+    The cost takes n = one prompt per attention-DP rank: attention DP keeps whole sequences on a
+    rank, so a lone prompt leaves the other ranks idle, and its cost per token would be the idle
+    ranks' too (up to ×ranks on a DP-attention layout). TTFT is a lone prompt's, n = 1; at load,
+    the running decode step, then one step carrying the prompt as a chunk beside it."""
     if not (prompt_tokens >= 1 and math.isfinite(prompt_tokens)):
         raise TokenmathError(f"prompt tokens = {prompt_tokens!r} must be >= 1")
     n = system.scaleup_chips if chips is None else int(chips)
@@ -1006,24 +1013,28 @@ def estimated_prefill_vs_decode(model: Model, system: System, prompt_tokens: flo
         if batch is None else float(batch)
     P = float(prompt_tokens)
     dec = estimate_pass(model, system, b, context, 1.0, **kw)
-    pre = estimate_pass(model, system, 1.0, 0.0, P, **kw)
+    n_pre = float(lay.attention_dp)  # prompts in the pass that sets prefill's cost
+    pre = estimate_pass(model, system, 1.0, 0.0, P, **kw)  # a lone prompt: TTFT
+    full = pre if n_pre == 1 else estimate_pass(model, system, n_pre, 0.0, P, **kw)
     mixed = estimate_pass(model, system, b, context, 1.0, prefill_tokens=P, prefill_context=P / 2, prefill_seqs=1.0,
                           **kw)
     S = np.unique(np.round(np.geomspace(1, max(P, 2), 40)))
-    by = estimate_pass(model, system, 1.0, np.maximum(P / 2 - (S - 1) / 2, 0.0), S, **kw)
+    by = estimate_pass(model, system, n_pre, np.maximum(P / 2 - (S - 1) / 2, 0.0), S, **kw)
     by_step = np.asarray(by.step_s, float)
     band = None
     if by.range_80:
         lo, hi = (np.asarray(x, float) for x in by.range_80["step_s"])
-        band = [lo / S, hi / S]
-    t_dec, t_pre = float(dec.step_s), float(pre.step_s)
+        band = [lo / (n_pre * S), hi / (n_pre * S)]
+    t_dec, t_pre, t_full = float(dec.step_s), float(pre.step_s), float(full.step_s)
     return EstimatedPrefill(
         estimate=profile.label, layout=lay, prompt_tokens=P, decode_batch=b, decode_step_s=t_dec, prefill_step_s=t_pre,
         decode_usd_per_mtok=None if dec.usd_per_mtok is None else float(dec.usd_per_mtok),
-        prefill_usd_per_mtok=None if pre.usd_per_mtok is None else float(pre.usd_per_mtok),
-        output_input_cost_ratio=(t_dec / b) / (t_pre / P), ttft_s=t_pre, ttft_range_80=(pre.range_80 or {}).get("step_s"),
+        prefill_usd_per_mtok=None if full.usd_per_mtok is None else float(full.usd_per_mtok),
+        output_input_cost_ratio=(t_dec / b) / (t_full / (n_pre * P)), ttft_s=t_pre,
+        ttft_range_80=(pre.range_80 or {}).get("step_s"),
         ttft_at_load_s=t_dec + float(mixed.step_s), by_pass_length_new_tokens=S, by_pass_length_step_s=by_step,
-        by_pass_length_s_per_token=by_step / S, by_pass_length_range_80=band,
+        by_pass_length_s_per_token=by_step / (n_pre * S), by_pass_length_range_80=band,
+        prefill_prompts=n_pre, prefill_pass_s=t_full,
     )
 
 
