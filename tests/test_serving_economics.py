@@ -171,6 +171,31 @@ def test_fast_mode_lever_more_chips():
     assert fm.max_saving >= 1.0 and fm.max_speedup > 1.0
 
 
+def test_moe_fast_mode_bound_reads_the_experts_a_batch_touches():
+    """A bound is below what an engine achieves. The lecture's floor streams every expert, which
+    for DeepSeek-V3 on 8 × H200 (FP8, 671 GB over 8 × 4.8 TB/s = 17.5 ms) is above the estimate's
+    batch-1 step; at batch 1 a token reads the dense weights and 8 of 256 experts a layer. The
+    roofline fast mode of a MoE model therefore uses the expected-experts step: its floor is
+    latency_floor_s(expert_fetch="expected"), below the estimate at every chip count, and its
+    bisection inverts the same curve (rel 1e-6). The lecture's figure is kept beside it."""
+    ds3, s = CAT.model("deepseek-v3"), CAT.system("h200-sxm")
+    fm = sv.fast_mode(ds3, s, 4096, speedup=1.5)
+    assert fm.expert_fetch == "expected"
+    assert fm.latency_floor_s == pytest.approx(sv.latency_floor_s(ds3, s, chips=8, expert_fetch="expected"))
+    assert fm.latency_floor_every_expert_s == pytest.approx(sv.latency_floor_s(ds3, s, chips=8))
+    assert fm.latency_floor_every_expert_s == pytest.approx(671e9 / (8 * 4.8e12), rel=0.03)
+    est = sv.estimated_fast_mode(ds3, s, 4096, profile=calibrated(s))
+    assert fm.latency_floor_s < est.latency_floor_s  # the bound below the estimate at batch 1
+    t = tm.step_time(ds3, s, fm.batch, 4096, chips=8, expert_fetch="expected").step_s
+    assert fm.reference_step_s / t == pytest.approx(1.5, rel=1e-6)
+    rich = sv.fast_mode(ds3, s, 4096, price_multiplier=3.0)
+    t = tm.step_time(ds3, s, rich.batch, 4096, chips=8, expert_fetch="expected").step_s
+    assert (t / rich.batch) / (rich.reference_step_s / rich.reference_batch) == pytest.approx(3.0, rel=1e-6)
+    assert fm.max_speedup > fm.max_speedup_every_expert
+    dense = sv.fast_mode(CAT.model("llama-3.1-70b"), CAT.system("h100-sxm"), 4096)
+    assert dense.expert_fetch == "all" and dense.max_speedup_every_expert is None
+
+
 def test_speculative_decoding_expected_tokens():
     """Leviathan et al. 2023 (arXiv 2211.17192), eq. 1: E[tokens] = (1 − a^(k+1)) / (1 − a)."""
     assert sv.expected_tokens_per_verify(4, 0.8) == pytest.approx((1 - 0.8**5) / 0.2, rel=1e-12)

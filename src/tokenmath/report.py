@@ -663,7 +663,10 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
             f"{ind}Fast mode: {f.speedup:.2f}× the speed costs {f.price_multiplier:.2f}× the price (batch"
             f" {count(f.batch)}); the lecture's 6×-price / 2.5×-speed pair fits a step ~2.8× the weight-fetch time.",
             f"{ind}100× the price buys {f100.speedup:.2f}× at most here: batch 1 hits the {seconds(f.latency_floor_s)}"
-            f" latency floor ({f.max_speedup:.2f}× faster than normal). Only more chips per replica go further.",
+            f" latency floor ({f.max_speedup:.2f}× faster than normal). Only more chips per replica go further."
+            + ("" if f.max_speedup_every_expert is None else
+               f" (The lecture's floor streams every expert, {seconds(f.latency_floor_every_expert_s)}: against it batch 1 would"
+               f" be only {f.max_speedup_every_expert:.2f}× faster; a batch-1 step reads the experts its token is routed to.)"),
             f"{ind}Slow mode saves at most {f.max_saving:.2f}×: the cost floor is already near.",
         ] if f.speedup is not None else [
             f"{ind}Normal mode runs batch {count(f.reference_batch)}; batch 1 is {f.max_speedup:.2f}× faster, so 2.5× is"
@@ -826,6 +829,8 @@ def _fastmode_roofline_record(fm) -> dict[str, Any]:
         "max_speedup": fm.max_speedup, "max_saving": fm.max_saving,
         "reference_batch": fm.reference_batch, "reference_step_s": fm.reference_step_s,
         "reference_usd_per_mtok": fm.reference_usd_per_mtok, "latency_floor_s": fm.latency_floor_s,
+        "expert_fetch": fm.expert_fetch, "max_speedup_every_expert": fm.max_speedup_every_expert,
+        "latency_floor_every_expert_s": fm.latency_floor_every_expert_s,
         "chips": fm.chips,
         "chips_lever": [{"chips": c, "max_speedup": s} for c, s in fm.chips_lever],
         "points": pts,
@@ -1051,12 +1056,17 @@ def render_fastmode(fm, m: Model, s: System, spec: dict | None = None, est=None,
                  f" (step {seconds(fm.reference_step_s)}, {usd(fm.reference_usd_per_mtok)}/Mtok)")
     if fm.batch is not None:
         lines.append(f"{ind}  batch {fm.batch:,.0f} gives {fm.speedup:.2f}× the speed for {fm.price_multiplier:.2f}× the price"
-                     " (T(B) = max(B·c, W + B·k) inverted exactly)")
+                     + (" (T(B) = max(B·c, W + B·k) inverted exactly)" if fm.expert_fetch == "all" else
+                        " (the step reading the experts B tokens touch, inverted by bisection)"))
     elif est is None:
         lines.append("  (no target given: --speedup X or --price-multiplier P)")
     lines += [
         f"{ind}  the most a batch cut can buy: {fm.max_speedup:.2f}× (batch 1, against the {seconds(fm.latency_floor_s)}"
-        " latency floor); more money buys nothing beyond it on these chips",
+        " latency floor" + ("" if fm.expert_fetch == "all" or m.moe is None else
+                             f": the dense weights and {m.moe.k} of {m.moe.n_experts} experts a layer, what one token reads;"
+                             f" {fm.max_speedup_every_expert:.2f}× against the lecture's"
+                             f" {seconds(fm.latency_floor_every_expert_s)}, every expert streamed")
+        + "); more money buys nothing beyond it on these chips",
         f"{ind}  the most a slow mode can save: {fm.max_saving:.2f}× (the reference cost over the cost floor)",
         f"{ind}  the other lever, more chips per replica (bandwidth adds up): "
         + ", ".join(f"{c} chips → {x:.2f}×" for c, x in fm.chips_lever),

@@ -287,6 +287,10 @@ class FastMode:
     frontier_price_multiplier: np.ndarray
     chips: int
     chips_lever: tuple[tuple[int, float], ...]  # (chips per replica, max speedup vs the reference)
+    expert_fetch: str = "all"  # "expected" for a MoE model: a step reads the experts its tokens touch
+    # MoE: batch 1 against the lecture's floor, every expert streamed (None for a dense model)
+    max_speedup_every_expert: float | None = None
+    latency_floor_every_expert_s: float | None = None
 
 
 def reference_batch(model: Model, system: System, context, *, chips: int | None = None, dtypes: Dtypes = Dtypes(),
@@ -330,7 +334,13 @@ def fast_mode(model: Model, system: System, context=4096, *, speedup: float | No
     the answer for a target `speedup` or `price_multiplier`, and the limits: the largest speed-up
     a batch cut can buy (at batch 1, against the latency floor) and the most a slow mode can save
     (the reference cost against the cost floor). The second lever, more chips per replica, is in
-    `chips_lever`: the speed-up at batch 1 for each power-of-two chip count up to the domain."""
+    `chips_lever`: the speed-up at batch 1 for each power-of-two chip count up to the domain.
+
+    A dense model's step is the lecture's T(B) = max(B·c, W + B·k), inverted exactly. A MoE
+    model's step reads only the experts its B tokens touch (expert_fetch="expected": at batch 1
+    the dense weights and k of E experts a layer, all of them by the cost-optimal batch), so the
+    bound stays below what any engine achieves at small batch; its targets are inverted by
+    bisection (the step rises and the cost per token falls with the batch)."""
     if speedup is not None and price_multiplier is not None:
         raise TokenmathError("give --speedup or --price-multiplier, not both")
     if speedup is not None and not (speedup > 0 and math.isfinite(speedup)):
@@ -339,29 +349,45 @@ def fast_mode(model: Model, system: System, context=4096, *, speedup: float | No
         raise TokenmathError(f"price multiplier = {price_multiplier!r} must be a positive number")
     n = system.scaleup_chips if chips is None else int(chips)
     s = slopes(model, system, context, chips=n, dtypes=dtypes, efficiency=efficiency)
+    ef = "all" if model.moe is None else "expected"
+    kw = dict(chips=n, dtypes=dtypes, efficiency=efficiency, expert_fetch=ef)
     ref = reference if reference is not None else reference_batch(model, system, context, chips=n, dtypes=dtypes,
                                                                   efficiency=efficiency)
     if ref < 1:
         raise TokenmathError(f"reference batch = {ref!r} must be >= 1")
-    ref_st = step_time(model, system, ref, context, chips=n, dtypes=dtypes, efficiency=efficiency)
+    ref_st = step_time(model, system, ref, context, **kw)
     T_ref, per_tok_ref = ref_st.step_s, ref_st.step_s / ref
+    fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
 
     def step(B):
-        return np.maximum(B * s.compute_s_per_seq, s.weights_s + B * s.kv_s_per_seq)
+        if ef == "all":
+            return np.maximum(B * s.compute_s_per_seq, s.weights_s + B * s.kv_s_per_seq)
+        return step_time(model, system, B, context, **kw).step_s
 
     answer_b = answer_speed = answer_price = None
+    hi = max(ref, fill, 1.0) * 1e6  # past HBM: a slow mode beyond it is refused below, by name
     if speedup is not None:
-        b = batch_for_step(s, T_ref / speedup)
+        if ef == "all":
+            b = batch_for_step(s, T_ref / speedup)
+        else:  # bisection on the expected-experts step, increasing in batch
+            t_target = T_ref / speedup
+            b = None if float(step(1.0)) > t_target or float(step(hi)) < t_target else \
+                _bisect_batch(lambda x: float(step(x)), 1.0, hi, t_target, True)
         if b is not None and b >= 1:
             answer_b = b
     elif price_multiplier is not None:
-        b = batch_for_cost(s, per_tok_ref * price_multiplier)
+        if ef == "all":
+            b = batch_for_cost(s, per_tok_ref * price_multiplier)
+        else:  # the cost per token falls with the batch
+            c_target = per_tok_ref * price_multiplier
+            b = 1.0 if float(step(1.0)) <= c_target else (
+                None if float(step(hi)) / hi > c_target else
+                _bisect_batch(lambda x: float(step(x)) / x, 1.0, hi, c_target, False))
         if b is None:  # at or below the cost floor: any batch >= B*_kv; report the reference
             b = ref if price_multiplier >= 1 else None
         if b is not None:
             answer_b = max(1.0, b)
     if answer_b is not None and answer_b > ref:
-        fill = batch_to_fill_hbm(model, system, context, chips=n, dtypes=dtypes)
         if answer_b > fill:  # a slow mode cannot hold more sequences than HBM does
             t_fill = float(step(max(fill, 1.0)))
             what = f"speedup {speedup:g}" if speedup is not None else f"price multiplier {price_multiplier:g}"
@@ -374,7 +400,7 @@ def fast_mode(model: Model, system: System, context=4096, *, speedup: float | No
         answer_speed, answer_price = T_ref / T, (T / answer_b) / per_tok_ref
 
     grid = np.unique(np.concatenate([np.geomspace(1, ref, points), [ref]]))
-    pts = step_time(model, system, grid, context, chips=n, dtypes=dtypes, efficiency=efficiency)
+    pts = step_time(model, system, grid, context, **kw)
     frontier_speedup = T_ref / pts.step_s
     frontier_price = (pts.step_s / grid) / per_tok_ref
 
@@ -383,15 +409,18 @@ def fast_mode(model: Model, system: System, context=4096, *, speedup: float | No
     c = 1
     while c <= system.scaleup_chips:
         if batch_to_fill_hbm(model, system, context, chips=c, dtypes=dtypes) >= 1:
-            t1 = step_time(model, system, 1, context, chips=c, dtypes=dtypes, efficiency=efficiency).step_s
+            t1 = step_time(model, system, 1, context, **(kw | {"chips": c})).step_s
             lever.append((c, T_ref / t1))
         c = c * 2 if c * 2 <= system.scaleup_chips or c == system.scaleup_chips else system.scaleup_chips
     return FastMode(
         reference_batch=ref, reference_step_s=T_ref, reference_usd_per_mtok=ref_st.usd_per_mtok,
         batch=answer_b, speedup=answer_speed, price_multiplier=answer_price,
         max_speedup=float(T_ref / step(1.0)), max_saving=float(per_tok_ref / floor_cost),
-        latency_floor_s=s.weights_s, points=pts, frontier_speedup=frontier_speedup,
-        frontier_price_multiplier=frontier_price, chips=n, chips_lever=tuple(lever),
+        latency_floor_s=latency_floor_s(model, system, chips=n, dtypes=dtypes, efficiency=efficiency,
+                                        expert_fetch=ef), points=pts, frontier_speedup=frontier_speedup,
+        frontier_price_multiplier=frontier_price, chips=n, chips_lever=tuple(lever), expert_fetch=ef,
+        max_speedup_every_expert=None if ef == "all" else float(T_ref / (s.weights_s + s.kv_s_per_seq)),
+        latency_floor_every_expert_s=None if ef == "all" else float(s.weights_s),
     )
 
 
