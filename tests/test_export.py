@@ -613,6 +613,37 @@ def test_fleet_export_plans_only_what_the_engine_can_launch():
     assert "the deployable ones --export can launch" in t.output
 
 
+def test_fleet_export_plans_only_layouts_the_engine_can_express():
+    """TensorRT-LLM's enable_attention_dp runs attention data-parallel over every rank, so a replica of
+    TP2 × attention-DP4 (EP8) has no trtllm-serve flags (TensorRT-LLM llm_args: attention DP over
+    tp_size). Left free, Qwen3-235B-A22B on H100 at 20 requests/s of 1,000 in / 1,000 out picks TP2 EP8
+    PP2; with `--export trtllm` the fleet searches only layouts the engine can express, so it answers
+    with a fleet whose launch is written (exit 0), every pool with TP 1 or TP = its stage."""
+    from tokenmath.export import exportable_layouts, layout_expressible
+    from tokenmath.layout import Layout
+
+    assert not layout_expressible(Layout(tp=2, ep=8, pp=2), "trtllm")
+    assert layout_expressible(Layout(tp=2, ep=8, pp=2), "vllm") and layout_expressible(Layout(tp=1, ep=8), "trtllm")
+    import tokenmath as tm
+
+    cat = tm.load_catalog()
+    m, s = cat.model("qwen3-235b-a22b"), cat.system("h100-sxm")
+    lays = exportable_layouts(m, [s], "trtllm", wide_ep=True)["h100-sxm"]
+    assert lays and all(lay.tp == 1 or lay.tp == max(lay.tp, lay.ep) for lay in lays)
+    args = ["fleet", "--model", "qwen3-235b-a22b", "--systems", "h100-sxm", "--request-rate", "20",
+            "--input-tokens", "1000", "--output-tokens", "1000", "--export", "trtllm", "--json"]
+    from typer.testing import CliRunner
+
+    from tokenmath.cli import app
+
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["export_layouts"] == {"h100-sxm": len(lays)}
+    assert d["export_pools"] and all(ln.startswith(("trtllm-serve", "printf")) for p in d["export_pools"]
+                                      for ln in p["commands"])
+
+
 @pytest.mark.parametrize("bad", ["--trust-remote-code", "-x"])
 def test_fleet_hf_model_beginning_with_a_dash_is_refused(bad):
     """`--hf-model=--trust-remote-code` would put an option where the engine expects MODEL: refused with

@@ -1045,6 +1045,11 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
                           verify, wds, load_gb_per_s, rate, tr, export, extra, progress)
     if load_gb_per_s is not None:
         raise TokenmathError("--load-gb-per-s is the warm-up of replicas started over a day: it needs --rate-curve")
+    if export is not None:  # plan only layouts the engine's flags can express
+        from .export import exportable_layouts
+
+        extra["layouts"] = exportable_layouts(m, syss, export, wide_ep=fl.WIDE_EP)
+    n_lays = None if export is None else {k: len(v) for k, v in extra["layouts"].items()}
     result = fl.fleet(m, syss, request_rate=rate, input_tokens=I, output_tokens=O, slo=slo,
                       disaggregation=disaggregation, prefix_tokens=P, prefix_hit_rate=prefix_hit_rate or 0.0,
                       objective=objective, usd_per_chip_hour=price, engine=engine, trace=tr,
@@ -1064,7 +1069,8 @@ def _fleet(model, *, request_rate=None, input_tokens=None, output_tokens=None, t
 
         return plots.fleet_frontier(result, path=path)
 
-    return FleetResult("fleet", rp.fleet_record(result, commands), tuple(rp.render_fleet(result, commands)),
+    return FleetResult("fleet", rp.fleet_record(result, commands, n_lays),
+                       tuple(rp.render_fleet(result, commands, n_lays, export)),
                        {"fleet": result, "model": m, "export_refused": refused}, draw)
 
 

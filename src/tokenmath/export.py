@@ -499,6 +499,18 @@ def checkpoint_for(model, weight_dtype: str | None, engine: str, *, hf_model: st
         f"{' or '.join(have)}, or --hf-model naming a {want} checkpoint")
 
 
+def layout_expressible(layout, engine: str) -> bool:
+    """Whether `engine`'s launch flags can express `layout` (a layout.Layout) as one replica: the
+    checks `launch` makes (EP = TP × DP, or a divisor of it; TensorRT-LLM's attention DP over every
+    rank), asked of a pool of that layout, so the two cannot disagree."""
+    try:
+        launch(pool_from_layout("both", "system", layout, replicas=1, max_batch=1, max_num_batched_tokens=1,
+                                model="model"), engine)
+    except TokenmathError:
+        return False
+    return True
+
+
 def exportable_weight_dtypes(model, systems, engine: str) -> dict[str, list]:
     """The weight dtypes `fleet --export ENGINE` may plan on each system (by name): the deployable ones
     (plan.deployable_weight_dtypes) for which `checkpoint_for` finds a checkpoint the engine can load
@@ -517,6 +529,16 @@ def exportable_weight_dtypes(model, systems, engine: str) -> dict[str, list]:
             ok.append(wd)
         out[s.name] = ok
     return out
+
+
+def exportable_layouts(model, systems, engine: str, *, wide_ep: bool) -> dict[str, list]:
+    """The layouts `fleet --export ENGINE` may plan on each system (by name): the planner's candidates
+    (plan.candidate_layouts) that `engine` can launch (layout_expressible), so the fleet it answers
+    with is one whose launch commands can be written."""
+    from .plan import candidate_layouts
+
+    return {s.name: [lay for lay in candidate_layouts(model, s, wide_ep=wide_ep) if layout_expressible(lay, engine)]
+            for s in systems}
 
 
 def fleet_launches(option, engine: str, *, model, hf_model: str | None = None, max_num_batched_tokens: int = 8192,

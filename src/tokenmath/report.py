@@ -1463,7 +1463,7 @@ def _fleet_option_record(o) -> dict[str, Any]:
     }
 
 
-def fleet_record(f, commands=None) -> dict[str, Any]:
+def fleet_record(f, commands=None, export_layouts=None) -> dict[str, Any]:
     rec = {
         "model": f.model, "request_rate": f.request_rate, "input_tokens": f.input_tokens,
         "output_tokens": f.output_tokens, "cached_input_tokens": f.cached_input_tokens,
@@ -1481,6 +1481,8 @@ def fleet_record(f, commands=None) -> dict[str, Any]:
         rec["prefix_cache"] = f.prefix_cache
     if getattr(f, "features", None):
         rec["features"] = f.features
+    if export_layouts is not None:  # {system: layouts the export engine can express, searched}
+        rec["export_layouts"] = export_layouts
     if commands is not None:  # export.PoolLaunch records: every line in `export`, each pool with its notes
         rec["export"] = [ln for c in commands for ln in (f"# {c.role} pool: {c.replicas} × {c.system}, {c.checkpoint}",
                                                            *c.lines)]
@@ -1525,7 +1527,7 @@ def _sim_requests(s) -> str:
                                                for r in s.runs)
 
 
-def render_fleet(f, commands=None) -> list[str]:
+def render_fleet(f, commands=None, export_layouts=None, export_engine=None) -> list[str]:
     slo = ", ".join(f"{k.replace('_s', '').replace('_', ' ')} ≤ {seconds(v)}" for k, v in
                     (("ttft_p99_s", f.slo.ttft_p99_s), ("tpot_p99_s", f.slo.tpot_p99_s),
                      ("ttft_p50_s", f.slo.ttft_p50_s), ("tpot_p50_s", f.slo.tpot_p50_s)) if v is not None) or "none"
@@ -1549,6 +1551,9 @@ def render_fleet(f, commands=None) -> list[str]:
                         if wd["asked"] == "deployable" else
                         "the deployable ones --export can launch: a checkpoint or load-time quantisation; "
                         "--weight-dtypes to choose)" if isinstance(wd["asked"], dict) else "--weight-dtypes)"))
+    if export_layouts is not None:
+        lines.append(f"  layouts tried: the ones {export_engine}'s flags can express ("
+                     + "; ".join(f"{n} on {k}" for k, n in export_layouts.items()) + ")")
     b = f.best
     if b is None:
         lines.append("  no candidate met its SLOs in simulation; the closest are below")
