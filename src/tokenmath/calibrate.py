@@ -41,6 +41,15 @@ GENERIC_PARAMS = (("overhead_s", 0.0, 0.05, 2e-3, 1e-3), ("compute_scale", 0.2, 
                   ("memory_scale", 0.2, 1.5, 0.9, 0.2), ("network_scale", 0.05, 1.5, 0.7, 0.2),
                   ("floor_scale", 0.0, 2.0, 1.0, 0.3))
 BATCH_CAPS = (None, 256, 512, 1024, 2048)
+# Source effects: each source's own per-step cost beyond the generic profile's (its harness, engine
+# release and settings: dstack's early-2025 engines paid ~30 ms a step), fitted beside the generic
+# profile as a nuisance and not shipped: a held-out source, like a user's deployment, gets none.
+# Without them the shared parameters absorbed one source's step cost (the kernel-floor scale went
+# from ×1.06 to ×1.67 with InferenceX held out, which dstack's 93 cases then dominated):
+# docs/validation.md, "Source effects".
+SOURCE_EFFECT_MAX_S = 0.05  # at most this added or taken per step (the overhead with it kept >= 0)
+SOURCE_EFFECT_PRIOR_S = 0.02  # in units of a typical decode step, as the factors' added overhead (OVERHEAD_PRIOR_S)
+SOURCE_EFFECT_LAMBDA = 2.0  # the penalty λ·(effect / prior)²: two pseudo-cases that say "no source effect"
 # Bounds that are physical limits, not a search range: there "at the bound" means the data want none
 # of it (no per-step overhead beyond the kernels' own floors, kernel floors × 0).
 PHYSICAL_BOUNDS = {("overhead_s", "lower"), ("floor_scale", "lower")}
@@ -56,6 +65,9 @@ SOFT_L1_SCALE = 0.3  # residuals (log predicted/measured) beyond ~0.3 count line
 # λ is chosen among these by cross-validation (inf: the level's factors are all 1, its parent is kept)
 LAMBDA_GRID = (1 / 32, 0.125, 0.5, 2.0, 8.0, 32.0, math.inf)
 OWN_LAMBDA_MIN_SOURCES = 5  # a group of this many sources or more chooses its own λ (on its own sources; fewer: docs/validation.md, "Shrinkage")
+# With source effects (calibrate --source-effects): λ by the one-standard-error rule, and a group's own λ
+# from this many sources (its own 5–6 sources' spread was too noisy a standard error: docs/validation.md)
+OWN_LAMBDA_MIN_SOURCES_ONE_SE = 8
 
 USER_FACTOR_BOUNDS = (0.1, 10.0)  # a user fit's factor on the shipped preset (fitted in log space)
 AT_BOUND_TOL = 1e-3  # a fitted value this close to a bound, as a share of its range (log range for factors), is at it
@@ -171,6 +183,50 @@ def _fit_params(cases, cat, names, base: dict, make, bounds: dict, x0: dict, sca
     return dict(base) | {n: float(v) for n, v in zip(names, res.x)}
 
 
+def with_effect(rec: dict, case, effects: dict | None) -> dict:
+    """`rec` with the case's source effect added to its per-step overhead, the sum kept ≥ 0 (no
+    effect: `rec`)."""
+    e = (effects or {}).get(source_key(case), 0.0)
+    return rec if not e else rec | {"overhead_s": max(0.0, float(rec.get("overhead_s", 0.0)) + e)}
+
+
+def _fit_with_source_effects(cases, cat, names, make, bounds: dict, x0: dict, scale: dict,
+                             effects0: dict | None = None) -> tuple[dict, dict]:
+    """_fit_params over the named parameters and, beside them, one source effect per source (a per-step
+    overhead added to the profile's, ±SOURCE_EFFECT_MAX_S, the sum kept ≥ 0, penalised toward 0 by
+    SOURCE_EFFECT_LAMBDA: the profile's overhead is then a typical source's, and each source's effect
+    its departure from it): each case is predicted with its source's effect. Returns (parameters,
+    {source: effect_s}). The Jacobian is sparse — a source's effect moves only its own cases — so the
+    finite differences of every effect cost one evaluation together (least_squares' jac_sparsity)."""
+    from scipy.optimize import least_squares
+    from scipy.sparse import lil_matrix
+
+    srcs = sorted({source_key(c) for c, _ in cases})
+    idx = np.array([srcs.index(source_key(c)) for c, _ in cases])
+    k, n, m = len(names), len(cases), len(srcs)
+    lo = np.array([bounds[x][0] for x in names] + [-SOURCE_EFFECT_MAX_S] * m)
+    hi = np.array([bounds[x][1] for x in names] + [SOURCE_EFFECT_MAX_S] * m)
+    e0 = effects0 or {}
+    start = np.clip([x0.get(x, 1.0) for x in names] + [e0.get(src, 0.0) for src in srcs], lo + 1e-12, hi - 1e-12)
+
+    def residuals(x):
+        rec, eff = dict(zip(names, x[:k])), x[k:]
+        out = _residuals(cases, cat, lambda case: make(case, with_effect(rec, case, {
+            source_key(case): float(eff[srcs.index(source_key(case))])})))
+        # an L1 penalty λ·|effect| / prior (residuals whose squares are it): the profile's overhead lands on a
+        # typical source's, where a ridge let one source far from the rest (dstack) pull it up
+        return np.concatenate([out, np.sign(eff) * np.sqrt(SOURCE_EFFECT_LAMBDA * np.abs(eff) / SOURCE_EFFECT_PRIOR_S)])
+
+    sparsity = lil_matrix((n + m, k + m), dtype=int)
+    sparsity[:n, :k] = 1
+    sparsity[np.arange(n), k + idx] = 1
+    sparsity[n + np.arange(m), k + np.arange(m)] = 1
+    res = least_squares(residuals, start, bounds=(lo, hi), x_scale=[scale[x] for x in names] + [5e-3] * m,
+                        loss="soft_l1", f_scale=SOFT_L1_SCALE, max_nfev=60, jac_sparsity=sparsity)
+    return ({x: float(v) for x, v in zip(names, res.x[:k])},
+            {src: float(v) for src, v in zip(srcs, res.x[k:])})
+
+
 def _batch_limits(cases, cat, cap) -> tuple:
     """Each case's largest batch (its HBM limit, capped at the engine batch cap `cap`): all that the
     cap changes in a prediction, so two caps with the same limits fit to the same profile."""
@@ -183,36 +239,41 @@ def _batch_limits(cases, cat, cap) -> tuple:
     return tuple(out)
 
 
-def fit_generic(cases, cat: Catalog, caps=BATCH_CAPS) -> dict:
-    """The generic profile (GENERIC_PARAMS) and the engine batch cap, fitted on `cases`: the
-    parameters at the first cap of `caps`, then the cap whose median |error| is lowest at those
-    parameters, and the parameters refitted there (from the first fit) when it is another cap."""
+def fit_generic(cases, cat: Catalog, caps=BATCH_CAPS, source_effects: bool = False) -> tuple[dict, dict]:
+    """The generic profile (GENERIC_PARAMS) and the engine batch cap, fitted on `cases` with a source
+    effect per source beside them (_fit_with_source_effects): the parameters at the first cap of
+    `caps`, then the cap whose median |error| is lowest at those parameters, and the parameters
+    refitted there (from the first fit) when it is another cap. Returns (the profile record,
+    {source: effect_s}); source_effects False: no effects are fitted ({}), the shipped preset's fit."""
     bounds = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
     start = {n: v for n, _, _, v, _ in GENERIC_PARAMS}
     scale = {n: sc for n, _, _, _, sc in GENERIC_PARAMS}
     names = [n for n, *_ in GENERIC_PARAMS]
 
-    def fit(cap, x0):
+    def fit(cap, x0, effects0=None):
         make = lambda case, rec: profile_from_record(rec | {"max_batch": cap}, engine=case.engine)  # noqa: E731
-        return _fit_params(cases, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}
+        if not source_effects:
+            return _fit_params(cases, cat, names, {}, make, bounds, x0, scale) | {"max_batch": cap}, {}
+        rec, effects = _fit_with_source_effects(cases, cat, names, make, bounds, x0, scale, effects0)
+        return rec | {"max_batch": cap}, effects
 
-    def median(rec):
-        r = _residuals(cases, cat, lambda case: profile_from_record(rec, engine=case.engine))
+    def median(rec, effects):
+        r = _residuals(cases, cat, lambda case: profile_from_record(with_effect(rec, case, effects), engine=case.engine))
         return float(np.median(np.abs(np.expm1(r))))
 
-    rec = fit(caps[0], start)
-    best, seen = (caps[0], median(rec)), {_batch_limits(cases, cat, caps[0])}
+    rec, effects = fit(caps[0], start)
+    best, seen = (caps[0], median(rec, effects)), {_batch_limits(cases, cat, caps[0])}
     for cap in caps[1:]:
         limits = _batch_limits(cases, cat, cap)
         if limits in seen:  # the same residuals as an earlier cap's at every parameter
             continue
         seen.add(limits)
-        m = median(rec | {"max_batch": cap})
+        m = median(rec | {"max_batch": cap}, effects)
         if m < best[1]:
             best = (cap, m)
     if best[0] != caps[0]:
-        rec = fit(best[0], {n: rec[n] for n in names})
-    return rec | {"n_cases": len(cases)}
+        rec, effects = fit(best[0], {n: rec[n] for n in names}, effects)
+    return rec | {"n_cases": len(cases)}, effects
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,6 +291,7 @@ class _Group:
     parent: dict
     sources: np.ndarray  # each case's source
     idx: np.ndarray  # each case's index in the cases being fitted (for _generic_shifts)
+    effects: dict | None = None  # {source: its source effect, s} (fit_generic's), added to its cases' overhead
 
     @property
     def weights(self) -> np.ndarray:
@@ -258,7 +320,8 @@ def _x_bounds(parent: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _group_residuals(g: _Group, cat, x) -> np.ndarray:
     rec = apply_factors(g.parent, factor_record(x))
-    return _residuals(g.cases, cat, lambda case: profile_from_record(rec, engine=case.engine))
+    return _residuals(g.cases, cat, lambda case: profile_from_record(with_effect(rec, case, g.effects),
+                                                                     engine=case.engine))
 
 
 def _soft_l1(r) -> np.ndarray:
@@ -342,23 +405,26 @@ def _linear_fit(a, J, lam: float, lo, hi, weights=None, iters: int = 12) -> np.n
     return x
 
 
-def _generic_shifts(cases, cat: Catalog, generic: dict, sources: np.ndarray, nvidia: np.ndarray) -> dict:
+def _generic_shifts(cases, cat: Catalog, generic: dict, sources: np.ndarray, nvidia: np.ndarray,
+                    effects: dict | None = None) -> dict:
     """How every case's residual moves when the generic profile is refitted without one source, for
     each source with NVIDIA cases (the generic's): {source: shift}, on the model linearised in the
     generic's parameters (forward differences of a tenth of each parameter's scale; the refit is soft-L1
     on the other NVIDIA cases, within the parameters' bounds). What lets the choice of λ hold a source
-    out of the generic fit too, as the outer cross-validation does."""
+    out of the generic fit too, as the outer cross-validation does. With source `effects`, the held-out
+    source also loses its own (a held-out source gets none), and every case keeps its source's."""
     names = [n for n, *_ in GENERIC_PARAMS]
     lo = np.array([b for _, b, _, _, _ in GENERIC_PARAMS])
     hi = np.array([b for _, _, b, _, _ in GENERIC_PARAMS])
     scale = np.array([sc for *_, sc in GENERIC_PARAMS])
     theta = np.array([float(generic[n]) for n in names])
 
-    def resid(th):
+    def resid(th, eff=effects):
         rec = generic | dict(zip(names, th))
-        return _residuals(cases, cat, lambda case: profile_from_record(rec, engine=case.engine))
+        return _residuals(cases, cat, lambda case: profile_from_record(with_effect(rec, case, eff), engine=case.engine))
 
     r0 = resid(theta)
+    lose = resid(theta, None) - r0 if effects and any(effects.values()) else np.zeros(len(r0))  # without its effect
     G = np.empty((len(r0), len(names)))  # d r / d u, u = (θ − θ0) / scale
     for k in range(len(names)):
         h = 0.1 * scale[k] * (1 if theta[k] + 0.1 * scale[k] <= hi[k] else -1)
@@ -374,20 +440,26 @@ def _generic_shifts(cases, cat: Catalog, generic: dict, sources: np.ndarray, nvi
             w = 1.0 / np.sqrt(1.0 + ((r0[keep] + G[keep] @ u) / SOFT_L1_SCALE) ** 2)
             A = (G[keep].T * w) @ G[keep] + 1e-6 * np.eye(len(names))
             u = np.clip(np.linalg.solve(A, -(G[keep].T * w) @ r0[keep]), ulo, uhi)
-        out[str(s)] = G @ u
+        out[str(s)] = G @ u + np.where(sources == s, lose, 0.0)
     return out
 
 
-def _choose_lambda(groups: list[_Group], lin: dict, grid, shifts: dict | None = None) -> tuple[float, dict]:
-    """The λ of `grid` with the lowest held-out cost, leave-one-source-out inside the training cases:
-    each source's cases predicted by factors fitted to the group's other sources (a group with one
-    source: its factors are 1 there), on the linearised model r0 + J x, shifted by `shifts` (the
-    generic refitted without that source, _generic_shifts); the cost is the mean soft-L1 cost of a
-    source's cases, summed over sources (each source counts once). Ties go to the larger λ."""
+def _choose_lambda(groups: list[_Group], lin: dict, grid, shifts: dict | None = None,
+                   one_se: bool = False) -> tuple[float, dict]:
+    """The λ of `grid` chosen by leave-one-source-out inside the training cases: each source's cases
+    predicted by factors fitted to the group's other sources (a group with one source: its factors
+    are 1 there), on the linearised model r0 + J x, shifted by `shifts` (the generic refitted without
+    that source, _generic_shifts); a λ's cost is the mean soft-L1 cost of a source's cases, summed
+    over sources (each source counts once); the lowest wins, ties to the larger λ. one_se: the
+    one-standard-error rule (Hastie, Tibshirani and Friedman, The Elements of Statistical Learning,
+    2nd ed., §7.10) instead — the largest λ whose cost is within one standard error of the lowest,
+    the error of the paired per-source difference — so a level whose held-out cost is flat in λ
+    keeps its parent (with source effects, a λ that won by noise moved a held-out source's error by
+    5 points; docs/validation.md, "Source effects")."""
     shifts = shifts or {}
-    cost = {}
+    cost, per = {}, {}
     for lam in grid:
-        total = 0.0
+        costs = []
         for g in groups:
             r0, J = lin[g.label]
             lo, hi = _x_bounds(g.parent)
@@ -396,10 +468,20 @@ def _choose_lambda(groups: list[_Group], lin: dict, grid, shifts: dict | None = 
                 test = g.sources == s
                 a = r0 + shifts[s][g.idx] if s in shifts else r0
                 x = _linear_fit(a[~test], J[~test], lam, lo, hi, w[~test]) if (~test).any() else np.zeros(3)
-                total += float(_soft_l1(a[test] + J[test] @ x).mean())
-        cost[lam] = total
+                costs.append(float(_soft_l1(a[test] + J[test] @ x).mean()))
+        per[lam] = np.array(costs)
+        cost[lam] = float(per[lam].sum())
     best = min(grid, key=lambda lam: (round(cost[lam], 9), -lam))
-    return best, cost
+    if not one_se:
+        return best, cost
+    n = len(per[best])
+
+    def within(lam):
+        d = per[lam] - per[best]
+        se = math.sqrt(n) * float(d.std(ddof=1)) if n > 1 else 0.0
+        return cost[lam] - cost[best] <= se + 1e-12
+
+    return max((lam for lam in grid if within(lam)), key=lambda lam: lam), cost
 
 
 def _json_lam(lam: float):
@@ -408,7 +490,7 @@ def _json_lam(lam: float):
 
 
 def _fit_level(groups: list[_Group], cat, lambdas, own_min_sources: int | None = None,
-               shifts: dict | None = None) -> tuple[dict, dict]:
+               shifts: dict | None = None, one_se: bool = False) -> tuple[dict, dict]:
     """Factors of every group of one level (vendors, or engine × vendor cells): {label: x}, and what
     was chosen and why. λ: the one given, or chosen from `lambdas` by _choose_lambda — for a group of
     at least `own_min_sources` sources (default OWN_LAMBDA_MIN_SOURCES) on its own sources, for the
@@ -421,13 +503,13 @@ def _fit_level(groups: list[_Group], cat, lambdas, own_min_sources: int | None =
         return {}, {"lambda": None, "grid": [_json_lam(x) for x in lambdas], "cv_cost": {}, "own_weight": {},
                     "lambda_by_group": {}}
     lin = {g.label: _linearise(g, cat) for g in groups}
-    lam, cost = _choose_lambda(groups, lin, lambdas, shifts) if len(lambdas) > 1 else (lambdas[0], {})
+    lam, cost = _choose_lambda(groups, lin, lambdas, shifts, one_se) if len(lambdas) > 1 else (lambdas[0], {})
     xs, weights, lams = {}, {}, {}
     for g in groups:
         r0, J = lin[g.label]
         lam_g = lam
         if len(lambdas) > 1 and len(np.unique(g.sources)) >= own_min_sources:
-            lam_g, _ = _choose_lambda([g], lin, lambdas, shifts)
+            lam_g, _ = _choose_lambda([g], lin, lambdas, shifts, one_se)
         lams[g.label] = _json_lam(lam_g)
         w = g.weights / np.sqrt(1.0 + (r0 / SOFT_L1_SCALE) ** 2)
         info = ((J ** 2) * w[:, None]).sum(axis=0)
@@ -448,45 +530,52 @@ def _group_record(g: _Group, x, info: dict) -> dict:
                                "own_weight": dict(zip(("overhead", "compute", "memory"), info["own_weight"][g.label]))}
 
 
-def fit_factors(cases, cat: Catalog, generic: dict, lambdas=LAMBDA_GRID) -> dict:
+def fit_factors(cases, cat: Catalog, generic: dict, lambdas=LAMBDA_GRID, effects: dict | None = None,
+                one_se: bool = False) -> dict:
     """On `generic`: a factor per vendor other than NVIDIA and chip generation (`factor_group`: "amd
     CDNA 3", all of that group's cases), then a factor per engine × group (that cell's cases, on its
     group's profile). Each level's factors are shrunk
     toward 1 by a penalty λ·|x|²/2 against data in which every source counts once (x: added
     overhead / OVERHEAD_PRIOR_S, log factors), λ chosen from `lambdas` by leave-one-source-out
-    inside `cases` (one value: that λ; inf: no factors). Returns the preset's vendors, engines and
-    shrinkage records."""
+    inside `cases` (one value: that λ; inf: no factors). `effects`: fit_generic's source effects, added
+    to the overhead of every case of their source (whatever its vendor); one_se: λ by the
+    one-standard-error rule, a group's own from OWN_LAMBDA_MIN_SOURCES_ONE_SE sources (_choose_lambda).
+    Returns the preset's vendors, engines and shrinkage records."""
     vend = np.array([factor_group(cat.system(c.system)) for c, _ in cases])  # vendor and generation
     src = np.array([source_key(c) for c, _ in cases])
     engine = np.array([c.engine or "" for c, _ in cases])
     lambdas = tuple(lambdas)
-    shifts = _generic_shifts(cases, cat, generic, src, vend == "nvidia") if len(lambdas) > 1 else {}
+    shifts = _generic_shifts(cases, cat, generic, src, vend == "nvidia", effects) if len(lambdas) > 1 else {}
 
     def group(name, v, mask, parent):
         idx = np.flatnonzero(mask)
-        return _Group(name, v, [cases[i] for i in idx], parent, src[idx], idx)
+        return _Group(name, v, [cases[i] for i in idx], parent, src[idx], idx, effects)
 
     vgroups = [group(v, v, vend == v, generic) for v in sorted(set(vend) - {"nvidia"})]
-    vx, vinfo = _fit_level(vgroups, cat, lambdas, shifts=shifts)
+    own = OWN_LAMBDA_MIN_SOURCES_ONE_SE if one_se else None
+    vx, vinfo = _fit_level(vgroups, cat, lambdas, own, shifts=shifts, one_se=one_se)
     vendors = {g.vendor: _group_record(g, vx[g.label], vinfo) for g in vgroups}
     cells = sorted({(e, v) for e, v in zip(engine, vend) if e})
     egroups = [group(e, v, (engine == e) & (vend == v), apply_factors(generic, vendors.get(v, {}))) for e, v in cells]
-    ex, einfo = _fit_level(egroups, cat, lambdas, shifts=shifts)
+    ex, einfo = _fit_level(egroups, cat, lambdas, own, shifts=shifts, one_se=one_se)
     engines: dict = {}
     for g in egroups:
         engines.setdefault(g.name, {})[g.vendor] = _group_record(g, ex[g.label], einfo)
     return {"vendors": vendors, "engines": engines, "shrinkage": {"vendor": vinfo, "engine": einfo}}
 
 
-def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS, lambdas=LAMBDA_GRID) -> dict:
+def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS, lambdas=LAMBDA_GRID,
+               source_effects: bool = False) -> dict:
     """Fit the preset's profiles: the generic profile (and the engine batch cap) on the NVIDIA cases,
     every engine together (fit_generic); on it the vendor and engine × vendor factors, shrunk toward
     their parents (fit_factors). Returns the preset's profile records."""
     cat = catalog or load_catalog()
     nv = [(c, p) for c, p in cases if vendor(cat.system(c.system)) == "nvidia"] or list(cases)
-    generic = fit_generic(nv, cat, caps)
-    return {"preset_format": 2, "generic": generic} | fit_factors(cases, cat, generic, lambdas) | {
-        "systems": sorted({c.system for c, _ in cases}), "sources": sorted({source_key(c) for c, _ in cases})}
+    generic, effects = fit_generic(nv, cat, caps, source_effects)
+    return {"preset_format": 2, "generic": generic} | fit_factors(cases, cat, generic, lambdas, effects,
+                                                                  one_se=source_effects) | {
+        "systems": sorted({c.system for c, _ in cases}), "sources": sorted({source_key(c) for c, _ in cases})} | (
+        {"source_effects_s": effects} if source_effects else {})
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,10 +599,10 @@ def _predict_fold(rec: dict, test, cat, engine: bool) -> list[Prediction]:
     return rows
 
 
-def _fold(item, cat, caps, lambdas):
+def _fold(item, cat, caps, lambdas, source_effects=False):
     """One fold: fit on `train`, predict `test` engine-tagged and untagged (run_tasks' task)."""
     train, test = item
-    rec = fit_preset(train, cat, caps, lambdas)
+    rec = fit_preset(train, cat, caps, lambdas, source_effects)
     return (_predict_fold(rec, test, cat, True), _predict_fold(rec, test, cat, False),
             {k: rec["shrinkage"][k]["lambda"] for k in rec["shrinkage"]})
 
@@ -529,9 +618,11 @@ class CrossValidation:
 
 
 def cross_validation(cases, catalog: Catalog | None = None, key=source_key, what: str = "source", caps=BATCH_CAPS,
-                   lambdas=LAMBDA_GRID, progress=None, processes: int | None = None) -> CrossValidation:
+                   lambdas=LAMBDA_GRID, progress=None, processes: int | None = None,
+                   source_effects: bool = False) -> CrossValidation:
     """Hold out each group of `key`, fit on the rest, predict it (engine-tagged and untagged). Folds
-    run in `processes` worker processes (default: one per CPU, at most the folds)."""
+    run in `processes` worker processes (default: one per CPU, at most the folds); source_effects: each
+    fold fitted with them (fit_preset)."""
     import os
 
     cat = catalog or load_catalog()
@@ -540,7 +631,7 @@ def cross_validation(cases, catalog: Catalog | None = None, key=source_key, what
     kept = [(g, f) for g, f in zip(groups, folds) if f[0]]
     n_proc = processes if processes is not None else (os.cpu_count() or 1)
     out = run_tasks(_fold, [f for _, f in kept], progress=progress, label=lambda f: f"{what} {key(f[1][0][0])}",
-                    processes=n_proc, cat=cat, caps=caps, lambdas=lambdas)
+                    processes=n_proc, cat=cat, caps=caps, lambdas=lambdas, source_effects=source_effects)
     rows = [p for o in out for p in o[0]]
     untagged = [p for o in out for p in o[1]]
     return CrossValidation(what, rows, untagged, {g: o[2] for (g, _), o in zip(kept, out)})
@@ -707,17 +798,20 @@ def _by(report: Report) -> dict:
 
 
 def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | None = None,
-              progress=None, cross_validate: bool = True, *, processes: int | None = None) -> dict:
+              progress=None, cross_validate: bool = True, *, processes: int | None = None,
+              source_effects: bool = False) -> dict:
     """Fit the preset on all cases (fit_preset) and record what the CI gates hold later errors to;
     then cross-validate it: leave-one-source-out (each source predicted by a fit to the others: the
     headline figure, per class, engine-tagged against untagged, and the 80 % bands per class with
-    their coverage on sources never fitted) and leave-one-vendor-out. Returns the preset record
-    (what `tokenmath calibrate --out` saves)."""
+    their coverage on sources never fitted) and leave-one-vendor-out. source_effects: every fit with
+    source effects and the one-standard-error choice of λ (fit_preset; docs/validation.md, "Source
+    effects": measured, not yet the shipped fit). Returns the preset record (what `tokenmath calibrate
+    --out` saves)."""
     import datetime
 
     cases = cases if cases is not None else load_cases()
     cat = catalog or load_catalog()
-    rec = fit_preset(cases, cat)
+    rec = fit_preset(cases, cat, source_effects=source_effects)
     rec["at_bound"] = preset_at_bounds(rec)
     rec["fit_date"] = datetime.date.today().isoformat()
     rec["n_cases"] = len(cases)
@@ -729,9 +823,10 @@ def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | N
     if not cross_validate:
         return rec
     caps = (rec["generic"]["max_batch"],)
-    loso = cross_validation(cases, cat, source_key, "source", caps, progress=progress, processes=processes)
+    loso = cross_validation(cases, cat, source_key, "source", caps, progress=progress, processes=processes,
+                            source_effects=source_effects)
     lovo = cross_validation(cases, cat, lambda c: vendor(cat.system(c.system)), "vendor", caps, progress=progress,
-                            processes=processes)
+                            processes=processes, source_effects=source_effects)
     cv = summarize(loso.rows, "leave-one-source-out")
     un = summarize(loso.untagged, "leave-one-source-out, no engine tag")
     rec["cross_validated"] = {"method": "leave-one-source-out", "sources": sorted({source_key(c) for c, _ in cases}),

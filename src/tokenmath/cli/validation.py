@@ -38,6 +38,7 @@ def calibrate_cmd(
     processes: Annotated[Optional[int], Num("--processes", help="Worker processes for the cross-validation's folds (default: one per CPU).")] = None,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="With case files: refit every profile on them alone, instead of fitting a few factors on the shipped preset.")] = False,
     base: Annotated[Optional[Path], typer.Option("--base", help="With case files: the preset to start from (default: the shipped one).")] = None,
+    source_effects: Annotated[bool, typer.Option("--source-effects", help="Refit with a per-step cost per source fitted beside the generic profile (not shipped: a held-out source gets none) and λ by the one-standard-error rule (docs/validation.md, 'Source effects'; measured, not yet the shipped fit).")] = False,
     force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -47,6 +48,9 @@ def calibrate_cmd(
     from .. import calibrate as cb
     from .. import validate as vd
 
+    if source_effects and files and not from_scratch:
+        raise TokenmathError("--source-effects refits every profile; with your case files add --from-scratch, or leave"
+                             " it out to fit a few factors on the shipped preset")
     if base is not None and (from_scratch or not files):
         raise TokenmathError("--base is the preset a fit to your case files starts from; it has no effect with"
                              f" {'--from-scratch' if from_scratch else 'no case files'} (which refit every profile"
@@ -74,7 +78,7 @@ def calibrate_cmd(
         return _finish(json_, rp.jsonable(rec), lines[:2] + rp.at_bound_lines(rec["user_fit"]["at_bound"], factors=True)
                        + lines[2:])
     rec = cb.calibrate(cases, _catalog(catalog), progress=lambda i, n, g: err.print(f"  fold {i}/{n}: {g}"),
-                       cross_validate=not no_cv, processes=processes)
+                       cross_validate=not no_cv, processes=processes, source_effects=source_effects)
     if out is not None:
         write_output(out, json.dumps(rp.jsonable(rec), indent=2), "--out", force=force)
         err.print(f"wrote {out}")
