@@ -49,7 +49,8 @@ BATCH_CAPS = (None, 256, 512, 1024, 2048)
 # docs/validation.md, "Source effects".
 SOURCE_EFFECT_MAX_S = 0.05  # at most this added or taken per step (the overhead with it kept >= 0)
 SOURCE_EFFECT_PRIOR_S = 0.02  # in units of a typical decode step, as the factors' added overhead (OVERHEAD_PRIOR_S)
-SOURCE_EFFECT_LAMBDA = 2.0  # the penalty λ·(effect / prior)²: two pseudo-cases that say "no source effect"
+SOURCE_EFFECT_LAMBDA = 2.0  # the L1 penalty λ·|effect| / prior: a source departs from the rest only where its cases pay for it
+SOURCE_EFFECTS = True  # the shipped fit has them (docs/validation.md, "Source effects"); False: the fit before 2026-12-07
 # Bounds that are physical limits, not a search range: there "at the bound" means the data want none
 # of it (no per-step overhead beyond the kernels' own floors, kernel floors × 0).
 PHYSICAL_BOUNDS = {("overhead_s", "lower"), ("floor_scale", "lower")}
@@ -239,12 +240,13 @@ def _batch_limits(cases, cat, cap) -> tuple:
     return tuple(out)
 
 
-def fit_generic(cases, cat: Catalog, caps=BATCH_CAPS, source_effects: bool = False) -> tuple[dict, dict]:
+def fit_generic(cases, cat: Catalog, caps=BATCH_CAPS, source_effects: bool = SOURCE_EFFECTS) -> tuple[dict, dict]:
     """The generic profile (GENERIC_PARAMS) and the engine batch cap, fitted on `cases` with a source
     effect per source beside them (_fit_with_source_effects): the parameters at the first cap of
     `caps`, then the cap whose median |error| is lowest at those parameters, and the parameters
     refitted there (from the first fit) when it is another cap. Returns (the profile record,
-    {source: effect_s}); source_effects False: no effects are fitted ({}), the shipped preset's fit."""
+    {source: effect_s}); source_effects False: no effects are fitted ({}), the fit shipped before
+    2026-12-07."""
     bounds = {n: (lo, hi) for n, lo, hi, _, _ in GENERIC_PARAMS}
     start = {n: v for n, _, _, v, _ in GENERIC_PARAMS}
     scale = {n: sc for n, _, _, _, sc in GENERIC_PARAMS}
@@ -565,7 +567,7 @@ def fit_factors(cases, cat: Catalog, generic: dict, lambdas=LAMBDA_GRID, effects
 
 
 def fit_preset(cases, catalog: Catalog | None = None, caps=BATCH_CAPS, lambdas=LAMBDA_GRID,
-               source_effects: bool = False) -> dict:
+               source_effects: bool = SOURCE_EFFECTS) -> dict:
     """Fit the preset's profiles: the generic profile (and the engine batch cap) on the NVIDIA cases,
     every engine together (fit_generic); on it the vendor and engine × vendor factors, shrunk toward
     their parents (fit_factors). Returns the preset's profile records."""
@@ -599,7 +601,7 @@ def _predict_fold(rec: dict, test, cat, engine: bool) -> list[Prediction]:
     return rows
 
 
-def _fold(item, cat, caps, lambdas, source_effects=False):
+def _fold(item, cat, caps, lambdas, source_effects=SOURCE_EFFECTS):
     """One fold: fit on `train`, predict `test` engine-tagged and untagged (run_tasks' task)."""
     train, test = item
     rec = fit_preset(train, cat, caps, lambdas, source_effects)
@@ -619,7 +621,7 @@ class CrossValidation:
 
 def cross_validation(cases, catalog: Catalog | None = None, key=source_key, what: str = "source", caps=BATCH_CAPS,
                    lambdas=LAMBDA_GRID, progress=None, processes: int | None = None,
-                   source_effects: bool = False) -> CrossValidation:
+                   source_effects: bool = SOURCE_EFFECTS) -> CrossValidation:
     """Hold out each group of `key`, fit on the rest, predict it (engine-tagged and untagged). Folds
     run in `processes` worker processes (default: one per CPU, at most the folds); source_effects: each
     fold fitted with them (fit_preset)."""
@@ -799,13 +801,13 @@ def _by(report: Report) -> dict:
 
 def calibrate(cases: list[tuple[Case, Path]] | None = None, catalog: Catalog | None = None,
               progress=None, cross_validate: bool = True, *, processes: int | None = None,
-              source_effects: bool = False) -> dict:
+              source_effects: bool = SOURCE_EFFECTS) -> dict:
     """Fit the preset on all cases (fit_preset) and record what the CI gates hold later errors to;
     then cross-validate it: leave-one-source-out (each source predicted by a fit to the others: the
     headline figure, per class, engine-tagged against untagged, and the 80 % bands per class with
     their coverage on sources never fitted) and leave-one-vendor-out. source_effects: every fit with
     source effects and the one-standard-error choice of λ (fit_preset; docs/validation.md, "Source
-    effects": measured, not yet the shipped fit). Returns the preset record (what `tokenmath calibrate
+    effects"; SOURCE_EFFECTS, the shipped fit). Returns the preset record (what `tokenmath calibrate
     --out` saves)."""
     import datetime
 

@@ -1908,12 +1908,13 @@ def render_calibration(rec: dict) -> list[str]:
     lines = [f"fitted on {rec['n_cases']} cases ({', '.join(rec['systems'])}), {rec['fit_date']}:",
              "  generic (" + f"{g.get('n_cases', 0)} cases): " + ", ".join(
                  f"{k} = {v:.4g}" for k, v in g.items() if isinstance(v, float))]
-    eff = {k: v for k, v in (rec.get("source_effects_s") or {}).items() if v >= 1e-4}
+    eff = {k: v for k, v in (rec.get("source_effects_s") or {}).items() if abs(v) >= 1e-4}
     if rec.get("source_effects_s") is not None:
-        lines.append("  source effects (each source's own per-step cost, fitted beside the generic profile and not"
-                     " shipped: a held-out source or a user's deployment gets none): "
-                     + (", ".join(f"{k} {seconds(v)}" for k, v in sorted(eff.items(), key=lambda kv: -kv[1]))
-                        or "none above 0.1 ms"))
+        lines.append("  source effects (each source's own per-step cost beside the generic profile's, its overhead"
+                     " plus the effect kept >= 0; not shipped: a held-out source or a user's deployment gets none): "
+                     + (", ".join(f"{k} {'+' if v > 0 else '−'}{seconds(abs(v))}"
+                                  for k, v in sorted(eff.items(), key=lambda kv: -kv[1]))
+                        or "none of 0.1 ms or more"))
     if int(rec.get("preset_format", 1)) >= 2:
         sh = rec.get("shrinkage", {})
         lines.append("  shrinkage: a vendor's factors multiply the generic profile, an engine × vendor's its vendor's;"

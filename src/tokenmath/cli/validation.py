@@ -38,7 +38,7 @@ def calibrate_cmd(
     processes: Annotated[Optional[int], Num("--processes", help="Worker processes for the cross-validation's folds (default: one per CPU).")] = None,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="With case files: refit every profile on them alone, instead of fitting a few factors on the shipped preset.")] = False,
     base: Annotated[Optional[Path], typer.Option("--base", help="With case files: the preset to start from (default: the shipped one).")] = None,
-    source_effects: Annotated[bool, typer.Option("--source-effects", help="Refit with a per-step cost per source fitted beside the generic profile (not shipped: a held-out source gets none) and λ by the one-standard-error rule (docs/validation.md, 'Source effects'; measured, not yet the shipped fit).")] = False,
+    source_effects: Annotated[Optional[bool], typer.Option("--source-effects/--no-source-effects", help="When every profile is refitted (no case files, or --from-scratch): fit a per-step cost per source beside the generic profile (not shipped: a held-out source gets none) and choose λ by the one-standard-error rule, as the shipped preset was fitted (docs/validation.md, 'Source effects'); default on. --no-source-effects: the fit shipped before 2026-12-07.")] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False, catalog: CatalogOpt = None,
 ) -> None:
@@ -48,7 +48,9 @@ def calibrate_cmd(
     from .. import calibrate as cb
     from .. import validate as vd
 
-    if source_effects and files and not from_scratch:
+    if source_effects is None:  # on wherever every profile is refitted; a few factors on the shipped preset have none
+        source_effects = not files or from_scratch
+    elif source_effects and files and not from_scratch:
         raise TokenmathError("--source-effects refits every profile; with your case files add --from-scratch, or leave"
                              " it out to fit a few factors on the shipped preset")
     if base is not None and (from_scratch or not files):
