@@ -304,7 +304,7 @@ def arrays(df, cols):
 # ----------------------------------------------------------------------------- GEMM and MoE kernel families
 # The GEMM-class kernels (dense GEMMs and the MoE layer's grouped GEMMs) are fitted as dtype
 # *families* of one dimensionless form (tokenmath.stepmodel.GemmFamily):
-#   t = ((t_c·pad / e_c(r))^p + (t_m / e_m)^p)^(1/p) + t0 + q·t0q,   1/e_c(r) = 1/e_c0 + κ·r
+#   t = ((t_c·pad / e_c(r))^p + (t_m / e_m)^p)^(1/p) + t0 + q·t0q + ep·t0ep,   1/e_c(r) = 1/e_c0 + κ·r
 # r = the kernel dtype's peak ÷ the chip's BF16 peak (datasheet), q = 1 where activations are
 # quantised first (FP8/FP4 kernels launch a quantise kernel), pad = M padded to the tile.
 # "tensor" = BF16 + per-tensor FP8 fitted jointly (that is what identifies κ: the same chips at
@@ -346,35 +346,40 @@ MOE_DTYPES = {"bfloat16": ("tensor", "bf16", 2.0, 2.0, 0), "fp8": ("tensor", "fp
 # Marlin) and SGLang (Triton, Marlin) are pooled with it: the kernels engines actually run
 MOE_ENGINES = {"tensor": ("trtllm",), "fp8_block": ("trtllm",), "w4a16": ("trtllm", "vllm", "sglang")}
 
-FAM_NAMES = ["e_c0", "kappa", "e_m", "p", "t0_s", "t0q_s"]
-FAM_LO = np.array([1e-3, 0.0, 1e-3, 1.0, 0.0, 0.0])
-FAM_HI = np.array([1.0, 5.0, 1.0, 8.0, 1e3, 1e3])
+FAM_NAMES = ["e_c0", "kappa", "e_m", "p", "t0_s", "t0q_s", "t0ep_s"]
+FAM_LO = np.array([1e-3, 0.0, 1e-3, 1.0, 0.0, 0.0, 0.0])
+FAM_HI = np.array([1.0, 5.0, 1.0, 8.0, 1e3, 1e3, 1e3])
 
 
 def _family(q, tile):
     from tokenmath.stepmodel import GemmFamily
-    return GemmFamily(e_c0=q[0], kappa=q[1], e_m=q[2], p=q[3], t0_s=q[4] * US, t0q_s=q[5] * US, tile_m=float(tile))
+    return GemmFamily(e_c0=q[0], kappa=q[1], e_m=q[2], p=q[3], t0_s=q[4] * US, t0q_s=q[5] * US, tile_m=float(tile),
+                      t0ep_s=q[6] * US)
 
 
 def fam_time(q, X, tile):
-    return _family(q, tile).time_s(X["tc"], X["tm"], X["r"], X["q"], X["rows"])
+    return _family(q, tile).time_s(X["tc"], X["tm"], X["r"], X["q"], X["rows"], X.get("ep", 0.0))
 
 
 def fit_gemm_family(X, t, group, tile, kappa=None):
     """Soft-L1 on log time (robust_residual), each group (chip × dtype [× engine]) equal total weight. kappa
-    given: held at that value (a family that shares the tensor family's κ); t0q is fitted only
+    given: held at that value (a family that shares the tensor family's κ); t0ep (the MoE layer's
+    expert-parallel path) only where the data hold both paths; t0q is fitted only
     where the data mix quantised and unquantised kernels."""
     lo, hi = FAM_LO.copy(), FAM_HI.copy()
     if kappa is not None:
         lo[1] = hi[1] = kappa
     if len(np.unique(X["q"])) < 2:
         hi[5] = 0.0
+    if len(np.unique(X.get("ep", np.zeros(1)))) < 2:  # t0ep only where the data hold both MoE paths
+        hi[6] = 0.0
     w = np.ones_like(t)
     for g in np.unique(group):
         w[group == g] = 1.0 / np.sqrt((group == g).sum())
     lt = np.log(t)
     best = None
-    for x0 in ([0.9, 0.3, 0.8, 1.5, 5.0, 5.0], [0.6, 0.05, 0.6, 3.0, 20.0, 10.0], [1.0, 0.5, 0.9, 1.2, 40.0, 1.0]):
+    for x0 in ([0.9, 0.3, 0.8, 1.5, 5.0, 5.0, 5.0], [0.6, 0.05, 0.6, 3.0, 20.0, 10.0, 20.0],
+               [1.0, 0.5, 0.9, 1.2, 40.0, 1.0, 1.0]):
         x0 = np.clip(x0, lo, hi)
         hi_ = np.where(hi > lo, hi, lo + 1e-12)  # least_squares needs lo < hi; a held value sits on its bound
         r = least_squares(lambda q: robust_residual(np.log(fam_time(q, X, tile)) - lt, w), x0, bounds=(lo, hi_),
@@ -386,7 +391,7 @@ def fit_gemm_family(X, t, group, tile, kappa=None):
 
 def _fam_out(q, tile):
     return {"e_c0": float(f"{q[0]:.4g}"), "kappa": float(f"{q[1]:.4g}"), "e_m": float(f"{q[2]:.4g}"),
-            "p": float(f"{q[3]:.4g}"), "t0_s": float(f"{q[4] * US:.4g}"), "t0q_s": float(f"{q[5] * US:.4g}"),
+            "p": float(f"{q[3]:.4g}"), "t0_s": float(f"{q[4] * US:.4g}"), "t0q_s": float(f"{q[5] * US:.4g}"), "t0ep_s": float(f"{q[6] * US:.4g}"),
             "tile_m": int(tile)}
 
 
@@ -565,6 +570,7 @@ def moe_family_frame(aic, peaks, engines):
     df["r"] = F / F16
     df["q"] = f.map(lambda x: x[4]).astype(float)
     df["rows"] = A / touched  # M of each expert's GEMM
+    df["ep"] = (ep > 1).astype(float)  # the expert-parallel path (its own permute kernels): GemmFamily.t0ep_s
     df["t"] = df.latency * MS
     df = df[_keep_dram(df.tc.to_numpy(), df.tm.to_numpy(), df.foot.to_numpy(), df.chip.to_numpy())]
     return _sample(df, ["engine", "chip", "moe_dtype"], MAX_ROWS)
@@ -583,7 +589,7 @@ def do_moe(aic, peaks, doc, extract=None, gemm_tensor=None):
         d = df[df.family == fam]
         if len(d) < 50:
             continue
-        X, t, ch = arrays(d, FAM_COLS), d.t.to_numpy(), d.chip.to_numpy()
+        X, t, ch = arrays(d, FAM_COLS + ["ep"]), d.t.to_numpy(), d.chip.to_numpy()
         dt = (d.engine + ":" + d.moe_dtype).to_numpy() if len(MOE_ENGINES[fam]) > 1 else d.moe_dtype.to_numpy()
         grp = np.char.add(ch.astype(str), dt.astype(str))
         r = family_report(X, t, ch, dt, grp, kappa=kappa, kappa_loco=kloco)
@@ -936,7 +942,7 @@ def main(argv=None):
             "bandwidth_pad": "t = (t_kv*(s+s0)/s + t_q)/e + t0; t_kv = KV-cache bytes/HBM_bw, t_q = q+out bytes/HBM_bw, "
                              "s0 = per-sequence padding in tokens (KV tile granularity)",
             "roofline_pad": "roofline with t_m = t_kv*(s+s0)/s + t_q",
-            "gemm_family": "t = ((t_c*pad/e_c(r))^p + (t_m/e_m)^p)^(1/p) + t0 + q*t0q; 1/e_c(r) = 1/e_c0 + kappa*r; "
+            "gemm_family": "t = ((t_c*pad/e_c(r))^p + (t_m/e_m)^p)^(1/p) + t0 + q*t0q + ep*t0ep; 1/e_c(r) = 1/e_c0 + kappa*r; "
                            "r = kernel dtype peak / BF16 peak of the chip, q = 1 where activations are quantised, "
                            "pad = ceil(M/tile_m)*tile_m/M (tokens per expert for MoE); t_m counts block-scale bytes",
             "comm": "t = alpha*hops(n) + factor(n)*bytes/(scaleup_bw*e_link); factor: all_reduce 2(n-1)/n, others (n-1)/n; "

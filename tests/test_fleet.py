@@ -119,7 +119,10 @@ def test_prefill_tail_matches_the_md1_closed_form(rate, ttft_p99_s):
     Poisson arrivals at λ/R_p, FIFO, each pass exactly the screen's T_p. Its TTFT is the wait W plus
     T_p plus the KV transfer, so its p99 is the M/D/1 p99 of W (Erlang's formula above) + T_p + t_kv.
     The closed form is exact; the fleet's is a simulation with a stated 95 % interval, so the check is
-    that the interval holds the exact value (at the sizes the search settles on: ρ ≈ 0.57 and 0.81)."""
+    that the interval holds the exact value (at the sizes the search settles on: ρ ≈ 0.57 and 0.85),
+    and that it is a measurement, not a shrug: at most ±12.5 % of the exact value. The fleet stops at
+    ±5 % or at its request cap; at ρ ≈ 0.85 (the size since the 2026-12-07 refit, 0.81 before) the
+    M/D/1 p99 converges slowest and the capped run states ±10.4 %."""
     f = fl.fleet(CAT.model("llama-3.1-8b"), [CAT.system("h100-sxm")], request_rate=rate, input_tokens=6000,
                  output_tokens=100, slo=fl.Slo(ttft_p99_s=ttft_p99_s, tpot_p99_s=0.05), disaggregation="on")
     pre = f.best.pools[0]
@@ -129,7 +132,7 @@ def test_prefill_tail_matches_the_md1_closed_form(rate, ttft_p99_s):
     exact = _md1_waiting_quantile(0.99, lam, D) + D + f.best.kv_transfer_s
     lo, hi = f.best.simulated.ttft_p99_ci_s
     assert lo <= exact <= hi
-    assert hi - lo <= 0.2 * exact  # the interval is a measurement, not a shrug (±10 % at most here)
+    assert hi - lo <= 0.25 * exact  # the interval is a measurement, not a shrug (±12.5 % at most here)
 
 
 def test_aggregated_tails_match_a_ten_times_longer_independent_run():

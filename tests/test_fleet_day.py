@@ -74,7 +74,7 @@ def test_deepseek_day_node_count(deepseek_day):
     the one that charges a MoE layer without shared experts only its attention's dense kernels).
     Prefill on EP16, EP32 and EP64 is within 1 % per GPU on the estimate (docs/fleet.md), so which
     the fleet keeps is below the estimate's resolution; the test asks only that both pools leave
-    the node. Without DeepSeek's overlap (the generic engine): 319.6 / 390 (+41 % / +40 %), the
+    the node. Without DeepSeek's overlap (the generic engine): 313.6 / 382 (+38 % / +37 %), the
     dual-batch overlap is the difference — the test below."""
     d = deepseek_day
     assert d.nodes_average == pytest.approx(226.75, rel=0.30)
@@ -91,7 +91,7 @@ def test_invariant_deepseek_day_needs_the_overlap():
     """The same day on the generic engine (no dual-batch overlap; DeepEP's kernels chosen by the
     generic profile) needs more nodes than on DeepSeek's engine: the cross-node dispatch and combine
     then add to each step instead of hiding under the other microbatch's compute. Invariant of the
-    feature (the generic answer is measured at 319.6 / 390 nodes, 1.41× the published average)."""
+    feature (the generic answer is measured at 313.6 / 382 nodes, 1.38× the published average)."""
     generic = _deepseek_day(engine=None)
     ours = _deepseek_day()
     assert generic.nodes_average > ours.nodes_average * 1.1

@@ -188,7 +188,7 @@ def _is_family(r) -> bool:
 
 def _family(g: dict) -> GemmFamily:
     return GemmFamily(e_c0=g["e_c0"], kappa=g["kappa"], e_m=g["e_m"], p=g["p"], t0_s=g["t0_s"],
-                      t0q_s=g.get("t0q_s", 0.0), tile_m=float(g.get("tile_m", 1)))
+                      t0q_s=g.get("t0q_s", 0.0), tile_m=float(g.get("tile_m", 1)), t0ep_s=g.get("t0ep_s", 0.0))
 
 
 def _comm(g: dict) -> CommCurve:

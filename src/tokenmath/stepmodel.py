@@ -160,7 +160,10 @@ class GemmFamily:
     up with narrower operands (address generation, synchronisation, epilogue, scaling) costs
     κ × the BF16 tensor time of the same FLOPs (Amdahl). Memory: e_m of HBM bandwidth on the
     bytes it must move (weights with their block scales, activations). Floors: t0 per kernel,
-    + t0q where activations are quantised first (FP8, FP4). tile_m: M rows padded to the tile."""
+    + t0q where activations are quantised first (FP8, FP4), + t0ep for a MoE layer on the
+    expert-parallel path (EP > 1: each rank's tokens permuted to its own experts and back, a
+    separate kernel path in the engines' tables) where the tables hold both paths. tile_m: M rows
+    padded to the tile."""
 
     e_c0: float
     kappa: float
@@ -169,21 +172,24 @@ class GemmFamily:
     t0_s: float
     t0q_s: float = 0.0
     tile_m: float = 1.0
+    t0ep_s: float = 0.0
 
     def e_c(self, rate_ratio=1.0):
         return 1.0 / (1.0 / self.e_c0 + self.kappa * np.asarray(rate_ratio, float))
 
-    def curve(self, rate_ratio: float = 1.0, quantised: bool = False) -> GemmCurve:
-        """The curve on a chip whose kernel dtype runs `rate_ratio` × its BF16 peak."""
+    def curve(self, rate_ratio: float = 1.0, quantised: bool = False, ep_path: bool = False) -> GemmCurve:
+        """The curve on a chip whose kernel dtype runs `rate_ratio` × its BF16 peak; ep_path: a MoE
+        layer sharded by expert parallelism (EP > 1)."""
         return GemmCurve(float(self.e_c(rate_ratio)), self.e_m, self.p,
-                         self.t0_s + (self.t0q_s if quantised else 0.0), self.tile_m)
+                         self.t0_s + (self.t0q_s if quantised else 0.0) + (self.t0ep_s if ep_path else 0.0),
+                         self.tile_m)
 
-    def time_s(self, t_c, t_m, rate_ratio=1.0, quantised=0.0, rows=None):
-        """Vectorised over kernels of mixed dtypes (the fit's form): rate_ratio and quantised are
-        arrays like t_c."""
+    def time_s(self, t_c, t_m, rate_ratio=1.0, quantised=0.0, rows=None, ep_path=0.0):
+        """Vectorised over kernels of mixed dtypes (the fit's form): rate_ratio, quantised and
+        ep_path are arrays like t_c."""
         t_c = np.asarray(t_c, float) * tile_pad(rows, self.tile_m)
         return (_pnorm(t_c / self.e_c(rate_ratio), np.asarray(t_m, float) / self.e_m, self.p)
-                + self.t0_s + self.t0q_s * np.asarray(quantised, float))
+                + self.t0_s + self.t0q_s * np.asarray(quantised, float) + self.t0ep_s * np.asarray(ep_path, float))
 
 
 @dataclass(frozen=True)
@@ -247,17 +253,19 @@ class Kernels:
     def pick(self, table: dict, cls: str):
         return table.get(cls) or table.get("fp8" if cls in ("fp4", "int8", "int4") else "bf16") or next(iter(table.values()))
 
-    def gemm_curve(self, op: str, family: str, rate_ratio: float, quantised: bool) -> GemmCurve:
+    def gemm_curve(self, op: str, family: str, rate_ratio: float, quantised: bool, ep_path: bool = False) -> GemmCurve:
         """The fitted family of `op` ("gemm" | "moe") resolved on a chip: its dtype runs `rate_ratio`
-        × the chip's BF16 peak. A family the table lacks falls back to "tensor" (the BF16/FP8 fit)."""
-        return _gemm_curve(self, op, family, float(rate_ratio), bool(quantised))
+        × the chip's BF16 peak; ep_path: a MoE layer on the expert-parallel path (EP > 1). A family
+        the table lacks falls back to "tensor" (the BF16/FP8 fit)."""
+        return _gemm_curve(self, op, family, float(rate_ratio), bool(quantised), bool(ep_path))
 
 
 @lru_cache(maxsize=512)
-def _gemm_curve(kernels: Kernels, op: str, family: str, rate_ratio: float, quantised: bool) -> GemmCurve:
+def _gemm_curve(kernels: Kernels, op: str, family: str, rate_ratio: float, quantised: bool,
+                ep_path: bool = False) -> GemmCurve:
     table = kernels.gemm if op == "gemm" else kernels.moe
     fam = table.get(family) or table.get("tensor") or next(iter(table.values()))
-    return fam.curve(rate_ratio, quantised)
+    return fam.curve(rate_ratio, quantised, ep_path)
 
 
 @dataclass(frozen=True)
@@ -1165,7 +1173,8 @@ def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, ne
     if model.moe is not None and sh.moe_layers:
         imb = expert_imbalance(mb.tokens, model.moe.k, model.moe.n_experts, lt.ep, engine.routing_cv, z=lt.z_ep)
     gemm = kernels.gemm_curve("gemm", rates.dense_family, rates.dense_ratio, rates.dense_quantised)
-    moe = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised)
+    moe = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised,
+                             ep_path=float(np.max(lt.ep)) > 1)
     att = attention_curve(model, system, kernels, rates.kv_dtype)
     return {
         "dense_gemm": dense_gemm_time(sh, lt, mb, rates, gemm, engine),
