@@ -66,7 +66,7 @@ SOFT_L1_SCALE = 0.3  # residuals (log predicted/measured) beyond ~0.3 count line
 # λ is chosen among these by cross-validation (inf: the level's factors are all 1, its parent is kept)
 LAMBDA_GRID = (1 / 32, 0.125, 0.5, 2.0, 8.0, 32.0, math.inf)
 OWN_LAMBDA_MIN_SOURCES = 5  # a group of this many sources or more chooses its own λ (on its own sources; fewer: docs/validation.md, "Shrinkage")
-# With source effects (calibrate --source-effects): λ by the one-standard-error rule, and a group's own λ
+# With source effects (SOURCE_EFFECTS, the shipped fit): λ by the one-standard-error rule, and a group's own λ
 # from this many sources (its own 5–6 sources' spread was too noisy a standard error: docs/validation.md)
 OWN_LAMBDA_MIN_SOURCES_ONE_SE = 8
 
@@ -212,8 +212,8 @@ def _fit_with_source_effects(cases, cat, names, make, bounds: dict, x0: dict, sc
 
     def residuals(x):
         rec, eff = dict(zip(names, x[:k])), x[k:]
-        out = _residuals(cases, cat, lambda case: make(case, with_effect(rec, case, {
-            source_key(case): float(eff[srcs.index(source_key(case))])})))
+        by_source = {src: float(e) for src, e in zip(srcs, eff)}
+        out = _residuals(cases, cat, lambda case: make(case, with_effect(rec, case, by_source)))
         # an L1 penalty λ·|effect| / prior (residuals whose squares are it): the profile's overhead lands on a
         # typical source's, where a ridge let one source far from the rest (dstack) pull it up
         return np.concatenate([out, np.sign(eff) * np.sqrt(SOURCE_EFFECT_LAMBDA * np.abs(eff) / SOURCE_EFFECT_PRIOR_S)])
