@@ -570,6 +570,39 @@ def test_invariant_one_pass_equals_its_array_element(name, sysname, lay, engine)
             assert v == pytest.approx(float(np.asarray(arr.bound_parts[k])[0]), rel=1e-12, abs=1e-18), (kw, k)
 
 
+@pytest.mark.parametrize("name, sysname, lay, engine", ONE_PASS_CASES)
+def test_invariant_a_large_sweep_in_chunks_equals_one_pass_over_it(name, sysname, lay, engine, monkeypatch):
+    """Invariant: op_step evaluates a large array of points in chunks of stepmodel.CHUNK_POINTS (its
+    temporaries stay in cache); every field of the answer — the parts, the bound's, what decides it,
+    the shape of a 2-D sweep — equals one pass over the whole array, for decode, prompts and
+    speculative passes mixed with chunked prefill in one sweep, to 1e-12."""
+    import dataclasses
+
+    import tokenmath.stepmodel as sm
+    from tokenmath.parallelism import Layout
+
+    m, s = tm.get_model(name), tm.get_system(sysname)
+    prof = choose("calibrated", engine=engine, system=s)
+    rng = np.random.default_rng(7)
+    shape = (61, 97)  # 5,917 points: 11 chunks of 512 and a short one
+    kw = dict(batch=rng.uniform(1, 256, shape), context=rng.uniform(0, 16_000, shape),
+              new_tokens=rng.choice([1.0, 1.0, 3.0, 512.0], shape), prefill_tokens=rng.choice([0.0, 1024.0], shape[1]))
+    monkeypatch.setattr(sm, "CHUNK_POINTS", 512)
+    chunked = op_step(m, s, Layout(**lay), kernels=prof.kernels, engine=prof.engine, **kw)
+    monkeypatch.setattr(sm, "CHUNK_POINTS", 10**9)
+    whole = op_step(m, s, Layout(**lay), kernels=prof.kernels, engine=prof.engine, **kw)
+    for f in dataclasses.fields(sm.OpStep):
+        a, b = getattr(chunked, f.name), getattr(whole, f.name)
+        for k, x in (a.items() if isinstance(a, dict) else [(f.name, a)]):
+            y = b[k] if isinstance(a, dict) else b
+            if isinstance(y, np.ndarray) and y.dtype == float:
+                assert x.shape == shape and np.allclose(x, y, rtol=1e-12, atol=0), k
+            elif isinstance(y, np.ndarray):
+                assert x.shape == shape and (x == y).all(), k
+            else:
+                assert x == y, k
+
+
 @pytest.mark.parametrize("model, kernels", [("gpt-oss-120b", 2), ("qwen3-30b-a3b", 2), ("mixtral-8x7b", 2),
                                             ("llama-3.1-70b", 4), ("deepseek-v3", 6), ("kimi-k2", 6)])
 def test_dense_kernels_per_layer_as_vllm_runs_them(model, kernels):

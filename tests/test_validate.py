@@ -713,11 +713,27 @@ def test_invariant_the_band_rule_table_in_the_docs_is_the_scripts():
     assert lines[5].endswith(" | ".join(f"**{100 * x:.1f} %**" for x in shares) + " |")
 
 
-@pytest.fixture(scope="module")
-def shipped_cross_validation():
-    """The leave-one-source-out refit of every fold (minutes), shared by the slow tests below."""
-    cases = vd.load_cases()
-    return cb.cross_validation(cases, caps=(PRESET["generic"]["max_batch"],))
+@pytest.fixture(scope="session")
+def shipped_cross_validation(tmp_path_factory):
+    """The leave-one-source-out refit of every fold (minutes), shared by the slow tests below — and
+    across pytest-xdist workers: the first worker to ask computes it under an exclusive lock and
+    pickles it to the run's shared temporary folder; a worker that asks later waits on the lock and
+    reads it (otherwise each worker that runs one of these tests refits every fold)."""
+    import fcntl
+    import os
+    import pickle
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing to share
+        return cb.cross_validation(vd.load_cases(), caps=(PRESET["generic"]["max_batch"],))
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/: one folder per run, shared by its workers
+    path, lock = shared / "shipped_cross_validation.pkl", shared / "shipped_cross_validation.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        cv = cb.cross_validation(vd.load_cases(), caps=(PRESET["generic"]["max_batch"],))
+        path.write_bytes(pickle.dumps(cv))
+        return cv
 
 
 @pytest.mark.slow

@@ -689,9 +689,9 @@ NO_TERM = Term()
 
 def _pnorm(t_c, t_m, p):
     """(t_c^p + t_m^p)^(1/p), computed on the larger of the two (no overflow, 0 at 0)."""
-    hi = _mx(t_c, t_m)
-    safe = _where(hi > 0, hi, 1.0)
-    return hi * ((t_c / safe) ** p + (t_m / safe) ** p) ** (1.0 / p)
+    hi, lo = _mx(t_c, t_m), _mn(t_c, t_m)
+    r = lo / _where(hi > 0, hi, 1.0)  # in [0, 1]: one power of the ratio, not one of each time
+    return hi * (1.0 + r ** p) ** (1.0 / p)
 
 
 def gemm_time(curve: GemmCurve, flops, bytes_, n_kernels, peak_flops_per_s: float, hbm_bytes_per_s: float,
@@ -873,6 +873,8 @@ def attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, batch, context
     mean_ctx = L + (S - 1) / 2
     decode_like = (S == 1) | ((L >= S) if model.attention.kind == "mla" else False)
     one = isinstance(decode_like, bool)  # one pass: only its own kernel's form is computed
+    if not one and (decode_like.all() or not decode_like.any()):  # arrays of one form (a decode sweep)
+        one, decode_like = True, bool(decode_like.flat[0]) if decode_like.size else True
     if one:
         per_tok = attention_terms(model, decode_like).at(mean_ctx) / lt.pp
     else:
@@ -1193,6 +1195,13 @@ EXPERT_FETCH = ("expected", "all")
 OVERLAP = ("full", "none")
 
 
+# points per evaluation when op_step is given a large array of them for one layout: a chunk's
+# hundreds of intermediate arrays (64 kB each) stay in cache and reuse the memory the last chunk freed,
+# where one pass over 10^5 points asks the OS for fresh pages for every one (800 kB each).
+# benchmarks/bench_explore.py 2a: ~2× fewer ns a point on the 2-core CI machine; 4,096-16,384 alike.
+CHUNK_POINTS = 8192
+
+
 def op_step(model: Model, system: System, layout: Layout, batch, context, new_tokens=1.0, *, kernels: Kernels | None,
             engine: Engine | None = None, prefill_tokens=0.0, prefill_context=0.0, prefill_seqs=None,
             dtypes: Dtypes = Dtypes(), hop_latency_s: float = HOP_LATENCY_S_DEFAULT, check: bool = True,
@@ -1236,9 +1245,56 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         lt = stack_layout_terms([layout_terms(model, system, lay, kernels, engine, hop_latency_s) for lay in layout])
     else:
         lt = layout_terms(model, system, layout, kernels, engine, hop_latency_s)
+    points = dict(batch=batch, context=context, new_tokens=new_tokens, prefill_tokens=prefill_tokens,
+                  prefill_context=prefill_context, prefill_seqs=prefill_seqs, context_cv=context_cv)
+    shape = () if many or all(x is None or _num(x) for x in points.values()) else \
+        np.broadcast_shapes(*(np.shape(x) for x in points.values() if x is not None))
+    if math.prod(shape) > 2 * CHUNK_POINTS:  # a large array of points, one layout: in cache-sized chunks
+        flat = {k: np.broadcast_to(np.asarray(x, float), shape).ravel() if np.ndim(x) else x
+                for k, x in points.items()}
+        out = None
+        for i in range(0, math.prod(shape), CHUNK_POINTS):
+            c = _op_core(model, system, lt, layout, kernels=kernels, engine=engine, roofline=roofline, dtypes=dtypes,
+                         expert_fetch=expert_fetch, overlap=overlap, efficiency=efficiency,
+                         **{k: x[i:i + CHUNK_POINTS] if np.ndim(x) else x for k, x in flat.items()})
+            out = _fill(out, c, i, math.prod(shape))
+        return _shaped(out, shape)
     return _op_core(model, system, lt, tuple(layout) if many else layout, batch, context, new_tokens, kernels, engine,
                     roofline, prefill_tokens, prefill_context, prefill_seqs, dtypes, expert_fetch, overlap,
                     efficiency, context_cv)
+
+
+def _fill(out: dict | None, chunk: OpStep, start: int, n: int) -> dict:
+    """Copy one chunk's OpStep into the whole call's fields from `start` (allocated at the first
+    chunk, n points each): array fields and bound_parts' arrays by slice; what does not vary by
+    point (chips, the layout, peaks, labels) from the first chunk. The chunk's own arrays are freed
+    before the next is computed, so its temporaries reuse warm memory."""
+    if out is None:
+        out = {f.name: getattr(chunk, f.name) for f in dataclasses.fields(OpStep)}
+        out["bound_parts"] = dict(chunk.bound_parts)
+        floats = [(d, k) for d in (out, out["bound_parts"]) for k, v in d.items()
+                  if isinstance(v, np.ndarray) and v.dtype == float]
+        block = np.empty((len(floats), n))  # one allocation (numpy backs it with huge pages), a row a field
+        for row, (d, k) in zip(block, floats):
+            d[k] = row
+        for d in (out, out["bound_parts"]):
+            for k, v in d.items():
+                if isinstance(v, np.ndarray) and v.dtype != float:
+                    d[k] = np.empty(n, v.dtype)
+    for d, src in ((out, vars(chunk)), (out["bound_parts"], chunk.bound_parts)):
+        for k, v in src.items():
+            if isinstance(v, np.ndarray):
+                d[k][start:start + len(v)] = v
+    return out
+
+
+def _shaped(out: dict, shape: tuple) -> OpStep:
+    """The OpStep of `_fill`'s fields, each array reshaped to the call's `shape`."""
+    for d in (out, out["bound_parts"]):
+        for k, v in d.items():
+            if isinstance(v, np.ndarray):
+                d[k] = v.reshape(shape)
+    return OpStep(**out)
 
 
 def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens, kernels: Kernels, engine: Engine,
@@ -1292,14 +1348,18 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
     tokens = B * S + P
     shape = () if isinstance(step, float) else np.shape(step)
 
-    def bc(x):
+    def bc(x, own=False):
+        """x as a float (one pass) or an array of the step's shape that the result owns: computed
+        here (`own`) and already that shape, as is; else a copy (never a view of the caller's input)."""
         if not shape:  # one pass (the common scalar call): no broadcasting to do
             return float(x)
         a = np.asarray(x, float)
-        return np.array(a if a.shape == shape else np.broadcast_to(a, shape))
+        if a.shape == shape:
+            return a if own else a.copy()
+        return np.array(np.broadcast_to(a, shape))
 
     names = (("compute", "memory", "network")[bd.decides] if not shape and _num(bd.decides)
-             else np.broadcast_to(np.array(["compute", "memory", "network"])[bd.decides], shape))
+             else np.array(["compute", "memory", "network"])[np.broadcast_to(bd.decides, shape)])
     # the model's work in the step (whole replica, no layout copies): FLOPs are split over every
     # chip of a stage; each term counts its own weights and KV once (Term.replica_*)
     m, pp, hops = lt.m, lt.pp, lt.hops_s
@@ -1310,18 +1370,18 @@ def _op_core(model, system, lt: LayoutTerms, layout, batch, context, new_tokens,
     many = isinstance(layout, tuple)
     return OpStep(
         batch=bc(B), context=bc(L), new_tokens=bc(S), prefill_tokens=bc(P),
-        dense_gemm_s=bc(pp * part_s["dense_gemm_s"]), expert_gemm_s=bc(pp * part_s["expert_gemm_s"]),
-        attention_s=bc(pp * part_s["attention_s"]), tp_comm_s=bc(pp * part_s["tp_comm_s"]),
-        ep_comm_s=bc(pp * part_s["ep_comm_s"]), pp_comm_s=bc(pp * part_s["pp_comm_s"] + hops),
-        overhead_s=engine.overhead_s, overlap_s=bc(0.0 - pp * hidden), step_s=bc(step), bound_s=bc(bd.step_s), expert_imbalance=bc(imb),
-        tokens_per_s=bc(tokens / step),
+        dense_gemm_s=bc(pp * part_s["dense_gemm_s"], own=True), expert_gemm_s=bc(pp * part_s["expert_gemm_s"], own=True),
+        attention_s=bc(pp * part_s["attention_s"], own=True), tp_comm_s=bc(pp * part_s["tp_comm_s"], own=True),
+        ep_comm_s=bc(pp * part_s["ep_comm_s"], own=True), pp_comm_s=bc(pp * part_s["pp_comm_s"] + hops, own=True),
+        overhead_s=engine.overhead_s, overlap_s=bc(0.0 - pp * hidden, own=True), step_s=bc(step, own=True), bound_s=bc(bd.step_s, own=step is not bd.step_s), expert_imbalance=bc(imb),
+        tokens_per_s=bc(tokens / step, own=True),
         chips=lt.chips[:, 0].astype(int) if many else int(lt.chips), billed_chips=lt.billed_chips[:, 0] if many else lt.billed_chips,
         layout=layout, label=engine.label if efficiency is None or not roofline else f"roofline × efficiencies ({efficiency.label})",
-        bound_parts={"compute_s": bc(m * bd.compute_s), "weights_s": bc(m * bd.weights_s), "kv_s": bc(m * bd.kv_s),
-                     "activations_s": bc(m * bd.activations_s), "network_s": bc(m * bd.network_s), "hops_s": bc(hops),
-                     **{p: bc(m * _sum(links[p])) for p in ("tp_comm_s", "ep_comm_s", "pp_comm_s")}},
-        bound_name=names if isinstance(names, str) else (str(names) if names.ndim == 0 else np.array(names)),
-        flops=bc(work_flops), weight_bytes=bc(work_w), kv_bytes=bc(work_kv), peak_flops_per_s=rates.bound_flops_per_s,
+        bound_parts={"compute_s": bc(m * bd.compute_s, own=True), "weights_s": bc(m * bd.weights_s, own=True), "kv_s": bc(m * bd.kv_s, own=True),
+                     "activations_s": bc(m * bd.activations_s, own=True), "network_s": bc(m * bd.network_s, own=True), "hops_s": bc(hops),
+                     **{p: bc(m * _sum(links[p]), own=True) for p in ("tp_comm_s", "ep_comm_s", "pp_comm_s")}},
+        bound_name=names if isinstance(names, str) else (str(names) if names.ndim == 0 else names),
+        flops=bc(work_flops, own=True), weight_bytes=bc(work_w, own=True), kv_bytes=bc(work_kv, own=True), peak_flops_per_s=rates.bound_flops_per_s,
         peak_hbm_bytes_per_s=rates.hbm_bytes_per_s, expert_fetch=expert_fetch,
     )
 
