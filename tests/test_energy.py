@@ -463,3 +463,23 @@ def test_invariant_every_energy_figure_is_finite_over_a_sweep():
                     "--level", lvl, "--input-tokens", "1000", "--output-tokens", "200")
             flat = list(_values(d, "watts")) + list(_values(d, "joules_per_output_token"))
             assert flat and all(math.isfinite(x) and x > 0 for x in flat)
+
+
+@pytest.mark.parametrize("model, cached", [("qwen3-30b-a3b", None), ("deepseek-v3", 512.0), ("llama-3.1-70b", None)])
+def test_invariant_plan_energy_of_many_rows_is_each_rows_own(model, cached):
+    """Invariant: energy.plan_energy evaluates the planner's rows as one roofline broadcast per
+    system and dtype pair over all their layouts (short rows padded) and one step_energy per
+    replica size; each row's watts, J/token and tokens/s per MW equal that row evaluated alone
+    (a one-row call), to 1e-12 — no row takes another's batch, layout or padding."""
+    from tokenmath.plan import plan_system
+
+    m, s = tm.get_model(model), tm.get_system("h100-sxm")
+    cols, _, _ = plan_system(m, s, input_tokens=1000, output_tokens=500, estimate="calibrated")
+    rng = np.random.default_rng(3)
+    rows = np.sort(rng.choice(len(cols["batch"]), size=min(40, len(cols["batch"])), replace=False))
+    many = en.plan_energy(m, {s.name: s}, cols, rows, 1000, 500, prompt_cached=cached, level="facility")
+    assert len({(int(cols["tp"][r]), int(cols["ep"][r]), int(cols["pp"][r])) for r in rows}) > 3
+    for k, r in enumerate(rows):
+        one = en.plan_energy(m, {s.name: s}, cols, [r], 1000, 500, prompt_cached=cached, level="facility")
+        for a, b in zip(many, one):
+            assert a[k] == pytest.approx(b[0], rel=1e-12)

@@ -243,6 +243,22 @@ def test_invariant_each_pool_is_sized_down_to_the_fewest_replicas_that_meet(qwen
     assert dec.role == "decode" and qwen_h100["on"].best.simulated.tpot_p99_s > 0.75 * 0.04
 
 
+def test_invariant_the_search_ranks_a_resized_fleet_by_the_fleet_it_would_build(qwen_h100):
+    """Invariant: the search ranks candidates at resized replica counts by fleet._resized_totals
+    (chips, $/h, watts) without building them; those are, bit for bit, the totals of the fleet
+    fleet._resize builds at the same counts — for aggregated and disaggregated candidates, at
+    counts below, at and above their own."""
+    seen = 0
+    for plan in qwen_h100.values():
+        for o in plan.candidates:
+            for scale in (0.5, 1.0, 3.0):
+                reps = tuple(max(1, round(p.replicas * scale)) for p in o.pools)
+                built = fl._resize(o, reps, QWEN["request_rate"], QWEN["input_tokens"], QWEN["output_tokens"])
+                assert fl._resized_totals(o, reps) == (built.total_chips, built.usd_per_hour, built.watts)
+                seen += 1
+    assert seen >= 6
+
+
 def test_the_issues_printed_alternative_misses_at_steady_state():
     """Issue 21 (reproducer 3): the README printed 'aggregated 18×B200 TP1 EP8 ... meets the SLOs' for
     DeepSeek-V3 at 500 requests/s, 2,000 in / 400 out, TPOT p99 ≤ 50 ms; at 15,000 requests it reached

@@ -634,37 +634,58 @@ def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, out
     w, j, mw = (np.full(len(rows), np.nan) for _ in range(3))
     if not len(rows):
         return w, j, mw
-    key = np.array([f"{cols['system'][r]}|{int(cols['tp'][r])}|{int(cols['ep'][r])}|{int(cols['pp'][r])}|"
-                    f"{cols['weight_dtype'][r]}|{cols['kv_dtype'][r]}" for r in rows])
+    # the rows by (system, TP, EP, PP, weight dtype, KV dtype): each column's values as codes, combined
+    code = np.zeros(len(rows), np.int64)
+    for c in ("system", "tp", "ep", "pp", "weight_dtype", "kv_dtype"):
+        u, inv = np.unique(np.asarray(cols[c])[rows], return_inverse=True)
+        code = code * len(u) + inv.reshape(-1)
+    _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+    order = np.argsort(inv.reshape(-1), kind="stable")
     L = input_tokens + output_tokens / 2.0
-    for k in np.unique(key):
-        sel = np.nonzero(key == k)[0]
-        name, tp, ep, pp, wd, kv = k.split("|")
+    groups: dict = {}  # (system, weight dtype, KV dtype) -> [(layout, the rows' positions)]: one op_step each
+    for f, sel in zip(first, np.split(order, np.cumsum(np.bincount(inv.reshape(-1)))[:-1])):
+        r0 = rows[f]
+        groups.setdefault((str(cols["system"][r0]), str(cols["weight_dtype"][r0]), str(cols["kv_dtype"][r0])),
+                          []).append((Layout(tp=int(cols["tp"][r0]), ep=int(cols["ep"][r0]), pp=int(cols["pp"][r0])),
+                                      sel))
+    for (name, wd, kv), members in groups.items():
         s = systems[name]
         try:
             power, fac = chip_power(s), facility()
         except TokenmathError:
             continue
-        r = rows[sel]
-        lay = Layout(tp=int(tp), ep=int(ep), pp=int(pp))
         dt = Dtypes.for_point(model, wd, kv)
-        B = cols["batch"][r].astype(float)
-        # one row (a plan's best point): a float pass, not a 1-element array's
-        op = op_step(model, s, lay, float(B[0]) if len(B) == 1 else B, L, 1.0, kernels=None, dtypes=dt, check=False)
-        bp = op.bound_parts
-        compute = np.asarray(bp["compute_s"], float)
+        lays = [lay for lay, _ in members]
+        # every layout's rows as one (layouts, rows) batch array (short rows padded with their first
+        # batch): the roofline of all of them in one broadcast call, like the planner's search
+        width = max(len(sel) for _, sel in members)
+        B = np.empty((len(members), width))
+        for i, (_, sel) in enumerate(members):
+            b = cols["batch"][rows[sel]].astype(float)
+            B[i] = np.concatenate([b, np.full(width - len(b), b[0])])
+        op = op_step(model, s, lays, B, L, 1.0, kernels=None, dtypes=dt, check=False)
+        bp = {k: np.broadcast_to(np.asarray(v, float), B.shape) for k, v in op.bound_parts.items()}
+        compute = bp["compute_s"]
         if prompt_cached is not None:  # the prompt chunks sharing each step: B/O prompts of I − cached tokens
             Ip = input_tokens - prompt_cached
-            pre = op_step(model, s, lay, 1.0, prompt_cached, Ip, kernels=None, dtypes=dt, check=False)
-            compute = compute + B / output_tokens * float(pre.bound_parts["compute_s"])
-        billed = cols["billed_chips"][r].astype(float)
-        e = step_energy(power, fac, chips=lay.replica_chips, step_s=cols["step_s"][r].astype(float), compute_s=compute,
-                        memory_s=np.asarray(bp["weights_s"]) + bp["kv_s"] + bp["activations_s"], tokens=B,
-                        idle_chips=billed - lay.replica_chips, level=level)
-        replica_tps = cols["tokens_per_s_per_chip"][r].astype(float) * billed
-        w[sel] = e.watts
-        j[sel] = np.asarray(e.watts) / replica_tps
-        mw[sel] = replica_tps / (np.asarray(e.watts) / 1e6)
+            pre = op_step(model, s, lays, np.ones((len(lays), 1)), prompt_cached, Ip, kernels=None, dtypes=dt,
+                          check=False)
+            compute = compute + B / output_tokens * np.asarray(pre.bound_parts["compute_s"], float).reshape(-1, 1)
+        memory = bp["weights_s"] + bp["kv_s"] + bp["activations_s"]
+        by_chips: dict = {}  # layouts of one replica size share one step_energy call
+        for i, (lay, sel) in enumerate(members):
+            by_chips.setdefault(lay.replica_chips, []).append((i, sel))
+        for chips, parts in by_chips.items():
+            sel = np.concatenate([sel for _, sel in parts])
+            r = rows[sel]
+            pick = lambda a: np.concatenate([a[i, :len(sel_i)] for i, sel_i in parts])  # noqa: E731
+            billed = cols["billed_chips"][r].astype(float)
+            e = step_energy(power, fac, chips=chips, step_s=cols["step_s"][r].astype(float), compute_s=pick(compute),
+                            memory_s=pick(memory), tokens=pick(B), idle_chips=billed - chips, level=level)
+            replica_tps = cols["tokens_per_s_per_chip"][r].astype(float) * billed
+            w[sel] = e.watts
+            j[sel] = np.asarray(e.watts) / replica_tps
+            mw[sel] = replica_tps / (np.asarray(e.watts) / 1e6)
     return w, j, mw
 
 

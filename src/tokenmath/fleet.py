@@ -223,16 +223,17 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
         price = s.held_usd_per_chip_hour(usd_per_chip_hour)  # a fleet pays every held hour
         rows = np.nonzero(ok)[0]
         watts = _pool_watts(model, s, cols, rows, I, O, cached) if energy else [None] * len(rows)
-        for i, w in zip(rows, watts):
-            billed = float(cols["billed_chips"][i])
-            cap = float(cols["tokens_per_s_per_chip"][i]) * billed / O
+        c = _row_lists(cols, rows)
+        for i, w in enumerate(watts):
+            billed = float(c["billed_chips"][i])
+            cap = float(c["tokens_per_s_per_chip"][i]) * billed / O
             R = max(1, math.ceil(rate / (rho * cap)))
-            pool = Pool("both", s.name, R, int(cols["chips"][i]), billed, int(cols["tp"][i]), int(cols["ep"][i]),
-                        int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
-                        str(cols["kv_dtype"][i]), cap, float(cols["step_s"][i]),
+            pool = Pool("both", s.name, R, int(c["chips"][i]), billed, int(c["tp"][i]), int(c["ep"][i]),
+                        int(c["pp"][i]), R, int(c["batch"][i]), str(c["weight_dtype"][i]),
+                        str(c["kv_dtype"][i]), cap, float(c["step_s"][i]),
                         None if price is None else R * billed * price, w,
-                        redundant_experts=int(cols["redundant_experts"][i]))
-            out.append(_option("aggregated", (pool,), rate, I, O, float(cols["ttft_s"][i]), float(cols["step_s"][i]),
+                        redundant_experts=int(c["redundant_experts"][i]))
+            out.append(_option("aggregated", (pool,), rate, I, O, float(c["ttft_s"][i]), float(c["step_s"][i]),
                                None))
     return out
 
@@ -253,6 +254,18 @@ def _resize(o: FleetOption, replicas: tuple[int, ...], rate: float, I: float, O:
                   for p, r in zip(o.pools, replicas))
     return replace(_option(o.mode, pools, rate, I, O, o.analytic_ttft_s, o.analytic_tpot_s, o.kv_transfer_s),
                    simulated=o.simulated)
+
+
+def _resized_totals(o: FleetOption, replicas) -> tuple[float, float | None, float | None]:
+    """(chips, $/hour, watts) of `_resize(o, replicas, ...)`, the same sums in the same order,
+    without building the fleet (the search ranks tens of thousands of resized candidates)."""
+    pools = o.pools
+    chips = sum(r * p.billed_chips_per_replica for p, r in zip(pools, replicas))
+    usd = None if any(p.usd_per_hour is None for p in pools) else \
+        sum(p.usd_per_hour / p.replicas * r for p, r in zip(pools, replicas))
+    w = None if any(p.watts_per_replica is None for p in pools) else \
+        sum(r * p.watts_per_replica for p, r in zip(pools, replicas))
+    return chips, usd, w
 
 
 def _pool_watts(model, system, cols, rows, I, O, cached=None):
@@ -358,17 +371,28 @@ def _decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, ene
         verify = _mtp_verify_steps(model, s, cols, I + O / 2.0, k, engine)
         per_token = verify / e
     rows = np.nonzero(per_token <= slo.tpot_limit())[0] if n else np.array([], int)
-    watts = dict(zip(rows, _pool_watts(model, s, cols, rows, I, O) if energy else [None] * len(rows)))
-    for i in rows:
-        billed = float(cols["billed_chips"][i])
-        cap = float(cols["batch"][i]) / (O * float(per_token[i]))  # requests/s of one replica
+    watts = _pool_watts(model, s, cols, rows, I, O) if energy else [None] * len(rows)
+    c = _row_lists(dict(cols, per_token=per_token, verify=per_token if verify is None else verify), rows)
+    for i, w in enumerate(watts):
+        billed = float(c["billed_chips"][i])
+        cap = float(c["batch"][i]) / (O * float(c["per_token"][i]))  # requests/s of one replica
         R = max(1, math.ceil(rate / (rho * cap)))
-        out.append(Pool("decode", s.name, R, int(cols["chips"][i]), billed, int(cols["tp"][i]), int(cols["ep"][i]),
-                        int(cols["pp"][i]), R, int(cols["batch"][i]), str(cols["weight_dtype"][i]),
-                        str(cols["kv_dtype"][i]), cap, float(per_token[i]), None if price is None else R * billed * price,
-                        watts[i], k, e, None if verify is None else float(verify[i]),
-                        redundant_experts=int(cols["redundant_experts"][i])))
+        out.append(Pool("decode", s.name, R, int(c["chips"][i]), billed, int(c["tp"][i]), int(c["ep"][i]),
+                        int(c["pp"][i]), R, int(c["batch"][i]), str(c["weight_dtype"][i]),
+                        str(c["kv_dtype"][i]), cap, float(c["per_token"][i]),
+                        None if price is None else R * billed * price, w, k, e,
+                        None if verify is None else float(c["verify"][i]),
+                        redundant_experts=int(c["redundant_experts"][i])))
     return out
+
+
+def _row_lists(cols: dict, rows) -> dict:
+    """The planner columns a pool is built from, at `rows`, as Python lists (one conversion per
+    column, not one numpy scalar per field and row)."""
+    rows = np.asarray(rows, int)
+    return {k: np.asarray(cols[k])[rows].tolist() for k in
+            ("billed_chips", "tokens_per_s_per_chip", "chips", "tp", "ep", "pp", "batch", "weight_dtype", "kv_dtype",
+             "step_s", "ttft_s", "redundant_experts", "per_token", "verify") if k in cols}
 
 
 def _mtp_verify_steps(model, s, cols, context, k, engine) -> np.ndarray:
@@ -392,11 +416,12 @@ def _mtp_verify_steps(model, s, cols, context, k, engine) -> np.ndarray:
 
 
 def kv_transfer_s(model: Model, prefill: System, decode: System, input_tokens: float, *, prefill_chips: int,
-                  decode_chips: int, kv_dtype: str = "bf16") -> float | None:
+                  decode_chips: int, kv_dtype: str = "bf16", kv_bytes: float | None = None) -> float | None:
     """Seconds to move one prompt's KV from a prefill replica to a decode replica: over the
     scale-up link when both replicas fit one domain of the same system, else over the scale-out
-    NIC; every chip sends its share in parallel; plus one hop. None when no link is published."""
-    kv = float(kv_cache(model, input_tokens, kv_dtype).stored_bytes)
+    NIC; every chip sends its share in parallel; plus one hop. None when no link is published.
+    kv_bytes: the prompt's stored KV when the caller already has it (default: kv_cache's)."""
+    kv = float(kv_cache(model, input_tokens, kv_dtype).stored_bytes) if kv_bytes is None else kv_bytes
     same_domain = prefill.name == decode.name and prefill_chips + decode_chips <= prefill.scaleup_chips
     bw = prefill.scaleup_bytes_per_s if same_domain else min(
         x for x in (prefill.scaleout_bytes_per_s, decode.scaleout_bytes_per_s, math.inf) if x)
@@ -421,11 +446,12 @@ def _disaggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_ho
         dec += sorted(_decode_pools(model, s, I, O, rate, slo, rho, usd_per_chip_hour, engine, energy, weight_dtypes,
                                     mtp, layouts, refine=not by_energy), key=cost)[:keep]  # the refinement ranks by cost
     by_name = {s.name: s for s in systems}
+    kv = float(kv_cache(model, I, "bf16").stored_bytes)  # one prompt's KV, the same for every pair
     out = []
     for p in pre:
         for d in dec:
             t_kv = kv_transfer_s(model, by_name[p.system], by_name[d.system], I, prefill_chips=p.chips_per_replica,
-                                 decode_chips=d.chips_per_replica)
+                                 decode_chips=d.chips_per_replica, kv_bytes=kv)
             if t_kv is None or p.step_s + t_kv > TTFT_SCREEN_SHARE * slo.ttft_limit():
                 continue
             out.append(_option("disaggregated", (p, d), rate, I, O, p.step_s + t_kv, d.step_s, t_kv))
@@ -934,12 +960,15 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
         raise TokenmathError(_unreachable(model, systems, I, O, cached, slo, usd_per_chip_hour, engine, disaggregation,
                                           weight_dtypes, layouts))
 
-    def key(o: FleetOption):
+    def key_of(chips: float, usd: float | None, watts: float | None):
         if objective == "energy":
-            return (0 if o.watts is not None else 1, o.watts or math.inf, o.total_chips)
-        if objective == "cost" and o.usd_per_hour is not None:
-            return (0, o.usd_per_hour, o.total_chips)
-        return (1 if objective == "cost" else 0, o.total_chips, o.usd_per_hour or math.inf)
+            return (0 if watts is not None else 1, watts or math.inf, chips)
+        if objective == "cost" and usd is not None:
+            return (0, usd, chips)
+        return (1 if objective == "cost" else 0, chips, usd or math.inf)
+
+    def key(o: FleetOption):
+        return key_of(o.total_chips, o.usd_per_hour, o.watts)
 
     ctx = dict(model=model, by_name={s.name: s for s in systems}, rate=rate, I=I, O=O, cached=cached, engine=engine,
                trace=trace, sized={})
@@ -953,7 +982,7 @@ def fleet(model: Model, systems: list[System], *, request_rate: float | None = N
             if done is not None and not done[1].meets:
                 return (math.inf,)
             reps.append(done[0] if done is not None else _floor_replicas(p, rate))
-        return key(_resize(o, tuple(reps), rate, I, O))
+        return key_of(*_resized_totals(o, reps))
 
     # one candidate per mode, system, layout and dtype: the batch with the lowest floor (the most
     # capacity that passes the screen); then best-first on the floor, which rises as pools are sized:
