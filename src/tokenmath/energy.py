@@ -635,15 +635,19 @@ def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, out
     if not len(rows):
         return w, j, mw
     # the rows by (system, TP, EP, PP, weight dtype, KV dtype): each column's values as codes, combined
-    code = np.zeros(len(rows), np.int64)
-    for c in ("system", "tp", "ep", "pp", "weight_dtype", "kv_dtype"):
-        u, inv = np.unique(np.asarray(cols[c])[rows], return_inverse=True)
-        code = code * len(u) + inv.reshape(-1)
-    _, first, inv = np.unique(code, return_index=True, return_inverse=True)
-    order = np.argsort(inv.reshape(-1), kind="stable")
+    if len(rows) == 1:  # one row (a plan's best point, explore's row): one group
+        first, split = [0], [np.array([0])]
+    else:
+        code = np.zeros(len(rows), np.int64)
+        for c in ("system", "tp", "ep", "pp", "weight_dtype", "kv_dtype"):
+            u, inv = np.unique(np.asarray(cols[c])[rows], return_inverse=True)
+            code = code * len(u) + inv.reshape(-1)
+        _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+        order = np.argsort(inv.reshape(-1), kind="stable")
+        split = np.split(order, np.cumsum(np.bincount(inv.reshape(-1)))[:-1])
     L = input_tokens + output_tokens / 2.0
     groups: dict = {}  # (system, weight dtype, KV dtype) -> [(layout, the rows' positions)]: one op_step each
-    for f, sel in zip(first, np.split(order, np.cumsum(np.bincount(inv.reshape(-1)))[:-1])):
+    for f, sel in zip(first, split):
         r0 = rows[f]
         groups.setdefault((str(cols["system"][r0]), str(cols["weight_dtype"][r0]), str(cols["kv_dtype"][r0])),
                           []).append((Layout(tp=int(cols["tp"][r0]), ep=int(cols["ep"][r0]), pp=int(cols["pp"][r0])),
@@ -663,13 +667,17 @@ def plan_energy(model, systems: dict, cols: dict, rows, input_tokens: float, out
         for i, (_, sel) in enumerate(members):
             b = cols["batch"][rows[sel]].astype(float)
             B[i] = np.concatenate([b, np.full(width - len(b), b[0])])
-        op = op_step(model, s, lays, B, L, 1.0, kernels=None, dtypes=dt, check=False)
-        bp = {k: np.broadcast_to(np.asarray(v, float), B.shape) for k, v in op.bound_parts.items()}
+        # one layout (a plan's best point, explore's row): its own pass, a float one for one row
+        one = len(lays) == 1
+        at = (lays[0], float(B[0, 0]) if width == 1 else B[0]) if one else (lays, B)
+        op = op_step(model, s, *at, L, 1.0, kernels=None, dtypes=dt, check=False)
+        bp = {k: np.broadcast_to(np.asarray(v, float).reshape(len(lays), -1), B.shape)
+              for k, v in op.bound_parts.items()}
         compute = bp["compute_s"]
         if prompt_cached is not None:  # the prompt chunks sharing each step: B/O prompts of I − cached tokens
             Ip = input_tokens - prompt_cached
-            pre = op_step(model, s, lays, np.ones((len(lays), 1)), prompt_cached, Ip, kernels=None, dtypes=dt,
-                          check=False)
+            pre = op_step(model, s, lays[0] if one else lays, 1.0 if one else np.ones((len(lays), 1)), prompt_cached,
+                          Ip, kernels=None, dtypes=dt, check=False)
             compute = compute + B / output_tokens * np.asarray(pre.bound_parts["compute_s"], float).reshape(-1, 1)
         memory = bp["weights_s"] + bp["kv_s"] + bp["activations_s"]
         by_chips: dict = {}  # layouts of one replica size share one step_energy call
