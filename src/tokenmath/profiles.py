@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -303,6 +304,13 @@ def band_on(value, q: tuple[float, float], sensitivity=1.0, bound=None):
     the step), given the step residual's (q10, q90): measured ≈ predicted · exp(−sensitivity · r).
     `bound`: the roofline's value of the same figure, which no deployment beats, so the band stops
     there — a time-like figure (sensitivity > 0) is never below it, a rate never above it."""
+    if all(isinstance(x, (int, float)) for x in (value, sensitivity)) and (bound is None or isinstance(bound, (int, float))):
+        a, b = value * math.exp(-sensitivity * q[1]), value * math.exp(-sensitivity * q[0])  # one answer: floats
+        lo, hi = min(a, b), max(a, b)
+        if bound is not None:
+            lo, hi = (max(lo, bound), max(hi, bound)) if sensitivity > 0 else (lo, min(hi, bound))
+            lo = min(lo, hi)
+        return [float(lo), float(hi)]
     v = np.asarray(value, float)
     s = np.asarray(sensitivity, float)
     a, b = v * np.exp(-s * q[1]), v * np.exp(-s * q[0])
