@@ -1176,7 +1176,7 @@ def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, ne
         imb = expert_imbalance(mb.tokens, model.moe.k, model.moe.n_experts, lt.ep, engine.routing_cv, z=lt.z_ep)
     gemm = kernels.gemm_curve("gemm", rates.dense_family, rates.dense_ratio, rates.dense_quantised)
     moe = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised,
-                             ep_path=float(np.max(lt.ep)) > 1)
+                             ep_path=(lt.ep if _num(lt.ep) else float(np.max(lt.ep))) > 1)
     att = attention_curve(model, system, kernels, rates.kv_dtype)
     return {
         "dense_gemm": dense_gemm_time(sh, lt, mb, rates, gemm, engine),
@@ -1245,10 +1245,13 @@ def op_step(model: Model, system: System, layout: Layout, batch, context, new_to
         lt = stack_layout_terms([layout_terms(model, system, lay, kernels, engine, hop_latency_s) for lay in layout])
     else:
         lt = layout_terms(model, system, layout, kernels, engine, hop_latency_s)
-    points = dict(batch=batch, context=context, new_tokens=new_tokens, prefill_tokens=prefill_tokens,
-                  prefill_context=prefill_context, prefill_seqs=prefill_seqs, context_cv=context_cv)
-    shape = () if many or all(x is None or _num(x) for x in points.values()) else \
-        np.broadcast_shapes(*(np.shape(x) for x in points.values() if x is not None))
+    scalars = (batch, context, new_tokens, prefill_tokens, prefill_context, prefill_seqs, context_cv)
+    if not many and not all(x is None or isinstance(x, _NUM) for x in scalars):
+        points = dict(batch=batch, context=context, new_tokens=new_tokens, prefill_tokens=prefill_tokens,
+                      prefill_context=prefill_context, prefill_seqs=prefill_seqs, context_cv=context_cv)
+        shape = np.broadcast_shapes(*(np.shape(x) for x in scalars if x is not None))
+    else:
+        shape = ()
     if math.prod(shape) > 2 * CHUNK_POINTS:  # a large array of points, one layout: in cache-sized chunks
         flat = {k: np.broadcast_to(np.asarray(x, float), shape).ravel() if np.ndim(x) else x
                 for k, x in points.items()}
