@@ -238,34 +238,40 @@ def _aggregated(model, systems, I, O, cached, rate, slo, rho, usd_per_chip_hour,
     return out
 
 
+def _totals(pools, replicas, usd_per_hour) -> tuple[float, float | None, float | None]:
+    """(chips, $/hour, watts) of a fleet whose pools run `replicas` replicas costing `usd_per_hour` each
+    pool (None where unpriced): what _option records and the search ranks candidates by."""
+    chips = sum(r * p.billed_chips_per_replica for p, r in zip(pools, replicas))
+    usd = None if any(u is None for u in usd_per_hour) else sum(usd_per_hour)
+    w = None if any(p.watts_per_replica is None for p in pools) else \
+        sum(r * p.watts_per_replica for p, r in zip(pools, replicas))
+    return chips, usd, w
+
+
+def _usd_at(p: Pool, replicas: int) -> float | None:
+    """A pool's $/hour at another replica count."""
+    return None if p.usd_per_hour is None else p.usd_per_hour / p.replicas * replicas
+
+
 def _option(mode, pools, rate, I, O, ttft, tpot, kv_s) -> FleetOption:
-    chips = sum(p.replicas * p.billed_chips_per_replica for p in pools)
-    usd = None if any(p.usd_per_hour is None for p in pools) else sum(p.usd_per_hour for p in pools)
+    chips, usd, w = _totals(pools, [p.replicas for p in pools], [p.usd_per_hour for p in pools])
     per_out = None if usd is None else usd / 3600.0 / (rate * O) * 1e6  # the fleet's $/s over output tokens/s
     per_all = None if usd is None else usd / 3600.0 / (rate * (I + O)) * 1e6  # ... over every token in and out
-    w = None if any(p.watts_per_replica is None for p in pools) else sum(p.replicas * p.watts_per_replica for p in pools)
     return FleetOption(mode, tuple(pools), chips, usd, per_out, per_all, ttft, tpot, kv_s, 1.0 / tpot, watts=w,
                        joules_per_token=None if w is None else w / (rate * O), joules_per_request=None if w is None else w / rate)
 
 
 def _resize(o: FleetOption, replicas: tuple[int, ...], rate: float, I: float, O: float) -> FleetOption:
     """The same fleet with each pool at its new replica count (cost, chips and watts follow)."""
-    pools = tuple(replace(p, replicas=r, dp=r, usd_per_hour=None if p.usd_per_hour is None else p.usd_per_hour / p.replicas * r)
-                  for p, r in zip(o.pools, replicas))
+    pools = tuple(replace(p, replicas=r, dp=r, usd_per_hour=_usd_at(p, r)) for p, r in zip(o.pools, replicas))
     return replace(_option(o.mode, pools, rate, I, O, o.analytic_ttft_s, o.analytic_tpot_s, o.kv_transfer_s),
                    simulated=o.simulated)
 
 
 def _resized_totals(o: FleetOption, replicas) -> tuple[float, float | None, float | None]:
-    """(chips, $/hour, watts) of `_resize(o, replicas, ...)`, the same sums in the same order,
-    without building the fleet (the search ranks tens of thousands of resized candidates)."""
-    pools = o.pools
-    chips = sum(r * p.billed_chips_per_replica for p, r in zip(pools, replicas))
-    usd = None if any(p.usd_per_hour is None for p in pools) else \
-        sum(p.usd_per_hour / p.replicas * r for p, r in zip(pools, replicas))
-    w = None if any(p.watts_per_replica is None for p in pools) else \
-        sum(r * p.watts_per_replica for p, r in zip(pools, replicas))
-    return chips, usd, w
+    """(chips, $/hour, watts) of `_resize(o, replicas, ...)` without building the fleet (the search
+    ranks tens of thousands of resized candidates): the same _totals of the same pools."""
+    return _totals(o.pools, replicas, [_usd_at(p, r) for p, r in zip(o.pools, replicas)])
 
 
 def _pool_watts(model, system, cols, rows, I, O, cached=None):
