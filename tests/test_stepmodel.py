@@ -570,6 +570,25 @@ def test_invariant_one_pass_equals_its_array_element(name, sysname, lay, engine)
             assert v == pytest.approx(float(np.asarray(arr.bound_parts[k])[0]), rel=1e-12, abs=1e-18), (kw, k)
 
 
+def test_invariant_the_expert_parallel_floor_is_each_layouts_own_in_a_many_layout_call():
+    """Invariant: the weight-only MoE family's extra floor on the expert-parallel path
+    (GemmFamily.t0ep_s, nonzero for gpt-oss's MXFP4 experts on Hopper) is charged per layout when
+    the planner evaluates several layouts in one call: a TP8 layout stacked with an EP8 one gets
+    its own (tensor-parallel) expert time, as it does alone (it took the EP floor from its
+    neighbour before 2026-12-07), to 1e-12."""
+    from tokenmath.parallelism import Layout
+
+    m, s = tm.get_model("gpt-oss-120b"), tm.get_system("h100-sxm")
+    prof = choose("calibrated", system=s)
+    lays = [Layout(tp=8), Layout(ep=8)]
+    many = op_step(m, s, lays, 4.0, 2000.0, kernels=prof.kernels, engine=prof.engine)
+    for i, lay in enumerate(lays):
+        one = op_step(m, s, lay, 4.0, 2000.0, kernels=prof.kernels, engine=prof.engine)
+        for f in ("expert_gemm_s", "step_s"):
+            assert float(np.ravel(getattr(many, f))[i]) == pytest.approx(getattr(one, f), rel=1e-12), (lay, f)
+    assert one.expert_gemm_s > 1.2 * float(np.ravel(many.expert_gemm_s)[0])  # the paths do differ here
+
+
 @pytest.mark.parametrize("name, sysname, lay, engine", ONE_PASS_CASES)
 def test_invariant_a_large_sweep_in_chunks_equals_one_pass_over_it(name, sysname, lay, engine, monkeypatch):
     """Invariant: op_step evaluates a large array of points in chunks of stepmodel.CHUNK_POINTS (its

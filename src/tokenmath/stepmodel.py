@@ -1175,8 +1175,10 @@ def pass_terms(model: Model, system: System, lt: LayoutTerms, batch, context, ne
     if model.moe is not None and sh.moe_layers:
         imb = expert_imbalance(mb.tokens, model.moe.k, model.moe.n_experts, lt.ep, engine.routing_cv, z=lt.z_ep)
     gemm = kernels.gemm_curve("gemm", rates.dense_family, rates.dense_ratio, rates.dense_quantised)
-    moe = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised,
-                             ep_path=(lt.ep if _num(lt.ep) else float(np.max(lt.ep))) > 1)
+    moe = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised)
+    moe_ep = kernels.gemm_curve("moe", rates.expert_family, rates.expert_ratio, rates.expert_quantised, ep_path=True)
+    if moe_ep.t0_s != moe.t0_s:  # the family's floor on the expert-parallel path, per layout (EP > 1)
+        moe = dataclasses.replace(moe, t0_s=_where(lt.ep > 1, moe_ep.t0_s, moe.t0_s))
     att = attention_curve(model, system, kernels, rates.kv_dtype)
     return {
         "dense_gemm": dense_gemm_time(sh, lt, mb, rates, gemm, engine),
