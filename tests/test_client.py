@@ -188,3 +188,23 @@ def test_invariant_client_band_stops_at_the_bound():
         assert r80["tpot_s"][0] >= b["tpot_s"] * (1 - 1e-9)
         assert r80["ttft_s"][0] >= b["ttft_s"] * (1 - 1e-9)
         assert r80["output_tokens_per_s_per_chip"][1] <= b["output_tokens_per_s_per_chip"] * (1 + 1e-9)
+
+
+def test_client_under_trtllm_caps_the_batch_by_trtllms_own_kv_budget():
+    """`client --engine trtllm` sizes the KV that fits as TensorRT-LLM does, 90 % of the memory the
+    weights leave free (KvCacheConfig.free_gpu_memory_fraction; catalog/engines.toml `kv_budget`),
+    not 90 % of all HBM as vLLM and SGLang do. Invariant (the code's own numbers, the README's
+    sentence): Llama-3.3-70B FP8 on two H100s at 3,250 tokens of mean context holds 71 sequences
+    by the total rule and 78 by the free rule (`--engine generic`, the default, names the total rule's
+    generic profile); the Python API answers the same."""
+    args = ["client", "--model", "llama-3.3-70b", "--system", "h100-sxm", "--chips", "2", "--concurrency", "100",
+            "--input-tokens", "3000", "--output-tokens", "500", "--weight-dtype", "fp8", "--json"]
+    caps = {}
+    for engine in (None, "generic", "vllm", "trtllm"):
+        r = runner.invoke(app, args + (["--engine", engine] if engine else []))
+        assert r.exit_code == 0, r.output
+        caps[engine] = json.loads(r.stdout)["kv_cap_sequences"]
+    assert caps == {None: 71.0, "generic": 71.0, "vllm": 71.0, "trtllm": 78.0}
+    py = tm.client("llama-3.3-70b", system="h100-sxm", chips=2, concurrency=100, input_tokens=3000,
+                   output_tokens=500, weight_dtype="fp8", engine="trtllm")
+    assert py.to_dict()["kv_cap_sequences"] == 78.0

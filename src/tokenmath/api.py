@@ -586,7 +586,7 @@ def curve(model: ModelArg, system: SystemArg, *, over: str = "batch", batch: flo
         est = dataclasses.replace(est, replica=rep)
         # on the estimate's layout, in what a serving engine fills (layout.serving_hbm_bytes); the
         # roofline's own curve, in all of HBM
-        mem = layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt)
+        mem = layout_memory(m, s, rep.layout, st.batch, st.context, dtypes=dt, kv_budget=prof.engine.kv_budget)
         fits = np.asarray(mem.fits if prof.is_roofline else mem.serves)
     if est is not None:
         from .energy import maybe_energy_of_pass

@@ -134,7 +134,7 @@ def client_sweep(model: Model, system: System, layout: Layout, concurrency, inpu
     I, O = float(input_tokens), float(output_tokens)
     check_output_tokens(O)
     cap = max_batch(model, system, layout, I + O / 2, dtypes=dtypes,  # a serving engine's memory, as validation reads a run
-                    cap=None if profile.is_roofline else profile.engine.max_batch)
+                    cap=None if profile.is_roofline else profile.engine.max_batch, kv_budget=profile.engine.kv_budget)
     c = default_concurrency(cap, requests) if concurrency is None else check_concurrency(concurrency)
     kw = dict(dtypes=dtypes, batch_cap=cap, arrivals=arrivals, requests=requests)
     est = closed_loop(model, system, layout, c, I, O, kernels=profile.kernels, engine=profile.engine, **kw)

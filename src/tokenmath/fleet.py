@@ -320,7 +320,8 @@ def _prefill_pools(model, s, I, cached, rate, slo, rho, usd_per_chip_hour, engin
                     continue  # a prefill pool gains nothing from pipeline stages in flight one prompt deep
                 budget = chunk_tokens * lay.attention_dp
                 fits = [b for b in per_pass if b * Ip <= budget or b == 1]
-                while fits and not layout_memory(model, s, lay, float(fits[-1]), I, dtypes=dt).serves:
+                while fits and not layout_memory(model, s, lay, float(fits[-1]), I, dtypes=dt,
+                                                 kv_budget=prof.engine.kv_budget).serves:
                     fits.pop()  # the prompts of a pass hold their KV until it ends
                 if not fits:
                     continue

@@ -50,6 +50,12 @@ ACTIVATION_BUFFERS = 4
 SERVING_HBM_FRACTION = 0.9
 RUNTIME_RESERVE_BYTES = 3.5 * 2**30
 COLLECTIVE_RESERVE_BYTES = 392 * 2**20
+# Of what the fraction is taken (an engine feature, catalog/engines.toml `kv_budget`):
+#   "total"  of all HBM, weights included (vLLM's gpu_memory_utilization, SGLang's
+#            mem_fraction_static): weights, KV and activations fill fraction · HBM − reserve
+#   "free"   of the memory left free once the weights and the runtime are loaded (TensorRT-LLM's
+#            KvCacheConfig.free_gpu_memory_fraction): weights + fraction · (HBM − reserve − weights)
+KV_BUDGETS = ("total", "free")
 
 
 @dataclass(frozen=True)
@@ -69,13 +75,21 @@ class LayoutMemory:
     serves: bool | np.ndarray = True  # total ≤ serving_bytes_per_chip: the estimate's test
 
 
-def serving_hbm_bytes(system: System, layout, fraction: float = SERVING_HBM_FRACTION):
+def serving_hbm_bytes(system: System, layout, fraction: float = SERVING_HBM_FRACTION, *, kv_budget: str = "total",
+                      weights_bytes=0.0):
     """Bytes per chip a serving engine fills with weights, KV and activations: `fraction` of HBM less
-    the runtime's reserve and, on a replica of several chips, the collective buffers (above).
-    `layout`: a Layout, or Layouts (an array, one row per layout)."""
+    the runtime's reserve and, on a replica of several chips, the collective buffers (above); with
+    kv_budget "free" (TensorRT-LLM), the weights per chip (`weights_bytes`) plus `fraction` of what
+    they and the reserve leave free. `layout`: a Layout, or Layouts (an array, one row per layout)."""
     many = np.asarray(layout.replica_chips) > 1
     reserve = RUNTIME_RESERVE_BYTES + np.where(many, COLLECTIVE_RESERVE_BYTES, 0.0)
-    out = system.chip.hbm_bytes * fraction - reserve
+    if kv_budget == "free":
+        w = np.asarray(weights_bytes, float)
+        out = w + fraction * (system.chip.hbm_bytes - reserve - w)
+    elif kv_budget == "total":
+        out = system.chip.hbm_bytes * fraction - reserve
+    else:
+        raise TokenmathError(f"kv_budget = {kv_budget!r}; expected one of {', '.join(KV_BUDGETS)}")
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -91,12 +105,13 @@ def _weight_split(model: Model, weight_dtype: str | None) -> tuple[float, float]
 
 
 def layout_memory(model: Model, system: System, layout: Layout, batch, context, *, dtypes: Dtypes = Dtypes(),
-                  new_tokens: float = 1.0) -> LayoutMemory:
+                  new_tokens: float = 1.0, kv_budget: str = "total") -> LayoutMemory:
     """Memory per chip. Weights: experts·(E + R)/E / (stage_chips·PP) + the rest / (TP·PP), R the
     layout's redundant expert copies. KV: the batch of one
     replica, B = m·b sequences, spread over PP stages (each holds its layers) and over attention-DP
     ranks and KV-head shards: B·kv(L) / (PP·attention_dp·head_split). With B = PP·b the PP cancels:
-    pipelining divides weight memory per chip, not KV memory per chip (the lecture's 1:08 result)."""
+    pipelining divides weight memory per chip, not KV memory per chip (the lecture's 1:08 result).
+    kv_budget: how the engine sizes what it may fill (serving_hbm_bytes, `serves`)."""
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     experts, dense = _weight_split(model, dtypes.weight)
     if model.moe is not None:  # redundant copies (EPLB) add R expert slots to the E routed experts
@@ -112,7 +127,7 @@ def layout_memory(model: Model, system: System, layout: Layout, batch, context, 
     act = tokens_in_flight * per_token
     total = e_chip + d_chip + kv_chip + act
     hbm = system.chip.hbm_bytes
-    usable = serving_hbm_bytes(system, layout)
+    usable = serving_hbm_bytes(system, layout, kv_budget=kv_budget, weights_bytes=e_chip + d_chip)
     return LayoutMemory(
         weights_bytes_per_chip=e_chip + d_chip, expert_bytes_per_chip=e_chip, dense_bytes_per_chip=d_chip,
         kv_bytes_per_chip=_s(kv_chip), activation_bytes_per_chip=_s(act), total_bytes_per_chip=_s(total),

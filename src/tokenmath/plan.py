@@ -227,9 +227,11 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
     L = I + O / 2.0
     weight, kv, *_ = resolve_dtypes(model, system, dtypes)
     la = Layouts(layouts)
-    mem1 = layout_memory(model, system, la, 1.0, L, dtypes=dtypes)
-    # the estimate fills what a serving engine does (layout.serving_hbm_bytes); the roofline, all of HBM
+    # the estimate fills what a serving engine does (layout.serving_hbm_bytes, by the engine's
+    # kv_budget rule); the roofline, all of HBM
     serving = profile.kernels is not None
+    kvb = profile.engine.kv_budget if serving else "total"
+    mem1 = layout_memory(model, system, la, 1.0, L, dtypes=dtypes, kv_budget=kvb)
     fit = np.asarray(mem1.serves if serving else mem1.fits, bool)[:, 0]
     if (~fit).any():
         rejected["weights do not fit"] = rejected.get("weights do not fit", 0) + int((~fit).sum())
@@ -282,7 +284,7 @@ def _evaluate_estimate_layouts(model, system, layouts: list[Layout], dtypes, I, 
         key = str(e).split(":")[0][:80]
         rejected[key] = rejected.get(key, 0) + len(lays)
         return None, evaluated - len(lays)
-    mem = layout_memory(model, system, la, G, L, dtypes=dtypes)
+    mem = layout_memory(model, system, la, G, L, dtypes=dtypes, kv_budget=kvb)
     valid &= np.asarray(mem.serves if serving else mem.fits, bool)
     r, c = np.nonzero(valid)
     g, t = G[r, c], tpot[r, c]

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TokenmathError
+from .layout import KV_BUDGETS
 from .specs import Model, System
 from .stepmodel import A2A_MODES, DEEPEP_MODES, A2ACurve, AttentionCurve, CommCurve, Engine, GemmFamily, Kernels
 
@@ -41,7 +42,7 @@ PRESET_FILE = HERE / "calibrated.json"
 ENGINES_FILE = Path(__file__).parent / "catalog" / "engines.toml"  # sourced engine features
 CASE_FEATURES_FILE = HERE / "case_features.toml"  # features a published run states it used
 # Engine features: named facts about how an engine runs (catalog/engines.toml), never fitted
-ENGINE_FEATURES = ("moe_a2a", "deepep_mode", "comm_overlap")
+ENGINE_FEATURES = ("moe_a2a", "deepep_mode", "comm_overlap", "kv_budget")
 ENGINE_PARAMS = ("overhead_s", "compute_scale", "memory_scale", "network_scale", "routing_cv", "floor_scale")
 ENGINES = ("trtllm", "vllm", "sglang")
 # A user fit's overhead factor f scales the preset's per-step overhead plus this, less this:
@@ -120,6 +121,8 @@ def _check_features(feats: dict, where: str) -> dict:
             raise TokenmathError(f"{where}: moe_a2a = {v!r}; expected one of {', '.join(A2A_MODES)}")
         if k == "deepep_mode" and v not in DEEPEP_MODES:
             raise TokenmathError(f"{where}: deepep_mode = {v!r}; expected one of {', '.join(DEEPEP_MODES)}")
+        if k == "kv_budget" and v not in KV_BUDGETS:
+            raise TokenmathError(f"{where}: kv_budget = {v!r}; expected one of {', '.join(KV_BUDGETS)}")
         if k == "comm_overlap" and not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
             raise TokenmathError(f"{where}: comm_overlap = {v!r}; expected a share between 0 and 1")
         out[k] = float(v) if k == "comm_overlap" else v
@@ -486,9 +489,9 @@ def choose_from(d: dict, *, engine: str | None = None, system: System | None = N
 def split_engine(engine: str | None) -> tuple[str | None, tuple[str, ...]]:
     """'sglang+deepep_low_latency+two_batch_overlap' -> ('sglang', ('deepep_low_latency',
     'two_batch_overlap')): an engine profile and the named features (catalog/engines.toml
-    [features]) a run switches on; 'generic+...' or '+...' keeps the generic profile."""
+    [features]) a run switches on; 'generic', 'generic+...' or '+...' keeps the generic profile."""
     if engine is None or "+" not in engine:
-        return engine, ()
+        return (None if engine is not None and engine.strip() == "generic" else engine), ()
     base, *feats = (x.strip() for x in engine.split("+"))
     return (None if base in ("", "generic") else base), tuple(f for f in feats if f)
 
@@ -517,5 +520,6 @@ def choose(efficiency: str = "calibrated", *, engine: str | None = None, system:
         preset = str(efficiency)
     d = _preset(preset)
     if engine is not None and engine not in ENGINES and engine not in d.get("engines", {}):
-        raise TokenmathError(f"--engine = {engine!r}; expected one of {', '.join(sorted(set(ENGINES) | set(d.get('engines', {}))))}")
+        raise TokenmathError(f"--engine = {engine!r}; expected generic or one of "
+                             f"{', '.join(sorted(set(ENGINES) | set(d.get('engines', {}))))}")
     return choose_from(d, engine=engine, system=system, name="calibrated" if preset is None else f"preset {Path(preset).name}")

@@ -293,6 +293,9 @@ class Engine:
     # engine splits each pass into two micro-batches (SGLang two-batch overlap, DeepSeek's dual
     # micro-batch overlap, vLLM DBO); 0 = one batch, nothing hidden
     comm_overlap: float = 0.0
+    # of what the engine's memory fraction is taken (layout.KV_BUDGETS): "total" HBM (vLLM, SGLang)
+    # or the memory "free" after the weights load (TensorRT-LLM); sets the batch that fits
+    kv_budget: str = "total"
 
 
 @dataclass(frozen=True)
@@ -1399,12 +1402,13 @@ def _f(x):
 
 
 def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: Dtypes = Dtypes(),
-              usable_fraction: float = SERVING_HBM_FRACTION, cap: float | None = None) -> float:
+              usable_fraction: float = SERVING_HBM_FRACTION, cap: float | None = None, kv_budget: str = "total") -> float:
     """Largest batch per replica whose KV fits in what a serving engine may fill
-    (layout.serving_hbm_bytes: `usable_fraction` of HBM less the runtime's reserve), capped by the
-    engine's maximum."""
+    (layout.serving_hbm_bytes: `usable_fraction` of HBM less the runtime's reserve, or with
+    kv_budget "free" of what the weights leave), capped by the engine's maximum."""
     m1 = layout_memory(model, system, layout, 1.0, context, dtypes=dtypes)
-    budget = serving_hbm_bytes(system, layout, usable_fraction)
+    budget = serving_hbm_bytes(system, layout, usable_fraction, kv_budget=kv_budget,
+                               weights_bytes=m1.weights_bytes_per_chip)
     usable = budget - m1.weights_bytes_per_chip
     per_seq = m1.total_bytes_per_chip - m1.weights_bytes_per_chip
     b = math.floor(usable / per_seq) if per_seq > 0 else 0
@@ -1415,8 +1419,10 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
         raise TokenmathError(
             f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: {what} of "
             + (f"the {budget / 1e9:.1f} GB usable per chip" if budget > 0 else "what an engine may fill, and nothing is left per chip")
-            + f" ({usable_fraction:.0%} of {m1.hbm_bytes_per_chip / 1e9:.1f} GB "
-            f"less the runtime's {(m1.hbm_bytes_per_chip * usable_fraction - budget) / 1e9:.1f} GB)")
+            + (f" ({usable_fraction:.0%} of {m1.hbm_bytes_per_chip / 1e9:.1f} GB "
+               f"less the runtime's {(m1.hbm_bytes_per_chip * usable_fraction - budget) / 1e9:.1f} GB)"
+               if kv_budget == "total" else
+               f" (the weights plus {usable_fraction:.0%} of what they and the runtime leave of {m1.hbm_bytes_per_chip / 1e9:.1f} GB)"))
     if cap:
         b = min(b, cap)
     return float(b)

@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .catalog import Catalog, load_catalog
 from .errors import TokenmathError, read_json_lines, validation_message
 from .parallelism import Layout
-from .profiles import (ROOFLINE_PROFILE, Profile, band_on, case_features, choose_from, model_class, preset_record,
-                       vendor, with_features)
+from .profiles import (ROOFLINE_PROFILE, Profile, band_on, case_features, choose_from, engine_features, model_class,
+                       preset_record, vendor, with_features)
 from .specs import Dtypes, Model, System
 from .stepmodel import (ARRIVALS, MAX_REQUESTS, ClosedLoop, RateSolution, closed_loop, max_batch, op_step, solve_rate,
                         steady_step_s)
@@ -295,7 +295,7 @@ def predict(case: Case, profile: Profile = ROOFLINE_PROFILE, catalog: Catalog | 
                     f"the measurement {rate:.4g}")) if x)
     else:
         cap = None if profile.is_roofline else profile.engine.max_batch
-        top = _max_batch(model, system, lay, I + O, c.dtypes, cap)
+        top = _max_batch(model, system, lay, I + O, c.dtypes, cap, c.profile.engine.kv_budget)
         if case.metric == "max_output_tokens_per_s_per_chip":
             run = c.loop(top, I, O, None, arrivals, case.requests)  # no more in flight than the run's requests
             value, b_used, share = run.output_tokens_per_s / chips, float(run.decode_batch), float(run.prefill_share)
@@ -312,7 +312,7 @@ def _kv_cap(c: _Ctx, context: float) -> float | None:
     """Sequences whose KV fits beside the weights at `context` (layout.serving_hbm_bytes), None if not
     even one does (then nothing caps the measured concurrency: the case says it ran)."""
     try:
-        return _max_batch(c.model, c.system, c.layout, context, c.dtypes, None)
+        return _max_batch(c.model, c.system, c.layout, context, c.dtypes, None, c.profile.engine.kv_budget)
     except TokenmathError:
         return None
 
@@ -323,10 +323,12 @@ def _solve_rate(c: _Ctx, I: float, O: float, rate: float, top: float, arrivals: 
 
 
 @functools.lru_cache(maxsize=8192)
-def _max_batch(model: Model, system: System, layout: Layout, context: float, dtypes: Dtypes, cap: float | None) -> float:
-    """stepmodel.max_batch (what a serving engine may fill), remembered: it depends on no fitted parameter,
-    and a calibration asks it for the same case at every step of every fit."""
-    return max_batch(model, system, layout, context, dtypes=dtypes, cap=cap)
+def _max_batch(model: Model, system: System, layout: Layout, context: float, dtypes: Dtypes, cap: float | None,
+               kv_budget: str = "total") -> float:
+    """stepmodel.max_batch (what a serving engine may fill, sized by its `kv_budget` rule), remembered:
+    it depends on no fitted parameter, and a calibration asks it for the same case at every step of
+    every fit."""
+    return max_batch(model, system, layout, context, dtypes=dtypes, cap=cap, kv_budget=kv_budget)
 
 
 def source_key(case: Case) -> str:
@@ -519,6 +521,8 @@ def validate(cases: list[tuple[Case, Path]] | None = None, profile: Profile | st
 
 def case_batch_limit(case: Case, path: Path, cat: Catalog, cap: float | None) -> float:
     """The case's largest batch: its HBM limit (layout.serving_hbm_bytes), capped at the engine batch cap
-    `cap` (what a calibration's batch cap changes in a prediction)."""
+    `cap` (what a calibration's batch cap changes in a prediction), sized by the rule of the case's
+    engine (its `kv_budget`)."""
     c = _ctx(case, ROOFLINE_PROFILE, cat, path.parent)
-    return _max_batch(c.model, c.system, c.layout, case.input_tokens + case.output_tokens, c.dtypes, cap)
+    kvb = engine_features(case.engine).get("kv_budget", "total")
+    return _max_batch(c.model, c.system, c.layout, case.input_tokens + case.output_tokens, c.dtypes, cap, kvb)

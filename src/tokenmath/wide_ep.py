@@ -163,7 +163,8 @@ def expert_parallel(model: Model, system: System, layout: Layout, est, *, engine
     else:
         mode = eng.moe_a2a
     n_moe = int(sum(model.layer_moe))
-    mem = layout_memory(model, system, layout, float(np.max(op.batch)), float(np.max(op.context)), dtypes=dtypes)
+    mem = layout_memory(model, system, layout, float(np.max(op.batch)), float(np.max(op.context)), dtypes=dtypes,
+                        kv_budget="total" if eng is None else eng.kv_budget)
     # KV room in what a serving engine fills of each chip (layout.serving_hbm_bytes), beside weights and activations
     room = float(np.min(mem.serving_bytes_per_chip) - mem.weights_bytes_per_chip - np.max(mem.activation_bytes_per_chip))
     _, kv, *_ = resolve_dtypes(model, system, dtypes)
