@@ -203,8 +203,11 @@ def test_client_under_trtllm_caps_the_batch_by_trtllms_own_kv_budget():
     for engine in (None, "generic", "vllm", "trtllm"):
         r = runner.invoke(app, args + (["--engine", engine] if engine else []))
         assert r.exit_code == 0, r.output
-        caps[engine] = json.loads(r.stdout)["kv_cap_sequences"]
-    assert caps == {None: 71.0, "generic": 71.0, "vllm": 71.0, "trtllm": 78.0}
+        d = json.loads(r.stdout)
+        caps[engine] = (d["kv_cap_sequences"], d["kv_budget"])
+    assert caps == {None: (71.0, "total"), "generic": (71.0, "total"), "vllm": (71.0, "total"), "trtllm": (78.0, "free")}
+    text = runner.invoke(app, args[:-1] + ["--engine", "trtllm"]).stdout
+    assert "beyond 78 sequences" in text and "TensorRT-LLM's rule" in text
     py = tm.client("llama-3.3-70b", system="h100-sxm", chips=2, concurrency=100, input_tokens=3000,
                    output_tokens=500, weight_dtype="fp8", engine="trtllm")
     assert py.to_dict()["kv_cap_sequences"] == 78.0

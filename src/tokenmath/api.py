@@ -781,7 +781,8 @@ def _client_record(sw, m, s, dt, rep) -> dict:
     return {"model": m.name, "system": s.name, "chips": rep.chips, "billed_chips": sw.billed_chips,
             "layout": sw.layout.describe(), "input_tokens": sw.input_tokens, "output_tokens": sw.output_tokens,
             "requests": sw.requests, "arrivals": sw.arrivals, "weight_dtype": dt.weight or m.weight_dtype,
-            "kv_dtype": dt.kv, "estimate": sw.label, "kv_cap_sequences": sw.kv_cap, "points": points}
+            "kv_dtype": dt.kv, "estimate": sw.label, "kv_cap_sequences": sw.kv_cap, "kv_budget": sw.kv_budget,
+            "points": points}
 
 
 def client_cells(p: dict) -> list[str]:
@@ -825,8 +826,10 @@ def _client_lines(rec, sw, m, s, rep) -> tuple:
     if capped:
         lines.append(f"a run of {n:,.0f} request{'s' if n != 1 else ''} never has more in flight: concurrency "
                      + ", ".join(f"{p['concurrency_requested']:,.0f}" for p in capped) + f" run{'s' if len(capped) == 1 else ''} as {n:,.0f}")
+    budget = ("90 % of what the weights and the runtime reserve leave free, TensorRT-LLM's rule"
+              if rec.get("kv_budget") == "free" else "90 % of HBM less the runtime reserve")
     lines.append(f"beyond {rec['kv_cap_sequences']:,.0f} sequences (the KV that fits at the mean context "
-                 f"I + O/2 in 90 % of HBM less the runtime reserve) the rest queue: TTFT grows, throughput stays")
+                 f"I + O/2 in {budget}) the rest queue: TTFT grows, throughput stays")
     banded = sw.tpot_range_80 is not None
     lines.append(f"[dim]estimate ({rec['estimate']}): the answer"
                  + (", with the 80 % band of its model class" if banded else " (the roofline profile: no band)")

@@ -40,6 +40,8 @@ class ClientSweep:
                     ceiling on throughput
     kv_cap          sequences whose KV fits at the mean context I + O/2 (what a serving engine fills): beyond it the
                     rest queue
+    kv_budget       how the engine sized that memory (layout.KV_BUDGETS: "total" HBM, or what the
+                    weights leave "free", TensorRT-LLM's rule)
     *_range_80      (lo, hi) of the true value given the estimate, from the cross-validated residuals
                     of the model's class (Profile.range_80); None for the roofline profile
     billed_chips    chips of the replica a throughput per chip divides by
@@ -59,6 +61,7 @@ class ClientSweep:
     requests: float | None
     arrivals: str
     label: str
+    kv_budget: str = "total"
 
     @property
     def output_tokens_per_s_per_chip(self) -> np.ndarray:
@@ -152,4 +155,5 @@ def client_sweep(model: Model, system: System, layout: Layout, concurrency, inpu
         output_range_80=band(np.asarray(est.output_tokens_per_s, float) / billed_chips, -1.0,
                              np.asarray(bound.output_tokens_per_s, float) / billed_chips),
         billed_chips=float(billed_chips), layout=layout, input_tokens=I, output_tokens=O,
-        requests=None if requests is None else float(requests), arrivals=arrivals, label=profile.label)
+        requests=None if requests is None else float(requests), arrivals=arrivals, label=profile.label,
+        kv_budget=profile.engine.kv_budget)
