@@ -321,3 +321,27 @@ def test_a_given_price_is_labelled_as_given():
         p.write_text("[systems.h100-sxm]\nusd_per_chip_hour = 1.85\n")
         rec = run_json("system", "h100-sxm", "--catalog", str(p))
     assert rec["usd_per_chip_hour"] == 1.85 and rec["price_source"] == "the user's catalog"
+
+
+def test_engines_lists_what_engine_can_name_with_each_features_source():
+    """`tokenmath engines` (and tm.engines()): every engine --engine accepts, its documented features
+    with their source, where the preset fitted it, and the feature sets a run adds with +. Checked
+    against the engines' documentation: TensorRT-LLM's KV cache takes 0.9 of the memory free after
+    loading (nvidia.github.io/TensorRT-LLM "How to Change KV Cache Behavior": free_gpu_memory_fraction
+    default 0.9), vLLM's gpu_memory_utilization (default 0.9) covers the model executor's whole memory,
+    SGLang's --moe-a2a-backend defaults to no all-to-all (its DP attention gathers tokens). The CLI's
+    JSON is the Python record; a bad --efficiency is one sentence, exit 2."""
+    d = run_json("engines")
+    by = {e["name"]: e for e in d["engines"]}
+    assert by["trtllm"]["features"]["kv_budget"] == "free" and "free_gpu_memory_fraction" in by["trtllm"]["source"]
+    assert by["vllm"]["features"]["kv_budget"] == "total" and "gpu_memory_utilization" in by["vllm"]["source"]
+    assert by["sglang"]["features"]["moe_a2a"] == "allgather"
+    assert by["trtllm"]["fitted_cases"] > 0  # the shipped preset fitted TensorRT-LLM cases
+    for e in d["engines"]:  # every listed engine is one --engine accepts
+        assert tm.choose_profile(engine=e["name"]).engine.kv_budget == e["features"]["kv_budget"]
+    assert {"two_batch_overlap", "deepep_low_latency"} <= {f["name"] for f in d["feature_sets"]}
+    assert tm.engines().to_dict() == d
+    text = runner.invoke(app, ["engines"]).stdout
+    assert "0.9 of free after weights" in text and "two_batch_overlap" in text
+    r = runner.invoke(app, ["engines", "--efficiency", "roofline"])
+    assert r.exit_code == 2 and "expected 'calibrated' or a preset .json file" in r.stderr and "Traceback" not in r.output

@@ -21,7 +21,7 @@ The library underneath, for your own sweeps:
 # `import tokenmath.cli` and `tokenmath --help` do not pay for numpy, pydantic and the core
 _EXPORTS = {
     "catalog": ("Catalog", "get_model", "get_system", "load_catalog"),
-    "api": ("Result", "step", "curve", "tco"),  # the facade (plan, fleet, energy, validate: see _FACADE_MODULES)
+    "api": ("Result", "step", "curve", "tco", "engines"),  # the facade (plan, fleet, energy, validate: see _FACADE_MODULES)
     "errors": ("TokenmathError",),
     "estimate": ("Estimated", "default_layout", "estimate_pass"),
     "exploration": ("Exploration", "explore"),  # tokenmath.explore: the function (design-space exploration)
@@ -130,7 +130,7 @@ del _name
 __version__ = "0.1.0"
 
 __all__ = [
-    "step", "curve", "client", "plan", "fleet", "energy", "tco", "validate", "Result",
+    "step", "curve", "client", "plan", "fleet", "energy", "tco", "validate", "engines", "Result",
     "Attention", "Catalog", "Chip", "Dtypes", "Efficiency", "KvCache", "Mlp", "Model", "Moe", "ParamCounts",
     "ROOFLINE", "StepTime", "System", "Tier", "TokenmathError", "Estimated", "OpStep", "Profile",
     "choose_profile", "default_layout", "estimate_pass", "op_step", "FleetPlan", "Slo", "Workload",

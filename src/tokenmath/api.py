@@ -1346,6 +1346,43 @@ def tco(system: SystemArg, *, capex_usd_per_chip: float | str | None = None, yea
 
 
 @_facade
+def engines(*, efficiency: str = "calibrated") -> Result:
+    """What `--engine` can name (`tokenmath engines`): each engine's documented features — how it sizes
+    its KV cache (`kv_budget`), how attention-DP ranks reach the experts (`moe_a2a`, `deepep_mode`),
+    what communication it hides (`comm_overlap`) — with their sources, and where the calibrated preset
+    fitted it (cases per vendor generation); then the named feature sets a run adds with `+`.
+
+    Args:
+        efficiency: 'calibrated' (the shipped preset) or a preset .json file `calibrate` wrote.
+    """
+    from rich.table import Table
+
+    from .profiles import engine_records
+
+    if efficiency not in ("calibrated", "estimate") and not str(efficiency).endswith(".json"):
+        raise TokenmathError(f"--efficiency = {efficiency!r}; expected 'calibrated' or a preset .json file")
+    rec = engine_records(None if efficiency in ("calibrated", "estimate") else str(efficiency))
+    t = Table(title="tokenmath engines (--engine NAME[+SET...]; default: generic)", title_justify="left")
+    for col in ("engine", "KV budget", "MoE dispatch", "overlap", "fitted on (cases)", "features as of"):
+        t.add_column(col, justify="right" if col == "overlap" else "left")
+    for e in rec["engines"]:
+        f = e["features"]
+        kvb = {"free": "0.9 of free after weights", "total": "0.9 of HBM"}.get(f["kv_budget"], f["kv_budget"])
+        a2a = f["moe_a2a"] + (f" ({f['deepep_mode']})" if f["moe_a2a"] == "deepep" else "")
+        where = ", ".join(f"{g} {c['cases']}" for g, c in e["fitted_on"].items()) or "-"
+        t.add_row(e["name"], kvb, a2a, f"{f['comm_overlap']:g}", where,
+                  e["as_of"] if e["documented"] else "not documented: defaults")
+    sets = Table(title="feature sets a run adds (--engine NAME+SET)", title_justify="left")
+    for col in ("set", "sets"):
+        sets.add_column(col)
+    for fs in rec["feature_sets"]:
+        sets.add_row(fs["name"], ", ".join(f"{k} = {v}" for k, v in fs["features"].items()))
+    lines = (t, sets, "[dim]KV budget: the share of memory the engine gives weights + KV (0.9 of HBM: vLLM, SGLang) or the"
+             " KV cache alone (0.9 of what the weights leave free: TensorRT-LLM); each engine's source is in --json"
+             " (catalog/engines.toml); an engine not documented there runs the Engine defaults[/dim]")
+    return Result("engines", rec, lines)
+
+
 def validate(files: str | Path | Sequence[str | Path] | None = None, *, efficiency: str = "calibrated",
              catalog: CatalogArg = None) -> ValidationResult:
     """Predicted against measured on validation cases: each case's error, median and p90 |error| by

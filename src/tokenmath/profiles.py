@@ -147,6 +147,33 @@ def engine_features(engine: str | None) -> dict:
     return _check_features(d[engine], f"engines.toml [engines.{engine}]")
 
 
+def engine_records(preset: str | None = None) -> dict:
+    """What `--engine` can name, and what each name means: every engine with documented features
+    (catalog/engines.toml, with its source) or a fitted profile (the preset's engine × vendor-generation
+    cells: cases, sources and factors), its features as Engine fields (the Engine defaults where the
+    table says nothing), and the named feature sets a run can add with `+`."""
+    d = _engines_toml()
+    p = _preset(preset)
+    defaults = {k: getattr(Engine(), k) for k in ENGINE_FEATURES}
+    documented = d.get("engines", {})
+    fitted = p.get("engines", {})
+    engines = []
+    for name in sorted(set(documented) | set(fitted)):
+        rec = documented.get(name, {})
+        cells = {g: {"cases": int(c.get("n_cases", 0)), "sources": int(c.get("n_sources", 0)),
+                     "overhead_add_s": c.get("overhead_add_s"), "compute_factor": c.get("compute_factor"),
+                     "memory_factor": c.get("memory_factor"), "shrinkage": c.get("lambda")}
+                 for g, c in sorted(fitted.get(name, {}).items())}
+        engines.append({"name": name, "features": defaults | engine_features(name),
+                        "documented": name in documented, "source": rec.get("source"), "as_of": rec.get("as_of"),
+                        "fitted_cases": sum(c["cases"] for c in cells.values()), "fitted_on": cells})
+    sets = [{"name": k, "features": _check_features(v, f"engines.toml [features.{k}]"), "source": v.get("source")}
+            for k, v in sorted(d.get("features", {}).items())]
+    return {"engines": engines, "feature_sets": sets, "default": "generic",
+            "usage": "--engine NAME, or NAME+SET+SET (a run's named feature sets); 'generic' (the default) is "
+                     "the fit over every engine's NVIDIA cases with the Engine defaults"}
+
+
 def named_feature(name: str) -> dict:
     """A named feature a run switches on (e.g. "two_batch_overlap", "deepep_low_latency") as
     Engine fields, from catalog/engines.toml's [features] table."""

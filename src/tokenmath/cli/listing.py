@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from . import (
-    _check_finite, JsonOpt, CatalogOpt, KvOpt, command, _catalog, _emit_json, _count, out, check_dtype, count,
+    _check_finite, JsonOpt, CatalogOpt, EfficiencyOpt, KvOpt, command, _catalog, _emit_json, _count, out, check_dtype, count,
     seconds, si,
 )
 
@@ -67,6 +67,18 @@ def systems_cmd(json_: JsonOpt = False, catalog: CatalogOpt = None) -> None:
         )
     out.print(t)
     out.print("* preliminary figures. '-' = not published; give it in a --catalog TOML.")
+
+
+@command("engines")
+def engines_cmd(efficiency: EfficiencyOpt = "calibrated", json_: JsonOpt = False) -> None:
+    """What --engine can name: each serving engine's documented features (KV budget, MoE dispatch, overlap) with sources, where the preset fitted it, and the feature sets a run adds with +."""
+    from .. import api
+
+    r = api.engines(efficiency=efficiency)
+    if json_:
+        return _emit_json(r.record)
+    for x in r.lines:
+        out.print(x)
 
 
 # ---- one model / one system ------------------------------------------------------------------
