@@ -280,3 +280,13 @@ def test_plan_plots_both_charts(tmp_path):
     assert Path(p.plot_energy(tmp_path / "energy.png")).stat().st_size > 1000
     with pytest.raises(tm.TokenmathError, match="format"):
         p.plot(tmp_path / "frontier.txt")
+
+
+def test_invariant_every_facade_function_runs_quietly_with_its_record_checked_finite():
+    """Invariant: each facade function of tokenmath.api is wrapped by api._facade (quiet, and its record
+    checked finite, the CLI's last guard); a decorator lost when a function is inserted above another
+    would leave that one unguarded."""
+    from tokenmath import api
+
+    for name in ("step", "curve", "client", "plan", "_fleet", "energy", "tco", "validate", "engines"):  # fleet: _fleet's
+        assert hasattr(getattr(api, name), "__wrapped__"), name

@@ -1383,6 +1383,7 @@ def engines(*, efficiency: str = "calibrated") -> Result:
     return Result("engines", rec, lines)
 
 
+@_facade
 def validate(files: str | Path | Sequence[str | Path] | None = None, *, efficiency: str = "calibrated",
              catalog: CatalogArg = None) -> ValidationResult:
     """Predicted against measured on validation cases: each case's error, median and p90 |error| by
