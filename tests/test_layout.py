@@ -1,5 +1,7 @@
 """layout.py (issue 4): memory per chip, network terms, pipelines, the lecture's rules, bubbles."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -230,3 +232,26 @@ def test_invariant_the_free_memory_rule_never_holds_less_and_the_planner_uses_th
     tops = [float(np.max(plan_system(m, H100, engine=e, **kw)[0]["batch"])) for e in (None, "vllm", "trtllm")]
     b = [max_batch(m, H100, Layout(tp=2), 3250.0, dtypes=FP8, kv_budget=r) for r in ("total", "free")]
     assert tops == [b[0], b[0], b[1]] and b == [71.0, 78.0]  # README's "78 sequences of 3,250 tokens instead of 71"
+
+
+def test_invariant_one_phrasing_of_each_kv_rule_and_a_too_big_model_named_as_such():
+    """Invariant (wording, not a published number): the two KV rules are phrased in one place
+    (`layout.kv_budget_words`) and `max_batch`'s refusal uses it; a model whose weights alone exceed a
+    chip's HBM is told so, not given a 'usable' budget larger than the HBM (the free rule's
+    w + 0.9·(HBM − reserve − w) exceeds the HBM once w does)."""
+    from tokenmath.catalog import get_model, get_system
+    from tokenmath.errors import TokenmathError
+    from tokenmath.layout import kv_budget_words
+    from tokenmath.parallelism import Layout
+    from tokenmath.stepmodel import max_batch
+
+    assert kv_budget_words("total") == "90 % of HBM less the runtime reserve"
+    assert "TensorRT-LLM" in kv_budget_words("free") and kv_budget_words("free", short=True) == "0.9 of free after weights"
+    with pytest.raises(TokenmathError, match="kv_budget = 'half'"):
+        kv_budget_words("half")
+    h100 = get_system("h100-sxm")
+    for rule in ("total", "free"):
+        with pytest.raises(TokenmathError, match=r"weights take 811\.7 GB a chip, more than its 85\.9 GB of HBM"):
+            max_batch(get_model("llama-3.1-405b"), h100, Layout(tp=1), 4096, kv_budget=rule)
+        with pytest.raises(TokenmathError, match=re.escape(kv_budget_words(rule))):
+            max_batch(get_model("llama-3.1-70b"), h100, Layout(tp=2), 2_000_000, kv_budget=rule)

@@ -808,6 +808,8 @@ CLIENT_COLUMNS = ("concurrency", "running", "TTFT", "TPOT", "TPOT 80 %", "tok/s/
 def _client_lines(rec, sw, m, s, rep) -> tuple:
     from rich.table import Table
 
+    from .layout import kv_budget_words
+
     lines: list = []
     if rep.note:
         lines.append(f"[yellow]note:[/] {rep.note}")
@@ -826,8 +828,7 @@ def _client_lines(rec, sw, m, s, rep) -> tuple:
     if capped:
         lines.append(f"a run of {n:,.0f} request{'s' if n != 1 else ''} never has more in flight: concurrency "
                      + ", ".join(f"{p['concurrency_requested']:,.0f}" for p in capped) + f" run{'s' if len(capped) == 1 else ''} as {n:,.0f}")
-    budget = ("90 % of what the weights and the runtime reserve leave free, TensorRT-LLM's rule"
-              if rec.get("kv_budget") == "free" else "90 % of HBM less the runtime reserve")
+    budget = kv_budget_words(rec.get("kv_budget", "total"))
     lines.append(f"beyond {rec['kv_cap_sequences']:,.0f} sequences (the KV that fits at the mean context "
                  f"I + O/2 in {budget}) the rest queue: TTFT grows, throughput stays")
     banded = sw.tpot_range_80 is not None
@@ -1357,6 +1358,7 @@ def engines(*, efficiency: str = "calibrated") -> Result:
     """
     from rich.table import Table
 
+    from .layout import kv_budget_words
     from .profiles import engine_records
 
     if efficiency not in ("calibrated", "estimate") and not str(efficiency).endswith(".json"):
@@ -1367,7 +1369,7 @@ def engines(*, efficiency: str = "calibrated") -> Result:
         t.add_column(col, justify="right" if col == "overlap" else "left")
     for e in rec["engines"]:
         f = e["features"]
-        kvb = {"free": "0.9 of free after weights", "total": "0.9 of HBM"}.get(f["kv_budget"], f["kv_budget"])
+        kvb = kv_budget_words(f["kv_budget"], short=True)
         a2a = f["moe_a2a"] + (f" ({f['deepep_mode']})" if f["moe_a2a"] == "deepep" else "")
         where = ", ".join(f"{g} {c['cases']}" for g, c in e["fitted_on"].items()) or "-"
         t.add_row(e["name"], kvb, a2a, f"{f['comm_overlap']:g}", where,

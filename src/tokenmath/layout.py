@@ -75,14 +75,32 @@ class LayoutMemory:
     serves: bool | np.ndarray = True  # total ≤ serving_bytes_per_chip: the estimate's test
 
 
+def reserve_bytes(layout):
+    """Bytes per chip the runtime keeps for itself: RUNTIME_RESERVE_BYTES and, on a replica of several
+    chips, COLLECTIVE_RESERVE_BYTES (above); a number, or an array over Layouts."""
+    many = np.asarray(layout.replica_chips) > 1
+    out = RUNTIME_RESERVE_BYTES + np.where(many, COLLECTIVE_RESERVE_BYTES, 0.0)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def kv_budget_words(kv_budget: str, fraction: float = SERVING_HBM_FRACTION, *, short: bool = False) -> str:
+    """What an engine may fill under its KV rule, in words (`short`: a table cell) — the one place
+    the two rules of KV_BUDGETS are phrased for people (max_batch's error, client, engines)."""
+    if kv_budget == "free":
+        return (f"{fraction:g} of free after weights" if short else
+                f"{fraction * 100:.0f} % of what the weights and the runtime reserve leave free, TensorRT-LLM's rule")
+    if kv_budget == "total":
+        return f"{fraction:g} of HBM" if short else f"{fraction * 100:.0f} % of HBM less the runtime reserve"
+    raise TokenmathError(f"kv_budget = {kv_budget!r}; expected one of {', '.join(KV_BUDGETS)}")
+
+
 def serving_hbm_bytes(system: System, layout, fraction: float = SERVING_HBM_FRACTION, *, kv_budget: str = "total",
                       weights_bytes=0.0):
     """Bytes per chip a serving engine fills with weights, KV and activations: `fraction` of HBM less
     the runtime's reserve and, on a replica of several chips, the collective buffers (above); with
     kv_budget "free" (TensorRT-LLM), the weights per chip (`weights_bytes`) plus `fraction` of what
     they and the reserve leave free. `layout`: a Layout, or Layouts (an array, one row per layout)."""
-    many = np.asarray(layout.replica_chips) > 1
-    reserve = RUNTIME_RESERVE_BYTES + np.where(many, COLLECTIVE_RESERVE_BYTES, 0.0)
+    reserve = reserve_bytes(layout)
     if kv_budget == "free":
         w = np.asarray(weights_bytes, float)
         out = w + fraction * (system.chip.hbm_bytes - reserve - w)

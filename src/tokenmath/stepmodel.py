@@ -72,7 +72,7 @@ import numpy as np
 
 from .errors import TokenmathError
 from .kvcache import attention_terms, kv_terms
-from .layout import SERVING_HBM_FRACTION, layout_memory, serving_hbm_bytes
+from .layout import SERVING_HBM_FRACTION, kv_budget_words, layout_memory, reserve_bytes, serving_hbm_bytes
 from .parallelism import (HOP_LATENCY_S_DEFAULT, Layout, busiest_rank_share, check_layout, kv_head_split,
                           link_bytes_per_s, placement)
 from .params import mlp_params, param_counts
@@ -1413,16 +1413,18 @@ def max_batch(model: Model, system: System, layout: Layout, context, *, dtypes: 
     per_seq = m1.total_bytes_per_chip - m1.weights_bytes_per_chip
     b = math.floor(usable / per_seq) if per_seq > 0 else 0
     if b < 1:
-        what = (f"weights take {m1.weights_bytes_per_chip / 1e9:.1f} GB" if usable <= 0 else
-                f"weights take {m1.weights_bytes_per_chip / 1e9:.1f} GB and one sequence's KV at {float(np.max(context)):,.0f} "
-                f"tokens {per_seq / 1e9:.1f} GB")
-        raise TokenmathError(
-            f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: {what} of "
-            + (f"the {budget / 1e9:.1f} GB usable per chip" if budget > 0 else "what an engine may fill, and nothing is left per chip")
-            + (f" ({usable_fraction:.0%} of {m1.hbm_bytes_per_chip / 1e9:.1f} GB "
-               f"less the runtime's {(m1.hbm_bytes_per_chip * usable_fraction - budget) / 1e9:.1f} GB)"
-               if kv_budget == "total" else
-               f" (the weights plus {usable_fraction:.0%} of what they and the runtime leave of {m1.hbm_bytes_per_chip / 1e9:.1f} GB)"))
+        w_gb, hbm_gb, res_gb = m1.weights_bytes_per_chip / 1e9, m1.hbm_bytes_per_chip / 1e9, reserve_bytes(layout) / 1e9
+        head = f"{model.name} does not fit on {layout.replica_chips} × {system.name} as {layout.describe()}: "
+        if hbm_gb <= res_gb:
+            raise TokenmathError(head + f"its {hbm_gb:.1f} GB of HBM a chip is less than the runtime's reserve "
+                                 f"{res_gb:.1f} GB, and nothing is left per chip for weights or KV")
+        if w_gb >= hbm_gb - res_gb:
+            raise TokenmathError(head + f"weights take {w_gb:.1f} GB a chip, more than its {hbm_gb:.1f} GB of HBM "
+                                 f"less the runtime's reserve {res_gb:.1f} GB")
+        what = (f"weights take {w_gb:.1f} GB" if usable <= 0 else
+                f"weights take {w_gb:.1f} GB and one sequence's KV at {float(np.max(context)):,.0f} tokens {per_seq / 1e9:.1f} GB")
+        raise TokenmathError(head + f"{what} of the {budget / 1e9:.1f} GB usable per chip "
+                             f"({kv_budget_words(kv_budget, usable_fraction)}; {hbm_gb:.1f} GB of HBM, the runtime's reserve {res_gb:.1f} GB)")
     if cap:
         b = min(b, cap)
     return float(b)
