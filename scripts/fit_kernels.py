@@ -180,6 +180,18 @@ def _comm(p, X):
     return alpha * US * X["hops"] + X["tb"] / e
 
 
+def _comm_knee(p, X):
+    # the latency and the bandwidth terms joined by a p-norm (tokenmath.stepmodel.comm_call_time):
+    # p = 1 is alpha + bytes/bw; p < 1 charges more than their sum near the crossover, where the
+    # library changes protocol (NCCL's LL / LL128 / Simple), and reaches the link's own
+    # bandwidth for large messages, which the sum can only approach by lowering e_link for all
+    alpha, e, pw = p
+    a = np.log(alpha * US * X["hops"])
+    b = np.log(X["tb"] / e)
+    m = np.maximum(a, b)
+    return np.exp(m + np.log(np.exp(pw * (a - m)) + np.exp(pw * (b - m))) / pw)
+
+
 MODELS = {
     "roofline": (["e_c", "e_m", "p", "t0_s"], [0.7, 0.7, 2.0, 5.0], [1e-3, 1e-3, 1.0, 0.0],
                  [1.0, 1.0, 8.0, 1e4], _roof),
@@ -191,6 +203,7 @@ MODELS = {
                      [1e-3, 1e-3, 1.0, 0.0, 0.0], [1.0, 1.0, 8.0, 1e5, 1e4], _roofpad),
     # comm efficiency may exceed 1 vs one-direction link bw (NVLS / in-switch reduction)
     "comm": (["alpha_s", "e_link"], [5.0, 0.7], [0.0, 1e-3], [1e3, 4.0], _comm),
+    "comm_knee": (["alpha_s", "e_link", "p"], [5.0, 0.8, 0.7], [1e-3, 1e-3, 0.2], [1e3, 4.0, 1.0], _comm_knee),
 }
 
 
@@ -790,9 +803,29 @@ Tables: {tables}
 """
 
 
+COMM_README = """kernels-comm.csv.gz: every row scripts/fit_kernels.py fits the collectives on (aiconfigurator-core
+0.12.0: systems/data/<chip>/comm/nccl/<version>/nccl_perf.parquet and comm/<engine>/<version>/
+custom_allreduce_perf.parquet, the newest version of each; chips a100_sxm, h100_sxm, h200_sxm; one
+NVLink node, 2-8 GPUs), after its dedup: op (NCCL op, or custom_all_reduce_<engine>), chip, num_gpus,
+bytes (message_size elements x dtype bytes), latency in seconds, for tests/test_kernels.py.
+Written by: python scripts/fit_kernels.py --aic <unpacked wheel> --out src/tokenmath/validation/kernels.json --only comm --extract tests/data
+Tables: {tables}
+"""
+
+
 def write_extracts(extract: dict, folder: Path):
-    """tests/data/kernels-gemm.csv.gz, kernels-moe.csv.gz and a README naming their source tables."""
+    """tests/data/kernels-gemm.csv.gz, kernels-moe.csv.gz, kernels-attention.csv.gz and a README
+    naming their source tables; kernels-comm.csv.gz and its own README (a run with --only comm)."""
     folder.mkdir(parents=True, exist_ok=True)
+    comm = extract.pop("comm", None)
+    if comm is not None:
+        df = pd.concat(comm, ignore_index=True)
+        df = df.assign(latency_s=(df.pop("latency") * MS).map(lambda v: float(f"{v:.5g}")))
+        df.to_csv(folder / "kernels-comm.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
+        tables = "; ".join(s for s in sorted(set(SOURCES)) if "/comm/" in s)
+        (folder / "kernels-comm-README.md").write_text(COMM_README.format(tables=tables))
+    if not extract:
+        return
     for name, frame in (("gemm", extract.get("gemm")), ("moe", extract.get("moe")),
                         ("attention", extract.get("attention"))):
         if frame is None:
@@ -812,23 +845,37 @@ HOPS = {"all_reduce": lambda n: 2 * (n - 1), "all_gather": lambda n: n - 1,
         "reduce_scatter": lambda n: n - 1, "alltoall": lambda n: n - 1}
 
 
+def _by_size(pred, d):
+    """Median signed error pred/measured − 1 of the generic fit by message size: where a form's bias
+    sits (small messages set the latency, large ones the bandwidth a big batch's all-reduce gets)."""
+    t, b = (d.latency * MS).to_numpy(), d.bytes.to_numpy()
+    out = {}
+    for name, lo, hi in (("< 1 MB", 0, 1e6), ("1-32 MB", 1e6, 32e6), (">= 32 MB", 32e6, np.inf)):
+        sel = (b >= lo) & (b < hi)
+        if sel.any():
+            out[name] = float(f"{np.median(pred[sel] / t[sel] - 1):.3f}")
+    return out
+
+
 def _comm_fit(d, op, peaks):
     n = d.num_gpus.astype(float)
     d = d.assign(tb=FACTOR[op](n) * d.bytes / d.chip.map(peaks.link).astype(float),
                  t=d.latency * MS)
     best = None
-    for hops_kind in ["ring_hops", "constant"]:
+    for form, hops_kind in [("comm", "ring_hops"), ("comm", "constant"), ("comm_knee", "constant")]:
         hops = HOPS[op](n) if hops_kind == "ring_hops" else np.ones_like(n)
         X = {"hops": np.asarray(hops, float), "tb": d.tb.to_numpy()}
-        r = fit_family("comm", X, d.t.to_numpy(), d.chip.to_numpy())
+        r = fit_family(form, X, d.t.to_numpy(), d.chip.to_numpy())
         r["hops"] = hops_kind
+        r["signed_median_by_bytes"] = _by_size(MODELS[form][4](_from_out(form, r["generic"]), X), d)
         if best is None or r["in_sample"]["median"] + r["in_sample"]["p90"] < \
                 best["in_sample"]["median"] + best["in_sample"]["p90"]:
             alt = best
             best = r
         else:
             alt = r
-    best["alternative_hops_errors"] = {"hops": alt["hops"], "in_sample": alt["in_sample"],
+    best["alternative_hops_errors"] = {"form": alt["form"], "hops": alt["hops"], "in_sample": alt["in_sample"],
+                                       "signed_median_by_bytes": alt["signed_median_by_bytes"],
                                        "leave_one_chip_out": alt["leave_one_chip_out"]}
     # message size (bytes) where latency term == bandwidth term, generic params
     g = best["generic"]
@@ -845,13 +892,16 @@ def _comm_fit(d, op, peaks):
     return best
 
 
-def do_comm(aic, peaks, doc):
+def do_comm(aic, peaks, doc, extract=None):
     res = {}
+    keep = ["op_name", "chip", "num_gpus", "bytes", "latency"]
     dfs = [load_table(aic, c, "comm", "nccl", "nccl_perf.parquet", pick="newest") for c in CHIPS]
     df = pd.concat([d for d in dfs if d is not None], ignore_index=True)
     df = dedup(df, ["op_name", "nccl_dtype", "num_gpus", "message_size"])
     # message_size counts elements (int8 rows take ~half the time of half rows at equal size)
     df["bytes"] = df.message_size * df.nccl_dtype.map(DTYPE_BYTES)
+    if extract is not None:
+        extract.setdefault("comm", []).append(df[df.op_name.isin(list(FACTOR))][keep])
     for op, d in df.groupby("op_name"):
         if op in FACTOR:
             res[op] = _comm_fit(d, op, peaks)
@@ -865,6 +915,8 @@ def do_comm(aic, peaks, doc):
         dcol = "allreduce_dtype" if "allreduce_dtype" in d else None
         d = dedup(d, ["num_gpus", "message_size"] + ([dcol] if dcol else []))
         d["bytes"] = d.message_size * (d[dcol].map(DTYPE_BYTES) if dcol else 2)
+        if extract is not None:
+            extract.setdefault("comm", []).append(d.assign(op_name=f"custom_all_reduce_{eng}")[keep])
         r = _comm_fit(d, "all_reduce", peaks)
         r["engine"] = eng
         res[f"custom_all_reduce_{eng}"] = r
@@ -922,8 +974,8 @@ def main(argv=None):
         for e in by_engine.values():
             e.pop("moe", None)  # engines are pooled inside the MoE families (MOE_ENGINES)
     if not only or "comm" in only:
-        ops["comm"] = do_comm(a.aic, peaks, doc)
-    if extract:
+        ops["comm"] = do_comm(a.aic, peaks, doc, extract)
+    if extract is not None and extract:
         write_extracts(extract, a.extract)
     sources = sorted(set(SOURCES))
     if old:  # the ops kept from the old file keep their tables in the source list
@@ -944,9 +996,12 @@ def main(argv=None):
             "roofline_pad": "roofline with t_m = t_kv*(s+s0)/s + t_q",
             "gemm_family": "t = ((t_c*pad/e_c(r))^p + (t_m/e_m)^p)^(1/p) + t0 + q*t0q + ep*t0ep; 1/e_c(r) = 1/e_c0 + kappa*r; "
                            "r = kernel dtype peak / BF16 peak of the chip, q = 1 where activations are quantised, "
-                           "pad = ceil(M/tile_m)*tile_m/M (tokens per expert for MoE); t_m counts block-scale bytes",
+                           "pad = ceil(M/tile_m)*tile_m/M (tokens per expert for MoE); t_m counts block-scale bytes; "
+                           "ep = 1 for a MoE layer on the expert-parallel path (moe_ep_size > 1)",
             "comm": "t = alpha*hops(n) + factor(n)*bytes/(scaleup_bw*e_link); factor: all_reduce 2(n-1)/n, others (n-1)/n; "
                     "hops: 'ring_hops' = all_reduce 2(n-1), others n-1, or 'constant' = 1 (whichever fits better, see 'hops')",
+            "comm_knee": "t = ((alpha*hops(n))^p + (factor(n)*bytes/(scaleup_bw*e_link))^p)^(1/p), hops 'constant'; p = 1 "
+                         "is the comm form; each collective takes whichever of the forms fits better",
         },
         "errors": "|t_pred/t_meas - 1|: in_sample = generic fit on all chips; leave_one_chip_out = fit on the other "
                   "chip(s), predict the held-out one (pooled over held-out chips); pooled fits weight chips equally",

@@ -82,7 +82,8 @@ def load_kernels(path: str | None = None) -> Kernels:
         custom = {e: _comm(comm[f"custom_all_reduce_{e}"]["generic"]) for e in ENGINES if f"custom_all_reduce_{e}" in comm}
         if custom:  # an engine we have no table for: the mean of the engines'
             custom["generic"] = CommCurve(float(np.mean([c.alpha_s for c in custom.values()])),
-                                          float(np.mean([c.e_link for c in custom.values()])))
+                                          float(np.mean([c.e_link for c in custom.values()])),
+                                          float(np.mean([c.p for c in custom.values()])))
         gathers = {op: _comm(comm[op]["generic"]) if op in comm else None for op in ("all_gather", "reduce_scatter")}
         return Kernels(gemm=gemm, moe=moe, attention=attention, mla=mla, mla_ampere=mla_ampere,
                        all_reduce=_comm(comm["all_reduce"]["generic"]), alltoall=_comm(comm["alltoall"]["generic"]),
@@ -223,7 +224,7 @@ def _family(g: dict) -> GemmFamily:
 
 
 def _comm(g: dict) -> CommCurve:
-    return CommCurve(alpha_s=g["alpha_s"], e_link=g["e_link"])
+    return CommCurve(alpha_s=g["alpha_s"], e_link=g["e_link"], p=float(g.get("p", 1.0)))
 
 
 def vendor(system: System) -> str:

@@ -211,10 +211,13 @@ class AttentionCurve:
 
 @dataclass(frozen=True)
 class CommCurve:
-    """One collective call: alpha + factor(n) · bytes / (link BW · e_link)."""
+    """One collective call: its latency alpha and its link time factor(n) · bytes / (link BW · e_link),
+    joined by a p-norm (`comm_call_time`): p = 1 is their sum; p < 1 charges more near the
+    crossover, where the library switches protocol, and reaches e_link for large messages."""
 
     alpha_s: float
     e_link: float
+    p: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -450,6 +453,7 @@ class LayoutTerms:
     chips: float
     billed_chips: float
     expert_slots: float = 0.0  # routed experts + redundant copies spread over the EP ranks (0: dense)
+    tp_p: float = 1.0  # the all-reduce curve's knee (CommCurve.p)
 
 
 @lru_cache(maxsize=8192)
@@ -460,12 +464,12 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
     and the pipeline cross, the billed chips. Raises for a link the catalog does not publish."""
     dom = system.scaleup_chips
     tp, pp, sc = layout.tp, layout.pp, layout.stage_chips
-    tp_alpha, tp_e, tp_bw = 0.0, 1.0, 1.0  # TP = 1: no all-reduce (its term is 0 × these)
+    tp_alpha, tp_e, tp_bw, tp_p = 0.0, 1.0, 1.0, 1.0  # TP = 1: no all-reduce (its term is 0 × these)
     if tp > 1:
         ar = kernels.all_reduce
         if tp <= dom and kernels.custom_all_reduce:  # engines' one-shot kernels inside a domain
             ar = kernels.custom_all_reduce.get(engine.name) or kernels.custom_all_reduce.get("generic") or ar
-        tp_alpha, tp_e, tp_bw = ar.alpha_s, ar.e_link, link_bytes_per_s(system, tp > dom, f"TP {tp}")
+        tp_alpha, tp_e, tp_bw, tp_p = ar.alpha_s, ar.e_link, link_bytes_per_s(system, tp > dom, f"TP {tp}"), ar.p
     ep = layout.ep
     ep_on = f_out = remote = ll_up = ll_out = ht_up = 0.0
     up_bw = out_bw = ag_bw = 1.0
@@ -495,7 +499,8 @@ def layout_terms(model: Model, system: System, layout: Layout, kernels: Kernels,
                        float(kv_head_split(model, layout)), _z_max(ep), tp_alpha, tp_e, tp_bw, ep_on, f_out, remote,
                        up_bw, out_bw, ep_hop, ll_up, ll_out, ht_up, _z_max(layout.attention_dp), ag_bw, inv_bw / pp, hops,
                        float(layout.replica_chips), float(place.billed_chips),
-                       float(model.moe.n_experts + layout.redundant_experts) if model.moe is not None else 0.0)
+                       float(model.moe.n_experts + layout.redundant_experts) if model.moe is not None else 0.0,
+                       float(tp_p))
 
 
 def stack_layout_terms(terms: list[LayoutTerms]) -> LayoutTerms:
@@ -695,6 +700,13 @@ def _pnorm(t_c, t_m, p):
     hi, lo = _mx(t_c, t_m), _mn(t_c, t_m)
     r = lo / _where(hi > 0, hi, 1.0)  # in [0, 1]: one power of the ratio, not one of each time
     return hi * (1.0 + r ** p) ** (1.0 / p)
+
+
+def comm_call_time(alpha_s, link_s, p):
+    """One collective call (`CommCurve`): its latency and its link time joined by a p-norm — their sum
+    at p = 1; at p < 1 more than the sum near the crossover (the library's protocol switch) and
+    the link time alone for large messages (scripts/fit_kernels.py's "comm_knee" form)."""
+    return _pnorm(alpha_s, link_s, p)
 
 
 def gemm_time(curve: GemmCurve, flops, bytes_, n_kernels, peak_flops_per_s: float, hbm_bytes_per_s: float,
@@ -920,11 +932,12 @@ def prefill_chunk_attention_time(model: Model, lt: LayoutTerms, mb: Microbatch, 
 
 def tp_allreduce_time(shape: ModelShape, lt: LayoutTerms, mb: Microbatch, engine: Engine) -> Term:
     """Two all-reduces per layer of the rank's tokens' hidden vectors (BF16), ring traffic
-    2(TP − 1)/TP of the message: α + bytes / (link · e_link) each; 0 at TP = 1."""
+    2(TP − 1)/TP of the message: α and bytes / (link · e_link) joined by the curve's knee
+    (`comm_call_time`) each; 0 at TP = 1."""
     msg = mb.rank_tokens * shape.hidden * ACT_BYTES
     frac = 2 * (lt.tp - 1) / lt.tp
     e_link = _mn(lt.tp_e_link * engine.network_scale, 1.0)
-    t = 2 * mb.layers * (lt.tp_alpha_s * engine.floor_scale + frac * msg / (lt.tp_bw * e_link))
+    t = 2 * mb.layers * comm_call_time(lt.tp_alpha_s * engine.floor_scale, frac * msg / (lt.tp_bw * e_link), lt.tp_p)
     return Term(time_s=t, link_s=2 * mb.layers * frac * msg / lt.tp_bw)
 
 
@@ -1046,8 +1059,8 @@ def ep_alltoall_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
         ag = kernels.all_gather or kernels.all_reduce
         rs = kernels.reduce_scatter or kernels.all_reduce
         vol = (lt.adp - 1) * mb.rank_tokens * h * ACT_BYTES  # every chip gathers the other ranks' rows, padded
-        t = (ag.alpha_s + rs.alpha_s) * engine.floor_scale + lt.ep_hop_s \
-            + vol / (lt.ag_bw * min(ag.e_link * ns, 1.0)) + vol / (lt.ag_bw * min(rs.e_link * ns, 1.0))
+        t = lt.ep_hop_s + comm_call_time(ag.alpha_s * engine.floor_scale, vol / (lt.ag_bw * min(ag.e_link * ns, 1.0)), ag.p) \
+            + comm_call_time(rs.alpha_s * engine.floor_scale, vol / (lt.ag_bw * min(rs.e_link * ns, 1.0)), rs.p)
         ideal = 2 * (lt.adp - 1) * (mb.tokens / lt.sc) * h * ACT_BYTES / lt.ag_bw
         return Term(time_s=on * mb.moe_layers * t, link_s=on * mb.moe_layers * ideal)
     ll = a2a_low_latency(engine, mb.decode)
