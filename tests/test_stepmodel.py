@@ -472,9 +472,9 @@ def test_two_batch_overlap_against_lmsys_ablation():
     assert 1.0 < fast
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22, left: after the 598-case refit on kernel curves fitted with a "
-                   "robust loss (network scale 0.64: communication charged slower, so more of it to hide) the "
-                   "estimate's overlap gives 1.69x (1.73x at network scale 0.68) at "
+@pytest.mark.xfail(strict=True, reason="issue 22, left: after the 598-case refit with the collectives' knee "
+                   "(network scale 0.70: communication charged slower than the kernel tables, so more of it to "
+                   "hide) the estimate's overlap gives 1.73x (1.69x at network scale 0.64) at "
                    "256 tokens per device against LMSYS's measured 1.255x; SGLang's overlap is partial, the "
                    "feature hides all of min(communication, compute)")
 def test_two_batch_overlap_gain_at_256_tokens_per_device_against_lmsys():
