@@ -145,12 +145,15 @@ class Peaks:
 US = 1e-6
 
 
+def _log_pnorm(a, b, pw):
+    """(e^a^p + e^b^p)^(1/p) from the logs a, b of two times, computed on the larger (no overflow)."""
+    m = np.maximum(a, b)
+    return np.exp(m + np.log(np.exp(pw * (a - m)) + np.exp(pw * (b - m))) / pw)
+
+
 def _roof(p, X):
     ec, em, pw, t0 = p
-    a = np.log(X["tc"] / ec)
-    b = np.log(X["tm"] / em)
-    m = np.maximum(a, b)
-    return np.exp(m + np.log(np.exp(pw * (a - m)) + np.exp(pw * (b - m))) / pw) + t0 * US
+    return _log_pnorm(np.log(X["tc"] / ec), np.log(X["tm"] / em), pw) + t0 * US
 
 
 def _fa(p, X):
@@ -186,10 +189,7 @@ def _comm_knee(p, X):
     # library changes protocol (NCCL's LL / LL128 / Simple), and reaches the link's own
     # bandwidth for large messages, which the sum can only approach by lowering e_link for all
     alpha, e, pw = p
-    a = np.log(alpha * US * X["hops"])
-    b = np.log(X["tb"] / e)
-    m = np.maximum(a, b)
-    return np.exp(m + np.log(np.exp(pw * (a - m)) + np.exp(pw * (b - m))) / pw)
+    return _log_pnorm(np.log(alpha * US * X["hops"]), np.log(X["tb"] / e), pw)
 
 
 MODELS = {
