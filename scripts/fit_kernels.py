@@ -693,8 +693,16 @@ def gen_attn_frame(aic, peaks, engine):
 
 
 # the decode-attention shapes of catalog models per GPU (query heads, KV heads, head dim): Llama-3.1-8B
-# TP1, Llama-3.1-70B TP4 and TP8, Llama-3.1-405B TP8, gpt-oss TP1 — the extract tests/test_kernels.py checks
-EXTRACT_ATTENTION_SHAPES = ((32, 8, 128), (16, 2, 128), (8, 1, 128), (16, 1, 128), (64, 8, 64))
+# TP1, Llama-3.1-70B TP4 and TP8, Llama-3.1-405B TP8, gpt-oss TP1, and one multi-head shape (Llama-2-7B
+# TP1) — the extract tests/test_kernels.py checks
+EXTRACT_ATTENTION_SHAPES = ((32, 8, 128), (16, 2, 128), (8, 1, 128), (16, 1, 128), (64, 8, 64), (32, 32, 128))
+
+# Multi-head attention (one query head per KV head) and grouped-query attention (2-32) run different
+# TensorRT-LLM decode kernels (the XQA kernels serve grouped heads; multi-head runs the masked-MHA
+# kernel), and with FP8 KV they part: 0.50-0.65 of HBM bandwidth for multi-head against 0.75-0.85 for
+# grouped heads where the KV read dominates (H100/H200). One curve through both put every grouped-
+# query model's FP8 KV read ~20 % too slow, so each is fitted on its own: "kv_<dtype>" on grouped
+# heads (every current catalog model), "kv_<dtype>_mha" on multi-head rows (Llama-2-7B-class).
 
 
 def do_gen_attn(aic, peaks, engine, doc, extract=None):
@@ -706,20 +714,30 @@ def do_gen_attn(aic, peaks, engine, doc, extract=None):
         extract["attention"] = df[keep][["chip", "kv_cache_dtype", "batch_size", "s", "num_heads", "num_key_value_heads",
                                         "head_dim", "latency"]].rename(columns={"s": "context"}).reset_index(drop=True)
     res = {}
-    for dt, d in df.groupby("kv_cache_dtype"):
+    mha = (df.num_heads == df.num_key_value_heads).to_numpy()
+    for (dt, one), d in df.groupby([df.kv_cache_dtype, mha]):
         if len(d) < 50:
             continue
         t, ch = d.t.to_numpy(), d.chip.to_numpy()
-        # the KV read blended with the FLOPs (query heads per KV head cost time beyond the bytes:
-        # the roofline_pad form MLA decode uses), against the bytes-only forms
-        r = fit_family("roofline_pad", arrays(d, ["tc", "tkv", "tq", "s"]), t, ch)
-        for form, cols in (("bandwidth_pad", ["tkv", "tq", "s"]), ("bandwidth_only", ["tm"])):
+        # grouped heads: the KV read blended with the FLOPs (query heads per KV head cost time beyond
+        # the bytes: the roofline_pad form MLA decode uses), against the bytes-only forms. Multi-head:
+        # the FLOPs are a fixed multiple of the KV bytes (2 per byte at BF16), so the blend's two
+        # efficiencies cannot be told apart (the roofline_pad fit runs to its bounds, e_c ~0.005 and
+        # p = 8); the bytes-only form is the curve, the blend kept beside it
+        forms = {"roofline_pad": ["tc", "tkv", "tq", "s"], "bandwidth_pad": ["tkv", "tq", "s"],
+                 "bandwidth_only": ["tm"]}
+        main_form = "bandwidth_pad" if one else "roofline_pad"
+        r = fit_family(main_form, arrays(d, forms[main_form]), t, ch)
+        for form, cols in forms.items():
+            if form == main_form:
+                continue
             f = fit_family(form if form != "bandwidth_only" else "bandwidth", arrays(d, cols), t, ch)
             r[form] = {k: v for k, v in f.items() if k in ("generic", "in_sample", "leave_one_chip_out")}
         big = d[d.tm > 20 * r["generic"]["t0_s"]]
         r["eff_vs_s_(bytes-dominated)"] = binned(big.s.to_numpy(), (big.tm / big.t).to_numpy(),
                                                  [1, 128, 1024, 8192, 65536, np.inf], big.chip.to_numpy())
-        res["kv_" + SHORT.get(dt, dt)] = r
+        r["query_heads_per_kv_head"] = "1 (multi-head)" if one else f"2-{GQA_FITTED_MAX} (grouped)"
+        res["kv_" + SHORT.get(dt, dt) + ("_mha" if one else "")] = r
     doc[f"generation_attention/{engine}"] = res
     return res
 

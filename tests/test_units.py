@@ -1,5 +1,6 @@
 """units.py: the edge parser and dtype widths."""
 
+import numpy as np
 import pytest
 
 from tokenmath import TokenmathError
@@ -57,3 +58,12 @@ def test_formatting():
     assert si(3.35e12, "B/s") == "3.35 TB/s"
     assert seconds(0.0239) == "23.9 ms"
     assert count(671_026_404_352) == "671 billion"
+
+
+def test_a_value_that_rounds_up_to_the_next_unit_is_written_in_it():
+    """999.6 ms at three digits is 1 s (a step the CLI printed as 'attention 1e+03 ms'), 999.96
+    million is 1 billion; values clear of a boundary keep their unit."""
+    assert seconds(0.99964) == "1 s" and seconds(0.0009996) == "1 ms" and seconds(59.99) == "1 min"
+    assert si(999.6e9, "B") == "1 TB" and count(999.96e6) == "1 billion"
+    assert seconds(0.9986) == "999 ms" and si(998.4e9, "B") == "998 GB" and seconds(1.5e-3) == "1.5 ms"
+    assert "e+" not in " ".join(seconds(x) + si(x * 1e9, "B") for x in np.geomspace(1e-9, 1e6, 2001))

@@ -75,6 +75,9 @@ def load_kernels(path: str | None = None) -> Kernels:
 
         ca, ga = ops["context_attention"], ops["generation_attention"]
         attention = {"bf16": att(ca["bf16"], ga["kv_bf16"]), "fp8": att(ca["bf16_kvfp8"], ga["kv_fp8"])}
+        for k, ctx in (("bf16", "bf16"), ("fp8", "bf16_kvfp8")):  # multi-head decode: its own kernel's curve
+            if f"kv_{k}_mha" in ga:
+                attention[f"{k}_mha"] = att(ca[ctx], ga[f"kv_{k}_mha"])
         mc, mg = ops["mla_context"], ops["mla_generation"]
         mla = {k: att(mc[f"kv_{k}"], mg[f"kv_{k}"], "generic_hopper_only") for k in ("bf16", "fp8")}
         mla_ampere = {k: att(mc[f"kv_{k}"], mg[f"kv_{k}"]) for k in ("bf16", "fp8")}

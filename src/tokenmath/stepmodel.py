@@ -812,12 +812,17 @@ def expert_gemm_time(model: Model, shape: ModelShape, lt: LayoutTerms, mb: Micro
 
 def attention_curve(model: Model, system: System, kernels: Kernels, kv_dtype: str) -> AttentionCurve:
     """The fitted attention kernel for the model's attention (GQA or MLA; MLA decode on a chip
-    without FP8 — Ampere — has no fast kernel) and the KV dtype's class (FP8 or BF16)."""
+    without FP8 — Ampere — has no fast kernel) and the KV dtype's class (FP8 or BF16). Multi-head
+    attention (one query head per KV head) decodes on its own kernel, with its own curve where the
+    table has one (docs/kernels.md, "Grouped and multi-head decode")."""
     kv_cls = "fp8" if kv_dtype in ("fp8", "int8") else "bf16"
-    if model.attention.kind == "mla":
+    att = model.attention
+    if att.kind == "mla":
         table = kernels.mla_ampere if (kernels.mla_ampere and not system.chip.flops_per_s("fp8")) else kernels.mla
     else:
         table = kernels.attention
+        if att.n_heads == att.n_kv_heads and f"{kv_cls}_mha" in table:
+            return table[f"{kv_cls}_mha"]
     return kernels.pick(table, kv_cls)
 
 

@@ -186,14 +186,21 @@ def parse_positive(value: float | int | str, kind: str, *, what: str, allow_zero
 _SI = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")]
 
 
+def _rounded(value: float, digits: int) -> float:
+    """`value` at `digits` significant digits, to choose its unit by (the value itself is written
+    unrounded in it): a value just under a unit's boundary that rounds up to it takes the larger unit."""
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+
+
 def si(value: float, unit: str = "", digits: int = 3) -> str:
     """1.23e12, 'B/s' -> '1.23 TB/s' (decimal prefixes)."""
     if value is None:
         return "n/a"
     if value == 0 or not math.isfinite(value):
         return f"{value:g} {unit}".strip()
+    r = abs(_rounded(value, digits))  # the unit from the rounded value: 999.96e9 is 1 T, not "1e+03 G"
     for scale, prefix in _SI:
-        if abs(value) >= scale:
+        if r >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}".strip()
     return f"{value:.{digits}g} {unit}".strip()
 
@@ -202,8 +209,9 @@ def count(value: float, digits: int = 4) -> str:
     """Counts (parameters, tokens) in words people use: 671.0 billion, 37.55 billion, 128 thousand."""
     if value is None:
         return "n/a"
+    r = abs(_rounded(value, digits))
     for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
-        if abs(value) >= scale:
+        if r >= scale:
             return f"{value / scale:.{digits}g} {word}"
     return f"{value:,.0f}"
 
@@ -212,7 +220,7 @@ def seconds(value: float, digits: int = 3) -> str:
     """A duration in the most readable unit."""
     if value is None:
         return "n/a"
-    a = abs(value)
+    a = abs(_rounded(value, digits))  # the unit from the rounded value: 0.99996 s is 1 s, not "1e+03 ms"
     if a >= 86400 * 2:
         return f"{value / 86400:.{digits}g} days"
     if a >= 3600:
