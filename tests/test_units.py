@@ -67,3 +67,13 @@ def test_a_value_that_rounds_up_to_the_next_unit_is_written_in_it():
     assert si(999.6e9, "B") == "1 TB" and count(999.96e6) == "1 billion"
     assert seconds(0.9986) == "999 ms" and si(998.4e9, "B") == "998 GB" and seconds(1.5e-3) == "1.5 ms"
     assert "e+" not in " ".join(seconds(x) + si(x * 1e9, "B") for x in np.geomspace(1e-9, 1e6, 2001))
+
+
+def test_sig_writes_plain_numbers_with_separators():
+    """`units.sig`, the CLI's number format where a figure has no unit prefix (tokens/s per MW,
+    prefixes held): 146,158 at four digits is 146,200, not '1.462e+05'; small values keep their digits."""
+    from tokenmath.units import sig
+
+    assert sig(146158.3, 4) == "146,200" and sig(29830.0, 4) == "29,830" and sig(2431000, 4) == "2,431,000"
+    assert sig(0.01684, 3) == "0.0168" and sig(2.431, 3) == "2.43" and sig(999.6, 3) == "1,000"
+    assert sig(0) == "0" and sig(-0.0) == "0" and sig(None) == "n/a" and "e" not in sig(7.3e11, 4)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .errors import TokenmathError
+from .units import sig
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -502,7 +503,7 @@ def _step_totals_only(m, s, B, L, S, chips, dt, eff, prof, price, expert_fetch, 
     en = maybe_energy_of(st, s)
     rec.update(rp.energy_record(en))
     a = st.assumptions
-    cost = f"${st.usd_per_mtok:,.4g} per million tokens" if st.usd_per_mtok is not None else "no price (--usd-per-chip-hour)"
+    cost = f"${sig(st.usd_per_mtok, 4)} per million tokens" if st.usd_per_mtok is not None else "no price (--usd-per-chip-hour)"
     lines = (f"{m.name} on {chips} × {s.name}: B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f} — a totals-only model: the "
              "roofline on ideal sharding (no layout, no estimate)",
              f"  compute {seconds(st.compute_s)} · weight fetch {seconds(st.weights_s)} · KV fetch {seconds(st.kv_s)} "
@@ -1113,7 +1114,7 @@ def _fleet_day(m, syss, path, I, O, slo, disaggregation, P, prefix_hit_rate, obj
 
 
 def _w(x) -> str:
-    return f"{x / 1e3:,.3g} kW" if x >= 1e3 else f"{x:,.0f} W"
+    return f"{sig(x / 1e3, 3)} kW" if x >= 1e3 else f"{x:,.0f} W"
 
 
 @_facade
@@ -1206,12 +1207,12 @@ def energy(model: ModelArg, system: SystemArg, *, batch: float | str = "64", con
                                              + (f", {est.op.billed_chips:g} billed" if est.op.billed_chips != est.op.chips else "") + ")")
     lines = ([] if rep is None or not rep.note else [f"note: {rep.note}"]) + [
         f"{m.name} on {where}, B = {B:,.0f}, L = {L:,.0f}, S = {S:,.0f} ({rec['estimate']} step {seconds(e.step_s)};"
-        f" {e.tokens_per_chip:,.4g} new tokens per chip)",
+        f" {sig(e.tokens_per_chip, 4)} new tokens per chip)",
         "  " + rp.energy_line(e),
         f"  levels: board {_w(e.board_watts)} ({e.board_watts_per_chip:,.0f} W per working chip), node {_w(e.node_watts)}"
         f" (+ host {_w(e.host_watts)}), facility {_w(e.facility_watts)} (× PUE {fac.pue:g}"
         + ("" if fac.facility_class is None else f", {fac.facility_class}") + ")",
-        "  watts by cause: " + ", ".join(f"{k} {v / 1e3:,.3g} kW" for k, v in e.parts_w.items())
+        "  watts by cause: " + ", ".join(f"{k} {sig(v / 1e3, 3)} kW" for k, v in e.parts_w.items())
         + " (compute and memory: the activity above idle split by the bound's time shares)"]
     if power.cap_w is not None:
         lines.append(f"  power cap {power.cap_w:g} W: " + (f"binds; clocks at {e.clock_ratio:.0%}, the step {e.slowdown:.3f}× "
@@ -1234,9 +1235,9 @@ def energy(model: ModelArg, system: SystemArg, *, batch: float | str = "64", con
                           "counted": "all the replica's energy, prefill included, shared among the requests it serves "
                                      "at once (as ML.ENERGY counts: energy ÷ output tokens)"}
         lines.append(f"  one request of {I:,.0f} in / {O:,.0f} out at {B:,.0f} at once ({seconds(r.time_per_output_token_s)}"
-                     f" per output token, prefill chunked in): {r.joules:,.4g} J = {r.wh:,.3g} Wh at the {lvl} level,"
-                     f" {r.joules_per_output_token:,.3g} J per output token (board {r.board_joules_per_output_token:,.3g},"
-                     f" node {r.node_joules_per_output_token:,.3g}, facility {r.facility_joules_per_output_token:,.3g});"
+                     f" per output token, prefill chunked in): {sig(r.joules, 4)} J = {sig(r.wh, 3)} Wh at the {lvl} level,"
+                     f" {sig(r.joules_per_output_token, 3)} J per output token (board {sig(r.board_joules_per_output_token, 3)},"
+                     f" node {sig(r.node_joules_per_output_token, 3)}, facility {sig(r.facility_joules_per_output_token, 3)});"
                      f" prefill {r.prefill_share:.0%} of it")
     for a in power.assumptions + fac.assumptions:
         lines.append(f"  assumption: {a}")
@@ -1336,7 +1337,7 @@ def tco(system: SystemArg, *, capex_usd_per_chip: float | str | None = None, yea
                              "estimate": est.label, "batch": B, "context": L, "chips": chips}
         lines.append(f"  vs {sheet.name} (${sheet.output_usd_per_mtok:g}/Mtok output): {m.name} at B = {B:,.0f}, L = {L:,.0f}"
                      f" makes {tps:,.0f} tokens/s per chip ({est.label}); owned at {t.utilisation:.0%}: "
-                     + ("-" if owned is None else f"${owned:,.4g}/Mtok")
+                     + ("-" if owned is None else f"${sig(owned, 4)}/Mtok")
                      + ("; owning never beats the API" if u_star is None else f"; owning wins above {u_star:.1%} utilisation"))
     lines += [f"  assumption: {x}" for x in t.assumptions]
     lines.append(f"  sources: {len(t.sources)} figures from energy.toml (--json lists each; docs/energy-sources.md)")

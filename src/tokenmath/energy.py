@@ -50,6 +50,7 @@ from pathlib import Path
 
 from .errors import TokenmathError
 from .specs import System
+from .units import sig
 
 DATA = Path(__file__).with_name("catalog") / "energy.toml"
 FIT = Path(__file__).with_name("validation") / "power_fit.json"
@@ -790,7 +791,7 @@ def tco(system: System, *, capex_usd: float | None = None, utilisation: float = 
     if busy_tokens_per_chip is None:
         assumptions.append(f"busy = serving at {tau:g} tokens per chip per step ({tt.get('busy_source', 'energy.toml tco.busy_tokens_per_chip')})")
     else:
-        assumptions.append(f"busy = serving at {tau:,.4g} tokens per chip per step (the pass compared)")
+        assumptions.append(f"busy = serving at {sig(tau, 4)} tokens per chip per step (the pass compared)")
     busy, _, _, _ = board_power(power, tau)
     avg_w = power.idle_w + u * (busy - power.idle_w)
     kwh = fac.pue / 1e3 * fac.usd_per_kwh  # $ per W-hour at the facility's meter

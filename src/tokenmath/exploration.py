@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import TokenmathError
 from .specs import Model, System
-from .units import parse_bounded
+from .units import parse_bounded, sig
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,7 +420,7 @@ def evaluate_point(model: Model, system: System, I: float, O: float, U: float | 
                                         " KV in what a serving engine fills of HBM (90 % less the runtime's"
                                         " reserve) with the links it needs"}
         fastest = float(np.max(cols["tokens_per_s_per_user"]))
-        return row | {"infeasible": f"no deployment reaches {U:,.4g} tokens/s per user (the fastest: {fastest:,.4g})"}
+        return row | {"infeasible": f"no deployment reaches {sig(U, 4)} tokens/s per user (the fastest: {sig(fastest, 4)})"}
     g = lambda k: cols[k][b]  # noqa: E731
     row.update(feasible=True, usd_per_mtok=float(g("usd_per_mtok")) if priced else None,
                tokens_per_s_per_chip=float(g("tokens_per_s_per_chip")),

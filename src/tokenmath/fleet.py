@@ -38,6 +38,7 @@ from .parallelism import HOP_LATENCY_S_DEFAULT, Layout, check_layout
 from .params import param_counts
 from .specs import Dtypes, Model, System
 from .steady import CONFIDENCE, Interval, mser5, percentile_interval
+from .units import sig
 
 # Load a pool is planned to: capacity × ρ. Queueing delay grows as 1/(1 − ρ); 0.85 is a common
 # planning target for latency-bound services. It is where the search starts: the verified size
@@ -1180,8 +1181,8 @@ def _wide_ep_reason(best, cands, by_name, key) -> str:
         unit, b, a = "$/h", best.usd_per_hour, alt.usd_per_hour
     else:
         unit, b, a = "chips", best.total_chips, alt.total_chips
-    return (f"wide EP: {what} — {why}; the cheapest fleet with each EP group inside one domain screens at {a:,.4g} {unit}"
-            f" (analytic, {UTILISATION_DEFAULT:.0%} load, before verification), this one is verified at {b:,.4g} {unit}")
+    return (f"wide EP: {what} — {why}; the cheapest fleet with each EP group inside one domain screens at {sig(a, 4)} {unit}"
+            f" (analytic, {UTILISATION_DEFAULT:.0%} load, before verification), this one is verified at {sig(b, 4)} {unit}")
 
 
 def _mode_reason(cands, verified, best, disaggregation, key) -> str:
@@ -1207,7 +1208,7 @@ def _mode_reason(cands, verified, best, disaggregation, key) -> str:
     else:
         better = "uses less energy" if energy else "is cheaper"
         screen = f"{'disaggregated' if key(d) < key(a) else 'aggregated'} {better} in the analytic screen"
-    screen += f" at {UTILISATION_DEFAULT:.0%} load ({what}: aggregated {val(a):,.4g}, disaggregated {val(d):,.4g})"
+    screen += f" at {UTILISATION_DEFAULT:.0%} load ({what}: aggregated {sig(val(a), 4)}, disaggregated {sig(val(d), 4)})"
     if best is None or best.simulated is None:
         return f"{screen}; no candidate was verified"
     parts = []
@@ -1215,7 +1216,7 @@ def _mode_reason(cands, verified, best, disaggregation, key) -> str:
         tried = [o for o in verified if o.mode == mode]
         met = [o for o in tried if o.simulated.meets_slo]
         if met:
-            parts.append(f"{mode} {val(min(met, key=key)):,.4g}")
+            parts.append(f"{mode} {sig(val(min(met, key=key)), 4)}")
         elif tried:
             parts.append(f"{mode}: {len(tried)} verified, none meets the SLOs")
         else:
@@ -1414,13 +1415,13 @@ def fleet_day(model: Model, systems: list[System], curve, *, input_tokens: float
                            tuple(int(x) for x in st), float(w), None if usd is None else float(u))
                for t0, d, r, Ri, c, n, st, w, u in zip(curve.time_s, dur, lam, R, chips, nodes, started, warm,
                                                        usd if usd is not None else [None] * len(lam)))
-    notes = (f"each pool verified once, at the peak rate {peak:,.4g} requests/s (simulated at steady state and sized"
+    notes = (f"each pool verified once, at the peak rate {sig(peak, 4)} requests/s (simulated at steady state and sized"
              " down); every interval sized by its rate / the verified capacity per replica, so each replica's load"
              " never passes the verified one",
              "replicas started between intervals are charged their weight-load time (weights per chip / the load"
              " bandwidth) as chip-time; stopping is free; the curve repeats (the first interval follows the last)")
     if abs(span - 86_400.0) > 1e-6:
-        notes += (f"the curve spans {span / 3600:,.4g} h: per-day figures are its figures × 24 h / span",)
+        notes += (f"the curve spans {sig(span / 3600, 4)} h: per-day figures are its figures × 24 h / span",)
     return FleetDay(model.name, curve.name, plan, pools, cap, tuple(bw), tuple(load), iv, span,
                     chip_s / span, float(chips.max()), float(nodes @ dur / span), int(nodes.max()),
                     float(chips @ dur / span), None if usd is None else float(usd.sum()) * day,

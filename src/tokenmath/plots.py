@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .errors import TokenmathError
-from .units import seconds
+from .units import seconds, sig
 
 try:  # optional dependency
     import matplotlib
@@ -416,7 +416,7 @@ def fleet_frontier(f, *, path=None):
     if f.slo.tpot_limit() < math.inf:
         ax.axvline(1.0 / f.slo.tpot_limit(), ls="--", color=COLORS["floor"], label="SLO: 1 / TPOT")
     ax.set(xscale="log", yscale="log", xlabel="tokens/s per user", ylabel="$ per million output tokens")
-    _fit_title(ax, f"{f.model}: {f.request_rate:,.4g} requests/s, I = {f.input_tokens:,.0f}, O = {f.output_tokens:,.0f}")
+    _fit_title(ax, f"{f.model}: {sig(f.request_rate, 4)} requests/s, I = {f.input_tokens:,.0f}, O = {f.output_tokens:,.0f}")
     return _markers_legend(ax, path, what="markers: candidate fleets on the front")
 
 
@@ -602,7 +602,7 @@ def fleet_over_day(d, *, path=None):
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
     ax.grid(True, alpha=0.25)
-    _fit_title(ax, f"{d.model}: the fleet over {d.span_s / 3600:,.4g} h ({d.nodes_average:,.1f} nodes on average,"
+    _fit_title(ax, f"{d.model}: the fleet over {sig(d.span_s / 3600, 4)} h ({d.nodes_average:,.1f} nodes on average,"
                    f" {d.nodes_peak:,} at peak)")
     return _save(fig, path)
 

@@ -26,7 +26,7 @@ from .serving import (
 )
 from .specs import ROOFLINE, Dtypes, Efficiency, Model, System
 from .units import count as count_words
-from .units import seconds, si
+from .units import seconds, si, sig
 
 # --------------------------------------------------------------------------------------------
 # JSON
@@ -269,15 +269,15 @@ def render_step(est, m: Model, s: System, dt: Dtypes, mem, *, priced: bool) -> l
         t.add_row("[bold]estimated step[/]", f"[bold]{seconds(est.step_s)}[/]")
         out.append(t)
         lo, hi = est.range_80["step_s"] if est.range_80 else (est.step_s, est.step_s)
-        cost = f"; ${est.usd_per_mtok:,.4g}/Mtok" if priced and est.usd_per_mtok is not None else ""
+        cost = f"; ${sig(est.usd_per_mtok, 4)}/Mtok" if priced and est.usd_per_mtok is not None else ""
         out.append(f"[bold]estimate[/]: {seconds(est.step_s)} per step (80 % band {seconds(lo)} – {seconds(hi)}), "
                    f"{est.tokens_per_s:,.0f} tokens/s ({est.tokens_per_s_per_chip:,.0f} per chip, "
                    f"{est.tokens_per_s_per_user:,.1f} per user){cost}; MFU {est.mfu:.1%}, MBU {est.mbu:.1%}")
     elif est.label.startswith("roofline ×"):
-        cost = f"; ${est.usd_per_mtok:,.4g}/Mtok" if priced and est.usd_per_mtok is not None else ""
+        cost = f"; ${sig(est.usd_per_mtok, 4)}/Mtok" if priced and est.usd_per_mtok is not None else ""
         out.append(f"[bold]{est.label}[/]: {seconds(est.step_s)} per step, {est.tokens_per_s:,.0f} tokens/s "
                    f"({est.tokens_per_s_per_chip:,.0f} per chip){cost}; MFU {est.mfu:.1%}, MBU {est.mbu:.1%} (a what-if, not an estimate)")
-    cost = f"; ${bd.usd_per_mtok:,.4g}/Mtok" if priced and bd.usd_per_mtok is not None else ""
+    cost = f"; ${sig(bd.usd_per_mtok, 4)}/Mtok" if priced and bd.usd_per_mtok is not None else ""
     ratio = "" if est.is_roofline else f" — the estimate is {est.step_s / bd.step_s:.2f}× it"
     out.append(f"[bold]roofline bound[/]: {seconds(bd.step_s)} per step, {bd.tokens_per_s:,.0f} tokens/s "
                f"({bd.tokens_per_s_per_chip:,.0f} per chip){cost}; MFU {bd.mfu:.1%}, MBU {bd.mbu:.1%}{ratio}")
@@ -484,7 +484,7 @@ def _strip_prefill(rec: dict) -> dict:
 def usd(x: float | None) -> str:
     if x is None:
         return "n/a (no price: --usd-per-chip-hour)"
-    return f"${x:,.3g}" if x < 100 else f"${x:,.0f}"
+    return f"${sig(x, 3)}" if x < 100 else f"${x:,.0f}"
 
 
 def count(x: float) -> str:
@@ -521,7 +521,7 @@ def render_report(r: Report) -> list[tuple[str, list[str]]]:
     )
     if r.kv_intensity is not None:
         k = r.kv_intensity
-        lines.append(f"Decode attention spends {k.flops_per_kv_byte:,.3g} FLOPs per KV byte it reads"
+        lines.append(f"Decode attention spends {sig(k.flops_per_kv_byte, 3)} FLOPs per KV byte it reads"
                      + ("" if k.chip_flops_per_byte is None else
                         f" against the chip's {k.chip_flops_per_byte:,.0f} FLOP/byte (BF16): {_attention_verdict(k)}."))
     out.append(("The model", lines))
@@ -951,7 +951,7 @@ def render_balance(b, m: Model, s: System, est=None, kv=None, largest=None, *, r
     if kv is not None:
         chip = "" if kv.chip_flops_per_byte is None else (
             f" against the chip's {kv.chip_flops_per_byte:,.0f} FLOP/byte in BF16: {_attention_verdict(kv)}")
-        lines.append(f"  decode attention (L51): {kv.flops_per_kv_byte:,.3g} FLOPs per KV byte read ({kv.formula})" + chip)
+        lines.append(f"  decode attention (L51): {sig(kv.flops_per_kv_byte, 3)} FLOPs per KV byte read ({kv.formula})" + chip)
     lines += [
         "  balance batch",
         f"    roofline B* (weight fetch = compute, KV ignored) = hardware ratio × sparsity = {_n(b.balance_batch)}",
@@ -1419,8 +1419,8 @@ ENERGY_LEVEL_WORDS = {"board": "on the boards", "node": "at the wall (node: boar
 def energy_line(e) -> str:
     if e is None:
         return "energy: no power figures for this chip (energy.toml, or the catalog's power_w)"
-    return (f"energy: {e.watts / 1e3:,.3g} kW {ENERGY_LEVEL_WORDS[e.level]} ({e.chip_w:,.0f} W per board at "
-            f"{e.tokens_per_chip:,.3g} tokens per chip), {e.joules_per_token:,.3g} J/token, {e.tokens_per_s_per_mw:,.4g} "
+    return (f"energy: {sig(e.watts / 1e3, 3)} kW {ENERGY_LEVEL_WORDS[e.level]} ({e.chip_w:,.0f} W per board at "
+            f"{sig(e.tokens_per_chip, 3)} tokens per chip), {sig(e.joules_per_token, 3)} J/token, {sig(e.tokens_per_s_per_mw, 4)} "
             f"tokens/s per MW ({e.level})")
 
 
@@ -1516,7 +1516,7 @@ def _fleet_sim_line(s) -> str:
     return (f"  simulated at steady state: TTFT p50 {seconds(s.ttft_p50_s)}, p99 {seconds(s.ttft_p99_s)}"
             f" ({_ci(*s.ttft_p99_ci_s)}); TPOT p50 {seconds(s.tpot_p50_s)}, p99 {seconds(s.tpot_p99_s)}"
             f" ({_ci(*s.tpot_p99_ci_s)}); {s.slo_attainment:.1%} of requests meet every SLO; goodput"
-            f" {s.goodput_requests_per_s:,.4g} requests/s; {_sim_requests(s)}; {how}")
+            f" {sig(s.goodput_requests_per_s, 4)} requests/s; {_sim_requests(s)}; {how}")
 
 
 def _sim_requests(s) -> str:
@@ -1531,7 +1531,7 @@ def render_fleet(f, commands=None, export_layouts=None, export_engine=None) -> l
     slo = ", ".join(f"{k.replace('_s', '').replace('_', ' ')} ≤ {seconds(v)}" for k, v in
                     (("ttft_p99_s", f.slo.ttft_p99_s), ("tpot_p99_s", f.slo.tpot_p99_s),
                      ("ttft_p50_s", f.slo.ttft_p50_s), ("tpot_p50_s", f.slo.tpot_p50_s)) if v is not None) or "none"
-    lines = [f"{f.model}: {f.request_rate:,.4g} requests/s, {f.input_tokens:,.0f} in / {f.output_tokens:,.0f} out"
+    lines = [f"{f.model}: {sig(f.request_rate, 4)} requests/s, {f.input_tokens:,.0f} in / {f.output_tokens:,.0f} out"
              + (f" ({f.cached_input_tokens:,.0f} from the prefix cache)" if f.cached_input_tokens else "")
              + f"; SLOs: {slo}"]
     if f.workload:
@@ -1558,12 +1558,12 @@ def render_fleet(f, commands=None, export_layouts=None, export_engine=None) -> l
     if b is None:
         lines.append("  no candidate met its SLOs in simulation; the closest are below")
     else:
-        price = "" if b.usd_per_hour is None else (f", ${b.usd_per_hour:,.2f}/h, ${b.usd_per_mtok_output:,.3g} per million"
-                                                   f" output tokens (${b.usd_per_mtok_all_tokens:,.3g} per million"
+        price = "" if b.usd_per_hour is None else (f", ${b.usd_per_hour:,.2f}/h, ${sig(b.usd_per_mtok_output, 3)} per million"
+                                                   f" output tokens (${sig(b.usd_per_mtok_all_tokens, 3)} per million"
                                                    f" tokens in + out)")
         if b.watts is not None:
-            price += (f", {b.watts / 1e3:,.4g} kW at the facility (× PUE), {b.joules_per_token:,.3g} J per output token,"
-                      f" {b.joules_per_request:,.4g} J per request, {b.watts * 24 / 1e6:,.4g} MWh per day")
+            price += (f", {sig(b.watts / 1e3, 4)} kW at the facility (× PUE), {sig(b.joules_per_token, 3)} J per output token,"
+                      f" {sig(b.joules_per_request, 4)} J per request, {sig(b.watts * 24 / 1e6, 4)} MWh per day")
         verified = "" if b.simulated is not None else "; not verified in simulation (--verify 0)"
         lines.append(f"  best: {b.mode}, {b.total_chips:,.0f} chips{price}"
                      f" (FLOP lower bound {f.flop_lower_bound_chips:,.1f} chips){verified}")
@@ -1586,7 +1586,7 @@ def render_fleet(f, commands=None, export_layouts=None, export_engine=None) -> l
                          f" ({', '.join(f'{k} {v:+.0%}' for k, v in f.screen_error.items())} simulated vs analytic)")
     pc = f.prefix_cache
     if pc is not None:
-        cost = "" if pc["usd_per_hour"] is None else f", ${pc['usd_per_hour']:,.4g}/h"
+        cost = "" if pc["usd_per_hour"] is None else f", ${sig(pc['usd_per_hour'], 4)}/h"
         lines.append(f"  prefix cache: {pc['prefixes']:,} × {pc['prefix_tokens']:,.0f}-token prefix = {si(pc['kv_bytes'], 'B')},"
                      f" reused every {seconds(pc['reuse_interval_s'])}: kept in {pc['tier']}{cost} ({pc['note']})")
         ct = pc.get("cache_tier")
@@ -1594,7 +1594,7 @@ def render_fleet(f, commands=None, export_layouts=None, export_engine=None) -> l
             fetch = "" if not ct["fetch_s_per_prompt_chip"] else (
                 f"; a hit is read back at {si(ct['tier_bytes_per_s_per_chip'], 'B/s')} per chip before its prompt's pass")
             lines.append(f"  prefix cache in {ct['tier']}: {si(ct['capacity_bytes'], 'B')} holds"
-                         f" {ct['prefixes_held']:,.4g} of {ct['prefixes']:,} prefixes: hit rate {ct['hit_rate']:.3g}"
+                         f" {sig(ct['prefixes_held'], 4)} of {ct['prefixes']:,} prefixes: hit rate {ct['hit_rate']:.3g}"
                          f" of {ct['hit_rate_unlimited']:.3g}{fetch} ({ct['note']})")
     others = [o for o in f.candidates if o is not b and o != b]
     if others:
@@ -1664,7 +1664,7 @@ def render_plan(p) -> list[str]:
         f" {b.tokens_per_s_per_chip:,.0f} per chip, {usd(b.usd_per_mtok)}/Mtok, TTFT {seconds(b.ttft_s)}"
         " (one prompt on an idle replica: under load it also waits for steps; `fleet` simulates that)"
         + ("" if b.joules_per_token is None else
-           f"; {b.joules_per_token:,.3g} J/token, {b.tokens_per_s_per_mw:,.4g} tokens/s per MW")
+           f"; {sig(b.joules_per_token, 3)} J/token, {sig(b.tokens_per_s_per_mw, 4)} tokens/s per MW")
     )
     if p.range_80:
         t = p.range_80["tokens_per_s_per_chip"]
@@ -2051,7 +2051,7 @@ def render_fleet_day(d) -> list[str]:
     """Plain words: the day's figures, the pools with their verified capacity, then the intervals
     where the fleet changes size."""
     usd = "" if d.usd_per_day is None else (f", ${d.usd_per_day:,.0f} per day (warm-up ${d.warmup_usd_per_day:,.2f})")
-    lines = [f"{d.model} over the day ({d.curve or 'rate curve'}, {len(d.intervals)} intervals, {d.span_s / 3600:,.4g} h,"
+    lines = [f"{d.model} over the day ({d.curve or 'rate curve'}, {len(d.intervals)} intervals, {sig(d.span_s / 3600, 4)} h,"
              f" {d.requests_per_day:,.0f} requests per day)",
              f"  chips: {d.chips_average:,.1f} on average, {d.chips_peak:,.0f} at peak; nodes: {d.nodes_average:,.2f} on"
              f" average, {d.nodes_peak:,} at peak{usd}"]
@@ -2059,15 +2059,15 @@ def render_fleet_day(d) -> list[str]:
     if sim is not None:
         from .units import seconds
 
-        lines.append(f"  verified at the peak ({d.plan.request_rate:,.4g} requests/s, {d.plan.best.mode}): TTFT p99"
+        lines.append(f"  verified at the peak ({sig(d.plan.request_rate, 4)} requests/s, {d.plan.best.mode}): TTFT p99"
                      f" {seconds(sim.ttft_p99_s)}, TPOT p50 {seconds(sim.tpot_p50_s)}, p99 {seconds(sim.tpot_p99_s)};"
                      f" {'meets' if sim.meets_slo else 'misses'} the SLOs at steady state ({d.plan.estimate})")
     for p, c, t, tn in zip(d.pools, d.capacity_requests_per_s, d.load_s, d.tokens_per_s_per_node_at_peak):
         what = "input (hits included)" if p.role == "prefill" else "output"
         mtp = f", MTP {p.mtp_draft_tokens} draft(s)" if p.mtp_draft_tokens else ""
         lines.append(f"    {p.role:<9} {p.system:<12} TP{p.tp} EP{p.ep} PP{p.pp} = {p.chips_per_replica} chips each{mtp},"
-                     f" {p.replicas} replicas at peak, verified {c:,.4g} requests/s per replica ({tn:,.0f} {what}"
-                     f" tokens/s per node), weights load in {t:,.3g} s")
+                     f" {p.replicas} replicas at peak, verified {sig(c, 4)} requests/s per replica ({tn:,.0f} {what}"
+                     f" tokens/s per node), weights load in {sig(t, 3)} s")
     if getattr(d.plan, "wide_ep_reason", ""):
         lines.append(f"  {d.plan.wide_ep_reason}")
     lines.append("  intervals where the fleet changes size (start, requests/s, replicas per pool, chips, nodes):")

@@ -15,7 +15,7 @@ import numpy as np
 from .errors import TokenmathError
 from .params import param_counts
 from .specs import Model, System
-from .units import dtype_bytes
+from .units import dtype_bytes, sig
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -84,7 +84,7 @@ def implied_mfu(model: Model, system: System, tokens: float, chip_hours: float, 
     u = flops_per_param_token * N * _positive("tokens", tokens) / (
         _positive("chip hours", chip_hours) * 3600.0 * system.flops_per_s(dtype))
     if u > 1.0:
-        raise TokenmathError(f"{tokens:,.4g} tokens in {chip_hours:,.4g} chip-hours would need {u:.0%} of the "
+        raise TokenmathError(f"{sig(tokens, 4)} tokens in {sig(chip_hours, 4)} chip-hours would need {u:.0%} of the "
                              f"{system.compute_class_for(dtype)} peak of {system.name}: more than the chips can do; "
                              "check --tokens, --chip-hours and --system")
     return u

@@ -192,6 +192,18 @@ def _rounded(value: float, digits: int) -> float:
     return float(f"{value:.{digits}g}") if math.isfinite(value) else value
 
 
+def sig(value: float, digits: int = 3) -> str:
+    """A plain number at `digits` significant digits with thousands separators, never in e-notation
+    from 1e-4 up: 146,200 (not "1.462e+05"), 2,983, 0.0168, 2.43."""
+    if value is None:
+        return "n/a"
+    v = float(value)
+    if v == 0 or not math.isfinite(v):
+        return "0" if v == 0 else f"{v:g}"  # never a signed zero
+    r = float(f"{v:.{digits}g}")
+    return f"{r:,.0f}" if abs(r) >= 10 ** digits else f"{r:,.{digits}g}"
+
+
 def si(value: float, unit: str = "", digits: int = 3) -> str:
     """1.23e12, 'B/s' -> '1.23 TB/s' (decimal prefixes)."""
     if value is None:

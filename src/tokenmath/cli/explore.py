@@ -8,6 +8,7 @@ import typer
 from . import (
     JsonOpt, CatalogOpt, Num, PLOT_FORMATS, command, _catalog, _finish, _count, progress, TokenmathError, err, si, DashboardOpt,
 )
+from ..units import sig
 
 MAX_FRONT_LINES = 20
 
@@ -80,9 +81,9 @@ def _shown(field: str, v: float) -> str:
 
     unit = FIELDS[field].unit
     if unit == "USD/chip-hour":
-        return f"${v:,.4g}/chip-hour"
+        return f"${sig(v, 4)}/chip-hour"
     if FIELDS[field].where in ("workload", "layout") or unit == "chips":
-        return f"{v:,.6g}"
+        return f"{sig(v, 6)}"
     return si(v, unit)
 
 
@@ -103,17 +104,17 @@ def render(r) -> list[str]:
         if b is None:
             lines.append(head + "; none meets the SLO")
             continue
-        cost = (f"${b['usd_per_mtok']:,.3g}/Mtok (80 %: {b['usd_per_mtok_lo']:,.3g}–{b['usd_per_mtok_hi']:,.3g}; "
-                f"roofline bound ${b['roofline_usd_per_mtok']:,.3g})" if b["usd_per_mtok"] is not None
+        cost = (f"${sig(b['usd_per_mtok'], 3)}/Mtok (80 %: {sig(b['usd_per_mtok_lo'], 3)}–{sig(b['usd_per_mtok_hi'], 3)}; "
+                f"roofline bound ${sig(b['roofline_usd_per_mtok'], 3)})" if b["usd_per_mtok"] is not None
                 else f"{b['tokens_per_s_per_chip']:,.0f} tokens/s per chip")
         at = ", ".join(x for x in ((b["base_chip"] if many or not fields else ""), _axes_text(b, fields)) if x)
         best = "fastest" if r.space.get("objective") == "speed" else "best"
         lines.append(head + f"; {best} {cost}, {b['tokens_per_s_per_user']:,.0f} tok/s/user, at {at}")
     lines.append(f"  Pareto front ($/Mtok or tokens/s per chip against tokens/s per user), {len(r.pareto)} point(s):")
     for p in r.pareto[:MAX_FRONT_LINES]:
-        value = (f"${p['usd_per_mtok']:,.3g}/Mtok" if p["usd_per_mtok"] is not None
+        value = (f"${sig(p['usd_per_mtok'], 3)}/Mtok" if p["usd_per_mtok"] is not None
                  else f"{p['tokens_per_s_per_chip']:,.0f} tok/s/chip")
-        j = "" if p.get("joules_per_token") is None else f", {p['joules_per_token']:,.2g} J/token"
+        j = "" if p.get("joules_per_token") is None else f", {sig(p['joules_per_token'], 2)} J/token"
         lines.append(f"    {p['model']}: {value}, {p['tokens_per_s_per_user']:,.0f} tok/s/user, "
                      f"{p['tokens_per_s_per_chip']:,.0f} tok/s/chip{j}; TP{p['tp']} EP{p['ep']} PP{p['pp']} "
                      f"B={p['batch']:,.0f} {p['weight_dtype']}, binding {p['binding']}"

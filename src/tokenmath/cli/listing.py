@@ -8,6 +8,7 @@ from . import (
     _check_finite, JsonOpt, CatalogOpt, EfficiencyOpt, KvOpt, command, _catalog, _emit_json, _count, out, check_dtype, count,
     seconds, si,
 )
+from ..units import sig
 
 
 # ---- catalog listings ----------------------------------------------------------------------
@@ -149,7 +150,7 @@ def system_cmd(
             text = seconds(v)
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             unit = next((u for suffix, u in units.items() if k.endswith(suffix)), "")
-            text = si(v, unit) if unit else f"{v:,.4g}"
+            text = si(v, unit) if unit else f"{sig(v, 4)}"
         else:
             text = str(v)
         t.add_row(k, text)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import ForceOpt, write_output, Num, JsonOpt, CatalogOpt, command, _catalog, _finish, TokenmathError, si
+from ..units import sig
 
 FORMATS = ("vllm-bench", "sglang-bench", "genai-perf", "guidellm")
 
@@ -64,7 +65,7 @@ def import_cmd(
     lines = [f"{len(cases)} cases from {len(files)} file(s) ({fmt}), {m.name} on {chips} × {s.name}"
              + (f" -> {out}" if out else "")]
     for c in cases:
-        lines.append(f"  {c['id']}: {c['metric']} = {c['measured']:,.6g} (batch {c.get('batch') or '-'},"
+        lines.append(f"  {c['id']}: {c['metric']} = {sig(c['measured'], 6)} (batch {c.get('batch') or '-'},"
                      f" {c['input_tokens']:,.0f} in / {c['output_tokens']:,.0f} out)")
     if out is not None:
         lines.append(f"  next: tokenmath validate {out}; tokenmath calibrate {out} --out my-preset.json")
@@ -114,7 +115,7 @@ def probe_cmd(
         cases = pr.probe_decode(decode, system=name)
         rec["decode_cases"] = cases
         for c in cases:
-            lines.append(f"  decode step, batch {c['batch']:,.0f} at {c['input_tokens']:,.0f} tokens: {c['measured'] * 1e3:,.3g} ms")
+            lines.append(f"  decode step, batch {c['batch']:,.0f} at {c['input_tokens']:,.0f} tokens: {sig(c['measured'] * 1e3, 3)} ms")
         if cases_out is not None:
             write_output(cases_out, "".join(json.dumps(c) + "\n" for c in cases), "--cases-out", force=force)
             lines.append(f"  wrote {cases_out}: tokenmath validate {cases_out} --catalog {out} --efficiency roofline")

@@ -9,6 +9,7 @@ from . import (
     ForceOpt, Num, JsonOpt, CatalogOpt, handles_errors, _catalog, _catalog_checked, _finish, _count, ModelOpt,
     SystemOpt, app, err, _num, check_dtype, si, TokenmathError,
 )
+from ..units import sig
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -51,9 +52,9 @@ def train_time_cmd(
     t = tr.train_time(m, s, chips, _count(tokens, "--tokens"), mfu=mfu, dtype=check_dtype(dtype),
                       flops_per_param_token=8.0 if recompute else 6.0, usd_per_chip_hour=price)
     lines = [
-        f"{m.name} on {chips:,} × {s.name}, {t.tokens:,.4g} tokens at {t.mfu:.0%} MFU"
+        f"{m.name} on {chips:,} × {s.name}, {sig(t.tokens, 4)} tokens at {t.mfu:.0%} MFU"
         f" ({compute_label(dtype, s.compute_class_for(dtype))}: peak {si(t.flops_per_s_per_chip, 'FLOP/s')})",
-        f"  FLOPs = {t.flops_per_param_token:g}·N_active·D = {t.flops_per_param_token:g} × {t.active_params:,.4g} × {t.tokens:,.4g} = {t.flops:.3g}",
+        f"  FLOPs = {t.flops_per_param_token:g}·N_active·D = {t.flops_per_param_token:g} × {sig(t.active_params, 4)} × {sig(t.tokens, 4)} = {t.flops:.3g}",
         f"  time = FLOPs / (chips · peak · MFU) = {t.days:,.1f} days ({t.chip_hours:,.0f} chip-hours), {rp.usd(t.usd)}",
     ]
     from .. import energy as en
@@ -70,7 +71,7 @@ def train_time_cmd(
                 "board_energy_at_tdp_means": "chip-hours × the board limit: how model cards count training energy "
                                              "(Meta's Llama 3.1 card: GPU-hours × 700 W TDP)",
                 "energy_assumptions": list(e.assumptions)}
-        mwh = lambda x: f"{x:,.0f}" if x >= 100 else f"{x:,.4g}"  # noqa: E731
+        mwh = lambda x: f"{x:,.0f}" if x >= 100 else f"{sig(x, 4)}"  # noqa: E731
         lines.append(f"  energy ({lvl} level) = {mwh(e.energy_mwh)} MWh: boards {mwh(e.board_energy_mwh)} MWh ({e.chip_w:,.0f} W"
                      f" each while training), node {mwh(e.node_energy_mwh)} MWh (+ {e.host_w:,.0f} W host per chip),"
                      f" facility {mwh(e.facility_energy_mwh)} MWh (× PUE {e.pue:g}); at the board limit, as model cards"
@@ -98,7 +99,7 @@ def train_mfu_cmd(
     D, H = _count(tokens, "--tokens"), _count(chip_hours, "--chip-hours")
     u = tr.implied_mfu(m, s, D, H, dtype=check_dtype(dtype))
     _finish(json_, {"mfu": u, "dtype": dtype, "tokens": D, "chip_hours": H},
-            [f"{m.name}: {D:,.4g} tokens in {H:,.4g} {s.name}-hours imply {u:.1%} of the"
+            [f"{m.name}: {sig(D, 4)} tokens in {sig(H, 4)} {s.name}-hours imply {u:.1%} of the"
              f" {s.compute_class_for(dtype)} peak" + ("" if s.compute_class_for(dtype) == dtype else
                                                      f" ({compute_label(dtype, s.compute_class_for(dtype))})")])
 

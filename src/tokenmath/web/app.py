@@ -29,6 +29,7 @@ from tokenmath import layout as lay
 from tokenmath import plots, serving
 from tokenmath import prices as pr
 from tokenmath import profiles as pf
+from tokenmath.units import sig
 from tokenmath import training as tr
 from tokenmath.errors import TokenmathError
 from tokenmath.estimate import estimate_pass, replica_chips
@@ -232,7 +233,7 @@ def page_batch(cat, model, system, dt, engine) -> None:
         c2.metric("tokens/s per chip (roofline bound)", f"{s.tokens_per_s_per_chip:,.0f}")
         c3.metric("$ / Mtok (roofline bound)", "n/a" if s.usd_per_mtok is None else f"{s.usd_per_mtok:.4g}")
     c4.metric("roofline bound: step time", seconds(b.step_s), help=f"{b.bound} bound")
-    usd = lambda v: "n/a" if v is None else f"${v:,.4g}"  # noqa: E731
+    usd = lambda v: "n/a" if v is None else f"${sig(v, 4)}"  # noqa: E731
     num = lambda v: f"{v:,.0f}"  # noqa: E731
     rows = [("step time", seconds(e.step_s) if e else "—", charts.band_text(*(band(e, "step_s") or (None, None))),
              seconds(b.step_s)),
@@ -448,7 +449,7 @@ def page_layout(cat, model, system, dt, engine) -> None:
         lo_hi = band(e, "step_s")
         st.markdown(f"**Estimate** ({e.label}): step **{seconds(e.step_s)}** (80 % band "
                     f"{charts.band_text(*(lo_hi or (None, None)))}), {e.tokens_per_s_per_chip:,.0f} tokens/s per chip, "
-                    f"{e.tokens_per_s_per_user:,.1f} per user" + ("" if e.usd_per_mtok is None else f", ${e.usd_per_mtok:,.4g}/Mtok")
+                    f"{e.tokens_per_s_per_user:,.1f} per user" + ("" if e.usd_per_mtok is None else f", ${sig(e.usd_per_mtok, 4)}/Mtok")
                     + ".")
     b = s if e is None else e.roofline  # the bound of the same pass, as `tokenmath layout` gives it
     st.write(f"Roofline bound: {layout.describe()} on {s.chips} chips ({s.placement.domains} domain(s), "
@@ -554,20 +555,20 @@ def fmt_figure(key: str, v) -> str:
         return html.escape(str(v))
     leaf = key.rsplit(".", 1)[-1]
     if "usd_per_mtok" in leaf:
-        return f"${v:,.4g}/Mtok"
+        return f"${sig(v, 4)}/Mtok"
     if "usd_per_hour" in leaf:
         return f"${v:,.2f}/h"
     if leaf == "watts" or leaf.endswith("_w"):
         return si(v, "W")
     if "joules" in leaf:
-        return f"{v:,.3g} J"
+        return f"{sig(v, 3)} J"
     if "attainment" in leaf or leaf.endswith(("_fraction", "_share")):
         return f"{v:.1%}"
     if leaf.endswith("requests_per_s"):
-        return f"{v:,.4g} requests/s"
+        return f"{sig(v, 4)} requests/s"
     if leaf.endswith("_s") or "_s_" in leaf:
         return seconds(v)
-    return f"{v:,.4g}" if isinstance(v, float) else f"{v:,}"
+    return f"{sig(v, 4)}" if isinstance(v, float) else f"{v:,}"
 
 
 def flat_figures(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -729,10 +730,10 @@ def page_energy(cat, model, system, dt, engine) -> None:
     what = "roofline bound" if e is None else "estimate"
     st.subheader(f"{model.name} on {chips} × {system.name}, B = {batch:,}, L = {context:,}")
     c = st.columns(4)
-    c[0].metric(f"J per token ({what})", f"{ee.joules_per_token:,.3g}")
+    c[0].metric(f"J per token ({what})", f"{sig(ee.joules_per_token, 3)}")
     c[1].metric(f"at the facility, × PUE ({what})", si(ee.watts, "W"))
     c[2].metric(f"per chip at the facility ({what})", si(ee.watts / chips, "W"))
-    c[3].metric(f"tokens/s per MW ({what})", f"{ee.tokens_per_s_per_mw:,.4g}")
+    c[3].metric(f"tokens/s per MW ({what})", f"{sig(ee.tokens_per_s_per_mw, 4)}")
     if e is None:
         no_estimate_note(model)
     per = lambda x: f"{float(x) / chips:,.0f} W"  # noqa: E731
@@ -747,7 +748,7 @@ def page_energy(cat, model, system, dt, engine) -> None:
                f"compute, {ee.u_memory:.0%} memory over the {seconds(ee.step_s)} step), {ee.chip_w + power.host_w:,.0f} W with "
                f"its share of the host (at the wall), {ee.facility_watts / chips:,.0f} W at the facility (× PUE {fac.pue:g}). At the roofline bound's "
                f"{seconds(bound.step_s)} step the same pass draws {bound.chip_w:,.0f} W per board and "
-               f"{bound.joules_per_token:,.3g} J/token.")
+               f"{sig(bound.joules_per_token, 3)} J/token.")
     for a in power.assumptions:
         st.caption(f"Assumption: {page_words(a)}")
     bars = [(f"estimate\n{seconds(ee.step_s)} step", {k: float(v) / chips for k, v in ee.parts_w.items()})] if e else []
@@ -804,7 +805,7 @@ def page_energy(cat, model, system, dt, engine) -> None:
         api = grid * tps * 3600 / 1e6 * sheet.output_usd_per_mtok  # the API's price of the tokens the chip makes
         st.markdown(f"Against **{sheet.name}** (${sheet.output_usd_per_mtok:g} per million output tokens): {model.name} at "
                     f"B = {batch:,}, L = {context:,} makes **{tps:,.0f} tokens/s per chip** (estimate, {e.label}); owned at "
-                    f"{t.utilisation:.0%} busy that is **{'—' if owned_mtok is None else f'${owned_mtok:,.4g}'}** per million "
+                    f"{t.utilisation:.0%} busy that is **{'—' if owned_mtok is None else f'${sig(owned_mtok, 4)}'}** per million "
                     "tokens; " + ("owning never beats the API's price." if u_star is None else
                                   f"owning beats the API above **{u_star:.1%}** utilisation."))
     else:
