@@ -412,10 +412,11 @@ def _errs_by(pred, t, keys):
     return {k: errs(pred[sel], t[sel]) for k, sel in keys.items() if sel.any()}
 
 
-def family_report(X, t, chip, dtype, group, tiles=TILES, kappa=None, kappa_loco=None):
+def family_report(X, t, chip, dtype, group, tiles=TILES, kappa=None, kappa_loco=None, chip_names=None):
     """Generic fit (tile scanned), per-chip fits, in-sample and leave-one-chip-out errors, per dtype
     and chip. kappa_loco: chip -> the κ to hold when that chip is out (from the tensor family's own
-    fit without it), so nothing of the held-out chip leaks in."""
+    fit without it), so nothing of the held-out chip leaks in. chip_names: the chips in their order
+    (default GEMM_CHIPS, the NVIDIA tables)."""
     scan = {}
     for tile in tiles:
         q, cost = fit_gemm_family(X, t, group, tile, kappa)
@@ -424,7 +425,7 @@ def family_report(X, t, chip, dtype, group, tiles=TILES, kappa=None, kappa_loco=
     q = scan[tile][1]
     pred = fam_time(q, X, tile)
     keys = {f"{c}/{d}": (chip == c) & (dtype == d) for c in np.unique(chip) for d in np.unique(dtype)}
-    chips = [c for c in GEMM_CHIPS if (chip == c).any()]
+    chips = [c for c in (chip_names or GEMM_CHIPS) if (chip == c).any()]
     out = {"form": "gemm_family", "generic": _fam_out(q, tile), "n_points": int(len(t)),
            "n_points_per_chip": {c: int((chip == c).sum()) for c in chips},
            "dtypes": sorted(set(dtype.tolist())),
@@ -548,6 +549,209 @@ def do_gemm(aic, peaks, engine, doc, extract=None):
             ["chip", "gemm_dtype", "m", "n", "k", "latency"]].rename(columns={"gemm_dtype": "dtype"})
     doc[f"gemm/{engine}"] = res
     return res
+
+
+# ----------------------------------------------------------------------------- AMD: ROCm aiter's tuned GEMM tables
+# AMD's kernel library aiter (github ROCm/aiter, MIT) ships the timings its tuner measured for every shape it
+# tuned: aiter/configs/**/a8w8_blockscale_tuned_gemm*.csv, one row per (gfx, CU count, M, N, K) with the best
+# kernel's time in microseconds ("us") — FP8 weights and activations with DeepSeek-V3's block scales (1×128 on
+# activations, 128×128 on weights), the GEMMs of every block-FP8 checkpoint served on MI300X and MI355X. The tuner
+# times each kernel over copies of its inputs rotated to cover the caches (aiter/test_common.py `perftest`:
+# num_rotate_args = 0 makes enough copies to exceed L2 × 8,192 bytes, at most one per iteration), so the rows are
+# cache-cold like a served model's weights; no memory-side row beats the datasheet bandwidth. Two CDNA
+# generations, so a curve fitted on one can be tested on the other (leave one chip out): gfx942 with 304 CUs
+# (the MI300X/MI325X die; the MI300X datasheet, whose compute peaks MI325X shares — MI325X's HBM is 13 % faster,
+# which only memory-side rows, 1 % of the table, would feel) and gfx950 with 256 CUs (MI355X). Rows of other CU
+# counts (80: MI308X; 96/256 gfx1250) are not read.
+AITER_COMMIT = "e4048607a535ace3a2b51ded31b1c8c2d45c0879"  # 2026-08-22
+AITER_FP8_BLOCK_FILES = (
+    "aiter/configs/a8w8_blockscale_tuned_gemm.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_ds_v3.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_glm5_1.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_qwen36_27b.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_qwen3_235b.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_qwen3_5_397b_a13b.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_qwen3_next_80b_a3b.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_qwen3_vl_235b.csv",
+    "aiter/configs/model_configs/a8w8_blockscale_tuned_gemm_qwen3_vl_32b.csv",
+)
+AMD_CHIPS = {"mi300x": ("gfx942", 304), "mi355x": ("gfx950", 256)}  # catalog system -> (gfx, CU count) of its rows
+AITER_SOURCES: list[str] = []
+
+
+def amd_peaks() -> dict:
+    """The catalog datasheet peaks the AMD rows are divided by (kernels.json peaks_from_tokenmath_catalog)."""
+    cat = load_catalog()
+    out = {}
+    for sysname, (gfx, cus) in AMD_CHIPS.items():
+        ch = cat.system(sysname).chip
+        out[sysname] = {"catalog_system": sysname, "aiter_rows": f"{gfx} with {cus} CUs",
+                        "bf16_flops_per_s": float(ch.flops_per_s("bf16")), "fp8_flops_per_s": float(ch.flops_per_s("fp8")),
+                        "hbm_bytes_per_s": float(ch.hbm_bytes_per_s)}
+    return out
+
+
+def aiter_fp8_block_frame(aiter: Path, commit: str = AITER_COMMIT) -> pd.DataFrame:
+    """The block-FP8 GEMM rows of aiter's tuned tables at `commit` (a clone or a bare git dir), one per
+    (chip, M, N, K) — the fastest where several tables tuned the same shape — with the roofline times
+    of the catalog's datasheet peaks (the GEMM family's inputs, as gemm_family_frame)."""
+    import io
+    import subprocess
+
+    cat = load_catalog()
+    frames = []
+    for f in AITER_FP8_BLOCK_FILES:
+        r = subprocess.run(["git", "-C", str(aiter), "show", f"{commit}:{f}"], capture_output=True, text=True)
+        if r.returncode:
+            continue
+        d = pd.read_csv(io.StringIO(r.stdout))
+        if "gfx" not in d.columns:  # early tables have no gfx column: their CU count names the chip
+            continue
+        frames.append(d.assign(table=f))
+        AITER_SOURCES.append(f)
+    if not frames:
+        raise SystemExit(f"no aiter block-FP8 table at {commit} in {aiter}")
+    df = pd.concat(frames, ignore_index=True)
+    rows = []
+    for sysname, (gfx, cus) in AMD_CHIPS.items():
+        d = df[(df.gfx == gfx) & (df.cu_num == cus) & (df.us > 0)].assign(chip=sysname)
+        ch = cat.system(sysname).chip
+        F, F16, B = float(ch.flops_per_s("fp8")), float(ch.flops_per_s("bf16")), float(ch.hbm_bytes_per_s)
+        M, N, K = (d[c].astype(float) for c in "MNK")
+        d = d.assign(tc=2 * M * N * K / F, foot=N * K * FP8_BLOCK_W + M * K * FP8_BLOCK_A + M * N * 2, r=F / F16, q=1.0,
+                     rows=M, t=d.us.astype(float) * US, latency=d.us.astype(float) / 1e3)  # latency in ms, as aic's
+        rows.append(d.assign(tm=d.foot / B))
+    df = pd.concat(rows, ignore_index=True).sort_values("t")
+    return df.drop_duplicates(["chip", "M", "N", "K"]).reset_index(drop=True)
+
+
+AITER_FMOE_GLOB = "fmoe"  # aiter/configs/**/*tuned_fmoe*.csv (not the untuned lists)
+
+
+def amd_moe_check(aiter: Path, nvidia: dict, kappa: float, commit: str = AITER_COMMIT) -> dict:
+    """Does the MoE layer's block-FP8 family, fitted on NVIDIA's grouped GEMMs, transfer to AMD's fused MoE
+    kernels? aiter's tuned fmoe tables (per_1x128 block-FP8 rows of 304-CU gfx942 and 256-CU gfx950) time the
+    whole layer (gate-up and down, 3 matrices of model_dim × inter_dim per expert, inter_dim already per GPU)
+    at `token` tokens routed top-k over `expert` experts at random, so the experts a step touches are
+    E·(1 − (1 − k/E)^T). Reported: the NVIDIA family's errors per chip, and a family fitted on AMD's own
+    rows with one chip held out — kept only as a comparison (docs/kernels.md)."""
+    import io
+    import subprocess
+
+    ls = subprocess.run(["git", "-C", str(aiter), "ls-tree", "-r", "--name-only", commit, "aiter/configs"],
+                        capture_output=True, text=True, check=True).stdout.split()
+    frames = []
+    for f in ls:
+        if AITER_FMOE_GLOB in f and "untuned" not in f and f.endswith(".csv"):
+            txt = subprocess.run(["git", "-C", str(aiter), "show", f"{commit}:{f}"], capture_output=True, text=True).stdout
+            d = pd.read_csv(io.StringIO(txt))
+            if {"q_type", "token", "us"} <= set(d.columns):
+                frames.append(d.assign(table=f.rsplit("/", 1)[-1]))
+    df = pd.concat(frames, ignore_index=True)
+    cat = load_catalog()
+    parts = []
+    for sysname, (gfx, cus) in AMD_CHIPS.items():
+        d = df[(df.q_type == "QuantType.per_1x128") & (df.cu_num == cus) & (df.us > 0)]
+        if "gfx" in d.columns:
+            d = d[d.gfx.isna() | (d.gfx == gfx)]
+        ch = cat.system(sysname).chip
+        F, F16, B = float(ch.flops_per_s("fp8")), float(ch.flops_per_s("bf16")), float(ch.hbm_bytes_per_s)
+        T, h, i, E, k = (d[c].astype(float) for c in ("token", "model_dim", "inter_dim", "expert", "topk"))
+        A, touched = T * k, E * (1 - (1 - k / E) ** T)
+        parts.append(d.assign(chip=sysname, tc=2 * 3 * A * h * i / F, r=F / F16, q=1.0, rows=A / touched, ep=0.0,
+                              tm=(touched * 3 * h * i * FP8_BLOCK_W + A * h * (FP8_BLOCK_A + 2)) / B,
+                              t=d.us.astype(float) * US))
+    d = pd.concat(parts, ignore_index=True).sort_values("t")
+    d = d.drop_duplicates(["chip", "token", "model_dim", "inter_dim", "expert", "topk"]).reset_index(drop=True)
+    X, t, ch = arrays(d, FAM_COLS + ["ep"]), d.t.to_numpy(), d.chip.to_numpy()
+    g = nvidia["generic"]
+    qn = np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, g.get("t0ep_s", 0.0) / US])
+    pred = fam_time(qn, X, g["tile_m"])
+    own = family_report(X, t, ch, np.array(["fp8_block"] * len(t)), ch.astype(str), tiles=(1,), kappa=kappa,
+                        chip_names=list(AMD_CHIPS))
+    held = own["leave_one_chip_out"]["by_chip_dtype"]
+    keep = all(errs(pred[ch == c], t[ch == c])["median"] <= held[f"{c}/fp8_block"]["median"] for c in AMD_CHIPS)
+    return {"source": f"github ROCm/aiter (MIT) at {commit}: " + ", ".join(sorted(set(d.table))),
+            "n_points_per_chip": {c: int((ch == c).sum()) for c in AMD_CHIPS},
+            "nvidia_family": {c: dict(errs(pred[ch == c], t[ch == c]),
+                                      median_ratio=float(f"{np.median(pred[ch == c] / t[ch == c]):.3f}")) for c in AMD_CHIPS},
+            "amd_own_family": {"generic": own["generic"], "in_sample": own["in_sample"],
+                               "leave_one_chip_out": {k_: v for k_, v in own["leave_one_chip_out"].items()
+                                                      if k_ != "params_without"}},
+            "nvidia_family_transfers": bool(keep),
+            "rule": "the NVIDIA family serves the MoE layer on AMD where its median error on each chip is no worse than "
+                    "an AMD-fitted family's on the CDNA generation it did not see (no 'fp8_block@cdna' MoE family then)"}
+
+
+def amd_bf16_check(aiter: Path, nvidia: dict, commit: str = AITER_COMMIT) -> dict:
+    """How the NVIDIA tensor family (BF16 at r = 1) predicts aiter's tuned BF16 GEMMs (aiter/configs/**/
+    *bf16_tuned_gemm.csv). Their rows of a catalog chip are MI355X's only (gfx950, 256 CUs; gfx942 rows are
+    80-CU MI308X), so no second CDNA generation could test an AMD BF16 fit: this is a check, not a fit."""
+    import io
+    import subprocess
+
+    ls = subprocess.run(["git", "-C", str(aiter), "ls-tree", "-r", "--name-only", commit, "aiter/configs"],
+                        capture_output=True, text=True, check=True).stdout.split()
+    frames = []
+    for f in ls:
+        if f.endswith("bf16_tuned_gemm.csv"):
+            d = pd.read_csv(io.StringIO(subprocess.run(["git", "-C", str(aiter), "show", f"{commit}:{f}"],
+                                                       capture_output=True, text=True).stdout))
+            if "gfx" in d.columns:
+                frames.append(d)
+    d = pd.concat(frames, ignore_index=True)
+    d = d[(d.gfx == "gfx950") & (d.cu_num == 256) & (d.us > 0)].sort_values("us").drop_duplicates(["M", "N", "K"])
+    ch = load_catalog().system("mi355x").chip
+    M, N, K = (d[c].astype(float).to_numpy() for c in "MNK")
+    X = {"tc": 2 * M * N * K / float(ch.flops_per_s("bf16")), "tm": (N * K + M * K + M * N) * 2 / float(ch.hbm_bytes_per_s),
+         "r": np.ones(len(M)), "q": np.zeros(len(M)), "rows": M}
+    g = nvidia["generic"]
+    qn = np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, 0.0])
+    ratio = fam_time(qn, X, g["tile_m"]) / (d.us.to_numpy() * US)
+    return {"rows": int(len(M)), "chip": "mi355x (gfx950, 256 CUs)",
+            "median_abs_error": float(f"{np.median(np.abs(ratio - 1)):.3f}"),
+            "median_ratio": float(f"{np.median(ratio):.3f}"),
+            "median_ratio_by_m": {k: float(f"{np.median(ratio[(M > lo) & (M <= hi)]):.3f}")
+                                  for k, lo, hi in (("1-16", 0, 16), ("17-256", 16, 256), ("257-4096", 256, 4096),
+                                                    (">4096", 4096, np.inf)) if ((M > lo) & (M <= hi)).any()}}
+
+
+def do_amd_gemm(aiter: Path, doc, extract=None, nvidia=None, kappa=None):
+    """The block-FP8 GEMM family fitted on AMD's own kernels ("fp8_block@cdna"), κ held at the dense tensor
+    family's (every AMD row runs at r = 2: FP8 at twice BF16, so κ is not identified here), with the
+    NVIDIA family it replaces on these chips evaluated beside it ("borrowed_nvidia_curve")."""
+    # the tuner's shapes are 90 % prefill-sized (M > 1,024) and 3 % decode-sized (M <= 64): each decade of M
+    # (1-9, 10-99, ..., >= 10^4) carries equal weight per chip, as the NVIDIA tables' grids over M do by design,
+    # so the curve serves decode as well as prefill (a fit weighting every row alike charged M <= 16 at
+    # 1.2-1.4x the measured time)
+    df = aiter_fp8_block_frame(aiter)
+    df = _sample(df.assign(m_decade=np.floor(np.log10(df.M.astype(float))).clip(upper=4)), ["chip", "m_decade"],
+                 MAX_ROWS // 5)
+    X, t, ch = arrays(df, FAM_COLS), df.t.to_numpy(), df.chip.to_numpy()
+    dt = np.array(["fp8_block"] * len(t))
+    grp = np.char.add(ch.astype(str), df.m_decade.astype(int).astype(str).to_numpy())
+    r = family_report(X, t, ch, dt, grp, kappa=kappa, chip_names=list(AMD_CHIPS))
+    r["weighting"] = "each chip x decade of M equal total weight (<= MAX_ROWS/5 seeded rows each)"
+    r["source"] = f"github ROCm/aiter (MIT) at {AITER_COMMIT}: " + "; ".join(sorted(set(AITER_SOURCES)))
+    r["chips"] = {c: f"{g} with {n} CUs" for c, (g, n) in AMD_CHIPS.items()}
+    if nvidia is not None:
+        g = nvidia["generic"]
+        qn = np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, 0.0])
+        pred = fam_time(qn, X, g["tile_m"])
+        cb = X["tc"] >= X["tm"]
+        r["borrowed_nvidia_curve"] = {
+            c: dict(errs(pred[ch == c], t[ch == c]), median_ratio=float(f"{np.median(pred[ch == c] / t[ch == c]):.3f}"),
+                    compute_side_median_ratio=float(f"{np.median(pred[(ch == c) & cb] / t[(ch == c) & cb]):.3f}"))
+            for c in AMD_CHIPS}
+    x = (df.tc / df.tm).to_numpy()
+    eff = (np.maximum(df.tc, df.tm) / df.t).to_numpy()
+    r["eff_vs_intensity_over_ridge"] = binned(x, eff, [0, 1 / 64, 1 / 16, 1 / 4, 1, 4, 16, 64, np.inf], ch,
+                                              chips=AMD_CHIPS)
+    if extract is not None:  # seeded, per chip and decade of M, like the fit
+        extract["amd_gemm"] = _sample(df, ["chip", "m_decade"], EXTRACT_ROWS // 5)[
+            ["chip", "gfx", "cu_num", "M", "N", "K", "us"]].rename(columns={"M": "m", "N": "n", "K": "k"})
+    doc["gemm/aiter"] = {"fp8_block@cdna": r}
+    return r
 
 
 def moe_family_frame(aic, peaks, engines):
@@ -831,10 +1035,25 @@ Tables: {tables}
 """
 
 
+AMD_README = """kernels-amd-gemm.csv.gz: up to {n} seeded rows per chip of the block-FP8 GEMM timings AMD's aiter
+tuner measured (github ROCm/aiter, MIT, commit {commit}; the tables below), the rows scripts/fit_kernels.py
+fits the "fp8_block@cdna" family on: chip (the catalog system whose datasheet peaks the fit uses: mi300x for
+gfx942 with 304 CUs, mi355x for gfx950 with 256 CUs), gfx, cu_num, m, n, k, us (the best kernel's time,
+microseconds). FP8 activations with 1x128 block scales, FP8 weights with 128x128 block scales, BF16 output.
+Written by: python scripts/fit_kernels.py --aic <unpacked wheel> --aiter <ROCm/aiter clone> --out src/tokenmath/validation/kernels.json --only amd_gemm --extract tests/data
+Tables: {tables}
+"""
+
+
 def write_extracts(extract: dict, folder: Path):
     """tests/data/kernels-gemm.csv.gz, kernels-moe.csv.gz, kernels-attention.csv.gz and a README
     naming their source tables; kernels-comm.csv.gz and its own README (a run with --only comm)."""
     folder.mkdir(parents=True, exist_ok=True)
+    amd = extract.pop("amd_gemm", None)
+    if amd is not None:
+        amd.to_csv(folder / "kernels-amd-gemm.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
+        (folder / "kernels-amd-README.md").write_text(AMD_README.format(n=EXTRACT_ROWS, commit=AITER_COMMIT,
+                                                                        tables="; ".join(sorted(set(AITER_SOURCES)))))
     comm = extract.pop("comm", None)
     if comm is not None:
         df = pd.concat(comm, ignore_index=True)
@@ -963,6 +1182,9 @@ def main(argv=None):
                     "others are kept from the existing --out file")
     ap.add_argument("--extract", type=Path, default=None,
                     help="write the small CSV extracts of the GEMM and MoE tables the tests fit on (tests/data)")
+    ap.add_argument("--aiter", type=Path, default=None,
+                    help="a clone (or bare git dir) of github ROCm/aiter holding commit AITER_COMMIT: fits the AMD "
+                         "block-FP8 GEMM family on its tuned tables (op 'amd_gemm' for --only)")
     ap.add_argument("--print-doc", action="store_true", help="print markdown tables for docs/kernels.md")
     a = ap.parse_args(argv)
     only = {x.strip() for x in a.only.split(",") if x.strip()}
@@ -993,9 +1215,24 @@ def main(argv=None):
             e.pop("moe", None)  # engines are pooled inside the MoE families (MOE_ENGINES)
     if not only or "comm" in only:
         ops["comm"] = do_comm(a.aic, peaks, doc, extract)
+    if a.aiter is not None and (not only or "amd_gemm" in only):
+        g = ops["gemm"]
+        g["fp8_block@cdna"] = do_amd_gemm(a.aiter, doc, extract, nvidia=g.get("fp8_block"),
+                                          kappa=g["tensor"]["generic"]["kappa"])
+        g["tensor"]["on_amd_bf16"] = amd_bf16_check(a.aiter, g["tensor"])
+        chk = amd_moe_check(a.aiter, ops["moe"]["fp8_block"], g["tensor"]["generic"]["kappa"])
+        ops["moe"]["fp8_block"]["on_amd_fused_moe"] = chk
+        if not chk["nvidia_family_transfers"]:
+            print("note: the NVIDIA MoE block-FP8 family does not transfer to AMD's fused MoE here; an AMD MoE "
+                  "family ('fp8_block@cdna' in ops.moe) would be the next fit")
+    elif only and "amd_gemm" in only:
+        raise SystemExit("--only amd_gemm needs --aiter")
     if extract is not None and extract:
         write_extracts(extract, a.extract)
     sources = sorted(set(SOURCES))
+    if AITER_SOURCES:
+        sources.append(f"github ROCm/aiter (MIT) {AITER_COMMIT[:10]} tuned tables: "
+                       + ", ".join(sorted({x.rsplit('/', 1)[-1] for x in AITER_SOURCES})))
     if old:  # the ops kept from the old file keep their tables in the source list
         sources = sorted(set(sources) | set(old.get("source", "").split(": ", 1)[-1].split("; ")) - {""})
     result = {
@@ -1004,7 +1241,7 @@ def main(argv=None):
         "gemm_moe_chips": list(GEMM_CHIPS),
         "excluded": "Blackwell (b200, b300, gb200, gb300, rtx_pro_6000, b60) never read: held-out target",
         "fit_date": _dt.date.today().isoformat(),
-        "peaks_from_tokenmath_catalog": peaks.table(),
+        "peaks_from_tokenmath_catalog": peaks.table() | (amd_peaks() if "fp8_block@cdna" in ops.get("gemm", {}) else {}),
         "forms": {
             "roofline": "t = ((t_c/e_c)^p + (t_m/e_m)^p)^(1/p) + t0; t_c = flops/F_peak[dtype], t_m = bytes/HBM_bw",
             "flash": "t = t_c / (e_max * s/(s+s_half)) + t0; t_c = causal flops/F_peak[attn dtype], s = sequence length (tokens)",

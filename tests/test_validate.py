@@ -580,7 +580,7 @@ def test_invariant_a_rows_band_never_uses_its_own_sources_residuals():
     "dense",
     "moe",
     pytest.param("mla", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 22, left: 57.9 % of 159 MLA cases since decode attention's grouped-query curve and its refit; 57.2 % since TensorRT-LLM's KV budget became an engine feature (its refit raised the floor scale ×1.11 → ×1.22), unchanged when the collective curves got their knee (floor scale ×1.22 → ×1.12); 55.3 % since the weight-only MoE floor is split by path (the refit raised the generic floor scale ×1.04 → ×1.11); 62.9 % with a per-step cost per source fitted beside the shared scales (calibrate.SOURCE_EFFECTS); 65.4 % before, since the routing skew is no longer fitted (LMSYS's multi-node "
+        "issue 22, left: 57.9 % of 159 MLA cases since decode attention's grouped-query curve and its refit, unchanged when AMD's block-FP8 GEMMs got their own curve; 57.2 % since TensorRT-LLM's KV budget became an engine feature (its refit raised the floor scale ×1.11 → ×1.22), unchanged when the collective curves got their knee (floor scale ×1.22 → ×1.12); 55.3 % since the weight-only MoE floor is split by path (the refit raised the generic floor scale ×1.04 → ×1.11); 62.9 % with a per-step cost per source fitted beside the shared scales (calibrate.SOURCE_EFFECTS); 65.4 % before, since the routing skew is no longer fitted (LMSYS's multi-node "
         "MLA rows, no longer +0.96 … +1.28 held out, stopped widening the band the others give dstack); 67.9 % "
         "after the refit on kernel curves fitted with a robust loss (61.0 % before it, 68.6 % before the refit in which gpt-oss's cases keep their BF16 attention, 76.1 % "
         "before the refits that charge a MoE layer without shared experts only its attention's dense kernels and "
@@ -595,7 +595,7 @@ def test_nested_band_coverage_per_model_class_meets_the_target(model_class):
     keeps (cv_residuals; the slow test recomputes those too): each source's rows against bands built
     from the other sources' residuals only (calibrate.nested_band_coverage, the shipped rule: the
     model class's prediction interval for the next source). Measured on the shipped preset
-    (2026-12-07, decode attention's grouped-query curve): overall 74.2 %, dense 80.7 %, MoE 78.9 % (MLA
+    (2026-12-08, AMD's block-FP8 GEMM curve): overall 74.4 %, dense 81.0 %, MoE 78.9 % (MLA
     57.9 %: the expected failure above)."""
     cov, _ = cb.nested_band_coverage(_shipped_residual_rows())
     assert 0.70 <= cov["share"] <= 0.90, cov["share"]

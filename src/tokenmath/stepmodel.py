@@ -238,7 +238,7 @@ class Kernels:
     all-reduce inside a scale-up domain). Compared and hashed by identity (its tables are dicts),
     so caches can key on the loaded set."""
 
-    gemm: dict  # dtype family ("tensor", "fp8_block", "int8", "w8a16", "w4a16") -> GemmFamily, dense GEMMs
+    gemm: dict  # dtype family ("tensor", "fp8_block", "int8", "w8a16", "w4a16"; "fp8_block@cdna": AMD's own) -> GemmFamily, dense GEMMs
     moe: dict  # dtype family -> GemmFamily, the MoE layer's grouped GEMMs
     attention: dict  # kv class ("bf16" | "fp8") -> AttentionCurve
     mla: dict  # kv class -> AttentionCurve
@@ -267,8 +267,22 @@ class Kernels:
 def _gemm_curve(kernels: Kernels, op: str, family: str, rate_ratio: float, quantised: bool,
                 ep_path: bool = False) -> GemmCurve:
     table = kernels.gemm if op == "gemm" else kernels.moe
-    fam = table.get(family) or table.get("tensor") or next(iter(table.values()))
+    fam = table.get(family) or table.get(family.partition("@")[0]) or table.get("tensor") or next(iter(table.values()))
     return fam.curve(rate_ratio, quantised, ep_path)
+
+
+def kernel_arch(system: System) -> str:
+    """The kernel library a chip's GEMMs run on, where it has curves of its own: "cdna" for AMD
+    Instinct (CDNA 3 / CDNA 4: ROCm's aiter and hipBLASLt), "" for the rest (the NVIDIA-fitted curves)."""
+    return "cdna" if system.chip.architecture.lower().startswith("cdna") else ""
+
+
+def arch_family(system: System, family: str) -> str:
+    """`family` on this chip's kernel library: "fp8_block@cdna" on MI300X/MI355X. A table without that
+    key answers with the plain family (Kernels.gemm_curve), so only a curve measured on the library
+    replaces the NVIDIA fit (docs/kernels.md, "AMD's own block-FP8 GEMMs")."""
+    arch = kernel_arch(system)
+    return f"{family}@{arch}" if arch else family
 
 
 @dataclass(frozen=True)
@@ -619,7 +633,8 @@ def kernel_rates(model: Model, system: System, dtypes: Dtypes, roofline: bool) -
         dense_bytes_per_param=dtype_bytes(dense_dtype),
         head_bytes_per_param=dtype_bytes(model.base_dtype if dtypes.weight is None else weight),
         expert_class=cls, dense_class=d_cls, kv_dtype=kv,
-        dense_family=d_fam, expert_family=e_fam, dense_ratio=rate_ratio(chip, d_kcls),
+        dense_family=arch_family(system, d_fam), expert_family=arch_family(system, e_fam),
+        dense_ratio=rate_ratio(chip, d_kcls),
         expert_ratio=rate_ratio(chip, e_kcls), dense_quantised=d_q, expert_quantised=e_q,
         dense_kernel_flops_per_s=float(chip.flops_per_s(d_cls if roofline else d_kcls)))
 
