@@ -591,27 +591,33 @@ def amd_peaks() -> dict:
     return out
 
 
+MXFP4_BYTES = 0.5 + 1 / 32  # OCP MX v1.0: 4-bit elements, one E8M0 scale byte per 32
+
+
+def _aiter_tables(aiter: Path, commit: str, match) -> pd.DataFrame:
+    import io
+    import subprocess
+
+    ls = subprocess.run(["git", "-C", str(aiter), "ls-tree", "-r", "--name-only", commit, "aiter/configs"],
+                        capture_output=True, text=True, check=True).stdout.split()
+    frames = []
+    for f in ls:
+        if match(f):
+            txt = subprocess.run(["git", "-C", str(aiter), "show", f"{commit}:{f}"], capture_output=True, text=True).stdout
+            frames.append(pd.read_csv(io.StringIO(txt)).assign(table=f.rsplit("/", 1)[-1]))
+    return pd.concat(frames, ignore_index=True)
+
+
 def aiter_fp8_block_frame(aiter: Path, commit: str = AITER_COMMIT) -> pd.DataFrame:
     """The block-FP8 GEMM rows of aiter's tuned tables at `commit` (a clone or a bare git dir), one per
     (chip, M, N, K) — the fastest where several tables tuned the same shape — with the roofline times
     of the catalog's datasheet peaks (the GEMM family's inputs, as gemm_family_frame)."""
-    import io
-    import subprocess
-
     cat = load_catalog()
-    frames = []
-    for f in AITER_FP8_BLOCK_FILES:
-        r = subprocess.run(["git", "-C", str(aiter), "show", f"{commit}:{f}"], capture_output=True, text=True)
-        if r.returncode:
-            continue
-        d = pd.read_csv(io.StringIO(r.stdout))
-        if "gfx" not in d.columns:  # early tables have no gfx column: their CU count names the chip
-            continue
-        frames.append(d.assign(table=f))
-        AITER_SOURCES.append(f)
-    if not frames:
+    df = _aiter_tables(aiter, commit, lambda f: f in AITER_FP8_BLOCK_FILES)
+    if "gfx" not in df.columns or df.gfx.isna().all():
         raise SystemExit(f"no aiter block-FP8 table at {commit} in {aiter}")
-    df = pd.concat(frames, ignore_index=True)
+    df = df[df.gfx.notna()]  # early tables have no gfx column: their CU count alone does not name the chip
+    AITER_SOURCES.extend(f for f in AITER_FP8_BLOCK_FILES if f.rsplit("/", 1)[-1] in set(df.table))
     rows = []
     for sysname, (gfx, cus) in AMD_CHIPS.items():
         d = df[(df.gfx == gfx) & (df.cu_num == cus) & (df.us > 0)].assign(chip=sysname)
@@ -635,19 +641,8 @@ def amd_moe_check(aiter: Path, nvidia: dict, kappa: float, commit: str = AITER_C
     at `token` tokens routed top-k over `expert` experts at random, so the experts a step touches are
     E·(1 − (1 − k/E)^T). Reported: the NVIDIA family's errors per chip, and a family fitted on AMD's own
     rows with one chip held out — kept only as a comparison (docs/kernels.md)."""
-    import io
-    import subprocess
-
-    ls = subprocess.run(["git", "-C", str(aiter), "ls-tree", "-r", "--name-only", commit, "aiter/configs"],
-                        capture_output=True, text=True, check=True).stdout.split()
-    frames = []
-    for f in ls:
-        if AITER_FMOE_GLOB in f and "untuned" not in f and f.endswith(".csv"):
-            txt = subprocess.run(["git", "-C", str(aiter), "show", f"{commit}:{f}"], capture_output=True, text=True).stdout
-            d = pd.read_csv(io.StringIO(txt))
-            if {"q_type", "token", "us"} <= set(d.columns):
-                frames.append(d.assign(table=f.rsplit("/", 1)[-1]))
-    df = pd.concat(frames, ignore_index=True)
+    df = _aiter_tables(aiter, commit, lambda f: AITER_FMOE_GLOB in f and "untuned" not in f and f.endswith(".csv"))
+    df = df[df.q_type.notna() & df.token.notna()]
     cat = load_catalog()
     parts = []
     for sysname, (gfx, cus) in AMD_CHIPS.items():
@@ -687,19 +682,7 @@ def amd_bf16_check(aiter: Path, nvidia: dict, commit: str = AITER_COMMIT) -> dic
     """How the NVIDIA tensor family (BF16 at r = 1) predicts aiter's tuned BF16 GEMMs (aiter/configs/**/
     *bf16_tuned_gemm.csv). Their rows of a catalog chip are MI355X's only (gfx950, 256 CUs; gfx942 rows are
     80-CU MI308X), so no second CDNA generation could test an AMD BF16 fit: this is a check, not a fit."""
-    import io
-    import subprocess
-
-    ls = subprocess.run(["git", "-C", str(aiter), "ls-tree", "-r", "--name-only", commit, "aiter/configs"],
-                        capture_output=True, text=True, check=True).stdout.split()
-    frames = []
-    for f in ls:
-        if f.endswith("bf16_tuned_gemm.csv"):
-            d = pd.read_csv(io.StringIO(subprocess.run(["git", "-C", str(aiter), "show", f"{commit}:{f}"],
-                                                       capture_output=True, text=True).stdout))
-            if "gfx" in d.columns:
-                frames.append(d)
-    d = pd.concat(frames, ignore_index=True)
+    d = _aiter_tables(aiter, commit, lambda f: f.endswith("bf16_tuned_gemm.csv"))
     d = d[(d.gfx == "gfx950") & (d.cu_num == 256) & (d.us > 0)].sort_values("us").drop_duplicates(["M", "N", "K"])
     ch = load_catalog().system("mi355x").chip
     M, N, K = (d[c].astype(float).to_numpy() for c in "MNK")
@@ -714,6 +697,61 @@ def amd_bf16_check(aiter: Path, nvidia: dict, commit: str = AITER_COMMIT) -> dic
             "median_ratio_by_m": {k: float(f"{np.median(ratio[(M > lo) & (M <= hi)]):.3f}")
                                   for k, lo, hi in (("1-16", 0, 16), ("17-256", 16, 256), ("257-4096", 256, 4096),
                                                     (">4096", 4096, np.inf)) if ((M > lo) & (M <= hi)).any()}}
+
+
+def amd_fp4_check(aiter: Path, gemm_tensor: dict, moe_tensor: dict, extract=None, commit: str = AITER_COMMIT) -> dict:
+    """FP4 from the datasheet, tested on a chip with FP4 units that is not held out: the tensor families at
+    MI355X's datasheet FP4 line (r = 4, the κ rule's extrapolation from r = 2) against aiter's tuned MXFP4
+    kernels on gfx950 — dense GEMMs with MXFP4 weights and activations (a4w4_blockscale_tuned_gemm*.csv) and
+    fused-MoE layers with MXFP4 weights and activations (*tuned_fmoe*.csv, per_1x32). aiter times the kernel
+    on inputs already quantised, so no activation-quantise floor (q = 0). A check, not a fit: one chip."""
+    ch = load_catalog().system("mi355x").chip
+    F4, F16, B = float(ch.flops_per_s("fp4")), float(ch.flops_per_s("bf16")), float(ch.hbm_bytes_per_s)
+    r = F4 / F16
+    out = {"chip": "mi355x (gfx950, 256 CUs)", "r": float(f"{r:.4g}"), "source": f"github ROCm/aiter (MIT) at {commit}"}
+
+    def fam(g):
+        g = g["generic"]
+        return np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, g.get("t0ep_s", 0.0) / US]), g["tile_m"]
+
+    d = _aiter_tables(aiter, commit, lambda f: "a4w4_blockscale_tuned_gemm" in f and f.endswith(".csv"))
+    d = d[(d.gfx == "gfx950") & (d.cu_num == 256) & (d.us > 0)].sort_values("us").drop_duplicates(["M", "N", "K"])
+    M, N, K = (d[c].astype(float).to_numpy() for c in "MNK")
+    X = {"tc": 2 * M * N * K / F4, "tm": (N * K * MXFP4_BYTES + M * K * MXFP4_BYTES + M * N * 2) / B,
+         "r": np.full(len(M), r), "q": np.zeros(len(M)), "rows": M}
+    q, tile = fam(gemm_tensor)
+    ratio = fam_time(q, X, tile) / (d.us.to_numpy() * US)
+    cb = X["tc"] >= X["tm"]
+    out["dense"] = {"rows": int(len(M)), "median_abs_error": float(f"{np.median(np.abs(ratio - 1)):.3f}"),
+                    "median_ratio": float(f"{np.median(ratio):.3f}"),
+                    "compute_side": {"rows": int(cb.sum()), "median_ratio": float(f"{np.median(ratio[cb]):.3f}")},
+                    "memory_side": {"rows": int((~cb).sum()), "median_ratio": float(f"{np.median(ratio[~cb]):.3f}")}}
+    m = _aiter_tables(aiter, commit, lambda f: "fmoe" in f and "untuned" not in f and f.endswith(".csv"))
+    m = m[(m.q_type == "QuantType.per_1x32") & (m.cu_num == 256) & (m.us > 0) & (m.q_dtype_w == "torch.float4_e2m1fn_x2")
+          & (m.q_dtype_a == "torch.float4_e2m1fn_x2")]
+    if "gfx" in m.columns:
+        m = m[m.gfx.isna() | (m.gfx == "gfx950")]
+    m = m.sort_values("us").drop_duplicates(["token", "model_dim", "inter_dim", "expert", "topk"])
+    T, h, i, E, k = (m[c].astype(float).to_numpy() for c in ("token", "model_dim", "inter_dim", "expert", "topk"))
+    A, touched = T * k, E * (1 - (1 - k / E) ** T)
+    Xm = {"tc": 2 * 3 * A * h * i / F4, "tm": (touched * 3 * h * i * MXFP4_BYTES + A * h * (MXFP4_BYTES + 2)) / B,
+          "r": np.full(len(A), r), "q": np.zeros(len(A)), "rows": A / touched, "ep": np.zeros(len(A))}
+    q, tile = fam(moe_tensor)
+    ratio = fam_time(q, Xm, tile) / (m.us.to_numpy() * US)
+    out["moe"] = {"rows": int(len(A)), "median_abs_error": float(f"{np.median(np.abs(ratio - 1)):.3f}"),
+                  "p90_abs_error": float(f"{np.quantile(np.abs(ratio - 1), 0.9):.3f}"),
+                  "median_ratio": float(f"{np.median(ratio):.3f}"),
+                  "median_ratio_by_tokens": {kk: float(f"{np.median(ratio[(T > lo) & (T <= hi)]):.3f}")
+                                             for kk, lo, hi in (("1-16", 0, 16), ("17-256", 16, 256),
+                                                                ("257-4096", 256, 4096), (">4096", 4096, np.inf))
+                                             if ((T > lo) & (T <= hi)).any()}}
+    out["tables"] = sorted(set(d.table) | set(m.table))
+    if extract is not None:
+        dd = d.assign(m_decade=np.floor(np.log10(M)).clip(max=4))
+        extract["amd_fp4_gemm"] = _sample(dd, ["m_decade"], EXTRACT_ROWS // 5)[["gfx", "cu_num", "M", "N", "K", "us"]] \
+            .rename(columns={"M": "m", "N": "n", "K": "k"})
+        extract["amd_fp4_moe"] = m[["cu_num", "token", "model_dim", "inter_dim", "expert", "topk", "us"]].reset_index(drop=True)
+    return out
 
 
 def do_amd_gemm(aiter: Path, doc, extract=None, nvidia=None, kappa=None):
@@ -1040,6 +1078,10 @@ tuner measured (github ROCm/aiter, MIT, commit {commit}; the tables below), the 
 fits the "fp8_block@cdna" family on: chip (the catalog system whose datasheet peaks the fit uses: mi300x for
 gfx942 with 304 CUs, mi355x for gfx950 with 256 CUs), gfx, cu_num, m, n, k, us (the best kernel's time,
 microseconds). FP8 activations with 1x128 block scales, FP8 weights with 128x128 block scales, BF16 output.
+kernels-amd-fp4-gemm.csv.gz: up to {n} seeded rows of aiter's MXFP4 GEMM timings on MI355X (gfx950, 256
+CUs; a4w4_blockscale_tuned_gemm*.csv: MXFP4 weights and activations, BF16 out), columns as above.
+kernels-amd-fp4-moe.csv.gz: every MXFP4 fused-MoE layer timing on MI355X in the tuned fmoe tables (per_1x32,
+MXFP4 weights and activations): token, model_dim, inter_dim (per GPU), expert, topk, us.
 Written by: python scripts/fit_kernels.py --aic <unpacked wheel> --aiter <ROCm/aiter clone> --out src/tokenmath/validation/kernels.json --only amd_gemm --extract tests/data
 Tables: {tables}
 """
@@ -1049,6 +1091,10 @@ def write_extracts(extract: dict, folder: Path):
     """tests/data/kernels-gemm.csv.gz, kernels-moe.csv.gz, kernels-attention.csv.gz and a README
     naming their source tables; kernels-comm.csv.gz and its own README (a run with --only comm)."""
     folder.mkdir(parents=True, exist_ok=True)
+    for key, name in (("amd_fp4_gemm", "kernels-amd-fp4-gemm.csv.gz"), ("amd_fp4_moe", "kernels-amd-fp4-moe.csv.gz")):
+        frame = extract.pop(key, None)
+        if frame is not None:
+            frame.to_csv(folder / name, index=False, compression={"method": "gzip", "mtime": 0})
     amd = extract.pop("amd_gemm", None)
     if amd is not None:
         amd.to_csv(folder / "kernels-amd-gemm.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
@@ -1220,6 +1266,8 @@ def main(argv=None):
         g["fp8_block@cdna"] = do_amd_gemm(a.aiter, doc, extract, nvidia=g.get("fp8_block"),
                                           kappa=g["tensor"]["generic"]["kappa"])
         g["tensor"]["on_amd_bf16"] = amd_bf16_check(a.aiter, g["tensor"])
+        ops["moe"]["tensor"]["fp4_on_mi355x"] = g["tensor"]["fp4_on_mi355x"] = amd_fp4_check(
+            a.aiter, g["tensor"], ops["moe"]["tensor"], extract)
         chk = amd_moe_check(a.aiter, ops["moe"]["fp8_block"], g["tensor"]["generic"]["kappa"])
         ops["moe"]["fp8_block"]["on_amd_fused_moe"] = chk
         if not chk["nvidia_family_transfers"]:

@@ -330,6 +330,7 @@ def _event_loop(times: np.ndarray, ins: np.ndarray, outs: np.ndarray, r: _Replic
             nxt += 1
         R = len(running)
         tokens_in = 0.0
+        nj = 0  # len(joiners), counted: the loop below asks it once per admitted request
         if not waiting and R and cadence_s is None:  # the common case: a run, nobody to admit
             joiners = nobody
         else:
@@ -346,7 +347,7 @@ def _event_loop(times: np.ndarray, ins: np.ndarray, outs: np.ndarray, r: _Replic
                     waiting.append(nxt)
                     nxt += 1
             joiners = []  # which waiting requests can join (batch cap and KV cap)
-        while waiting and R + len(joiners) < cap:
+        while waiting and R + nj < cap:
             i = waiting[0]
             need = NEED[i]
             if kv_tokens + need > kv_cap_tokens and (running or joiners):
@@ -360,14 +361,15 @@ def _event_loop(times: np.ndarray, ins: np.ndarray, outs: np.ndarray, r: _Replic
             tokens_in += remaining
             pre_left = 0
             joiners.append(waiting.popleft())
+            nj += 1
             kv_tokens += need
         if tokens_in:  # a step that prefills (every joiner brings prompt tokens): one step
-            decode = R if (chunked or not joiners) else 0
+            decode = R if (chunked or not nj) else 0
             k = 1
             if cadence_s is not None:
                 dt = cadence_s
             else:
-                pctx = (tokens_in / (len(joiners) or 1)) / 2
+                pctx = (tokens_in / (nj or 1)) / 2
                 comp = (decode * (c0 + c1 * (sum_ctx / decode)) if decode else 0.0) + tokens_in * (c0 + c1 * pctx)
                 mem = W + k1 * (sum_ctx + pctx * 2)
                 dt = (comp if comp > mem else mem) + overhead_s
@@ -413,7 +415,7 @@ def _event_loop(times: np.ndarray, ins: np.ndarray, outs: np.ndarray, r: _Replic
         if steps > max_steps:
             raise TokenmathError(_too_many_steps(max_steps + 1, n, outs))
         if decode:
-            batch_acc += (decode + len(joiners)) * k
+            batch_acc += (decode + nj) * k
             step += k
             sum_ctx += decode * k
             while running and running[0][0] <= step:
@@ -422,7 +424,7 @@ def _event_loop(times: np.ndarray, ins: np.ndarray, outs: np.ndarray, r: _Replic
                 sum_ctx -= NEED[i]
                 kv_tokens -= NEED[i]
         else:
-            batch_acc += len(joiners)
+            batch_acc += nj
         for i in joiners:
             first[i] = t
             if O[i] <= 1:
