@@ -408,6 +408,13 @@ def _fam_out(q, tile):
             "tile_m": int(tile)}
 
 
+def _fam_in(rec: dict):
+    """(parameter vector in fit units, tile) of a kernels.json family record: _fam_out's inverse."""
+    g = rec["generic"]
+    return np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US,
+                     g.get("t0ep_s", 0.0) / US]), g["tile_m"]
+
+
 def _errs_by(pred, t, keys):
     return {k: errs(pred[sel], t[sel]) for k, sel in keys.items() if sel.any()}
 
@@ -659,9 +666,8 @@ def amd_moe_check(aiter: Path, nvidia: dict, kappa: float, commit: str = AITER_C
     d = pd.concat(parts, ignore_index=True).sort_values("t")
     d = d.drop_duplicates(["chip", "token", "model_dim", "inter_dim", "expert", "topk"]).reset_index(drop=True)
     X, t, ch = arrays(d, FAM_COLS + ["ep"]), d.t.to_numpy(), d.chip.to_numpy()
-    g = nvidia["generic"]
-    qn = np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, g.get("t0ep_s", 0.0) / US])
-    pred = fam_time(qn, X, g["tile_m"])
+    qn, tile = _fam_in(nvidia)
+    pred = fam_time(qn, X, tile)
     own = family_report(X, t, ch, np.array(["fp8_block"] * len(t)), ch.astype(str), tiles=(1,), kappa=kappa,
                         chip_names=list(AMD_CHIPS))
     held = own["leave_one_chip_out"]["by_chip_dtype"]
@@ -688,9 +694,8 @@ def amd_bf16_check(aiter: Path, nvidia: dict, commit: str = AITER_COMMIT) -> dic
     M, N, K = (d[c].astype(float).to_numpy() for c in "MNK")
     X = {"tc": 2 * M * N * K / float(ch.flops_per_s("bf16")), "tm": (N * K + M * K + M * N) * 2 / float(ch.hbm_bytes_per_s),
          "r": np.ones(len(M)), "q": np.zeros(len(M)), "rows": M}
-    g = nvidia["generic"]
-    qn = np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, 0.0])
-    ratio = fam_time(qn, X, g["tile_m"]) / (d.us.to_numpy() * US)
+    qn, tile = _fam_in(nvidia)
+    ratio = fam_time(qn, X, tile) / (d.us.to_numpy() * US)
     return {"rows": int(len(M)), "chip": "mi355x (gfx950, 256 CUs)",
             "median_abs_error": float(f"{np.median(np.abs(ratio - 1)):.3f}"),
             "median_ratio": float(f"{np.median(ratio):.3f}"),
@@ -710,16 +715,12 @@ def amd_fp4_check(aiter: Path, gemm_tensor: dict, moe_tensor: dict, extract=None
     r = F4 / F16
     out = {"chip": "mi355x (gfx950, 256 CUs)", "r": float(f"{r:.4g}"), "source": f"github ROCm/aiter (MIT) at {commit}"}
 
-    def fam(g):
-        g = g["generic"]
-        return np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, g.get("t0ep_s", 0.0) / US]), g["tile_m"]
-
     d = _aiter_tables(aiter, commit, lambda f: "a4w4_blockscale_tuned_gemm" in f and f.endswith(".csv"))
     d = d[(d.gfx == "gfx950") & (d.cu_num == 256) & (d.us > 0)].sort_values("us").drop_duplicates(["M", "N", "K"])
     M, N, K = (d[c].astype(float).to_numpy() for c in "MNK")
     X = {"tc": 2 * M * N * K / F4, "tm": (N * K * MXFP4_BYTES + M * K * MXFP4_BYTES + M * N * 2) / B,
          "r": np.full(len(M), r), "q": np.zeros(len(M)), "rows": M}
-    q, tile = fam(gemm_tensor)
+    q, tile = _fam_in(gemm_tensor)
     ratio = fam_time(q, X, tile) / (d.us.to_numpy() * US)
     cb = X["tc"] >= X["tm"]
     out["dense"] = {"rows": int(len(M)), "median_abs_error": float(f"{np.median(np.abs(ratio - 1)):.3f}"),
@@ -736,7 +737,7 @@ def amd_fp4_check(aiter: Path, gemm_tensor: dict, moe_tensor: dict, extract=None
     A, touched = T * k, E * (1 - (1 - k / E) ** T)
     Xm = {"tc": 2 * 3 * A * h * i / F4, "tm": (touched * 3 * h * i * MXFP4_BYTES + A * h * (MXFP4_BYTES + 2)) / B,
           "r": np.full(len(A), r), "q": np.zeros(len(A)), "rows": A / touched, "ep": np.zeros(len(A))}
-    q, tile = fam(moe_tensor)
+    q, tile = _fam_in(moe_tensor)
     ratio = fam_time(q, Xm, tile) / (m.us.to_numpy() * US)
     out["moe"] = {"rows": int(len(A)), "median_abs_error": float(f"{np.median(np.abs(ratio - 1)):.3f}"),
                   "p90_abs_error": float(f"{np.quantile(np.abs(ratio - 1), 0.9):.3f}"),
@@ -773,9 +774,8 @@ def do_amd_gemm(aiter: Path, doc, extract=None, nvidia=None, kappa=None):
     r["source"] = f"github ROCm/aiter (MIT) at {AITER_COMMIT}: " + "; ".join(sorted(set(AITER_SOURCES)))
     r["chips"] = {c: f"{g} with {n} CUs" for c, (g, n) in AMD_CHIPS.items()}
     if nvidia is not None:
-        g = nvidia["generic"]
-        qn = np.array([g["e_c0"], g["kappa"], g["e_m"], g["p"], g["t0_s"] / US, g["t0q_s"] / US, 0.0])
-        pred = fam_time(qn, X, g["tile_m"])
+        qn, tile = _fam_in(nvidia)
+        pred = fam_time(qn, X, tile)
         cb = X["tc"] >= X["tm"]
         r["borrowed_nvidia_curve"] = {
             c: dict(errs(pred[ch == c], t[ch == c]), median_ratio=float(f"{np.median(pred[ch == c] / t[ch == c]):.3f}"),
